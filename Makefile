@@ -29,6 +29,7 @@ doctor: setup
 # The library must be what the notebooks export: fail if nbdev-export would change llmops_nb/.
 check-export: setup
 	@bash scripts/check_export.sh
+	@bash scripts/make_readme.sh --check && echo "check-export: README.md is in step with nbs/index.ipynb"
 
 test-nbs: setup
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
