@@ -20,7 +20,7 @@ pip_() { "$VENV/bin/python" -m pip "$@" 2>&1 | grep -v "is ignored: it is neithe
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing torch==$TORCH_VERSION"
   pip_ install -q "torch==$TORCH_VERSION"
-  "$VENV/bin/python" -c "import torch" || { echo "setup: torch install failed" >&2; exit 1; }
+  "$VENV/bin/python" -W ignore -c "import torch" 2>/dev/null || { echo "setup: torch install failed" >&2; exit 1; }
 fi
 
 stamp="$VENV/.llmops-installed"
