@@ -64,3 +64,12 @@ def test_wandb_offline_run_reads_back(home):
     assert b"never-seen-123" not in blobs
     # W&B kept its folders in the run folder and the project cache, not $HOME
     assert (run.dir / "wandb").is_dir()
+
+
+def test_wandb_disabled_writes_no_wandb_files(home):
+    st = load_settings(wandb_mode="disabled")
+    with start_run("train", {"lr": 0.1}, settings=st) as run:
+        run.log({"loss": 0.1}, step=0)
+    assert read_run(run.dir).lineage["tracker"]["mode"] == "disabled"
+    assert not list(run.dir.rglob("*.wandb"))
+    assert read_run(run.dir).metrics == {"loss": 0.1}
