@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #6ec7b4d5
 from __future__ import annotations
-import csv, fnmatch, glob, io, json, re, unicodedata, warnings
+import csv, fnmatch, functools, glob, io, json, re, unicodedata, warnings, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
@@ -182,15 +182,23 @@ def clean_documents(docs: list) -> list:
 # %% ../nbs/02_data.ipynb #48a84aa0
 def _norm_for_dedupe(text: str) -> str: return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
-def _minhash(words: list, ngram: int, num_perm: int, seed: int):
+@functools.lru_cache(maxsize=8)
+def _perms(num_perm: int, seed: int) -> tuple:
     from datasketch import MinHash
     m = MinHash(num_perm=num_perm, seed=seed)
-    shingles = {" ".join(words[i:i + ngram]) for i in range(max(1, len(words) - ngram + 1))}
-    m.update_batch([s.encode("utf-8") for s in shingles])
+    return m.permutations, m.scheme
+
+def _minhash(words: list, ngram: int, num_perm: int, seed: int):
+    "MinHash of the word n-gram shingles (crc32 shingle hashes, permutations generated once per setting)."
+    from datasketch import MinHash
+    perms, scheme = _perms(num_perm, seed)
+    m = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32, permutations=perms, scheme=scheme)
+    grams = zip(*(words[i:] for i in range(ngram))) if len(words) >= ngram else [words]
+    m.update_batch([" ".join(g).encode("utf-8") for g in set(grams)])
     return m
 
 # %% ../nbs/02_data.ipynb #58039d7c
-def dedupe(docs: list, threshold: float = 0.8, ngram: int = 3, num_perm: int = 128, seed: int = 1,
+def dedupe(docs: list, threshold: float = 0.7, ngram: int = 2, num_perm: int = 128, seed: int = 1,
            prefer: Optional[Callable] = None) -> tuple:
     "(kept documents, report rows) after dropping exact and near duplicates (MinHash LSH at Jaccard `threshold`)."
     if not 0 < threshold <= 1: raise ValueError(f"dedupe: threshold must be in (0, 1], got {threshold}")
