@@ -61,7 +61,10 @@ def _drop_boilerplate(soup):
 # %% ../nbs/02_data.ipynb #2dbc01c0
 def _html_blocks(el, out: list, buf: list):
     from bs4 import NavigableString, Comment
-    flush = lambda: (out.append(" ".join("".join(buf).split())), buf.clear()) if "".join(buf).strip() else buf.clear()
+    def flush():   # collapse whitespace within lines; a <br> (a "\n" in the buffer) keeps its line break
+        lines = [" ".join(l.split()) for l in "".join(buf).split("\n")]
+        if any(lines): out.append("\n".join(l for l in lines if l))
+        buf.clear()
     for ch in el.children:
         if isinstance(ch, Comment): continue
         if isinstance(ch, NavigableString): buf.append(str(ch)); continue
