@@ -56,6 +56,7 @@ class NoTracker:
     kind = "none"
     def log(self, metrics: dict, step: Optional[int] = None): pass
     def finish(self, status: str = "completed"): pass
+    def log_artifact(self, name: str, path: Path, type: str, metadata: Optional[dict] = None): pass
     def info(self) -> dict: return {"kind": self.kind}
 
 def wandb_mode(settings: Settings) -> str:
@@ -82,6 +83,12 @@ class WandbTracker(NoTracker):
 
     def log(self, metrics: dict, step: Optional[int] = None): self.wb.log(redact(metrics), step=step)
     def finish(self, status: str = "completed"): self.wb.finish(exit_code=0 if status == "completed" else 1)
+    def log_artifact(self, name: str, path: Path, type: str, metadata: Optional[dict] = None):
+        "Version a file or folder as a W&B artifact (offline runs upload it on `wandb sync`)."
+        import wandb
+        art = wandb.Artifact(re.sub(r"[^\w.-]", "-", name), type=type, metadata=redact(metadata or {}))
+        art.add_dir(str(path)) if Path(path).is_dir() else art.add_file(str(path))
+        self.wb.log_artifact(art)
     def info(self) -> dict: return {"kind": self.kind, "mode": self.mode, "id": self.wb.id, "project": self.wb.project, "dir": str(self.dir)}
 
 # %% ../nbs/01_runs.ipynb #202afd6f
@@ -142,11 +149,12 @@ def add_input(self: Run, name: str, path: Union[str, Path, None] = None, digest:
     return ent
 
 @patch
-def add_output(self: Run, name: str, path: Union[str, Path]) -> dict:
-    "Declare an output file or folder; its digest is computed now."
+def add_output(self: Run, name: str, path: Union[str, Path], artifact: Optional[str] = None) -> dict:
+    "Declare an output file or folder (digested now); `artifact` (e.g. 'dataset', 'model') also logs it to the tracker."
     lin = read_json(self.dir / "lineage.json")
     ent = _entry(self, path, None, self.id)
     update_lineage(self.dir, outputs={**lin.get("outputs", {}), name: ent})
+    if artifact and self.tracker: self.tracker.log_artifact(name, Path(path), artifact, {"digest": ent["digest"], "run_id": self.id})
     return ent
 
 @patch
