@@ -149,10 +149,10 @@ def add_input(self: Run, name: str, path: Union[str, Path, None] = None, digest:
     return ent
 
 @patch
-def add_output(self: Run, name: str, path: Union[str, Path], artifact: Optional[str] = None) -> dict:
-    "Declare an output file or folder (digested now); `artifact` (e.g. 'dataset', 'model') also logs it to the tracker."
+def add_output(self: Run, name: str, path: Union[str, Path], artifact: Optional[str] = None, digest: Optional[str] = None) -> dict:
+    "Declare an output file or folder (digested now, or by the content `digest` given); `artifact` also logs it to the tracker."
     lin = read_json(self.dir / "lineage.json")
-    ent = _entry(self, path, None, self.id)
+    ent = _entry(self, path, digest, self.id)
     update_lineage(self.dir, outputs={**lin.get("outputs", {}), name: ent})
     if artifact and self.tracker: self.tracker.log_artifact(name, Path(path), artifact, {"digest": ent["digest"], "run_id": self.id})
     return ent
