@@ -1,0 +1,80 @@
+"The build_index runbook through `llmops run`: index, lineage to the dataset digest, metrics in the record and W&B, reuse of a dataset, bad input."
+import json, os, subprocess
+from pathlib import Path
+import pytest
+from conftest import LLMOPS
+from llmops_nb.core import read_json
+from llmops_nb.data import load_dataset
+from llmops_nb.retrieval import VectorStore
+from llmops_nb.runs import read_run, read_wandb_run
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    "A fresh project home; the embedding cache is shared by this module's runs, so only the first one embeds."
+    home = tmp_path_factory.mktemp("home")
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
+    return {**keep, "LLMOPS_HOME": str(home), "LLMOPS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "WANDB_MODE": "offline"}
+
+
+def build(env, *params, timeout=600):
+    args = [LLMOPS, "run", "build_index"]
+    for k, v in params: args += ["-p", k, v]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def run_dir_of(out) -> Path:
+    return Path(out.stdout.split(": ", 1)[1].splitlines()[0])
+
+
+@pytest.fixture(scope="module")
+def first(env):
+    "No prepare_data run in this home: the runbook chunks data/sample itself."
+    out = build(env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return read_run(run_dir_of(out))
+
+
+def test_build_from_sample_writes_index_metrics_and_lineage(first):
+    rec = first
+    assert rec.status == "completed"
+    outs = rec.lineage["outputs"]
+    assert {"chunks", "index", "retrieval_eval"} <= set(outs)
+    chunks = load_dataset(rec.dir / outs["chunks"]["path"])
+    manifest = read_json(rec.dir / "index" / "manifest.json")
+    assert manifest["dataset_digest"] == chunks.digest and manifest["count"] == len(chunks) == rec.metrics["chunks"]
+    assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2" and manifest["dim"] == 384
+    assert manifest["index"]["kind"] == "flat" and manifest["extra"]["run_id"] == rec.id
+    assert "documents" in rec.lineage["inputs"] and "qa" in rec.lineage["inputs"]
+    m = rec.metrics
+    assert m["build_s"] > 0 and m["index_bytes"] > 100_000 and 0 < m["texts_embedded"] <= len(chunks)
+    assert m["recall_at_5"] > 0.7 and m["hit_rate_at_5"] > 0.85 and m["skipped_unanswerable"] > 0 and m["queries"] > 50
+    assert {"dense/recall_at_5", "bm25/recall_at_5", "hybrid/recall_at_5"} <= set(m)
+    ev = json.loads((rec.dir / "retrieval_eval.json").read_text())
+    assert set(ev["results"]) == {"dense", "bm25", "hybrid"} and ev["aliases"]
+    assert len((rec.dir / "retrieval_per_query.jsonl").read_text().splitlines()) == m["queries"]
+    wb = read_wandb_run(rec.dir)
+    assert wb["state"] == "finished" and wb["summary"]["recall_at_5"] == pytest.approx(m["recall_at_5"])
+    store = VectorStore.load(rec.dir / "index")
+    assert store.search("How long is the warranty?", k=3, where={"type": "markdown"})[0].metadata["doc_id"] == "policies/warranty.md"
+
+
+def test_hnsw_on_an_earlier_runs_dataset_reuses_cached_embeddings(env, first):
+    out = build(env, ("dataset", first.id), ("index_kind", "hnsw"), ("ef_search", "32"), ("mode", "hybrid"), ("k", "3"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rec = read_run(run_dir_of(out))
+    assert rec.params["index_kind"] == "hnsw" and first.id in rec.lineage["parents"]
+    assert rec.lineage["inputs"]["chunks"]["digest"] == first.lineage["outputs"]["chunks"]["digest"]     # the same dataset folder
+    assert read_json(rec.dir / "index" / "manifest.json")["dataset_digest"] == load_dataset(first.dir / "datasets" / "chunks").digest
+    assert rec.metrics["texts_embedded"] == 0                       # every chunk came from the embedding cache
+    assert rec.metrics["relevant_not_indexed"] == 0                  # duplicates map to the kept copy (the earlier run's dedupe report)
+    assert rec.metrics["recall_at_3"] == pytest.approx(rec.metrics["hybrid/recall_at_3"]) and "chunks" not in rec.lineage["outputs"]
+
+
+def test_bad_parameters_fail_fast_with_clear_errors(env, tmp_path):
+    out = build(env, ("index_kind", "annoy"))
+    assert out.returncode == 2 and "'flat' | 'ivf' | 'hnsw'" in out.stderr
+    out = build(env, ("dataset", str(tmp_path / "missing")))
+    assert out.returncode == 1 and "not a dataset folder, a run folder or a run id" in out.stderr
+    out = build(env, ("k", "0"))
+    assert out.returncode == 1 and "k must be >= 1" in out.stderr
