@@ -93,7 +93,7 @@ def _expand(p, exclude) -> list:
     "(file, root) pairs for a file, folder or glob."
     s = str(p)
     if any(c in s for c in "*?["):
-        base = Path(re.split(r"[*?\[]", s, 1)[0]); base = base if base.is_dir() else base.parent
+        base = Path(re.split(r"[*?\[]", s, maxsplit=1)[0]); base = base if base.is_dir() else base.parent
         files = sorted(Path(f) for f in glob.glob(s, recursive=True) if Path(f).is_file())
         if not files: raise FileNotFoundError(f"{s}: no files match this pattern")
         return [(f, base) for f in files]

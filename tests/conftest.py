@@ -36,3 +36,17 @@ def make_runbook(path: Path, params_src: str, body: str, title: str = "Test runb
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(nb))
     return path
+
+
+def llmops_run(name: str, *params, env=None, timeout=900):
+    "Run `llmops run NAME -p KEY VALUE ...` as a subprocess; returns the CompletedProcess."
+    import subprocess
+    args = [LLMOPS, "run", name]
+    for k, v in params:
+        args += ["-p", k, v]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def run_dir_of(out) -> Path:
+    "The run folder that `llmops run` printed on success."
+    return Path(out.stdout.split(": ", 1)[1].splitlines()[0])

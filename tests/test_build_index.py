@@ -2,7 +2,7 @@
 import json, os, subprocess
 from pathlib import Path
 import pytest
-from conftest import LLMOPS
+from conftest import llmops_run, run_dir_of
 from llmops_nb.core import read_json
 from llmops_nb.data import load_dataset
 from llmops_nb.retrieval import VectorStore
@@ -18,13 +18,7 @@ def env(tmp_path_factory):
 
 
 def build(env, *params, timeout=600):
-    args = [LLMOPS, "run", "build_index"]
-    for k, v in params: args += ["-p", k, v]
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def run_dir_of(out) -> Path:
-    return Path(out.stdout.split(": ", 1)[1].splitlines()[0])
+    return llmops_run("build_index", *params, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

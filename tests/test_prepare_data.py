@@ -2,7 +2,7 @@
 import json, os, subprocess
 from pathlib import Path
 import pytest
-from conftest import LLMOPS, ROOT
+from conftest import LLMOPS, ROOT, llmops_run, run_dir_of
 from llmops_nb.data import load_dataset
 from llmops_nb.runs import read_run, read_wandb_run
 
@@ -10,15 +10,7 @@ SAMPLE = ROOT / "data" / "sample"
 
 
 def run_prepare(*params, timeout=900):
-    args = [LLMOPS, "run", "prepare_data"]
-    for k, v in params:
-        args += ["-p", k, v]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    return out
-
-
-def run_dir_of(out) -> Path:
-    return Path(out.stdout.split(": ", 1)[1].splitlines()[0])
+    return llmops_run("prepare_data", *params, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
