@@ -50,3 +50,10 @@ def llmops_run(name: str, *params, env=None, timeout=900):
 def run_dir_of(out) -> Path:
     "The run folder that `llmops run` printed on success."
     return Path(out.stdout.split(": ", 1)[1].splitlines()[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    "A tiny Llama + tokenizer folder (about 1M parameters), built once per test session."
+    from llmops_nb.models import make_tiny_model
+    return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
