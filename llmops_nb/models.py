@@ -121,7 +121,8 @@ def with_generation_markers(template: str, **special) -> str:
 def load_tokenizer(ref: Union[str, Path, None] = None, generation_markers: bool = True, settings: Optional[Settings] = None):
     "A tokenizer for `ref` with a pad token and, where possible, a chat template with generation markers."
     from transformers import AutoTokenizer
-    path = resolve_model(ref, settings)
+    local = Path(str(ref)).expanduser() if isinstance(ref, (str, Path)) else None
+    path = local if local is not None and (local / "tokenizer_config.json").is_file() else resolve_model(ref, settings)  # adapters hold only a tokenizer
     tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     if generation_markers and tok.chat_template and not has_generation_markers(tok.chat_template):

@@ -16,8 +16,9 @@ from .data import DataError, Dataset, _check_conversation, load_dataset
 from .models import has_generation_markers, load_model, load_tokenizer, model_ref, quantization_available
 
 # %% auto #0
-__all__ = ['LOSS_MODES', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report', 'last_checkpoint',
-           'SFTResult', 'sft', 'model_card']
+__all__ = ['LOSS_MODES', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
+           'last_checkpoint', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'load_adapter', 'merge_adapter',
+           'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'sft_distributed']
 
 # %% ../nbs/06_train.ipynb #19bb8b85
 class PreflightError(ValueError):
@@ -467,3 +468,211 @@ def model_card(info: dict, merge: Optional[dict] = None) -> str:
     parts += ["\n## Intended use and limits\n", "A support assistant for the organisation whose documents it was trained on; it can be wrong and "
               "should be used behind the guards and evaluation gates of the llmops-nb pipeline."]
     return "\n".join(parts) + "\n"
+
+# %% ../nbs/06_train.ipynb #e6c764a1
+class MergeCheckFailed(RuntimeError):
+    "The merged model's outputs differ from the adapter's beyond the tolerance; nothing was exported."
+
+def load_adapter(adapter_dir: Union[str, Path], device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None) -> tuple:
+    "(PeftModel with the adapter on its base model, tokenizer) for an adapter folder written by `sft`."
+    from peft import PeftModel
+    ad = Path(adapter_dir)
+    if not (ad / "adapter_config.json").is_file(): raise FileNotFoundError(f"{ad}: not an adapter folder (no adapter_config.json)")
+    base = read_json(ad / "adapter_config.json").get("base_model_name_or_path")
+    if not base: raise ConfigError(f"{ad}/adapter_config.json: no base_model_name_or_path")
+    with _quiet(): model = load_model(base, device=device, dtype=dtype, settings=settings)
+    tok = load_tokenizer(ad, settings=settings) if (ad / "tokenizer_config.json").is_file() else load_tokenizer(base, settings=settings)
+    peft_model = PeftModel.from_pretrained(model, str(ad))
+    peft_model.eval()
+    return peft_model, tok
+
+def _samples(tok, n_random: int = 2, length: int = 48, seed: int = 0) -> list:
+    import torch
+    from llmops_nb.models import _PROBES
+    seqs = [_ids(tok, p, add_generation_prompt=p[-1]["role"] != "assistant")["input_ids"] for p in _PROBES]
+    g = torch.Generator().manual_seed(seed)
+    seqs += [torch.randint(0, len(tok), (length,), generator=g).tolist() for _ in range(n_random)]
+    return seqs
+
+def _logits(model, seqs: list):
+    import torch
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        return [model(input_ids=torch.tensor([s], device=dev)).logits.float().cpu() for s in seqs]
+
+def merge_adapter(adapter_dir: Union[str, Path], out_dir: Union[str, Path],
+                  tol: Optional[float] = None,                  # max |logit difference|; None: 1e-3 in fp32, 0.1 in half precision
+                  device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None) -> dict:
+    "Merge a LoRA adapter into its base model and export it only if its logits match the adapter's within `tol`; returns the check."
+    ad, out_dir = Path(adapter_dir), Path(out_dir)
+    model, tok = load_adapter(ad, device=device, dtype=dtype, settings=settings)
+    dt = next(model.parameters()).dtype
+    tol = coerce(tol, float, "tol") if tol is not None else (1e-3 if str(dt) == "torch.float32" else 0.1)
+    if tol <= 0: raise ValueError(f"merge_adapter: tol must be > 0, got {tol}")
+    seqs = _samples(tok)
+    before = _logits(model, seqs)
+    merged = model.merge_and_unload()
+    after = _logits(merged, seqs)
+    diff = max(float((a - b).abs().max()) for a, b in zip(before, after))
+    check = {"max_abs_diff": diff, "tol": tol, "samples": len(seqs), "dtype": str(dt).replace("torch.", ""), "passed": diff <= tol,
+             "adapter": str(ad.resolve()), "adapter_digest": digest(ad / "adapter_model.safetensors")}
+    if not check["passed"]:
+        raise MergeCheckFailed(f"merge_adapter: merged model differs from the adapter by {diff:.3g} (> tol {tol:.3g}) on {len(seqs)} sample "
+                               f"sequences; nothing written to {out_dir}")
+    info = read_json(ad / "training_info.json") if (ad / "training_info.json").is_file() else {"base_model": read_json(ad / "adapter_config.json")["base_model_name_or_path"]}
+    merged.config.llmops = {"base_model": info.get("base_model"), "adapter_digest": check["adapter_digest"], "run_id": info.get("run_id")}
+    with atomic_dir(out_dir) as tmpd:
+        merged.save_pretrained(tmpd)
+        tok.save_pretrained(tmpd)
+        write_json(tmpd / "merge_report.json", check)
+        if info.get("config"): write_json(tmpd / "training_info.json", info)
+        atomic_write(tmpd / "README.md", model_card(info, merge=check))
+    return check
+
+# %% ../nbs/06_train.ipynb #8bae3f8f
+SEARCH_SPACE = {"learning_rate": {"low": 1e-5, "high": 5e-3, "log": True}, "lora_r": [4, 8, 16, 32], "lora_alpha": [8, 16, 32, 64],
+                "lora_dropout": {"low": 0.0, "high": 0.2}, "epochs": {"low": 1, "high": 3}}
+
+@dataclass
+class SweepResult:
+    "A finished sweep: one row per trial, the best parameters and the folder of the best trial's job."
+    table: Any                   # pandas DataFrame
+    best_params: dict
+    best_value: float
+    best_dir: Path
+    out_dir: Path
+
+def _suggest(trial, name: str, spec):
+    if isinstance(spec, (list, tuple)):
+        if not spec: raise ValueError(f"sweep: space[{name!r}] is an empty list")
+        return trial.suggest_categorical(name, list(spec))
+    if not isinstance(spec, dict) or not {"low", "high"} <= set(spec) or not set(spec) <= {"low", "high", "log", "step"}:
+        raise ValueError(f"sweep: space[{name!r}] must be a list of values or a dict with low, high (and optional log, step), got {spec!r}")
+    lo, hi = spec["low"], spec["high"]
+    if not lo < hi: raise ValueError(f"sweep: space[{name!r}]: low must be < high, got {lo}, {hi}")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) and not spec.get("log") and isinstance(spec.get("step", 1), int):
+        return trial.suggest_int(name, lo, hi, step=spec.get("step", 1))
+    return trial.suggest_float(name, float(lo), float(hi), log=bool(spec.get("log")), step=spec.get("step"))
+
+def sweep(model: Union[str, Path, None], train: Any, eval: Any, out_dir: Union[str, Path] = "outputs/sweep",
+          space: Optional[dict] = None,            # sft parameter -> list (categorical) or {"low", "high", "log", "step"}; None: SEARCH_SPACE
+          n_trials: int = 8, seed: int = 42,
+          run: Any = None,                         # a `Run`: one log entry per trial
+          verbose: bool = False, settings: Optional[Settings] = None,
+          **fixed) -> SweepResult:                 # any other sft parameter, fixed for every trial
+    "Optuna search over sft hyperparameters on eval loss; resumable; returns the trial table and the best configuration."
+    import optuna, pandas as pd
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+    import inspect
+    if model is not None and not isinstance(model, (str, Path)): raise TypeError("sweep: pass a model reference (each trial loads a fresh model), not a loaded model")
+    if eval is None: raise ValueError("sweep: eval data is required (trials are compared on eval loss)")
+    n_trials = coerce(n_trials, int, "n_trials")
+    if n_trials < 1: raise ValueError(f"sweep: n_trials must be >= 1, got {n_trials}")
+    default = space is None
+    space = dict(SEARCH_SPACE if default else space)
+    if default and fixed.get("max_steps", -1) != -1: space.pop("epochs")       # epochs do not matter when steps are fixed
+    allowed = set(inspect.signature(sft).parameters) - {"model", "train", "eval", "out_dir", "run", "callbacks", "settings", "verbose", "tokenizer"}
+    for k in list(space) + list(fixed):
+        if k not in allowed: raise ValueError(f"sweep: {k!r} is not an sft parameter; choose from {', '.join(sorted(allowed))}")
+    if not space: raise ValueError("sweep: the search space is empty")
+    settings = settings or load_settings()
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(out_dir / "study.journal")))
+    study = optuna.create_study(study_name="sft-sweep", storage=storage, direction="minimize", load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):     # interrupted by a crash: fail it, queue its parameters again
+        study.tell(t.number, state=TrialState.FAIL)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+    done = len(study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]))
+
+    def objective(trial):
+        params = {k: _suggest(trial, k, v) for k, v in space.items()}
+        job = out_dir / "trials" / digest(params)[:12]
+        trial.set_user_attr("dir", str(job))
+        r = sft(model, train, eval, out_dir=job, run=None, verbose=verbose, settings=settings, **{**fixed, **params})
+        trial.set_user_attr("train_loss", r.metrics["train_loss"]); trial.set_user_attr("runtime_s", r.metrics["train_runtime_s"])
+        if run is not None: run.log({"sweep/eval_loss": r.metrics["eval_loss"], **{f"sweep/{k}": v for k, v in params.items()}}, step=trial.number)
+        return r.metrics["eval_loss"]
+
+    if n_trials - done > 0: study.optimize(objective, n_trials=n_trials - done)
+    rows = [{"trial": t.number, "state": t.state.name, **t.params, "eval_loss": t.value, "train_loss": t.user_attrs.get("train_loss"),
+             "runtime_s": t.user_attrs.get("runtime_s"), "dir": t.user_attrs.get("dir")} for t in study.get_trials(deepcopy=False)]
+    table = pd.DataFrame(rows).sort_values("eval_loss", na_position="last").reset_index(drop=True)
+    best = study.best_trial
+    atomic_write(out_dir / "results.csv", table.to_csv(index=False))
+    write_json(out_dir / "best.json", {"params": best.params, "eval_loss": best.value, "dir": best.user_attrs["dir"], "fixed": fixed})
+    if run is not None: run.log({"sweep/best_eval_loss": best.value})
+    return SweepResult(table, dict(best.params), float(best.value), Path(best.user_attrs["dir"]), out_dir)
+
+# %% ../nbs/06_train.ipynb #76958919
+def write_spec(path: Union[str, Path], model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", **params) -> Path:
+    "Write an sft job spec (JSON); in-memory data is saved as datasets next to it first, so every process reads the same files."
+    from llmops_nb.data import save_dataset
+    import inspect
+    path = Path(path)
+    allowed = set(inspect.signature(sft).parameters) - {"model", "train", "eval", "out_dir", "tokenizer", "run", "callbacks", "settings"}
+    bad = sorted(set(params) - allowed)
+    if bad: raise ValueError(f"write_spec: {', '.join(bad)} are not sft parameters")
+    if not isinstance(model, (str, Path)): raise TypeError("write_spec: model must be a reference (folder, packaged name or hub id)")
+    def _file(data, name):
+        if data is None: return None
+        if isinstance(data, (str, Path)) and Path(data).exists(): return str(Path(data).resolve())
+        if isinstance(data, Dataset): return str(data.path.resolve())
+        rows, _, _ = conversations(data, name)
+        return str(save_dataset([{"id": str(r.get("id", i)), "messages": r["messages"]} for i, r in enumerate(rows)], path.parent / "inputs" / name).path.resolve())
+    spec = {"format": "llmops-nb/sft-spec@1", "model": model_ref(model), "train": _file(train, "train"), "eval": _file(eval, "eval"),
+            "out_dir": str(Path(out_dir).resolve()), "params": params}
+    write_json(path, spec)
+    return path
+
+def run_spec(path: Union[str, Path]) -> SFTResult:
+    "Run the sft job a spec describes (in each process of a distributed launch)."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"sft spec {path} does not exist")
+    spec = read_json(path)
+    if spec.get("format") != "llmops-nb/sft-spec@1": raise ConfigError(f"{path}: not an sft spec (format {spec.get('format')!r})")
+    return sft(spec["model"], spec["train"], spec["eval"], out_dir=spec["out_dir"], **spec.get("params", {}))
+
+def launch_command(spec: Union[str, Path], processes: int = 2, config_file: Union[str, Path, None] = None, cpu: Optional[bool] = None,
+                   port: Optional[int] = None) -> list:
+    "The `accelerate launch` command line that runs `spec` in `processes` processes (CPU DDP when there is no GPU)."
+    import torch, socket
+    processes = coerce(processes, int, "processes")
+    if processes < 1: raise ValueError(f"processes must be >= 1, got {processes}")
+    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    if port is None:
+        with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config_file: cmd += ["--config_file", str(config_file)]
+    cmd += ["--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(port)]
+    if not config_file: cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"] + (["--cpu"] if cpu else ["--multi_gpu"] if processes > 1 else [])
+    return cmd + ["-m", "llmops_nb.train", str(spec)]
+
+def sft_distributed(model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", processes: int = 2,
+                    config_file: Union[str, Path, None] = None, run: Any = None, timeout: Optional[float] = None, **params) -> SFTResult:
+    "Run `sft` in `processes` processes through `accelerate launch`; returns its result and replays its history into `run`."
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    spec = write_spec(out_dir / "spec.json", model, train, eval, out_dir, **params)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(launch_command(spec, processes, config_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    tail = []
+    for line in proc.stdout:
+        tail = (tail + [line])[-40:]
+        if params.get("verbose", True) and (line.startswith(("step ", "sft:", "loss=", "tokens=", "  ")) or "Error" in line): print(line, end="")
+    if proc.wait(timeout) != 0: raise RuntimeError(f"distributed sft failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
+    res = SFTResult.load(out_dir)
+    if run is not None:
+        for h in res.history:
+            nums = {k: v for k, v in h.items() if isinstance(v, (int, float)) and k != "step"}
+            run.log({(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in nums.items()}, step=h.get("step"))
+        run.log({f"final/{k}": v for k, v in res.metrics.items() if isinstance(v, (int, float))})
+    return res
+
+def _in_ipython() -> bool: return "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None
+
+if __name__ == "__main__" and not _in_ipython():
+    if len(sys.argv) != 2: sys.exit("usage: python -m llmops_nb.train SPEC.json   (or: accelerate launch ... -m llmops_nb.train SPEC.json)")
+    run_spec(sys.argv[1])

@@ -1,0 +1,203 @@
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from safetensors.torch import load_file
+from llmops_nb.core import ConfigError, ModelNotAvailable, read_json
+from llmops_nb.data import DataError, save_dataset
+from llmops_nb.models import load_tokenizer
+from llmops_nb.train import (MergeCheckFailed, PreflightError, SFTResult, last_checkpoint, load_adapter, mask_report, merge_adapter, sft,
+                             sweep, write_spec)
+
+SYSTEM = {"role": "system", "content": "You are the Kestrel support assistant."}
+ROWS = [{"id": f"c{i}", "messages": [SYSTEM, {"role": "user", "content": f"How long is the warranty on product {i}?"},
+                                     {"role": "assistant", "content": f"Product {i} has a two year warranty."}]} for i in range(24)]
+FAST = dict(max_length=96, learning_rate=2e-3, batch_size=4, lora_r=8, lora_alpha=16, logging_steps=2, verbose=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def adapter_weights(d: Path) -> dict:
+    return load_file(Path(d) / "adapter_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def reference_job(tiny_model, tmp_path_factory):
+    "An uninterrupted 8-step run: the reference for resume and merge tests."
+    out = tmp_path_factory.mktemp("ref") / "job"
+    return sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=out, max_steps=8, save_steps=3, eval_steps=4, **FAST)
+
+
+def test_sft_trains_and_writes_a_complete_job_folder(reference_job, tiny_model):
+    r = reference_job
+    assert r.metrics["steps"] == 8 and r.metrics["eval_loss"] < r.history[0]["loss"]      # it learned something
+    for f in ("adapter_model.safetensors", "adapter_config.json", "training_info.json", "README.md", "tokenizer_config.json"):
+        assert (r.adapter_dir / f).is_file(), f
+    info = read_json(r.adapter_dir / "training_info.json")
+    assert info["config"]["train_digest"] and info["mask_report"]["trained_tokens"] > 0
+    assert read_json(r.adapter_dir / "adapter_config.json")["base_model_name_or_path"] == str(Path(tiny_model).resolve())
+    assert SFTResult.load(r.out_dir).metrics == r.metrics
+    assert any("eval_loss" in h for h in r.history)
+
+
+def test_sft_is_deterministic_on_cpu(reference_job, tiny_model, tmp_path):
+    again = sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "again", max_steps=8, save_steps=3, eval_steps=4, **FAST)
+    a, b = adapter_weights(reference_job.adapter_dir), adapter_weights(again.adapter_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+KILL_SCRIPT = r"""
+import sys, time, torch
+torch.set_num_threads(1)
+from pathlib import Path
+from transformers import TrainerCallback
+from llmops_nb.train import sft
+rows = __ROWS__
+class SlowAfter(TrainerCallback):
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= 7 and __SLOW__: Path(sys.argv[2]).write_text("ready"); time.sleep(600)
+sft(sys.argv[1], rows[:20], rows[20:], out_dir=sys.argv[3], max_steps=8, save_steps=3, eval_steps=4, callbacks=[SlowAfter()], **__FAST__)
+"""
+
+
+def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(reference_job, tiny_model, tmp_path):
+    out, flag = tmp_path / "job", tmp_path / "flag"
+    def script(slow):
+        return KILL_SCRIPT.replace("__ROWS__", repr(ROWS)).replace("__FAST__", repr(FAST)).replace("__SLOW__", str(slow))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    p = subprocess.Popen([sys.executable, "-c", script(True), str(tiny_model), str(flag), str(out)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not flag.exists():
+        assert p.poll() is None, p.stderr.read()
+        assert time.time() - t0 < 300, "training never reached step 7"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (out / "adapter").exists()
+    assert last_checkpoint(out / "checkpoints").name == "checkpoint-6"
+    # a checkpoint half-written when the process died must be ignored, not resumed from
+    (out / "checkpoints" / "checkpoint-7").mkdir(); (out / "checkpoints" / "checkpoint-7" / "optimizer.pt").write_bytes(b"partial")
+    r = subprocess.run([sys.executable, "-c", script(False), str(tiny_model), str(flag), str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = SFTResult.load(out)
+    assert res.resumed_from == "checkpoint-6"
+    a, b = adapter_weights(reference_job.adapter_dir), adapter_weights(res.adapter_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert abs(res.metrics["eval_loss"] - reference_job.metrics["eval_loss"]) < 1e-6
+
+
+def test_changed_settings_in_an_existing_job_folder_are_refused(reference_job, tiny_model):
+    with pytest.raises(ConfigError, match="other settings.*learning_rate"):
+        sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=reference_job.out_dir, max_steps=8, save_steps=3, eval_steps=4, **{**FAST, "learning_rate": 1e-3})
+
+
+def test_finished_job_is_returned_not_retrained(reference_job, tiny_model):
+    before = (reference_job.adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns
+    r = sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=reference_job.out_dir, max_steps=8, save_steps=3, eval_steps=4, **FAST)
+    assert r.metrics == reference_job.metrics
+    assert (reference_job.adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "end with an assistant"),
+    ([{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}], "empty assistant"),
+    ([{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]}], "role 'robot'"),
+    ([{"messages": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}], "expected 'user'"),
+    ([{"text": "no messages"}], "'messages' must be a non-empty list"),
+    (["a string row"], "expected an object"),
+    ([], "no conversations"),
+])
+def test_bad_conversations_fail_before_training(tiny_model, tmp_path, bad, message):
+    with pytest.raises(DataError, match=message):
+        sft(tiny_model, bad, out_dir=tmp_path / "job", **FAST)
+    assert not (tmp_path / "job").exists()
+
+
+def test_bad_jsonl_names_file_and_line(tiny_model, tmp_path):
+    f = tmp_path / "sft.jsonl"
+    f.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
+    with pytest.raises(DataError, match=r"sft.jsonl:2"):
+        sft(tiny_model, f, out_dir=tmp_path / "job", **FAST)
+
+
+def test_nothing_trainable_or_too_much_dropped_is_refused(tiny_model, tmp_path):
+    long = [{"id": f"l{i}", "messages": [{"role": "user", "content": "Tell me everything please. " * 40},
+                                         {"role": "assistant", "content": "Everything."}]} for i in range(6)]
+    with pytest.raises(PreflightError, match="no token is trainable"):
+        sft(tiny_model, long, out_dir=tmp_path / "a", **FAST)
+    with pytest.raises(PreflightError, match=r"6 of 26 examples \(23%\) would be dropped"):
+        sft(tiny_model, ROWS[:20] + long, out_dir=tmp_path / "b", **FAST)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_mask_report_counts_roles_and_marks_the_example(tiny_model):
+    tok = load_tokenizer(tiny_model)
+    rep = mask_report(ROWS, tok, max_length=96)
+    assert rep.by_role["system"]["trained"] == rep.by_role["user"]["trained"] == 0
+    assert rep.by_role["assistant"]["trained"] == rep.trained_tokens == 24 * len(tok(" has a two year warranty.")["input_ids"]) + sum(
+        len(tok(f"Product {i}")["input_ids"]) + 1 for i in range(24))
+    assert "⟦Product 0 has a two year warranty.<|im_end|>⟧" in rep.example
+    assert "<mark>" in rep._repr_html_()
+    comp = mask_report(ROWS, tok, max_length=96, loss="completion")
+    assert comp.trained_tokens == rep.trained_tokens + 24          # the template's newline after <|im_end|> as well
+
+
+def test_bad_parameters(tiny_model, tmp_path):
+    for kw, msg in [(dict(learning_rate=0), "learning_rate"), (dict(lora_r=0), "lora_r"), (dict(loss="prompt"), "loss"),
+                    (dict(max_steps=0), "max_steps"), (dict(lora_dropout=1.5), "lora_dropout"), (dict(max_length="long"), "max_length"),
+                    (dict(early_stopping_patience=2), "early_stopping_patience needs eval")]:
+        with pytest.raises((ValueError, TypeError), match=msg):
+            sft(tiny_model, ROWS, out_dir=tmp_path / "x", **{**FAST, **kw})
+    with pytest.raises(ModelNotAvailable):
+        sft("no-such-org/no-such-model", ROWS, out_dir=tmp_path / "y", **FAST)
+    with pytest.raises(TypeError, match="got int"):
+        sft(tiny_model, 5, out_dir=tmp_path / "z", **FAST)
+
+
+def test_merge_matches_adapter_and_writes_card(reference_job, tmp_path):
+    check = merge_adapter(reference_job.adapter_dir, tmp_path / "merged")
+    assert check["passed"] and check["max_abs_diff"] < 1e-4
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert reference_job.info["config"]["train_digest"] in card and "Merge check" in card
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+
+
+def test_merge_check_blocks_a_wrong_merge(reference_job, tmp_path, monkeypatch):
+    from peft.tuners.tuners_utils import BaseTuner
+    monkeypatch.setattr(BaseTuner, "merge_and_unload", lambda self, *a, **k: self.unload())   # drops the adapter instead of merging
+    with pytest.raises(MergeCheckFailed, match="nothing written"):
+        merge_adapter(reference_job.adapter_dir, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+def test_load_adapter_generates(reference_job):
+    model, tok = load_adapter(reference_job.adapter_dir, device="cpu")
+    enc = tok.apply_chat_template([{"role": "user", "content": "warranty?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    assert model.generate(**enc, max_new_tokens=4, do_sample=False).shape[1] == enc["input_ids"].shape[1] + 4
+
+
+def test_sweep_finds_best_and_resumes(tiny_model, tmp_path):
+    space = {"learning_rate": {"low": 1e-4, "high": 5e-3, "log": True}, "lora_r": [4, 8]}
+    fixed = dict(max_length=96, max_steps=3, batch_size=4, save_steps=3, verbose=False)
+    s = sweep(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "sw", n_trials=2, space=space, **fixed)
+    assert len(s.table) == 2 and s.best_value == s.table["eval_loss"].min()
+    assert (s.best_dir / "adapter").is_dir()
+    s2 = sweep(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "sw", n_trials=3, space=space, **fixed)
+    assert len(s2.table) == 3 and set(s.table["trial"]) < set(s2.table["trial"])
+    with pytest.raises(TypeError, match="reference"):
+        sweep(object(), ROWS, ROWS)
+    with pytest.raises(ValueError, match="eval data"):
+        sweep(tiny_model, ROWS, None)
+
+
+def test_packing_trains(tiny_model, tmp_path):
+    r = sft(tiny_model, ROWS[:20], out_dir=tmp_path / "p", packing=True, max_steps=2, save_steps=2, **FAST)
+    assert r.metrics["steps"] == 2 and r.metrics["train_loss"] > 0
+
+
+def test_dataset_folder_input_records_its_digest(tiny_model, tmp_path):
+    ds = save_dataset(ROWS[:20], tmp_path / "ds")
+    r = sft(tiny_model, tmp_path / "ds", out_dir=tmp_path / "j", max_steps=1, save_steps=1, **FAST)
+    assert r.info["config"]["train_digest"] == ds.digest
