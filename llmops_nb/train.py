@@ -18,7 +18,7 @@ from .models import has_generation_markers, load_model, load_tokenizer, model_re
 # %% auto #0
 __all__ = ['LOSS_MODES', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
            'last_checkpoint', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'load_adapter', 'merge_adapter',
-           'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'sft_distributed']
+           'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'launch_env', 'sft_distributed']
 
 # %% ../nbs/06_train.ipynb #19bb8b85
 class PreflightError(ValueError):
@@ -187,9 +187,15 @@ def mask_report(data: Any, tokenizer, max_length: int = 1024, loss: str = "assis
 _CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
 def _complete(ck: Path) -> bool:
-    if not all((ck / f).is_file() for f in _CKPT_FILES): return False
-    if not any((ck / f).is_file() for f in ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")): return False
-    try: return int(read_json(ck / "trainer_state.json")["global_step"]) == int(ck.name.split("-")[1])
+    from safetensors import safe_open
+    if not all((ck / f).is_file() and (ck / f).stat().st_size > 0 for f in _CKPT_FILES): return False
+    rng = sorted(ck.glob("rng_state*.pth"))
+    ranks = [int(m.group(1)) for f in rng if (m := re.fullmatch(r"rng_state_(\d+)\.pth", f.name))]
+    if not rng or (ranks and sorted(ranks) != list(range(max(ranks) + 1))): return False       # one RNG file per rank
+    weights = ck / "adapter_model.safetensors" if (ck / "adapter_model.safetensors").is_file() else ck / "model.safetensors"
+    try:
+        with safe_open(str(weights), "pt") as f: f.keys()                                       # a truncated file has a broken header
+        return int(read_json(ck / "trainer_state.json")["global_step"]) == int(ck.name.split("-")[1])
     except Exception: return False
 
 def last_checkpoint(folder: Union[str, Path], clean: bool = True) -> Optional[Path]:
@@ -379,6 +385,7 @@ def sft(model: Any = None,                               # model reference (fold
     cfg = _job_config(ref, tok, p, train_dig, eval_dig, dev, dt, quant)
     cfg["digest"] = digest(cfg)
     state = PartialState()
+    verbose = verbose and state.is_main_process
     if state.is_main_process:
         _claim(out_dir, cfg, overwrite)
         write_json(out_dir / "mask_report.json", rep.to_dict())
@@ -404,7 +411,7 @@ def sft(model: Any = None,                               # model reference (fold
                      eval_steps=p["eval_steps"] or None, load_best_model_at_end=bool(p["early_stopping_patience"]),
                      metric_for_best_model="eval_loss", greater_is_better=False, seed=p["seed"], data_seed=p["seed"], report_to="none",
                      use_cpu=dev == "cpu", bf16=dev == "cuda" and dt == torch.bfloat16, fp16=dev == "cuda" and dt == torch.float16,
-                     activation_checkpointing=ac, disable_tqdm=True, dataloader_num_workers=0)
+                     activation_checkpointing=ac, disable_tqdm=True, dataloader_num_workers=0, ddp_find_unused_parameters=False)
     lora = LoraConfig(r=p["lora_r"], lora_alpha=p["lora_alpha"], lora_dropout=p["lora_dropout"], target_modules=p["target_modules"],
                       task_type="CAUSAL_LM", bias="none")
     cbs = [_log_callback(run, verbose, out_dir / "history.jsonl"), *callbacks]
@@ -413,6 +420,8 @@ def sft(model: Any = None,                               # model reference (fold
         trainer = SFTTrainer(model=m, args=args, processing_class=tok, peft_config=lora, callbacks=cbs,
                              train_dataset=datasets.Dataset.from_list(train_ex), eval_dataset=datasets.Dataset.from_list(eval_ex) if has_eval else None)
     trainer.remove_callback(PrinterCallback)                                    # LogToRun prints one line per log instead
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
+        raise ConfigError("FSDP was requested (accelerate config) but the Trainer did not enable it: FSDP needs GPUs; on CPU use the DDP config")
     tokens0 = next((h["num_tokens"] for h in reversed(read_json(last / "trainer_state.json")["log_history"]) if "num_tokens" in h), 0) if last else 0
     t0 = time.time()
     with _quiet():
@@ -429,10 +438,12 @@ def sft(model: Any = None,                               # model reference (fold
     info = {"format": "llmops-nb/sft@1", "base_model": ref, "config_digest": cfg["digest"], "config": cfg, "metrics": metrics,
             "mask_report": rep.to_dict(), "history": hist, "resumed_from": last.name if last else None,
             "run_id": getattr(run, "id", None), "code": code_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    full = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None   # collective under FSDP
     if state.is_main_process:
-        trainer.model.peft_config["default"].base_model_name_or_path = ref     # portable: a packaged name, hub id or absolute path
+        model_out = trainer.accelerator.unwrap_model(trainer.model)
+        model_out.peft_config["default"].base_model_name_or_path = ref     # portable: a packaged name, hub id or absolute path
         with atomic_dir(out_dir / "adapter") as tmpd:
-            trainer.model.save_pretrained(tmpd)
+            model_out.save_pretrained(tmpd, **({"state_dict": full} if full is not None else {}))
             tok.save_pretrained(tmpd)
             write_json(tmpd / "training_info.json", info)
             atomic_write(tmpd / "README.md", model_card(info))
@@ -636,28 +647,30 @@ def run_spec(path: Union[str, Path]) -> SFTResult:
     if spec.get("format") != "llmops-nb/sft-spec@1": raise ConfigError(f"{path}: not an sft spec (format {spec.get('format')!r})")
     return sft(spec["model"], spec["train"], spec["eval"], out_dir=spec["out_dir"], **spec.get("params", {}))
 
-def launch_command(spec: Union[str, Path], processes: int = 2, config_file: Union[str, Path, None] = None, cpu: Optional[bool] = None,
-                   port: Optional[int] = None) -> list:
-    "The `accelerate launch` command line that runs `spec` in `processes` processes (CPU DDP when there is no GPU)."
-    import torch, socket
+def launch_command(spec: Union[str, Path], processes: int = 2, config_file: Union[str, Path, None] = None, port: int = 0) -> list:
+    "The `accelerate launch` command line that runs `spec` in `processes` processes (with `launch_env`: CPU DDP when there is no GPU)."
     processes = coerce(processes, int, "processes")
     if processes < 1: raise ValueError(f"processes must be >= 1, got {processes}")
-    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    if port is None:
-        with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if config_file: cmd += ["--config_file", str(config_file)]
-    cmd += ["--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(port)]
-    if not config_file: cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"] + (["--cpu"] if cpu else ["--multi_gpu"] if processes > 1 else [])
+    cmd += ["--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(port or 0)]   # 0: a free port
+    if not config_file: cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"] + (["--multi_gpu"] if processes > 1 else [])
     return cmd + ["-m", "llmops_nb.train", str(spec)]
+
+def launch_env(cpu: Optional[bool] = None) -> dict:
+    "Environment for `launch_command`: on a machine without CUDA, torchrun ranks must be told to use the CPU (gloo)."
+    import torch
+    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    if cpu: env["ACCELERATE_USE_CPU"] = "1"
+    return env
 
 def sft_distributed(model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", processes: int = 2,
                     config_file: Union[str, Path, None] = None, run: Any = None, timeout: Optional[float] = None, **params) -> SFTResult:
     "Run `sft` in `processes` processes through `accelerate launch`; returns its result and replays its history into `run`."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     spec = write_spec(out_dir / "spec.json", model, train, eval, out_dir, **params)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(launch_command(spec, processes, config_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(launch_command(spec, processes, config_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=launch_env())
     tail = []
     for line in proc.stdout:
         tail = (tail + [line])[-40:]

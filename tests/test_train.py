@@ -201,3 +201,18 @@ def test_dataset_folder_input_records_its_digest(tiny_model, tmp_path):
     ds = save_dataset(ROWS[:20], tmp_path / "ds")
     r = sft(tiny_model, tmp_path / "ds", out_dir=tmp_path / "j", max_steps=1, save_steps=1, **FAST)
     assert r.info["config"]["train_digest"] == ds.digest
+
+
+def test_two_process_accelerate_launch_trains_one_adapter(tiny_model, tmp_path):
+    "The distributed path: `accelerate launch` with the repository's DDP config starts 2 CPU ranks running the same sft code."
+    from llmops_nb.train import launch_command, launch_env, sft_distributed
+    cfg = Path(__file__).resolve().parent.parent / "configs" / "accelerate" / "cpu_ddp.yaml"
+    res = sft_distributed(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "dist", processes=2, config_file=cfg, max_steps=3, save_steps=3, **FAST)
+    assert res.metrics["world_size"] == 2 and res.metrics["steps"] == 3
+    ck = tmp_path / "dist" / "checkpoints" / "checkpoint-3"
+    assert (ck / "rng_state_0.pth").is_file() and (ck / "rng_state_1.pth").is_file()
+    assert (res.adapter_dir / "adapter_model.safetensors").is_file()
+    assert read_json(tmp_path / "dist" / "spec.json")["params"]["max_steps"] == 3
+    cmd = launch_command(tmp_path / "dist" / "spec.json", 2, cfg)
+    assert cmd[-3:] == ["-m", "llmops_nb.train", str(tmp_path / "dist" / "spec.json")]
+    if not torch.cuda.is_available(): assert launch_env()["ACCELERATE_USE_CPU"] == "1"
