@@ -13,7 +13,7 @@ from .core import (PACKAGED_MODELS, ConfigError, ModelNotAvailable, Settings, _A
                             device as pick_device, digest, load_settings, locate_model, packaged_model_path, read_json, write_json)
 
 # %% auto #0
-__all__ = ['CONVERTED_FORMAT', 'TINY_SPECIAL', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref',
+__all__ = ['CONVERTED_FORMAT', 'TINY_SPECIAL', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref', 'model_digest',
            'has_generation_markers', 'with_generation_markers', 'load_tokenizer', 'quantization_available',
            'load_model', 'make_tiny_model']
 
@@ -79,6 +79,14 @@ def model_ref(ref: Union[str, Path], settings: Optional[Settings] = None) -> str
         if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT: return m["name"]
         return str(p.resolve())
     return str(ref)
+
+def model_digest(ref: Union[str, Path, None] = None, settings: Optional[Settings] = None) -> Optional[str]:
+    "Content digest of a model for lineage: a packaged model's source file, a local folder's files; None for a remote hub id."
+    p = resolve_model(ref, settings)
+    if not isinstance(p, Path): return None
+    meta = p / "llmops_model.json"
+    if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT: return m["source_digest"]
+    return digest(p)
 
 # %% ../nbs/05_models.ipynb #98341766
 _PROBES = [[{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],

@@ -14,8 +14,9 @@ from .core import (ConfigError, Settings, append_jsonl, code_version, digest, ho
                             read_json, read_jsonl, write_json)
 
 # %% auto #0
-__all__ = ['REDACTED', 'is_secret_name', 'redact', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id',
-           'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs', 'read_wandb_run']
+__all__ = ['REDACTED', 'is_secret_name', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker',
+           'new_run_id', 'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs',
+           'read_wandb_run']
 
 # %% ../nbs/01_runs.ipynb #0e42aab3
 REDACTED = "***"
@@ -42,6 +43,10 @@ def redact(obj: Any, secrets: tuple = ()) -> Any:
         if isinstance(o, (list, tuple)): return type(o)(walk(v) for v in o)
         return clean_str(o) if isinstance(o, str) else o
     return walk(obj)
+
+def redact_metrics(metrics: dict) -> dict:
+    "`redact` for metrics: numbers stay (`mean_token_accuracy` is not a secret), anything else is redacted as usual."
+    return {k: v if isinstance(v, (int, float)) and not isinstance(v, bool) else redact({k: v})[k] for k, v in metrics.items()}
 
 def resolve_secret(value: Optional[str]) -> Optional[str]:
     "The secret behind an `env:VARIABLE` reference (other values are returned as they are)."
@@ -81,7 +86,7 @@ class WandbTracker(NoTracker):
                              job_type=run.runbook, group=run.runbook, config=redact(run.params), dir=str(self.dir), mode=self.mode,
                              reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
 
-    def log(self, metrics: dict, step: Optional[int] = None): self.wb.log(redact(metrics), step=step)
+    def log(self, metrics: dict, step: Optional[int] = None): self.wb.log(redact_metrics(metrics), step=step)
     def finish(self, status: str = "completed"): self.wb.finish(exit_code=0 if status == "completed" else 1)
     def log_artifact(self, name: str, path: Path, type: str, metadata: Optional[dict] = None):
         "Version a file or folder as a W&B artifact (offline runs upload it on `wandb sync`)."
@@ -121,7 +126,7 @@ class Run:
     def log(self, metrics: dict, step: Optional[int] = None) -> None:
         "Record metric values: append to metrics.jsonl, refresh metrics.json, send to the tracker."
         if not isinstance(metrics, dict): raise TypeError(f"Run.log: metrics must be a dict, got {type(metrics).__name__}")
-        metrics = redact(metrics)
+        metrics = redact_metrics(metrics)
         append_jsonl(self.dir / "metrics.jsonl", {"time": time.time(), "step": step, **metrics})
         self.metrics.update(metrics)
         write_json(self.dir / "metrics.json", self.metrics)

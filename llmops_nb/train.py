@@ -18,7 +18,8 @@ from .models import has_generation_markers, load_model, load_tokenizer, model_re
 # %% auto #0
 __all__ = ['LOSS_MODES', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
            'last_checkpoint', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'load_adapter', 'merge_adapter',
-           'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'launch_env', 'sft_distributed']
+           'resolve_sft_data', 'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'launch_env',
+           'sft_distributed']
 
 # %% ../nbs/06_train.ipynb #19bb8b85
 class PreflightError(ValueError):
@@ -129,7 +130,7 @@ class MaskReport:
         lines += [f"  {r:<10} tokens={v['tokens']:>8}  trained={v['trained']:>8}" for r, v in self.by_role.items()]
         lines += [f"  ! {p}" for p in self.problems]
         return "\n".join(lines)
-    def __repr__(self): return f"MaskReport(\n{self.summary()}\n)"
+    def __repr__(self): return f"MaskReport(\n{self.summary()}\nexample (trained text between ⟦ and ⟧):\n{self.example}\n)"
     def _repr_html_(self):
         ex = html.escape(self.example).replace("⟦", "<mark>").replace("⟧", "</mark>")
         return f"<pre>{html.escape(self.summary())}</pre><p>Example (trained tokens highlighted):</p><pre style='white-space:pre-wrap'>{ex}</pre>"
@@ -541,6 +542,46 @@ def merge_adapter(adapter_dir: Union[str, Path], out_dir: Union[str, Path],
     return check
 
 # %% ../nbs/06_train.ipynb #8bae3f8f
+def _sample_sft() -> Path:
+    from llmops_nb.core import pkg_root
+    for d in (Path("data/sample"), pkg_root() / "data" / "sample"):
+        if (d / "sft.jsonl").is_file(): return d / "sft.jsonl"
+    raise FileNotFoundError("no SFT data given and data/sample/sft.jsonl not found: pass dataset=")
+
+def _group(r: dict) -> str: return ",".join(sorted(r.get("doc_ids") or [str(r.get("id"))]))
+
+def resolve_sft_data(dataset: Union[str, Path, None] = None, eval_dataset: Union[str, Path, None] = None, val_frac: float = 0.1,
+                     seed: int = 42, settings: Optional[Settings] = None) -> tuple:
+    "(train, eval, producing run id or None) for a job's data reference: prepare_data run, dataset folder, .jsonl file, or None."
+    from llmops_nb.data import split
+    from llmops_nb.runs import list_runs, read_run
+    settings = settings or load_settings()
+    parent, train, ev = None, None, None
+    def from_run(rd: Path):
+        d = rd / "datasets"
+        if not (d / "sft_train" / "manifest.json").is_file(): raise FileNotFoundError(f"dataset {dataset!r}: run {rd} has no datasets/sft_train")
+        return d / "sft_train", (d / "sft_val" if (d / "sft_val" / "manifest.json").is_file() else None)
+    if dataset is None:
+        done = [r for r in list_runs(settings.path("runs_dir"), "prepare_data") if r.status == "completed" and (r.dir / "datasets" / "sft_train").is_dir()]
+        if done: (train, ev), parent = from_run(done[-1].dir), done[-1].id
+        else: train = _sample_sft()
+    else:
+        p = Path(dataset).expanduser()
+        if (p / "manifest.json").is_file() or (p.is_file() and p.suffix == ".jsonl"): train = p
+        elif (p / "lineage.json").is_file(): (train, ev), parent = from_run(p), read_json(p / "lineage.json").get("run_id")
+        elif p.exists(): raise DataError(f"dataset {dataset!r}: {p} is not a dataset folder, a .jsonl file or a run folder")
+        else:
+            try: rec = read_run(str(dataset), settings.path("runs_dir"))
+            except FileNotFoundError: raise FileNotFoundError(f"dataset {dataset!r}: not a dataset folder, .jsonl file, run folder or run id under {settings.path('runs_dir')}") from None
+            (train, ev), parent = from_run(rec.dir), rec.id
+    if eval_dataset is not None: ev = eval_dataset
+    if ev is None:
+        rows, _, _ = conversations(train)
+        tr, va = split(rows, val_frac=val_frac, seed=seed, group_by=_group)
+        return tr, (va or None), parent
+    return train, ev, parent
+
+# %% ../nbs/06_train.ipynb #76958919
 SEARCH_SPACE = {"learning_rate": {"low": 1e-5, "high": 5e-3, "log": True}, "lora_r": [4, 8, 16, 32], "lora_alpha": [8, 16, 32, 64],
                 "lora_dropout": {"low": 0.0, "high": 0.2}, "epochs": {"low": 1, "high": 3}}
 
@@ -618,7 +659,7 @@ def sweep(model: Union[str, Path, None], train: Any, eval: Any, out_dir: Union[s
     if run is not None: run.log({"sweep/best_eval_loss": best.value})
     return SweepResult(table, dict(best.params), float(best.value), Path(best.user_attrs["dir"]), out_dir)
 
-# %% ../nbs/06_train.ipynb #76958919
+# %% ../nbs/06_train.ipynb #460fc781
 def write_spec(path: Union[str, Path], model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", **params) -> Path:
     "Write an sft job spec (JSON); in-memory data is saved as datasets next to it first, so every process reads the same files."
     from llmops_nb.data import save_dataset
