@@ -382,6 +382,7 @@ def sft(model: Any = None,                               # model reference (fold
     train_ex, rep, train_dig = prepare(train, tok, p["max_length"], p["loss"], "train")        # bad data fails here, before any model load
     eval_ex, eval_dig = (prepare(eval, tok, p["max_length"], p["loss"], "eval")[::2] if eval is not None else (None, None))
     rep.check(p["max_dropped"])
+    if eval_ex is not None and not eval_ex: raise PreflightError(f"pre-flight: no eval example has a trainable token within max_length={p['max_length']}")
     out_dir = Path(out_dir)
     cfg = _job_config(ref, tok, p, train_dig, eval_dig, dev, dt, quant)
     cfg["digest"] = digest(cfg)
