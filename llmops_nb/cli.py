@@ -288,7 +288,8 @@ def _print_runbooks(settings):
             print(f"    {p.name:<18} {p.type_name:<14} = {p.default!r:<24} {('# ' + p.comment) if p.comment else ''}".rstrip())
 
 def _headline(metrics: dict, n: int = 12) -> str:
-    items = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:n]
+    nums = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    items = ([kv for kv in nums if "/" not in kv[0]] + [kv for kv in nums if "/" in kv[0]])[:n]   # headline values before per-step series
     return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
 
 def show_run(path: Union[str, Path], runs_dir=None) -> str:
