@@ -553,7 +553,7 @@ def _group(r: dict) -> str: return ",".join(sorted(r.get("doc_ids") or [str(r.ge
 
 def resolve_sft_data(dataset: Union[str, Path, None] = None, eval_dataset: Union[str, Path, None] = None, val_frac: float = 0.1,
                      seed: int = 42, settings: Optional[Settings] = None) -> tuple:
-    "(train, eval, producing run id or None) for a job's data reference: prepare_data run, dataset folder, .jsonl file, or None."
+    "(train, eval, producing run id or None, source path) for a job's data reference: prepare_data run, dataset folder, .jsonl file, or None."
     from llmops_nb.data import split
     from llmops_nb.runs import list_runs, read_run
     settings = settings or load_settings()
@@ -579,8 +579,8 @@ def resolve_sft_data(dataset: Union[str, Path, None] = None, eval_dataset: Union
     if ev is None:
         rows, _, _ = conversations(train)
         tr, va = split(rows, val_frac=val_frac, seed=seed, group_by=_group)
-        return tr, (va or None), parent
-    return train, ev, parent
+        return tr, (va or None), parent, Path(train)
+    return train, ev, parent, Path(train)
 
 # %% ../nbs/06_train.ipynb #76958919
 SEARCH_SPACE = {"learning_rate": {"low": 1e-5, "high": 5e-3, "log": True}, "lora_r": [4, 8, 16, 32], "lora_alpha": [8, 16, 32, 64],

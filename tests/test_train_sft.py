@@ -65,7 +65,9 @@ def test_dataset_folder_and_resume_from_an_earlier_run(env, tiny, first, tmp_pat
     out = train(env, ("base_model", str(tiny)), ("dataset", str(ds.path)), ("merge", "false"), *FAST)
     assert out.returncode == 0, out.stderr[-3000:]
     rec = read_run(run_dir_of(out))
-    assert rec.lineage["inputs"]["train"]["path"] == str(ds.path) or rec.lineage["inputs"]["train"]["digest"]
+    ins = rec.lineage["inputs"]
+    assert ins["sft_source"]["path"] == str(ds.path) and ins["sft_source"]["digest"]   # split here into train and eval
+    assert read_json(rec.dir / "sft" / "adapter" / "training_info.json")["config"]["train_digest"] == ins["train"]["digest"]   # card and lineage agree
     assert "merged_model" not in rec.lineage["outputs"]
     again = train(env, ("base_model", str(tiny)), ("dataset", str(ds.path)), ("merge", "false"), ("resume_from", rec.id), *FAST)
     assert again.returncode == 0, again.stderr[-3000:]
