@@ -215,6 +215,11 @@ def _trainer_callback_base():
     from transformers import TrainerCallback
     return TrainerCallback
 
+def _run_metrics(logs: dict) -> dict:
+    "Trainer log entries as run metrics: eval_* under eval/, the rest under train/ (numbers only)."
+    nums = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+    return {(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in nums.items()}
+
 def _log_callback(run, verbose: bool, history_path: Path):
     class LogToRun(_trainer_callback_base()):
         "Forward the trainer's logs to the run record (and W&B through it), and print one line per log."
@@ -222,8 +227,7 @@ def _log_callback(run, verbose: bool, history_path: Path):
             if not state.is_world_process_zero or not logs: return
             nums = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
             append_jsonl(history_path, {"step": state.global_step, **nums})
-            if run is not None:
-                run.log({(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in nums.items()}, step=state.global_step)
+            if run is not None: run.log(_run_metrics(nums), step=state.global_step)
             if verbose:
                 keys = [k for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "train_loss") if k in nums]
                 print(f"step {state.global_step:>5}/{state.max_steps}  " + "  ".join(f"{k}={nums[k]:.4g}" for k in keys), flush=True)
@@ -276,10 +280,10 @@ class SFTResult:
         return ax
 
 # %% ../nbs/06_train.ipynb #025e05be
-_DEFAULTS = dict(loss="assistant", max_length=1024, packing=False, lora_r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                 learning_rate=2e-4, epochs=1.0, max_steps=-1, batch_size=8, grad_accum=1, warmup=0.03, scheduler="cosine", weight_decay=0.0,
-                 eval_steps=0, save_steps=50, save_total_limit=2, early_stopping_patience=0, logging_steps=10, seed=42, quantize="auto",
-                 device="auto", dtype="auto", max_dropped=0.05, activation_checkpointing="auto")
+def _sft_params(*exclude: str) -> set:
+    "Names of `sft`'s parameters, without the data, model and process-local ones and `exclude`."
+    import inspect
+    return set(inspect.signature(sft).parameters) - {"model", "train", "eval", "out_dir", "tokenizer", "run", "callbacks", "settings", *exclude}
 
 def _check_params(p: dict) -> dict:
     types = dict(loss=Literal["assistant", "completion", "all"], max_length=int, packing=bool, lora_r=int, lora_alpha=int, lora_dropout=float,
@@ -495,7 +499,7 @@ def load_adapter(adapter_dir: Union[str, Path], device: str = "auto", dtype: str
     if not base: raise ConfigError(f"{ad}/adapter_config.json: no base_model_name_or_path")
     with _quiet(): model = load_model(base, device=device, dtype=dtype, settings=settings)
     tok = load_tokenizer(ad, settings=settings) if (ad / "tokenizer_config.json").is_file() else load_tokenizer(base, settings=settings)
-    peft_model = PeftModel.from_pretrained(model, str(ad))
+    with _quiet(): peft_model = PeftModel.from_pretrained(model, str(ad))
     peft_model.eval()
     return peft_model, tok
 
@@ -618,7 +622,6 @@ def sweep(model: Union[str, Path, None], train: Any, eval: Any, out_dir: Union[s
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
-    import inspect
     if model is not None and not isinstance(model, (str, Path)): raise TypeError("sweep: pass a model reference (each trial loads a fresh model), not a loaded model")
     if eval is None: raise ValueError("sweep: eval data is required (trials are compared on eval loss)")
     n_trials = coerce(n_trials, int, "n_trials")
@@ -626,7 +629,7 @@ def sweep(model: Union[str, Path, None], train: Any, eval: Any, out_dir: Union[s
     default = space is None
     space = dict(SEARCH_SPACE if default else space)
     if default and fixed.get("max_steps", -1) != -1: space.pop("epochs")       # epochs do not matter when steps are fixed
-    allowed = set(inspect.signature(sft).parameters) - {"model", "train", "eval", "out_dir", "run", "callbacks", "settings", "verbose", "tokenizer"}
+    allowed = _sft_params("verbose")
     for k in list(space) + list(fixed):
         if k not in allowed: raise ValueError(f"sweep: {k!r} is not an sft parameter; choose from {', '.join(sorted(allowed))}")
     if not space: raise ValueError("sweep: the search space is empty")
@@ -664,10 +667,8 @@ def sweep(model: Union[str, Path, None], train: Any, eval: Any, out_dir: Union[s
 def write_spec(path: Union[str, Path], model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", **params) -> Path:
     "Write an sft job spec (JSON); in-memory data is saved as datasets next to it first, so every process reads the same files."
     from llmops_nb.data import save_dataset
-    import inspect
     path = Path(path)
-    allowed = set(inspect.signature(sft).parameters) - {"model", "train", "eval", "out_dir", "tokenizer", "run", "callbacks", "settings"}
-    bad = sorted(set(params) - allowed)
+    bad = sorted(set(params) - _sft_params())
     if bad: raise ValueError(f"write_spec: {', '.join(bad)} are not sft parameters")
     if not isinstance(model, (str, Path)): raise TypeError("write_spec: model must be a reference (folder, packaged name or hub id)")
     def _file(data, name):
@@ -720,9 +721,7 @@ def sft_distributed(model: Union[str, Path], train: Any, eval: Any = None, out_d
     if proc.wait(timeout) != 0: raise RuntimeError(f"distributed sft failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
     res = SFTResult.load(out_dir)
     if run is not None:
-        for h in res.history:
-            nums = {k: v for k, v in h.items() if isinstance(v, (int, float)) and k != "step"}
-            run.log({(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in nums.items()}, step=h.get("step"))
+        for h in res.history: run.log(_run_metrics(h), step=h.get("step"))
         run.log({f"final/{k}": v for k, v in res.metrics.items() if isinstance(v, (int, float))})
     return res
 
