@@ -216,3 +216,14 @@ def test_two_process_accelerate_launch_trains_one_adapter(tiny_model, tmp_path):
     cmd = launch_command(tmp_path / "dist" / "spec.json", 2, cfg)
     assert cmd[-3:] == ["-m", "llmops_nb.train", str(tmp_path / "dist" / "spec.json")]
     if not torch.cuda.is_available(): assert launch_env()["ACCELERATE_USE_CPU"] == "1"
+
+
+def test_early_stopping_stops_and_keeps_the_best_adapter(tiny_model, tmp_path):
+    "A learning rate far too high: eval loss turns up, training stops before max_steps, the best checkpoint is the result."
+    r = sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "es", max_steps=30, eval_steps=2, save_steps=2, early_stopping_patience=2,
+            **{**FAST, "learning_rate": 0.5})
+    evals = [h["eval_loss"] for h in r.history if "eval_loss" in h]
+    assert r.metrics["steps"] < 30
+    assert r.metrics["eval_loss"] == pytest.approx(min(evals))
+    with pytest.raises(ValueError, match="multiple of eval_steps"):
+        sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "es2", max_steps=30, eval_steps=2, save_steps=3, early_stopping_patience=2, **FAST)
