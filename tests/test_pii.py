@@ -3,7 +3,7 @@ import random, socket, subprocess, sys, time
 from collections import Counter
 import pytest
 from llmops_nb.data import Document, clean_text
-from llmops_nb.pii import SUPPORTED_ENTITIES, analyzer, find_pii, hash_token, redact, redact_documents, redact_pii
+from llmops_nb.pii import RULE_ENTITIES, SUPPORTED_ENTITIES, analyzer, find_pii, hash_token, redact, redact_documents, redact_pii
 from llmops_nb.pii_rules import iban_valid, ipv4_valid, ipv6_valid, luhn_valid, offline_tld_extractor, ssn_valid
 
 
@@ -85,6 +85,15 @@ def test_entity_filter_and_threshold():
     assert {(s.start, s.end) for s in strict} <= {(s.start, s.end) for s in find_pii(text)}
     assert find_pii(text, entities=[]) == []
 
+
+def test_rule_entities_match_the_full_analyzer():
+    "Asking only for rule-found entities skips spaCy but reports exactly what the full analyzer reports for them."
+    texts = ["Card 4111 1111 1111 1111, mail ops@example.com, call +44 20 7946 0958 or visit https://shop.example.com/returns",
+             "SSN 123-45-6789 from 10.0.0.1; IBAN DE89 3704 0044 0532 0130 00; I am 42 years old; ZIP 94107",
+             "Nothing personal here: the kettle costs 49.99 and ships in 3 days."]
+    for t in texts:
+        test = [s for s in find_pii(t) if s.entity in RULE_ENTITIES]
+        assert find_pii(t, entities=list(RULE_ENTITIES)) == test, t
 
 def test_deterministic():
     text = "Dear Mr. Olsen, your card 4111111111111111 was sent to 5 Elm Road, Leeds LS1 4AP."
