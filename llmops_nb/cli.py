@@ -7,7 +7,7 @@ Docs: https://llmops.github.io/llmops-nb/cli.html.md"""
 # %% ../nbs/12_cli.ipynb #7226d1d0
 from __future__ import annotations
 import argparse, ast, json, os, shutil, sys, time, traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 from .core import (ConfigError, ModelNotAvailable, PACKAGED_MODELS, Settings, _search_dirs, atomic_write, coerce,
@@ -314,6 +314,19 @@ def quickstart(settings: Optional[Settings] = None, profile=None) -> list:
         recs.append(rec); parent = (rec.id,)
     return recs
 
+# %% ../nbs/12_cli.ipynb #guardcli
+def _guard(a) -> int:
+    "`llmops guard eval|scan`."
+    from llmops_nb.guard import calibrate, scan_input, scan_output
+    if a.guard_cmd == "eval":
+        cal = calibrate(a.guard, a.file, target_fpr=a.target_fpr, policy=a.policy)
+        print(json.dumps({k: v for k, v in asdict(cal).items() if k != "curve"}, indent=2) if a.json else str(cal))
+        return 0
+    text = a.text if a.text is not None else sys.stdin.read()
+    v = scan_output(text, context=a.context, policy=a.policy) if a.output else scan_input(text, policy=a.policy)
+    print(json.dumps(v.to_dict(), indent=2, ensure_ascii=False))
+    return 0 if v.allowed else 1
+
 # %% ../nbs/12_cli.ipynb #acaeb08d
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="llmops", description="llmops-nb: runbooks, run records and machine checks")
@@ -332,6 +345,19 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print the checks as JSON")
     q = sub.add_parser("quickstart", help="run the lifecycle runbooks in order on the embedded defaults")
     q.add_argument("--profile", help="a profile name or path")
+    g = sub.add_parser("guard", help="scan a text with the guards, or measure a guard on labelled rows")
+    gs = g.add_subparsers(dest="guard_cmd", required=True)
+    ge = gs.add_parser("eval", help="calibrate a guard on a JSONL file of {text, label[, context]} rows")
+    ge.add_argument("file", help="JSONL rows; label 1 = the guard should fire")
+    ge.add_argument("--guard", default="injection", help="guard name (injection, toxicity, groundedness, secrets, pii, ...)")
+    ge.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold must keep")
+    ge.add_argument("--policy", help="policy name or YAML file (its threshold is reported too)")
+    ge.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    gc = gs.add_parser("scan", help="scan one text (argument or stdin) and print the verdict as JSON; exit 1 when not allowed")
+    gc.add_argument("text", nargs="?", help="the text; read from stdin when absent")
+    gc.add_argument("--output", action="store_true", help="scan as a model output instead of a user input")
+    gc.add_argument("--context", action="append", default=[], help="a retrieved passage for output scans (repeatable)")
+    gc.add_argument("--policy", help="policy name or YAML file")
     return ap
 
 # %% ../nbs/12_cli.ipynb #ec61d77d
@@ -347,6 +373,7 @@ def main(argv: Optional[list] = None) -> int:
             print(json.dumps(checks, indent=2) if a.json else format_checks(checks))
             return 1 if any(c["status"] == "fail" for c in checks) else 0
         elif a.cmd == "quickstart": quickstart(settings, a.profile)
+        elif a.cmd == "guard": return _guard(a)
         elif a.cmd == "run":
             params = dict(a.param)
             if a.dry_run:
@@ -356,6 +383,6 @@ def main(argv: Optional[list] = None) -> int:
             print(f"run {rec.id} {rec.status}: {rec.dir}\n{_headline(rec.metrics)}")
     except RunbookFailed as e:
         print(f"error: {e}\npartial notebook: {e.notebook}\nrun folder: {e.run_dir}", file=sys.stderr); return 1
-    except (ConfigError, FileNotFoundError, ModelNotAvailable) as e:
+    except (ConfigError, FileNotFoundError, ModelNotAvailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0
