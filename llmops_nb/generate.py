@@ -770,3 +770,13 @@ def make_generator(kind: str = "hf",   # 'hf': a local transformers model; 'open
     "A generator from configuration: `kind` and that class's arguments (a `config` may be a dict)."
     if kind not in GENERATORS: raise ValueError(f"kind must be one of {', '.join(GENERATORS)}, got {kind!r}")
     return GENERATORS[kind](**kwargs)
+
+# %% ../nbs/08_generate.ipynb #genpipe1
+_PIPELINE = ("RAGPipeline", "Answer", "Citation", "Trace", "Step")
+
+def __getattr__(name: str):
+    "The pipeline's classes, imported from `llmops_nb.pipeline` on first use."
+    if name in _PIPELINE:
+        from llmops_nb import pipeline
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'llmops_nb.generate' has no attribute {name!r}")

@@ -21,7 +21,7 @@ from .pii import RULE_ENTITIES, SUPPORTED_ENTITIES, find_pii, redact
 __all__ = ['ACTIONS', 'INJECTION_PATTERNS', 'TOXIC_PATTERNS', 'SECRET_PATTERNS', 'POLICIES', 'POLICY_REFUSAL', 'POLICY_IDK',
            'GUARDS', 'fold_homoglyphs', 'Normalized', 'normalize', 'Finding', 'Verdict', 'injection_heuristics',
            'toxicity_lexicon', 'find_secrets', 'repair_json', 'check_json', 'generate_json', 'PolicyError', 'Policy',
-           'load_policy', 'scan_input', 'scan_output', 'guard_score', 'roc', 'Calibration', 'calibrate']
+           'load_policy', 'rescale', 'scan_input', 'scan_output', 'guard_score', 'roc', 'Calibration', 'calibrate']
 
 # %% ../nbs/07_guard.ipynb #52685ace
 _INVISIBLE_RE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
@@ -313,7 +313,7 @@ output:
   pii: {entities: [CREDIT_CARD, EMAIL, IBAN, IP_ADDRESS, PHONE, US_SSN, US_DRIVER_LICENSE], threshold: 0.5, mode: mask,
         allow_from_context: true, action: redact}
   toxicity: {threshold: 0.5, classifier: true, action: block}
-  groundedness: {threshold: 0.5, semantic: auto, fallback: idk, action: retry}
+  groundedness: {semantic: auto, fallback: idk, action: retry}
 """,
 "strict": """
 name: strict
@@ -326,7 +326,7 @@ output:
   secrets: {action: block}
   pii: {allow_from_context: false, action: block}
   toxicity: {threshold: 0.3}
-  groundedness: {threshold: 0.6, fallback: block}
+  groundedness: {threshold: 0.8, fallback: block}
 """,
 }
 
@@ -439,6 +439,12 @@ def load_policy(policy: Union[str, Path, dict, Policy, None] = None,   # package
 POLICY_REFUSAL, POLICY_IDK = "I'm sorry, I can't help with that request.", "I don't know."
 
 # %% ../nbs/07_guard.ipynb #bb0cac5a
+def rescale(p: float, threshold: float) -> float:
+    "Map a probability onto [0, 1] piecewise linearly so that `threshold` lands on 0.5."
+    threshold = min(max(float(threshold), 1e-6), 1 - 1e-6)
+    return 0.5 * p / threshold if p < threshold else 0.5 + 0.5 * (p - threshold) / (1 - threshold)
+
+# %% ../nbs/07_guard.ipynb #245c376e
 @dataclass
 class _Scan:
     raw: str
@@ -447,24 +453,27 @@ class _Scan:
     contexts: list = field(default_factory=list)
     question: Optional[str] = None
 
-def _classifier_score(name: str, texts: list) -> float:
+def _classifier_score(name: str, texts: list) -> tuple:
+    "(highest probability over `texts`, the classifier's threshold) of the packaged classifier `name`."
     from llmops_nb.classifiers import load_classifier
     clf = load_classifier(name)
-    return float(max(clf.score([t[:20_000] for t in texts if t.strip()]), default=0.0))
+    return float(max(clf.score([t[:20_000] for t in texts if t.strip()]), default=0.0)), float(clf.threshold)
 
 def _learned(name: str, patterns: Callable, s: _Scan) -> list:
     "Findings for a pattern + classifier guard: one per pattern hit and one for the classifier, each with its score."
     thr, act = s.cfg.get("threshold", 0.5), s.cfg.get("action", "block")
     found = [Finding(name, f"{reason}: {hit!r}", w, None, act if w >= thr else "allow") for w, reason, hit in patterns(s.norm.texts)]
     if s.cfg.get("classifier", True) and s.norm.text.strip():
-        p = _classifier_score(name, s.norm.texts)
-        if p >= min(thr, 0.5) or not found: found.append(Finding(name, f"classifier probability {p:.2f}", round(p, 4), None, act if p >= thr else "allow"))
+        p, t = _classifier_score(name, s.norm.texts)
+        r = rescale(p, t)
+        if r >= min(thr, 0.3) or not found:
+            found.append(Finding(name, f"classifier probability {p:.2f} (calibrated threshold {t:.2f})", round(r, 4), None, act if r >= thr else "allow"))
     return [f for f in found if f.action != "allow" or f.score >= 0.3]
 
 def _injection(s: _Scan) -> list: return _learned("injection", injection_heuristics, s)
 def _toxicity(s: _Scan) -> list: return _learned("toxicity", toxicity_lexicon, s)
 
-# %% ../nbs/07_guard.ipynb #d61ba35f
+# %% ../nbs/07_guard.ipynb #f8d864ff
 def _length(s: _Scan) -> list:
     n, lo, hi = len(s.raw), s.cfg.get("min_chars", 0), s.cfg.get("max_chars")
     if n < lo or not s.raw.strip() and lo > 0: return [Finding("length", "empty text" if not s.raw.strip() else f"{n} characters < min_chars {lo}", 1.0, None, s.cfg.get("action", "block"))]
@@ -486,7 +495,7 @@ def _pii(s: _Scan) -> list:
 def _secrets(s: _Scan) -> list:
     return [Finding("secrets", kind, 1.0, (a, b), s.cfg.get("action", "redact"), f"[SECRET:{kind}]") for kind, a, b in find_secrets(s.raw)]
 
-# %% ../nbs/07_guard.ipynb #245c376e
+# %% ../nbs/07_guard.ipynb #a9e48441
 @lru_cache(maxsize=256)
 def _terms_re(terms: tuple) -> re.Pattern:
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t.strip()) for t in sorted(terms, key=len, reverse=True)) + r")(?!\w)", re.I)
@@ -508,15 +517,15 @@ def _json(s: _Scan) -> list:
     return [Finding("json", e, 1.0, None, s.cfg.get("action", "retry")) for e in errs[:5]]
 
 def _groundedness(s: _Scan) -> list:
-    from llmops_nb.grounded import check_grounded
-    r = check_grounded(s.raw, s.contexts, threshold=s.cfg.get("threshold", 0.5), semantic=s.cfg.get("semantic", "auto"), question=s.question)
-    return [Finding("groundedness", f"not supported by the context: {u.text[:80]!r}", round(1 - u.score, 4), (u.start, u.end),
-                    s.cfg.get("action", "retry")) for u in r.unsupported]
+    from llmops_nb.grounded import THRESHOLD, check_grounded
+    r = check_grounded(s.raw, s.contexts, threshold=s.cfg.get("threshold", THRESHOLD), semantic=s.cfg.get("semantic", "auto"), question=s.question)
+    why = lambda u: f"not supported by the context: {u.text[:80]!r}" + (f" (not in the context: {', '.join(map(str, u.missing[:4]))})" if u.missing else "")
+    return [Finding("groundedness", why(u), round(1 - u.score, 4), (u.start, u.end), s.cfg.get("action", "retry")) for u in r.unsupported]
 
 GUARDS = {"length": _length, "invisible": _invisible, "injection": _injection, "toxicity": _toxicity, "pii": _pii, "deny": _deny,
           "topics": _topics, "secrets": _secrets, "json": _json, "groundedness": _groundedness}
 
-# %% ../nbs/07_guard.ipynb #a9e48441
+# %% ../nbs/07_guard.ipynb #76520f5c
 def _texts(context) -> list:
     if context is None: return []
     if isinstance(context, (str, dict)): context = [context]
@@ -554,7 +563,7 @@ def scan_output(text: str, context: Union[list, str, None] = None,      # retrie
     "Check a model output against the policy's output guards: secrets, PII leaks, toxicity, format, groundedness."
     return _scan("output", text, policy, context, question)
 
-# %% ../nbs/07_guard.ipynb #1cd24b05
+# %% ../nbs/07_guard.ipynb #130b8677
 def guard_score(name: str, text: str, context=None, cfg: Optional[dict] = None) -> float:
     "The score one guard gives `text` (highest finding score, 0 when it finds nothing), with `cfg` settings."
     if name not in GUARDS: raise ValueError(f"guard_score: unknown guard {name!r}; guards: {list(GUARDS)}")
@@ -584,7 +593,7 @@ def _check_rows(rows) -> tuple:
     if len(set(labels)) < 2: raise ValueError(f"calibrate: need rows of both labels (0 and 1), got only {set(labels) or 'no rows'}")
     return texts, np.array(labels), ctxs
 
-# %% ../nbs/07_guard.ipynb #ba50692f
+# %% ../nbs/07_guard.ipynb #e0082676
 def roc(labels: np.ndarray, scores: np.ndarray) -> tuple:
     "(fpr, tpr, thresholds, auc): one point per distinct score, thresholds descending (predict positive when score >= t)."
     order = np.argsort(-scores, kind="mergesort"); s, y = scores[order], labels[order]
@@ -607,7 +616,7 @@ class Calibration:
     latency_ms: dict           # p50, p99, mean
     curve: dict = field(repr=False, default_factory=dict)   # fpr, tpr, precision, thresholds
 
-# %% ../nbs/07_guard.ipynb #130b8677
+# %% ../nbs/07_guard.ipynb #da0a3d57
 def _at(labels, scores, t) -> dict:
     pred = scores >= t; tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
     pos, neg = int(labels.sum()), int((labels == 0).sum())
@@ -640,7 +649,7 @@ def calibrate(guard: Union[str, Callable[[str], float]],   # a guard name (see G
                        _at(labels, scores, cfg["threshold"]) if "threshold" in cfg else {}, lat,
                        {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "precision": prec, "thresholds": thr.tolist()})
 
-# %% ../nbs/07_guard.ipynb #da0a3d57
+# %% ../nbs/07_guard.ipynb #0ee9d1cc
 def _fmt_cal(c: Calibration) -> str:
     a, p = c.at_threshold, c.at_policy
     lines = [f"guard {c.guard}: {c.n} rows ({c.positives} positive), ROC AUC {c.auc:.3f}",

@@ -69,7 +69,7 @@ def test_pii_is_redacted_in_inputs():
     v = scan_input("My card 4111 1111 1111 1111 was charged twice; email me at jo@example.com")
     assert v.allowed and v.action == "redact"
     assert v.text == "My card <CREDIT_CARD> was charged twice; email me at <EMAIL>"
-    assert {f.span for f in v.findings if f.guard == "pii"} == {(8, 27), (53, 67)}
+    assert {f.span for f in v.findings if f.guard == "pii"} == {(8, 27), (59, 73)}
 
 
 def test_deny_lists_and_topics_from_a_policy():
