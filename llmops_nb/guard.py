@@ -465,10 +465,9 @@ def _learned(name: str, patterns: Callable, s: _Scan) -> list:
     found = [Finding(name, f"{reason}: {hit!r}", w, None, act if w >= thr else "allow") for w, reason, hit in patterns(s.norm.texts)]
     if s.cfg.get("classifier", True) and s.norm.text.strip():
         p, t = _classifier_score(name, s.norm.texts)
-        r = rescale(p, t)
-        if r >= min(thr, 0.3) or not found:
+        if (r := rescale(p, t)) >= min(thr, 0.3):         # reported from 0.3 up (for monitoring), acted on from the threshold
             found.append(Finding(name, f"classifier probability {p:.2f} (calibrated threshold {t:.2f})", round(r, 4), None, act if r >= thr else "allow"))
-    return [f for f in found if f.action != "allow" or f.score >= 0.3]
+    return found
 
 def _injection(s: _Scan) -> list: return _learned("injection", injection_heuristics, s)
 def _toxicity(s: _Scan) -> list: return _learned("toxicity", toxicity_lexicon, s)
