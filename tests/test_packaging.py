@@ -40,3 +40,14 @@ def test_readme_two_commands_and_ci():
     assert "make quickstart" in readme and "make test" in readme
     assert "settings.ini" in readme                 # the layout section tells nbdev 2 users where it went
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_wheel_ships_the_guard_classifiers(tmp_path):
+    "A built wheel carries the trained guard weights and their metadata (package data, not only the checkout)."
+    import subprocess, sys, zipfile
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+                   check=True, capture_output=True, timeout=300)
+    names = zipfile.ZipFile(next(tmp_path.glob("llmops_nb-*.whl"))).namelist()
+    for guard in ("injection", "toxicity"):
+        assert f"llmops_nb/assets/guards/{guard}/weights.safetensors" in names
+        assert f"llmops_nb/assets/guards/{guard}/meta.json" in names
