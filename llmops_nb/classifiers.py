@@ -56,14 +56,14 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as e: raise DataError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
 
 def load_rows(path: Union[str, Path]) -> list:
-    "Rows `{\"text\", \"label\"}` from a JSON-lines file; a malformed line raises `DataError` naming file:line."
+    "Rows `{\"text\", \"label\", ...}` from a JSON-lines file (other keys kept); a malformed line raises `DataError` naming file:line."
     path, rows = Path(path).expanduser(), []
     for i, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise DataError(f"{path}:{i}: invalid JSON: {e.msg}") from None
         if err := _row_error(r): raise DataError(f"{path}:{i}: {err}")
-        rows.append({"text": r["text"], "label": int(r["label"])})
+        rows.append({**r, "label": int(r["label"])})
     if not rows: raise DataError(f"{path}: no rows")
     return rows
 

@@ -569,28 +569,14 @@ def guard_score(name: str, text: str, context=None, cfg: Optional[dict] = None) 
     s = _Scan(text, normalize(text[:200_000]), dict(cfg or {}), _texts(context))
     return max((f.score for f in GUARDS[name](s)), default=0.0)
 
-def _rows(rows) -> list:
-    if isinstance(rows, (str, Path)):
-        p = Path(rows)
-        if not p.is_file(): raise FileNotFoundError(f"calibrate: no such file {p}")
-        out = []
-        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip(): continue
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError as e: raise ValueError(f"{p}:{i}: not valid JSON ({e.msg})") from None
-            out[-1] = (out[-1], f"{p}:{i}")
-        return out
-    return [(r, f"rows[{i}]") for i, r in enumerate(rows)]
-
 def _check_rows(rows) -> tuple:
-    texts, labels, ctxs = [], [], []
-    for r, where in _rows(rows):
-        if not isinstance(r, dict) or not isinstance(r.get("text"), str): raise ValueError(f"{where}: each row needs a str 'text'")
-        lab = r.get("label")
-        if isinstance(lab, bool) or lab not in (0, 1): raise ValueError(f"{where}: label must be 0 or 1, got {lab!r}")
-        texts.append(r["text"]); labels.append(int(lab)); ctxs.append(r.get("context"))
-    if len(set(labels)) < 2: raise ValueError(f"calibrate: need rows of both labels (0 and 1), got only {set(labels) or 'no rows'}")
-    return texts, np.array(labels), ctxs
+    "(texts, labels, contexts) of labelled rows or a JSONL file of them; errors name the row or file:line."
+    from llmops_nb.classifiers import check_rows, load_rows
+    if isinstance(rows, (str, Path)): rows = load_rows(rows)
+    elif hasattr(rows, "__iter__") and not isinstance(rows, (bytes, dict, list)): rows = list(rows)   # a generator is read once
+    texts, labels = check_rows(rows)
+    if len(set(labels.tolist())) < 2: raise ValueError(f"calibrate: need rows of both labels (0 and 1), got only {set(labels.tolist())}")
+    return texts, labels, [r.get("context") for r in rows]
 
 # %% ../nbs/07_guard.ipynb #e0082676
 def roc(labels: np.ndarray, scores: np.ndarray) -> tuple:

@@ -175,12 +175,12 @@ def test_calibrate_a_named_guard(tmp_path):
 def test_calibrate_bad_rows(tmp_path):
     with pytest.raises(ValueError, match="both labels"):
         calibrate("injection", [{"text": "a", "label": 0}])
-    with pytest.raises(ValueError, match=r"rows\[1\]: each row needs a str 'text'"):
+    with pytest.raises(ValueError, match=r"rows\[1\]: missing 'text'"):
         calibrate("injection", [{"text": "a", "label": 0}, {"label": 1}])
     f = tmp_path / "bad.jsonl"
     f.write_text('{"text": "a", "label": 1}\nnot json\n')
     out = subprocess.run([LLMOPS, "guard", "eval", str(f)], capture_output=True, text=True)
-    assert out.returncode == 2 and "bad.jsonl:2: not valid JSON" in out.stderr
+    assert out.returncode == 2 and "bad.jsonl:2: invalid JSON" in out.stderr
 
 
 def test_cli_scan_exit_codes():
