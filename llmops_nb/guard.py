@@ -312,7 +312,7 @@ output:
   secrets: {action: redact}
   pii: {entities: [CREDIT_CARD, EMAIL, IBAN, IP_ADDRESS, PHONE, US_SSN, US_DRIVER_LICENSE], threshold: 0.5, mode: mask,
         allow_from_context: true, action: redact}
-  toxicity: {threshold: 0.5, classifier: true, action: block}
+  toxicity: {threshold: 0.5, classifier: false, action: block}
   groundedness: {semantic: auto, fallback: idk, action: retry}
 """,
 "strict": """
@@ -325,7 +325,7 @@ input:
 output:
   secrets: {action: block}
   pii: {allow_from_context: false, action: block}
-  toxicity: {threshold: 0.3}
+  toxicity: {threshold: 0.3, classifier: true}
   groundedness: {threshold: 0.8, fallback: block}
 """,
 }
