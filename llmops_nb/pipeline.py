@@ -143,7 +143,7 @@ def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Op
     trace.step("input_guard", t0, action=vin.action, findings=[f"{f.guard}: {f.reason}" for f in vin.findings], timings=vin.timings)
     if not vin.allowed: return self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
     t0 = time.perf_counter(); hits = self.store.search(vin.text, k=k or self.k, where=where, mode=self.mode)
-    trace.step("retrieve", t0, ids=[h.id for h in hits], scores=[round(float(h.score), 4) for h in hits], where=where)
+    trace.step("retrieve", t0, query=vin.text, ids=[h.id for h in hits], scores=[round(float(h.score), 4) for h in hits], where=where)
     verdicts, strict = {"input": vin}, False
     for attempt in range(self.retries + 1):
         g = self._generate(trace, vin.text, hits, strict)
