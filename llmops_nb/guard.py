@@ -14,7 +14,9 @@ from typing import Any, Callable, Iterable, Optional, Union
 import numpy as np
 import yaml
 from fastcore.basics import patch_to
+from .classifiers import check_rows, load_classifier, load_rows, roc_auc
 from .core import ConfigError, digest
+from .grounded import THRESHOLD as GROUNDED_THRESHOLD, check_grounded
 from .pii import RULE_ENTITIES, SUPPORTED_ENTITIES, find_pii, redact
 
 # %% auto #0
@@ -455,7 +457,6 @@ class _Scan:
 
 def _classifier_score(name: str, texts: list) -> tuple:
     "(highest probability over `texts`, the classifier's threshold) of the packaged classifier `name`."
-    from llmops_nb.classifiers import load_classifier
     clf = load_classifier(name)
     return float(max(clf.score([t[:20_000] for t in texts if t.strip()]), default=0.0)), float(clf.threshold)
 
@@ -516,8 +517,7 @@ def _json(s: _Scan) -> list:
     return [Finding("json", e, 1.0, None, s.cfg.get("action", "retry")) for e in errs[:5]]
 
 def _groundedness(s: _Scan) -> list:
-    from llmops_nb.grounded import THRESHOLD, check_grounded
-    r = check_grounded(s.raw, s.contexts, threshold=s.cfg.get("threshold", THRESHOLD), semantic=s.cfg.get("semantic", "auto"), question=s.question)
+    r = check_grounded(s.raw, s.contexts, threshold=s.cfg.get("threshold", GROUNDED_THRESHOLD), semantic=s.cfg.get("semantic", "auto"), question=s.question)
     why = lambda u: f"not supported by the context: {u.text[:80]!r}" + (f" (not in the context: {', '.join(map(str, u.missing[:4]))})" if u.missing else "")
     return [Finding("groundedness", why(u), round(1 - u.score, 4), (u.start, u.end), s.cfg.get("action", "retry")) for u in r.unsupported]
 
@@ -571,7 +571,6 @@ def guard_score(name: str, text: str, context=None, cfg: Optional[dict] = None) 
 
 def _check_rows(rows) -> tuple:
     "(texts, labels, contexts) of labelled rows or a JSONL file of them; errors name the row or file:line."
-    from llmops_nb.classifiers import check_rows, load_rows
     if isinstance(rows, (str, Path)): rows = load_rows(rows)
     elif hasattr(rows, "__iter__") and not isinstance(rows, (bytes, dict, list)): rows = list(rows)   # a generator is read once
     texts, labels = check_rows(rows)
@@ -585,7 +584,7 @@ def roc(labels: np.ndarray, scores: np.ndarray) -> tuple:
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
     tp, fp = np.cumsum(y)[last], np.cumsum(1 - y)[last]
     tpr, fpr = np.r_[0, tp / max(y.sum(), 1)], np.r_[0, fp / max((1 - y).sum(), 1)]
-    return fpr, tpr, np.r_[np.inf, s[last]], float(np.trapezoid(tpr, fpr))
+    return fpr, tpr, np.r_[np.inf, s[last]], roc_auc(labels, scores)
 
 @dataclass
 class Calibration:
