@@ -16,7 +16,7 @@ from .core import (ConfigError, Settings, append_jsonl, code_version, digest, ho
 # %% auto #0
 __all__ = ['REDACTED', 'is_secret_name', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker',
            'new_run_id', 'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs',
-           'read_wandb_run']
+           'run_output', 'read_wandb_run']
 
 # %% ../nbs/01_runs.ipynb #0e42aab3
 REDACTED = "***"
@@ -236,8 +236,24 @@ def read_run(path: Union[str, Path], runs_dir: Union[str, Path, None] = None) ->
 def list_runs(runs_dir: Union[str, Path, None] = None, runbook: Optional[str] = None) -> list:
     "Records of all runs under `runs_dir` (optionally of one runbook), oldest first."
     root = Path(runs_dir) if runs_dir else load_settings().path("runs_dir")
-    dirs = sorted((p for p in root.glob(f"{runbook or '*'}/*") if (p / "lineage.json").is_file()), key=lambda p: p.name) if root.is_dir() else []
+    dirs = [p for p in root.glob(f"{runbook or '*'}/*") if (p / "lineage.json").is_file()] if root.is_dir() else []
+    dirs.sort(key=lambda p: (p.name[:15], (p / "params.json").stat().st_mtime_ns if (p / "params.json").exists() else 0, p.name))  # same second: start order
     return [read_run(d) for d in dirs]
+
+# %% ../nbs/01_runs.ipynb #260f9092
+def run_output(ref: Union[str, Path, None], runbook: str, output: str, runs_dir: Union[str, Path, None] = None) -> Optional[Path]:
+    "The path of output `output` of run `ref` (id or folder) of `runbook`; a plain path as is; None/'latest': the newest completed run's, else None."
+    def of(rec: RunRecord) -> Optional[Path]:
+        e = rec.lineage.get("outputs", {}).get(output)
+        return rec.dir / e["path"] if e and e.get("path") and (rec.dir / e["path"]).exists() else None
+    if ref is None or str(ref) == "latest":
+        found = [p for r in list_runs(runs_dir, runbook) if r.status == "completed" and (p := of(r)) is not None]
+        return found[-1] if found else None
+    p = Path(ref).expanduser()
+    if p.exists() and not (p / "lineage.json").is_file(): return p
+    rec = read_run(p if p.is_dir() else str(ref), runs_dir)
+    if (got := of(rec)) is None: raise FileNotFoundError(f"run {rec.id} ({rec.runbook}) recorded no output {output!r}; it has {sorted(rec.lineage.get('outputs', {}))}")
+    return got
 
 # %% ../nbs/01_runs.ipynb #7d69b529
 def read_wandb_run(path: Union[str, Path]) -> dict:

@@ -73,3 +73,29 @@ def test_wandb_disabled_writes_no_wandb_files(home):
     assert read_run(run.dir).lineage["tracker"]["mode"] == "disabled"
     assert not list(run.dir.rglob("*.wandb"))
     assert read_run(run.dir).metrics == {"loss": 0.1}
+
+
+def test_run_output_resolves_paths_run_ids_and_latest(home):
+    from llmops_nb.runs import run_output, start_run
+    from llmops_nb.core import load_settings
+    st = load_settings(tracker="none")
+    made = []
+    for i in range(2):
+        with start_run("train_x", {"i": i}, settings=st, tracker="none") as run:
+            (run.dir / "adapter").mkdir(); (run.dir / "adapter" / "w.txt").write_text(str(i))
+            run.add_output("adapter", run.dir / "adapter")
+        made.append(run)
+    try:
+        with start_run("train_x", {"i": 2}, settings=st, tracker="none") as bad:
+            (bad.dir / "adapter").mkdir(); bad.add_output("adapter", bad.dir / "adapter"); raise RuntimeError("crash")
+    except RuntimeError:
+        pass
+    runs_dir = st.path("runs_dir")
+    assert run_output("latest", "train_x", "adapter", runs_dir) == made[1].dir / "adapter"   # the failed run is skipped
+    assert run_output(made[0].id, "train_x", "adapter", runs_dir) == made[0].dir / "adapter"
+    assert run_output(str(made[0].dir), "train_x", "adapter") == made[0].dir / "adapter"
+    assert run_output(None, "never_ran", "adapter", runs_dir) is None
+    with pytest.raises(FileNotFoundError, match="recorded no output 'index'"):
+        run_output(made[0].id, "train_x", "index", runs_dir)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        run_output("20990101-000000-000000", "train_x", "adapter", runs_dir)
