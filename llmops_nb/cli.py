@@ -327,6 +327,27 @@ def _guard(a) -> int:
     print(json.dumps(v.to_dict(), indent=2, ensure_ascii=False))
     return 0 if v.allowed else 1
 
+# %% ../nbs/12_cli.ipynb #evalcli
+def _eval(a, settings) -> int:
+    "`llmops eval gate|compare|show`."
+    from llmops_nb.gates import _as_result, _jsonable, compare, default_rules, gate
+    runs = settings.path("runs_dir")
+    if a.eval_cmd == "show":
+        r = _as_result(a.result, "result", runs)
+        if a.json: print(json.dumps(_jsonable({"suite": r.suite, "cases": len(r.cases), "aggregates": r.aggregates, "corpus": r.corpus}), indent=2))
+        else: print(f"{r.suite}: {len(r.cases)} cases\n{r.summary().to_string()}")
+        return 0
+    kw = dict(n_resamples=a.resamples, seed=a.seed, allow_partial=a.allow_partial, runs_dir=runs)
+    if a.eval_cmd == "compare":
+        c = compare(a.baseline, a.candidate, alpha=0.05 if a.alpha is None else a.alpha, **kw)
+        print(json.dumps(c.to_dict(pairs=False), indent=2) if a.json else str(c))
+        if a.out: c.save(a.out)
+        return 0
+    v = gate(a.candidate, a.rules or default_rules(), baseline=a.baseline, alpha=a.alpha, **kw)
+    print(json.dumps(v.to_dict(), indent=2) if a.json else str(v))
+    if a.out: v.save(a.out)
+    return 0 if v.passed else 1
+
 # %% ../nbs/12_cli.ipynb #acaeb08d
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="llmops", description="llmops-nb: runbooks, run records and machine checks")
@@ -358,6 +379,23 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--output", action="store_true", help="scan as a model output instead of a user input")
     gc.add_argument("--context", action="append", default=[], help="a retrieved passage for output scans (repeatable)")
     gc.add_argument("--policy", help="policy name or YAML file")
+    e = sub.add_parser("eval", help="compare two evaluation results, gate a candidate on rules, show a result")
+    es = e.add_subparsers(dest="eval_cmd", required=True)
+    eg = es.add_parser("gate", help="check rules on CANDIDATE against BASELINE; exit 0 pass, 1 fail, 2 bad input")
+    ec = es.add_parser("compare", help="paired per-metric comparison of CANDIDATE against BASELINE")
+    for p in (eg, ec):
+        p.add_argument("baseline", help="the baseline: run id, run folder or result folder")
+        p.add_argument("candidate", help="the candidate: run id, run folder or result folder")
+        p.add_argument("--alpha", type=float, help="significance level (default: the rules' alpha, else 0.05)")
+        p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples per continuous metric")
+        p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+        p.add_argument("--allow-partial", action="store_true", help="compare the shared cases when the case sets differ")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        p.add_argument("--out", help="also write the verdict (gate) or the comparison (compare) as JSON to this file")
+    eg.add_argument("--rules", help="rules YAML file (default: the packaged llmops_nb/assets/eval/rules.yaml)")
+    esh = es.add_parser("show", help="print a result's aggregates")
+    esh.add_argument("result", help="run id, run folder or result folder")
+    esh.add_argument("--json", action="store_true", help="print JSON")
     return ap
 
 # %% ../nbs/12_cli.ipynb #ec61d77d
@@ -374,6 +412,7 @@ def main(argv: Optional[list] = None) -> int:
             return 1 if any(c["status"] == "fail" for c in checks) else 0
         elif a.cmd == "quickstart": quickstart(settings, a.profile)
         elif a.cmd == "guard": return _guard(a)
+        elif a.cmd == "eval": return _eval(a, settings)
         elif a.cmd == "run":
             params = dict(a.param)
             if a.dry_run:

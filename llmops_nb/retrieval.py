@@ -559,7 +559,7 @@ def sample_chunks(root: Union[str, Path, None] = None, max_tokens: int = 200, ov
     "(chunk rows, dedupe report) of the sample corpus: load, clean, dedupe, chunk, as `prepare_data` does."
     from dataclasses import asdict
     from llmops_nb.data import chunk, clean_documents, dedupe, deprioritize, load_documents
-    docs = clean_documents(load_documents(root or sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md"]))
+    docs = clean_documents(load_documents(root or sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"]))
     kept, report = dedupe(docs, prefer=deprioritize("archive/", "draft", "copy", "final", "_v2", "-spring"))
     return [asdict(c) for c in chunk(kept, max_tokens=max_tokens, overlap=overlap)], report
 

@@ -16,7 +16,7 @@ from .core import (ConfigError, Settings, append_jsonl, code_version, digest, ho
 # %% auto #0
 __all__ = ['REDACTED', 'is_secret_name', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker',
            'new_run_id', 'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs',
-           'run_output', 'read_wandb_run']
+           'run_output', 'run_of', 'read_wandb_run']
 
 # %% ../nbs/01_runs.ipynb #0e42aab3
 REDACTED = "***"
@@ -254,6 +254,12 @@ def run_output(ref: Union[str, Path, None], runbook: str, output: str, runs_dir:
     rec = read_run(p if p.is_dir() else str(ref), runs_dir)
     if (got := of(rec)) is None: raise FileNotFoundError(f"run {rec.id} ({rec.runbook}) recorded no output {output!r}; it has {sorted(rec.lineage.get('outputs', {}))}")
     return got
+
+def run_of(path: Union[str, Path]) -> Optional[str]:
+    "The id of the run whose folder holds `path` (for lineage parents), or None outside any run folder."
+    for d in [Path(path).resolve(), *Path(path).resolve().parents]:
+        if (d / "lineage.json").is_file(): return read_json(d / "lineage.json").get("run_id", d.name)
+    return None
 
 # %% ../nbs/01_runs.ipynb #7d69b529
 def read_wandb_run(path: Union[str, Path]) -> dict:

@@ -76,7 +76,7 @@ def test_wandb_disabled_writes_no_wandb_files(home):
 
 
 def test_run_output_resolves_paths_run_ids_and_latest(home):
-    from llmops_nb.runs import run_output, start_run
+    from llmops_nb.runs import run_of, run_output, start_run
     from llmops_nb.core import load_settings
     st = load_settings(tracker="none")
     made = []
@@ -95,6 +95,7 @@ def test_run_output_resolves_paths_run_ids_and_latest(home):
     assert run_output(made[0].id, "train_x", "adapter", runs_dir) == made[0].dir / "adapter"
     assert run_output(str(made[0].dir), "train_x", "adapter") == made[0].dir / "adapter"
     assert run_output(None, "never_ran", "adapter", runs_dir) is None
+    assert run_of(made[0].dir / "adapter" / "w.txt") == made[0].id and run_of(home) is None
     with pytest.raises(FileNotFoundError, match="recorded no output 'index'"):
         run_output(made[0].id, "train_x", "index", runs_dir)
     with pytest.raises(FileNotFoundError, match="not found"):
