@@ -301,7 +301,7 @@ def show_run(path: Union[str, Path], runs_dir=None) -> str:
                       "lineage " + json.dumps(lin, indent=2), f"host {r.lineage.get('host', {}).get('hostname')} device {r.lineage.get('host', {}).get('device')}"])
 
 # %% ../nbs/12_cli.ipynb #8577e069
-QUICKSTART = ["doctor", "prepare_data", "build_index", "train_sft"]   # the lifecycle runbooks, in order; each later stage joins as it lands
+QUICKSTART = ["doctor", "prepare_data", "build_index", "train_sft", "evaluate"]   # the lifecycle runbooks, in order; each later stage joins as it lands
 
 def quickstart(settings: Optional[Settings] = None, profile=None) -> list:
     "Run the quickstart lifecycle runbooks in order; each stage's record names the previous one as parent."
