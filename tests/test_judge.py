@@ -99,9 +99,10 @@ def test_end_to_end_scores_and_second_run_is_free(server, reg, tmp_path):
     assert [v.score for v in again] == [v.score for v in first] and all(v.cached for v in again)
     assert len(server.requests) == len(ITEMS)                     # zero new requests
     assert j.cache.stats()["entries"] == len(ITEMS)
-    body = server.requests[0]["body"]
-    assert body["temperature"] == 0.0 and body["messages"][0]["role"] == "system"
-    assert "Two years." in body["messages"][1]["content"] and "two years" in body["messages"][1]["content"]
+    bodies = [r["body"] for r in server.requests]                 # batch() may send them in any order
+    assert all(b["temperature"] == 0.0 and b["messages"][0]["role"] == "system" for b in bodies)
+    body = next(b for b in bodies if "Answer to grade:\nTwo years.\n" in b["messages"][1]["content"])
+    assert "two years" in body["messages"][1]["content"]                      # the reference went in too
 
 
 def test_cache_misses_when_prompt_model_input_or_sampling_change(server, reg, tmp_path):
