@@ -173,7 +173,7 @@ def _shared_ids(by_b: dict, by_c: dict, allow_partial: bool) -> tuple:
         parts = [f"the candidate lacks {len(missing)} of the baseline's {len(by_b)} cases ({_few(missing)})"] if missing else []
         parts += [f"the candidate has {len(extra)} cases the baseline lacks ({_few(extra)})"] if extra else []
         raise ValueError(f"different case sets: {'; '.join(parts)}. Evaluate both on the same suite, or pass "
-                         f"allow_partial=True to compare the {len(shared)} shared cases")
+                         f"allow_partial=True (llmops eval: --allow-partial) to compare the {len(shared)} shared cases")
     if not shared: raise ValueError("the baseline and the candidate have no case id in common")
     return shared, missing, extra
 
@@ -183,7 +183,7 @@ def _suite_checks(base: Any, cand: Any, by_b: dict, by_c: dict, ids: list, allow
     changed = [i for i in ids if any(k in by_b[i] and k in by_c[i] and by_b[i][k] != by_c[i][k] for k in ("input", "references"))]
     if changed and not allow_partial:
         raise ValueError(f"{len(changed)} cases have the same id but a different input or references in the two results "
-                         f"({_few(changed)}): re-run the baseline on the current suite, or pass allow_partial=True to drop them")
+                         f"({_few(changed)}): re-run the baseline on the current suite, or pass allow_partial=True (llmops eval: --allow-partial) to drop them")
     notes = [f"dropped {len(changed)} cases whose input or references changed ({_few(changed)})"] if changed else []
     db, dc = getattr(base, "suite_digest", None), getattr(cand, "suite_digest", None)
     if db and dc and db != dc:
