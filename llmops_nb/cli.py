@@ -348,6 +348,17 @@ def _eval(a, settings) -> int:
     if a.out: v.save(a.out)
     return 0 if v.passed else 1
 
+# %% ../nbs/12_cli.ipynb #moncheck
+def _monitor(a, settings) -> int:
+    "`llmops monitor check`."
+    from llmops_nb.alerts import check
+    from llmops_nb.monitor import TraceStore
+    path = Path(a.store).expanduser() if a.store else settings.path("home") / "traces" / "traces.sqlite"
+    if not path.is_file(): raise FileNotFoundError(f"trace store {path} does not exist (serve writes it; pass --store)")
+    res = check(TraceStore(path), a.rules, now=a.now, notify=not a.no_notify)
+    print(json.dumps(res.to_dict(), indent=2, default=str) if a.json else str(res))
+    return 1 if res.fired else 0
+
 # %% ../nbs/12_cli.ipynb #acaeb08d
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="llmops", description="llmops-nb: runbooks, run records and machine checks")
@@ -396,6 +407,14 @@ def _parser() -> argparse.ArgumentParser:
     esh = es.add_parser("show", help="print a result's aggregates")
     esh.add_argument("result", help="run id, run folder or result folder")
     esh.add_argument("--json", action="store_true", help="print JSON")
+    m = sub.add_parser("monitor", help="check alert rules against the trace store")
+    ms = m.add_subparsers(dest="monitor_cmd", required=True)
+    mc = ms.add_parser("check", help="evaluate alert rules; exit 1 when an alert fired, 0 when none, 2 on bad input")
+    mc.add_argument("--rules", required=True, help="alert rules YAML file")
+    mc.add_argument("--store", help="trace store file (default: <home>/traces/traces.sqlite)")
+    mc.add_argument("--now", help="judge at this time instead of now: unix seconds or an ISO time (replays)")
+    mc.add_argument("--no-notify", action="store_true", help="do not post fired alerts to the webhook")
+    mc.add_argument("--json", action="store_true", help="print JSON")
     return ap
 
 # %% ../nbs/12_cli.ipynb #ec61d77d
@@ -413,6 +432,7 @@ def main(argv: Optional[list] = None) -> int:
         elif a.cmd == "quickstart": quickstart(settings, a.profile)
         elif a.cmd == "guard": return _guard(a)
         elif a.cmd == "eval": return _eval(a, settings)
+        elif a.cmd == "monitor": return _monitor(a, settings)
         elif a.cmd == "run":
             params = dict(a.param)
             if a.dry_run:
