@@ -15,9 +15,9 @@ from .core import (ConfigError, ModelNotAvailable, PACKAGED_MODELS, Settings, _s
 from .runs import (REDACTED, RunRecord, _now, is_secret_name, new_run_id, read_run, redact, update_lineage, wandb_mode)
 
 # %% auto #0
-__all__ = ['QUICKSTART', 'Param', 'runbook_params', 'runbooks_dir', 'list_runbooks', 'find_runbook', 'runbook_summary',
-           'validate_params', 'read_params_file', 'RunbookFailed', 'resolve_params', 'run_runbook', 'doctor',
-           'format_checks', 'show_run', 'quickstart', 'main']
+__all__ = ['QUICKSTART', 'SERVE_OPTIONS', 'Param', 'runbook_params', 'runbooks_dir', 'list_runbooks', 'find_runbook',
+           'runbook_summary', 'validate_params', 'read_params_file', 'RunbookFailed', 'resolve_params', 'run_runbook',
+           'doctor', 'format_checks', 'show_run', 'quickstart', 'main']
 
 # %% ../nbs/12_cli.ipynb #02b6c2fb
 @dataclass
@@ -359,6 +359,68 @@ def _monitor(a, settings) -> int:
     print(json.dumps(res.to_dict(), indent=2, default=str) if a.json else str(res))
     return 1 if res.fired else 0
 
+# %% ../nbs/12_cli.ipynb #5253e0e6
+SERVE_OPTIONS = {"host": str, "port": int, "keys_file": Optional[Path], "model": Optional[str], "adapter": Optional[str],
+                 "index": Optional[str], "rate_limit": Optional[float], "burst": int, "timeout_s": float, "max_body_bytes": int,
+                 "max_question_chars": int, "workers": int, "store": Optional[Path], "pipeline_factory": Optional[str]}  # a profile's `params: serve:` keys
+
+def _port(v: str) -> int:
+    try: p = int(v)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a port number, got {v!r}") from None
+    if not 1 <= p <= 65535: raise argparse.ArgumentTypeError(f"a port must be between 1 and 65535, got {p}")
+    return p
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", help="a profile name or path: its settings and its `params: serve:` options")
+    p.add_argument("--host", help="interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=_port, help="TCP port (default 8000)")
+    p.add_argument("--keys-file", type=Path, help="API keys or sha256:<hex> hashes, one per line (added to LLMOPS_API_KEYS)")
+    p.add_argument("--model", help="base model: packaged name or folder (default: the base_model setting)")
+    p.add_argument("--adapter", help="LoRA adapter: folder, train_sft run id or 'latest' (default: none)")
+    p.add_argument("--index", help="index: folder, build_index run id or 'latest' (default; the sample corpus when none)")
+    p.add_argument("--rate-limit", type=float, help="requests per minute per key, sustained (0: unlimited; default 60)")
+    p.add_argument("--timeout", type=float, dest="timeout_s", help="seconds a request may take before 504 (default 60)")
+    st = p.add_mutually_exclusive_group()
+    st.add_argument("--store", type=Path, help="trace store file (default <home>/traces/traces.sqlite)")
+    st.add_argument("--no-store", action="store_true", help="keep no traces")
+    p.add_argument("--pipeline-factory", help="'module:function' returning the pipeline to serve instead of the default one")
+
+# %% ../nbs/12_cli.ipynb #52b40ce9
+def _serve_options(a, settings: Settings) -> dict:
+    "Options of `llmops serve`: defaults < the profile's `params: serve:` < flags, each checked."
+    o = {"host": "127.0.0.1", "port": 8000}
+    if a.profile is not None:
+        prof = load_profile(a.profile, settings.home)
+        for k, v in (prof.params.get("serve") or {}).items():
+            if k not in SERVE_OPTIONS: raise ConfigError(f"{prof.path}: params.serve: unknown option {k!r}; valid options: {', '.join(SERVE_OPTIONS)}")
+            o[k] = coerce(v, SERVE_OPTIONS[k], f"{prof.path}: params.serve {k!r}")
+            if isinstance(o[k], Path) and not o[k].is_absolute(): o[k] = Path(settings.home).resolve() / o[k]
+    o.update({k: v for k in SERVE_OPTIONS if (v := getattr(a, k, None)) is not None})
+    if a.no_store: o["store"] = False
+    if not str(o["host"]).strip(): raise ConfigError("serve: host is empty; give --host 127.0.0.1 (this machine) or 0.0.0.0 (every interface)")
+    if not 1 <= o["port"] <= 65535: raise ConfigError(f"serve: port must be between 1 and 65535, got {o['port']}")
+    if "timeout_s" in o and not 0 < o["timeout_s"] < float("inf"): raise ConfigError(f"serve: timeout must be a number of seconds > 0, got {o['timeout_s']}")
+    if o.get("rate_limit") is not None and not 0 <= o["rate_limit"] < float("inf"): raise ConfigError(f"serve: rate limit must be requests per minute >= 0, got {o['rate_limit']}")
+    return o
+
+def _serve(a, settings: Settings) -> int:
+    "`llmops serve`: refuse to start without API keys, print the URL and key ids, run the server."
+    from llmops_nb.serve import key_id, load_keys, serve
+    o = _serve_options(a, settings)
+    keys_file, host, port = o.pop("keys_file", None), o.pop("host"), o.pop("port")
+    keys = load_keys(file=keys_file)
+    if not keys: raise ConfigError("no API keys: set LLMOPS_API_KEYS (comma-separated), pass --keys-file, or name keys_file under "
+                                   "`params: serve:` in the profile; llmops serve never starts without authentication")
+    store = o.pop("store", None)
+    if store is None: store = settings.path("home") / "traces" / "traces.sqlite"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    srcs = [s for s, on in (("LLMOPS_API_KEYS", os.environ.get("LLMOPS_API_KEYS", "").strip()), (f"keys file {keys_file}", keys_file)) if on]
+    print(f"llmops serve: {url}/v1/chat/completions (OpenAI-compatible), {url}/v1/feedback, {url}/healthz, {url}/metrics\n"
+          f"api keys: {len(keys)} from {' and '.join(srcs)}; ids {', '.join(key_id(k) for k in keys)}\n"
+          f"traces: {store if store is not False else 'off (--no-store)'}", flush=True)
+    serve(host=host, port=port, keys=keys, store=store, settings=settings, **o)
+    return 0
+
 # %% ../nbs/12_cli.ipynb #acaeb08d
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="llmops", description="llmops-nb: runbooks, run records and machine checks")
@@ -415,6 +477,7 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--now", help="judge at this time instead of now: unix seconds or an ISO time (replays)")
     mc.add_argument("--no-notify", action="store_true", help="do not post fired alerts to the webhook")
     mc.add_argument("--json", action="store_true", help="print JSON")
+    _serve_args(sub.add_parser("serve", help="serve the guarded RAG pipeline over HTTP (OpenAI-compatible) behind API keys"))
     return ap
 
 # %% ../nbs/12_cli.ipynb #ec61d77d
@@ -433,6 +496,7 @@ def main(argv: Optional[list] = None) -> int:
         elif a.cmd == "guard": return _guard(a)
         elif a.cmd == "eval": return _eval(a, settings)
         elif a.cmd == "monitor": return _monitor(a, settings)
+        elif a.cmd == "serve": return _serve(a, settings)
         elif a.cmd == "run":
             params = dict(a.param)
             if a.dry_run:
