@@ -429,6 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="validate parameters and execute a runbook into a run folder")
     r.add_argument("name", help="runbook name (see `llmops runbooks`) or a notebook path")
     r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="a parameter (repeatable)")
+    r.add_argument("--param-kv", action="append", default=[], help=argparse.SUPPRESS)   # -p KEY VALUE rewritten by _kv_params
     r.add_argument("-f", "--params-file", action="append", default=[], help="a YAML/JSON file of parameters (repeatable)")
     r.add_argument("--profile", help="a profile name (runbooks/profiles/NAME.yaml) or path")
     r.add_argument("--dry-run", action="store_true", help="validate and print the parameters, run nothing")
@@ -481,9 +482,20 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 # %% ../nbs/12_cli.ipynb #ec61d77d
+def _kv_params(argv: list) -> list:
+    "`-p KEY VALUE` as one `--param-kv=KEY=VALUE` token, so a value such as '-1d' is not taken for an option."
+    out, i = [], 0
+    if not argv or argv[0] != "run": return argv
+    while i < len(argv):
+        if argv[i] in ("-p", "--param") and i + 2 < len(argv) and not argv[i + 1].startswith("-") and "=" not in argv[i + 1]:
+            out.append(f"--param-kv={argv[i + 1]}={argv[i + 2]}"); i += 3
+        else: out.append(argv[i]); i += 1
+    return out
+
 def main(argv: Optional[list] = None) -> int:
     "Entry point of the `llmops` command."
-    a = _parser().parse_args(argv)
+    a = _parser().parse_args(_kv_params(sys.argv[1:] if argv is None else list(argv)))
+    if a.cmd == "run": a.param = [*a.param, *(tuple(kv.split("=", 1)) for kv in a.param_kv)]
     try:
         settings = load_settings(getattr(a, "profile", None))
         if a.cmd == "runbooks": _print_runbooks(settings)

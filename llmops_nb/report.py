@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64, html, io, json, math, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 import numpy as np
 import matplotlib as mpl
 from matplotlib.figure import Figure
@@ -417,6 +417,9 @@ class Report:
     "An evaluation report: HTML sections with embedded figures; displays in a notebook, saves as one self-contained file."
     title: str
     parts: dict = field(default_factory=dict)      # section id -> HTML fragment, in page order ("header" first)
+    TITLES: ClassVar[dict] = _TITLES               # section headings; a page kind (the monitoring dashboard) brings its own
+    FILENAME: ClassVar[str] = "report.html"        # the file `save` writes into a folder
+    CSS_CLASS: ClassVar[str] = "llmops-report"
 
     @property
     def sections(self) -> list: return list(self.parts)
@@ -424,9 +427,10 @@ class Report:
     @property
     def body(self) -> str:
         "The report as an HTML fragment with its scoped CSS (what a notebook shows)."
-        nav = " ".join(f'<a href="#{k}">{_esc(_TITLES[k])}</a>' for k in self.parts if k in _TITLES)
-        secs = "".join(f'<section id="{k}">{"<h2>" + _esc(_TITLES[k]) + "</h2>" if k in _TITLES else ""}{v}</section>' for k, v in self.parts.items())
-        return f'<div class="llmops-report"><style>{_CSS}</style><h1>{_esc(self.title)}</h1><nav>{nav}</nav>{secs}</div>'
+        t = self.TITLES
+        nav = " ".join(f'<a href="#{k}">{_esc(t[k])}</a>' for k in self.parts if k in t)
+        secs = "".join(f'<section id="{k}">{"<h2>" + _esc(t[k]) + "</h2>" if k in t else ""}{v}</section>' for k, v in self.parts.items())
+        return f'<div class="{self.CSS_CLASS}"><style>{_CSS}</style><h1>{_esc(self.title)}</h1><nav>{nav}</nav>{secs}</div>'
 
     @property
     def html(self) -> str:
@@ -440,10 +444,10 @@ class Report:
 # %% ../nbs/09e_report.ipynb #e2111f5e
 @patch
 def save(self: Report, path: Union[str, Path]) -> Path:
-    "Write the page to `path` atomically (into `path/report.html` when `path` is a folder); returns the file."
+    "Write the page to `path` atomically (into `path/<FILENAME>` when `path` is a folder); returns the file."
     if not isinstance(path, (str, Path)): raise TypeError(f"path: expected a file path (str or Path), got {type(path).__name__}")
     p = Path(path).expanduser()
-    if p.is_dir(): p = p / "report.html"
+    if p.is_dir(): p = p / self.FILENAME
     return atomic_write(p, self.html)
 
 # %% ../nbs/09e_report.ipynb #0329a252

@@ -92,6 +92,12 @@ def test_dry_run_validates_without_running(books, home):
     assert not (home / "runs").exists()
 
 
+def test_parameter_values_may_start_with_a_dash(books, home):
+    out = llmops("run", "toy", "--dry-run", "-p", "steps", "-3", "-p", "api_token", "-abc-secret-value")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["steps"] == -3 and "abc-secret-value" not in out.stdout
+
+
 def test_doctor_runbook_writes_complete_record(home, tmp_path):
     fake_home = tmp_path / "user-home"
     fake_home.mkdir()
