@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/pipeline.html.md"""
 
 # %% ../nbs/08b_pipeline.ipynb #2a8ba1a2
 from __future__ import annotations
-import re, time, uuid
+import json, re, time, uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -98,6 +98,7 @@ class RAGPipeline:
                  mode: str = "hybrid",              # retrieval mode of VectorStore.search
                  strict_prompt=None,                # prompt for the retry of an unsupported answer; None: the packaged strict one
                  retries: int = 1,                  # regenerations after an output guard asks for a retry
+                 lineage: Optional[dict] = None,    # where the parts came from (run ids, paths): copied into every trace's meta
                  **gen_kwargs):                     # generation overrides (temperature, max_new_tokens, seed, ...)
         if not hasattr(store, "search"): raise TypeError(f"RAGPipeline: store needs a search() method, got {type(store).__name__}")
         if not hasattr(generator, "generate"): raise TypeError(f"RAGPipeline: generator needs a generate() method, got {type(generator).__name__}")
@@ -106,6 +107,8 @@ class RAGPipeline:
         self.store, self.generator, self.k, self.mode, self.retries, self.gen_kwargs = store, generator, k, mode, retries, gen_kwargs
         self.prompt, self.strict_prompt = _as_prompt(prompt, False), _as_prompt(strict_prompt, True)
         self.policy = load_policy(policy)
+        if lineage is not None and not isinstance(lineage, dict): raise TypeError(f"RAGPipeline: lineage must be a dict, got {type(lineage).__name__}")
+        self.lineage = json.loads(json.dumps(lineage or {}, default=str))   # JSON-ready now, so a trace never fails to store later
     def __repr__(self): return f"RAGPipeline(prompt={self.prompt.ref}, policy={self.policy.ref}, k={self.k}, generator={self.generator!r})"
 
 # %% ../nbs/08b_pipeline.ipynb #4fbfa05e
@@ -138,7 +141,8 @@ def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Op
     "Answer `question` from the store's passages (optionally filtered by `where`) behind the policy's guards."
     t_start = time.perf_counter()
     trace = Trace(uuid.uuid4().hex[:16], time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  meta={"policy": self.policy.ref, "generator": self.generator.info() if hasattr(self.generator, "info") else {}})
+                  meta={"policy": self.policy.ref, "generator": self.generator.info() if hasattr(self.generator, "info") else {},
+                        **({"lineage": self.lineage} if self.lineage else {})})
     t0 = time.perf_counter(); vin = scan_input(question, self.policy)
     trace.step("input_guard", t0, action=vin.action, findings=[f"{f.guard}: {f.reason}" for f in vin.findings], timings=vin.timings)
     if not vin.allowed: return self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
