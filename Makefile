@@ -15,13 +15,22 @@ export WANDB_CACHE_DIR ?= $(CURDIR)/.cache/llmops/wandb/cache
 export WANDB_DATA_DIR ?= $(CURDIR)/.cache/llmops/wandb/data
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
-.PHONY: setup quickstart test check-export test-nbs test-py export clean-nbs readme docs doctor
+.PHONY: setup quickstart quickstart-check test check-export test-nbs test-py export clean-nbs readme docs doctor
+SEED ?= 0
 
 setup:
 	@bash scripts/setup.sh
 
+# The main job: prepare_data -> build_index -> train_sft -> evaluate (base, then fine-tuned with the gate) -> traffic -> monitor,
+# then the summary table and runs/quickstart/<id>/lifecycle.html. About 12 minutes on 2 CPU cores.
 quickstart: setup
-	$(BIN)/llmops quickstart --profile cpu
+	$(BIN)/llmops quickstart --profile cpu --seed $(SEED)
+
+# The quickstart twice with the same seed, then the check that both read the same data and got the same numbers.
+quickstart-check: setup
+	$(BIN)/llmops quickstart --profile cpu --seed $(SEED)
+	$(BIN)/llmops quickstart --profile cpu --seed $(SEED)
+	$(BIN)/llmops quickstart --compare previous latest
 
 doctor: setup
 	$(BIN)/llmops doctor

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 from .core import (ConfigError, ModelNotAvailable, PACKAGED_MODELS, Settings, _search_dirs, atomic_write, coerce,
                             digest, is_offline, load_profile, load_settings, packaged_model_path, read_yaml)
+from .lifecycle import STAGES, LifecycleResult, compare_lifecycles, lineage, run_lifecycle
 from .runs import (REDACTED, RunRecord, _now, is_secret_name, new_run_id, read_run, redact, update_lineage, wandb_mode)
 
 # %% auto #0
@@ -301,18 +302,20 @@ def show_run(path: Union[str, Path], runs_dir=None) -> str:
                       "lineage " + json.dumps(lin, indent=2), f"host {r.lineage.get('host', {}).get('hostname')} device {r.lineage.get('host', {}).get('device')}"])
 
 # %% ../nbs/12_cli.ipynb #8577e069
-QUICKSTART = ["doctor", "prepare_data", "build_index", "train_sft", "evaluate"]   # the lifecycle runbooks, in order; each later stage joins as it lands
+QUICKSTART = list(STAGES)   # the lifecycle's stages, in order (see the lifecycle chapter)
 
-def quickstart(settings: Optional[Settings] = None, profile=None) -> list:
-    "Run the quickstart lifecycle runbooks in order; each stage's record names the previous one as parent."
-    settings = settings or load_settings(profile)
-    recs, parent = [], ()
-    for name in QUICKSTART:
-        print(f"== {name}", flush=True)
-        rec = run_runbook(name, profile=profile, settings=settings, parents=parent)
-        print(f"   {rec.dir}\n   {_headline(rec.metrics)}", flush=True)
-        recs.append(rec); parent = (rec.id,)
-    return recs
+def quickstart(settings: Optional[Settings] = None, profile=None, seed: Optional[int] = None, resume: bool = False,
+               stages: Optional[list] = None) -> LifecycleResult:
+    "Run the quickstart lifecycle (`run_lifecycle`), print its summary table and the path of its one-page report."
+    res = run_lifecycle(profile=profile, settings=settings, seed=seed, stages=stages, resume=resume, log=lambda m: print(m, flush=True))
+    print(f"\n{res}" + (f"\nFAILED at {res.failed}: {res.error}" if res.failed else ""), flush=True)
+    return res
+
+def _lineage(a, settings) -> int:
+    "`llmops lineage TRACE_ID`."
+    lin = lineage(a.trace_id, store=a.store, settings=settings)
+    print(json.dumps(lin.to_dict(), indent=2, default=str) if a.json else lin.tree())
+    return 0 if lin.verified else 1
 
 # %% ../nbs/12_cli.ipynb #guardcli
 def _guard(a) -> int:
@@ -438,8 +441,16 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check this machine: Python, torch, CUDA, FAISS, packaged models, W&B, disk")
     d.add_argument("--no-load", action="store_true", help="only find the packaged models, do not load them")
     d.add_argument("--json", action="store_true", help="print the checks as JSON")
-    q = sub.add_parser("quickstart", help="run the lifecycle runbooks in order on the embedded defaults")
+    q = sub.add_parser("quickstart", help="run the lifecycle runbooks in order on the embedded defaults, print the summary")
     q.add_argument("--profile", help="a profile name or path")
+    q.add_argument("--seed", type=int, help="seed for the data split, training, evaluation and traffic (default: each runbook's)")
+    q.add_argument("--resume", action="store_true", help="continue the newest unfinished quickstart, keeping its completed stages")
+    q.add_argument("--stages", type=int, help=f"run only the first N stages of {', '.join(STAGES)}")
+    q.add_argument("--compare", nargs=2, metavar=("A", "B"), help="run nothing: list what differs between two quickstarts (exit 1 when any)")
+    ln = sub.add_parser("lineage", help="from a served answer's trace id back to the runs, datasets and digests behind it")
+    ln.add_argument("trace_id", help="the trace id (the `id` of a served answer)")
+    ln.add_argument("--store", help="trace store file (default: <home>/traces/traces.sqlite)")
+    ln.add_argument("--json", action="store_true", help="print JSON")
     g = sub.add_parser("guard", help="scan a text with the guards, or measure a guard on labelled rows")
     gs = g.add_subparsers(dest="guard_cmd", required=True)
     ge = gs.add_parser("eval", help="calibrate a guard on a JSONL file of {text, label[, context]} rows")
@@ -504,7 +515,15 @@ def main(argv: Optional[list] = None) -> int:
             checks = doctor(settings, load_models=not a.no_load)
             print(json.dumps(checks, indent=2) if a.json else format_checks(checks))
             return 1 if any(c["status"] == "fail" for c in checks) else 0
-        elif a.cmd == "quickstart": quickstart(settings, a.profile)
+        elif a.cmd == "quickstart" and a.compare:
+            diff = compare_lifecycles(*a.compare, settings=settings)
+            print("\n".join(f"{k}: {x!r} != {y!r}" for k, x, y in diff) or f"reproduced: {a.compare[0]} and {a.compare[1]} agree on every figure")
+            return 1 if diff else 0
+        elif a.cmd == "quickstart":
+            if a.stages is not None and not 1 <= a.stages <= len(STAGES): raise ValueError(f"--stages must be between 1 and {len(STAGES)}, got {a.stages}")
+            res = quickstart(settings, a.profile, seed=a.seed, resume=a.resume, stages=STAGES[:a.stages] if a.stages else None)
+            return 0 if res.ok else 1
+        elif a.cmd == "lineage": return _lineage(a, settings)
         elif a.cmd == "guard": return _guard(a)
         elif a.cmd == "eval": return _eval(a, settings)
         elif a.cmd == "monitor": return _monitor(a, settings)
@@ -518,6 +537,6 @@ def main(argv: Optional[list] = None) -> int:
             print(f"run {rec.id} {rec.status}: {rec.dir}\n{_headline(rec.metrics)}")
     except RunbookFailed as e:
         print(f"error: {e}\npartial notebook: {e.notebook}\nrun folder: {e.run_dir}", file=sys.stderr); return 1
-    except (ConfigError, FileNotFoundError, ModelNotAvailable, ValueError) as e:
+    except (ConfigError, FileNotFoundError, ModelNotAvailable, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0

@@ -421,8 +421,18 @@ def run_lifecycle(profile: Union[str, Path, None] = None,   # profile name or fi
 # %% ../nbs/13_lifecycle.ipynb #f6003c24
 _CLOCK = re.compile(r"latency|_ms$|seconds|runtime|_s$|per_s|tokens_per|duration|/step", re.I)
 
+def _lifecycle_dir(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> Path:
+    "A lifecycle's folder: a LifecycleResult, a folder, a run id, or 'latest' / 'previous' (the newest completed ones)."
+    if isinstance(lc, LifecycleResult): return lc.dir
+    if str(lc) in ("latest", "previous"):
+        done = [r for r in list_runs(runs_dir, "quickstart") if r.status == "completed"]
+        need = 1 if lc == "latest" else 2
+        if len(done) < need: raise FileNotFoundError(f"{lc!r}: {len(done)} completed quickstart run(s) in {runs_dir}, {need} needed")
+        return done[-need].dir
+    return Path(lc) if Path(lc).is_dir() else find_run(str(lc), runs_dir)
+
 def _figures(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> dict:
-    d = lc.dir if isinstance(lc, LifecycleResult) else (Path(lc) if Path(lc).is_dir() else find_run(str(lc), runs_dir))
+    d = _lifecycle_dir(lc, runs_dir)
     if not (d / "stages.json").is_file(): raise FileNotFoundError(f"{d} is not a lifecycle run folder (no stages.json)")
     out = {}
     for st, rid in read_json(d / "stages.json").items():
