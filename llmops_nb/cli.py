@@ -365,7 +365,8 @@ def _monitor(a, settings) -> int:
 # %% ../nbs/12_cli.ipynb #5253e0e6
 SERVE_OPTIONS = {"host": str, "port": int, "keys_file": Optional[Path], "model": Optional[str], "adapter": Optional[str],
                  "index": Optional[str], "rate_limit": Optional[float], "burst": int, "timeout_s": float, "max_body_bytes": int,
-                 "max_question_chars": int, "workers": int, "store": Optional[Path], "pipeline_factory": Optional[str]}  # a profile's `params: serve:` keys
+                 "max_question_chars": int, "workers": int, "store": Optional[Path], "pipeline_factory": Optional[str],
+                 "endpoint": Optional[str], "endpoint_model": Optional[str], "endpoint_key": Optional[str]}  # a profile's `params: serve:` keys
 
 def _port(v: str) -> int:
     try: p = int(v)
@@ -387,6 +388,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     st.add_argument("--store", type=Path, help="trace store file (default <home>/traces/traces.sqlite)")
     st.add_argument("--no-store", action="store_true", help="keep no traces")
     p.add_argument("--pipeline-factory", help="'module:function' returning the pipeline to serve instead of the default one")
+    p.add_argument("--endpoint", help="an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model, e.g. http://vllm:8000/v1")
+    p.add_argument("--endpoint-model", help="the model id served there (default: --model, else the base_model setting)")
+    p.add_argument("--endpoint-key", help="its API key as an env:VARIABLE reference (default env:LLMOPS_ENDPOINT_KEY when set); never the key itself")
 
 # %% ../nbs/12_cli.ipynb #52b40ce9
 def _serve_options(a, settings: Settings) -> dict:
@@ -403,6 +407,8 @@ def _serve_options(a, settings: Settings) -> dict:
     if not str(o["host"]).strip(): raise ConfigError("serve: host is empty; give --host 127.0.0.1 (this machine) or 0.0.0.0 (every interface)")
     if not 1 <= o["port"] <= 65535: raise ConfigError(f"serve: port must be between 1 and 65535, got {o['port']}")
     if "timeout_s" in o and not 0 < o["timeout_s"] < float("inf"): raise ConfigError(f"serve: timeout must be a number of seconds > 0, got {o['timeout_s']}")
+    if o.get("endpoint_key") and not str(o["endpoint_key"]).startswith("env:"):
+        raise ConfigError("serve: endpoint key must be an env:VARIABLE reference (export the key, then --endpoint-key env:VARIABLE), never the key itself")
     if o.get("rate_limit") is not None and not 0 <= o["rate_limit"] < float("inf"): raise ConfigError(f"serve: rate limit must be requests per minute >= 0, got {o['rate_limit']}")
     return o
 

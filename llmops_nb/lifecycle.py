@@ -370,7 +370,8 @@ class LifecycleResult:
     def __str__(self): return format_summary(self.rows) + f"\n\nlifecycle report: {self.page}"
 
 def _headline(metrics: dict, n: int = 8) -> str:
-    nums = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and "/" not in k][:n]
+    nums = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    nums = ([kv for kv in nums if "/" not in kv[0]] + [kv for kv in nums if "/" in kv[0] and "/step" not in kv[0]])[:n]
     return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in nums)
 
 def _unfinished(runs_dir: Path) -> Optional[RunRecord]:

@@ -21,10 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .core import ConfigError, Settings, load_settings
 
 # %% auto #0
-__all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'ENDPOINTS', 'hash_key', 'key_id', 'load_keys', 'KeyRing', 'RateLimiter', 'ContentPart',
-           'ChatMessage', 'ChatRequest', 'FeedbackRequest', 'APIError', 'parse_body', 'question_of', 'usage_of',
-           'finish_reason_of', 'extension_of', 'completion', 'chunks', 'Metrics', 'Edge', 'create_app',
-           'default_pipeline', 'load_factory', 'make_app', 'serve']
+__all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'ENDPOINTS', 'ENDPOINT_KEY', 'hash_key', 'key_id', 'load_keys', 'KeyRing',
+           'RateLimiter', 'ContentPart', 'ChatMessage', 'ChatRequest', 'FeedbackRequest', 'APIError', 'parse_body',
+           'question_of', 'usage_of', 'finish_reason_of', 'extension_of', 'completion', 'chunks', 'Metrics', 'Edge',
+           'create_app', 'default_pipeline', 'load_factory', 'make_app', 'serve']
 
 # %% ../nbs/11_serve.ipynb #f1a7230f
 KEY_PREFIX, MIN_KEY_CHARS = "sha256:", 16
@@ -483,27 +483,48 @@ def create_app(pipeline,                                  # RAGPipeline-like: `.
     return app
 
 # %% ../nbs/11_serve.ipynb #e15ea0fb
+ENDPOINT_KEY = "env:LLMOPS_ENDPOINT_KEY"      # default endpoint_key: used when the variable is set, else no key is sent
+
+def _endpoint_generator(endpoint: str, model: str, key: Optional[str], adapter: Optional[str]):
+    "An `OpenAICompatGenerator` for a served model; an adapter is refused (the server must load it)."
+    from llmops_nb.generate import OpenAICompatGenerator
+    if not isinstance(endpoint, str) or not endpoint.strip() or len(endpoint) > 2048:
+        raise ConfigError(f"endpoint must be the server's base URL, e.g. http://vllm:8000/v1, got {type(endpoint).__name__} {str(endpoint)[:60]!r}")
+    if adapter: raise ConfigError(f"adapter {adapter!r} cannot be applied to the model at endpoint {endpoint}: serve the adapter there "
+                                  "(vllm serve BASE --enable-lora --lora-modules rag=ADAPTER_DIR) and pass endpoint_model='rag' instead of adapter")
+    if key == ENDPOINT_KEY and not os.environ.get(ENDPOINT_KEY[4:]): key = None
+    return OpenAICompatGenerator(endpoint, model=model, api_key=key)
+
 def default_pipeline(model: Optional[str] = None,       # base model: packaged name or folder; None: the base_model setting
                      adapter: Optional[str] = None,     # LoRA adapter folder, train_sft run id, or "latest"; None: no adapter
                      index: Optional[str] = "latest",   # index folder, build_index run id or "latest"; None or no run: the sample corpus
                      prompt: Optional[str] = None,      # prompt reference in the registry (e.g. "rag:production"); None: the packaged prompt
                      policy: str = "default",           # guard policy: name or YAML file
-                     k: int = 4, max_new_tokens: int = 128, settings: Optional[Settings] = None):
-    "The pipeline `serve` runs by default: a local model over the newest index (or the sample corpus), behind the guard policy."
+                     k: int = 4, max_new_tokens: int = 128, settings: Optional[Settings] = None,
+                     endpoint: Optional[str] = None,    # OpenAI-compatible base URL (vLLM, TGI, ...) that generates; None: a local model
+                     endpoint_model: Optional[str] = None,  # model id at the endpoint; None: `model`, else the base_model setting
+                     endpoint_key: Optional[str] = ENDPOINT_KEY):  # the endpoint's API key, as "env:VARIABLE"; never logged
+    "The pipeline `serve` runs by default: a local model, or one served at `endpoint`, over the newest index (or the sample corpus), behind the guard policy."
     from llmops_nb.generate import HFGenerator
     from llmops_nb.pipeline import RAGPipeline
     from llmops_nb.prompts import PromptRegistry
     from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
-    from llmops_nb.runs import run_output
+    from llmops_nb.runs import run_of, run_output
+    if endpoint is None and endpoint_model is not None: raise ConfigError("endpoint_model is set but endpoint is not: give the server's base URL as endpoint")
     s = settings or load_settings(); runs_dir = s.path("runs_dir")
+    gen = _endpoint_generator(endpoint, endpoint_model or model or s.base_model, endpoint_key, adapter) if endpoint is not None else None
     index_dir = run_output(index, "build_index", "index", runs_dir) if index else None
     if index_dir is not None: store = VectorStore.load(index_dir, settings=s)
     else: store = VectorStore(Embedder(settings=s)); store.add_chunks(sample_chunks()[0])
-    adapter_dir = run_output(adapter, "train_sft", "adapter", runs_dir) if adapter else None
-    if adapter and adapter_dir is None: raise FileNotFoundError(f"adapter {adapter!r}: no completed train_sft run has an adapter")
+    adapter_dir = None
+    if gen is None:
+        adapter_dir = run_output(adapter, "train_sft", "adapter", runs_dir) if adapter else None
+        if adapter and adapter_dir is None: raise FileNotFoundError(f"adapter {adapter!r}: no completed train_sft run has an adapter")
+        gen = HFGenerator(model, adapter=adapter_dir, chat=True, settings=s)
     if prompt: reg = PromptRegistry(); reg.ensure_defaults(); prompt = reg.get(prompt)
-    gen = HFGenerator(model, adapter=adapter_dir, chat=True, settings=s)
-    return RAGPipeline(store, gen, prompt=prompt, policy=policy, k=k, max_new_tokens=max_new_tokens)
+    lineage = {"index_run": run_of(index_dir) if index_dir else None, "adapter_run": run_of(adapter_dir) if adapter_dir else None,
+               "index": str(index_dir) if index_dir else "sample corpus (indexed in memory)"}   # for `llmops lineage TRACE_ID`
+    return RAGPipeline(store, gen, prompt=prompt, policy=policy, k=k, max_new_tokens=max_new_tokens, lineage=lineage)
 
 # %% ../nbs/11_serve.ipynb #e7b5ae86
 def load_factory(ref: str) -> Callable:
@@ -526,11 +547,14 @@ def make_app(pipeline=None, keys=None, store=None, settings: Optional[Settings] 
              pipeline_factory: Optional[str] = None,   # "module:function" returning the pipeline (used when pipeline is None)
              keys_file: Union[str, Path, None] = None,  # keys file (with LLMOPS_API_KEYS) when keys is None
              model: Optional[str] = None, adapter: Optional[str] = None, index: Optional[str] = "latest",  # for `default_pipeline`
+             endpoint: Optional[str] = None, endpoint_model: Optional[str] = None, endpoint_key: Optional[str] = ENDPOINT_KEY,  # idem
              **app_kwargs) -> FastAPI:                  # rate_limit, burst, timeout_s, ... of `create_app`
     "The app `serve` runs: the pipeline (given, from a factory, or the default), the trace store and keys resolved."
     s = settings or load_settings()
     if keys is None: keys = load_keys(file=keys_file)
-    if pipeline is None: pipeline = load_factory(pipeline_factory)() if pipeline_factory else default_pipeline(model, adapter, index, settings=s)
+    if pipeline is None:
+        pipeline = load_factory(pipeline_factory)() if pipeline_factory else default_pipeline(
+            model, adapter, index, settings=s, endpoint=endpoint, endpoint_model=endpoint_model, endpoint_key=endpoint_key)
     return create_app(pipeline, store=_open_store(store, s), keys=keys, **app_kwargs)
 
 def serve(pipeline=None, host: str = "127.0.0.1", port: int = 8000, keys=None,

@@ -19,7 +19,7 @@ from .models import has_generation_markers, load_model, load_tokenizer, model_re
 __all__ = ['LOSS_MODES', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
            'last_checkpoint', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'load_adapter', 'merge_adapter',
            'resolve_sft_data', 'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'launch_env',
-           'sft_distributed']
+           'sft_distributed', 'check_launch_config']
 
 # %% ../nbs/06_train.ipynb #19bb8b85
 class PreflightError(ValueError):
@@ -185,11 +185,17 @@ def mask_report(data: Any, tokenizer, max_length: int = 1024, loss: str = "assis
     return prepare(data, tokenizer, max_length, loss)[1]
 
 # %% ../nbs/06_train.ipynb #fca7da90
-_CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+_CKPT_FILES = ("trainer_state.json", "scheduler.pt")
+
+def _optimizer_saved(ck: Path) -> bool:
+    "optimizer.pt, or under DeepSpeed its engine's own global_stepN/ folder with the (sharded) optimizer states."
+    if (ck / "optimizer.pt").is_file() and (ck / "optimizer.pt").stat().st_size > 0: return True
+    ds = ck / f"global_step{ck.name.split('-')[1]}"
+    return ds.is_dir() and any(f.stat().st_size > 0 for f in ds.glob("*optim_states.pt"))
 
 def _complete(ck: Path) -> bool:
     from safetensors import safe_open
-    if not all((ck / f).is_file() and (ck / f).stat().st_size > 0 for f in _CKPT_FILES): return False
+    if not all((ck / f).is_file() and (ck / f).stat().st_size > 0 for f in _CKPT_FILES) or not _optimizer_saved(ck): return False
     rng = sorted(ck.glob("rng_state*.pth"))
     ranks = [int(m.group(1)) for f in rng if (m := re.fullmatch(r"rng_state_(\d+)\.pth", f.name))]
     if not rng or (ranks and sorted(ranks) != list(range(max(ranks) + 1))): return False       # one RNG file per rank
@@ -351,7 +357,7 @@ def sft(model: Any = None,                               # model reference (fold
         save_steps: int = 50, save_total_limit: int = 2,
         early_stopping_patience: int = 0,                # stop after N evaluations without improvement (0: off; needs eval and eval_steps)
         logging_steps: int = 10, seed: int = 42,
-        quantize: str = "auto",                          # auto: QLoRA 4-bit when CUDA and bitsandbytes are present; none | 4bit | 8bit
+        quantize: str = "auto",                          # auto: QLoRA 4-bit with CUDA and bitsandbytes in a single process; none | 4bit | 8bit
         device: str = "auto", dtype: str = "auto",       # auto: from the settings (bf16 on capable GPUs, fp32 on CPU)
         max_dropped: float = 0.05,                       # refuse to start when a larger share of examples would be dropped
         activation_checkpointing: Union[str, bool] = "auto",  # auto: on for CUDA, off on CPU
@@ -379,7 +385,13 @@ def sft(model: Any = None,                               # model reference (fold
     if p["early_stopping_patience"] and p["save_steps"] % p["eval_steps"]: raise ValueError(f"sft: with early stopping, save_steps ({p['save_steps']}) must be a multiple of eval_steps ({p['eval_steps']})")
     dev = pick_device(settings.device if p["device"] == "auto" else p["device"])
     dt = default_dtype(dev, settings.dtype if p["dtype"] == "auto" else p["dtype"])
-    quant = ("4bit" if quantization_available() else "none") if p["quantize"] == "auto" else p["quantize"]
+    engine = next((n for n, v in (("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP")) if os.environ.get(v, "").lower() == "true"), None)
+    if engine and dev != "cuda": raise ConfigError(f"{engine} was requested by the accelerate config, but sft runs on {dev}: {engine} needs CUDA GPUs; "
+                                                   "on CPU launch with configs/accelerate/cpu_ddp.yaml (DDP over gloo)")
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)                     # set in every rank by accelerate launch / torchrun
+    quant = ("4bit" if quantization_available() and world == 1 else "none") if p["quantize"] == "auto" else p["quantize"]
+    if quant != "none" and world > 1: raise ConfigError(f"sft: quantize={quant!r} (QLoRA) trains in one process; with {world} processes "
+                                                        "use quantize='none' (DDP, FSDP and DeepSpeed train the bf16 weights)")
     is_ref = model is None or isinstance(model, (str, Path))
     ref = model_ref(settings.base_model if model is None else model, settings) if is_ref else (getattr(model, "llmops_ref", None) or model.name_or_path)
     tok = tokenizer or load_tokenizer(ref if not is_ref else (model or settings.base_model), settings=settings)
@@ -444,7 +456,8 @@ def sft(model: Any = None,                               # model reference (fold
     info = {"format": "llmops-nb/sft@1", "base_model": ref, "config_digest": cfg["digest"], "config": cfg, "metrics": metrics,
             "mask_report": rep.to_dict(), "history": hist, "resumed_from": last.name if last else None,
             "run_id": getattr(run, "id", None), "code": code_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    full = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None   # collective under FSDP
+    sharded = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled       # gather the full adapter: a collective, every rank calls it
+    full = trainer.accelerator.get_state_dict(trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model) if sharded else None
     if state.is_main_process:
         model_out = trainer.accelerator.unwrap_model(trainer.model)
         model_out.peft_config["default"].base_model_name_or_path = ref     # portable: a packaged name, hub id or absolute path
@@ -711,6 +724,7 @@ def launch_env(cpu: Optional[bool] = None) -> dict:
 def sft_distributed(model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", processes: int = 2,
                     config_file: Union[str, Path, None] = None, run: Any = None, timeout: Optional[float] = None, **params) -> SFTResult:
     "Run `sft` in `processes` processes through `accelerate launch`; returns its result and replays its history into `run`."
+    if config_file is not None: check_launch_config(config_file)         # FSDP/DeepSpeed without CUDA fail here, before anything starts
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     spec = write_spec(out_dir / "spec.json", model, train, eval, out_dir, **params)
     proc = subprocess.Popen(launch_command(spec, processes, config_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=launch_env())
@@ -730,3 +744,25 @@ def _in_ipython() -> bool: return "IPython" in sys.modules and sys.modules["IPyt
 if __name__ == "__main__" and not _in_ipython():
     if len(sys.argv) != 2: sys.exit("usage: python -m llmops_nb.train SPEC.json   (or: accelerate launch ... -m llmops_nb.train SPEC.json)")
     run_spec(sys.argv[1])
+
+# %% ../nbs/06_train.ipynb #3859a45f
+def check_launch_config(config_file: Union[str, Path],   # an accelerate config YAML, e.g. configs/accelerate/fsdp.yaml
+                        cpu: Optional[bool] = None) -> dict:  # None: True when this machine has no CUDA
+    "Read an accelerate config and refuse (ConfigError naming the file) what cannot run here: FSDP/DeepSpeed without CUDA, DeepSpeed not installed."
+    import importlib.util, torch, yaml
+    from accelerate.commands.config.config_args import ClusterConfig
+    p = Path(config_file).expanduser()
+    if not p.is_file(): raise ConfigError(f"accelerate config {p}: no such file (the repository's configs/accelerate/ has cpu_ddp, fsdp, deepspeed_zero2, deepspeed_zero3)")
+    try: cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ConfigError(f"accelerate config {p}: not valid YAML ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(cfg, dict) or "distributed_type" not in cfg: raise ConfigError(f"accelerate config {p}: expected a mapping with distributed_type (write one with `accelerate config`)")
+    try: ClusterConfig(**cfg)                                   # accelerate's own reader: unknown keys fail here, not in the launcher
+    except TypeError as e: raise ConfigError(f"accelerate config {p}: {e}") from None
+    kind, cpu = str(cfg["distributed_type"]).upper(), (not torch.cuda.is_available()) if cpu is None else cpu
+    if kind in ("FSDP", "DEEPSPEED") and cpu:
+        raise ConfigError(f"accelerate config {p}: distributed_type {kind} needs CUDA GPUs and this machine has none; "
+                          "on CPU use configs/accelerate/cpu_ddp.yaml (DDP over gloo)")
+    if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"accelerate config {p}: distributed_type DEEPSPEED but deepspeed is not installed; run `pip install deepspeed` "
+                          "on the GPU machine (it needs CUDA), or use configs/accelerate/fsdp.yaml")
+    return cfg
