@@ -389,6 +389,7 @@ def when(spec: Any, now: Optional[float] = None, name: str = "time") -> float:
     if not isinstance(spec, str): raise TypeError(f"{name}: expected 'now', '-7d', unix seconds, a datetime or an ISO string, got {_kind(spec)}")
     s = spec.strip().lower()
     if s == "now": return now
+    if re.fullmatch(r"\d{9,}(?:\.\d+)?", s): return float(s)                 # unix seconds written as text (a command line, a profile)
     if m := re.fullmatch(r"([+-]?\d+(?:\.\d+)?)\s*([smhdw])", s): return now + float(m[1]) * _UNITS[m[2]]
     try: return when(datetime.fromisoformat(spec.strip()), now, name)
     except ValueError: raise ValueError(f"{name}: cannot read {spec!r} as a time; use 'now', '-7d', '-12h', unix seconds or an ISO date") from None
