@@ -304,12 +304,21 @@ def summarize(done: dict) -> list:
                                f"in-domain stopped {_fmt(m.get('in_domain_stopped_rate'))}, {_fmt(m.get('http_errors'))} HTTP errors"})
         rows.append({"stage": "traffic", "item": "latency p50 / p95 ms", "value": f"{_fmt(m.get('latency_p50_ms'))} / {_fmt(m.get('latency_p95_ms'))}", "detail": ""})
     if mo := done.get("monitor"):
-        d = _json(mo.dir / "drift.json") or {}
-        flagged = sorted({r["feature"] for r in d.get("rows", []) if r.get("drifted")})
-        value = "not tested" if d.get("drifted") is None else ("DRIFT" if d["drifted"] else "none")
-        rows.append({"stage": "monitor", "item": "drift", "value": value,
-                     "detail": (f"{len(d.get('rows', []))} tests, drifted: {', '.join(flagged) or 'none'}" if d.get("rows") else "; ".join(d.get("notes", [])))})
+        rows.append({"stage": "monitor", "item": "drift", **_drift_cell(_json(mo.dir / "drift.json") or {})})
     return rows
+
+def _drift_cell(d: dict) -> dict:
+    "The drift verdict and what it rests on: window sizes, the tests, the strongest signal, large PSI shifts."
+    if d.get("drifted") is None or not d.get("rows"): return {"value": "not tested", "detail": "; ".join(d.get("notes", []))}
+    tested = [r for r in d["rows"] if r.get("p_adjusted") is not None]
+    flagged = sorted({r["feature"] for r in tested if r.get("drifted")})
+    best = min(tested, key=lambda r: r["p_adjusted"], default=None)
+    psi_big = sorted({r["feature"] for r in d["rows"] if r["test"] == "psi" and (r.get("statistic") or 0) > 0.25})
+    parts = [f"{d.get('n_reference')} vs {d.get('n_current')} requests, {len(tested)} tests at alpha {d.get('alpha')} ({d.get('correction') or 'no'} correction)",
+             f"drifted: {', '.join(flagged) or 'none'}"]
+    if best: parts.append(f"strongest: {best['feature']} {best['test']} p={best['p_value']:.3g} (adjusted {best['p_adjusted']:.3g})")
+    if psi_big: parts.append(f"PSI > 0.25: {', '.join(psi_big)}")
+    return {"value": "DRIFT" if d["drifted"] else "none", "detail": "; ".join(parts)}
 
 def format_summary(rows: list) -> str:
     "The summary rows as an aligned text table."
