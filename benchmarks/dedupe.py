@@ -23,7 +23,7 @@ a = ap.parse_args()
 rng = random.Random(a.seed)
 
 root = Path(__file__).resolve().parent.parent / "data" / "sample"
-corpus = clean_documents(load_documents(root, exclude=["qa.jsonl", "sft.jsonl", "README.md"]))
+corpus = clean_documents(load_documents(root, exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"]))
 sentences = sorted({s.strip() for d in corpus for s in re.split(r"(?<=[.!?])\s+|\n+", d.text) if len(s.split()) >= 6})
 words = sorted({w for s in sentences for w in s.split()})
 

@@ -8,7 +8,7 @@ from llmops_nb.data import (DataError, Document, build_sft_dataset, chunk, clean
                             embedding_tokenizer, html_to_text, load_dataset, load_documents, save_dataset, split)
 
 SAMPLE = ROOT / "data" / "sample"
-NOT_DOCS = ["qa.jsonl", "sft.jsonl", "README.md"]
+NOT_DOCS = ["qa.jsonl", "sft.jsonl", "README.md", "eval/*"]
 
 
 @pytest.fixture(scope="module")
