@@ -18,7 +18,8 @@ from .runs import RunRecord, find_run, list_runs, read_run
 # %% auto #0
 __all__ = ['PHASES', 'MAX_TRAFFIC', 'STAGES', 'RUNBOOK_OF', 'EVAL_HEADLINE', 'DATA_OUTPUTS', 'REPORTS', 'load_traffic',
            'LocalServer', 'send_traffic', 'traffic_metrics', 'Lineage', 'lineage', 'stage_params', 'dataset_digest',
-           'summarize', 'format_summary', 'lifecycle_report', 'LifecycleResult', 'run_lifecycle', 'compare_lifecycles']
+           'summarize', 'served_lineage', 'format_summary', 'lifecycle_report', 'LifecycleResult', 'run_lifecycle',
+           'compare_lifecycles']
 
 # %% ../nbs/13_lifecycle.ipynb #c3b649a0
 PHASES = ("reference", "current")      # the order phases are sent in
@@ -303,9 +304,21 @@ def summarize(done: dict) -> list:
                      "detail": f"{_fmt(m.get('requests'))} requests; hostile stopped {_fmt(m.get('hostile_stopped_rate'))}, "
                                f"in-domain stopped {_fmt(m.get('in_domain_stopped_rate'))}, {_fmt(m.get('http_errors'))} HTTP errors"})
         rows.append({"stage": "traffic", "item": "latency p50 / p95 ms", "value": f"{_fmt(m.get('latency_p50_ms'))} / {_fmt(m.get('latency_p95_ms'))}", "detail": ""})
+    if tr and (lin := served_lineage(tr)):
+        rows.append({"stage": "traffic", "item": "lineage of a served answer", "value": "verified" if lin.verified else "UNVERIFIED",
+                     "detail": f"llmops lineage {lin.trace['trace_id']}: {len(lin.runs)} runs, {len(lin.edges)} digest links, {len(lin.sources)} sources"})
     if mo := done.get("monitor"):
         rows.append({"stage": "monitor", "item": "drift", **_drift_cell(_json(mo.dir / "drift.json") or {})})
     return rows
+
+def served_lineage(traffic: RunRecord) -> Optional[Lineage]:
+    "The lineage of the first answered question of a traffic run (None when it has none, or its trace store is gone)."
+    rows = (_json(traffic.dir / "traffic.json") or {}).get("rows", [])
+    store = ((traffic.lineage.get("outputs") or {}).get("traces") or {}).get("path")
+    tid = next((r["trace_id"] for r in rows if r.get("status") == "answered" and r.get("trace_id")), None)
+    if not tid or not store or not Path(store).is_file(): return None
+    try: return lineage(tid, store=store)
+    except (KeyError, FileNotFoundError): return None
 
 def _drift_cell(d: dict) -> dict:
     "The drift verdict and what it rests on: window sizes, the tests, the strongest signal, large PSI shifts."
@@ -347,7 +360,7 @@ def lifecycle_report(done: dict,                       # stage -> RunRecord
     cls = lambda v: "ok" if v in ("completed", "PASS", "none") else ("bad" if v in ("failed", "FAIL", "DRIFT") else "")
     summ = "".join(f"<tr><td>{e(r['stage'])}</td><td>{e(r['item'])}</td><td class='{cls(r['value'])}'>{e(str(r['value']))}</td><td>{e(r['detail'])}</td></tr>"
                    for r in summarize(done))
-    stages = []
+    lin, stages = served_lineage(done["traffic"]) if "traffic" in done else None, []
     for st, rec in done.items():
         links = [(n, rec.dir / n) for n in ("notebook.ipynb", *REPORTS, "lineage.json", "metrics.json") if (rec.dir / n).is_file()]
         a = " · ".join(f"<a href='{e(_rel(p, path.parent))}'>{e(n)}</a>" for n, p in links)
@@ -359,7 +372,8 @@ def lifecycle_report(done: dict,                       # stage -> RunRecord
             f"<h1>{e(title)}</h1><p>{time.strftime('%Y-%m-%d %H:%M:%S %z')}</p><h2>Summary</h2>"
             f"<table><tr><th>stage</th><th>item</th><th>value</th><th>detail</th></tr>{summ}</table>"
             f"<h2>Runs</h2><table><tr><th>stage</th><th>runbook</th><th>run</th><th>status</th><th>duration</th><th>links</th></tr>{''.join(stages)}</table>"
-            f"<p>Lineage of a served answer: <code>llmops lineage TRACE_ID</code>.</p></body></html>")
+            f"<h2>Lineage of a served answer</h2>{f'<pre>{e(lin.tree())}</pre>' if lin else ''}"
+            f"<p>Any other: <code>llmops lineage TRACE_ID</code>.</p></body></html>")
     atomic_write(path, page.encode("utf-8"))
     return path
 

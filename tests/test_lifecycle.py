@@ -7,7 +7,7 @@ from llmops_nb.cli import main
 from llmops_nb.core import digest, load_settings, write_json
 from llmops_nb.generate import Generation
 from llmops_nb.lifecycle import (STAGES, LocalServer, compare_lifecycles, dataset_digest, format_summary, lifecycle_report, lineage,
-                                 load_traffic, run_lifecycle, send_traffic, stage_params, summarize, traffic_metrics)
+                                 load_traffic, run_lifecycle, send_traffic, served_lineage, stage_params, summarize, traffic_metrics)
 from llmops_nb.monitor import TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
@@ -142,6 +142,18 @@ def test_lineage_command_exit_codes(chain, capsys):
     assert main(["lineage", "no-such-trace"]) == 2
     assert "is not in" in capsys.readouterr().err
     assert main(["lineage", chain["trace"], "--store", str(chain["store"].path.parent / "missing" / "t.sqlite")]) == 2
+
+
+def test_the_summary_names_a_served_answer_and_its_verified_lineage(chain):
+    tr = chain["traffic"]
+    write_json(tr.dir / "traffic.json", {"rows": [{"id": "x", "status": "refused", "trace_id": "nope"}, {"id": "a", "status": "answered", "trace_id": chain["trace"]}]})
+    update_lineage(tr.dir, outputs={"traces": {"path": str(chain["store"].path), "digest": "0" * 64, "run_id": tr.id}})
+    rec = read_run(tr.dir)
+    assert served_lineage(rec).trace["trace_id"] == chain["trace"]
+    row = summarize({"traffic": rec})[-1]
+    assert (row["item"], row["value"]) == ("lineage of a served answer", "verified") and chain["trace"] in row["detail"]
+    chain["store"].path.unlink()                                           # the store is gone: no row, no crash
+    assert served_lineage(rec) is None and summarize({"traffic": rec})[-1]["item"] != "lineage of a served answer"
 
 
 def test_lineage_bad_input(chain):
