@@ -304,9 +304,12 @@ def summarize(done: dict) -> list:
                      "detail": f"{_fmt(m.get('requests'))} requests; hostile stopped {_fmt(m.get('hostile_stopped_rate'))}, "
                                f"in-domain stopped {_fmt(m.get('in_domain_stopped_rate'))}, {_fmt(m.get('http_errors'))} HTTP errors"})
         rows.append({"stage": "traffic", "item": "latency p50 / p95 ms", "value": f"{_fmt(m.get('latency_p50_ms'))} / {_fmt(m.get('latency_p95_ms'))}", "detail": ""})
-    if tr and (lin := served_lineage(tr)):
-        rows.append({"stage": "traffic", "item": "lineage of a served answer", "value": "verified" if lin.verified else "UNVERIFIED",
-                     "detail": f"llmops lineage {lin.trace['trace_id']}: {len(lin.runs)} runs, {len(lin.edges)} digest links, {len(lin.sources)} sources"})
+    if tr:
+        try: lin, err = served_lineage(tr), None
+        except Exception as e: lin, err = None, f"{type(e).__name__}: {e}"          # a summary reports a broken store, it does not crash on it
+        if lin or err:
+            rows.append({"stage": "traffic", "item": "lineage of a served answer", "value": ("verified" if lin.verified else "UNVERIFIED") if lin else "error",
+                         "detail": f"llmops lineage {lin.trace['trace_id']}: {len(lin.runs)} runs, {len(lin.edges)} digest links, {len(lin.sources)} sources" if lin else err})
     if mo := done.get("monitor"):
         rows.append({"stage": "monitor", "item": "drift", **_drift_cell(_json(mo.dir / "drift.json") or {})})
     return rows
@@ -360,7 +363,9 @@ def lifecycle_report(done: dict,                       # stage -> RunRecord
     cls = lambda v: "ok" if v in ("completed", "PASS", "none") else ("bad" if v in ("failed", "FAIL", "DRIFT") else "")
     summ = "".join(f"<tr><td>{e(r['stage'])}</td><td>{e(r['item'])}</td><td class='{cls(r['value'])}'>{e(str(r['value']))}</td><td>{e(r['detail'])}</td></tr>"
                    for r in summarize(done))
-    lin, stages = served_lineage(done["traffic"]) if "traffic" in done else None, []
+    try: lin = served_lineage(done["traffic"]) if "traffic" in done else None
+    except Exception: lin = None                                                 # the summary row says what went wrong
+    stages = []
     for st, rec in done.items():
         links = [(n, rec.dir / n) for n in ("notebook.ipynb", *REPORTS, "lineage.json", "metrics.json") if (rec.dir / n).is_file()]
         a = " · ".join(f"<a href='{e(_rel(p, path.parent))}'>{e(n)}</a>" for n, p in links)
