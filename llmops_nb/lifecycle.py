@@ -422,6 +422,9 @@ def run_lifecycle(profile: Union[str, Path, None] = None,   # profile name or fi
     settings = settings or load_settings(profile); runs_dir = settings.path("runs_dir")
     prev = _unfinished(runs_dir) if resume else None
     if resume and prev is None: log("resume: no unfinished lifecycle; starting a new one")
+    if prev and (prev.params.get("seed"), prev.params.get("profile")) != (seed, None if profile is None else str(profile)):
+        raise ValueError(f"resume: lifecycle {prev.id} ran with seed {prev.params.get('seed')!r} and profile {prev.params.get('profile')!r}, "
+                         f"not {seed!r} and {profile!r}; resume with those, or start a new lifecycle without --resume")
     run = start_run("quickstart", {"profile": None if profile is None else str(profile), "seed": seed, "stages": stages}, settings,
                     run_dir=prev.dir if prev else None, tracker="none")
     done, failed, error, parent = {}, None, None, ()

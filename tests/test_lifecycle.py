@@ -216,6 +216,7 @@ def test_run_lifecycle_fails_then_resumes_without_redoing_stages(home, monkeypat
     assert read_run(first.done["prepare_data"].dir).params["seed"] == 7
     assert "failed: see its run folder" in first.page.read_text()
     flag.unlink()
+    with pytest.raises(ValueError, match="ran with seed 7"): run_lifecycle(stages=stages, resume=True, seed=8, log=lambda m: None)
     second = run_lifecycle(stages=stages, resume=True, seed=7, log=lambda m: None)
     assert second.ok and second.id == first.id                                       # the same lifecycle, continued
     assert second.done["prepare_data"].id == first.done["prepare_data"].id           # kept, not run again
