@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1a2ce3ec
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, importlib.util, json, math, os, random, shutil, sys, tempfile, types
+import contextlib, dataclasses, hashlib, importlib.util, json, math, os, random, shutil, sys, tempfile, types, uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
@@ -14,10 +14,10 @@ import yaml
 
 # %% auto #0
 __all__ = ['OFFLINE_VARS', 'PACKAGED_MODELS', 'set_offline', 'is_offline', 'ConfigError', 'coerce', 'read_yaml', 'read_json',
-           'atomic_open', 'atomic_write', 'write_json', 'atomic_dir', 'append_jsonl', 'read_jsonl', 'canonical_json',
-           'digest', 'ModelNotAvailable', 'packaged_model_path', 'locate_model', 'Settings', 'Profile', 'pkg_root',
-           'find_profile', 'load_profile', 'load_settings', 'set_seed', 'device', 'default_dtype', 'set_threads',
-           'code_version', 'host_info']
+           'atomic_open', 'atomic_write', 'write_json', 'atomic_dir', 'append_jsonl', 'read_jsonl', 'write_once',
+           'file_lock', 'canonical_json', 'digest', 'ModelNotAvailable', 'packaged_model_path', 'locate_model',
+           'Settings', 'Profile', 'pkg_root', 'find_profile', 'load_profile', 'load_settings', 'set_seed', 'device',
+           'default_dtype', 'set_threads', 'code_version', 'host_info']
 
 # %% ../nbs/00_core.ipynb #bfa19425
 OFFLINE_VARS = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -205,6 +205,29 @@ def read_jsonl(path: Union[str, Path], skip_partial_last: bool = True) -> list:
             if skip_partial_last and i == len(lines): break   # a writer died mid-line: the file had no final newline
             raise ConfigError(f"{path}:{i}: invalid JSON line: {e.msg}") from None
     return rows
+
+# %% ../nbs/00_core.ipynb #af38557c
+def write_once(path: Union[str, Path], obj: Any) -> bool:
+    "Write `obj` as JSON to `path` only if `path` does not exist yet, atomically; True when this call created it."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    write_json(tmp, obj)
+    try: os.link(tmp, path); return True
+    except FileExistsError: return False
+    except OSError:                      # a file system without hard links: check, then rename (a tiny race remains)
+        if path.exists(): return False
+        os.replace(tmp, path); return True
+    finally: tmp.unlink(missing_ok=True)
+
+@contextlib.contextmanager
+def file_lock(path: Union[str, Path]):
+    "An exclusive advisory lock on the file `path` (created if missing) for the block; without fcntl, no lock."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    try: import fcntl
+    except ImportError: fcntl = None
+    with open(path, "a") as f:
+        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 # %% ../nbs/00_core.ipynb #a185809b
 def canonical_json(obj: Any) -> str:

@@ -22,7 +22,7 @@ from .train import _quiet, load_adapter
 
 # %% auto #0
 __all__ = ['ROLES', 'GENERATORS', 'GenerationConfig', 'Generation', 'check_prompt', 'Stream', 'Generator', 'HFGenerator',
-           'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
+           'adapter_digest', 'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
 
 # %% ../nbs/08_generate.ipynb #14b0cf17
 _RULES = {"max_new_tokens": (int, lambda v: v >= 1, ">= 1"), "temperature": (float, lambda v: 0 <= v < math.inf, ">= 0 (0: greedy)"),
@@ -248,14 +248,15 @@ class HFGenerator(Generator):
         self.max_context = mp or (tl if isinstance(tl, int) and tl < 10**7 else None)
         try: self.model_digest = model_digest(self.ref, self.settings)
         except Exception: self.model_digest = None           # a model object whose files are not on disk
-        self.adapter_digest = _adapter_digest(self.adapter) if self.adapter else None
+        self.adapter_digest = adapter_digest(self.adapter) if self.adapter else None
         self._lock = threading.Lock()
 
     def __repr__(self): return f"HFGenerator({self.ref!r}" + (f", adapter={str(self.adapter)!r}" if self.adapter else "") + ")"
 
 # %% ../nbs/08_generate.ipynb #29f83e70
-def _adapter_digest(ad: Path) -> str:
-    w = ad / "adapter_model.safetensors"
+def adapter_digest(ad: Union[str, Path]) -> str:
+    "Content digest of a LoRA adapter: its weights file (`adapter_model.safetensors`), else the whole folder."
+    ad = Path(ad); w = ad / "adapter_model.safetensors"
     return digest(w if w.is_file() else ad)
 
 def _ref_of(model: Any, s: Settings) -> str:

@@ -11,12 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 from fastcore.basics import patch
+from .core import Settings, digest, load_settings, read_json
 from .generate import Generation
 from .guard import Policy, Verdict, load_policy, scan_input, scan_output
 from .prompts import PromptVersion, default_rag_prompt, prompt_version
 
 # %% auto #0
-__all__ = ['Step', 'Trace', 'Citation', 'Answer', 'cite', 'RAGPipeline']
+__all__ = ['SPEC_SCHEMA', 'MODES', 'Step', 'Trace', 'Citation', 'Answer', 'cite', 'RAGPipeline', 'SpecError', 'spec_digest',
+           'check_spec', 'release_spec', 'build_pipeline']
 
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
@@ -163,3 +165,130 @@ def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Op
         if fallback == "block": return self._finish(trace, t_start, "blocked", self.policy.refusal, [], verdicts)
     text, cites = cite(vout.text, hits)
     return self._finish(trace, t_start, "answered", text, cites, verdicts)
+
+# %% ../nbs/08b_pipeline.ipynb #3a79f8b9
+SPEC_SCHEMA = 1
+MODES = ("dense", "bm25", "hybrid")
+_LOCATORS = ("path", "run")                 # where a part lies and which run made it: recorded, not part of the digest
+_PARTS = {"schema": int, "base_model": dict, "adapter": (dict, type(None)), "index": (dict, type(None)), "prompt": dict,
+          "strict_prompt": dict, "policy": dict, "generation": dict, "retrieval": dict, "price": (dict, type(None))}
+
+class SpecError(ValueError):
+    "A release spec that is malformed, or whose parts no longer match their digests."
+
+def spec_digest(spec: dict) -> str:
+    "The content digest that names a release: the spec without its locators (paths, run ids), as canonical JSON."
+    check_spec(spec)
+    return digest({k: ({a: b for a, b in v.items() if a not in _LOCATORS} if isinstance(v, dict) else v) for k, v in spec.items()})
+
+# %% ../nbs/08b_pipeline.ipynb #6018f05b
+def check_spec(spec: Any, where: str = "spec") -> dict:
+    "`spec` when it has every part of a release spec with the right types, else `SpecError` naming the part."
+    if not isinstance(spec, dict): raise SpecError(f"{where}: a release spec must be a dict, got {type(spec).__name__}")
+    if missing := [k for k in _PARTS if k not in spec]: raise SpecError(f"{where}: missing part(s) {', '.join(missing)}")
+    if extra := [k for k in spec if k not in _PARTS]: raise SpecError(f"{where}: unknown part(s) {', '.join(map(str, extra))}")
+    for k, tp in _PARTS.items():
+        if not isinstance(spec[k], tp) or isinstance(spec[k], bool): raise SpecError(f"{where}: {k} must be {getattr(tp, '__name__', 'a dict or null')}, got {type(spec[k]).__name__}")
+    if spec["schema"] != SPEC_SCHEMA: raise SpecError(f"{where}: schema {spec['schema']} is not {SPEC_SCHEMA}; this llmops-nb reads spec schema {SPEC_SCHEMA}")
+    for k, need in (("base_model", ("ref", "digest")), ("adapter", ("path", "digest")), ("index", ("path", "digest")),
+                    ("prompt", ("ref", "digest")), ("strict_prompt", ("ref", "digest")), ("policy", ("ref", "config")),
+                    ("generation", ("max_new_tokens", "temperature", "top_p", "top_k", "seed")), ("retrieval", ("k", "mode"))):
+        if spec[k] is not None and (gone := [f for f in need if f not in spec[k]]): raise SpecError(f"{where}: {k} lacks {', '.join(gone)}")
+    r = spec["retrieval"]
+    if isinstance(r["k"], bool) or not isinstance(r["k"], int) or r["k"] < 1: raise SpecError(f"{where}: retrieval.k must be an int >= 1, got {r['k']!r}")
+    if r["mode"] not in MODES: raise SpecError(f"{where}: retrieval.mode must be one of {MODES}, got {r['mode']!r}")
+    return spec
+
+# %% ../nbs/08b_pipeline.ipynb #a190da04
+def _gen_settings(max_new_tokens, temperature, top_p, top_k, seed) -> dict:
+    from llmops_nb.generate import GenerationConfig
+    c = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)  # checks each value
+    return {"max_new_tokens": c.max_new_tokens, "temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k, "seed": c.seed}
+
+def _part(path: Optional[Path], dig: str) -> Optional[dict]:
+    from llmops_nb.runs import run_of
+    return None if path is None else {"path": str(Path(path).resolve()), "digest": dig, "run": run_of(path)}
+
+def _located(ref, runbook: str, output: str, runs: Path, name: str) -> Optional[Path]:
+    "The folder `ref` names (a folder, a run id, 'latest' or None); 'latest' with no completed run gives None."
+    from llmops_nb.runs import run_output
+    if not ref: return None
+    try: p = run_output(ref, runbook, output, runs)
+    except FileNotFoundError as e: raise FileNotFoundError(f"{name} {str(ref)!r}: {e}") from None
+    if p is None and str(ref) != "latest": raise FileNotFoundError(f"{name} {str(ref)!r}: no such folder or completed {runbook} run")
+    return p
+
+def _policy_part(policy) -> dict:
+    p = load_policy(policy)
+    return {"ref": p.ref, "source": p.source, "config": {"name": p.name, "input": p.input, "output": p.output, "refusal": p.refusal, "idk": p.idk}}
+
+# %% ../nbs/08b_pipeline.ipynb #83db9847
+def release_spec(model: Optional[str] = None,                 # base model: packaged name or folder; None: the adapter's base, else the base_model setting
+                 adapter: Union[str, Path, None] = None,      # LoRA adapter folder, train_sft run id, "latest" (newest, if any) or None
+                 index: Union[str, Path, None] = "latest",    # index folder, build_index run id, "latest" (newest, if any) or None: the sample corpus
+                 prompt: str = "rag:production",              # prompt reference in the registry; pinned to the version it names now
+                 policy: Union[str, Path, dict] = "default",  # guard policy: packaged name, YAML file or dict; its content is pinned
+                 *, strict_prompt: str = "rag-strict:production",  # the retry prompt
+                 k: int = 4, mode: str = "hybrid",            # retrieval: passages per question, search mode
+                 max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, seed: Optional[int] = 0,
+                 price: Optional[dict] = None,                # price table for trace costs, e.g. {"prompt": 0.1, "completion": 0.4} per 1M tokens
+                 settings: Optional[Settings] = None, registry=None) -> dict:  # registry: a PromptRegistry; None: the project's
+    "A release spec: every part that decides an answer, resolved now and pinned by digest (see `build_pipeline`)."
+    from llmops_nb.generate import adapter_digest
+    from llmops_nb.models import model_digest, model_ref
+    from llmops_nb.prompts import PromptRegistry
+    s = settings or load_settings(); runs = s.path("runs_dir")
+    ad = _located(adapter, "train_sft", "adapter", runs, "adapter")
+    if ad is not None and not (ad / "adapter_config.json").is_file(): raise FileNotFoundError(f"adapter: {ad} is not an adapter folder (no adapter_config.json)")
+    ix = _located(index, "build_index", "index", runs, "index")
+    base = model if model is not None else (read_json(ad / "adapter_config.json").get("base_model_name_or_path") if ad is not None else None)
+    ref = model_ref(base or s.base_model, s)
+    reg = registry or PromptRegistry(); reg.ensure_defaults()
+    pv, sv = reg.get(prompt), reg.get(strict_prompt)
+    spec = {"schema": SPEC_SCHEMA, "base_model": {"ref": ref, "digest": model_digest(ref, s)},
+            "adapter": _part(ad, adapter_digest(ad) if ad is not None else None), "index": _part(ix, digest(ix) if ix is not None else None),
+            "prompt": {"ref": pv.ref, "digest": pv.digest}, "strict_prompt": {"ref": sv.ref, "digest": sv.digest},
+            "policy": _policy_part(policy), "generation": _gen_settings(max_new_tokens, temperature, top_p, top_k, seed),
+            "retrieval": {"k": k, "mode": mode}, "price": None if price is None else dict(price)}
+    return check_spec(spec)
+
+# %% ../nbs/08b_pipeline.ipynb #b78203bb
+def _verify(spec: dict, s: Settings) -> None:
+    from llmops_nb.generate import adapter_digest
+    from llmops_nb.models import model_digest
+    checks = [("base_model", lambda: model_digest(spec["base_model"]["ref"], s), spec["base_model"])]
+    if spec["adapter"]: checks.append(("adapter", lambda: adapter_digest(spec["adapter"]["path"]), spec["adapter"]))
+    if spec["index"]: checks.append(("index", lambda: digest(Path(spec["index"]["path"])), spec["index"]))
+    for name, now, part in checks:
+        if part.get("path") is not None and not Path(part["path"]).exists(): raise SpecError(f"release {name}: {part['path']} does not exist (moved, deleted, or a release of another project home)")
+        if part["digest"] is not None and (got := now()) != part["digest"]:
+            raise SpecError(f"release {name}: {part.get('path') or part.get('ref')} has digest {str(got)[:12]}, the release pinned {part['digest'][:12]}; it changed since the release was made")
+
+# %% ../nbs/08b_pipeline.ipynb #b8ddc3f6
+def build_pipeline(spec: dict,                        # a release spec (`release_spec`, or `Release.spec`)
+                   settings: Optional[Settings] = None,
+                   lineage: Optional[dict] = None,    # copied into every trace's meta (with the release digest)
+                   generator=None,                    # None: the spec's model (+ adapter) loaded here; else any generator (an endpoint)
+                   registry=None,                     # the PromptRegistry holding the pinned prompts; None: the project's
+                   verify: bool = True) -> RAGPipeline:  # check every part's digest first
+    "The guarded RAG pipeline a release spec describes, every part checked against its digest."
+    from llmops_nb.generate import HFGenerator
+    from llmops_nb.prompts import PromptRegistry
+    from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
+    check_spec(spec); s = settings or load_settings()
+    if verify: _verify(spec, s)
+    reg = registry or PromptRegistry()
+    if not any(spec[p]["ref"].startswith(n + "@") for p in ("prompt", "strict_prompt") for n in reg.names()): reg.ensure_defaults()
+    pv, sv = (reg.get(spec[p]["ref"]) for p in ("prompt", "strict_prompt"))
+    for p, v in (("prompt", pv), ("strict_prompt", sv)):
+        if v.digest != spec[p]["digest"]: raise SpecError(f"release {p}: {spec[p]['ref']} in {reg.root} has digest {v.digest[:12]}, not {spec[p]['digest'][:12]}")
+    if spec["index"]: store = VectorStore.load(spec["index"]["path"], settings=s)
+    else: store = VectorStore(Embedder(settings=s)); store.add_chunks(sample_chunks()[0])
+    gen = generator or HFGenerator(spec["base_model"]["ref"], adapter=spec["adapter"]["path"] if spec["adapter"] else None, chat=True, settings=s)
+    d = spec_digest(spec)
+    lin = {"release": d[:12], "release_digest": d, "adapter_run": (spec["adapter"] or {}).get("run"), "index_run": (spec["index"] or {}).get("run"),
+           "index": (spec["index"] or {}).get("path") or "sample corpus (indexed in memory)", **(lineage or {})}
+    pipe = RAGPipeline(store, gen, prompt=pv, strict_prompt=sv, policy=spec["policy"]["config"], k=spec["retrieval"]["k"],
+                       mode=spec["retrieval"]["mode"], lineage=lin, **spec["generation"])
+    pipe.spec, pipe.release = spec, d
+    return pipe

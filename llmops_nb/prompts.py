@@ -14,7 +14,7 @@ import jinja2
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from fastcore.basics import patch
-from .core import ConfigError, append_jsonl, canonical_json, digest, load_settings, read_json, read_jsonl, write_json
+from .core import ConfigError, append_jsonl, canonical_json, digest, file_lock, load_settings, read_json, read_jsonl, write_json, write_once
 
 # %% auto #0
 __all__ = ['NAME_RE', 'ALIAS_RE', 'MAX_SIZE', 'ROLES', 'MAX_PREVIOUS', 'PromptError', 'PromptSecurityError', 'prompt_digest',
@@ -218,16 +218,6 @@ def _load(path: Path, name: str) -> PromptVersion:
                           f"Restore it, and register edited text as a new version")
     return PromptVersion(name, d[:12], d, template, tuple(variables), rec["description"], rec["metadata"], str(rec["created"]))
 
-def _create_once(path: Path, obj: dict) -> bool:
-    "Write `obj` as JSON to `path` only if `path` does not exist, atomically; True when this call created it."
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    write_json(tmp, obj)
-    try: os.link(tmp, path); return True
-    except FileExistsError: return False
-    except OSError:                      # a file system without hard links: check, then rename (a tiny race remains)
-        if path.exists(): return False
-        os.replace(tmp, path); return True
-    finally: tmp.unlink(missing_ok=True)
 
 # %% ../nbs/03_prompts.ipynb #391cb50e
 @patch
@@ -246,7 +236,7 @@ def register(self: PromptRegistry, name: str, template: Union[str, list], *, des
     d = prompt_digest(template, variables)
     path = self._dir(name) / "versions" / f"{d}.json"
     rec = dict(name=name, digest=d, template=template, variables=variables, description=description, metadata=metadata, created=_now())
-    if _create_once(path, rec): self._log(name, "register", version=d[:12], digest=d)
+    if write_once(path, rec): self._log(name, "register", version=d[:12], digest=d)
     return _load(path, name)
 
 @patch
@@ -322,15 +312,6 @@ def diff(self: PromptRegistry, a: str, b: str) -> str:
 # %% ../nbs/03_prompts.ipynb #1583e63c
 MAX_PREVIOUS = 100  # previous targets kept per alias for rollback
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    "An exclusive advisory lock on `path` for the block (fcntl; without it, no lock)."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try: import fcntl
-    except ImportError: fcntl = None
-    with open(path, "a") as f:
-        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 @patch
 def _read_aliases(self: PromptRegistry, name: str) -> dict:
@@ -374,7 +355,7 @@ def set_alias(self: PromptRegistry, name: str, alias: str, version: Union[str, P
     "Point `alias` of prompt `name` at `version` (a version prefix, a `PromptVersion` or a reference such as 'rag:staging')."
     _check_name(alias, "alias", ALIAS_RE)
     pv = self._resolve(name, version)
-    with _locked(self._dir(name) / ".lock"):
+    with file_lock(self._dir(name) / ".lock"):
         al = self._read_aliases(name)
         cur = al.get(alias)
         if cur and cur["digest"] == pv.digest: return pv
@@ -388,7 +369,7 @@ def rollback(self: PromptRegistry, name: str, alias: str, *, reason: str = "") -
     "Move `alias` back to the version it pointed at before its last move; returns that version."
     _check_name(alias, "alias", ALIAS_RE)
     self._require(name)
-    with _locked(self._dir(name) / ".lock"):
+    with file_lock(self._dir(name) / ".lock"):
         al = self._read_aliases(name)
         if alias not in al: raise PromptError(f"prompt {name!r} has no alias {alias!r} to roll back; aliases: {', '.join(al) or 'none'}")
         cur = al[alias]
