@@ -1,4 +1,4 @@
-"""`llmops`: list runbooks and their typed parameters, run them into run records, show runs, check the machine.
+"""`llmops`: list runbooks and their typed parameters, run them into run records, show runs, check the machine, promote releases.
 
 Docs: https://llmops.github.io/llmops-nb/cli.html.md"""
 
@@ -18,7 +18,8 @@ from .runs import (REDACTED, RunRecord, _now, is_secret_name, new_run_id, read_r
 # %% auto #0
 __all__ = ['QUICKSTART', 'SERVE_OPTIONS', 'Param', 'runbook_params', 'runbooks_dir', 'list_runbooks', 'find_runbook',
            'runbook_summary', 'validate_params', 'read_params_file', 'RunbookFailed', 'resolve_params', 'run_runbook',
-           'doctor', 'format_checks', 'show_run', 'quickstart', 'main']
+           'doctor', 'format_checks', 'show_run', 'quickstart', 'format_releases', 'format_diff', 'format_release',
+           'main']
 
 # %% ../nbs/12_cli.ipynb #02b6c2fb
 @dataclass
@@ -430,6 +431,118 @@ def _serve(a, settings: Settings) -> int:
     serve(host=host, port=port, keys=keys, store=store, settings=settings, **o)
     return 0
 
+# %% ../nbs/12_cli.ipynb #relcliargs
+def _releases_args(p: argparse.ArgumentParser) -> None:
+    "The `llmops releases` subcommands; each takes --registry and --profile."
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", help="release registry folder (default: <project home>/releases)")
+    common.add_argument("--profile", help="a profile name or path")
+    rs = p.add_subparsers(dest="releases_cmd", required=True)
+    sub = lambda name, help: rs.add_parser(name, help=help, parents=[common])
+    ls, sh = sub("list", "every release with its aliases and a one-line summary"), sub("show", "a release part by part, its aliases, evidence and history")
+    sh.add_argument("ref", help="a version prefix, an alias or 'latest'")
+    cr = sub("create", "register the release an evaluate run measured; prints its version")
+    cr.add_argument("--from-eval", required=True, metavar="EVAL_RUN", help="the evaluate run: run id or run folder")
+    cr.add_argument("--note", default="", help="a note kept with the release")
+    pr = sub("promote", "point an alias at a release; production needs passing evidence (exit 1 when refused)")
+    pr.add_argument("ref", help="a version prefix, an alias or 'latest'")
+    pr.add_argument("--to", required=True, metavar="ALIAS", help="the alias to move: candidate, staging, production or your own")
+    pr.add_argument("--force", action="store_true", help="override missing evidence (needs --reason; recorded in the history)")
+    rb = sub("rollback", "move an alias back to the release it pointed at before"); rb.add_argument("alias")
+    for q in (pr, rb): q.add_argument("--reason", default="", help="why: recorded in the history")
+    df = sub("diff", "what differs between two releases, part by part"); df.add_argument("a"); df.add_argument("b")
+    for q in (ls, sh, df): q.add_argument("--json", action="store_true", help="print JSON")
+
+# %% ../nbs/12_cli.ipynb #relclifmt
+def _table(rows: list, head: tuple) -> str:
+    "A plain-text table: the header, then a line per row, each column as wide as its widest cell."
+    cells = [[str(c) for c in r] for r in [head, *rows]]
+    w = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in cells)
+
+def _short(v: Any, n: int = 48) -> str:
+    "A value as a small cell: a digest as its first 12 hex digits, a dict as its size, long text cut."
+    if v is None: return "none"
+    if isinstance(v, str) and len(v) == 64 and all(ch in "0123456789abcdef" for ch in v): return v[:12]
+    if isinstance(v, dict): return f"({len(v)} keys)"
+    s = v if isinstance(v, str) else json.dumps(v)
+    return s if len(s) <= n else "..." + s[-(n - 3):]
+
+def _when(at: Any) -> str: return str(at or "?")[:19].replace("T", " ")
+
+def format_releases(releases: list, aliases: dict) -> str:
+    "A table of releases (oldest first): version, created, by, the aliases pointing at each (`ReleaseRegistry.aliases`), its summary."
+    from llmops_nb.releases import describe
+    at = lambda r: ",".join(a for a, v in aliases.items() if v == r.version) or "-"
+    return _table([(r.version, _when(r.created), r.by, at(r), describe(r.spec)) for r in releases], ("version", "created", "by", "aliases", "summary"))
+
+def format_diff(rows: list, a: str = "a", b: str = "b") -> str:
+    "A table of `ReleaseRegistry.diff` rows: part, its value in A, its value in B."
+    if not rows: return f"no differences: {a} and {b} are the same release"
+    return _table([(r["part"], _short(r["a"]), _short(r["b"])) for r in rows], ("part", a, b))
+
+# %% ../nbs/12_cli.ipynb #relclifmt2
+def _event(h: dict) -> str:
+    "One history entry as a phrase."
+    why = f", reason: {h['reason']}" if h.get("reason") else ""
+    if h.get("event") in ("promote", "rollback"):
+        how = "FORCED (override)" if h.get("forced") else (f"evidence {h['evidence']}" if h.get("evidence") else "")
+        return f"{h['event']} {h.get('alias')}: {h.get('from') or 'none'} -> {h.get('to')}" + (f" {how}" if how else "") + why
+    return f"{h.get('event')} {h.get('version')}" + (f" with evidence {', '.join(map(str, h['evidence']))}" if h.get("evidence") else "")
+
+def format_release(view: dict) -> str:
+    "`llmops releases show` as text: overrides first, then aliases, the spec part by part, evidence and history."
+    from llmops_nb.releases import _fmt_ev
+    ev = lambda e: _fmt_ev(e) if isinstance(e, dict) and {"run", "gate", "failures", "baseline_run", "baseline_release"} <= set(e) else json.dumps(e)
+    part = lambda v: ", ".join(f"{k}={_short(x)}" for k, x in v.items()) if isinstance(v, dict) else _short(v)
+    out = [f"release {view['version']}  digest {view['digest']}", f"created {_when(view['created'])} by {view['by']} in {view['home']}"
+           + (f"  note: {view['note']}" if view["note"] else "")]
+    for h in view["overrides"]:
+        out += [f"!! OVERRIDE: forced to {h.get('alias')} by {h.get('by')} at {_when(h.get('at'))} without passing evidence",
+                f"   reason: {h.get('reason')}", f"   refused because: {h.get('refused_because')}"]
+    out += ["aliases: " + (", ".join(view["aliases"]) or "none"), "spec:"]
+    out += ["  " + l for l in _table([(p, part(v)) for p, v in view["spec"].items()], ("part", "pinned")).splitlines()]
+    out += ["evidence:" + ("" if view["evidence"] else " none"), *(f"  {ev(e)}" for e in view["evidence"])]
+    return "\n".join(out + ["history:", *(f"  {_when(h.get('at'))} {h.get('by')}: {_event(h)}" for h in view["history"])])
+
+# %% ../nbs/12_cli.ipynb #relcli
+def _release_view(reg, ref: str, runs_dir) -> dict:
+    "What `releases show` reports: the record, its aliases, its evidence (recorded and found), its history and overrides."
+    from llmops_nb.releases import find_evidence
+    rel = reg.get(ref)
+    ev = {e.get("run"): e for e in rel.evidence if isinstance(e, dict)} | {e["run"]: e for e in find_evidence(rel, runs_dir)}
+    hist = [h for h in reg.history() if h.get("digest") == rel.digest or (h.get("event") in ("promote", "rollback") and h.get("from") == rel.version)]
+    return {"version": rel.version, "digest": rel.digest, "created": rel.created, "by": rel.by, "home": rel.home, "note": rel.note,
+            "aliases": [a for a, v in reg.aliases().items() if v == rel.version], "spec": rel.spec, "evidence": list(ev.values()),
+            "overrides": [h for h in hist if h.get("forced") and h.get("digest") == rel.digest], "history": hist, "lineage": rel.lineage}
+
+def _moved(reg, alias: str, rel, before: Optional[str]) -> str:
+    "The move just made as 'alias: from -> to', read from the history row the registry wrote under its lock."
+    if before == rel.digest: return f"{alias}: already {rel.version}, unchanged"
+    h = next((h for h in reversed(reg.history(alias)) if h.get("digest") == rel.digest), {})
+    return f"{alias}: {h.get('from') or 'none'} -> {rel.version}" + (f"  (OVERRIDE recorded: {h.get('reason')})" if h.get("forced") else "")
+
+def _releases(a, settings: Settings) -> int:
+    "`llmops releases list|show|create|promote|rollback|diff`; a refused promotion is exit 1."
+    from llmops_nb.releases import PromotionRefused, ReleaseRegistry, describe
+    reg, runs, cmd = ReleaseRegistry(a.registry, settings), settings.path("runs_dir"), a.releases_cmd
+    dump = lambda o: print(json.dumps(o, indent=2, default=str))
+    if cmd == "list":
+        rels, al = reg.list(), reg.aliases()
+        if a.json: dump([{"version": r.version, "digest": r.digest, "created": r.created, "by": r.by, "note": r.note, "summary": describe(r.spec),
+                          "aliases": [k for k, v in al.items() if v == r.version]} for r in rels])
+        else: print(format_releases(rels, al) if rels else f"no releases in {reg.root}; create one with `llmops releases create --from-eval RUN`")
+    elif cmd == "show": v = _release_view(reg, a.ref, runs); dump(v) if a.json else print(format_release(v))
+    elif cmd == "create": print(reg.create_from_eval(a.from_eval, note=a.note, runs_dir=runs).version)
+    elif cmd == "diff": rows = reg.diff(a.a, a.b); dump(rows) if a.json else print(format_diff(rows, a.a, a.b))
+    elif cmd == "rollback": before = reg.alias_digest(a.alias); print(_moved(reg, a.alias, reg.rollback(a.alias, reason=a.reason), before))
+    elif cmd == "promote":
+        before = reg.alias_digest(a.to)
+        try: rel = reg.promote(a.ref, a.to, force=a.force, reason=a.reason, runs_dir=runs)
+        except PromotionRefused as e: print(f"refused: {e}", file=sys.stderr); return 1
+        print(_moved(reg, a.to, rel, before))
+    return 0
+
 # %% ../nbs/12_cli.ipynb #acaeb08d
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="llmops", description="llmops-nb: runbooks, run records and machine checks")
@@ -496,6 +609,7 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--no-notify", action="store_true", help="do not post fired alerts to the webhook")
     mc.add_argument("--json", action="store_true", help="print JSON")
     _serve_args(sub.add_parser("serve", help="serve the guarded RAG pipeline over HTTP (OpenAI-compatible) behind API keys"))
+    _releases_args(sub.add_parser("releases", help="the release registry: list, show, create from an evaluation, promote, roll back, diff"))
     return ap
 
 # %% ../nbs/12_cli.ipynb #ec61d77d
@@ -534,6 +648,7 @@ def main(argv: Optional[list] = None) -> int:
         elif a.cmd == "eval": return _eval(a, settings)
         elif a.cmd == "monitor": return _monitor(a, settings)
         elif a.cmd == "serve": return _serve(a, settings)
+        elif a.cmd == "releases": return _releases(a, settings)
         elif a.cmd == "run":
             params = dict(a.param)
             if a.dry_run:

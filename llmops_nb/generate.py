@@ -16,13 +16,13 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from fastcore.basics import patch
 from .core import Settings, coerce, digest, load_settings, read_json
-from .models import load_model, load_tokenizer, model_digest, model_ref
+from .models import adapter_digest, load_model, load_tokenizer, model_digest, model_ref
 from .runs import REDACTED, redact, resolve_secret
 from .train import _quiet, load_adapter
 
 # %% auto #0
 __all__ = ['ROLES', 'GENERATORS', 'GenerationConfig', 'Generation', 'check_prompt', 'Stream', 'Generator', 'HFGenerator',
-           'adapter_digest', 'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
+           'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
 
 # %% ../nbs/08_generate.ipynb #14b0cf17
 _RULES = {"max_new_tokens": (int, lambda v: v >= 1, ">= 1"), "temperature": (float, lambda v: 0 <= v < math.inf, ">= 0 (0: greedy)"),
@@ -254,11 +254,6 @@ class HFGenerator(Generator):
     def __repr__(self): return f"HFGenerator({self.ref!r}" + (f", adapter={str(self.adapter)!r}" if self.adapter else "") + ")"
 
 # %% ../nbs/08_generate.ipynb #29f83e70
-def adapter_digest(ad: Union[str, Path]) -> str:
-    "Content digest of a LoRA adapter: its weights file (`adapter_model.safetensors`), else the whole folder."
-    ad = Path(ad); w = ad / "adapter_model.safetensors"
-    return digest(w if w.is_file() else ad)
-
 def _ref_of(model: Any, s: Settings) -> str:
     "The reference to record for a `model` argument: a folder, name or hub id as `model_ref` writes it, or a loaded model's own."
     if model is None or isinstance(model, (str, Path)): return model_ref(model if model is not None else s.base_model, s)

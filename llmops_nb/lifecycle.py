@@ -16,9 +16,10 @@ from .core import ConfigError, Settings, atomic_write, digest, load_settings, re
 from .runs import RunRecord, find_run, list_runs, read_run
 
 # %% auto #0
-__all__ = ['PHASES', 'MAX_TRAFFIC', 'STAGES', 'RUNBOOK_OF', 'EVAL_HEADLINE', 'DATA_OUTPUTS', 'REPORTS', 'load_traffic',
-           'LocalServer', 'send_traffic', 'traffic_metrics', 'Lineage', 'lineage', 'stage_params', 'dataset_digest',
-           'summarize', 'served_lineage', 'format_summary', 'lifecycle_report', 'LifecycleResult', 'run_lifecycle',
+__all__ = ['PHASES', 'MAX_TRAFFIC', 'STAGES', 'RUNBOOK_OF', 'NEEDS', 'SERVED', 'EVAL_HEADLINE', 'DATA_OUTPUTS', 'REPORTS',
+           'KEY_VAR', 'load_traffic', 'LocalServer', 'send_traffic', 'rate_answers', 'wait_for_release',
+           'traffic_metrics', 'Lineage', 'lineage', 'Loop', 'stage_params', 'dataset_digest', 'summarize',
+           'served_lineage', 'format_summary', 'lifecycle_report', 'LifecycleResult', 'run_lifecycle',
            'compare_lifecycles']
 
 # %% ../nbs/13_lifecycle.ipynb #c3b649a0
@@ -26,7 +27,7 @@ PHASES = ("reference", "current")      # the order phases are sent in
 MAX_TRAFFIC = 100_000                  # questions per file
 
 def load_traffic(path: Union[str, Path]) -> list:
-    "Questions from a JSONL traffic file: dicts with id, question, phase and kind; errors name the file and line."
+    "Questions from a JSONL traffic file: dicts with id, question, phase, kind and reference (its `answer`, or None); errors name the file and line."
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"traffic file {p} does not exist")
     rows, ids = [], set()
@@ -40,6 +41,9 @@ def load_traffic(path: Union[str, Path]) -> list:
             q = r.get("question")
             if not isinstance(q, str) or not q.strip(): raise ValueError(f"{where}: 'question' must be a non-empty string")
             row = {"id": str(r.get("id", f"line{n}")), "question": q, "phase": r.get("phase", "current"), "kind": str(r.get("kind", "unknown"))}
+            ref = r.get("answer")
+            if ref is not None and (not isinstance(ref, str) or not ref.strip()): raise ValueError(f"{where}: 'answer' (the reference answer) must be a non-empty string")
+            row["reference"] = ref
             if row["phase"] not in PHASES: raise ValueError(f"{where}: 'phase' must be one of {PHASES}, got {row['phase']!r}")
             if row["id"] in ids: raise ValueError(f"{where}: duplicate id {row['id']!r}")
             ids.add(row["id"]); rows.append(row)
@@ -77,7 +81,9 @@ def _ask(client, url: str, key: str, q: dict) -> dict:
                         json={"messages": [{"role": "user", "content": q["question"]}]})
         body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
         ext = body.get("llmops") or {}
-        row.update(http_status=r.status_code, status=ext.get("status") if r.status_code == 200 else "http_error",
+        choice = ((body.get("choices") or [{}])[0].get("message") or {}).get("content") if r.status_code == 200 else None
+        row.update(answer=choice[:4000] if isinstance(choice, str) else None, release=(ext.get("release") or {}).get("version"),
+                   http_status=r.status_code, status=ext.get("status") if r.status_code == 200 else "http_error",
                    trace_id=ext.get("trace_id") or (body.get("error") or {}).get("trace_id"),
                    error=None if r.status_code == 200 else str((body.get("error") or {}).get("message") or r.text[:200]))
     except Exception as e: row.update(http_status=None, status="http_error", trace_id=None, error=f"{type(e).__name__}: {e}"[:300])
@@ -98,6 +104,53 @@ def send_traffic(url: str,                      # the server's base URL (LocalSe
         q.setdefault("id", str(i))
     with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(clients) as pool:
         return list(pool.map(lambda q: _ask(client, url.rstrip("/"), key, q), qs))
+
+# %% ../nbs/13_lifecycle.ipynb #01078ebe
+def rate_answers(url: str,                        # the server's base URL
+                 key: str,                        # an API key the server accepts (never logged)
+                 rows: list,                      # `send_traffic` rows (with trace ids and answers)
+                 questions: list,                 # the traffic questions (`load_traffic`), with their references
+                 store=None,                      # the server's TraceStore: bad answers get a reviewer's label with the correction
+                 threshold: float = 0.3,          # token F1 with the reference at or above which an answer is good
+                 labeller: str = "scripted-reviewer",
+                 timeout_s: float = 30) -> list:
+    "Rate each answered question that has a reference over POST /v1/feedback (good or bad); label the bad ones with the reference."
+    import httpx
+    from llmops_nb.eval import token_f1
+    from llmops_nb.signals import add_label
+    from llmops_nb.suites import strip_citations
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1: raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+    refs, out = {q["id"]: q.get("reference") for q in questions}, []
+    with httpx.Client(timeout=timeout_s) as client:
+        for r in rows:
+            ref, tid = refs.get(r.get("id")), r.get("trace_id")
+            if not ref or r.get("http_status") != 200 or not tid: continue
+            f1 = token_f1(strip_citations(r["answer"]), ref) if r.get("status") == "answered" and r.get("answer") else 0.0
+            good = f1 >= threshold
+            resp = client.post(url.rstrip("/") + "/v1/feedback", headers={"Authorization": f"Bearer {key}"},
+                               json={"trace_id": tid, "score": 1.0 if good else 0.0, "label": "good" if good else "bad",
+                                     "comment": f"scripted user: token F1 {f1:.2f} with the reference answer"})
+            if resp.status_code != 200: raise RuntimeError(f"feedback on trace {tid}: HTTP {resp.status_code}: {resp.text[:200]}")
+            lid = add_label(store, tid, "bad", labeller, correction=ref) if store is not None and not good else None
+            out.append({"id": r["id"], "trace_id": tid, "rating": "good" if good else "bad", "f1": round(f1, 4), "label_id": lid})
+    return out
+
+# %% ../nbs/13_lifecycle.ipynb #18bbda93
+def wait_for_release(url: str, key: str,
+                     version: Optional[str] = None,   # a release version (or prefix) to wait for; None: what it serves now
+                     timeout_s: float = 60, poll_s: float = 0.5) -> dict:
+    "The release a server serves as its stable release ({release, alias, digest}), once it is `version`; TimeoutError after `timeout_s`."
+    import httpx
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = httpx.get(url.rstrip("/") + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        if r.status_code != 200: raise RuntimeError(f"{url}/v1/models: HTTP {r.status_code}: {r.text[:200]}")
+        stable = [m.get("llmops") or {} for m in r.json().get("data", []) if (m.get("llmops") or {}).get("role", "stable") == "stable"]
+        now = {"release": (stable[0] if stable else {}).get("version"), "alias": (stable[0] if stable else {}).get("alias"),
+               "digest": (stable[0] if stable else {}).get("digest")}
+        if version is None or str(now["release"] or "").startswith(version): return now
+        if time.monotonic() > deadline: raise TimeoutError(f"{url} still serves release {now['release']} after {timeout_s:g} s, not {version}")
+        time.sleep(poll_s)
 
 # %% ../nbs/13_lifecycle.ipynb #56f0dc8f
 def _pct(xs: list, q: float) -> Optional[float]:
@@ -127,6 +180,7 @@ class Lineage:
     edges: list = field(default_factory=list)     # {run, input, digest, from_run, verified}
     sources: list = field(default_factory=list)   # {run, input, path, digest}: inputs no run produced
     notes: list = field(default_factory=list)
+    feedback: list = field(default_factory=list)  # trace ids whose feedback or corrections trained a model behind it
 
     @property
     def verified(self) -> bool:
@@ -134,7 +188,8 @@ class Lineage:
         return all(e["verified"] for e in self.edges)
     def to_dict(self) -> dict:
         return {"trace": self.trace, "roots": [list(r) for r in self.roots], "runs": self.runs, "edges": self.edges,
-                "sources": self.sources, "notes": self.notes, "verified": self.verified}
+                "sources": self.sources, "notes": self.notes, "feedback": self.feedback,
+                "verified": self.verified}
 
 # %% ../nbs/13_lifecycle.ipynb #a17d6497
 def _run_entry(rec: RunRecord) -> dict:
@@ -179,6 +234,7 @@ def lineage(trace_id: str,                                  # the trace id (the 
         try: rec = records[rid] = read_run(find_run(rid, runs_dir))
         except FileNotFoundError: records[rid] = None; lin.notes.append(f"run {rid} is not in {runs_dir} (deleted, or recorded on another machine)"); continue
         lin.runs[rid] = _run_entry(rec)
+        lin.feedback += [t for t in rec.lineage.get("feedback_traces") or [] if t not in lin.feedback]
         for name, ent in (rec.lineage.get("inputs") or {}).items():
             src = ent.get("run_id")
             if src and src != rid:
@@ -202,6 +258,8 @@ def tree(self) -> str:
     lines = [f"trace {t.get('trace_id')}  {t.get('status')}  {t.get('started') or ''}", f"  question  {q[:100]!r}",
              f"  model     {t.get('model') or gen.get('model')}  {_short(t.get('model_digest'))}   adapter {_short(t.get('adapter_digest'))}",
              f"  prompt    {t.get('prompt_ref')}  {_short(t.get('prompt_digest'))}   policy {t.get('policy')}"]
+    if rel := (meta.get("release") or {}).get("version") or (meta.get("lineage") or {}).get("release"):
+        lines.append(f"  release   {rel}" + (f" (alias {a})" if (a := (meta.get("release") or {}).get("alias")) else ""))
     seen = set()
     def run_line(rid):
         r = self.runs.get(rid)
@@ -219,6 +277,8 @@ def tree(self) -> str:
                 walk(x["from_run"], pre + cont)
     for role, rid in self.roots:
         lines.append(f"{role}: {run_line(rid)}"); walk(rid, "  ")
+    if self.feedback:
+        lines.append(f"feedback traces behind it: {len(self.feedback)} ({', '.join(self.feedback[:5])}{', ...' if len(self.feedback) > 5 else ''})")
     return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 @patch_to(Lineage)
@@ -226,29 +286,52 @@ def __str__(self): return self.tree()
 @patch_to(Lineage)
 def __repr__(self): return self.tree()
 
-# %% ../nbs/13_lifecycle.ipynb #8e300c4e
-STAGES = ["doctor", "prepare_data", "build_index", "train_sft", "evaluate_base", "evaluate", "traffic", "monitor"]
-RUNBOOK_OF = {"evaluate_base": "evaluate"}          # stage -> runbook, where they differ
+# %% ../nbs/13_lifecycle.ipynb #996a0ce1
+STAGES = ["doctor", "prepare_data", "build_index", "train_sft", "evaluate_base", "evaluate", "release", "traffic", "monitor",
+          "retrain", "traffic_after"]
+RUNBOOK_OF = {"evaluate_base": "evaluate", "traffic_after": "traffic"}       # stage -> runbook, where they differ
+NEEDS = {"doctor": [], "prepare_data": ["doctor"], "build_index": ["prepare_data"], "train_sft": ["prepare_data"],
+         "evaluate_base": ["build_index"], "evaluate": ["build_index", "train_sft", "evaluate_base"], "release": ["evaluate"],
+         "traffic": ["release"], "monitor": ["traffic"], "retrain": ["monitor"], "traffic_after": ["retrain"]}
+SERVED = ("traffic", "traffic_after")                                       # stages that talk to the lifecycle's server
 
-def stage_params(stage: str, done: dict, seed: Optional[int] = None) -> dict:
-    "The parameters of `stage` given the records of the stages `done` before it (stage -> RunRecord)."
+@dataclass
+class Loop:
+    "Where a lifecycle's stages meet: its release registry, its trace store, and its server's URL and key reference."
+    registry: str
+    store: str
+    url: Optional[str] = None
+    api_key: Optional[str] = None            # an "env:VARIABLE" reference, never the key
+
+# %% ../nbs/13_lifecycle.ipynb #c2ba54cc
+def _promoted(retrain: RunRecord) -> Optional[str]:
+    "The release in production after a retrain run: the candidate when it was promoted, else the production it started from."
+    r = _json(retrain.dir / "retrain.json") or {}
+    return r.get("candidate") if "production" in r.get("moves", []) else r.get("production_before")
+
+def stage_params(stage: str, done: dict, seed: Optional[int] = None, loop: Optional[Loop] = None) -> dict:
+    "The parameters of `stage` given the records of the stages `done` before it (stage -> RunRecord) and the lifecycle's `loop`."
     if stage not in STAGES: raise ValueError(f"unknown stage {stage!r}; the stages are {STAGES}")
-    need = {"build_index": ["prepare_data"], "train_sft": ["prepare_data"], "evaluate_base": ["build_index"],
-            "evaluate": ["build_index", "train_sft", "evaluate_base"], "traffic": ["build_index", "train_sft"], "monitor": ["traffic"]}
-    if missing := [d for d in need.get(stage, []) if d not in done]: raise ValueError(f"stage {stage} needs {missing} first")
+    if missing := [d for d in NEEDS[stage] if d not in done and d != "doctor"]: raise ValueError(f"stage {stage} needs {missing} first")
+    if loop is None and stage in ("release", *SERVED, "retrain"): raise ValueError(f"stage {stage} needs the lifecycle's loop (registry, store, server)")
     sd = {} if seed is None else {"seed": seed}
     ids = {k: r.id for k, r in done.items()}
+    served = lambda: {"url": loop.url, "api_key": loop.api_key, "store": loop.store}
     if stage == "prepare_data": return sd
     if stage == "build_index": return {"dataset": ids["prepare_data"]}
     if stage == "train_sft": return {"dataset": ids["prepare_data"], **sd}
     if stage == "evaluate_base": return {"adapter": None, "index": ids["build_index"], **sd}
     if stage == "evaluate": return {"adapter": ids["train_sft"], "index": ids["build_index"], "baseline": ids["evaluate_base"], **sd}
-    if stage == "traffic": return {"adapter": ids["train_sft"], "index": ids["build_index"], **sd}
+    if stage == "release": return {"eval_run": ids["evaluate"], "to": ["staging", "production"], "registry": loop.registry}
+    if stage == "traffic": return {**served(), "feedback": True, "expect_release": (_json(done["release"].dir / "release.json") or {}).get("version"), **sd}
     if stage == "monitor":
         m, outs = done["traffic"].metrics, done["traffic"].lineage.get("outputs") or {}
         if "traces" not in outs or "current_start" not in m: raise ValueError(f"stage monitor: traffic run {done['traffic'].id} recorded no trace store or phases")
         return {"store": outs["traces"]["path"], "reference": str(m["reference_start"]),
                 "current": str(m["current_start"]), "now": str(m["end"]), "bucket": "1m"}
+    if stage == "retrain": return {"store": loop.store, "since": str(done["traffic"].metrics["reference_start"]), "registry": loop.registry,
+                                   "auto_promote": True, **sd}
+    if stage == "traffic_after": return {**served(), "kinds": ["in-domain"], "expect_release": _promoted(done["retrain"]), **sd}
     return {}
 
 # %% ../nbs/13_lifecycle.ipynb #0b3170ee
@@ -266,7 +349,7 @@ def _fmt(v) -> str: return "-" if v is None else (f"{v:.4g}" if isinstance(v, fl
 def _json(p: Path) -> Optional[dict]: return read_json(p) if p.is_file() else None
 
 # %% ../nbs/13_lifecycle.ipynb #d32420c3
-def _eval_rows(base, cand) -> list:
+def _eval_rows(base, cand, stage: str = "evaluate", base_name: str = "base") -> list:
     rows = []
     rb, rc = (_json(r.dir / "eval" / "eval_result.json") if r else None for r in (base, cand))
     comp = _json(cand.dir / "comparison.json") if cand else None
@@ -275,13 +358,45 @@ def _eval_rows(base, cand) -> list:
         a, b = ((x or {}).get("aggregates", {}).get(m) for x in (rc, rb))
         if not a and not b: continue
         c = by.get(m); d = f"Δ {c['delta']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] p={c['p_value']:.3g}" if c and c.get("delta") is not None else ""
-        rows.append({"stage": "evaluate", "item": m, "value": _ci(a) if a else "-",
-                     "detail": "; ".join(x for x in (f"base {_ci(b)}" if b else "", d) if x)})
+        rows.append({"stage": stage, "item": m, "value": _ci(a) if a else "-",
+                     "detail": "; ".join(x for x in (f"{base_name} {_ci(b)}" if b else "", d) if x)})
     if cand and (g := _json(cand.dir / "gate.json")):
         fails = [c["check"] for c in g["checks"] if c["status"] == "fail"]
         n = {s: sum(c["status"] == s for c in g["checks"]) for s in ("pass", "fail", "skip")}
-        rows.append({"stage": "evaluate", "item": "gate", "value": "PASS" if g["passed"] else "FAIL",
+        rows.append({"stage": stage, "item": "gate", "value": "PASS" if g["passed"] else "FAIL",
                      "detail": f"{n['pass']} passed, {n['fail']} failed, {n['skip']} skipped" + (f": {'; '.join(fails)}" if fails else "")})
+    return rows
+
+def _traffic_rows(tr: RunRecord, stage: str) -> list:
+    m, rows = tr.metrics, []
+    served = (_json(tr.dir / "traffic.json") or {}).get("served") or {}
+    if served.get("release"): rows.append({"stage": stage, "item": "served by release", "value": served["release"], "detail": f"alias {served.get('alias') or '-'}"})
+    rows.append({"stage": stage, "item": "guard block rate", "value": _fmt(m.get("block_rate")),
+                 "detail": f"{_fmt(m.get('requests'))} requests; hostile stopped {_fmt(m.get('hostile_stopped_rate'))}, "
+                           f"in-domain stopped {_fmt(m.get('in_domain_stopped_rate'))}, {_fmt(m.get('http_errors'))} HTTP errors"})
+    rows.append({"stage": stage, "item": "latency p50 / p95 ms", "value": f"{_fmt(m.get('latency_p50_ms'))} / {_fmt(m.get('latency_p95_ms'))}", "detail": ""})
+    if m.get("feedback/rated"):
+        rows.append({"stage": stage, "item": "scripted feedback", "value": f"{_fmt(m.get('feedback/good'))} good / {_fmt(m.get('feedback/bad'))} bad",
+                     "detail": f"{_fmt(m.get('feedback/corrected'))} bad answers corrected by the reviewer"})
+    try: lin, err = served_lineage(tr), None
+    except Exception as e: lin, err = None, f"{type(e).__name__}: {e}"          # a summary reports a broken store, it does not crash on it
+    if lin or err:
+        fb = f"; reaches {len(lin.feedback)} feedback traces" if lin and lin.feedback else ""
+        rows.append({"stage": stage, "item": "lineage of a served answer", "value": ("verified" if lin.verified else "UNVERIFIED") if lin else "error",
+                     "detail": f"llmops lineage {lin.trace['trace_id']}: {len(lin.runs)} runs, {len(lin.edges)} digest links, {len(lin.sources)} sources{fb}" if lin else err})
+    return rows
+
+def _retrain_rows(rt: RunRecord) -> list:
+    r = _json(rt.dir / "retrain.json") or {}
+    rec = lambda rid: read_run(find_run(rid, rt.dir.parent.parent)) if rid else None
+    rows = [{"stage": "retrain", "item": "exported from traces", "value": f"{_fmt(rt.metrics.get('exported/sft'))} SFT rows, {_fmt(rt.metrics.get('exported/cases'))} cases",
+             "detail": f"from {_fmt(rt.metrics.get('exported/traces'))} traces with feedback or corrections"}]
+    if r.get("train_run") and (t := rec(r["train_run"])):
+        rows.append({"stage": "retrain", "item": "loss", "value": f"train {_fmt(t.metrics.get('train_loss'))}, eval {_fmt(t.metrics.get('eval_loss'))}",
+                     "detail": f"{_fmt(t.metrics.get('steps'))} steps from production's adapter, {_fmt(t.metrics.get('train_runtime_s'))} s"})
+    if r.get("candidate_eval"): rows += _eval_rows(rec(r.get("production_eval")), rec(r["candidate_eval"]), stage="retrain", base_name="production")
+    if r: rows.append({"stage": "retrain", "item": "release", "value": "PROMOTED" if "production" in r.get("moves", []) else "KEPT",
+                       "detail": f"candidate {r.get('candidate')} vs production {r.get('production_before')}: {r.get('why')}"})
     return rows
 
 def summarize(done: dict) -> list:
@@ -298,20 +413,16 @@ def summarize(done: dict) -> list:
         rows.append({"stage": "train_sft", "item": "loss", "value": f"train {_fmt(g('train_sft', 'train_loss'))}, eval {_fmt(g('train_sft', 'eval_loss'))}",
                      "detail": f"{_fmt(g('train_sft', 'steps'))} steps, {_fmt(g('train_sft', 'train_runtime_s'))} s"})
     rows += _eval_rows(done.get("evaluate_base"), done.get("evaluate"))
-    if tr := done.get("traffic"):
-        m = tr.metrics
-        rows.append({"stage": "traffic", "item": "guard block rate", "value": _fmt(m.get("block_rate")),
-                     "detail": f"{_fmt(m.get('requests'))} requests; hostile stopped {_fmt(m.get('hostile_stopped_rate'))}, "
-                               f"in-domain stopped {_fmt(m.get('in_domain_stopped_rate'))}, {_fmt(m.get('http_errors'))} HTTP errors"})
-        rows.append({"stage": "traffic", "item": "latency p50 / p95 ms", "value": f"{_fmt(m.get('latency_p50_ms'))} / {_fmt(m.get('latency_p95_ms'))}", "detail": ""})
-    if tr:
-        try: lin, err = served_lineage(tr), None
-        except Exception as e: lin, err = None, f"{type(e).__name__}: {e}"          # a summary reports a broken store, it does not crash on it
-        if lin or err:
-            rows.append({"stage": "traffic", "item": "lineage of a served answer", "value": ("verified" if lin.verified else "UNVERIFIED") if lin else "error",
-                         "detail": f"llmops lineage {lin.trace['trace_id']}: {len(lin.runs)} runs, {len(lin.edges)} digest links, {len(lin.sources)} sources" if lin else err})
+    if rl := done.get("release"):
+        r = _json(rl.dir / "release.json") or {}
+        rows.append({"stage": "release", "item": "production", "value": r.get("version") if any(m["alias"] == "production" for m in r.get("moves", [])) else "REFUSED",
+                     "detail": (r.get("refused") or {}).get("reason") or f"moved {', '.join(m['alias'] for m in r.get('moves', []))} on the evidence of evaluate run "
+                               f"{(r.get('evidence') or [{}])[-1].get('run')}"})
+    if tr := done.get("traffic"): rows += _traffic_rows(tr, "traffic")
     if mo := done.get("monitor"):
         rows.append({"stage": "monitor", "item": "drift", **_drift_cell(_json(mo.dir / "drift.json") or {})})
+    if rt := done.get("retrain"): rows += _retrain_rows(rt)
+    if ta := done.get("traffic_after"): rows += _traffic_rows(ta, "traffic_after")
     return rows
 
 def served_lineage(traffic: RunRecord) -> Optional[Lineage]:
@@ -406,19 +517,52 @@ def _unfinished(runs_dir: Path) -> Optional[RunRecord]:
     recs = [r for r in list_runs(runs_dir, "quickstart") if r.status != "completed"]
     return recs[-1] if recs else None
 
-# %% ../nbs/13_lifecycle.ipynb #83a82287
+# %% ../nbs/13_lifecycle.ipynb #b52eb63a
+def _schedule(stages: list, done: dict, run_stage: Callable, parallel: int, log: Callable) -> tuple:
+    "Run each stage not in `done` once its `NEEDS` are, up to `parallel` at a time -> (failed stage, error), or (None, None)."
+    from concurrent.futures import FIRST_COMPLETED, wait
+    todo, running, failed, error = [s for s in stages if s not in done], {}, None, None
+    with ThreadPoolExecutor(parallel) as pool:
+        while (todo and failed is None) or running:
+            ready = [s for s in todo if all(d in done for d in NEEDS[s] if d in stages)] if failed is None else []
+            for st in ready[:max(0, parallel - len(running))]:
+                todo.remove(st); running[pool.submit(run_stage, st)] = st
+            if not running: break
+            for f in wait(running, return_when=FIRST_COMPLETED)[0]:
+                st = running.pop(f)
+                try: f.result()
+                except Exception as e:                             # a failed runbook, or the server that would not start
+                    failed, error = failed or st, error or f"{type(e).__name__}: {e}"
+                    log(f"   FAILED {st}: {e}" + (f"\n   executed notebook: {e.notebook}" if hasattr(e, "notebook") else ""))
+    return failed, error
+
+# %% ../nbs/13_lifecycle.ipynb #86e6e109
+def _serve_production(loop: Loop, settings: Settings, key: str) -> LocalServer:
+    "Start the app `llmops serve` runs, following the `production` alias of the loop's registry, on a local port."
+    from llmops_nb.serve import make_app
+    app = make_app(keys=[key], store=loop.store, settings=settings, release="production", registry=loop.registry, poll_s=1.0,
+                   rate_limit=None, timeout_s=600, workers=1)
+    return LocalServer(app).__enter__()
+
+# %% ../nbs/13_lifecycle.ipynb #196df841
+KEY_VAR = "LLMOPS_QUICKSTART_KEY"      # the environment variable that hands the server's key to the traffic runbooks
+
 def run_lifecycle(profile: Union[str, Path, None] = None,   # profile name or file (runbooks/profiles/cpu.yaml: the embedded defaults)
                   settings: Optional[Settings] = None,
                   seed: Optional[int] = None,               # seed for data split, training, evaluation and traffic; None: each runbook's default
                   stages: Optional[list] = None,            # a prefix of STAGES to run; None: all
                   resume: bool = False,                     # continue the newest unfinished lifecycle, keeping its completed stages
+                  parallel: int = 2,                        # stages run at once when their needs are met (1: one after the other)
                   log: Callable = print) -> LifecycleResult:
-    "Run the lifecycle's runbooks in order, then write the summary and the one-page report; see `STAGES`."
-    from llmops_nb.cli import RunbookFailed, run_runbook
+    "Run the lifecycle's runbooks (both cycles, see `STAGES`), serving production from the release stage on; then the summary and the page."
+    import os, secrets
+    from llmops_nb.cli import run_runbook
+    from llmops_nb.core import set_threads
     from llmops_nb.runs import start_run
     stages = list(STAGES if stages is None else stages)
     if stages != STAGES[:len(stages)] or not stages: raise ValueError(f"stages must be a non-empty prefix of {STAGES}, got {stages}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)): raise TypeError(f"seed must be an int or None, got {seed!r}")
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1: raise ValueError(f"parallel must be an int >= 1, got {parallel!r}")
     settings = settings or load_settings(profile); runs_dir = settings.path("runs_dir")
     prev = _unfinished(runs_dir) if resume else None
     if resume and prev is None: log("resume: no unfinished lifecycle; starting a new one")
@@ -427,20 +571,33 @@ def run_lifecycle(profile: Union[str, Path, None] = None,   # profile name or fi
                          f"not {seed!r} and {profile!r}; resume with those, or start a new lifecycle without --resume")
     run = start_run("quickstart", {"profile": None if profile is None else str(profile), "seed": seed, "stages": stages}, settings,
                     run_dir=prev.dir if prev else None, tracker="none")
-    done, failed, error, parent = {}, None, None, ()
+    done = {}
     for st, rid in (read_json(run.dir / "stages.json") if prev and (run.dir / "stages.json").is_file() else {}).items():
         try: rec = read_run(find_run(rid, runs_dir))
         except FileNotFoundError: continue
-        if rec.status == "completed" and st in stages: done[st] = rec
-    for st in stages:
-        if st in done: log(f"== {st}: completed earlier, kept {done[st].id}"); parent = (done[st].id,); continue
+        if rec.status == "completed" and st in stages: done[st] = rec; log(f"== {st}: completed earlier, kept {rec.id}")
+    loop, key, lock, server = Loop(str(run.dir / "releases"), str(settings.path("home") / "traces" / "traces.sqlite")), secrets.token_urlsafe(24), threading.Lock(), []
+    def one(st: str) -> RunRecord:
+        with lock:
+            if st in SERVED and not server:                       # production is served from the first traffic on, by one server
+                set_threads(settings.threads); server.append(_serve_production(loop, settings, key))
+                loop.url, loop.api_key = server[0].url, f"env:{KEY_VAR}"
+                log(f"== serving the production release at {loop.url} (following the alias in {loop.registry})")
+            params, parents = stage_params(st, dict(done), seed, loop), tuple(done[d].id for d in NEEDS[st] if d in done)
         log(f"== {st}")
-        try: rec = run_runbook(RUNBOOK_OF.get(st, st), stage_params(st, done, seed), profile=profile, settings=settings, parents=parent)
-        except RunbookFailed as e:
-            failed, error = st, str(e); log(f"   FAILED: {e}\n   executed notebook: {e.notebook}"); break
-        done[st] = rec; parent = (rec.id,)
-        write_json(run.dir / "stages.json", {k: r.id for k, r in done.items()})
-        log(f"   {rec.dir}\n   {_headline(rec.metrics)}")
+        rec = run_runbook(RUNBOOK_OF.get(st, st), params, profile=profile, settings=settings, parents=parents)
+        with lock:
+            done[st] = rec
+            write_json(run.dir / "stages.json", {k: done[k].id for k in STAGES if k in done})
+        log(f"   {st}: {rec.dir}\n   {_headline(rec.metrics)}")
+        return rec
+    saved = os.environ.get(KEY_VAR); os.environ[KEY_VAR] = key    # the traffic kernels read the key from here; it is never written down
+    try: failed, error = _schedule(stages, done, one, parallel, log)
+    finally:
+        if server: server[0].__exit__(None, None, None)
+        if saved is None: os.environ.pop(KEY_VAR, None)
+        else: os.environ[KEY_VAR] = saved
+    done = {k: done[k] for k in STAGES if k in done}
     rows = summarize(done)
     write_json(run.dir / "summary.json", {"rows": rows, "stages": {k: r.id for k, r in done.items()}, "failed": failed,
                                            "dataset_digest": dataset_digest(done["prepare_data"]) if "prepare_data" in done else None})
@@ -463,6 +620,19 @@ def _lifecycle_dir(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> Pat
         return done[-need].dir
     return Path(lc) if Path(lc).is_dir() else find_run(str(lc), runs_dir)
 
+def _numbers(metrics: dict, prefix: str) -> dict:
+    return {f"{prefix}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and not _CLOCK.search(k)}
+
+def _retrain_figures(rec: RunRecord, runs_dir: Path) -> dict:
+    "A retrain's counts, its training run's figures, both evaluations' means and the candidate release it made."
+    r, out = _json(rec.dir / "retrain.json") or {}, _numbers(rec.metrics, "retrain")
+    out["retrain/candidate"], out["retrain/moves"] = r.get("candidate"), ",".join(r.get("moves", []))
+    if r.get("train_run"): out.update(_numbers(read_run(find_run(r["train_run"], runs_dir)).metrics, "retrain/train_sft"))
+    for role in ("production_eval", "candidate_eval"):
+        if r.get(role) and (e := _json(find_run(r[role], runs_dir) / "eval" / "eval_result.json")):
+            out.update({f"retrain/{role}/{m}": a.get("mean") for m, a in e.get("aggregates", {}).items() if not _CLOCK.search(m)})
+    return out
+
 def _figures(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> dict:
     d = _lifecycle_dir(lc, runs_dir)
     if not (d / "stages.json").is_file(): raise FileNotFoundError(f"{d} is not a lifecycle run folder (no stages.json)")
@@ -471,9 +641,11 @@ def _figures(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> dict:
         rec = read_run(find_run(rid, runs_dir))
         if st == "prepare_data": out["prepare_data/dataset_digest"] = dataset_digest(rec)
         if st in ("build_index", "train_sft"):
-            out.update({f"{st}/{k}": v for k, v in rec.metrics.items() if isinstance(v, (int, float)) and not _CLOCK.search(k)})
+            out.update(_numbers(rec.metrics, st))
         if st in ("evaluate_base", "evaluate") and (r := _json(rec.dir / "eval" / "eval_result.json")):
             out.update({f"{st}/{m}": a.get("mean") for m, a in r.get("aggregates", {}).items() if not _CLOCK.search(m)})
+        if st == "release": out["release/version"] = (_json(rec.dir / "release.json") or {}).get("version")
+        if st == "retrain": out.update(_retrain_figures(rec, runs_dir))
     return out
 
 def compare_lifecycles(a, b, settings: Optional[Settings] = None, tol: float = 0.0) -> list:

@@ -14,8 +14,8 @@ from .core import (PACKAGED_MODELS, ConfigError, ModelNotAvailable, Settings, _A
 
 # %% auto #0
 __all__ = ['CONVERTED_FORMAT', 'TINY_SPECIAL', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref', 'model_digest',
-           'has_generation_markers', 'with_generation_markers', 'load_tokenizer', 'quantization_available',
-           'load_model', 'make_tiny_model']
+           'adapter_digest', 'has_generation_markers', 'with_generation_markers', 'load_tokenizer',
+           'quantization_available', 'load_model', 'make_tiny_model']
 
 # %% ../nbs/05_models.ipynb #dcdf4c23
 CONVERTED_FORMAT = "llmops-nb/converted-model@1"
@@ -87,6 +87,11 @@ def model_digest(ref: Union[str, Path, None] = None, settings: Optional[Settings
     meta = p / "llmops_model.json"
     if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT: return m["source_digest"]
     return digest(p)
+
+def adapter_digest(ad: Union[str, Path]) -> str:
+    "Content digest of a LoRA adapter: its weights file (`adapter_model.safetensors`), else the whole folder."
+    ad = Path(ad); w = ad / "adapter_model.safetensors"
+    return digest(w if w.is_file() else ad)
 
 # %% ../nbs/05_models.ipynb #98341766
 _PROBES = [[{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],

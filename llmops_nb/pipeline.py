@@ -234,8 +234,7 @@ def release_spec(model: Optional[str] = None,                 # base model: pack
                  price: Optional[dict] = None,                # price table for trace costs, e.g. {"prompt": 0.1, "completion": 0.4} per 1M tokens
                  settings: Optional[Settings] = None, registry=None) -> dict:  # registry: a PromptRegistry; None: the project's
     "A release spec: every part that decides an answer, resolved now and pinned by digest (see `build_pipeline`)."
-    from llmops_nb.generate import adapter_digest
-    from llmops_nb.models import model_digest, model_ref
+    from llmops_nb.models import adapter_digest, model_digest, model_ref
     from llmops_nb.prompts import PromptRegistry
     s = settings or load_settings(); runs = s.path("runs_dir")
     ad = _located(adapter, "train_sft", "adapter", runs, "adapter")
@@ -254,8 +253,7 @@ def release_spec(model: Optional[str] = None,                 # base model: pack
 
 # %% ../nbs/08b_pipeline.ipynb #b78203bb
 def _verify(spec: dict, s: Settings) -> None:
-    from llmops_nb.generate import adapter_digest
-    from llmops_nb.models import model_digest
+    from llmops_nb.models import adapter_digest, model_digest
     checks = [("base_model", lambda: model_digest(spec["base_model"]["ref"], s), spec["base_model"])]
     if spec["adapter"]: checks.append(("adapter", lambda: adapter_digest(spec["adapter"]["path"]), spec["adapter"]))
     if spec["index"]: checks.append(("index", lambda: digest(Path(spec["index"]["path"])), spec["index"]))

@@ -171,9 +171,17 @@ def history(self: ReleaseRegistry, alias: Optional[str] = None) -> list:
 # %% ../nbs/09f_releases.ipynb #8c0ab1a5
 _COMPARATIVE = re.compile(r": (no regression|non inferior|improvement)")
 
-def _release_of(run_dir: Path) -> Optional[str]:
+def _release_of(run_dir: Path, strict: bool = True) -> Optional[str]:
+    "The digest of the release a run measured: its release.json, checked against the spec it records (None without one, or bad and not `strict`)."
     p = Path(run_dir) / "release.json"
-    return read_json(p).get("digest") if p.is_file() else None
+    if not p.is_file(): return None
+    try:
+        rec = read_json(p); d = spec_digest(rec.get("spec") if isinstance(rec, dict) else None)
+        if rec.get("digest") != d: raise ReleaseError(f"its digest {str(rec.get('digest'))[:12]} does not match the spec it records ({d[:12]})")
+        return d
+    except (ConfigError, SpecError, ReleaseError) as e:
+        if strict: raise ReleaseError(f"{p}: {e}: this run is evidence of no release; re-run the evaluation") from None
+        return None
 
 def eval_evidence(run: Union[str, Path], runs_dir: Union[str, Path, None] = None) -> dict:
     "What an evaluate run proves: the release it measured, its gate verdict, and the release its baseline measured."
@@ -182,18 +190,19 @@ def eval_evidence(run: Union[str, Path], runs_dir: Union[str, Path, None] = None
     rel, gate = _release_of(rec.dir), (read_json(rec.dir / "gate.json") if (rec.dir / "gate.json").is_file() else None)
     if rel is None: raise ReleaseError(f"evaluate run {rec.id} recorded no release.json (made by an older llmops-nb): re-run the evaluation")
     base_run = (rec.lineage.get("inputs") or {}).get("baseline", {}).get("run_id")
-    base_dir = read_run(base_run, runs_dir).dir if base_run else None
+    try: base_dir = read_run(base_run, runs_dir).dir if base_run else None
+    except FileNotFoundError: base_dir = None                        # the baseline run was deleted: its release is unknown
     checks = (gate or {}).get("checks", [])
     return {"run": rec.id, "status": rec.status, "release": rel, "gate": None if gate is None else bool(gate.get("passed")),
             "failures": [c["check"] for c in checks if c.get("status") == "fail"],
             "absolute_passed": sum(1 for c in checks if c.get("status") == "pass" and not _COMPARATIVE.search(str(c.get("check")))),
-            "baseline_run": base_run, "baseline_release": _release_of(base_dir) if base_dir else None}
+            "baseline_run": base_run, "baseline_release": _release_of(base_dir, strict=False) if base_dir else None}
 
 # %% ../nbs/09f_releases.ipynb #a41e0ca2
 def find_evidence(release: Union[Release, str], runs_dir: Union[str, Path, None] = None) -> list:
     "`eval_evidence` of every completed evaluate run that measured `release` (a Release or a digest), oldest first."
     d = release.digest if isinstance(release, Release) else str(release)
-    return [eval_evidence(r.dir, runs_dir) for r in list_runs(runs_dir, "evaluate") if r.status == "completed" and _release_of(r.dir) == d]
+    return [eval_evidence(r.dir, runs_dir) for r in list_runs(runs_dir, "evaluate") if r.status == "completed" and _release_of(r.dir, strict=False) == d]
 
 # %% ../nbs/09f_releases.ipynb #e714f60b
 def parts_lineage(spec: dict, runs_dir: Union[str, Path, None] = None) -> dict:

@@ -6,9 +6,10 @@ Docs: https://llmops.github.io/llmops-nb/serve.html.md"""
 
 # %% ../nbs/11_serve.ipynb #cd9f5ab5
 from __future__ import annotations
-import asyncio, hashlib, hmac, importlib, json, logging, math, os, re, threading, time, uuid
+import asyncio, copy, hashlib, hmac, importlib, json, logging, math, os, re, signal, threading, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 from fastapi import FastAPI, Request
@@ -21,10 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .core import ConfigError, Settings, load_settings
 
 # %% auto #0
-__all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'ENDPOINTS', 'ENDPOINT_KEY', 'hash_key', 'key_id', 'load_keys', 'KeyRing',
-           'RateLimiter', 'ContentPart', 'ChatMessage', 'ChatRequest', 'FeedbackRequest', 'APIError', 'parse_body',
-           'question_of', 'usage_of', 'finish_reason_of', 'extension_of', 'completion', 'chunks', 'Metrics', 'Edge',
-           'create_app', 'default_pipeline', 'load_factory', 'make_app', 'serve']
+__all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'TEMPERATURE_CAP', 'ENDPOINTS', 'ENDPOINT_KEY', 'hash_key', 'key_id', 'load_keys',
+           'KeyRing', 'RateLimiter', 'ContentPart', 'ChatMessage', 'Extension', 'ChatRequest', 'FeedbackRequest',
+           'APIError', 'parse_body', 'question_of', 'options_of', 'usage_of', 'finish_reason_of', 'extension_of',
+           'completion', 'chunks', 'Metrics', 'Edge', 'Served', 'create_app', 'default_pipeline', 'load_factory',
+           'make_app', 'serve', 'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
 
 # %% ../nbs/11_serve.ipynb #f1a7230f
 KEY_PREFIX, MIN_KEY_CHARS = "sha256:", 16
@@ -116,16 +118,22 @@ class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[ContentPart], None] = None
 
+class Extension(BaseModel):
+    "The request's `llmops` field (OpenAI SDKs send it with `extra_body`): a metadata pre-filter for retrieval."
+    model_config = ConfigDict(strict=True, extra="forbid")
+    where: Optional[dict] = None        # field -> value, [values] or {operator: value}, as `VectorStore.search` takes it
+
 class ChatRequest(_Strict):
     "The fields of an OpenAI chat-completion request this server reads; other OpenAI fields are ignored."
     model: Optional[str] = Field(None, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=512)
     stream: bool = False
     stream_options: Optional[dict] = None                   # {"include_usage": true} adds a usage chunk
-    max_tokens: Optional[int] = Field(None, ge=1)           # accepted; the pipeline's settings govern
+    max_tokens: Optional[int] = Field(None, ge=1)           # honoured up to the served release's max_new_tokens
     max_completion_tokens: Optional[int] = Field(None, ge=1)
-    temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)
+    temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)   # honoured up to TEMPERATURE_CAP
     user: Optional[str] = Field(None, max_length=256)
+    llmops: Optional[Extension] = None                      # this server's extension: {"where": {...}}
 
 class FeedbackRequest(BaseModel):
     "Feedback on one answer, by the trace id the answer carried."
@@ -176,6 +184,40 @@ def question_of(req: ChatRequest, max_chars: int = 4000) -> str:
     if len(q) > max_chars: raise APIError(422, f"messages: the question has {len(q)} characters, more than the {max_chars} allowed")
     return q
 
+# %% ../nbs/11_serve.ipynb #7e1fb452
+TEMPERATURE_CAP = 1.0    # the highest temperature a request may ask for (hotter answers drift from their sources)
+_JSON = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
+
+def _check_where(where: dict, max_fields: int = 16, max_values: int = 256) -> dict:
+    "`llmops.where` checked for shape and size (the store checks fields and operators); 422 naming the bad part."
+    def bad(path, msg): return APIError(422, f"llmops.where{path}: {msg}; e.g. {{\"department\": \"hr\"}}, {{\"year\": {{\"gte\": 2024}}}} or {{\"tag\": [\"a\", \"b\"]}}")
+    def scalar(v, path):
+        if isinstance(v, (dict, list)): raise bad(path, f"expected a string, number, boolean or null, got {_JSON[type(v)]}")
+        if isinstance(v, float) and not math.isfinite(v): raise bad(path, "numbers must be finite")
+    if len(where) > max_fields: raise bad("", f"{len(where)} fields, more than the {max_fields} allowed")
+    for f, cond in where.items():
+        if not f.strip() or len(f) > 128: raise bad(f"[{f[:40]!r}]", "a field name has 1 to 128 characters")
+        if cond == {}: raise bad(f"[{f!r}]", "an empty condition")
+        for op, v in (cond.items() if isinstance(cond, dict) else [(None, cond)]):
+            path = f"[{f!r}]" + (f"[{op!r}]" if op is not None else "")
+            if not isinstance(v, list): scalar(v, path); continue
+            if len(v) > max_values: raise bad(path, f"{len(v)} values, more than the {max_values} allowed")
+            for i, x in enumerate(v): scalar(x, f"{path}[{i}]")
+    return where
+
+def options_of(req: ChatRequest,
+               max_new_tokens: Optional[int] = None,       # the served release's cap; None: the request's max_tokens is ignored
+               temperature_cap: float = TEMPERATURE_CAP) -> dict:
+    "A chat request's `where` pre-filter and `generation` overrides, within the caps; 422 when out of bounds."
+    gen, n = {}, req.max_completion_tokens or req.max_tokens
+    if n is not None and max_new_tokens: gen["max_new_tokens"] = min(n, max_new_tokens)
+    if req.temperature is not None:
+        if req.temperature > temperature_cap:
+            raise APIError(422, f"temperature: {req.temperature:g} is above this server's cap of {temperature_cap:g}; send 0 (deterministic) to {temperature_cap:g}")
+        gen["temperature"] = float(req.temperature)
+    where = req.llmops.where if req.llmops is not None else None
+    return {"where": None if where is None else _check_where(where), "generation": gen}
+
 # %% ../nbs/11_serve.ipynb #da61902c
 def _gens(answer) -> list: return [s.data for s in answer.trace.steps if s.name == "generate"] if answer.trace else []
 
@@ -191,10 +233,11 @@ def finish_reason_of(answer) -> str:
     return (g[-1].get("finish_reason") if g and answer.status == "answered" else None) or "stop"
 
 def extension_of(answer, trace_id: str) -> dict:
-    "The `llmops` field: trace id, status, citations, prompt and policy references."
+    "The `llmops` field: trace id, status, citations, prompt and policy references, and the release that answered."
     steps = {s.name: s.data for s in answer.trace.steps} if answer.trace else {}
+    meta = answer.trace.meta if answer.trace else {}
     return {"trace_id": trace_id, "status": answer.status, "prompt": (steps.get("prompt") or {}).get("prompt"),
-            "policy": (answer.trace.meta.get("policy") if answer.trace else None),
+            "policy": meta.get("policy"), **({"release": meta["release"]} if meta.get("release") else {}),
             "citations": [{"n": c.n, "id": c.id, "title": c.title, "score": c.score, "text": c.text} for c in answer.citations]}
 
 def completion(answer, trace_id: str, model: str) -> dict:
@@ -235,6 +278,9 @@ class Metrics:
         self.trace_errors = Counter("llmops_trace_store_errors", "Answers served whose trace could not be stored", registry=r)
         self.internal_errors = Counter("llmops_internal_errors", "Unexpected server errors (500)", registry=r)
         self.in_flight = Gauge("llmops_pipeline_in_flight", "Pipeline calls running or queued", registry=r)
+        self.release_answers = Counter("llmops_release_answers", "Chat completions by the release that answered", ["alias", "version"], registry=r)
+        self.release_builds = Counter("llmops_release_builds", "Release pipelines built after an alias moved, by result (ok, failed)", ["alias", "result"], registry=r)
+        self.release_served = Gauge("llmops_release_served", "1 for each release served now", ["role", "alias", "version"], registry=r)
     def answered(self, answer) -> None:
         "Count an answer: its status, tokens and guard blocks."
         self.answers.labels(answer.status).inc()
@@ -272,13 +318,20 @@ async def _read_body(scope: dict, receive, limit: int):
     return replay, None
 
 # %% ../nbs/11_serve.ipynb #f365580a
+_RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+def _request_id(scope) -> str:
+    "The client's `X-Request-Id` when it is a safe token, else a fresh 16-hex id."
+    given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    return given if _RID.fullmatch(given) else uuid.uuid4().hex[:16]
+
 class Edge:
     "Outermost ASGI layer: request id, body size limit, metrics, access log and a 500 that reveals nothing."
     def __init__(self, app, metrics: Metrics, max_body_bytes: int = 65536):
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http": return await self.app(scope, receive, send)
-        t0, rid, path = time.perf_counter(), uuid.uuid4().hex[:16], scope.get("path", "")
+        t0, rid, path = time.perf_counter(), _request_id(scope), scope.get("path", "")
         scope["llmops.request_id"], st = rid, {"code": 500, "started": False}
         async def send2(msg):
             if msg["type"] == "http.response.start":
@@ -299,14 +352,59 @@ class Edge:
             self.metrics.requests.labels(ep, str(st["code"])).inc(); self.metrics.latency.labels(ep).observe(time.perf_counter() - t0)
             _log.info("%s %s %s %.1f ms key=%s request=%s", scope["method"], path, st["code"], (time.perf_counter() - t0) * 1e3, scope.get("llmops.key_id", "-"), rid)
 
+# %% ../nbs/11_serve.ipynb #61ae0db4
+@dataclass
+class Served:
+    "One served pipeline and the release it was built from (version None: a pipeline given as it is), its role and share."
+    pipeline: Any
+    role: str = "stable"                  # "stable" or "canary"
+    alias: Optional[str] = None           # the alias followed; None: pinned to a version (or no release)
+    version: Optional[str] = None         # the release version (12 hex)
+    digest: Optional[str] = None          # the release digest (64 hex)
+    spec: dict = field(default_factory=dict)
+    share: float = 100.0                  # percent of requests routed here
+    built: float = field(default_factory=time.time)
+    @property
+    def name(self) -> str: return f"{self.alias}@{self.version}" if self.alias else str(self.version)
+    @property
+    def price(self) -> Optional[dict]: return self.spec.get("price") or None
+    @property
+    def max_new_tokens(self) -> Optional[int]:
+        "The cap on a request's max_tokens: the release's max_new_tokens, else the pipeline's or its generator's."
+        n = (self.spec.get("generation") or {}).get("max_new_tokens") or (getattr(self.pipeline, "gen_kwargs", None) or {}).get("max_new_tokens")
+        return n or getattr(getattr(getattr(self.pipeline, "generator", None), "config", None), "max_new_tokens", None)
+    def release(self) -> dict: return {"version": self.version, "digest": self.digest, "alias": self.alias}
+    def status(self) -> dict: return {**self.release(), "role": self.role, "share": self.share, "built": round(self.built, 3)}
+    def stamp(self, trace) -> None:
+        "Name the release in a trace's meta: `release` {version, digest, alias}, and in `lineage` for `llmops lineage`."
+        if trace is None or not self.version: return
+        trace.meta["release"] = self.release()
+        trace.meta["lineage"] = {**(trace.meta.get("lineage") or {}), "release": self.version, "release_digest": self.digest, "release_alias": self.alias}  # a new dict: the pipeline's is shared
+
+class _Fixed:
+    "One pipeline served as it is, with no release behind it: what `create_app(pipeline)` serves."
+    def __init__(self, pipeline): self.stable = Served(pipeline)
+    def pick(self, request_id: str) -> Served: return self.stable
+    def served(self) -> list: return []
+    def status(self) -> dict: return {}
+    def attach(self, metrics) -> None: pass
+    def start(self) -> None: pass
+    def stop(self) -> None: pass
+
 # %% ../nbs/11_serve.ipynb #613017ea
 class _App:
-    "The state behind one app: pipeline, store, keys, limits, metrics and the worker threads."
-    def __init__(self, pipeline, store, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, timeout_s: float, workers: int,
-                 max_question_chars: int, model: str, metrics_auth: bool):
-        self.pipeline, self.store, self.keys, self.limiter, self.metrics = pipeline, store, keys, limiter, metrics
-        self.timeout_s, self.max_question_chars, self.model, self.metrics_auth = timeout_s, max_question_chars, model, metrics_auth
+    "The state behind one app: the releases (or one pipeline), store, keys, limits, metrics and the worker threads."
+    def __init__(self, router, store, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, timeout_s: float, workers: int,
+                 max_question_chars: int, model: str, metrics_auth: bool, named: bool = False):
+        self.router, self.store, self.keys, self.limiter, self.metrics = router, store, keys, limiter, metrics
+        self.timeout_s, self.max_question_chars, self.model, self.metrics_auth, self.named = timeout_s, max_question_chars, model, metrics_auth, named
         self.pool, self.started = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve"), time.time()
+
+    @property
+    def pipeline(self): return self.router.stable.pipeline      # the stable release's pipeline (swapped when its alias moves)
+    def model_of(self, served) -> str:
+        "The `model` of a response: model_name when given, else the release that answered (`alias@version`), else the generator's model."
+        return self.model if self.named or not served.version else served.name
 
     def authenticate(self, request: Request) -> str:
         "The caller's key id, or 401 (missing or wrong key)."
@@ -329,33 +427,55 @@ class _App:
         return kid
 
 # %% ../nbs/11_serve.ipynb #ad33c1e4
+def _priced(answer, price: dict) -> Optional[dict]:
+    "The trace-store row of `answer` with `cost_usd` at the release's `price` (flat, or model -> price with '*'); None when unpriced."
+    from llmops_nb.eval import cost
+    from llmops_nb.monitor import _from_trace
+    row = _from_trace(answer)
+    p = price if set(price) <= {"prompt", "completion"} else price.get(str(row.get("model"))) or price.get("*")
+    if p is None or (row["prompt_tokens"] is None and row["completion_tokens"] is None): return None
+    return {**row, "cost_usd": round(cost(row["prompt_tokens"] or 0, row["completion_tokens"] or 0, p), 10)}
+
 @patch
-def record(self: _App, obj, key_id: str, question: str, meta: dict) -> Optional[str]:
+def record(self: _App, obj, key_id: str, question: str, meta: dict, price: Optional[dict] = None) -> Optional[str]:
     "Store `obj` (an Answer or a Trace) in the trace store: its trace id; on a store failure the answer is still served."
     tid = getattr(getattr(obj, "trace", obj), "id", None)
     if self.store is None: return tid
-    try: return self.store.record(obj, key_id=key_id, question=question, meta=meta)
+    try:
+        row = _priced(obj, price) if price and getattr(obj, "trace", None) is not None else None
+        return self.store.record(row or obj, key_id=key_id, question=question, meta=meta)
     except Exception as e:
         self.metrics.trace_errors.inc(); _log.warning("trace %s not stored: %s", tid, type(e).__name__)
         return tid
 
 # %% ../nbs/11_serve.ipynb #a0245667
-@patch
-def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event) -> tuple:
-    "In a worker thread: run the pipeline and store the trace -> (answer, trace id)."
-    meta = {"request_id": rid}
-    try: a = self.pipeline.answer(question)
-    except Exception as e:
-        if getattr(e, "trace", None) is not None:                  # a generator failure: keep what happened
-            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set()})
-        raise
-    return a, self.record(a, key_id, question, {**meta, "timed_out": late.is_set()})
+def _with_generation(pipeline, gen: dict):
+    "`pipeline` with generation overrides for one request: a shallow copy with merged `gen_kwargs` (the original is shared)."
+    if not gen or not isinstance(getattr(pipeline, "gen_kwargs", None), dict): return pipeline
+    p = copy.copy(pipeline); p.gen_kwargs = {**pipeline.gen_kwargs, **gen}
+    return p
 
 @patch
-async def answer(self: _App, question: str, key_id: str, rid: str) -> tuple:
-    "The pipeline's answer within `timeout_s` -> (answer, trace id); 504 when late, 502 when the generator failed."
+def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event, served, opts: dict) -> tuple:
+    "In a worker thread: run the served release's pipeline with the request's options, store the trace -> (answer, trace id)."
+    meta, gen, where = {"request_id": rid}, opts.get("generation") or {}, opts.get("where")
+    if gen: meta["generation"] = gen
+    p = _with_generation(served.pipeline, gen)
+    try: a = p.answer(question) if where is None else p.answer(question, where=where)
+    except Exception as e:
+        if getattr(e, "trace", None) is not None:                  # a generator failure: keep what happened
+            served.stamp(e.trace)
+            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set()})
+        raise
+    served.stamp(a.trace)
+    return a, self.record(a, key_id, question, {**meta, "timed_out": late.is_set()}, served.price)
+
+@patch
+async def answer(self: _App, question: str, key_id: str, rid: str, served=None, opts: Optional[dict] = None) -> tuple:
+    "The answer of the release routed to (default: by `rid`) within `timeout_s` -> (answer, trace id); 504 late, 502 generator failed."
+    served = served or self.router.pick(rid)
     late = threading.Event(); self.metrics.in_flight.inc()
-    fut = self.pool.submit(self.work, question, key_id, rid, late)
+    fut = self.pool.submit(self.work, question, key_id, rid, late, served, opts or {})
     fut.add_done_callback(lambda f: self.metrics.in_flight.dec())
     try: a, tid = await asyncio.wait_for(asyncio.wrap_future(fut), self.timeout_s)
     except TimeoutError:
@@ -364,8 +484,10 @@ async def answer(self: _App, question: str, key_id: str, rid: str) -> tuple:
                             f"with request id {rid}", request_id=rid, trace_id=None) from None
     except Exception as e:
         if hasattr(e, "trace_id"): raise APIError(502, f"the model failed to answer; see trace {e.trace_id}", trace_id=e.trace_id) from None
+        if type(e).__name__ == "FilterError": raise APIError(422, f"llmops.where: {str(e)[:500]}") from None   # the store refused the filter
         raise
     self.metrics.answered(a)
+    if served.version: self.metrics.release_answers.labels(served.alias or "-", served.version).inc()
     return a, tid
 
 # %% ../nbs/11_serve.ipynb #67f31a73
@@ -381,7 +503,7 @@ def feedback(self: _App, fb: FeedbackRequest, key_id: str) -> None:
 
 @patch
 def health(self: _App) -> dict:
-    "Model and store status for /healthz."
+    "Model, store and release status for /healthz."
     gen = getattr(self.pipeline, "generator", None)
     info = gen.info() if hasattr(gen, "info") else {}
     model = {k: info.get(k) for k in ("backend", "model_digest", "adapter_digest")} | {"name": self.model}
@@ -389,7 +511,8 @@ def health(self: _App) -> dict:
     if self.store is not None:
         try: self.store.get("healthz-probe") if hasattr(self.store, "get") else None; store["ok"] = True
         except Exception as e: store.update(ok=False, error=type(e).__name__)
-    return {"status": "ok" if store.get("ok", True) else "degraded", "model": model, "store": store,
+    rel = self.router.status()
+    return {"status": "ok" if store.get("ok", True) else "degraded", "model": model, "store": store, **({"releases": rel} if rel else {}),
             "uptime_s": round(time.time() - self.started, 1), "in_flight": int(self.metrics.in_flight.collect()[0].samples[0].value)}
 
 # %% ../nbs/11_serve.ipynb #f7edf09e
@@ -404,9 +527,12 @@ def _routes(app: FastAPI, s: _App) -> None:
         "OpenAI-compatible chat completion through the guarded RAG pipeline; `stream` sends the guarded answer as SSE."
         kid = s.admit(request)
         req = parse_body(await request.body(), ChatRequest)
-        a, tid = await s.answer(_without_key(request, question_of(req, s.max_question_chars)), kid, request.scope["llmops.request_id"])
-        if not req.stream: return JSONResponse(completion(a, tid, s.model))
-        return StreamingResponse(chunks(a, tid, s.model, bool((req.stream_options or {}).get("include_usage"))),
+        q, rid = _without_key(request, question_of(req, s.max_question_chars)), request.scope["llmops.request_id"]
+        served = s.router.pick(rid)                                  # once: a swap during this request does not change it
+        a, tid = await s.answer(q, kid, rid, served, options_of(req, served.max_new_tokens))
+        model = s.model_of(served)
+        if not req.stream: return JSONResponse(completion(a, tid, model))
+        return StreamingResponse(chunks(a, tid, model, bool((req.stream_options or {}).get("include_usage"))),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     @app.post("/v1/feedback")
     async def feedback(request: Request):
@@ -422,9 +548,11 @@ def _routes(app: FastAPI, s: _App) -> None:
 def _more_routes(app: FastAPI, s: _App) -> None:
     @app.get("/v1/models")
     async def models(request: Request):
-        "The served model, as OpenAI's model list."
+        "The served model, or each served release (`alias@version`, with its role, share and digest), as OpenAI's model list."
         s.authenticate(request)
-        return {"object": "list", "data": [{"id": s.model, "object": "model", "created": int(s.started), "owned_by": "llmops-nb"}]}
+        one = lambda id, created, **more: {"id": id, "object": "model", "created": int(created), "owned_by": "llmops-nb", **more}
+        rels = s.router.served()
+        return {"object": "list", "data": [one(s.model_of(r), r.built, llmops=r.status()) for r in rels] if rels else [one(s.model, s.started)]}
     @app.get("/healthz")
     async def healthz(): return await asyncio.to_thread(s.health)
     @app.get("/metrics")
@@ -449,7 +577,7 @@ def _check_limits(max_body_bytes, max_question_chars, timeout_s, workers) -> Non
         raise ValueError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
 
 # %% ../nbs/11_serve.ipynb #2268bf7e
-def create_app(pipeline,                                  # RAGPipeline-like: `.answer(question) -> Answer`
+def create_app(pipeline,                                  # RAGPipeline-like (`.answer(question) -> Answer`), or a `ReleaseRouter`
                store=None,                                # a `TraceStore` (record, feedback, get); None: no traces kept
                keys: Union[KeyRing, Iterable[str], None] = None,  # API keys or `sha256:<hex>` hashes; None: `load_keys()` (LLMOPS_API_KEYS)
                rate_limit: Optional[float] = 60,          # requests per minute per key, sustained; None or 0: unlimited
@@ -460,21 +588,25 @@ def create_app(pipeline,                                  # RAGPipeline-like: `.
                workers: int = 4,                          # pipeline calls running at once (a local model runs one at a time anyway)
                metrics_auth: bool = True,                 # /metrics needs a valid key
                allow_anonymous: bool = False,             # with no keys configured: serve without authentication (local development only)
-               model_name: Optional[str] = None) -> FastAPI:  # the model id in responses; None: the generator's model name
+               model_name: Optional[str] = None) -> FastAPI:  # the model id in responses; None: the release (alias@version) or the generator's model
     "The FastAPI app: OpenAI-compatible chat completions, feedback, health and metrics, behind keys, limits and timeouts."
-    if not hasattr(pipeline, "answer"): raise TypeError(f"pipeline needs an answer(question) method, got {type(pipeline).__name__}")
+    router = pipeline if hasattr(pipeline, "pick") else _Fixed(pipeline)
+    if not hasattr(router.stable.pipeline, "answer"): raise TypeError(f"pipeline needs an answer(question) method, got {type(pipeline).__name__}")
     if store is not None and not hasattr(store, "record"): raise TypeError(f"store needs a record() method (a TraceStore), got {type(store).__name__}")
     ring = keys if isinstance(keys, KeyRing) else KeyRing(load_keys() if keys is None else keys)
     if not len(ring) and not allow_anonymous:
         raise ConfigError("no API keys: set LLMOPS_API_KEYS (comma-separated) or pass keys= (e.g. load_keys(file=...)); "
                           "allow_anonymous=True serves without authentication, for local development only")
     _check_limits(max_body_bytes, max_question_chars, timeout_s, workers)
-    s = _App(pipeline, store, ring, RateLimiter(rate_limit, burst), Metrics(), float(timeout_s), workers, max_question_chars,
-             model_name or _served_model(pipeline), metrics_auth)
+    s = _App(router, store, ring, RateLimiter(rate_limit, burst), Metrics(), float(timeout_s), workers, max_question_chars,
+             model_name or _served_model(router.stable.pipeline), metrics_auth, named=model_name is not None)
+    router.attach(s.metrics)
     @asynccontextmanager
     async def lifespan(app):
+        if s.pool is None: s.pool = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve")   # served again after a shutdown
+        router.start()                                     # follow the release aliases while serving
         yield
-        s.pool.shutdown(wait=False, cancel_futures=True)
+        router.stop(); s.pool.shutdown(wait=False, cancel_futures=True); s.pool = None
     app = FastAPI(title="llmops-nb", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.llmops = s
     _routes(app, s); _more_routes(app, s)
@@ -544,15 +676,25 @@ def _open_store(store, settings: Settings):
 
 # %% ../nbs/11_serve.ipynb #df144550
 def make_app(pipeline=None, keys=None, store=None, settings: Optional[Settings] = None, *,
-             pipeline_factory: Optional[str] = None,   # "module:function" returning the pipeline (used when pipeline is None)
+             release: Optional[str] = None,             # alias (followed), version or "latest"; None: "production" when it exists, else no release
+             canary: Union[str, tuple, None] = None,    # "ALIAS=PERCENT": that share of requests to that alias's release
+             registry=None,                             # a ReleaseRegistry or its folder; None: <home>/releases
+             builder: Optional[Callable] = None,        # release spec -> pipeline; None: `build_pipeline`
+             poll_s: float = 2.0,                       # seconds between reads of the followed aliases
+             pipeline_factory: Optional[str] = None,    # "module:function" returning the pipeline (used when pipeline is None)
              keys_file: Union[str, Path, None] = None,  # keys file (with LLMOPS_API_KEYS) when keys is None
              model: Optional[str] = None, adapter: Optional[str] = None, index: Optional[str] = "latest",  # for `default_pipeline`
-             endpoint: Optional[str] = None, endpoint_model: Optional[str] = None, endpoint_key: Optional[str] = ENDPOINT_KEY,  # idem
+             endpoint: Optional[str] = None, endpoint_model: Optional[str] = None, endpoint_key: Optional[str] = ENDPOINT_KEY,
              **app_kwargs) -> FastAPI:                  # rate_limit, burst, timeout_s, ... of `create_app`
-    "The app `serve` runs: the pipeline (given, from a factory, or the default), the trace store and keys resolved."
+    "The app `serve` runs: a release (followed), or the pipeline given, from a factory or the default; the trace store and keys resolved."
     s = settings or load_settings()
     if keys is None: keys = load_keys(file=keys_file)
-    if pipeline is None:
+    others = [n for n, on in (("a pipeline", pipeline is not None), ("pipeline_factory", pipeline_factory), ("model", model is not None),
+                              ("adapter", adapter is not None), ("index", index != "latest")) if on]
+    router = _release_router(release, canary, registry, s, others, builder=builder, poll_s=poll_s,
+                             generator_for=_endpoint_models(endpoint, endpoint_model, endpoint_key) if endpoint is not None else None)
+    if router is not None: pipeline = router
+    elif pipeline is None:
         pipeline = load_factory(pipeline_factory)() if pipeline_factory else default_pipeline(
             model, adapter, index, settings=s, endpoint=endpoint, endpoint_model=endpoint_model, endpoint_key=endpoint_key)
     return create_app(pipeline, store=_open_store(store, s), keys=keys, **app_kwargs)
@@ -560,8 +702,223 @@ def make_app(pipeline=None, keys=None, store=None, settings: Optional[Settings] 
 def serve(pipeline=None, host: str = "127.0.0.1", port: int = 8000, keys=None,
           store=None,                                   # a TraceStore, its path, None (the default store) or False (no traces)
           settings: Optional[Settings] = None, log_level: str = "info", **kwargs) -> None:
-    "Serve the guarded pipeline with uvicorn until interrupted (see `make_app` and `create_app` for the options)."
+    "Serve the guarded pipeline with uvicorn until interrupted (see `make_app` and `create_app` for the options); SIGHUP re-reads the release aliases."
     import uvicorn
     if not logging.getLogger().handlers: logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = make_app(pipeline, keys, store, settings, **kwargs)
+    router = app.state.llmops.router
+    if hasattr(router, "reload") and hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda *_: router.reload())        # `kill -HUP <pid>` after a promote: swap now, not in 2 s
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)).run()
+
+# %% ../nbs/11_serve.ipynb #9b1089df
+def lora_module(release) -> Optional[str]:
+    "vLLM's `--lora-modules` argument for a release: `VERSION=ADAPTER_DIR` (None when it pins no adapter)."
+    ad = release.spec.get("adapter")
+    return f"{release.version}={ad['path']}" if ad else None
+
+def _endpoint_models(endpoint: str, endpoint_model: Optional[str], key: Optional[str]) -> Callable:
+    "release -> an `OpenAICompatGenerator` asking the endpoint for the release's adapter (by version) or its base model."
+    def gen(rel):
+        model = rel.version if rel.spec.get("adapter") else (endpoint_model or str((rel.spec.get("base_model") or {}).get("ref")))
+        return _endpoint_generator(endpoint, model, key, None)
+    return gen
+
+def _registry(registry, settings: Settings, required: bool):
+    "The release registry: given, at a folder, or <home>/releases; None when not `required` and there is none."
+    if registry is not None and not isinstance(registry, (str, Path)): return registry
+    try: from llmops_nb.releases import ReleaseRegistry
+    except ImportError:
+        if required: raise ConfigError("serving a release needs the release registry (llmops_nb.releases), which this installation lacks") from None
+        return None
+    root = Path(registry).expanduser() if registry is not None else settings.path("home") / "releases"
+    return ReleaseRegistry(root, settings=settings) if required or root.is_dir() else None
+
+# %% ../nbs/11_serve.ipynb #7707fb2e
+def _release_router(release, canary, registry, settings: Settings, others: list, **kw) -> Optional[ReleaseRouter]:
+    "The router for `release`/`canary`, or None to serve without a release (`others`: what else was named to serve)."
+    if release is None and canary is None:
+        if others: return None
+        reg = _registry(registry, settings, required=False)
+        if reg is None or "production" not in reg.aliases():
+            _log.warning("no 'production' release in %s: serving the defaults (base model, newest index, packaged prompt and policy); "
+                         "promote a release to production to serve it", getattr(reg, "root", settings.path("home") / "releases"))
+            return None
+    if others: raise ConfigError(f"serve: release {release or 'production'!r} and {', '.join(others)} both say what to serve; give one "
+                                 "(a release pins the model, adapter, index, prompt and policy)")
+    return ReleaseRouter(_registry(registry, settings, required=True), release or "production", canary, settings=settings, **kw)
+
+# %% ../nbs/11_serve.ipynb #0d37499e
+_ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+def parse_canary(spec: Union[str, tuple, None]) -> Optional[tuple]:
+    "`ALIAS=PERCENT` (e.g. `staging=10`) or (alias, percent) -> (alias, percent); None or '' -> None; else a ConfigError saying what to write."
+    if spec is None or (isinstance(spec, str) and not spec.strip()): return None
+    how = "write ALIAS=PERCENT, e.g. --canary staging=10"
+    if isinstance(spec, tuple) and len(spec) == 2: alias, pct = spec
+    elif isinstance(spec, str) and spec.count("=") == 1: alias, pct = (x.strip() for x in spec.split("="))
+    else: raise ConfigError(f"canary {spec!r}: {how}")
+    if not alias: raise ConfigError(f"canary {spec!r}: the alias before '=' is missing; {how}")
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias): raise ConfigError(f"canary {spec!r}: {alias!r} is not an alias name (letters, digits, '.', '_', '-'); {how}")
+    try: p = float(str(pct).strip().rstrip("%")) if not isinstance(pct, bool) else math.nan
+    except ValueError: raise ConfigError(f"canary {spec!r}: {str(pct)!r} is not a percentage; {how}") from None
+    if not 0 < p <= 100: raise ConfigError(f"canary {spec!r}: the percentage must be above 0 and at most 100, got {pct}")
+    return alias, p
+
+def canary_bucket(request_id: str) -> float:
+    "Where a request id falls in [0, 100): a canary of p percent takes the ids below p, so a retried id goes the same way."
+    return int.from_bytes(hashlib.sha256(str(request_id).encode("utf-8", "surrogatepass")).digest()[:8], "big") % 10000 / 100
+
+# %% ../nbs/11_serve.ipynb #645c9269
+def _build_pipeline(spec: dict, **kw):
+    from llmops_nb.pipeline import build_pipeline
+    return build_pipeline(spec, **kw)
+
+class ReleaseRouter:
+    "The releases a server answers with (a stable one, an optional canary); `check` rebuilds and swaps those whose alias moved."
+    def __init__(self, registry,                            # a ReleaseRegistry: get(ref), alias_digest(alias), aliases()
+                 release: str = "production",               # an alias (followed), a version (pinned) or "latest" (followed)
+                 canary: Union[str, tuple, None] = None,    # "ALIAS=PERCENT": that share of requests to that alias's release
+                 builder: Optional[Callable] = None,        # (spec, settings=[, generator=]) -> pipeline; None: build_pipeline
+                 settings: Optional[Settings] = None,
+                 generator_for: Optional[Callable] = None,  # release -> the generator to build with (a model at an endpoint); None: the builder's
+                 poll_s: float = 2.0):                      # seconds between alias checks
+        if missing := [m for m in ("get", "alias_digest", "aliases") if not hasattr(registry, m)]:
+            raise TypeError(f"registry needs {', '.join(missing)} (a ReleaseRegistry), got {type(registry).__name__}")
+        if not isinstance(release, str) or not release.strip(): raise ConfigError(f"release must be an alias, a version or 'latest', got {release!r}")
+        if isinstance(poll_s, bool) or not isinstance(poll_s, (int, float)) or not 0 < poll_s < math.inf: raise ValueError(f"poll_s must be seconds > 0, got {poll_s!r}")
+        self.registry, self.builder, self.settings, self.generator_for, self.poll_s = registry, builder or _build_pipeline, settings, generator_for, float(poll_s)
+        self.canary, self.metrics, self.errors, self.checked = parse_canary(canary), None, {}, None
+        self._failed, self._force, self._thread, self._slots = {}, False, None, {}
+        self._checking, self._wake, self._stop = threading.Lock(), threading.Event(), threading.Event()
+        self._slots = {"stable": self._load("stable", release.strip(), "release")}
+        if self.canary: self._slots = {**self._slots, "canary": self._load("canary", self.canary[0], "canary")}
+    def __repr__(self): return f"ReleaseRouter({', '.join(f'{r}={s.name} {s.share:g}%' for r, s in self._slots.items())})"
+
+# %% ../nbs/11_serve.ipynb #60cbc975
+@patch
+def _target(self: ReleaseRouter, alias: str) -> Optional[str]:
+    "What `alias` points at now (a digest or version; None: gone), read cheaply for polling."
+    return self.registry.get("latest").digest if alias == "latest" else self.registry.alias_digest(alias)
+
+@patch
+def _build(self: ReleaseRouter, role: str, alias: Optional[str], rel) -> Served:
+    "The `Served` of release `rel` in `role`: its pipeline built (or shared with a role already on that version)."
+    share = (self.canary[1] if role == "canary" else 100.0 - self.canary[1]) if self.canary else 100.0
+    spec = rel.spec if isinstance(rel.spec, dict) else {}
+    pipeline = next((s.pipeline for s in self._slots.values() if s.digest == rel.digest), None)
+    if pipeline is None:
+        kw = {"settings": self.settings} | ({"generator": self.generator_for(rel)} if self.generator_for is not None else {})
+        pipeline = self.builder(spec, **kw)
+        if not hasattr(pipeline, "answer"): raise TypeError(f"the builder returned {type(pipeline).__name__}, not a pipeline with answer()")
+    if price := spec.get("price"): _priced_check(price)
+    return Served(pipeline, role, alias, rel.version, rel.digest, spec, share)
+
+def _priced_check(price) -> None:
+    from llmops_nb.eval import cost
+    if not isinstance(price, dict): raise ValueError(f"release price must be a dict, got {type(price).__name__}")
+    for p in ([price] if set(price) <= {"prompt", "completion"} else price.values()): cost(0, 0, p)
+
+@patch
+def _load(self: ReleaseRouter, role: str, ref: str, what: str) -> Served:
+    "Resolve `ref` and build it, at start: any failure is a ConfigError naming the ref."
+    try: rel, aliases = self.registry.get(ref), self.registry.aliases()
+    except ValueError as e: raise ConfigError(f"serve: {what} {ref!r}: {e}") from None
+    alias = ref if ref in aliases or ref == "latest" else None
+    try: served = self._build(role, alias, rel)
+    except Exception as e: raise ConfigError(f"serve: {what} {ref!r} (version {rel.version}) cannot be built: {type(e).__name__}: {e}") from e
+    _log.info("serving %s release %s (%s), %g%% of requests", role, served.name, rel.digest, served.share)
+    return served
+
+# %% ../nbs/11_serve.ipynb #739d302a
+@patch(as_prop=True)
+def stable(self: ReleaseRouter) -> Served: return self._slots["stable"]
+
+@patch
+def pick(self: ReleaseRouter, request_id: str) -> Served:
+    "The release that answers request `request_id`: the canary when the id's bucket falls in its share, else the stable one."
+    slots = self._slots                                      # one read: a swap replaces the dict, never changes it
+    c = slots.get("canary")
+    return c if c is not None and canary_bucket(request_id) < c.share else slots["stable"]
+
+@patch
+def check(self: ReleaseRouter, force: bool = False) -> list:
+    "Rebuild and swap in the release of each followed alias that moved -> the roles swapped; a failed build keeps the old one."
+    with self._checking:
+        swapped = []
+        for role, cur in list(self._slots.items()):
+            if cur.alias is None: continue
+            try: target = self._target(cur.alias)
+            except Exception as e: self._fail(role, cur, "?", e); continue
+            if target is None: self._fail(role, cur, None, LookupError(f"alias {cur.alias!r} no longer exists")); continue
+            if cur.digest.startswith(target) or target.startswith(cur.digest):
+                self._failed.pop(role, None); self.errors.pop(role, None); continue
+            if self._failed.get(role) == target and not force: continue
+            try: new = self._build(role, cur.alias, self.registry.get(cur.alias))
+            except Exception as e: self._fail(role, cur, target, e); continue
+            self._slots = {**self._slots, role: new}; self._failed.pop(role, None); self.errors.pop(role, None); swapped.append(role)
+            self._count(cur, new, "ok")
+            _log.warning("release %s: now serving %s (was %s)", cur.alias, new.version, cur.version)
+        self.checked = time.time()
+        return swapped
+
+@patch
+def _fail(self: ReleaseRouter, role: str, cur: Served, target, e: Exception) -> None:
+    if target in (None, "?") and self._failed.get(role, "-") == target: return   # a missing alias: said once already
+    self._failed[role] = target
+    self.errors[role] = {"alias": cur.alias, "target": target, "serving": cur.version, "error": f"{type(e).__name__}: {e}"[:500], "at": round(time.time(), 3)}
+    self._count(cur, None, "failed")
+    _log.error("release %s -> %s: not swapped, still serving %s: %s", cur.alias, target, cur.version, self.errors[role]["error"])
+
+# %% ../nbs/11_serve.ipynb #a6d9adf0
+@patch
+def attach(self: ReleaseRouter, metrics) -> None:
+    "Report builds and served releases to `metrics` (a `Metrics`)."
+    self.metrics = metrics
+    for s in self._slots.values(): metrics.release_served.labels(s.role, s.alias or "-", s.version).set(1)
+
+@patch
+def _count(self: ReleaseRouter, old: Served, new: Optional[Served], result: str) -> None:
+    if self.metrics is None: return
+    self.metrics.release_builds.labels(old.alias or "-", result).inc()
+    if new is not None:
+        self.metrics.release_served.labels(new.role, new.alias or "-", new.version).set(1)
+        if old.version != new.version:
+            try: self.metrics.release_served.remove(old.role, old.alias or "-", old.version)
+            except KeyError: pass
+
+@patch
+def served(self: ReleaseRouter) -> list: return list(self._slots.values())
+
+@patch
+def status(self: ReleaseRouter) -> dict:
+    "What /healthz shows: the served releases, build errors, and when the aliases were last read."
+    return {"served": [s.status() for s in self._slots.values()], "errors": list(self.errors.values()), "checked": self.checked, "poll_s": self.poll_s}
+
+# %% ../nbs/11_serve.ipynb #f149e64a
+@patch
+def start(self: ReleaseRouter) -> None:
+    "Follow the aliases in a background thread: `check` every `poll_s`, and at once after `reload`."
+    if self._thread is not None or not any(s.alias for s in self._slots.values()): return
+    self._stop.clear()
+    self._thread = threading.Thread(target=self._poll, daemon=True, name="llmops-releases"); self._thread.start()
+
+@patch
+def _poll(self: ReleaseRouter) -> None:
+    while not self._stop.is_set():
+        self._wake.wait(self.poll_s); self._wake.clear()
+        if self._stop.is_set(): return
+        force, self._force = self._force, False
+        try: self.check(force)
+        except Exception: _log.exception("release check failed")
+
+@patch
+def reload(self: ReleaseRouter) -> None:
+    "Check the aliases now (from a signal handler too), retrying a build that failed."
+    self._force = True; self._wake.set()
+
+@patch
+def stop(self: ReleaseRouter, timeout: float = 5) -> None:
+    "Stop following the aliases."
+    self._stop.set(); self._wake.set()
+    if self._thread is not None: self._thread.join(timeout); self._thread = None

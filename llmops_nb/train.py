@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Literal, Optional, Union
 from .core import (ConfigError, Settings, append_jsonl, atomic_dir, atomic_write, code_version, coerce, default_dtype, digest,
                             device as pick_device, load_settings, read_json, read_jsonl, set_seed, write_json)
 from .data import DataError, Dataset, _check_conversation, load_dataset
-from .models import has_generation_markers, load_model, load_tokenizer, model_ref, quantization_available
+from .models import adapter_digest, has_generation_markers, load_model, load_tokenizer, model_ref, quantization_available
 
 # %% auto #0
 __all__ = ['LOSS_MODES', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
@@ -361,6 +361,7 @@ def sft(model: Any = None,                               # model reference (fold
         device: str = "auto", dtype: str = "auto",       # auto: from the settings (bf16 on capable GPUs, fp32 on CPU)
         max_dropped: float = 0.05,                       # refuse to start when a larger share of examples would be dropped
         activation_checkpointing: Union[str, bool] = "auto",  # auto: on for CUDA, off on CPU
+        init_adapter: Union[str, Path, None] = None,     # continue training this LoRA adapter (its rank and targets) instead of fresh weights
         resume: bool = True,                             # continue from the newest complete checkpoint in out_dir
         overwrite: bool = False,                         # discard a job with other settings in out_dir
         run: Any = None,                                 # a `Run` to log metrics to (and W&B through it)
@@ -392,6 +393,8 @@ def sft(model: Any = None,                               # model reference (fold
     quant = ("4bit" if quantization_available() and world == 1 else "none") if p["quantize"] == "auto" else p["quantize"]
     if quant != "none" and world > 1: raise ConfigError(f"sft: quantize={quant!r} (QLoRA) trains in one process; with {world} processes "
                                                         "use quantize='none' (DDP, FSDP and DeepSpeed train the bf16 weights)")
+    if init_adapter is not None and not (Path(init_adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"sft: init_adapter {str(init_adapter)!r} is not an adapter folder (no adapter_config.json)")
     is_ref = model is None or isinstance(model, (str, Path))
     ref = model_ref(settings.base_model if model is None else model, settings) if is_ref else (getattr(model, "llmops_ref", None) or model.name_or_path)
     tok = tokenizer or load_tokenizer(ref if not is_ref else (model or settings.base_model), settings=settings)
@@ -401,6 +404,7 @@ def sft(model: Any = None,                               # model reference (fold
     if eval_ex is not None and not eval_ex: raise PreflightError(f"pre-flight: no eval example has a trainable token within max_length={p['max_length']}")
     out_dir = Path(out_dir)
     cfg = _job_config(ref, tok, p, train_dig, eval_dig, dev, dt, quant)
+    if init_adapter is not None: cfg["init_adapter"] = adapter_digest(init_adapter)     # another starting point is another job
     cfg["digest"] = digest(cfg)
     state = PartialState()
     verbose = verbose and state.is_main_process
@@ -417,6 +421,9 @@ def sft(model: Any = None,                               # model reference (fold
         if last: print(f"sft: resuming from {last.name}")
     with _quiet():
         m = load_model(model or settings.base_model, device=dev, dtype=str(dt).replace("torch.", ""), quantize=quant, settings=settings) if is_ref else model
+    if init_adapter is not None:
+        from peft import PeftModel
+        m = PeftModel.from_pretrained(m, str(init_adapter), is_trainable=True)
     set_seed(p["seed"])
     ac = (dev == "cuda") if p["activation_checkpointing"] == "auto" else p["activation_checkpointing"]
     has_eval = eval_ex is not None
@@ -435,7 +442,7 @@ def sft(model: Any = None,                               # model reference (fold
     cbs = [_log_callback(run, verbose, out_dir / "history.jsonl"), *callbacks]
     if p["early_stopping_patience"]: cbs.append(EarlyStoppingCallback(early_stopping_patience=p["early_stopping_patience"]))
     with _quiet():
-        trainer = SFTTrainer(model=m, args=args, processing_class=tok, peft_config=lora, callbacks=cbs,
+        trainer = SFTTrainer(model=m, args=args, processing_class=tok, peft_config=lora if init_adapter is None else None, callbacks=cbs,
                              train_dataset=datasets.Dataset.from_list(train_ex), eval_dataset=datasets.Dataset.from_list(eval_ex) if has_eval else None)
     trainer.remove_callback(PrinterCallback)                                    # LogToRun prints one line per log instead
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:

@@ -161,3 +161,22 @@ def test_a_busy_port_fails_instead_of_hanging(home, env):
         out = llmops("serve", "--port", str(s.getsockname()[1]), "--pipeline-factory", "serve_cli_factory:make", "--no-store",
                      env={**env, "LLMOPS_API_KEYS": KEY}, timeout=60)
     assert out.returncode != 0 and "address already in use" in out.stderr.lower() and KEY not in out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------- releases (the --release/--canary flags of 12_cli)
+
+def _has_release_flags() -> bool:
+    from llmops_nb.cli import SERVE_OPTIONS
+    return "release" in SERVE_OPTIONS and "canary" in SERVE_OPTIONS
+
+
+@pytest.mark.skipif(not _has_release_flags(), reason="llmops serve has no --release/--canary flags yet (nbs/12_cli.ipynb)")
+def test_serve_release_and_canary_flags_refuse_bad_values(home, env):
+    ok = {**env, "LLMOPS_API_KEYS": KEY}
+    cases = [(["--release", "no-such-release"], "'no-such-release'"), (["--canary", "staging=abc"], "'abc' is not a percentage"),
+             (["--canary", "=10"], "alias before '=' is missing"), (["--canary", "staging=150"], "at most 100"),
+             (["--release", "production", "--model", "x"], "both say what to serve")]
+    for args, msg in cases:
+        out = llmops("serve", "--port", str(free_port()), "--no-store", *args, env=ok)
+        assert out.returncode == 2 and msg in out.stderr, (args, out.returncode, out.stderr[-1500:])
+        assert "Traceback" not in out.stderr and "Uvicorn running" not in out.stdout + out.stderr
