@@ -164,9 +164,18 @@ def _first_error(nb_path: Path) -> str:
     return "a cell failed"
 
 # %% ../nbs/12_cli.ipynb #0ae527a5
+def _kernel_manager(env: dict, cwd: str) -> type:
+    "A kernel manager class whose kernels start in `cwd` with `env` added to this process's environment."
+    from jupyter_client.manager import AsyncKernelManager
+    class RunbookKernelManager(AsyncKernelManager):
+        async def _async_pre_start_kernel(self, **kw):
+            kw["env"], kw["cwd"] = {**os.environ, **(kw.get("env") or {}), **env}, cwd
+            return await super()._async_pre_start_kernel(**kw)
+    return RunbookKernelManager
+
 def run_runbook(name: str, params: Optional[dict] = None, files: tuple = (), profile: Union[str, Path, None] = None,
                 settings: Optional[Settings] = None, parents: tuple = (), log_output: bool = False) -> RunRecord:
-    "Validate parameters, execute runbook `name` with papermill into a new run folder, return its record."
+    "Validate parameters, execute runbook `name` with papermill into a new run folder, return its record (thread-safe: runs may overlap)."
     settings = settings or load_settings(profile)
     path, spec, values = resolve_params(name, params, files, profile, settings)
     injected, secret_env = _secret_env(values)
@@ -178,20 +187,14 @@ def run_runbook(name: str, params: Optional[dict] = None, files: tuple = (), pro
                    parents=list(parents), runbook_path=str(path.resolve()), runbook_digest=digest(path))
     env = {"LLMOPS_RUN_DIR": str(run_dir), "LLMOPS_HOME": str(Path(settings.home).resolve()), **secret_env}
     if profile is not None: env["LLMOPS_PROFILE"] = str(Path(profile).resolve()) if Path(profile).exists() else str(profile)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     partial, final = run_dir / ".executing.ipynb", run_dir / "notebook.ipynb"
     import papermill as pm
-    try:
-        pm.execute_notebook(str(path), str(partial), parameters=injected, cwd=str(Path(settings.home).resolve()), kernel_name="python3",
-                            progress_bar=False, log_output=log_output, request_save_on_cell_execute=True)
+    try:                                     # the kernel gets env and cwd; this process's are never touched, so runs may go in parallel
+        pm.execute_notebook(str(path), str(partial), parameters=injected, kernel_name="python3", progress_bar=False, log_output=log_output,
+                            request_save_on_cell_execute=True, kernel_manager_class=_kernel_manager(env, str(Path(settings.home).resolve())))
         error = None
     except pm.PapermillExecutionError as e: error = f"cell {e.cell_index}: {e.ename}: {e.evalue}"
     except Exception as e: error = f"{type(e).__name__}: {e}"
-    finally:
-        for k, v in saved.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
     if partial.exists(): _scrub_notebook(partial, final, tuple(secret_env.values()))
     rec = read_run(run_dir)
     status = "failed" if error else ("completed" if rec.status in ("running", "completed") else rec.status)
@@ -367,7 +370,8 @@ def _monitor(a, settings) -> int:
 SERVE_OPTIONS = {"host": str, "port": int, "keys_file": Optional[Path], "model": Optional[str], "adapter": Optional[str],
                  "index": Optional[str], "rate_limit": Optional[float], "burst": int, "timeout_s": float, "max_body_bytes": int,
                  "max_question_chars": int, "workers": int, "store": Optional[Path], "pipeline_factory": Optional[str],
-                 "endpoint": Optional[str], "endpoint_model": Optional[str], "endpoint_key": Optional[str]}  # a profile's `params: serve:` keys
+                 "endpoint": Optional[str], "endpoint_model": Optional[str], "endpoint_key": Optional[str],
+                 "release": Optional[str], "canary": Optional[str], "registry": Optional[Path]}  # a profile's `params: serve:` keys
 
 def _port(v: str) -> int:
     try: p = int(v)
@@ -388,6 +392,10 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     st = p.add_mutually_exclusive_group()
     st.add_argument("--store", type=Path, help="trace store file (default <home>/traces/traces.sqlite)")
     st.add_argument("--no-store", action="store_true", help="keep no traces")
+    p.add_argument("--release", help="the release to serve: an alias (followed: a promote or rollback takes effect within seconds), a version or "
+                   "'latest' (default: production when that alias exists, else the defaults)")
+    p.add_argument("--canary", metavar="ALIAS=PERCENT", help="send PERCENT%% of requests (stable by request id) to the release behind ALIAS, e.g. staging=10")
+    p.add_argument("--registry", type=Path, help="release registry folder (default <home>/releases)")
     p.add_argument("--pipeline-factory", help="'module:function' returning the pipeline to serve instead of the default one")
     p.add_argument("--endpoint", help="an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model, e.g. http://vllm:8000/v1")
     p.add_argument("--endpoint-model", help="the model id served there (default: --model, else the base_model setting)")
@@ -415,8 +423,9 @@ def _serve_options(a, settings: Settings) -> dict:
 
 def _serve(a, settings: Settings) -> int:
     "`llmops serve`: refuse to start without API keys, print the URL and key ids, run the server."
-    from llmops_nb.serve import key_id, load_keys, serve
+    from llmops_nb.serve import key_id, load_keys, parse_canary, serve
     o = _serve_options(a, settings)
+    parse_canary(o.get("canary"))                          # a malformed canary fails here, before anything is printed
     keys_file, host, port = o.pop("keys_file", None), o.pop("host"), o.pop("port")
     keys = load_keys(file=keys_file)
     if not keys: raise ConfigError("no API keys: set LLMOPS_API_KEYS (comma-separated), pass --keys-file, or name keys_file under "
@@ -427,7 +436,9 @@ def _serve(a, settings: Settings) -> int:
     srcs = [s for s, on in (("LLMOPS_API_KEYS", os.environ.get("LLMOPS_API_KEYS", "").strip()), (f"keys file {keys_file}", keys_file)) if on]
     print(f"llmops serve: {url}/v1/chat/completions (OpenAI-compatible), {url}/v1/feedback, {url}/healthz, {url}/metrics\n"
           f"api keys: {len(keys)} from {' and '.join(srcs)}; ids {', '.join(key_id(k) for k in keys)}\n"
-          f"traces: {store if store is not False else 'off (--no-store)'}", flush=True)
+          f"traces: {store if store is not False else 'off (--no-store)'}\n"
+          f"release: {o.get('release') or 'production (when that alias exists, else the defaults)'}"
+          + (f", canary {o['canary']}" if o.get("canary") else ""), flush=True)
     serve(host=host, port=port, keys=keys, store=store, settings=settings, **o)
     return 0
 
@@ -608,6 +619,8 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--now", help="judge at this time instead of now: unix seconds or an ISO time (replays)")
     mc.add_argument("--no-notify", action="store_true", help="do not post fired alerts to the webhook")
     mc.add_argument("--json", action="store_true", help="print JSON")
+    from llmops_nb.signals import add_traces_cli
+    add_traces_cli(sub)                                   # llmops traces label|export
     _serve_args(sub.add_parser("serve", help="serve the guarded RAG pipeline over HTTP (OpenAI-compatible) behind API keys"))
     _releases_args(sub.add_parser("releases", help="the release registry: list, show, create from an evaluation, promote, roll back, diff"))
     return ap
@@ -648,6 +661,9 @@ def main(argv: Optional[list] = None) -> int:
         elif a.cmd == "eval": return _eval(a, settings)
         elif a.cmd == "monitor": return _monitor(a, settings)
         elif a.cmd == "serve": return _serve(a, settings)
+        elif a.cmd == "traces":
+            from llmops_nb.signals import traces_cli
+            return traces_cli(a, settings)
         elif a.cmd == "releases": return _releases(a, settings)
         elif a.cmd == "run":
             params = dict(a.param)

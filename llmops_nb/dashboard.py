@@ -50,6 +50,21 @@ def _window(source, a: Optional[float], b: Optional[float]) -> pd.DataFrame:
     for c in _NUMERIC: df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df
 
+def _online_points(source, a: Optional[float], b: Optional[float]) -> pd.DataFrame:
+    "(ts, metric, value) of the latest online score of each metric of each trace with a <= ts < b."
+    if isinstance(source, TraceStore):
+        conds = "".join(f" AND {c}" for c, v in (("t.ts >= ?", a), ("t.ts < ?", b)) if v is not None)
+        sql = ("SELECT t.ts, s.metric, s.value FROM scores s JOIN traces t ON t.trace_id = s.trace_id"
+               f" WHERE s.id IN (SELECT MAX(id) FROM scores GROUP BY trace_id, metric){conds}")
+        with closing(sqlite3.connect(str(source.path), timeout=source.busy_timeout)) as c:
+            c.execute("PRAGMA query_only = 1")
+            return pd.read_sql_query(sql, c, params=[v for v in (a, b) if v is not None])
+    cols = [c for c in source.columns if str(c).startswith("online_")]
+    ts = pd.to_numeric(source["ts"], errors="coerce")
+    d = source.loc[ts.notna() & (ts >= (-np.inf if a is None else a)) & (ts < (np.inf if b is None else b)), ["ts", *cols]]
+    d = d.melt(id_vars="ts", var_name="metric", value_name="value").dropna(subset=["value"])
+    return d.assign(metric=d["metric"].str.removeprefix("online_"), ts=pd.to_numeric(d["ts"]), value=pd.to_numeric(d["value"], errors="coerce"))
+
 # %% ../nbs/10d_dashboard.ipynb #0d631c3d
 MAX_BUCKETS = 20_000
 _AUTO = [("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3600), ("3h", 10800), ("6h", 21600), ("1d", 86400), ("1w", 604800)]
@@ -76,7 +91,7 @@ def timeseries(source,               # a TraceStore, or a DataFrame of trace row
                since: Any = None,    # window start (unix seconds, datetime, ISO, '-1d'); None: the first trace
                until: Any = None,    # window end, exclusive; None: just after the last trace
                bucket: str = "1h") -> pd.DataFrame:  # bucket width: '5m', '1h', '1d' or seconds
-    "Per time bucket: requests, latency p50/p95, tokens, cost, input/output block rates, refusal/idk/error rates, feedback."
+    "Per time bucket: requests, latency p50/p95, tokens, cost, input/output block rates, refusal/idk/error rates, feedback, online scores."
     step = duration(bucket, "bucket")
     a, b = _bounds(since, until)
     df = _window(source, a, b)
@@ -91,10 +106,15 @@ def timeseries(source,               # a TraceStore, or a DataFrame of trace row
                         "prompt_tokens": g["prompt_tokens"].sum(), "completion_tokens": g["completion_tokens"].sum(),
                         "cost_usd": g["cost_usd"].sum(min_count=1), **{k: g[k].mean() for k in flags},
                         "feedback_mean": g["feedback_score"].mean(), "feedback_count": g["feedback_score"].count()})
+    pts = _online_points(source, a, b)
+    online = sorted(f"online_{m}" for m in pts["metric"].unique())
+    if online:
+        piv = pts.assign(b=np.floor((pts["ts"] - first) / step).astype(int)).pivot_table(index="b", columns="metric", values="value", aggfunc="mean")
+        for m in piv.columns: out[f"online_{m}"] = piv[m]
     out = out.reindex(range(n)).fillna({k: 0 for k in ("requests", "prompt_tokens", "completion_tokens", "feedback_count")})
     out.insert(0, "ts", first + step * out.index.to_numpy(float))
     out.index = pd.DatetimeIndex(pd.to_datetime(out["ts"], unit="s", utc=True), name="start")
-    return out[TIMESERIES_COLUMNS].astype(float)
+    return out[TIMESERIES_COLUMNS + online].astype(float)
 
 # %% ../nbs/10d_dashboard.ipynb #02bce865
 def _time_fig(ts: pd.DataFrame, title: str, draw, split: Optional[float], fmt: str, height: float = 2.6) -> _Raw:
@@ -131,6 +151,11 @@ def _rates(ax, x, m, ts):
     for col, c in (("input_block_rate", _RED), ("output_block_rate", "#e07b00"), ("refusal_rate", _BLUE), ("idk_rate", _GREY), ("error_rate", "black")):
         ax.plot(x, 100 * ts[col], color=c, label=col.replace("_rate", "").replace("_", " "), **m)
     ax.set_ylabel("% of requests"); ax.set_ylim(0, max(5.0, float(np.nanmax(100 * ts[["input_block_rate", "output_block_rate", "refusal_rate", "idk_rate", "error_rate"]].to_numpy(), initial=0)) * 1.15))
+
+def _online(ax, x, m, ts):
+    cols = [c for c in ts.columns if c.startswith("online_")]
+    for c, color in zip(cols, [_GREEN, _BLUE, _RED, "#e07b00", _GREY, "black"] * 4): ax.plot(x, ts[c], color=color, label=c.removeprefix("online_"), **m)
+    ax.set_ylabel("mean score"); ax.set_ylim(min(0.0, float(np.nanmin(ts[cols].to_numpy(), initial=0))), 1.05)
 
 def _feedback(ax, x, m, ts):
     ax.plot(x, ts["feedback_mean"], color=_GREEN, label="mean score", **m); ax.set_ylabel("feedback score")
@@ -206,6 +231,7 @@ def _aggregates_section(store, spans: list) -> _Raw:
 
 # %% ../nbs/10d_dashboard.ipynb #8b5cb0f9
 _DASH_TITLES = {"traffic": "Traffic and latency", "tokens": "Tokens and cost", "rates": "Guard and outcome rates", "feedback": "Feedback",
+                "online": "Online evaluation",
                 "drift": "Drift", "alerts": "Alerts", "aggregates": "Aggregates"}
 
 @dataclass(repr=False)
@@ -234,6 +260,8 @@ def _series_sections(ts: pd.DataFrame, split, fmt) -> dict:
     fb = ts["feedback_count"].sum()
     parts["feedback"] = (_Raw(_time_fig(ts, f"mean feedback score ({fb:,.0f} ratings; grey bars: ratings per bucket)", lambda ax, x, m: _feedback(ax, x, m, ts), split, fmt))
                          if fb else _Raw('<p class="muted">No feedback in this window.</p>'))
+    if any(c.startswith("online_") for c in ts.columns):
+        parts["online"] = _time_fig(ts, "online evaluation of sampled traces: mean score per bucket", lambda ax, x, m: _online(ax, x, m, ts), split, fmt)
     return parts
 
 # %% ../nbs/10d_dashboard.ipynb #8cb1e4d3

@@ -15,7 +15,7 @@ from .core import ConfigError, load_settings, read_json, read_yaml, write_json
 from .runs import redact
 
 # %% auto #0
-__all__ = ['COLUMNS', 'MIGRATIONS', 'SCHEMA_VERSION', 'STATUSES', 'TraceStoreError', 'as_unix', 'TraceStore']
+__all__ = ['COLUMNS', 'MIGRATIONS', 'SCHEMA_VERSION', 'STATUSES', 'ONLINE_METRICS', 'TraceStoreError', 'as_unix', 'TraceStore']
 
 # %% ../nbs/10_monitor.ipynb #3a4704f2
 class TraceStoreError(RuntimeError):
@@ -25,7 +25,7 @@ _REL = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def as_unix(when: Union[float, int, str, datetime, None], name: str = "when") -> Optional[float]:
-    "Unix seconds for unix seconds, a datetime, an ISO time, 'now' or a relative '-7d'/'-12h'/'-30m'/'-90s' (None stays None)."
+    "Unix seconds for unix seconds (a number or its text), a datetime, an ISO time, 'now' or a relative '-7d'/'-12h'/'-30m'/'-90s' (None stays None)."
     if when is None: return None
     if isinstance(when, bool): raise TypeError(f"{name}: expected unix seconds, a datetime or a time string, got bool")
     if isinstance(when, (int, float)):
@@ -35,6 +35,7 @@ def as_unix(when: Union[float, int, str, datetime, None], name: str = "when") ->
     if not isinstance(when, str): raise TypeError(f"{name}: expected unix seconds, a datetime or a time string, got {type(when).__name__}")
     s = when.strip()
     if s == "now": return time.time()
+    if re.fullmatch(r"\d+(\.\d+)?", s): return float(s)                     # unix seconds as text (a command line, a runbook parameter)
     if m := _REL.match(s): return time.time() - float(m.group(1)) * _UNIT[m.group(2)]
     try: return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
     except ValueError: raise ValueError(f"{name}: {when!r} is not unix seconds, an ISO time, 'now' or a relative time like '-7d', '-12h', '-30m'") from None
@@ -54,6 +55,11 @@ MIGRATIONS = [  # (version, what it does, statements): applied in order to reach
     (2, "user feedback", [f"ALTER TABLE traces ADD COLUMN {c} {COLUMNS[c]}" for c in COLUMNS if c.startswith("feedback_")]),
     (3, "bookkeeping and filter indexes", ["CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT)",
                                            "CREATE INDEX traces_status ON traces(status, ts)", "CREATE INDEX traces_key ON traces(key_id, ts)"]),
+    (4, "human labels and online scores", [
+        "CREATE TABLE labels (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, label TEXT NOT NULL CHECK (label IN ('good', 'bad')), "
+        "correction TEXT, labeller TEXT NOT NULL, ts REAL NOT NULL)", "CREATE INDEX labels_trace ON labels(trace_id)",
+        "CREATE TABLE scores (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, scorer TEXT, ts REAL NOT NULL)",
+        "CREATE INDEX scores_trace ON scores(trace_id, metric)"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 STATUSES = ("answered", "refused", "idk", "blocked", "error")
@@ -233,6 +239,8 @@ def _verdicts(answer, steps: list) -> dict:
     return out
 
 # %% ../nbs/10_monitor.ipynb #318dd891
+_CONTEXT_CHARS = 4000   # characters kept of each cited passage
+
 def _start_ts(started, total_ms) -> float:
     now = time.time() - (total_ms or 0) / 1e3
     try: t = as_unix(started) if isinstance(started, str) else None
@@ -253,6 +261,8 @@ def _from_trace(obj) -> dict:
     q = first["retrieve"].get("query") if "retrieve" in first else (_g(vin, "text") if vin is not None and _g(vin, "allowed") else None)
     tok = lambda k: sum(d[k] for d in gens if isinstance(d.get(k), int)) if any(isinstance(d.get(k), int) for d in gens) else None
     meta = dict(_g(trace, "meta") or {}); meta["attempts"] = len(gens)
+    if answer is not None and (cites := _g(answer, "citations")):
+        meta["contexts"] = [{k: (_g(c, k)[:_CONTEXT_CHARS] if k == "text" else _g(c, k)) for k in ("n", "id", "title", "text")} for c in cites]
     outs = [v["action"] for k, v in ver.items() if k != "input"]
     return {"trace_id": _g(trace, "id"), "ts": _start_ts(_g(trace, "started"), _g(trace, "total_ms")), "started": _g(trace, "started"),
             "status": _g(trace, "status"), "prompt_ref": first.get("prompt", {}).get("prompt"), "prompt_digest": first.get("prompt", {}).get("digest"),
@@ -414,10 +424,20 @@ def count(self: TraceStore, since=None, until=None, status=None, key_id=None) ->
 def __len__(self: TraceStore) -> int: return self.count()
 
 @patch
+def _online(self: TraceStore, where: str, params: list) -> dict:
+    "metric -> {trace_id: latest score} for the traces of a window."
+    sql = (f"SELECT s.trace_id, s.metric, s.value FROM scores s WHERE s.trace_id IN (SELECT trace_id FROM traces{where}) ORDER BY s.id")
+    out = {}
+    for tid, m, v in self._retry(lambda c: c.execute(sql, params).fetchall(), "reading scores"): out.setdefault(m, {})[tid] = v
+    return out
+
+@patch
 def frame(self: TraceStore, since=None, until=None, status=None, key_id=None):
-    "The window as a pandas DataFrame with every column (JSON columns decoded)."
+    "The window as a pandas DataFrame with every column (JSON columns decoded), plus `online_<metric>` columns of scored traces."
     import pandas as pd
-    return pd.DataFrame(self.query(since, until, status=status, key_id=key_id), columns=list(COLUMNS))
+    df = pd.DataFrame(self.query(since, until, status=status, key_id=key_id), columns=list(COLUMNS))
+    for m, by_id in sorted(self._online(*_where(since, until, status, key_id)).items()): df[f"online_{m}"] = df["trace_id"].map(by_id).astype(float)
+    return df
 
 # %% ../nbs/10_monitor.ipynb #d582c128
 @patch
@@ -429,6 +449,7 @@ def purge(self: TraceStore, older_than_days: Optional[float] = None) -> int:
     cutoff, now = time.time() - days * 86400, time.time()
     def run(c):
         n = c.execute("DELETE FROM traces WHERE ts < ?", (cutoff,)).rowcount
+        for t in ("labels", "scores"): c.execute(f"DELETE FROM {t} WHERE trace_id NOT IN (SELECT trace_id FROM traces)")
         c.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('last_purge', ?)", (str(now),)); return n
     n = self._tx(run, "purge"); self._last_purge = now
     return n
@@ -500,7 +521,16 @@ def aggregates(self: TraceStore, since=None, until=None, status=None, key_id=Non
                        "completion_mean": sum(col(6)) / len(col(6)) if col(6) else None},
             "cost_usd": sum(costs) if costs else None, "cost_usd_per_request": sum(costs) / n if costs else None,
             "feedback": {"count": len(scores) + sum(1 for r in rows if r[8] is None and r[9] is not None), "score_mean": sum(scores) / len(scores) if scores else None,
-                         "labels": {l: labels.count(l) for l in sorted(set(labels))}}}
+                         "labels": {l: labels.count(l) for l in sorted(set(labels))}},
+            "online": self._online_aggregates(where, params)}
+
+ONLINE_METRICS = ("groundedness", "answer_relevance")   # always in aggregates' "online" (None without scores), so alert rules can name them
+
+@patch
+def _online_aggregates(self: TraceStore, where: str, params: list) -> dict:
+    got = self._online(where, params)
+    vals = {m: list(got.get(m, {}).values()) for m in dict.fromkeys([*ONLINE_METRICS, *sorted(got)])}
+    return {m: {"mean": sum(v) / len(v) if v else None, "count": len(v)} for m, v in vals.items()}
 
 # %% ../nbs/10_monitor.ipynb #dcbfc9db
 def _flat(d: dict, prefix: str) -> dict:

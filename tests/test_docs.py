@@ -84,7 +84,7 @@ def test_readme_sections_in_order():
         assert s in text, s
     life = text.split("## The quickstart lifecycle")[1].split("\n## ")[0]
     order = ["doctor", "prepare_data", "build_index", "train_sft", "evaluate the base model", "evaluate the fine-tuned model",
-             "traffic", "monitor"]
+             "release", "traffic", "monitor", "retrain", "traffic after"]
     pos = [life.index(f"**{w}**") for w in order]
     assert pos == sorted(pos)
 

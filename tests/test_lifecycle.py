@@ -6,7 +6,7 @@ from conftest import make_runbook
 from llmops_nb.cli import main
 from llmops_nb.core import digest, load_settings, write_json
 from llmops_nb.generate import Generation
-from llmops_nb.lifecycle import (STAGES, LocalServer, compare_lifecycles, dataset_digest, format_summary, lifecycle_report, lineage,
+from llmops_nb.lifecycle import (STAGES, Loop, LocalServer, compare_lifecycles, dataset_digest, format_summary, lifecycle_report, lineage,
                                  load_traffic, run_lifecycle, send_traffic, served_lineage, stage_params, summarize, traffic_metrics)
 from llmops_nb.monitor import TraceStore
 from llmops_nb.pipeline import RAGPipeline
@@ -185,7 +185,10 @@ def test_stage_params_chain_run_ids():
     from types import SimpleNamespace as NS
     done = {"prepare_data": NS(id="p"), "build_index": NS(id="b"), "train_sft": NS(id="t"), "evaluate_base": NS(id="e")}
     assert stage_params("train_sft", done, seed=3) == {"dataset": "p", "seed": 3}
-    assert stage_params("traffic", done) == {"adapter": "t", "index": "b"}
+    done["evaluate"] = NS(id="e1")
+    loop = Loop(registry=str(Path("/lc/releases")), store="/lc/traces.sqlite", url="http://127.0.0.1:1", api_key="env:K")
+    assert stage_params("release", done, loop=loop) == {"eval_run": "e1", "to": ["staging", "production"], "registry": loop.registry}
+    with pytest.raises(ValueError, match="loop"): stage_params("release", done)
     with pytest.raises(ValueError, match="needs"): stage_params("evaluate", {"prepare_data": NS(id="p")})
     with pytest.raises(ValueError, match="recorded no trace store"): stage_params("monitor", {"traffic": NS(id="x", metrics={}, lineage={})})
 

@@ -56,7 +56,12 @@ def test_monitor_finds_drift_fires_alerts_and_draws_the_dashboard(env):
     assert m["current/requests"] == 288 and m["reference/requests"] == 288 and m["current/latency_ms/p95"] > 2000 > m["reference/latency_ms/p95"]
     assert "drift/question_embedding/mmd/p_adjusted" in m and m["store/rows"] == 576
     html = (rec.dir / "dashboard.html").read_text(encoding="utf-8")
-    assert html.count("data:image/svg+xml;base64,") == 5 and "2 alert(s) fired" in html and "drift in" in html
+    assert html.count("data:image/svg+xml;base64,") == 6 and "2 alert(s) fired" in html and "drift in" in html and "Online evaluation" in html
+    online = read_json(rec.dir / "online.json")                       # 20% of the current window's answered traces, by trace-id hash
+    assert 20 < online["sampled"] < 60 and online["metrics"]["answer_relevance"]["count"] == online["sampled"] == m["online/sampled"]
+    assert m["current/online/answer_relevance/count"] == online["sampled"] and "groundedness" not in online["metrics"]   # no passages kept
+    store = TraceStore(Path(env["LLMOPS_HOME"]) / "traces" / "traces.sqlite")
+    assert store.frame(NOW - 86400, NOW)["online_answer_relevance"].notna().sum() == online["sampled"]
     assert (rec.dir / "current" / "traces.parquet").is_file() and not (rec.dir / "reference" / "traces.parquet").exists()
     lin = rec.lineage
     assert lin["inputs"]["traces"]["path"].endswith("traces.sqlite") and len(lin["inputs"]["traces"]["digest"]) == 64
@@ -67,12 +72,13 @@ def test_monitor_finds_drift_fires_alerts_and_draws_the_dashboard(env):
 def test_fail_on_alert_fails_the_run_and_embed_false_skips_embeddings(env):
     store = str(Path(env["LLMOPS_HOME"]) / "traces" / "traces.sqlite")
     out = monitor(env, ("store", store), ("rules", str(Path(env["LLMOPS_HOME"]) / "rules.yaml")), ("embed", "false"),
-                  ("notify", "false"), ("fail_on_alert", "true"), ("export", "false"))
+                  ("notify", "false"), ("fail_on_alert", "true"), ("export", "false"), ("online_sample", "0"))
     assert out.returncode != 0 and "alerts fired: slow, blocked" in out.stderr
     run_dir = sorted((Path(env["LLMOPS_HOME"]) / "runs" / "monitor").iterdir())[-1]
     rec = read_run(run_dir)
     assert rec.status == "failed" and (rec.dir / "dashboard.html").is_file() and not (rec.dir / "current" / "traces.parquet").exists()
     assert not {"question_embedding", "question_topics"} & {r["feature"] for r in read_json(rec.dir / "drift.json")["rows"]}
+    assert read_json(rec.dir / "online.json")["sampled"] == 0 and "nothing scored" in read_json(rec.dir / "online.json")["note"]
 
 
 def test_quiet_windows_and_no_rules_complete(env):
@@ -90,6 +96,8 @@ def test_quiet_windows_and_no_rules_complete(env):
     ([("current", "yesterday")], "current: cannot read 'yesterday'"),
     ([("current", "1d"), ("reference", "1h")], "reference: '1h' must start before the current window"),
     ([("rules", "BAD_RULES")], "rules.bad.yaml rule 1: max: expected a number"),
+    ([("online_sample", "1.5")], "online_sample: must be between 0 and 1"),
+    ([("judge", "http://127.0.0.1:9/v1")], "judge_model and judge_rubrics: name the served judge model"),
 ])
 def test_bad_parameters_fail_fast_with_a_clear_error(env, params, message):
     bad = Path(env["LLMOPS_HOME"]) / "rules.bad.yaml"
