@@ -499,12 +499,12 @@ def _event(h: dict) -> str:
     if h.get("event") in ("promote", "rollback"):
         how = "FORCED (override)" if h.get("forced") else (f"evidence {h['evidence']}" if h.get("evidence") else "")
         return f"{h['event']} {h.get('alias')}: {h.get('from') or 'none'} -> {h.get('to')}" + (f" {how}" if how else "") + why
-    return f"{h.get('event')} {h.get('version')}" + (f" with evidence {', '.join(map(str, h['evidence']))}" if h.get("evidence") else "")
+    return f"{h.get('event')} {h.get('version')}" + (f" with evidence {', '.join(e['run'] if isinstance(e, dict) else str(e) for e in h['evidence'])}" if h.get("evidence") else "")
 
 def format_release(view: dict) -> str:
     "`llmops releases show` as text: overrides first, then aliases, the spec part by part, evidence and history."
-    from llmops_nb.releases import _fmt_ev
-    ev = lambda e: _fmt_ev(e) if isinstance(e, dict) and {"run", "gate", "failures", "baseline_run", "baseline_release"} <= set(e) else json.dumps(e)
+    from llmops_nb.releases import format_evidence
+    ev = lambda e: format_evidence(e) if isinstance(e, dict) and {"run", "gate", "failures", "baseline_run", "baseline_release"} <= set(e) else json.dumps(e)
     part = lambda v: ", ".join(f"{k}={_short(x)}" for k, x in v.items()) if isinstance(v, dict) else _short(v)
     out = [f"release {view['version']}  digest {view['digest']}", f"created {_when(view['created'])} by {view['by']} in {view['home']}"
            + (f"  note: {view['note']}" if view["note"] else "")]

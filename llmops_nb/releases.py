@@ -17,7 +17,7 @@ from .runs import list_runs, read_run, wandb_mode
 
 # %% auto #0
 __all__ = ['ALIAS_RE', 'GATED', 'STANDARD_ALIASES', 'ReleaseError', 'PromotionRefused', 'Release', 'describe', 'ReleaseRegistry',
-           'eval_evidence', 'find_evidence', 'parts_lineage']
+           'eval_evidence', 'find_evidence', 'parts_lineage', 'format_evidence']
 
 # %% ../nbs/09f_releases.ipynb #44d98746
 class ReleaseError(ValueError):
@@ -218,7 +218,8 @@ def parts_lineage(spec: dict, runs_dir: Union[str, Path, None] = None) -> dict:
     return out
 
 # %% ../nbs/09f_releases.ipynb #7dffbd19
-def _fmt_ev(e: dict) -> str:
+def format_evidence(e: dict) -> str:
+    "One line for one piece of evidence (`eval_evidence`): the run, its gate verdict and failures, the release its baseline measured."
     gate = {True: "gate PASS", False: "gate FAIL", None: "no gate"}[e["gate"]]
     fails = f" ({'; '.join(e['failures'][:3])})" if e["failures"] else ""
     base = f"baseline release {e['baseline_release'][:12]}" if e["baseline_release"] else ("baseline run without a release" if e["baseline_run"] else "no baseline")
@@ -233,7 +234,7 @@ def _evidence_ok(self: ReleaseRegistry, rel: Release, prod: Optional[str], runs_
     need = (f"a completed evaluate run of release {rel.version} whose gate passed against the current production release {prod[:12]} "
             f"(llmops run evaluate -p release {rel.version} -p baseline <an evaluate run of release {prod[:12]}>)" if prod else
             f"a completed evaluate run of release {rel.version} whose gate passed with at least one absolute threshold (the first production release)")
-    seen = "; ".join(_fmt_ev(e) for e in evs) or "none"
+    seen = "; ".join(format_evidence(e) for e in evs) or "none"
     return False, f"promotion of release {rel.version} to production refused: it needs {need}. Evaluate runs of this release: {seen}"
 
 # %% ../nbs/09f_releases.ipynb #a8eb5b05
