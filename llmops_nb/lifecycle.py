@@ -328,7 +328,8 @@ def stage_params(stage: str, done: dict, seed: Optional[int] = None, loop: Optio
         m, outs = done["traffic"].metrics, done["traffic"].lineage.get("outputs") or {}
         if "traces" not in outs or "current_start" not in m: raise ValueError(f"stage monitor: traffic run {done['traffic'].id} recorded no trace store or phases")
         return {"store": outs["traces"]["path"], "reference": str(m["reference_start"]),
-                "current": str(m["current_start"]), "now": str(m["end"]), "bucket": "1m"}
+                "current": str(m["current_start"]), "now": str(m["end"]), "bucket": "1m",
+                "online_sample": 1.0}             # every answer scored online: which ones are low then does not depend on random trace ids
     if stage == "retrain": return {"store": loop.store, "since": str(done["traffic"].metrics["reference_start"]), "registry": loop.registry,
                                    "auto_promote": True, **sd}
     if stage == "traffic_after": return {**served(), "kinds": ["in-domain"], "expect_release": _promoted(done["retrain"]), **sd}

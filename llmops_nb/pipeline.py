@@ -236,6 +236,7 @@ def release_spec(model: Optional[str] = None,                 # base model: pack
     "A release spec: every part that decides an answer, resolved now and pinned by digest (see `build_pipeline`)."
     from llmops_nb.models import adapter_digest, model_digest, model_ref
     from llmops_nb.prompts import PromptRegistry
+    from llmops_nb.retrieval import index_digest
     s = settings or load_settings(); runs = s.path("runs_dir")
     ad = _located(adapter, "train_sft", "adapter", runs, "adapter")
     if ad is not None and not (ad / "adapter_config.json").is_file(): raise FileNotFoundError(f"adapter: {ad} is not an adapter folder (no adapter_config.json)")
@@ -245,7 +246,7 @@ def release_spec(model: Optional[str] = None,                 # base model: pack
     reg = registry or PromptRegistry(); reg.ensure_defaults()
     pv, sv = reg.get(prompt), reg.get(strict_prompt)
     spec = {"schema": SPEC_SCHEMA, "base_model": {"ref": ref, "digest": model_digest(ref, s)},
-            "adapter": _part(ad, adapter_digest(ad) if ad is not None else None), "index": _part(ix, digest(ix) if ix is not None else None),
+            "adapter": _part(ad, adapter_digest(ad) if ad is not None else None), "index": _part(ix, index_digest(ix) if ix is not None else None),
             "prompt": {"ref": pv.ref, "digest": pv.digest}, "strict_prompt": {"ref": sv.ref, "digest": sv.digest},
             "policy": _policy_part(policy), "generation": _gen_settings(max_new_tokens, temperature, top_p, top_k, seed),
             "retrieval": {"k": k, "mode": mode}, "price": None if price is None else dict(price)}
@@ -254,9 +255,10 @@ def release_spec(model: Optional[str] = None,                 # base model: pack
 # %% ../nbs/08b_pipeline.ipynb #b78203bb
 def _verify(spec: dict, s: Settings) -> None:
     from llmops_nb.models import adapter_digest, model_digest
+    from llmops_nb.retrieval import index_digest
     checks = [("base_model", lambda: model_digest(spec["base_model"]["ref"], s), spec["base_model"])]
     if spec["adapter"]: checks.append(("adapter", lambda: adapter_digest(spec["adapter"]["path"]), spec["adapter"]))
-    if spec["index"]: checks.append(("index", lambda: digest(Path(spec["index"]["path"])), spec["index"]))
+    if spec["index"]: checks.append(("index", lambda: index_digest(spec["index"]["path"]), spec["index"]))
     for name, now, part in checks:
         if part.get("path") is not None and not Path(part["path"]).exists(): raise SpecError(f"release {name}: {part['path']} does not exist (moved, deleted, or a release of another project home)")
         if part["digest"] is not None and (got := now()) != part["digest"]:

@@ -21,7 +21,7 @@ from .ir_metrics import evaluate_retrieval, hit_rate, mrr, ndcg_at_k, precision_
 # %% auto #0
 __all__ = ['INDEX_KINDS', 'MODES', 'STORE_FORMAT', 'model_id', 'EmbeddingCache', 'Embedder', 'RetrievalError', 'FilterError',
            'Hit', 'gpu_available', 'VectorStore', 'rrf', 'chunk_metadata', 'sample_dir', 'sample_chunks',
-           'resolve_dataset', 'dataset_aliases', 'hits_frame', 'explorer']
+           'resolve_dataset', 'dataset_aliases', 'index_digest', 'hits_frame', 'explorer']
 
 # %% ../nbs/04_retrieval.ipynb #9cea914e
 def model_id(ref: Union[str, Path]) -> str:
@@ -656,6 +656,12 @@ def load(cls: VectorStore, path: Union[str, Path], embedder: Optional[Embedder] 
     s._slot, s._alive = {r["id"]: r["label"] for r in rows}, np.array([x is not None for x in s._ids], bool)
     s.manifest = m
     return s
+
+# %% ../nbs/04_retrieval.ipynb #c4e784e7
+def index_digest(path: Union[str, Path]) -> str:
+    "Content digest of a saved vector store: its manifest (every file's sha256, model, settings) without `extra`."
+    m = _read_manifest(Path(path))
+    return digest({k: v for k, v in m.items() if k != "extra"})
 
 # %% ../nbs/04_retrieval.ipynb #bf6990d5
 def hits_frame(hits: list, fields: tuple = ("doc_id", "title"), width: int = 160):
