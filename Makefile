@@ -21,8 +21,9 @@ SEED ?= 0
 setup:
 	@bash scripts/setup.sh
 
-# The main job: prepare_data -> build_index -> train_sft -> evaluate (base, then fine-tuned with the gate) -> traffic -> monitor,
-# then the summary table and runs/quickstart/<id>/lifecycle.html. About 12 minutes on 2 CPU cores.
+# The main job, two cycles: prepare_data -> build_index and train_sft -> evaluate (base, then fine-tuned with the gate) -> release
+# (gated promotion) -> traffic through the served production release -> monitor; then retrain from the feedback -> the server
+# picks up the new release -> traffic again; the summary table and runs/quickstart/<id>/lifecycle.html. About 10 minutes on 2 CPU cores.
 quickstart: setup
 	$(BIN)/llmops quickstart --profile cpu --seed $(SEED)
 
