@@ -628,33 +628,30 @@ def _endpoint_generator(endpoint: str, model: str, key: Optional[str], adapter: 
     return OpenAICompatGenerator(endpoint, model=model, api_key=key)
 
 def default_pipeline(model: Optional[str] = None,       # base model: packaged name or folder; None: the base_model setting
-                     adapter: Optional[str] = None,     # LoRA adapter folder, train_sft run id, or "latest"; None: no adapter
+                     adapter: Optional[str] = None,     # LoRA adapter folder, train_sft run id, or "latest" (the newest, if any); None: no adapter
                      index: Optional[str] = "latest",   # index folder, build_index run id or "latest"; None or no run: the sample corpus
-                     prompt: Optional[str] = None,      # prompt reference in the registry (e.g. "rag:production"); None: the packaged prompt
+                     prompt: Optional[str] = None,      # prompt reference in the registry; None: "rag:production" (the packaged prompt until an alias moves)
                      policy: str = "default",           # guard policy: name or YAML file
                      k: int = 4, max_new_tokens: int = 128, settings: Optional[Settings] = None,
                      endpoint: Optional[str] = None,    # OpenAI-compatible base URL (vLLM, TGI, ...) that generates; None: a local model
                      endpoint_model: Optional[str] = None,  # model id at the endpoint; None: `model`, else the base_model setting
                      endpoint_key: Optional[str] = ENDPOINT_KEY):  # the endpoint's API key, as "env:VARIABLE"; never logged
     "The pipeline `serve` runs by default: a local model, or one served at `endpoint`, over the newest index (or the sample corpus), behind the guard policy."
-    from llmops_nb.generate import HFGenerator
-    from llmops_nb.pipeline import RAGPipeline
+    from llmops_nb.pipeline import RAGPipeline, build_pipeline, release_spec
     from llmops_nb.prompts import PromptRegistry
     from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
     from llmops_nb.runs import run_of, run_output
     if endpoint is None and endpoint_model is not None: raise ConfigError("endpoint_model is set but endpoint is not: give the server's base URL as endpoint")
-    s = settings or load_settings(); runs_dir = s.path("runs_dir")
-    gen = _endpoint_generator(endpoint, endpoint_model or model or s.base_model, endpoint_key, adapter) if endpoint is not None else None
-    index_dir = run_output(index, "build_index", "index", runs_dir) if index else None
+    s = settings or load_settings()
+    if endpoint is None:                                  # a local model: the same spec and builder as evaluate, traffic and a release
+        spec = release_spec(model, adapter, index, prompt or "rag:production", policy, k=k, max_new_tokens=max_new_tokens, settings=s)
+        return build_pipeline(spec, settings=s)
+    gen = _endpoint_generator(endpoint, endpoint_model or model or s.base_model, endpoint_key, adapter)   # a model elsewhere: no digest to pin
+    index_dir = run_output(index, "build_index", "index", s.path("runs_dir")) if index else None
     if index_dir is not None: store = VectorStore.load(index_dir, settings=s)
     else: store = VectorStore(Embedder(settings=s)); store.add_chunks(sample_chunks()[0])
-    adapter_dir = None
-    if gen is None:
-        adapter_dir = run_output(adapter, "train_sft", "adapter", runs_dir) if adapter else None
-        if adapter and adapter_dir is None: raise FileNotFoundError(f"adapter {adapter!r}: no completed train_sft run has an adapter")
-        gen = HFGenerator(model, adapter=adapter_dir, chat=True, settings=s)
     if prompt: reg = PromptRegistry(); reg.ensure_defaults(); prompt = reg.get(prompt)
-    lineage = {"index_run": run_of(index_dir) if index_dir else None, "adapter_run": run_of(adapter_dir) if adapter_dir else None,
+    lineage = {"index_run": run_of(index_dir) if index_dir else None,
                "index": str(index_dir) if index_dir else "sample corpus (indexed in memory)"}   # for `llmops lineage TRACE_ID`
     return RAGPipeline(store, gen, prompt=prompt, policy=policy, k=k, max_new_tokens=max_new_tokens, lineage=lineage)
 

@@ -548,5 +548,7 @@ def test_default_pipeline_serves_an_index_with_a_tiny_model(kb, home, tiny_model
     r = c.post("/v1/chat/completions", headers=AUTH, json=OK)
     assert r.status_code == 200 and r.json()["llmops"]["status"] in ("answered", "idk", "blocked")
     assert r.json()["model"] == "tiny" and sorted(rag.store.ids()) == sorted(PASSAGES)
+    again = default_pipeline(model=str(tiny_model), index=str(home / "index"), adapter="latest", k=1)   # no train_sft run yet: the base model,
+    assert again.spec["adapter"] is None and again.spec["index"]["path"] == str((home / "index").resolve())  # as evaluate and traffic decide
     with pytest.raises(FileNotFoundError, match="adapter"):
-        default_pipeline(model=str(tiny_model), index=str(home / "index"), adapter="latest")
+        default_pipeline(model=str(tiny_model), index=str(home / "index"), adapter=str(home / "no-such-adapter"))
