@@ -152,8 +152,10 @@ def _secret_env(values: dict) -> tuple:
     return safe, env
 
 def _scrub_notebook(src: Path, dst: Path, secrets: tuple) -> None:
-    "Save the executed notebook at `dst` with secret values replaced, and remove `src`."
-    nb = json.loads(src.read_text(encoding="utf-8"))
+    "Save the executed notebook at `dst` with secret values replaced, and remove `src`; an unreadable one is removed unsaved."
+    try: nb = json.loads(src.read_text(encoding="utf-8"))
+    except (ValueError, OSError):            # cut off mid-write (a kill): it cannot be scrubbed, so it is not kept
+        src.unlink(missing_ok=True); return
     atomic_write(dst, json.dumps(redact(nb, secrets), indent=1, ensure_ascii=False) + "\n")
     src.unlink()
 
@@ -189,17 +191,21 @@ def run_runbook(name: str, params: Optional[dict] = None, files: tuple = (), pro
     if profile is not None: env["LLMOPS_PROFILE"] = str(Path(profile).resolve()) if Path(profile).exists() else str(profile)
     partial, final = run_dir / ".executing.ipynb", run_dir / "notebook.ipynb"
     import papermill as pm
+    interrupted = None
     try:                                     # the kernel gets env and cwd; this process's are never touched, so runs may go in parallel
         pm.execute_notebook(str(path), str(partial), parameters=injected, kernel_name="python3", progress_bar=False, log_output=log_output,
                             request_save_on_cell_execute=True, kernel_manager_class=_kernel_manager(env, str(Path(settings.home).resolve())))
         error = None
     except pm.PapermillExecutionError as e: error = f"cell {e.cell_index}: {e.ename}: {e.evalue}"
     except Exception as e: error = f"{type(e).__name__}: {e}"
+    except BaseException as e:               # Ctrl-C or SIGTERM: record and scrub first, then let it go on
+        error, interrupted = f"interrupted ({type(e).__name__})", e
     if partial.exists(): _scrub_notebook(partial, final, tuple(secret_env.values()))
     rec = read_run(run_dir)
-    status = "failed" if error else ("completed" if rec.status in ("running", "completed") else rec.status)
+    status = "interrupted" if interrupted else "failed" if error else ("completed" if rec.status in ("running", "completed") else rec.status)
     extra = {"notebook": {"path": final.name, "digest": digest(final)}} if final.exists() else {}
     update_lineage(run_dir, status=status, finished=_now(), error=error, **extra)
+    if interrupted: raise interrupted
     if error: raise RunbookFailed(f"runbook {path.stem} failed: {error}", run_dir, final)
     return read_run(run_dir)
 
@@ -636,9 +642,17 @@ def _kv_params(argv: list) -> list:
         else: out.append(argv[i]); i += 1
     return out
 
+def _sigterm_as_interrupt() -> None:
+    "In the main thread, make SIGTERM (a scheduler stopping the job) unwind like Ctrl-C, so run records are closed."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread(): return
+    def stop(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, stop)
+
 def main(argv: Optional[list] = None) -> int:
     "Entry point of the `llmops` command."
     a = _parser().parse_args(_kv_params(sys.argv[1:] if argv is None else list(argv)))
+    if argv is None: _sigterm_as_interrupt()
     if a.cmd == "run": a.param = [*a.param, *(tuple(kv.split("=", 1)) for kv in a.param_kv)]
     try:
         settings = load_settings(getattr(a, "profile", None))
@@ -672,6 +686,8 @@ def main(argv: Optional[list] = None) -> int:
                 print(json.dumps(redact({**{k: p.default for k, p in spec.items()}, **values}), indent=2, default=str)); return 0
             rec = run_runbook(a.name, params, tuple(a.params_file), a.profile, settings, log_output=a.log_output)
             print(f"run {rec.id} {rec.status}: {rec.dir}\n{_headline(rec.metrics)}")
+    except KeyboardInterrupt:
+        print("interrupted: the run folder records status 'interrupted'", file=sys.stderr); return 130
     except RunbookFailed as e:
         print(f"error: {e}\npartial notebook: {e.notebook}\nrun folder: {e.run_dir}", file=sys.stderr); return 1
     except (ConfigError, FileNotFoundError, ModelNotAvailable, ValueError, KeyError) as e:

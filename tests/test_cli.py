@@ -126,3 +126,26 @@ def test_doctor_command_json():
     checks = {c["check"]: c for c in json.loads(out.stdout)}
     assert {"python", "torch", "faiss", "wandb", "disk", "model:smollm2-135m-instruct", "model:all-minilm-l6-v2"} <= set(checks)
     assert checks["torch"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_run_is_closed_and_scrubbed(books, home, sig):
+    "Ctrl-C, or a scheduler's SIGTERM, mid-run: exit 130, the record says 'interrupted', no unscrubbed partial notebook is left."
+    import signal
+    make_runbook(books / "slow.ipynb", 'api_token = ""  # secret\n',
+                 "from llmops_nb.runs import start_run, resolve_secret\nrun = start_run('slow')\n"
+                 "print('token', resolve_secret(api_token))\nimport time; time.sleep(120)")
+    p = subprocess.Popen([LLMOPS, "run", "slow", "-p", "api_token", "sk-interruptedsecret0123456789"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    runs = home / "runs" / "slow"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(runs.glob("*/.executing.ipynb")): time.sleep(0.2)
+    assert any(runs.glob("*/.executing.ipynb")), "the run never started"
+    time.sleep(3)                                                  # inside the sleeping cell
+    p.send_signal(getattr(signal, sig))
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    (d,) = list(runs.iterdir())
+    assert read_run(d).status == "interrupted" and not (d / ".executing.ipynb").exists()
+    assert (d / "notebook.ipynb").exists()
+    assert not any(b"interruptedsecret" in f.read_bytes() for f in d.rglob("*") if f.is_file())
