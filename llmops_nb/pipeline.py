@@ -6,19 +6,20 @@ Docs: https://llmops.github.io/llmops-nb/pipeline.html.md"""
 
 # %% ../nbs/08b_pipeline.ipynb #2a8ba1a2
 from __future__ import annotations
-import json, re, time, uuid
+import hashlib, json, re, threading, time, uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 from fastcore.basics import patch
-from .core import Settings, digest, load_settings, read_json
+from .core import Settings, canonical_json, digest, load_settings, read_json
 from .generate import Generation
 from .guard import Policy, Verdict, load_policy, scan_input, scan_output
 from .prompts import PromptVersion, default_rag_prompt, prompt_version
 
 # %% auto #0
-__all__ = ['SPEC_SCHEMA', 'MODES', 'Step', 'Trace', 'Citation', 'Answer', 'cite', 'RAGPipeline', 'SpecError', 'spec_digest',
-           'check_spec', 'release_spec', 'build_pipeline']
+__all__ = ['DOCUMENT_SCAN_MODES', 'SPEC_SCHEMA', 'MODES', 'Step', 'Trace', 'Citation', 'Answer', 'cite', 'RAGPipeline',
+           'DocumentScans', 'scan_chunks', 'SpecError', 'spec_digest', 'check_spec', 'release_spec', 'build_pipeline']
 
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
@@ -108,7 +109,7 @@ class RAGPipeline:
         if not isinstance(retries, int) or retries < 0: raise ValueError(f"RAGPipeline: retries must be an int >= 0, got {retries!r}")
         self.store, self.generator, self.k, self.mode, self.retries, self.gen_kwargs = store, generator, k, mode, retries, gen_kwargs
         self.prompt, self.strict_prompt = _as_prompt(prompt, False), _as_prompt(strict_prompt, True)
-        self.policy = load_policy(policy)
+        self.policy, self.scans = load_policy(policy), DocumentScans()
         if lineage is not None and not isinstance(lineage, dict): raise TypeError(f"RAGPipeline: lineage must be a dict, got {type(lineage).__name__}")
         self.lineage = json.loads(json.dumps(lineage or {}, default=str))   # JSON-ready now, so a trace never fails to store later
     def __repr__(self): return f"RAGPipeline(prompt={self.prompt.ref}, policy={self.policy.ref}, k={self.k}, generator={self.generator!r})"
@@ -118,12 +119,12 @@ def _contexts(hits: list) -> list:
     return [{"n": i + 1, "id": h.id, "title": str(h.metadata.get("title", "")), "text": h.text} for i, h in enumerate(hits)]
 
 @patch
-def _generate(self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool) -> Generation:
+def _generate(self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool, stop: Optional[dict] = None) -> Generation:
     prompt = self.strict_prompt if strict else self.prompt
     t0 = time.perf_counter(); msgs = prompt.render(question=question, contexts=_contexts(hits))
     trace.step("prompt", t0, prompt=prompt.ref, digest=prompt.digest, strict=strict)
     t0 = time.perf_counter()
-    try: g = self.generator.generate(msgs, **self.gen_kwargs)
+    try: g = self.generator.generate(msgs, **self.gen_kwargs, **(stop or {}))
     except Exception as e:
         trace.step("generate", t0, error=f"{type(e).__name__}: {e}"[:500]); trace.status = "error"
         e.trace = trace                                   # the caller (a server, the monitor) can still store what happened
@@ -137,10 +138,69 @@ def _finish(self: RAGPipeline, trace: Trace, t_start: float, status: str, text: 
     trace.status, trace.total_ms = status, round((time.perf_counter() - t_start) * 1e3, 3)
     return Answer(text, cites, verdicts, trace)
 
+# %% ../nbs/08b_pipeline.ipynb #20ed3f34
+import llmops_nb.guard as _guard      # `_guard.scan_document` is looked up at call time, so a notebook or test can stand in a fake
+
+DOCUMENT_SCAN_MODES = ("off", "flag", "quarantine")   # build_index: scan nothing, list blocked chunks, or leave them out
+
+def _policy_key(policy: Policy) -> str:
+    return hashlib.sha256(canonical_json([policy.ref, getattr(policy, "document", None)]).encode()).hexdigest()
+
+def _reasons(v) -> list: return [f"{f.guard}: {f.reason}" for f in getattr(v, "findings", [])][:5]
+
+class DocumentScans:
+    "Document-guard verdicts by (text digest, policy digest) in a bounded, thread-safe LRU: a passage is scanned once per policy."
+    def __init__(self, maxsize: int = 4096): self.maxsize, self._d, self._lock = maxsize, OrderedDict(), threading.Lock()
+    def __len__(self): return len(self._d)
+    def verdict(self, text: str, policy: Policy) -> tuple:
+        "(verdict, scanned now?) for passage `text` under `policy`."
+        key = (hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), _policy_key(policy))
+        with self._lock:
+            if (v := self._d.get(key)) is not None: self._d.move_to_end(key); return v, False
+        v = _guard.scan_document(text, policy)
+        with self._lock:
+            self._d[key] = v
+            while len(self._d) > self.maxsize: self._d.popitem(last=False)
+        return v, True
+
+# %% ../nbs/08b_pipeline.ipynb #a47b5ce7
+@patch
+def _screen(self: RAGPipeline, trace: Trace, hits: list) -> list:
+    "The hits whose passages the document guard does not block; the quarantined ones are recorded in the trace."
+    if not hits: return hits
+    t0, seen = time.perf_counter(), [(h, *self.scans.verdict(h.text, self.policy)) for h in hits]
+    out = [(h.id, _reasons(v)) for h, v, _ in seen if v.action == "block"]
+    trace.step("document_guard", t0, passages=len(hits), scanned=sum(new for *_, new in seen), quarantined=len(out),
+               quarantined_ids=[i for i, _ in out], reasons=dict(out))
+    return [h for h, v, _ in seen if v.action != "block"]
+
+def scan_chunks(rows: list,                  # chunk rows (dicts with id and text), as a chunk dataset holds them
+                mode: str = "flag",          # off: no scan; flag: keep blocked chunks, list them; quarantine: leave them out
+                policy=None,                 # guard policy (packaged name, YAML file, dict or Policy); None: default
+                examples: int = 5) -> tuple: # blocked chunks shown in the report, with reasons and the start of the text
+    "(rows to index, report) after the guard's document scan of every chunk, for `build_index`."
+    if mode not in DOCUMENT_SCAN_MODES: raise ValueError(f"document_scan must be one of {', '.join(DOCUMENT_SCAN_MODES)}, got {mode!r}")
+    report = {"mode": mode, "scanned": 0, "blocked": 0, "quarantined": 0, "blocked_ids": [], "examples": []}
+    if mode == "off": return list(rows), report
+    p, scans, keep = load_policy(policy), DocumentScans(maxsize=len(rows) + 1), []
+    for r in rows:
+        v, _ = scans.verdict(r["text"], p)
+        report["scanned"] += 1
+        if v.action == "block":
+            report["blocked"] += 1; report["blocked_ids"].append(r["id"])
+            if len(report["examples"]) < examples: report["examples"].append({"id": r["id"], "reasons": _reasons(v), "text": r["text"][:200]})
+            if mode == "quarantine": continue
+        keep.append(r)
+    return keep, {**report, "policy": p.ref, "quarantined": len(rows) - len(keep)}
+
 # %% ../nbs/08b_pipeline.ipynb #52c67bba
 @patch
-def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Optional[int] = None) -> Answer:
+def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Optional[int] = None, *,
+           deadline: Optional[float] = None,   # time.monotonic() seconds: the generator stops retrying / generating after it
+           cancel=None,                        # a threading.Event the caller sets to stop generation (GenerationCancelled)
+           ) -> Answer:
     "Answer `question` from the store's passages (optionally filtered by `where`) behind the policy's guards."
+    stop = {k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None}   # only when given: any generator works
     t_start = time.perf_counter()
     trace = Trace(uuid.uuid4().hex[:16], time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   meta={"policy": self.policy.ref, "generator": self.generator.info() if hasattr(self.generator, "info") else {},
@@ -150,9 +210,11 @@ def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Op
     if not vin.allowed: return self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
     t0 = time.perf_counter(); hits = self.store.search(vin.text, k=k or self.k, where=where, mode=self.mode)
     trace.step("retrieve", t0, query=vin.text, ids=[h.id for h in hits], scores=[round(float(h.score), 4) for h in hits], where=where)
+    found, hits = len(hits), self._screen(trace, hits)
+    if found and not hits: return self._finish(trace, t_start, "idk", self.policy.idk, [], {"input": vin})   # every passage quarantined
     verdicts, strict = {"input": vin}, False
     for attempt in range(self.retries + 1):
-        g = self._generate(trace, vin.text, hits, strict)
+        g = self._generate(trace, vin.text, hits, strict, stop)
         t0 = time.perf_counter(); vout = scan_output(g.text, [h.text for h in hits], self.policy, question=vin.text)
         trace.step("output_guard", t0, action=vout.action, findings=[f"{f.guard}: {f.reason}" for f in vout.findings], timings=vout.timings)
         verdicts["output" if attempt == 0 else f"retry{attempt}"] = vout
@@ -220,7 +282,9 @@ def _located(ref, runbook: str, output: str, runs: Path, name: str) -> Optional[
 
 def _policy_part(policy) -> dict:
     p = load_policy(policy)
-    return {"ref": p.ref, "source": p.source, "config": {"name": p.name, "input": p.input, "output": p.output, "refusal": p.refusal, "idk": p.idk}}
+    doc = getattr(p, "document", None)      # the document-scan section, where the guard has one: part of the policy's digest
+    return {"ref": p.ref, "source": p.source, "config": {"name": p.name, "input": p.input, "output": p.output, "refusal": p.refusal, "idk": p.idk,
+                                                         **({"document": doc} if doc is not None else {})}}
 
 # %% ../nbs/08b_pipeline.ipynb #83db9847
 def release_spec(model: Optional[str] = None,                 # base model: packaged name or folder; None: the adapter's base, else the base_model setting

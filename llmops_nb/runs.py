@@ -10,23 +10,16 @@ import os, re, secrets as _secrets, shutil, subprocess, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
-from .core import (ConfigError, Settings, append_jsonl, code_version, digest, host_info, load_settings,
-                            read_json, read_jsonl, write_json)
+from .core import (ConfigError, Settings, append_jsonl, code_version, digest, find_secrets, host_info, is_secret_name,
+                            load_settings, read_json, read_jsonl, write_json)
 
 # %% auto #0
-__all__ = ['REDACTED', 'is_secret_name', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker',
-           'new_run_id', 'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs',
-           'run_output', 'run_of', 'read_wandb_run']
+__all__ = ['REDACTED', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id',
+           'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs', 'run_output',
+           'run_of', 'read_wandb_run']
 
 # %% ../nbs/01_runs.ipynb #0e42aab3
 REDACTED = "***"
-_SECRET_NAME = re.compile(r"(^|[_\-.])(token|secret|password|passwd|pwd|api[_\-]?key|apikey|key|keys|credentials?|auth|bearer)($|[_\-.])", re.I)
-_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
-                           r"|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9\-]{10,}|wandb_v1_[A-Za-z0-9_]{20,})")
-
-def is_secret_name(name: str) -> bool:
-    "Whether a parameter or setting name looks like it holds a secret."
-    return bool(_SECRET_NAME.search(str(name)))
 
 def _is_ref(v) -> bool: return isinstance(v, str) and v.startswith("env:")
 
@@ -36,11 +29,12 @@ def redact(obj: Any, secrets: tuple = ()) -> Any:
     known = sorted((s for s in secrets if isinstance(s, str) and len(s) >= 4), key=len, reverse=True)
     def clean_str(s: str) -> str:
         for k in known: s = s.replace(k, REDACTED)
-        return _SECRET_VALUE.sub(REDACTED, s)
-    def walk(o, name=None):
-        if name is not None and is_secret_name(name) and o not in (None, "") and not _is_ref(o) and not isinstance(o, (dict, list, tuple)): return REDACTED
-        if isinstance(o, dict): return {k: walk(v, k) for k, v in o.items()}
-        if isinstance(o, (list, tuple)): return type(o)(walk(v) for v in o)
+        for _, a, b in reversed(find_secrets(s)): s = s[:a] + REDACTED + s[b:]
+        return s
+    def walk(o, secret=False):                          # secret: the value sits under a secret name (a list's items too)
+        if isinstance(o, dict): return {k: walk(v, is_secret_name(k)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)): return type(o)(walk(v, secret) for v in o)
+        if secret and o not in (None, "") and not _is_ref(o): return REDACTED
         return clean_str(o) if isinstance(o, str) else o
     return walk(obj)
 

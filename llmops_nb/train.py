@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/train.html.md"""
 
 # %% ../nbs/06_train.ipynb #5c86073b
 from __future__ import annotations
-import html, json, math, os, re, shutil, subprocess, sys, time
+import html, json, math, os, re, shutil, subprocess, sys, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Union
@@ -186,34 +186,61 @@ def mask_report(data: Any, tokenizer, max_length: int = 1024, loss: str = "assis
 
 # %% ../nbs/06_train.ipynb #fca7da90
 _CKPT_FILES = ("trainer_state.json", "scheduler.pt")
+_OPTIM_FILE = re.compile(r"optimizer(?:_\d+)?(?:_rank\d+)?\.(?:pt|bin|safetensors)")
+_WEIGHT_FILE = re.compile(r"(?:adapter_model|model|pytorch_model|pytorch_model_fsdp)(?:_\d+)?(?:_rank\d+)?(?:-\d+-of-\d+)?\.(?:safetensors|bin)")
+
+def _step(ck: Path) -> int: return int(ck.name.split("-")[1])
+def _nonempty(p: Path) -> bool: return p.is_file() and p.stat().st_size > 0
+def _dcp_dir(d: Path) -> bool: return d.is_dir() and _nonempty(d / ".metadata")   # torch.distributed.checkpoint writes .metadata last
 
 def _optimizer_saved(ck: Path) -> bool:
-    "optimizer.pt, or under DeepSpeed its engine's own global_stepN/ folder with the (sharded) optimizer states."
-    if (ck / "optimizer.pt").is_file() and (ck / "optimizer.pt").stat().st_size > 0: return True
-    ds = ck / f"global_step{ck.name.split('-')[1]}"
-    return ds.is_dir() and any(f.stat().st_size > 0 for f in ds.glob("*optim_states.pt"))
+    "Optimizer state in any layout: optimizer.pt, optimizer[_N][_rankR].bin (FSDP), optimizer_N/ (FSDP sharded), DeepSpeed global_stepN/."
+    if any(_OPTIM_FILE.fullmatch(f.name) and _nonempty(f) for f in ck.iterdir()) or any(_dcp_dir(d) for d in ck.glob("optimizer_*")): return True
+    ds = ck / f"global_step{_step(ck)}"
+    return ds.is_dir() and any(_nonempty(f) for f in ds.glob("*optim_states.pt"))
 
-def _complete(ck: Path) -> bool:
-    from safetensors import safe_open
-    if not all((ck / f).is_file() and (ck / f).stat().st_size > 0 for f in _CKPT_FILES) or not _optimizer_saved(ck): return False
+def _weights_problem(ck: Path) -> Optional[str]:
+    "None when `ck` holds weights in a known layout whose safetensors headers read, else what is wrong."
+    from safetensors import SafetensorError, safe_open
+    files = [f for f in ck.iterdir() if _WEIGHT_FILE.fullmatch(f.name)]
+    for f in (f for f in files if f.suffix == ".safetensors"):
+        try:
+            with safe_open(str(f), "pt") as h: h.keys()                                         # a truncated file has a broken header
+        except SafetensorError as e: return f"{f.name} is truncated or corrupt ({e})"
+    for idx in ck.glob("*.index.json"):
+        try: shards = set(json.loads(idx.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError, AttributeError) as e: return f"{idx.name} is unreadable ({type(e).__name__})"
+        if missing := sorted(s for s in shards if not _nonempty(ck / s)): return f"{idx.name} lists missing shards {missing[:3]}"
+    ds = ck / f"global_step{_step(ck)}"
+    if any(map(_nonempty, files)) or any(_dcp_dir(d) for d in ck.glob("pytorch_model_fsdp_*")) or (ds.is_dir() and any(map(_nonempty, ds.glob("*model_states.pt")))):
+        return None
+    return "no model or adapter weights"
+
+def _incomplete(ck: Path) -> Optional[str]:
+    "What makes checkpoint `ck` positively incomplete, or None when it is complete; a failure of the check itself raises."
+    if missing := [f for f in _CKPT_FILES if not _nonempty(ck / f)]: return f"missing or empty {', '.join(missing)}"
+    if not _optimizer_saved(ck): return "no optimizer state (optimizer.pt, optimizer*.bin, optimizer_N/ or global_stepN/*optim_states.pt)"
     rng = sorted(ck.glob("rng_state*.pth"))
     ranks = [int(m.group(1)) for f in rng if (m := re.fullmatch(r"rng_state_(\d+)\.pth", f.name))]
-    if not rng or (ranks and sorted(ranks) != list(range(max(ranks) + 1))): return False       # one RNG file per rank
-    weights = ck / "adapter_model.safetensors" if (ck / "adapter_model.safetensors").is_file() else ck / "model.safetensors"
-    try:
-        with safe_open(str(weights), "pt") as f: f.keys()                                       # a truncated file has a broken header
-        return int(read_json(ck / "trainer_state.json")["global_step"]) == int(ck.name.split("-")[1])
-    except Exception: return False
+    if not rng or (ranks and sorted(ranks) != list(range(max(ranks) + 1))): return "an RNG state is missing (one per rank)"
+    if why := _weights_problem(ck): return why
+    try: step = int(json.loads((ck / "trainer_state.json").read_text())["global_step"])
+    except (ValueError, KeyError, TypeError) as e: return f"trainer_state.json is unreadable ({type(e).__name__})"
+    return None if step == _step(ck) else f"trainer_state.json is at step {step}, not {_step(ck)}"
 
 def last_checkpoint(folder: Union[str, Path], clean: bool = True) -> Optional[Path]:
-    "The newest complete `checkpoint-N` in `folder` (None if none); with `clean`, incomplete ones are removed."
+    "The newest complete `checkpoint-N` in `folder` (None if none); with `clean`, positively incomplete ones are removed."
     folder = Path(folder)
     if not folder.is_dir(): return None
-    cks = sorted((p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)), key=lambda p: int(p.name.split("-")[1]))
-    good = [c for c in cks if _complete(c)]
-    if clean:
-        for c in cks:
-            if c not in good: shutil.rmtree(c, ignore_errors=True)
+    cks = sorted((p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)), key=_step)
+    good = []
+    for c in cks:
+        try: why = _incomplete(c)
+        except Exception as e:
+            warnings.warn(f"{c}: the completeness check failed ({type(e).__name__}: {e}); the checkpoint is kept and not resumed from")
+            continue
+        if why is None: good.append(c)
+        elif clean: shutil.rmtree(c, ignore_errors=True)
     return good[-1] if good else None
 
 # %% ../nbs/06_train.ipynb #94652439

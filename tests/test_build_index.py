@@ -39,6 +39,10 @@ def test_build_from_sample_writes_index_metrics_and_lineage(first):
     assert manifest["dataset_digest"] == chunks.digest and manifest["count"] == len(chunks) == rec.metrics["chunks"]
     assert manifest["embedding_model"] == "sentence-transformers/all-MiniLM-L6-v2" and manifest["dim"] == 384
     assert manifest["index"]["kind"] == "flat" and manifest["extra"]["run_id"] == rec.id
+    scan = manifest["extra"]["document_scan"]                        # the sample documents are clean: nothing flagged
+    assert scan["mode"] == "flag" and scan["blocked"] == scan["quarantined"] == 0 and scan["blocked_ids"] == []
+    assert read_json(rec.dir / "document_scan.json")["mode"] == "flag" and rec.params["document_scan"] == "flag"
+    assert rec.metrics["document_scan_blocked"] == 0
     assert "documents" in rec.lineage["inputs"] and "qa" in rec.lineage["inputs"]
     m = rec.metrics
     assert m["build_s"] > 0 and m["index_bytes"] > 100_000 and 0 < m["texts_embedded"] <= len(chunks)
@@ -70,5 +74,40 @@ def test_bad_parameters_fail_fast_with_clear_errors(env, tmp_path):
     assert out.returncode == 2 and "'flat' | 'ivf' | 'hnsw'" in out.stderr
     out = build(env, ("dataset", str(tmp_path / "missing")))
     assert out.returncode == 1 and "not a dataset folder, a run folder or a run id" in out.stderr
+    out = build(env, ("document_scan", "drop"))
+    assert out.returncode == 2 and "'off' | 'flag' | 'quarantine'" in out.stderr
     out = build(env, ("k", "0"))
     assert out.returncode == 1 and "k must be >= 1" in out.stderr
+
+
+SCANNER = """
+import llmops_nb.guard as _g
+from types import SimpleNamespace as _NS
+def scan_document(text, policy=None):   # a stand-in for the guard's document scan: blocks the warranty chunks
+    bad = "warranty" in text.lower()
+    return _NS(action="block" if bad else "allow", blocked=bad, findings=[_NS(guard="document", reason="test rule")] if bad else [])
+_g.scan_document = scan_document
+"""
+
+
+def test_document_scan_quarantines_and_flags_blocked_chunks(env, first, tmp_path):
+    "A scanner that blocks warranty chunks: quarantine leaves them out of the index, flag keeps and lists them; both are recorded."
+    (tmp_path / "sitecustomize.py").write_text(SCANNER)               # loaded by every Python process of the run, the kernel included
+    e = {**env, "PYTHONPATH": str(tmp_path) + os.pathsep + env.get("PYTHONPATH", "")}
+    out = build(e, ("dataset", first.id), ("document_scan", "quarantine"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rec = read_run(run_dir_of(out))
+    rep = read_json(rec.dir / "document_scan.json")
+    chunks = load_dataset(first.dir / "datasets" / "chunks")
+    warranty = [r["id"] for r in chunks.rows if "warranty" in r["text"].lower()]
+    assert warranty and rep["blocked_ids"] == warranty and rep["quarantined"] == len(warranty)
+    assert rep["examples"][0]["reasons"] == ["document: test rule"] and len(rep["examples"]) <= 5
+    manifest = read_json(rec.dir / "index" / "manifest.json")
+    assert manifest["count"] == len(chunks) - len(warranty) and manifest["extra"]["document_scan"]["quarantined"] == len(warranty)
+    assert "examples" not in manifest["extra"]["document_scan"]
+    assert not set(warranty) & {h.id for h in VectorStore.load(rec.dir / "index").search("warranty", k=20)}
+    assert rec.metrics["document_scan_quarantined"] == len(warranty)
+    out = build(e, ("dataset", first.id), ("document_scan", "flag"))
+    rec = read_run(run_dir_of(out))
+    manifest = read_json(rec.dir / "index" / "manifest.json")
+    assert manifest["count"] == len(chunks) and manifest["extra"]["document_scan"]["blocked_ids"] == warranty

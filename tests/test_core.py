@@ -146,3 +146,44 @@ def test_seed_device_threads():
     assert set_threads(1) == 1 and torch.get_num_threads() == 1
     with pytest.raises(ValueError):
         set_threads(-2)
+
+
+# ---- the canonical secret table -----------------------------------------------------------------------------------
+from llmops_nb.core import SECRET_PATTERNS, find_secrets, is_secret_name
+
+
+@pytest.mark.parametrize("text,kind", [
+    ("AKIA" + "IOSFODNN7EXAMPLE", "aws_access_key"), ("xoxb-" + "123456789012-abcdefghijkl", "slack_token"),
+    ("sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "stripe_key"), ("hf_" + "abcdefghijklmnopqrstuvwxyz0123456789", "huggingface_token"),
+    ("hf_" + "abcdefghij0123456789", "huggingface_token"), ("sk-" + "abcdefghijklmnopqrstu", "openai_key"),
+    ("sk-ant-" + "api03-abcdefghijklmnopqrstuv", "anthropic_key"), ("ghp_" + "abcdefghijklmnopqrstuvwxyz0123", "github_token"),
+    ("github_pat_" + "abcdefghijklmnopqrstuvwx", "github_token"), ("glpat-" + "abcdefghijklmnopqrst", "gitlab_token"),
+    ("wandb_v1_" + "abcdefghijklmnopqrstuvwx", "wandb_key"), ("AIza" + "SyA-abcdefghijklmnopqrstuvwxyz01234", "google_api_key"),
+    ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "jwt"),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "private_key"),
+    ("https://hooks.slack.com/services/T0AAA/B0BBB/xyzXYZ123abc", "slack_webhook"),
+    ("Authorization: Bearer abcDEF0123456789xyz", "bearer_token"),
+    ("postgres://user:pass@host:5432/db", "connection_password"), ("redis://:hunter2@cache:6379", "connection_password"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_key"),
+    ("client_secret: 'Zx81kQ0pLm2vR7tYq'", "assigned_secret"),
+])
+def test_find_secrets_covers_every_shape(text, kind):
+    assert [k for k, *_ in find_secrets(f"here: {text} end")] == [kind]
+
+
+def test_find_secrets_spans_and_quiet_text():
+    dsn = "postgres://user:pass@host/db"
+    (k, a, b), = find_secrets(dsn)
+    assert dsn[a:b] == "pass"                                          # only the password, the DSN stays readable
+    for quiet in ("password: see the wiki", "Version 10.2.0.1", "token budget is 512", "the key point", "hooks.slack.com docs"):
+        assert find_secrets(quiet) == [], quiet
+    assert {k for k, _ in SECRET_PATTERNS} >= {"openai_key", "huggingface_token", "github_token", "aws_access_key", "slack_token",
+                                              "wandb_key", "connection_password", "slack_webhook", "private_key", "jwt"}
+
+
+def test_is_secret_name():
+    for n in ("hf_token", "wandb-api-key", "db.password", "secretKey", "authorization", "Authorization", "passphrase", "cookie",
+              "webhook_url", "database_url", "SENTRY_DSN", "X-Auth-Token", "APIKey", "credentials", "private_key"):
+        assert is_secret_name(n), n
+    for n in ("monkey", "tokenizer_name", "max_tokens", "max_new_tokens", "url", "author", "keyword", "database", "num_tokens"):
+        assert not is_secret_name(n), n

@@ -282,3 +282,48 @@ def test_no_network_access(monkeypatch):
     assert ("EMAIL", "jane.doe@example.co.uk") in found and ("EMAIL", "ops@sub.example.com") in found
     assert ("URL", "https://www.example.org/x") in found
     assert attempts == []
+
+
+def test_hash_without_salt_uses_a_private_random_installation_salt(tmp_path, monkeypatch):
+    "No PII_HASH_SALT: a random salt made once per installation (cache folder, mode 0600), never a public constant; 64-bit tokens."
+    import os, re, stat
+    from llmops_nb.pii import hash_salt
+    import llmops_nb.pii as pii
+    monkeypatch.delenv("PII_HASH_SALT", raising=False)
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "a")); monkeypatch.delenv("LLMOPS_CACHE_DIR", raising=False)
+    monkeypatch.delenv("LLMOPS_PROFILE", raising=False)
+    salt = hash_salt()
+    path = tmp_path / "a" / ".cache" / "llmops" / "pii_hash_salt"
+    assert path.read_text() == salt and len(salt) == 64 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not hasattr(pii, "DEFAULT_SALT") and hash_salt() == salt
+    out = redact_pii("Mail anna@example.com today", mode="hash")
+    token = re.search(r"<EMAIL_([0-9a-f]+)>", out).group(1)
+    assert len(token) == 16 and token == hash_token("EMAIL", "anna@example.com", salt)
+    assert token != hash_token("EMAIL", "anna@example.com", "llmops-nb-pii-v1")[:16]      # not the old public constant
+    monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "b"))
+    assert hash_salt() != salt                                                              # another installation, another salt
+    monkeypatch.setenv("PII_HASH_SALT", "from-the-secret-store")
+    assert hash_salt() == "from-the-secret-store"
+    path.chmod(0o644); monkeypatch.delenv("PII_HASH_SALT"); monkeypatch.setenv("LLMOPS_HOME", str(tmp_path / "a"))
+    assert hash_salt() == salt and stat.S_IMODE(path.stat().st_mode) == 0o600              # permissions are repaired
+    path.write_text("short")
+    with pytest.raises(ValueError, match="shorter than 32 characters"):
+        hash_salt()
+
+
+@pytest.mark.parametrize("text", [
+    "Please upgrade to Version 10.2.0.1 today.", "Fixed in build 4.12.0.255, release notes attached.",
+    "Call us about ticket #20260311-0042.", "Please contact support about ticket #20260311-0042",
+    "Invoice no. 555-123-4567 is due on Friday.", "Your order #4412-8876-2210 has shipped, call us with questions.",
+    "Reference: 20251130-17 (call the desk if it is late).",
+])
+def test_business_numbers_are_not_pii(text):
+    assert [(s.entity, s.text) for s in find_pii(text) if s.entity in ("IP_ADDRESS", "PHONE")] == []
+
+
+@pytest.mark.parametrize("text,entity,value", [
+    ("The server is at 10.2.0.1 now.", "IP_ADDRESS", "10.2.0.1"), ("Call me at 555-123-4567.", "PHONE", "555-123-4567"),
+    ("call the order desk on 555-123-4567", "PHONE", "555-123-4567"), ("My version of events: call 555-123-4567", "PHONE", "555-123-4567"),
+])
+def test_real_ips_and_phones_are_still_found(text, entity, value):
+    assert (entity, value) in [(s.entity, s.text) for s in find_pii(text)]

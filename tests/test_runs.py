@@ -100,3 +100,26 @@ def test_run_output_resolves_paths_run_ids_and_latest(home):
         run_output(made[0].id, "train_x", "index", runs_dir)
     with pytest.raises(FileNotFoundError, match="not found"):
         run_output("20990101-000000-000000", "train_x", "adapter", runs_dir)
+
+
+def test_redaction_of_lists_names_dsns_and_webhooks():
+    "List values under secret names, more secret names (camelCase too), DSN passwords and Slack webhooks are redacted."
+    r = redact({"tokens": ["tok-aaaa-1111"], "api_keys": ["k-one-1234", "k-two-5678"], "authorization": "Basic dXNlcjpwYXNz",
+                "passphrase": "correct horse battery", "cookie": "sid=abc", "webhook_url": "https://example.com/h/1",
+                "database_url": "postgres://u:p4ss@h/db", "secretKey": "abc", "clientSecret": "xyz",
+                "notes": ["connect to postgres://app:hunter22@db.internal:5432/shop",
+                          "post to https://hooks.slack.com/services/T0AAA/B0BBB/xyzXYZ123abc"],
+                "max_tokens": 64, "tokenizer_name": "tiny", "author": "ana"})
+    for k in ("api_keys",): assert r[k] == [REDACTED, REDACTED]
+    for k in ("authorization", "passphrase", "cookie", "webhook_url", "database_url", "secretKey", "clientSecret"): assert r[k] == REDACTED, k
+    assert r["notes"] == ["connect to postgres://app:***@db.internal:5432/shop", "post to ***"]
+    assert (r["max_tokens"], r["tokenizer_name"], r["author"]) == (64, "tiny", "ana")
+    assert redact(("x", {"Authorization": ["Bearer abc"]})) == ("x", {"Authorization": [REDACTED]})
+
+
+def test_runs_and_core_share_one_secret_table():
+    "runs uses the canonical name test and patterns of llmops_nb.core (no second table to drift)."
+    import llmops_nb.runs as runs
+    from llmops_nb import core
+    assert runs.is_secret_name is core.is_secret_name and not hasattr(runs, "_SECRET_VALUE") and not hasattr(runs, "_SECRET_NAME")
+    for kind, rx in core.SECRET_PATTERNS: assert isinstance(kind, str) and isinstance(rx, str)

@@ -227,3 +227,76 @@ def test_early_stopping_stops_and_keeps_the_best_adapter(tiny_model, tmp_path):
     assert r.metrics["eval_loss"] == pytest.approx(min(evals))
     with pytest.raises(ValueError, match="multiple of eval_steps"):
         sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "es2", max_steps=30, eval_steps=2, save_steps=3, early_stopping_patience=2, **FAST)
+
+
+# ---- checkpoint completeness: every optimizer-state layout, and no deletion when the check itself fails
+import json as _json, shutil as _shutil, warnings as _warnings
+
+
+def _fake_checkpoint(root, step, optim=("optimizer.pt",), weights="adapter_model.safetensors"):
+    import torch
+    from safetensors.torch import save_file
+    ck = root / f"checkpoint-{step}"; ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text(_json.dumps({"global_step": step}))
+    (ck / "scheduler.pt").write_bytes(b"s"); (ck / "rng_state.pth").write_bytes(b"r")
+    if weights: save_file({"w": torch.zeros(2)}, str(ck / weights))
+    for o in optim:
+        if o.endswith("/"):
+            (ck / o).mkdir(); (ck / o / "__0_0.distcp").write_bytes(b"x"); (ck / o / ".metadata").write_bytes(b"m")
+        else:
+            (ck / o).parent.mkdir(parents=True, exist_ok=True); (ck / o).write_bytes(b"o")
+    return ck
+
+
+@pytest.mark.parametrize("optim", ["optimizer.pt", "optimizer.bin", "optimizer_1.bin", "optimizer_0_rank0.bin", "optimizer_0/",
+                                   "global_step5/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"])
+def test_every_optimizer_layout_counts(tmp_path, optim):
+    "accelerate's FSDP writes optimizer.bin (FULL_STATE_DICT) or optimizer_0/ (sharded): such checkpoints are complete, not deleted."
+    ck = _fake_checkpoint(tmp_path, 5, optim=(optim,))
+    assert last_checkpoint(tmp_path) == ck and ck.exists()
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model_fsdp.bin", "pytorch_model.bin"])
+def test_fsdp_and_plain_weight_layouts_count(tmp_path, weights):
+    ck = _fake_checkpoint(tmp_path, 2, optim=("optimizer.bin",), weights=weights)
+    assert last_checkpoint(tmp_path) == ck
+
+
+def test_sharded_fsdp_checkpoint_without_safetensors(tmp_path):
+    ck = _fake_checkpoint(tmp_path, 3, optim=("optimizer_0/",), weights=None)
+    (ck / "pytorch_model_fsdp_0").mkdir(); (ck / "pytorch_model_fsdp_0" / ".metadata").write_bytes(b"m")
+    assert last_checkpoint(tmp_path) == ck
+
+
+def test_positively_incomplete_checkpoints_are_removed(tmp_path):
+    good = _fake_checkpoint(tmp_path, 1)
+    no_optim = _fake_checkpoint(tmp_path, 2, optim=())
+    cut_dcp = _fake_checkpoint(tmp_path, 3, optim=("optimizer_0/",)); (cut_dcp / "optimizer_0" / ".metadata").unlink()
+    truncated = _fake_checkpoint(tmp_path, 4); (truncated / "adapter_model.safetensors").write_bytes(b"\x10\x00")
+    sharded = _fake_checkpoint(tmp_path, 5, weights=None)
+    (sharded / "model.safetensors.index.json").write_text(_json.dumps({"weight_map": {"w": "model-00001-of-00002.safetensors"}}))
+    assert last_checkpoint(tmp_path) == good
+    assert not any(p.exists() for p in (no_optim, cut_dcp, truncated, sharded))
+
+
+def test_a_failing_check_never_deletes(tmp_path, monkeypatch):
+    "When the completeness check itself raises (permissions, I/O), the checkpoint is kept, with a warning, and not resumed from."
+    import llmops_nb.train as train
+    good, newer = _fake_checkpoint(tmp_path, 1), _fake_checkpoint(tmp_path, 2)
+    real = train._incomplete
+    def flaky(ck):
+        if ck == newer: raise PermissionError("permission denied: trainer_state.json")
+        return real(ck)
+    monkeypatch.setattr(train, "_incomplete", flaky)
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        assert last_checkpoint(tmp_path) == good
+    assert newer.exists() and any("completeness check failed" in str(w.message) for w in caught)
+    from safetensors import safe_open                                      # an unexpected error inside the weights check: same
+    def broken_open(*a, **k): raise OSError("I/O error")
+    monkeypatch.setattr(train, "_incomplete", real)
+    monkeypatch.setattr("safetensors.safe_open", broken_open)
+    with _warnings.catch_warnings(record=True):
+        _warnings.simplefilter("always")
+        assert last_checkpoint(tmp_path) is None
+    assert good.exists() and newer.exists()
