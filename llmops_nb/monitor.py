@@ -15,7 +15,8 @@ from .core import ConfigError, load_settings, read_json, read_yaml, write_json
 from .runs import redact
 
 # %% auto #0
-__all__ = ['COLUMNS', 'MIGRATIONS', 'SCHEMA_VERSION', 'STATUSES', 'ONLINE_METRICS', 'TraceStoreError', 'as_unix', 'TraceStore']
+__all__ = ['COLUMNS', 'MIGRATIONS', 'SCHEMA_VERSION', 'STATUSES', 'DEFAULT_TENANT', 'ONLINE_METRICS', 'TraceStoreError',
+           'as_unix', 'TraceStore', 'identity_rates']
 
 # %% ../nbs/10_monitor.ipynb #3a4704f2
 class TraceStoreError(RuntimeError):
@@ -46,8 +47,9 @@ COLUMNS = {"trace_id": "TEXT", "ts": "REAL", "started": "TEXT", "key_id": "TEXT"
            "question": "TEXT", "question_chars": "INTEGER", "retrieved_ids": "JSON", "answer": "TEXT", "answer_chars": "INTEGER",
            "verdicts": "JSON", "input_action": "TEXT", "output_action": "TEXT", "steps_ms": "JSON", "total_ms": "REAL",
            "prompt_tokens": "INTEGER", "completion_tokens": "INTEGER", "cost_usd": "REAL", "error": "TEXT", "meta": "JSON",
-           "feedback_score": "REAL", "feedback_label": "TEXT", "feedback_comment": "TEXT", "feedback_ts": "REAL"}  # name -> type
-_V1 = [c for c in COLUMNS if not c.startswith("feedback_")]
+           "feedback_score": "REAL", "feedback_label": "TEXT", "feedback_comment": "TEXT", "feedback_ts": "REAL",
+           "tenant": "TEXT"}  # name -> type
+_V1 = [c for c in COLUMNS if not c.startswith("feedback_") and c != "tenant"]
 _DDL = lambda cols: ", ".join(f"{c} {'TEXT' if COLUMNS[c] == 'JSON' else COLUMNS[c]}" + (" NOT NULL UNIQUE" if c == "trace_id" else "") for c in cols)
 
 MIGRATIONS = [  # (version, what it does, statements): applied in order to reach SCHEMA_VERSION
@@ -60,6 +62,8 @@ MIGRATIONS = [  # (version, what it does, statements): applied in order to reach
         "correction TEXT, labeller TEXT NOT NULL, ts REAL NOT NULL)", "CREATE INDEX labels_trace ON labels(trace_id)",
         "CREATE TABLE scores (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, scorer TEXT, ts REAL NOT NULL)",
         "CREATE INDEX scores_trace ON scores(trace_id, metric)"]),
+    (5, "tenants", ["ALTER TABLE traces ADD COLUMN tenant TEXT", "ALTER TABLE labels ADD COLUMN tenant TEXT",
+                    "CREATE INDEX traces_tenant ON traces(tenant, ts)"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 STATUSES = ("answered", "refused", "idk", "blocked", "error")
@@ -286,12 +290,17 @@ def _check_fields(row: dict) -> dict:
 
 # %% ../nbs/10_monitor.ipynb #d3810ba6
 _TRUNC = "…[truncated {} chars]"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+def _safe(s):
+    "`s` with lone surrogates (which UTF-8, and so SQLite, cannot encode) replaced by U+FFFD; other values as they are."
+    return _SURROGATE.sub("\ufffd", s) if isinstance(s, str) else s
 
 @patch
 def _text(self: TraceStore, s: Optional[str]) -> Optional[str]:
     "Secrets scrubbed, then cut to max_text_chars with a marker."
     if s is None: return None
-    s = redact(s, self._secrets)
+    s = redact(_safe(s), self._secrets)
     if len(s) <= self.max_text_chars: return s
     return s[: self.max_text_chars] + _TRUNC.format(len(s) - self.max_text_chars)
 
@@ -341,17 +350,20 @@ def _row(self: TraceStore, obj, key_id=None, question=None, meta=None, error=Non
 
 # %% ../nbs/10_monitor.ipynb #06a44e35
 _INSERT = f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_dumps = lambda v: None if v is None else json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str)
+_dumps = lambda v: None if v is None else _safe(json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str))
 
 @patch
 def record(self: TraceStore, answer_or_trace, *,
            key_id: Optional[str] = None,       # the API key's id (never the key itself)
            question: Optional[str] = None,     # the question, when the trace holds no redacted one (a refused request); PII is masked
            meta: Optional[dict] = None,        # extra JSON-able fields merged into meta (secrets redacted)
-           error: Optional[str] = None) -> str:  # an error message for a failed request
+           error: Optional[str] = None,        # an error message for a failed request
+           tenant: Optional[str] = None) -> str:  # the tenant the request came from (None: the default tenant)
     "Store one request (an Answer, a Trace, an exception carrying `.trace`, or a dict of row fields); returns the trace id."
+    _opt(tenant, "record: tenant", (str,), "a str")
     row = self._row(answer_or_trace, key_id, question, meta, error)
-    vals = [_dumps(v) if COLUMNS[c] == "JSON" else v for c, v in row.items()]
+    if tenant is not None: row["tenant"] = tenant
+    vals = [_dumps(v) if COLUMNS[c] == "JSON" else _safe(v) for c, v in row.items()]
     try: self._retry(lambda c: c.execute(_INSERT, vals), "record")
     except sqlite3.IntegrityError: raise ValueError(f"record: trace id {row['trace_id']!r} is already in {self.path}") from None
     self._n += 1
@@ -359,6 +371,7 @@ def record(self: TraceStore, answer_or_trace, *,
     return row["trace_id"]
 
 # %% ../nbs/10_monitor.ipynb #76adda5c
+DEFAULT_TENANT = "default"   # the tenant of keys (and rows) that name none
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM traces"
 _JSON_COLS = [i for i, c in enumerate(COLUMNS) if COLUMNS[c] == "JSON"]
 
@@ -368,11 +381,14 @@ def _decode(r: tuple) -> dict:
     return dict(zip(COLUMNS, r))
 
 @patch
-def get(self: TraceStore, trace_id: str) -> Optional[dict]:
+def get(self: TraceStore, trace_id: str,
+        tenant: Optional[str] = None) -> Optional[dict]:  # only a row of this tenant (rows without one are DEFAULT_TENANT's); None: any
     "The row of `trace_id`, or None."
     if not isinstance(trace_id, str): raise TypeError(f"get: trace_id must be a str, got {type(trace_id).__name__}")
-    r = self._retry(lambda c: c.execute(_SELECT + " WHERE trace_id = ?", (trace_id,)).fetchone(), "get")
-    return _decode(r) if r else None
+    _opt(tenant, "get: tenant", (str,), "a str")
+    r = self._retry(lambda c: c.execute(_SELECT + " WHERE trace_id = ?", (_safe(trace_id),)).fetchone(), "get")
+    row = _decode(r) if r else None
+    return None if row is None or (tenant is not None and (row["tenant"] or DEFAULT_TENANT) != tenant) else row
 
 # %% ../nbs/10_monitor.ipynb #8d2162d5
 @patch
@@ -384,7 +400,7 @@ def feedback(self: TraceStore, trace_id: str, score: Optional[float] = None, lab
     if score is not None and not math.isfinite(score): raise ValueError(f"feedback: score must be finite, got {score!r}")
     if score is None and not label and not comment: raise ValueError("feedback: give a score, a label or a comment")
     if label is not None and len(label) > 200: raise ValueError(f"feedback: label must be at most 200 characters, got {len(label)}")
-    vals = (None if score is None else float(score), self._text(label), self._text(self._mask(comment)), time.time(), trace_id)
+    vals = (None if score is None else float(score), self._text(label), self._text(self._mask(comment)), time.time(), _safe(trace_id))
     cur = self._retry(lambda c: c.execute("UPDATE traces SET feedback_score=?, feedback_label=?, feedback_comment=?, feedback_ts=? WHERE trace_id=?", vals), "feedback")
     return cur.rowcount > 0
 
@@ -395,29 +411,31 @@ def _many(v, name: str) -> Optional[list]:
     if not isinstance(vs, (list, tuple, set)) or not all(isinstance(x, str) for x in vs): raise TypeError(f"{name} must be a str or a list of str, got {v!r}")
     return list(vs)
 
-def _where(since, until, status, key_id) -> tuple:
+def _where(since, until, status, key_id, tenant=None) -> tuple:
     conds, params = [], []
     for col, op, v in (("ts", ">=", as_unix(since, "since")), ("ts", "<", as_unix(until, "until"))):
         if v is not None: conds.append(f"{col} {op} ?"); params.append(v)
     for col, vs in (("status", _many(status, "status")), ("key_id", _many(key_id, "key_id"))):
-        if vs is not None: conds.append(f"{col} IN ({', '.join('?' * len(vs))})"); params += vs
+        if vs is not None: conds.append(f"{col} IN ({', '.join('?' * len(vs))})"); params += [_safe(v) for v in vs]
+    if (ts := _many(tenant, "tenant")) is not None:
+        conds.append(f"COALESCE(tenant, '{DEFAULT_TENANT}') IN ({', '.join('?' * len(ts))})"); params += [_safe(t) for t in ts]
     return (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 # %% ../nbs/10_monitor.ipynb #493661f7
 @patch
 def query(self: TraceStore, since=None, until=None, limit: Optional[int] = None, status=None, key_id=None,
-          order: str = "asc") -> list:
-    "Rows with since <= ts < until (unix seconds, datetime, ISO, '-7d'), optionally of some statuses/key ids, by time."
+          order: str = "asc", tenant=None) -> list:
+    "Rows with since <= ts < until (unix seconds, datetime, ISO, '-7d'), optionally of some statuses/key ids/tenants, by time."
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1): raise ValueError(f"query: limit must be an int >= 1 or None, got {limit!r}")
     if order not in ("asc", "desc"): raise ValueError(f"query: order must be 'asc' or 'desc', got {order!r}")
-    where, params = _where(since, until, status, key_id)
+    where, params = _where(since, until, status, key_id, tenant)
     sql = f"{_SELECT}{where} ORDER BY ts {order}, id {order}" + (f" LIMIT {limit}" if limit else "")
     return [_decode(r) for r in self._retry(lambda c: c.execute(sql, params).fetchall(), "query")]
 
 @patch
-def count(self: TraceStore, since=None, until=None, status=None, key_id=None) -> int:
+def count(self: TraceStore, since=None, until=None, status=None, key_id=None, tenant=None) -> int:
     "Number of rows in the window."
-    where, params = _where(since, until, status, key_id)
+    where, params = _where(since, until, status, key_id, tenant)
     return self._retry(lambda c: c.execute(f"SELECT COUNT(*) FROM traces{where}", params).fetchone()[0], "count")
 
 @patch
@@ -441,14 +459,19 @@ def frame(self: TraceStore, since=None, until=None, status=None, key_id=None):
 
 # %% ../nbs/10_monitor.ipynb #d582c128
 @patch
-def purge(self: TraceStore, older_than_days: Optional[float] = None) -> int:
-    "Delete rows older than `older_than_days` (default: the store's retention_days); returns how many."
+def purge(self: TraceStore, older_than_days: Optional[float] = None,
+          max_rows: Optional[int] = None) -> int:   # also keep only the newest max_rows rows
+    "Delete rows older than `older_than_days` (default: the store's retention_days) and beyond the newest `max_rows`; returns how many."
     days = self.retention_days if older_than_days is None else older_than_days
-    if days is None: raise ValueError("purge: pass older_than_days, or open the store with retention_days")
-    _num(days, "older_than_days", none_ok=False)
-    cutoff, now = time.time() - days * 86400, time.time()
+    if days is None and max_rows is None: raise ValueError("purge: pass older_than_days or max_rows, or open the store with retention_days")
+    if days is not None: _num(days, "older_than_days", none_ok=False)
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0):
+        raise ValueError(f"purge: max_rows must be an int >= 0 or None, got {max_rows!r}")
+    now = time.time()
     def run(c):
-        n = c.execute("DELETE FROM traces WHERE ts < ?", (cutoff,)).rowcount
+        n = c.execute("DELETE FROM traces WHERE ts < ?", (now - days * 86400,)).rowcount if days is not None else 0
+        if max_rows is not None:
+            n += c.execute("DELETE FROM traces WHERE id NOT IN (SELECT id FROM traces ORDER BY ts DESC, id DESC LIMIT ?)", (max_rows,)).rowcount
         for t in ("labels", "scores"): c.execute(f"DELETE FROM {t} WHERE trace_id NOT IN (SELECT trace_id FROM traces)")
         c.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('last_purge', ?)", (str(now),)); return n
     n = self._tx(run, "purge"); self._last_purge = now
@@ -499,11 +522,20 @@ def _pct(xs: list) -> Optional[dict]:
 
 def _rate(n: int, total: int) -> Optional[float]: return n / total if total else None
 
+def identity_rates(rows: list) -> dict:
+    "(question, input_action) pairs -> per identity group the question mentions (or 'none'): requests and input block rate."
+    from llmops_nb.guard import identity_mentions
+    by = {}
+    for q, act in rows:
+        for g in (identity_mentions(q) if isinstance(q, str) else []) or ["none"]:
+            n, b = by.get(g, (0, 0)); by[g] = (n + 1, b + (act == "block"))
+    return {g: {"requests": n, "input_block_rate": b / n} for g, (n, b) in sorted(by.items())}
+
 @patch
 def aggregates(self: TraceStore, since=None, until=None, status=None, key_id=None) -> dict:
     "Requests, status counts and rates, guard block/redact rates, latency percentiles, tokens, cost and feedback of a window."
     where, params = _where(since, until, status, key_id)
-    sql = f"SELECT status, input_action, output_action, total_ms, steps_ms, prompt_tokens, completion_tokens, cost_usd, feedback_score, feedback_label, ts FROM traces{where}"
+    sql = f"SELECT status, input_action, output_action, total_ms, steps_ms, prompt_tokens, completion_tokens, cost_usd, feedback_score, feedback_label, ts, question FROM traces{where}"
     rows = self._retry(lambda c: c.execute(sql, params).fetchall(), "aggregates")
     n, col = len(rows), lambda i: [r[i] for r in rows if r[i] is not None]
     cnt = lambda i, v: sum(1 for r in rows if r[i] == v)
@@ -522,7 +554,7 @@ def aggregates(self: TraceStore, since=None, until=None, status=None, key_id=Non
             "cost_usd": sum(costs) if costs else None, "cost_usd_per_request": sum(costs) / n if costs else None,
             "feedback": {"count": len(scores) + sum(1 for r in rows if r[8] is None and r[9] is not None), "score_mean": sum(scores) / len(scores) if scores else None,
                          "labels": {l: labels.count(l) for l in sorted(set(labels))}},
-            "online": self._online_aggregates(where, params)}
+            "online": self._online_aggregates(where, params), "identity": identity_rates([(r[11], r[1]) for r in rows])}
 
 ONLINE_METRICS = ("groundedness", "answer_relevance")   # always in aggregates' "online" (None without scores), so alert rules can name them
 

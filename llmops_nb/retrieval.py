@@ -19,8 +19,8 @@ from .core import device as pick_device
 from .ir_metrics import evaluate_retrieval, hit_rate, mrr, ndcg_at_k, precision_at_k, recall_at_k   # re-exported here
 
 # %% auto #0
-__all__ = ['INDEX_KINDS', 'MODES', 'STORE_FORMAT', 'model_id', 'EmbeddingCache', 'Embedder', 'RetrievalError', 'FilterError',
-           'Hit', 'gpu_available', 'VectorStore', 'rrf', 'chunk_metadata', 'sample_dir', 'sample_chunks',
+__all__ = ['INDEX_KINDS', 'MODES', 'TENANT_FIELD', 'STORE_FORMAT', 'model_id', 'EmbeddingCache', 'Embedder', 'RetrievalError',
+           'FilterError', 'Hit', 'gpu_available', 'VectorStore', 'rrf', 'chunk_metadata', 'sample_dir', 'sample_chunks',
            'resolve_dataset', 'dataset_aliases', 'index_digest', 'hits_frame', 'explorer']
 
 # %% ../nbs/04_retrieval.ipynb #9cea914e
@@ -534,6 +534,21 @@ def get(self: VectorStore, id: str) -> Hit:
     if id not in self._slot: raise KeyError(f"id {id!r} not in the store")
     l = self._slot[id]
     return Hit(id, float("nan"), self._texts[l], dict(self._metas[l]))
+
+# %% ../nbs/04_retrieval.ipynb #7e4a11c2
+TENANT_FIELD = "tenant"     # the chunk metadata field naming the tenant a chunk belongs to (absent: shared)
+
+@patch
+def tenant_where(self: VectorStore, tenant: Optional[str],          # the caller's tenant; None: no tenant filter
+                 where: Optional[dict] = None,                       # the caller's own filter, narrowed
+                 field: str = TENANT_FIELD) -> Optional[dict]:
+    "`where` narrowed to the chunks `tenant` may see: its own and the shared ones (no `field`); unchanged when no chunk names a tenant."
+    if tenant is None: return where
+    if not isinstance(tenant, str) or not tenant.strip(): raise FilterError(f"tenant must be a non-empty str, got {tenant!r:.60}")
+    if where is not None and not isinstance(where, dict): raise FilterError(f"where must be a dict of field -> condition, got {type(where).__name__}")
+    if where and field in where: raise FilterError(f"where[{field!r}]: the tenant comes from the caller's key, not from a filter; leave {field!r} out")
+    if field not in self.fields(): return where
+    return {**(where or {}), field: [tenant, None]}
 
 # %% ../nbs/04_retrieval.ipynb #3a8ce230
 def chunk_metadata(row) -> dict:

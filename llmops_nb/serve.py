@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/serve.html.md"""
 
 # %% ../nbs/11_serve.ipynb #cd9f5ab5
 from __future__ import annotations
-import asyncio, copy, hashlib, hmac, importlib, json, logging, math, os, re, signal, threading, time, uuid
+import asyncio, collections, copy, hashlib, hmac, importlib, inspect, json, logging, math, os, re, signal, threading, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,19 +18,23 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from fastcore.basics import patch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from .core import ConfigError, Settings, load_settings
+from .monitor import DEFAULT_TENANT
 
 # %% auto #0
-__all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'TEMPERATURE_CAP', 'ENDPOINTS', 'ENDPOINT_KEY', 'hash_key', 'key_id', 'load_keys',
-           'KeyRing', 'RateLimiter', 'ContentPart', 'ChatMessage', 'Extension', 'ChatRequest', 'FeedbackRequest',
-           'APIError', 'parse_body', 'question_of', 'options_of', 'usage_of', 'finish_reason_of', 'extension_of',
-           'completion', 'chunks', 'Metrics', 'Edge', 'Served', 'create_app', 'default_pipeline', 'load_factory',
-           'make_app', 'serve', 'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
+__all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'TEMPERATURE_CAP', 'ENDPOINTS', 'AUTHENTICATED', 'ENDPOINT_KEY', 'hash_key', 'key_id',
+           'load_keys', 'KeyRing', 'RateLimiter', 'ContentPart', 'ChatMessage', 'Extension', 'ChatRequest',
+           'FeedbackRequest', 'APIError', 'parse_body', 'question_of', 'options_of', 'usage_of', 'finish_reason_of',
+           'extension_of', 'completion', 'citation_policy', 'redact_citations', 'chunks', 'Metrics', 'Edge', 'Served',
+           'FailedAuth', 'Cancelled', 'create_app', 'default_pipeline', 'load_factory', 'make_app', 'serve',
+           'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
 
 # %% ../nbs/11_serve.ipynb #f1a7230f
 KEY_PREFIX, MIN_KEY_CHARS = "sha256:", 16
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 def hash_key(key: str) -> str:
     "The stored form of an API key, `sha256:<hex>`: what a keys file may hold instead of the key."
@@ -40,8 +44,8 @@ def hash_key(key: str) -> str:
     return KEY_PREFIX + hashlib.sha256(key.strip().encode("utf-8")).hexdigest()
 
 def key_id(key: str) -> str:
-    "The id traces, logs and metrics use for a key (or its `sha256:` hash): the first 12 hex digits of the hash."
-    return _stored(key, "key_id")[len(KEY_PREFIX):][:12]
+    "The id traces, logs and metrics use for a key (or its `sha256:` hash, with or without a `tenant:`): the first 12 hex digits of the hash."
+    return _entry(key, "key_id")[1][len(KEY_PREFIX):][:12]
 
 def _stored(item: str, where: str) -> str:
     "One configured key as `sha256:<hex>`: a hash is checked, a plain key hashed. Errors never quote the item."
@@ -51,13 +55,19 @@ def _stored(item: str, where: str) -> str:
     if len(item) < MIN_KEY_CHARS: raise ConfigError(f"{where}: an API key shorter than {MIN_KEY_CHARS} characters; use a long random key")
     return hash_key(item)
 
+def _entry(item: str, where: str) -> tuple:
+    "(tenant, `sha256:<hex>`) of one configured item: `KEY`, `sha256:<hex>`, `TENANT:KEY` or `TENANT:sha256:<hex>`."
+    t, sep, rest = item.partition(":")
+    if sep and rest and t != KEY_PREFIX[:-1] and _TENANT.fullmatch(t): return t, _stored(rest.strip(), where)
+    return DEFAULT_TENANT, _stored(item, where)
+
 # %% ../nbs/11_serve.ipynb #200e4906
 def load_keys(env: Optional[str] = "LLMOPS_API_KEYS",   # environment variable with comma-separated keys (or hashes); None: skip
-              file: Union[str, Path, None] = None) -> list:  # keys file: one key or `sha256:<hex>` per line, `#` comments
-    "API keys as `sha256:<hex>` hashes, from the environment variable `env` and/or a keys file (duplicates dropped)."
+              file: Union[str, Path, None] = None) -> list:  # keys file: one `[TENANT:]KEY` or `[TENANT:]sha256:<hex>` per line, `#` comments
+    "API keys as `sha256:<hex>` hashes (`TENANT:sha256:<hex>` for a tenant other than the default), from the environment variable `env` and/or a keys file."
     out = []
     if env and (raw := os.environ.get(env, "").strip()):
-        out += [_stored(k.strip(), f"environment variable {env}, item {i}") for i, k in enumerate(raw.split(","), 1) if k.strip()]
+        out += [_entry(k.strip(), f"environment variable {env}, item {i}") for i, k in enumerate(raw.split(","), 1) if k.strip()]
     if file is not None:
         p = Path(file).expanduser()
         if not p.is_file(): raise FileNotFoundError(f"keys file {p}: no such file")
@@ -65,24 +75,31 @@ def load_keys(env: Optional[str] = "LLMOPS_API_KEYS",   # environment variable w
         except UnicodeDecodeError: raise ConfigError(f"keys file {p}: not UTF-8 text") from None
         for n, line in enumerate(lines, 1):
             item = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()      # a comment line, or a comment after whitespace
-            if item: out.append(_stored(item, f"keys file {p}, line {n}"))
-    return list(dict.fromkeys(out))
+            if item: out.append(_entry(item, f"keys file {p}, line {n}"))
+    return [h if t == DEFAULT_TENANT else f"{t}:{h}" for t, h in dict.fromkeys(out)]
 
 # %% ../nbs/11_serve.ipynb #2e821000
 class KeyRing:
-    "Hashed API keys; `check(key)` returns the key's id when it is one of them, else None (constant-time compare)."
-    def __init__(self, keys: Iterable[str] = ()):  # plain keys or `sha256:<hex>` hashes, e.g. from `load_keys`
+    "Hashed API keys and their tenants; `check(key)` returns the key's id when it is one of them, else None (constant-time compare)."
+    def __init__(self, keys: Iterable[str] = ()):  # plain keys or `sha256:<hex>` hashes, each optionally `TENANT:`-prefixed, e.g. from `load_keys`
         if isinstance(keys, str): raise TypeError("keys must be a list of keys, not one str (split a comma-separated value first)")
-        self._hashes = [bytes.fromhex(_stored(k, f"keys[{i}]")[len(KEY_PREFIX):]) for i, k in enumerate(keys)]
+        entries, owner = [_entry(k, f"keys[{i}]") for i, k in enumerate(keys)], {}
+        for i, (t, h) in enumerate(entries):
+            if owner.setdefault(h, t) != t: raise ConfigError(f"keys[{i}]: the same key is given to tenants {owner[h]!r} and {t!r}; give each tenant its own keys")
+        self._hashes = [bytes.fromhex(h[len(KEY_PREFIX):]) for _, h in entries]
+        self._tenants = [t for t, _ in entries]
     def __len__(self): return len(self._hashes)
-    def __repr__(self): return f"KeyRing({len(self)} keys)"
-    def check(self, key: Optional[str]) -> Optional[str]:
-        "The id of `key` when it is a configured key, else None."
+    def __repr__(self): return f"KeyRing({len(self)} keys, {len(set(self._tenants))} tenants)"
+    def identify(self, key: Optional[str]) -> Optional[tuple]:
+        "(key id, tenant) of `key` when it is a configured key, else None."
         if not isinstance(key, str) or not key.strip(): return None
         h, found = hashlib.sha256(key.strip().encode("utf-8", "surrogatepass")).digest(), None
-        for s in self._hashes:
-            if hmac.compare_digest(h, s): found = s
-        return found.hex()[:12] if found else None
+        for s, t in zip(self._hashes, self._tenants):
+            if hmac.compare_digest(h, s): found = (s.hex()[:12], t)
+        return found
+    def check(self, key: Optional[str]) -> Optional[str]:
+        "The id of `key` when it is a configured key, else None."
+        return (self.identify(key) or (None,))[0]
 
 # %% ../nbs/11_serve.ipynb #689ac560
 class RateLimiter:
@@ -144,7 +161,7 @@ class FeedbackRequest(BaseModel):
     comment: Optional[str] = Field(None, max_length=4000)
 
 # %% ../nbs/11_serve.ipynb #3176a2c4
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error",
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error", 408: "timeout",
           413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error", 502: "upstream_error",
           503: "service_unavailable", 504: "timeout"}
 
@@ -247,6 +264,29 @@ def completion(answer, trace_id: str, model: str) -> dict:
                          "finish_reason": finish_reason_of(answer)}],
             "usage": usage_of(answer), "llmops": extension_of(answer, trace_id)}
 
+# %% ../nbs/11_serve.ipynb #c17a0b02
+_CITE_GUARDS, _CITE_POLICIES = ("pii", "secrets"), {}
+
+def citation_policy(policy=None):
+    "The output policy's `pii` and `secrets` guards, set to redact: what citation text passes through."
+    from llmops_nb.guard import load_policy
+    p = load_policy(policy)
+    if (got := _CITE_POLICIES.get(p.ref)) is not None: return got
+    out = {g: {**{k: v for k, v in p.output[g].items() if k != "allow_from_context"}, "action": "redact"}
+           for g in _CITE_GUARDS if isinstance(p.output.get(g), dict)}
+    if len(_CITE_POLICIES) > 64: _CITE_POLICIES.clear()
+    return _CITE_POLICIES.setdefault(p.ref, load_policy({"name": f"{p.name}-citations", "output": out}))
+
+def redact_citations(citations: list, policy=None) -> list:
+    "Copies of `citations` with their text redacted by the output `policy`'s PII and secret guards (None: the default policy)."
+    from llmops_nb.guard import scan_output
+    pol, out = citation_policy(policy), []
+    for c in citations or []:
+        c = copy.copy(c)
+        if isinstance(getattr(c, "text", None), str) and pol.output: c.text = scan_output(c.text, None, pol).text
+        out.append(c)
+    return out
+
 # %% ../nbs/11_serve.ipynb #59b5253e
 def _sse(obj: Any) -> str: return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
@@ -276,6 +316,9 @@ class Metrics:
         self.rate_limited = Counter("llmops_rate_limited", "Requests refused with 429", registry=r)
         self.timeouts = Counter("llmops_timeouts", "Pipeline calls that overran timeout_s (504)", registry=r)
         self.trace_errors = Counter("llmops_trace_store_errors", "Answers served whose trace could not be stored", registry=r)
+        self.auth_failures = Counter("llmops_auth_failures", "Requests with a missing or wrong API key (401), and those refused for too many (429)", ["result"], registry=r)
+        self.cancelled = Counter("llmops_cancelled", "Timed-out pipeline calls stopped at their next step", registry=r)
+        self.purged = Counter("llmops_traces_purged", "Trace rows deleted by the retention limits", registry=r)
         self.internal_errors = Counter("llmops_internal_errors", "Unexpected server errors (500)", registry=r)
         self.in_flight = Gauge("llmops_pipeline_in_flight", "Pipeline calls running or queued", registry=r)
         self.release_answers = Counter("llmops_release_answers", "Chat completions by the release that answered", ["alias", "version"], registry=r)
@@ -299,36 +342,50 @@ async def _send_error(send, e: APIError) -> None:
     await send({"type": "http.response.start", "status": r.status_code, "headers": r.raw_headers})
     await send({"type": "http.response.body", "body": r.body})
 
-async def _read_body(scope: dict, receive, limit: int):
-    "The request body (at most `limit` bytes) -> (a receive that replays it, None), or (None, APIError)."
+async def _read_body(scope: dict, receive, limit: int, timeout_s: Optional[float] = None):
+    "The request body (at most `limit` bytes, all of it within `timeout_s`) -> (a receive that replays it, None), or (None, APIError)."
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None:
         if not declared.isdigit(): return None, APIError(400, "the Content-Length header is not a number")
         if int(declared) > limit: return None, APIError(413, f"the request body has {int(declared)} bytes, more than the {limit} allowed")
-    parts, size = [], 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect": return None, None
-        size += len(body := msg.get("body", b""))
-        if size > limit: return None, APIError(413, f"the request body is larger than the {limit} bytes allowed")
-        parts.append(body)
-        if not msg.get("more_body"): break
+    parts = []
+    async def read():
+        size = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect": return False, None
+            size += len(body := msg.get("body", b""))
+            if size > limit: return False, APIError(413, f"the request body is larger than the {limit} bytes allowed")
+            parts.append(body)
+            if not msg.get("more_body"): return True, None
+    try: done, err = await asyncio.wait_for(read(), timeout_s)
+    except (TimeoutError, asyncio.TimeoutError): return None, APIError(408, f"the request body did not arrive within {timeout_s:g} s")
+    if not done: return None, err
     pending = [{"type": "http.request", "body": b"".join(parts), "more_body": False}]
     async def replay(): return pending.pop() if pending else await receive()
     return replay, None
 
 # %% ../nbs/11_serve.ipynb #f365580a
 _RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+AUTHENTICATED = ("/v1/chat/completions", "/v1/feedback")      # POST routes whose key is checked before their body is read
 
 def _request_id(scope) -> str:
     "The client's `X-Request-Id` when it is a safe token, else a fresh 16-hex id."
     given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
     return given if _RID.fullmatch(given) else uuid.uuid4().hex[:16]
 
+def _loggable(path: str, limit: int = 256) -> str:
+    "A request path safe for a log line: control characters (CR, LF, ...) percent-escaped, cut to `limit` characters."
+    p = _CTRL.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), path)
+    return p if len(p) <= limit else p[:limit] + "..."
+
 class Edge:
-    "Outermost ASGI layer: request id, body size limit, metrics, access log and a 500 that reveals nothing."
-    def __init__(self, app, metrics: Metrics, max_body_bytes: int = 65536):
-        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+    "Outermost ASGI layer: request id, key check then body limits (size, time), metrics, access log and a 500 that reveals nothing."
+    def __init__(self, app, metrics: Metrics, max_body_bytes: int = 65536,
+                 gate: Optional[Callable] = None,         # scope -> None, or raises APIError (401/429): run before the body is read
+                 body_timeout_s: float = 30):             # seconds for the whole body to arrive (408 after)
+        self.app, self.metrics, self.max_body_bytes, self.gate, self.body_timeout_s = app, metrics, max_body_bytes, gate, body_timeout_s
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http": return await self.app(scope, receive, send)
         t0, rid, path = time.perf_counter(), _request_id(scope), scope.get("path", "")
@@ -339,18 +396,23 @@ class Edge:
                 msg = {**msg, "headers": [*msg.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(msg)
         try:
-            replay, err = (receive, None) if scope["method"] in ("GET", "HEAD", "OPTIONS") else await _read_body(scope, receive, self.max_body_bytes)
+            replay, err = receive, None
+            if scope["method"] == "POST" and path in AUTHENTICATED:
+                try:
+                    if self.gate is not None: self.gate(scope)
+                except APIError as e: err = e
+                if err is None: replay, err = await _read_body(scope, receive, self.max_body_bytes, self.body_timeout_s)
             if err is not None: await _send_error(send2, err)
             elif replay is not None: await self.app(scope, replay, send2)
             else: st["code"] = 499                                            # the client went away before sending its body
         except Exception:
             self.metrics.internal_errors.inc()
-            _log.exception("internal error, request %s %s %s", rid, scope["method"], path)
+            _log.exception("internal error, request %s %s %s", rid, scope["method"], _loggable(path))
             if not st["started"]: await _send_error(send2, APIError(500, f"internal server error (request {rid}); the server log has the details", request_id=rid))
         finally:
             ep = path if path in ENDPOINTS else "other"
             self.metrics.requests.labels(ep, str(st["code"])).inc(); self.metrics.latency.labels(ep).observe(time.perf_counter() - t0)
-            _log.info("%s %s %s %.1f ms key=%s request=%s", scope["method"], path, st["code"], (time.perf_counter() - t0) * 1e3, scope.get("llmops.key_id", "-"), rid)
+            _log.info("%s %s %s %.1f ms key=%s request=%s", scope["method"], _loggable(path), st["code"], (time.perf_counter() - t0) * 1e3, scope.get("llmops.key_id", "-"), rid)
 
 # %% ../nbs/11_serve.ipynb #61ae0db4
 @dataclass
@@ -392,12 +454,39 @@ class _Fixed:
     def stop(self) -> None: pass
 
 # %% ../nbs/11_serve.ipynb #613017ea
+class FailedAuth:
+    "Failed authentications per client address: after `limit` within `window_s` seconds, `wait(addr)` says how long that address must wait."
+    def __init__(self, limit: Optional[int] = 10,       # failures per window; None or 0: no limit
+                 window_s: float = 60, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0): raise ValueError(f"max_auth_failures must be an int >= 0 (0 or None: no limit), got {limit!r}")
+        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not 0 < window_s < math.inf: raise ValueError(f"window_s must be seconds > 0, got {window_s!r}")
+        self.limit, self.window_s, self.max_clients, self.clock, self._fails, self._lock = limit or 0, float(window_s), max_clients, clock, {}, threading.Lock()
+    def wait(self, addr: str) -> float:
+        "Seconds until `addr` may try a key again (0.0: now)."
+        if not self.limit: return 0.0
+        with self._lock:
+            q, now = self._fails.get(addr), self.clock()
+            while q and q[0] <= now - self.window_s: q.popleft()
+            if not q: self._fails.pop(addr, None); return 0.0
+            return q[0] + self.window_s - now if len(q) >= self.limit else 0.0
+    def fail(self, addr: str) -> None:
+        "Count one failed authentication from `addr`."
+        if not self.limit: return
+        with self._lock:
+            q = self._fails.pop(addr, None) or collections.deque(maxlen=self.limit)
+            q.append(self.clock()); self._fails[addr] = q                # re-inserted: the dict stays ordered by last failure
+            while len(self._fails) > self.max_clients: self._fails.pop(next(iter(self._fails)))
+
+def _client(scope) -> str: return str((scope.get("client") or ("unknown",))[0])
+
 class _App:
     "The state behind one app: the releases (or one pipeline), store, keys, limits, metrics and the worker threads."
     def __init__(self, router, store, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, timeout_s: float, workers: int,
-                 max_question_chars: int, model: str, metrics_auth: bool, named: bool = False):
+                 max_question_chars: int, model: str, metrics_auth: bool, named: bool = False, failed_auth: Optional[FailedAuth] = None,
+                 retention: Optional[dict] = None):
         self.router, self.store, self.keys, self.limiter, self.metrics = router, store, keys, limiter, metrics
         self.timeout_s, self.max_question_chars, self.model, self.metrics_auth, self.named = timeout_s, max_question_chars, model, metrics_auth, named
+        self.failed_auth, self.retention = failed_auth or FailedAuth(None), retention or {}
         self.pool, self.started = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve"), time.time()
 
     @property
@@ -406,16 +495,24 @@ class _App:
         "The `model` of a response: model_name when given, else the release that answered (`alias@version`), else the generator's model."
         return self.model if self.named or not served.version else served.name
 
-    def authenticate(self, request: Request) -> str:
-        "The caller's key id, or 401 (missing or wrong key)."
-        if not len(self.keys): kid = "anonymous"
+    def authenticate(self, request: Union[Request, dict]) -> str:
+        "The caller's key id (its tenant goes in the scope), or 401 (missing or wrong key), or 429 after too many failures from its address."
+        scope = request if isinstance(request, dict) else request.scope
+        if (who := scope.get("llmops.who")) is not None: return who[0]          # checked already, before the body was read
+        if not len(self.keys): who = ("anonymous", DEFAULT_TENANT)
         else:
-            scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-            if not token.strip(): raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'", {"WWW-Authenticate": 'Bearer realm="llmops"'})
-            if scheme.lower() != "bearer" or (kid := self.keys.check(token)) is None:
+            addr = _client(scope)
+            if wait := self.failed_auth.wait(addr):
+                self.metrics.auth_failures.labels("throttled").inc()
+                raise APIError(429, f"too many failed authentications from this address; retry after {math.ceil(wait)} s",
+                               {"Retry-After": str(max(1, math.ceil(wait)))})
+            scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
+            if not token.strip() or scheme.lower() != "bearer" or (who := self.keys.identify(token)) is None:
+                self.failed_auth.fail(addr); self.metrics.auth_failures.labels("rejected").inc()
+                if not token.strip(): raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'", {"WWW-Authenticate": 'Bearer realm="llmops"'})
                 raise APIError(401, "invalid API key", {"WWW-Authenticate": 'Bearer realm="llmops", error="invalid_token"'})
-        request.scope["llmops.key_id"] = kid
-        return kid
+        scope["llmops.who"], scope["llmops.key_id"] = who, who[0]
+        return who[0]
 
     def admit(self, request: Request) -> str:
         "Authenticate, then take a rate-limit token: the key id, or 401/429."
@@ -437,51 +534,91 @@ def _priced(answer, price: dict) -> Optional[dict]:
     return {**row, "cost_usd": round(cost(row["prompt_tokens"] or 0, row["completion_tokens"] or 0, p), 10)}
 
 @patch
-def record(self: _App, obj, key_id: str, question: str, meta: dict, price: Optional[dict] = None) -> Optional[str]:
-    "Store `obj` (an Answer or a Trace) in the trace store: its trace id; on a store failure the answer is still served."
+def record(self: _App, obj, key_id: str, question: str, meta: dict, price: Optional[dict] = None,
+           tenant: str = DEFAULT_TENANT) -> Optional[str]:
+    "Store `obj` (an Answer or a Trace) in the trace store: its trace id; on a store failure the answer is still served (the failure is logged and counted)."
     tid = getattr(getattr(obj, "trace", obj), "id", None)
     if self.store is None: return tid
     try:
         row = _priced(obj, price) if price and getattr(obj, "trace", None) is not None else None
-        return self.store.record(row or obj, key_id=key_id, question=question, meta=meta)
+        kw = {"tenant": tenant} if tenant != DEFAULT_TENANT or "tenant" in inspect.signature(self.store.record).parameters else {}
+        return self.store.record(row or obj, key_id=key_id, question=question, meta=meta, **kw)
     except Exception as e:
-        self.metrics.trace_errors.inc(); _log.warning("trace %s not stored: %s", tid, type(e).__name__)
+        self.metrics.trace_errors.inc()
+        _log.error("trace %s of request %s NOT stored (llmops_trace_store_errors_total counts these): %s: %s",
+                   tid, meta.get("request_id"), type(e).__name__, _loggable(str(e), 300))
         return tid
 
 # %% ../nbs/11_serve.ipynb #a0245667
-def _with_generation(pipeline, gen: dict):
-    "`pipeline` with generation overrides for one request: a shallow copy with merged `gen_kwargs` (the original is shared)."
-    if not gen or not isinstance(getattr(pipeline, "gen_kwargs", None), dict): return pipeline
-    p = copy.copy(pipeline); p.gen_kwargs = {**pipeline.gen_kwargs, **gen}
+class Cancelled(RuntimeError):
+    "A request's pipeline call stopped at its next step because the request's deadline had passed."
+
+def _takes_cancel(fn) -> bool:
+    try: return "cancel" in inspect.signature(fn).parameters
+    except (TypeError, ValueError): return False
+
+class _Stoppable:
+    "A pipeline's generator or store for one request: each call first checks the request's cancel event, and stops once it is set."
+    def __init__(self, inner, cancel: threading.Event): self._inner, self._cancel = inner, cancel
+    def __getattr__(self, name): return getattr(self._inner, name)
+    def __repr__(self): return repr(self._inner)
+    def _check(self, what: str) -> None:
+        if self._cancel.is_set(): raise Cancelled(f"the request timed out; {what} was not started")
+    def search(self, *args, **kw): self._check("retrieval"); return self._inner.search(*args, **kw)
+    def generate(self, prompt, **kw):
+        self._check("generation")
+        if _takes_cancel(self._inner.generate): kw["cancel"] = self._cancel      # a generator that can stop mid-call (decoding, upstream retries)
+        return self._inner.generate(prompt, **kw)
+
+def _for_request(pipeline, gen: dict, cancel: threading.Event):
+    "`pipeline` for one request: a shallow copy (the original is shared) with the request's generation overrides, stopping once `cancel` is set."
+    p = copy.copy(pipeline)
+    if gen and isinstance(getattr(pipeline, "gen_kwargs", None), dict): p.gen_kwargs = {**pipeline.gen_kwargs, **gen}
+    for part in ("generator", "store"):
+        if getattr(pipeline, part, None) is not None: setattr(p, part, _Stoppable(getattr(pipeline, part), cancel))
     return p
 
-@patch
-def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event, served, opts: dict) -> tuple:
-    "In a worker thread: run the served release's pipeline with the request's options, store the trace -> (answer, trace id)."
-    meta, gen, where = {"request_id": rid}, opts.get("generation") or {}, opts.get("where")
-    if gen: meta["generation"] = gen
-    p = _with_generation(served.pipeline, gen)
-    try: a = p.answer(question) if where is None else p.answer(question, where=where)
-    except Exception as e:
-        if getattr(e, "trace", None) is not None:                  # a generator failure: keep what happened
-            served.stamp(e.trace)
-            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set()})
-        raise
-    served.stamp(a.trace)
-    return a, self.record(a, key_id, question, {**meta, "timed_out": late.is_set()}, served.price)
+def _tenant_where(pipeline, tenant: str, where: Optional[dict]) -> Optional[dict]:
+    "The request's `where` narrowed to what `tenant` may retrieve (see `VectorStore.tenant_where`); 422 when the filter names the tenant field."
+    store = getattr(pipeline, "store", None)
+    if not hasattr(store, "tenant_where"): return where
+    try: return store.tenant_where(tenant, where)
+    except ValueError as e: raise APIError(422, f"llmops.where: {str(e)[:300]}") from None
 
 @patch
-async def answer(self: _App, question: str, key_id: str, rid: str, served=None, opts: Optional[dict] = None) -> tuple:
+def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event, served, opts: dict, tenant: str = DEFAULT_TENANT) -> tuple:
+    "In a worker thread: run the served release's pipeline with the request's options for `tenant`, store the trace -> (answer, trace id)."
+    if late.is_set(): raise Cancelled("the request timed out while it waited for a worker")
+    meta, gen = {"request_id": rid}, opts.get("generation") or {}
+    if gen: meta["generation"] = gen
+    p = _for_request(served.pipeline, gen, late)
+    where = _tenant_where(p, tenant, opts.get("where"))
+    try: a = p.answer(question) if where is None else p.answer(question, where=where)
+    except Exception as e:
+        if getattr(e, "trace", None) is not None:                  # a generator failure (or a cancelled call): keep what happened
+            served.stamp(e.trace)
+            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set()}, tenant=tenant)
+        if isinstance(e, Cancelled) or isinstance(e.__cause__, Cancelled): self.metrics.cancelled.inc()
+        raise
+    served.stamp(a.trace)
+    a.citations = redact_citations(a.citations, getattr(p, "policy", None))     # before the trace and the response see them
+    return a, self.record(a, key_id, question, {**meta, "timed_out": late.is_set()}, served.price, tenant)
+
+@patch
+async def answer(self: _App, question: str, key_id: str, rid: str, served=None, opts: Optional[dict] = None,
+                 tenant: str = DEFAULT_TENANT) -> tuple:
     "The answer of the release routed to (default: by `rid`) within `timeout_s` -> (answer, trace id); 504 late, 502 generator failed."
-    served = served or self.router.pick(rid)
+    served, pool = served or self.router.pick(rid), self.pool
+    if pool is None: raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
     late = threading.Event(); self.metrics.in_flight.inc()
-    fut = self.pool.submit(self.work, question, key_id, rid, late, served, opts or {})
+    fut = pool.submit(self.work, question, key_id, rid, late, served, opts or {}, tenant)
     fut.add_done_callback(lambda f: self.metrics.in_flight.dec())
     try: a, tid = await asyncio.wait_for(asyncio.wrap_future(fut), self.timeout_s)
-    except TimeoutError:
-        late.set(); self.metrics.timeouts.inc()
-        raise APIError(504, f"the pipeline did not answer within {self.timeout_s:g} s; if it still finishes, its trace is stored "
+    except (TimeoutError, asyncio.TimeoutError):                   # one class from Python 3.11, two before
+        late.set(); fut.cancel(); self.metrics.timeouts.inc()      # a queued call never starts; a running one stops at its next step
+        raise APIError(504, f"the pipeline did not answer within {self.timeout_s:g} s; what it did is stored in a trace "
                             f"with request id {rid}", request_id=rid, trace_id=None) from None
+    except APIError: raise
     except Exception as e:
         if hasattr(e, "trace_id"): raise APIError(502, f"the model failed to answer; see trace {e.trace_id}", trace_id=e.trace_id) from None
         if type(e).__name__ == "FilterError": raise APIError(422, f"llmops.where: {str(e)[:500]}") from None   # the store refused the filter
@@ -492,18 +629,24 @@ async def answer(self: _App, question: str, key_id: str, rid: str, served=None, 
 
 # %% ../nbs/11_serve.ipynb #67f31a73
 @patch
-def feedback(self: _App, fb: FeedbackRequest, key_id: str) -> None:
-    "Record feedback on a trace this key created; 404 for an unknown trace or one of another key."
+def feedback(self: _App, fb: FeedbackRequest, key_id: str, tenant: str = DEFAULT_TENANT) -> None:
+    "Record feedback on a trace this key (of this tenant) created; 404 for an unknown trace or one of another key or tenant."
     row = self.store.get(fb.trace_id) if hasattr(self.store, "get") else {}
-    if row is None or (isinstance(row, dict) and row.get("key_id") not in (None, key_id)): raise APIError(404, "no such trace for this key")
+    if row is None or (isinstance(row, dict) and (row.get("key_id") not in (None, key_id) or (row.get("tenant") or DEFAULT_TENANT) != tenant)):
+        raise APIError(404, "no such trace for this key")
     try: ok = self.store.feedback(fb.trace_id, score=fb.score, label=fb.label, comment=fb.comment)
     except KeyError: ok = False
     except ValueError as e: raise APIError(422, f"feedback: {str(e)[:300]}") from None
     if ok is False: raise APIError(404, "no such trace for this key")
 
 @patch
+def ready(self: _App) -> bool:
+    "Whether the app serves: its workers are up (between start and shutdown)."
+    return self.pool is not None
+
+@patch
 def health(self: _App) -> dict:
-    "Model, store and release status for /healthz."
+    "Model, store and release status for /healthz (callers with a key)."
     gen = getattr(self.pipeline, "generator", None)
     info = gen.info() if hasattr(gen, "info") else {}
     model = {k: info.get(k) for k in ("backend", "model_digest", "adapter_digest")} | {"name": self.model}
@@ -512,14 +655,36 @@ def health(self: _App) -> dict:
         try: self.store.get("healthz-probe") if hasattr(self.store, "get") else None; store["ok"] = True
         except Exception as e: store.update(ok=False, error=type(e).__name__)
     rel = self.router.status()
-    return {"status": "ok" if store.get("ok", True) else "degraded", "model": model, "store": store, **({"releases": rel} if rel else {}),
+    return {"status": ("ok" if store.get("ok", True) else "degraded") if self.ready() else "not-ready", "model": model, "store": store,
+            **({"releases": rel} if rel else {}), "retention": self.retention or None,
             "uptime_s": round(time.time() - self.started, 1), "in_flight": int(self.metrics.in_flight.collect()[0].samples[0].value)}
+
+# %% ../nbs/11_serve.ipynb #d2e7f002
+@patch
+def retain(self: _App) -> int:
+    "One retention pass over the trace store -> rows deleted (0 without retention settings); a failure is logged, not raised."
+    if not self.retention or self.store is None: return 0
+    try: n = self.store.purge(older_than_days=self.retention.get("days"), max_rows=self.retention.get("rows"))
+    except Exception as e:
+        _log.error("trace retention pass failed: %s: %s", type(e).__name__, _loggable(str(e), 300)); return 0
+    self.metrics.purged.inc(n)
+    if n: _log.info("trace retention: deleted %d rows (%s)", n, ", ".join(f"{k}={v}" for k, v in self.retention.items()))
+    return n
+
+@patch
+async def keep(self: _App, every_s: float) -> None:
+    "Run `retain` now and then every `every_s` seconds, until cancelled (the app's lifespan does both)."
+    while True:
+        await asyncio.to_thread(self.retain)
+        await asyncio.sleep(every_s)
 
 # %% ../nbs/11_serve.ipynb #f7edf09e
 def _without_key(request: Request, text: str) -> str:
     "`text` with the caller's own API key replaced, should a user paste it into a question (it would reach the model and the traces)."
     token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
     return text.replace(token, "[REDACTED]") if len(token) >= MIN_KEY_CHARS else text
+
+def _tenant(request: Request) -> str: return (request.scope.get("llmops.who") or ("", DEFAULT_TENANT))[1]
 
 def _routes(app: FastAPI, s: _App) -> None:
     @app.post("/v1/chat/completions")
@@ -529,7 +694,7 @@ def _routes(app: FastAPI, s: _App) -> None:
         req = parse_body(await request.body(), ChatRequest)
         q, rid = _without_key(request, question_of(req, s.max_question_chars)), request.scope["llmops.request_id"]
         served = s.router.pick(rid)                                  # once: a swap during this request does not change it
-        a, tid = await s.answer(q, kid, rid, served, options_of(req, served.max_new_tokens))
+        a, tid = await s.answer(q, kid, rid, served, options_of(req, served.max_new_tokens), _tenant(request))
         model = s.model_of(served)
         if not req.stream: return JSONResponse(completion(a, tid, model))
         return StreamingResponse(chunks(a, tid, model, bool((req.stream_options or {}).get("include_usage"))),
@@ -541,7 +706,7 @@ def _routes(app: FastAPI, s: _App) -> None:
         fb = parse_body(await request.body(), FeedbackRequest)
         if fb.score is None and fb.label is None and fb.comment is None: raise APIError(422, "feedback: give at least one of score, label, comment")
         if s.store is None: raise APIError(503, "this server keeps no trace store, so it cannot record feedback")
-        await asyncio.to_thread(s.feedback, fb, kid)
+        await asyncio.to_thread(s.feedback, fb, kid, _tenant(request))
         return {"trace_id": fb.trace_id, "recorded": True}
 
 # %% ../nbs/11_serve.ipynb #2136e0f2
@@ -554,7 +719,12 @@ def _more_routes(app: FastAPI, s: _App) -> None:
         rels = s.router.served()
         return {"object": "list", "data": [one(s.model_of(r), r.built, llmops=r.status()) for r in rels] if rels else [one(s.model, s.started)]}
     @app.get("/healthz")
-    async def healthz(): return await asyncio.to_thread(s.health)
+    async def healthz(request: Request):
+        "Readiness for anyone ({'status': 'ok'} or 503 'not-ready'); model, store and release details for a caller with a key."
+        if len(s.keys) and not request.headers.get("authorization"):
+            return JSONResponse({"status": "ok"} if s.ready() else {"status": "not-ready"}, status_code=200 if s.ready() else 503)
+        s.authenticate(request)
+        return JSONResponse(h := await asyncio.to_thread(s.health), status_code=503 if h["status"] == "not-ready" else 200)
     @app.get("/metrics")
     async def metrics(request: Request):
         if s.metrics_auth: s.authenticate(request)
@@ -570,11 +740,29 @@ def _served_model(pipeline) -> str:
     name = str(info.get("model") or "llmops-rag")
     return Path(name).name if "/" in name or "\\" in name else name          # a local folder: its name, not the path
 
-def _check_limits(max_body_bytes, max_question_chars, timeout_s, workers) -> None:
-    for name, v, lo in (("max_body_bytes", max_body_bytes, 1), ("max_question_chars", max_question_chars, 1), ("workers", workers, 1)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0 or not math.isfinite(timeout_s):
-        raise ValueError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+def _check_limits(max_body_bytes, max_question_chars, timeout_s, workers, body_timeout_s=30, retention_days=None, retention_rows=None,
+                  retention_every_s=3600) -> None:
+    for name, v, lo in (("max_body_bytes", max_body_bytes, 1), ("max_question_chars", max_question_chars, 1), ("workers", workers, 1),
+                        ("retention_rows", retention_rows, 1)):
+        if (v is not None or name != "retention_rows") and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise ValueError(f"{name} must be an int >= {lo}{' or None' if name == 'retention_rows' else ''}, got {v!r}")
+    for name, v in (("timeout_s", timeout_s), ("body_timeout_s", body_timeout_s), ("retention_days", retention_days), ("retention_every_s", retention_every_s)):
+        if (v is not None or name != "retention_days") and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v)):
+            raise ValueError(f"{name} must be a number {'of days' if name == 'retention_days' else 'of seconds'} > 0{' or None' if name == 'retention_days' else ''}, got {v!r}")
+
+def _openapi(app: FastAPI) -> dict:
+    "The app's OpenAPI schema, with the request bodies the routes parse themselves (`ChatRequest`, `FeedbackRequest`) and bearer auth."
+    if app.openapi_schema: return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+    spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    comps = spec.setdefault("components", {}).setdefault("schemas", {})
+    for path, model in (("/v1/chat/completions", ChatRequest), ("/v1/feedback", FeedbackRequest)):
+        js = model.model_json_schema(ref_template="#/components/schemas/{model}"); comps.update(js.pop("$defs", {})); comps[model.__name__] = js
+        spec["paths"][path]["post"]["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+    spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    spec["security"] = [{"bearer": []}]
+    app.openapi_schema = spec
+    return spec
 
 # %% ../nbs/11_serve.ipynb #2268bf7e
 def create_app(pipeline,                                  # RAGPipeline-like (`.answer(question) -> Answer`), or a `ReleaseRouter`
@@ -588,7 +776,12 @@ def create_app(pipeline,                                  # RAGPipeline-like (`.
                workers: int = 4,                          # pipeline calls running at once (a local model runs one at a time anyway)
                metrics_auth: bool = True,                 # /metrics needs a valid key
                allow_anonymous: bool = False,             # with no keys configured: serve without authentication (local development only)
-               model_name: Optional[str] = None) -> FastAPI:  # the model id in responses; None: the release (alias@version) or the generator's model
+               model_name: Optional[str] = None,          # the model id in responses; None: the release (alias@version) or the generator's model
+               max_auth_failures: Optional[int] = 10,     # failed authentications per minute per client address, then 429; None or 0: unlimited
+               body_timeout_s: float = 30,                # seconds for a request body to arrive (408 after)
+               retention_days: Optional[float] = None,    # trace rows older than this are deleted (at start, then every retention_every_s)
+               retention_rows: Optional[int] = None,      # only the newest this many trace rows are kept
+               retention_every_s: float = 3600) -> FastAPI:  # seconds between two retention passes
     "The FastAPI app: OpenAI-compatible chat completions, feedback, health and metrics, behind keys, limits and timeouts."
     router = pipeline if hasattr(pipeline, "pick") else _Fixed(pipeline)
     if not hasattr(router.stable.pipeline, "answer"): raise TypeError(f"pipeline needs an answer(question) method, got {type(pipeline).__name__}")
@@ -597,21 +790,27 @@ def create_app(pipeline,                                  # RAGPipeline-like (`.
     if not len(ring) and not allow_anonymous:
         raise ConfigError("no API keys: set LLMOPS_API_KEYS (comma-separated) or pass keys= (e.g. load_keys(file=...)); "
                           "allow_anonymous=True serves without authentication, for local development only")
-    _check_limits(max_body_bytes, max_question_chars, timeout_s, workers)
+    _check_limits(max_body_bytes, max_question_chars, timeout_s, workers, body_timeout_s, retention_days, retention_rows, retention_every_s)
+    retention = {k: v for k, v in (("days", retention_days), ("rows", retention_rows)) if v is not None}
+    if retention and not hasattr(store, "purge"): raise ConfigError("retention_days/retention_rows need a trace store with purge() (a TraceStore)")
     s = _App(router, store, ring, RateLimiter(rate_limit, burst), Metrics(), float(timeout_s), workers, max_question_chars,
-             model_name or _served_model(router.stable.pipeline), metrics_auth, named=model_name is not None)
+             model_name or _served_model(router.stable.pipeline), metrics_auth, named=model_name is not None,
+             failed_auth=FailedAuth(max_auth_failures), retention=retention)
     router.attach(s.metrics)
     @asynccontextmanager
     async def lifespan(app):
         if s.pool is None: s.pool = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve")   # served again after a shutdown
         router.start()                                     # follow the release aliases while serving
+        keeper = asyncio.create_task(s.keep(retention_every_s)) if retention else None
         yield
+        if keeper is not None: keeper.cancel()
         router.stop(); s.pool.shutdown(wait=False, cancel_futures=True); s.pool = None
     app = FastAPI(title="llmops-nb", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.llmops = s
     _routes(app, s); _more_routes(app, s)
+    app.openapi = lambda: _openapi(app)                    # for tools (schemathesis, client generators); not served over HTTP
     for exc, h in ((APIError, _api_error), (StarletteHTTPException, _http_error), (RequestValidationError, _validation_error)): app.add_exception_handler(exc, h)
-    app.add_middleware(Edge, metrics=s.metrics, max_body_bytes=max_body_bytes)
+    app.add_middleware(Edge, metrics=s.metrics, max_body_bytes=max_body_bytes, gate=s.authenticate, body_timeout_s=body_timeout_s)
     return app
 
 # %% ../nbs/11_serve.ipynb #e15ea0fb

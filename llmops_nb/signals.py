@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, TextIO, Union
 from fastcore.basics import patch
 from .core import atomic_write, digest, load_settings, read_json, read_jsonl
-from .monitor import TraceStore, TraceStoreError, _SELECT, _decode, _where, as_unix
+from .monitor import DEFAULT_TENANT, TraceStore, TraceStoreError, _SELECT, _decode, _safe, _where, as_unix
 
 # %% auto #0
 __all__ = ['LABELS', 'BAD_FEEDBACK_LABELS', 'PII_MODES', 'SignalError', 'add_label', 'labels', 'label_agreement', 'in_sample',
@@ -45,9 +45,11 @@ def add_label(store: Union[TraceStore, str, Path],  # the trace store (or its fi
               label: str,                          # "good" or "bad"
               labeller: str,                       # who labels (a name or an id; never a secret)
               correction: Optional[str] = None,    # the answer it should have given (labels the trace bad)
-              ts: Optional[float] = None) -> int:  # when (unix seconds); None: now
+              ts: Optional[float] = None,          # when (unix seconds); None: now
+              tenant: Optional[str] = None) -> int:  # only a trace of this tenant may be labelled (the label keeps it); None: any
     "Append a human label (good|bad, optionally a corrected answer) to a recorded trace; returns the label's row id."
-    store, tid, who = _store(store), _name(trace_id, "trace_id"), _name(labeller, "labeller", 100)
+    store, tid, who = _store(store), _safe(_name(trace_id, "trace_id")), _safe(_name(labeller, "labeller", 100))
+    if tenant is not None: tenant = _name(tenant, "tenant", 64)
     lab = label.strip().lower() if isinstance(label, str) else label
     if lab not in LABELS: raise SignalError(f"label: expected one of {LABELS}, got {label!r:.60}")
     if correction is not None:
@@ -57,9 +59,11 @@ def add_label(store: Union[TraceStore, str, Path],  # the trace store (or its fi
         correction = store._text(correction.strip())
     when = time.time() if ts is None else as_unix(ts, "ts")
     def run(c):
-        if not c.execute("SELECT 1 FROM traces WHERE trace_id = ?", (tid,)).fetchone():
-            raise SignalError(f"trace_id: {tid!r} is not in {store.path}; label a recorded trace (see label_candidates)")
-        return c.execute("INSERT INTO labels (trace_id, label, correction, labeller, ts) VALUES (?, ?, ?, ?, ?)", (tid, lab, correction, who, when)).lastrowid
+        row = c.execute("SELECT COALESCE(tenant, ?) FROM traces WHERE trace_id = ?", (DEFAULT_TENANT, tid)).fetchone()
+        if not row or tenant not in (None, row[0]):     # another tenant's trace: as if there were none
+            raise SignalError(f"trace_id: {tid!r} is not in {store.path}{f' for tenant {tenant!r}' if tenant else ''}; label a recorded trace (see label_candidates)")
+        return c.execute("INSERT INTO labels (trace_id, label, correction, labeller, ts, tenant) VALUES (?, ?, ?, ?, ?, ?)",
+                         (tid, lab, correction, who, when, row[0])).lastrowid
     return store._tx(run, "add_label")
 
 # %% ../nbs/10e_signals.ipynb #6cfe4f52
@@ -124,7 +128,7 @@ def add_scores(store: Union[TraceStore, str, Path],
         v, s = r.get("value"), r.get("scorer", scorer)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): raise SignalError(f"rows[{i}].value: expected a finite number, got {v!r:.40}")
         if s is not None and not isinstance(s, str): raise SignalError(f"rows[{i}].scorer: expected a str or None, got {type(s).__name__}")
-        vals.append((_name(r.get("trace_id"), f"rows[{i}].trace_id"), _name(r.get("metric"), f"rows[{i}].metric", 100), float(v), s,
+        vals.append((_safe(_name(r.get("trace_id"), f"rows[{i}].trace_id")), _safe(_name(r.get("metric"), f"rows[{i}].metric", 100)), float(v), _safe(s),
                      now if r.get("ts") is None else as_unix(r["ts"], f"rows[{i}].ts")))
     def run(c):
         if missing := sorted({v[0] for v in vals} - _known_ids(c, list({v[0] for v in vals}))):

@@ -51,7 +51,7 @@ def test_record_real_answer_has_every_column(rag, store):
     gen = next(s for s in a.trace.steps if s.name == "generate").data
     assert (r["prompt_tokens"], r["completion_tokens"]) == (gen["prompt_tokens"], gen["completion_tokens"])
     assert math.isclose(r["cost_usd"], (gen["prompt_tokens"] * 0.15 + gen["completion_tokens"] * 0.6) / 1e6)
-    assert set(r["steps_ms"]) == {"input_guard", "retrieve", "prompt", "generate", "output_guard"}
+    assert set(r["steps_ms"]) >= {"input_guard", "retrieve", "prompt", "generate", "output_guard"}   # (a pipeline may add steps, e.g. document_guard)
     assert r["total_ms"] == a.trace.total_ms and abs(r["ts"] - time.time()) < 60 and r["started"] == a.trace.started
     assert r["meta"]["attempts"] == 1 and r["meta"]["generator"]["model"] == "fake-model"
     assert r["feedback_score"] is None and r["error"] is None
@@ -383,3 +383,53 @@ def test_writer_killed_mid_write_leaves_a_healthy_store(tmp_path):
     ids = {r["trace_id"] for r in s.query()}
     assert ids == {f"kill-{i}" for i in range(n)}          # every committed row, none half-written, no gap
     s.record({"status": "answered"}); assert s.count() == n + 1
+
+
+# ---------- issue 16: text SQLite cannot encode, tenants, row caps ----------
+def test_lone_surrogates_are_stored_replaced_everywhere(tmp_path):
+    s = TraceStore(tmp_path / "t.sqlite")
+    tid = s.record({"trace_id": "t\ud800", "status": "refused", "question": "why \udfff?", "answer": "a\ud83d", "meta": {"q": ["\ud800"]}},
+                   key_id="k\udc00", question="ignored", error="e\ud800", tenant="acme")
+    row = s.get("t\ud800")
+    assert tid == "t\ud800" and row["trace_id"] == "t\ufffd" and row["question"] == "why \ufffd?" and row["answer"] == "a\ufffd"
+    assert row["meta"]["q"] == ["\ufffd"] and row["key_id"] == "k\ufffd" and row["error"] == "e\ufffd"
+    assert s.feedback("t\ud800", score=1, label="l\ud800", comment="c\udfff") is True
+    assert (s.get("t\ufffd")["feedback_label"], s.get("t\ufffd")["feedback_comment"]) == ("l\ufffd", "c\ufffd")
+    assert s.count(key_id="k\udc00") == 1 and s.get("x\ud800") is None
+    assert s.record({"question": "a real pair 😀 stays"}) and s.query(order="desc", limit=1)[0]["question"] == "a real pair 😀 stays"
+
+
+def test_rows_keep_their_tenant_and_reads_can_be_limited_to_one(tmp_path):
+    s = TraceStore(tmp_path / "t.sqlite")
+    a, b, d = s.record({"status": "answered"}, tenant="acme"), s.record({"status": "answered"}, tenant="globex"), s.record({"status": "idk"})
+    assert s.get(a)["tenant"] == "acme" and s.get(d)["tenant"] is None
+    assert s.get(a, tenant="globex") is None and s.get(a, tenant="acme")["trace_id"] == a and s.get(d, tenant="default")["trace_id"] == d
+    assert (s.count(tenant="acme"), s.count(tenant=["acme", "default"]), s.count()) == (1, 2, 3)
+    assert [r["trace_id"] for r in s.query(tenant="globex")] == [b]
+    with pytest.raises(TypeError, match="record: tenant must be a str"): s.record({"status": "x"}, tenant=5)
+    with pytest.raises(TypeError, match="get: tenant must be a str"): s.get(a, tenant=1)
+
+
+def test_a_v4_store_gains_the_tenant_column(tmp_path):
+    p = tmp_path / "v4.sqlite"
+    s = TraceStore(p); tid = s.record({"status": "answered", "question": "before"}); s.close()
+    c = sqlite3.connect(p)
+    c.execute("DROP INDEX traces_tenant"); c.execute("ALTER TABLE traces DROP COLUMN tenant"); c.execute("ALTER TABLE labels DROP COLUMN tenant")
+    c.execute("PRAGMA user_version=4"); c.commit(); c.close()
+    s = TraceStore(p)
+    assert s.get(tid)["question"] == "before" and s.get(tid)["tenant"] is None and s.get(tid, tenant="default") is not None
+    assert s.get(s.record({"status": "answered"}, tenant="acme"))["tenant"] == "acme"
+    assert sqlite3.connect(p).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+def test_purge_keeps_at_most_max_rows_and_their_labels(tmp_path):
+    from llmops_nb.signals import add_label, labels
+    s = TraceStore(tmp_path / "t.sqlite")
+    ids = [s.record({"ts": time.time() - 1000 + i, "question": f"q{i}"}) for i in range(6)]
+    for t in ids: add_label(s, t, "good", "ana")
+    assert s.purge(max_rows=4) == 2 and [r["question"] for r in s.query()] == ["q2", "q3", "q4", "q5"]
+    assert [l["trace_id"] for l in labels(s)] == ids[2:]
+    assert s.purge(older_than_days=1, max_rows=10) == 0 and s.purge(max_rows=0) == 4 and len(s) == 0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_rows must be an int"): s.purge(max_rows=bad)
+    with pytest.raises(ValueError, match="older_than_days or max_rows"): s.purge()

@@ -298,3 +298,33 @@ def test_evaluate_retrieval_document_level(store, corpus):
     assert m2["relevant_not_indexed"] == 1
     with pytest.raises(ValueError, match="needs a non-empty 'question'"): evaluate_retrieval(store, [{"question": " "}])
     with pytest.raises(ValueError, match="nothing to evaluate"): evaluate_retrieval(store, rows[2:])
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_tenants_are_pre_filtered_and_still_get_k_results(store, vecs, kind):
+    n = len(vecs)
+    owner = ["acme" if i % 3 == 0 else "globex" if i % 3 == 1 else None for i in range(n)]
+    s = VectorStore(store.embedder, index=kind, ef_search=4, exact_below=8)
+    s.add([f"c{i}" for i in range(n)], [store._texts[i] for i in range(n)], [{"tenant": t} if t else {"x": 1} for t in owner], embeddings=vecs)
+    w = s.tenant_where("acme")
+    assert w == {"tenant": ["acme", None]}
+    for mode in ("dense", "bm25", "hybrid"):
+        for q in ("How long is the return window?", "kettle warranty repairs"):
+            hits = s.search(q, k=10, where=w, mode=mode)
+            assert all(owner[int(h.id[1:])] in ("acme", None) for h in hits), (mode, q)
+            if mode == "dense": assert len(hits) == 10                  # pre-filtered: k of them, however rare acme's chunks are
+    unfiltered = [h.id for h in s.search("How long is the return window?", k=10, mode="dense")]
+    assert any(owner[int(i[1:])] == "globex" for i in unfiltered)      # without the filter another tenant's chunks would come back
+    assert sorted(s.ids(s.tenant_where("nobody"))) == sorted(f"c{i}" for i in range(n) if owner[i] is None)
+
+
+def test_tenant_where_refuses_to_be_widened_and_leaves_untenanted_stores_alone(store):
+    s = VectorStore(store.embedder)
+    s.add(["a", "b"], ["one", "two"], [{"tenant": "acme"}, {}])
+    with pytest.raises(FilterError, match="comes from the caller's key"): s.tenant_where("acme", {"tenant": "globex"})
+    with pytest.raises(FilterError, match="comes from the caller's key"): s.tenant_where("acme", {"tenant": {"ne": "x"}})
+    for bad in ("", "  ", 5):
+        with pytest.raises(FilterError, match="tenant must be a non-empty str"): s.tenant_where(bad)
+    with pytest.raises(FilterError, match="where must be a dict"): s.tenant_where("acme", ["tenant"])
+    assert s.tenant_where(None, {"x": 1}) == {"x": 1} and s.tenant_where("acme", {"tenant_id": 1}) == {"tenant_id": 1, "tenant": ["acme", None]}
+    assert store.tenant_where("acme", {"doc_id": "x"}) == {"doc_id": "x"} and store.tenant_where("acme") is None   # no tenant field

@@ -67,7 +67,7 @@ def test_served_app_names_the_endpoint_model(kb, settings, vllm):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["model"] == "rag" and body["llmops"]["status"] == "answered" and "30 days" in body["choices"][0]["message"]["content"]
-        assert c.get("/healthz").json()["model"]["backend"] == "openai"
+        assert c.get("/healthz", headers={"Authorization": f"Bearer {KEY}"}).json()["model"]["backend"] == "openai"
 
 
 def test_endpoint_model_defaults_to_model_then_the_base_model_setting(kb, settings, vllm):

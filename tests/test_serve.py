@@ -164,7 +164,7 @@ def test_stream_false_and_usage_chunk_only_when_asked(kb):
 
 def test_missing_and_bad_keys_get_401_without_leaking(kb, store, caplog):
     caplog.set_level(logging.DEBUG)
-    c = TestClient(app_for(kb, store))
+    c = TestClient(app_for(kb, store, max_auth_failures=100))     # more failures than the default allows per address
     for headers in ({}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "Bearer    "}):
         r = c.post("/v1/chat/completions", headers=headers, json=OK)
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error" and "missing API key" in r.json()["error"]["message"]
@@ -351,7 +351,8 @@ def test_a_broken_trace_store_does_not_break_answers(kb, tmp_path):
     c = TestClient(app_for(kb, Broken()))
     r = c.post("/v1/chat/completions", headers=AUTH, json=OK)
     assert r.status_code == 200 and r.json()["id"] == r.json()["llmops"]["trace_id"]
-    h = c.get("/healthz").json()
+    assert c.get("/healthz").json() == {"status": "ok"}                  # the public answer: answers are still served
+    h = c.get("/healthz", headers=AUTH).json()
     assert h["status"] == "degraded" and h["store"] == {"configured": True, "ok": False, "error": "OSError"}
     assert counter(c.get("/metrics", headers=AUTH).text, "llmops_trace_store_errors_total") == 1
 
@@ -390,11 +391,11 @@ def test_feedback_round_trip_and_errors(kb, store):
 
 def test_healthz_needs_no_key_and_reports_model_and_store(kb, store):
     c = TestClient(app_for(kb, store))
-    r = c.get("/healthz")
+    r = c.get("/healthz", headers=AUTH)
     h = r.json()
     assert r.status_code == 200 and h["status"] == "ok" and h["store"] == {"configured": True, "ok": True}
     assert h["model"]["name"] == "scripted-1" and h["model"]["model_digest"] == "0" * 64 and h["in_flight"] == 0
-    assert TestClient(app_for(kb)).get("/healthz").json()["store"] == {"configured": False}
+    assert TestClient(app_for(kb)).get("/healthz", headers=AUTH).json()["store"] == {"configured": False}
 
 
 def test_metrics_text_counts_requests_tokens_and_latency(kb, store):

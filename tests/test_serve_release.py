@@ -91,7 +91,7 @@ def test_alias_flips_under_30s_of_concurrent_load_fail_no_request(reg, tmp_path)
         time.sleep(max(0.0, 30 - (time.time() - t0)))
         stop.set()
         for t in threads: t.join(30)
-        health = httpx.get(srv.url + "/healthz").json()
+        health = httpx.get(srv.url + "/healthz", headers=AUTH).json()
 
     failed = [r for r in rows if not r["ok"]]
     assert not failed, failed[:3]
@@ -163,11 +163,11 @@ def test_a_release_that_fails_to_build_keeps_the_old_one_serving(reg, caplog):
     assert "still serving" in caplog.text and bad.digest in caplog.text
     r = c.post("/v1/chat/completions", headers=AUTH, json=Q)
     assert r.status_code == 200 and r.json()["llmops"]["release"]["version"] == v1.version
-    err = c.get("/healthz").json()["releases"]["errors"]
+    err = c.get("/healthz", headers=AUTH).json()["releases"]["errors"]
     assert err[0]["serving"] == v1.version and err[0]["target"] == bad.digest and "adapter of broken-2 is gone" in err[0]["error"]
     assert 'llmops_release_builds_total{alias="production",result="failed"} 1.0' in c.get("/metrics", headers=AUTH).text
     v3 = reg.create(spec_of("v3")); promote(reg, v3)                                   # a good release after the bad one
-    assert router.check() == ["stable"] and c.get("/healthz").json()["releases"]["errors"] == []
+    assert router.check() == ["stable"] and c.get("/healthz", headers=AUTH).json()["releases"]["errors"] == []
     assert c.post("/v1/chat/completions", headers=AUTH, json=Q).json()["llmops"]["release"]["version"] == v3.version
 
 

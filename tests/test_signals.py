@@ -52,7 +52,7 @@ def test_labels_are_appended_and_agreement_is_cohens_kappa(store):
     assert [r["label"] for r in labels(store, trace_id="c", labeller="ana")] == ["bad", "good"]
     assert label_agreement(store)["pairs"][0]["agreement"] == 1.0
     con = sqlite3.connect(store.path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4 and con.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 10
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5 and con.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 10
 
 
 def test_bad_labels_name_what_was_wrong(store, tmp_path):
@@ -120,13 +120,15 @@ def test_purge_drops_labels_and_scores_of_purged_traces(tmp_path):
     assert [l["trace_id"] for l in labels(s)] == ["new"] and [r["trace_id"] for r in scores(s)] == ["new"]
 
 
-def test_a_v3_store_upgrades_to_v4(tmp_path):
+def test_a_v3_store_upgrades_to_the_current_schema(tmp_path):
     p = tmp_path / "v3.sqlite"
     TraceStore(p).close()
-    c = sqlite3.connect(p); c.execute("DROP TABLE labels"); c.execute("DROP TABLE scores"); c.execute("PRAGMA user_version=3"); c.commit(); c.close()
+    c = sqlite3.connect(p)                                     # back to v3: no labels or scores (v4), no tenant column (v5)
+    for stmt in ("DROP TABLE labels", "DROP TABLE scores", "DROP INDEX traces_tenant", "ALTER TABLE traces DROP COLUMN tenant", "PRAGMA user_version=3"): c.execute(stmt)
+    c.commit(); c.close()
     with TraceStore(p) as s:
-        s.record({"trace_id": "x", "question": "q", "answer": "a"}); add_label(s, "x", "good", "ana")
-        assert labels(s)[0]["label"] == "good"
+        s.record({"trace_id": "x", "question": "q", "answer": "a"}, tenant="acme"); add_label(s, "x", "good", "ana", tenant="acme")
+        assert labels(s)[0]["label"] == "good" and s.get("x")["tenant"] == "acme"
 
 
 def test_export_suite_and_sft_with_lineage(store, tmp_path):
@@ -180,3 +182,23 @@ def test_cli_label_and_export(store, tmp_path, capsys, monkeypatch):
     assert traces_cli(ap.parse_args(["traces", "export", "--to", "sft", "--store", str(tmp_path / "nope.sqlite")])) == 2
     assert "--store: " in capsys.readouterr().err
     with pytest.raises(SystemExit): ap.parse_args(["traces", "export", "--to", "csv"])
+
+
+def test_labels_respect_tenants_and_keep_the_traces_tenant(tmp_path):
+    s = TraceStore(tmp_path / "t.sqlite")
+    s.record({"trace_id": "acme-1", "status": "answered", "answer": "x"}, tenant="acme")
+    s.record({"trace_id": "plain-1", "status": "answered", "answer": "y"})              # no tenant: the default one
+    with pytest.raises(SignalError, match="'acme-1' is not in .* for tenant 'globex'"): add_label(s, "acme-1", "bad", "ana", tenant="globex")
+    with pytest.raises(SignalError, match="for tenant 'acme'"): add_label(s, "plain-1", "good", "ana", tenant="acme")
+    add_label(s, "acme-1", "good", "ana", tenant="acme"); add_label(s, "plain-1", "good", "ana", tenant="default"); add_label(s, "acme-1", "bad", "ben")
+    got = sqlite3.connect(s.path).execute("SELECT trace_id, labeller, tenant FROM labels ORDER BY id").fetchall()
+    assert got == [("acme-1", "ana", "acme"), ("plain-1", "ana", "default"), ("acme-1", "ben", "acme")]
+    with pytest.raises(SignalError, match="tenant: expected a non-empty string"): add_label(s, "acme-1", "good", "ana", tenant=" ")
+    with pytest.raises(SignalError, match="is not in"): add_label(s, "acme-\ud800", "good", "ana")   # a lone surrogate: no crash
+
+
+def test_scores_with_lone_surrogates_are_stored_not_crashed(tmp_path):
+    s = TraceStore(tmp_path / "t.sqlite")
+    s.record({"trace_id": "t\ufffd", "status": "answered"})
+    assert add_scores(s, [{"trace_id": "t\ud800", "metric": "m\udfff", "value": 0.5, "scorer": "j\ud800"}]) == 1   # the same id, made safe
+    assert [(r["trace_id"], r["metric"], r["scorer"]) for r in scores(s)] == [("t\ufffd", "m\ufffd", "j\ufffd")]
