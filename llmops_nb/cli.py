@@ -13,7 +13,8 @@ from typing import Any, Literal, Optional, Union
 from .core import (ConfigError, ModelNotAvailable, PACKAGED_MODELS, Settings, _search_dirs, atomic_write, coerce,
                             digest, is_offline, load_profile, load_settings, packaged_model_path, read_yaml)
 from .lifecycle import STAGES, LifecycleResult, compare_lifecycles, lineage, run_lifecycle
-from .runs import (REDACTED, RunRecord, _now, is_secret_name, new_run_id, read_run, redact, update_lineage, wandb_mode)
+from .core import is_secret_name
+from .runs import (REDACTED, RunRecord, _now, new_run_id, read_run, redact, update_lineage, wandb_mode)
 
 # %% auto #0
 __all__ = ['QUICKSTART', 'SERVE_OPTIONS', 'Param', 'runbook_params', 'runbooks_dir', 'list_runbooks', 'find_runbook',
@@ -328,15 +329,30 @@ def _lineage(a, settings) -> int:
     return 0 if lin.verified else 1
 
 # %% ../nbs/12_cli.ipynb #guardcli
+def _bias_lines(table: list) -> list:
+    "The bias table as aligned text lines, one block per field."
+    fmt = lambda x: "   -  " if x is None else f"{x:6.3f}"
+    out = []
+    for by in dict.fromkeys(r["by"] for r in table):
+        out += [f"\nflag rates by {by}:", f"  {by[:24]:24s} {'rows':>5s} {'pos':>5s} {'flag':>6s} {'TPR':>6s} {'FPR':>6s}"]
+        out += [f"  {r['value'][:24]:24s} {r['rows']:5d} {r['positives']:5d} {fmt(r['flag_rate'])} {fmt(r['tpr'])} {fmt(r['fpr'])}" for r in table if r["by"] == by]
+    return out
+
 def _guard(a) -> int:
     "`llmops guard eval|scan`."
-    from llmops_nb.guard import calibrate, scan_input, scan_output
+    from llmops_nb.classifiers import load_rows
+    from llmops_nb.guard import bias_table, calibrate, scan_document, scan_input, scan_output
     if a.guard_cmd == "eval":
         cal = calibrate(a.guard, a.file, target_fpr=a.target_fpr, policy=a.policy)
-        print(json.dumps({k: v for k, v in asdict(cal).items() if k != "curve"}, indent=2) if a.json else str(cal))
+        rows = load_rows(a.file)
+        by = tuple(f for f in ("functionality", "target_ident") if any(f in r for r in rows))
+        table = bias_table(rows, a.guard, policy=a.policy, by=by) if by else None
+        if a.json: print(json.dumps({**{k: v for k, v in asdict(cal).items() if k != "curve"}, **({"bias": table} if table else {})}, indent=2))
+        else: print("\n".join([str(cal), *(_bias_lines(table) if table else [])]))
         return 0
     text = a.text if a.text is not None else sys.stdin.read()
-    v = scan_output(text, context=a.context, policy=a.policy) if a.output else scan_input(text, policy=a.policy)
+    if a.document: v = scan_document(text, policy=a.policy)
+    else: v = scan_output(text, context=a.context, policy=a.policy) if a.output else scan_input(text, policy=a.policy)
     print(json.dumps(v.to_dict(), indent=2, ensure_ascii=False))
     return 0 if v.allowed else 1
 
@@ -377,7 +393,9 @@ SERVE_OPTIONS = {"host": str, "port": int, "keys_file": Optional[Path], "model":
                  "index": Optional[str], "rate_limit": Optional[float], "burst": int, "timeout_s": float, "max_body_bytes": int,
                  "max_question_chars": int, "workers": int, "store": Optional[Path], "pipeline_factory": Optional[str],
                  "endpoint": Optional[str], "endpoint_model": Optional[str], "endpoint_key": Optional[str],
-                 "release": Optional[str], "canary": Optional[str], "registry": Optional[Path]}  # a profile's `params: serve:` keys
+                 "release": Optional[str], "canary": Optional[str], "registry": Optional[Path],
+                 "retention_days": Optional[float], "retention_rows": Optional[int], "retention_every_s": float,
+                 "max_auth_failures": Optional[int], "body_timeout_s": float}  # a profile's `params: serve:` keys
 
 def _port(v: str) -> int:
     try: p = int(v)
@@ -395,6 +413,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", help="index: folder, build_index run id or 'latest' (default; the sample corpus when none)")
     p.add_argument("--rate-limit", type=float, help="requests per minute per key, sustained (0: unlimited; default 60)")
     p.add_argument("--timeout", type=float, dest="timeout_s", help="seconds a request may take before 504 (default 60)")
+    p.add_argument("--body-timeout", type=float, dest="body_timeout_s", help="seconds a request body may take to arrive before 408 (default 30)")
+    p.add_argument("--max-auth-failures", type=int, help="failed authentications per minute per client address before 429 (0: unlimited; default 10)")
+    p.add_argument("--retention-days", type=float, help="delete traces older than this many days (at start, then every --retention-every seconds)")
+    p.add_argument("--retention-rows", type=int, help="keep only the newest this many traces")
+    p.add_argument("--retention-every", type=float, dest="retention_every_s", help="seconds between two retention passes (default 3600)")
     st = p.add_mutually_exclusive_group()
     st.add_argument("--store", type=Path, help="trace store file (default <home>/traces/traces.sqlite)")
     st.add_argument("--no-store", action="store_true", help="keep no traces")
@@ -591,13 +614,14 @@ def _parser() -> argparse.ArgumentParser:
     gs = g.add_subparsers(dest="guard_cmd", required=True)
     ge = gs.add_parser("eval", help="calibrate a guard on a JSONL file of {text, label[, context]} rows")
     ge.add_argument("file", help="JSONL rows; label 1 = the guard should fire")
-    ge.add_argument("--guard", default="injection", help="guard name (injection, toxicity, groundedness, secrets, pii, ...)")
+    ge.add_argument("--guard", default="injection", help="guard name (injection, toxicity, harm, groundedness, secrets, pii, ...); rows with functionality/target_ident also get a bias table")
     ge.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold must keep")
     ge.add_argument("--policy", help="policy name or YAML file (its threshold is reported too)")
     ge.add_argument("--json", action="store_true", help="print the calibration as JSON")
     gc = gs.add_parser("scan", help="scan one text (argument or stdin) and print the verdict as JSON; exit 1 when not allowed")
     gc.add_argument("text", nargs="?", help="the text; read from stdin when absent")
     gc.add_argument("--output", action="store_true", help="scan as a model output instead of a user input")
+    gc.add_argument("--document", action="store_true", help="scan as a retrieved document (indirect injection); exit 1 means quarantine it")
     gc.add_argument("--context", action="append", default=[], help="a retrieved passage for output scans (repeatable)")
     gc.add_argument("--policy", help="policy name or YAML file")
     e = sub.add_parser("eval", help="compare two evaluation results, gate a candidate on rules, show a result")
@@ -652,7 +676,7 @@ def _sigterm_as_interrupt() -> None:
 def main(argv: Optional[list] = None) -> int:
     "Entry point of the `llmops` command."
     a = _parser().parse_args(_kv_params(sys.argv[1:] if argv is None else list(argv)))
-    if argv is None: _sigterm_as_interrupt()
+    if argv is None and a.cmd in ("run", "quickstart"): _sigterm_as_interrupt()   # serve: uvicorn handles SIGTERM itself
     if a.cmd == "run": a.param = [*a.param, *(tuple(kv.split("=", 1)) for kv in a.param_kv)]
     try:
         settings = load_settings(getattr(a, "profile", None))
