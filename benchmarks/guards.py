@@ -204,7 +204,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="also write the results as JSON")
     ap.add_argument("--parts", default="detection,documents,latency,groundedness", help="comma-separated parts to run")
     ap.add_argument("--without-extras", action="store_true", help="also cross-validate each classifier without the extras")
-    ap.add_argument("--document-target-fpr", type=float, default=0.008, help="window FPR the document threshold is set for (as in train_guards)")
+    ap.add_argument("--document-target-fpr", type=float, default=0.005, help="window FPR the document threshold is set for (as in train_guards)")
     ap.add_argument("--injection-target-fpr", type=float, default=0.02, help="out-of-fold FPR the injection threshold is set for (as in train_guards)")
     ap.add_argument("--toxicity-target-fpr", type=float, default=0.03, help="out-of-fold FPR the toxicity threshold is set for (as in train_guards)")
     a = ap.parse_args(argv)

@@ -731,12 +731,14 @@ def cross_validate_documents(rows: list,                     # documents {"text"
             "oof": {"label": y.tolist(), "score": score.round(6).tolist(), "flagged": flagged.tolist(), "fold": fold.tolist(), "baseline": bs.tolist()}}
 
 # %% ../nbs/07b_classifiers.ipynb #4e4d18ed
-def sample_documents() -> list:
-    "The sample knowledge base's documents (data/sample) as clean document rows `{text, label: 0, context_id}`."
-    from llmops_nb.data import load_documents
+def sample_documents(chunks: bool = True) -> list:   # also each document's chunks, cut as prepare_data cuts them
+    "The sample knowledge base (data/sample) as clean rows `{text, label: 0, context_id}`: documents, then their chunks (same context_id)."
+    from llmops_nb.data import chunk, clean_documents, load_documents
     from llmops_nb.retrieval import sample_dir
-    docs = load_documents(sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])
-    return [{"text": d.text, "label": 0, "context_id": f"sample {d.id}"} for d in docs if d.text.strip()]
+    docs = [d for d in clean_documents(load_documents(sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])) if d.text.strip()]
+    rows = [{"text": d.text, "label": 0, "context_id": f"sample {d.id}"} for d in docs]
+    # a chunk starts mid-document, so its windows differ from the document's: what the guard scans at index and answer time
+    return rows + ([{"text": c.text, "label": 0, "context_id": f"sample {c.doc_id}"} for c in chunk(docs) if c.text.strip()] if chunks else [])
 
 # %% ../nbs/07b_classifiers.ipynb #d464c34b
 def measure_latency(clf: GuardClassifier, texts: list, cold: bool = True) -> dict:
