@@ -11,21 +11,9 @@ from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
 from llmops_nb.serve import FailedAuth, KeyRing, create_app, hash_key, key_id, load_keys
 
-from test_serve import AUTH, KEY, OK, PASSAGES, WRONG, Scripted, app_for, counter, sse
+from test_serve import AUTH, KEY, OK, PASSAGES, WRONG, Scripted, app_for, counter, kb, sse, store   # kb, store: fixtures
 
 SSN, AWS = "123-45-6789", "AKIAIOSFODNN7EXAMPLE"
-
-
-@pytest.fixture(scope="module")
-def kb():
-    s = VectorStore()
-    s.add(list(PASSAGES), [t for t, _ in PASSAGES.values()], [{"title": ti} for _, ti in PASSAGES.values()])
-    return s
-
-
-@pytest.fixture
-def store(tmp_path):
-    return TraceStore(tmp_path / "traces.sqlite")
 
 
 # ---------------------------------------------------------------- 1. citations pass the output guard's PII and secret redaction
