@@ -11,9 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 from .core import (ConfigError, ModelNotAvailable, PACKAGED_MODELS, Settings, _search_dirs, atomic_write, coerce,
-                            digest, is_offline, load_profile, load_settings, packaged_model_path, read_yaml)
+                            digest, is_offline, is_secret_name, load_profile, load_settings, packaged_model_path, read_yaml)
 from .lifecycle import STAGES, LifecycleResult, compare_lifecycles, lineage, run_lifecycle
-from .core import is_secret_name
 from .runs import (REDACTED, RunRecord, _now, new_run_id, read_run, redact, update_lineage, wandb_mode)
 
 # %% auto #0
