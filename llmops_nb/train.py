@@ -16,8 +16,9 @@ from .data import DataError, Dataset, _check_conversation, load_dataset
 from .models import adapter_digest, has_generation_markers, load_model, load_tokenizer, model_ref, quantization_available
 
 # %% auto #0
-__all__ = ['LOSS_MODES', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
-           'last_checkpoint', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'load_adapter', 'merge_adapter',
+__all__ = ['LOSS_MODES', 'PEAK_FLOPS', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare',
+           'mask_report', 'last_checkpoint', 'reset_peak_memory', 'peak_memory', 'model_flops_per_token', 'peak_flops',
+           'mfu', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'load_adapter', 'merge_adapter',
            'resolve_sft_data', 'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'launch_env',
            'sft_distributed', 'check_launch_config']
 
@@ -243,6 +244,116 @@ def last_checkpoint(folder: Union[str, Path], clean: bool = True) -> Optional[Pa
         elif clean: shutil.rmtree(c, ignore_errors=True)
     return good[-1] if good else None
 
+# %% ../nbs/06_train.ipynb #178f1f15
+_DEVICES = Literal["cpu", "cuda", "mps"]
+
+def _rss_peak_kb() -> Optional[float]:
+    "The resident-set high-water mark of this process in KiB: Linux /proc, else getrusage; None where neither exists."
+    try:
+        m = re.search(r"^VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M)
+        if m: return float(m.group(1))
+    except OSError: pass
+    try: import resource
+    except ImportError: return None
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024 if sys.platform == "darwin" else float(r)              # bytes on macOS, KiB on Linux
+
+def reset_peak_memory(dev: str = "cpu") -> bool:
+    "Start a new peak-memory window (CUDA allocator peak; RSS high-water mark where the OS allows); False when the RSS peak stays the process's."
+    if coerce(dev, _DEVICES, "dev") == "cuda":
+        import torch; torch.cuda.reset_peak_memory_stats()
+    try: Path("/proc/self/clear_refs").write_text("5"); return True         # Linux: VmHWM (and ru_maxrss) restart from the current RSS
+    except OSError: return False
+
+def peak_memory(dev: str = "cpu") -> dict:
+    "Peak memory in MiB since `reset_peak_memory`: `peak_rss_mb` (process RSS) and, on CUDA, `peak_gpu_mem_mb` (torch's allocator)."
+    dev = coerce(dev, _DEVICES, "dev")
+    kb = _rss_peak_kb()
+    if kb is None:
+        import psutil; kb = psutil.Process().memory_info().rss / 1024        # no peak on this OS: the current RSS, a lower bound
+    out = {"peak_rss_mb": round(kb / 1024, 1)}
+    if dev == "cuda":
+        import torch; out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+# %% ../nbs/06_train.ipynb #c276a24a
+def _numel(q) -> int: return q.numel() * (2 * q.element_size() if type(q).__name__ == "Params4bit" else 1)   # bitsandbytes packs 4-bit pairs
+
+def _n_params(model, frozen_only: bool = False) -> int:
+    "Parameters multiplied per token: each unique weight (4-bit ones unpacked), less an untied input embedding (a lookup)."
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    lookup = emb.weight if emb is not None and (head is None or head.weight is not emb.weight) else None
+    return sum(_numel(q) for q in model.parameters() if q is not lookup and not (frozen_only and q.requires_grad))
+
+def model_flops_per_token(model: Any,                      # a model (parameters and config are read) or its parameter count N
+                          seq_len: float = 0,              # mean tokens per sequence: adds attention's 12*layers*hidden*seq_len; 0: left out
+                          layers: Optional[int] = None,    # with a parameter count and seq_len; read from a model's config
+                          hidden: Optional[int] = None,
+                          frozen: bool = False) -> float:  # count parameters without gradients (LoRA's base) at 4 FLOPs, not 6; needs a model
+    "Training FLOPs per token: 6N (2N forward, 4N backward) plus 12*layers*hidden*seq_len for attention."
+    seq_len = coerce(seq_len, float, "seq_len")
+    if seq_len < 0: raise ValueError(f"model_flops_per_token: seq_len must be >= 0, got {seq_len}")
+    if isinstance(model, (int, float)) and not isinstance(model, bool):
+        if model <= 0: raise ValueError(f"model_flops_per_token: a parameter count must be > 0, got {model}")
+        if frozen: raise ValueError("model_flops_per_token: frozen=True needs a model (which parameters have gradients), not a count")
+        flops = 6.0 * model
+    elif hasattr(model, "parameters") and hasattr(model, "get_input_embeddings"):
+        flops = 6.0 * _n_params(model) - (2.0 * _n_params(model, frozen_only=True) if frozen else 0.0)
+        cfg = getattr(model, "config", None)
+        layers, hidden = layers or getattr(cfg, "num_hidden_layers", None), hidden or getattr(cfg, "hidden_size", None)
+    else: raise TypeError(f"model_flops_per_token: model must be a transformers model or a parameter count, got {type(model).__name__}")
+    if seq_len:
+        if not layers or not hidden: raise ValueError("model_flops_per_token: seq_len > 0 needs layers and hidden (give them with a parameter count)")
+        flops += 12.0 * layers * hidden * seq_len
+    return flops
+
+# %% ../nbs/06_train.ipynb #d1e7d67b
+def _dense(tflops: float) -> dict: return {"bfloat16": tflops * 1e12, "float16": tflops * 1e12}
+
+PEAK_FLOPS = {                                   # device-name pattern -> dense peak FLOP/s of one GPU per dtype (vendor datasheets)
+    r"H[12]00.*NVL": _dense(835),                # H100 NVL, H200 NVL: 1,671 TFLOPS bf16 with sparsity
+    r"H[18]00.*PCIe": _dense(756),               # H100 PCIe: 1,513 with sparsity
+    r"GH200|H200|H100|H800": _dense(989),        # H100 SXM5 ("H100 80GB HBM3"), H200 SXM, GH200: 1,979 with sparsity
+    r"B200": _dense(2250),                       # HGX B200, per GPU
+    r"A100|A800": _dense(312),                   # SXM4 and PCIe alike
+    r"L40S": _dense(362),
+    r"L40\b": _dense(181),
+    r"A10G": _dense(125),                        # AWS's A10 variant; NVIDIA publishes no separate sheet: the A10's figure (override if measured lower)
+    r"A10\b": _dense(125),
+    r"L4\b": _dense(121),
+    r"V100": {"float16": 125e12},                # no bf16 on Volta
+    r"T4\b": {"float16": 65e12},
+}
+
+def peak_flops(device_name: Optional[str],                    # torch.cuda.get_device_name(); "cpu" or None: not in the table
+               dtype: Any = "bfloat16",                        # the training compute dtype: a torch dtype or its name
+               override: Optional[float] = None) -> Optional[float]:  # FLOP/s of one device; None: LLMOPS_PEAK_FLOPS, else the table
+    "Dense peak FLOP/s of one accelerator for `dtype`: `override`, else LLMOPS_PEAK_FLOPS, else PEAK_FLOPS by device name; None when unknown."
+    where = "override"
+    if override is None and os.environ.get("LLMOPS_PEAK_FLOPS", "").strip():
+        override, where = os.environ["LLMOPS_PEAK_FLOPS"].strip(), "LLMOPS_PEAK_FLOPS"
+    if override is not None:
+        try: value = float(override)
+        except (TypeError, ValueError): value = float("nan")
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{where}: expected the peak FLOP/s of one device as a positive number (e.g. 989e12), got {override!r}")
+        return value
+    if not device_name: return None
+    for pattern, figures in PEAK_FLOPS.items():
+        if re.search(pattern, str(device_name), re.I): return figures.get(str(dtype).replace("torch.", ""))
+    return None
+
+def mfu(tokens_per_s: Optional[float], flops_per_token: float, peak: Optional[float], devices: int = 1) -> Optional[float]:
+    "Model FLOPs utilization: tokens/s x FLOPs per token over `devices` x `peak` FLOP/s; None when the peak or the throughput is unknown."
+    if peak is None or tokens_per_s is None: return None
+    tokens_per_s, flops_per_token = coerce(tokens_per_s, float, "tokens_per_s"), coerce(flops_per_token, float, "flops_per_token")
+    peak, devices = coerce(peak, float, "peak"), coerce(devices, int, "devices")
+    if tokens_per_s < 0: raise ValueError(f"mfu: tokens_per_s must be >= 0, got {tokens_per_s}")
+    if flops_per_token <= 0: raise ValueError(f"mfu: flops_per_token must be > 0, got {flops_per_token}")
+    if peak <= 0: raise ValueError(f"mfu: peak must be > 0, got {peak}")
+    if devices < 1: raise ValueError(f"mfu: devices must be >= 1, got {devices}")
+    return tokens_per_s * flops_per_token / (devices * peak)
+
 # %% ../nbs/06_train.ipynb #94652439
 def _trainer_callback_base():
     from transformers import TrainerCallback
@@ -413,6 +524,7 @@ def sft(model: Any = None,                               # model reference (fold
     if p["early_stopping_patience"] and p["save_steps"] % p["eval_steps"]: raise ValueError(f"sft: with early stopping, save_steps ({p['save_steps']}) must be a multiple of eval_steps ({p['eval_steps']})")
     dev = pick_device(settings.device if p["device"] == "auto" else p["device"])
     dt = default_dtype(dev, settings.dtype if p["dtype"] == "auto" else p["dtype"])
+    peak = peak_flops(torch.cuda.get_device_name() if dev == "cuda" else dev, dt)   # for MFU; CPU: None unless LLMOPS_PEAK_FLOPS says
     engine = next((n for n, v in (("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP")) if os.environ.get(v, "").lower() == "true"), None)
     if engine and dev != "cuda": raise ConfigError(f"{engine} was requested by the accelerate config, but sft runs on {dev}: {engine} needs CUDA GPUs; "
                                                    "on CPU launch with configs/accelerate/cpu_ddp.yaml (DDP over gloo)")
@@ -475,15 +587,20 @@ def sft(model: Any = None,                               # model reference (fold
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
         raise ConfigError("FSDP was requested (accelerate config) but the Trainer did not enable it: FSDP needs GPUs; on CPU use the DDP config")
     tokens0 = next((h["num_tokens"] for h in reversed(read_json(last / "trainer_state.json")["log_history"]) if "num_tokens" in h), 0) if last else 0
+    fpt = model_flops_per_token(trainer.model, seq_len=rep.tokens / max(1, rep.kept))   # before train() wraps (FSDP shards) the model
+    reset_peak_memory(dev)
     t0 = time.time()
     with _quiet():
         out = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if dev == "cuda": torch.cuda.synchronize()
     wall = time.time() - t0
     hist = [dict(h) for h in trainer.state.log_history]
     tokens = next((h["num_tokens"] for h in reversed(hist) if "num_tokens" in h), 0)
+    tps = (tokens - tokens0) / wall if wall > 0 else None
     metrics = {"train_loss": out.training_loss, "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_runtime_s": wall,
-               "train_tokens": tokens, "tokens_per_s": (tokens - tokens0) / wall if wall > 0 else None, "world_size": state.num_processes,
-               "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad)}
+               "train_tokens": tokens, "tokens_per_s": tps, "world_size": state.num_processes,
+               "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad),
+               **peak_memory(dev), "flops_per_token": fpt, "peak_flops": peak, "mfu": mfu(tps, fpt, peak, state.num_processes)}
     if has_eval:
         with _quiet(): ev = trainer.evaluate()
         metrics.update(eval_loss=ev["eval_loss"], eval_perplexity=math.exp(min(ev["eval_loss"], 50)))

@@ -300,3 +300,47 @@ def test_a_failing_check_never_deletes(tmp_path, monkeypatch):
         _warnings.simplefilter("always")
         assert last_checkpoint(tmp_path) is None
     assert good.exists() and newer.exists()
+
+
+# ---- resource figures: peak memory, tokens/s, FLOPs per token and MFU in the metrics (run record and W&B through `run`)
+class _Recorder:
+    "A stand-in for a `Run`: keeps what sft logs."
+    id = "test-run"
+    def __init__(self): self.logged = []
+    def log(self, metrics, step=None): self.logged.append(metrics)
+
+
+def test_resource_figures_in_metrics_and_logged(reference_job, tiny_model, tmp_path, monkeypatch):
+    from llmops_nb.models import load_model
+    from llmops_nb.train import model_flops_per_token
+    m = reference_job.metrics
+    assert m["peak_rss_mb"] > 0 and m["tokens_per_s"] > 0 and "peak_gpu_mem_mb" not in m
+    assert m["peak_flops"] is None and m["mfu"] is None                        # CPU: no datasheet peak, no MFU
+    base = load_model(tiny_model, device="cpu")
+    n = sum(p.numel() for p in base.parameters()) - base.get_input_embeddings().weight.numel()   # untied: the input embedding is a lookup
+    cfg, rep = base.config, reference_job.report
+    assert m["flops_per_token"] == pytest.approx(6 * (n + m["trainable_params"]) + 12 * cfg.num_hidden_layers * cfg.hidden_size * rep["tokens"] / rep["kept"])
+    # a peak given through the environment gives an MFU, logged with the rest under final/
+    monkeypatch.setenv("LLMOPS_PEAK_FLOPS", "1e12")
+    run = _Recorder()
+    r = sft(tiny_model, ROWS[:20], out_dir=tmp_path / "mfu", max_steps=2, save_steps=2, run=run, **FAST)
+    assert r.metrics["peak_flops"] == 1e12
+    assert r.metrics["mfu"] == pytest.approx(r.metrics["tokens_per_s"] * r.metrics["flops_per_token"] / 1e12)
+    final = next(x for x in run.logged if "final/mfu" in x)
+    assert final["final/mfu"] == r.metrics["mfu"] and final["final/peak_rss_mb"] == r.metrics["peak_rss_mb"]
+    monkeypatch.setenv("LLMOPS_PEAK_FLOPS", "fast")
+    with pytest.raises(ConfigError, match="LLMOPS_PEAK_FLOPS"):
+        sft(tiny_model, ROWS[:20], out_dir=tmp_path / "bad", max_steps=2, save_steps=2, **FAST)
+    assert not (tmp_path / "bad").exists()                                     # refused before anything was written or trained
+
+
+def test_peak_memory_window_and_bad_device():
+    from llmops_nb.train import peak_memory, reset_peak_memory
+    reset_peak_memory("cpu")
+    low = peak_memory("cpu")["peak_rss_mb"]
+    block = bytearray(120 * 2**20); block[::4096] = b"\1" * len(range(0, len(block), 4096))
+    assert peak_memory("cpu")["peak_rss_mb"] - low > 100
+    del block
+    if reset_peak_memory("cpu"): assert peak_memory("cpu")["peak_rss_mb"] < low + 60
+    with pytest.raises((ValueError, TypeError), match="dev"):
+        peak_memory("gpu0")
