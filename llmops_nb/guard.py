@@ -24,7 +24,8 @@ __all__ = ['ACTIONS', 'INJECTION_PATTERNS', 'TOXIC_PATTERNS', 'POLICIES', 'POLIC
            'ROLE_MARKUP_RE', 'QUARANTINED', 'IDENTITY_TERMS', 'fold_homoglyphs', 'Normalized', 'normalize', 'Finding',
            'Verdict', 'injection_heuristics', 'toxicity_lexicon', 'repair_json', 'check_json', 'generate_json',
            'PolicyError', 'Policy', 'load_policy', 'rescale', 'scan_input', 'scan_output', 'scan_document',
-           'guard_score', 'roc', 'Calibration', 'calibrate', 'identity_mentions', 'template_key', 'bias_table']
+           'stream_mode', 'StreamGuard', 'guard_score', 'roc', 'Calibration', 'calibrate', 'identity_mentions',
+           'template_key', 'bias_table']
 
 # %% ../nbs/07_guard.ipynb #52685ace
 _INVISIBLE_RE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
@@ -593,6 +594,110 @@ def _document_injection(s: _Scan) -> list:
 def scan_document(text: str, policy: Union[str, Path, dict, Policy, None] = None) -> Verdict:
     "Check a retrieved passage (web page, e-mail, table, code) for instructions aimed at the model; `block` means quarantine it."
     return _scan("document", text, policy, refusal=QUARANTINED)
+
+# %% ../nbs/07_guard.ipynb #54966d36
+_WHOLE = ("groundedness", "json")        # output guards that judge the whole answer at once
+
+def stream_mode(policy: Union[str, Path, dict, Policy, None] = None) -> tuple:
+    "('streaming', '') when the policy's output guards can run on a growing answer, else ('buffered', the reason)."
+    pol = load_policy(policy)
+    for name, cfg in pol.output.items():
+        if cfg is None: continue
+        act = cfg.get("action", "retry" if name in _WHOLE else "block")
+        if (name in _WHOLE and act != "allow") or (act == "retry" and name != "length"):
+            return "buffered", f"the output guard {name!r} (action {act}) needs the whole answer before any of it can be shown"
+    return "streaming", ""
+
+# %% ../nbs/07_guard.ipynb #df049eb9
+_QUIET_RE = re.compile(r"[(\"'“‘]?[^\W\d_]+(?:['’\-][^\W\d_]+)*[.,;:!?)\"'”’]*"        # plain words
+                       r"|\[\d{1,2}\][.,;:!?)]*|\d{1,2}[.)]")                               # citation markers [1], list items 1.
+_TRIGGERS = frozenset("api apikey key keys secret secrets token tokens password passwords passwd pwd passphrase client access auth "
+                      "authorization bearer aws private rsa ec dsa openssh pgp encrypted block begin end x ext extension".split())
+_MARKUP, _SYMBOLS_RE = "<>|#*~`", re.compile(r"[-–—•=:.,;!?]+")
+_AFTER = 16                   # quiet characters a suspicious word waits for: PII context words may follow a number (phone: 12)
+
+def _suspicious(tok: str, names: bool) -> bool:
+    "Whether a word could be part of a secret or PII: anything but plain words, trigger words, and capitalized words when `names`."
+    tok = tok.strip(_MARKUP)                              # markdown and markup around a word: no secret or PII uses them
+    if not tok or _SYMBOLS_RE.fullmatch(tok): return False   # bullets, rules, separators
+    if not _QUIET_RE.fullmatch(tok): return True
+    w = tok.strip("(\"'“‘.,;:!?)”’").lower()
+    return w in _TRIGGERS or any(p in _TRIGGERS for p in re.split(r"['’\-]", w)) or (names and tok.lstrip("(\"'“‘")[:1].isupper())
+
+def _safe_cut(raw: str, spans: list, names: bool) -> int:
+    "How much of `raw` can no longer change: not the unfinished last word, not a suspicious run near the end, not a span that touches it."
+    toks, cut = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", raw)], len(raw)
+    if toks and toks[-1][1] == len(raw): cut = toks[-1][0]
+    for i in range(len(toks) - 1, -1, -1):                # suspicious words whose after-context is still arriving
+        a, b, t = toks[i]
+        if len(raw) - b > _AFTER: break
+        if _suspicious(t, names): cut = min(cut, a)
+    while True:
+        changed = False
+        for a, b in spans:                                  # a finding that reaches the held text may still grow
+            if b > cut and a < cut: cut, changed = a, True
+        j = max((i for i, (a, b, t) in enumerate(toks) if a < cut), default=None)
+        if j is not None and toks[j][1] >= cut: cut, changed = toks[j][0], True        # never split a word
+        elif j is not None and _suspicious(toks[j][2], names) and toks[j][1] <= cut and not raw[toks[j][1]:cut].strip() and cut < len(raw):
+            cut, changed = toks[j][0], True                 # the run of suspicious words before the held text
+        if not changed: return cut
+
+# %% ../nbs/07_guard.ipynb #f7aaa8d9
+class StreamGuard:
+    "The output guard for an answer that arrives in pieces: `feed` returns the text that is safe to show now, `close` the rest and the verdict."
+    def __init__(self, policy: Union[str, Path, dict, Policy, None] = None,
+                 contexts: Union[list, str, None] = None,     # retrieved passages, as for `scan_output`
+                 question: Optional[str] = None,
+                 mode: Optional[str] = None):                  # None: from the policy (`stream_mode`); "buffered" forces buffering
+        self.policy, self.contexts, self.question = load_policy(policy), _texts(contexts), question
+        if mode not in (None, "streaming", "buffered"): raise ValueError(f"StreamGuard: mode must be 'streaming', 'buffered' or None, got {mode!r}")
+        self.mode, self.reason = stream_mode(self.policy)
+        if mode == "buffered" and self.mode == "streaming": self.mode, self.reason = "buffered", "buffered on request"
+        pii = self.policy.output.get("pii") or {}
+        self._names = any(e not in RULE_ENTITIES for e in pii.get("entities", RULE_ENTITIES))   # NER entities: capitalized words may be names
+        self.raw, self.emitted, self.stopped, self.verdict, self.mismatch = "", "", None, None, False
+    def __repr__(self): return f"StreamGuard({self.mode}, {len(self.raw)} chars in, {len(self.emitted)} out{', stopped' if self.stopped else ''})"
+
+# %% ../nbs/07_guard.ipynb #ff2fc6db
+@patch_to(StreamGuard)
+def _findings(self: StreamGuard) -> list:
+    "The findings of every output guard that can judge a prefix (all but the whole-answer ones and the minimum length)."
+    s, out = _Scan(self.raw, normalize(self.raw[:200_000]), {}, self.contexts, self.question, "output"), []
+    for name, cfg in self.policy.output.items():
+        if cfg is None or name in _WHOLE: continue
+        s.cfg = cfg
+        if name == "length":
+            if cfg.get("max_chars") is not None and len(self.raw) > cfg["max_chars"]: out += GUARDS["length"](s)
+        else: out += GUARDS[name](s)
+    return out
+
+@patch_to(StreamGuard)
+def feed(self: StreamGuard, delta: str) -> str:
+    "Take the next piece of the answer; return the text that can be shown now (redacted; '' while held back, buffered or stopped)."
+    if not isinstance(delta, str): raise TypeError(f"StreamGuard.feed: delta must be a str, got {type(delta).__name__}")
+    if self.verdict is not None: raise RuntimeError("StreamGuard.feed: the guard is closed")
+    if self.stopped is not None: return ""
+    self.raw += delta
+    if self.mode == "buffered" or not delta: return ""
+    found = self._findings()
+    if stop := [f for f in found if f.action not in ("allow", "redact")]:
+        self.stopped = stop; return ""                     # a block: nothing more is shown
+    red = [f for f in found if f.action == "redact" and f.span]
+    cut = _safe_cut(self.raw, [f.span for f in red], self._names)
+    text = _apply_redactions(self.raw[:cut], [f for f in red if f.span[1] <= cut])
+    if not text.startswith(self.emitted) or len(text) <= len(self.emitted): return ""
+    out, self.emitted = text[len(self.emitted):], text
+    return out
+
+@patch_to(StreamGuard)
+def close(self: StreamGuard) -> tuple:
+    "(the text still to show, the final Verdict): the verdict is `scan_output` of the whole answer; '' unless it is allowed."
+    if self.verdict is None: self.verdict = scan_output(self.raw, self.contexts, self.policy, self.question)
+    v = self.verdict
+    if not v.allowed: return "", v
+    if not v.text.startswith(self.emitted): self.mismatch = True; return "", v     # should not happen: what was shown stays as it was
+    rest = v.text[len(self.emitted):]; self.emitted = v.text
+    return rest, v
 
 # %% ../nbs/07_guard.ipynb #130b8677
 def guard_score(name: str, text: str, context=None, cfg: Optional[dict] = None) -> float:

@@ -6,11 +6,11 @@ Docs: https://llmops.github.io/llmops-nb/pipeline.html.md"""
 
 # %% ../nbs/08b_pipeline.ipynb #2a8ba1a2
 from __future__ import annotations
-import hashlib, json, re, threading, time, uuid
+import hashlib, json, re, sys, threading, time, uuid
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 from fastcore.basics import patch
 from .core import Settings, canonical_json, digest, load_settings, read_json
 from .generate import Generation
@@ -24,24 +24,28 @@ __all__ = ['DOCUMENT_SCAN_MODES', 'SPEC_SCHEMA', 'MODES', 'Step', 'Trace', 'Cita
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
 class Step:
-    "One traced step of a pipeline call: name, duration in milliseconds and what it saw or decided."
+    "One traced step of a pipeline call: name, duration in milliseconds, what it saw or decided, and its start after the trace's."
     name: str
     ms: float
     data: dict = field(default_factory=dict)
+    at_ms: float = 0.0             # the step's start, in milliseconds after the trace's start (OpenTelemetry span start)
 
 @dataclass
 class Trace:
-    "Everything a pipeline call did, in order, for monitoring and audit (JSON-ready with `to_dict`)."
-    id: str
+    "Everything a pipeline call did, in order, for monitoring and audit (JSON-ready with `to_dict`); `id` is an OpenTelemetry trace id."
+    id: str                        # 32 hex digits
     started: str
     steps: list = field(default_factory=list)
     status: str = "running"        # answered, refused, idk, blocked, error
     total_ms: float = 0.0
     meta: dict = field(default_factory=dict)
+    start_ns: int = field(default_factory=time.time_ns)    # wall clock at the start, ns since the epoch
 
+    def __post_init__(self): self._t0 = time.perf_counter() - (time.time_ns() - self.start_ns) / 1e9   # start_ns on the perf_counter clock
     def step(self, name: str, t0: float, **data) -> Step:
         "Record a step that began at `t0` (time.perf_counter())."
-        s = Step(name, round((time.perf_counter() - t0) * 1e3, 3), data); self.steps.append(s); return s
+        now = time.perf_counter()
+        s = Step(name, round((now - t0) * 1e3, 3), data, round(max(t0 - self._t0, 0.0) * 1e3, 3)); self.steps.append(s); return s
     def to_dict(self) -> dict: return asdict(self)
     def __repr__(self): return f"Trace({self.id}, {self.status}, {self.total_ms:.0f} ms, steps={[s.name for s in self.steps]})"
 
@@ -118,24 +122,61 @@ class RAGPipeline:
 def _contexts(hits: list) -> list:
     return [{"n": i + 1, "id": h.id, "title": str(h.metadata.get("title", "")), "text": h.text} for i, h in enumerate(hits)]
 
+def _gen_data(g: Generation) -> dict:
+    "What the trace's generate step keeps of a generation."
+    return dict(model=g.model, model_digest=g.model_digest, adapter_digest=g.adapter_digest, prompt_tokens=g.prompt_tokens,
+                completion_tokens=g.completion_tokens, finish_reason=g.finish_reason,
+                ttft_ms=None if g.ttft_s is None else round(g.ttft_s * 1e3, 3))
+
 @patch
-def _generate(self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool, stop: Optional[dict] = None) -> Generation:
+def _render(self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool) -> list:
     prompt = self.strict_prompt if strict else self.prompt
     t0 = time.perf_counter(); msgs = prompt.render(question=question, contexts=_contexts(hits))
     trace.step("prompt", t0, prompt=prompt.ref, digest=prompt.digest, strict=strict)
+    return msgs
+
+def _failed(trace: Trace, t0: float, e: Exception) -> None:
+    "Record a failed generation in `trace` and attach the trace to the exception (a server or the monitor still stores it)."
+    trace.step("generate", t0, error=f"{type(e).__name__}: {e}"[:500]); trace.status = "error"; e.trace = trace
+
+@patch
+def _generate(self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool, stop: Optional[dict] = None) -> Generation:
+    msgs = self._render(trace, question, hits, strict)
     t0 = time.perf_counter()
     try: g = self.generator.generate(msgs, **self.gen_kwargs, **(stop or {}))
-    except Exception as e:
-        trace.step("generate", t0, error=f"{type(e).__name__}: {e}"[:500]); trace.status = "error"
-        e.trace = trace                                   # the caller (a server, the monitor) can still store what happened
-        raise
-    trace.step("generate", t0, model=g.model, model_digest=g.model_digest, adapter_digest=g.adapter_digest,
-               prompt_tokens=g.prompt_tokens, completion_tokens=g.completion_tokens, finish_reason=g.finish_reason)
+    except Exception as e: _failed(trace, t0, e); raise
+    trace.step("generate", t0, **_gen_data(g))
     return g
+
+# %% ../nbs/08b_pipeline.ipynb #b3b11276
+_PROC = None
+
+def _cuda_in_use(generator) -> bool:
+    "Whether `generator` runs on a CUDA device (torch already imported and initialised): then peak GPU memory is measured."
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized(): return False
+    try: return str((generator.info() if hasattr(generator, "info") else {}).get("device", "")).startswith("cuda")
+    except Exception: return False
+
+def _usage_start(generator) -> tuple:
+    "What `_resources` compares against: process CPU time now, and whether CUDA peak memory is being measured (its counter reset)."
+    cuda = _cuda_in_use(generator)
+    if cuda: sys.modules["torch"].cuda.reset_peak_memory_stats()
+    return time.process_time(), cuda
+
+def _resources(start: tuple) -> dict:
+    "Resources of one call: process CPU ms since `start` (all threads, so concurrent calls overlap), RSS now, peak CUDA memory."
+    global _PROC
+    import psutil
+    _PROC = _PROC or psutil.Process()
+    cpu0, cuda = start
+    return {"cpu_ms": round((time.process_time() - cpu0) * 1e3, 3), "rss_mb": round(_PROC.memory_info().rss / 2**20, 1),
+            "gpu_peak_mb": round(sys.modules["torch"].cuda.max_memory_allocated() / 2**20, 1) if cuda else None}
 
 @patch
 def _finish(self: RAGPipeline, trace: Trace, t_start: float, status: str, text: str, cites: list, verdicts: dict) -> Answer:
     trace.status, trace.total_ms = status, round((time.perf_counter() - t_start) * 1e3, 3)
+    if (u := getattr(trace, "_usage", None)) is not None: trace.meta["resources"] = _resources(u)
     return Answer(text, cites, verdicts, trace)
 
 # %% ../nbs/08b_pipeline.ipynb #20ed3f34
@@ -194,32 +235,35 @@ def scan_chunks(rows: list,                  # chunk rows (dicts with id and tex
     return keep, {**report, "policy": p.ref, "quarantined": len(rows) - len(keep)}
 
 # %% ../nbs/08b_pipeline.ipynb #52c67bba
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+def _trace_id(given: Optional[str]) -> str:
+    "`given` when it is a valid OpenTelemetry trace id (32 lowercase hex digits, not all zero), a new random one for None."
+    if given is None: return uuid.uuid4().hex
+    if not isinstance(given, str) or not _TRACE_ID.fullmatch(given) or given == "0" * 32:
+        raise ValueError(f"trace_id must be 32 lowercase hex digits (not all zero), got {given!r}")
+    return given
+
 @patch
-def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Optional[int] = None, *,
-           deadline: Optional[float] = None,   # time.monotonic() seconds: the generator stops retrying / generating after it
-           cancel=None,                        # a threading.Event the caller sets to stop generation (GenerationCancelled)
-           ) -> Answer:
-    "Answer `question` from the store's passages (optionally filtered by `where`) behind the policy's guards."
-    stop = {k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None}   # only when given: any generator works
+def _begin(self: RAGPipeline, question: str, where: Optional[dict], k: Optional[int], trace_id: Optional[str] = None) -> tuple:
+    "Trace, input guard, retrieval and document scan -> (trace, t_start, input verdict, hits, the Answer when it ends here)."
     t_start = time.perf_counter()
-    trace = Trace(uuid.uuid4().hex[:16], time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    trace = Trace(_trace_id(trace_id), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   meta={"policy": self.policy.ref, "generator": self.generator.info() if hasattr(self.generator, "info") else {},
                         **({"lineage": self.lineage} if self.lineage else {})})
+    trace._usage = _usage_start(self.generator)
     t0 = time.perf_counter(); vin = scan_input(question, self.policy)
     trace.step("input_guard", t0, action=vin.action, findings=[f"{f.guard}: {f.reason}" for f in vin.findings], timings=vin.timings)
-    if not vin.allowed: return self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
+    if not vin.allowed: return trace, t_start, vin, [], self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
     t0 = time.perf_counter(); hits = self.store.search(vin.text, k=k or self.k, where=where, mode=self.mode)
     trace.step("retrieve", t0, query=vin.text, ids=[h.id for h in hits], scores=[round(float(h.score), 4) for h in hits], where=where)
     found, hits = len(hits), self._screen(trace, hits)
-    if found and not hits: return self._finish(trace, t_start, "idk", self.policy.idk, [], {"input": vin})   # every passage quarantined
-    verdicts, strict = {"input": vin}, False
-    for attempt in range(self.retries + 1):
-        g = self._generate(trace, vin.text, hits, strict, stop)
-        t0 = time.perf_counter(); vout = scan_output(g.text, [h.text for h in hits], self.policy, question=vin.text)
-        trace.step("output_guard", t0, action=vout.action, findings=[f"{f.guard}: {f.reason}" for f in vout.findings], timings=vout.timings)
-        verdicts["output" if attempt == 0 else f"retry{attempt}"] = vout
-        if vout.action != "retry": break
-        strict = True
+    if found and not hits: return trace, t_start, vin, hits, self._finish(trace, t_start, "idk", self.policy.idk, [], {"input": vin})   # all quarantined
+    return trace, t_start, vin, hits, None
+
+@patch
+def _conclude(self: RAGPipeline, trace: Trace, t_start: float, vout: Verdict, hits: list, verdicts: dict) -> Answer:
+    "The Answer for the final output verdict: blocked, the groundedness fallback after a retry, or the cited answer."
     if vout.action == "block": return self._finish(trace, t_start, "blocked", vout.text, [], verdicts)
     if vout.action == "retry":
         fallback = (self.policy.output.get("groundedness") or {}).get("fallback", "idk")
@@ -227,6 +271,98 @@ def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Op
         if fallback == "block": return self._finish(trace, t_start, "blocked", self.policy.refusal, [], verdicts)
     text, cites = cite(vout.text, hits)
     return self._finish(trace, t_start, "answered", text, cites, verdicts)
+
+def _out_step(trace: Trace, t0: float, vout: Verdict, **more) -> None:
+    trace.step("output_guard", t0, action=vout.action, findings=[f"{f.guard}: {f.reason}" for f in vout.findings], timings=vout.timings, **more)
+
+@patch
+def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Optional[int] = None, *,
+           deadline: Optional[float] = None,   # time.monotonic() seconds: the generator stops retrying / generating after it
+           cancel=None,                        # a threading.Event the caller sets to stop generation (GenerationCancelled)
+           trace_id: Optional[str] = None,     # the trace's id (32 hex digits, e.g. from a caller's traceparent); None: a new one
+           ) -> Answer:
+    "Answer `question` from the store's passages (optionally filtered by `where`) behind the policy's guards."
+    stop = {k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None}   # only when given: any generator works
+    trace, t_start, vin, hits, done = self._begin(question, where, k, trace_id)
+    if done is not None: return done
+    verdicts, strict = {"input": vin}, False
+    for attempt in range(self.retries + 1):
+        g = self._generate(trace, vin.text, hits, strict, stop)
+        t0 = time.perf_counter(); vout = scan_output(g.text, [h.text for h in hits], self.policy, question=vin.text)
+        _out_step(trace, t0, vout)
+        verdicts["output" if attempt == 0 else f"retry{attempt}"] = vout
+        if vout.action != "retry": break
+        strict = True
+    return self._conclude(trace, t_start, vout, hits, verdicts)
+
+# %% ../nbs/08b_pipeline.ipynb #1f0b1ac9
+from .generate import GenerationCancelled
+from .guard import StreamGuard, stream_mode
+
+# %% ../nbs/08b_pipeline.ipynb #1c086c0a
+def _streams(generator) -> bool:
+    "Whether `generator` streams tokens as they are made (its own `stream`, not the base class's replay of a finished answer)."
+    from llmops_nb.generate import Generator
+    fn = getattr(generator, "stream", None)
+    return callable(fn) and getattr(fn, "__func__", fn) is not Generator.stream
+
+@patch
+def _stream_once(self: RAGPipeline, trace: Trace, vin: Verdict, hits: list, strict: bool, stop: dict, info: dict, t_start: float):
+    "One streamed generation through a `StreamGuard`: yields the delta events, returns the guard (closed)."
+    msgs = self._render(trace, vin.text, hits, strict)
+    guard, t0, first, st = StreamGuard(self.policy, [h.text for h in hits], vin.text, mode="streaming"), time.perf_counter(), None, None
+    try:
+        st = self.generator.stream(msgs, **self.gen_kwargs, **stop)
+        for piece in st:
+            first = first or time.perf_counter()
+            if out := guard.feed(piece):
+                info.setdefault("first_delta_ms", round((time.perf_counter() - t_start) * 1e3, 3)); yield {"type": "delta", "text": out}
+            if guard.stopped: break                                     # a block: stop generating, show nothing more
+            if stop.get("cancel") is not None and stop["cancel"].is_set(): raise GenerationCancelled("generation stopped: cancelled")
+    except Exception as e: _failed(trace, t0, e); raise
+    finally:
+        if st is not None: st.close()                                  # frees the model (or the connection) whatever happened
+    g = st.generation
+    data = _gen_data(g) if g is not None else {"model": (trace.meta.get("generator") or {}).get("model"), "finish_reason": "content_filter"}
+    trace.step("generate", t0, **{**data, "ttft_ms": None if first is None else round((first - t0) * 1e3, 3), "streamed": True})
+    return guard
+
+@patch
+def answer_stream(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Optional[int] = None, *,
+                  deadline: Optional[float] = None,   # time.monotonic() seconds after which generation stops
+                  cancel=None,                        # a threading.Event: set it (a client went away) to stop generating
+                  trace_id: Optional[str] = None,     # the trace's id (32 hex digits); None: a new one
+                  ) -> Iterator[dict]:
+    "`answer` as events: first {type: mode, mode, reason, trace_id}, then {type: delta, text} pieces the output guard released, last {type: answer, answer}."
+    mode, why, tid = *stream_mode(self.policy), _trace_id(trace_id)
+    if mode == "streaming" and not _streams(self.generator): mode, why = "buffered", f"the generator ({type(self.generator).__name__}) cannot stream"
+    yield {"type": "mode", "mode": mode, "reason": why, "trace_id": tid}
+    if mode == "buffered":
+        a = self.answer(question, where, k, deadline=deadline, cancel=cancel, trace_id=tid)
+        if a.trace is not None: a.trace.meta["stream"] = {"mode": mode, "reason": why}
+        if a.text: yield {"type": "delta", "text": a.text}
+        yield {"type": "answer", "answer": a}; return
+    stop = {k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None}
+    trace, t_start, vin, hits, a = self._begin(question, where, k, tid)
+    info = trace.meta["stream"] = {"mode": mode, "reason": why}
+    if a is None:
+        verdicts, strict = {"input": vin}, False
+        for attempt in range(self.retries + 1):
+            guard = yield from self._stream_once(trace, vin, hits, strict, stop, info, t_start)
+            t0 = time.perf_counter(); rest, vout = guard.close()
+            _out_step(trace, t0, vout, shown_chars=len(guard.emitted), stopped_early=bool(guard.stopped))
+            verdicts["output" if attempt == 0 else f"retry{attempt}"] = vout
+            if vout.action != "retry" or guard.emitted: break           # a retry only while nothing was shown (an empty answer)
+            strict = True
+        if vout.allowed:
+            if rest: yield {"type": "delta", "text": rest}
+            a = self._finish(trace, t_start, "answered", guard.emitted, cite(guard.emitted, hits)[1], verdicts)   # the text the client saw
+        else: a = self._conclude(trace, t_start, vout, hits, verdicts)
+        if guard.mismatch: info["mismatch"] = True
+        if not vout.allowed or vout.action == "retry": info["shown_before_refusal"] = len(guard.emitted)
+        if a.status != "answered": yield {"type": "delta", "text": ("\n\n" if guard.emitted else "") + a.text}
+    else: yield {"type": "delta", "text": a.text}
+    yield {"type": "answer", "answer": a}
 
 # %% ../nbs/08b_pipeline.ipynb #3a79f8b9
 SPEC_SCHEMA = 1

@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
+                               generate_latest)
 from fastcore.basics import patch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
@@ -27,9 +28,9 @@ from .monitor import DEFAULT_TENANT
 __all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'TEMPERATURE_CAP', 'ENDPOINTS', 'AUTHENTICATED', 'ENDPOINT_KEY', 'hash_key', 'key_id',
            'load_keys', 'KeyRing', 'RateLimiter', 'ContentPart', 'ChatMessage', 'Extension', 'ChatRequest',
            'FeedbackRequest', 'APIError', 'parse_body', 'question_of', 'options_of', 'usage_of', 'finish_reason_of',
-           'extension_of', 'completion', 'citation_policy', 'redact_citations', 'chunks', 'Metrics', 'Edge', 'Served',
-           'FailedAuth', 'Cancelled', 'create_app', 'default_pipeline', 'load_factory', 'make_app', 'serve',
-           'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
+           'extension_of', 'completion', 'citation_policy', 'redact_citations', 'chunks', 'stream_chunks', 'Metrics',
+           'Edge', 'Served', 'FailedAuth', 'Cancelled', 'create_app', 'default_pipeline', 'load_factory', 'make_app',
+           'serve', 'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
 
 # %% ../nbs/11_serve.ipynb #f1a7230f
 KEY_PREFIX, MIN_KEY_CHARS = "sha256:", 16
@@ -295,10 +296,39 @@ def chunks(answer, trace_id: str, model: str, include_usage: bool = False) -> It
     base = {"id": trace_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     def ev(delta: dict, finish=None, **more): return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **more})
     yield ev({"role": "assistant", "content": ""})
-    for piece in re.findall(r"\s*\S+|\s+$", answer.text): yield ev({"content": piece})
+    for piece in _pieces(answer.text): yield ev({"content": piece})
     yield ev({}, finish_reason_of(answer), llmops=extension_of(answer, trace_id))
     if include_usage: yield _sse({**base, "choices": [], "usage": usage_of(answer)})
     yield "data: [DONE]\n\n"
+
+def _pieces(text: str) -> list: return re.findall(r"\s*\S+|\s+$", text)
+
+class _ChunkWriter:
+    "The SSE text of one streamed answer in OpenAI chunk format, from `answer_stream`'s mode event (its trace id is the chunks' id)."
+    def __init__(self, first: dict, model: str, include_usage: bool = False):
+        if first.get("type") != "mode": raise ValueError(f"the first event of answer_stream must be the mode event, got {first.get('type')!r}")
+        self.mode, self.reason, self.tid, self.include_usage = first["mode"], first["reason"], first["trace_id"], include_usage
+        self.base = {"id": self.tid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    def _ev(self, delta: dict, finish=None, **more) -> str:
+        return _sse({**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **more})
+    def start(self) -> str: return self._ev({"role": "assistant", "content": ""}, llmops={"mode": self.mode, "reason": self.reason, "trace_id": self.tid})
+    def delta(self, text: str) -> str: return "".join(self._ev({"content": p}) for p in (_pieces(text) if self.mode == "buffered" else [text]))
+    def end(self, a) -> str:
+        out = self._ev({}, finish_reason_of(a), llmops={**extension_of(a, self.tid), "mode": self.mode})
+        return out + (_sse({**self.base, "choices": [], "usage": usage_of(a)}) if self.include_usage else "") + "data: [DONE]\n\n"
+    def error(self, e: Exception) -> str:
+        status = getattr(e, "status", 500)
+        msg = str(e) if isinstance(e, APIError) else "the server failed while streaming the answer"
+        return _sse({"error": {"message": msg, "type": _TYPES.get(status, "server_error"), "code": status}}) + "data: [DONE]\n\n"
+
+def stream_chunks(events: Iterable, model: str, include_usage: bool = False) -> Iterator[str]:
+    "SSE events of `RAGPipeline.answer_stream` events: the role chunk with the mode, the released text, the finish chunk, [DONE]."
+    events = iter(events); w = _ChunkWriter(next(events), model, include_usage)
+    yield w.start()
+    for e in events:
+        if e["type"] == "delta": yield w.delta(e["text"])
+        elif e["type"] == "answer": yield w.end(e["answer"])
+
 
 # %% ../nbs/11_serve.ipynb #2fb50c96
 ENDPOINTS = ("/v1/chat/completions", "/v1/feedback", "/v1/models", "/healthz", "/metrics")
@@ -324,12 +354,19 @@ class Metrics:
         self.release_answers = Counter("llmops_release_answers", "Chat completions by the release that answered", ["alias", "version"], registry=r)
         self.release_builds = Counter("llmops_release_builds", "Release pipelines built after an alias moved, by result (ok, failed)", ["alias", "result"], registry=r)
         self.release_served = Gauge("llmops_release_served", "1 for each release served now", ["role", "alias", "version"], registry=r)
+        ProcessCollector(registry=r); PlatformCollector(registry=r)      # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        self.request_cpu = Histogram("llmops_request_cpu_seconds", "Process CPU seconds during each pipeline call (trace meta resources)",
+                                     registry=r, buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.request_gpu = Gauge("llmops_request_gpu_peak_bytes", "Peak CUDA memory of the last pipeline call that used CUDA", registry=r)
     def answered(self, answer) -> None:
         "Count an answer: its status, tokens and guard blocks."
         self.answers.labels(answer.status).inc()
         u = usage_of(answer); self.tokens.labels("prompt").inc(u["prompt_tokens"]); self.tokens.labels("completion").inc(u["completion_tokens"])
         if answer.status == "refused": self.guard_blocks.labels("input").inc()
         if answer.status == "blocked": self.guard_blocks.labels("output").inc()
+        res = (answer.trace.meta.get("resources") if answer.trace else None) or {}
+        if isinstance(res.get("cpu_ms"), (int, float)): self.request_cpu.observe(res["cpu_ms"] / 1e3)
+        if isinstance(res.get("gpu_peak_mb"), (int, float)): self.request_gpu.set(res["gpu_peak_mb"] * 2**20)
     def text(self) -> bytes:
         "The Prometheus text exposition of every metric."
         return generate_latest(self.registry)
@@ -585,19 +622,31 @@ def _tenant_where(pipeline, tenant: str, where: Optional[dict]) -> Optional[dict
     try: return store.tenant_where(tenant, where)
     except ValueError as e: raise APIError(422, f"llmops.where: {str(e)[:300]}") from None
 
+def _call(p, question: str, where: Optional[dict], cancel: threading.Event, emit: Optional[Callable]):
+    "`p.answer`, or with `emit` `p.answer_stream`, each event but the last passed to `emit` -> the Answer."
+    kw = {} if where is None else {"where": where}
+    if emit is None: return p.answer(question, **kw)
+    for ev in p.answer_stream(question, cancel=cancel, **kw):
+        if ev["type"] == "answer": return ev["answer"]
+        emit(ev)
+    raise RuntimeError("answer_stream ended without an answer event")
+
 @patch
-def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event, served, opts: dict, tenant: str = DEFAULT_TENANT) -> tuple:
+def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event, served, opts: dict, tenant: str = DEFAULT_TENANT,
+         emit: Optional[Callable] = None) -> tuple:      # emit: stream `answer_stream`'s events to it (see `stream`)
     "In a worker thread: run the served release's pipeline with the request's options for `tenant`, store the trace -> (answer, trace id)."
     if late.is_set(): raise Cancelled("the request timed out while it waited for a worker")
     meta, gen = {"request_id": rid}, opts.get("generation") or {}
     if gen: meta["generation"] = gen
+    if emit is not None: meta["stream"] = True
     p = _for_request(served.pipeline, gen, late)
     where = _tenant_where(p, tenant, opts.get("where"))
-    try: a = p.answer(question) if where is None else p.answer(question, where=where)
+    gone = lambda: {"client_gone": True} if getattr(emit, "gone", False) else {}
+    try: a = _call(p, question, where, late, emit)
     except Exception as e:
         if getattr(e, "trace", None) is not None:                  # a generator failure (or a cancelled call): keep what happened
             served.stamp(e.trace)
-            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set()}, tenant=tenant)
+            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set(), **gone()}, tenant=tenant)
         if isinstance(e, Cancelled) or isinstance(e.__cause__, Cancelled): self.metrics.cancelled.inc()
         raise
     served.stamp(a.trace)
@@ -618,14 +667,77 @@ async def answer(self: _App, question: str, key_id: str, rid: str, served=None, 
         late.set(); fut.cancel(); self.metrics.timeouts.inc()      # a queued call never starts; a running one stops at its next step
         raise APIError(504, f"the pipeline did not answer within {self.timeout_s:g} s; what it did is stored in a trace "
                             f"with request id {rid}", request_id=rid, trace_id=None) from None
-    except APIError: raise
     except Exception as e:
-        if hasattr(e, "trace_id"): raise APIError(502, f"the model failed to answer; see trace {e.trace_id}", trace_id=e.trace_id) from None
-        if type(e).__name__ == "FilterError": raise APIError(422, f"llmops.where: {str(e)[:500]}") from None   # the store refused the filter
-        raise
+        if (f := _failure(e)) is e: raise
+        raise f from None
+    self.counted(a, served)
+    return a, tid
+
+def _failure(e: Exception) -> Exception:
+    "The APIError for a failed pipeline call: 502 when the model failed (its trace is stored), 422 for a refused filter, else `e`."
+    if isinstance(e, APIError): return e
+    if hasattr(e, "trace_id"): return APIError(502, f"the model failed to answer; see trace {e.trace_id}", trace_id=e.trace_id)
+    if type(e).__name__ == "FilterError": return APIError(422, f"llmops.where: {str(e)[:500]}")   # the store refused the filter
+    return e
+
+@patch
+def counted(self: _App, a, served) -> None:
+    "Count a served answer in the metrics: status, tokens, resources, and the release that answered."
     self.metrics.answered(a)
     if served.version: self.metrics.release_answers.labels(served.alias or "-", served.version).inc()
-    return a, tid
+
+# %% ../nbs/11_serve.ipynb #506e7bf4
+@patch
+async def stream(self: _App, question: str, key_id: str, rid: str, served, opts: dict, tenant: str, model: str,
+                 include_usage: bool = False) -> StreamingResponse:
+    "The SSE response of `answer_stream` for one request: it starts at the first guarded text; a disconnect stops generation."
+    pool, loop, q, late = self.pool, asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+    if pool is None: raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
+    def emit(ev): loop.call_soon_threadsafe(q.put_nowait, ("event", ev))
+    emit.gone = False
+    def run():
+        try: out = ("done", self.work(question, key_id, rid, late, served, opts, tenant, emit))
+        except BaseException as e: out = ("error", e)
+        loop.call_soon_threadsafe(q.put_nowait, out)
+    self.metrics.in_flight.inc()
+    fut = pool.submit(run); fut.add_done_callback(lambda f: self.metrics.in_flight.dec())
+    deadline = loop.time() + self.timeout_s
+    async def take() -> tuple:
+        try: return await asyncio.wait_for(q.get(), max(deadline - loop.time(), 0.001))
+        except (TimeoutError, asyncio.TimeoutError):
+            late.set(); fut.cancel(); self.metrics.timeouts.inc()
+            raise APIError(504, f"the pipeline did not answer within {self.timeout_s:g} s; what it did is stored in a trace "
+                                f"with request id {rid}", request_id=rid, trace_id=None) from None
+    held = []
+    try:                                                  # hold the events up to the first text, the answer or a failure
+        while not held or held[-1][0] == "event" and held[-1][1]["type"] != "delta": held.append(await take())
+    except BaseException: late.set(); raise               # a 504, or the client left first
+    if held[-1][0] == "error":
+        e = held[-1][1]
+        raise e if (f := _failure(e)) is e else f from None
+    w = _ChunkWriter(held[0][1], model, include_usage)
+    return StreamingResponse(self._events(w, held[1:], take, late, emit, served), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+@patch
+async def _events(self: _App, w, held: list, take: Callable, late: threading.Event, emit, served):
+    "The SSE text of the held items, then of the rest as they come; closed early (the client left), it cancels generation."
+    done = False
+    try:
+        yield w.start()
+        while True:
+            kind, v = held.pop(0) if held else await take()
+            if kind == "event":
+                if v["type"] == "delta": yield w.delta(v["text"])
+                continue
+            done = True
+            if kind == "done": self.counted(v[0], served); yield w.end(v[0])
+            else: yield w.error(_failure(v))
+            return
+    except APIError as e: done = True; yield w.error(e)   # the deadline passed mid-stream
+    finally:
+        if not done: emit.gone = True                     # the client went away
+        late.set()                                        # stop generating (a no-op once the answer is done)
 
 # %% ../nbs/11_serve.ipynb #67f31a73
 @patch
@@ -689,15 +801,16 @@ def _tenant(request: Request) -> str: return (request.scope.get("llmops.who") or
 def _routes(app: FastAPI, s: _App) -> None:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        "OpenAI-compatible chat completion through the guarded RAG pipeline; `stream` sends the guarded answer as SSE."
+        "OpenAI-compatible chat completion through the guarded RAG pipeline; `stream` sends the guarded tokens as SSE."
         kid = s.admit(request)
         req = parse_body(await request.body(), ChatRequest)
         q, rid = _without_key(request, question_of(req, s.max_question_chars)), request.scope["llmops.request_id"]
         served = s.router.pick(rid)                                  # once: a swap during this request does not change it
-        a, tid = await s.answer(q, kid, rid, served, options_of(req, served.max_new_tokens), _tenant(request))
-        model = s.model_of(served)
+        model, opts, usage = s.model_of(served), options_of(req, served.max_new_tokens), bool((req.stream_options or {}).get("include_usage"))
+        if req.stream and hasattr(served.pipeline, "answer_stream"): return await s.stream(q, kid, rid, served, opts, _tenant(request), model, usage)
+        a, tid = await s.answer(q, kid, rid, served, opts, _tenant(request))
         if not req.stream: return JSONResponse(completion(a, tid, model))
-        return StreamingResponse(chunks(a, tid, model, bool((req.stream_options or {}).get("include_usage"))),
+        return StreamingResponse(chunks(a, tid, model, usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     @app.post("/v1/feedback")
     async def feedback(request: Request):

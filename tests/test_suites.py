@@ -187,7 +187,7 @@ def test_rag_rows_match_direct_metric_calls(result, store, rag):
     assert (rows["u1"]["correct_refusal"], rows["r1"]["correct_refusal"]) == (1.0, 1.0)
     assert rows["u1"]["refused"] == E.refusal_rate(["idk"]) and rows["r1"]["blocked"] == 0.0
     # tokens and cost come from the trace's generate step
-    assert rows["w1"]["completion_tokens"] == 12 and rows["w1"]["prompt_tokens"] > 0 and re.fullmatch(r"[0-9a-f]{16}", rows["w1"]["trace_id"])
+    assert rows["w1"]["completion_tokens"] == 12 and rows["w1"]["prompt_tokens"] > 0 and re.fullmatch(r"[0-9a-f]{32}", rows["w1"]["trace_id"])
     assert rows["w1"]["cost_usd"] == pytest.approx(E.cost(rows["w1"]["prompt_tokens"], 12, {"prompt": 0.15, "completion": 0.6}))
 
 
