@@ -24,8 +24,9 @@ from .report import Report, _BLUE, _CSS, _GREEN, _GREY, _RC, _RED, _Raw, _embed,
 __all__ = ['SERIES_COLUMNS', 'MAX_BUCKETS', 'TIMESERIES_COLUMNS', 'P_CAP', 'auto_bucket', 'timeseries', 'Dashboard', 'dashboard']
 
 # %% ../nbs/10d_dashboard.ipynb #395dbbed
-SERIES_COLUMNS = ("ts", "status", "input_action", "output_action", "total_ms", "prompt_tokens", "completion_tokens", "cost_usd", "feedback_score")
-_NUMERIC = ("ts", "total_ms", "prompt_tokens", "completion_tokens", "cost_usd", "feedback_score")
+SERIES_COLUMNS = ("ts", "status", "input_action", "output_action", "total_ms", "prompt_tokens", "completion_tokens", "cost_usd", "feedback_score",
+                  "cpu_ms", "rss_mb", "gpu_peak_mb")
+_NUMERIC = ("ts", "total_ms", "prompt_tokens", "completion_tokens", "cost_usd", "feedback_score", "cpu_ms", "rss_mb", "gpu_peak_mb")
 
 def _bounds(since, until) -> tuple:
     a, b = as_unix(since, "since"), as_unix(until, "until")
@@ -85,7 +86,8 @@ def _grid(df: pd.DataFrame, a, b, step: float, bucket) -> Optional[tuple]:
 
 # %% ../nbs/10d_dashboard.ipynb #863f9a3c
 TIMESERIES_COLUMNS = ["ts", "requests", "latency_p50", "latency_p95", "prompt_tokens", "completion_tokens", "cost_usd", "input_block_rate",
-                      "output_block_rate", "refusal_rate", "idk_rate", "error_rate", "feedback_mean", "feedback_count"]
+                      "output_block_rate", "refusal_rate", "idk_rate", "error_rate", "feedback_mean", "feedback_count",
+                      "cpu_ms", "rss_mb", "gpu_peak_mb"]   # mean process CPU ms per request; the highest RSS and GPU peak (MB) seen
 
 def timeseries(source,               # a TraceStore, or a DataFrame of trace rows with a `ts` column
                since: Any = None,    # window start (unix seconds, datetime, ISO, '-1d'); None: the first trace
@@ -105,7 +107,8 @@ def timeseries(source,               # a TraceStore, or a DataFrame of trace row
     out = pd.DataFrame({"requests": g.size(), "latency_p50": g["total_ms"].quantile(.5), "latency_p95": g["total_ms"].quantile(.95),
                         "prompt_tokens": g["prompt_tokens"].sum(), "completion_tokens": g["completion_tokens"].sum(),
                         "cost_usd": g["cost_usd"].sum(min_count=1), **{k: g[k].mean() for k in flags},
-                        "feedback_mean": g["feedback_score"].mean(), "feedback_count": g["feedback_score"].count()})
+                        "feedback_mean": g["feedback_score"].mean(), "feedback_count": g["feedback_score"].count(),
+                        "cpu_ms": g["cpu_ms"].mean(), "rss_mb": g["rss_mb"].max(), "gpu_peak_mb": g["gpu_peak_mb"].max()})
     pts = _online_points(source, a, b)
     online = sorted(f"online_{m}" for m in pts["metric"].unique())
     if online:
@@ -151,6 +154,12 @@ def _rates(ax, x, m, ts):
     for col, c in (("input_block_rate", _RED), ("output_block_rate", "#e07b00"), ("refusal_rate", _BLUE), ("idk_rate", _GREY), ("error_rate", "black")):
         ax.plot(x, 100 * ts[col], color=c, label=col.replace("_rate", "").replace("_", " "), **m)
     ax.set_ylabel("% of requests"); ax.set_ylim(0, max(5.0, float(np.nanmax(100 * ts[["input_block_rate", "output_block_rate", "refusal_rate", "idk_rate", "error_rate"]].to_numpy(), initial=0)) * 1.15))
+
+def _resources(ax, x, m, ts):
+    ax.plot(x, ts["cpu_ms"], color=_BLUE, label="CPU ms per request (mean)", **m); ax.set_ylabel("CPU ms per request"); ax.set_ylim(bottom=0)
+    tw = ax.twinx(); tw.set_ylabel("MB"); tw.set_ylim(bottom=0)
+    for col, c, ls, lab in (("rss_mb", _RED, "-", "RSS (max, MB, right)"), ("gpu_peak_mb", _GREEN, "--", "GPU peak (max, MB, right)")):
+        if ts[col].notna().any(): tw.plot(x, ts[col], color=c, ls=ls, **m); ax.plot([], [], color=c, ls=ls, label=lab)
 
 def _online(ax, x, m, ts):
     cols = [c for c in ts.columns if c.startswith("online_")]
@@ -231,7 +240,7 @@ def _aggregates_section(store, spans: list) -> _Raw:
 
 # %% ../nbs/10d_dashboard.ipynb #8b5cb0f9
 _DASH_TITLES = {"traffic": "Traffic and latency", "tokens": "Tokens and cost", "rates": "Guard and outcome rates", "feedback": "Feedback",
-                "online": "Online evaluation",
+                "online": "Online evaluation", "resources": "Resources per request", "runs": "Job resources",
                 "drift": "Drift", "alerts": "Alerts", "aggregates": "Aggregates"}
 
 @dataclass(repr=False)
@@ -257,6 +266,8 @@ def _series_sections(ts: pd.DataFrame, split, fmt) -> dict:
     parts = {k: _time_fig(ts, t, lambda ax, x, m, f=f: f(ax, x, m, ts), split, fmt) for k, t, f in (
         ("traffic", "latency p50 / p95 (grey bars: requests per bucket)", _latency), ("tokens", "tokens and cost per bucket", _tokens),
         ("rates", "input/output blocks, refusals, I-don't-knows and errors (% of requests)", _rates))}
+    if ts[["cpu_ms", "rss_mb", "gpu_peak_mb"]].notna().any().any():
+        parts["resources"] = _time_fig(ts, "process CPU per request, RSS and GPU peak memory", lambda ax, x, m: _resources(ax, x, m, ts), split, fmt)
     fb = ts["feedback_count"].sum()
     parts["feedback"] = (_Raw(_time_fig(ts, f"mean feedback score ({fb:,.0f} ratings; grey bars: ratings per bucket)", lambda ax, x, m: _feedback(ax, x, m, ts), split, fmt))
                          if fb else _Raw('<p class="muted">No feedback in this window.</p>'))
@@ -273,8 +284,9 @@ def dashboard(store: TraceStore,              # the trace store to show
               alerts: Any = None,             # a MonitorCheck (or its to_dict()) to tabulate
               title: Optional[str] = None,    # page title (default: "Monitoring: <store file>")
               split: Any = None,              # start of the current window: marked on the time series; aggregates per side
+              runs: Any = None,               # run records (RunRecords, or a runs folder) whose resource figures to tabulate
               fmt: Optional[str] = "svg") -> Dashboard:  # figure format: "svg", "png", or None for tables only
-    "A monitoring page of `store` over [since, until): time series, drift, alerts and aggregates."
+    "A monitoring page of `store` over [since, until): time series (resources too), drift, alerts, job resources and aggregates."
     if not isinstance(store, TraceStore): raise TypeError(f"store: expected a TraceStore, got {type(store).__name__}")
     if title is not None and not isinstance(title, str): raise TypeError(f"title: expected a string, got {type(title).__name__}")
     if fmt not in ("svg", "png", None): raise ValueError(f"fmt: expected 'svg', 'png' or None (no figures), got {fmt!r}")
@@ -292,7 +304,29 @@ def dashboard(store: TraceStore,              # the trace store to show
     if n and fmt: parts.update(_series_sections(ts, cut, fmt))
     if drift is not None: parts["drift"] = _drift_section(drift, fmt)
     if alerts is not None: parts["alerts"] = _alerts_section(alerts)
+    if runs is not None: parts["runs"] = _runs_section(runs)
     if n:
         spans = [("window", a, b)] + ([("reference", a, cut), ("current", cut, b)] if cut is not None and a < cut < b else [])
         parts["aggregates"] = _aggregates_section(store, spans)
     return Dashboard(title if title is not None else f"Monitoring: {store.path.name}", parts, n)
+
+# %% ../nbs/10d_dashboard.ipynb #3d678c1d
+def _run_rows(runs) -> list:
+    from llmops_nb.runs import RunRecord, list_runs
+    if isinstance(runs, (str, Path)): runs = list_runs(runs)
+    if not isinstance(runs, (list, tuple)) or not all(isinstance(r, RunRecord) for r in runs):
+        raise TypeError(f"runs: expected a list of RunRecords (llmops_nb.runs.list_runs) or a runs folder, got {type(runs).__name__}")
+    pick = lambda m, part: next((v for k, v in m.items() if part in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+    out = []
+    for r in sorted(runs, key=lambda r: r.id, reverse=True):
+        res, stages = r.lineage.get("resources") or {}, r.lineage.get("stages") or []
+        if not res and not stages: continue
+        slow = max(stages, key=lambda s: s.get("seconds") or 0, default=None)
+        out.append([r.id, r.runbook, r.status, _fmt(res.get("peak_rss_mb")), _fmt(res.get("cpu_s")), _fmt(res.get("wall_s")), _fmt(res.get("gpu_peak_mb")),
+                    _fmt(pick(r.metrics, "tokens_per_s")), _fmt(pick(r.metrics, "mfu")), f"{slow['name']} ({_fmt(slow.get('seconds'))} s)" if slow else "—"])
+    return out
+
+def _runs_section(runs) -> _Raw:
+    rows = _run_rows(runs)
+    if not rows: return _Raw('<p class="muted">No run record with resource figures.</p>')
+    return _table(["run", "runbook", "status", "peak RSS (MB)", "CPU (s)", "wall (s)", "GPU peak (MB)", "tokens/s", "MFU", "slowest stage"], rows)

@@ -48,8 +48,9 @@ COLUMNS = {"trace_id": "TEXT", "ts": "REAL", "started": "TEXT", "key_id": "TEXT"
            "verdicts": "JSON", "input_action": "TEXT", "output_action": "TEXT", "steps_ms": "JSON", "total_ms": "REAL",
            "prompt_tokens": "INTEGER", "completion_tokens": "INTEGER", "cost_usd": "REAL", "error": "TEXT", "meta": "JSON",
            "feedback_score": "REAL", "feedback_label": "TEXT", "feedback_comment": "TEXT", "feedback_ts": "REAL",
-           "tenant": "TEXT"}  # name -> type
-_V1 = [c for c in COLUMNS if not c.startswith("feedback_") and c != "tenant"]
+           "tenant": "TEXT", "cpu_ms": "REAL", "rss_mb": "REAL", "gpu_peak_mb": "REAL", "otel_trace_id": "TEXT", "otel_span_id": "TEXT"}  # name -> type
+_V6 = ("cpu_ms", "rss_mb", "gpu_peak_mb", "otel_trace_id", "otel_span_id")
+_V1 = [c for c in COLUMNS if not c.startswith("feedback_") and c != "tenant" and c not in _V6]
 _DDL = lambda cols: ", ".join(f"{c} {'TEXT' if COLUMNS[c] == 'JSON' else COLUMNS[c]}" + (" NOT NULL UNIQUE" if c == "trace_id" else "") for c in cols)
 
 MIGRATIONS = [  # (version, what it does, statements): applied in order to reach SCHEMA_VERSION
@@ -64,6 +65,8 @@ MIGRATIONS = [  # (version, what it does, statements): applied in order to reach
         "CREATE INDEX scores_trace ON scores(trace_id, metric)"]),
     (5, "tenants", ["ALTER TABLE traces ADD COLUMN tenant TEXT", "ALTER TABLE labels ADD COLUMN tenant TEXT",
                     "CREATE INDEX traces_tenant ON traces(tenant, ts)"]),
+    (6, "resources and OpenTelemetry ids", [f"ALTER TABLE traces ADD COLUMN {c} {COLUMNS[c]}" for c in _V6] +
+                                           ["CREATE INDEX traces_otel ON traces(otel_trace_id)"]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 STATUSES = ("answered", "refused", "idk", "blocked", "error")
@@ -251,6 +254,15 @@ def _start_ts(started, total_ms) -> float:
     except ValueError: t = None
     return now if t is None or abs(now - t) < 2 else t
 
+def _real(v) -> Optional[float]:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+def _otel_ids(trace) -> dict:
+    "The OTel ids `export_trace` gives a trace without a caller's traceparent (the server stores the ids it used in meta['otel'])."
+    if not isinstance(_g(trace, "id"), str) or not _g(trace, "id"): return {}
+    from llmops_nb.telemetry import span_ids
+    return span_ids(trace)
+
 def _from_trace(obj) -> dict:
     "Row fields of an Answer (or its to_dict()) or a Trace (or its to_dict())."
     answer, trace = (None, obj) if _has(obj, "steps") else (obj, _g(obj, "trace"))
@@ -268,13 +280,16 @@ def _from_trace(obj) -> dict:
     if answer is not None and (cites := _g(answer, "citations")):
         meta["contexts"] = [{k: (_g(c, k)[:_CONTEXT_CHARS] if k == "text" else _g(c, k)) for k in ("n", "id", "title", "text")} for c in cites]
     outs = [v["action"] for k, v in ver.items() if k != "input"]
+    res, otel = meta.get("resources") or {}, meta.get("otel") or _otel_ids(trace)
     return {"trace_id": _g(trace, "id"), "ts": _start_ts(_g(trace, "started"), _g(trace, "total_ms")), "started": _g(trace, "started"),
             "status": _g(trace, "status"), "prompt_ref": first.get("prompt", {}).get("prompt"), "prompt_digest": first.get("prompt", {}).get("digest"),
             "policy": meta.get("policy") or _g(vin, "policy") or None, "model": gen.get("model"), "model_digest": gen.get("model_digest"),
             "adapter_digest": gen.get("adapter_digest"), "question": q, "retrieved_ids": first.get("retrieve", {}).get("ids"),
             "answer": _g(answer, "text") if answer is not None else None, "verdicts": ver, "input_action": ver.get("input", {}).get("action"),
             "output_action": outs[-1] if outs else None, "steps_ms": ms, "total_ms": _g(trace, "total_ms"), "prompt_tokens": tok("prompt_tokens"),
-            "completion_tokens": tok("completion_tokens"), "error": next((d["error"] for d in reversed(gens) if d.get("error")), None), "meta": meta}
+            "completion_tokens": tok("completion_tokens"), "error": next((d["error"] for d in reversed(gens) if d.get("error")), None), "meta": meta,
+            **{k: _real(res.get(k)) for k in ("cpu_ms", "rss_mb", "gpu_peak_mb")},
+            "otel_trace_id": otel.get("trace_id"), "otel_span_id": otel.get("span_id")}
 
 # %% ../nbs/10_monitor.ipynb #32825e60
 _KIND = {"TEXT": (str,), "REAL": (int, float), "INTEGER": (int,), "JSON": (list, dict)}
@@ -383,10 +398,12 @@ def _decode(r: tuple) -> dict:
 @patch
 def get(self: TraceStore, trace_id: str,
         tenant: Optional[str] = None) -> Optional[dict]:  # only a row of this tenant (rows without one are DEFAULT_TENANT's); None: any
-    "The row of `trace_id`, or None."
+    "The row of `trace_id` (or of an OTel trace id: the newest row exported under it), or None."
     if not isinstance(trace_id, str): raise TypeError(f"get: trace_id must be a str, got {type(trace_id).__name__}")
     _opt(tenant, "get: tenant", (str,), "a str")
     r = self._retry(lambda c: c.execute(_SELECT + " WHERE trace_id = ?", (_safe(trace_id),)).fetchone(), "get")
+    if r is None and re.fullmatch(r"[0-9a-f]{32}", trace_id):
+        r = self._retry(lambda c: c.execute(_SELECT + " WHERE otel_trace_id = ? ORDER BY ts DESC, id DESC LIMIT 1", (trace_id,)).fetchone(), "get")
     row = _decode(r) if r else None
     return None if row is None or (tenant is not None and (row["tenant"] or DEFAULT_TENANT) != tenant) else row
 

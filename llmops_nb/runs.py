@@ -116,6 +116,9 @@ class Run:
     metrics: dict = field(default_factory=dict)
     tracker: Any = None
     status: str = "running"
+    stages: list = field(default_factory=list)                    # timed stages: name, seconds, cpu_s, peak_rss_mb (see `stage`)
+    _span: Any = field(default=None, repr=False, compare=False)     # the run's OpenTelemetry span (None when export is off)
+    _sampler: Any = field(default=None, repr=False, compare=False)  # the process's ResourceSampler while the run is open
 
     def log(self, metrics: dict, step: Optional[int] = None) -> None:
         "Record metric values: append to metrics.jsonl, refresh metrics.json, send to the tracker."
@@ -158,13 +161,19 @@ def add_output(self: Run, name: str, path: Union[str, Path], artifact: Optional[
 
 @patch
 def finish(self: Run, status: str = "completed", error: Optional[str] = None) -> None:
-    "Close the run: final status, time and error in lineage.json; close the tracker."
+    "Close the run: final status, time, error and resource figures (peak RSS, CPU) in lineage.json; close the tracker and the run's span."
     if self.status != "running": return
     self.status = status
     lin = read_json(self.dir / "lineage.json")
     started = lin.get("started_unix", time.time())
-    update_lineage(self.dir, status=status, finished=_now(), duration_s=round(time.time() - started, 3), error=error)
-    if self.tracker: self.tracker.finish(status)
+    figs = self._sampler.stop() if self._sampler is not None else None
+    res = {k: v for k, v in (figs or {}).items() if v is not None}
+    update_lineage(self.dir, status=status, finished=_now(), duration_s=round(time.time() - started, 3), error=error, **({"resources": res} if res else {}))
+    if self.tracker:
+        if res: self.tracker.log({f"resources/{k}": v for k, v in res.items()})
+        self.tracker.finish(status)
+    from llmops_nb.telemetry import end_span
+    end_span(self._span, error, {"llmops.status": status, **{f"llmops.resource.{k}": v for k, v in res.items()}}); self._span = None
 
 # %% ../nbs/01_runs.ipynb #1db7dd36
 def start_run(runbook: str, params: Optional[dict] = None, settings: Optional[Settings] = None, run_dir: Union[str, Path, None] = None,
@@ -187,7 +196,32 @@ def start_run(runbook: str, params: Optional[dict] = None, settings: Optional[Se
     if kind not in ("wandb", "none"): raise ValueError(f"tracker must be 'wandb' or 'none', got {kind!r}")
     run.tracker = WandbTracker(run, settings) if kind == "wandb" else NoTracker()
     update_lineage(run_dir, tracker=run.tracker.info())
+    from llmops_nb.telemetry import ResourceSampler, start_span   # spans only when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+    run.stages, run._sampler = list(lin.get("stages", [])), ResourceSampler().start()
+    run._span = start_span(f"run {runbook}", {"llmops.run_id": run.id, "llmops.runbook": runbook})
     return run
+
+# %% ../nbs/01_runs.ipynb #2f3cc226
+from contextlib import contextmanager
+
+@patch
+@contextmanager
+def stage(self: Run, name: str, **attributes):   # attributes: extra span attributes (numbers, strings)
+    "Time a stage of the job into the run record (`stages`: seconds, CPU, peak RSS) and the tracker, as a span of the run's span."
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
+        raise ValueError(f"Run.stage: name must be 1-64 letters, digits, '_', '-' or '.', got {name!r}")
+    from llmops_nb.telemetry import ResourceSampler, job_span
+    if self._sampler is None: self._sampler = ResourceSampler().start()
+    rec = {"name": name, "status": "failed"}
+    try:
+        with job_span(f"{self.runbook}.{name}", {"llmops.run_id": self.id, "llmops.stage": name, **attributes}, parent=self._span) as sp:
+            with self._sampler.window() as w: yield w
+            rec["status"] = "completed"
+            if sp is not None: sp.set_attributes({f"llmops.{k}": v for k, v in w.items() if v is not None})
+    finally:
+        rec.update({k: w[k] for k in ("seconds", "cpu_s", "peak_rss_mb", "gpu_peak_mb") if w.get(k) is not None})
+        self.stages.append(rec); update_lineage(self.dir, stages=self.stages)
+        if self.tracker: self.tracker.log({f"stage/{name}/{k}": v for k, v in rec.items() if k in ("seconds", "peak_rss_mb", "gpu_peak_mb")})
 
 # %% ../nbs/01_runs.ipynb #cb1e2f1b
 @dataclass

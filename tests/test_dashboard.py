@@ -143,3 +143,22 @@ def test_junk_rows_in_a_frame_are_skipped_not_a_crash():
     df = pd.DataFrame({"ts": [T0, "junk", None, T0 + 60], "total_ms": ["x" * 1_000_000, 5.0, 1.0, b"\x00\xff"], "status": [1, None, "ok", "error"]})
     ts = timeseries(df, bucket="1h")
     assert ts["requests"].tolist() == [2.0] and ts["error_rate"].tolist() == [0.5]
+
+
+def test_resources_per_request_and_job_resources(home, tmp_path):
+    from llmops_nb.core import load_settings
+    from llmops_nb.runs import list_runs, start_run
+    s = TraceStore(tmp_path / "res.sqlite")
+    t0 = 1_800_000_000.0
+    for i in range(6):
+        s.record({"ts": t0 + i * 900, "status": "answered", "total_ms": 500.0, "cpu_ms": 100.0 * (i + 1), "rss_mb": 700.0 + i,
+                  "gpu_peak_mb": 2048.0 if i == 5 else None})
+    ts = timeseries(s, t0, t0 + 2 * 3600, bucket="1h")
+    assert list(ts["cpu_ms"]) == [250.0, 550.0] and list(ts["rss_mb"]) == [703.0, 705.0] and ts["gpu_peak_mb"].isna().tolist() == [True, False]
+    with start_run("train_sft", {}, settings=load_settings(tracker="none")) as run:
+        with run.stage("train"): pass
+    page = dashboard(s, runs=list_runs(home / "runs"))
+    assert "resources" in page.sections and "runs" in page.sections and run.id in page.html and "GPU peak" in page.html
+    plain = TraceStore(tmp_path / "plain.sqlite"); plain.record({"ts": t0, "status": "answered", "total_ms": 5.0})
+    assert "resources" not in dashboard(plain).sections                      # no figures recorded: no empty chart
+    with pytest.raises(TypeError, match="runs: expected a list of RunRecords"): dashboard(s, runs={"a": 1})

@@ -414,12 +414,41 @@ def test_a_v4_store_gains_the_tenant_column(tmp_path):
     p = tmp_path / "v4.sqlite"
     s = TraceStore(p); tid = s.record({"status": "answered", "question": "before"}); s.close()
     c = sqlite3.connect(p)
-    c.execute("DROP INDEX traces_tenant"); c.execute("ALTER TABLE traces DROP COLUMN tenant"); c.execute("ALTER TABLE labels DROP COLUMN tenant")
+    _drop_v6(c); c.execute("DROP INDEX traces_tenant"); c.execute("ALTER TABLE traces DROP COLUMN tenant"); c.execute("ALTER TABLE labels DROP COLUMN tenant")
     c.execute("PRAGMA user_version=4"); c.commit(); c.close()
     s = TraceStore(p)
     assert s.get(tid)["question"] == "before" and s.get(tid)["tenant"] is None and s.get(tid, tenant="default") is not None
     assert s.get(s.record({"status": "answered"}, tenant="acme"))["tenant"] == "acme"
-    assert sqlite3.connect(p).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert sqlite3.connect(p).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+
+
+def _drop_v6(c):
+    c.execute("DROP INDEX traces_otel")
+    for col in ("cpu_ms", "rss_mb", "gpu_peak_mb", "otel_trace_id", "otel_span_id"): c.execute(f"ALTER TABLE traces DROP COLUMN {col}")
+
+
+def test_a_v5_store_gains_resources_and_otel_ids_and_finds_rows_by_otel_id(tmp_path):
+    from llmops_nb.telemetry import span_ids
+    p = tmp_path / "v5.sqlite"
+    s = TraceStore(p); old = s.record({"status": "answered", "question": "before"}); s.close()
+    c = sqlite3.connect(p); _drop_v6(c); c.execute("PRAGMA user_version=5"); c.commit(); c.close()
+    s = TraceStore(p)
+    assert sqlite3.connect(p).execute("PRAGMA user_version").fetchone()[0] == 6
+    assert s.get(old)["question"] == "before" and s.get(old)["cpu_ms"] is None and s.get(old)["otel_trace_id"] is None
+    tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+    trace = {"id": tid, "started": "2026-12-01T10:00:00+0000", "status": "answered", "total_ms": 12.0, "steps": [],
+             "meta": {"resources": {"cpu_ms": 9.5, "rss_mb": 301.25, "gpu_peak_mb": float("nan")}}}
+    r = s.get(s.record(trace))
+    assert (r["cpu_ms"], r["rss_mb"], r["gpu_peak_mb"]) == (9.5, 301.25, None)          # a NaN figure is stored as unknown
+    assert r["otel_trace_id"] == tid and r["otel_span_id"] == span_ids(trace)["span_id"]
+    df = s.frame()
+    assert {"cpu_ms", "rss_mb", "gpu_peak_mb", "otel_trace_id", "otel_span_id"} <= set(df.columns) and df.set_index("trace_id").cpu_ms[tid] == 9.5
+    # a request that joined a caller's trace: its row stores the ids it was exported under, and the caller's id finds it
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    joined = {**trace, "id": "d" * 32, "meta": {"otel": span_ids({"id": "d" * 32}, parent)}}
+    s.record(joined)
+    assert s.get("0af7651916cd43dd8448eb211c80319c")["trace_id"] == "d" * 32 and s.get("0" * 31 + "1") is None
+    assert s.get("d" * 32)["otel_trace_id"] == "0af7651916cd43dd8448eb211c80319c"
 
 
 def test_purge_keeps_at_most_max_rows_and_their_labels(tmp_path):

@@ -123,3 +123,68 @@ def test_runs_and_core_share_one_secret_table():
     from llmops_nb import core
     assert runs.is_secret_name is core.is_secret_name and not hasattr(runs, "_SECRET_VALUE") and not hasattr(runs, "_SECRET_NAME")
     for kind, rx in core.SECRET_PATTERNS: assert isinstance(kind, str) and isinstance(rx, str)
+
+
+class _Recorder:
+    "A tracker that keeps what it is sent."
+    kind = "recorder"
+    def __init__(self): self.logged, self.status = [], None
+    def log(self, metrics, step=None): self.logged.append(metrics)
+    def finish(self, status="completed"): self.status = status
+    def info(self): return {"kind": self.kind}
+
+
+def _otlp_receiver():
+    "A minimal OTLP/HTTP receiver on a free port: (url, list of received spans, server)."
+    import http.server, socketserver, threading
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    spans = []
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a): pass
+        def do_POST(self):
+            req = ExportTraceServiceRequest(); req.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+            spans.extend(s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans)
+            self.send_response(200); self.end_headers()
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), H); srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{srv.server_address[1]}", spans, srv
+
+
+def test_stages_and_resources_reach_the_record_tracker_and_spans(home, monkeypatch):
+    from llmops_nb import telemetry
+    url, spans, srv = _otlp_receiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    try:
+        run = start_run("train", {}, settings=load_settings(tracker="none"))
+        run.tracker = rec = _Recorder()
+        with run.stage("load_data"): blob = bytearray(48 * 2**20); blob[::4096] = b"x" * len(blob[::4096])
+        del blob
+        with pytest.raises(RuntimeError):
+            with run.stage("train", epochs=1): raise RuntimeError("diverged")
+        run.finish("failed", error="RuntimeError: diverged")
+        assert telemetry.flush(10)
+    finally:
+        telemetry.shutdown(); srv.shutdown()
+    lin = read_run(run.dir).lineage
+    assert [(s["name"], s["status"]) for s in lin["stages"]] == [("load_data", "completed"), ("train", "failed")]
+    load = lin["stages"][0]
+    assert load["peak_rss_mb"] >= lin["resources"]["rss_mb"] + 24 and load["seconds"] >= 0     # the 48 MB block shows in its stage's peak
+    assert lin["resources"]["peak_rss_mb"] >= load["peak_rss_mb"] and lin["resources"]["cpu_s"] > 0
+    sent = {k for m in rec.logged for k in m}
+    assert {"stage/load_data/seconds", "stage/load_data/peak_rss_mb", "resources/peak_rss_mb", "resources/cpu_s"} <= sent and rec.status == "failed"
+    by = {s.name: s for s in spans}
+    root = by["run train"]
+    assert by["train.load_data"].parent_span_id == root.span_id == by["train.train"].parent_span_id
+    assert by["train.load_data"].trace_id == root.trace_id and by["train.train"].status.code == 2 and root.status.code == 2
+    attrs = {a.key: a.value for a in by["train.load_data"].attributes}
+    assert attrs["llmops.run_id"].string_value == run.id and attrs["llmops.peak_rss_mb"].double_value == load["peak_rss_mb"]
+
+
+def test_stage_without_export_and_bad_names(home, monkeypatch):
+    for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"): monkeypatch.delenv(v, raising=False)
+    with start_run("evaluate", {}, settings=load_settings(tracker="none")) as run:
+        assert run._span is None
+        with run.stage("score") as w: pass
+        with pytest.raises(ValueError, match="Run.stage: name must be"):
+            with run.stage("score/../x"): pass
+    assert w["seconds"] >= 0 and read_run(run.dir).lineage["stages"][0]["name"] == "score"
