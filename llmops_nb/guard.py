@@ -269,7 +269,8 @@ _SPEC = {  # guard -> {key: (type, allowed values or range)}
 _SIDES = {"input": ("length", "invisible", "injection", "toxicity", "harm", "pii", "deny", "topics"),
           "output": ("length", "secrets", "pii", "toxicity", "deny", "topics", "json", "groundedness"),
           "document": ("length", "invisible", "markup", "injection", "deny", "topics")}
-_TOP = {"name": str, "extends": str, "input": dict, "output": dict, "document": dict, "refusal": str, "idk": str}
+_TOP = {"name": str, "extends": str, "input": dict, "output": dict, "document": dict, "refusal": str, "idk": str, "telemetry": dict}
+_TELEMETRY = {"content": bool}     # telemetry.content: questions and answers (redacted) may go out with OpenTelemetry spans
 
 # %% ../nbs/07_guard.ipynb #2aa8b4db
 POLICIES = {
@@ -355,6 +356,9 @@ def _check_policy(d: dict, where: Callable) -> None:
     for k, v in d.items():
         if k not in _TOP: raise PolicyError(where(f"unknown top-level key {k!r}; expected one of {list(_TOP)}", (k,)))
         if not isinstance(v, _TOP[k]): raise PolicyError(where(f"{k} must be a {_TOP[k].__name__}, got {type(v).__name__}", (k,)))
+    for k, v in (d.get("telemetry") or {}).items():
+        if k not in _TELEMETRY: raise PolicyError(where(f"telemetry: unknown setting {k!r}; settings: {list(_TELEMETRY)}", ("telemetry", k)))
+        if not isinstance(v, _TELEMETRY[k]): raise PolicyError(where(f"telemetry.{k} must be {_TELEMETRY[k].__name__}, got {type(v).__name__} {v!r}", ("telemetry", k)))
     for side in _SIDES:
         for guard, cfg in (d.get(side) or {}).items():
             if guard not in _SIDES[side]:
@@ -385,9 +389,12 @@ class Policy:
     idk: str
     source: str = ""
     document: dict = field(default_factory=dict)     # guards for retrieved passages, see `scan_document`
+    telemetry: dict = field(default_factory=dict)    # {"content": true}: redacted questions and answers may go out with OpenTelemetry spans
 
     @property
-    def digest(self) -> str: return digest({"input": self.input, "output": self.output, "document": self.document, "refusal": self.refusal, "idk": self.idk})[:12]
+    def digest(self) -> str:
+        parts = {"input": self.input, "output": self.output, "document": self.document, "refusal": self.refusal, "idk": self.idk}
+        return digest({**parts, **({"telemetry": self.telemetry} if self.telemetry else {})})[:12]
     @property
     def ref(self) -> str: return f"{self.name}@{self.digest}"
     def __repr__(self): return f"Policy({self.ref}, input={list(self.input)}, output={list(self.output)}, document={list(self.document)})"
@@ -422,11 +429,12 @@ def load_policy(policy: Union[str, Path, dict, Policy, None] = None,   # package
         if ext in _seen: raise PolicyError(where(f"extends {ext!r} again (a cycle)", ("extends",)))
         target = ext if ext in POLICIES else str((base_dir / ext).resolve())
         base = load_policy(target, _seen + (ext,))
-        data = _merge({"name": base.name, "input": base.input, "output": base.output, "document": base.document, "refusal": base.refusal, "idk": base.idk},
+        data = _merge({"name": base.name, "input": base.input, "output": base.output, "document": base.document, "refusal": base.refusal, "idk": base.idk,
+                       "telemetry": base.telemetry},
                       {k: v for k, v in data.items() if k != "extends"})
     name = data.get("name") or (Path(source).stem if source.endswith((".yaml", ".yml")) else "custom")
     return Policy(name, data.get("input") or {}, data.get("output") or {}, data.get("refusal", POLICY_REFUSAL), data.get("idk", POLICY_IDK), source,
-                  data.get("document") or {})
+                  data.get("document") or {}, data.get("telemetry") or {})
 
 POLICY_REFUSAL, POLICY_IDK = "I'm sorry, I can't help with that request.", "I don't know."
 

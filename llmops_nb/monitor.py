@@ -355,7 +355,7 @@ def _row(self: TraceStore, obj, key_id=None, question=None, meta=None, error=Non
     if error is not None: row["error"] = error
     if meta: row["meta"] = {**(row.get("meta") or {}), **meta}
     row = {c: row.get(c) for c in COLUMNS}
-    row["trace_id"] = str(row["trace_id"] or uuid.uuid4().hex[:16]); row["ts"] = float(row["ts"] if row["ts"] is not None else time.time())
+    row["trace_id"] = str(row["trace_id"] or uuid.uuid4().hex); row["ts"] = float(row["ts"] if row["ts"] is not None else time.time())
     for c in ("question", "answer"):
         if row[f"{c}_chars"] is None and row[c] is not None: row[f"{c}_chars"] = len(row[c])
     for c in ("key_id", "question", "answer", "error", "feedback_label", "feedback_comment"): row[c] = self._text(row[c])

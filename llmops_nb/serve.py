@@ -23,6 +23,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from .core import ConfigError, Settings, load_settings
 from .monitor import DEFAULT_TENANT
+from .telemetry import export_trace, span_ids
 
 # %% auto #0
 __all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'TEMPERATURE_CAP', 'ENDPOINTS', 'AUTHENTICATED', 'ENDPOINT_KEY', 'hash_key', 'key_id',
@@ -572,11 +573,14 @@ def _priced(answer, price: dict) -> Optional[dict]:
 
 @patch
 def record(self: _App, obj, key_id: str, question: str, meta: dict, price: Optional[dict] = None,
-           tenant: str = DEFAULT_TENANT) -> Optional[str]:
-    "Store `obj` (an Answer or a Trace) in the trace store: its trace id; on a store failure the answer is still served (the failure is logged and counted)."
-    tid = getattr(getattr(obj, "trace", obj), "id", None)
-    if self.store is None: return tid
+           tenant: str = DEFAULT_TENANT,
+           traceparent: Optional[str] = None) -> Optional[str]:   # the caller's W3C traceparent: the spans join its trace
+    "Store `obj` (an Answer or a Trace) in the trace store, then export its spans: its trace id; on a store failure the answer is still served (the failure is logged and counted)."
+    trace = getattr(obj, "trace", None) or obj
+    tid = getattr(trace, "id", None)
+    if isinstance(getattr(trace, "meta", None), dict): trace.meta["otel"] = span_ids(trace, traceparent)   # stored as otel_trace_id / otel_span_id
     try:
+        if self.store is None: return tid
         row = _priced(obj, price) if price and getattr(obj, "trace", None) is not None else None
         kw = {"tenant": tenant} if tenant != DEFAULT_TENANT or "tenant" in inspect.signature(self.store.record).parameters else {}
         return self.store.record(row or obj, key_id=key_id, question=question, meta=meta, **kw)
@@ -585,6 +589,21 @@ def record(self: _App, obj, key_id: str, question: str, meta: dict, price: Optio
         _log.error("trace %s of request %s NOT stored (llmops_trace_store_errors_total counts these): %s: %s",
                    tid, meta.get("request_id"), type(e).__name__, _loggable(str(e), 300))
         return tid
+    finally: self.export(obj, trace, traceparent)
+
+# %% ../nbs/11_serve.ipynb #3144b834
+def _content_allowed(pipeline) -> bool: return bool((getattr(getattr(pipeline, "policy", None), "telemetry", None) or {}).get("content"))
+
+@patch
+def export(self: _App, obj, trace, traceparent: Optional[str] = None) -> None:
+    "Queue `trace` as OpenTelemetry spans (a no-op unless a collector is configured), with the redacted question and answer when the policy allows."
+    if not hasattr(trace, "steps"): return
+    try:
+        vin = (getattr(obj, "verdicts", None) or {}).get("input")
+        allowed = hasattr(obj, "text") and _content_allowed(self.pipeline)
+        content = {"question": vin.text if vin is not None and vin.allowed else None, "answer": obj.text} if allowed else None
+        export_trace(trace, parent=traceparent, content=content)
+    except Exception as e: _log.warning("OpenTelemetry export of trace %s failed: %s", getattr(trace, "id", "?"), type(e).__name__)
 
 # %% ../nbs/11_serve.ipynb #a0245667
 class Cancelled(RuntimeError):
@@ -646,12 +665,13 @@ def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event
     except Exception as e:
         if getattr(e, "trace", None) is not None:                  # a generator failure (or a cancelled call): keep what happened
             served.stamp(e.trace)
-            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set(), **gone()}, tenant=tenant)
+            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set(), **gone()}, tenant=tenant,
+                                     traceparent=opts.get("traceparent"))
         if isinstance(e, Cancelled) or isinstance(e.__cause__, Cancelled): self.metrics.cancelled.inc()
         raise
     served.stamp(a.trace)
     a.citations = redact_citations(a.citations, getattr(p, "policy", None))     # before the trace and the response see them
-    return a, self.record(a, key_id, question, {**meta, "timed_out": late.is_set()}, served.price, tenant)
+    return a, self.record(a, key_id, question, {**meta, "timed_out": late.is_set(), **gone()}, served.price, tenant, opts.get("traceparent"))
 
 @patch
 async def answer(self: _App, question: str, key_id: str, rid: str, served=None, opts: Optional[dict] = None,
@@ -807,6 +827,7 @@ def _routes(app: FastAPI, s: _App) -> None:
         q, rid = _without_key(request, question_of(req, s.max_question_chars)), request.scope["llmops.request_id"]
         served = s.router.pick(rid)                                  # once: a swap during this request does not change it
         model, opts, usage = s.model_of(served), options_of(req, served.max_new_tokens), bool((req.stream_options or {}).get("include_usage"))
+        if tp := request.headers.get("traceparent"): opts["traceparent"] = tp   # W3C trace context: the spans join the caller's trace
         if req.stream and hasattr(served.pipeline, "answer_stream"): return await s.stream(q, kid, rid, served, opts, _tenant(request), model, usage)
         a, tid = await s.answer(q, kid, rid, served, opts, _tenant(request))
         if not req.stream: return JSONResponse(completion(a, tid, model))

@@ -160,3 +160,52 @@ def test_bad_input_is_refused_clearly(monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization")
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not key=value"): provider()
     assert parse_traceparent("00-zz-yy-01") is None and parse_traceparent(b"00-" + b"a" * 32) is None
+
+
+SERVE_KEY = "otel-test-key-0123456789abcdef"
+
+
+@pytest.mark.slow   # a real MLflow server: about 40 s with its start-up
+def test_a_served_request_reaches_mlflow_with_the_row_id_and_a_traceparent_joins_the_callers_trace(mlflow_server, tiny_model, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+    from llmops_nb.generate import HFGenerator
+    from llmops_nb.serve import create_app
+    _export_env(monkeypatch, mlflow_server, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")
+    kb = VectorStore(); kb.add(list(PASSAGES), list(PASSAGES.values()))
+    policy = {"extends": "default", "telemetry": {"content": True}}                 # the release allows redacted text in spans
+    store = TraceStore(tmp_path / "traces.sqlite")
+    app = create_app(RAGPipeline(kb, HFGenerator(tiny_model, config={"max_new_tokens": 8}), k=2, retries=0, policy=policy), store=store, keys=[SERVE_KEY])
+    body = {"model": "rag", "messages": [{"role": "user", "content": "How long is the return window? Mail jane.doe@example.com"}]}
+    auth = {"Authorization": f"Bearer {SERVE_KEY}"}
+    with TestClient(app) as c:
+        r = c.post("/v1/chat/completions", json=body, headers=auth)
+        assert r.status_code == 200, r.text
+        tid = r.json()["id"]                                                      # what the client holds
+        caller, caller_span = os.urandom(16).hex(), os.urandom(8).hex()
+        r2 = c.post("/v1/chat/completions", json=body, headers={**auth, "traceparent": f"00-{caller}-{caller_span}-01"})
+        assert r2.status_code == 200, r2.text
+    assert telemetry.flush(20)
+    row = store.get(tid)
+    assert row["otel_trace_id"] == tid                                            # the client's id, the row id and the OTel trace id agree
+    spans = {name: (sid, parent, attrs) for name, sid, parent, attrs in _spans(mlflow_server, tid)}
+    root_id, _, root = spans["llmops.answer"]
+    assert root_id == row["otel_span_id"] and any(n.startswith("chat ") for n in spans)
+    sent = str(root.get("gen_ai.input.messages"))
+    assert "return window" in sent and "jane.doe" not in sent                     # content allowed by the policy, and redacted
+    joined = {name: (sid, parent) for name, sid, parent, _ in _spans(mlflow_server, caller)}
+    assert joined["llmops.answer"][1] == caller_span                              # a child of the caller's span
+    row2 = store.get(r2.json()["id"])
+    assert row2["otel_trace_id"] == caller and store.get(caller)["trace_id"] == row2["trace_id"]   # `llmops lineage CALLER_ID` finds it
+
+
+def test_a_served_request_exports_no_text_unless_the_policy_allows(tiny_model, tmp_path, monkeypatch):
+    from llmops_nb.serve import _content_allowed
+    kb = VectorStore(); kb.add(list(PASSAGES), list(PASSAGES.values()))
+    from llmops_nb.generate import HFGenerator
+    gen = HFGenerator(tiny_model, config={"max_new_tokens": 4})
+    assert not _content_allowed(RAGPipeline(kb, gen, policy="default"))
+    assert _content_allowed(RAGPipeline(kb, gen, policy={"extends": "default", "telemetry": {"content": True}}))
+    from llmops_nb.guard import PolicyError, load_policy
+    with pytest.raises(PolicyError, match="telemetry: unknown setting 'text'"): load_policy({"telemetry": {"text": True}})
+    with pytest.raises(PolicyError, match="telemetry.content must be bool"): load_policy({"telemetry": {"content": "yes"}})
+    assert load_policy("default").digest == load_policy({"extends": "default"}).digest != load_policy({"extends": "default", "telemetry": {"content": True}}).digest
