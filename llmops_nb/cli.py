@@ -284,7 +284,16 @@ def doctor(settings: Optional[Settings] = None, load_models: bool = True, min_fr
         import importlib.util
         return ("ok", "bitsandbytes present: QLoRA available") if importlib.util.find_spec("bitsandbytes") else ("warn", "CUDA without bitsandbytes: pip install -e '.[gpu]' for QLoRA")
     checks.append(_check("qlora", qlora))
+    checks.append(_check("vllm", lambda: _vllm_check(settings)))
     return checks
+
+def _vllm_check(settings: Settings) -> tuple:
+    "The vLLM environment `llmops serve --engine vllm` uses: a failure only when the engine setting asks for vLLM."
+    from llmops_nb.engine import check_vllm_python, vllm_python
+    p = vllm_python(settings)
+    if settings.engine != "vllm" and not p.exists(): return "ok", f"engine=hf; no vLLM environment at {p} (`make vllm-check` creates it for --engine vllm)"
+    try: return "ok", f"engine={settings.engine}; vLLM environment {check_vllm_python(p)}"
+    except ConfigError as e: return ("fail" if settings.engine == "vllm" else "warn"), str(e)
 
 def format_checks(checks: list) -> str:
     "A plain-text table of doctor checks."
@@ -427,6 +436,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline-factory", help="'module:function' returning the pipeline to serve instead of the default one")
     p.add_argument("--endpoint", help="an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model, e.g. http://vllm:8000/v1")
     p.add_argument("--endpoint-model", help="the model id served there (default: --model, else the base_model setting)")
+    p.add_argument("--engine", choices=("hf", "vllm"), help="what generates: hf, a local Hugging Face model, or vllm, a vLLM server started and "
+                   "supervised here (adapters loaded at run time as releases move); default: the engine setting (hf)")
+    p.add_argument("--vllm-python", type=Path, help="the vLLM environment's interpreter (default: the vllm_python setting, else .venv-vllm/bin/python under home)")
     p.add_argument("--endpoint-key", help="its API key as an env:VARIABLE reference (default env:LLMOPS_ENDPOINT_KEY when set); never the key itself")
 
 # %% ../nbs/12_cli.ipynb #52b40ce9
@@ -458,6 +470,7 @@ def _serve(a, settings: Settings) -> int:
     keys = load_keys(file=keys_file)
     if not keys: raise ConfigError("no API keys: set LLMOPS_API_KEYS (comma-separated), pass --keys-file, or name keys_file under "
                                    "`params: serve:` in the profile; llmops serve never starts without authentication")
+    engine, vllm_py = _serve_engine(a, o, settings)
     store = o.pop("store", None)
     if store is None: store = settings.path("home") / "traces" / "traces.sqlite"
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -466,8 +479,44 @@ def _serve(a, settings: Settings) -> int:
           f"api keys: {len(keys)} from {' and '.join(srcs)}; ids {', '.join(key_id(k) for k in keys)}\n"
           f"traces: {store if store is not False else 'off (--no-store)'}\n"
           f"release: {o.get('release') or 'production (when that alias exists, else the defaults)'}"
-          + (f", canary {o['canary']}" if o.get("canary") else ""), flush=True)
+          + (f", canary {o['canary']}" if o.get("canary") else "") + f"\nengine: {engine}", flush=True)
+    if engine == "vllm": return _serve_vllm(o, settings, vllm_py, host=host, port=port, keys=keys, store=store)
     serve(host=host, port=port, keys=keys, store=store, settings=settings, **o)
+    return 0
+
+def _serve_engine(a, o: dict, settings: Settings) -> tuple:
+    "The engine (--engine, else the engine setting) and, for vllm, its interpreter, checked now: a missing one fails before anything starts."
+    engine = a.engine or settings.engine
+    if engine != "vllm": return engine, None
+    from llmops_nb.engine import check_vllm_python
+    for k, flag in (("endpoint", "--endpoint"), ("pipeline_factory", "--pipeline-factory")):
+        if o.get(k): raise ConfigError(f"serve: --engine vllm starts its own vLLM server and {flag} names another generator; give one")
+    return engine, check_vllm_python(a.vllm_python, settings)
+
+class _Stopped(BaseException):
+    "SIGTERM or SIGINT while `llmops serve --engine vllm` starts or after uvicorn has shut down (it re-raises the signal)."
+
+def _stopped(signum, frame): raise _Stopped(signum)
+
+def _serve_vllm(o: dict, settings: Settings, python: Path, **kw) -> int:
+    "`llmops serve --engine vllm`: vLLM started for the release (or defaults) being served, the server in front of it, vLLM stopped after."
+    import signal, threading
+    from llmops_nb.engine import VLLMEngine, engine_pipeline, engine_plan
+    from llmops_nb.serve import serve
+    plan = engine_plan(settings, **{k: o.pop(k, None) for k in ("release", "canary", "registry", "model", "adapter")}, index=o.pop("index", "latest"))
+    engine = VLLMEngine(plan.base, python=python, settings=settings)
+    print(f"vllm: starting {plan.base} at {engine.base_url} (a minute or two on a CPU; log {engine.log_file})", flush=True)
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}   # stop vLLM before exiting
+    try:
+        engine.start()
+        print(f"vllm: ready (pid {engine.pid})", flush=True)
+        serve(pipeline=engine_pipeline(engine, plan, o.pop("poll_s", 2.0)), settings=settings, **kw, **o)
+    except _Stopped: pass
+    finally:
+        engine.stop()
+        for s, h in saved.items(): signal.signal(s, h)
+        print(f"vllm: stopped (pid {engine.pid})", flush=True)
     return 0
 
 # %% ../nbs/12_cli.ipynb #relcliargs

@@ -372,6 +372,8 @@ class Settings:
     wandb_dir: Optional[Path] = None                              # None: inside each run folder
     base_model: str = "smollm2-135m-instruct"
     embed_model: str = "all-minilm-l6-v2"
+    engine: Literal["hf", "vllm"] = "hf"                          # what `llmops serve` generates with: the local HF model or a managed vLLM server
+    vllm_python: Optional[Path] = None                            # the vLLM environment's interpreter; None: .venv-vllm/bin/python under home
 
     def __post_init__(self):
         hints = get_type_hints(Settings)

@@ -149,3 +149,10 @@ def test_interrupted_run_is_closed_and_scrubbed(books, home, sig):
     assert read_run(d).status == "interrupted" and not (d / ".executing.ipynb").exists()
     assert (d / "notebook.ipynb").exists()
     assert not any(b"interruptedsecret" in f.read_bytes() for f in d.rglob("*") if f.is_file())
+
+
+def test_serve_engine_flag_is_checked(home):
+    out = llmops("serve", "--engine", "tgi", env={"LLMOPS_API_KEYS": "engine-flag-key-0123456789abcdef"})
+    assert out.returncode == 2 and "invalid choice: 'tgi'" in out.stderr and "'hf', 'vllm'" in out.stderr
+    out = llmops("serve", "--engine", "vllm", env={"LLMOPS_API_KEYS": "engine-flag-key-0123456789abcdef", "LLMOPS_VLLM_PYTHON": str(home / "none")})
+    assert out.returncode == 2 and f"vllm_python: {home / 'none'} does not exist; run `make vllm-check`" in out.stderr, out.stderr
