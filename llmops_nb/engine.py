@@ -363,6 +363,12 @@ def models(self: VLLMEngine) -> list:
 @patch(as_prop=True)
 def adapters(self: VLLMEngine) -> dict: return dict(self._adapters)
 
+@patch
+def status(self: VLLMEngine) -> dict:
+    "What `/healthz` shows of the engine: state (starting, running, restarting, stopped, failed), pid, restarts, the last error, adapters."
+    return {"kind": "vllm", "state": self.state, "pid": self.pid, "restarts": self.restarts, "error": self.error,
+            "adapters": sorted(self._adapters), "url": self.base_url}
+
 # %% ../nbs/11b_engine.ipynb #3a51842d
 @patch
 def generator_for(self: VLLMEngine,
@@ -415,5 +421,7 @@ def engine_pipeline(engine: VLLMEngine, plan: EnginePlan, poll_s: float = 2.0):
     "A `ReleaseRouter` whose releases generate on `engine` (new adapters loaded as aliases move), or the plan's spec built on it."
     from llmops_nb.pipeline import build_pipeline
     from llmops_nb.serve import ReleaseRouter
-    if plan.spec is not None: return build_pipeline(plan.spec, settings=engine.settings, generator=engine.generator_for(plan.spec))
-    return ReleaseRouter(plan.registry, plan.release, plan.canary, settings=engine.settings, generator_for=engine.generator_for, poll_s=poll_s)
+    if plan.spec is not None: out = build_pipeline(plan.spec, settings=engine.settings, generator=engine.generator_for(plan.spec))
+    else: out = ReleaseRouter(plan.registry, plan.release, plan.canary, settings=engine.settings, generator_for=engine.generator_for, poll_s=poll_s)
+    out.engine = engine                  # the server's /healthz reports the engine's state; a vLLM that gave up makes it not-ready
+    return out

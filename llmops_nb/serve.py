@@ -772,9 +772,14 @@ def feedback(self: _App, fb: FeedbackRequest, key_id: str, tenant: str = DEFAULT
     if ok is False: raise APIError(404, "no such trace for this key")
 
 @patch
+def _engine(self: _App):
+    "The managed engine behind the served pipeline (`llmops serve --engine vllm`), if any."
+    return getattr(self.router, "engine", None) or getattr(self.pipeline, "engine", None)
+
+@patch
 def ready(self: _App) -> bool:
-    "Whether the app serves: its workers are up (between start and shutdown)."
-    return self.pool is not None
+    "Whether the app serves: its workers are up (between start and shutdown) and its managed engine, if any, has not given up."
+    return self.pool is not None and getattr(self._engine(), "state", None) != "failed"
 
 @patch
 def health(self: _App) -> dict:
@@ -786,9 +791,11 @@ def health(self: _App) -> dict:
     if self.store is not None:
         try: self.store.get("healthz-probe") if hasattr(self.store, "get") else None; store["ok"] = True
         except Exception as e: store.update(ok=False, error=type(e).__name__)
-    rel = self.router.status()
-    return {"status": ("ok" if store.get("ok", True) else "degraded") if self.ready() else "not-ready", "model": model, "store": store,
-            **({"releases": rel} if rel else {}), "retention": self.retention or None,
+    rel, eng = self.router.status(), self._engine()
+    engine = eng.status() if hasattr(eng, "status") else None
+    ok = store.get("ok", True) and (engine is None or engine["state"] == "running")
+    return {"status": ("ok" if ok else "degraded") if self.ready() else "not-ready", "model": model, "store": store,
+            **({"releases": rel} if rel else {}), **({"engine": engine} if engine else {}), "retention": self.retention or None,
             "uptime_s": round(time.time() - self.started, 1), "in_flight": int(self.metrics.in_flight.collect()[0].samples[0].value)}
 
 # %% ../nbs/11_serve.ipynb #d2e7f002

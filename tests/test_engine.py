@@ -108,10 +108,31 @@ def test_crash_restarts_and_reloads_adapters(tiny_model, fake, tmp_path):
         os.killpg(second, signal.SIGKILL)
         assert wait_for(lambda: eng.pid != second and eng.state == "running")
         third = eng.pid
+        client = _health_client(gen, eng)
+        h = client.get("/healthz", headers={"Authorization": f"Bearer {HEALTH_KEY}"})
+        assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["engine"]["state"] == "running"
+        assert h.json()["engine"]["restarts"] == 2 and h.json()["engine"]["adapters"] == ["adapter-cccccccccccc"]
         os.killpg(third, signal.SIGKILL)                                  # a third crash: past max_restarts=2
         assert wait_for(lambda: eng.state == "failed") and "gave up after 2 restarts" in eng.error
         assert not eng.healthy()
+        assert client.get("/healthz").status_code == 503                  # a load balancer takes the server out
+        h = client.get("/healthz", headers={"Authorization": f"Bearer {HEALTH_KEY}"})
+        assert h.status_code == 503 and h.json()["status"] == "not-ready" and "gave up" in h.json()["engine"]["error"]
     assert eng.state == "failed"
+
+
+HEALTH_KEY = "engine-health-key-0123456789abcdef"
+
+def _health_client(gen, eng):
+    "A server over a pipeline that generates on `eng` (its engine attribute, as engine_pipeline sets it)."
+    from fastapi.testclient import TestClient
+    from llmops_nb.pipeline import RAGPipeline
+    from llmops_nb.serve import create_app
+    class Store:
+        def search(self, *a, **k): return []
+    pipe = RAGPipeline(Store(), gen); pipe.engine = eng
+    client = TestClient(create_app(pipe, store=None, keys=[HEALTH_KEY])); client.__enter__()
+    return client
 
 
 def test_stop_ends_the_process_group_and_a_killed_parent_takes_vllm_with_it(tiny_model, fake, tmp_path):
