@@ -6,9 +6,10 @@ Docs: https://llmops.github.io/llmops-nb/telemetry.html.md"""
 
 # %% ../nbs/10f_telemetry.ipynb #f2f6a1ca
 from __future__ import annotations
-import atexit, contextvars, hashlib, json, os, re, threading, time
+import atexit, contextvars, hashlib, json, os, re, sys, threading, time, weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import unquote, urlparse
 from .core import ConfigError
@@ -16,7 +17,8 @@ from .runs import redact
 
 # %% auto #0
 __all__ = ['OtelConfig', 'otel_config', 'provider', 'flush', 'shutdown', 'parse_traceparent', 'otel_trace_id', 'span_ids',
-           'capture_content', 'scrub', 'export_trace', 'start_span', 'end_span', 'job_span', 'ResourceSampler']
+           'capture_content', 'scrub', 'export_trace', 'start_span', 'end_span', 'job_span', 'rss_peak_mb',
+           'reset_rss_peak', 'ResourceSampler']
 
 # %% ../nbs/10f_telemetry.ipynb #2e56ce8d
 @dataclass(frozen=True)
@@ -291,8 +293,26 @@ def job_span(name: str, attributes: Optional[dict] = None, parent=None):
     else: end_span(sp)
 
 # %% ../nbs/10f_telemetry.ipynb #3979114c
+_SAMPLERS = weakref.WeakSet()     # live samplers: a reset of the high-water mark folds it into each of them first
+
+def rss_peak_mb() -> Optional[float]:
+    "This process's resident-set high-water mark in MiB: since the last `reset_rss_peak` on Linux, since start elsewhere; None where the OS has none."
+    try:
+        m = re.search(r"^VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M)
+        if m: return round(int(m.group(1)) / 1024, 1)
+    except OSError: pass
+    try: import resource
+    except ImportError: return None
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(r / 2**20 if sys.platform == "darwin" else r / 1024, 1)      # bytes on macOS, KiB on Linux
+
+def reset_rss_peak() -> bool:
+    "Restart the high-water mark from the current RSS (Linux), after folding it into every live sampler and open window; False where the OS cannot."
+    for s in list(_SAMPLERS): s.sample()
+    try: Path("/proc/self/clear_refs").write_text("5"); return True
+    except OSError: return False
+
 def _gpu_peak_mb(reset: bool = False) -> Optional[float]:
-    import sys
     torch = sys.modules.get("torch")                       # only when the job already uses torch: never import it for this
     if torch is None or not torch.cuda.is_available(): return None
     v = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -300,14 +320,15 @@ def _gpu_peak_mb(reset: bool = False) -> Optional[float]:
     return v
 
 class ResourceSampler:
-    "Peak RSS of this process sampled in a daemon thread, CPU time, and CUDA peak memory; `window()` measures a block."
+    "Peak RSS of this process (the kernel's high-water mark where it can be reset, plus readings in a daemon thread), CPU time, CUDA peak memory; `window()` measures a block."
     def __init__(self, interval: float = 0.5):         # seconds between two RSS readings
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.01 <= interval <= 60:
             raise ValueError(f"ResourceSampler: interval must be seconds in [0.01, 60], got {interval!r}")
         import psutil
         self.interval, self._p, self._stop, self._thread, self._lock = float(interval), psutil.Process(), threading.Event(), None, threading.Lock()
         self._cpu0, self._t0, self._windows = self._cpu(), time.perf_counter(), []
-        self.peak_rss_mb = self.sample()
+        self._hwm = reset_rss_peak()               # the kernel's peak from now on counts too (a short spike between readings is not lost)
+        self.peak_rss_mb = self.sample(); _SAMPLERS.add(self)
     def _cpu(self) -> float: t = self._p.cpu_times(); return t.user + t.system
     def __repr__(self): return f"ResourceSampler(peak_rss_mb={self.peak_rss_mb}, running={self._thread is not None})"
 
@@ -316,11 +337,12 @@ from fastcore.basics import patch
 
 @patch
 def sample(self: ResourceSampler) -> float:
-    "Read RSS now (MB), updating the peaks of the sampler and of open windows."
+    "Read RSS now (MiB) and the high-water mark since the last reset, updating the peaks of the sampler and of open windows -> RSS now."
     mb = round(self._p.memory_info().rss / 2**20, 1)
+    top = max(mb, (rss_peak_mb() or 0.0) if self._hwm else 0.0)
     with self._lock:
-        self.peak_rss_mb = max(getattr(self, "peak_rss_mb", 0.0), mb)
-        for w in self._windows: w["peak_rss_mb"] = max(w["peak_rss_mb"], mb)
+        self.peak_rss_mb = max(getattr(self, "peak_rss_mb", 0.0), top)
+        for w in self._windows: w["peak_rss_mb"] = max(w["peak_rss_mb"], top)
     return mb
 
 @patch
@@ -349,6 +371,7 @@ def stop(self: ResourceSampler) -> dict:
 @contextmanager
 def window(self: ResourceSampler):
     "Measure a block: yields a dict that holds {seconds, cpu_s, peak_rss_mb, gpu_peak_mb} when the block ends."
+    if self._hwm: reset_rss_peak()                 # folds the peak so far into every open window, then starts a new one for this block
     w = {"peak_rss_mb": self.sample()}
     with self._lock: self._windows.append(w)
     t0, c0 = time.perf_counter(), self._cpu()

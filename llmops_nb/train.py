@@ -14,6 +14,7 @@ from .core import (ConfigError, Settings, append_jsonl, atomic_dir, atomic_write
                             device as pick_device, load_settings, read_json, read_jsonl, set_seed, write_json)
 from .data import DataError, Dataset, _check_conversation, load_dataset
 from .models import adapter_digest, has_generation_markers, load_model, load_tokenizer, model_ref, quantization_available
+from .telemetry import reset_rss_peak, rss_peak_mb
 
 # %% auto #0
 __all__ = ['LOSS_MODES', 'PEAK_FLOPS', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare',
@@ -247,31 +248,19 @@ def last_checkpoint(folder: Union[str, Path], clean: bool = True) -> Optional[Pa
 # %% ../nbs/06_train.ipynb #178f1f15
 _DEVICES = Literal["cpu", "cuda", "mps"]
 
-def _rss_peak_kb() -> Optional[float]:
-    "The resident-set high-water mark of this process in KiB: Linux /proc, else getrusage; None where neither exists."
-    try:
-        m = re.search(r"^VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M)
-        if m: return float(m.group(1))
-    except OSError: pass
-    try: import resource
-    except ImportError: return None
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 1024 if sys.platform == "darwin" else float(r)              # bytes on macOS, KiB on Linux
-
 def reset_peak_memory(dev: str = "cpu") -> bool:
     "Start a new peak-memory window (CUDA allocator peak; RSS high-water mark where the OS allows); False when the RSS peak stays the process's."
     if coerce(dev, _DEVICES, "dev") == "cuda":
         import torch; torch.cuda.reset_peak_memory_stats()
-    try: Path("/proc/self/clear_refs").write_text("5"); return True         # Linux: VmHWM (and ru_maxrss) restart from the current RSS
-    except OSError: return False
+    return reset_rss_peak()          # Linux: VmHWM restarts from the current RSS; a run's sampler keeps the peak so far
 
 def peak_memory(dev: str = "cpu") -> dict:
     "Peak memory in MiB since `reset_peak_memory`: `peak_rss_mb` (process RSS) and, on CUDA, `peak_gpu_mem_mb` (torch's allocator)."
     dev = coerce(dev, _DEVICES, "dev")
-    kb = _rss_peak_kb()
-    if kb is None:
-        import psutil; kb = psutil.Process().memory_info().rss / 1024        # no peak on this OS: the current RSS, a lower bound
-    out = {"peak_rss_mb": round(kb / 1024, 1)}
+    mb = rss_peak_mb()
+    if mb is None:
+        import psutil; mb = round(psutil.Process().memory_info().rss / 2**20, 1)   # no peak on this OS: the current RSS, a lower bound
+    out = {"peak_rss_mb": mb}
     if dev == "cuda":
         import torch; out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out

@@ -52,7 +52,7 @@ def test_labels_are_appended_and_agreement_is_cohens_kappa(store):
     assert [r["label"] for r in labels(store, trace_id="c", labeller="ana")] == ["bad", "good"]
     assert label_agreement(store)["pairs"][0]["agreement"] == 1.0
     con = sqlite3.connect(store.path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5 and con.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 10
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6 and con.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 10
 
 
 def test_bad_labels_name_what_was_wrong(store, tmp_path):
@@ -123,8 +123,10 @@ def test_purge_drops_labels_and_scores_of_purged_traces(tmp_path):
 def test_a_v3_store_upgrades_to_the_current_schema(tmp_path):
     p = tmp_path / "v3.sqlite"
     TraceStore(p).close()
-    c = sqlite3.connect(p)                                     # back to v3: no labels or scores (v4), no tenant column (v5)
-    for stmt in ("DROP TABLE labels", "DROP TABLE scores", "DROP INDEX traces_tenant", "ALTER TABLE traces DROP COLUMN tenant", "PRAGMA user_version=3"): c.execute(stmt)
+    c = sqlite3.connect(p)                                     # back to v3: no labels or scores (v4), no tenant column (v5), no resources or OTel ids (v6)
+    v6 = [f"ALTER TABLE traces DROP COLUMN {col}" for col in ("cpu_ms", "rss_mb", "gpu_peak_mb", "otel_trace_id", "otel_span_id")]
+    for stmt in ("DROP TABLE labels", "DROP TABLE scores", "DROP INDEX traces_tenant", "ALTER TABLE traces DROP COLUMN tenant", "DROP INDEX traces_otel",
+                 *v6, "PRAGMA user_version=3"): c.execute(stmt)
     c.commit(); c.close()
     with TraceStore(p) as s:
         s.record({"trace_id": "x", "question": "q", "answer": "a"}, tenant="acme"); add_label(s, "x", "good", "ana", tenant="acme")
