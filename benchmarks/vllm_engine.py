@@ -248,7 +248,7 @@ def main(argv=None) -> int:
                 rows.append(measure("hf (local)", srv.url, a.requests, a.clients))
             finally:
                 srv.stop()
-    print(f"\nllmops serve, release {first.version}, {a.clients} concurrent clients, {a.requests} requests each, same machine and run:")
+    print(f"\nllmops serve, release {first.version}, {a.clients} concurrent clients, {a.requests} measured requests per engine, same machine and run:")
     print(f"{'engine':<12} {'requests/s':>10} {'p50 s':>7} {'p95 s':>7} {'failed':>6}")
     for r in rows: print(f"{r['engine']:<12} {r['rps']:>10.2f} {r['p50_s']:>7.1f} {r['p95_s']:>7.1f} {r['failed']:>6}")
     ratio = rows[0]["rps"] / rows[1]["rps"] if len(rows) > 1 and rows[1]["rps"] else None
