@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/vllm_engine.py --vllm-python .venv-vllm/bin/python [--requests 16] [--clients 8] [--out FILE.json]
 
-What it serves. The quickstart's release: the project's registry `production` alias (CI runs `make quickstart-check`
-first) and, as the release to promote to, the newest other release with the same base model. From a fresh clone (no
+What it serves. The quickstart's release: the `production` alias of the project's registry (<home>/releases), else of
+the newest completed quickstart run's registry (runs/quickstart/<id>/releases; CI runs `make quickstart-check` first),
+and, as the release it starts from before the promotion, the newest other release there with the same base model. From a fresh clone (no
 `production`), a release of the packaged SmolLM2 base model alone and one with a small LoRA adapter trained here in
 about a minute (`llmops_nb.train.sft`, 3 steps on the packaged SFT sample; cached under .cache/llmops/vllm-check for
 re-runs). Both go into a scratch registry (the same release specs and digests) so the benchmark moves its own alias
@@ -61,17 +62,28 @@ def _train_adapter(settings) -> Path:
     return Path(res.adapter_dir)
 
 
+def project_registry(settings):
+    "The registry whose `production` alias is served: the project's (<home>/releases), else the newest completed quickstart run's; None."
+    from llmops_nb.releases import ReleaseRegistry
+    from llmops_nb.runs import list_runs
+    quickstarts = [r.dir / "releases" for r in reversed(list_runs(settings.path("runs_dir"), runbook="quickstart")) if r.status == "completed"]
+    for root in [settings.path("home") / "releases", *quickstarts]:
+        if root.is_dir() and "production" in (reg := ReleaseRegistry(root, settings=settings)).aliases(): return reg
+    return None
+
+
 def releases(settings, scratch: Path):
     "(registry, first release, second release) in a scratch registry: the quickstart's pair, or base model -> base + small adapter."
     from llmops_nb.pipeline import release_spec
     from llmops_nb.releases import ReleaseRegistry
-    project = ReleaseRegistry(settings.path("home") / "releases", settings=settings)
+    project = project_registry(settings)
     reg = ReleaseRegistry(scratch / "releases", settings=settings)
-    if (settings.path("home") / "releases").is_dir() and "production" in project.aliases():
+    if project is not None:
         new = project.get("production")
         others = [r for r in project.list() if r.digest != new.digest and r.spec["base_model"]["ref"] == new.spec["base_model"]["ref"]]
         old_spec = others[-1].spec if others else {**new.spec, "adapter": None}
-        log(f"serving the project's releases: {'previous ' + others[-1].version if others else 'production without its adapter'} -> production {new.version}")
+        log(f"serving the releases in {project.root}: {'previous ' + others[-1].version if others else 'production without its adapter'} "
+            f"-> production {new.version}")
         specs = (old_spec, new.spec)
     else:
         ad = _train_adapter(settings)
