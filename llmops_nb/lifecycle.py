@@ -609,7 +609,8 @@ def run_lifecycle(profile: Union[str, Path, None] = None,   # profile name or fi
     return LifecycleResult(run.id, run.dir, done, rows, page, failed, error)
 
 # %% ../nbs/13_lifecycle.ipynb #f6003c24
-_CLOCK = re.compile(r"latency|_ms$|seconds|runtime|_s$|per_s|tokens_per|duration|/step|texts_embedded|cache", re.I)   # clock and cache figures
+_CLOCK = re.compile(r"latency|_ms$|seconds|runtime|_s$|per_s|tokens_per|duration|/step|texts_embedded|cache"
+                    r"|rss_mb|gpu_mem|gpu_peak|mfu|peak_flops", re.I)   # clock, cache and machine-resource figures: not reproducible
 
 def _lifecycle_dir(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> Path:
     "A lifecycle's folder: a LifecycleResult, a folder, a run id, or 'latest' / 'previous' (the newest completed ones)."

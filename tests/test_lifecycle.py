@@ -230,3 +230,11 @@ def test_run_lifecycle_fails_then_resumes_without_redoing_stages(home, monkeypat
     assert compare_lifecycles(second.id, second.dir) == []
     with pytest.raises(ValueError, match="prefix"): run_lifecycle(stages=["train_sft"])
     with pytest.raises(TypeError, match="seed"): run_lifecycle(stages=stages, seed="7")
+
+
+def test_machine_resource_figures_are_not_compared():
+    "Two quickstarts on one machine agree on data and quality figures; memory peaks and MFU move with the machine's state."
+    from llmops_nb.lifecycle import _numbers
+    got = _numbers({"peak_rss_mb": 4617.2, "final/peak_rss_mb": 4510.0, "peak_gpu_mem_mb": 900.0, "mfu": 0.31, "final/mfu": 0.3,
+                    "peak_flops": 9.9e14, "loss": 3.195, "index_size_mb": 0.66, "flops_per_token": 8.6e8}, "train_sft")
+    assert got == {"train_sft/loss": 3.195, "train_sft/index_size_mb": 0.66, "train_sft/flops_per_token": 8.6e8}
