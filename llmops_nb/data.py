@@ -21,70 +21,152 @@ __all__ = ['SUPPORTED', 'DATASET_FORMAT', 'DataError', 'Document', 'read_text', 
 class DataError(ValueError):
     "Bad input data: the message names the file (and line) and what was wrong."
 
+
 @dataclass
 class Document:
     "A document: stable id, text, and metadata (source, type, title, encoding, source digest, row fields)."
+
     id: str
     text: str
     metadata: dict = field(default_factory=dict)
 
-SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html",
-             ".jsonl": "jsonl", ".csv": "csv"}
+
+SUPPORTED = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".jsonl": "jsonl",
+    ".csv": "csv",
+}
 
 # %% ../nbs/02_data.ipynb #d987031a
 def read_text(path: Union[str, Path], max_bytes: int = 20_000_000) -> tuple:
-    "(text, encoding) of a text file: UTF-8, else the detected encoding; `DataError` for binary, empty or oversized files."
+    """(text, encoding) of a text file: UTF-8, else the detected encoding; `DataError` for binary, empty or oversized
+    files."""
     path = Path(path)
     size = path.stat().st_size
-    if size > max_bytes: raise DataError(f"{path}: {size / 1e6:.1f} MB is over max_bytes={max_bytes / 1e6:.1f} MB; raise max_bytes to load it")
+    if size > max_bytes:
+        raise DataError(
+            f"{path}: {size / 1e6:.1f} MB is over max_bytes={max_bytes / 1e6:.1f} MB; raise max_bytes to load it"
+        )
     raw = path.read_bytes()
-    if not raw.strip(): raise DataError(f"{path}: empty file")
-    if b"\x00" in raw: raise DataError(f"{path}: binary content (NUL bytes), not a text file")
-    try: return raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError: pass
+    if not raw.strip():
+        raise DataError(f"{path}: empty file")
+    if b"\x00" in raw:
+        raise DataError(f"{path}: binary content (NUL bytes), not a text file")
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
     from charset_normalizer import from_bytes
+
     best = from_bytes(raw).best()
-    if best is None or best.chaos > 0.3: raise DataError(f"{path}: undecodable bytes: not UTF-8 and no reliable encoding detected")
+    if best is None or best.chaos > 0.3:
+        raise DataError(f"{path}: undecodable bytes: not UTF-8 and no reliable encoding detected")
     return str(best), best.encoding
 
 # %% ../nbs/02_data.ipynb #f7032ad1
-_DROP_TAGS = ["script", "style", "noscript", "template", "svg", "iframe", "nav", "header", "footer", "aside", "form", "button", "dialog"]
+_DROP_TAGS = [
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "iframe",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "button",
+    "dialog",
+]
 _DROP_ATTR = re.compile(r"cookie|consent|banner|breadcrumb|newsletter|social|share|skip|modal|popup|promo-bar", re.I)
-_BLOCKS = {"p", "div", "section", "article", "main", "ul", "ol", "table", "thead", "tbody", "pre", "blockquote", "dl", "dt", "dd",
-           "figure", "figcaption", "body", "html", "address"}
+_BLOCKS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "ul",
+    "ol",
+    "table",
+    "thead",
+    "tbody",
+    "pre",
+    "blockquote",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "body",
+    "html",
+    "address",
+}
+
 
 def _drop_boilerplate(soup):
-    for t in soup(_DROP_TAGS): t.decompose()
-    for t in soup.find_all(lambda t: t.attrs is not None and _DROP_ATTR.search(" ".join([t.get("id") or "", *(t.get("class") or []), t.get("role") or ""]))):
-        if not t.decomposed and t.name not in ("body", "html", "main", "article"): t.decompose()
+    for t in soup(_DROP_TAGS):
+        t.decompose()
+    for t in soup.find_all(
+        lambda t: (
+            t.attrs is not None
+            and _DROP_ATTR.search(" ".join([t.get("id") or "", *(t.get("class") or []), t.get("role") or ""]))
+        )
+    ):
+        if not t.decomposed and t.name not in ("body", "html", "main", "article"):
+            t.decompose()
 
 # %% ../nbs/02_data.ipynb #2dbc01c0
 def _html_blocks(el, out: list, buf: list):
     from bs4 import NavigableString, Comment
-    def flush():   # collapse whitespace within lines; a <br> (a "\n" in the buffer) keeps its line break
+
+    def flush():  # collapse whitespace within lines; a <br> (a "\n" in the buffer) keeps its line break
         lines = [" ".join(l.split()) for l in "".join(buf).split("\n")]
-        if any(lines): out.append("\n".join(l for l in lines if l))
+        if any(lines):
+            out.append("\n".join(l for l in lines if l))
         buf.clear()
+
     for ch in el.children:
-        if isinstance(ch, Comment): continue
-        if isinstance(ch, NavigableString): buf.append(str(ch)); continue
+        if isinstance(ch, Comment):
+            continue
+        if isinstance(ch, NavigableString):
+            buf.append(str(ch))
+            continue
         name = ch.name
-        if name and re.fullmatch(r"h[1-6]", name): flush(); out.append("#" * int(name[1]) + " " + ch.get_text(" ", strip=True))
-        elif name == "li": flush(); out.append("- " + ch.get_text(" ", strip=True))
-        elif name == "tr": flush(); out.append(" | ".join(c.get_text(" ", strip=True) for c in ch.find_all(["th", "td"])))
-        elif name == "br": buf.append("\n")
-        elif name in _BLOCKS: flush(); _html_blocks(ch, out, buf); flush()
-        else: buf.append(" " + ch.get_text(" ") + " ")
+        if name and re.fullmatch(r"h[1-6]", name):
+            flush()
+            out.append("#" * int(name[1]) + " " + ch.get_text(" ", strip=True))
+        elif name == "li":
+            flush()
+            out.append("- " + ch.get_text(" ", strip=True))
+        elif name == "tr":
+            flush()
+            out.append(" | ".join(c.get_text(" ", strip=True) for c in ch.find_all(["th", "td"])))
+        elif name == "br":
+            buf.append("\n")
+        elif name in _BLOCKS:
+            flush()
+            _html_blocks(ch, out, buf)
+            flush()
+        else:
+            buf.append(" " + ch.get_text(" ") + " ")
     flush()
+
 
 def html_to_text(html: str) -> tuple:
     "(text, title) of an HTML page: boilerplate removed, headings, lists and tables kept as Markdown-like text."
     from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(html, "lxml")
     title = soup.title.get_text(strip=True) if soup.title else ""
     _drop_boilerplate(soup)
     root = soup.find("main") or soup.find("article") or soup.body or soup
-    out = []; _html_blocks(root, out, [])
+    out = []
+    _html_blocks(root, out, [])
     text = "\n\n".join(b for b in out if b.strip())
     return text, title or next((l.lstrip("# ") for l in out if l.startswith("#")), "")
 
@@ -93,40 +175,63 @@ def _expand(p, exclude) -> list:
     "(file, root) pairs for a file, folder or glob."
     s = str(p)
     if any(c in s for c in "*?["):
-        base = Path(re.split(r"[*?\[]", s, maxsplit=1)[0]); base = base if base.is_dir() else base.parent
+        base = Path(re.split(r"[*?\[]", s, maxsplit=1)[0])
+        base = base if base.is_dir() else base.parent
         files = sorted(Path(f) for f in glob.glob(s, recursive=True) if Path(f).is_file())
-        if not files: raise FileNotFoundError(f"{s}: no files match this pattern")
+        if not files:
+            raise FileNotFoundError(f"{s}: no files match this pattern")
         return [(f, base) for f in files]
     p = Path(p).expanduser()
     if p.is_file():
-        if p.suffix.lower() not in SUPPORTED: raise DataError(f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(sorted(SUPPORTED))}")
+        if p.suffix.lower() not in SUPPORTED:
+            raise DataError(f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(sorted(SUPPORTED))}")
         return [(p, p.parent)]
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
-        if skipped := [str(f.relative_to(p)) for f in files if f.suffix.lower() not in SUPPORTED and not _excluded(f.relative_to(p).as_posix(), exclude)]:
+        files = sorted(
+            f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )
+        if skipped := [
+            str(f.relative_to(p))
+            for f in files
+            if f.suffix.lower() not in SUPPORTED and not _excluded(f.relative_to(p).as_posix(), exclude)
+        ]:
             warnings.warn(f"{p}: skipped {len(skipped)} file(s) of unsupported type: {', '.join(skipped[:10])}")
         return [(f, p) for f in files if f.suffix.lower() in SUPPORTED]
     raise FileNotFoundError(f"{p}: no such file, folder or matching pattern")
 
-def _excluded(rel: str, exclude) -> bool: return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(Path(rel).name, pat) for pat in exclude)
+
+def _excluded(rel: str, exclude) -> bool:
+    return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(Path(rel).name, pat) for pat in exclude)
 
 # %% ../nbs/02_data.ipynb #19e86833
 def _row_doc(path: Path, rel: str, line: int, row: dict, text_field: str, id_field: str, base: dict) -> Document:
     body = row.get(text_field)
-    if not isinstance(body, str) or not body.strip(): raise DataError(f"{path}:{line}: missing or empty {text_field!r} field")
+    if not isinstance(body, str) or not body.strip():
+        raise DataError(f"{path}:{line}: missing or empty {text_field!r} field")
     rid = row.get(id_field)
     rid = str(rid).strip() if rid not in (None, "") else f"line-{line}"
     title = str(row.get("title") or "").strip()
-    meta = {**base, "title": title, "row": line, **{k: v for k, v in row.items() if k not in (text_field, id_field, "title")}}
+    meta = {
+        **base,
+        "title": title,
+        "row": line,
+        **{k: v for k, v in row.items() if k not in (text_field, id_field, "title")},
+    }
     return Document(f"{rel}#{rid}", f"{title}\n\n{body}" if title else body, meta)
+
 
 def _read_jsonl(path, rel, text, base, text_field, id_field):
     for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip(): continue
-        try: row = json.loads(line)
-        except json.JSONDecodeError as e: raise DataError(f"{path}:{i}: malformed JSON line: {e.msg} (column {e.colno})") from None
-        if not isinstance(row, dict): raise DataError(f"{path}:{i}: a JSONL document must be an object, got {type(row).__name__}")
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: malformed JSON line: {e.msg} (column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{i}: a JSONL document must be an object, got {type(row).__name__}")
         yield _row_doc(path, rel, i, row, text_field, id_field, base)
+
 
 def _read_csv(path, rel, text, base, text_field, id_field):
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -134,33 +239,55 @@ def _read_csv(path, rel, text, base, text_field, id_field):
         raise DataError(f"{path}:1: CSV header {reader.fieldnames} has no {text_field!r} column")
     try:
         for row in reader:
-            if None in row or None in row.values(): raise DataError(f"{path}:{reader.line_num}: {len(row) - (None in row) + len(row.get(None) or [])} fields, header has {len(reader.fieldnames)}")
+            if None in row or None in row.values():
+                raise DataError(
+                    f"{path}:{reader.line_num}: {len(row) - (None in row) + len(row.get(None) or [])} fields, header has {len(reader.fieldnames)}"
+                )
             yield _row_doc(path, rel, reader.line_num, row, text_field, id_field, base)
-    except csv.Error as e: raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
 
 # %% ../nbs/02_data.ipynb #e779332c
-def load_documents(paths: Union[str, Path, Iterable], exclude: Iterable = (), max_bytes: int = 20_000_000,
-                   text_field: str = "text", id_field: str = "id") -> list:
+def load_documents(
+    paths: Union[str, Path, Iterable],
+    exclude: Iterable = (),
+    max_bytes: int = 20_000_000,
+    text_field: str = "text",
+    id_field: str = "id",
+) -> list:
     "Documents from files, folders and globs (md, txt, html, jsonl, csv), with stable ids and source metadata."
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    if not paths: raise ValueError("load_documents: no paths given")
+    if not paths:
+        raise ValueError("load_documents: no paths given")
     docs, seen = [], {}
     for p in paths:
         for f, root in _expand(p, exclude):
             rel = f.relative_to(root).as_posix()
-            if _excluded(rel, exclude): continue
+            if _excluded(rel, exclude):
+                continue
             text, enc = read_text(f, max_bytes)
             kind = SUPPORTED[f.suffix.lower()]
             base = {"source": str(f), "type": kind, "encoding": enc, "source_digest": digest(f)}
-            if kind == "jsonl": new = list(_read_jsonl(f, rel, text, base, text_field, id_field))
-            elif kind == "csv": new = list(_read_csv(f, rel, text, base, text_field, id_field))
+            if kind == "jsonl":
+                new = list(_read_jsonl(f, rel, text, base, text_field, id_field))
+            elif kind == "csv":
+                new = list(_read_csv(f, rel, text, base, text_field, id_field))
             elif kind == "html":
                 body, title = html_to_text(text)
-                if not body.strip(): raise DataError(f"{f}: no text content after removing HTML boilerplate")
+                if not body.strip():
+                    raise DataError(f"{f}: no text content after removing HTML boilerplate")
                 new = [Document(rel, body, {**base, "title": title})]
-            else: new = [Document(rel, text, {**base, "title": next((l.lstrip("# ").strip() for l in text.splitlines() if l.strip()), "")})]
+            else:
+                new = [
+                    Document(
+                        rel,
+                        text,
+                        {**base, "title": next((l.lstrip("# ").strip() for l in text.splitlines() if l.strip()), "")},
+                    )
+                ]
             for d in new:
-                if d.id in seen: d.id = f"{d.id}~{seen[d.id]}"            # a repeated row id: keep both, ids stay unique
+                if d.id in seen:
+                    d.id = f"{d.id}~{seen[d.id]}"  # a repeated row id: keep both, ids stay unique
                 seen[d.id.split("~")[0]] = seen.get(d.id.split("~")[0], 0) + 1
             docs.extend(new)
     return docs
@@ -168,32 +295,41 @@ def load_documents(paths: Union[str, Path, Iterable], exclude: Iterable = (), ma
 # %% ../nbs/02_data.ipynb #78a322cd
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
 
+
 def clean_text(text: str) -> str:
     "NFKC, no control/zero-width characters, LF line endings, collapsed spaces, at most one blank line."
-    if not isinstance(text, str): raise TypeError(f"clean_text: expected str, got {type(text).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"clean_text: expected str, got {type(text).__name__}")
     t = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).replace("\r\n", "\n").replace("\r", "\n")
     t = "".join(c for c in t if c in "\n\t" or unicodedata.category(c)[0] != "C")
     lines = [re.sub(r"(?<=\S)[ \t]+", " ", l).rstrip() for l in t.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
+
 def clean_documents(docs: list) -> list:
     "Documents with `clean_text` applied; documents left empty are dropped with a warning."
     out = [Document(d.id, clean_text(d.text), d.metadata) for d in docs]
-    if empty := [d.id for d in out if not d.text]: warnings.warn(f"dropped {len(empty)} document(s) empty after cleaning: {empty[:5]}")
+    if empty := [d.id for d in out if not d.text]:
+        warnings.warn(f"dropped {len(empty)} document(s) empty after cleaning: {empty[:5]}")
     return [d for d in out if d.text]
 
 # %% ../nbs/02_data.ipynb #48a84aa0
-def _norm_for_dedupe(text: str) -> str: return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+def _norm_for_dedupe(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
 
 @functools.lru_cache(maxsize=8)
 def _perms(num_perm: int, seed: int) -> tuple:
     from datasketch import MinHash
+
     m = MinHash(num_perm=num_perm, seed=seed)
     return m.permutations, m.scheme
+
 
 def _minhash(words: list, ngram: int, num_perm: int, seed: int):
     "MinHash of the word n-gram shingles (crc32 shingle hashes, permutations generated once per setting)."
     from datasketch import MinHash
+
     perms, scheme = _perms(num_perm, seed)
     m = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32, permutations=perms, scheme=scheme)
     grams = zip(*(words[i:] for i in range(ngram))) if len(words) >= ngram else [words]
@@ -201,36 +337,49 @@ def _minhash(words: list, ngram: int, num_perm: int, seed: int):
     return m
 
 # %% ../nbs/02_data.ipynb #58039d7c
-def dedupe(docs: list, threshold: float = 0.7, ngram: int = 2, num_perm: int = 128, seed: int = 1,
-           prefer: Optional[Callable] = None) -> tuple:
+def dedupe(
+    docs: list,
+    threshold: float = 0.7,
+    ngram: int = 2,
+    num_perm: int = 128,
+    seed: int = 1,
+    prefer: Optional[Callable] = None,
+) -> tuple:
     "(kept documents, report rows) after dropping exact and near duplicates (MinHash LSH at Jaccard `threshold`)."
-    if not 0 < threshold <= 1: raise ValueError(f"dedupe: threshold must be in (0, 1], got {threshold}")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"dedupe: threshold must be in (0, 1], got {threshold}")
     from datasketch import MinHashLSH
+
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     exact, sigs, kept, report = {}, {}, [], []
     order = {d.id: i for i, d in enumerate(docs)}
-    for d in (sorted(docs, key=prefer) if prefer else docs):   # who survives: input order, or `prefer`'s order
+    for d in sorted(docs, key=prefer) if prefer else docs:  # who survives: input order, or `prefer`'s order
         norm = _norm_for_dedupe(d.text)
         key = digest(norm.encode("utf-8"))
         if key in exact:
-            report.append({"id": d.id, "duplicate_of": exact[key], "kind": "exact", "similarity": 1.0}); continue
+            report.append({"id": d.id, "duplicate_of": exact[key], "kind": "exact", "similarity": 1.0})
+            continue
         m = _minhash(norm.split(), ngram, num_perm, seed)
         best = max(((sigs[c].jaccard(m), c) for c in lsh.query(m)), default=(0.0, None))
         if best[1] is not None and best[0] >= threshold:
-            report.append({"id": d.id, "duplicate_of": best[1], "kind": "near", "similarity": round(best[0], 4)}); continue
+            report.append({"id": d.id, "duplicate_of": best[1], "kind": "near", "similarity": round(best[0], 4)})
+            continue
         exact[key], sigs[d.id] = d.id, m
         lsh.insert(d.id, m)
         kept.append(d)
     return sorted(kept, key=lambda d: order[d.id]), report
 
+
 def deprioritize(*patterns: str) -> Callable:
-    "A `prefer` key for `dedupe` that lets ids containing any of `patterns` (drafts, archives, copies) lose to the others."
+    """A `prefer` key for `dedupe` that lets ids containing any of `patterns` (drafts, archives, copies) lose to the
+    others."""
     return lambda d: any(p.lower() in d.id.lower() for p in patterns)
 
 # %% ../nbs/02_data.ipynb #73b82205
 @dataclass
 class Chunk:
     "A piece of a document: exact character span, heading path and token count."
+
     id: str
     doc_id: str
     text: str
@@ -240,28 +389,36 @@ class Chunk:
     n_tokens: int
     metadata: dict = field(default_factory=dict)
 
+
 def embedding_tokenizer(name: str = "all-minilm-l6-v2"):
     "The fast tokenizer of a packaged or local embedding model (a `tokenizers.Tokenizer`)."
     from tokenizers import Tokenizer
     from llmops_nb.core import locate_model
+
     path = Path(locate_model(name))
     tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-    tok.no_padding(); tok.no_truncation()    # the saved file pads and truncates to 128: we count real tokens
+    tok.no_padding()
+    tok.no_truncation()  # the saved file pads and truncates to 128: we count real tokens
     return tok
 
 # %% ../nbs/02_data.ipynb #da8306cb
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+
 
 def _sections(text: str):
     "(heading path, start, end) of each section of Markdown-like text."
     marks, path, out, prev = list(_HEADING.finditer(text)), [], [], 0
     cur = []
     for m in marks:
-        if m.start() > prev: out.append((list(cur), prev, m.start()))
-        level = len(m.group(1)); path = path[:level - 1] + [None] * max(0, level - 1 - len(path)) + [m.group(2).strip()]
-        cur = [h for h in path if h]; prev = m.start()
+        if m.start() > prev:
+            out.append((list(cur), prev, m.start()))
+        level = len(m.group(1))
+        path = path[: level - 1] + [None] * max(0, level - 1 - len(path)) + [m.group(2).strip()]
+        cur = [h for h in path if h]
+        prev = m.start()
     out.append((list(cur), prev, len(text)))
     return [(h, a, b) for h, a, b in out if text[a:b].strip()]
+
 
 def _spans(text: str, start: int, end: int, pattern: str):
     "Non-blank pieces of text[start:end] separated by `pattern`, as (start, end) spans."
@@ -269,22 +426,29 @@ def _spans(text: str, start: int, end: int, pattern: str):
     for m in list(re.finditer(pattern, text[start:end])) + [None]:
         stop = start + m.start() if m else end
         piece = text[pos:stop]
-        if piece.strip(): yield pos + (len(piece) - len(piece.lstrip())), pos + len(piece.rstrip())
-        if m: pos = start + m.end()
+        if piece.strip():
+            yield pos + (len(piece) - len(piece.lstrip())), pos + len(piece.rstrip())
+        if m:
+            pos = start + m.end()
 
 # %% ../nbs/02_data.ipynb #517f96ae
 def _units(text, a, b, tok, max_tokens):
     "Spans no longer than max_tokens: paragraphs, else sentences, else token windows; with their token counts."
     for pa, pb in _spans(text, a, b, r"\n\s*\n"):
         n = len(tok.encode(text[pa:pb], add_special_tokens=False).ids)
-        if n <= max_tokens: yield pa, pb, n; continue
+        if n <= max_tokens:
+            yield pa, pb, n
+            continue
         for sa, sb in _spans(text, pa, pb, r"(?<=[.!?;:])\s+|\n"):
             enc = tok.encode(text[sa:sb], add_special_tokens=False)
-            if len(enc.ids) <= max_tokens: yield sa, sb, len(enc.ids); continue
+            if len(enc.ids) <= max_tokens:
+                yield sa, sb, len(enc.ids)
+                continue
             offs = enc.offsets
             for i in range(0, len(offs), max_tokens):
-                w = offs[i:i + max_tokens]
+                w = offs[i : i + max_tokens]
                 yield sa + w[0][0], sa + w[-1][1], len(w)
+
 
 def _pack(units, max_tokens, overlap):
     "Group consecutive units into chunks of at most max_tokens, repeating up to `overlap` tokens of tail units."
@@ -294,104 +458,183 @@ def _pack(units, max_tokens, overlap):
             yield cur
             tail, t = [], 0
             for v in reversed(cur):
-                if t + v[2] > overlap or t + v[2] + u[2] > max_tokens: break
-                tail.insert(0, v); t += v[2]
+                if t + v[2] > overlap or t + v[2] + u[2] > max_tokens:
+                    break
+                tail.insert(0, v)
+                t += v[2]
             cur, total = tail, t
-        cur.append(u); total += u[2]
-    if cur: yield cur
+        cur.append(u)
+        total += u[2]
+    if cur:
+        yield cur
 
 # %% ../nbs/02_data.ipynb #c02e29d5
 def chunk(docs: list, max_tokens: int = 200, overlap: int = 32, tokenizer: Any = None) -> list:
     "Token-aware chunks of `docs`: split at headings, paragraphs, sentences; exact offsets and heading paths."
-    if not isinstance(max_tokens, int) or max_tokens < 8: raise ValueError(f"chunk: max_tokens must be an int >= 8, got {max_tokens!r}")
-    if not isinstance(overlap, int) or not 0 <= overlap < max_tokens: raise ValueError(f"chunk: overlap must be an int in [0, max_tokens), got {overlap!r}")
+    if not isinstance(max_tokens, int) or max_tokens < 8:
+        raise ValueError(f"chunk: max_tokens must be an int >= 8, got {max_tokens!r}")
+    if not isinstance(overlap, int) or not 0 <= overlap < max_tokens:
+        raise ValueError(f"chunk: overlap must be an int in [0, max_tokens), got {overlap!r}")
     tok = tokenizer or embedding_tokenizer()
     out = []
     for d in docs:
-        if not isinstance(d, Document): raise TypeError(f"chunk: expected Document, got {type(d).__name__}")
+        if not isinstance(d, Document):
+            raise TypeError(f"chunk: expected Document, got {type(d).__name__}")
         i = 0
         for heads, a, b in _sections(d.text):
             for group in _pack(list(_units(d.text, a, b, tok, max_tokens)), max_tokens, overlap):
                 s, e = group[0][0], group[-1][1]
-                out.append(Chunk(f"{d.id}::c{i}", d.id, d.text[s:e], s, e, heads, sum(u[2] for u in group),
-                                 {k: v for k, v in d.metadata.items() if k in ("source", "type", "title", "category", "product")}))
+                out.append(
+                    Chunk(
+                        f"{d.id}::c{i}",
+                        d.id,
+                        d.text[s:e],
+                        s,
+                        e,
+                        heads,
+                        sum(u[2] for u in group),
+                        {
+                            k: v
+                            for k, v in d.metadata.items()
+                            if k in ("source", "type", "title", "category", "product")
+                        },
+                    )
+                )
                 i += 1
     return out
 
 # %% ../nbs/02_data.ipynb #989b06fd
 def split(rows: list, val_frac: float = 0.1, seed: int = 0, group_by: Union[str, Callable, None] = None) -> tuple:
     "(train, val): deterministic seeded split by group, so no group is on both sides."
-    if not isinstance(val_frac, (int, float)) or not 0 <= val_frac < 1: raise ValueError(f"split: val_frac must be in [0, 1), got {val_frac!r}")
+    if not isinstance(val_frac, (int, float)) or not 0 <= val_frac < 1:
+        raise ValueError(f"split: val_frac must be in [0, 1), got {val_frac!r}")
+
     def key(r):
-        if group_by is None: return digest(asdict(r) if hasattr(r, "__dataclass_fields__") else r)
-        if callable(group_by): return str(group_by(r))
+        if group_by is None:
+            return digest(asdict(r) if hasattr(r, "__dataclass_fields__") else r)
+        if callable(group_by):
+            return str(group_by(r))
         v = r.get(group_by) if isinstance(r, dict) else getattr(r, group_by, None)
-        if v is None: raise KeyError(f"split: a row has no {group_by!r} to group by")
+        if v is None:
+            raise KeyError(f"split: a row has no {group_by!r} to group by")
         return str(v)
+
     keys = [key(r) for r in rows]
     groups = sorted(set(keys), key=lambda k: digest(f"{seed}:{k}".encode()))
     n_val = round(val_frac * len(groups))
-    if val_frac > 0 and len(groups) > 1: n_val = min(max(n_val, 1), len(groups) - 1)
+    if val_frac > 0 and len(groups) > 1:
+        n_val = min(max(n_val, 1), len(groups) - 1)
     val_groups = set(groups[:n_val])
     return [r for r, k in zip(rows, keys) if k not in val_groups], [r for r, k in zip(rows, keys) if k in val_groups]
 
 # %% ../nbs/02_data.ipynb #328c2ffd
 DATASET_FORMAT = "llmops-nb/dataset@1"
 
+
 @dataclass
 class Dataset:
     "Rows loaded from (or saved to) a versioned dataset folder, with its manifest."
+
     path: Path
     rows: list
     manifest: dict
 
     @property
-    def digest(self) -> str: return self.manifest["digest"]
-    def __len__(self): return len(self.rows)
-    def __iter__(self): return iter(self.rows)
-    def __getitem__(self, i): return self.rows[i]
+    def digest(self) -> str:
+        return self.manifest["digest"]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
     def to_pandas(self):
         "The rows as a pandas DataFrame."
         import pandas as pd
+
         return pd.DataFrame(self.rows)
+
     def to_hf(self):
         "The rows as a Hugging Face `datasets.Dataset`."
         import datasets
+
         return datasets.Dataset.from_list(self.rows)
 
 # %% ../nbs/02_data.ipynb #2dbd2d8e
 def _as_rows(rows) -> list:
     out = [asdict(r) if hasattr(r, "__dataclass_fields__") else r for r in rows]
-    if not out: raise DataError("save_dataset: no rows to save")
+    if not out:
+        raise DataError("save_dataset: no rows to save")
     keys = list(out[0]) if isinstance(out[0], dict) else None
     for i, r in enumerate(out):
-        if not isinstance(r, dict): raise DataError(f"save_dataset: row {i} is a {type(r).__name__}, not a dict")
-        if list(r) != keys and set(r) != set(keys): raise DataError(f"save_dataset: row {i} has columns {sorted(r)}, row 0 has {sorted(keys)}")
+        if not isinstance(r, dict):
+            raise DataError(f"save_dataset: row {i} is a {type(r).__name__}, not a dict")
+        if list(r) != keys and set(r) != set(keys):
+            raise DataError(f"save_dataset: row {i} has columns {sorted(r)}, row 0 has {sorted(keys)}")
     return [{k: r[k] for k in keys} for r in out]
+
 
 def _schema(rows: list) -> dict:
     kinds = {}
     for r in rows:
         for k, v in r.items():
-            if v is not None: kinds.setdefault(k, set()).add("int" if isinstance(v, int) and not isinstance(v, bool) else type(v).__name__)
+            if v is not None:
+                kinds.setdefault(k, set()).add(
+                    "int" if isinstance(v, int) and not isinstance(v, bool) else type(v).__name__
+                )
     return {k: "|".join(sorted(kinds.get(k, {"null"}))) for k in rows[0]}
 
 # %% ../nbs/02_data.ipynb #d4c249be
-def save_dataset(rows: Iterable, path: Union[str, Path], name: Optional[str] = None, sources: Union[dict, list, None] = None,
-                 run_id: Optional[str] = None, extra: Optional[dict] = None) -> Dataset:
+def save_dataset(
+    rows: Iterable,
+    path: Union[str, Path],
+    name: Optional[str] = None,
+    sources: Union[dict, list, None] = None,
+    run_id: Optional[str] = None,
+    extra: Optional[dict] = None,
+) -> Dataset:
     "Write rows as Parquet + manifest (content digest, schema, source digests, run id) atomically."
     import pyarrow as pa, pyarrow.parquet as pq
+
     rows = _as_rows(rows)
     schema = _schema(rows)
     for k, t in schema.items():
-        if "|" in t and t not in ("float|int",): raise DataError(f"save_dataset: column {k!r} mixes types {t}; make it one type")
+        if "|" in t and t not in ("float|int",):
+            raise DataError(f"save_dataset: column {k!r} mixes types {t}; make it one type")
     json_cols = [k for k, t in schema.items() if t in ("list", "dict")]
-    table = pa.Table.from_pylist([{k: (json.dumps(v, ensure_ascii=False, sort_keys=True) if k in json_cols and v is not None else
-                                       float(v) if schema[k] == "float|int" and v is not None else v) for k, v in r.items()} for r in rows])
-    if isinstance(sources, (list, tuple)): sources = {str(s): digest(s) for s in sources}
+    table = pa.Table.from_pylist(
+        [
+            {
+                k: (
+                    json.dumps(v, ensure_ascii=False, sort_keys=True)
+                    if k in json_cols and v is not None
+                    else float(v)
+                    if schema[k] == "float|int" and v is not None
+                    else v
+                )
+                for k, v in r.items()
+            }
+            for r in rows
+        ]
+    )
+    if isinstance(sources, (list, tuple)):
+        sources = {str(s): digest(s) for s in sources}
     rows = [{k: (float(v) if schema[k] == "float|int" and v is not None else v) for k, v in r.items()} for r in rows]
-    manifest = {"format": DATASET_FORMAT, "name": name or Path(path).name, "digest": digest(rows), "rows": len(rows), "schema": schema,
-                "json_columns": json_cols, "sources": sources or {}, "run_id": run_id, "extra": extra or {}}
+    manifest = {
+        "format": DATASET_FORMAT,
+        "name": name or Path(path).name,
+        "digest": digest(rows),
+        "rows": len(rows),
+        "schema": schema,
+        "json_columns": json_cols,
+        "sources": sources or {},
+        "run_id": run_id,
+        "extra": extra or {},
+    }
     with atomic_dir(path) as tmp:
         pq.write_table(table, tmp / "data.parquet")
         write_json(tmp / "manifest.json", manifest)
@@ -401,54 +644,84 @@ def save_dataset(rows: Iterable, path: Union[str, Path], name: Optional[str] = N
 def load_dataset(path: Union[str, Path], verify: bool = True) -> Dataset:
     "Read a dataset folder; with `verify`, refuse it when its content no longer matches the manifest's digest."
     import pyarrow.parquet as pq
+
     path = Path(path)
-    if not (path / "manifest.json").is_file(): raise FileNotFoundError(f"{path}: not a dataset folder (no manifest.json)")
+    if not (path / "manifest.json").is_file():
+        raise FileNotFoundError(f"{path}: not a dataset folder (no manifest.json)")
     manifest = read_json(path / "manifest.json")
-    if manifest.get("format") != DATASET_FORMAT: raise DataError(f"{path}/manifest.json: unknown format {manifest.get('format')!r}")
-    try: rows = pq.read_table(path / "data.parquet").to_pylist()
-    except Exception as e: raise DataError(f"{path}/data.parquet: unreadable ({type(e).__name__}: {e})") from None
+    if manifest.get("format") != DATASET_FORMAT:
+        raise DataError(f"{path}/manifest.json: unknown format {manifest.get('format')!r}")
+    try:
+        rows = pq.read_table(path / "data.parquet").to_pylist()
+    except Exception as e:
+        raise DataError(f"{path}/data.parquet: unreadable ({type(e).__name__}: {e})") from None
     for r in rows:
         for k in manifest["json_columns"]:
-            if r[k] is not None: r[k] = json.loads(r[k])
+            if r[k] is not None:
+                r[k] = json.loads(r[k])
     if verify and (got := digest(rows)) != manifest["digest"]:
-        raise DataError(f"{path}: content digest {got[:12]} does not match the manifest's {manifest['digest'][:12]}: the data changed after it "
-                        f"was saved; refusing to load it (load_dataset(..., verify=False) to inspect)")
+        raise DataError(
+            f"{path}: content digest {got[:12]} does not match the manifest's {manifest['digest'][:12]}: the data changed after it "
+            f"was saved; refusing to load it (load_dataset(..., verify=False) to inspect)"
+        )
     return Dataset(path, rows, manifest)
 
 # %% ../nbs/02_data.ipynb #a6050fd6
 def _check_conversation(msgs, where: str) -> None:
-    if not isinstance(msgs, list) or not msgs: raise DataError(f"{where}: 'messages' must be a non-empty list")
+    if not isinstance(msgs, list) or not msgs:
+        raise DataError(f"{where}: 'messages' must be a non-empty list")
     for j, m in enumerate(msgs):
         if not isinstance(m, dict) or not isinstance(m.get("content"), str):
             raise DataError(f"{where}: message {j} must be an object with a string 'content'")
         if m.get("role") not in ("system", "user", "assistant"):
             raise DataError(f"{where}: message {j} has role {m.get('role')!r}; roles are system, user, assistant")
-        if m["role"] == "system" and j != 0: raise DataError(f"{where}: message {j}: a system message may only come first")
+        if m["role"] == "system" and j != 0:
+            raise DataError(f"{where}: message {j}: a system message may only come first")
     turns = msgs[1:] if msgs[0]["role"] == "system" else msgs
     for j, m in enumerate(turns):
         want = "user" if j % 2 == 0 else "assistant"
-        if m["role"] != want: raise DataError(f"{where}: turn {j} is {m['role']!r}, expected {want!r} (user and assistant alternate)")
-        if want == "assistant" and not m["content"].strip(): raise DataError(f"{where}: turn {j}: empty assistant message")
-    if not turns or turns[-1]["role"] != "assistant": raise DataError(f"{where}: the conversation must end with an assistant turn")
+        if m["role"] != want:
+            raise DataError(f"{where}: turn {j} is {m['role']!r}, expected {want!r} (user and assistant alternate)")
+        if want == "assistant" and not m["content"].strip():
+            raise DataError(f"{where}: turn {j}: empty assistant message")
+    if not turns or turns[-1]["role"] != "assistant":
+        raise DataError(f"{where}: the conversation must end with an assistant turn")
 
 # %% ../nbs/02_data.ipynb #0738f485
-def build_sft_dataset(rows: Union[str, Path, Iterable], system_prompt: Optional[str] = None, template_version: Optional[str] = None) -> list:
+def build_sft_dataset(
+    rows: Union[str, Path, Iterable], system_prompt: Optional[str] = None, template_version: Optional[str] = None
+) -> list:
     "Validated chat rows (`id`, `messages`, ...) with the system prompt added where missing and its version recorded."
     src = None
     if isinstance(rows, (str, Path)):
         from llmops_nb.core import read_jsonl
+
         src, rows = Path(rows), read_jsonl(rows, skip_partial_last=False)
     version = template_version or (digest(system_prompt.encode())[:12] if system_prompt else None)
     out = []
     for i, r in enumerate(rows):
         where = f"{src}:{i + 1}" if src else f"sft row {i}"
-        if not isinstance(r, dict): raise DataError(f"{where}: expected an object with 'messages', got {type(r).__name__}")
+        if not isinstance(r, dict):
+            raise DataError(f"{where}: expected an object with 'messages', got {type(r).__name__}")
         where += f" (id {r['id']})" if "id" in r else ""
         msgs = r.get("messages")
-        if system_prompt and isinstance(msgs, list) and msgs and isinstance(msgs[0], dict) and msgs[0].get("role") != "system":
+        if (
+            system_prompt
+            and isinstance(msgs, list)
+            and msgs
+            and isinstance(msgs[0], dict)
+            and msgs[0].get("role") != "system"
+        ):
             msgs = [{"role": "system", "content": system_prompt}, *msgs]
         _check_conversation(msgs, where)
-        out.append({**r, "id": str(r.get("id", i)), "messages": [{"role": m["role"], "content": m["content"]} for m in msgs],
-                    "template_version": version})
-    if not out: raise DataError(f"{src or 'build_sft_dataset'}: no conversations")
+        out.append(
+            {
+                **r,
+                "id": str(r.get("id", i)),
+                "messages": [{"role": m["role"], "content": m["content"]} for m in msgs],
+                "template_version": version,
+            }
+        )
+    if not out:
+        raise DataError(f"{src or 'build_sft_dataset'}: no conversations")
     return out

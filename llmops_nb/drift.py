@@ -20,32 +20,49 @@ __all__ = ['PSI_THRESHOLDS', 'CORRECTIONS', 'NUMERIC', 'STATUS_RATES', 'EMBEDDIN
            'DriftReport', 'drift_report', 'when', 'windows']
 
 # %% ../nbs/10b_drift.ipynb #a4f4d3ab
-def _kind(x) -> str: return type(x).__name__
+def _kind(x) -> str:
+    return type(x).__name__
+
 
 def sample(x: Any, name: str = "values", min_n: int = 2) -> np.ndarray:
     "The finite values of `x` as a 1-D float array; errors name `name`."
-    if x is None or isinstance(x, (str, bytes, dict, pd.DataFrame)) or not hasattr(x, "__len__") and not hasattr(x, "__iter__"):
+    if (
+        x is None
+        or isinstance(x, (str, bytes, dict, pd.DataFrame))
+        or not hasattr(x, "__len__")
+        and not hasattr(x, "__iter__")
+    ):
         raise TypeError(f"{name}: expected a sequence of numbers, got {_kind(x)}")
     a = np.asarray(x if hasattr(x, "__len__") else list(x), dtype=object if not isinstance(x, np.ndarray) else None)
-    if a.ndim != 1: raise ValueError(f"{name}: expected a 1-D sequence of numbers, got shape {a.shape}")
+    if a.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D sequence of numbers, got shape {a.shape}")
     if a.dtype == object:
-        bad = next((v for v in a if v is not None and v is not pd.NA and not isinstance(v, (numbers.Real, np.bool_))), None)
-        if bad is not None: raise TypeError(f"{name}: expected numbers, found {_kind(bad)} {str(bad)[:40]!r}")
-    elif a.dtype.kind not in "biuf": raise TypeError(f"{name}: expected numbers, got an array of dtype {a.dtype}")
+        bad = next(
+            (v for v in a if v is not None and v is not pd.NA and not isinstance(v, (numbers.Real, np.bool_))), None
+        )
+        if bad is not None:
+            raise TypeError(f"{name}: expected numbers, found {_kind(bad)} {str(bad)[:40]!r}")
+    elif a.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numbers, got an array of dtype {a.dtype}")
     a = np.asarray([np.nan if v is None or v is pd.NA else v for v in a] if a.dtype == object else a, dtype=np.float64)
     a = a[np.isfinite(a)]
-    if len(a) < min_n: raise ValueError(f"{name}: needs at least {min_n} values (after dropping missing ones), got {len(a)}")
+    if len(a) < min_n:
+        raise ValueError(f"{name}: needs at least {min_n} values (after dropping missing ones), got {len(a)}")
     return a
 
 # %% ../nbs/10b_drift.ipynb #7b327d52
 PSI_THRESHOLDS = {"moderate": 0.1, "major": 0.25}
 
-def psi(reference: Sequence[float],  # the baseline sample; its quantiles define the bins
-        current: Sequence[float],    # the sample compared with it
-        bins: int = 10,              # quantile bins (fewer when the reference has ties)
-        eps: float = 1e-4) -> float:  # share given to empty bins so the log stays finite
+
+def psi(
+    reference: Sequence[float],  # the baseline sample; its quantiles define the bins
+    current: Sequence[float],  # the sample compared with it
+    bins: int = 10,  # quantile bins (fewer when the reference has ties)
+    eps: float = 1e-4,
+) -> float:  # share given to empty bins so the log stays finite
     "Population stability index of `current` against `reference` (0: identical; >= 0.25: major shift)."
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2: raise ValueError(f"bins must be an int >= 2, got {bins!r}")
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
+        raise ValueError(f"bins must be an int >= 2, got {bins!r}")
     ref, cur = sample(reference, "reference"), sample(current, "current")
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
     p = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)
@@ -53,8 +70,10 @@ def psi(reference: Sequence[float],  # the baseline sample; its quantiles define
     p, q = np.maximum(p, eps), np.maximum(q, eps)
     return float(np.sum((q - p) * np.log(q / p)))
 
+
 def psi_noise(n: int, m: int, bins: int = 10, quantile: float = 0.999) -> float:
-    "The PSI that two samples of sizes `n` and `m` from one distribution stay below with probability `quantile` (chi-square approximation)."
+    """The PSI that two samples of sizes `n` and `m` from one distribution stay below with probability `quantile`
+    (chi-square approximation)."""
     return float(stats.chi2.ppf(quantile, bins - 1) * (1 / n + 1 / m))
 
 # %% ../nbs/10b_drift.ipynb #637ed2a1
@@ -63,7 +82,9 @@ def ks(reference: Sequence[float], current: Sequence[float]) -> dict:
     ref, cur = np.sort(sample(reference, "reference")), np.sort(sample(current, "current"))
     n, m = len(ref), len(cur)
     pooled = np.concatenate([ref, cur])
-    d = float(np.max(np.abs(np.searchsorted(ref, pooled, side="right") / n - np.searchsorted(cur, pooled, side="right") / m)))
+    d = float(
+        np.max(np.abs(np.searchsorted(ref, pooled, side="right") / n - np.searchsorted(cur, pooled, side="right") / m))
+    )
     en = n * m / (n + m)
     p = float(np.clip(stats.kstwo.sf(d, max(1, round(en))), 0.0, 1.0))
     return {"statistic": d, "p_value": p, "n_reference": n, "n_current": m}
@@ -71,21 +92,34 @@ def ks(reference: Sequence[float], current: Sequence[float]) -> dict:
 # %% ../nbs/10b_drift.ipynb #28d8c153
 def embeddings(x: Any, name: str = "embeddings", min_n: int = 2) -> np.ndarray:
     "`x` as a 2-D float array of finite values, at least `min_n` rows; errors name `name`."
-    if x is None or isinstance(x, (str, bytes, dict)): raise TypeError(f"{name}: expected a 2-D array of embeddings, got {_kind(x)}")
-    try: a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e: raise TypeError(f"{name}: expected a 2-D array of numbers ({e})") from None
-    if a.ndim != 2: raise ValueError(f"{name}: expected a 2-D array (rows = texts, columns = dimensions), got shape {a.shape}")
-    if len(a) < min_n: raise ValueError(f"{name}: needs at least {min_n} rows, got {len(a)}")
+    if x is None or isinstance(x, (str, bytes, dict)):
+        raise TypeError(f"{name}: expected a 2-D array of embeddings, got {_kind(x)}")
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected a 2-D array of numbers ({e})") from None
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (rows = texts, columns = dimensions), got shape {a.shape}")
+    if len(a) < min_n:
+        raise ValueError(f"{name}: needs at least {min_n} rows, got {len(a)}")
     bad = np.flatnonzero(~np.isfinite(a).all(axis=1))
-    if len(bad): raise ValueError(f"{name}: row {bad[0]} has NaN or infinite values ({len(bad)} rows in all); drop or re-embed them")
+    if len(bad):
+        raise ValueError(
+            f"{name}: row {bad[0]} has NaN or infinite values ({len(bad)} rows in all); drop or re-embed them"
+        )
     return a
+
 
 def _pair(ref_emb, cur_emb, max_samples: int, seed: int, min_n: int = 2) -> tuple:
     x, y = embeddings(ref_emb, "ref_emb", min_n), embeddings(cur_emb, "cur_emb", min_n)
     if x.shape[1] != y.shape[1]:
-        raise ValueError(f"ref_emb has {x.shape[1]} dimensions and cur_emb {y.shape[1]}: embed both windows with the same model")
+        raise ValueError(
+            f"ref_emb has {x.shape[1]} dimensions and cur_emb {y.shape[1]}: embed both windows with the same model"
+        )
     g = np.random.default_rng(seed)
-    sub = lambda a: a[np.sort(g.choice(len(a), max_samples, replace=False))] if max_samples and len(a) > max_samples else a
+    sub = lambda a: (
+        a[np.sort(g.choice(len(a), max_samples, replace=False))] if max_samples and len(a) > max_samples else a
+    )
     return sub(x), sub(y), g
 
 # %% ../nbs/10b_drift.ipynb #17331293
@@ -94,9 +128,12 @@ def _rbf(z: np.ndarray) -> tuple:
     sq = np.einsum("ij,ij->i", z, z)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * (z @ z.T), 0)
     np.fill_diagonal(d2, 0)
-    h = d2[:1000, :1000][np.triu_indices(min(len(z), 1000), 1)]     # pooled rows are shuffled: the first 1000 are a fair sample
+    h = d2[:1000, :1000][
+        np.triu_indices(min(len(z), 1000), 1)
+    ]  # pooled rows are shuffled: the first 1000 are a fair sample
     s2 = float(np.median(h)) or float(np.mean(h)) or 1.0
     return np.exp(-d2 / (2 * s2)), math.sqrt(s2)
+
 
 def _mmd2(K: np.ndarray, A: np.ndarray, n: int, m: int) -> np.ndarray:
     "Unbiased MMD² for each column of the 0/1 membership matrix `A` (1 = first sample); K has a unit diagonal."
@@ -107,44 +144,64 @@ def _mmd2(K: np.ndarray, A: np.ndarray, n: int, m: int) -> np.ndarray:
     return (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2 * sxy / (n * m)
 
 # %% ../nbs/10b_drift.ipynb #fc567a66
-def mmd(ref_emb: Any,                   # (n, d) reference embeddings
-        cur_emb: Any,                   # (m, d) current embeddings, same d
-        permutations: int = 200,        # label shuffles for the p-value (0: no p-value)
-        seed: int = 0,                  # seeds the subsampling and the permutations
-        max_samples: int = 1000) -> dict:  # each window is subsampled to this many rows (the kernel matrix is (n+m)^2)
+def mmd(
+    ref_emb: Any,  # (n, d) reference embeddings
+    cur_emb: Any,  # (m, d) current embeddings, same d
+    permutations: int = 200,  # label shuffles for the p-value (0: no p-value)
+    seed: int = 0,  # seeds the subsampling and the permutations
+    max_samples: int = 1000,
+) -> dict:  # each window is subsampled to this many rows (the kernel matrix is (n+m)^2)
     "Unbiased RBF-kernel MMD² between two samples of embeddings, with a permutation p-value."
-    if not isinstance(permutations, int) or permutations < 0: raise ValueError(f"permutations must be an int >= 0, got {permutations!r}")
+    if not isinstance(permutations, int) or permutations < 0:
+        raise ValueError(f"permutations must be an int >= 0, got {permutations!r}")
     x, y, g = _pair(ref_emb, cur_emb, max_samples, seed)
     n, m = len(x), len(y)
     order = g.permutation(n + m)
     K, bw = _rbf(np.concatenate([x, y])[order])
-    a0 = (order < n).astype(np.float64)                                  # membership after the shuffle
+    a0 = (order < n).astype(np.float64)  # membership after the shuffle
     stat = float(_mmd2(K, a0[:, None], n, m)[0])
     p = None
     if permutations:
         A = np.stack([g.permutation(a0) for _ in range(permutations)], axis=1)
-        null = np.concatenate([_mmd2(K, A[:, i:i + 100], n, m) for i in range(0, permutations, 100)])
+        null = np.concatenate([_mmd2(K, A[:, i : i + 100], n, m) for i in range(0, permutations, 100)])
         p = float((1 + np.sum(null >= stat - 1e-12)) / (1 + permutations))
-    return {"statistic": stat, "p_value": p, "bandwidth": bw, "n_reference": n, "n_current": m, "permutations": permutations}
+    return {
+        "statistic": stat,
+        "p_value": p,
+        "bandwidth": bw,
+        "n_reference": n,
+        "n_current": m,
+        "permutations": permutations,
+    }
 
 # %% ../nbs/10b_drift.ipynb #b0e82179
-def classifier_test(ref_emb: Any, cur_emb: Any,
-                    holdout: float = 0.5,        # share of the pooled rows held out for the AUC
-                    seed: int = 0,
-                    max_samples: int = 2000,     # each window subsampled to this many rows
-                    C: float = 1.0) -> dict:     # inverse L2 regularization of the logistic regression
+def classifier_test(
+    ref_emb: Any,
+    cur_emb: Any,
+    holdout: float = 0.5,  # share of the pooled rows held out for the AUC
+    seed: int = 0,
+    max_samples: int = 2000,  # each window subsampled to this many rows
+    C: float = 1.0,
+) -> dict:  # inverse L2 regularization of the logistic regression
     "Held-out AUC of a logistic regression telling the windows apart, with an exact Mann-Whitney p-value."
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
-    if not isinstance(holdout, float) or not 0 < holdout < 1: raise ValueError(f"holdout must be a float in (0, 1), got {holdout!r}")
+
+    if not isinstance(holdout, float) or not 0 < holdout < 1:
+        raise ValueError(f"holdout must be a float in (0, 1), got {holdout!r}")
     x, y, g = _pair(ref_emb, cur_emb, max_samples, seed, min_n=4)
     X, lab = np.concatenate([x, y]), np.r_[np.zeros(len(x)), np.ones(len(y))]
     tr, te = train_test_split(np.arange(len(X)), test_size=holdout, stratify=lab, random_state=int(g.integers(2**31)))
     s = LogisticRegression(C=C, max_iter=500).fit(X[tr], lab[tr]).decision_function(X[te])
     pos, neg = s[lab[te] == 1], s[lab[te] == 0]
     mw = stats.mannwhitneyu(pos, neg, alternative="greater")
-    return {"auc": float(mw.statistic / (len(pos) * len(neg))), "p_value": float(mw.pvalue),
-            "n_reference": len(x), "n_current": len(y), "n_test": len(te)}
+    return {
+        "auc": float(mw.statistic / (len(pos) * len(neg))),
+        "p_value": float(mw.pvalue),
+        "n_reference": len(x),
+        "n_current": len(y),
+        "n_test": len(te),
+    }
 
 # %% ../nbs/10b_drift.ipynb #0a27ee26
 def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
@@ -154,41 +211,58 @@ def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
     kl = lambda a: float(np.sum(a[a > 0] * np.log2(a[a > 0] / mid[a > 0])))
     return max(0.0, (kl(p) + kl(q)) / 2)
 
-def topic_shift(ref_emb: Any, cur_emb: Any,
-                k: int = 8,                   # topics (fewer if the reference has fewer distinct rows)
-                seed: int = 0,
-                max_samples: int = 2000) -> dict:  # at most this many reference rows fit the topics (at most half)
-    "Topic proportions (k-means topics of the reference, plus 'outside') of both windows; JS divergence and chi-square p-value."
+
+def topic_shift(
+    ref_emb: Any,
+    cur_emb: Any,
+    k: int = 8,  # topics (fewer if the reference has fewer distinct rows)
+    seed: int = 0,
+    max_samples: int = 2000,
+) -> dict:  # at most this many reference rows fit the topics (at most half)
+    """Topic proportions (k-means topics of the reference, plus 'outside') of both windows; JS divergence and chi-square
+    p-value."""
     from sklearn.cluster import KMeans
-    if not isinstance(k, int) or k < 2: raise ValueError(f"k must be an int >= 2, got {k!r}")
+
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"k must be an int >= 2, got {k!r}")
     x, y, g = _pair(ref_emb, cur_emb, 0, seed, min_n=4)
     order = g.permutation(len(x))
     cut = min(max_samples, len(x) // 2)
-    fit, x = x[order[:cut]], x[order[cut:]]                              # topics from one part, reference shares from the rest
+    fit, x = x[order[:cut]], x[order[cut:]]  # topics from one part, reference shares from the rest
     k = min(k, len(np.unique(fit.round(6), axis=0)))
-    if k < 2: raise ValueError("ref_emb: all reference embeddings are identical; topics need at least 2 distinct rows")
+    if k < 2:
+        raise ValueError("ref_emb: all reference embeddings are identical; topics need at least 2 distinct rows")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(fit)
-    far = np.quantile(km.transform(x).min(1), 0.95)                      # 5% of the held-out reference lies beyond this
+    far = np.quantile(km.transform(x).min(1), 0.95)  # 5% of the held-out reference lies beyond this
+
     def counts(a):
         d = km.transform(a)
         return np.bincount(np.where(d.min(1) > far, k, d.argmin(1)), minlength=k + 1)
+
     cx, cy = counts(x), counts(y)
     table = np.stack([cx, cy])[:, (cx + cy) > 0]
     chi = stats.chi2_contingency(table, correction=False) if table.shape[1] > 1 else None
-    return {"js_divergence": js_divergence(cx, cy), "p_value": float(chi.pvalue) if chi else 1.0,
-            "statistic": float(chi.statistic) if chi else 0.0, "k": k,
-            "reference": (cx / cx.sum()).round(4).tolist(), "current": (cy / cy.sum()).round(4).tolist(),
-            "far_share": float(cy[k] / cy.sum()),
-            "min_expected": float(chi.expected_freq.min()) if chi else None}
+    return {
+        "js_divergence": js_divergence(cx, cy),
+        "p_value": float(chi.pvalue) if chi else 1.0,
+        "statistic": float(chi.statistic) if chi else 0.0,
+        "k": k,
+        "reference": (cx / cx.sum()).round(4).tolist(),
+        "current": (cy / cy.sum()).round(4).tolist(),
+        "far_share": float(cy[k] / cy.sum()),
+        "min_expected": float(chi.expected_freq.min()) if chi else None,
+    }
 
 # %% ../nbs/10b_drift.ipynb #ed961ce7
 def flags(x: Any, name: str = "flags") -> np.ndarray:
     "`x` as a boolean array (True/False or 1/0; None and NaN dropped); errors name `name`."
     a = sample(x, name, min_n=1)
-    if not np.isin(a, (0.0, 1.0)).all(): raise ValueError(f"{name}: expected True/False or 1/0 flags, found {a[~np.isin(a, (0., 1.))][0]!r}")
+    if not np.isin(a, (0.0, 1.0)).all():
+        raise ValueError(f"{name}: expected True/False or 1/0 flags, found {a[~np.isin(a, (0.0, 1.0))][0]!r}")
     return a.astype(bool)
+
 
 def rate_change(ref_flags: Sequence[bool], cur_flags: Sequence[bool]) -> dict:
     "Change in the rate of True between two samples of flags: rates, delta and a two-sided p-value."
@@ -196,26 +270,42 @@ def rate_change(ref_flags: Sequence[bool], cur_flags: Sequence[bool]) -> dict:
     a, b, n, m = int(x.sum()), int(y.sum()), len(x), len(y)
     table = np.array([[a, n - a], [b, m - b]])
     expected = np.outer(table.sum(1), table.sum(0)) / (n + m)
-    if a + b in (0, n + m): test, p = "none (all equal)", 1.0
-    elif expected.min() < 5: test, p = "fisher", float(stats.fisher_exact(table).pvalue)
+    if a + b in (0, n + m):
+        test, p = "none (all equal)", 1.0
+    elif expected.min() < 5:
+        test, p = "fisher", float(stats.fisher_exact(table).pvalue)
     else:
         pool = (a + b) / (n + m)
         z = (b / m - a / n) / math.sqrt(pool * (1 - pool) * (1 / n + 1 / m))
         test, p = "z", float(2 * stats.norm.sf(abs(z)))
-    return {"reference": a / n, "current": b / m, "delta": b / m - a / n, "p_value": p, "test": test, "n_reference": n, "n_current": m}
+    return {
+        "reference": a / n,
+        "current": b / m,
+        "delta": b / m - a / n,
+        "p_value": p,
+        "test": test,
+        "n_reference": n,
+        "n_current": m,
+    }
 
 # %% ../nbs/10b_drift.ipynb #37a232a9
 CORRECTIONS = ("holm", "bonferroni", None)
 
+
 def adjust(p_values: Sequence[float], method: Optional[str] = "holm") -> list:
     "Family-wise adjusted p-values (Holm or Bonferroni; None: unchanged), in the input order."
-    if method not in CORRECTIONS: raise ValueError(f"correction must be one of {CORRECTIONS}, got {method!r}")
-    p = np.asarray(p_values, float); k = len(p)
-    if method is None or k == 0: return p.tolist()
-    if method == "bonferroni": return np.minimum(1, p * k).tolist()
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {method!r}")
+    p = np.asarray(p_values, float)
+    k = len(p)
+    if method is None or k == 0:
+        return p.tolist()
+    if method == "bonferroni":
+        return np.minimum(1, p * k).tolist()
     order = np.argsort(p)
     adj = np.minimum(1, np.maximum.accumulate((k - np.arange(k)) * p[order]))
-    out = np.empty(k); out[order] = adj
+    out = np.empty(k)
+    out[order] = adj
     return out.tolist()
 
 # %% ../nbs/10b_drift.ipynb #2a96763f
@@ -223,86 +313,187 @@ NUMERIC = ("question_chars", "answer_chars", "total_ms", "completion_tokens", "f
 STATUS_RATES = ("refused", "idk", "error")
 EMBEDDING_TESTS = ("mmd", "topic", "classifier")
 
+
 def _frame(x: Any, name: str) -> pd.DataFrame:
-    if isinstance(x, pd.DataFrame): return x
+    if isinstance(x, pd.DataFrame):
+        return x
     if isinstance(x, (str, bytes, dict)) or not isinstance(x, (list, tuple)):
         raise TypeError(f"{name}: expected trace rows (a list of dicts or a DataFrame), got {_kind(x)}")
     bad = next((i for i, r in enumerate(x) if not isinstance(r, dict)), None)
-    if bad is not None: raise TypeError(f"{name}[{bad}]: expected a dict (one trace row), got {_kind(x[bad])}")
+    if bad is not None:
+        raise TypeError(f"{name}[{bad}]: expected a dict (one trace row), got {_kind(x[bad])}")
     return pd.DataFrame(list(x))
 
+
 def _row(feature, test, statistic, p_value, reference, current, n_ref, n_cur, **extra) -> dict:
-    return dict(feature=feature, test=test, statistic=statistic, p_value=p_value, p_adjusted=None, drifted=None,
-                reference=reference, current=current, n_reference=n_ref, n_current=n_cur, **extra)
+    return dict(
+        feature=feature,
+        test=test,
+        statistic=statistic,
+        p_value=p_value,
+        p_adjusted=None,
+        drifted=None,
+        reference=reference,
+        current=current,
+        n_reference=n_ref,
+        n_current=n_cur,
+        **extra,
+    )
 
 # %% ../nbs/10b_drift.ipynb #16d27afa
 def _numeric_rows(ref: pd.DataFrame, cur: pd.DataFrame, features, bins, psi_threshold, notes) -> list:
     rows = []
     for f in features:
-        if f not in ref or f not in cur: notes.append(f"{f}: column missing from {'reference' if f not in ref else 'current'}, skipped"); continue
+        if f not in ref or f not in cur:
+            notes.append(f"{f}: column missing from {'reference' if f not in ref else 'current'}, skipped")
+            continue
         a, b = (pd.to_numeric(d[f], errors="coerce").to_numpy(float) for d in (ref, cur))
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-        if min(len(a), len(b)) < 2: notes.append(f"{f}: fewer than 2 values in a window ({len(a)} vs {len(b)}), skipped"); continue
+        if min(len(a), len(b)) < 2:
+            notes.append(f"{f}: fewer than 2 values in a window ({len(a)} vs {len(b)}), skipped")
+            continue
         p, noise = psi(a, b, bins), psi_noise(len(a), len(b), bins)
         r = _row(f, "psi", p, None, float(a.mean()), float(b.mean()), len(a), len(b), noise=noise)
         r["drifted"] = bool(p >= psi_threshold) if noise < psi_threshold else None
         k = ks(a, b)
-        rows += [r, _row(f, "ks", k["statistic"], k["p_value"], float(np.median(a)), float(np.median(b)), len(a), len(b))]
+        rows += [
+            r,
+            _row(f, "ks", k["statistic"], k["p_value"], float(np.median(a)), float(np.median(b)), len(a), len(b)),
+        ]
         if f == "feedback_score":
             t = stats.ttest_ind(a, b, equal_var=False)
-            rows.append(_row(f, "welch_t", float(t.statistic), float(np.nan_to_num(t.pvalue, nan=1.0)), float(a.mean()), float(b.mean()), len(a), len(b)))
+            rows.append(
+                _row(
+                    f,
+                    "welch_t",
+                    float(t.statistic),
+                    float(np.nan_to_num(t.pvalue, nan=1.0)),
+                    float(a.mean()),
+                    float(b.mean()),
+                    len(a),
+                    len(b),
+                )
+            )
     return rows
+
 
 def _rate_rows(ref: pd.DataFrame, cur: pd.DataFrame, notes) -> list:
     specs = [(f"{c}_block_rate", c, "block") for c in ("input_action", "output_action")]
     specs += [(f"{s}_rate", "status", s) for s in STATUS_RATES]
     rows = []
     for feature, col, value in specs:
-        if col not in ref or col not in cur: notes.append(f"{feature}: column {col!r} missing, skipped"); continue
+        if col not in ref or col not in cur:
+            notes.append(f"{feature}: column {col!r} missing, skipped")
+            continue
         a, b = (d[col].dropna() for d in (ref, cur))
-        if min(len(a), len(b)) < 1: notes.append(f"{feature}: no {col} values in a window, skipped"); continue
+        if min(len(a), len(b)) < 1:
+            notes.append(f"{feature}: no {col} values in a window, skipped")
+            continue
         r = rate_change((a == value).to_numpy(), (b == value).to_numpy())
-        rows.append(_row(feature, f"rate_{r['test'].split()[0]}", r["delta"], r["p_value"], r["reference"], r["current"], len(a), len(b)))
+        rows.append(
+            _row(
+                feature,
+                f"rate_{r['test'].split()[0]}",
+                r["delta"],
+                r["p_value"],
+                r["reference"],
+                r["current"],
+                len(a),
+                len(b),
+            )
+        )
     return rows
 
 # %% ../nbs/10b_drift.ipynb #90254835
 def _questions(d: pd.DataFrame, max_samples: int, g) -> list:
     q = [t for t in d["question"].tolist() if isinstance(t, str) and t.strip()]
-    return [q[i] for i in np.sort(g.choice(len(q), max_samples, replace=False))] if max_samples and len(q) > max_samples else q
+    return (
+        [q[i] for i in np.sort(g.choice(len(q), max_samples, replace=False))]
+        if max_samples and len(q) > max_samples
+        else q
+    )
+
 
 def _embed(embedder, texts: list) -> np.ndarray:
-    if hasattr(embedder, "embed"): return np.asarray(embedder.embed(texts))
-    if callable(embedder): return np.asarray(embedder(texts))
-    raise TypeError(f"embedder: expected an Embedder, an object with .embed(texts) or a function of a list of texts, got {_kind(embedder)}")
+    if hasattr(embedder, "embed"):
+        return np.asarray(embedder.embed(texts))
+    if callable(embedder):
+        return np.asarray(embedder(texts))
+    raise TypeError(
+        f"embedder: expected an Embedder, an object with .embed(texts) or a function of a list of texts, got {_kind(embedder)}"
+    )
+
 
 def _embedding_rows(ref, cur, embedder, embeddings_, tests, max_samples, permutations, topics, seed, notes) -> list:
     if embeddings_ is not None:
-        if not (isinstance(embeddings_, (tuple, list)) and len(embeddings_) == 2): raise TypeError("embeddings: expected a pair (ref_emb, cur_emb)")
+        if not (isinstance(embeddings_, (tuple, list)) and len(embeddings_) == 2):
+            raise TypeError("embeddings: expected a pair (ref_emb, cur_emb)")
         x, y = embeddings_
-    elif embedder is None: notes.append("question embeddings: no embedder given, embedding drift skipped"); return []
-    elif "question" not in ref or "question" not in cur: notes.append("question embeddings: column 'question' missing, skipped"); return []
+    elif embedder is None:
+        notes.append("question embeddings: no embedder given, embedding drift skipped")
+        return []
+    elif "question" not in ref or "question" not in cur:
+        notes.append("question embeddings: column 'question' missing, skipped")
+        return []
     else:
         g = np.random.default_rng(seed)
         qa, qb = _questions(ref, max_samples, g), _questions(cur, max_samples, g)
-        if min(len(qa), len(qb)) < 5: notes.append(f"question embeddings: fewer than 5 questions in a window ({len(qa)} vs {len(qb)}), skipped"); return []
+        if min(len(qa), len(qb)) < 5:
+            notes.append(f"question embeddings: fewer than 5 questions in a window ({len(qa)} vs {len(qb)}), skipped")
+            return []
         x, y = _embed(embedder, qa), _embed(embedder, qb)
     rows = []
     if "mmd" in tests:
         r = mmd(x, y, permutations=permutations, seed=seed, max_samples=min(max_samples, 1000))
-        rows.append(_row("question_embedding", "mmd", r["statistic"], r["p_value"], None, None, r["n_reference"], r["n_current"], bandwidth=r["bandwidth"]))
+        rows.append(
+            _row(
+                "question_embedding",
+                "mmd",
+                r["statistic"],
+                r["p_value"],
+                None,
+                None,
+                r["n_reference"],
+                r["n_current"],
+                bandwidth=r["bandwidth"],
+            )
+        )
     if "topic" in tests:
         r = topic_shift(x, y, k=topics, seed=seed, max_samples=max_samples)
-        rows.append(_row("question_topics", "chi2", r["js_divergence"], r["p_value"], r["reference"], r["current"], len(x), len(y),
-                         far_share=r["far_share"]))
+        rows.append(
+            _row(
+                "question_topics",
+                "chi2",
+                r["js_divergence"],
+                r["p_value"],
+                r["reference"],
+                r["current"],
+                len(x),
+                len(y),
+                far_share=r["far_share"],
+            )
+        )
     if "classifier" in tests:
         r = classifier_test(x, y, seed=seed, max_samples=max_samples)
-        rows.append(_row("question_embedding", "classifier_auc", r["auc"], r["p_value"], None, None, r["n_reference"], r["n_current"]))
+        rows.append(
+            _row(
+                "question_embedding",
+                "classifier_auc",
+                r["auc"],
+                r["p_value"],
+                None,
+                None,
+                r["n_reference"],
+                r["n_current"],
+            )
+        )
     return rows
 
 # %% ../nbs/10b_drift.ipynb #d99d9c6f
 @dataclass
 class DriftReport:
     "Drift tests of a current window against a reference window: one row per feature and test."
+
     rows: list
     notes: list = field(default_factory=list)
     alpha: float = 0.05
@@ -312,46 +503,66 @@ class DriftReport:
     seconds: float = 0.0
 
     @property
-    def drifted(self) -> bool: return any(r["drifted"] for r in self.rows)
+    def drifted(self) -> bool:
+        return any(r["drifted"] for r in self.rows)
+
     @property
-    def features(self) -> list: return sorted({r["feature"] for r in self.rows if r["drifted"]})
+    def features(self) -> list:
+        return sorted({r["feature"] for r in self.rows if r["drifted"]})
+
     @property
-    def table(self) -> pd.DataFrame: return pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=list(_row(*[None] * 8)))
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=list(_row(*[None] * 8)))
+
     def to_dict(self) -> dict:
         keys = ("alpha", "correction", "n_reference", "n_current", "seconds")
-        return {"drifted": self.drifted, "features": self.features, **{k: getattr(self, k) for k in keys},
-                "rows": [{k: _plain(v) for k, v in r.items()} for r in self.rows], "notes": list(self.notes)}
+        return {
+            "drifted": self.drifted,
+            "features": self.features,
+            **{k: getattr(self, k) for k in keys},
+            "rows": [{k: _plain(v) for k, v in r.items()} for r in self.rows],
+            "notes": list(self.notes),
+        }
+
 
 def _plain(v):
-    if isinstance(v, (np.floating, np.integer, np.bool_)): return v.item()
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return v.item()
     return v
 
 # %% ../nbs/10b_drift.ipynb #da6c39ec
-def drift_report(reference: Any,                          # reference window: trace rows (list of dicts) or a DataFrame
-                 current: Any,                            # current window, same form
-                 embedder: Any = None,                    # Embedder / .embed(texts) / function; None: no embedding drift
-                 alpha: float = 0.05,                     # significance level after correction
-                 correction: Optional[str] = "holm",      # "holm", "bonferroni" or None, across all tests with a p-value
-                 features: Sequence[str] = NUMERIC,       # numeric columns tested with PSI and KS
-                 tests: Sequence[str] = ("mmd", "topic"), # embedding tests, from EMBEDDING_TESTS
-                 bins: int = 10,                          # PSI bins
-                 psi_threshold: float = 0.25,             # PSI at or above which a feature counts as drifted
-                 permutations: int = 200,                 # MMD permutations
-                 max_samples: int = 2000,                 # questions embedded per window (MMD uses at most 1000)
-                 topics: int = 8,                         # k-means topics
-                 embeddings: Optional[tuple] = None,      # precomputed (ref_emb, cur_emb) instead of embedding questions
-                 seed: int = 0) -> DriftReport:
+def drift_report(
+    reference: Any,  # reference window: trace rows (list of dicts) or a DataFrame
+    current: Any,  # current window, same form
+    embedder: Any = None,  # Embedder / .embed(texts) / function; None: no embedding drift
+    alpha: float = 0.05,  # significance level after correction
+    correction: Optional[str] = "holm",  # "holm", "bonferroni" or None, across all tests with a p-value
+    features: Sequence[str] = NUMERIC,  # numeric columns tested with PSI and KS
+    tests: Sequence[str] = ("mmd", "topic"),  # embedding tests, from EMBEDDING_TESTS
+    bins: int = 10,  # PSI bins
+    psi_threshold: float = 0.25,  # PSI at or above which a feature counts as drifted
+    permutations: int = 200,  # MMD permutations
+    max_samples: int = 2000,  # questions embedded per window (MMD uses at most 1000)
+    topics: int = 8,  # k-means topics
+    embeddings: Optional[tuple] = None,  # precomputed (ref_emb, cur_emb) instead of embedding questions
+    seed: int = 0,
+) -> DriftReport:
     "Run every drift test the windows' columns allow and correct the p-values for multiple testing."
     t0 = time.perf_counter()
     ref, cur = _frame(reference, "reference"), _frame(current, "current")
-    if not 0 < alpha < 1: raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
-    if unknown := set(tests) - set(EMBEDDING_TESTS): raise ValueError(f"tests: unknown {sorted(unknown)}; choose from {EMBEDDING_TESTS}")
-    adjust([], correction)                                                # validates `correction`
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
+    if unknown := set(tests) - set(EMBEDDING_TESTS):
+        raise ValueError(f"tests: unknown {sorted(unknown)}; choose from {EMBEDDING_TESTS}")
+    adjust([], correction)  # validates `correction`
     for name, d in (("reference", ref), ("current", cur)):
-        if len(d) == 0: raise ValueError(f"{name}: the window is empty; widen it or check the time range")
+        if len(d) == 0:
+            raise ValueError(f"{name}: the window is empty; widen it or check the time range")
     notes = []
     rows = _numeric_rows(ref, cur, features, bins, psi_threshold, notes) + _rate_rows(ref, cur, notes)
-    rows += _embedding_rows(ref, cur, embedder, embeddings, tuple(tests), max_samples, permutations, topics, seed, notes)
+    rows += _embedding_rows(
+        ref, cur, embedder, embeddings, tuple(tests), max_samples, permutations, topics, seed, notes
+    )
     tested = [r for r in rows if r["p_value"] is not None]
     for r, p in zip(tested, adjust([r["p_value"] for r in tested], correction)):
         r["p_adjusted"], r["drifted"] = p, bool(p < alpha)
@@ -359,56 +570,88 @@ def drift_report(reference: Any,                          # reference window: tr
 
 # %% ../nbs/10b_drift.ipynb #cef60989
 def _fmt(v) -> str:
-    if v is None or isinstance(v, float) and math.isnan(v): return ""
-    if isinstance(v, (float, np.floating)): return f"{v:.4g}"
-    if isinstance(v, list): return "[" + ", ".join(f"{x:.2f}" for x in v[:8]) + (", ..." if len(v) > 8 else "") + "]"
+    if v is None or isinstance(v, float) and math.isnan(v):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(f"{x:.2f}" for x in v[:8]) + (", ..." if len(v) > 8 else "") + "]"
     return str(v)
+
 
 def _html(self: DriftReport) -> str:
     cols = ("feature", "test", "statistic", "p_value", "p_adjusted", "drifted", "reference", "current")
     rows = sorted(self.rows, key=lambda r: not r["drifted"])
     head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join("<tr" + (' style="font-weight:bold"' if r["drifted"] else "") + ">" +
-                   "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr"
+        + (' style="font-weight:bold"' if r["drifted"] else "")
+        + ">"
+        + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols)
+        + "</tr>"
+        for r in rows
+    )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
     verdict = "DRIFT in " + ", ".join(self.features) if self.drifted else "no drift"
-    return (f"<p><b>{html.escape(verdict)}</b> ({self.n_reference} vs {self.n_current} traces, alpha {self.alpha}, "
-            f"correction {self.correction})</p><table><tr>{head}</tr>{body}</table>" + (f"<ul>{notes}</ul>" if notes else ""))
+    return (
+        f"<p><b>{html.escape(verdict)}</b> ({self.n_reference} vs {self.n_current} traces, alpha {self.alpha}, "
+        f"correction {self.correction})</p><table><tr>{head}</tr>{body}</table>"
+        + (f"<ul>{notes}</ul>" if notes else "")
+    )
+
 
 DriftReport._repr_html_ = _html
 
 # %% ../nbs/10b_drift.ipynb #5831e95a
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
+
 def when(spec: Any, now: Optional[float] = None, name: str = "time") -> float:
     "Unix seconds for `spec`: 'now', '-7d' / '-12h' (relative to `now`), unix seconds, a datetime or an ISO string."
     now = time.time() if now is None else float(now)
-    if isinstance(spec, bool): raise TypeError(f"{name}: expected a time, got bool")
-    if isinstance(spec, numbers.Real): return float(spec)
-    if isinstance(spec, datetime): return (spec if spec.tzinfo else spec.replace(tzinfo=timezone.utc)).timestamp()
-    if not isinstance(spec, str): raise TypeError(f"{name}: expected 'now', '-7d', unix seconds, a datetime or an ISO string, got {_kind(spec)}")
+    if isinstance(spec, bool):
+        raise TypeError(f"{name}: expected a time, got bool")
+    if isinstance(spec, numbers.Real):
+        return float(spec)
+    if isinstance(spec, datetime):
+        return (spec if spec.tzinfo else spec.replace(tzinfo=timezone.utc)).timestamp()
+    if not isinstance(spec, str):
+        raise TypeError(f"{name}: expected 'now', '-7d', unix seconds, a datetime or an ISO string, got {_kind(spec)}")
     s = spec.strip().lower()
-    if s == "now": return now
-    if re.fullmatch(r"\d{9,}(?:\.\d+)?", s): return float(s)                 # unix seconds written as text (a command line, a profile)
-    if m := re.fullmatch(r"([+-]?\d+(?:\.\d+)?)\s*([smhdw])", s): return now + float(m[1]) * _UNITS[m[2]]
-    try: return when(datetime.fromisoformat(spec.strip()), now, name)
-    except ValueError: raise ValueError(f"{name}: cannot read {spec!r} as a time; use 'now', '-7d', '-12h', unix seconds or an ISO date") from None
+    if s == "now":
+        return now
+    if re.fullmatch(r"\d{9,}(?:\.\d+)?", s):
+        return float(s)  # unix seconds written as text (a command line, a profile)
+    if m := re.fullmatch(r"([+-]?\d+(?:\.\d+)?)\s*([smhdw])", s):
+        return now + float(m[1]) * _UNITS[m[2]]
+    try:
+        return when(datetime.fromisoformat(spec.strip()), now, name)
+    except ValueError:
+        raise ValueError(
+            f"{name}: cannot read {spec!r} as a time; use 'now', '-7d', '-12h', unix seconds or an ISO date"
+        ) from None
 
-def windows(source: Any,                        # a DataFrame with a `ts` column (unix seconds) or a store with .frame(since, until)
-            reference: tuple = ("-14d", "-7d"),  # [start, end) of the reference window
-            current: tuple = ("-7d", "now"),     # [start, end) of the current window
-            now: Optional[float] = None) -> tuple:  # the time 'now' and relative specs refer to (default: the clock)
+
+def windows(
+    source: Any,  # a DataFrame with a `ts` column (unix seconds) or a store with .frame(since, until)
+    reference: tuple = ("-14d", "-7d"),  # [start, end) of the reference window
+    current: tuple = ("-7d", "now"),  # [start, end) of the current window
+    now: Optional[float] = None,
+) -> tuple:  # the time 'now' and relative specs refer to (default: the clock)
     "(reference, current) DataFrames cut from `source` by time."
     now = time.time() if now is None else now
     bounds = []
     for name, w in (("reference", reference), ("current", current)):
-        if not isinstance(w, (tuple, list)) or len(w) != 2: raise TypeError(f"{name}: expected a (start, end) pair, got {w!r}")
+        if not isinstance(w, (tuple, list)) or len(w) != 2:
+            raise TypeError(f"{name}: expected a (start, end) pair, got {w!r}")
         a, b = when(w[0], now, f"{name} start"), when(w[1], now, f"{name} end")
-        if a >= b: raise ValueError(f"{name}: start {w[0]!r} is not before end {w[1]!r}")
+        if a >= b:
+            raise ValueError(f"{name}: start {w[0]!r} is not before end {w[1]!r}")
         bounds.append((a, b))
     if hasattr(source, "frame") and not isinstance(source, pd.DataFrame):
         return tuple(source.frame(since=a, until=b) for a, b in bounds)
     df = _frame(source, "source")
-    if "ts" not in df: raise ValueError("source: no 'ts' column (unix seconds) to cut windows by")
+    if "ts" not in df:
+        raise ValueError("source: no 'ts' column (unix seconds) to cut windows by")
     ts = pd.to_numeric(df["ts"], errors="coerce")
     return tuple(df[(ts >= a) & (ts < b)].reset_index(drop=True) for a, b in bounds)

@@ -21,31 +21,45 @@ __all__ = ['VLLM_SERVER', 'EngineError', 'vllm_python', 'check_vllm_python', 'fa
            'engine_plan', 'engine_pipeline']
 
 # %% ../nbs/11b_engine.ipynb #10eab10e
-VLLM_SERVER = "vllm.entrypoints.openai.api_server"   # the module vLLM's OpenAI-compatible server runs as
-_HOW = ("run `make vllm-check` (it creates .venv-vllm with vLLM for this machine), or point the vllm_python setting "
-        "(LLMOPS_VLLM_PYTHON, llmops serve --vllm-python) at a Python that has vLLM")
+VLLM_SERVER = "vllm.entrypoints.openai.api_server"  # the module vLLM's OpenAI-compatible server runs as
+_HOW = (
+    "run `make vllm-check` (it creates .venv-vllm with vLLM for this machine), or point the vllm_python setting "
+    "(LLMOPS_VLLM_PYTHON, llmops serve --vllm-python) at a Python that has vLLM"
+)
+
 
 class EngineError(RuntimeError):
     "The vLLM server did not start, did not become healthy, crashed too often, or refused a request."
 
-def _tail(text: str, n: int = 20) -> str: return "\n".join(str(text).strip().splitlines()[-n:])
+
+def _tail(text: str, n: int = 20) -> str:
+    return "\n".join(str(text).strip().splitlines()[-n:])
+
 
 def vllm_python(settings: Optional[Settings] = None) -> Path:
     "The vLLM interpreter: the `vllm_python` setting, else `.venv-vllm/bin/python` under the project home."
     s = settings or load_settings()
     return s.path("vllm_python") or s.path("home") / ".venv-vllm" / "bin" / "python"
 
-def check_vllm_python(python: Union[str, Path, None] = None,   # None: `vllm_python(settings)`
-                      settings: Optional[Settings] = None,
-                      env: Optional[dict] = None) -> Path:      # the environment the server will get
+
+def check_vllm_python(
+    python: Union[str, Path, None] = None,  # None: `vllm_python(settings)`
+    settings: Optional[Settings] = None,
+    env: Optional[dict] = None,
+) -> Path:  # the environment the server will get
     "`python` when it runs and has vLLM; else a `ConfigError` saying what to do."
     p = Path(python).expanduser() if python is not None else vllm_python(settings)
-    if not p.is_file(): raise ConfigError(f"vllm_python: {p} does not exist; {_HOW}")
+    if not p.is_file():
+        raise ConfigError(f"vllm_python: {p} does not exist; {_HOW}")
     probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('vllm') else 3)"
-    try: r = subprocess.run([str(p), "-c", probe], env=env, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as e: raise ConfigError(f"vllm_python: {p} cannot be run ({e}); {_HOW}") from None
-    if r.returncode == 3: raise ConfigError(f"vllm_python: {p} has no vllm package; {_HOW}")
-    if r.returncode: raise ConfigError(f"vllm_python: {p} exited with status {r.returncode} ({_tail(r.stderr, 3)}); {_HOW}")
+    try:
+        r = subprocess.run([str(p), "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ConfigError(f"vllm_python: {p} cannot be run ({e}); {_HOW}") from None
+    if r.returncode == 3:
+        raise ConfigError(f"vllm_python: {p} has no vllm package; {_HOW}")
+    if r.returncode:
+        raise ConfigError(f"vllm_python: {p} exited with status {r.returncode} ({_tail(r.stderr, 3)}); {_HOW}")
     return p
 
 # %% ../nbs/11b_engine.ipynb #0e0dfa5d
@@ -100,223 +114,379 @@ ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer((a.host, a.port), H).serve_forever()
 '''
 
+
 def fake_vllm(folder: Union[str, Path]) -> Path:
     "Testing utility: write a stand-in `vllm` package into `folder` (put it on PYTHONPATH) -> `folder`."
     pkg = Path(folder) / "vllm" / "entrypoints" / "openai"
     pkg.mkdir(parents=True, exist_ok=True)
-    for d in (pkg, pkg.parent, pkg.parent.parent): (d / "__init__.py").write_text("")
+    for d in (pkg, pkg.parent, pkg.parent.parent):
+        (d / "__init__.py").write_text("")
     (pkg / "api_server.py").write_text(_FAKE_SERVER)
     return Path(folder)
 
 # %% ../nbs/11b_engine.ipynb #f3af958c
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
+
 def _free_port(host: str) -> int:
-    with socket.socket() as s: s.bind((host, 0)); return s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
 
 def _check_port(port) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"port must be an int between 1 and 65535 (or None for a free one), got {port!r}")
     return port
 
+
 class VLLMEngine:
     "vLLM's OpenAI-compatible server as a supervised child process, with LoRA adapters loaded at run time."
-    def __init__(self,
-                 model: Union[str, Path, None] = None,    # base model: packaged name or Hugging Face folder; None: the base_model setting
-                 name: Optional[str] = None,              # served model name; None: the model's name
-                 port: Optional[int] = None,              # None: a free port
-                 host: str = "127.0.0.1",
-                 python: Union[str, Path, None] = None,   # vLLM's interpreter; None: the vllm_python setting (else .venv-vllm)
-                 kv_cache_gib: Optional[float] = None,    # VLLM_CPU_KVCACHE_SPACE; None: the variable if set, else 2
-                 max_model_len: int = 2048, max_lora_rank: int = 16,
-                 max_loras: int = 2,                      # adapters in one batch: a release and its successor (or a canary)
-                 dtype: str = "bfloat16",
-                 extra_args: Sequence[str] = (),          # more server flags, e.g. ("--gpu-memory-utilization", "0.5")
-                 env: Optional[dict] = None,              # more environment variables for the server
-                 start_timeout: float = 600,              # seconds to wait for /health at each (re)start
-                 max_restarts: int = 3,                   # restarts after crashes before giving up (the count resets after an hour up)
-                 backoff: float = 2.0,                    # seconds before the first restart; doubles each time
-                 log_file: Union[str, Path, None] = None, # the server's output; None: <cache_dir>/vllm/<name>-<port>.log
-                 settings: Optional[Settings] = None):
+
+    def __init__(
+        self,
+        model: Union[
+            str, Path, None
+        ] = None,  # base model: packaged name or Hugging Face folder; None: the base_model setting
+        name: Optional[str] = None,  # served model name; None: the model's name
+        port: Optional[int] = None,  # None: a free port
+        host: str = "127.0.0.1",
+        python: Union[str, Path, None] = None,  # vLLM's interpreter; None: the vllm_python setting (else .venv-vllm)
+        kv_cache_gib: Optional[float] = None,  # VLLM_CPU_KVCACHE_SPACE; None: the variable if set, else 2
+        max_model_len: int = 2048,
+        max_lora_rank: int = 16,
+        max_loras: int = 2,  # adapters in one batch: a release and its successor (or a canary)
+        dtype: str = "bfloat16",
+        extra_args: Sequence[str] = (),  # more server flags, e.g. ("--gpu-memory-utilization", "0.5")
+        env: Optional[dict] = None,  # more environment variables for the server
+        start_timeout: float = 600,  # seconds to wait for /health at each (re)start
+        max_restarts: int = 3,  # restarts after crashes before giving up (the count resets after an hour up)
+        backoff: float = 2.0,  # seconds before the first restart; doubles each time
+        log_file: Union[str, Path, None] = None,  # the server's output; None: <cache_dir>/vllm/<name>-<port>.log
+        settings: Optional[Settings] = None,
+    ):
         from llmops_nb.models import model_ref, resolve_model
+
         self.settings = s = settings or load_settings()
         self.model_ref = model_ref(model if model is not None else s.base_model, s)
         self.model_dir = resolve_model(model, s)
-        if not isinstance(self.model_dir, Path): raise ConfigError(f"model {model!r}: vLLM needs a local model folder here (offline); got the hub id {self.model_dir!r}")
+        if not isinstance(self.model_dir, Path):
+            raise ConfigError(
+                f"model {model!r}: vLLM needs a local model folder here (offline); got the hub id {self.model_dir!r}"
+            )
         self.name = name or Path(self.model_ref).name
-        if not _NAME.fullmatch(self.name): raise ValueError(f"name must be 1-64 letters, digits, '.', '_', ':' or '-', got {self.name!r}")
-        if not isinstance(host, str) or not host.strip(): raise ValueError(f"host must be an interface address such as 127.0.0.1, got {host!r}")
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"name must be 1-64 letters, digits, '.', '_', ':' or '-', got {self.name!r}")
+        if not isinstance(host, str) or not host.strip():
+            raise ValueError(f"host must be an interface address such as 127.0.0.1, got {host!r}")
         self.host, self.port = host, _free_port(host) if port is None else _check_port(port)
         self.python = Path(python).expanduser() if python is not None else vllm_python(s)
-        for k, v, lo in (("max_model_len", max_model_len, 16), ("max_lora_rank", max_lora_rank, 1), ("max_loras", max_loras, 1), ("max_restarts", max_restarts, 0)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{k} must be an int >= {lo}, got {v!r}")
-        for k, v in (("start_timeout", start_timeout), ("backoff", backoff), ("kv_cache_gib", kv_cache_gib if kv_cache_gib is not None else 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"): raise ValueError(f"{k} must be a number > 0, got {v!r}")
-        if isinstance(extra_args, str) or not all(isinstance(x, str) for x in extra_args): raise TypeError(f"extra_args must be a list of strings, got {extra_args!r}")
-        self.kv_cache_gib = kv_cache_gib if kv_cache_gib is not None else float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 2))
-        self.max_model_len, self.max_lora_rank, self.max_loras, self.dtype = max_model_len, max_lora_rank, max_loras, dtype
+        for k, v, lo in (
+            ("max_model_len", max_model_len, 16),
+            ("max_lora_rank", max_lora_rank, 1),
+            ("max_loras", max_loras, 1),
+            ("max_restarts", max_restarts, 0),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{k} must be an int >= {lo}, got {v!r}")
+        for k, v in (
+            ("start_timeout", start_timeout),
+            ("backoff", backoff),
+            ("kv_cache_gib", kv_cache_gib if kv_cache_gib is not None else 1),
+        ):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+                raise ValueError(f"{k} must be a number > 0, got {v!r}")
+        if isinstance(extra_args, str) or not all(isinstance(x, str) for x in extra_args):
+            raise TypeError(f"extra_args must be a list of strings, got {extra_args!r}")
+        self.kv_cache_gib = (
+            kv_cache_gib if kv_cache_gib is not None else float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 2))
+        )
+        self.max_model_len, self.max_lora_rank, self.max_loras, self.dtype = (
+            max_model_len,
+            max_lora_rank,
+            max_loras,
+            dtype,
+        )
         self.extra_args, self.extra_env = list(extra_args), dict(env or {})
         self.start_timeout, self.max_restarts, self.backoff = float(start_timeout), max_restarts, float(backoff)
-        self.log_file = Path(log_file) if log_file is not None else s.path("cache_dir") / "vllm" / f"{self.name}-{self.port}.log"
+        self.log_file = (
+            Path(log_file) if log_file is not None else s.path("cache_dir") / "vllm" / f"{self.name}-{self.port}.log"
+        )
         self.state, self.error, self.restarts, self.pid = "stopped", None, 0, None
         self._adapters, self._proc, self._thread = {}, None, None
         self._lock, self._stop, self._ready = threading.RLock(), threading.Event(), threading.Event()
 
-    def __repr__(self): return f"VLLMEngine({self.name!r} at {self.base_url}, {self.state}, adapters {sorted(self._adapters)})"
+    def __repr__(self):
+        return f"VLLMEngine({self.name!r} at {self.base_url}, {self.state}, adapters {sorted(self._adapters)})"
 
     @property
-    def url(self) -> str: return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+    def url(self) -> str:
+        return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}"
+
     @property
-    def base_url(self) -> str: return self.url + "/v1"
+    def base_url(self) -> str:
+        return self.url + "/v1"
 
 # %% ../nbs/11b_engine.ipynb #eb3fea02
 @patch
 def command(self: VLLMEngine) -> list:
     "The server's command line."
-    return [str(self.python), "-m", VLLM_SERVER, "--model", str(self.model_dir), "--served-model-name", self.name,
-            "--host", self.host, "--port", str(self.port), "--max-model-len", str(self.max_model_len),
-            "--enable-lora", "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras),
-            "--dtype", self.dtype, *self.extra_args]
+    return [
+        str(self.python),
+        "-m",
+        VLLM_SERVER,
+        "--model",
+        str(self.model_dir),
+        "--served-model-name",
+        self.name,
+        "--host",
+        self.host,
+        "--port",
+        str(self.port),
+        "--max-model-len",
+        str(self.max_model_len),
+        "--enable-lora",
+        "--max-lora-rank",
+        str(self.max_lora_rank),
+        "--max-loras",
+        str(self.max_loras),
+        "--dtype",
+        self.dtype,
+        *self.extra_args,
+    ]
+
 
 @patch
 def environ(self: VLLMEngine) -> dict:
-    "The server's environment: ours, the offline variables (when the `offline` setting is on), runtime LoRA loading, the KV cache size, `env`."
+    """The server's environment: ours, the offline variables (when the `offline` setting is on), runtime LoRA loading,
+    the KV cache size, `env`."""
     e = {**os.environ, **(OFFLINE_VARS if self.settings.offline else {})}
-    e |= {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": f"{self.kv_cache_gib:g}", "VLLM_NO_USAGE_STATS": "1",
-          "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+    e |= {
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+        "VLLM_CPU_KVCACHE_SPACE": f"{self.kv_cache_gib:g}",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     return e | self.extra_env
 
 # %% ../nbs/11b_engine.ipynb #7eeea4d4
-try: _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None   # resolved before any fork
-except (OSError, AttributeError): _prctl = None
+try:
+    _prctl = (
+        ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+    )  # resolved before any fork
+except (OSError, AttributeError):
+    _prctl = None
 _PR_SET_PDEATHSIG = 1
 
+
 def _die_with_parent(parent: int):
-    "preexec_fn: ask the kernel to SIGTERM the child when the thread that started it ends, and exit if that already happened."
+    """preexec_fn: ask the kernel to SIGTERM the child when the thread that started it ends, and exit if that already
+    happened."""
+
     def setup():
         if _prctl is not None:
             _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
-            if os.getppid() != parent: os._exit(1)
+            if os.getppid() != parent:
+                os._exit(1)
+
     return setup
+
 
 @patch
 def _spawn(self: VLLMEngine) -> subprocess.Popen:
     self.log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(self.log_file, "ab") as log:
-        log.write(f"\n==== llmops: starting {' '.join(self.command())} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        log.write(
+            f"\n==== llmops: starting {' '.join(self.command())} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode()
+        )
         log.flush()
-        p = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.environ(),
-                             start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
+        p = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.environ(),
+            start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
     self._proc, self.pid = p, p.pid
     return p
+
 
 @patch
 def log_tail(self: VLLMEngine, n: int = 30) -> str:
     "The last `n` lines of the server's log."
-    try: return _tail(self.log_file.read_text(errors="replace"), n)
-    except OSError: return "(no log)"
+    try:
+        return _tail(self.log_file.read_text(errors="replace"), n)
+    except OSError:
+        return "(no log)"
+
 
 @patch
 def healthy(self: VLLMEngine) -> bool:
     "True when the server answers /health with 200."
-    try: return httpx.get(self.url + "/health", timeout=2).status_code == 200
-    except httpx.HTTPError: return False
+    try:
+        return httpx.get(self.url + "/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
 
 @patch
 def _wait_healthy(self: VLLMEngine, p: subprocess.Popen) -> None:
     "Wait for /health; an `EngineError` with the log's tail when the process exits or the time runs out."
     t0 = time.monotonic()
     while not self.healthy():
-        if p.poll() is not None: raise EngineError(f"vLLM exited with status {p.returncode} while starting; the end of {self.log_file}:\n{self.log_tail()}")
-        if self._stop.is_set(): raise EngineError("stopped while starting")
+        if p.poll() is not None:
+            raise EngineError(
+                f"vLLM exited with status {p.returncode} while starting; the end of {self.log_file}:\n{self.log_tail()}"
+            )
+        if self._stop.is_set():
+            raise EngineError("stopped while starting")
         if time.monotonic() - t0 > self.start_timeout:
             self._kill(p)
-            raise EngineError(f"vLLM did not answer {self.url}/health within {self.start_timeout:g} s (start_timeout); "
-                              f"the end of {self.log_file}:\n{self.log_tail()}")
+            raise EngineError(
+                f"vLLM did not answer {self.url}/health within {self.start_timeout:g} s (start_timeout); "
+                f"the end of {self.log_file}:\n{self.log_tail()}"
+            )
         self._stop.wait(0.25)
+
 
 @patch
 def _kill(self: VLLMEngine, p: Optional[subprocess.Popen], timeout: float = 30) -> None:
     "SIGTERM the child's process group, then SIGKILL after `timeout` seconds."
-    if p is None or p.poll() is not None: return
+    if p is None or p.poll() is not None:
+        return
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-        try: os.killpg(p.pid, sig)
-        except ProcessLookupError: return
-        try: p.wait(wait); return
-        except subprocess.TimeoutExpired: continue
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            p.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 # %% ../nbs/11b_engine.ipynb #f25bfad9
 @patch
 def start(self: VLLMEngine) -> VLLMEngine:
     "Start the server and its supervisor; return once /health answers (an `EngineError` with the log's tail otherwise)."
     with self._lock:
-        if self._thread is not None and self._thread.is_alive(): return self
+        if self._thread is not None and self._thread.is_alive():
+            return self
         check_vllm_python(self.python, env=self.environ())
         try:
-            with socket.socket() as s: s.bind((self.host, self.port))
-        except OSError as e: raise ConfigError(f"port {self.port} on {self.host} is not free ({e.strerror}); pick another port, or None for a free one") from None
-        self._stop.clear(); self._ready.clear(); self.error, self.state = None, "starting"
+            with socket.socket() as s:
+                s.bind((self.host, self.port))
+        except OSError as e:
+            raise ConfigError(
+                f"port {self.port} on {self.host} is not free ({e.strerror}); pick another port, or None for a free one"
+            ) from None
+        self._stop.clear()
+        self._ready.clear()
+        self.error, self.state = None, "starting"
         self._thread = threading.Thread(target=self._supervise, name=f"vllm-{self.name}", daemon=True)
         self._thread.start()
         atexit.register(self.stop)
     self._ready.wait()
     if self.state != "running":
-        self.stop(); raise EngineError(self.error or "vLLM did not start")
-    _log.info("vLLM %s serving %s at %s (pid %s, log %s)", self.name, self.model_dir, self.base_url, self.pid, self.log_file)
+        self.stop()
+        raise EngineError(self.error or "vLLM did not start")
+    _log.info(
+        "vLLM %s serving %s at %s (pid %s, log %s)", self.name, self.model_dir, self.base_url, self.pid, self.log_file
+    )
     return self
+
 
 @patch
 def stop(self: VLLMEngine, timeout: float = 30) -> None:
     "Stop the supervisor and the server (its whole process group); idempotent."
     self._stop.set()
     self._kill(self._proc, timeout)
-    if self._thread is not None and self._thread is not threading.current_thread(): self._thread.join(timeout)
-    if self.state != "failed": self.state = "stopped"
+    if self._thread is not None and self._thread is not threading.current_thread():
+        self._thread.join(timeout)
+    if self.state != "failed":
+        self.state = "stopped"
     atexit.unregister(self.stop)
 
+
 @patch
-def __enter__(self: VLLMEngine) -> VLLMEngine: return self.start()
+def __enter__(self: VLLMEngine) -> VLLMEngine:
+    return self.start()
+
+
 @patch
-def __exit__(self: VLLMEngine, *exc) -> None: self.stop()
+def __exit__(self: VLLMEngine, *exc) -> None:
+    self.stop()
 
 # %% ../nbs/11b_engine.ipynb #d10acddd
 @patch
 def _supervise(self: VLLMEngine) -> None:
     crashes, up_since = 0, None
     try:
-        p = self._spawn(); self._wait_healthy(p)
+        p = self._spawn()
+        self._wait_healthy(p)
     except Exception as e:
-        self.error, self.state = f"{e}", "failed"; self._ready.set(); return
-    self.state, up_since = "running", time.monotonic(); self._ready.set()
+        self.error, self.state = f"{e}", "failed"
+        self._ready.set()
+        return
+    self.state, up_since = "running", time.monotonic()
+    self._ready.set()
     while not self._stop.wait(0.5):
         if p.poll() is None:
-            if crashes and time.monotonic() - up_since > 3600: crashes = 0
+            if crashes and time.monotonic() - up_since > 3600:
+                crashes = 0
             continue
-        if self._stop.is_set(): break
+        if self._stop.is_set():
+            break
         _log.error("vLLM %s exited with status %s; the end of its log:\n%s", self.name, p.returncode, self.log_tail(10))
         while not self._stop.is_set():
             if crashes >= self.max_restarts:
-                self.error, self.state = f"vLLM crashed {crashes + 1} times; gave up after {self.max_restarts} restarts (max_restarts); see {self.log_file}", "failed"
-                _log.error("%s", self.error); return
-            crashes += 1; self.restarts += 1; self.state = "restarting"
-            if self._stop.wait(self.backoff * 2 ** (crashes - 1)): return
+                self.error, self.state = (
+                    f"vLLM crashed {crashes + 1} times; gave up after {self.max_restarts} restarts (max_restarts); see {self.log_file}",
+                    "failed",
+                )
+                _log.error("%s", self.error)
+                return
+            crashes += 1
+            self.restarts += 1
+            self.state = "restarting"
+            if self._stop.wait(self.backoff * 2 ** (crashes - 1)):
+                return
             try:
-                p = self._spawn(); self._wait_healthy(p); self._reload()
+                p = self._spawn()
+                self._wait_healthy(p)
+                self._reload()
                 self.state, up_since = "running", time.monotonic()
-                _log.warning("vLLM %s restarted (restart %d), adapters loaded again: %s", self.name, self.restarts, sorted(self._adapters))
+                _log.warning(
+                    "vLLM %s restarted (restart %d), adapters loaded again: %s",
+                    self.name,
+                    self.restarts,
+                    sorted(self._adapters),
+                )
                 break
             except Exception as e:
-                _log.error("vLLM %s restart %d failed: %s", self.name, crashes, e); self._kill(p)
+                _log.error("vLLM %s restart %d failed: %s", self.name, crashes, e)
+                self._kill(p)
 
 # %% ../nbs/11b_engine.ipynb #cb936600
 @patch
 def _post(self: VLLMEngine, path: str, body: dict) -> httpx.Response:
-    try: return httpx.post(self.url + path, json=body, timeout=120)
-    except httpx.HTTPError as e: raise EngineError(f"vLLM at {self.url} did not answer {path} ({type(e).__name__}: {e}); state {self.state}") from None
+    try:
+        return httpx.post(self.url + path, json=body, timeout=120)
+    except httpx.HTTPError as e:
+        raise EngineError(
+            f"vLLM at {self.url} did not answer {path} ({type(e).__name__}: {e}); state {self.state}"
+        ) from None
+
 
 def _message(r: httpx.Response) -> str:
-    try: return str(r.json().get("error", {}).get("message") or r.text)
-    except (ValueError, AttributeError): return r.text
+    try:
+        return str(r.json().get("error", {}).get("message") or r.text)
+    except (ValueError, AttributeError):
+        return r.text
+
 
 @patch
 def _load(self: VLLMEngine, name: str, path: str) -> None:
@@ -324,25 +494,36 @@ def _load(self: VLLMEngine, name: str, path: str) -> None:
     if r.status_code != 200 and not (r.status_code == 400 and "already been loaded" in _message(r)):
         raise EngineError(f"vLLM refused adapter {name!r} at {path}: HTTP {r.status_code}: {_message(r)[:300]}")
 
+
 @patch
 def _reload(self: VLLMEngine) -> None:
-    for name, path in list(self._adapters.items()): self._load(name, path)
+    for name, path in list(self._adapters.items()):
+        self._load(name, path)
+
 
 @patch
 def load_adapter(self: VLLMEngine, name: str, path: Union[str, Path]) -> bool:
     "Load the LoRA adapter folder `path` as model `name` -> False when it was already loaded from that folder."
-    if not isinstance(name, str) or not _NAME.fullmatch(name): raise ValueError(f"adapter name must be 1-64 letters, digits, '.', '_', ':' or '-', got {name!r}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"adapter name must be 1-64 letters, digits, '.', '_', ':' or '-', got {name!r}")
     p = Path(path).expanduser().resolve()
-    if not (p / "adapter_config.json").is_file(): raise ConfigError(f"adapter {name!r}: {path} is not a LoRA adapter folder (no adapter_config.json)")
+    if not (p / "adapter_config.json").is_file():
+        raise ConfigError(f"adapter {name!r}: {path} is not a LoRA adapter folder (no adapter_config.json)")
     rank = read_json(p / "adapter_config.json").get("r")
-    if isinstance(rank, int) and rank > self.max_lora_rank: raise ConfigError(f"adapter {name!r}: rank {rank} is above the engine's max_lora_rank {self.max_lora_rank}; start the engine with max_lora_rank={rank}")
+    if isinstance(rank, int) and rank > self.max_lora_rank:
+        raise ConfigError(
+            f"adapter {name!r}: rank {rank} is above the engine's max_lora_rank {self.max_lora_rank}; start the engine with max_lora_rank={rank}"
+        )
     with self._lock:
-        if self._adapters.get(name) == str(p): return False
-        if name in self._adapters: self.unload_adapter(name)
+        if self._adapters.get(name) == str(p):
+            return False
+        if name in self._adapters:
+            self.unload_adapter(name)
         self._load(name, str(p))
         self._adapters[name] = str(p)
     _log.info("vLLM %s: adapter %s loaded from %s", self.name, name, p)
     return True
+
 
 @patch
 def unload_adapter(self: VLLMEngine, name: str) -> bool:
@@ -350,40 +531,65 @@ def unload_adapter(self: VLLMEngine, name: str) -> bool:
     with self._lock:
         self._adapters.pop(name, None)
         r = self._post("/v1/unload_lora_adapter", {"lora_name": name})
-        if r.status_code == 404: return False
-        if r.status_code != 200: raise EngineError(f"vLLM refused to unload adapter {name!r}: HTTP {r.status_code}: {_message(r)[:300]}")
+        if r.status_code == 404:
+            return False
+        if r.status_code != 200:
+            raise EngineError(f"vLLM refused to unload adapter {name!r}: HTTP {r.status_code}: {_message(r)[:300]}")
         return True
+
 
 @patch
 def models(self: VLLMEngine) -> list:
     "The model ids the server answers to now: the base model's name and the loaded adapters."
-    r = httpx.get(self.base_url + "/models", timeout=10); r.raise_for_status()
+    r = httpx.get(self.base_url + "/models", timeout=10)
+    r.raise_for_status()
     return [m["id"] for m in r.json()["data"]]
 
+
 @patch(as_prop=True)
-def adapters(self: VLLMEngine) -> dict: return dict(self._adapters)
+def adapters(self: VLLMEngine) -> dict:
+    return dict(self._adapters)
+
 
 @patch
 def status(self: VLLMEngine) -> dict:
-    "What `/healthz` shows of the engine: state (starting, running, restarting, stopped, failed), pid, restarts, the last error, adapters."
-    return {"kind": "vllm", "state": self.state, "pid": self.pid, "restarts": self.restarts, "error": self.error,
-            "adapters": sorted(self._adapters), "url": self.base_url}
+    """What `/healthz` shows of the engine: state (starting, running, restarting, stopped, failed), pid, restarts, the
+    last error, adapters."""
+    return {
+        "kind": "vllm",
+        "state": self.state,
+        "pid": self.pid,
+        "restarts": self.restarts,
+        "error": self.error,
+        "adapters": sorted(self._adapters),
+        "url": self.base_url,
+    }
 
 # %% ../nbs/11b_engine.ipynb #3a51842d
 @patch
-def generator_for(self: VLLMEngine,
-                  release,                      # a `Release` (its spec and version) or a release spec dict
-                  timeout: float = 120):        # seconds the generator waits for an answer
-    "An `OpenAICompatGenerator` on this engine for `release`: its adapter loaded (named by the release's version), else the base model."
+def generator_for(
+    self: VLLMEngine,
+    release,  # a `Release` (its spec and version) or a release spec dict
+    timeout: float = 120,
+):  # seconds the generator waits for an answer
+    """An `OpenAICompatGenerator` on this engine for `release`: its adapter loaded (named by the release's version),
+    else the base model."""
     from llmops_nb.generate import OpenAICompatGenerator
     from llmops_nb.models import model_ref
+
     spec = getattr(release, "spec", release)
-    if not isinstance(spec, dict) or not isinstance(spec.get("base_model"), dict): raise TypeError(f"release must be a Release or a release spec, got {type(release).__name__}")
+    if not isinstance(spec, dict) or not isinstance(spec.get("base_model"), dict):
+        raise TypeError(f"release must be a Release or a release spec, got {type(release).__name__}")
     base, ad, version = spec["base_model"].get("ref"), spec.get("adapter"), getattr(release, "version", None)
     if base is not None and model_ref(base, self.settings) != self.model_ref:
-        raise ConfigError(f"release {version or ''}: base model {base!r}, but this vLLM engine serves {self.model_ref!r}; one engine serves one "
-                          "base model: serve this release with its own engine (llmops serve --engine vllm --release ...)")
-    if not ad: return OpenAICompatGenerator(self.base_url, model=self.name, model_digest=spec["base_model"].get("digest"), timeout=timeout)
+        raise ConfigError(
+            f"release {version or ''}: base model {base!r}, but this vLLM engine serves {self.model_ref!r}; one engine serves one "
+            "base model: serve this release with its own engine (llmops serve --engine vllm --release ...)"
+        )
+    if not ad:
+        return OpenAICompatGenerator(
+            self.base_url, model=self.name, model_digest=spec["base_model"].get("digest"), timeout=timeout
+        )
     name = version or f"adapter-{str(ad['digest'])[:12]}"
     self.load_adapter(name, ad["path"])
     return OpenAICompatGenerator(self.base_url, model=name, model_digest=ad.get("digest"), timeout=timeout)
@@ -392,36 +598,70 @@ def generator_for(self: VLLMEngine,
 @dataclass
 class EnginePlan:
     "What `llmops serve --engine vllm` serves, resolved before vLLM starts."
-    base: str                         # the base model reference the engine serves
-    registry: object = None           # a ReleaseRegistry when serving a release
-    release: Optional[str] = None     # its alias, version or "latest"
-    canary: Optional[str] = None      # "ALIAS=PERCENT"
-    spec: Optional[dict] = None       # without a release: the spec served
 
-def engine_plan(settings: Optional[Settings] = None,
-                release: Optional[str] = None, canary: Optional[str] = None,
-                registry: Union[str, Path, None] = None,          # release registry folder; None: <home>/releases
-                model: Optional[str] = None, adapter: Optional[str] = None, index: Optional[str] = "latest") -> EnginePlan:
-    "The release to serve (named, or production when that alias exists) and its base model; else the default spec of `model`, `adapter`, `index`."
+    base: str  # the base model reference the engine serves
+    registry: object = None  # a ReleaseRegistry when serving a release
+    release: Optional[str] = None  # its alias, version or "latest"
+    canary: Optional[str] = None  # "ALIAS=PERCENT"
+    spec: Optional[dict] = None  # without a release: the spec served
+
+
+def engine_plan(
+    settings: Optional[Settings] = None,
+    release: Optional[str] = None,
+    canary: Optional[str] = None,
+    registry: Union[str, Path, None] = None,  # release registry folder; None: <home>/releases
+    model: Optional[str] = None,
+    adapter: Optional[str] = None,
+    index: Optional[str] = "latest",
+) -> EnginePlan:
+    """The release to serve (named, or production when that alias exists) and its base model; else the default spec of
+    `model`, `adapter`, `index`."""
     from llmops_nb.pipeline import release_spec
     from llmops_nb.releases import ReleaseRegistry
+
     s = settings or load_settings()
     root = Path(registry).expanduser() if registry is not None else s.path("home") / "releases"
-    others = [n for n, on in (("model", model is not None), ("adapter", adapter is not None), ("index", index != "latest")) if on]
-    if release is None and canary is None and (others or not root.is_dir() or "production" not in ReleaseRegistry(root, settings=s).aliases()):
+    others = [
+        n
+        for n, on in (("model", model is not None), ("adapter", adapter is not None), ("index", index != "latest"))
+        if on
+    ]
+    if (
+        release is None
+        and canary is None
+        and (others or not root.is_dir() or "production" not in ReleaseRegistry(root, settings=s).aliases())
+    ):
         spec = release_spec(model, adapter, index, settings=s)
         return EnginePlan(spec["base_model"]["ref"], spec=spec)
-    if others: raise ConfigError(f"serve: release {release or 'production'!r} and {', '.join(others)} both say what to serve; give one")
+    if others:
+        raise ConfigError(
+            f"serve: release {release or 'production'!r} and {', '.join(others)} both say what to serve; give one"
+        )
     reg = ReleaseRegistry(root, settings=s)
-    try: rel = reg.get(release or "production")
-    except ValueError as e: raise ConfigError(f"serve: release {release or 'production'!r}: {e}") from None
+    try:
+        rel = reg.get(release or "production")
+    except ValueError as e:
+        raise ConfigError(f"serve: release {release or 'production'!r}: {e}") from None
     return EnginePlan(rel.spec["base_model"]["ref"], reg, release or "production", canary)
 
+
 def engine_pipeline(engine: VLLMEngine, plan: EnginePlan, poll_s: float = 2.0):
-    "A `ReleaseRouter` whose releases generate on `engine` (new adapters loaded as aliases move), or the plan's spec built on it."
+    """A `ReleaseRouter` whose releases generate on `engine` (new adapters loaded as aliases move), or the plan's spec
+    built on it."""
     from llmops_nb.pipeline import build_pipeline
     from llmops_nb.serve import ReleaseRouter
-    if plan.spec is not None: out = build_pipeline(plan.spec, settings=engine.settings, generator=engine.generator_for(plan.spec))
-    else: out = ReleaseRouter(plan.registry, plan.release, plan.canary, settings=engine.settings, generator_for=engine.generator_for, poll_s=poll_s)
-    out.engine = engine                  # the server's /healthz reports the engine's state; a vLLM that gave up makes it not-ready
+
+    if plan.spec is not None:
+        out = build_pipeline(plan.spec, settings=engine.settings, generator=engine.generator_for(plan.spec))
+    else:
+        out = ReleaseRouter(
+            plan.registry,
+            plan.release,
+            plan.canary,
+            settings=engine.settings,
+            generator_for=engine.generator_for,
+            poll_s=poll_s,
+        )
+    out.engine = engine  # the server's /healthz reports the engine's state; a vLLM that gave up makes it not-ready
     return out

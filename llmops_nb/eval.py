@@ -29,57 +29,81 @@ __all__ = ['ROUGE_TYPES', 'RETRIEVAL_KEYS', 'STATUSES', 'METRICS', 'normalize_an
 # %% ../nbs/09_eval.ipynb #4cf9dbd6
 def _texts(x: Any, name: str) -> list:
     "`x` as a list of str; errors name `name` and the index of a non-str item."
-    if isinstance(x, (str, bytes)): raise TypeError(f"{name}: expected a list of strings, got a single {type(x).__name__} (wrap it in a list)")
-    if x is None or isinstance(x, dict) or not isinstance(x, Iterable): raise TypeError(f"{name}: expected a list of strings, got {type(x).__name__}")
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name}: expected a list of strings, got a single {type(x).__name__} (wrap it in a list)")
+    if x is None or isinstance(x, dict) or not isinstance(x, Iterable):
+        raise TypeError(f"{name}: expected a list of strings, got {type(x).__name__}")
     xs = list(x)
     for i, s in enumerate(xs):
-        if not isinstance(s, str): raise TypeError(f"{name}[{i}]: expected str, got {type(s).__name__}")
+        if not isinstance(s, str):
+            raise TypeError(f"{name}[{i}]: expected str, got {type(s).__name__}")
     return xs
+
 
 def _refs(r: Any, where: str) -> list:
     "One prediction's references as a non-empty list of str."
-    if isinstance(r, str): return [r]
-    if not isinstance(r, (list, tuple)): raise TypeError(f"{where}: expected a reference string or a list of them, got {type(r).__name__}")
-    if not r: raise ValueError(f"{where}: an empty list of references; give at least one reference string")
+    if isinstance(r, str):
+        return [r]
+    if not isinstance(r, (list, tuple)):
+        raise TypeError(f"{where}: expected a reference string or a list of them, got {type(r).__name__}")
+    if not r:
+        raise ValueError(f"{where}: an empty list of references; give at least one reference string")
     for j, s in enumerate(r):
-        if not isinstance(s, str): raise TypeError(f"{where}[{j}]: expected str, got {type(s).__name__}")
+        if not isinstance(s, str):
+            raise TypeError(f"{where}[{j}]: expected str, got {type(s).__name__}")
     return list(r)
+
 
 def _pairs(preds: Any, refs: Any, pname: str = "preds", rname: str = "refs") -> tuple:
     "(predictions, per-prediction reference lists) of equal, non-zero length."
     p = _texts(preds, pname)
     if isinstance(refs, (str, bytes)) or refs is None or isinstance(refs, dict) or not isinstance(refs, Iterable):
-        raise TypeError(f"{rname}: expected a list with one reference (or list of references) per prediction, got {type(refs).__name__}")
+        raise TypeError(
+            f"{rname}: expected a list with one reference (or list of references) per prediction, got {type(refs).__name__}"
+        )
     r = list(refs)
-    if len(p) != len(r): raise ValueError(f"{pname} has {len(p)} items, {rname} has {len(r)}: give one reference (or list of references) "
-                                          f"per prediction ({rname}[i] belongs to {pname}[i])")
-    if not p: raise ValueError(f"{pname} and {rname} are empty: nothing to score")
+    if len(p) != len(r):
+        raise ValueError(
+            f"{pname} has {len(p)} items, {rname} has {len(r)}: give one reference (or list of references) "
+            f"per prediction ({rname}[i] belongs to {pname}[i])"
+        )
+    if not p:
+        raise ValueError(f"{pname} and {rname} are empty: nothing to score")
     return p, [_refs(x, f"{rname}[{i}]") for i, x in enumerate(r)]
 
 # %% ../nbs/09_eval.ipynb #a488bd12
 _PUNCT = str.maketrans("", "", string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
+
 def normalize_answer(s: str) -> str:
     "SQuAD v1.1 normalization: lowercase, drop ASCII punctuation, drop the articles a/an/the, collapse whitespace."
-    if not isinstance(s, str): raise TypeError(f"normalize_answer: expected str, got {type(s).__name__}")
+    if not isinstance(s, str):
+        raise TypeError(f"normalize_answer: expected str, got {type(s).__name__}")
     return " ".join(_ARTICLES.sub(" ", s.lower().translate(_PUNCT)).split())
 
+
 def _f1(p: list, r: list) -> float:
-    if not p or not r: return float(p == r)
+    if not p or not r:
+        return float(p == r)
     same = sum((Counter(p) & Counter(r)).values())
-    if not same: return 0.0
+    if not same:
+        return 0.0
     prec, rec = same / len(p), same / len(r)
     return 2 * prec * rec / (prec + rec)
 
+
 def _best(fn: Callable, pred: Any, ref: Any) -> float:
-    if not isinstance(pred, str): raise TypeError(f"pred: expected str, got {type(pred).__name__}")
+    if not isinstance(pred, str):
+        raise TypeError(f"pred: expected str, got {type(pred).__name__}")
     p = normalize_answer(pred)
     return max(fn(p, normalize_answer(r)) for r in _refs(ref, "ref"))
+
 
 def exact_match(pred: str, ref: Union[str, Sequence[str]]) -> float:
     "1.0 when `pred` equals a reference after SQuAD normalization, else 0.0 (several references: the best)."
     return _best(lambda p, r: float(p == r), pred, ref)
+
 
 def token_f1(pred: str, ref: Union[str, Sequence[str]]) -> float:
     "SQuAD token F1 of `pred` against a reference (several references: the best)."
@@ -87,67 +111,96 @@ def token_f1(pred: str, ref: Union[str, Sequence[str]]) -> float:
 
 # %% ../nbs/09_eval.ipynb #926b5b03
 _NOSPACE = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
-_WORD = regex.compile(rf"[{_NOSPACE}]\p{{M}}*|[[\p{{L}}\p{{N}}]--[{_NOSPACE}]][[\p{{L}}\p{{N}}\p{{M}}]--[{_NOSPACE}]]*", regex.V1)
+_WORD = regex.compile(
+    rf"[{_NOSPACE}]\p{{M}}*|[[\p{{L}}\p{{N}}]--[{_NOSPACE}]][[\p{{L}}\p{{N}}\p{{M}}]--[{_NOSPACE}]]*", regex.V1
+)
+
 
 @lru_cache(maxsize=1)
 def _stemmer():
     from nltk.stem import porter
+
     return porter.PorterStemmer()
 
+
 @lru_cache(maxsize=100_000)
-def _stem(w: str) -> str: return _stemmer().stem(w)
+def _stem(w: str) -> str:
+    return _stemmer().stem(w)
+
 
 class UnicodeTokenizer:
-    "Lowercased Unicode words with their combining marks, one token per character in scripts without spaces (rouge-score's `tokenize` interface)."
-    def __init__(self, stem: bool = False):  # Porter-stem ASCII words longer than 3 letters, like rouge-score's use_stemmer
+    """Lowercased Unicode words with their combining marks, one token per character in scripts without spaces
+    (rouge-score's `tokenize` interface)."""
+
+    def __init__(
+        self, stem: bool = False
+    ):  # Porter-stem ASCII words longer than 3 letters, like rouge-score's use_stemmer
         self.stem = bool(stem)
+
     def tokenize(self, text: str) -> list:
         "The tokens of `text`."
         toks = _WORD.findall(unicodedata.normalize("NFKC", text).lower())
         return [_stem(t) if len(t) > 3 and t.isascii() else t for t in toks] if self.stem else toks
-    def __repr__(self): return f"UnicodeTokenizer(stem={self.stem})"
+
+    def __repr__(self):
+        return f"UnicodeTokenizer(stem={self.stem})"
 
 # %% ../nbs/09_eval.ipynb #b007ef7a
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
+
 @lru_cache(maxsize=2)
 def _rouge_scorer(stem: bool):
     from rouge_score.rouge_scorer import RougeScorer
+
     return RougeScorer(list(ROUGE_TYPES), tokenizer=UnicodeTokenizer(stem))
+
 
 def _sentence_lines(text: str) -> str:
     "`text` with a newline after each sentence (rougeLsum's sentence separator), nothing removed."
     out, a = [], 0
     for s in split_sentences(text):
-        out.append(text[a:s.end]); a = s.end
+        out.append(text[a : s.end])
+        a = s.end
     return "\n".join(out + ([text[a:]] if a < len(text) else []))
+
 
 def _clip(text: str, max_tokens: Optional[int]) -> str:
     "`text` cut after its `max_tokens`-th token."
-    if max_tokens is None: return text
+    if max_tokens is None:
+        return text
     m = next(islice(_WORD.finditer(text), max_tokens - 1, None), None)
-    return text if m is None or m.end() == len(text) else text[:m.end()]
+    return text if m is None or m.end() == len(text) else text[: m.end()]
 
 # %% ../nbs/09_eval.ipynb #4d98bf06
-def rouge(preds: list, refs: list,
-          per_pair: bool = False,               # a list with one dict per pair instead of the mean
-          stem: bool = False,                   # Porter-stem ASCII words (rouge-score's use_stemmer)
-          max_tokens: Optional[int] = 1000,     # texts are cut after this many tokens (LCS is quadratic); None: no limit
-          ) -> Union[dict, list]:
+def rouge(
+    preds: list,
+    refs: list,
+    per_pair: bool = False,  # a list with one dict per pair instead of the mean
+    stem: bool = False,  # Porter-stem ASCII words (rouge-score's use_stemmer)
+    max_tokens: Optional[int] = 1000,  # texts are cut after this many tokens (LCS is quadratic); None: no limit
+) -> Union[dict, list]:
     "ROUGE-1, -2, -L and -Lsum F-measures in [0, 1], averaged over pairs; several references per prediction: the best."
     p, r = _pairs(preds, refs)
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise ValueError(f"rouge: max_tokens must be a positive int or None, got {max_tokens!r}")
     scorer, cut, rows = _rouge_scorer(bool(stem)), [], []
+
     def prep(t: str, where: str) -> str:
         c = _clip(t, max_tokens)
-        if c is not t: cut.append(where)
+        if c is not t:
+            cut.append(where)
         return _sentence_lines(c)
+
     for i, (a, rs) in enumerate(zip(p, r)):
         s = scorer.score_multi([prep(x, f"refs[{i}]") for x in rs], prep(a, f"preds[{i}]"))
         rows.append({k: float(s[k].fmeasure) for k in ROUGE_TYPES})
-    if cut: warnings.warn(f"rouge: {len(cut)} text(s) longer than max_tokens={max_tokens} were cut ({', '.join(cut[:5])}"
-                          f"{', ...' if len(cut) > 5 else ''}); pass max_tokens=None to score them whole", stacklevel=2)
+    if cut:
+        warnings.warn(
+            f"rouge: {len(cut)} text(s) longer than max_tokens={max_tokens} were cut ({', '.join(cut[:5])}"
+            f"{', ...' if len(cut) > 5 else ''}); pass max_tokens=None to score them whole",
+            stacklevel=2,
+        )
     return rows if per_pair else {k: float(np.mean([row[k] for row in rows])) for k in ROUGE_TYPES}
 
 # %% ../nbs/09_eval.ipynb #b8667f67
@@ -155,111 +208,155 @@ def _streams(refs: list) -> list:
     "Per-prediction reference lists as sacrebleu reference streams, padded with None where a prediction has fewer."
     return [[r[j] if j < len(r) else None for r in refs] for j in range(max(map(len, refs)))]
 
-def bleu(preds: list, refs: list,
-         per_pair: bool = False,     # sentence BLEU per pair (smoothed, effective order) instead of corpus BLEU
-         tokenize: str = "13a",      # sacrebleu tokenizer: 13a, intl, zh, char, none, ...
-         lowercase: bool = False) -> Union[float, list]:
+
+def bleu(
+    preds: list,
+    refs: list,
+    per_pair: bool = False,  # sentence BLEU per pair (smoothed, effective order) instead of corpus BLEU
+    tokenize: str = "13a",  # sacrebleu tokenizer: 13a, intl, zh, char, none, ...
+    lowercase: bool = False,
+) -> Union[float, list]:
     "Corpus BLEU on sacrebleu's 0-100 scale (per_pair: a list of sentence BLEU scores)."
     from sacrebleu.metrics import BLEU
+
     p, r = _pairs(preds, refs)
-    if tokenize not in BLEU.TOKENIZERS: raise ValueError(f"bleu: tokenize must be one of {BLEU.TOKENIZERS}, got {tokenize!r}")
+    if tokenize not in BLEU.TOKENIZERS:
+        raise ValueError(f"bleu: tokenize must be one of {BLEU.TOKENIZERS}, got {tokenize!r}")
     if per_pair:
         m = BLEU(tokenize=tokenize, lowercase=lowercase, effective_order=True)
         return [float(m.sentence_score(a, rs).score) for a, rs in zip(p, r)]
     return float(BLEU(tokenize=tokenize, lowercase=lowercase).corpus_score(p, _streams(r)).score)
 
-def chrf(preds: list, refs: list,
-         per_pair: bool = False,     # sentence chrF per pair instead of the corpus score
-         word_order: int = 0,        # 2: chrF++ (adds word uni- and bigrams)
-         ) -> Union[float, list]:
+
+def chrf(
+    preds: list,
+    refs: list,
+    per_pair: bool = False,  # sentence chrF per pair instead of the corpus score
+    word_order: int = 0,  # 2: chrF++ (adds word uni- and bigrams)
+) -> Union[float, list]:
     "Corpus chrF on sacrebleu's 0-100 scale (per_pair: a list of sentence chrF scores)."
     from sacrebleu.metrics import CHRF
+
     p, r = _pairs(preds, refs)
     m = CHRF(word_order=word_order)
-    if per_pair: return [float(m.sentence_score(a, rs).score) for a, rs in zip(p, r)]
+    if per_pair:
+        return [float(m.sentence_score(a, rs).score) for a, rs in zip(p, r)]
     return float(m.corpus_score(p, _streams(r)).score)
 
 # %% ../nbs/09_eval.ipynb #0045ae3c
 def _lm(model: Any, tokenizer: Any) -> tuple:
-    "(torch model, tokenizer, reference) from a folder or name, a loaded model, or a generator with `.model` and `.tokenizer`."
+    """(torch model, tokenizer, reference) from a folder or name, a loaded model, or a generator with `.model` and
+    `.tokenizer`."""
     import torch
+
     if isinstance(model, (str, Path)):
         from llmops_nb.models import load_model, load_tokenizer
+
         return load_model(model), tokenizer or load_tokenizer(model), str(model)
     if not isinstance(model, torch.nn.Module) and isinstance(getattr(model, "model", None), torch.nn.Module):
         tok = tokenizer or getattr(model, "tokenizer", None)
-        if tok is None: raise ValueError(f"perplexity: {type(model).__name__} has no tokenizer; pass tokenizer=")
+        if tok is None:
+            raise ValueError(f"perplexity: {type(model).__name__} has no tokenizer; pass tokenizer=")
         return model.model, tok, str(getattr(model, "ref", type(model).__name__))
     if isinstance(model, torch.nn.Module):
-        if tokenizer is None: raise ValueError("perplexity: a loaded model needs its tokenizer: pass tokenizer=")
+        if tokenizer is None:
+            raise ValueError("perplexity: a loaded model needs its tokenizer: pass tokenizer=")
         return model, tokenizer, str(getattr(model, "name_or_path", "") or type(model).__name__)
-    hint = " (a remote generator returns no token log-probabilities: score a local copy of the model)" if hasattr(model, "generate") else ""
-    raise TypeError(f"perplexity: model must be a model folder or name, a loaded causal LM with tokenizer=, or an HFGenerator; "
-                    f"got {type(model).__name__}{hint}")
+    hint = (
+        " (a remote generator returns no token log-probabilities: score a local copy of the model)"
+        if hasattr(model, "generate")
+        else ""
+    )
+    raise TypeError(
+        f"perplexity: model must be a model folder or name, a loaded causal LM with tokenizer=, or an HFGenerator; "
+        f"got {type(model).__name__}{hint}"
+    )
+
 
 def _context(model: Any, tokenizer: Any) -> int:
     "The model's context window in tokens."
     n = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     t = getattr(tokenizer, "model_max_length", None)
     n = n or (t if isinstance(t, int) and t < 10**7 else None)
-    if not n: raise ValueError("perplexity: cannot tell the model's context window; pass max_length=")
+    if not n:
+        raise ValueError("perplexity: cannot tell the model's context window; pass max_length=")
     return int(n)
 
 # %% ../nbs/09_eval.ipynb #dd4db995
 def _windows(ids: list, window: int, stride: Optional[int]) -> list:
     "(token ids, leading positions not scored) per window of one text; stride None: the first window only."
-    if len(ids) <= window or stride is None: return [(ids[:window], 1)]
-    out, done = [], 1                                        # position 0 is never predicted
+    if len(ids) <= window or stride is None:
+        return [(ids[:window], 1)]
+    out, done = [], 1  # position 0 is never predicted
     for b in range(0, len(ids), stride):
         e = min(b + window, len(ids))
-        out.append((ids[b:e], max(done, b + 1) - b)); done = e
-        if e == len(ids): break
+        out.append((ids[b:e], max(done, b + 1) - b))
+        done = e
+        if e == len(ids):
+            break
     return out
 
+
 def _encode(tok: Any, text: str, limit: Optional[int]) -> list:
-    "Token ids of `text` (lone surrogates replaced); with a `limit`, a long text's prefix is enough when it already exceeds it."
+    """Token ids of `text` (lone surrogates replaced); with a `limit`, a long text's prefix is enough when it already
+    exceeds it."""
     text = text.encode("utf-8", "replace").decode("utf-8")
-    if limit is not None and len(text) > 64 * limit:           # truncation keeps the first tokens: spare tokenizing a megabyte
-        ids = tok(text[:64 * limit], add_special_tokens=True, verbose=False)["input_ids"]
-        if len(ids) > limit + 16: return ids
+    if limit is not None and len(text) > 64 * limit:  # truncation keeps the first tokens: spare tokenizing a megabyte
+        ids = tok(text[: 64 * limit], add_special_tokens=True, verbose=False)["input_ids"]
+        if len(ids) > limit + 16:
+            return ids
     return tok(text, add_special_tokens=True, verbose=False)["input_ids"]
+
 
 def _nll(model: Any, segs: list, batch_size: int) -> list:
     "(sum of token NLL, tokens scored) per segment, batched longest first with right padding."
     import torch, torch.nn.functional as F
+
     dev, out = next(model.parameters()).device, [None] * len(segs)
     order = sorted(range(len(segs)), key=lambda i: -len(segs[i][0]))
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         ids = torch.zeros(len(idx), len(segs[idx[0]][0]), dtype=torch.long)
         att, lab = torch.zeros_like(ids), torch.full_like(ids, -100)
         for row, i in enumerate(idx):
             t, skip = segs[i]
-            ids[row, :len(t)] = torch.tensor(t); att[row, :len(t)] = 1; lab[row, skip:len(t)] = ids[row, skip:len(t)]
+            ids[row, : len(t)] = torch.tensor(t)
+            att[row, : len(t)] = 1
+            lab[row, skip : len(t)] = ids[row, skip : len(t)]
         logits = model(input_ids=ids.to(dev), attention_mask=att.to(dev)).logits.float()
-        nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), lab[:, 1:].to(dev), reduction="none", ignore_index=-100).double()
-        for row, i in enumerate(idx): out[i] = (float(nll[row].sum()), int((lab[row, 1:] != -100).sum()))
+        nll = F.cross_entropy(
+            logits[:, :-1].transpose(1, 2), lab[:, 1:].to(dev), reduction="none", ignore_index=-100
+        ).double()
+        for row, i in enumerate(idx):
+            out[i] = (float(nll[row].sum()), int((lab[row, 1:] != -100).sum()))
     return out
 
 # %% ../nbs/09_eval.ipynb #f18ac864
-def perplexity(model: Any,                       # model folder / packaged name, a loaded causal LM, or an HFGenerator
-               texts: list,
-               tokenizer: Any = None,            # needed with a loaded model; else the model's own
-               batch_size: int = 8,              # sequences per forward pass (memory: batch x length x vocab floats)
-               max_length: Optional[int] = None, # window in tokens; None: the model's context window
-               stride: Optional[int] = None,     # None: truncate long texts to the window; else slide windows by this many tokens
-               add_start_token: bool = True,     # put the tokenizer's BOS first so the first word is scored too
-               ) -> dict:
+def perplexity(
+    model: Any,  # model folder / packaged name, a loaded causal LM, or an HFGenerator
+    texts: list,
+    tokenizer: Any = None,  # needed with a loaded model; else the model's own
+    batch_size: int = 8,  # sequences per forward pass (memory: batch x length x vocab floats)
+    max_length: Optional[int] = None,  # window in tokens; None: the model's context window
+    stride: Optional[int] = None,  # None: truncate long texts to the window; else slide windows by this many tokens
+    add_start_token: bool = True,  # put the tokenizer's BOS first so the first word is scored too
+) -> dict:
     "Token-weighted corpus perplexity of `texts` under a causal LM, with per-text perplexities and token counts."
     texts = _texts(texts, "texts")
-    if not texts: raise ValueError("perplexity: texts is empty: nothing to score")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"perplexity: batch_size must be a positive int, got {batch_size!r}")
+    if not texts:
+        raise ValueError("perplexity: texts is empty: nothing to score")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"perplexity: batch_size must be a positive int, got {batch_size!r}")
     import torch
+
     m, tok, ref = _lm(model, tokenizer)
     window = max_length if max_length is not None else _context(m, tok)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 2: raise ValueError(f"perplexity: max_length must be an int >= 2, got {window!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise ValueError(f"perplexity: max_length must be an int >= 2, got {window!r}")
     if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride < window):
-        raise ValueError(f"perplexity: stride must be an int in [1, {window - 1}] (below the window of {window} tokens) or None, got {stride!r}")
+        raise ValueError(
+            f"perplexity: stride must be an int in [1, {window - 1}] (below the window of {window} tokens) or None, got {stride!r}"
+        )
     bos = tok.bos_token_id if add_start_token else None
     seqs = []
     for t in texts:
@@ -267,85 +364,143 @@ def perplexity(model: Any,                       # model folder / packaged name,
         seqs.append([bos] + ids if bos is not None and (not ids or ids[0] != bos) else ids)
     long = [i for i, s in enumerate(seqs) if len(s) > window]
     if long and stride is None:
-        warnings.warn(f"perplexity: {len(long)} text(s) longer than the {window}-token window were truncated (texts[{long[0]}]"
-                      f"{', ...' if len(long) > 1 else ''}); pass stride= to score them whole", stacklevel=2)
-    pairs = [(i, w) for i, s in enumerate(seqs) for w in _windows(s, window, stride) if len(w[0]) > w[1]]   # windows with a token to score
-    training = m.training; m.eval()
+        warnings.warn(
+            f"perplexity: {len(long)} text(s) longer than the {window}-token window were truncated (texts[{long[0]}]"
+            f"{', ...' if len(long) > 1 else ''}); pass stride= to score them whole",
+            stacklevel=2,
+        )
+    pairs = [
+        (i, w) for i, s in enumerate(seqs) for w in _windows(s, window, stride) if len(w[0]) > w[1]
+    ]  # windows with a token to score
+    training = m.training
+    m.eval()
     try:
-        with torch.inference_mode(): res = _nll(m, [w for _, w in pairs], batch_size) if pairs else []
-    finally: m.train(training)
+        with torch.inference_mode():
+            res = _nll(m, [w for _, w in pairs], batch_size) if pairs else []
+    finally:
+        m.train(training)
     nll, n = [0.0] * len(texts), [0] * len(texts)
-    for (i, _), (s, c) in zip(pairs, res): nll[i] += s; n[i] += c
+    for (i, _), (s, c) in zip(pairs, res):
+        nll[i] += s
+        n[i] += c
     total = sum(n)
-    return {"perplexity": math.exp(sum(nll) / total) if total else math.nan, "nll": sum(nll) / total if total else math.nan,
-            "tokens": total, "per_text": [math.exp(s / c) if c else math.nan for s, c in zip(nll, n)], "per_text_tokens": n,
-            "truncated": long if stride is None else [], "window": window, "stride": stride, "model": ref}
+    return {
+        "perplexity": math.exp(sum(nll) / total) if total else math.nan,
+        "nll": sum(nll) / total if total else math.nan,
+        "tokens": total,
+        "per_text": [math.exp(s / c) if c else math.nan for s, c in zip(nll, n)],
+        "per_text_tokens": n,
+        "truncated": long if stride is None else [],
+        "window": window,
+        "stride": stride,
+        "model": ref,
+    }
 
 # %% ../nbs/09_eval.ipynb #96d48063
 RETRIEVAL_KEYS = ("recall_at_k", "precision_at_k", "ndcg_at_k", "mrr", "hit")
 
-def retrieval_scores(retrieved: list,                    # ranked ids, best first
-                     relevant: Union[list, dict],        # relevant ids, or {id: grade >= 0}
-                     k: int = 5) -> dict:
-    "Recall, precision and nDCG at k, reciprocal rank and hit at k of one ranked list (NaN for each when nothing is relevant)."
-    if isinstance(retrieved, (str, bytes)) or not isinstance(retrieved, (list, tuple)): raise TypeError(f"retrieved: expected a list of ids, got {type(retrieved).__name__}")
+
+def retrieval_scores(
+    retrieved: list,  # ranked ids, best first
+    relevant: Union[list, dict],  # relevant ids, or {id: grade >= 0}
+    k: int = 5,
+) -> dict:
+    """Recall, precision and nDCG at k, reciprocal rank and hit at k of one ranked list (NaN for each when nothing is
+    relevant)."""
+    if isinstance(retrieved, (str, bytes)) or not isinstance(retrieved, (list, tuple)):
+        raise TypeError(f"retrieved: expected a list of ids, got {type(retrieved).__name__}")
     for i, d in enumerate(retrieved):
-        if isinstance(d, bool) or not isinstance(d, (str, int)): raise TypeError(f"retrieved[{i}]: expected a str (or int) id, got {type(d).__name__}")
-    if isinstance(relevant, dict): grades = dict(relevant)
-    elif isinstance(relevant, (list, tuple, set, frozenset)): grades = {d: 1 for d in relevant}
-    else: raise TypeError(f"relevant: expected a list of relevant ids or a dict id -> grade, got {type(relevant).__name__}")
+        if isinstance(d, bool) or not isinstance(d, (str, int)):
+            raise TypeError(f"retrieved[{i}]: expected a str (or int) id, got {type(d).__name__}")
+    if isinstance(relevant, dict):
+        grades = dict(relevant)
+    elif isinstance(relevant, (list, tuple, set, frozenset)):
+        grades = {d: 1 for d in relevant}
+    else:
+        raise TypeError(
+            f"relevant: expected a list of relevant ids or a dict id -> grade, got {type(relevant).__name__}"
+        )
     for d, g in grades.items():
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not g >= 0: raise ValueError(f"relevant[{d!r}]: a grade is a number >= 0, got {g!r}")
-    if not any(g > 0 for g in grades.values()): return dict.fromkeys(RETRIEVAL_KEYS, math.nan)
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not g >= 0:
+            raise ValueError(f"relevant[{d!r}]: a grade is a number >= 0, got {g!r}")
+    if not any(g > 0 for g in grades.values()):
+        return dict.fromkeys(RETRIEVAL_KEYS, math.nan)
     run, qrels = {"q": list(retrieved)}, {"q": grades}
-    return {"recall_at_k": recall_at_k(run, qrels, k), "precision_at_k": precision_at_k(run, qrels, k), "ndcg_at_k": ndcg_at_k(run, qrels, k),
-            "mrr": mrr(run, qrels), "hit": hit_rate(run, qrels, k)}
+    return {
+        "recall_at_k": recall_at_k(run, qrels, k),
+        "precision_at_k": precision_at_k(run, qrels, k),
+        "ndcg_at_k": ndcg_at_k(run, qrels, k),
+        "mrr": mrr(run, qrels),
+        "hit": hit_rate(run, qrels, k),
+    }
 
 # %% ../nbs/09_eval.ipynb #089bafcb
 def _same_length(a: Any, b: Any, an: str, bn: str) -> tuple:
     x, y = _texts(a, an), _texts(b, bn)
-    if len(x) != len(y): raise ValueError(f"{an} has {len(x)} items, {bn} has {len(y)}: give one per case")
-    if not x: raise ValueError(f"{an} and {bn} are empty: nothing to score")
+    if len(x) != len(y):
+        raise ValueError(f"{an} has {len(x)} items, {bn} has {len(y)}: give one per case")
+    if not x:
+        raise ValueError(f"{an} and {bn} are empty: nothing to score")
     return x, y
 
-def answer_relevance(questions: list, answers: list,
-                     embedder: Any = None,   # anything with .encode(list[str]) -> array; None: the packaged MiniLM
-                     ) -> list:
+
+def answer_relevance(
+    questions: list,
+    answers: list,
+    embedder: Any = None,  # anything with .encode(list[str]) -> array; None: the packaged MiniLM
+) -> list:
     "Cosine similarity in [-1, 1] of each question's and answer's embeddings (0 for an empty answer)."
     q, a = _same_length(questions, answers, "questions", "answers")
     texts = list(dict.fromkeys(t for t in q + a if t.strip()))
-    if not texts: return [0.0] * len(q)
+    if not texts:
+        return [0.0] * len(q)
     v = np.asarray((embedder or default_embedder()).encode(texts), dtype=np.float64)
     v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     at = {t: i for i, t in enumerate(texts)}
     return [float(np.clip(v[at[x]] @ v[at[y]], -1, 1)) if x.strip() and y.strip() else 0.0 for x, y in zip(q, a)]
 
+
 @delegates(check_grounded)
 def groundedness(answers: list, contexts: list, **kwargs) -> list:
     "Share of each answer's claims supported by its contexts (`check_grounded(...).fraction`; 1.0 with no claims)."
     a = _texts(answers, "answers")
-    if isinstance(contexts, (str, bytes)) or not isinstance(contexts, (list, tuple)): raise TypeError(f"contexts: expected a list with one list of passages per answer, got {type(contexts).__name__}")
-    if len(a) != len(contexts): raise ValueError(f"answers has {len(a)} items, contexts has {len(contexts)}: give one list of passages per answer")
-    if not a: raise ValueError("answers and contexts are empty: nothing to score")
+    if isinstance(contexts, (str, bytes)) or not isinstance(contexts, (list, tuple)):
+        raise TypeError(
+            f"contexts: expected a list with one list of passages per answer, got {type(contexts).__name__}"
+        )
+    if len(a) != len(contexts):
+        raise ValueError(
+            f"answers has {len(a)} items, contexts has {len(contexts)}: give one list of passages per answer"
+        )
+    if not a:
+        raise ValueError("answers and contexts are empty: nothing to score")
     for i, c in enumerate(contexts):
-        if isinstance(c, (str, bytes)) or not isinstance(c, (list, tuple)): raise TypeError(f"contexts[{i}]: expected a list of passages, got {type(c).__name__}")
+        if isinstance(c, (str, bytes)) or not isinstance(c, (list, tuple)):
+            raise TypeError(f"contexts[{i}]: expected a list of passages, got {type(c).__name__}")
     return [check_grounded(x, c, **kwargs).fraction for x, c in zip(a, contexts)]
 
 # %% ../nbs/09_eval.ipynb #401562ca
 STATUSES = ("answered", "refused", "idk", "blocked", "error")
 
+
 def _rate(statuses: Any, which: Sequence, name: str) -> float:
-    if isinstance(which, str) or not set(which) <= set(STATUSES): raise ValueError(f"{name}: which must be a tuple of statuses from {STATUSES}, got {which!r}")
-    if isinstance(statuses, (str, bytes)) or statuses is None or not isinstance(statuses, Iterable): raise TypeError(f"{name}: statuses must be a list of status strings or answers, got {type(statuses).__name__}")
+    if isinstance(which, str) or not set(which) <= set(STATUSES):
+        raise ValueError(f"{name}: which must be a tuple of statuses from {STATUSES}, got {which!r}")
+    if isinstance(statuses, (str, bytes)) or statuses is None or not isinstance(statuses, Iterable):
+        raise TypeError(f"{name}: statuses must be a list of status strings or answers, got {type(statuses).__name__}")
     s = [getattr(x, "status", x) for x in statuses]
-    if not s: raise ValueError(f"{name}: statuses is empty: no rate to compute")
+    if not s:
+        raise ValueError(f"{name}: statuses is empty: no rate to compute")
     for i, x in enumerate(s):
-        if x not in STATUSES: raise ValueError(f"{name}: statuses[{i}] is {x!r}; expected one of {STATUSES}")
+        if x not in STATUSES:
+            raise ValueError(f"{name}: statuses[{i}] is {x!r}; expected one of {STATUSES}")
     return sum(x in which for x in s) / len(s)
+
 
 def refusal_rate(statuses: list, which: Sequence = ("refused", "idk")) -> float:
     "Share of answers whose status is in `which` (declined to answer)."
     return _rate(statuses, which, "refusal_rate")
+
 
 def block_rate(statuses: list, which: Sequence = ("blocked",)) -> float:
     "Share of answers the output guard blocked (statuses in `which`)."
@@ -360,35 +515,55 @@ def _count(x: Any, name: str) -> float:
             raise TypeError(f"{name}{f'[{i}]' if many else ''}: expected a token count >= 0, got {v!r}")
     return float(sum(x)) if many else float(x)
 
-def cost(prompt_tokens: Union[int, list], completion_tokens: Union[int, list],
-         price: dict,   # {"prompt": USD per 1M tokens, "completion": USD per 1M tokens}
-         ) -> float:
+
+def cost(
+    prompt_tokens: Union[int, list],
+    completion_tokens: Union[int, list],
+    price: dict,  # {"prompt": USD per 1M tokens, "completion": USD per 1M tokens}
+) -> float:
     "USD cost of the tokens (counts or lists of counts, summed) at per-million-token prices."
     if not isinstance(price, dict) or set(price) != {"prompt", "completion"}:
-        raise ValueError(f"price: expected {{'prompt': USD per 1M tokens, 'completion': USD per 1M tokens}}, got {price!r}")
+        raise ValueError(
+            f"price: expected {{'prompt': USD per 1M tokens, 'completion': USD per 1M tokens}}, got {price!r}"
+        )
     for k, v in price.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf: raise ValueError(f"price[{k!r}]: expected a number >= 0, got {v!r}")
-    return (_count(prompt_tokens, "prompt_tokens") * price["prompt"] + _count(completion_tokens, "completion_tokens") * price["completion"]) / 1e6
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+            raise ValueError(f"price[{k!r}]: expected a number >= 0, got {v!r}")
+    return (
+        _count(prompt_tokens, "prompt_tokens") * price["prompt"]
+        + _count(completion_tokens, "completion_tokens") * price["completion"]
+    ) / 1e6
+
 
 def latency_summary(ms_list: list) -> dict:
     "p50, p90, p95, p99 (linear interpolation), mean and max of latencies in milliseconds, and n."
-    if isinstance(ms_list, (str, bytes)) or ms_list is None or not isinstance(ms_list, Iterable): raise TypeError(f"ms_list: expected a list of latencies in ms, got {type(ms_list).__name__}")
+    if isinstance(ms_list, (str, bytes)) or ms_list is None or not isinstance(ms_list, Iterable):
+        raise TypeError(f"ms_list: expected a list of latencies in ms, got {type(ms_list).__name__}")
     xs = list(ms_list)
-    if not xs: raise ValueError("ms_list is empty: no latency to summarize")
+    if not xs:
+        raise ValueError("ms_list is empty: no latency to summarize")
     for i, v in enumerate(xs):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf: raise ValueError(f"ms_list[{i}]: expected a latency >= 0 in ms, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+            raise ValueError(f"ms_list[{i}]: expected a latency >= 0 in ms, got {v!r}")
     a = np.asarray(xs, dtype=float)
-    return {**{f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 95, 99)}, "mean": float(a.mean()), "max": float(a.max()), "n": len(xs)}
+    return {
+        **{f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 95, 99)},
+        "mean": float(a.mean()),
+        "max": float(a.max()),
+        "n": len(xs),
+    }
 
 # %% ../nbs/09_eval.ipynb #ef0d4d49
 @dataclass(frozen=True)
 class MetricInfo:
     "What a metric column means: binary or continuous, which direction is better, its scale."
+
     name: str
-    kind: str                  # "binary" (0/1 per case) or "continuous"
+    kind: str  # "binary" (0/1 per case) or "continuous"
     higher_is_better: bool
-    scale: str                 # e.g. "[0, 1]", "0-100", "ms"
+    scale: str  # e.g. "[0, 1]", "0-100", "ms"
     description: str
+
 
 _SPECS = [
     ("exact_match", "binary", True, "0/1", "SQuAD exact match after normalization"),
@@ -418,38 +593,64 @@ _SPECS = [
 METRICS = {n: MetricInfo(n, k, h, s, d) for n, k, h, s, d in _SPECS}
 
 # %% ../nbs/09_eval.ipynb #73a03b4b
-_HF_LOWER = frozenset("wer cer ter mae mse rmse perplexity".split())    # evaluate metrics where lower is better
+_HF_LOWER = frozenset("wer cer ter mae mse rmse perplexity".split())  # evaluate metrics where lower is better
+
 
 def metric_info(name: str) -> MetricInfo:
     "The `MetricInfo` of a metric column: a built-in name, `judge:<rubric>` or `hf:<name>`."
-    if not isinstance(name, str): raise TypeError(f"metric_info: name must be a str, got {type(name).__name__}")
-    if name in METRICS: return METRICS[name]
+    if not isinstance(name, str):
+        raise TypeError(f"metric_info: name must be a str, got {type(name).__name__}")
+    if name in METRICS:
+        return METRICS[name]
     fam, _, rest = name.partition(":")
-    if fam == "judge" and rest.strip(): return MetricInfo(name, "continuous", True, "[0, 1]", f"LLM judge score, rubric {rest!r}")
+    if fam == "judge" and rest.strip():
+        return MetricInfo(name, "continuous", True, "[0, 1]", f"LLM judge score, rubric {rest!r}")
     if fam == "hf" and rest.strip():
-        return MetricInfo(name, "continuous", rest.split("/")[-1].lower() not in _HF_LOWER, "metric's own", f"Hugging Face evaluate metric {rest!r}")
+        return MetricInfo(
+            name,
+            "continuous",
+            rest.split("/")[-1].lower() not in _HF_LOWER,
+            "metric's own",
+            f"Hugging Face evaluate metric {rest!r}",
+        )
     near = difflib.get_close_matches(name, list(METRICS), n=1)
-    raise ValueError(f"unknown metric {name!r}{f' (did you mean {near[0]!r}?)' if near else ''}; known: {', '.join(METRICS)}, "
-                     "judge:<rubric>, hf:<name>")
+    raise ValueError(
+        f"unknown metric {name!r}{f' (did you mean {near[0]!r}?)' if near else ''}; known: {', '.join(METRICS)}, "
+        "judge:<rubric>, hf:<name>"
+    )
 
 # %% ../nbs/09_eval.ipynb #e15e62f8
-def load_metric(name: str,   # "hf:<name>", e.g. "hf:meteor" or "hf:org/metric"
-                **kwargs,    # passed to evaluate.load (config_name, ...)
-                ) -> Callable:
+def load_metric(
+    name: str,  # "hf:<name>", e.g. "hf:meteor" or "hf:org/metric"
+    **kwargs,  # passed to evaluate.load (config_name, ...)
+) -> Callable:
     "A Hugging Face `evaluate` metric as a callable `(predictions, references, **kw) -> dict`; imported lazily."
     if not isinstance(name, str) or not name.startswith("hf:") or not name[3:].strip():
-        extra = f"; {name!r} is built in: call llmops_nb.eval's functions or name it in a suite's metrics" if name in METRICS else ""
+        extra = (
+            f"; {name!r} is built in: call llmops_nb.eval's functions or name it in a suite's metrics"
+            if name in METRICS
+            else ""
+        )
         raise ValueError(f"load_metric: expected 'hf:<name>' (a Hugging Face evaluate metric), got {name!r}{extra}")
     hf = name[3:].strip()
-    try: import evaluate
+    try:
+        import evaluate
     except ImportError as e:
-        raise ImportError(f"load_metric({name!r}) needs Hugging Face `evaluate` (pip install evaluate), which is not installed; "
-                          f"the built-in metrics ({', '.join(list(METRICS)[:8])}, ...) need no extra package") from e
-    try: mod = evaluate.load(hf, **kwargs)
+        raise ImportError(
+            f"load_metric({name!r}) needs Hugging Face `evaluate` (pip install evaluate), which is not installed; "
+            f"the built-in metrics ({', '.join(list(METRICS)[:8])}, ...) need no extra package"
+        ) from e
+    try:
+        mod = evaluate.load(hf, **kwargs)
     except Exception as e:
-        raise RuntimeError(f"load_metric({name!r}): evaluate could not load {hf!r} ({type(e).__name__}: {str(e)[:300]}). evaluate downloads "
-                           f"metric code from the Hugging Face Hub (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}); offline only "
-                           "metrics already in its cache load. Use a built-in metric, or load it once with the hub reachable.") from e
-    def compute(predictions: list, references: list, **kw) -> dict: return mod.compute(predictions=predictions, references=references, **kw)
+        raise RuntimeError(
+            f"load_metric({name!r}): evaluate could not load {hf!r} ({type(e).__name__}: {str(e)[:300]}). evaluate downloads "
+            f"metric code from the Hugging Face Hub (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}); offline only "
+            "metrics already in its cache load. Use a built-in metric, or load it once with the hub reachable."
+        ) from e
+
+    def compute(predictions: list, references: list, **kw) -> dict:
+        return mod.compute(predictions=predictions, references=references, **kw)
+
     compute.__name__, compute.module = name, mod
     return compute

@@ -26,26 +26,35 @@ def _values(x: Any, name: str) -> np.ndarray:
     "A flat float array from a sequence of numbers; errors name the argument and the index."
     if isinstance(x, (str, bytes, dict)) or not hasattr(x, "__len__"):
         raise TypeError(f"{name}: expected a sequence of numbers, got {type(x).__name__}")
-    try: arr = np.asarray(x)
-    except ValueError: raise ValueError(f"{name}: expected a flat sequence of numbers") from None
-    if arr.ndim != 1: raise ValueError(f"{name}: expected a flat sequence of numbers, got shape {arr.shape}")
+    try:
+        arr = np.asarray(x)
+    except ValueError:
+        raise ValueError(f"{name}: expected a flat sequence of numbers") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a flat sequence of numbers, got shape {arr.shape}")
     if arr.dtype.kind not in "biuf":
         for i, v in enumerate(x):
             if not isinstance(v, (int, float, np.integer, np.floating, np.bool_)):
                 raise TypeError(f"{name}[{i}]: expected a number, got {type(v).__name__} {v!r:.40}")
     return arr.astype(float)
 
+
 def _pair(a: Any, b: Any, binary: bool = False) -> tuple:
     "Validate paired values: same length, not empty, finite, and 0/1 when `binary`."
     a, b = _values(a, "a"), _values(b, "b")
-    if len(a) != len(b): raise ValueError(f"a has {len(a)} values, b has {len(b)}: a paired test needs one value per case in each")
-    if not len(a): raise ValueError("a and b are empty: a paired test needs at least one case")
+    if len(a) != len(b):
+        raise ValueError(f"a has {len(a)} values, b has {len(b)}: a paired test needs one value per case in each")
+    if not len(a):
+        raise ValueError("a and b are empty: a paired test needs at least one case")
     for name, x in (("a", a), ("b", b)):
         bad = np.flatnonzero(~np.isfinite(x))
-        if len(bad): raise ValueError(f"{name}[{bad[0]}] is {x[bad[0]]}: drop the cases without a value in both systems first")
+        if len(bad):
+            raise ValueError(f"{name}[{bad[0]}] is {x[bad[0]]}: drop the cases without a value in both systems first")
         bad = np.flatnonzero((x != 0) & (x != 1)) if binary else []
-        if len(bad): raise ValueError(f"{name}[{bad[0]}] is {x[bad[0]]:g}: McNemar's test takes 0/1 outcomes")
+        if len(bad):
+            raise ValueError(f"{name}[{bad[0]}] is {x[bad[0]]:g}: McNemar's test takes 0/1 outcomes")
     return a, b
+
 
 def _check_alpha(alpha: Any, name: str = "alpha") -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 0.5:
@@ -56,14 +65,15 @@ def _check_alpha(alpha: Any, name: str = "alpha") -> float:
 @dataclass
 class PairedTest:
     "A paired test's answer: the two means, their difference (candidate - baseline), its interval and p-value."
-    test: str        # "bootstrap", "mcnemar-exact" or "mcnemar-chi2"
-    n: int           # paired cases
+
+    test: str  # "bootstrap", "mcnemar-exact" or "mcnemar-chi2"
+    n: int  # paired cases
     baseline: float  # mean of a
-    candidate: float # mean of b
-    delta: float     # mean(b) - mean(a)
-    low: float       # two-sided (1 - alpha) interval of delta
+    candidate: float  # mean of b
+    delta: float  # mean(b) - mean(a)
+    low: float  # two-sided (1 - alpha) interval of delta
     high: float
-    p_value: float   # two-sided, for "delta = 0"
+    p_value: float  # two-sided, for "delta = 0"
     alpha: float
     detail: dict = field(default_factory=dict)  # test-specific figures (resamples, discordant pairs, statistic)
 
@@ -74,30 +84,49 @@ def _boot_means(d: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     out, step = np.empty(n_resamples), max(1, 2_000_000 // n)
     for s in range(0, n_resamples, step):
         k = min(step, n_resamples - s)
-        out[s:s + k] = d[rng.integers(0, n, size=(k, n))].mean(axis=1)
+        out[s : s + k] = d[rng.integers(0, n, size=(k, n))].mean(axis=1)
     return out
 
-def paired_bootstrap(a: Sequence[float],  # the baseline's per-case values
-                     b: Sequence[float],  # the candidate's values for the same cases, same order
-                     n_resamples: int = 10000, alpha: float = 0.05, seed: int = 0) -> PairedTest:
+
+def paired_bootstrap(
+    a: Sequence[float],  # the baseline's per-case values
+    b: Sequence[float],  # the candidate's values for the same cases, same order
+    n_resamples: int = 10000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> PairedTest:
     "Paired bootstrap of mean(b) - mean(a): variance-corrected percentile interval and the p-value that inverts it."
-    a, b = _pair(a, b); alpha = _check_alpha(alpha)
+    a, b = _pair(a, b)
+    alpha = _check_alpha(alpha)
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 100:
         raise ValueError(f"n_resamples must be an integer >= 100, got {n_resamples!r}")
     n = len(a)
-    if n < 2: raise ValueError("paired_bootstrap needs at least 2 paired cases, got 1")
-    d = b - a; delta = float(d.mean())
+    if n < 2:
+        raise ValueError("paired_bootstrap needs at least 2 paired cases, got 1")
+    d = b - a
+    delta = float(d.mean())
     reps = delta + (_boot_means(d, n_resamples, seed) - delta) * math.sqrt(n / (n - 1))
     low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
     tails = [(1 + np.sum(reps <= 0)) / (n_resamples + 1), (1 + np.sum(reps >= 0)) / (n_resamples + 1)]
-    return PairedTest("bootstrap", n, float(a.mean()), float(b.mean()), delta, float(low), float(high),
-                      float(min(1.0, 2 * min(tails))), alpha, {"n_resamples": n_resamples, "seed": seed})
+    return PairedTest(
+        "bootstrap",
+        n,
+        float(a.mean()),
+        float(b.mean()),
+        delta,
+        float(low),
+        float(high),
+        float(min(1.0, 2 * min(tails))),
+        alpha,
+        {"n_resamples": n_resamples, "seed": seed},
+    )
 
 # %% ../nbs/09d_gates.ipynb #adfc1d4a
 def _wilson(x: int, n: int, z: float) -> tuple:
     p, den = x / n, 1 + z * z / n
     centre, half = (p + z * z / (2 * n)) / den, z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return centre - half, centre + half
+
 
 def _newcombe_paired(n11: int, n10: int, n01: int, n00: int, alpha: float) -> tuple:
     "Newcombe's hybrid score interval (method 10) for p2 - p1 from a paired 2x2 table (1 = baseline, 2 = candidate)."
@@ -112,41 +141,63 @@ def _newcombe_paired(n11: int, n10: int, n01: int, n00: int, alpha: float) -> tu
     return max(-1.0, low), min(1.0, high)
 
 # %% ../nbs/09d_gates.ipynb #1630c5d5
-def mcnemar(a: Sequence[float],     # the baseline's per-case outcomes, 0 or 1
-            b: Sequence[float],     # the candidate's outcomes for the same cases
-            alpha: float = 0.05,
-            exact: Optional[bool] = None,  # None: exact binomial when fewer than 25 discordant pairs
-           ) -> PairedTest:
+def mcnemar(
+    a: Sequence[float],  # the baseline's per-case outcomes, 0 or 1
+    b: Sequence[float],  # the candidate's outcomes for the same cases
+    alpha: float = 0.05,
+    exact: Optional[bool] = None,  # None: exact binomial when fewer than 25 discordant pairs
+) -> PairedTest:
     "McNemar's test for paired binary outcomes, with Newcombe's interval for mean(b) - mean(a)."
-    a, b = _pair(a, b, binary=True); alpha = _check_alpha(alpha)
+    a, b = _pair(a, b, binary=True)
+    alpha = _check_alpha(alpha)
     n10, n01 = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
     n11, n00, m = int(((a == 1) & (b == 1)).sum()), int(((a == 0) & (b == 0)).sum()), n10 + n01
     exact = m < 25 if exact is None else bool(exact)
-    if m == 0: p, stat = 1.0, 0.0
-    elif exact: p, stat = min(1.0, 2 * float(stats.binom.cdf(min(n10, n01), m, 0.5))), float(min(n10, n01))
+    if m == 0:
+        p, stat = 1.0, 0.0
+    elif exact:
+        p, stat = min(1.0, 2 * float(stats.binom.cdf(min(n10, n01), m, 0.5))), float(min(n10, n01))
     else:
         stat = max(abs(n10 - n01) - 1, 0) ** 2 / m
         p = float(stats.chi2.sf(stat, 1))
     low, high = _newcombe_paired(n11, n10, n01, n00, alpha)
-    return PairedTest("mcnemar-exact" if exact else "mcnemar-chi2", len(a), float(a.mean()), float(b.mean()), (n01 - n10) / len(a),
-                      low, high, p, alpha, {"n10": n10, "n01": n01, "n11": n11, "n00": n00, "statistic": stat})
+    return PairedTest(
+        "mcnemar-exact" if exact else "mcnemar-chi2",
+        len(a),
+        float(a.mean()),
+        float(b.mean()),
+        (n01 - n10) / len(a),
+        low,
+        high,
+        p,
+        alpha,
+        {"n10": n10, "n01": n01, "n11": n11, "n00": n00, "statistic": stat},
+    )
 
 # %% ../nbs/09d_gates.ipynb #e8e863bf
 def _info(metric: str):
     "Kind and direction of a metric from `llmops_nb.eval.metric_info` (imported when needed)."
     from llmops_nb.eval import metric_info
+
     return metric_info(metric)
+
 
 def _as_result(x: Any, name: str, runs_dir: Union[str, Path, None] = None):
     "An EvalResult from `x`; a path or run id is loaded with `llmops_nb.suites.load_result`."
     if isinstance(x, (str, Path)):
         from llmops_nb.suites import load_result
-        try: return load_result(x, runs_dir=runs_dir)
-        except (KeyError, TypeError, AttributeError) as e:     # a damaged result file: bad input, not a crash
+
+        try:
+            return load_result(x, runs_dir=runs_dir)
+        except (KeyError, TypeError, AttributeError) as e:  # a damaged result file: bad input, not a crash
             raise ValueError(f"{name} {str(x)!r}: not a readable eval result ({type(e).__name__}: {e})") from None
     missing = [k for k in ("cases", "metrics") if not hasattr(x, k)]
-    if missing: raise TypeError(f"{name}: expected an EvalResult, a result folder, a run folder or a run id; got {type(x).__name__}")
+    if missing:
+        raise TypeError(
+            f"{name}: expected an EvalResult, a result folder, a run folder or a run id; got {type(x).__name__}"
+        )
     return x
+
 
 def _few(ids: Sequence, k: int = 5) -> str:
     ids = [str(i) for i in ids]
@@ -156,42 +207,64 @@ def _few(ids: Sequence, k: int = 5) -> str:
 def _cases_by_id(r: Any, name: str) -> dict:
     "Case id -> case row; errors for no cases, a case without id and duplicate ids."
     cases = r.cases
-    if not isinstance(cases, (list, tuple)) or not cases: raise ValueError(f"{name}: no cases to compare")
+    if not isinstance(cases, (list, tuple)) or not cases:
+        raise ValueError(f"{name}: no cases to compare")
     ids = []
     for i, c in enumerate(cases):
-        if not isinstance(c, dict) or c.get("id") in (None, ""): raise ValueError(f"{name}: case {i} has no 'id'")
+        if not isinstance(c, dict) or c.get("id") in (None, ""):
+            raise ValueError(f"{name}: case {i} has no 'id'")
         ids.append(str(c["id"]))
     dup = [k for k, v in Counter(ids).items() if v > 1]
-    if dup: raise ValueError(f"{name}: duplicate case ids {_few(dup)}; pairing needs unique ids")
+    if dup:
+        raise ValueError(f"{name}: duplicate case ids {_few(dup)}; pairing needs unique ids")
     return dict(zip(ids, cases))
+
 
 def _shared_ids(by_b: dict, by_c: dict, allow_partial: bool) -> tuple:
     "Ids in both (baseline order), ids only in the baseline, ids only in the candidate."
     missing, extra = [i for i in by_b if i not in by_c], [i for i in by_c if i not in by_b]
     shared = [i for i in by_b if i in by_c]
     if (missing or extra) and not allow_partial:
-        parts = [f"the candidate lacks {len(missing)} of the baseline's {len(by_b)} cases ({_few(missing)})"] if missing else []
+        parts = (
+            [f"the candidate lacks {len(missing)} of the baseline's {len(by_b)} cases ({_few(missing)})"]
+            if missing
+            else []
+        )
         parts += [f"the candidate has {len(extra)} cases the baseline lacks ({_few(extra)})"] if extra else []
-        raise ValueError(f"different case sets: {'; '.join(parts)}. Evaluate both on the same suite, or pass "
-                         f"allow_partial=True (llmops eval: --allow-partial) to compare the {len(shared)} shared cases")
-    if not shared: raise ValueError("the baseline and the candidate have no case id in common")
+        raise ValueError(
+            f"different case sets: {'; '.join(parts)}. Evaluate both on the same suite, or pass "
+            f"allow_partial=True (llmops eval: --allow-partial) to compare the {len(shared)} shared cases"
+        )
+    if not shared:
+        raise ValueError("the baseline and the candidate have no case id in common")
     return shared, missing, extra
 
 # %% ../nbs/09d_gates.ipynb #6db69cb7
 def _suite_checks(base: Any, cand: Any, by_b: dict, by_c: dict, ids: list, allow_partial: bool) -> tuple:
-    "Drop (or refuse) cases whose input/references changed; warn when the suite digests differ. -> (ids, changed, notes)"
-    changed = [i for i in ids if any(k in by_b[i] and k in by_c[i] and by_b[i][k] != by_c[i][k] for k in ("input", "references"))]
+    """Drop (or refuse) cases whose input/references changed; warn when the suite digests differ. -> (ids, changed,
+    notes)"""
+    changed = [
+        i
+        for i in ids
+        if any(k in by_b[i] and k in by_c[i] and by_b[i][k] != by_c[i][k] for k in ("input", "references"))
+    ]
     if changed and not allow_partial:
-        raise ValueError(f"{len(changed)} cases have the same id but a different input or references in the two results "
-                         f"({_few(changed)}): re-run the baseline on the current suite, or pass allow_partial=True (llmops eval: --allow-partial) to drop them")
+        raise ValueError(
+            f"{len(changed)} cases have the same id but a different input or references in the two results "
+            f"({_few(changed)}): re-run the baseline on the current suite, or pass allow_partial=True (llmops eval: --allow-partial) to drop them"
+        )
     notes = [f"dropped {len(changed)} cases whose input or references changed ({_few(changed)})"] if changed else []
     db, dc = getattr(base, "suite_digest", None), getattr(cand, "suite_digest", None)
     if db and dc and db != dc:
-        notes.append(f"suite digests differ (baseline {str(db)[:12]}, candidate {str(dc)[:12]}): the suite file changed between the two runs")
+        notes.append(
+            f"suite digests differ (baseline {str(db)[:12]}, candidate {str(dc)[:12]}): the suite file changed between the two runs"
+        )
     gone = set(changed)
     ids = [i for i in ids if i not in gone]
-    if not ids: raise ValueError("no comparable case is left")
+    if not ids:
+        raise ValueError("no comparable case is left")
     return ids, changed, notes
+
 
 def _metric_names(base: Any, cand: Any, metrics: Optional[Sequence[str]]) -> tuple:
     "Metrics to compare and notes about the ones left out."
@@ -200,13 +273,25 @@ def _metric_names(base: Any, cand: Any, metrics: Optional[Sequence[str]]) -> tup
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
         for m in metrics:
             for side, names in (("baseline", bm), ("candidate", cm)):
-                if m not in names: raise ValueError(f"metric {m!r} is not in the {side}'s metrics ({', '.join(names) or 'none'})")
+                if m not in names:
+                    raise ValueError(f"metric {m!r} is not in the {side}'s metrics ({', '.join(names) or 'none'})")
             _info(m)
         return metrics, []
-    names, notes = [], [f"{m} is only in the {side}: not compared" for side, a, b in (("baseline", bm, cm), ("candidate", cm, bm)) for m in a if m not in b]
+    names, notes = (
+        [],
+        [
+            f"{m} is only in the {side}: not compared"
+            for side, a, b in (("baseline", bm, cm), ("candidate", cm, bm))
+            for m in a
+            if m not in b
+        ],
+    )
     for m in (m for m in bm if m in cm):
-        try: _info(m); names.append(m)
-        except ValueError: notes.append(f"{m} is not a known metric (see llmops_nb.eval.METRICS): not compared")
+        try:
+            _info(m)
+            names.append(m)
+        except ValueError:
+            notes.append(f"{m} is not a known metric (see llmops_nb.eval.METRICS): not compared")
     return names, notes
 
 # %% ../nbs/09d_gates.ipynb #0332a149
@@ -215,95 +300,151 @@ def _column(by_id: dict, ids: list, metric: str, name: str) -> np.ndarray:
     out = np.empty(len(ids))
     for j, i in enumerate(ids):
         v = by_id[i].get(metric)
-        if v is None: out[j] = np.nan
-        elif isinstance(v, (bool, int, float, np.integer, np.floating, np.bool_)): out[j] = float(v)
-        else: raise ValueError(f"{name} case {i!r}: {metric} is {type(v).__name__} {v!r:.40}, expected a number")
+        if v is None:
+            out[j] = np.nan
+        elif isinstance(v, (bool, int, float, np.integer, np.floating, np.bool_)):
+            out[j] = float(v)
+        else:
+            raise ValueError(f"{name} case {i!r}: {metric} is {type(v).__name__} {v!r:.40}, expected a number")
     return out
 
-def _compare_metric(metric: str, a: np.ndarray, b: np.ndarray, ids: list, alpha: float, n_resamples: int, seed: int) -> tuple:
+
+def _compare_metric(
+    metric: str, a: np.ndarray, b: np.ndarray, ids: list, alpha: float, n_resamples: int, seed: int
+) -> tuple:
     "One Comparison row and the paired values behind it."
     info, keep = _info(metric), np.isfinite(a) & np.isfinite(b)
     a, b, kept = a[keep], b[keep], [i for i, k in zip(ids, keep) if k]
     binary = info.kind == "binary"
     for side, x in (("baseline", a), ("candidate", b)):
         bad = np.flatnonzero((x != 0) & (x != 1)) if binary else []
-        if len(bad): raise ValueError(f"{side} case {kept[bad[0]]!r}: {metric} is {x[bad[0]]:g}; a binary metric takes 0 or 1")
+        if len(bad):
+            raise ValueError(f"{side} case {kept[bad[0]]!r}: {metric} is {x[bad[0]]:g}; a binary metric takes 0 or 1")
     nan = float("nan")
-    row = dict(metric=metric, kind=info.kind, test="none", n=len(kept), n_dropped=int((~keep).sum()),
-               baseline=float(a.mean()) if len(a) else nan, candidate=float(b.mean()) if len(b) else nan, delta=nan, low=nan, high=nan,
-               p_value=nan, higher_is_better=bool(info.higher_is_better), regression=False, improvement=False)
+    row = dict(
+        metric=metric,
+        kind=info.kind,
+        test="none",
+        n=len(kept),
+        n_dropped=int((~keep).sum()),
+        baseline=float(a.mean()) if len(a) else nan,
+        candidate=float(b.mean()) if len(b) else nan,
+        delta=nan,
+        low=nan,
+        high=nan,
+        p_value=nan,
+        higher_is_better=bool(info.higher_is_better),
+        regression=False,
+        improvement=False,
+    )
     row["delta"] = row["candidate"] - row["baseline"]
     if len(kept) >= 2:
         t = mcnemar(a, b, alpha) if binary else paired_bootstrap(a, b, n_resamples, alpha, seed)
         worse = t.delta < 0 if info.higher_is_better else t.delta > 0
         sig = t.p_value < alpha
-        row.update(test=t.test, delta=t.delta, low=t.low, high=t.high, p_value=t.p_value,
-                   regression=bool(sig and worse), improvement=bool(sig and t.delta != 0 and not worse))
+        row.update(
+            test=t.test,
+            delta=t.delta,
+            low=t.low,
+            high=t.high,
+            p_value=t.p_value,
+            regression=bool(sig and worse),
+            improvement=bool(sig and t.delta != 0 and not worse),
+        )
     return row, {"ids": kept, "baseline": a.tolist(), "candidate": b.tolist()}
 
 # %% ../nbs/09d_gates.ipynb #a4cc9dc8
 def _jsonable(o: Any) -> Any:
     "Plain JSON values: NaN and infinities become None, numpy scalars and paths plain values."
-    if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
-    if isinstance(o, (bool, np.bool_)): return bool(o)
-    if isinstance(o, (int, np.integer)): return int(o)
-    if isinstance(o, (float, np.floating)): return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.ndarray): return _jsonable(o.tolist())
-    if o is None or isinstance(o, str): return o
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if o is None or isinstance(o, str):
+        return o
     return str(o)
+
 
 _NUMERIC = ("baseline", "candidate", "delta", "low", "high", "p_value")
 
+
 def _side(r: Any, ref: Any) -> dict:
     "What a Comparison keeps about one side."
-    return _jsonable({"ref": str(ref) if isinstance(ref, (str, Path)) else getattr(r, "path", None), "suite": getattr(r, "suite", None),
-                      "suite_digest": getattr(r, "suite_digest", None), "cases": len(r.cases), "metrics": list(r.metrics),
-                      "aggregates": dict(getattr(r, "aggregates", None) or {}), "corpus": dict(getattr(r, "corpus", None) or {})})
+    return _jsonable(
+        {
+            "ref": str(ref) if isinstance(ref, (str, Path)) else getattr(r, "path", None),
+            "suite": getattr(r, "suite", None),
+            "suite_digest": getattr(r, "suite_digest", None),
+            "cases": len(r.cases),
+            "metrics": list(r.metrics),
+            "aggregates": dict(getattr(r, "aggregates", None) or {}),
+            "corpus": dict(getattr(r, "corpus", None) or {}),
+        }
+    )
 
 # %% ../nbs/09d_gates.ipynb #1f10ad1d
 @dataclass
 class Comparison:
     "Per-metric paired comparison of a candidate evaluation against a baseline."
-    rows: list                 # one dict per metric
+
+    rows: list  # one dict per metric
     alpha: float
     n_resamples: int
     seed: int
-    cases: int                 # cases paired
-    baseline: dict             # ref, suite, suite_digest, cases, metrics, aggregates, corpus
+    cases: int  # cases paired
+    baseline: dict  # ref, suite, suite_digest, cases, metrics, aggregates, corpus
     candidate: dict
-    dropped: dict = field(default_factory=dict)    # "missing" / "extra" / "changed" case ids (allow_partial)
+    dropped: dict = field(default_factory=dict)  # "missing" / "extra" / "changed" case ids (allow_partial)
     warnings: list = field(default_factory=list)
-    pairs: dict = field(default_factory=dict)      # metric -> {"ids", "baseline", "candidate"} paired values
+    pairs: dict = field(default_factory=dict)  # metric -> {"ids", "baseline", "candidate"} paired values
 
     def row(self, metric: str) -> dict:
         "The row of `metric`."
         for r in self.rows:
-            if r["metric"] == metric: return r
+            if r["metric"] == metric:
+                return r
         raise KeyError(f"{metric!r} was not compared; compared: {', '.join(r['metric'] for r in self.rows) or 'none'}")
+
     __getitem__ = row
 
     @property
-    def metrics(self) -> list: return [r["metric"] for r in self.rows]
+    def metrics(self) -> list:
+        return [r["metric"] for r in self.rows]
+
     @property
-    def regressions(self) -> list: return [r["metric"] for r in self.rows if r["regression"]]
+    def regressions(self) -> list:
+        return [r["metric"] for r in self.rows if r["regression"]]
+
     @property
-    def improvements(self) -> list: return [r["metric"] for r in self.rows if r["improvement"]]
+    def improvements(self) -> list:
+        return [r["metric"] for r in self.rows if r["improvement"]]
 
     @property
     def table(self):
         "The rows as a DataFrame indexed by metric."
         import pandas as pd
+
         return pd.DataFrame(self.rows, columns=list(self.rows[0]) if self.rows else ["metric"]).set_index("metric")
 
 # %% ../nbs/09d_gates.ipynb #f3c0e282
-def compare(baseline: Any,   # EvalResult, result folder, run folder or run id
-            candidate: Any,  # the same for the system under test
-            metrics: Optional[Sequence[str]] = None,  # default: every known metric both results have
-            alpha: float = 0.05, n_resamples: int = 10000, seed: int = 0,
-            allow_partial: bool = False,  # compare the shared cases when the case sets differ, instead of raising
-            runs_dir: Union[str, Path, None] = None,  # where run ids are looked up
-           ) -> Comparison:
+def compare(
+    baseline: Any,  # EvalResult, result folder, run folder or run id
+    candidate: Any,  # the same for the system under test
+    metrics: Optional[Sequence[str]] = None,  # default: every known metric both results have
+    alpha: float = 0.05,
+    n_resamples: int = 10000,
+    seed: int = 0,
+    allow_partial: bool = False,  # compare the shared cases when the case sets differ, instead of raising
+    runs_dir: Union[str, Path, None] = None,  # where run ids are looked up
+) -> Comparison:
     "Pair two evaluations' cases by id and test each metric's difference (candidate - baseline)."
     alpha = _check_alpha(alpha)
     base, cand = _as_result(baseline, "baseline", runs_dir), _as_result(candidate, "candidate", runs_dir)
@@ -311,49 +452,93 @@ def compare(baseline: Any,   # EvalResult, result folder, run folder or run id
     ids, missing, extra = _shared_ids(by_b, by_c, allow_partial)
     ids, changed, notes = _suite_checks(base, cand, by_b, by_c, ids, allow_partial)
     names, more = _metric_names(base, cand, metrics)
-    notes += more + ([f"compared the {len(ids)} shared cases; {len(missing)} only in the baseline, {len(extra)} only in the candidate"] if missing or extra else [])
-    for w in notes: warnings.warn(w, stacklevel=2)
+    notes += more + (
+        [
+            f"compared the {len(ids)} shared cases; {len(missing)} only in the baseline, {len(extra)} only in the candidate"
+        ]
+        if missing or extra
+        else []
+    )
+    for w in notes:
+        warnings.warn(w, stacklevel=2)
     rows, pairs = [], {}
     for m in names:
-        row, pairs[m] = _compare_metric(m, _column(by_b, ids, m, "baseline"), _column(by_c, ids, m, "candidate"), ids, alpha, n_resamples, seed)
+        row, pairs[m] = _compare_metric(
+            m, _column(by_b, ids, m, "baseline"), _column(by_c, ids, m, "candidate"), ids, alpha, n_resamples, seed
+        )
         rows.append(row)
-    return Comparison(rows, alpha, n_resamples, seed, len(ids), _side(base, baseline), _side(cand, candidate),
-                      {"missing": missing, "extra": extra, "changed": changed}, notes, pairs)
+    return Comparison(
+        rows,
+        alpha,
+        n_resamples,
+        seed,
+        len(ids),
+        _side(base, baseline),
+        _side(cand, candidate),
+        {"missing": missing, "extra": extra, "changed": changed},
+        notes,
+        pairs,
+    )
 
 # %% ../nbs/09d_gates.ipynb #00fc0a01
 def _fmt(v: Any) -> str:
     "A compact number: 4 significant digits, integers for large values, '-' for missing."
-    if v is None or isinstance(v, str): return v or "-"
-    if isinstance(v, (bool, np.bool_)): return "yes" if v else ""
-    if isinstance(v, (int, np.integer)): return str(int(v))
-    if not math.isfinite(v): return "-"
+    if v is None or isinstance(v, str):
+        return v or "-"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else ""
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if not math.isfinite(v):
+        return "-"
     return f"{v:.0f}" if abs(v) >= 10000 else f"{v:.4g}"
 
-def _fmt_p(p: Any) -> str: return "-" if p is None or not math.isfinite(p) else ("<1e-4" if p < 1e-4 else f"{p:.4f}")
+
+def _fmt_p(p: Any) -> str:
+    return "-" if p is None or not math.isfinite(p) else ("<1e-4" if p < 1e-4 else f"{p:.4f}")
+
 
 def _text_table(header: list, rows: list) -> str:
     w = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     return "\n".join("  ".join(str(x).ljust(k) for x, k in zip(r, w)).rstrip() for r in [header, *rows])
 
+
 def _html_table(header: list, rows: list, styles: list) -> str:
     th = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(h)}</th>" for h in header)
-    trs = "".join(f"<tr style='{s}'>" + "".join(f"<td style='padding:2px 8px'>{html.escape(str(x))}</td>" for x in r) + "</tr>"
-                  for r, s in zip(rows, styles))
+    trs = "".join(
+        f"<tr style='{s}'>" + "".join(f"<td style='padding:2px 8px'>{html.escape(str(x))}</td>" for x in r) + "</tr>"
+        for r, s in zip(rows, styles)
+    )
     return f"<table style='border-collapse:collapse'><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
 
 _RED, _GREEN = "background:#fde2e1", "background:#e1f5e4"
 
 # %% ../nbs/09d_gates.ipynb #80ed8d82
 _CMP_HEADER = ["metric", "test", "n", "baseline", "candidate", "delta", "CI", "p", "verdict"]
 
+
 def _cmp_cells(r: dict) -> list:
     verdict = "regression" if r["regression"] else "improvement" if r["improvement"] else ""
     ci = f"[{_fmt(r['low'])}, {_fmt(r['high'])}]" if r["test"] != "none" else "-"
-    return [r["metric"], r["test"], r["n"], _fmt(r["baseline"]), _fmt(r["candidate"]), _fmt(r["delta"]), ci, _fmt_p(r["p_value"]), verdict]
+    return [
+        r["metric"],
+        r["test"],
+        r["n"],
+        _fmt(r["baseline"]),
+        _fmt(r["candidate"]),
+        _fmt(r["delta"]),
+        ci,
+        _fmt_p(r["p_value"]),
+        verdict,
+    ]
+
 
 def _cmp_title(c: "Comparison") -> str:
-    return (f"{c.candidate.get('ref') or 'candidate'} vs {c.baseline.get('ref') or 'baseline'}: {c.cases} paired cases, "
-            f"{(1 - c.alpha) * 100:g}% intervals, alpha {c.alpha:g}")
+    return (
+        f"{c.candidate.get('ref') or 'candidate'} vs {c.baseline.get('ref') or 'baseline'}: {c.cases} paired cases, "
+        f"{(1 - c.alpha) * 100:g}% intervals, alpha {c.alpha:g}"
+    )
 
 
 @patch
@@ -361,24 +546,34 @@ def __str__(self: Comparison) -> str:
     lines = [_cmp_title(self), _text_table(_CMP_HEADER, [_cmp_cells(r) for r in self.rows])]
     return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
 
+
 @patch
 def _repr_html_(self: Comparison) -> str:
     styles = [_RED if r["regression"] else _GREEN if r["improvement"] else "" for r in self.rows]
     notes = "".join(f"<p style='color:#a15c00'>warning: {html.escape(w)}</p>" for w in self.warnings)
-    return f"<p><b>{html.escape(_cmp_title(self))}</b></p>" + _html_table(_CMP_HEADER, [_cmp_cells(r) for r in self.rows], styles) + notes
+    return (
+        f"<p><b>{html.escape(_cmp_title(self))}</b></p>"
+        + _html_table(_CMP_HEADER, [_cmp_cells(r) for r in self.rows], styles)
+        + notes
+    )
 
 # %% ../nbs/09d_gates.ipynb #918ecf0f
 @patch
 def to_dict(self: Comparison, pairs: bool = True) -> dict:
     "Plain JSON-ready dict (NaN as None); `pairs=False` leaves out the per-case values."
-    d = {k: getattr(self, k) for k in ("alpha", "n_resamples", "seed", "cases", "baseline", "candidate", "dropped", "warnings", "rows")}
+    d = {
+        k: getattr(self, k)
+        for k in ("alpha", "n_resamples", "seed", "cases", "baseline", "candidate", "dropped", "warnings", "rows")
+    }
     return _jsonable({**d, "pairs": self.pairs} if pairs else d)
+
 
 @patch
 def save(self: Comparison, path: Union[str, Path]) -> Path:
     "Write the comparison as JSON to `path` (a .json file, or a folder that gets comparison.json), atomically."
     path = Path(path)
     return write_json(path if path.suffix == ".json" else path / "comparison.json", self.to_dict())
+
 
 @patch(cls_method=True)
 def load(cls: Comparison, path: Union[str, Path]) -> Comparison:
@@ -390,134 +585,208 @@ def load(cls: Comparison, path: Union[str, Path]) -> Comparison:
     if not isinstance(d, dict) or any(k not in d for k in need):
         raise ConfigError(f"{path}: not a saved Comparison (needs the fields {', '.join(need)})")
     rows = [{k: (float("nan") if v is None and k in _NUMERIC else v) for k, v in r.items()} for r in d["rows"]]
-    return cls(rows, d["alpha"], d.get("n_resamples", 10000), d.get("seed", 0), d.get("cases", 0), d["baseline"], d["candidate"],
-               d.get("dropped", {}), d.get("warnings", []), d.get("pairs", {}))
+    return cls(
+        rows,
+        d["alpha"],
+        d.get("n_resamples", 10000),
+        d.get("seed", 0),
+        d.get("cases", 0),
+        d["baseline"],
+        d["candidate"],
+        d.get("dropped", {}),
+        d.get("warnings", []),
+        d.get("pairs", {}),
+    )
 
 # %% ../nbs/09d_gates.ipynb #8c6083dd
 _CHECKS = ("no_regression", "non_inferior", "improvement")
 _RULE_KEYS = ("metric", "corpus", "min", "max", "on", *_CHECKS, "margin", "optional", "name")
 
+
 @dataclass
 class Rule:
     "One gate rule."
-    metric: str                     # per-case metric name, or a corpus figure when `corpus`
-    check: str                      # "threshold", "no_regression", "non_inferior" or "improvement"
-    min: Optional[float] = None     # threshold checks: bounds on the candidate's statistic `on`
+
+    metric: str  # per-case metric name, or a corpus figure when `corpus`
+    check: str  # "threshold", "no_regression", "non_inferior" or "improvement"
+    min: Optional[float] = None  # threshold checks: bounds on the candidate's statistic `on`
     max: Optional[float] = None
-    on: str = "mean"                # "mean", "low" or "high" (the CI bounds of the aggregate)
-    margin: float = 0.0             # comparative checks: tolerated change, in metric units...
-    relative: bool = False          # ...or as a fraction of the baseline's mean
-    optional: bool = False          # skip, rather than fail, when the result lacks the metric
-    corpus: bool = False            # `metric` names a corpus-level figure (result.corpus)
+    on: str = "mean"  # "mean", "low" or "high" (the CI bounds of the aggregate)
+    margin: float = 0.0  # comparative checks: tolerated change, in metric units...
+    relative: bool = False  # ...or as a fraction of the baseline's mean
+    optional: bool = False  # skip, rather than fail, when the result lacks the metric
+    corpus: bool = False  # `metric` names a corpus-level figure (result.corpus)
     name: str = ""
-    index: int = 0                  # 1-based position in the rules list
-    line: Optional[int] = None      # line in the rules file
+    index: int = 0  # 1-based position in the rules list
+    line: Optional[int] = None  # line in the rules file
 
     @property
-    def comparative(self) -> bool: return self.check != "threshold"
+    def comparative(self) -> bool:
+        return self.check != "threshold"
 
     def describe(self) -> str:
         "The rule in words, e.g. 'token_f1 mean >= 0.3' or 'exact_match: no regression (margin 0.02)'."
         if self.check == "threshold":
             what = f"{'corpus ' + self.metric if self.corpus else self.metric + ' ' + self.on}"
-            if self.min is not None and self.max is not None: return f"{what} in [{self.min:g}, {self.max:g}]"
+            if self.min is not None and self.max is not None:
+                return f"{what} in [{self.min:g}, {self.max:g}]"
             return f"{what} >= {self.min:g}" if self.min is not None else f"{what} <= {self.max:g}"
         m = f"{self.margin * 100:g}%" if self.relative else f"{self.margin:g}"
         return f"{self.metric}: {self.check.replace('_', ' ')}" + (f" (margin {m})" if self.margin else "")
 
+
 @dataclass
 class Rules:
     "A parsed rules file: the rules, the file's `alpha` (None: the caller's) and its multiple-testing correction."
+
     rules: list
     alpha: Optional[float] = None
-    correction: str = "none"        # "bonferroni": each comparative check at alpha / (comparative checks made)
+    correction: str = "none"  # "bonferroni": each comparative check at alpha / (comparative checks made)
     source: str = "rules"
-    def __iter__(self): return iter(self.rules)
-    def __len__(self): return len(self.rules)
+
+    def __iter__(self):
+        return iter(self.rules)
+
+    def __len__(self):
+        return len(self.rules)
 
 # %% ../nbs/09d_gates.ipynb #af3b269a
 def _rule_lines(text: str) -> list:
     "Line number of each item of the top-level `rules:` list (empty when the text is not such a mapping)."
-    try: root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError: return []
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return []
     if isinstance(root, yaml.MappingNode):
         for k, v in root.value:
-            if getattr(k, "value", None) == "rules" and isinstance(v, yaml.SequenceNode): return [n.start_mark.line + 1 for n in v.value]
+            if getattr(k, "value", None) == "rules" and isinstance(v, yaml.SequenceNode):
+                return [n.start_mark.line + 1 for n in v.value]
     return []
+
 
 def _number(v: Any, loc: str, key: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise ConfigError(f"{loc}: field {key!r} must be a number, got {type(v).__name__} {v!r:.40}")
     return float(v)
 
+
 def _margin(v: Any, loc: str) -> tuple:
     "(margin, relative) from a number >= 0 or a percentage string such as '20%'."
-    if isinstance(v, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*", v)): return float(m.group(1)) / 100, True
-    if isinstance(v, str): raise ConfigError(f"{loc}: field 'margin' must be a number or a percentage such as '10%', got {v!r:.40}")
+    if isinstance(v, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*", v)):
+        return float(m.group(1)) / 100, True
+    if isinstance(v, str):
+        raise ConfigError(f"{loc}: field 'margin' must be a number or a percentage such as '10%', got {v!r:.40}")
     x = _number(v, loc, "margin")
-    if x < 0: raise ConfigError(f"{loc}: field 'margin' must be >= 0 (it is the size of the tolerated change), got {x:g}")
+    if x < 0:
+        raise ConfigError(f"{loc}: field 'margin' must be >= 0 (it is the size of the tolerated change), got {x:g}")
     return x, False
 
 # %% ../nbs/09d_gates.ipynb #2e7dfb2f
 def _parse_rule(r: Any, i: int, loc: str) -> Rule:
     "One rule from its mapping; errors start with `loc` (file:line: rule i)."
-    if not isinstance(r, dict): raise ConfigError(f"{loc}: expected a mapping such as {{metric: token_f1, min: 0.3}}, got {type(r).__name__} {r!r:.60}")
-    r = {("on" if k is True else k): v for k, v in r.items()}      # YAML 1.1 reads a bare `on:` key as true
+    if not isinstance(r, dict):
+        raise ConfigError(
+            f"{loc}: expected a mapping such as {{metric: token_f1, min: 0.3}}, got {type(r).__name__} {r!r:.60}"
+        )
+    r = {("on" if k is True else k): v for k, v in r.items()}  # YAML 1.1 reads a bare `on:` key as true
     unknown = [str(k) for k in r if k not in _RULE_KEYS]
-    if unknown: raise ConfigError(f"{loc}: unknown field {unknown[0]!r}; allowed fields: {', '.join(_RULE_KEYS)}")
-    if ("metric" in r) == ("corpus" in r): raise ConfigError(f"{loc}: give exactly one of 'metric' (a per-case metric) or 'corpus' (a corpus figure)")
+    if unknown:
+        raise ConfigError(f"{loc}: unknown field {unknown[0]!r}; allowed fields: {', '.join(_RULE_KEYS)}")
+    if ("metric" in r) == ("corpus" in r):
+        raise ConfigError(f"{loc}: give exactly one of 'metric' (a per-case metric) or 'corpus' (a corpus figure)")
     key = "metric" if "metric" in r else "corpus"
     name = r[key]
-    if not isinstance(name, str) or not name.strip(): raise ConfigError(f"{loc}: field {key!r} must be a metric name, got {name!r:.40}")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{loc}: field {key!r} must be a metric name, got {name!r:.40}")
     if key == "metric":
-        try: _info(name)
-        except ValueError as e: raise ConfigError(f"{loc}: field 'metric': {e}") from None
+        try:
+            _info(name)
+        except ValueError as e:
+            raise ConfigError(f"{loc}: field 'metric': {e}") from None
     checks, bounds = [k for k in _CHECKS if k in r], [k for k in ("min", "max") if k in r]
     if len(checks) + (1 if bounds else 0) != 1:
-        raise ConfigError(f"{loc}: a rule needs exactly one check: min and/or max, or one of {', '.join(_CHECKS)}" + (" (write two rules)" if checks or len(bounds) > 1 else ""))
+        raise ConfigError(
+            f"{loc}: a rule needs exactly one check: min and/or max, or one of {', '.join(_CHECKS)}"
+            + (" (write two rules)" if checks or len(bounds) > 1 else "")
+        )
     for k in checks:
-        if r[k] is not True: raise ConfigError(f"{loc}: field {k!r} must be true (remove the rule to turn it off), got {r[k]!r:.40}")
-    if checks and key == "corpus": raise ConfigError(f"{loc}: corpus figures take only min/max thresholds (no per-case values to compare)")
+        if r[k] is not True:
+            raise ConfigError(f"{loc}: field {k!r} must be true (remove the rule to turn it off), got {r[k]!r:.40}")
+    if checks and key == "corpus":
+        raise ConfigError(f"{loc}: corpus figures take only min/max thresholds (no per-case values to compare)")
     for k, ok in (("on", bool(bounds) and key == "metric"), ("margin", bool(checks))):
-        if k in r and not ok: raise ConfigError(f"{loc}: field {k!r} does not apply to this rule ({'thresholds on per-case metrics' if k == 'on' else 'comparative rules'} only)")
+        if k in r and not ok:
+            raise ConfigError(
+                f"{loc}: field {k!r} does not apply to this rule ({'thresholds on per-case metrics' if k == 'on' else 'comparative rules'} only)"
+            )
     lo, hi = (_number(r[k], loc, k) if k in r else None for k in ("min", "max"))
-    if lo is not None and hi is not None and lo > hi: raise ConfigError(f"{loc}: min {lo:g} is above max {hi:g}")
+    if lo is not None and hi is not None and lo > hi:
+        raise ConfigError(f"{loc}: min {lo:g} is above max {hi:g}")
     on = r.get("on", "mean")
-    if on not in ("mean", "low", "high"): raise ConfigError(f"{loc}: field 'on' must be mean, low or high, got {on!r:.40}")
+    if on not in ("mean", "low", "high"):
+        raise ConfigError(f"{loc}: field 'on' must be mean, low or high, got {on!r:.40}")
     margin, relative = _margin(r["margin"], loc) if "margin" in r else (0.0, False)
     opt = r.get("optional", False)
-    if not isinstance(opt, bool): raise ConfigError(f"{loc}: field 'optional' must be true or false, got {opt!r:.40}")
-    return Rule(name, checks[0] if checks else "threshold", lo, hi, on, margin, relative, opt, key == "corpus", str(r.get("name", "")), i)
+    if not isinstance(opt, bool):
+        raise ConfigError(f"{loc}: field 'optional' must be true or false, got {opt!r:.40}")
+    return Rule(
+        name,
+        checks[0] if checks else "threshold",
+        lo,
+        hi,
+        on,
+        margin,
+        relative,
+        opt,
+        key == "corpus",
+        str(r.get("name", "")),
+        i,
+    )
 
 # %% ../nbs/09d_gates.ipynb #2454ceff
-MAX_RULES_BYTES = 256 * 1024    # a rules file is a handful of lines; anything this big is the wrong file
+MAX_RULES_BYTES = 256 * 1024  # a rules file is a handful of lines; anything this big is the wrong file
+
 
 def load_rules(source: Union[str, Path, dict, Rules]) -> Rules:
     "Gate rules from a YAML file or a dict; errors name the file, line, rule and field."
-    if isinstance(source, Rules): return source
+    if isinstance(source, Rules):
+        return source
     lines = []
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_file() and path.stat().st_size > MAX_RULES_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size / 1024:.0f} KiB is far too large for a rules file (limit {MAX_RULES_BYTES // 1024} KiB); is it the right file?")
+            raise ConfigError(
+                f"{path}: {path.stat().st_size / 1024:.0f} KiB is far too large for a rules file (limit {MAX_RULES_BYTES // 1024} KiB); is it the right file?"
+            )
         data, where = read_yaml(path), str(path)
         lines = _rule_lines(path.read_text(encoding="utf-8"))
-    elif isinstance(source, dict): data, where = source, "rules"
-    else: raise TypeError(f"rules: expected a YAML file path or a dict, got {type(source).__name__}")
-    if not isinstance(data, dict): raise ConfigError(f"{where}: expected a mapping with a 'rules:' list (and optional 'alpha:'), got {type(data).__name__}")
+    elif isinstance(source, dict):
+        data, where = source, "rules"
+    else:
+        raise TypeError(f"rules: expected a YAML file path or a dict, got {type(source).__name__}")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{where}: expected a mapping with a 'rules:' list (and optional 'alpha:'), got {type(data).__name__}"
+        )
     unknown = [str(k) for k in data if k not in ("alpha", "correction", "rules")]
-    if unknown: raise ConfigError(f"{where}: unknown top-level field {unknown[0]!r}; allowed: alpha, correction, rules")
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level field {unknown[0]!r}; allowed: alpha, correction, rules")
     correction = data.get("correction", "none")
-    if correction not in ("none", "bonferroni"): raise ConfigError(f"{where}: field 'correction' must be none or bonferroni, got {correction!r:.40}")
-    try: alpha = None if data.get("alpha") is None else _check_alpha(data["alpha"])
-    except ValueError as e: raise ConfigError(f"{where}: field 'alpha': {e}") from None
+    if correction not in ("none", "bonferroni"):
+        raise ConfigError(f"{where}: field 'correction' must be none or bonferroni, got {correction!r:.40}")
+    try:
+        alpha = None if data.get("alpha") is None else _check_alpha(data["alpha"])
+    except ValueError as e:
+        raise ConfigError(f"{where}: field 'alpha': {e}") from None
     items = data.get("rules")
-    if not isinstance(items, list) or not items: raise ConfigError(f"{where}: 'rules' must be a non-empty list of rules, got {items!r:.60}")
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: 'rules' must be a non-empty list of rules, got {items!r:.60}")
     rules = []
     for i, r in enumerate(items, 1):
         line = lines[i - 1] if len(lines) == len(items) else None
         rule = _parse_rule(r, i, f"{where}:{line}: rule {i}" if line else f"{where}: rule {i}")
-        rule.line = line; rules.append(rule)
+        rule.line = line
+        rules.append(rule)
     return Rules(rules, alpha, correction, where)
 
 # %% ../nbs/09d_gates.ipynb #3543136b
@@ -525,20 +794,33 @@ def _absent(rule: Rule, why: str) -> dict:
     status = "skip" if rule.optional else "fail"
     return {"status": status, "value": None, "detail": why + (" (optional rule: skipped)" if rule.optional else "")}
 
+
 def _threshold(rule: Rule, aggregates: dict, corpus: dict) -> dict:
     "Check a min/max rule against the candidate's aggregates or corpus figures."
     if rule.corpus:
         v = corpus.get(rule.metric)
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             known = [k for k, x in corpus.items() if isinstance(x, (int, float)) and not isinstance(x, bool)]
-            return _absent(rule, f"corpus figure {rule.metric!r} is not in the result (has: {', '.join(known) or 'none'})")
+            return _absent(
+                rule, f"corpus figure {rule.metric!r} is not in the result (has: {', '.join(known) or 'none'})"
+            )
     else:
         agg = aggregates.get(rule.metric)
-        if not isinstance(agg, dict): return _absent(rule, f"{rule.metric} is not in the result (has: {', '.join(aggregates) or 'none'})")
+        if not isinstance(agg, dict):
+            return _absent(rule, f"{rule.metric} is not in the result (has: {', '.join(aggregates) or 'none'})")
         v = agg.get(rule.on)
-    if v is None or not math.isfinite(v): return {"status": "fail", "value": None, "detail": f"{rule.metric} {rule.on} is undefined (no case it applies to)"}
+    if v is None or not math.isfinite(v):
+        return {
+            "status": "fail",
+            "value": None,
+            "detail": f"{rule.metric} {rule.on} is undefined (no case it applies to)",
+        }
     ok = (rule.min is None or v >= rule.min) and (rule.max is None or v <= rule.max)
-    return {"status": "pass" if ok else "fail", "value": float(v), "detail": f"{_fmt(float(v))} {'meets' if ok else 'violates'} {rule.describe()}"}
+    return {
+        "status": "pass" if ok else "fail",
+        "value": float(v),
+        "detail": f"{_fmt(float(v))} {'meets' if ok else 'violates'} {rule.describe()}",
+    }
 
 # %% ../nbs/09d_gates.ipynb #57e7243a
 def _one_sided_p(row: dict, towards: str) -> float:
@@ -546,6 +828,7 @@ def _one_sided_p(row: dict, towards: str) -> float:
     imp = row["delta"] if row["higher_is_better"] else -row["delta"]
     toward = imp < 0 if towards == "worse" else imp > 0
     return row["p_value"] / 2 if toward else 1 - row["p_value"] / 2
+
 
 def _bounds(row: dict, pair: dict, alpha: float, n_resamples: int, seed: int) -> tuple:
     "One-sided (1 - alpha) lower and upper bounds of the change in the better direction."
@@ -558,47 +841,83 @@ def _comparative(rule: Rule, comp: Comparison, alpha: float) -> dict:
     "Check a no_regression / non_inferior / improvement rule on a comparison."
     if rule.metric not in comp.metrics:
         sides = [s for s in ("baseline", "candidate") if rule.metric not in getattr(comp, s).get("metrics", [])]
-        return _absent(rule, f"{rule.metric} is missing from the {' and the '.join(sides)}" if sides else f"{rule.metric} was not compared")
+        return _absent(
+            rule,
+            f"{rule.metric} is missing from the {' and the '.join(sides)}"
+            if sides
+            else f"{rule.metric} was not compared",
+        )
     row = comp.row(rule.metric)
-    if row["n"] < 2: return {"status": "fail", "value": None, "detail": f"only {row['n']} paired cases have {rule.metric} in both runs: nothing to test"}
+    if row["n"] < 2:
+        return {
+            "status": "fail",
+            "value": None,
+            "detail": f"only {row['n']} paired cases have {rule.metric} in both runs: nothing to test",
+        }
     m = rule.margin * abs(row["baseline"]) if rule.relative else rule.margin
     word = "higher is better" if row["higher_is_better"] else "lower is better"
     base = {"value": row["delta"], "p_value": row["p_value"], "n": row["n"]}
-    delta = f"delta {_fmt(row['delta'])} ({word}), {(1 - comp.alpha) * 100:g}% CI [{_fmt(row['low'])}, {_fmt(row['high'])}]"
+    delta = (
+        f"delta {_fmt(row['delta'])} ({word}), {(1 - comp.alpha) * 100:g}% CI [{_fmt(row['low'])}, {_fmt(row['high'])}]"
+    )
     if m == 0:
         towards = "worse" if rule.check == "no_regression" else "better"
         p = _one_sided_p(row, towards)
         sig = p < alpha
         ok = not sig if rule.check == "no_regression" else sig
-        what = {"no_regression": "significant regression" if sig else "no significant regression",
-                "non_inferior": "shown not worse" if sig else "not shown to be not worse",
-                "improvement": "significant improvement" if sig else "no significant improvement"}[rule.check]
-        return {**base, "status": "pass" if ok else "fail", "detail": f"{what}: {delta}, one-sided p {_fmt_p(p)} vs alpha {alpha:g}"}
+        what = {
+            "no_regression": "significant regression" if sig else "no significant regression",
+            "non_inferior": "shown not worse" if sig else "not shown to be not worse",
+            "improvement": "significant improvement" if sig else "no significant improvement",
+        }[rule.check]
+        return {
+            **base,
+            "status": "pass" if ok else "fail",
+            "detail": f"{what}: {delta}, one-sided p {_fmt_p(p)} vs alpha {alpha:g}",
+        }
     lo, hi = _bounds(row, comp.pairs[rule.metric], alpha, comp.n_resamples, comp.seed)
-    if rule.check == "no_regression": ok, txt = hi >= -m, f"upper bound of the change {_fmt(hi)} {'>=' if hi >= -m else '<'} -{_fmt(m)}"
-    elif rule.check == "non_inferior": ok, txt = lo > -m, f"lower bound of the change {_fmt(lo)} {'>' if lo > -m else '<='} -{_fmt(m)}"
-    else: ok, txt = lo > m, f"lower bound of the change {_fmt(lo)} {'>' if lo > m else '<='} {_fmt(m)}"
-    return {**base, "status": "pass" if ok else "fail", "bound": lo if rule.check != "no_regression" else hi,
-            "detail": f"{txt} (one-sided {(1 - alpha) * 100:g}%, change measured so that + is better): {delta}"}
+    if rule.check == "no_regression":
+        ok, txt = hi >= -m, f"upper bound of the change {_fmt(hi)} {'>=' if hi >= -m else '<'} -{_fmt(m)}"
+    elif rule.check == "non_inferior":
+        ok, txt = lo > -m, f"lower bound of the change {_fmt(lo)} {'>' if lo > -m else '<='} -{_fmt(m)}"
+    else:
+        ok, txt = lo > m, f"lower bound of the change {_fmt(lo)} {'>' if lo > m else '<='} {_fmt(m)}"
+    return {
+        **base,
+        "status": "pass" if ok else "fail",
+        "bound": lo if rule.check != "no_regression" else hi,
+        "detail": f"{txt} (one-sided {(1 - alpha) * 100:g}%, change measured so that + is better): {delta}",
+    }
 
 # %% ../nbs/09d_gates.ipynb #3673b592
 @dataclass
 class GateVerdict:
     "The outcome of `gate`: passed, one check per rule, the alpha used, notes and the comparison behind it."
+
     passed: bool
     checks: list
     alpha: float
     notes: list = field(default_factory=list)
     comparison: Optional[Comparison] = None
 
-    def __bool__(self) -> bool: return self.passed
+    def __bool__(self) -> bool:
+        return self.passed
+
     @property
-    def failures(self) -> list: return [c for c in self.checks if c["status"] == "fail"]
+    def failures(self) -> list:
+        return [c for c in self.checks if c["status"] == "fail"]
 
     def to_dict(self) -> dict:
         "Plain JSON-ready dict; the comparison without its per-case values."
-        return _jsonable({"passed": self.passed, "alpha": self.alpha, "checks": self.checks, "notes": self.notes,
-                          "comparison": self.comparison.to_dict(pairs=False) if self.comparison else None})
+        return _jsonable(
+            {
+                "passed": self.passed,
+                "alpha": self.alpha,
+                "checks": self.checks,
+                "notes": self.notes,
+                "comparison": self.comparison.to_dict(pairs=False) if self.comparison else None,
+            }
+        )
 
     def save(self, path: Union[str, Path]) -> Path:
         "Write the verdict as JSON, atomically."
@@ -607,15 +926,23 @@ class GateVerdict:
 # %% ../nbs/09d_gates.ipynb #a05dd4df
 _GATE_HEADER = ["status", "#", "rule", "value", "detail"]
 
-def _gate_cells(c: dict) -> list: return [c["status"].upper(), c["rule"], c["check"], _fmt(c.get("value")), c["detail"]]
+
+def _gate_cells(c: dict) -> list:
+    return [c["status"].upper(), c["rule"], c["check"], _fmt(c.get("value")), c["detail"]]
+
 
 def _gate_title(v: GateVerdict) -> str:
     nf, ns = len(v.failures), sum(c["status"] == "skip" for c in v.checks)
-    return (f"GATE {'PASSED' if v.passed else 'FAILED'}: {len(v.checks) - nf - ns} passed, {nf} failed, {ns} skipped (alpha {v.alpha:g})")
+    return f"GATE {'PASSED' if v.passed else 'FAILED'}: {len(v.checks) - nf - ns} passed, {nf} failed, {ns} skipped (alpha {v.alpha:g})"
+
 
 @patch
 def __str__(self: GateVerdict) -> str:
-    return "\n".join([_gate_title(self), _text_table(_GATE_HEADER, [_gate_cells(c) for c in self.checks])] + [f"note: {n}" for n in self.notes])
+    return "\n".join(
+        [_gate_title(self), _text_table(_GATE_HEADER, [_gate_cells(c) for c in self.checks])]
+        + [f"note: {n}" for n in self.notes]
+    )
+
 
 @patch
 def _repr_html_(self: GateVerdict) -> str:
@@ -625,36 +952,60 @@ def _repr_html_(self: GateVerdict) -> str:
     return head + _html_table(_GATE_HEADER, [_gate_cells(c) for c in self.checks], styles) + notes
 
 # %% ../nbs/09d_gates.ipynb #cc64d83b
-def gate(result: Any,       # a Comparison, or the candidate's EvalResult (or a ref load_result accepts)
-         rules: Union[str, Path, dict, Rules],
-         baseline: Any = None,  # the baseline's EvalResult or ref; needed for comparative rules on an EvalResult
-         alpha: Optional[float] = None,  # default: the rules' alpha, else the comparison's, else 0.05
-         n_resamples: int = 10000, seed: int = 0, allow_partial: bool = False,
-         runs_dir: Union[str, Path, None] = None) -> GateVerdict:
-    "Check `rules` on a result (absolute thresholds) or a comparison (thresholds on the candidate, and comparative rules)."
+def gate(
+    result: Any,  # a Comparison, or the candidate's EvalResult (or a ref load_result accepts)
+    rules: Union[str, Path, dict, Rules],
+    baseline: Any = None,  # the baseline's EvalResult or ref; needed for comparative rules on an EvalResult
+    alpha: Optional[float] = None,  # default: the rules' alpha, else the comparison's, else 0.05
+    n_resamples: int = 10000,
+    seed: int = 0,
+    allow_partial: bool = False,
+    runs_dir: Union[str, Path, None] = None,
+) -> GateVerdict:
+    """Check `rules` on a result (absolute thresholds) or a comparison (thresholds on the candidate, and comparative
+    rules)."""
     rules = load_rules(rules)
     comp = result if isinstance(result, Comparison) else None
-    if comp is not None and baseline is not None: raise ValueError("gate: baseline= is for an EvalResult; a Comparison already holds its baseline")
-    alpha = _check_alpha(alpha if alpha is not None else rules.alpha if rules.alpha is not None else comp.alpha if comp else 0.05)
+    if comp is not None and baseline is not None:
+        raise ValueError("gate: baseline= is for an EvalResult; a Comparison already holds its baseline")
+    alpha = _check_alpha(
+        alpha if alpha is not None else rules.alpha if rules.alpha is not None else comp.alpha if comp else 0.05
+    )
     if comp is None:
         cand = _as_result(result, "result", runs_dir)
         if baseline is not None:
             comp = compare(baseline, cand, None, alpha, n_resamples, seed, allow_partial, runs_dir)
-        elif any(r.comparative and not r.optional for r in rules):      # optional comparative rules are skipped without a baseline
+        elif any(
+            r.comparative and not r.optional for r in rules
+        ):  # optional comparative rules are skipped without a baseline
             r = next(r for r in rules if r.comparative and not r.optional)
-            raise ValueError(f"{rules.source} rule {r.index} ({r.describe()}) compares with a baseline: pass baseline= or a Comparison")
-        side = {"aggregates": dict(getattr(cand, "aggregates", None) or {}), "corpus": dict(getattr(cand, "corpus", None) or {})}
-    else: side = comp.candidate
+            raise ValueError(
+                f"{rules.source} rule {r.index} ({r.describe()}) compares with a baseline: pass baseline= or a Comparison"
+            )
+        side = {
+            "aggregates": dict(getattr(cand, "aggregates", None) or {}),
+            "corpus": dict(getattr(cand, "corpus", None) or {}),
+        }
+    else:
+        side = comp.candidate
     k = sum(r.comparative and r.metric in comp.metrics for r in rules) if comp else 0
     each = alpha / k if rules.correction == "bonferroni" and k > 1 else alpha
     checks = []
     for r in rules:
-        if r.comparative and comp is None: c = {"status": "skip", "value": None, "detail": "no baseline to compare with"}
-        else: c = _comparative(r, comp, each) if r.comparative else _threshold(r, side.get("aggregates") or {}, side.get("corpus") or {})
+        if r.comparative and comp is None:
+            c = {"status": "skip", "value": None, "detail": "no baseline to compare with"}
+        else:
+            c = (
+                _comparative(r, comp, each)
+                if r.comparative
+                else _threshold(r, side.get("aggregates") or {}, side.get("corpus") or {})
+            )
         checks.append({"rule": r.index, "name": r.name, "metric": r.metric, "check": r.describe(), "line": r.line, **c})
     notes = list(comp.warnings) if comp else []
-    if each != alpha: notes.append(f"Bonferroni correction: each of the {k} comparative checks at alpha {each:.4g}")
-    if all(c["status"] == "skip" for c in checks): notes.append("no rule could be checked: every rule was skipped, so the gate fails")
+    if each != alpha:
+        notes.append(f"Bonferroni correction: each of the {k} comparative checks at alpha {each:.4g}")
+    if all(c["status"] == "skip" for c in checks):
+        notes.append("no rule could be checked: every rule was skipped, so the gate fails")
     passed = any(c["status"] == "pass" for c in checks) and not any(c["status"] == "fail" for c in checks)
     return GateVerdict(passed, checks, alpha, notes, comp)
 

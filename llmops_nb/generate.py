@@ -25,36 +25,48 @@ __all__ = ['ROLES', 'GENERATORS', 'GenerationConfig', 'Generation', 'check_promp
            'GenerationCancelled', 'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
 
 # %% ../nbs/08_generate.ipynb #14b0cf17
-_RULES = {"max_new_tokens": (int, lambda v: v >= 1, ">= 1"), "temperature": (float, lambda v: 0 <= v < math.inf, ">= 0 (0: greedy)"),
-          "top_p": (float, lambda v: 0 < v <= 1, "in (0, 1]"), "top_k": (int, lambda v: v >= 0, ">= 0 (0: no limit)"),
-          "repetition_penalty": (float, lambda v: 0 < v < math.inf, "> 0 (1: off)")}
+_RULES = {
+    "max_new_tokens": (int, lambda v: v >= 1, ">= 1"),
+    "temperature": (float, lambda v: 0 <= v < math.inf, ">= 0 (0: greedy)"),
+    "top_p": (float, lambda v: 0 < v <= 1, "in (0, 1]"),
+    "top_k": (int, lambda v: v >= 0, ">= 0 (0: no limit)"),
+    "repetition_penalty": (float, lambda v: 0 < v < math.inf, "> 0 (1: off)"),
+}
+
 
 def _stops(stop: Any) -> tuple:
-    if stop is None: return ()
-    if isinstance(stop, str): stop = [stop]
+    if stop is None:
+        return ()
+    if isinstance(stop, str):
+        stop = [stop]
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
         raise ValueError(f"stop must be a string or a list of strings, got {stop!r}")
-    if any(s == "" for s in stop): raise ValueError("stop: an empty stop string would end every answer at once; remove it")
+    if any(s == "" for s in stop):
+        raise ValueError("stop: an empty stop string would end every answer at once; remove it")
     return tuple(dict.fromkeys(stop))
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
     "Decoding settings shared by every generator, checked on creation; `replace` gives a checked copy with overrides."
-    max_new_tokens: int = 256            # most tokens to generate; reaching it gives finish_reason 'length'
-    temperature: float = 0.0             # 0: greedy (deterministic); > 0: sample from the softened distribution
-    top_p: float = 1.0                   # nucleus sampling: the smallest set of tokens holding this much probability
-    top_k: int = 0                       # sample among the k most likely tokens (0: no limit)
-    stop: tuple = ()                     # strings that end the answer; the text is cut before the first one
-    seed: Optional[int] = None           # sampling seed: same seed, prompt and model give the same text
-    repetition_penalty: float = 1.0      # > 1 makes tokens already in the prompt or answer less likely (1: off)
+
+    max_new_tokens: int = 256  # most tokens to generate; reaching it gives finish_reason 'length'
+    temperature: float = 0.0  # 0: greedy (deterministic); > 0: sample from the softened distribution
+    top_p: float = 1.0  # nucleus sampling: the smallest set of tokens holding this much probability
+    top_k: int = 0  # sample among the k most likely tokens (0: no limit)
+    stop: tuple = ()  # strings that end the answer; the text is cut before the first one
+    seed: Optional[int] = None  # sampling seed: same seed, prompt and model give the same text
+    repetition_penalty: float = 1.0  # > 1 makes tokens already in the prompt or answer less likely (1: off)
 
     def __post_init__(self):
         for name, (tp, ok, rule) in _RULES.items():
             v = coerce(getattr(self, name), tp, name)
-            if not ok(v): raise ValueError(f"{name} must be {rule}, got {v!r}")
+            if not ok(v):
+                raise ValueError(f"{name} must be {rule}, got {v!r}")
             object.__setattr__(self, name, v)
         seed = coerce(self.seed, Optional[int], "seed")
-        if seed is not None and not 0 <= seed < 2**63: raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+        if seed is not None and not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
         object.__setattr__(self, "seed", seed)
         object.__setattr__(self, "stop", _stops(self.stop))
 
@@ -67,38 +79,48 @@ def replace(self: GenerationConfig, **overrides) -> GenerationConfig:
         raise TypeError(f"unknown generation parameter {unknown[0]!r}; known: {', '.join(known)}")
     return _replace(self, **overrides) if overrides else self
 
+
 @patch
 def to_dict(self: GenerationConfig) -> dict:
     "The settings as plain JSON-ready values (for traces and run records)."
     return {**asdict(self), "stop": list(self.stop)}
 
+
 def _as_config(config: Any) -> GenerationConfig:
-    if config is None: return GenerationConfig()
-    if isinstance(config, GenerationConfig): return config
-    if isinstance(config, dict): return GenerationConfig().replace(**config)
+    if config is None:
+        return GenerationConfig()
+    if isinstance(config, GenerationConfig):
+        return config
+    if isinstance(config, dict):
+        return GenerationConfig().replace(**config)
     raise TypeError(f"config must be a GenerationConfig or a dict of its fields, got {type(config).__name__}")
 
 # %% ../nbs/08_generate.ipynb #bbd60480
 @dataclass
 class Generation:
     "One generated answer with what traces and cost monitoring need."
+
     text: str
-    finish_reason: str                    # 'stop': the model ended or a stop string was hit; 'length': max_new_tokens reached
-    prompt_tokens: Optional[int]          # tokens the model read (None only if a server did not report usage)
-    completion_tokens: Optional[int]      # tokens the model produced, including end-of-turn and cut stop-string tokens
-    latency_s: float                      # wall time of the call
-    model: str                            # model reference: packaged name, absolute path, hub id or served model id
-    model_digest: Optional[str] = None    # content digest of the weights (None when unknown, e.g. a remote server)
+    finish_reason: str  # 'stop': the model ended or a stop string was hit; 'length': max_new_tokens reached
+    prompt_tokens: Optional[int]  # tokens the model read (None only if a server did not report usage)
+    completion_tokens: Optional[int]  # tokens the model produced, including end-of-turn and cut stop-string tokens
+    latency_s: float  # wall time of the call
+    model: str  # model reference: packaged name, absolute path, hub id or served model id
+    model_digest: Optional[str] = None  # content digest of the weights (None when unknown, e.g. a remote server)
     adapter_digest: Optional[str] = None  # digest of the LoRA adapter weights, if one was applied
-    ttft_s: Optional[float] = None        # time to first token
-    stop_string: Optional[str] = None     # the stop string that ended the text, if any
+    ttft_s: Optional[float] = None  # time to first token
+    stop_string: Optional[str] = None  # the stop string that ended the text, if any
     config: dict = field(default_factory=dict)  # the decoding settings of this call, seed included
-    backend: str = ""                     # 'hf' or 'openai'
+    backend: str = ""  # 'hf' or 'openai'
 
     @property
     def total_tokens(self) -> Optional[int]:
         "Prompt plus completion tokens (what most providers bill)."
-        return None if self.prompt_tokens is None or self.completion_tokens is None else self.prompt_tokens + self.completion_tokens
+        return (
+            None
+            if self.prompt_tokens is None or self.completion_tokens is None
+            else self.prompt_tokens + self.completion_tokens
+        )
 
     @property
     def tokens_per_s(self) -> Optional[float]:
@@ -113,32 +135,52 @@ class Generation:
 ROLES = ("system", "user", "assistant", "tool")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
-def _clean(text: str) -> str: return _SURROGATE.sub("\ufffd", text)
+
+def _clean(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
+
 
 def check_prompt(prompt: Any, name: str = "prompt") -> Union[str, list]:
-    "`prompt` checked and cleaned: a non-empty string, or a list of `{'role', 'content'}` messages ending with a non-assistant turn."
+    """`prompt` checked and cleaned: a non-empty string, or a list of `{'role', 'content'}` messages ending with a
+    non-assistant turn."""
     if isinstance(prompt, str):
-        if not prompt.strip(): raise ValueError(f"{name} is empty; give the text to continue or a list of chat messages")
+        if not prompt.strip():
+            raise ValueError(f"{name} is empty; give the text to continue or a list of chat messages")
         return _clean(prompt)
-    if isinstance(prompt, (bytes, bytearray)): raise TypeError(f"{name}: got bytes; decode them to str first, e.g. data.decode('utf-8', 'replace')")
-    if isinstance(prompt, dict): raise TypeError(f"{name}: got a single message (dict); wrap it in a list: [{{'role': 'user', 'content': ...}}]")
-    if not isinstance(prompt, (list, tuple)): raise TypeError(f"{name} must be a str or a list of {{'role', 'content'}} messages, got {type(prompt).__name__}")
-    if not prompt: raise ValueError(f"{name} is an empty list of messages")
+    if isinstance(prompt, (bytes, bytearray)):
+        raise TypeError(f"{name}: got bytes; decode them to str first, e.g. data.decode('utf-8', 'replace')")
+    if isinstance(prompt, dict):
+        raise TypeError(f"{name}: got a single message (dict); wrap it in a list: [{{'role': 'user', 'content': ...}}]")
+    if not isinstance(prompt, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a str or a list of {{'role', 'content'}} messages, got {type(prompt).__name__}"
+        )
+    if not prompt:
+        raise ValueError(f"{name} is an empty list of messages")
     out = []
     for i, m in enumerate(prompt):
         where = f"{name}[{i}]"
-        if not isinstance(m, dict): raise TypeError(f"{where}: expected a dict with 'role' and 'content', got {type(m).__name__}")
-        if "role" not in m: raise ValueError(f"{where}: missing 'role' (one of {', '.join(ROLES)})")
-        if not isinstance(m["role"], str) or m["role"] not in ROLES: raise ValueError(f"{where}: unknown role {m['role']!r}; use one of {', '.join(ROLES)}")
-        if not isinstance(m.get("content"), str): raise ValueError(f"{where}: 'content' must be a str, got {type(m.get('content')).__name__}")
+        if not isinstance(m, dict):
+            raise TypeError(f"{where}: expected a dict with 'role' and 'content', got {type(m).__name__}")
+        if "role" not in m:
+            raise ValueError(f"{where}: missing 'role' (one of {', '.join(ROLES)})")
+        if not isinstance(m["role"], str) or m["role"] not in ROLES:
+            raise ValueError(f"{where}: unknown role {m['role']!r}; use one of {', '.join(ROLES)}")
+        if not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: 'content' must be a str, got {type(m.get('content')).__name__}")
         out.append({"role": m["role"], "content": _clean(m["content"])})
-    if out[-1]["role"] == "assistant": raise ValueError(f"{name}: the last message is the assistant's; end with the user turn the model should answer")
-    if not any(m["content"].strip() for m in out): raise ValueError(f"{name}: every message is empty")
+    if out[-1]["role"] == "assistant":
+        raise ValueError(f"{name}: the last message is the assistant's; end with the user turn the model should answer")
+    if not any(m["content"].strip() for m in out):
+        raise ValueError(f"{name}: every message is empty")
     return out
+
 
 def _check_prompts(prompts: Any) -> list:
     if isinstance(prompts, (str, bytes, dict)) or not isinstance(prompts, (list, tuple)):
-        raise TypeError(f"prompts must be a list of prompts, got {type(prompts).__name__}; for one prompt use generate()")
+        raise TypeError(
+            f"prompts must be a list of prompts, got {type(prompts).__name__}; for one prompt use generate()"
+        )
     return [check_prompt(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
 
 # %% ../nbs/08_generate.ipynb #cc9e8e3d
@@ -147,8 +189,11 @@ def _first_stop(text: str, stops: tuple, start: int = 0) -> Optional[tuple]:
     hits = [(i, s) for s in stops if (i := text.find(s, start)) >= 0]
     return min(hits) if hits else None
 
+
 class _StopFilter:
-    "Incremental text filter: releases text that can no longer become part of a stop string, and nothing past the first one."
+    """Incremental text filter: releases text that can no longer become part of a stop string, and nothing past the
+    first one."""
+
     def __init__(self, stops: tuple):
         self.stops, self.text, self.emitted, self.hit = tuple(stops), "", "", None
         self.longest = max(map(len, self.stops), default=0)
@@ -156,44 +201,61 @@ class _StopFilter:
     def _held(self) -> int:
         "Length of the longest end of `text` that is the start of some stop string."
         for n in range(min(self.longest - 1, len(self.text)), 0, -1):
-            if any(s.startswith(self.text[-n:]) for s in self.stops): return n
+            if any(s.startswith(self.text[-n:]) for s in self.stops):
+                return n
         return 0
 
     def feed(self, delta: str) -> str:
         "Add `delta`; return the newly releasable text."
-        if self.hit is not None or not delta: return ""
+        if self.hit is not None or not delta:
+            return ""
         self.text += delta
         if cut := _first_stop(self.text, self.stops, max(0, len(self.emitted) - self.longest)):
             self.hit, end = cut[1], cut[0]
-        else: end = len(self.text) - self._held()
-        piece = self.text[len(self.emitted):end]
+        else:
+            end = len(self.text) - self._held()
+        piece = self.text[len(self.emitted) : end]
         self.emitted += piece
         return piece
 
     def flush(self) -> str:
         "The held-back rest at the end of the stream."
-        piece = "" if self.hit is not None else self.text[len(self.emitted):]
+        piece = "" if self.hit is not None else self.text[len(self.emitted) :]
         self.emitted += piece
         return piece
 
 # %% ../nbs/08_generate.ipynb #06c546b6
 class Stream:
     "Iterator over the text pieces of one generation; `generation` holds the full result once it is exhausted."
-    def __init__(self, pieces: Iterator[str]): self._it, self.generation = pieces, None
-    def __iter__(self): return self
+
+    def __init__(self, pieces: Iterator[str]):
+        self._it, self.generation = pieces, None
+
+    def __iter__(self):
+        return self
+
     def __next__(self) -> str:
-        try: return next(self._it)
+        try:
+            return next(self._it)
         except StopIteration as e:
-            if e.value is not None: self.generation = e.value
+            if e.value is not None:
+                self.generation = e.value
             raise StopIteration from None
+
     def close(self):
         "Stop generating (frees the model or the connection)."
         self._it.close()
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 class Generator:
     "Interface of every generator: `generate`, `generate_batch`, `stream`, `count_tokens` and `info`."
+
     config: GenerationConfig = GenerationConfig()
 
     def generate(self, prompt: Union[str, list], **overrides) -> Generation:
@@ -207,10 +269,12 @@ class Generator:
 
     def stream(self, prompt: Union[str, list], **overrides) -> Stream:
         "A `Stream` of text pieces whose concatenation is the answer's text."
-        g = self.generate(prompt, **overrides)   # deadline= and cancel= pass through with the overrides
+        g = self.generate(prompt, **overrides)  # deadline= and cancel= pass through with the overrides
+
         def one():
             yield g.text
             return g
+
         return Stream(one())
 
     def count_tokens(self, prompt: Union[str, list]) -> int:
@@ -224,173 +288,272 @@ class Generator:
 # %% ../nbs/08_generate.ipynb #644e6d5e
 class HFGenerator(Generator):
     "A local Hugging Face causal LM, optionally with a LoRA adapter, behind the `Generator` interface."
-    def __init__(self,
-                 model: Any = None,                   # folder, packaged name, hub id or a loaded model (an adapter is attached to it in place); None: the adapter's base, else the base_model setting
-                 adapter: Union[str, Path, None] = None,  # LoRA adapter folder written by `sft`
-                 device: str = "auto",                # auto: cuda, then mps, then cpu (from the settings)
-                 dtype: Optional[str] = None,         # None: bf16 on capable GPUs, fp32 on CPU
-                 quantize: Optional[str] = None,      # None: no quantization; 4bit | 8bit need CUDA and bitsandbytes
-                 config: Union[GenerationConfig, dict, None] = None,  # default decoding settings
-                 tokenizer: Any = None,               # for a loaded model; None: the model's (or adapter's) own
-                 chat: bool = False,                  # send plain-string prompts as one user message through the chat template
-                 batch_size: int = 8,                 # prompts per forward pass in generate_batch
-                 settings: Optional[Settings] = None):
+
+    def __init__(
+        self,
+        model: Any = None,  # folder, packaged name, hub id or a loaded model (an adapter is attached to it in place); None: the adapter's base, else the base_model setting
+        adapter: Union[str, Path, None] = None,  # LoRA adapter folder written by `sft`
+        device: str = "auto",  # auto: cuda, then mps, then cpu (from the settings)
+        dtype: Optional[str] = None,  # None: bf16 on capable GPUs, fp32 on CPU
+        quantize: Optional[str] = None,  # None: no quantization; 4bit | 8bit need CUDA and bitsandbytes
+        config: Union[GenerationConfig, dict, None] = None,  # default decoding settings
+        tokenizer: Any = None,  # for a loaded model; None: the model's (or adapter's) own
+        chat: bool = False,  # send plain-string prompts as one user message through the chat template
+        batch_size: int = 8,  # prompts per forward pass in generate_batch
+        settings: Optional[Settings] = None,
+    ):
         self.settings, self.config, self._tok = settings or load_settings(), _as_config(config), tokenizer
         self.chat, self.batch_size = coerce(chat, bool, "chat"), coerce(batch_size, int, "batch_size")
-        if self.batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         self.quantize = coerce(quantize or "none", str, "quantize")
         self.adapter = Path(adapter).expanduser().resolve() if adapter is not None else None
         self.model, self.tokenizer, self.ref = self._load(model, device, dtype or "auto")
         self.model.eval()
         gen_eos = self.model.generation_config.eos_token_id
-        self._eos = sorted({*(gen_eos if isinstance(gen_eos, list) else [gen_eos]), self.tokenizer.eos_token_id} - {None})
-        mp, tl = getattr(self.model.config, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None)
+        self._eos = sorted(
+            {*(gen_eos if isinstance(gen_eos, list) else [gen_eos]), self.tokenizer.eos_token_id} - {None}
+        )
+        mp, tl = (
+            getattr(self.model.config, "max_position_embeddings", None),
+            getattr(self.tokenizer, "model_max_length", None),
+        )
         self.max_context = mp or (tl if isinstance(tl, int) and tl < 10**7 else None)
-        try: self.model_digest = model_digest(self.ref, self.settings)
-        except Exception: self.model_digest = None           # a model object whose files are not on disk
+        try:
+            self.model_digest = model_digest(self.ref, self.settings)
+        except Exception:
+            self.model_digest = None  # a model object whose files are not on disk
         self.adapter_digest = adapter_digest(self.adapter) if self.adapter else None
         self._lock = threading.Lock()
 
-    def __repr__(self): return f"HFGenerator({self.ref!r}" + (f", adapter={str(self.adapter)!r}" if self.adapter else "") + ")"
+    def __repr__(self):
+        return f"HFGenerator({self.ref!r}" + (f", adapter={str(self.adapter)!r}" if self.adapter else "") + ")"
 
 # %% ../nbs/08_generate.ipynb #29f83e70
 def _ref_of(model: Any, s: Settings) -> str:
-    "The reference to record for a `model` argument: a folder, name or hub id as `model_ref` writes it, or a loaded model's own."
-    if model is None or isinstance(model, (str, Path)): return model_ref(model if model is not None else s.base_model, s)
+    """The reference to record for a `model` argument: a folder, name or hub id as `model_ref` writes it, or a loaded
+    model's own."""
+    if model is None or isinstance(model, (str, Path)):
+        return model_ref(model if model is not None else s.base_model, s)
     return getattr(model, "llmops_ref", None) or model.name_or_path
+
 
 @patch
 def _load(self: HFGenerator, model: Any, device: str, dtype: str) -> tuple:
     "(model, tokenizer, model reference) for the constructor's arguments."
     s, ad, is_ref = self.settings, self.adapter, model is None or isinstance(model, (str, Path))
     if ad is not None:
-        if not (ad / "adapter_config.json").is_file(): raise FileNotFoundError(f"adapter: {ad} is not an adapter folder (no adapter_config.json)")
+        if not (ad / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"adapter: {ad} is not an adapter folder (no adapter_config.json)")
         base = read_json(ad / "adapter_config.json").get("base_model_name_or_path")
         if model is None and self.quantize == "none":
             m, tok = load_adapter(ad, device=device, dtype=dtype, settings=s)
             return m, self._tok or tok, model_ref(base, s)
-        if is_ref and model is not None and base and model_ref(model, s) != model_ref(base, s) and _other_model(model, base, s):
-            raise ValueError(f"adapter {ad} was trained on {base!r}, not on model={str(model)!r}; pass model=None to use the adapter's base")
+        if (
+            is_ref
+            and model is not None
+            and base
+            and model_ref(model, s) != model_ref(base, s)
+            and _other_model(model, base, s)
+        ):
+            raise ValueError(
+                f"adapter {ad} was trained on {base!r}, not on model={str(model)!r}; pass model=None to use the adapter's base"
+            )
         model = base if model is None else model
     with _quiet():
         m = load_model(model, device=device, dtype=dtype, quantize=self.quantize, settings=s) if is_ref else model
         if ad is not None:
             from peft import PeftModel
+
             m = PeftModel.from_pretrained(m, str(ad))
     ref = _ref_of(model, s)
     tok_src = ad if ad is not None and (ad / "tokenizer_config.json").is_file() else ref
     return m, self._tok or load_tokenizer(tok_src, generation_markers=False, settings=s), ref
 
+
 def _other_model(a: Any, b: Any, s: Settings) -> bool:
     "True when both references exist here and have different weights."
-    try: return model_digest(a, s) != model_digest(b, s)
-    except Exception: return False                          # the recorded base is not on this machine: trust the given model
+    try:
+        return model_digest(a, s) != model_digest(b, s)
+    except Exception:
+        return False  # the recorded base is not on this machine: trust the given model
 
 # %% ../nbs/08_generate.ipynb #e33a3b11
 def _render_chat(tok, msgs: list, name: str) -> str:
-    try: return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    except Exception as e: raise ValueError(f"{name}: the chat template refused these messages: {e}") from None
+    try:
+        return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    except Exception as e:
+        raise ValueError(f"{name}: the chat template refused these messages: {e}") from None
 
-_SLOT = re.compile("\ue000(\\d+)\ue001")      # private-use marks standing for message i's content in a rendered template
+
+_SLOT = re.compile("\ue000(\\d+)\ue001")  # private-use marks standing for message i's content in a rendered template
+
 
 def _token_ids(tok, p: Union[str, list], chat: bool, name: str = "prompt") -> list:
-    "Token ids a model reads for a checked prompt `p`: raw text, or messages (or, with `chat`, text as a user turn) through the chat template."
-    if isinstance(p, str) and not chat: return tok(p, add_special_tokens=True, verbose=False)["input_ids"]
-    if not tok.chat_template: raise ValueError(f"{name}: the tokenizer has no chat template; give a plain string prompt (and chat=False)")
+    """Token ids a model reads for a checked prompt `p`: raw text, or messages (or, with `chat`, text as a user turn)
+    through the chat template."""
+    if isinstance(p, str) and not chat:
+        return tok(p, add_special_tokens=True, verbose=False)["input_ids"]
+    if not tok.chat_template:
+        raise ValueError(f"{name}: the tokenizer has no chat template; give a plain string prompt (and chat=False)")
     msgs = [{"role": "user", "content": p}] if isinstance(p, str) else p
     text = _render_chat(tok, msgs, name)
     parts = _SLOT.split(_render_chat(tok, [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(msgs)], name))
-    decoder = tok.added_tokens_decoder                                # {id: AddedToken}: special and other added tokens
+    decoder = tok.added_tokens_decoder  # {id: AddedToken}: special and other added tokens
     added = {t.content for t in decoder.values() if t.content}
-    enc = lambda s, split=False: tok(s, add_special_tokens=False, split_special_tokens=split, verbose=False)["input_ids"]
-    if not any(a in m["content"] for m in msgs for a in added):      # the common case: tokenized in one piece, as the model was trained
+    enc = lambda s, split=False: tok(s, add_special_tokens=False, split_special_tokens=split, verbose=False)[
+        "input_ids"
+    ]
+    if not any(
+        a in m["content"] for m in msgs for a in added
+    ):  # the common case: tokenized in one piece, as the model was trained
         ids = enc(text)
-        if [i for i in ids if i in decoder] == [i for x in parts[::2] for i in enc(x) if i in decoder]: return ids  # no marker formed across content
+        if [i for i in ids if i in decoder] == [i for x in parts[::2] for i in enc(x) if i in decoder]:
+            return ids  # no marker formed across content
     if "".join(msgs[int(x)]["content"] if j % 2 else x for j, x in enumerate(parts)) != text:
-        raise ValueError(f"{name}: a message holds special-token text and this chat template rewrites message content, "
-                         f"so the content cannot be kept literal; remove strings such as {sorted(added)[:3]} from it")
-    return [i for j, x in enumerate(parts) for i in (enc(msgs[int(x)]["content"], True) if j % 2 else enc(x) if x else [])]
+        raise ValueError(
+            f"{name}: a message holds special-token text and this chat template rewrites message content, "
+            f"so the content cannot be kept literal; remove strings such as {sorted(added)[:3]} from it"
+        )
+    return [
+        i for j, x in enumerate(parts) for i in (enc(msgs[int(x)]["content"], True) if j % 2 else enc(x) if x else [])
+    ]
+
 
 @patch
 def _encode(self: HFGenerator, prompt: Any, max_new_tokens: int = 0, name: str = "prompt") -> list:
     "Token ids of a checked `prompt`; refuses prompts that do not fit the context with `max_new_tokens`."
     ids = _token_ids(self.tokenizer, check_prompt(prompt, name), self.chat, f"{name} ({self.ref})")
     if self.max_context and len(ids) + max_new_tokens > self.max_context:
-        raise ValueError(f"{name}: {len(ids)} prompt tokens + max_new_tokens {max_new_tokens} exceed the context of {self.ref} "
-                         f"({self.max_context} tokens); shorten the prompt (e.g. fewer retrieved passages) or lower max_new_tokens")
+        raise ValueError(
+            f"{name}: {len(ids)} prompt tokens + max_new_tokens {max_new_tokens} exceed the context of {self.ref} "
+            f"({self.max_context} tokens); shorten the prompt (e.g. fewer retrieved passages) or lower max_new_tokens"
+        )
     return ids
+
 
 @patch
 def count_tokens(self: HFGenerator, prompt: Union[str, list]) -> int:
-    "Tokens the model reads for `prompt`: chat template and special tokens included (also for prompts too long to generate from)."
+    """Tokens the model reads for `prompt`: chat template and special tokens included (also for prompts too long to
+    generate from)."""
     return len(_token_ids(self.tokenizer, check_prompt(prompt), self.chat, f"prompt ({self.ref})"))
+
 
 @patch
 def info(self: HFGenerator) -> dict:
     "Model reference, weight and adapter digests, device, dtype and default settings, for traces."
     p = next(self.model.parameters())
-    return {"backend": "hf", "model": self.ref, "model_digest": self.model_digest, "adapter": str(self.adapter) if self.adapter else None,
-            "adapter_digest": self.adapter_digest, "device": str(p.device), "dtype": str(p.dtype).replace("torch.", ""),
-            "quantize": self.quantize, "max_context": self.max_context, "chat": self.chat, "config": self.config.to_dict()}
+    return {
+        "backend": "hf",
+        "model": self.ref,
+        "model_digest": self.model_digest,
+        "adapter": str(self.adapter) if self.adapter else None,
+        "adapter_digest": self.adapter_digest,
+        "device": str(p.device),
+        "dtype": str(p.dtype).replace("torch.", ""),
+        "quantize": self.quantize,
+        "max_context": self.max_context,
+        "chat": self.chat,
+        "config": self.config.to_dict(),
+    }
 
 # %% ../nbs/08_generate.ipynb #5812115d
 class GenerationCancelled(RuntimeError):
-    "Generation stopped because the caller's `cancel` event was set or its `deadline` (time.monotonic() seconds) passed."
+    """Generation stopped because the caller's `cancel` event was set or its `deadline` (time.monotonic() seconds)
+    passed."""
+
 
 def _expired(deadline: Optional[float] = None, cancel: Optional[threading.Event] = None) -> Optional[str]:
     "Why a call must stop now ('cancelled', 'deadline passed'), or None."
-    if cancel is not None and cancel.is_set(): return "cancelled"
-    if deadline is not None and time.monotonic() >= deadline: return "deadline passed"
+    if cancel is not None and cancel.is_set():
+        return "cancelled"
+    if deadline is not None and time.monotonic() >= deadline:
+        return "deadline passed"
     return None
+
 
 def _stop_args(deadline: Optional[float], cancel: Any) -> dict:
     "Checked deadline= and cancel= as a dict for `_expired`; raises `GenerationCancelled` when already expired."
-    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)):
+    if deadline is not None and (
+        isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline)
+    ):
         raise TypeError(f"deadline must be a time.monotonic() value in seconds (a finite number), got {deadline!r}")
-    if cancel is not None and not callable(getattr(cancel, "is_set", None)): raise TypeError(f"cancel must be a threading.Event, got {type(cancel).__name__}")
-    if why := _expired(deadline, cancel): raise GenerationCancelled(f"generation not started: {why}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(f"cancel must be a threading.Event, got {type(cancel).__name__}")
+    if why := _expired(deadline, cancel):
+        raise GenerationCancelled(f"generation not started: {why}")
     return {"deadline": deadline, "cancel": cancel}
 
+
 class _Watch:
-    "Stopping criterion for `generate`: stop strings per row, cancellation, time to first token, and a per-token hook for streams."
-    def __init__(self, tokenizer, stops: tuple, prompt_len: int, rows: int, t0: float, cancel=None, on_token=None, stop=None):
-        self.tok, self.stops, self.L, self.t0, self.cancel, self.on_token = tokenizer, stops, prompt_len, t0, cancel, on_token
-        self.stop, self.why = stop or {}, None            # the caller's deadline= / cancel=; why: set when they ended generation
-        self.window = 4 * max(map(len, stops), default=0) + 4     # tokens that surely hold any stop string (>= 1 byte per token)
+    """Stopping criterion for `generate`: stop strings per row, cancellation, time to first token, and a per-token hook
+    for streams."""
+
+    def __init__(
+        self, tokenizer, stops: tuple, prompt_len: int, rows: int, t0: float, cancel=None, on_token=None, stop=None
+    ):
+        self.tok, self.stops, self.L, self.t0, self.cancel, self.on_token = (
+            tokenizer,
+            stops,
+            prompt_len,
+            t0,
+            cancel,
+            on_token,
+        )
+        self.stop, self.why = stop or {}, None  # the caller's deadline= / cancel=; why: set when they ended generation
+        self.window = (
+            4 * max(map(len, stops), default=0) + 4
+        )  # tokens that surely hold any stop string (>= 1 byte per token)
         self.stopped_at, self.ttft = [None] * rows, None
 
     def __call__(self, input_ids, scores, **kw):
         import torch
-        if self.ttft is None: self.ttft = time.perf_counter() - self.t0
-        if self.on_token is not None: self.on_token(int(input_ids[0, -1]))
+
+        if self.ttft is None:
+            self.ttft = time.perf_counter() - self.t0
+        if self.on_token is not None:
+            self.on_token(int(input_ids[0, -1]))
         n = input_ids.shape[1] - self.L
         for i in range(input_ids.shape[0]) if self.stops else ():
             if self.stopped_at[i] is None:
-                tail = self.tok.decode(input_ids[i, max(self.L, input_ids.shape[1] - self.window):], skip_special_tokens=True)
-                if any(s in tail for s in self.stops): self.stopped_at[i] = n
+                tail = self.tok.decode(
+                    input_ids[i, max(self.L, input_ids.shape[1] - self.window) :], skip_special_tokens=True
+                )
+                if any(s in tail for s in self.stops):
+                    self.stopped_at[i] = n
         done = torch.tensor([s is not None for s in self.stopped_at], device=input_ids.device)
         self.why = self.why or _expired(**self.stop)
         return done | bool(self.cancel is not None and self.cancel.is_set() or self.why)
 
 # %% ../nbs/08_generate.ipynb #f46a4621
 class _Decode:
-    "Logits processor: repetition penalty over each row's own tokens, then top-k/top-p sampling with one seeded generator per row."
+    """Logits processor: repetition penalty over each row's own tokens, then top-k/top-p sampling with one seeded
+    generator per row."""
+
     def __init__(self, cfg: GenerationConfig, pads: list, device):
         import torch
+
         self.cfg, self.pads = cfg, pads
-        self.gens = [torch.Generator(device=device).manual_seed(cfg.seed) if cfg.seed is not None else None for _ in pads]
+        self.gens = [
+            torch.Generator(device=device).manual_seed(cfg.seed) if cfg.seed is not None else None for _ in pads
+        ]
 
     def __call__(self, input_ids, scores):
         import torch
+
         c, scores = self.cfg, scores.float().clone()
         if c.repetition_penalty != 1:
             for i, pad in enumerate(self.pads):
                 seen = input_ids[i, pad:]
                 s = scores[i].gather(0, seen)
                 scores[i].scatter_(0, seen, torch.where(s > 0, s / c.repetition_penalty, s * c.repetition_penalty))
-        if c.temperature == 0: return scores
+        if c.temperature == 0:
+            return scores
         logits = scores / c.temperature
-        if c.top_k: logits = logits.masked_fill(logits < torch.topk(logits, min(c.top_k, logits.shape[-1])).values[:, -1:], -math.inf)
+        if c.top_k:
+            logits = logits.masked_fill(
+                logits < torch.topk(logits, min(c.top_k, logits.shape[-1])).values[:, -1:], -math.inf
+            )
         probs = logits.softmax(-1)
         picks = torch.cat([self._pick(probs[i], g) for i, g in enumerate(self.gens)])
         return torch.full_like(scores, -math.inf).scatter(1, picks[:, None], 0.0)
@@ -398,21 +561,49 @@ class _Decode:
     def _pick(self, probs, g):
         "Sample one token id from a row's distribution, within the top_p nucleus."
         import torch
-        if self.cfg.top_p == 1: return torch.multinomial(probs, 1, generator=g)
-        p, idx = probs.topk(min(256, probs.shape[-1]))                # the nucleus is nearly always among the 256 most likely tokens...
-        if p.sum() < self.cfg.top_p: p, idx = probs.sort(descending=True)   # ...else sort them all
-        p = p.masked_fill(p.cumsum(-1) - p >= self.cfg.top_p, 0)      # drop tokens after the mass already reached top_p
+
+        if self.cfg.top_p == 1:
+            return torch.multinomial(probs, 1, generator=g)
+        p, idx = probs.topk(
+            min(256, probs.shape[-1])
+        )  # the nucleus is nearly always among the 256 most likely tokens...
+        if p.sum() < self.cfg.top_p:
+            p, idx = probs.sort(descending=True)  # ...else sort them all
+        p = p.masked_fill(p.cumsum(-1) - p >= self.cfg.top_p, 0)  # drop tokens after the mass already reached top_p
         return idx[torch.multinomial(p, 1, generator=g)]
 
 # %% ../nbs/08_generate.ipynb #9ae994af
-_NEUTRAL = dict(do_sample=False, num_beams=1, temperature=1.0, top_k=50, top_p=1.0, typical_p=1.0, min_p=None, repetition_penalty=1.0,
-                no_repeat_ngram_size=0, length_penalty=1.0, min_length=0, min_new_tokens=None, renormalize_logits=False)
+_NEUTRAL = dict(
+    do_sample=False,
+    num_beams=1,
+    temperature=1.0,
+    top_k=50,
+    top_p=1.0,
+    typical_p=1.0,
+    min_p=None,
+    repetition_penalty=1.0,
+    no_repeat_ngram_size=0,
+    length_penalty=1.0,
+    min_length=0,
+    min_new_tokens=None,
+    renormalize_logits=False,
+)
+
 
 @patch
-def _run(self: HFGenerator, ids: list, cfg: GenerationConfig, t0: Optional[float] = None, on_token=None, cancel=None, stop=None) -> list:
+def _run(
+    self: HFGenerator,
+    ids: list,
+    cfg: GenerationConfig,
+    t0: Optional[float] = None,
+    on_token=None,
+    cancel=None,
+    stop=None,
+) -> list:
     "Generate for a batch of encoded prompts; one `Generation` per row."
     import torch
     from transformers import GenerationConfig as HFConfig, LogitsProcessorList, StoppingCriteriaList
+
     t0, pad, L = t0 or time.perf_counter(), self.tokenizer.pad_token_id, max(map(len, ids))
     dev = next(self.model.parameters()).device
     input_ids = torch.tensor([[pad] * (L - len(x)) + x for x in ids], device=dev)
@@ -421,72 +612,126 @@ def _run(self: HFGenerator, ids: list, cfg: GenerationConfig, t0: Optional[float
     procs = [_Decode(cfg, [L - len(x) for x in ids], dev)] if cfg.temperature > 0 or cfg.repetition_penalty != 1 else []
     hf = HFConfig(**_NEUTRAL, max_new_tokens=cfg.max_new_tokens, eos_token_id=self._eos, pad_token_id=pad)
     with self._lock, torch.inference_mode():
-        out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=hf,
-                                  logits_processor=LogitsProcessorList(procs), stopping_criteria=StoppingCriteriaList([watch]))
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            generation_config=hf,
+            logits_processor=LogitsProcessorList(procs),
+            stopping_criteria=StoppingCriteriaList([watch]),
+        )
     latency = time.perf_counter() - t0
-    if watch.why: raise GenerationCancelled(f"generation stopped: {watch.why} after {out.shape[1] - L} tokens ({latency:.1f} s)")
-    return [self._result(out[i, L:].tolist(), len(x), watch.stopped_at[i], cfg, latency, watch.ttft) for i, x in enumerate(ids)]
+    if watch.why:
+        raise GenerationCancelled(f"generation stopped: {watch.why} after {out.shape[1] - L} tokens ({latency:.1f} s)")
+    return [
+        self._result(out[i, L:].tolist(), len(x), watch.stopped_at[i], cfg, latency, watch.ttft)
+        for i, x in enumerate(ids)
+    ]
+
 
 @patch
-def _result(self: HFGenerator, new: list, n_prompt: int, stopped_at: Optional[int], cfg: GenerationConfig, latency: float, ttft) -> Generation:
+def _result(
+    self: HFGenerator, new: list, n_prompt: int, stopped_at: Optional[int], cfg: GenerationConfig, latency: float, ttft
+) -> Generation:
     eos_at = next((j for j, t in enumerate(new) if t in self._eos), None)
     end = min(len(new), eos_at + 1 if eos_at is not None else len(new), stopped_at or len(new))
     text = self.tokenizer.decode(new[:end], skip_special_tokens=True, clean_up_tokenization_spaces=False)
     cut = _first_stop(text, cfg.stop)
     reason = "stop" if cut or (eos_at is not None and eos_at < end) or end < cfg.max_new_tokens else "length"
-    return Generation(text[:cut[0]] if cut else text, reason, n_prompt, end, latency, self.ref, self.model_digest, self.adapter_digest,
-                      ttft, cut[1] if cut else None, cfg.to_dict(), "hf")
+    return Generation(
+        text[: cut[0]] if cut else text,
+        reason,
+        n_prompt,
+        end,
+        latency,
+        self.ref,
+        self.model_digest,
+        self.adapter_digest,
+        ttft,
+        cut[1] if cut else None,
+        cfg.to_dict(),
+        "hf",
+    )
 
 # %% ../nbs/08_generate.ipynb #e8cc14aa
 @patch
-def generate(self: HFGenerator, prompt: Union[str, list], *,
-             deadline: Optional[float] = None,              # time.monotonic() seconds after which generation stops (GenerationCancelled)
-             cancel: Optional[threading.Event] = None,      # set it (from another thread) to stop generation between tokens
-             **overrides) -> Generation:
+def generate(
+    self: HFGenerator,
+    prompt: Union[str, list],
+    *,
+    deadline: Optional[float] = None,  # time.monotonic() seconds after which generation stops (GenerationCancelled)
+    cancel: Optional[threading.Event] = None,  # set it (from another thread) to stop generation between tokens
+    **overrides,
+) -> Generation:
     "One answer for `prompt` (text or chat messages); `overrides` change `GenerationConfig` fields for this call."
     t0, cfg, stop = time.perf_counter(), self.config.replace(**overrides), _stop_args(deadline, cancel)
     return self._run([self._encode(prompt, cfg.max_new_tokens)], cfg, t0, stop=stop)[0]
 
+
 @patch
-def generate_batch(self: HFGenerator, prompts: list, *, deadline: Optional[float] = None, cancel: Optional[threading.Event] = None,
-                   **overrides) -> list:
+def generate_batch(
+    self: HFGenerator,
+    prompts: list,
+    *,
+    deadline: Optional[float] = None,
+    cancel: Optional[threading.Event] = None,
+    **overrides,
+) -> list:
     "One `Generation` per prompt, in order, computed `batch_size` prompts at a time (left padding)."
     t0, cfg, stop = time.perf_counter(), self.config.replace(**overrides), _stop_args(deadline, cancel)
     ids = [self._encode(p, cfg.max_new_tokens, f"prompts[{i}]") for i, p in enumerate(_check_prompts(prompts))]
     out = []
     for i in range(0, len(ids), self.batch_size):
-        out += self._run(ids[i:i + self.batch_size], cfg, t0 if i == 0 else None, stop=stop)
+        out += self._run(ids[i : i + self.batch_size], cfg, t0 if i == 0 else None, stop=stop)
     return out
 
 # %% ../nbs/08_generate.ipynb #6f107712
 @patch
-def stream(self: HFGenerator, prompt: Union[str, list], *, deadline: Optional[float] = None, cancel: Optional[threading.Event] = None,
-           **overrides) -> Stream:
+def stream(
+    self: HFGenerator,
+    prompt: Union[str, list],
+    *,
+    deadline: Optional[float] = None,
+    cancel: Optional[threading.Event] = None,
+    **overrides,
+) -> Stream:
     "A `Stream` of text pieces as they are generated; prompt errors are raised here, before iteration."
     cfg, stop = self.config.replace(**overrides), _stop_args(deadline, cancel)
     return Stream(self._stream(self._encode(prompt, cfg.max_new_tokens), cfg, stop))
 
+
 @patch
 def _stream(self: HFGenerator, ids: list, cfg: GenerationConfig, stop: Optional[dict] = None):
     t0, q, cancel = time.perf_counter(), queue.Queue(), threading.Event()
+
     def work():
-        try: q.put(("done", self._run([ids], cfg, t0, on_token=lambda t: q.put(("token", t)), cancel=cancel, stop=stop)[0]))
-        except BaseException as e: q.put(("error", e))
+        try:
+            q.put(
+                ("done", self._run([ids], cfg, t0, on_token=lambda t: q.put(("token", t)), cancel=cancel, stop=stop)[0])
+            )
+        except BaseException as e:
+            q.put(("error", e))
+
     worker = threading.Thread(target=work, name="HFGenerator.stream", daemon=True)
     worker.start()
     toks, seen, flt = [], "", _StopFilter(cfg.stop)
     try:
         while True:
             kind, v = q.get()
-            if kind == "error": raise v
-            if kind == "done": break
+            if kind == "error":
+                raise v
+            if kind == "done":
+                break
             toks.append(v)
             text = self.tokenizer.decode(toks, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            if text.endswith("\ufffd") or not text.startswith(seen): continue   # half a character, or text that may still change
-            if piece := flt.feed(text[len(seen):]): yield piece
+            if text.endswith("\ufffd") or not text.startswith(seen):
+                continue  # half a character, or text that may still change
+            if piece := flt.feed(text[len(seen) :]):
+                yield piece
             seen = text
-        if not v.text.startswith(flt.emitted): v.text = flt.emitted       # the decoder rewrote earlier text (rare): keep what was shown
-        elif rest := v.text[len(flt.emitted):]: yield rest
+        if not v.text.startswith(flt.emitted):
+            v.text = flt.emitted  # the decoder rewrote earlier text (rare): keep what was shown
+        elif rest := v.text[len(flt.emitted) :]:
+            yield rest
         return v
     finally:
         cancel.set()
@@ -494,60 +739,102 @@ def _stream(self: HFGenerator, ids: list, cfg: GenerationConfig, stop: Optional[
 
 # %% ../nbs/08_generate.ipynb #616d7bc1
 class GenerationError(RuntimeError):
-    "A failed generation request: no connection, an HTTP error status or a malformed response (never contains the API key)."
+    """A failed generation request: no connection, an HTTP error status or a malformed response (never contains the API
+    key)."""
+
     def __init__(self, message: str, status: Optional[int] = None):
         super().__init__(message)
-        self.status = status                                   # HTTP status, if the server answered
+        self.status = status  # HTTP status, if the server answered
+
 
 _RETRY = {429, 500, 502, 503, 504}
-_FINISH = {"stop": "stop", "eos": "stop", "eos_token": "stop", "stop_sequence": "stop", "end_turn": "stop", "length": "length", "max_tokens": "length"}
+_FINISH = {
+    "stop": "stop",
+    "eos": "stop",
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+}
+
 
 class OpenAICompatGenerator(Generator):
     "Any OpenAI-compatible server (vLLM, TGI, llama.cpp, hosted APIs) behind the `Generator` interface."
-    def __init__(self,
-                 base_url: str,                         # e.g. http://localhost:8000/v1 (/v1 is added when missing)
-                 model: str,                            # the served model id
-                 api_key: Optional[str] = None,         # the key, or "env:VARNAME" to read it from the environment
-                 timeout: float = 60,                   # seconds to connect, and between bytes of the answer
-                 config: Union[GenerationConfig, dict, None] = None,  # default decoding settings
-                 chat: bool = True,                     # plain-string prompts: True a user message to /chat/completions, False raw text to /completions
-                 max_retries: int = 3,                  # retries after 429, 5xx and failed connections
-                 backoff: float = 0.5,                  # first retry delay in seconds; doubles each retry, with jitter
-                 max_workers: int = 4,                  # concurrent requests in generate_batch
-                 model_digest: Optional[str] = None,    # digest of the served weights, if the deployment records one (for traces)
-                 tokenizer: Any = None,                 # local tokenizer (or model reference) for count_tokens; None: the server's /tokenize
-                 extra_body: Optional[dict] = None):    # extra request fields, e.g. {"min_p": 0.05}; they override generated ones
+
+    def __init__(
+        self,
+        base_url: str,  # e.g. http://localhost:8000/v1 (/v1 is added when missing)
+        model: str,  # the served model id
+        api_key: Optional[str] = None,  # the key, or "env:VARNAME" to read it from the environment
+        timeout: float = 60,  # seconds to connect, and between bytes of the answer
+        config: Union[GenerationConfig, dict, None] = None,  # default decoding settings
+        chat: bool = True,  # plain-string prompts: True a user message to /chat/completions, False raw text to /completions
+        max_retries: int = 3,  # retries after 429, 5xx and failed connections
+        backoff: float = 0.5,  # first retry delay in seconds; doubles each retry, with jitter
+        max_workers: int = 4,  # concurrent requests in generate_batch
+        model_digest: Optional[str] = None,  # digest of the served weights, if the deployment records one (for traces)
+        tokenizer: Any = None,  # local tokenizer (or model reference) for count_tokens; None: the server's /tokenize
+        extra_body: Optional[dict] = None,
+    ):  # extra request fields, e.g. {"min_p": 0.05}; they override generated ones
         u = urlsplit(str(base_url).strip())
-        if u.scheme not in ("http", "https") or not u.hostname: raise ValueError(f"base_url must be an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
-        if "@" in u.netloc: raise ValueError("base_url must not contain credentials (user:password@host); pass api_key instead")
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"base_url must be an http(s) URL such as http://localhost:8000/v1, got {base_url!r}")
+        if "@" in u.netloc:
+            raise ValueError("base_url must not contain credentials (user:password@host); pass api_key instead")
         path = u.path.rstrip("/")
         self.base_url = urlunsplit((u.scheme, u.netloc, path if path.endswith("/v1") else path + "/v1", "", ""))
-        if not isinstance(model, str) or not model.strip(): raise ValueError(f"model must be the served model id (a non-empty str), got {model!r}")
-        self.model, self.config, self.chat, self.model_digest = model, _as_config(config), coerce(chat, bool, "chat"), model_digest
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"model must be the served model id (a non-empty str), got {model!r}")
+        self.model, self.config, self.chat, self.model_digest = (
+            model,
+            _as_config(config),
+            coerce(chat, bool, "chat"),
+            model_digest,
+        )
         self.timeout, self.max_retries = coerce(timeout, float, "timeout"), coerce(max_retries, int, "max_retries")
         self.backoff, self.max_workers = coerce(backoff, float, "backoff"), coerce(max_workers, int, "max_workers")
-        for k, ok in (("timeout", self.timeout > 0), ("max_retries", self.max_retries >= 0), ("backoff", self.backoff >= 0), ("max_workers", self.max_workers >= 1)):
-            if not ok: raise ValueError(f"{k} must be {'> 0' if k == 'timeout' else '>= 1' if k == 'max_workers' else '>= 0'}, got {getattr(self, k)}")
-        if extra_body is not None and not isinstance(extra_body, dict): raise TypeError(f"extra_body must be a dict, got {type(extra_body).__name__}")
+        for k, ok in (
+            ("timeout", self.timeout > 0),
+            ("max_retries", self.max_retries >= 0),
+            ("backoff", self.backoff >= 0),
+            ("max_workers", self.max_workers >= 1),
+        ):
+            if not ok:
+                raise ValueError(
+                    f"{k} must be {'> 0' if k == 'timeout' else '>= 1' if k == 'max_workers' else '>= 0'}, got {getattr(self, k)}"
+                )
+        if extra_body is not None and not isinstance(extra_body, dict):
+            raise TypeError(f"extra_body must be a dict, got {type(extra_body).__name__}")
         self.extra_body = dict(extra_body or {})
-        self._tokenizer = load_tokenizer(tokenizer, generation_markers=False) if isinstance(tokenizer, (str, Path)) else tokenizer
+        self._tokenizer = (
+            load_tokenizer(tokenizer, generation_markers=False) if isinstance(tokenizer, (str, Path)) else tokenizer
+        )
         key = resolve_secret(api_key)
         self._secrets = (key,) if key else ()
         self._client = httpx.Client(timeout=self.timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
 
-    def __repr__(self): return f"OpenAICompatGenerator({self.base_url!r}, model={self.model!r})"
+    def __repr__(self):
+        return f"OpenAICompatGenerator({self.base_url!r}, model={self.model!r})"
+
     def close(self):
         "Close the connection pool."
         self._client.close()
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 # %% ../nbs/08_generate.ipynb #4d9d06d2
 @patch
 def _scrub(self: OpenAICompatGenerator, text: str) -> str:
     "`text` without the API key (or anything shaped like a credential)."
-    for k in self._secrets: text = text.replace(k, REDACTED)
+    for k in self._secrets:
+        text = text.replace(k, REDACTED)
     return redact(text, self._secrets)
+
 
 @patch
 def _error(self: OpenAICompatGenerator, r: httpx.Response, url: str) -> GenerationError:
@@ -556,60 +843,103 @@ def _error(self: OpenAICompatGenerator, r: httpx.Response, url: str) -> Generati
         body = r.json()
         err = body.get("error", body) if isinstance(body, dict) else body
         msg = (err.get("message") or json.dumps(err)) if isinstance(err, dict) else str(err)
-    except ValueError: msg = r.text
+    except ValueError:
+        msg = r.text
     hint = {401: "; check api_key", 403: "; check api_key", 404: "; check base_url and model"}.get(r.status_code, "")
-    return GenerationError(f"{url} answered HTTP {r.status_code}: {self._scrub(' '.join(str(msg).split())[:500])}{hint}", r.status_code)
+    return GenerationError(
+        f"{url} answered HTTP {r.status_code}: {self._scrub(' '.join(str(msg).split())[:500])}{hint}", r.status_code
+    )
+
 
 def _retry_after(value: Any) -> Optional[float]:
-    "Seconds a Retry-After header asks for (delta-seconds or an HTTP date), clamped to [0, 60]; None when it is missing or garbage."
-    if not isinstance(value, str) or not value.strip(): return None
-    try: s = float(value)
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), clamped to [0, 60]; None when it is
+    missing or garbage."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        s = float(value)
     except ValueError:
-        try: s = (email.utils.parsedate_to_datetime(value) - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-        except (TypeError, ValueError, IndexError, OverflowError): return None
+        try:
+            s = (
+                email.utils.parsedate_to_datetime(value) - datetime.datetime.now(datetime.timezone.utc)
+            ).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
     return min(60.0, max(0.0, s)) if math.isfinite(s) else None
+
 
 @patch
 def _delay(self: OpenAICompatGenerator, attempt: int, r: Optional[httpx.Response]) -> float:
-    "Seconds to wait before retry `attempt`: the server's Retry-After (clamped to 0-60 s), else exponential backoff with jitter."
+    """Seconds to wait before retry `attempt`: the server's Retry-After (clamped to 0-60 s), else exponential backoff
+    with jitter."""
     s = _retry_after(r.headers.get("retry-after")) if r is not None else None
-    return s if s is not None else self.backoff * 2 ** attempt * (0.5 + random.random() / 2)
+    return s if s is not None else self.backoff * 2**attempt * (0.5 + random.random() / 2)
+
 
 def _wait(seconds: float, stop: dict) -> None:
     "Sleep `seconds` unless the caller's deadline comes first or its cancel event is set: then `GenerationCancelled`."
     if stop.get("deadline") is not None and time.monotonic() + seconds > stop["deadline"]:
-        raise GenerationCancelled(f"gave up retrying: the next attempt ({seconds:.1f} s from now) would start after the deadline")
-    if stop.get("cancel") is not None: stop["cancel"].wait(seconds)
-    else: time.sleep(seconds)
-    if why := _expired(**stop): raise GenerationCancelled(f"gave up retrying: {why}")
+        raise GenerationCancelled(
+            f"gave up retrying: the next attempt ({seconds:.1f} s from now) would start after the deadline"
+        )
+    if stop.get("cancel") is not None:
+        stop["cancel"].wait(seconds)
+    else:
+        time.sleep(seconds)
+    if why := _expired(**stop):
+        raise GenerationCancelled(f"gave up retrying: {why}")
+
 
 @patch
-def _send(self: OpenAICompatGenerator, url: str, payload: dict, stream: bool = False, stop: Optional[dict] = None) -> httpx.Response:
-    "POST `payload` with retries (none past `stop`'s deadline or cancel); the answer with status 200 (for `stream`, still open: the caller closes it)."
+def _send(
+    self: OpenAICompatGenerator, url: str, payload: dict, stream: bool = False, stop: Optional[dict] = None
+) -> httpx.Response:
+    """POST `payload` with retries (none past `stop`'s deadline or cancel); the answer with status 200 (for `stream`,
+    still open: the caller closes it)."""
     stop = stop or {}
     for attempt in range(self.max_retries + 1):
         r, left = None, None if stop.get("deadline") is None else stop["deadline"] - time.monotonic()
-        if why := _expired(**stop): raise GenerationCancelled(f"request to {url} not sent: {why}")
-        timeout = self.timeout if left is None else max(0.001, min(self.timeout, left))   # no single request outlives the deadline
-        try: r = self._client.send(self._client.build_request("POST", url, json=payload, timeout=timeout), stream=stream)
+        if why := _expired(**stop):
+            raise GenerationCancelled(f"request to {url} not sent: {why}")
+        timeout = (
+            self.timeout if left is None else max(0.001, min(self.timeout, left))
+        )  # no single request outlives the deadline
+        try:
+            r = self._client.send(self._client.build_request("POST", url, json=payload, timeout=timeout), stream=stream)
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
-            if _expired(**stop): raise GenerationCancelled(f"no answer from {url} before the deadline") from None
-            raise GenerationError(f"no answer from {url} within timeout={self.timeout:g}s; raise timeout or lower max_new_tokens") from None
+            if _expired(**stop):
+                raise GenerationCancelled(f"no answer from {url} before the deadline") from None
+            raise GenerationError(
+                f"no answer from {url} within timeout={self.timeout:g}s; raise timeout or lower max_new_tokens"
+            ) from None
         except httpx.TransportError as e:
-            err = GenerationError(f"cannot connect to {url}: {self._scrub(str(e)) or type(e).__name__}; is the server running and the URL right?")
+            err = GenerationError(
+                f"cannot connect to {url}: {self._scrub(str(e)) or type(e).__name__}; is the server running and the URL right?"
+            )
         else:
-            if r.status_code == 200: return r
-            r.read(); r.close()
+            if r.status_code == 200:
+                return r
+            r.read()
+            r.close()
             err = self._error(r, url)
-            if r.status_code not in _RETRY: raise err
+            if r.status_code not in _RETRY:
+                raise err
         if attempt == self.max_retries:
             raise GenerationError(f"{err} (gave up after {attempt + 1} attempts)", err.status) from None
         _wait(self._delay(attempt, r), stop)
 
+
 def _json(r: httpx.Response, url: str, scrub: Callable = str) -> dict:
-    try: body = r.json()
-    except ValueError: raise GenerationError(f"malformed response from {url}: not JSON: {scrub(r.text[:200])!r}", r.status_code) from None
-    if not isinstance(body, dict): raise GenerationError(f"malformed response from {url}: expected a JSON object, got {scrub(r.text[:200])!r}", r.status_code)
+    try:
+        body = r.json()
+    except ValueError:
+        raise GenerationError(
+            f"malformed response from {url}: not JSON: {scrub(r.text[:200])!r}", r.status_code
+        ) from None
+    if not isinstance(body, dict):
+        raise GenerationError(
+            f"malformed response from {url}: expected a JSON object, got {scrub(r.text[:200])!r}", r.status_code
+        )
     return body
 
 # %% ../nbs/08_generate.ipynb #dfba649b
@@ -618,77 +948,147 @@ def _payload(self: OpenAICompatGenerator, prompt: Any, cfg: GenerationConfig, st
     "(url, request body) for `prompt`."
     p = check_prompt(prompt)
     body = {"model": self.model, "max_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p}
-    if isinstance(p, list) or self.chat: path, body["messages"] = "/chat/completions", [{"role": "user", "content": p}] if isinstance(p, str) else p
-    else: path, body["prompt"] = "/completions", p
-    if cfg.stop: body["stop"] = list(cfg.stop)
-    if cfg.seed is not None: body["seed"] = cfg.seed
-    if cfg.top_k: body["top_k"] = cfg.top_k
-    if cfg.repetition_penalty != 1: body["repetition_penalty"] = cfg.repetition_penalty
-    if stream: body.update(stream=True, stream_options={"include_usage": True})
+    if isinstance(p, list) or self.chat:
+        path, body["messages"] = "/chat/completions", [{"role": "user", "content": p}] if isinstance(p, str) else p
+    else:
+        path, body["prompt"] = "/completions", p
+    if cfg.stop:
+        body["stop"] = list(cfg.stop)
+    if cfg.seed is not None:
+        body["seed"] = cfg.seed
+    if cfg.top_k:
+        body["top_k"] = cfg.top_k
+    if cfg.repetition_penalty != 1:
+        body["repetition_penalty"] = cfg.repetition_penalty
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
     return self.base_url + path, {**body, **self.extra_body}
 
-def _count(v: Any) -> Optional[int]: return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+def _count(v: Any) -> Optional[int]:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
 
 @patch
-def _result(self: OpenAICompatGenerator, text: str, reason: Any, usage: Any, model: Any, cfg: GenerationConfig, latency: float,
-            ttft: Optional[float] = None, stop_reason: Any = None) -> Generation:
-    cut = _first_stop(text, cfg.stop)                          # servers cut at stop strings already; this covers those that do not
+def _result(
+    self: OpenAICompatGenerator,
+    text: str,
+    reason: Any,
+    usage: Any,
+    model: Any,
+    cfg: GenerationConfig,
+    latency: float,
+    ttft: Optional[float] = None,
+    stop_reason: Any = None,
+) -> Generation:
+    cut = _first_stop(text, cfg.stop)  # servers cut at stop strings already; this covers those that do not
     hit = cut[1] if cut else (stop_reason if stop_reason in cfg.stop else None)
     usage = usage if isinstance(usage, dict) else {}
-    return Generation(text[:cut[0]] if cut else text, "stop" if cut else _FINISH.get(reason, reason if isinstance(reason, str) else "stop"),
-                      _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")), latency,
-                      model if isinstance(model, str) and model else self.model, self.model_digest, None, ttft, hit, cfg.to_dict(), "openai")
+    return Generation(
+        text[: cut[0]] if cut else text,
+        "stop" if cut else _FINISH.get(reason, reason if isinstance(reason, str) else "stop"),
+        _count(usage.get("prompt_tokens")),
+        _count(usage.get("completion_tokens")),
+        latency,
+        model if isinstance(model, str) and model else self.model,
+        self.model_digest,
+        None,
+        ttft,
+        hit,
+        cfg.to_dict(),
+        "openai",
+    )
+
 
 def _choice(data: dict) -> tuple:
     "(choices[0], its text) of an answer; the text is None when the answer has neither message.content nor text."
     chs = data.get("choices")
     ch = chs[0] if isinstance(chs, list) and chs and isinstance(chs[0], dict) else {}
     msg = ch.get("message")
-    text = ("" if msg.get("content") is None else msg["content"]) if isinstance(msg, dict) else ch.get("text")   # content None: a tool call
+    text = (
+        ("" if msg.get("content") is None else msg["content"]) if isinstance(msg, dict) else ch.get("text")
+    )  # content None: a tool call
     return ch, text if isinstance(text, str) else None
 
+
 @patch
-def generate(self: OpenAICompatGenerator, prompt: Union[str, list], *,
-             deadline: Optional[float] = None,              # time.monotonic() seconds: no request or retry wait runs past it
-             cancel: Optional[threading.Event] = None,      # set it to stop retrying (GenerationCancelled)
-             **overrides) -> Generation:
+def generate(
+    self: OpenAICompatGenerator,
+    prompt: Union[str, list],
+    *,
+    deadline: Optional[float] = None,  # time.monotonic() seconds: no request or retry wait runs past it
+    cancel: Optional[threading.Event] = None,  # set it to stop retrying (GenerationCancelled)
+    **overrides,
+) -> Generation:
     "One answer for `prompt` (text or chat messages); `overrides` change `GenerationConfig` fields for this call."
     t0, cfg, stop = time.perf_counter(), self.config.replace(**overrides), _stop_args(deadline, cancel)
     url, body = self._payload(prompt, cfg)
     data = _json(self._send(url, body, stop=stop), url, self._scrub)
     ch, text = _choice(data)
-    if text is None: raise GenerationError(f"malformed response from {url}: no choices[0].message.content or .text in {self._scrub(json.dumps(data)[:200])}")
-    return self._result(text, ch.get("finish_reason"), data.get("usage"), data.get("model"), cfg, time.perf_counter() - t0,
-                        stop_reason=ch.get("stop_reason"))
+    if text is None:
+        raise GenerationError(
+            f"malformed response from {url}: no choices[0].message.content or .text in {self._scrub(json.dumps(data)[:200])}"
+        )
+    return self._result(
+        text,
+        ch.get("finish_reason"),
+        data.get("usage"),
+        data.get("model"),
+        cfg,
+        time.perf_counter() - t0,
+        stop_reason=ch.get("stop_reason"),
+    )
+
 
 @patch
-def generate_batch(self: OpenAICompatGenerator, prompts: list, *, deadline: Optional[float] = None, cancel: Optional[threading.Event] = None,
-                   **overrides) -> list:
+def generate_batch(
+    self: OpenAICompatGenerator,
+    prompts: list,
+    *,
+    deadline: Optional[float] = None,
+    cancel: Optional[threading.Event] = None,
+    **overrides,
+) -> list:
     "One `Generation` per prompt, in order, with up to `max_workers` requests in flight."
     ps = _check_prompts(prompts)
-    self.config.replace(**overrides); _stop_args(deadline, cancel)      # bad settings fail before any request
-    if not ps: return []
+    self.config.replace(**overrides)
+    _stop_args(deadline, cancel)  # bad settings fail before any request
+    if not ps:
+        return []
     with ThreadPoolExecutor(min(self.max_workers, len(ps))) as ex:
         return list(ex.map(lambda p: self.generate(p, deadline=deadline, cancel=cancel, **overrides), ps))
 
 # %% ../nbs/08_generate.ipynb #2daa0ca9
 @patch
 def _event(self: OpenAICompatGenerator, data: str, url: str) -> dict:
-    try: ev = json.loads(data)
-    except ValueError: ev = None
-    if not isinstance(ev, dict): raise GenerationError(f"malformed event in the stream from {url}: {self._scrub(data[:200])!r}")
+    try:
+        ev = json.loads(data)
+    except ValueError:
+        ev = None
+    if not isinstance(ev, dict):
+        raise GenerationError(f"malformed event in the stream from {url}: {self._scrub(data[:200])!r}")
     if "error" in ev:
         e = ev["error"]
-        raise GenerationError(f"{url} reported an error mid-stream: {self._scrub(str(e.get('message', e) if isinstance(e, dict) else e)[:500])}")
+        raise GenerationError(
+            f"{url} reported an error mid-stream: {self._scrub(str(e.get('message', e) if isinstance(e, dict) else e)[:500])}"
+        )
     return ev
 
+
 @patch
-def stream(self: OpenAICompatGenerator, prompt: Union[str, list], *, deadline: Optional[float] = None,
-           cancel: Optional[threading.Event] = None, **overrides) -> Stream:
+def stream(
+    self: OpenAICompatGenerator,
+    prompt: Union[str, list],
+    *,
+    deadline: Optional[float] = None,
+    cancel: Optional[threading.Event] = None,
+    **overrides,
+) -> Stream:
     "A `Stream` of text pieces as the server sends them; prompt errors are raised here, before iteration."
     cfg, stop = self.config.replace(**overrides), _stop_args(deadline, cancel)
     url, body = self._payload(prompt, cfg, stream=True)
     return Stream(self._stream(url, body, cfg, stop))
+
 
 @patch
 def _stream(self: OpenAICompatGenerator, url: str, body: dict, cfg: GenerationConfig, stop: Optional[dict] = None):
@@ -697,59 +1097,116 @@ def _stream(self: OpenAICompatGenerator, url: str, body: dict, cfg: GenerationCo
     flt, st = _StopFilter(cfg.stop), dict(reason=None, usage=None, model=None, ttft=None, stop_reason=None, done=False)
     try:
         for line in r.iter_lines():
-            if why := _expired(**stop): raise GenerationCancelled(f"the stream from {url} was stopped: {why}")
-            if not line.startswith("data:"): continue             # comments, event names, keep-alives
-            if (data := line[5:].strip()) == "[DONE]": st["done"] = True; break
+            if why := _expired(**stop):
+                raise GenerationCancelled(f"the stream from {url} was stopped: {why}")
+            if not line.startswith("data:"):
+                continue  # comments, event names, keep-alives
+            if (data := line[5:].strip()) == "[DONE]":
+                st["done"] = True
+                break
             ev = self._event(data, url)
             st["model"], st["usage"] = ev.get("model") or st["model"], ev.get("usage") or st["usage"]
             for ch in ev.get("choices") or []:
-                piece = ((ch.get("delta") or {}).get("content") if "delta" in ch else ch.get("text")) if isinstance(ch, dict) else None
+                piece = (
+                    ((ch.get("delta") or {}).get("content") if "delta" in ch else ch.get("text"))
+                    if isinstance(ch, dict)
+                    else None
+                )
                 if isinstance(piece, str) and piece:
                     st["ttft"] = st["ttft"] or time.perf_counter() - t0
-                    if out := flt.feed(piece): yield out
-                if isinstance(ch, dict): st["reason"], st["stop_reason"] = ch.get("finish_reason") or st["reason"], ch.get("stop_reason") or st["stop_reason"]
-    except httpx.TransportError as e: raise GenerationError(f"the stream from {url} broke off: {self._scrub(str(e)) or type(e).__name__}") from None
-    finally: r.close()
-    if not st["done"] and st["reason"] is None: raise GenerationError(f"the stream from {url} ended without a finish_reason or [DONE]")
-    if rest := flt.flush(): yield rest
-    return self._result(flt.emitted, st["reason"], st["usage"], st["model"], cfg, time.perf_counter() - t0, st["ttft"], flt.hit or st["stop_reason"])
+                    if out := flt.feed(piece):
+                        yield out
+                if isinstance(ch, dict):
+                    st["reason"], st["stop_reason"] = (
+                        ch.get("finish_reason") or st["reason"],
+                        ch.get("stop_reason") or st["stop_reason"],
+                    )
+    except httpx.TransportError as e:
+        raise GenerationError(f"the stream from {url} broke off: {self._scrub(str(e)) or type(e).__name__}") from None
+    finally:
+        r.close()
+    if not st["done"] and st["reason"] is None:
+        raise GenerationError(f"the stream from {url} ended without a finish_reason or [DONE]")
+    if rest := flt.flush():
+        yield rest
+    return self._result(
+        flt.emitted,
+        st["reason"],
+        st["usage"],
+        st["model"],
+        cfg,
+        time.perf_counter() - t0,
+        st["ttft"],
+        flt.hit or st["stop_reason"],
+    )
 
 # %% ../nbs/08_generate.ipynb #35442698
 @patch
 def count_tokens(self: OpenAICompatGenerator, prompt: Union[str, list]) -> int:
     "Tokens the served model reads for `prompt`: with a local `tokenizer`, else from the server's /tokenize."
     p = check_prompt(prompt)
-    if self._tokenizer is not None: return len(_token_ids(self._tokenizer, p, self.chat))
-    url = self.base_url[:-len("/v1")] + "/tokenize"
+    if self._tokenizer is not None:
+        return len(_token_ids(self._tokenizer, p, self.chat))
+    url = self.base_url[: -len("/v1")] + "/tokenize"
     msgs = p if isinstance(p, list) else [{"role": "user", "content": p}] if self.chat else None
-    try: r = self._send(url, {"model": self.model, **({"messages": msgs, "add_generation_prompt": True} if msgs else {"prompt": p})})
+    try:
+        r = self._send(
+            url, {"model": self.model, **({"messages": msgs, "add_generation_prompt": True} if msgs else {"prompt": p})}
+        )
     except GenerationError as e:
-        if e.status == 404: raise GenerationError(f"{url} not found: this server cannot count tokens; pass tokenizer= to count them locally", 404) from None
+        if e.status == 404:
+            raise GenerationError(
+                f"{url} not found: this server cannot count tokens; pass tokenizer= to count them locally", 404
+            ) from None
         raise
     data = _json(r, url, self._scrub)
-    n = _count(data.get("count")) if "count" in data else (len(data["tokens"]) if isinstance(data.get("tokens"), list) else None)
-    if n is None: raise GenerationError(f"malformed response from {url}: no 'count' or 'tokens' in {self._scrub(json.dumps(data)[:200])}")
+    n = (
+        _count(data.get("count"))
+        if "count" in data
+        else (len(data["tokens"]) if isinstance(data.get("tokens"), list) else None)
+    )
+    if n is None:
+        raise GenerationError(
+            f"malformed response from {url}: no 'count' or 'tokens' in {self._scrub(json.dumps(data)[:200])}"
+        )
     return n
+
 
 @patch
 def info(self: OpenAICompatGenerator) -> dict:
     "Server, model, digest and default settings, for traces (never the API key)."
-    return {"backend": "openai", "model": self.model, "model_digest": self.model_digest, "adapter": None, "adapter_digest": None,
-            "device": "remote", "dtype": None, "base_url": self.base_url, "chat": self.chat, "config": self.config.to_dict()}
+    return {
+        "backend": "openai",
+        "model": self.model,
+        "model_digest": self.model_digest,
+        "adapter": None,
+        "adapter_digest": None,
+        "device": "remote",
+        "dtype": None,
+        "base_url": self.base_url,
+        "chat": self.chat,
+        "config": self.config.to_dict(),
+    }
 
 # %% ../nbs/08_generate.ipynb #244f3f92
 class _FakeHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args): pass
+    def log_message(self, *args):
+        pass
 
     def handle(self):
-        try: super().handle()
-        except (BrokenPipeError, ConnectionResetError): pass     # the client gave up (a timeout test): nothing to answer
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test): nothing to answer
 
     def _send_json(self, status: int, body: Any, headers: Optional[dict] = None):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        for k, v in (headers or {}).items(): self.send_header(k, v)
-        self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(data))); self.end_headers()
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
         self.wfile.write(data)
 
     def do_GET(self):
@@ -758,92 +1215,166 @@ class _FakeHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         fake, auth = self.server.fake, self.headers.get("Authorization")
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try: body = json.loads(raw)
-        except ValueError: body = None
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
         fake.requests.append({"path": self.path, "body": body, "authorization": auth})
         f = fake.fail.pop(0) if fake.fail else None
-        if f == "disconnect": self.close_connection = True; return
-        if f == "malformed": return self._send_json(200, b"{not json")
-        if isinstance(f, dict): return self._send_json(200, f)
-        if isinstance(f, int): return self._send_json(f, {"error": {"message": f"simulated failure {f}"}})
-        if isinstance(f, tuple): return self._send_json(f[0], {"error": {"message": f"simulated failure {f[0]}"}}, headers=f[1])
-        if f == "slow": time.sleep(1.0)
+        if f == "disconnect":
+            self.close_connection = True
+            return
+        if f == "malformed":
+            return self._send_json(200, b"{not json")
+        if isinstance(f, dict):
+            return self._send_json(200, f)
+        if isinstance(f, int):
+            return self._send_json(f, {"error": {"message": f"simulated failure {f}"}})
+        if isinstance(f, tuple):
+            return self._send_json(f[0], {"error": {"message": f"simulated failure {f[0]}"}}, headers=f[1])
+        if f == "slow":
+            time.sleep(1.0)
         if fake.api_key and auth != f"Bearer {fake.api_key}":
-            return self._send_json(401, {"error": {"message": f"invalid credentials: {auth}"}})   # echoes the header, as careless servers do
-        if not isinstance(body, dict): return self._send_json(400, {"error": {"message": "body is not a JSON object"}})
-        if self.path == "/tokenize": return self._send_json(200, {"count": len(fake._words(body))})
-        if self.path not in ("/v1/chat/completions", "/v1/completions"): return self._send_json(404, {"error": {"message": f"no route {self.path}"}})
+            return self._send_json(
+                401, {"error": {"message": f"invalid credentials: {auth}"}}
+            )  # echoes the header, as careless servers do
+        if not isinstance(body, dict):
+            return self._send_json(400, {"error": {"message": "body is not a JSON object"}})
+        if self.path == "/tokenize":
+            return self._send_json(200, {"count": len(fake._words(body))})
+        if self.path not in ("/v1/chat/completions", "/v1/completions"):
+            return self._send_json(404, {"error": {"message": f"no route {self.path}"}})
         fake._answer(self, body)
 
 # %% ../nbs/08_generate.ipynb #45984c56
 class FakeOpenAIServer:
-    "Testing utility: a small OpenAI-compatible server on 127.0.0.1 (chat, completions, SSE, usage, /tokenize) that can fail on demand."
-    def __init__(self,
-                 reply: Optional[Callable[[str], str]] = None,   # answer for the last user text; None: "You asked: <text>"
-                 api_key: Optional[str] = None,                  # when set, requests with another key get 401 (echoing the header sent)
-                 fail: tuple = (),                               # the next requests get: an HTTP status, (status, {header: value}), "malformed", "disconnect", "slow" (1 s late) or a dict (as the JSON answer)
-                 max_context: int = 4096):                       # prompt words + max_tokens allowed, like a context window
-        self.reply, self.api_key, self.fail, self.max_context = reply or (lambda t: f"You asked: {t}"), api_key, list(fail), max_context
+    """Testing utility: a small OpenAI-compatible server on 127.0.0.1 (chat, completions, SSE, usage, /tokenize) that
+    can fail on demand."""
+
+    def __init__(
+        self,
+        reply: Optional[Callable[[str], str]] = None,  # answer for the last user text; None: "You asked: <text>"
+        api_key: Optional[str] = None,  # when set, requests with another key get 401 (echoing the header sent)
+        fail: tuple = (),  # the next requests get: an HTTP status, (status, {header: value}), "malformed", "disconnect", "slow" (1 s late) or a dict (as the JSON answer)
+        max_context: int = 4096,
+    ):  # prompt words + max_tokens allowed, like a context window
+        self.reply, self.api_key, self.fail, self.max_context = (
+            reply or (lambda t: f"You asked: {t}"),
+            api_key,
+            list(fail),
+            max_context,
+        )
         self.requests, self.url, self._httpd = [], None, None
 
     def __enter__(self) -> "FakeOpenAIServer":
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHandler)
         self._httpd.daemon_threads, self._httpd.fake = True, self
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="FakeOpenAIServer").start()
+        threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="FakeOpenAIServer"
+        ).start()
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
         return self
 
     def __exit__(self, *exc):
-        self._httpd.shutdown(); self._httpd.server_close()
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
     def _words(self, body: dict) -> list:
         msgs = body.get("messages")
-        return " ".join(m.get("content", "") for m in msgs if isinstance(m, dict)).split() if isinstance(msgs, list) else str(body.get("prompt", "")).split()
+        return (
+            " ".join(m.get("content", "") for m in msgs if isinstance(m, dict)).split()
+            if isinstance(msgs, list)
+            else str(body.get("prompt", "")).split()
+        )
 
 # %% ../nbs/08_generate.ipynb #ed2e53e5
 @patch
 def _answer(self: FakeOpenAIServer, h: _FakeHandler, body: dict):
     "Answer a completion request: words of `reply`, shuffled by the seed when sampling, cut by max_tokens and stop."
     msgs = body.get("messages")
-    last = next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "user"), "") if isinstance(msgs, list) else str(body.get("prompt", ""))
+    last = (
+        next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "user"), "")
+        if isinstance(msgs, list)
+        else str(body.get("prompt", ""))
+    )
     n_prompt, max_tokens = len(self._words(body)), int(body.get("max_tokens") or 16)
     if n_prompt + max_tokens > self.max_context:
-        return h._send_json(400, {"error": {"message": f"This model's maximum context length is {self.max_context} tokens. However, you "
-                                            f"requested {n_prompt + max_tokens} tokens ({n_prompt} in the messages, {max_tokens} in the completion)."}})
+        return h._send_json(
+            400,
+            {
+                "error": {
+                    "message": f"This model's maximum context length is {self.max_context} tokens. However, you "
+                    f"requested {n_prompt + max_tokens} tokens ({n_prompt} in the messages, {max_tokens} in the completion)."
+                }
+            },
+        )
     words = self.reply(last).split(" ")
-    if float(body.get("temperature") or 0) > 0: random.Random(body.get("seed")).shuffle(words)
+    if float(body.get("temperature") or 0) > 0:
+        random.Random(body.get("seed")).shuffle(words)
     text, reason = " ".join(words[:max_tokens]), "length" if len(words) > max_tokens else "stop"
     cut = _first_stop(text, tuple(body.get("stop") or ()))
-    text, reason = (text[:cut[0]], "stop") if cut else (text, reason)
-    usage = {"prompt_tokens": n_prompt, "completion_tokens": len(text.split()), "total_tokens": n_prompt + len(text.split())}
+    text, reason = (text[: cut[0]], "stop") if cut else (text, reason)
+    usage = {
+        "prompt_tokens": n_prompt,
+        "completion_tokens": len(text.split()),
+        "total_tokens": n_prompt + len(text.split()),
+    }
     chat, base = isinstance(msgs, list), {"id": "cmpl-fake", "model": body.get("model"), "created": int(time.time())}
     if not body.get("stream"):
         choice = {"index": 0, "finish_reason": reason, "stop_reason": cut[1] if cut else None}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-        return h._send_json(200, {**base, "object": "chat.completion" if chat else "text_completion", "choices": [choice], "usage": usage})
-    h.send_response(200); h.send_header("Content-Type", "text/event-stream"); h.end_headers()
+        return h._send_json(
+            200,
+            {**base, "object": "chat.completion" if chat else "text_completion", "choices": [choice], "usage": usage},
+        )
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.end_headers()
     pieces = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))] if text else []
-    events = [{"choices": [{"index": 0, "finish_reason": None, **({"delta": {"content": p}} if chat else {"text": p})}]} for p in pieces]
-    events.append({"choices": [{"index": 0, "finish_reason": reason, "stop_reason": cut[1] if cut else None, **({"delta": {}} if chat else {"text": ""})}]})
-    if (body.get("stream_options") or {}).get("include_usage"): events.append({"choices": [], "usage": usage})
-    for ev in events: h.wfile.write(f"data: {json.dumps({**base, **ev})}\n\n".encode()); h.wfile.flush()
+    events = [
+        {"choices": [{"index": 0, "finish_reason": None, **({"delta": {"content": p}} if chat else {"text": p})}]}
+        for p in pieces
+    ]
+    events.append(
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": reason,
+                    "stop_reason": cut[1] if cut else None,
+                    **({"delta": {}} if chat else {"text": ""}),
+                }
+            ]
+        }
+    )
+    if (body.get("stream_options") or {}).get("include_usage"):
+        events.append({"choices": [], "usage": usage})
+    for ev in events:
+        h.wfile.write(f"data: {json.dumps({**base, **ev})}\n\n".encode())
+        h.wfile.flush()
     h.wfile.write(b"data: [DONE]\n\n")
 
 # %% ../nbs/08_generate.ipynb #adf77582
 GENERATORS = {"hf": HFGenerator, "openai": OpenAICompatGenerator}
 
-def make_generator(kind: str = "hf",   # 'hf': a local transformers model; 'openai': an OpenAI-compatible server
-                   **kwargs) -> Generator:
+
+def make_generator(
+    kind: str = "hf",  # 'hf': a local transformers model; 'openai': an OpenAI-compatible server
+    **kwargs,
+) -> Generator:
     "A generator from configuration: `kind` and that class's arguments (a `config` may be a dict)."
-    if kind not in GENERATORS: raise ValueError(f"kind must be one of {', '.join(GENERATORS)}, got {kind!r}")
+    if kind not in GENERATORS:
+        raise ValueError(f"kind must be one of {', '.join(GENERATORS)}, got {kind!r}")
     return GENERATORS[kind](**kwargs)
 
 # %% ../nbs/08_generate.ipynb #genpipe1
 _PIPELINE = ("RAGPipeline", "Answer", "Citation", "Trace", "Step")
 
+
 def __getattr__(name: str):
     "The pipeline's classes, imported from `llmops_nb.pipeline` on first use."
     if name in _PIPELINE:
         from llmops_nb import pipeline
+
         return getattr(pipeline, name)
     raise AttributeError(f"module 'llmops_nb.generate' has no attribute {name!r}")

@@ -24,131 +24,193 @@ __all__ = ['CITATION', 'STOPWORDS', 'NEGATIONS', 'WEIGHTS', 'CHATTER', 'MISS_PEN
 @dataclass(frozen=True)
 class Sentence:
     "One sentence of a text: `text` is exactly `source[start:end]`."
+
     text: str
     start: int
     end: int
 
-CITATION = re.compile(r"\s*(?:\[\s*(?:[A-Za-z]{1,10}\.?\s*)?\d{1,3}(?:\s*[,;\u2013-]\s*\d{1,3})*\s*\]|【\d{1,3}】|\^\d{1,3}\b)")
+
+CITATION = re.compile(
+    r"\s*(?:\[\s*(?:[A-Za-z]{1,10}\.?\s*)?\d{1,3}(?:\s*[,;\u2013-]\s*\d{1,3})*\s*\]|【\d{1,3}】|\^\d{1,3}\b)"
+)
 _END = re.compile(r"(?:\.{2,}|…|[.!?]+|[。！？])[\"'”’)\]»]*(?:" + CITATION.pattern + ")*")
 _BULLET = re.compile(r"[ \t]*(?:[-*•‣▪◦+]|\d{1,3}[.)]|\(\d{1,3}\)|[a-z][.)]|#{1,6})[ \t]+")
-_ABBREV = frozenset("mr mrs ms dr prof st sr jr mt ft gen col lt sgt capt rev hon dept vs fig figs vol pp ch sec art approx ca cf est "
-                    "jan feb mar apr jun jul aug sep sept oct nov dec".split())
-_SOFT_ABBREV = frozenset("etc inc ltd co corp bros".split())      # often end a sentence: an end when a sentence opener follows
-_OPENERS = frozenset("the a an it its this that these those they there then he she we you i in on at for if when but and so our your "
-                     "his her their my as after before however also please note".split())
+_ABBREV = frozenset(
+    "mr mrs ms dr prof st sr jr mt ft gen col lt sgt capt rev hon dept vs fig figs vol pp ch sec art approx ca cf est "
+    "jan feb mar apr jun jul aug sep sept oct nov dec".split()
+)
+_SOFT_ABBREV = frozenset(
+    "etc inc ltd co corp bros".split()
+)  # often end a sentence: an end when a sentence opener follows
+_OPENERS = frozenset(
+    "the a an it its this that these those they there then he she we you i in on at for if when but and so our your "
+    "his her their my as after before however also please note".split()
+)
 _TERMINAL = tuple(".!?:;。！？…")
 
 # %% ../nbs/07c_grounded.ipynb #964d7375
 def _lines(text: str) -> Iterator[tuple]:
-    "(start, end) of the blocks of `text`: its lines, a wrapped line (lowercase start, previous line unfinished) joined back."
-    s = prev_end = None; a = 0; last = ""
+    """(start, end) of the blocks of `text`: its lines, a wrapped line (lowercase start, previous line unfinished)
+    joined back."""
+    s = prev_end = None
+    a = 0
+    last = ""
     for line in text.split("\n"):
         b = a + len(line)
         if not line.strip():
-            if s is not None: yield s, prev_end
+            if s is not None:
+                yield s, prev_end
             s = None
         else:
-            wrapped = s is not None and line.lstrip()[:1].islower() and not _BULLET.match(line) and not last.endswith(_TERMINAL)
+            wrapped = (
+                s is not None
+                and line.lstrip()[:1].islower()
+                and not _BULLET.match(line)
+                and not last.endswith(_TERMINAL)
+            )
             if not wrapped:
-                if s is not None: yield s, prev_end
+                if s is not None:
+                    yield s, prev_end
                 s = a
             prev_end, last = b, line.rstrip()
         a = b + 1
-    if s is not None: yield s, prev_end
+    if s is not None:
+        yield s, prev_end
 
 # %% ../nbs/07c_grounded.ipynb #f3467767
 _WORD, _LAST = re.compile(r"\w+"), re.compile(r"(\S+)$")
 
+
 def _boundary(text: str, m: re.Match, a: int, b: int) -> bool:
     "Whether the terminal punctuation matched by `m` in the block text[a:b] ends a sentence."
     e, p = m.end(), m.group()
-    if p[0] in "。！？": return True
-    if e < b and not text[e].isspace(): return False                    # 3.5, e.g.x, file.txt
+    if p[0] in "。！？":
+        return True
+    if e < b and not text[e].isspace():
+        return False  # 3.5, e.g.x, file.txt
     j = e
-    while j < b and text[j].isspace(): j += 1
-    if j >= b: return True
-    if text[j].islower(): return False
-    if p.rstrip("\"'”’)]» ") != "." or "[" in p: return True             # ! ? ... or a cited end: a boundary
+    while j < b and text[j].isspace():
+        j += 1
+    if j >= b:
+        return True
+    if text[j].islower():
+        return False
+    if p.rstrip("\"'”’)]» ") != "." or "[" in p:
+        return True  # ! ? ... or a cited end: a boundary
     prev = _LAST.search(text, max(a, m.start() - 40), m.start())
     prev = prev.group(1).lstrip("(\"'“‘[").lower() if prev else ""
-    if prev in _ABBREV or prev == "no" and text[j].isdigit(): return False   # Dr. Smith, No. 5
-    if len(prev) == 1 and prev.isalpha(): return False                   # initials: J. R. R. Tolkien
-    if re.fullmatch(r"(?:[^\W\d_]\.)+[^\W\d_]", prev) or prev in _SOFT_ABBREV:   # U.S., e.g., etc.: an end only before an opener
+    if prev in _ABBREV or prev == "no" and text[j].isdigit():
+        return False  # Dr. Smith, No. 5
+    if len(prev) == 1 and prev.isalpha():
+        return False  # initials: J. R. R. Tolkien
+    if (
+        re.fullmatch(r"(?:[^\W\d_]\.)+[^\W\d_]", prev) or prev in _SOFT_ABBREV
+    ):  # U.S., e.g., etc.: an end only before an opener
         word = _WORD.match(text, j, min(b, j + 40))
         return bool(word) and word.group().lower() in _OPENERS
     return True
 
 # %% ../nbs/07c_grounded.ipynb #8b1492c0
-def _has_word(s: str) -> bool: return bool(re.search(r"\w", CITATION.sub("", s)))
+def _has_word(s: str) -> bool:
+    return bool(re.search(r"\w", CITATION.sub("", s)))
+
 
 def _pieces(text: str, a: int, b: int, max_chars: int) -> Iterator[tuple]:
-    "(start, end) of the sentences in one block text[a:b], bullet marker and outer space removed, run-ons cut at max_chars."
-    if (m := _BULLET.match(text, a, b)) and m.end() < b: a = m.end()
+    """(start, end) of the sentences in one block text[a:b], bullet marker and outer space removed, run-ons cut at
+    max_chars."""
+    if (m := _BULLET.match(text, a, b)) and m.end() < b:
+        a = m.end()
     s = a
     for c in chain((m.end() for m in _END.finditer(text, a, b) if _boundary(text, m, a, b)), [b]):
         i, j = s, c
-        while i < j and text[i].isspace(): i += 1
-        while j > i and text[j - 1].isspace(): j -= 1
-        while j - i > max_chars:                                          # a run-on "sentence": cut at a space
+        while i < j and text[i].isspace():
+            i += 1
+        while j > i and text[j - 1].isspace():
+            j -= 1
+        while j - i > max_chars:  # a run-on "sentence": cut at a space
             k = text.rfind(" ", i + max_chars // 2, i + max_chars)
             k = k if k > i else i + max_chars
-            if _has_word(text[i:k]): yield i, k
-            i = k + (text[k:k + 1] == " ")
-        if j > i and _has_word(text[i:j]): yield i, j
+            if _has_word(text[i:k]):
+                yield i, k
+            i = k + (text[k : k + 1] == " ")
+        if j > i and _has_word(text[i:j]):
+            yield i, j
         s = c
 
 # %% ../nbs/07c_grounded.ipynb #ee4bcc42
 def _sentences(text: str, max_chars: int = 1000) -> Iterator[Sentence]:
     "Sentences of `text`, lazily: a caller that needs the first 64 of a megabyte does not split it all."
     for a, b in _lines(text):
-        for i, j in _pieces(text, a, b, max_chars): yield Sentence(text[i:j], i, j)
+        for i, j in _pieces(text, a, b, max_chars):
+            yield Sentence(text[i:j], i, j)
 
-def split_sentences(text: str,             # the text to split
-                    max_chars: int = 1000  # a longer run without a sentence end is cut at a space
-                    ) -> list:
+
+def split_sentences(
+    text: str,  # the text to split
+    max_chars: int = 1000,  # a longer run without a sentence end is cut at a space
+) -> list:
     "Sentences of `text` as `Sentence(text, start, end)` with `text == source[start:end]`."
-    if not isinstance(text, str): raise TypeError(f"split_sentences: text must be a str, got {type(text).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"split_sentences: text must be a str, got {type(text).__name__}")
     if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 10:
         raise ValueError(f"split_sentences: max_chars must be an int >= 10, got {max_chars!r}")
     return list(_sentences(text, max_chars))
 
 # %% ../nbs/07c_grounded.ipynb #170f3d51
-STOPWORDS = frozenset("""a an the and or but if then else of to in on at by for with about as from into onto over under after before
+STOPWORDS = frozenset(
+    """a an the and or but if then else of to in on at by for with about as from into onto over under after before
 between through during within without upon is are was were be been being am do does did doing done have has had having can could will
 would shall should may might must it its itself this that these those there here i me my mine myself we us our ours you your yours he him
 his she her hers they them their theirs what which who whom whose when where why how so than too very also just only any all some such
 each both either other others own same up down out off again further once one ones st nd rd th s t d ll ve re m etc per via i'm it's
 that's there's you're we're they're i've you've we've they've i'd you'd he's she's let's what's who's yes let get got make made
-much many more most less least well really quite rather""".split())
+much many more most less least well really quite rather""".split()
+)
 NEGATIONS = frozenset("not no never cannot".split())
-_NUMWORDS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-                                              "fifteen sixteen seventeen eighteen nineteen twenty".split()) if w != "one"}
+_NUMWORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+    if w != "one"
+}
 _NUMWORDS.update(thirty="30", forty="40", fifty="50", sixty="60", seventy="70", eighty="80", ninety="90")
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W\d_]+(?:['’][^\W\d_]+)*")
+_TOKEN = re.compile(
+    r"\d+(?:[.,]\d+)*|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W\d_]+(?:['’][^\W\d_]+)*"
+)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 # %% ../nbs/07c_grounded.ipynb #7a5d584b
 def _num(s: str) -> str:
     "A canonical spelling of a number token: 1,000 -> 1000, 25.00 -> 25, 3.50 -> 3.5, 007 -> 7."
-    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", s): s = s.replace(",", "")
-    if re.fullmatch(r"\d+\.\d+", s): s = s.rstrip("0").rstrip(".")
+    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+        s = s.replace(",", "")
+    if re.fullmatch(r"\d+\.\d+", s):
+        s = s.rstrip("0").rstrip(".")
     return (s.lstrip("0") or "0") if s.isdigit() else s
+
 
 def _stem(w: str) -> str:
     "A light suffix stripper so that returns/returned/returning meet."
-    if len(w) <= 3 or not w.isalpha(): return w
+    if len(w) <= 3 or not w.isalpha():
+        return w
     for suf, rep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
         if w.endswith(suf) and len(w) - len(suf) >= 3 and not (suf == "s" and w.endswith(("ss", "us", "is"))):
-            w = w[:-len(suf)] + rep; break
+            w = w[: -len(suf)] + rep
+            break
     return w[:-1] if w.endswith("e") and len(w) > 4 else w
+
 
 @dataclass(frozen=True)
 class Token:
     "A content token: `key` is what is matched, `surface` what the text says."
+
     key: str
-    kind: str       # num, ent (name-like) or word
+    kind: str  # num, ent (name-like) or word
     weight: float
     surface: str
+
 
 WEIGHTS = {"num": 2.0, "ent": 1.5, "word": 1.0}
 
@@ -158,41 +220,65 @@ def tokens(text: str) -> tuple:
     text = text.replace("’", "'")
     found, out, neg = list(_TOKEN.finditer(text)), [], False
     for n, m in enumerate(found):
-        s = m.group(); low = s.casefold().removesuffix("'s")
-        if s[0].isdigit(): out.append(Token(_num(s), "num", WEIGHTS["num"], s))
-        elif _CJK.match(s): out += [Token(s[i:i + 2], "word", 1.0, s[i:i + 2]) for i in range(max(1, len(s) - 1))]
+        s = m.group()
+        low = s.casefold().removesuffix("'s")
+        if s[0].isdigit():
+            out.append(Token(_num(s), "num", WEIGHTS["num"], s))
+        elif _CJK.match(s):
+            out += [Token(s[i : i + 2], "word", 1.0, s[i : i + 2]) for i in range(max(1, len(s) - 1))]
         elif low in NEGATIONS or low.endswith("n't"):
-            neg = neg or not (n == 0 and low == "no" and text[m.end():m.end() + 1] in ",.!")   # an answer's "No, ..." negates nothing
-        elif low in _NUMWORDS: out.append(Token(_NUMWORDS[low], "num", WEIGHTS["num"], s))
+            neg = neg or not (
+                n == 0 and low == "no" and text[m.end() : m.end() + 1] in ",.!"
+            )  # an answer's "No, ..." negates nothing
+        elif low in _NUMWORDS:
+            out.append(Token(_NUMWORDS[low], "num", WEIGHTS["num"], s))
         elif low not in STOPWORDS and (len(low) > 1 or s.isupper()):
-            inner = any(c.isupper() for c in s[1:])                              # USA, iPhone, McDonald
-            cap = inner or s[0].isupper() and (n > 0 or n + 1 < len(found) and found[n + 1].group()[:1].isupper()
-                                               and found[n + 1].group().casefold() not in STOPWORDS)
+            inner = any(c.isupper() for c in s[1:])  # USA, iPhone, McDonald
+            cap = (
+                inner
+                or s[0].isupper()
+                and (
+                    n > 0
+                    or n + 1 < len(found)
+                    and found[n + 1].group()[:1].isupper()
+                    and found[n + 1].group().casefold() not in STOPWORDS
+                )
+            )
             kind = "ent" if cap else "word"
             out.append(Token(_stem(low), kind, WEIGHTS[kind], s))
     return out, neg
 
 # %% ../nbs/07c_grounded.ipynb #4e89329a
-CHATTER = frozenset("""hi hello hey thank thanks welcome sure certainly course glad happy help helpful great good question questions
+CHATTER = frozenset(
+    """hi hello hey thank thanks welcome sure certainly course glad happy help helpful great good question questions
 please okay ok anything else know hope assist feel free ask reach information info found following summary summarize context contexts
 document documents source sources passage passages provided provide given mention mentioned say says said state states stated according
-answer answers based unfortunately sorry apologize clarify further detail details additional note""".split())
-_REFUSAL = re.compile(r"^(?:unfortunately,?\s*|sorry,?\s*)?(?:i|the (?:provided |given |retrieved )?(?:context|documents?|sources?|passages?|"
-                      r"information|text))\s+(?:do|does|did|could|can|am|is|are|have|has)?\s*(?:not|n't|no)\b|^there is no (?:information|mention)",
-                      re.I)
+answer answers based unfortunately sorry apologize clarify further detail details additional note""".split()
+)
+_REFUSAL = re.compile(
+    r"^(?:unfortunately,?\s*|sorry,?\s*)?(?:i|the (?:provided |given |retrieved )?(?:context|documents?|sources?|passages?|"
+    r"information|text))\s+(?:do|does|did|could|can|am|is|are|have|has)?\s*(?:not|n't|no)\b|^there is no (?:information|mention)",
+    re.I,
+)
+
 
 def is_claim(sentence: str) -> bool:
-    "Whether a sentence asserts something checkable: not a question, a lead-in ending in ':', a refusal or pure chatter."
+    """Whether a sentence asserts something checkable: not a question, a lead-in ending in ':', a refusal or pure
+    chatter."""
     s = CITATION.sub(" ", sentence).strip().strip("*_ \"'")
-    if not s or s.endswith(("?", ":", "？", "：")): return False
+    if not s or s.endswith(("?", ":", "？", "：")):
+        return False
     toks, _ = tokens(s)
-    if _REFUSAL.match(s.replace("’", "'")) and not any(t.kind in ("num", "ent") for t in toks): return False
+    if _REFUSAL.match(s.replace("’", "'")) and not any(t.kind in ("num", "ent") for t in toks):
+        return False
     return any(t.key not in CHATTER and t.surface.casefold() not in CHATTER for t in toks)
 
 # %% ../nbs/07c_grounded.ipynb #df7d3a20
 @dataclass(frozen=True)
 class _Evidence:
-    "One or more consecutive sentences of a passage: span, token keys, their 5-letter prefixes, negation, and the single sentences."
+    """One or more consecutive sentences of a passage: span, token keys, their 5-letter prefixes, negation, and the
+    single sentences."""
+
     start: int
     end: int
     keys: frozenset
@@ -200,9 +286,13 @@ class _Evidence:
     neg: bool
     parts: tuple = ()
 
+
 def _evidence(start: int, end: int, toks: list, parts: tuple = ()) -> _Evidence:
     keys = frozenset(t.key for ts, _ in toks for t in ts)
-    return _Evidence(start, end, keys, frozenset(k[:5] for k in keys if len(k) >= 5 and k.isalpha()), any(n for _, n in toks), parts)
+    return _Evidence(
+        start, end, keys, frozenset(k[:5] for k in keys if len(k) >= 5 and k.isalpha()), any(n for _, n in toks), parts
+    )
+
 
 @lru_cache(maxsize=512)
 def _prepare(text: str, window: int) -> tuple:
@@ -210,148 +300,233 @@ def _prepare(text: str, window: int) -> tuple:
     sents = list(_sentences(text))
     toks = [tokens(CITATION.sub(" ", s.text)) for s in sents]
     ones = [_evidence(s.start, s.end, [t]) for s, t in zip(sents, toks)]
-    wins = [_evidence(ones[i].start, ones[j - 1].end, toks[i:j], tuple(ones[i:j]))
-            for i in range(max(0, len(ones) - window) + 1 if ones else 0) for j in [min(i + window, len(ones))]]
+    wins = [
+        _evidence(ones[i].start, ones[j - 1].end, toks[i:j], tuple(ones[i:j]))
+        for i in range(max(0, len(ones) - window) + 1 if ones else 0)
+        for j in [min(i + window, len(ones))]
+    ]
     return ones, wins, frozenset(k for s in ones for k in s.keys)
 
 # %% ../nbs/07c_grounded.ipynb #339c5c3a
 MISS_PENALTY = 0.5
 
+
 def _recall(toks: list, e: _Evidence) -> float:
     "Weighted share of `toks` found in the evidence `e`."
     tot = sum(t.weight for t in toks)
-    got = sum(t.weight for t in toks if t.key in e.keys or t.kind == "word" and len(t.key) >= 5 and t.key[:5] in e.prefixes)
+    got = sum(
+        t.weight for t in toks if t.key in e.keys or t.kind == "word" and len(t.key) >= 5 and t.key[:5] in e.prefixes
+    )
     return got / tot if tot else 0.0
+
 
 def _lexical(toks: list, neg: bool, windows: list, allkeys: frozenset) -> tuple:
     """(recall per window, index of the best window or None, missing items): numbers and names in no passage, numbers the
     best window lacks, and "not" / "no 'not'" when the sentence and its best passage sentence disagree in negation (the
     latter only for a sentence with a predicate: three content tokens, one of them a plain word, not a bare name)."""
     rec = np.array([_recall(toks, w) for w in windows], dtype=np.float32)
-    if not len(rec): return rec, None, list(dict.fromkeys(t.surface for t in toks if t.kind in ("num", "ent")))
-    best = int(rec.argmax()); bw = windows[best]
-    missing = [t.surface for t in toks if t.kind in ("num", "ent") and t.key not in allkeys or t.kind == "num" and t.key not in bw.keys]
-    one = max(bw.parts, key=lambda s: _recall(toks, s))                         # the passage sentence it restates
-    if neg and not one.neg: missing.append("not")
-    elif one.neg and not neg and len(toks) >= 3 and any(t.kind == "word" for t in toks): missing.append("no 'not'")   # not for names
+    if not len(rec):
+        return rec, None, list(dict.fromkeys(t.surface for t in toks if t.kind in ("num", "ent")))
+    best = int(rec.argmax())
+    bw = windows[best]
+    missing = [
+        t.surface
+        for t in toks
+        if t.kind in ("num", "ent") and t.key not in allkeys or t.kind == "num" and t.key not in bw.keys
+    ]
+    one = max(bw.parts, key=lambda s: _recall(toks, s))  # the passage sentence it restates
+    if neg and not one.neg:
+        missing.append("not")
+    elif one.neg and not neg and len(toks) >= 3 and any(t.kind == "word" for t in toks):
+        missing.append("no 'not'")  # not for names
     return rec, best, list(dict.fromkeys(missing))
 
 # %% ../nbs/07c_grounded.ipynb #8f8749bf
 class VectorLRU:
     "An in-memory, thread-safe LRU of vectors by key."
-    def __init__(self, maxsize: int = 4096): self.maxsize, self._d, self._lock = maxsize, OrderedDict(), threading.Lock()
-    def __len__(self): return len(self._d)
+
+    def __init__(self, maxsize: int = 4096):
+        self.maxsize, self._d, self._lock = maxsize, OrderedDict(), threading.Lock()
+
+    def __len__(self):
+        return len(self._d)
+
     def get(self, key):
         with self._lock:
             v = self._d.get(key)
-            if v is not None: self._d.move_to_end(key)
+            if v is not None:
+                self._d.move_to_end(key)
             return v
+
     def put(self, key, v):
         with self._lock:
-            self._d[key] = v; self._d.move_to_end(key)
-            while len(self._d) > self.maxsize: self._d.popitem(last=False)
+            self._d[key] = v
+            self._d.move_to_end(key)
+            while len(self._d) > self.maxsize:
+                self._d.popitem(last=False)
+
     def clear(self):
-        with self._lock: self._d.clear()
+        with self._lock:
+            self._d.clear()
+
 
 WINDOW_CACHE = VectorLRU()
 
+
 def clear_caches() -> None:
     "Forget prepared passages and cached passage embeddings."
-    WINDOW_CACHE.clear(); _prepare.cache_clear()
+    WINDOW_CACHE.clear()
+    _prepare.cache_clear()
 
 # %% ../nbs/07c_grounded.ipynb #924c56d8
 @lru_cache(maxsize=1)
 def default_embedder():
     "The packaged MiniLM `Embedder` (the `embed_model` setting), loaded once, without its on-disk cache."
     from llmops_nb.retrieval import Embedder
+
     return Embedder(cache=False)
+
 
 SEM_LO, SEM_HI = 0.2, 0.8
 
+
 def _embed(embedder, sentences: list, passages: list) -> tuple:
-    "(unit vectors of `sentences`, of `passages`) from one `encode` call; passages found in `WINDOW_CACHE` are not encoded."
+    """(unit vectors of `sentences`, of `passages`) from one `encode` call; passages found in `WINDOW_CACHE` are not
+    encoded."""
     name = getattr(embedder, "model_id", None) or f"{type(embedder).__name__}@{id(embedder)}"
     keys = [hashlib.blake2b(f"{name}\0{p}".encode("utf-8", "surrogatepass"), digest_size=16).digest() for p in passages]
     pv = [WINDOW_CACHE.get(k) for k in keys]
     todo = [i for i, v in enumerate(pv) if v is None]
-    texts = [t.encode("utf-8", "replace").decode("utf-8") for t in [*sentences, *(passages[i] for i in todo)]]   # lone surrogates
+    texts = [
+        t.encode("utf-8", "replace").decode("utf-8") for t in [*sentences, *(passages[i] for i in todo)]
+    ]  # lone surrogates
     out = np.asarray(embedder.encode(texts), dtype=np.float32)
     out = out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
-    for j, i in enumerate(todo): pv[i] = out[len(sentences) + j]; WINDOW_CACHE.put(keys[i], pv[i])
-    return out[:len(sentences)], np.stack(pv)
+    for j, i in enumerate(todo):
+        pv[i] = out[len(sentences) + j]
+        WINDOW_CACHE.put(keys[i], pv[i])
+    return out[: len(sentences)], np.stack(pv)
 
 # %% ../nbs/07c_grounded.ipynb #0c33a3ce
 @dataclass
 class SentenceSupport:
     "How well one sentence of the answer is supported by the contexts."
-    text: str                      # the sentence as written: answer[start:end]
+
+    text: str  # the sentence as written: answer[start:end]
     start: int
     end: int
-    score: float                   # support in [0, 1]; 1.0 for a sentence that claims nothing
-    lexical: float                 # weighted token recall in the best context window
-    semantic: Optional[float]      # embedding similarity mapped to [0, 1]; None when not computed
-    best_context: Optional[int]    # index of the context holding the best evidence
+    score: float  # support in [0, 1]; 1.0 for a sentence that claims nothing
+    lexical: float  # weighted token recall in the best context window
+    semantic: Optional[float]  # embedding similarity mapped to [0, 1]; None when not computed
+    best_context: Optional[int]  # index of the context holding the best evidence
     supported: bool
-    claim: bool = True             # False: a question, lead-in, refusal or greeting, never unsupported
-    missing: list = field(default_factory=list)   # numbers/names found in no context, borrowed numbers, "not"
-    judge: Optional[bool] = None   # the judge's verdict, when one was asked and answered
-    evidence: str = ""             # the best evidence window or sentence
+    claim: bool = True  # False: a question, lead-in, refusal or greeting, never unsupported
+    missing: list = field(default_factory=list)  # numbers/names found in no context, borrowed numbers, "not"
+    judge: Optional[bool] = None  # the judge's verdict, when one was asked and answered
+    evidence: str = ""  # the best evidence window or sentence
 
 # %% ../nbs/07c_grounded.ipynb #72c8cf4e
 @dataclass
 class GroundReport:
     "Sentence-level support of an answer by its contexts."
-    score: float                   # the weakest claim's score (1.0 with no claims)
-    supported: bool                # every claim supported, and nothing left unchecked
-    sentences: list                # SentenceSupport per sentence, in order
+
+    score: float  # the weakest claim's score (1.0 with no claims)
+    supported: bool  # every claim supported, and nothing left unchecked
+    sentences: list  # SentenceSupport per sentence, in order
     threshold: float
-    semantic: str                  # the mode used: auto, always or never
-    notes: list = field(default_factory=list)   # what was cut, judge failures
+    semantic: str  # the mode used: auto, always or never
+    notes: list = field(default_factory=list)  # what was cut, judge failures
+
     @property
-    def claims(self) -> list: return [s for s in self.sentences if s.claim]
+    def claims(self) -> list:
+        return [s for s in self.sentences if s.claim]
+
     @property
-    def unsupported(self) -> list: return [s for s in self.sentences if not s.supported]
+    def unsupported(self) -> list:
+        return [s for s in self.sentences if not s.supported]
+
     @property
-    def fraction(self) -> float: return sum(s.supported for s in self.claims) / len(self.claims) if self.claims else 1.0
+    def fraction(self) -> float:
+        return sum(s.supported for s in self.claims) / len(self.claims) if self.claims else 1.0
+
     def to_dict(self) -> dict:
         "Plain data for logs and JSON."
-        return dict(score=self.score, supported=self.supported, fraction=self.fraction, threshold=self.threshold,
-                    semantic=self.semantic, notes=list(self.notes), sentences=[asdict(s) for s in self.sentences])
+        return dict(
+            score=self.score,
+            supported=self.supported,
+            fraction=self.fraction,
+            threshold=self.threshold,
+            semantic=self.semantic,
+            notes=list(self.notes),
+            sentences=[asdict(s) for s in self.sentences],
+        )
+
     def __str__(self):
-        rows = [f"{'ok ' if s.supported else 'NO '}{s.score:.2f} {s.text[:90]}" + (f"  missing {s.missing}" if s.missing else "")
-                for s in self.sentences]
+        rows = [
+            f"{'ok ' if s.supported else 'NO '}{s.score:.2f} {s.text[:90]}"
+            + (f"  missing {s.missing}" if s.missing else "")
+            for s in self.sentences
+        ]
         return "\n".join([f"supported={self.supported} score={self.score:.2f} ({self.semantic})", *rows, *self.notes])
 
 # %% ../nbs/07c_grounded.ipynb #0434c0bf
 THRESHOLD, LEX_WEIGHT, LEX_CONFIDENT, JUDGE_MARGIN = 0.73, 0.6, 0.9, 0.1
 MODES = ("auto", "always", "never")
 
+
 def _context_text(c: Any, i: int) -> str:
     "The text of contexts[i]: a str, a dict with 'text', or an object with a str `.text`."
     if isinstance(c, dict):
-        if not isinstance(c.get("text"), str): raise TypeError(f"contexts[{i}]: a dict context needs a 'text' str, got keys {sorted(map(str, c))[:5]}")
+        if not isinstance(c.get("text"), str):
+            raise TypeError(f"contexts[{i}]: a dict context needs a 'text' str, got keys {sorted(map(str, c))[:5]}")
         return c["text"]
-    if isinstance(getattr(c, "text", None), str) and not isinstance(c, str): return c.text
-    if not isinstance(c, str): raise TypeError(f"contexts[{i}]: expected a str, a dict with 'text' or an object with .text, got {type(c).__name__}")
+    if isinstance(getattr(c, "text", None), str) and not isinstance(c, str):
+        return c.text
+    if not isinstance(c, str):
+        raise TypeError(
+            f"contexts[{i}]: expected a str, a dict with 'text' or an object with .text, got {type(c).__name__}"
+        )
     return c
 
-def _check_args(answer, contexts, threshold, semantic, judge, embedder, question, weight, window, max_sentences, max_context_chars,
-                judge_margin):
+
+def _check_args(
+    answer,
+    contexts,
+    threshold,
+    semantic,
+    judge,
+    embedder,
+    question,
+    weight,
+    window,
+    max_sentences,
+    max_context_chars,
+    judge_margin,
+):
     "Raise TypeError/ValueError naming the parameter when an argument of check_grounded is wrong."
-    if not isinstance(answer, str): raise TypeError(f"check_grounded: answer must be a str, got {type(answer).__name__}")
+    if not isinstance(answer, str):
+        raise TypeError(f"check_grounded: answer must be a str, got {type(answer).__name__}")
     if not isinstance(contexts, (list, tuple)):
-        raise TypeError(f"check_grounded: contexts must be a list of str (or dicts with 'text'), got {type(contexts).__name__}"
-                        + (" (wrap a single passage in a list)" if isinstance(contexts, str) else ""))
+        raise TypeError(
+            f"check_grounded: contexts must be a list of str (or dicts with 'text'), got {type(contexts).__name__}"
+            + (" (wrap a single passage in a list)" if isinstance(contexts, str) else "")
+        )
     for name, v in (("threshold", threshold), ("weight", weight), ("judge_margin", judge_margin)):
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
             raise ValueError(f"check_grounded: {name} must be a number in [0, 1], got {v!r}")
     for name, v in (("window", window), ("max_sentences", max_sentences), ("max_context_chars", max_context_chars)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"check_grounded: {name} must be an int >= 1, got {v!r}")
-    if semantic not in MODES: raise ValueError(f"check_grounded: semantic must be one of {', '.join(MODES)}, got {semantic!r}")
-    if judge is not None and not callable(judge): raise TypeError(f"check_grounded: judge must be a callable prompt -> str, got {type(judge).__name__}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"check_grounded: {name} must be an int >= 1, got {v!r}")
+    if semantic not in MODES:
+        raise ValueError(f"check_grounded: semantic must be one of {', '.join(MODES)}, got {semantic!r}")
+    if judge is not None and not callable(judge):
+        raise TypeError(f"check_grounded: judge must be a callable prompt -> str, got {type(judge).__name__}")
     if embedder is not None and (isinstance(embedder, (str, bytes)) or not callable(getattr(embedder, "encode", None))):
-        raise TypeError(f"check_grounded: embedder must have .encode(list[str]) -> array (e.g. retrieval.Embedder), got {type(embedder).__name__}")
-    if question is not None and not isinstance(question, str): raise TypeError(f"check_grounded: question must be a str or None, got {type(question).__name__}")
+        raise TypeError(
+            f"check_grounded: embedder must have .encode(list[str]) -> array (e.g. retrieval.Embedder), got {type(embedder).__name__}"
+        )
+    if question is not None and not isinstance(question, str):
+        raise TypeError(f"check_grounded: question must be a str or None, got {type(question).__name__}")
 
 # %% ../nbs/07c_grounded.ipynb #04a037f7
 def _lexical_rows(sents: list, texts: list, wins: list, allkeys: frozenset) -> tuple:
@@ -360,69 +535,125 @@ def _lexical_rows(sents: list, texts: list, wins: list, allkeys: frozenset) -> t
     for s in sents:
         clean = CITATION.sub(" ", s.text)
         if not is_claim(clean):
-            rows.append(SentenceSupport(s.text, s.start, s.end, 1.0, 1.0, None, None, True, claim=False)); recs.append(None); continue
+            rows.append(SentenceSupport(s.text, s.start, s.end, 1.0, 1.0, None, None, True, claim=False))
+            recs.append(None)
+            continue
         rec, best, missing = _lexical(*tokens(clean), [w for _, w in wins], allkeys)
         lex = float(rec[best]) if best is not None else 0.0
         ci, w = wins[best] if best is not None else (None, None)
-        rows.append(SentenceSupport(s.text, s.start, s.end, lex * MISS_PENALTY ** len(missing), lex, None, ci, False, missing=missing,
-                                    evidence=texts[ci][w.start:w.end] if w else ""))
+        rows.append(
+            SentenceSupport(
+                s.text,
+                s.start,
+                s.end,
+                lex * MISS_PENALTY ** len(missing),
+                lex,
+                None,
+                ci,
+                False,
+                missing=missing,
+                evidence=texts[ci][w.start : w.end] if w else "",
+            )
+        )
         recs.append(rec)
     return rows, recs
 
+
 def _uncertain(r: SentenceSupport, semantic: str, weight: float, threshold: float) -> bool:
     "Whether a claim needs its embedding (see the prose above for 'auto')."
-    if semantic != "auto": return semantic == "always"
+    if semantic != "auto":
+        return semantic == "always"
     p = MISS_PENALTY ** len(r.missing)
     return (weight * r.lexical + 1 - weight) * p >= threshold and r.lexical * p < max(LEX_CONFIDENT, threshold)
 
 # %% ../nbs/07c_grounded.ipynb #3d1e7fe5
-def _semantic(rows: list, need: list, recs: list, wins: list, texts: list, embedder, weight: float, question, top: int = 4):
-    "Add embedding similarity to rows[i] for i in `need`, from one encode call with the passage sentences of their best windows."
-    spans = sorted({(wins[j][0], s.start, s.end) for i in need for j in np.argsort(-recs[i], kind="stable")[:top] for s in wins[j][1].parts})
+def _semantic(
+    rows: list, need: list, recs: list, wins: list, texts: list, embedder, weight: float, question, top: int = 4
+):
+    """Add embedding similarity to rows[i] for i in `need`, from one encode call with the passage sentences of their
+    best windows."""
+    spans = sorted(
+        {
+            (wins[j][0], s.start, s.end)
+            for i in need
+            for j in np.argsort(-recs[i], kind="stable")[:top]
+            for s in wins[j][1].parts
+        }
+    )
+
     def text_of(r):
         return f"{question} {r.text}" if question and len(tokens(r.text)[0]) < 4 else r.text
+
     sv, pv = _embed(embedder, [text_of(rows[i]) for i in need], [texts[ci][a:b] for ci, a, b in spans])
     sims = sv @ pv.T
     for k, i in enumerate(need):
         j, r = int(sims[k].argmax()), rows[i]
         r.semantic = float(np.clip((sims[k, j] - SEM_LO) / (SEM_HI - SEM_LO), 0, 1))
         r.score = (weight * r.lexical + (1 - weight) * r.semantic) * MISS_PENALTY ** len(r.missing)
-        if r.semantic > r.lexical:                            # show the passage sentence that supports it best
-            ci, a, b = spans[j]; r.best_context, r.evidence = ci, texts[ci][a:b]
+        if r.semantic > r.lexical:  # show the passage sentence that supports it best
+            ci, a, b = spans[j]
+            r.best_context, r.evidence = ci, texts[ci][a:b]
 
 # %% ../nbs/07c_grounded.ipynb #1d4c92b1
-def check_grounded(answer: str,                      # the generated answer
-                   contexts: Sequence,               # retrieved passages: str, dicts with "text", or objects with .text
-                   *,
-                   threshold: float = THRESHOLD,     # a claim is supported when its score reaches this
-                   semantic: str = "auto",           # auto: embed only where it can change the decision; always; never
-                   embedder: Any = None,             # anything with .encode(list[str]) -> array; None: the packaged MiniLM
-                   judge: Optional[Callable] = None, # prompt -> reply text; asked YES/NO about unsupported or borderline claims
-                   question: Optional[str] = None,   # the user's question: for the judge, and to embed a fragment answer with
-                   judge_margin: float = JUDGE_MARGIN,  # also ask the judge about claims scoring below threshold + this
-                   weight: float = LEX_WEIGHT,       # share of the lexical score in the combined score
-                   window: int = 2,                  # passage sentences per lexical evidence window
-                   max_sentences: int = 64,          # sentences checked; a longer answer is reported as not supported
-                   max_context_chars: int = 100_000, # each context is cut to this many characters
-                   ) -> GroundReport:
-    "Score each sentence of `answer` for support in `contexts`: words, numbers and names, then embeddings, then an optional judge."
-    _check_args(answer, contexts, threshold, semantic, judge, embedder, question, weight, window, max_sentences, max_context_chars,
-                judge_margin)
+def check_grounded(
+    answer: str,  # the generated answer
+    contexts: Sequence,  # retrieved passages: str, dicts with "text", or objects with .text
+    *,
+    threshold: float = THRESHOLD,  # a claim is supported when its score reaches this
+    semantic: str = "auto",  # auto: embed only where it can change the decision; always; never
+    embedder: Any = None,  # anything with .encode(list[str]) -> array; None: the packaged MiniLM
+    judge: Optional[Callable] = None,  # prompt -> reply text; asked YES/NO about unsupported or borderline claims
+    question: Optional[str] = None,  # the user's question: for the judge, and to embed a fragment answer with
+    judge_margin: float = JUDGE_MARGIN,  # also ask the judge about claims scoring below threshold + this
+    weight: float = LEX_WEIGHT,  # share of the lexical score in the combined score
+    window: int = 2,  # passage sentences per lexical evidence window
+    max_sentences: int = 64,  # sentences checked; a longer answer is reported as not supported
+    max_context_chars: int = 100_000,  # each context is cut to this many characters
+) -> GroundReport:
+    """Score each sentence of `answer` for support in `contexts`: words, numbers and names, then embeddings, then an
+    optional judge."""
+    _check_args(
+        answer,
+        contexts,
+        threshold,
+        semantic,
+        judge,
+        embedder,
+        question,
+        weight,
+        window,
+        max_sentences,
+        max_context_chars,
+        judge_margin,
+    )
     notes, texts = [], [_context_text(c, i) for i, c in enumerate(contexts)]
-    if any(len(t) > max_context_chars for t in texts): notes.append(f"contexts cut to max_context_chars={max_context_chars}")
+    if any(len(t) > max_context_chars for t in texts):
+        notes.append(f"contexts cut to max_context_chars={max_context_chars}")
     texts = [t[:max_context_chars] for t in texts]
     preps = [_prepare(t, window) for t in texts]
     wins = [(ci, w) for ci, p in enumerate(preps) for w in p[1]]
     sents = list(islice(_sentences(answer), max_sentences + 1))
     if len(sents) > max_sentences:
-        notes.append(f"more than max_sentences={max_sentences} sentences: the rest is unchecked, so the answer is not supported")
+        notes.append(
+            f"more than max_sentences={max_sentences} sentences: the rest is unchecked, so the answer is not supported"
+        )
     rows, recs = _lexical_rows(sents[:max_sentences], texts, wins, frozenset().union(*(p[2] for p in preps)))
     need = [i for i, r in enumerate(rows) if r.claim and wins and _uncertain(r, semantic, weight, threshold)]
-    if need: _semantic(rows, need, recs, wins, texts, embedder or default_embedder(), weight, question)
-    for r in rows: r.supported = not r.claim or r.score >= threshold
-    if judge is not None: _ask_judge(rows, texts, judge, threshold, judge_margin, question, notes)
+    if need:
+        _semantic(rows, need, recs, wins, texts, embedder or default_embedder(), weight, question)
+    for r in rows:
+        r.supported = not r.claim or r.score >= threshold
+    if judge is not None:
+        _ask_judge(rows, texts, judge, threshold, judge_margin, question, notes)
     score = min((r.score for r in rows if r.claim), default=1.0)
-    return GroundReport(float(score), all(r.supported for r in rows) and len(sents) <= max_sentences, rows, float(threshold), semantic, notes)
+    return GroundReport(
+        float(score),
+        all(r.supported for r in rows) and len(sents) <= max_sentences,
+        rows,
+        float(threshold),
+        semantic,
+        notes,
+    )
 
 # %% ../nbs/07c_grounded.ipynb #20f331d4
 JUDGE_PROMPT = """You check whether a claim is supported by the context. Use only the context.
@@ -435,21 +666,33 @@ Claim: {claim}
 Is the claim fully supported by the context? Answer YES or NO."""
 _VERDICT = re.compile(r"\b(not supported|unsupported|not true|yes|no|supported|true|false|correct|incorrect)\b")
 
+
 def parse_verdict(text: Any) -> Optional[bool]:
-    "True for a YES, False for a NO, None when the reply holds neither (the first verdict word wins; <think> blocks skipped)."
-    if not isinstance(text, str): return None
+    """True for a YES, False for a NO, None when the reply holds neither (the first verdict word wins; <think> blocks
+    skipped)."""
+    if not isinstance(text, str):
+        return None
     t = re.sub(r"<think>.*?(?:</think>|$)", " ", text, flags=re.S | re.I).casefold().replace("*", "")
     m = _VERDICT.search(t)
     return None if m is None else m.group(1) in ("yes", "supported", "true", "correct")
+
 
 def _ask_judge(rows: list, texts: list, judge: Callable, threshold: float, margin: float, question, notes: list):
     "Ask `judge` about each unsupported or borderline claim; a parsed YES/NO replaces the score's decision."
     ctx = "\n\n".join(f"[{i + 1}] {t[:1500]}" for i, t in enumerate(texts))[:6000] or "(no context)"
     for r in rows:
-        if not r.claim or r.supported and r.score - threshold >= margin: continue
-        prompt = JUDGE_PROMPT.format(context=ctx, question=f"\nQuestion: {question}\n" if question else "", claim=r.text)
-        try: reply = judge(prompt)
-        except Exception as e: notes.append(f"judge failed on the sentence at {r.start}: {type(e).__name__}: {e}"); continue
+        if not r.claim or r.supported and r.score - threshold >= margin:
+            continue
+        prompt = JUDGE_PROMPT.format(
+            context=ctx, question=f"\nQuestion: {question}\n" if question else "", claim=r.text
+        )
+        try:
+            reply = judge(prompt)
+        except Exception as e:
+            notes.append(f"judge failed on the sentence at {r.start}: {type(e).__name__}: {e}")
+            continue
         v = parse_verdict(reply)
-        if v is None: notes.append(f"judge reply not understood for the sentence at {r.start}: {str(reply)[:80]!r}"); continue
+        if v is None:
+            notes.append(f"judge reply not understood for the sentence at {r.start}: {str(reply)[:80]!r}")
+            continue
         r.judge, r.supported = v, v

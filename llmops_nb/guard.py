@@ -28,23 +28,34 @@ __all__ = ['ACTIONS', 'INJECTION_PATTERNS', 'TOXIC_PATTERNS', 'POLICIES', 'POLIC
            'template_key', 'bias_table']
 
 # %% ../nbs/07_guard.ipynb #52685ace
-_INVISIBLE_RE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+_INVISIBLE_RE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
 _TAG_RE = re.compile("[\U000e0000-\U000e007f]+")
-_CONFUSABLE = dict(zip(
-    "аАвВеЕһнНіІјЈкКмМоОрРсСтТуУхХѕЅԁԛԝүҮɡαΑβΒεΕηΗιΙκΚμΜνΝοΟρΡτΤυΥχΧζΖ",
-    "aABBeEhhHiIjJkKmMoOpPcCtTyYxXsSdqwyYgaABBeEnHiIkKuMvNoOpPtTuYxXzZ"))
+_CONFUSABLE = dict(
+    zip(
+        "аАвВеЕһнНіІјЈкКмМоОрРсСтТуУхХѕЅԁԛԝүҮɡαΑβΒεΕηΗιΙκΚμΜνΝοΟρΡτΤυΥχΧζΖ",
+        "aABBeEhhHiIjJkKmMoOpPcCtTyYxXsSdqwyYgaABBeEnHiIkKuMvNoOpPtTuYxXzZ",
+    )
+)
 _LATIN_RE, _WORD_RE = re.compile(r"[A-Za-z]"), re.compile(r"\w+")
+
 
 def _fold_word(m: re.Match, mostly_latin: bool) -> str:
     w = m.group(0)
-    if not any(c in _CONFUSABLE for c in w): return w
+    if not any(c in _CONFUSABLE for c in w):
+        return w
     if _LATIN_RE.search(w) or (mostly_latin and all(c in _CONFUSABLE or not c.isalpha() for c in w)):
         return "".join(_CONFUSABLE.get(c, c) for c in w)
     return w
 
+
 def fold_homoglyphs(text: str) -> str:
-    "Latin look-alikes (Cyrillic, Greek) replaced by Latin letters in mixed-script words, or everywhere in mostly-Latin text."
-    mostly_latin = len(_LATIN_RE.findall(text)) > 0.5 * sum(c.isalpha() for c in text)     # once, not per word: long texts stay linear
+    """Latin look-alikes (Cyrillic, Greek) replaced by Latin letters in mixed-script words, or everywhere in
+    mostly-Latin text."""
+    mostly_latin = len(_LATIN_RE.findall(text)) > 0.5 * sum(
+        c.isalpha() for c in text
+    )  # once, not per word: long texts stay linear
     return _WORD_RE.sub(lambda m: _fold_word(m, mostly_latin), text)
 
 # %% ../nbs/07_guard.ipynb #811bbb0f
@@ -54,88 +65,120 @@ _LEET = str.maketrans("013457@$!|", "oieastasil")
 _LEET_WORD_RE = re.compile(r"\b(?=\w*[A-Za-z])(?=\w*[013457])[\w@$!|]{3,24}\b|\b[\w@$!|]{0,12}[@$!|][\w@$!|]{0,12}\b")
 _SPACED_RE = re.compile(r"\b(?:\w[ .\-_*]){3,}\w\b")
 
+
 def _readable(b: bytes) -> Optional[str]:
-    try: s = b.decode("utf-8")
-    except UnicodeDecodeError: return None
+    try:
+        s = b.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
     ok = sum(c.isprintable() or c.isspace() for c in s)
-    return s if len(s) >= 6 and ok >= 0.9 * len(s) and sum(c.isalpha() for c in s) >= 0.5 * len(s.replace(" ", "")) else None
+    return (
+        s
+        if len(s) >= 6 and ok >= 0.9 * len(s) and sum(c.isalpha() for c in s) >= 0.5 * len(s.replace(" ", ""))
+        else None
+    )
+
 
 def _unleet(m: re.Match) -> str:
     "A leetspeak word read back into letters; product codes (KT-300P: few letters, all capitals) are left alone."
-    w = m.group(0); letters = [c for c in w if c.isalpha()]
+    w = m.group(0)
+    letters = [c for c in w if c.isalpha()]
     return w if len(letters) < 0.4 * len(w) or all(c.isupper() for c in letters) else w.translate(_LEET)
+
 
 def _decodings(text: str) -> list:
     "(kind, decoded text) for base64 blobs, percent-encoding, leetspeak and spaced-out letters found in `text`."
     out = []
     for m in _B64_RE.finditer(text[:200_000]):
-        try: s = _readable(base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True))
-        except (binascii.Error, ValueError): s = None
-        if s: out.append(("base64", s))
+        try:
+            s = _readable(base64.b64decode(m.group(0) + "=" * (-len(m.group(0)) % 4), validate=True))
+        except (binascii.Error, ValueError):
+            s = None
+        if s:
+            out.append(("base64", s))
     if _PCT_RE.search(text):
         from urllib.parse import unquote
+
         out.append(("percent", unquote(text)))
     leet = _LEET_WORD_RE.sub(_unleet, text)
-    if leet != text: out.append(("leetspeak", leet))
+    if leet != text:
+        out.append(("leetspeak", leet))
     spaced = _SPACED_RE.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
-    if spaced != text: out.append(("spaced", spaced))
+    if spaced != text:
+        out.append(("spaced", spaced))
     return out
 
 # %% ../nbs/07_guard.ipynb #29c0963e
 @dataclass
 class Normalized:
     "What the guards read: the normalized text, extra decodings to scan, and flags saying what was found."
+
     text: str
-    variants: list = field(default_factory=list)   # (kind, text) decodings scanned in addition to `text`
-    flags: list = field(default_factory=list)      # invisible, tags, homoglyphs, base64, percent, leetspeak, spaced
+    variants: list = field(default_factory=list)  # (kind, text) decodings scanned in addition to `text`
+    flags: list = field(default_factory=list)  # invisible, tags, homoglyphs, base64, percent, leetspeak, spaced
 
     @property
-    def texts(self) -> list: return [self.text] + [v for _, v in self.variants]
+    def texts(self) -> list:
+        return [self.text] + [v for _, v in self.variants]
+
 
 def normalize(text: str) -> Normalized:
-    "NFKC, invisible characters dropped, tag characters decoded, homoglyphs folded, white space collapsed; decodings for the scan."
-    if not isinstance(text, str): raise TypeError(f"normalize: text must be a str, got {type(text).__name__}")
+    """NFKC, invisible characters dropped, tag characters decoded, homoglyphs folded, white space collapsed; decodings
+    for the scan."""
+    if not isinstance(text, str):
+        raise TypeError(f"normalize: text must be a str, got {type(text).__name__}")
     flags, variants = [], []
     if tags := _TAG_RE.findall(text):
         hidden = "".join(chr(ord(c) - 0xE0000) for t in tags for c in t if 0x20 <= ord(c) - 0xE0000 < 0x7F)
-        flags.append("tags"); variants.append(("tags", hidden)); text = _TAG_RE.sub("", text)
+        flags.append("tags")
+        variants.append(("tags", hidden))
+        text = _TAG_RE.sub("", text)
     t = unicodedata.normalize("NFKC", text)
-    if _INVISIBLE_RE.search(t): flags.append("invisible"); t = _INVISIBLE_RE.sub("", t)
+    if _INVISIBLE_RE.search(t):
+        flags.append("invisible")
+        t = _INVISIBLE_RE.sub("", t)
     folded = fold_homoglyphs(t)
-    if folded != t: flags.append("homoglyphs")
+    if folded != t:
+        flags.append("homoglyphs")
     t = re.sub(r"[^\S\n]+", " ", folded).strip()
     for kind, v in _decodings(t):
-        if kind not in flags: flags.append(kind)
+        if kind not in flags:
+            flags.append(kind)
         variants.append((kind, v))
     return Normalized(t, variants, flags)
 
 # %% ../nbs/07_guard.ipynb #d07b3f39
-ACTIONS = ("allow", "redact", "retry", "block")     # in increasing severity
+ACTIONS = ("allow", "redact", "retry", "block")  # in increasing severity
+
 
 @dataclass
 class Finding:
     "One guard's reason to act: guard name, reason, score in [0, 1], span (start, end) or None, and the action."
+
     guard: str
     reason: str
     score: float = 1.0
     span: Optional[tuple] = None
     action: str = "block"
-    replacement: Optional[str] = None       # for `redact`: what replaces the span
+    replacement: Optional[str] = None  # for `redact`: what replaces the span
+
 
 @dataclass
 class Verdict:
     "A guard's answer: allowed?, the action, the highest finding score, the findings, the text to pass on and timings."
+
     allowed: bool
     action: str
     score: float
     findings: list = field(default_factory=list)
     text: str = ""
-    timings: dict = field(default_factory=dict)      # guard -> milliseconds
-    policy: str = ""                                  # the policy's name@digest
+    timings: dict = field(default_factory=dict)  # guard -> milliseconds
+    policy: str = ""  # the policy's name@digest
 
     def to_dict(self) -> dict:
         "A JSON-ready dict (for traces and logs)."
-        d = asdict(self); d["findings"] = [{k: v for k, v in f.items() if k != "replacement"} for f in d["findings"]]
+        d = asdict(self)
+        d["findings"] = [{k: v for k, v in f.items() if k != "replacement"} for f in d["findings"]]
         return d
 
     def __repr__(self):
@@ -148,9 +191,12 @@ def _apply_redactions(text: str, findings: list) -> str:
     out, cursor = [], 0
     for f in sorted((f for f in findings if f.action == "redact" and f.span), key=lambda f: f.span[0]):
         a, b = f.span
-        if a < cursor: continue
-        out += [text[cursor:a], f.replacement or f"<{f.guard.upper()}>"]; cursor = b
+        if a < cursor:
+            continue
+        out += [text[cursor:a], f.replacement or f"<{f.guard.upper()}>"]
+        cursor = b
     return "".join(out) + text[cursor:]
+
 
 def _verdict(text: str, findings: list, timings: dict, refusal: str, policy: str = "") -> Verdict:
     "Combine findings into a Verdict: the most severe action wins; blocked text becomes the refusal."
@@ -161,91 +207,166 @@ def _verdict(text: str, findings: list, timings: dict, refusal: str, policy: str
 
 # %% ../nbs/07_guard.ipynb #0a0397fa
 _W = r"(?:\w+\s+){0,3}"
-INJECTION_PATTERNS = [   # (regex, weight, reason)
-    (rf"\b(?:ignore|disregard|forget|skip|override|bypass)\s+{_W}(?:previous|prior|above|earlier|preceding|initial|original|system|your|all)\s+{_W}(?:instructions?|rules|prompts?|guidelines|directions|constraints|programming)", 0.9, "asks to ignore earlier instructions"),
-    (rf"\b(?:reveal|show|print|repeat|output|display|leak|tell me|what (?:is|are|was))\s+(?:me\s+)?(?:your|the|all|its)\s+(?:\w+\s+){{0,2}}(?:system|initial|hidden|secret|original|developer)\s+(?:prompt|instructions?|message|rules)", 0.85, "asks for the system prompt"),
-    (r"\b(?:you are|you're|act as|pretend(?: to be| you are)?|roleplay as|from now on you are)\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:\w+\s+)?(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|developer mode|(?:an? )?AI without (?:any )?(?:limits|restrictions|rules|filters))", 0.9, "role-play as an unrestricted model"),
+INJECTION_PATTERNS = [  # (regex, weight, reason)
+    (
+        rf"\b(?:ignore|disregard|forget|skip|override|bypass)\s+{_W}(?:previous|prior|above|earlier|preceding|initial|original|system|your|all)\s+{_W}(?:instructions?|rules|prompts?|guidelines|directions|constraints|programming)",
+        0.9,
+        "asks to ignore earlier instructions",
+    ),
+    (
+        rf"\b(?:reveal|show|print|repeat|output|display|leak|tell me|what (?:is|are|was))\s+(?:me\s+)?(?:your|the|all|its)\s+(?:\w+\s+){{0,2}}(?:system|initial|hidden|secret|original|developer)\s+(?:prompt|instructions?|message|rules)",
+        0.85,
+        "asks for the system prompt",
+    ),
+    (
+        r"\b(?:you are|you're|act as|pretend(?: to be| you are)?|roleplay as|from now on you are)\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:\w+\s+)?(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|developer mode|(?:an? )?AI without (?:any )?(?:limits|restrictions|rules|filters))",
+        0.9,
+        "role-play as an unrestricted model",
+    ),
     (r"\b(?:do anything now|no (?:ethical|moral) (?:guidelines|restrictions|limits))\b", 0.75, "jailbreak vocabulary"),
     (r"\b(?:developer mode|jailbreak|jail-break|god mode)\b", 0.25, "jailbreak vocabulary (weak on its own)"),
-    (r"\b(?:new|updated|real|actual|true)\s+(?:instructions?|task|system prompt)\s*:", 0.6, "announces new instructions"),
-    (r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(?:system|instruction)s?\s*:", 0.8, "forged chat-template markup"),
-    (r"\b(?:ignoriere|vergiss|missachte)\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen|befehle|regeln|vorgaben|alles(?= (?:davor|bisher|vorher|zuvor|oben|was)))", 0.9, "asks to ignore earlier instructions (German)"),
-    (r"\b(?:zeige?|gib|verrate|nenne)\s+(?:\w+\s+){0,3}(?:system-?prompt|systemanweisung)", 0.8, "asks for the system prompt (German)"),
-    (r"\b(?:du bist (?:jetzt|nun|ab sofort)|stell dir vor,? du bist|tu so,? als)\b", 0.4, "role-play instruction (German)"),
+    (
+        r"\b(?:new|updated|real|actual|true)\s+(?:instructions?|task|system prompt)\s*:",
+        0.6,
+        "announces new instructions",
+    ),
+    (
+        r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(?:system|instruction)s?\s*:",
+        0.8,
+        "forged chat-template markup",
+    ),
+    (
+        r"\b(?:ignoriere|vergiss|missachte)\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen|befehle|regeln|vorgaben|alles(?= (?:davor|bisher|vorher|zuvor|oben|was)))",
+        0.9,
+        "asks to ignore earlier instructions (German)",
+    ),
+    (
+        r"\b(?:zeige?|gib|verrate|nenne)\s+(?:\w+\s+){0,3}(?:system-?prompt|systemanweisung)",
+        0.8,
+        "asks for the system prompt (German)",
+    ),
+    (
+        r"\b(?:du bist (?:jetzt|nun|ab sofort)|stell dir vor,? du bist|tu so,? als)\b",
+        0.4,
+        "role-play instruction (German)",
+    ),
 ]
 _INJECTION_RES = [(re.compile(p, re.I | re.M), w, r) for p, w, r in INJECTION_PATTERNS]
+
 
 def injection_heuristics(texts: list) -> list:
     "(weight, reason, matched text) for every injection pattern found in any of `texts`."
     return [(w, r, m.group(0)[:80]) for t in texts for rx, w, r in _INJECTION_RES if (m := rx.search(t[:100_000]))]
 
 # %% ../nbs/07_guard.ipynb #5755bcba
-TOXIC_PATTERNS = [   # (regex, weight, reason)
-    (r"\b(?:f+[u*@#]+c*k+\w*|sh[i1*]t+\w*|bullshit|c[u*]nt\w*|motherf\w+|bitch\w*|bastard\w*|assholes?|dickheads?|wank\w*|twats?|pric?ks?)\b", 0.45, "profanity"),
-    (r"\b(?:you(?:'re| are)?|u r|ur)\s+(?:(?:such|a|an|so|really|total|complete|utter|absolute|fucking|bloody|little|the|most)\s+){0,2}(?:idiots?|stupid|morons?|dumb|useless|worthless|pathetic|losers?|retard\w*|scum|trash|garbage|clowns?|imbeciles?)\b", 0.8, "insult aimed at someone"),
-    (r"\b(?:i(?:'ll| will| am going to|'m going to| want to)|gonna)\s+(?:\w+\s+){0,2}(?:kill|hurt|beat|stab|shoot)\s+(?:you|u|your)\b|\bi will find you\s*(?:[.!,]|$)", 0.9, "threat"),
+TOXIC_PATTERNS = [  # (regex, weight, reason)
+    (
+        r"\b(?:f+[u*@#]+c*k+\w*|sh[i1*]t+\w*|bullshit|c[u*]nt\w*|motherf\w+|bitch\w*|bastard\w*|assholes?|dickheads?|wank\w*|twats?|pric?ks?)\b",
+        0.45,
+        "profanity",
+    ),
+    (
+        r"\b(?:you(?:'re| are)?|u r|ur)\s+(?:(?:such|a|an|so|really|total|complete|utter|absolute|fucking|bloody|little|the|most)\s+){0,2}(?:idiots?|stupid|morons?|dumb|useless|worthless|pathetic|losers?|retard\w*|scum|trash|garbage|clowns?|imbeciles?)\b",
+        0.8,
+        "insult aimed at someone",
+    ),
+    (
+        r"\b(?:i(?:'ll| will| am going to|'m going to| want to)|gonna)\s+(?:\w+\s+){0,2}(?:kill|hurt|beat|stab|shoot)\s+(?:you|u|your)\b|\bi will find you\s*(?:[.!,]|$)",
+        0.9,
+        "threat",
+    ),
     (r"\b(?:kill|hang|shoot)\s+yourself\b|\bkys\b|\bgo die\b|\bhope you die\b", 0.95, "incitement to self-harm"),
     (r"\b(?:shut up|screw you|go to hell|piss off|get lost)\b", 0.45, "hostile phrase"),
 ]
 _TOXIC_RES = [(re.compile(p, re.I), w, r) for p, w, r in TOXIC_PATTERNS]
+
 
 def toxicity_lexicon(texts: list) -> list:
     "(weight, reason, matched text) for every toxic pattern found in any of `texts`."
     return [(w, r, m.group(0)[:80]) for t in texts for rx, w, r in _TOXIC_RES if (m := rx.search(t[:100_000]))]
 
 # %% ../nbs/07_guard.ipynb #35c15eb3
-from .core import SECRET_PATTERNS, find_secrets   # one table for guards, run records and traces (see 00_core): (kind, start, end) spans
+from llmops_nb.core import (
+    SECRET_PATTERNS,
+    find_secrets,
+)  # one table for guards, run records and traces (see 00_core): (kind, start, end) spans
 
 # %% ../nbs/07_guard.ipynb #26fb87aa
 _FENCE_RE = re.compile(r"```(?:json|JSON)?\s*([\s\S]*?)```")
 
+
 def _json_candidate(text: str) -> str:
     "The most likely JSON part of `text`: a fenced block, else the span from the first { or [ to its last partner."
-    if m := _FENCE_RE.search(text): text = m.group(1)
+    if m := _FENCE_RE.search(text):
+        text = m.group(1)
     starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
-    if not starts: return text.strip()
-    a = min(starts); close = "}" if text[a] == "{" else "]"
+    if not starts:
+        return text.strip()
+    a = min(starts)
+    close = "}" if text[a] == "{" else "]"
     b = text.rfind(close)
-    return text[a:b + 1] if b > a else text[a:]
+    return text[a : b + 1] if b > a else text[a:]
+
 
 def repair_json(text: str) -> Any:
-    "Parse JSON from model output, repairing fences, surrounding prose, trailing commas, single quotes and Python literals."
-    if not isinstance(text, str): raise TypeError(f"repair_json: text must be a str, got {type(text).__name__}")
+    """Parse JSON from model output, repairing fences, surrounding prose, trailing commas, single quotes and Python
+    literals."""
+    if not isinstance(text, str):
+        raise TypeError(f"repair_json: text must be a str, got {type(text).__name__}")
     cand = _json_candidate(text)
     for attempt in range(3):
-        try: return json.loads(cand)
-        except json.JSONDecodeError: pass
-        if attempt == 0: cand = re.sub(r",\s*([}\]])", r"\1", cand)
+        try:
+            return json.loads(cand)
+        except json.JSONDecodeError:
+            pass
+        if attempt == 0:
+            cand = re.sub(r",\s*([}\]])", r"\1", cand)
         if attempt == 1:
             cand = re.sub(r"(?<![\w\"])'([^'\\\n]*)'(?![\w\"])", r'"\1"', cand)
             cand = re.sub(r"\bTrue\b", "true", re.sub(r"\bFalse\b", "false", re.sub(r"\bNone\b", "null", cand)))
             cand = re.sub(r"([{,]\s*)([A-Za-z_]\w*)\s*:", r'\1"\2":', cand)
-    try: return json.loads(cand)
-    except json.JSONDecodeError as e: raise ValueError(f"repair_json: no JSON could be recovered ({e.msg} at char {e.pos})") from None
+    try:
+        return json.loads(cand)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"repair_json: no JSON could be recovered ({e.msg} at char {e.pos})") from None
 
 # %% ../nbs/07_guard.ipynb #e364d50e
 def check_json(text: str, schema: Optional[dict] = None) -> tuple:
     "(parsed object or None, list of error strings): repaired, then validated against `schema` (JSON Schema)."
     import jsonschema
-    try: obj = repair_json(text)
-    except ValueError as e: return None, [str(e)]
-    if schema is None: return obj, []
+
+    try:
+        obj = repair_json(text)
+    except ValueError as e:
+        return None, [str(e)]
+    if schema is None:
+        return obj, []
     v = jsonschema.Draft202012Validator(schema)
-    errs = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in sorted(v.iter_errors(obj), key=str)]
+    errs = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in sorted(v.iter_errors(obj), key=str)
+    ]
     return (obj if not errs else None), errs
 
-def generate_json(generate: Callable[[str], str],   # any text generator: prompt -> text
-                  prompt: str, schema: Optional[dict] = None,
-                  retries: int = 2,                  # extra attempts after the first
-                 ) -> tuple:
+
+def generate_json(
+    generate: Callable[[str], str],  # any text generator: prompt -> text
+    prompt: str,
+    schema: Optional[dict] = None,
+    retries: int = 2,  # extra attempts after the first
+) -> tuple:
     "Generate until the output parses and matches `schema`: (object, attempts). Raises ValueError with the last errors."
-    if not isinstance(retries, int) or retries < 0: raise ValueError(f"generate_json: retries must be an int >= 0, got {retries!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"generate_json: retries must be an int >= 0, got {retries!r}")
     ask, errs = prompt, []
     for attempt in range(1, retries + 2):
         obj, errs = check_json(generate(ask), schema)
-        if not errs: return obj, attempt
-        ask = (f"{prompt}\n\nYour previous answer was not valid JSON for the required schema. Errors:\n- "
-               + "\n- ".join(errs[:5]) + "\nAnswer again with only the corrected JSON.")
+        if not errs:
+            return obj, attempt
+        ask = (
+            f"{prompt}\n\nYour previous answer was not valid JSON for the required schema. Errors:\n- "
+            + "\n- ".join(errs[:5])
+            + "\nAnswer again with only the corrected JSON."
+        )
     raise ValueError(f"generate_json: no valid JSON after {retries + 1} attempts; last errors: {errs[:3]}")
 
 # %% ../nbs/07_guard.ipynb #21836a1f
@@ -256,25 +377,47 @@ _SPEC = {  # guard -> {key: (type, allowed values or range)}
     "toxicity": {"threshold": (float, (0, 1)), "classifier": (bool, None), "action": (str, ACTIONS)},
     "harm": {"threshold": (float, (0, 1)), "classifier": (bool, None), "action": (str, ACTIONS)},
     "markup": {"action": (str, ACTIONS)},
-    "pii": {"entities": (list, SUPPORTED_ENTITIES), "threshold": (float, (0, 1)), "mode": (str, ("mask", "hash", "pseudonym")),
-            "allow_from_context": (bool, None), "action": (str, ACTIONS)},
+    "pii": {
+        "entities": (list, SUPPORTED_ENTITIES),
+        "threshold": (float, (0, 1)),
+        "mode": (str, ("mask", "hash", "pseudonym")),
+        "allow_from_context": (bool, None),
+        "action": (str, ACTIONS),
+    },
     "deny": {"terms": (list, None), "patterns": (list, None), "action": (str, ACTIONS)},
     "topics": {"lists": (dict, None), "action": (str, ACTIONS)},
     "invisible": {"action": (str, ACTIONS)},
     "secrets": {"action": (str, ACTIONS)},
     "json": {"schema": (dict, None), "action": (str, ACTIONS)},
-    "groundedness": {"threshold": (float, (0, 1)), "semantic": (str, ("auto", "always", "never")),
-                     "fallback": (str, ("idk", "block", "answer")), "action": (str, ACTIONS)},
+    "groundedness": {
+        "threshold": (float, (0, 1)),
+        "semantic": (str, ("auto", "always", "never")),
+        "fallback": (str, ("idk", "block", "answer")),
+        "action": (str, ACTIONS),
+    },
 }
-_SIDES = {"input": ("length", "invisible", "injection", "toxicity", "harm", "pii", "deny", "topics"),
-          "output": ("length", "secrets", "pii", "toxicity", "deny", "topics", "json", "groundedness"),
-          "document": ("length", "invisible", "markup", "injection", "deny", "topics")}
-_TOP = {"name": str, "extends": str, "input": dict, "output": dict, "document": dict, "refusal": str, "idk": str, "telemetry": dict}
-_TELEMETRY = {"content": bool}     # telemetry.content: questions and answers (redacted) may go out with OpenTelemetry spans
+_SIDES = {
+    "input": ("length", "invisible", "injection", "toxicity", "harm", "pii", "deny", "topics"),
+    "output": ("length", "secrets", "pii", "toxicity", "deny", "topics", "json", "groundedness"),
+    "document": ("length", "invisible", "markup", "injection", "deny", "topics"),
+}
+_TOP = {
+    "name": str,
+    "extends": str,
+    "input": dict,
+    "output": dict,
+    "document": dict,
+    "refusal": str,
+    "idk": str,
+    "telemetry": dict,
+}
+_TELEMETRY = {
+    "content": bool
+}  # telemetry.content: questions and answers (redacted) may go out with OpenTelemetry spans
 
 # %% ../nbs/07_guard.ipynb #2aa8b4db
 POLICIES = {
-"default": """
+    "default": """
 name: default
 refusal: "I'm sorry, I can't help with that request."
 idk: "I don't know: the documents I can search do not answer that."
@@ -298,7 +441,7 @@ document:
   markup: {action: block}
   injection: {threshold: 0.5, classifier: true, action: block}
 """,
-"strict": """
+    "strict": """
 name: strict
 extends: default
 input:
@@ -321,122 +464,234 @@ document:
 class PolicyError(ConfigError):
     "A policy file or dict that does not follow the policy schema; the message names the file, line and key."
 
+
 def _key_lines(node, path=()) -> dict:
     "key path (tuple) -> line number, from a composed YAML node."
     out = {}
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            p = path + (k.value,); out[p] = k.start_mark.line + 1; out.update(_key_lines(v, p))
+            p = path + (k.value,)
+            out[p] = k.start_mark.line + 1
+            out.update(_key_lines(v, p))
     elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value): p = path + (i,); out[p] = v.start_mark.line + 1; out.update(_key_lines(v, p))
+        for i, v in enumerate(node.value):
+            p = path + (i,)
+            out[p] = v.start_mark.line + 1
+            out.update(_key_lines(v, p))
     return out
+
 
 def _merge(base: dict, over: dict) -> dict:
     "Deep merge: mappings merge key by key, anything else in `over` replaces."
     out = copy.deepcopy(base)
-    for k, v in over.items(): out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "schema" else copy.deepcopy(v)
+    for k, v in over.items():
+        out[k] = (
+            _merge(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "schema"
+            else copy.deepcopy(v)
+        )
     return out
 
 # %% ../nbs/07_guard.ipynb #1b2aa1a3
 def _check_value(guard: str, key: str, v, spec, where) -> None:
     tp, allowed = spec
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) if tp is float else isinstance(v, tp) and not (tp is int and isinstance(v, bool))
-    if not ok: raise PolicyError(where(f"{guard}.{key} must be {tp.__name__}, got {type(v).__name__} {v!r}"))
+    ok = (
+        isinstance(v, (int, float)) and not isinstance(v, bool)
+        if tp is float
+        else isinstance(v, tp) and not (tp is int and isinstance(v, bool))
+    )
+    if not ok:
+        raise PolicyError(where(f"{guard}.{key} must be {tp.__name__}, got {type(v).__name__} {v!r}"))
     if tp in (int, float) and allowed:
         lo, hi = allowed
-        if v < lo or (hi is not None and v > hi): raise PolicyError(where(f"{guard}.{key} must be in [{lo}, {hi if hi is not None else 'inf'}], got {v}"))
-    elif tp is str and allowed and v not in allowed: raise PolicyError(where(f"{guard}.{key} must be one of {list(allowed)}, got {v!r}"))
+        if v < lo or (hi is not None and v > hi):
+            raise PolicyError(where(f"{guard}.{key} must be in [{lo}, {hi if hi is not None else 'inf'}], got {v}"))
+    elif tp is str and allowed and v not in allowed:
+        raise PolicyError(where(f"{guard}.{key} must be one of {list(allowed)}, got {v!r}"))
     elif tp is list:
-        if allowed and (bad := [x for x in v if x not in allowed]): raise PolicyError(where(f"{guard}.{key}: unknown {bad}; choose from {list(allowed)}"))
-        if not allowed and (bad := [x for x in v if not isinstance(x, str) or not x.strip()]): raise PolicyError(where(f"{guard}.{key} must be non-empty strings, got {bad[:3]}"))
+        if allowed and (bad := [x for x in v if x not in allowed]):
+            raise PolicyError(where(f"{guard}.{key}: unknown {bad}; choose from {list(allowed)}"))
+        if not allowed and (bad := [x for x in v if not isinstance(x, str) or not x.strip()]):
+            raise PolicyError(where(f"{guard}.{key} must be non-empty strings, got {bad[:3]}"))
+
 
 def _check_policy(d: dict, where: Callable) -> None:
     "Raise PolicyError (message from `where(msg, path)`) for anything off-schema."
     import difflib
+
     for k, v in d.items():
-        if k not in _TOP: raise PolicyError(where(f"unknown top-level key {k!r}; expected one of {list(_TOP)}", (k,)))
-        if not isinstance(v, _TOP[k]): raise PolicyError(where(f"{k} must be a {_TOP[k].__name__}, got {type(v).__name__}", (k,)))
+        if k not in _TOP:
+            raise PolicyError(where(f"unknown top-level key {k!r}; expected one of {list(_TOP)}", (k,)))
+        if not isinstance(v, _TOP[k]):
+            raise PolicyError(where(f"{k} must be a {_TOP[k].__name__}, got {type(v).__name__}", (k,)))
     for k, v in (d.get("telemetry") or {}).items():
-        if k not in _TELEMETRY: raise PolicyError(where(f"telemetry: unknown setting {k!r}; settings: {list(_TELEMETRY)}", ("telemetry", k)))
-        if not isinstance(v, _TELEMETRY[k]): raise PolicyError(where(f"telemetry.{k} must be {_TELEMETRY[k].__name__}, got {type(v).__name__} {v!r}", ("telemetry", k)))
+        if k not in _TELEMETRY:
+            raise PolicyError(
+                where(f"telemetry: unknown setting {k!r}; settings: {list(_TELEMETRY)}", ("telemetry", k))
+            )
+        if not isinstance(v, _TELEMETRY[k]):
+            raise PolicyError(
+                where(f"telemetry.{k} must be {_TELEMETRY[k].__name__}, got {type(v).__name__} {v!r}", ("telemetry", k))
+            )
     for side in _SIDES:
         for guard, cfg in (d.get(side) or {}).items():
             if guard not in _SIDES[side]:
                 near = difflib.get_close_matches(str(guard), _SIDES[side], 1)
-                raise PolicyError(where(f"{side}: unknown guard {guard!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
-                                        + f"; {side} guards: {list(_SIDES[side])}", (side, guard)))
-            if cfg is None: continue
-            if not isinstance(cfg, dict): raise PolicyError(where(f"{side}.{guard} must be a mapping of settings, got {type(cfg).__name__}", (side, guard)))
+                raise PolicyError(
+                    where(
+                        f"{side}: unknown guard {guard!r}"
+                        + (f" (did you mean {near[0]!r}?)" if near else "")
+                        + f"; {side} guards: {list(_SIDES[side])}",
+                        (side, guard),
+                    )
+                )
+            if cfg is None:
+                continue
+            if not isinstance(cfg, dict):
+                raise PolicyError(
+                    where(f"{side}.{guard} must be a mapping of settings, got {type(cfg).__name__}", (side, guard))
+                )
             for key, v in cfg.items():
                 if key not in _SPEC[guard]:
-                    raise PolicyError(where(f"{side}.{guard}: unknown setting {key!r}; settings: {list(_SPEC[guard])}", (side, guard, key)))
+                    raise PolicyError(
+                        where(
+                            f"{side}.{guard}: unknown setting {key!r}; settings: {list(_SPEC[guard])}",
+                            (side, guard, key),
+                        )
+                    )
                 _check_value(f"{side}.{guard}", key, v, _SPEC[guard][key], lambda m: where(m, (side, guard, key)))
         for i, p in enumerate(((d.get(side) or {}).get("deny") or {}).get("patterns") or []):
-            try: re.compile(p)
-            except re.error as e: raise PolicyError(where(f"{side}.deny.patterns[{i}]: {p!r} is not a valid regular expression ({e})", (side, "deny", "patterns", i)))
+            try:
+                re.compile(p)
+            except re.error as e:
+                raise PolicyError(
+                    where(
+                        f"{side}.deny.patterns[{i}]: {p!r} is not a valid regular expression ({e})",
+                        (side, "deny", "patterns", i),
+                    )
+                )
         for name, terms in ((d.get(side) or {}).get("topics") or {}).get("lists", {}).items():
             if not isinstance(terms, list) or not terms or not all(isinstance(t, str) and t.strip() for t in terms):
-                raise PolicyError(where(f"{side}.topics.lists.{name} must be a non-empty list of strings", (side, "topics", "lists", name)))
+                raise PolicyError(
+                    where(
+                        f"{side}.topics.lists.{name} must be a non-empty list of strings",
+                        (side, "topics", "lists", name),
+                    )
+                )
 
 # %% ../nbs/07_guard.ipynb #de108136
 @dataclass
 class Policy:
     "A validated guard policy: settings per side and guard, refusal and idk texts, name and content digest."
+
     name: str
     input: dict
     output: dict
     refusal: str
     idk: str
     source: str = ""
-    document: dict = field(default_factory=dict)     # guards for retrieved passages, see `scan_document`
-    telemetry: dict = field(default_factory=dict)    # {"content": true}: redacted questions and answers may go out with OpenTelemetry spans
+    document: dict = field(default_factory=dict)  # guards for retrieved passages, see `scan_document`
+    telemetry: dict = field(
+        default_factory=dict
+    )  # {"content": true}: redacted questions and answers may go out with OpenTelemetry spans
 
     @property
     def digest(self) -> str:
-        parts = {"input": self.input, "output": self.output, "document": self.document, "refusal": self.refusal, "idk": self.idk}
+        parts = {
+            "input": self.input,
+            "output": self.output,
+            "document": self.document,
+            "refusal": self.refusal,
+            "idk": self.idk,
+        }
         return digest({**parts, **({"telemetry": self.telemetry} if self.telemetry else {})})[:12]
+
     @property
-    def ref(self) -> str: return f"{self.name}@{self.digest}"
-    def __repr__(self): return f"Policy({self.ref}, input={list(self.input)}, output={list(self.output)}, document={list(self.document)})"
+    def ref(self) -> str:
+        return f"{self.name}@{self.digest}"
+
+    def __repr__(self):
+        return (
+            f"Policy({self.ref}, input={list(self.input)}, output={list(self.output)}, document={list(self.document)})"
+        )
+
 
 def _parse(text: str, source: str) -> tuple:
     "(dict, key lines) from YAML text; errors name `source` and the line."
-    try: node = yaml.compose(text, Loader=yaml.SafeLoader); data = yaml.safe_load(text)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise PolicyError(f"{source}{f':{mark.line + 1}' if mark else ''}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(data, dict): raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
+        raise PolicyError(
+            f"{source}{f':{mark.line + 1}' if mark else ''}: not valid YAML ({getattr(e, 'problem', None) or e})"
+        ) from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
     return data, _key_lines(node)
 
-def load_policy(policy: Union[str, Path, dict, Policy, None] = None,   # packaged name, YAML file, dict or Policy; None: "default"
-                _seen: tuple = ()) -> Policy:
+
+def load_policy(
+    policy: Union[str, Path, dict, Policy, None] = None,  # packaged name, YAML file, dict or Policy; None: "default"
+    _seen: tuple = (),
+) -> Policy:
     "A validated `Policy`; `extends:` is resolved (packaged name or file, relative to the extending file)."
-    if isinstance(policy, Policy): return policy
+    if isinstance(policy, Policy):
+        return policy
     policy = "default" if policy is None else policy
-    if isinstance(policy, dict): data, lines, source, base_dir = copy.deepcopy(policy), {}, "<policy dict>", Path.cwd()
-    elif isinstance(policy, (str, Path)) and str(policy) in POLICIES and not _seen: return copy.deepcopy(_packaged(str(policy)))
-    elif isinstance(policy, (str, Path)) and str(policy) in POLICIES: source = f"<policy {policy}>"; (data, lines), base_dir = _parse(POLICIES[str(policy)], source), Path.cwd()
+    if isinstance(policy, dict):
+        data, lines, source, base_dir = copy.deepcopy(policy), {}, "<policy dict>", Path.cwd()
+    elif isinstance(policy, (str, Path)) and str(policy) in POLICIES and not _seen:
+        return copy.deepcopy(_packaged(str(policy)))
+    elif isinstance(policy, (str, Path)) and str(policy) in POLICIES:
+        source = f"<policy {policy}>"
+        (data, lines), base_dir = _parse(POLICIES[str(policy)], source), Path.cwd()
     elif isinstance(policy, (str, Path)):
         p = Path(policy)
-        if not p.is_file(): raise PolicyError(f"policy {str(policy)!r}: no such file and not a packaged policy ({', '.join(POLICIES)})")
-        try: text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError: raise PolicyError(f"{p}: not a UTF-8 text file") from None
-        data, lines = _parse(text, str(p)); source, base_dir = str(p), p.parent
-    else: raise TypeError(f"load_policy: expected a policy name, path, dict or Policy, got {type(policy).__name__}")
+        if not p.is_file():
+            raise PolicyError(f"policy {str(policy)!r}: no such file and not a packaged policy ({', '.join(POLICIES)})")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise PolicyError(f"{p}: not a UTF-8 text file") from None
+        data, lines = _parse(text, str(p))
+        source, base_dir = str(p), p.parent
+    else:
+        raise TypeError(f"load_policy: expected a policy name, path, dict or Policy, got {type(policy).__name__}")
     where = lambda msg, path=(): f"{source}{f':{lines[path]}' if path in lines else ''}: {msg}"
     _check_policy(data, where)
     if ext := data.get("extends"):
-        if ext in _seen: raise PolicyError(where(f"extends {ext!r} again (a cycle)", ("extends",)))
+        if ext in _seen:
+            raise PolicyError(where(f"extends {ext!r} again (a cycle)", ("extends",)))
         target = ext if ext in POLICIES else str((base_dir / ext).resolve())
         base = load_policy(target, _seen + (ext,))
-        data = _merge({"name": base.name, "input": base.input, "output": base.output, "document": base.document, "refusal": base.refusal, "idk": base.idk,
-                       "telemetry": base.telemetry},
-                      {k: v for k, v in data.items() if k != "extends"})
+        data = _merge(
+            {
+                "name": base.name,
+                "input": base.input,
+                "output": base.output,
+                "document": base.document,
+                "refusal": base.refusal,
+                "idk": base.idk,
+                "telemetry": base.telemetry,
+            },
+            {k: v for k, v in data.items() if k != "extends"},
+        )
     name = data.get("name") or (Path(source).stem if source.endswith((".yaml", ".yml")) else "custom")
-    return Policy(name, data.get("input") or {}, data.get("output") or {}, data.get("refusal", POLICY_REFUSAL), data.get("idk", POLICY_IDK), source,
-                  data.get("document") or {}, data.get("telemetry") or {})
+    return Policy(
+        name,
+        data.get("input") or {},
+        data.get("output") or {},
+        data.get("refusal", POLICY_REFUSAL),
+        data.get("idk", POLICY_IDK),
+        source,
+        data.get("document") or {},
+        data.get("telemetry") or {},
+    )
+
 
 POLICY_REFUSAL, POLICY_IDK = "I'm sorry, I can't help with that request.", "I don't know."
+
 
 @lru_cache(maxsize=None)
 def _packaged(name: str) -> Policy:
@@ -459,93 +714,206 @@ class _Scan:
     question: Optional[str] = None
     side: str = "input"
 
+
 def _classifier_score(name: str, texts: list) -> tuple:
     "(highest probability over `texts`, the classifier's threshold) of the packaged classifier `name`."
     clf = load_classifier(name)
     return float(max(clf.score([t[:20_000] for t in texts if t.strip()]), default=0.0)), float(clf.threshold)
 
+
 def _learned(name: str, patterns: Callable, s: _Scan) -> list:
     "Findings for a pattern + classifier guard: one per pattern hit and one for the classifier, each with its score."
     thr, act = s.cfg.get("threshold", 0.5), s.cfg.get("action", "block")
-    found = [Finding(name, f"{reason}: {hit!r}", w, None, act if w >= thr else "allow") for w, reason, hit in patterns(s.norm.texts)]
+    found = [
+        Finding(name, f"{reason}: {hit!r}", w, None, act if w >= thr else "allow")
+        for w, reason, hit in patterns(s.norm.texts)
+    ]
     if s.cfg.get("classifier", True) and s.norm.text.strip():
         p, t = _classifier_score(name, s.norm.texts)
-        if (r := rescale(p, t)) >= min(thr, 0.3):         # reported from 0.3 up (for monitoring), acted on from the threshold
-            found.append(Finding(name, f"classifier probability {p:.2f} (calibrated threshold {t:.2f})", round(r, 4), None, act if r >= thr else "allow"))
+        if (r := rescale(p, t)) >= min(thr, 0.3):  # reported from 0.3 up (for monitoring), acted on from the threshold
+            found.append(
+                Finding(
+                    name,
+                    f"classifier probability {p:.2f} (calibrated threshold {t:.2f})",
+                    round(r, 4),
+                    None,
+                    act if r >= thr else "allow",
+                )
+            )
     return found
 
-def _injection(s: _Scan) -> list: return _document_injection(s) if s.side == "document" else _learned("injection", injection_heuristics, s)
-def _toxicity(s: _Scan) -> list: return _learned("toxicity", toxicity_lexicon, s)
-def _harm(s: _Scan) -> list: return _learned("harm", lambda texts: [], s)
+
+def _injection(s: _Scan) -> list:
+    return _document_injection(s) if s.side == "document" else _learned("injection", injection_heuristics, s)
+
+
+def _toxicity(s: _Scan) -> list:
+    return _learned("toxicity", toxicity_lexicon, s)
+
+
+def _harm(s: _Scan) -> list:
+    return _learned("harm", lambda texts: [], s)
 
 # %% ../nbs/07_guard.ipynb #f8d864ff
 def _length(s: _Scan) -> list:
     n, lo, hi = len(s.raw), s.cfg.get("min_chars", 0), s.cfg.get("max_chars")
-    if n < lo or not s.raw.strip() and lo > 0: return [Finding("length", "empty text" if not s.raw.strip() else f"{n} characters < min_chars {lo}", 1.0, None, s.cfg.get("action", "block"))]
-    if hi is not None and n > hi: return [Finding("length", f"{n} characters > max_chars {hi}", 1.0, None, s.cfg.get("action", "block"))]
+    if n < lo or not s.raw.strip() and lo > 0:
+        return [
+            Finding(
+                "length",
+                "empty text" if not s.raw.strip() else f"{n} characters < min_chars {lo}",
+                1.0,
+                None,
+                s.cfg.get("action", "block"),
+            )
+        ]
+    if hi is not None and n > hi:
+        return [Finding("length", f"{n} characters > max_chars {hi}", 1.0, None, s.cfg.get("action", "block"))]
     return []
+
 
 def _invisible(s: _Scan) -> list:
     odd = [f for f in s.norm.flags if f in ("invisible", "tags", "homoglyphs")]
-    return [Finding("invisible", f"hidden or look-alike characters ({', '.join(odd)})", 0.5, None, s.cfg.get("action", "allow"))] if odd else []
+    return (
+        [
+            Finding(
+                "invisible",
+                f"hidden or look-alike characters ({', '.join(odd)})",
+                0.5,
+                None,
+                s.cfg.get("action", "allow"),
+            )
+        ]
+        if odd
+        else []
+    )
+
 
 def _pii(s: _Scan) -> list:
     ents, act = s.cfg.get("entities", list(RULE_ENTITIES)), s.cfg.get("action", "redact")
     r = redact(s.raw, mode=s.cfg.get("mode", "mask"), entities=ents, threshold=s.cfg.get("threshold", 0.5))
     inv = {v: k for k, v in r.replacements.items()}
     ctx = " ".join(s.contexts).casefold() if s.cfg.get("allow_from_context") else ""
-    return [Finding("pii", sp.entity, sp.score, (sp.start, sp.end), act, inv.get(sp.text, f"<{sp.entity}>"))
-            for sp in r.spans if not (ctx and sp.text.casefold() in ctx)]
+    return [
+        Finding("pii", sp.entity, sp.score, (sp.start, sp.end), act, inv.get(sp.text, f"<{sp.entity}>"))
+        for sp in r.spans
+        if not (ctx and sp.text.casefold() in ctx)
+    ]
+
 
 def _secrets(s: _Scan) -> list:
-    return [Finding("secrets", kind, 1.0, (a, b), s.cfg.get("action", "redact"), f"[SECRET:{kind}]") for kind, a, b in find_secrets(s.raw)]
+    return [
+        Finding("secrets", kind, 1.0, (a, b), s.cfg.get("action", "redact"), f"[SECRET:{kind}]")
+        for kind, a, b in find_secrets(s.raw)
+    ]
 
 # %% ../nbs/07_guard.ipynb #a9e48441
 @lru_cache(maxsize=256)
 def _terms_re(terms: tuple) -> re.Pattern:
-    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t.strip()) for t in sorted(terms, key=len, reverse=True)) + r")(?!\w)", re.I)
+    return re.compile(
+        r"(?<!\w)(?:" + "|".join(re.escape(t.strip()) for t in sorted(terms, key=len, reverse=True)) + r")(?!\w)", re.I
+    )
+
 
 def _markup(s: _Scan) -> list:
     "Chat-template and role markup inside content: text written to look like a turn of the conversation."
-    if m := ROLE_MARKUP_RE.search(s.raw[:200_000]): where, hit = m.span(), m.group(0)
-    elif m := ROLE_MARKUP_RE.search(s.norm.text): where, hit = None, m.group(0)
-    else: return []
-    return [Finding("markup", f"chat or role markup inside content: {hit.strip()[:40]!r}", 0.9, where, s.cfg.get("action", "block"))]
+    if m := ROLE_MARKUP_RE.search(s.raw[:200_000]):
+        where, hit = m.span(), m.group(0)
+    elif m := ROLE_MARKUP_RE.search(s.norm.text):
+        where, hit = None, m.group(0)
+    else:
+        return []
+    return [
+        Finding(
+            "markup",
+            f"chat or role markup inside content: {hit.strip()[:40]!r}",
+            0.9,
+            where,
+            s.cfg.get("action", "block"),
+        )
+    ]
+
 
 def _deny(s: _Scan) -> list:
     act, out = s.cfg.get("action", "block"), []
     if terms := s.cfg.get("terms"):
-        out += [Finding("deny", f"denied term {m.group(0)!r}", 1.0, None, act) for t in s.norm.texts[:1] for m in [_terms_re(tuple(terms)).search(t)] if m]
+        out += [
+            Finding("deny", f"denied term {m.group(0)!r}", 1.0, None, act)
+            for t in s.norm.texts[:1]
+            for m in [_terms_re(tuple(terms)).search(t)]
+            if m
+        ]
     for p in s.cfg.get("patterns") or []:
-        if m := re.search(p, s.norm.text, re.I): out.append(Finding("deny", f"denied pattern {p!r} matched {m.group(0)[:60]!r}", 1.0, None, act))
+        if m := re.search(p, s.norm.text, re.I):
+            out.append(Finding("deny", f"denied pattern {p!r} matched {m.group(0)[:60]!r}", 1.0, None, act))
     return out
 
+
 def _topics(s: _Scan) -> list:
-    hits = [(name, m.group(0)) for name, terms in (s.cfg.get("lists") or {}).items() for m in [_terms_re(tuple(terms)).search(s.norm.text)] if m]
-    return [Finding("topics", f"off-limits topic {name!r} ({hit!r})", 1.0, None, s.cfg.get("action", "block")) for name, hit in hits]
+    hits = [
+        (name, m.group(0))
+        for name, terms in (s.cfg.get("lists") or {}).items()
+        for m in [_terms_re(tuple(terms)).search(s.norm.text)]
+        if m
+    ]
+    return [
+        Finding("topics", f"off-limits topic {name!r} ({hit!r})", 1.0, None, s.cfg.get("action", "block"))
+        for name, hit in hits
+    ]
+
 
 def _json(s: _Scan) -> list:
     _, errs = check_json(s.raw, s.cfg.get("schema"))
     return [Finding("json", e, 1.0, None, s.cfg.get("action", "retry")) for e in errs[:5]]
 
-def _groundedness(s: _Scan) -> list:
-    r = check_grounded(s.raw, s.contexts, threshold=s.cfg.get("threshold", GROUNDED_THRESHOLD), semantic=s.cfg.get("semantic", "auto"), question=s.question)
-    why = lambda u: f"not supported by the context: {u.text[:80]!r}" + (f" (not in the context: {', '.join(map(str, u.missing[:4]))})" if u.missing else "")
-    return [Finding("groundedness", why(u), round(1 - u.score, 4), (u.start, u.end), s.cfg.get("action", "retry")) for u in r.unsupported]
 
-GUARDS = {"length": _length, "invisible": _invisible, "injection": _injection, "toxicity": _toxicity, "harm": _harm, "pii": _pii, "deny": _deny,
-          "topics": _topics, "secrets": _secrets, "json": _json, "groundedness": _groundedness, "markup": _markup}
+def _groundedness(s: _Scan) -> list:
+    r = check_grounded(
+        s.raw,
+        s.contexts,
+        threshold=s.cfg.get("threshold", GROUNDED_THRESHOLD),
+        semantic=s.cfg.get("semantic", "auto"),
+        question=s.question,
+    )
+    why = lambda u: (
+        f"not supported by the context: {u.text[:80]!r}"
+        + (f" (not in the context: {', '.join(map(str, u.missing[:4]))})" if u.missing else "")
+    )
+    return [
+        Finding("groundedness", why(u), round(1 - u.score, 4), (u.start, u.end), s.cfg.get("action", "retry"))
+        for u in r.unsupported
+    ]
+
+
+GUARDS = {
+    "length": _length,
+    "invisible": _invisible,
+    "injection": _injection,
+    "toxicity": _toxicity,
+    "harm": _harm,
+    "pii": _pii,
+    "deny": _deny,
+    "topics": _topics,
+    "secrets": _secrets,
+    "json": _json,
+    "groundedness": _groundedness,
+    "markup": _markup,
+}
 
 # %% ../nbs/07_guard.ipynb #76520f5c
 def _texts(context) -> list:
-    if context is None: return []
-    if isinstance(context, (str, dict)): context = [context]
+    if context is None:
+        return []
+    if isinstance(context, (str, dict)):
+        context = [context]
     out = []
     for i, c in enumerate(context):
         t = c.get("text") if isinstance(c, dict) else getattr(c, "text", c)
-        if not isinstance(t, str): raise TypeError(f"scan_output: context[{i}] must be a str or have a str 'text', got {type(t).__name__}")
+        if not isinstance(t, str):
+            raise TypeError(f"scan_output: context[{i}] must be a str or have a str 'text', got {type(t).__name__}")
         out.append(t)
     return out
+
 
 def _scan(side: str, text: str, policy, context=None, question=None, refusal: Optional[str] = None) -> Verdict:
     if not isinstance(text, str):
@@ -553,118 +921,186 @@ def _scan(side: str, text: str, policy, context=None, question=None, refusal: Op
         raise TypeError(f"scan_{side}: text must be a str, got {type(text).__name__}{hint}")
     pol = load_policy(policy)
     cfgs, timings, findings = getattr(pol, side), {}, []
-    t0 = time.perf_counter(); s = _Scan(text, normalize(text[:200_000]), {}, _texts(context), question, side)
+    t0 = time.perf_counter()
+    s = _Scan(text, normalize(text[:200_000]), {}, _texts(context), question, side)
     timings["normalize"] = round((time.perf_counter() - t0) * 1e3, 3)
     for name, cfg in cfgs.items():
-        if cfg is None: continue
+        if cfg is None:
+            continue
         s.cfg, t0 = cfg, time.perf_counter()
         found = GUARDS[name](s)
         timings[name] = round((time.perf_counter() - t0) * 1e3, 3)
         findings += found
-        if name == "length" and found and found[0].action in ("block", "retry"): break
+        if name == "length" and found and found[0].action in ("block", "retry"):
+            break
     return _verdict(text, findings, timings, pol.refusal if refusal is None else refusal, pol.ref)
+
 
 def scan_input(text: str, policy: Union[str, Path, dict, Policy, None] = None) -> Verdict:
     "Check a user input against the policy's input guards: injection, toxicity, PII, deny lists, topics, length."
     return _scan("input", text, policy)
 
-def scan_output(text: str, context: Union[list, str, None] = None,      # retrieved passages (str or {"text": ...})
-                policy: Union[str, Path, dict, Policy, None] = None,
-                question: Optional[str] = None) -> Verdict:
+
+def scan_output(
+    text: str,
+    context: Union[list, str, None] = None,  # retrieved passages (str or {"text": ...})
+    policy: Union[str, Path, dict, Policy, None] = None,
+    question: Optional[str] = None,
+) -> Verdict:
     "Check a model output against the policy's output guards: secrets, PII leaks, toxicity, format, groundedness."
     return _scan("output", text, policy, context, question)
 
 # %% ../nbs/07_guard.ipynb #49106298
-ROLE_MARKUP = (r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>"
-               r"|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^[ \t]*#{2,}[ \t]*(?:system|instruction|assistant|user|response)s?[ \t]*:")
+ROLE_MARKUP = (
+    r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>"
+    r"|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^[ \t]*#{2,}[ \t]*(?:system|instruction|assistant|user|response)s?[ \t]*:"
+)
 ROLE_MARKUP_RE = re.compile(ROLE_MARKUP, re.I | re.M)
 QUARANTINED = "[passage withheld: it contains instructions aimed at the assistant]"
+
 
 def _document_injection(s: _Scan) -> list:
     "Injection findings of a document: patterns and the `document` classifier on each window; spans are the raw text's."
     thr, act, found = s.cfg.get("threshold", 0.5), s.cfg.get("action", "block"), []
     clf = load_classifier("document") if s.cfg.get("classifier", True) else None
-    wins = window_texts(s.raw[:200_000], int(clf.meta.get("window", 400)) if clf else 400)      # the window size it was trained on
+    wins = window_texts(
+        s.raw[:200_000], int(clf.meta.get("window", 400)) if clf else 400
+    )  # the window size it was trained on
     spans, norms = [(a, b) for a, b, _ in wins], [normalize(s.raw[a:b]) for a, b, _ in wins]
     for (a, b), n in zip(spans, norms):
         if hits := injection_heuristics(n.texts):
             w, reason, hit = max(hits)
-            found.append(Finding("injection", f"{reason}: {hit!r}", w, (a, b), act if w >= thr else "allow", QUARANTINED))
+            found.append(
+                Finding("injection", f"{reason}: {hit!r}", w, (a, b), act if w >= thr else "allow", QUARANTINED)
+            )
     if clf is not None and spans:
         p = clf.score([t.replace(s.raw[a:b], n.text) if n.flags else t for (a, b, t), n in zip(wins, norms)])
-        for i in np.flatnonzero(p >= min(p.max(), clf.threshold)):                   # every flagged window, or the best one
+        for i in np.flatnonzero(p >= min(p.max(), clf.threshold)):  # every flagged window, or the best one
             if (r := rescale(float(p[i]), clf.threshold)) >= min(thr, 0.3):
                 a, b = spans[i]
-                found.append(Finding("injection", f"instruction inside content: {s.raw[a:b].strip()[:80]!r} (document classifier {p[i]:.2f}, "
-                                     f"threshold {clf.threshold:.2f})", round(r, 4), (a, b), act if r >= thr else "allow", QUARANTINED))
+                found.append(
+                    Finding(
+                        "injection",
+                        f"instruction inside content: {s.raw[a:b].strip()[:80]!r} (document classifier {p[i]:.2f}, "
+                        f"threshold {clf.threshold:.2f})",
+                        round(r, 4),
+                        (a, b),
+                        act if r >= thr else "allow",
+                        QUARANTINED,
+                    )
+                )
     return found
 
+
 def scan_document(text: str, policy: Union[str, Path, dict, Policy, None] = None) -> Verdict:
-    "Check a retrieved passage (web page, e-mail, table, code) for instructions aimed at the model; `block` means quarantine it."
+    """Check a retrieved passage (web page, e-mail, table, code) for instructions aimed at the model; `block` means
+    quarantine it."""
     return _scan("document", text, policy, refusal=QUARANTINED)
 
 # %% ../nbs/07_guard.ipynb #54966d36
-_WHOLE = ("groundedness", "json")        # output guards that judge the whole answer at once
+_WHOLE = ("groundedness", "json")  # output guards that judge the whole answer at once
+
 
 def stream_mode(policy: Union[str, Path, dict, Policy, None] = None) -> tuple:
     "('streaming', '') when the policy's output guards can run on a growing answer, else ('buffered', the reason)."
     pol = load_policy(policy)
     for name, cfg in pol.output.items():
-        if cfg is None: continue
+        if cfg is None:
+            continue
         act = cfg.get("action", "retry" if name in _WHOLE else "block")
         if (name in _WHOLE and act != "allow") or (act == "retry" and name != "length"):
-            return "buffered", f"the output guard {name!r} (action {act}) needs the whole answer before any of it can be shown"
+            return (
+                "buffered",
+                f"the output guard {name!r} (action {act}) needs the whole answer before any of it can be shown",
+            )
     return "streaming", ""
 
 # %% ../nbs/07_guard.ipynb #df049eb9
-_QUIET_RE = re.compile(r"[(\"'“‘]?[^\W\d_]+(?:['’\-][^\W\d_]+)*[.,;:!?)\"'”’]*"        # plain words
-                       r"|\[\d{1,2}\][.,;:!?)]*|\d{1,2}[.)]")                               # citation markers [1], list items 1.
-_TRIGGERS = frozenset("api apikey key keys secret secrets token tokens password passwords passwd pwd passphrase client access auth "
-                      "authorization bearer aws private rsa ec dsa openssh pgp encrypted block begin end x ext extension".split())
+_QUIET_RE = re.compile(
+    r"[(\"'“‘]?[^\W\d_]+(?:['’\-][^\W\d_]+)*[.,;:!?)\"'”’]*"  # plain words
+    r"|\[\d{1,2}\][.,;:!?)]*|\d{1,2}[.)]"
+)  # citation markers [1], list items 1.
+_TRIGGERS = frozenset(
+    "api apikey key keys secret secrets token tokens password passwords passwd pwd passphrase client access auth "
+    "authorization bearer aws private rsa ec dsa openssh pgp encrypted block begin end x ext extension".split()
+)
 _MARKUP, _SYMBOLS_RE = "<>|#*~`", re.compile(r"[-–—•=:.,;!?]+")
-_AFTER = 16                   # quiet characters a suspicious word waits for: PII context words may follow a number (phone: 12)
+_AFTER = 16  # quiet characters a suspicious word waits for: PII context words may follow a number (phone: 12)
+
 
 def _suspicious(tok: str, names: bool) -> bool:
-    "Whether a word could be part of a secret or PII: anything but plain words, trigger words, and capitalized words when `names`."
-    tok = tok.strip(_MARKUP)                              # markdown and markup around a word: no secret or PII uses them
-    if not tok or _SYMBOLS_RE.fullmatch(tok): return False   # bullets, rules, separators
-    if not _QUIET_RE.fullmatch(tok): return True
+    """Whether a word could be part of a secret or PII: anything but plain words, trigger words, and capitalized words
+    when `names`."""
+    tok = tok.strip(_MARKUP)  # markdown and markup around a word: no secret or PII uses them
+    if not tok or _SYMBOLS_RE.fullmatch(tok):
+        return False  # bullets, rules, separators
+    if not _QUIET_RE.fullmatch(tok):
+        return True
     w = tok.strip("(\"'“‘.,;:!?)”’").lower()
-    return w in _TRIGGERS or any(p in _TRIGGERS for p in re.split(r"['’\-]", w)) or (names and tok.lstrip("(\"'“‘")[:1].isupper())
+    return (
+        w in _TRIGGERS
+        or any(p in _TRIGGERS for p in re.split(r"['’\-]", w))
+        or (names and tok.lstrip("(\"'“‘")[:1].isupper())
+    )
+
 
 def _safe_cut(raw: str, spans: list, names: bool) -> int:
-    "How much of `raw` can no longer change: not the unfinished last word, not a suspicious run near the end, not a span that touches it."
+    """How much of `raw` can no longer change: not the unfinished last word, not a suspicious run near the end, not a
+    span that touches it."""
     toks, cut = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", raw)], len(raw)
-    if toks and toks[-1][1] == len(raw): cut = toks[-1][0]
-    for i in range(len(toks) - 1, -1, -1):                # suspicious words whose after-context is still arriving
+    if toks and toks[-1][1] == len(raw):
+        cut = toks[-1][0]
+    for i in range(len(toks) - 1, -1, -1):  # suspicious words whose after-context is still arriving
         a, b, t = toks[i]
-        if len(raw) - b > _AFTER: break
-        if _suspicious(t, names): cut = min(cut, a)
+        if len(raw) - b > _AFTER:
+            break
+        if _suspicious(t, names):
+            cut = min(cut, a)
     while True:
         changed = False
-        for a, b in spans:                                  # a finding that reaches the held text may still grow
-            if b > cut and a < cut: cut, changed = a, True
+        for a, b in spans:  # a finding that reaches the held text may still grow
+            if b > cut and a < cut:
+                cut, changed = a, True
         j = max((i for i, (a, b, t) in enumerate(toks) if a < cut), default=None)
-        if j is not None and toks[j][1] >= cut: cut, changed = toks[j][0], True        # never split a word
-        elif j is not None and _suspicious(toks[j][2], names) and toks[j][1] <= cut and not raw[toks[j][1]:cut].strip() and cut < len(raw):
-            cut, changed = toks[j][0], True                 # the run of suspicious words before the held text
-        if not changed: return cut
+        if j is not None and toks[j][1] >= cut:
+            cut, changed = toks[j][0], True  # never split a word
+        elif (
+            j is not None
+            and _suspicious(toks[j][2], names)
+            and toks[j][1] <= cut
+            and not raw[toks[j][1] : cut].strip()
+            and cut < len(raw)
+        ):
+            cut, changed = toks[j][0], True  # the run of suspicious words before the held text
+        if not changed:
+            return cut
 
 # %% ../nbs/07_guard.ipynb #f7aaa8d9
 class StreamGuard:
-    "The output guard for an answer that arrives in pieces: `feed` returns the text that is safe to show now, `close` the rest and the verdict."
-    def __init__(self, policy: Union[str, Path, dict, Policy, None] = None,
-                 contexts: Union[list, str, None] = None,     # retrieved passages, as for `scan_output`
-                 question: Optional[str] = None,
-                 mode: Optional[str] = None):                  # None: from the policy (`stream_mode`); "buffered" forces buffering
+    """The output guard for an answer that arrives in pieces: `feed` returns the text that is safe to show now, `close`
+    the rest and the verdict."""
+
+    def __init__(
+        self,
+        policy: Union[str, Path, dict, Policy, None] = None,
+        contexts: Union[list, str, None] = None,  # retrieved passages, as for `scan_output`
+        question: Optional[str] = None,
+        mode: Optional[str] = None,
+    ):  # None: from the policy (`stream_mode`); "buffered" forces buffering
         self.policy, self.contexts, self.question = load_policy(policy), _texts(contexts), question
-        if mode not in (None, "streaming", "buffered"): raise ValueError(f"StreamGuard: mode must be 'streaming', 'buffered' or None, got {mode!r}")
+        if mode not in (None, "streaming", "buffered"):
+            raise ValueError(f"StreamGuard: mode must be 'streaming', 'buffered' or None, got {mode!r}")
         self.mode, self.reason = stream_mode(self.policy)
-        if mode == "buffered" and self.mode == "streaming": self.mode, self.reason = "buffered", "buffered on request"
+        if mode == "buffered" and self.mode == "streaming":
+            self.mode, self.reason = "buffered", "buffered on request"
         pii = self.policy.output.get("pii") or {}
-        self._names = any(e not in RULE_ENTITIES for e in pii.get("entities", RULE_ENTITIES))   # NER entities: capitalized words may be names
+        self._names = any(
+            e not in RULE_ENTITIES for e in pii.get("entities", RULE_ENTITIES)
+        )  # NER entities: capitalized words may be names
         self.raw, self.emitted, self.stopped, self.verdict, self.mismatch = "", "", None, None, False
-    def __repr__(self): return f"StreamGuard({self.mode}, {len(self.raw)} chars in, {len(self.emitted)} out{', stopped' if self.stopped else ''})"
+
+    def __repr__(self):
+        return f"StreamGuard({self.mode}, {len(self.raw)} chars in, {len(self.emitted)} out{', stopped' if self.stopped else ''})"
 
 # %% ../nbs/07_guard.ipynb #ff2fc6db
 @patch_to(StreamGuard)
@@ -672,138 +1108,213 @@ def _findings(self: StreamGuard) -> list:
     "The findings of every output guard that can judge a prefix (all but the whole-answer ones and the minimum length)."
     s, out = _Scan(self.raw, normalize(self.raw[:200_000]), {}, self.contexts, self.question, "output"), []
     for name, cfg in self.policy.output.items():
-        if cfg is None or name in _WHOLE: continue
+        if cfg is None or name in _WHOLE:
+            continue
         s.cfg = cfg
         if name == "length":
-            if cfg.get("max_chars") is not None and len(self.raw) > cfg["max_chars"]: out += GUARDS["length"](s)
-        else: out += GUARDS[name](s)
+            if cfg.get("max_chars") is not None and len(self.raw) > cfg["max_chars"]:
+                out += GUARDS["length"](s)
+        else:
+            out += GUARDS[name](s)
     return out
+
 
 @patch_to(StreamGuard)
 def feed(self: StreamGuard, delta: str) -> str:
-    "Take the next piece of the answer; return the text that can be shown now (redacted; '' while held back, buffered or stopped)."
-    if not isinstance(delta, str): raise TypeError(f"StreamGuard.feed: delta must be a str, got {type(delta).__name__}")
-    if self.verdict is not None: raise RuntimeError("StreamGuard.feed: the guard is closed")
-    if self.stopped is not None: return ""
+    """Take the next piece of the answer; return the text that can be shown now (redacted; '' while held back, buffered
+    or stopped)."""
+    if not isinstance(delta, str):
+        raise TypeError(f"StreamGuard.feed: delta must be a str, got {type(delta).__name__}")
+    if self.verdict is not None:
+        raise RuntimeError("StreamGuard.feed: the guard is closed")
+    if self.stopped is not None:
+        return ""
     self.raw += delta
-    if self.mode == "buffered" or not delta: return ""
+    if self.mode == "buffered" or not delta:
+        return ""
     found = self._findings()
     if stop := [f for f in found if f.action not in ("allow", "redact")]:
-        self.stopped = stop; return ""                     # a block: nothing more is shown
+        self.stopped = stop
+        return ""  # a block: nothing more is shown
     red = [f for f in found if f.action == "redact" and f.span]
     cut = _safe_cut(self.raw, [f.span for f in red], self._names)
     text = _apply_redactions(self.raw[:cut], [f for f in red if f.span[1] <= cut])
-    if not text.startswith(self.emitted) or len(text) <= len(self.emitted): return ""
-    out, self.emitted = text[len(self.emitted):], text
+    if not text.startswith(self.emitted) or len(text) <= len(self.emitted):
+        return ""
+    out, self.emitted = text[len(self.emitted) :], text
     return out
+
 
 @patch_to(StreamGuard)
 def close(self: StreamGuard) -> tuple:
-    "(the text still to show, the final Verdict): the verdict is `scan_output` of the whole answer; '' unless it is allowed."
-    if self.verdict is None: self.verdict = scan_output(self.raw, self.contexts, self.policy, self.question)
+    """(the text still to show, the final Verdict): the verdict is `scan_output` of the whole answer; '' unless it is
+    allowed."""
+    if self.verdict is None:
+        self.verdict = scan_output(self.raw, self.contexts, self.policy, self.question)
     v = self.verdict
-    if not v.allowed: return "", v
-    if not v.text.startswith(self.emitted): self.mismatch = True; return "", v     # should not happen: what was shown stays as it was
-    rest = v.text[len(self.emitted):]; self.emitted = v.text
+    if not v.allowed:
+        return "", v
+    if not v.text.startswith(self.emitted):
+        self.mismatch = True
+        return "", v  # should not happen: what was shown stays as it was
+    rest = v.text[len(self.emitted) :]
+    self.emitted = v.text
     return rest, v
 
 # %% ../nbs/07_guard.ipynb #130b8677
 def guard_score(name: str, text: str, context=None, cfg: Optional[dict] = None) -> float:
     "The score one guard gives `text` (highest finding score, 0 when it finds nothing), with `cfg` settings."
-    if name not in GUARDS: raise ValueError(f"guard_score: unknown guard {name!r}; guards: {list(GUARDS)}")
+    if name not in GUARDS:
+        raise ValueError(f"guard_score: unknown guard {name!r}; guards: {list(GUARDS)}")
     s = _Scan(text, normalize(text[:200_000]), dict(cfg or {}), _texts(context))
     return max((f.score for f in GUARDS[name](s)), default=0.0)
 
+
 def _check_rows(rows) -> tuple:
     "(texts, labels, contexts) of labelled rows or a JSONL file of them; errors name the row or file:line."
-    if isinstance(rows, (str, Path)): rows = load_rows(rows)
-    elif hasattr(rows, "__iter__") and not isinstance(rows, (bytes, dict, list)): rows = list(rows)   # a generator is read once
+    if isinstance(rows, (str, Path)):
+        rows = load_rows(rows)
+    elif hasattr(rows, "__iter__") and not isinstance(rows, (bytes, dict, list)):
+        rows = list(rows)  # a generator is read once
     texts, labels = check_rows(rows)
-    if len(set(labels.tolist())) < 2: raise ValueError(f"calibrate: need rows of both labels (0 and 1), got only {set(labels.tolist())}")
+    if len(set(labels.tolist())) < 2:
+        raise ValueError(f"calibrate: need rows of both labels (0 and 1), got only {set(labels.tolist())}")
     return texts, labels, [r.get("context") for r in rows]
 
 # %% ../nbs/07_guard.ipynb #e0082676
 def roc(labels: np.ndarray, scores: np.ndarray) -> tuple:
-    "(fpr, tpr, thresholds, auc): one point per distinct score, thresholds descending (predict positive when score >= t)."
-    order = np.argsort(-scores, kind="mergesort"); s, y = scores[order], labels[order]
+    """(fpr, tpr, thresholds, auc): one point per distinct score, thresholds descending (predict positive when score >=
+    t)."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
     tp, fp = np.cumsum(y)[last], np.cumsum(1 - y)[last]
     tpr, fpr = np.r_[0, tp / max(y.sum(), 1)], np.r_[0, fp / max((1 - y).sum(), 1)]
     return fpr, tpr, np.r_[np.inf, s[last]], roc_auc(labels, scores)
 
+
 @dataclass
 class Calibration:
     "A guard measured on labelled rows: ROC, precision/recall per threshold, the threshold for a target FPR, latency."
+
     guard: str
     n: int
     positives: int
     auc: float
     target_fpr: float
-    threshold: float           # lowest threshold whose false-positive rate is <= target_fpr
-    at_threshold: dict         # precision, recall, fpr, balanced_accuracy at `threshold`
-    at_policy: dict            # the same at the policy's current threshold (when known)
-    latency_ms: dict           # p50, p99, mean
-    curve: dict = field(repr=False, default_factory=dict)   # fpr, tpr, precision, thresholds
+    threshold: float  # lowest threshold whose false-positive rate is <= target_fpr
+    at_threshold: dict  # precision, recall, fpr, balanced_accuracy at `threshold`
+    at_policy: dict  # the same at the policy's current threshold (when known)
+    latency_ms: dict  # p50, p99, mean
+    curve: dict = field(repr=False, default_factory=dict)  # fpr, tpr, precision, thresholds
 
 # %% ../nbs/07_guard.ipynb #da0a3d57
 def _at(labels, scores, t) -> dict:
-    pred = scores >= t; tp = int((pred & (labels == 1)).sum()); fp = int((pred & (labels == 0)).sum())
+    pred = scores >= t
+    tp = int((pred & (labels == 1)).sum())
+    fp = int((pred & (labels == 0)).sum())
     pos, neg = int(labels.sum()), int((labels == 0).sum())
     rec, fpr = tp / max(pos, 1), fp / max(neg, 1)
-    return {"threshold": round(float(t), 4), "precision": round(tp / max(tp + fp, 1), 4), "recall": round(rec, 4),
-            "fpr": round(fpr, 4), "balanced_accuracy": round((rec + 1 - fpr) / 2, 4)}
+    return {
+        "threshold": round(float(t), 4),
+        "precision": round(tp / max(tp + fp, 1), 4),
+        "recall": round(rec, 4),
+        "fpr": round(fpr, 4),
+        "balanced_accuracy": round((rec + 1 - fpr) / 2, 4),
+    }
 
-def calibrate(guard: Union[str, Callable[[str], float]],   # a guard name (see GUARDS) or text -> score
-              rows: Union[str, Path, Iterable],           # JSONL file or rows {"text", "label", "context"?}
-              target_fpr: float = 0.01, policy: Union[str, Path, dict, Policy, None] = None) -> Calibration:
+
+def calibrate(
+    guard: Union[str, Callable[[str], float]],  # a guard name (see GUARDS) or text -> score
+    rows: Union[str, Path, Iterable],  # JSONL file or rows {"text", "label", "context"?}
+    target_fpr: float = 0.01,
+    policy: Union[str, Path, dict, Policy, None] = None,
+) -> Calibration:
     "Measure a guard on labelled rows and find the threshold for a target false-positive rate."
     if isinstance(target_fpr, bool) or not isinstance(target_fpr, (int, float)) or not 0 <= target_fpr <= 1:
         raise ValueError(f"calibrate: target_fpr must be in [0, 1], got {target_fpr!r}")
     texts, labels, ctxs = _check_rows(rows)
     pol, cfg = load_policy(policy), {}
     if isinstance(guard, str):
-        if guard not in GUARDS: raise ValueError(f"calibrate: unknown guard {guard!r}; guards: {list(GUARDS)}")
+        if guard not in GUARDS:
+            raise ValueError(f"calibrate: unknown guard {guard!r}; guards: {list(GUARDS)}")
         cfg = dict(pol.output.get(guard) or pol.input.get(guard) or {})
         name, fn = guard, lambda t, c: guard_score(guard, t, c, {**cfg, "threshold": 0.0})
-    elif callable(guard): name, fn = getattr(guard, "__name__", "custom"), lambda t, c: float(guard(t))
-    else: raise TypeError(f"calibrate: guard must be a guard name or a callable, got {type(guard).__name__}")
+    elif callable(guard):
+        name, fn = getattr(guard, "__name__", "custom"), lambda t, c: float(guard(t))
+    else:
+        raise TypeError(f"calibrate: guard must be a guard name or a callable, got {type(guard).__name__}")
     scores, times = np.zeros(len(texts)), np.zeros(len(texts))
     for i, (t, c) in enumerate(zip(texts, ctxs)):
-        t0 = time.perf_counter(); scores[i] = fn(t, c); times[i] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        scores[i] = fn(t, c)
+        times[i] = (time.perf_counter() - t0) * 1e3
     fpr, tpr, thr, auc = roc(labels, scores)
-    ok = np.flatnonzero(fpr <= target_fpr); t_best = thr[ok[-1]] if len(ok) else np.inf
+    ok = np.flatnonzero(fpr <= target_fpr)
+    t_best = thr[ok[-1]] if len(ok) else np.inf
     prec = [_at(labels, scores, t)["precision"] for t in thr]
-    lat = {"p50": round(float(np.percentile(times, 50)), 3), "p99": round(float(np.percentile(times, 99)), 3), "mean": round(float(times.mean()), 3)}
-    return Calibration(name, len(texts), int(labels.sum()), round(auc, 4), float(target_fpr), float(t_best), _at(labels, scores, t_best),
-                       _at(labels, scores, cfg["threshold"]) if "threshold" in cfg else {}, lat,
-                       {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "precision": prec, "thresholds": thr.tolist()})
+    lat = {
+        "p50": round(float(np.percentile(times, 50)), 3),
+        "p99": round(float(np.percentile(times, 99)), 3),
+        "mean": round(float(times.mean()), 3),
+    }
+    return Calibration(
+        name,
+        len(texts),
+        int(labels.sum()),
+        round(auc, 4),
+        float(target_fpr),
+        float(t_best),
+        _at(labels, scores, t_best),
+        _at(labels, scores, cfg["threshold"]) if "threshold" in cfg else {},
+        lat,
+        {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "precision": prec, "thresholds": thr.tolist()},
+    )
 
 # %% ../nbs/07_guard.ipynb #0ee9d1cc
 def _fmt_cal(c: Calibration) -> str:
     a, p = c.at_threshold, c.at_policy
-    lines = [f"guard {c.guard}: {c.n} rows ({c.positives} positive), ROC AUC {c.auc:.3f}",
-             f"threshold for FPR <= {c.target_fpr:g}: {a['threshold']:.4g}  precision {a['precision']:.3f}  recall {a['recall']:.3f}  "
-             f"FPR {a['fpr']:.3f}  balanced accuracy {a['balanced_accuracy']:.3f}"]
-    if p: lines.append(f"at the policy threshold {p['threshold']:.4g}: precision {p['precision']:.3f}  recall {p['recall']:.3f}  "
-                       f"FPR {p['fpr']:.3f}  balanced accuracy {p['balanced_accuracy']:.3f}")
-    lines.append(f"latency ms: p50 {c.latency_ms['p50']:.2f}  p99 {c.latency_ms['p99']:.2f}  mean {c.latency_ms['mean']:.2f}")
+    lines = [
+        f"guard {c.guard}: {c.n} rows ({c.positives} positive), ROC AUC {c.auc:.3f}",
+        f"threshold for FPR <= {c.target_fpr:g}: {a['threshold']:.4g}  precision {a['precision']:.3f}  recall {a['recall']:.3f}  "
+        f"FPR {a['fpr']:.3f}  balanced accuracy {a['balanced_accuracy']:.3f}",
+    ]
+    if p:
+        lines.append(
+            f"at the policy threshold {p['threshold']:.4g}: precision {p['precision']:.3f}  recall {p['recall']:.3f}  "
+            f"FPR {p['fpr']:.3f}  balanced accuracy {p['balanced_accuracy']:.3f}"
+        )
+    lines.append(
+        f"latency ms: p50 {c.latency_ms['p50']:.2f}  p99 {c.latency_ms['p99']:.2f}  mean {c.latency_ms['mean']:.2f}"
+    )
     return "\n".join(lines)
 
+
 @patch_to(Calibration)
-def __str__(self: Calibration) -> str: return _fmt_cal(self)
+def __str__(self: Calibration) -> str:
+    return _fmt_cal(self)
+
 
 @patch_to(Calibration)
 def plot(self: Calibration, ax=None):
     "ROC curve with the chosen operating point."
     import matplotlib.pyplot as plt
+
     ax = ax or plt.subplots(figsize=(4, 4))[1]
     ax.plot(self.curve["fpr"], self.curve["tpr"], label=f"{self.guard} (AUC {self.auc:.3f})")
-    ax.scatter([self.at_threshold["fpr"]], [self.at_threshold["recall"]], color="red", zorder=3, label=f"t={self.threshold:.3g}")
-    ax.set(xlabel="false-positive rate", ylabel="recall", title="ROC"); ax.legend(loc="lower right")
+    ax.scatter(
+        [self.at_threshold["fpr"]],
+        [self.at_threshold["recall"]],
+        color="red",
+        zorder=3,
+        label=f"t={self.threshold:.3g}",
+    )
+    ax.set(xlabel="false-positive rate", ylabel="recall", title="ROC")
+    ax.legend(loc="lower right")
     return ax
 
 # %% ../nbs/07_guard.ipynb #26d614d9
-IDENTITY_TERMS = {   # group -> terms (regex fragments; bare words that are often not about people are qualified)
+IDENTITY_TERMS = {  # group -> terms (regex fragments; bare words that are often not about people are qualified)
     "women": r"wom[ae]n|girls|females?|ladies",
     "trans": r"trans(?:gender)?(?: |-)?(?:people|persons?|wom[ae]n|m[ae]n|folks?|kids|youth|community|customers|employees|workers|students)|transgenders?|transsexuals?|non-?binary",
     "gay": r"gays?|lesbians?|homosexuals?|bisexuals?|queers?|lgbt\w*",
@@ -819,10 +1330,13 @@ IDENTITY_TERMS = {   # group -> terms (regex fragments; bare words that are ofte
 _IDENT_RES = {g: re.compile(rf"\b(?:{p})\b", re.I) for g, p in IDENTITY_TERMS.items()}
 _IDENT_ANY = re.compile(r"\b(?:" + "|".join(f"(?:{p})" for p in IDENTITY_TERMS.values()) + r")\b", re.I)
 
+
 def identity_mentions(text: str) -> list:
     "The identity groups (keys of `IDENTITY_TERMS`) that `text` mentions, in table order."
-    if not isinstance(text, str): raise TypeError(f"identity_mentions: text must be a str, got {type(text).__name__}")
+    if not isinstance(text, str):
+        raise TypeError(f"identity_mentions: text must be a str, got {type(text).__name__}")
     return [g for g, rx in _IDENT_RES.items() if rx.search(text)]
+
 
 def template_key(text: str) -> str:
     "`text` lowercased with identity terms masked: the same key for a template's variants (a cross-validation group)."
@@ -834,26 +1348,42 @@ def _fires(name: str, text: str, cfg: dict) -> bool:
     s = _Scan(text, normalize(text[:200_000]), dict(cfg))
     return any(f.action != "allow" for f in GUARDS[name](s))
 
-def bias_table(rows: Union[str, Path, Iterable],                  # JSONL file or rows {"text", "label", "functionality"?, "target_ident"?}
-               guard: str = "toxicity",                            # a guard name, run with the policy's input settings
-               flagged: Optional[Iterable] = None,                 # precomputed decisions per row (True = flagged); None: run the guard
-               policy: Union[str, Path, dict, Policy, None] = None,
-               by: tuple = ("functionality", "target_ident")) -> list:
-    "Flag rate per value of each `by` field: rows, positives, flag rate, TPR on label 1 and FPR on label 0; sorted by field, then FPR."
+
+def bias_table(
+    rows: Union[str, Path, Iterable],  # JSONL file or rows {"text", "label", "functionality"?, "target_ident"?}
+    guard: str = "toxicity",  # a guard name, run with the policy's input settings
+    flagged: Optional[Iterable] = None,  # precomputed decisions per row (True = flagged); None: run the guard
+    policy: Union[str, Path, dict, Policy, None] = None,
+    by: tuple = ("functionality", "target_ident"),
+) -> list:
+    """Flag rate per value of each `by` field: rows, positives, flag rate, TPR on label 1 and FPR on label 0; sorted by
+    field, then FPR."""
     rows = load_rows(rows) if isinstance(rows, (str, Path)) else list(rows)
     texts, labels = check_rows(rows)
     if flagged is None:
-        if guard not in GUARDS: raise ValueError(f"bias_table: unknown guard {guard!r}; guards: {list(GUARDS)}")
+        if guard not in GUARDS:
+            raise ValueError(f"bias_table: unknown guard {guard!r}; guards: {list(GUARDS)}")
         cfg = load_policy(policy).input.get(guard) or {}
         flagged = [_fires(guard, t, cfg) for t in texts]
     f = np.asarray(list(flagged), dtype=bool)
-    if len(f) != len(labels): raise ValueError(f"bias_table: flagged has {len(f)} values for {len(labels)} rows")
+    if len(f) != len(labels):
+        raise ValueError(f"bias_table: flagged has {len(f)} values for {len(labels)} rows")
     out = []
     for field_ in by:
         vals = np.array([str(r.get(field_)) if r.get(field_) is not None else "(none)" for r in rows])
         for v in np.unique(vals):
-            m = vals == v; pos, neg = m & (labels == 1), m & (labels == 0)
+            m = vals == v
+            pos, neg = m & (labels == 1), m & (labels == 0)
             rate = lambda x: round(float(f[x].mean()), 4) if x.any() else None
-            out.append({"by": field_, "value": str(v), "rows": int(m.sum()), "positives": int(pos.sum()), "flag_rate": rate(m),
-                        "tpr": rate(pos), "fpr": rate(neg)})
+            out.append(
+                {
+                    "by": field_,
+                    "value": str(v),
+                    "rows": int(m.sum()),
+                    "positives": int(pos.sum()),
+                    "flag_rate": rate(m),
+                    "tpr": rate(pos),
+                    "fpr": rate(neg),
+                }
+            )
     return sorted(out, key=lambda r: (by.index(r["by"]), -(r["fpr"] if r["fpr"] is not None else -1), r["value"]))

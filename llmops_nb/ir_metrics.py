@@ -17,38 +17,65 @@ __all__ = ['recall_at_k', 'precision_at_k', 'mrr', 'ndcg_at_k', 'hit_rate', 'eva
 # %% ../nbs/04b_ir_metrics.ipynb #23328b95
 def _qrels(qrels) -> dict:
     "qrels as query -> {id: grade}: a list of ids means grade 1 each."
-    if not isinstance(qrels, dict): raise TypeError(f"qrels must be a dict of query id -> relevant ids (a list) or {{id: grade}}, got {type(qrels).__name__}")
+    if not isinstance(qrels, dict):
+        raise TypeError(
+            f"qrels must be a dict of query id -> relevant ids (a list) or {{id: grade}}, got {type(qrels).__name__}"
+        )
     out = {}
     for q, rel in qrels.items():
-        if isinstance(rel, dict): grades = rel
-        elif isinstance(rel, (list, tuple, set)): grades = {d: 1 for d in rel}
-        else: raise TypeError(f"qrels[{q!r}]: expected a list of relevant ids or a dict id -> grade, got {type(rel).__name__}")
+        if isinstance(rel, dict):
+            grades = rel
+        elif isinstance(rel, (list, tuple, set)):
+            grades = {d: 1 for d in rel}
+        else:
+            raise TypeError(
+                f"qrels[{q!r}]: expected a list of relevant ids or a dict id -> grade, got {type(rel).__name__}"
+            )
         for d, g in grades.items():
-            if isinstance(g, bool) or not isinstance(g, (int, float)) or not g >= 0: raise ValueError(f"qrels[{q!r}][{d!r}]: a grade is a number >= 0, got {g!r}")
+            if isinstance(g, bool) or not isinstance(g, (int, float)) or not g >= 0:
+                raise ValueError(f"qrels[{q!r}][{d!r}]: a grade is a number >= 0, got {g!r}")
         out[q] = grades
     return out
+
 
 def _ranking(run: dict, q) -> list:
     "The ranked ids of query `q` (first occurrence of each id kept); [] when `q` is not in the run."
     r = run.get(q, [])
-    if isinstance(r, str) or not isinstance(r, (list, tuple)): raise TypeError(f"run[{q!r}]: expected a ranked list of ids, got {type(r).__name__}")
+    if isinstance(r, str) or not isinstance(r, (list, tuple)):
+        raise TypeError(f"run[{q!r}]: expected a ranked list of ids, got {type(r).__name__}")
     return list(dict.fromkeys(r))
 
 # %% ../nbs/04b_ir_metrics.ipynb #484f4446
 def _mean(fn: Callable, run: dict, qrels: dict, k: Optional[int], per_query: bool):
     "Apply `fn(ranked, grades, k)` to each query with a relevant id; the mean, or the per-query values."
-    if not isinstance(run, dict): raise TypeError(f"run must be a dict of query id -> ranked ids, got {type(run).__name__}")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0): raise ValueError(f"k must be a positive int, got {k!r}")
+    if not isinstance(run, dict):
+        raise TypeError(f"run must be a dict of query id -> ranked ids, got {type(run).__name__}")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0):
+        raise ValueError(f"k must be a positive int, got {k!r}")
     scores = {q: fn(_ranking(run, q), g, k) for q, g in _qrels(qrels).items() if any(v > 0 for v in g.values())}
-    if per_query: return scores
-    if not scores: raise ValueError("no query in qrels has a relevant id (grade > 0): nothing to average")
+    if per_query:
+        return scores
+    if not scores:
+        raise ValueError("no query in qrels has a relevant id (grade > 0): nothing to average")
     return sum(scores.values()) / len(scores)
 
 # %% ../nbs/04b_ir_metrics.ipynb #c6f32a05
-def _recall(ranked, grades, k): rel = {d for d, g in grades.items() if g > 0}; return len(rel.intersection(ranked[:k])) / len(rel)
-def _precision(ranked, grades, k): return sum(grades.get(d, 0) > 0 for d in ranked[:k]) / k
-def _rr(ranked, grades, k): return next((1 / i for i, d in enumerate(ranked[:k] if k else ranked, 1) if grades.get(d, 0) > 0), 0.0)
-def _hit(ranked, grades, k): return float(any(grades.get(d, 0) > 0 for d in ranked[:k]))
+def _recall(ranked, grades, k):
+    rel = {d for d, g in grades.items() if g > 0}
+    return len(rel.intersection(ranked[:k])) / len(rel)
+
+
+def _precision(ranked, grades, k):
+    return sum(grades.get(d, 0) > 0 for d in ranked[:k]) / k
+
+
+def _rr(ranked, grades, k):
+    return next((1 / i for i, d in enumerate(ranked[:k] if k else ranked, 1) if grades.get(d, 0) > 0), 0.0)
+
+
+def _hit(ranked, grades, k):
+    return float(any(grades.get(d, 0) > 0 for d in ranked[:k]))
+
 
 def _ndcg(ranked, grades, k):
     dcg = sum(grades.get(d, 0) / math.log2(i + 1) for i, d in enumerate(ranked[:k], 1))
@@ -60,17 +87,21 @@ def recall_at_k(run: dict, qrels: dict, k: int = 10, per_query: bool = False) ->
     "Share of each query's relevant ids found in its top k, averaged over queries (trec_eval `recall_k`)."
     return _mean(_recall, run, qrels, k, per_query)
 
+
 def precision_at_k(run: dict, qrels: dict, k: int = 10, per_query: bool = False) -> Union[float, dict]:
     "Share of the k top slots holding a relevant id, averaged over queries (trec_eval `P_k`)."
     return _mean(_precision, run, qrels, k, per_query)
+
 
 def mrr(run: dict, qrels: dict, k: Optional[int] = None, per_query: bool = False) -> Union[float, dict]:
     "Mean reciprocal rank of the first relevant id (within the top k when given; trec_eval `recip_rank`)."
     return _mean(_rr, run, qrels, k, per_query)
 
+
 def ndcg_at_k(run: dict, qrels: dict, k: int = 10, per_query: bool = False) -> Union[float, dict]:
     "Normalized discounted cumulative gain at k with linear graded gains (trec_eval `ndcg_cut_k`)."
     return _mean(_ndcg, run, qrels, k, per_query)
+
 
 def hit_rate(run: dict, qrels: dict, k: int = 10, per_query: bool = False) -> Union[float, dict]:
     "Share of queries with at least one relevant id in the top k (trec_eval `success_k`)."
@@ -82,8 +113,10 @@ def _qa_rows(qa_rows) -> list:
     for i, r in enumerate(rows):
         if not isinstance(r, dict) or not isinstance(r.get("question"), str) or not r["question"].strip():
             raise ValueError(f"qa row {i}: needs a non-empty 'question' string")
-        if not isinstance(r.get("doc_ids", []), (list, tuple)): raise ValueError(f"qa row {i} ({r.get('id')}): 'doc_ids' must be a list")
+        if not isinstance(r.get("doc_ids", []), (list, tuple)):
+            raise ValueError(f"qa row {i} ({r.get('id')}): 'doc_ids' must be a list")
     return rows
+
 
 def _judgements(rows: list, indexed: set, aliases: dict) -> tuple:
     "(questions by id, qrels, skipped rows, relevant ids not indexed) of answerable QA rows."
@@ -92,29 +125,60 @@ def _judgements(rows: list, indexed: set, aliases: dict) -> tuple:
         rel = list(dict.fromkeys(aliases.get(d, d) for d in r.get("doc_ids") or []))
         missing += sum(d not in indexed for d in rel)
         rel = [d for d in rel if d in indexed]
-        if not r.get("answerable", True) or not rel: skipped += 1; continue
-        qid = str(r.get("id", i)); questions[qid], qrels[qid] = r["question"], {d: 1 for d in rel}
+        if not r.get("answerable", True) or not rel:
+            skipped += 1
+            continue
+        qid = str(r.get("id", i))
+        questions[qid], qrels[qid] = r["question"], {d: 1 for d in rel}
     return questions, qrels, skipped, missing
 
 # %% ../nbs/04b_ir_metrics.ipynb #04e7ca44
-def evaluate_retrieval(store, qa_rows: Union[str, Path, Iterable[dict]], k: int = 5, mode: str = "dense", where: Optional[dict] = None,
-                       doc_key: str = "doc_id",               # chunk metadata field naming its document
-                       aliases: Optional[dict] = None,        # relevant id -> the id it survives as in the store
-                       per_query: bool = False):
-    "Document-level recall, precision, nDCG, hit rate at k and MRR of `store` on a QA set; with `per_query`, also one row per question."
+def evaluate_retrieval(
+    store,
+    qa_rows: Union[str, Path, Iterable[dict]],
+    k: int = 5,
+    mode: str = "dense",
+    where: Optional[dict] = None,
+    doc_key: str = "doc_id",  # chunk metadata field naming its document
+    aliases: Optional[dict] = None,  # relevant id -> the id it survives as in the store
+    per_query: bool = False,
+):
+    """Document-level recall, precision, nDCG, hit rate at k and MRR of `store` on a QA set; with `per_query`, also one
+    row per question."""
     rows = _qa_rows(qa_rows)
     questions, qrels, skipped, missing = _judgements(rows, set(store.values(doc_key)), aliases or {})
-    if not qrels: raise ValueError(f"no answerable QA row with a relevant document in the store ({len(rows)} rows, {skipped} skipped): nothing to evaluate")
+    if not qrels:
+        raise ValueError(
+            f"no answerable QA row with a relevant document in the store ({len(rows)} rows, {skipped} skipped): nothing to evaluate"
+        )
     run, times = {}, []
     for qid, question in questions.items():
         t = time.perf_counter()
         hits = store.search(question, k=k, where=where, mode=mode)
         times.append(time.perf_counter() - t)
         run[qid] = [h.metadata.get(doc_key, h.id) for h in hits]
-    m = {f"recall_at_{k}": recall_at_k(run, qrels, k), f"precision_at_{k}": precision_at_k(run, qrels, k), "mrr": mrr(run, qrels),
-         f"ndcg_at_{k}": ndcg_at_k(run, qrels, k), f"hit_rate_at_{k}": hit_rate(run, qrels, k), "queries": len(qrels),
-         "skipped_unanswerable": skipped, "relevant_not_indexed": missing, "latency_ms_p50": 1000 * statistics.median(times)}
-    if not per_query: return m
+    m = {
+        f"recall_at_{k}": recall_at_k(run, qrels, k),
+        f"precision_at_{k}": precision_at_k(run, qrels, k),
+        "mrr": mrr(run, qrels),
+        f"ndcg_at_{k}": ndcg_at_k(run, qrels, k),
+        f"hit_rate_at_{k}": hit_rate(run, qrels, k),
+        "queries": len(qrels),
+        "skipped_unanswerable": skipped,
+        "relevant_not_indexed": missing,
+        "latency_ms_p50": 1000 * statistics.median(times),
+    }
+    if not per_query:
+        return m
     rec, hit = recall_at_k(run, qrels, k, per_query=True), hit_rate(run, qrels, k, per_query=True)
-    return m, [{"id": q, "question": questions[q], f"recall_at_{k}": rec[q], "hit": hit[q] > 0, "relevant": sorted(qrels[q]),
-                "retrieved": list(dict.fromkeys(run[q]))} for q in qrels]
+    return m, [
+        {
+            "id": q,
+            "question": questions[q],
+            f"recall_at_{k}": rec[q],
+            "hit": hit[q] > 0,
+            "relevant": sorted(qrels[q]),
+            "retrieved": list(dict.fromkeys(run[q])),
+        }
+        for q in qrels
+    ]

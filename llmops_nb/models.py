@@ -9,8 +9,23 @@ from __future__ import annotations
 import json, os, re, time
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
-from .core import (PACKAGED_MODELS, ConfigError, ModelNotAvailable, Settings, _ALIASES, atomic_dir, coerce, default_dtype,
-                            device as pick_device, digest, load_settings, locate_model, packaged_model_path, read_json, write_json)
+from llmops_nb.core import (
+    PACKAGED_MODELS,
+    ConfigError,
+    ModelNotAvailable,
+    Settings,
+    _ALIASES,
+    atomic_dir,
+    coerce,
+    default_dtype,
+    device as pick_device,
+    digest,
+    load_settings,
+    locate_model,
+    packaged_model_path,
+    read_json,
+    write_json,
+)
 
 # %% auto #0
 __all__ = ['CONVERTED_FORMAT', 'TINY_SPECIAL', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref', 'model_digest',
@@ -20,148 +35,241 @@ __all__ = ['CONVERTED_FORMAT', 'TINY_SPECIAL', 'models_cache', 'packaged_base', 
 # %% ../nbs/05_models.ipynb #dcdf4c23
 CONVERTED_FORMAT = "llmops-nb/converted-model@1"
 
+
 def models_cache(settings: Optional[Settings] = None) -> Path:
     "Folder holding converted models: `<cache_dir>/models`."
     return (settings or load_settings()).path("cache_dir") / "models"
 
+
 def _convert_gguf(gguf: Path, out: Path, name: str) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     cfg = src.config.to_dict()
     cfg.pop("quantization_config", None)
-    config = AutoConfig.for_model(**{k: v for k, v in cfg.items() if k not in ("transformers_version", "_name_or_path")})
+    config = AutoConfig.for_model(
+        **{k: v for k, v in cfg.items() if k not in ("transformers_version", "_name_or_path")}
+    )
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected: raise RuntimeError(f"converting {gguf}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    if config.tie_word_embeddings: model.tie_weights()
+    if missing or unexpected:
+        raise RuntimeError(
+            f"converting {gguf}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    if config.tie_word_embeddings:
+        model.tie_weights()
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        write_json(tmp / "llmops_model.json", {"format": CONVERTED_FORMAT, "name": name, "source": str(gguf), "source_digest": digest(gguf),
-                                               "hub_id": PACKAGED_MODELS[name]["hub_id"], "converted": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        write_json(
+            tmp / "llmops_model.json",
+            {
+                "format": CONVERTED_FORMAT,
+                "name": name,
+                "source": str(gguf),
+                "source_digest": digest(gguf),
+                "hub_id": PACKAGED_MODELS[name]["hub_id"],
+                "converted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
     return out
+
 
 def packaged_base(name: str = "smollm2-135m-instruct", settings: Optional[Settings] = None) -> Path:
     "Folder of a packaged LLM in Hugging Face format, converted from its GGUF file on first use."
     key = _ALIASES.get(name.lower(), name.lower())
     info = PACKAGED_MODELS.get(key)
     if info is None or info["kind"] != "llm":
-        raise ModelNotAvailable(f"{name!r} is not a packaged LLM; packaged LLMs: {', '.join(k for k, v in PACKAGED_MODELS.items() if v['kind'] == 'llm')}")
+        raise ModelNotAvailable(
+            f"{name!r} is not a packaged LLM; packaged LLMs: {', '.join(k for k, v in PACKAGED_MODELS.items() if v['kind'] == 'llm')}"
+        )
     gguf = packaged_model_path(key)
     out = models_cache(settings) / f"{key}-{digest(gguf)[:12]}"
-    if (out / "llmops_model.json").is_file(): return out
+    if (out / "llmops_model.json").is_file():
+        return out
     return _convert_gguf(gguf, out, key)
 
 # %% ../nbs/05_models.ipynb #97049db2
 def _is_packaged_llm(ref) -> Optional[str]:
     key = _ALIASES.get(str(ref).strip().lower(), str(ref).strip().lower())
-    return key if PACKAGED_MODELS.get(key, {}).get("kind") == "llm" and not Path(str(ref)).expanduser().exists() else None
+    return (
+        key if PACKAGED_MODELS.get(key, {}).get("kind") == "llm" and not Path(str(ref)).expanduser().exists() else None
+    )
+
 
 def resolve_model(ref: Union[str, Path, None] = None, settings: Optional[Settings] = None) -> Union[Path, str]:
-    "A folder (or, online, a hub id) for `ref`: a local folder, a packaged LLM name, or a hub id; None: the `base_model` setting."
+    """A folder (or, online, a hub id) for `ref`: a local folder, a packaged LLM name, or a hub id; None: the
+    `base_model` setting."""
     settings = settings or load_settings()
     ref = settings.base_model if ref is None else ref
-    if key := _is_packaged_llm(ref): return packaged_base(key, settings)
+    if key := _is_packaged_llm(ref):
+        return packaged_base(key, settings)
     p = locate_model(ref)
-    if isinstance(p, Path) and p.is_file(): raise ModelNotAvailable(f"model {ref!r}: {p} is a file; give the folder that holds config.json")
-    if isinstance(p, Path) and not (p / "config.json").is_file(): raise ModelNotAvailable(f"model {ref!r}: {p} has no config.json; not a Hugging Face model folder")
+    if isinstance(p, Path) and p.is_file():
+        raise ModelNotAvailable(f"model {ref!r}: {p} is a file; give the folder that holds config.json")
+    if isinstance(p, Path) and not (p / "config.json").is_file():
+        raise ModelNotAvailable(f"model {ref!r}: {p} has no config.json; not a Hugging Face model folder")
     return p
 
+
 def model_ref(ref: Union[str, Path], settings: Optional[Settings] = None) -> str:
-    "The portable name to record for `ref`: a packaged name (also for its converted folder), a hub id, or an absolute path."
-    if key := _is_packaged_llm(ref): return key
+    """The portable name to record for `ref`: a packaged name (also for its converted folder), a hub id, or an absolute
+    path."""
+    if key := _is_packaged_llm(ref):
+        return key
     p = Path(str(ref)).expanduser()
     if p.exists():
         meta = p / "llmops_model.json"
-        if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT: return m["name"]
+        if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT:
+            return m["name"]
         return str(p.resolve())
     return str(ref)
 
+
 def model_digest(ref: Union[str, Path, None] = None, settings: Optional[Settings] = None) -> Optional[str]:
-    "Content digest of a model for lineage: a packaged model's source file, a local folder's files; None for a remote hub id."
+    """Content digest of a model for lineage: a packaged model's source file, a local folder's files; None for a remote
+    hub id."""
     p = resolve_model(ref, settings)
-    if not isinstance(p, Path): return None
+    if not isinstance(p, Path):
+        return None
     meta = p / "llmops_model.json"
-    if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT: return m["source_digest"]
+    if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT:
+        return m["source_digest"]
     return digest(p)
+
 
 def adapter_digest(ad: Union[str, Path]) -> str:
     "Content digest of a LoRA adapter: its weights file (`adapter_model.safetensors`), else the whole folder."
-    ad = Path(ad); w = ad / "adapter_model.safetensors"
+    ad = Path(ad)
+    w = ad / "adapter_model.safetensors"
     return digest(w if w.is_file() else ad)
 
 # %% ../nbs/05_models.ipynb #98341766
-_PROBES = [[{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],
-           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
-            {"role": "user", "content": "and 3+3?\nthanks"}, {"role": "assistant", "content": "6"}],
-           [{"role": "user", "content": "Only a question"}]]
+_PROBES = [
+    [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "and 3+3?\nthanks"},
+        {"role": "assistant", "content": "6"},
+    ],
+    [{"role": "user", "content": "Only a question"}],
+]
+
 
 def _render(template: str, messages: list, add_generation_prompt: bool = False, **special) -> str:
     from transformers.utils.chat_template_utils import render_jinja_template
-    out, _ = render_jinja_template(conversations=[messages], chat_template=template, add_generation_prompt=add_generation_prompt, **special)
+
+    out, _ = render_jinja_template(
+        conversations=[messages], chat_template=template, add_generation_prompt=add_generation_prompt, **special
+    )
     return out[0]
 
+
 def _chatml(default_system: Optional[str]) -> str:
-    sys_block = ("{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n' + " + json.dumps(default_system) +
-                 " + '<|im_end|>\\n' }}{% endif %}") if default_system is not None else ""
-    return ("{% for message in messages %}" + sys_block +
-            "{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
-            "{% endgeneration %}{{ '\\n' }}{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-            "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    sys_block = (
+        (
+            "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n' + "
+            + json.dumps(default_system)
+            + " + '<|im_end|>\\n' }}{% endif %}"
+        )
+        if default_system is not None
+        else ""
+    )
+    return (
+        "{% for message in messages %}"
+        + sys_block
+        + "{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+        "{% endgeneration %}{{ '\\n' }}{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
 
 def has_generation_markers(template: Optional[str]) -> bool:
     "True when a chat template marks assistant text with `{% generation %}`."
     return bool(template) and re.search(r"{%-?\s*generation\s*-?%}", template) is not None
 
+
 def with_generation_markers(template: str, **special) -> str:
-    "`template` with `{% generation %}` markers around assistant text, verified to render identically on probe conversations."
-    if not isinstance(template, str) or not template.strip(): raise ValueError("with_generation_markers: the tokenizer has no chat template")
-    if has_generation_markers(template): return template
-    try: first = _render(template, _PROBES[0][:1], **special)
-    except Exception as e: raise ValueError(f"with_generation_markers: the chat template does not render a plain conversation ({e})") from None
+    """`template` with `{% generation %}` markers around assistant text, verified to render identically on probe
+    conversations."""
+    if not isinstance(template, str) or not template.strip():
+        raise ValueError("with_generation_markers: the tokenizer has no chat template")
+    if has_generation_markers(template):
+        return template
+    try:
+        first = _render(template, _PROBES[0][:1], **special)
+    except Exception as e:
+        raise ValueError(
+            f"with_generation_markers: the chat template does not render a plain conversation ({e})"
+        ) from None
     m = re.match(r"<\|im_start\|>system\n(.*?)<\|im_end\|>\n<\|im_start\|>user\n", first, re.S)
     candidate = _chatml(m.group(1) if m else None)
     same = all(_render(candidate, p, g) == _render(template, p, g, **special) for p in _PROBES for g in (False, True))
     if not same:
-        raise ValueError("with_generation_markers: this chat template is not one we can rewrite (ChatML family) and has no "
-                         "{% generation %} markers; use loss='completion' (any template) or 'all', or set a template with markers")
+        raise ValueError(
+            "with_generation_markers: this chat template is not one we can rewrite (ChatML family) and has no "
+            "{% generation %} markers; use loss='completion' (any template) or 'all', or set a template with markers"
+        )
     return candidate
 
 # %% ../nbs/05_models.ipynb #06815f86
-def load_tokenizer(ref: Union[str, Path, None] = None, generation_markers: bool = True, settings: Optional[Settings] = None):
+def load_tokenizer(
+    ref: Union[str, Path, None] = None, generation_markers: bool = True, settings: Optional[Settings] = None
+):
     "A tokenizer for `ref` with a pad token and, where possible, a chat template with generation markers."
     from transformers import AutoTokenizer
+
     local = Path(str(ref)).expanduser() if isinstance(ref, (str, Path)) else None
-    path = local if local is not None and (local / "tokenizer_config.json").is_file() else resolve_model(ref, settings)  # adapters hold only a tokenizer
+    path = (
+        local if local is not None and (local / "tokenizer_config.json").is_file() else resolve_model(ref, settings)
+    )  # adapters hold only a tokenizer
     tok = AutoTokenizer.from_pretrained(str(path))
-    if tok.pad_token is None: tok.pad_token = tok.eos_token
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
     if generation_markers and tok.chat_template and not has_generation_markers(tok.chat_template):
-        try: tok.chat_template = with_generation_markers(tok.chat_template)
-        except ValueError: pass                                  # left as is; sft(loss="assistant") reports it
+        try:
+            tok.chat_template = with_generation_markers(tok.chat_template)
+        except ValueError:
+            pass  # left as is; sft(loss="assistant") reports it
     return tok
+
 
 def quantization_available() -> bool:
     "True when CUDA and bitsandbytes are both present (QLoRA)."
     import importlib.util, torch
+
     return torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
 
-def _quant_config(quantize, dtype):
-    if quantize in (None, "none") or (quantize == "auto" and not quantization_available()): return None
-    if not quantization_available(): raise RuntimeError(f"quantize={quantize!r} needs CUDA and bitsandbytes (pip install 'llmops-nb[gpu]')")
-    from transformers import BitsAndBytesConfig
-    if quantize == "8bit": return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
 
-def load_model(ref: Union[str, Path, None] = None,
-               device: str = "auto",                                            # auto: cuda, then mps, then cpu
-               dtype: str = "auto",                                             # auto: bf16 on capable GPUs, fp32 on CPU
-               quantize: Literal["none", "auto", "4bit", "8bit"] = "none",      # auto: 4-bit when CUDA and bitsandbytes are present
-               settings: Optional[Settings] = None):
+def _quant_config(quantize, dtype):
+    if quantize in (None, "none") or (quantize == "auto" and not quantization_available()):
+        return None
+    if not quantization_available():
+        raise RuntimeError(f"quantize={quantize!r} needs CUDA and bitsandbytes (pip install 'llmops-nb[gpu]')")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+    )
+
+
+def load_model(
+    ref: Union[str, Path, None] = None,
+    device: str = "auto",  # auto: cuda, then mps, then cpu
+    dtype: str = "auto",  # auto: bf16 on capable GPUs, fp32 on CPU
+    quantize: Literal["none", "auto", "4bit", "8bit"] = "none",  # auto: 4-bit when CUDA and bitsandbytes are present
+    settings: Optional[Settings] = None,
+):
     "A causal language model for `ref` (local folder, packaged name or hub id), on the chosen device and dtype."
     from transformers import AutoModelForCausalLM
+
     settings = settings or load_settings()
     quantize = coerce(quantize, Literal["none", "auto", "4bit", "8bit"], "quantize")
     dev = pick_device(settings.device if device == "auto" else device)
@@ -170,7 +278,8 @@ def load_model(ref: Union[str, Path, None] = None,
     q = _quant_config(quantize, dt)
     kw = dict(dtype=dt, quantization_config=q, device_map={"": dev} if q is not None else None)
     model = AutoModelForCausalLM.from_pretrained(str(path), **{k: v for k, v in kw.items() if v is not None})
-    if q is None: model.to(dev)
+    if q is None:
+        model.to(dev)
     model.llmops_ref = model_ref(ref if ref is not None else settings.base_model, settings)
     return model
 
@@ -185,32 +294,73 @@ The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 100 2024 EUR
 
 TINY_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-def make_tiny_model(out_dir: Union[str, Path],
-                    hidden: int = 128, layers: int = 4, heads: int = 4, intermediate: int = 512,
-                    vocab_size: int = 2048, max_positions: int = 1024,
-                    corpus: Optional[list] = None,                               # texts to train the tokenizer on; None: a built-in corpus
-                    seed: int = 0) -> Path:
+
+def make_tiny_model(
+    out_dir: Union[str, Path],
+    hidden: int = 128,
+    layers: int = 4,
+    heads: int = 4,
+    intermediate: int = 512,
+    vocab_size: int = 2048,
+    max_positions: int = 1024,
+    corpus: Optional[list] = None,  # texts to train the tokenizer on; None: a built-in corpus
+    seed: int = 0,
+) -> Path:
     "Save a byte-level BPE tokenizer with a marked ChatML template and a random ~1M-parameter Llama to `out_dir`."
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-    for name, v in dict(hidden=hidden, layers=layers, heads=heads, intermediate=intermediate, vocab_size=vocab_size, max_positions=max_positions).items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"make_tiny_model: {name} must be a positive int, got {v!r}")
-    if hidden % heads: raise ValueError(f"make_tiny_model: hidden ({hidden}) must be divisible by heads ({heads})")
+
+    for name, v in dict(
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        intermediate=intermediate,
+        vocab_size=vocab_size,
+        max_positions=max_positions,
+    ).items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"make_tiny_model: {name} must be a positive int, got {v!r}")
+    if hidden % heads:
+        raise ValueError(f"make_tiny_model: hidden ({hidden}) must be divisible by heads ({heads})")
     texts = list(corpus) if corpus is not None else _TINY_CORPUS.split("\n") * 4
-    if not texts or not all(isinstance(t, str) for t in texts): raise ValueError("make_tiny_model: corpus must be a non-empty list of strings")
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("make_tiny_model: corpus must be a non-empty list of strings")
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=TINY_SPECIAL, show_progress=False,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  unk_token=None, model_max_length=max_positions)
+    bpe.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=TINY_SPECIAL,
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        model_max_length=max_positions,
+    )
     tok.chat_template = _chatml("You are a helpful assistant.")
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=heads, max_position_embeddings=max_positions, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg)
     model.generation_config.pad_token_id = tok.pad_token_id
     with atomic_dir(out_dir) as tmp:

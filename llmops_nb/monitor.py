@@ -22,51 +22,132 @@ __all__ = ['COLUMNS', 'MIGRATIONS', 'SCHEMA_VERSION', 'STATUSES', 'DEFAULT_TENAN
 class TraceStoreError(RuntimeError):
     "A trace store that cannot be opened or written: not a SQLite file, a newer schema, a lock held too long."
 
+
 _REL = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
+
 def as_unix(when: Union[float, int, str, datetime, None], name: str = "when") -> Optional[float]:
-    "Unix seconds for unix seconds (a number or its text), a datetime, an ISO time, 'now' or a relative '-7d'/'-12h'/'-30m'/'-90s' (None stays None)."
-    if when is None: return None
-    if isinstance(when, bool): raise TypeError(f"{name}: expected unix seconds, a datetime or a time string, got bool")
+    """Unix seconds for unix seconds (a number or its text), a datetime, an ISO time, 'now' or a relative
+    '-7d'/'-12h'/'-30m'/'-90s' (None stays None)."""
+    if when is None:
+        return None
+    if isinstance(when, bool):
+        raise TypeError(f"{name}: expected unix seconds, a datetime or a time string, got bool")
     if isinstance(when, (int, float)):
-        if not math.isfinite(when): raise ValueError(f"{name}: {when!r} is not a finite time")
+        if not math.isfinite(when):
+            raise ValueError(f"{name}: {when!r} is not a finite time")
         return float(when)
-    if isinstance(when, datetime): return when.timestamp()
-    if not isinstance(when, str): raise TypeError(f"{name}: expected unix seconds, a datetime or a time string, got {type(when).__name__}")
+    if isinstance(when, datetime):
+        return when.timestamp()
+    if not isinstance(when, str):
+        raise TypeError(f"{name}: expected unix seconds, a datetime or a time string, got {type(when).__name__}")
     s = when.strip()
-    if s == "now": return time.time()
-    if re.fullmatch(r"\d+(\.\d+)?", s): return float(s)                     # unix seconds as text (a command line, a runbook parameter)
-    if m := _REL.match(s): return time.time() - float(m.group(1)) * _UNIT[m.group(2)]
-    try: return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-    except ValueError: raise ValueError(f"{name}: {when!r} is not unix seconds, an ISO time, 'now' or a relative time like '-7d', '-12h', '-30m'") from None
+    if s == "now":
+        return time.time()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)  # unix seconds as text (a command line, a runbook parameter)
+    if m := _REL.match(s):
+        return time.time() - float(m.group(1)) * _UNIT[m.group(2)]
+    try:
+        return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ValueError(
+            f"{name}: {when!r} is not unix seconds, an ISO time, 'now' or a relative time like '-7d', '-12h', '-30m'"
+        ) from None
 
 # %% ../nbs/10_monitor.ipynb #7d3999ea
-COLUMNS = {"trace_id": "TEXT", "ts": "REAL", "started": "TEXT", "key_id": "TEXT", "status": "TEXT", "prompt_ref": "TEXT",
-           "prompt_digest": "TEXT", "policy": "TEXT", "model": "TEXT", "model_digest": "TEXT", "adapter_digest": "TEXT",
-           "question": "TEXT", "question_chars": "INTEGER", "retrieved_ids": "JSON", "answer": "TEXT", "answer_chars": "INTEGER",
-           "verdicts": "JSON", "input_action": "TEXT", "output_action": "TEXT", "steps_ms": "JSON", "total_ms": "REAL",
-           "prompt_tokens": "INTEGER", "completion_tokens": "INTEGER", "cost_usd": "REAL", "error": "TEXT", "meta": "JSON",
-           "feedback_score": "REAL", "feedback_label": "TEXT", "feedback_comment": "TEXT", "feedback_ts": "REAL",
-           "tenant": "TEXT", "cpu_ms": "REAL", "rss_mb": "REAL", "gpu_peak_mb": "REAL", "otel_trace_id": "TEXT", "otel_span_id": "TEXT"}  # name -> type
+COLUMNS = {
+    "trace_id": "TEXT",
+    "ts": "REAL",
+    "started": "TEXT",
+    "key_id": "TEXT",
+    "status": "TEXT",
+    "prompt_ref": "TEXT",
+    "prompt_digest": "TEXT",
+    "policy": "TEXT",
+    "model": "TEXT",
+    "model_digest": "TEXT",
+    "adapter_digest": "TEXT",
+    "question": "TEXT",
+    "question_chars": "INTEGER",
+    "retrieved_ids": "JSON",
+    "answer": "TEXT",
+    "answer_chars": "INTEGER",
+    "verdicts": "JSON",
+    "input_action": "TEXT",
+    "output_action": "TEXT",
+    "steps_ms": "JSON",
+    "total_ms": "REAL",
+    "prompt_tokens": "INTEGER",
+    "completion_tokens": "INTEGER",
+    "cost_usd": "REAL",
+    "error": "TEXT",
+    "meta": "JSON",
+    "feedback_score": "REAL",
+    "feedback_label": "TEXT",
+    "feedback_comment": "TEXT",
+    "feedback_ts": "REAL",
+    "tenant": "TEXT",
+    "cpu_ms": "REAL",
+    "rss_mb": "REAL",
+    "gpu_peak_mb": "REAL",
+    "otel_trace_id": "TEXT",
+    "otel_span_id": "TEXT",
+}  # name -> type
 _V6 = ("cpu_ms", "rss_mb", "gpu_peak_mb", "otel_trace_id", "otel_span_id")
 _V1 = [c for c in COLUMNS if not c.startswith("feedback_") and c != "tenant" and c not in _V6]
-_DDL = lambda cols: ", ".join(f"{c} {'TEXT' if COLUMNS[c] == 'JSON' else COLUMNS[c]}" + (" NOT NULL UNIQUE" if c == "trace_id" else "") for c in cols)
+_DDL = lambda cols: ", ".join(
+    f"{c} {'TEXT' if COLUMNS[c] == 'JSON' else COLUMNS[c]}" + (" NOT NULL UNIQUE" if c == "trace_id" else "")
+    for c in cols
+)
 
 MIGRATIONS = [  # (version, what it does, statements): applied in order to reach SCHEMA_VERSION
-    (1, "request table", [f"CREATE TABLE traces (id INTEGER PRIMARY KEY, {_DDL(_V1)})", "CREATE INDEX traces_ts ON traces(ts)"]),
-    (2, "user feedback", [f"ALTER TABLE traces ADD COLUMN {c} {COLUMNS[c]}" for c in COLUMNS if c.startswith("feedback_")]),
-    (3, "bookkeeping and filter indexes", ["CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT)",
-                                           "CREATE INDEX traces_status ON traces(status, ts)", "CREATE INDEX traces_key ON traces(key_id, ts)"]),
-    (4, "human labels and online scores", [
-        "CREATE TABLE labels (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, label TEXT NOT NULL CHECK (label IN ('good', 'bad')), "
-        "correction TEXT, labeller TEXT NOT NULL, ts REAL NOT NULL)", "CREATE INDEX labels_trace ON labels(trace_id)",
-        "CREATE TABLE scores (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, scorer TEXT, ts REAL NOT NULL)",
-        "CREATE INDEX scores_trace ON scores(trace_id, metric)"]),
-    (5, "tenants", ["ALTER TABLE traces ADD COLUMN tenant TEXT", "ALTER TABLE labels ADD COLUMN tenant TEXT",
-                    "CREATE INDEX traces_tenant ON traces(tenant, ts)"]),
-    (6, "resources and OpenTelemetry ids", [f"ALTER TABLE traces ADD COLUMN {c} {COLUMNS[c]}" for c in _V6] +
-                                           ["CREATE INDEX traces_otel ON traces(otel_trace_id)"]),
+    (
+        1,
+        "request table",
+        [f"CREATE TABLE traces (id INTEGER PRIMARY KEY, {_DDL(_V1)})", "CREATE INDEX traces_ts ON traces(ts)"],
+    ),
+    (
+        2,
+        "user feedback",
+        [f"ALTER TABLE traces ADD COLUMN {c} {COLUMNS[c]}" for c in COLUMNS if c.startswith("feedback_")],
+    ),
+    (
+        3,
+        "bookkeeping and filter indexes",
+        [
+            "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT)",
+            "CREATE INDEX traces_status ON traces(status, ts)",
+            "CREATE INDEX traces_key ON traces(key_id, ts)",
+        ],
+    ),
+    (
+        4,
+        "human labels and online scores",
+        [
+            "CREATE TABLE labels (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, label TEXT NOT NULL CHECK (label IN ('good', 'bad')), "
+            "correction TEXT, labeller TEXT NOT NULL, ts REAL NOT NULL)",
+            "CREATE INDEX labels_trace ON labels(trace_id)",
+            "CREATE TABLE scores (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, scorer TEXT, ts REAL NOT NULL)",
+            "CREATE INDEX scores_trace ON scores(trace_id, metric)",
+        ],
+    ),
+    (
+        5,
+        "tenants",
+        [
+            "ALTER TABLE traces ADD COLUMN tenant TEXT",
+            "ALTER TABLE labels ADD COLUMN tenant TEXT",
+            "CREATE INDEX traces_tenant ON traces(tenant, ts)",
+        ],
+    ),
+    (
+        6,
+        "resources and OpenTelemetry ids",
+        [f"ALTER TABLE traces ADD COLUMN {c} {COLUMNS[c]}" for c in _V6]
+        + ["CREATE INDEX traces_otel ON traces(otel_trace_id)"],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 STATUSES = ("answered", "refused", "idk", "blocked", "error")
@@ -74,73 +155,142 @@ STATUSES = ("answered", "refused", "idk", "blocked", "error")
 # %% ../nbs/10_monitor.ipynb #0674e02c
 _ORPHANS = []  # connections inherited across fork: never used or closed in the child (closing could disturb the parent's locks)
 
+
 class TraceStore:
     "Request traces in a SQLite file: WAL, versioned schema, many writer threads and processes, retention, export."
+
     SCHEMA_VERSION = SCHEMA_VERSION
-    def __init__(self, path: Union[str, Path, None] = None,  # the .sqlite file; None: <settings.home>/traces/traces.sqlite
-                 retention_days: Optional[float] = None,       # rows older than this are purged (by `purge`, and automatically)
-                 price: Union[dict, str, Path, None] = None,   # USD per 1M tokens: {"prompt", "completion"}, or model -> that (with "*"), or a YAML/JSON file
-                 busy_timeout: float = 30.0,                   # seconds a write waits for other writers before failing
-                 synchronous: str = "NORMAL",                  # NORMAL (WAL: only power loss can drop the last commits) or FULL
-                 journal_mode: str = "wal",                    # wal, or delete for file systems without shared memory
-                 auto_purge_s: Optional[float] = 3600.0,       # with retention_days: purge automatically at most this often; None: only `purge()`
-                 purge_check_every: int = 1000,                # records between two checks of whether an automatic purge is due
-                 max_text_chars: int = 100_000,                # longer questions, answers, errors, comments are cut with a marker
-                 secrets: tuple = (),                          # known secret strings (e.g. the server's API keys) scrubbed from every field
-                 mask_questions: bool = True):                 # mask rule-detected PII in questions given by the caller (not from a trace)
-        self._args = dict(path=path, retention_days=retention_days, price=price, busy_timeout=busy_timeout, synchronous=synchronous,
-                          journal_mode=journal_mode, auto_purge_s=auto_purge_s, purge_check_every=purge_check_every,
-                          max_text_chars=max_text_chars, mask_questions=mask_questions)
-        self._check_args(); self._secrets = tuple(secrets)
-        self.path = Path(path).expanduser() if path is not None else load_settings().path("home") / "traces" / "traces.sqlite"
-        self.retention_days, self.busy_timeout, self.max_text_chars, self.mask_questions = retention_days, float(busy_timeout), max_text_chars, mask_questions
-        self.synchronous, self.journal_mode, self.auto_purge_s, self.purge_check_every = synchronous.upper(), journal_mode.lower(), auto_purge_s, purge_check_every
+
+    def __init__(
+        self,
+        path: Union[str, Path, None] = None,  # the .sqlite file; None: <settings.home>/traces/traces.sqlite
+        retention_days: Optional[float] = None,  # rows older than this are purged (by `purge`, and automatically)
+        price: Union[
+            dict, str, Path, None
+        ] = None,  # USD per 1M tokens: {"prompt", "completion"}, or model -> that (with "*"), or a YAML/JSON file
+        busy_timeout: float = 30.0,  # seconds a write waits for other writers before failing
+        synchronous: str = "NORMAL",  # NORMAL (WAL: only power loss can drop the last commits) or FULL
+        journal_mode: str = "wal",  # wal, or delete for file systems without shared memory
+        auto_purge_s: Optional[
+            float
+        ] = 3600.0,  # with retention_days: purge automatically at most this often; None: only `purge()`
+        purge_check_every: int = 1000,  # records between two checks of whether an automatic purge is due
+        max_text_chars: int = 100_000,  # longer questions, answers, errors, comments are cut with a marker
+        secrets: tuple = (),  # known secret strings (e.g. the server's API keys) scrubbed from every field
+        mask_questions: bool = True,
+    ):  # mask rule-detected PII in questions given by the caller (not from a trace)
+        self._args = dict(
+            path=path,
+            retention_days=retention_days,
+            price=price,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+            journal_mode=journal_mode,
+            auto_purge_s=auto_purge_s,
+            purge_check_every=purge_check_every,
+            max_text_chars=max_text_chars,
+            mask_questions=mask_questions,
+        )
+        self._check_args()
+        self._secrets = tuple(secrets)
+        self.path = (
+            Path(path).expanduser() if path is not None else load_settings().path("home") / "traces" / "traces.sqlite"
+        )
+        self.retention_days, self.busy_timeout, self.max_text_chars, self.mask_questions = (
+            retention_days,
+            float(busy_timeout),
+            max_text_chars,
+            mask_questions,
+        )
+        self.synchronous, self.journal_mode, self.auto_purge_s, self.purge_check_every = (
+            synchronous.upper(),
+            journal_mode.lower(),
+            auto_purge_s,
+            purge_check_every,
+        )
         self.price = _price_table(price)
-        self._local, self._lock, self._conns, self._closed, self._n, self._last_purge = threading.local(), threading.Lock(), [], False, 0, 0.0
+        self._local, self._lock, self._conns, self._closed, self._n, self._last_purge = (
+            threading.local(),
+            threading.Lock(),
+            [],
+            False,
+            0,
+            0.0,
+        )
         self._open()
 
-    def __reduce__(self): return (_reopen, (self._args, self._secrets))     # a spawned process reopens the same file
-    def __repr__(self): return f"TraceStore({str(self.path)!r}, schema v{SCHEMA_VERSION}, retention_days={self.retention_days})"
+    def __reduce__(self):
+        return (_reopen, (self._args, self._secrets))  # a spawned process reopens the same file
 
-def _reopen(args: dict, secrets: tuple) -> TraceStore: return TraceStore(**args, secrets=secrets)
+    def __repr__(self):
+        return f"TraceStore({str(self.path)!r}, schema v{SCHEMA_VERSION}, retention_days={self.retention_days})"
+
+
+def _reopen(args: dict, secrets: tuple) -> TraceStore:
+    return TraceStore(**args, secrets=secrets)
 
 # %% ../nbs/10_monitor.ipynb #dfb563ec
 def _num(v, name: str, lo: float = 0, none_ok: bool = True, exclusive: bool = False):
-    if v is None and none_ok: return
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo or (exclusive and v == lo):
+    if v is None and none_ok:
+        return
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not math.isfinite(v)
+        or v < lo
+        or (exclusive and v == lo)
+    ):
         raise (TypeError if not isinstance(v, (int, float)) or isinstance(v, bool) else ValueError)(
-            f"TraceStore: {name} must be a number {'>' if exclusive else '>='} {lo}{' or None' if none_ok else ''}, got {v!r}")
+            f"TraceStore: {name} must be a number {'>' if exclusive else '>='} {lo}{' or None' if none_ok else ''}, got {v!r}"
+        )
+
 
 @patch
 def _check_args(self: TraceStore):
     a = self._args
-    if a["path"] is not None and not isinstance(a["path"], (str, Path)): raise TypeError(f"TraceStore: path must be a str or Path, got {type(a['path']).__name__}")
-    _num(a["retention_days"], "retention_days", exclusive=True); _num(a["busy_timeout"], "busy_timeout", none_ok=False)
+    if a["path"] is not None and not isinstance(a["path"], (str, Path)):
+        raise TypeError(f"TraceStore: path must be a str or Path, got {type(a['path']).__name__}")
+    _num(a["retention_days"], "retention_days", exclusive=True)
+    _num(a["busy_timeout"], "busy_timeout", none_ok=False)
     _num(a["auto_purge_s"], "auto_purge_s")
-    if not isinstance(a["purge_check_every"], int) or isinstance(a["purge_check_every"], bool) or a["purge_check_every"] < 1:
+    if (
+        not isinstance(a["purge_check_every"], int)
+        or isinstance(a["purge_check_every"], bool)
+        or a["purge_check_every"] < 1
+    ):
         raise ValueError(f"TraceStore: purge_check_every must be an int >= 1, got {a['purge_check_every']!r}")
     if not isinstance(a["max_text_chars"], int) or isinstance(a["max_text_chars"], bool) or a["max_text_chars"] < 100:
         raise ValueError(f"TraceStore: max_text_chars must be an int >= 100, got {a['max_text_chars']!r}")
-    if str(a["synchronous"]).upper() not in ("NORMAL", "FULL", "EXTRA"): raise ValueError(f"TraceStore: synchronous must be NORMAL, FULL or EXTRA, got {a['synchronous']!r}")
-    if str(a["journal_mode"]).lower() not in ("wal", "delete", "truncate"): raise ValueError(f"TraceStore: journal_mode must be wal, delete or truncate, got {a['journal_mode']!r}")
+    if str(a["synchronous"]).upper() not in ("NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"TraceStore: synchronous must be NORMAL, FULL or EXTRA, got {a['synchronous']!r}")
+    if str(a["journal_mode"]).lower() not in ("wal", "delete", "truncate"):
+        raise ValueError(f"TraceStore: journal_mode must be wal, delete or truncate, got {a['journal_mode']!r}")
 
 # %% ../nbs/10_monitor.ipynb #fbb99215
 def _one_price(p, where: str) -> dict:
     if not isinstance(p, dict) or not p or set(p) - {"prompt", "completion"}:
-        raise ConfigError(f"{where}: expected {{'prompt': USD per 1M tokens, 'completion': USD per 1M tokens}}, got {p!r}")
-    for k, v in p.items(): _num(v, f"{where}[{k!r}]", none_ok=False)
+        raise ConfigError(
+            f"{where}: expected {{'prompt': USD per 1M tokens, 'completion': USD per 1M tokens}}, got {p!r}"
+        )
+    for k, v in p.items():
+        _num(v, f"{where}[{k!r}]", none_ok=False)
     return {"prompt": float(p.get("prompt", 0)), "completion": float(p.get("completion", 0))}
+
 
 def _price_table(price) -> Optional[dict]:
     "None, or model name -> {'prompt', 'completion'} USD per 1M tokens ('*': any other model)."
-    if price is None: return None
+    if price is None:
+        return None
     where = "price"
     if isinstance(price, (str, Path)):
         where, p = str(price), Path(price).expanduser()
-        if not p.is_file(): raise FileNotFoundError(f"price table {p} does not exist")
+        if not p.is_file():
+            raise FileNotFoundError(f"price table {p} does not exist")
         price = read_json(p) if p.suffix == ".json" else read_yaml(p)
-    if not isinstance(price, dict): raise TypeError(f"{where}: the price table must be a dict, got {type(price).__name__}")
-    if set(price) <= {"prompt", "completion"}: return {"*": _one_price(price, where)}
+    if not isinstance(price, dict):
+        raise TypeError(f"{where}: the price table must be a dict, got {type(price).__name__}")
+    if set(price) <= {"prompt", "completion"}:
+        return {"*": _one_price(price, where)}
     return {str(m): _one_price(p, f"{where}[{m!r}]") for m, p in price.items()}
 
 # %% ../nbs/10_monitor.ipynb #68a6c2c8
@@ -148,20 +298,28 @@ def _busy(e: Exception) -> bool:
     name = getattr(e, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(e) or "busy" in str(e)
 
+
 @patch
 def _connect(self: TraceStore) -> sqlite3.Connection:
     c = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-    c.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}"); c.execute(f"PRAGMA synchronous={self.synchronous}")
+    c.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+    c.execute(f"PRAGMA synchronous={self.synchronous}")
     return c
+
 
 @patch
 def _conn(self: TraceStore) -> sqlite3.Connection:
     c = getattr(self._local, "conn", None)
-    if c is not None and self._local.pid == os.getpid(): return c
-    if c is not None: _ORPHANS.append(c)
-    if self._closed: raise TraceStoreError(f"trace store {self.path} is closed")
-    c = self._connect(); self._local.conn, self._local.pid = c, os.getpid()
-    with self._lock: self._conns.append(c)
+    if c is not None and self._local.pid == os.getpid():
+        return c
+    if c is not None:
+        _ORPHANS.append(c)
+    if self._closed:
+        raise TraceStoreError(f"trace store {self.path} is closed")
+    c = self._connect()
+    self._local.conn, self._local.pid = c, os.getpid()
+    with self._lock:
+        self._conns.append(c)
     return c
 
 # %% ../nbs/10_monitor.ipynb #c31fca6b
@@ -170,136 +328,232 @@ def _retry(self: TraceStore, fn, what: str):
     "fn(connection), retried on 'database is locked/busy' until busy_timeout."
     deadline, delay = time.monotonic() + self.busy_timeout, 0.002
     while True:
-        try: return fn(self._conn())
+        try:
+            return fn(self._conn())
         except sqlite3.OperationalError as e:
-            if not _busy(e): raise TraceStoreError(f"{what} in {self.path}: {e}") from None
-            if time.monotonic() > deadline: raise TraceStoreError(f"{what}: {self.path} stayed locked by another writer for over {self.busy_timeout:g} s "
-                                                                  "(raise busy_timeout, or look for a process holding a long write)") from None
-            time.sleep(delay * (0.5 + random.random())); delay = min(delay * 2, 0.25)
+            if not _busy(e):
+                raise TraceStoreError(f"{what} in {self.path}: {e}") from None
+            if time.monotonic() > deadline:
+                raise TraceStoreError(
+                    f"{what}: {self.path} stayed locked by another writer for over {self.busy_timeout:g} s "
+                    "(raise busy_timeout, or look for a process holding a long write)"
+                ) from None
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
+
 
 @patch
 def _tx(self: TraceStore, fn, what: str):
     "fn(connection) inside BEGIN IMMEDIATE ... COMMIT, rolled back on error, retried while locked."
+
     def run(c):
         c.execute("BEGIN IMMEDIATE")
-        try: out = fn(c); c.execute("COMMIT"); return out
+        try:
+            out = fn(c)
+            c.execute("COMMIT")
+            return out
         except BaseException:
-            if c.in_transaction: c.execute("ROLLBACK")
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
+
     return self._retry(run, what)
 
 # %% ../nbs/10_monitor.ipynb #9ced5c6c
 _HEADER = b"SQLite format 3\x00"
 
+
 @patch
 def _open(self: TraceStore):
     p = self.path
-    if p.is_dir(): raise TraceStoreError(f"trace store path {p} is a folder; give the path of a .sqlite file")
+    if p.is_dir():
+        raise TraceStoreError(f"trace store path {p} is a folder; give the path of a .sqlite file")
     if p.is_file() and p.stat().st_size > 0:
-        with open(p, "rb") as f: head = f.read(16)
-        if head != _HEADER: raise TraceStoreError(f"{p} is not a SQLite database (it starts with {head[:16]!r}); give TraceStore a new path or move that file away")
+        with open(p, "rb") as f:
+            head = f.read(16)
+        if head != _HEADER:
+            raise TraceStoreError(
+                f"{p} is not a SQLite database (it starts with {head[:16]!r}); give TraceStore a new path or move that file away"
+            )
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = self._retry(lambda c: c.execute(f"PRAGMA journal_mode={self.journal_mode}").fetchone()[0], "setting the journal mode")
-        if mode.lower() != self.journal_mode: raise TraceStoreError(f"{p}: could not switch to journal_mode={self.journal_mode} (got {mode})")
+        mode = self._retry(
+            lambda c: c.execute(f"PRAGMA journal_mode={self.journal_mode}").fetchone()[0], "setting the journal mode"
+        )
+        if mode.lower() != self.journal_mode:
+            raise TraceStoreError(f"{p}: could not switch to journal_mode={self.journal_mode} (got {mode})")
         self._migrate()
-    except sqlite3.DatabaseError as e: raise TraceStoreError(f"{p} is not a usable SQLite database ({e}); give TraceStore a new path or move that file away") from None
-    if self.retention_days and self.auto_purge_s is not None: self._maybe_purge()
+    except sqlite3.DatabaseError as e:
+        raise TraceStoreError(
+            f"{p} is not a usable SQLite database ({e}); give TraceStore a new path or move that file away"
+        ) from None
+    if self.retention_days and self.auto_purge_s is not None:
+        self._maybe_purge()
+
 
 @patch
 def _migrate(self: TraceStore):
     def version(c) -> int:
         v = c.execute("PRAGMA user_version").fetchone()[0]
-        if v > SCHEMA_VERSION: raise TraceStoreError(f"{self.path} was written by a newer llmops-nb (trace schema v{v}; this version reads up to "
-                                                     f"v{SCHEMA_VERSION}): upgrade llmops-nb (pip install -U llmops-nb) to open it")
+        if v > SCHEMA_VERSION:
+            raise TraceStoreError(
+                f"{self.path} was written by a newer llmops-nb (trace schema v{v}; this version reads up to "
+                f"v{SCHEMA_VERSION}): upgrade llmops-nb (pip install -U llmops-nb) to open it"
+            )
         if v == 0 and (tables := [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")]):
-            raise TraceStoreError(f"{self.path} is a SQLite database of something else (tables {tables}, no trace schema version); give TraceStore a new path")
+            raise TraceStoreError(
+                f"{self.path} is a SQLite database of something else (tables {tables}, no trace schema version); give TraceStore a new path"
+            )
         return v
-    if self._retry(version, "reading the schema version") == SCHEMA_VERSION: return
+
+    if self._retry(version, "reading the schema version") == SCHEMA_VERSION:
+        return
+
     def upgrade(c):
-        v = version(c)                                    # again, under the write lock: another process may have migrated meanwhile
+        v = version(c)  # again, under the write lock: another process may have migrated meanwhile
         for ver, _, stmts in MIGRATIONS:
             if ver > v:
-                for s in stmts: c.execute(s)
+                for s in stmts:
+                    c.execute(s)
                 c.execute(f"PRAGMA user_version={ver}")
+
     self._tx(upgrade, "migrating the trace schema")
 
 # %% ../nbs/10_monitor.ipynb #7ed130a1
-def _g(o, k, default=None): return o.get(k, default) if isinstance(o, dict) else getattr(o, k, default)
-def _has(o, k) -> bool: return k in o if isinstance(o, dict) else hasattr(o, k)
+def _g(o, k, default=None):
+    return o.get(k, default) if isinstance(o, dict) else getattr(o, k, default)
+
+
+def _has(o, k) -> bool:
+    return k in o if isinstance(o, dict) else hasattr(o, k)
+
 
 def _findings(v) -> list:
     out = []
     for f in _g(v, "findings") or []:
-        if isinstance(f, str): g, _, r = f.partition(": "); out.append({"guard": g, "reason": r})
-        else: out.append({k: _g(f, k) for k in ("guard", "reason", "score", "action") if _g(f, k) is not None})
+        if isinstance(f, str):
+            g, _, r = f.partition(": ")
+            out.append({"guard": g, "reason": r})
+        else:
+            out.append({k: _g(f, k) for k in ("guard", "reason", "score", "action") if _g(f, k) is not None})
     return out
+
 
 def _verdicts(answer, steps: list) -> dict:
     "stage -> {action, score, findings}: from the Answer's Verdicts, else from the guard steps of the trace."
     if answer is not None and _g(answer, "verdicts"):
-        return {k: {"action": _g(v, "action"), "score": _g(v, "score"), "findings": _findings(v)} for k, v in _g(answer, "verdicts").items()}
+        return {
+            k: {"action": _g(v, "action"), "score": _g(v, "score"), "findings": _findings(v)}
+            for k, v in _g(answer, "verdicts").items()
+        }
     out, n = {}, 0
     for name, d in steps:
-        if name == "input_guard": out["input"] = {"action": d.get("action"), "findings": _findings(d)}
-        elif name == "output_guard": out["output" if n == 0 else f"retry{n}"] = {"action": d.get("action"), "findings": _findings(d)}; n += 1
+        if name == "input_guard":
+            out["input"] = {"action": d.get("action"), "findings": _findings(d)}
+        elif name == "output_guard":
+            out["output" if n == 0 else f"retry{n}"] = {"action": d.get("action"), "findings": _findings(d)}
+            n += 1
     return out
 
 # %% ../nbs/10_monitor.ipynb #318dd891
-_CONTEXT_CHARS = 4000   # characters kept of each cited passage
+_CONTEXT_CHARS = 4000  # characters kept of each cited passage
+
 
 def _start_ts(started, total_ms) -> float:
     now = time.time() - (total_ms or 0) / 1e3
-    try: t = as_unix(started) if isinstance(started, str) else None
-    except ValueError: t = None
+    try:
+        t = as_unix(started) if isinstance(started, str) else None
+    except ValueError:
+        t = None
     return now if t is None or abs(now - t) < 2 else t
+
 
 def _real(v) -> Optional[float]:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
+
 def _otel_ids(trace) -> dict:
-    "The OTel ids `export_trace` gives a trace without a caller's traceparent (the server stores the ids it used in meta['otel'])."
-    if not isinstance(_g(trace, "id"), str) or not _g(trace, "id"): return {}
+    """The OTel ids `export_trace` gives a trace without a caller's traceparent (the server stores the ids it used in
+    meta['otel'])."""
+    if not isinstance(_g(trace, "id"), str) or not _g(trace, "id"):
+        return {}
     from llmops_nb.telemetry import span_ids
+
     return span_ids(trace)
+
 
 def _from_trace(obj) -> dict:
     "Row fields of an Answer (or its to_dict()) or a Trace (or its to_dict())."
     answer, trace = (None, obj) if _has(obj, "steps") else (obj, _g(obj, "trace"))
-    if trace is None: raise ValueError("record: the answer has no trace (answers from RAGPipeline.answer carry one)")
+    if trace is None:
+        raise ValueError("record: the answer has no trace (answers from RAGPipeline.answer carry one)")
     steps = [(_g(s, "name"), _g(s, "data") or {}) for s in _g(trace, "steps") or []]
     ms, first, gens = {}, {}, []
     for s, (name, d) in zip(_g(trace, "steps") or [], steps):
-        ms[name] = round(ms.get(name, 0.0) + float(_g(s, "ms") or 0.0), 3); first.setdefault(name, d)
-        if name == "generate": gens.append(d)
+        ms[name] = round(ms.get(name, 0.0) + float(_g(s, "ms") or 0.0), 3)
+        first.setdefault(name, d)
+        if name == "generate":
+            gens.append(d)
     ver, gen = _verdicts(answer, steps), next((d for d in reversed(gens) if "model" in d), {})
     vin = (_g(answer, "verdicts") or {}).get("input") if answer is not None else None
-    q = first["retrieve"].get("query") if "retrieve" in first else (_g(vin, "text") if vin is not None and _g(vin, "allowed") else None)
-    tok = lambda k: sum(d[k] for d in gens if isinstance(d.get(k), int)) if any(isinstance(d.get(k), int) for d in gens) else None
-    meta = dict(_g(trace, "meta") or {}); meta["attempts"] = len(gens)
+    q = (
+        first["retrieve"].get("query")
+        if "retrieve" in first
+        else (_g(vin, "text") if vin is not None and _g(vin, "allowed") else None)
+    )
+    tok = lambda k: (
+        sum(d[k] for d in gens if isinstance(d.get(k), int)) if any(isinstance(d.get(k), int) for d in gens) else None
+    )
+    meta = dict(_g(trace, "meta") or {})
+    meta["attempts"] = len(gens)
     if answer is not None and (cites := _g(answer, "citations")):
-        meta["contexts"] = [{k: (_g(c, k)[:_CONTEXT_CHARS] if k == "text" else _g(c, k)) for k in ("n", "id", "title", "text")} for c in cites]
+        meta["contexts"] = [
+            {k: (_g(c, k)[:_CONTEXT_CHARS] if k == "text" else _g(c, k)) for k in ("n", "id", "title", "text")}
+            for c in cites
+        ]
     outs = [v["action"] for k, v in ver.items() if k != "input"]
     res, otel = meta.get("resources") or {}, meta.get("otel") or _otel_ids(trace)
-    return {"trace_id": _g(trace, "id"), "ts": _start_ts(_g(trace, "started"), _g(trace, "total_ms")), "started": _g(trace, "started"),
-            "status": _g(trace, "status"), "prompt_ref": first.get("prompt", {}).get("prompt"), "prompt_digest": first.get("prompt", {}).get("digest"),
-            "policy": meta.get("policy") or _g(vin, "policy") or None, "model": gen.get("model"), "model_digest": gen.get("model_digest"),
-            "adapter_digest": gen.get("adapter_digest"), "question": q, "retrieved_ids": first.get("retrieve", {}).get("ids"),
-            "answer": _g(answer, "text") if answer is not None else None, "verdicts": ver, "input_action": ver.get("input", {}).get("action"),
-            "output_action": outs[-1] if outs else None, "steps_ms": ms, "total_ms": _g(trace, "total_ms"), "prompt_tokens": tok("prompt_tokens"),
-            "completion_tokens": tok("completion_tokens"), "error": next((d["error"] for d in reversed(gens) if d.get("error")), None), "meta": meta,
-            **{k: _real(res.get(k)) for k in ("cpu_ms", "rss_mb", "gpu_peak_mb")},
-            "otel_trace_id": otel.get("trace_id"), "otel_span_id": otel.get("span_id")}
+    return {
+        "trace_id": _g(trace, "id"),
+        "ts": _start_ts(_g(trace, "started"), _g(trace, "total_ms")),
+        "started": _g(trace, "started"),
+        "status": _g(trace, "status"),
+        "prompt_ref": first.get("prompt", {}).get("prompt"),
+        "prompt_digest": first.get("prompt", {}).get("digest"),
+        "policy": meta.get("policy") or _g(vin, "policy") or None,
+        "model": gen.get("model"),
+        "model_digest": gen.get("model_digest"),
+        "adapter_digest": gen.get("adapter_digest"),
+        "question": q,
+        "retrieved_ids": first.get("retrieve", {}).get("ids"),
+        "answer": _g(answer, "text") if answer is not None else None,
+        "verdicts": ver,
+        "input_action": ver.get("input", {}).get("action"),
+        "output_action": outs[-1] if outs else None,
+        "steps_ms": ms,
+        "total_ms": _g(trace, "total_ms"),
+        "prompt_tokens": tok("prompt_tokens"),
+        "completion_tokens": tok("completion_tokens"),
+        "error": next((d["error"] for d in reversed(gens) if d.get("error")), None),
+        "meta": meta,
+        **{k: _real(res.get(k)) for k in ("cpu_ms", "rss_mb", "gpu_peak_mb")},
+        "otel_trace_id": otel.get("trace_id"),
+        "otel_span_id": otel.get("span_id"),
+    }
 
 # %% ../nbs/10_monitor.ipynb #32825e60
 _KIND = {"TEXT": (str,), "REAL": (int, float), "INTEGER": (int,), "JSON": (list, dict)}
 _NAMES = {"TEXT": "a str", "REAL": "a number", "INTEGER": "an int", "JSON": "a list or dict"}
 
+
 def _check_fields(row: dict) -> dict:
-    if unknown := [k for k in row if k not in COLUMNS]: raise ValueError(f"record: unknown field(s) {unknown}; the columns are {list(COLUMNS)}")
+    if unknown := [k for k in row if k not in COLUMNS]:
+        raise ValueError(f"record: unknown field(s) {unknown}; the columns are {list(COLUMNS)}")
     for k, v in row.items():
         t = COLUMNS[k]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, _KIND[t]) or (t == "REAL" and not math.isfinite(v))):
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, _KIND[t]) or (t == "REAL" and not math.isfinite(v))
+        ):
             raise TypeError(f"record: field {k!r} must be {_NAMES[t]} or None, got {type(v).__name__} {str(v)[:40]!r}")
     return dict(row)
 
@@ -307,147 +561,245 @@ def _check_fields(row: dict) -> dict:
 _TRUNC = "…[truncated {} chars]"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
+
 def _safe(s):
     "`s` with lone surrogates (which UTF-8, and so SQLite, cannot encode) replaced by U+FFFD; other values as they are."
     return _SURROGATE.sub("\ufffd", s) if isinstance(s, str) else s
 
+
 @patch
 def _text(self: TraceStore, s: Optional[str]) -> Optional[str]:
     "Secrets scrubbed, then cut to max_text_chars with a marker."
-    if s is None: return None
+    if s is None:
+        return None
     s = redact(_safe(s), self._secrets)
-    if len(s) <= self.max_text_chars: return s
+    if len(s) <= self.max_text_chars:
+        return s
     return s[: self.max_text_chars] + _TRUNC.format(len(s) - self.max_text_chars)
+
 
 @patch
 def _mask(self: TraceStore, q: Optional[str]) -> Optional[str]:
-    "A caller-given question with rule-detected PII masked (the trace's question was already redacted by the input guard)."
-    if q is None or not self.mask_questions or not q.strip(): return q
+    """A caller-given question with rule-detected PII masked (the trace's question was already redacted by the input
+    guard)."""
+    if q is None or not self.mask_questions or not q.strip():
+        return q
     from llmops_nb.pii import RULE_ENTITIES, redact_pii
+
     return redact_pii(q, entities=list(RULE_ENTITIES))
+
 
 @patch
 def _cost(self: TraceStore, model, pt, ct) -> Optional[float]:
-    if self.price is None or (pt is None and ct is None): return None
+    if self.price is None or (pt is None and ct is None):
+        return None
     p = self.price.get(str(model)) or self.price.get("*")
-    if p is None: return None
+    if p is None:
+        return None
     from llmops_nb.eval import cost
+
     return round(cost(pt or 0, ct or 0, p), 10)
 
 # %% ../nbs/10_monitor.ipynb #56c0546e
 def _opt(v, name: str, types: tuple, what: str):
-    if v is not None and (isinstance(v, bool) or not isinstance(v, types)): raise TypeError(f"{name} must be {what} or None, got {type(v).__name__}")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, types)):
+        raise TypeError(f"{name} must be {what} or None, got {type(v).__name__}")
+
 
 @patch
 def _row(self: TraceStore, obj, key_id=None, question=None, meta=None, error=None) -> dict:
     "The full row `record` stores (JSON columns as Python objects)."
-    for v, n, t, w in ((key_id, "key_id", (str,), "a str"), (question, "question", (str,), "a str"), (meta, "meta", (dict,), "a dict"), (error, "error", (str,), "a str")):
+    for v, n, t, w in (
+        (key_id, "key_id", (str,), "a str"),
+        (question, "question", (str,), "a str"),
+        (meta, "meta", (dict,), "a dict"),
+        (error, "error", (str,), "a str"),
+    ):
         _opt(v, f"record: {n}", t, w)
     if isinstance(obj, BaseException):
-        if getattr(obj, "trace", None) is None: raise TypeError(f"record: the exception {type(obj).__name__} carries no .trace to record")
+        if getattr(obj, "trace", None) is None:
+            raise TypeError(f"record: the exception {type(obj).__name__} carries no .trace to record")
         error, obj = error or f"{type(obj).__name__}: {obj}", obj.trace
     if isinstance(obj, dict) and not (_has(obj, "steps") or _has(obj, "trace")):
-        row = _check_fields(obj); row["question"] = self._mask(row.get("question"))
-    elif _has(obj, "steps") or _has(obj, "trace"): row = _from_trace(obj)
-    else: raise TypeError(f"record: answer_or_trace must be an Answer, a Trace, an exception carrying .trace, or a dict of row fields, got {type(obj).__name__}")
-    if row.get("question") is None and question is not None: row["question"] = self._mask(question)
-    if key_id is not None: row["key_id"] = key_id
-    if error is not None: row["error"] = error
-    if meta: row["meta"] = {**(row.get("meta") or {}), **meta}
+        row = _check_fields(obj)
+        row["question"] = self._mask(row.get("question"))
+    elif _has(obj, "steps") or _has(obj, "trace"):
+        row = _from_trace(obj)
+    else:
+        raise TypeError(
+            f"record: answer_or_trace must be an Answer, a Trace, an exception carrying .trace, or a dict of row fields, got {type(obj).__name__}"
+        )
+    if row.get("question") is None and question is not None:
+        row["question"] = self._mask(question)
+    if key_id is not None:
+        row["key_id"] = key_id
+    if error is not None:
+        row["error"] = error
+    if meta:
+        row["meta"] = {**(row.get("meta") or {}), **meta}
     row = {c: row.get(c) for c in COLUMNS}
-    row["trace_id"] = str(row["trace_id"] or uuid.uuid4().hex); row["ts"] = float(row["ts"] if row["ts"] is not None else time.time())
+    row["trace_id"] = str(row["trace_id"] or uuid.uuid4().hex)
+    row["ts"] = float(row["ts"] if row["ts"] is not None else time.time())
     for c in ("question", "answer"):
-        if row[f"{c}_chars"] is None and row[c] is not None: row[f"{c}_chars"] = len(row[c])
-    for c in ("key_id", "question", "answer", "error", "feedback_label", "feedback_comment"): row[c] = self._text(row[c])
+        if row[f"{c}_chars"] is None and row[c] is not None:
+            row[f"{c}_chars"] = len(row[c])
+    for c in ("key_id", "question", "answer", "error", "feedback_label", "feedback_comment"):
+        row[c] = self._text(row[c])
     row["meta"] = redact(row["meta"], self._secrets) if row["meta"] else None
-    if row["cost_usd"] is None: row["cost_usd"] = self._cost(row["model"], row["prompt_tokens"], row["completion_tokens"])
+    if row["cost_usd"] is None:
+        row["cost_usd"] = self._cost(row["model"], row["prompt_tokens"], row["completion_tokens"])
     return row
 
 # %% ../nbs/10_monitor.ipynb #06a44e35
 _INSERT = f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _dumps = lambda v: None if v is None else _safe(json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str))
 
+
 @patch
-def record(self: TraceStore, answer_or_trace, *,
-           key_id: Optional[str] = None,       # the API key's id (never the key itself)
-           question: Optional[str] = None,     # the question, when the trace holds no redacted one (a refused request); PII is masked
-           meta: Optional[dict] = None,        # extra JSON-able fields merged into meta (secrets redacted)
-           error: Optional[str] = None,        # an error message for a failed request
-           tenant: Optional[str] = None) -> str:  # the tenant the request came from (None: the default tenant)
-    "Store one request (an Answer, a Trace, an exception carrying `.trace`, or a dict of row fields); returns the trace id."
+def record(
+    self: TraceStore,
+    answer_or_trace,
+    *,
+    key_id: Optional[str] = None,  # the API key's id (never the key itself)
+    question: Optional[
+        str
+    ] = None,  # the question, when the trace holds no redacted one (a refused request); PII is masked
+    meta: Optional[dict] = None,  # extra JSON-able fields merged into meta (secrets redacted)
+    error: Optional[str] = None,  # an error message for a failed request
+    tenant: Optional[str] = None,
+) -> str:  # the tenant the request came from (None: the default tenant)
+    """Store one request (an Answer, a Trace, an exception carrying `.trace`, or a dict of row fields); returns the
+    trace id."""
     _opt(tenant, "record: tenant", (str,), "a str")
     row = self._row(answer_or_trace, key_id, question, meta, error)
-    if tenant is not None: row["tenant"] = tenant
+    if tenant is not None:
+        row["tenant"] = tenant
     vals = [_dumps(v) if COLUMNS[c] == "JSON" else _safe(v) for c, v in row.items()]
-    try: self._retry(lambda c: c.execute(_INSERT, vals), "record")
-    except sqlite3.IntegrityError: raise ValueError(f"record: trace id {row['trace_id']!r} is already in {self.path}") from None
+    try:
+        self._retry(lambda c: c.execute(_INSERT, vals), "record")
+    except sqlite3.IntegrityError:
+        raise ValueError(f"record: trace id {row['trace_id']!r} is already in {self.path}") from None
     self._n += 1
-    if self._n % self.purge_check_every == 0 and self.retention_days and self.auto_purge_s is not None: self._maybe_purge()
+    if self._n % self.purge_check_every == 0 and self.retention_days and self.auto_purge_s is not None:
+        self._maybe_purge()
     return row["trace_id"]
 
 # %% ../nbs/10_monitor.ipynb #76adda5c
-DEFAULT_TENANT = "default"   # the tenant of keys (and rows) that name none
+DEFAULT_TENANT = "default"  # the tenant of keys (and rows) that name none
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM traces"
 _JSON_COLS = [i for i, c in enumerate(COLUMNS) if COLUMNS[c] == "JSON"]
 
+
 def _decode(r: tuple) -> dict:
     r = list(r)
-    for i in _JSON_COLS: r[i] = json.loads(r[i]) if r[i] is not None else None
+    for i in _JSON_COLS:
+        r[i] = json.loads(r[i]) if r[i] is not None else None
     return dict(zip(COLUMNS, r))
 
+
 @patch
-def get(self: TraceStore, trace_id: str,
-        tenant: Optional[str] = None) -> Optional[dict]:  # only a row of this tenant (rows without one are DEFAULT_TENANT's); None: any
+def get(
+    self: TraceStore, trace_id: str, tenant: Optional[str] = None
+) -> Optional[dict]:  # only a row of this tenant (rows without one are DEFAULT_TENANT's); None: any
     "The row of `trace_id` (or of an OTel trace id: the newest row exported under it), or None."
-    if not isinstance(trace_id, str): raise TypeError(f"get: trace_id must be a str, got {type(trace_id).__name__}")
+    if not isinstance(trace_id, str):
+        raise TypeError(f"get: trace_id must be a str, got {type(trace_id).__name__}")
     _opt(tenant, "get: tenant", (str,), "a str")
     r = self._retry(lambda c: c.execute(_SELECT + " WHERE trace_id = ?", (_safe(trace_id),)).fetchone(), "get")
     if r is None and re.fullmatch(r"[0-9a-f]{32}", trace_id):
-        r = self._retry(lambda c: c.execute(_SELECT + " WHERE otel_trace_id = ? ORDER BY ts DESC, id DESC LIMIT 1", (trace_id,)).fetchone(), "get")
+        r = self._retry(
+            lambda c: c.execute(
+                _SELECT + " WHERE otel_trace_id = ? ORDER BY ts DESC, id DESC LIMIT 1", (trace_id,)
+            ).fetchone(),
+            "get",
+        )
     row = _decode(r) if r else None
     return None if row is None or (tenant is not None and (row["tenant"] or DEFAULT_TENANT) != tenant) else row
 
 # %% ../nbs/10_monitor.ipynb #8d2162d5
 @patch
-def feedback(self: TraceStore, trace_id: str, score: Optional[float] = None, label: Optional[str] = None,
-             comment: Optional[str] = None) -> bool:
+def feedback(
+    self: TraceStore,
+    trace_id: str,
+    score: Optional[float] = None,
+    label: Optional[str] = None,
+    comment: Optional[str] = None,
+) -> bool:
     "Attach feedback to a recorded request; False when no request has `trace_id`."
-    if not isinstance(trace_id, str) or not trace_id: raise TypeError(f"feedback: trace_id must be a non-empty str, got {trace_id!r}")
-    _opt(score, "feedback: score", (int, float), "a number"); _opt(label, "feedback: label", (str,), "a str"); _opt(comment, "feedback: comment", (str,), "a str")
-    if score is not None and not math.isfinite(score): raise ValueError(f"feedback: score must be finite, got {score!r}")
-    if score is None and not label and not comment: raise ValueError("feedback: give a score, a label or a comment")
-    if label is not None and len(label) > 200: raise ValueError(f"feedback: label must be at most 200 characters, got {len(label)}")
-    vals = (None if score is None else float(score), self._text(label), self._text(self._mask(comment)), time.time(), _safe(trace_id))
-    cur = self._retry(lambda c: c.execute("UPDATE traces SET feedback_score=?, feedback_label=?, feedback_comment=?, feedback_ts=? WHERE trace_id=?", vals), "feedback")
+    if not isinstance(trace_id, str) or not trace_id:
+        raise TypeError(f"feedback: trace_id must be a non-empty str, got {trace_id!r}")
+    _opt(score, "feedback: score", (int, float), "a number")
+    _opt(label, "feedback: label", (str,), "a str")
+    _opt(comment, "feedback: comment", (str,), "a str")
+    if score is not None and not math.isfinite(score):
+        raise ValueError(f"feedback: score must be finite, got {score!r}")
+    if score is None and not label and not comment:
+        raise ValueError("feedback: give a score, a label or a comment")
+    if label is not None and len(label) > 200:
+        raise ValueError(f"feedback: label must be at most 200 characters, got {len(label)}")
+    vals = (
+        None if score is None else float(score),
+        self._text(label),
+        self._text(self._mask(comment)),
+        time.time(),
+        _safe(trace_id),
+    )
+    cur = self._retry(
+        lambda c: c.execute(
+            "UPDATE traces SET feedback_score=?, feedback_label=?, feedback_comment=?, feedback_ts=? WHERE trace_id=?",
+            vals,
+        ),
+        "feedback",
+    )
     return cur.rowcount > 0
 
 # %% ../nbs/10_monitor.ipynb #1e731d35
 def _many(v, name: str) -> Optional[list]:
-    if v is None: return None
+    if v is None:
+        return None
     vs = [v] if isinstance(v, str) else v
-    if not isinstance(vs, (list, tuple, set)) or not all(isinstance(x, str) for x in vs): raise TypeError(f"{name} must be a str or a list of str, got {v!r}")
+    if not isinstance(vs, (list, tuple, set)) or not all(isinstance(x, str) for x in vs):
+        raise TypeError(f"{name} must be a str or a list of str, got {v!r}")
     return list(vs)
+
 
 def _where(since, until, status, key_id, tenant=None) -> tuple:
     conds, params = [], []
     for col, op, v in (("ts", ">=", as_unix(since, "since")), ("ts", "<", as_unix(until, "until"))):
-        if v is not None: conds.append(f"{col} {op} ?"); params.append(v)
+        if v is not None:
+            conds.append(f"{col} {op} ?")
+            params.append(v)
     for col, vs in (("status", _many(status, "status")), ("key_id", _many(key_id, "key_id"))):
-        if vs is not None: conds.append(f"{col} IN ({', '.join('?' * len(vs))})"); params += [_safe(v) for v in vs]
+        if vs is not None:
+            conds.append(f"{col} IN ({', '.join('?' * len(vs))})")
+            params += [_safe(v) for v in vs]
     if (ts := _many(tenant, "tenant")) is not None:
-        conds.append(f"COALESCE(tenant, '{DEFAULT_TENANT}') IN ({', '.join('?' * len(ts))})"); params += [_safe(t) for t in ts]
+        conds.append(f"COALESCE(tenant, '{DEFAULT_TENANT}') IN ({', '.join('?' * len(ts))})")
+        params += [_safe(t) for t in ts]
     return (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 # %% ../nbs/10_monitor.ipynb #493661f7
 @patch
-def query(self: TraceStore, since=None, until=None, limit: Optional[int] = None, status=None, key_id=None,
-          order: str = "asc", tenant=None) -> list:
-    "Rows with since <= ts < until (unix seconds, datetime, ISO, '-7d'), optionally of some statuses/key ids/tenants, by time."
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1): raise ValueError(f"query: limit must be an int >= 1 or None, got {limit!r}")
-    if order not in ("asc", "desc"): raise ValueError(f"query: order must be 'asc' or 'desc', got {order!r}")
+def query(
+    self: TraceStore,
+    since=None,
+    until=None,
+    limit: Optional[int] = None,
+    status=None,
+    key_id=None,
+    order: str = "asc",
+    tenant=None,
+) -> list:
+    """Rows with since <= ts < until (unix seconds, datetime, ISO, '-7d'), optionally of some statuses/key ids/tenants,
+    by time."""
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"query: limit must be an int >= 1 or None, got {limit!r}")
+    if order not in ("asc", "desc"):
+        raise ValueError(f"query: order must be 'asc' or 'desc', got {order!r}")
     where, params = _where(since, until, status, key_id, tenant)
     sql = f"{_SELECT}{where} ORDER BY ts {order}, id {order}" + (f" LIMIT {limit}" if limit else "")
     return [_decode(r) for r in self._retry(lambda c: c.execute(sql, params).fetchall(), "query")]
+
 
 @patch
 def count(self: TraceStore, since=None, until=None, status=None, key_id=None, tenant=None) -> int:
@@ -455,64 +807,96 @@ def count(self: TraceStore, since=None, until=None, status=None, key_id=None, te
     where, params = _where(since, until, status, key_id, tenant)
     return self._retry(lambda c: c.execute(f"SELECT COUNT(*) FROM traces{where}", params).fetchone()[0], "count")
 
+
 @patch
-def __len__(self: TraceStore) -> int: return self.count()
+def __len__(self: TraceStore) -> int:
+    return self.count()
+
 
 @patch
 def _online(self: TraceStore, where: str, params: list) -> dict:
     "metric -> {trace_id: latest score} for the traces of a window."
-    sql = (f"SELECT s.trace_id, s.metric, s.value FROM scores s WHERE s.trace_id IN (SELECT trace_id FROM traces{where}) ORDER BY s.id")
+    sql = f"SELECT s.trace_id, s.metric, s.value FROM scores s WHERE s.trace_id IN (SELECT trace_id FROM traces{where}) ORDER BY s.id"
     out = {}
-    for tid, m, v in self._retry(lambda c: c.execute(sql, params).fetchall(), "reading scores"): out.setdefault(m, {})[tid] = v
+    for tid, m, v in self._retry(lambda c: c.execute(sql, params).fetchall(), "reading scores"):
+        out.setdefault(m, {})[tid] = v
     return out
+
 
 @patch
 def frame(self: TraceStore, since=None, until=None, status=None, key_id=None):
-    "The window as a pandas DataFrame with every column (JSON columns decoded), plus `online_<metric>` columns of scored traces."
+    """The window as a pandas DataFrame with every column (JSON columns decoded), plus `online_<metric>` columns of
+    scored traces."""
     import pandas as pd
+
     df = pd.DataFrame(self.query(since, until, status=status, key_id=key_id), columns=list(COLUMNS))
-    for m, by_id in sorted(self._online(*_where(since, until, status, key_id)).items()): df[f"online_{m}"] = df["trace_id"].map(by_id).astype(float)
+    for m, by_id in sorted(self._online(*_where(since, until, status, key_id)).items()):
+        df[f"online_{m}"] = df["trace_id"].map(by_id).astype(float)
     return df
 
 # %% ../nbs/10_monitor.ipynb #d582c128
 @patch
-def purge(self: TraceStore, older_than_days: Optional[float] = None,
-          max_rows: Optional[int] = None) -> int:   # also keep only the newest max_rows rows
-    "Delete rows older than `older_than_days` (default: the store's retention_days) and beyond the newest `max_rows`; returns how many."
+def purge(
+    self: TraceStore, older_than_days: Optional[float] = None, max_rows: Optional[int] = None
+) -> int:  # also keep only the newest max_rows rows
+    """Delete rows older than `older_than_days` (default: the store's retention_days) and beyond the newest `max_rows`;
+    returns how many."""
     days = self.retention_days if older_than_days is None else older_than_days
-    if days is None and max_rows is None: raise ValueError("purge: pass older_than_days or max_rows, or open the store with retention_days")
-    if days is not None: _num(days, "older_than_days", none_ok=False)
+    if days is None and max_rows is None:
+        raise ValueError("purge: pass older_than_days or max_rows, or open the store with retention_days")
+    if days is not None:
+        _num(days, "older_than_days", none_ok=False)
     if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0):
         raise ValueError(f"purge: max_rows must be an int >= 0 or None, got {max_rows!r}")
     now = time.time()
+
     def run(c):
         n = c.execute("DELETE FROM traces WHERE ts < ?", (now - days * 86400,)).rowcount if days is not None else 0
         if max_rows is not None:
-            n += c.execute("DELETE FROM traces WHERE id NOT IN (SELECT id FROM traces ORDER BY ts DESC, id DESC LIMIT ?)", (max_rows,)).rowcount
-        for t in ("labels", "scores"): c.execute(f"DELETE FROM {t} WHERE trace_id NOT IN (SELECT trace_id FROM traces)")
-        c.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('last_purge', ?)", (str(now),)); return n
-    n = self._tx(run, "purge"); self._last_purge = now
+            n += c.execute(
+                "DELETE FROM traces WHERE id NOT IN (SELECT id FROM traces ORDER BY ts DESC, id DESC LIMIT ?)",
+                (max_rows,),
+            ).rowcount
+        for t in ("labels", "scores"):
+            c.execute(f"DELETE FROM {t} WHERE trace_id NOT IN (SELECT trace_id FROM traces)")
+        c.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('last_purge', ?)", (str(now),))
+        return n
+
+    n = self._tx(run, "purge")
+    self._last_purge = now
     return n
+
 
 @patch
 def _maybe_purge(self: TraceStore) -> int:
     "Purge by retention_days if no process sharing the file did so in the last auto_purge_s seconds."
-    if time.time() - self._last_purge < self.auto_purge_s: return 0
-    r = self._retry(lambda c: c.execute("SELECT value FROM store_meta WHERE key='last_purge'").fetchone(), "reading the last purge time")
+    if time.time() - self._last_purge < self.auto_purge_s:
+        return 0
+    r = self._retry(
+        lambda c: c.execute("SELECT value FROM store_meta WHERE key='last_purge'").fetchone(),
+        "reading the last purge time",
+    )
     self._last_purge = float(r[0]) if r else 0.0
     return self.purge() if time.time() - self._last_purge >= self.auto_purge_s else 0
 
 # %% ../nbs/10_monitor.ipynb #07f0759e
 _ARROW = {"TEXT": "string", "REAL": "float64", "INTEGER": "int64", "JSON": "string"}
 
+
 @patch
-def export_parquet(self: TraceStore, path: Union[str, Path], since=None, until=None, status=None, key_id=None,
-                   batch_size: int = 50_000) -> Path:
+def export_parquet(
+    self: TraceStore, path: Union[str, Path], since=None, until=None, status=None, key_id=None, batch_size: int = 50_000
+) -> Path:
     "Write the window's rows to a Parquet file atomically (JSON columns as text); returns the path."
     import pyarrow as pa, pyarrow.parquet as pq
-    if not isinstance(path, (str, Path)): raise TypeError(f"export_parquet: path must be a str or Path, got {type(path).__name__}")
+
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"export_parquet: path must be a str or Path, got {type(path).__name__}")
     path = Path(path).expanduser()
-    if path.is_dir(): raise IsADirectoryError(f"export_parquet: {path} is a folder; give a file path such as {path / 'traces.parquet'}")
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"export_parquet: {path} is a folder; give a file path such as {path / 'traces.parquet'}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([(c, getattr(pa, _ARROW[t])()) for c, t in COLUMNS.items()])
     where, params = _where(since, until, status, key_id)
@@ -522,35 +906,58 @@ def export_parquet(self: TraceStore, path: Union[str, Path], since=None, until=N
             cur = self._retry(lambda c: c.execute(f"{_SELECT}{where} ORDER BY ts, id", params), "export")
             n = 0
             while rows := cur.fetchmany(batch_size):
-                w.write_table(pa.Table.from_arrays([pa.array(col, type=f.type) for col, f in zip(zip(*rows), schema)], schema=schema)); n += len(rows)
-            if n == 0: w.write_table(schema.empty_table())
-        with open(tmp, "rb") as f: os.fsync(f.fileno())
+                w.write_table(
+                    pa.Table.from_arrays(
+                        [pa.array(col, type=f.type) for col, f in zip(zip(*rows), schema)], schema=schema
+                    )
+                )
+                n += len(rows)
+            if n == 0:
+                w.write_table(schema.empty_table())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 # %% ../nbs/10_monitor.ipynb #79e6312a
 def _pct(xs: list) -> Optional[dict]:
     import numpy as np
-    if not xs: return None
-    a = np.asarray(xs, dtype=float)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "max": float(a.max())}
 
-def _rate(n: int, total: int) -> Optional[float]: return n / total if total else None
+    if not xs:
+        return None
+    a = np.asarray(xs, dtype=float)
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "max": float(a.max()),
+    }
+
+
+def _rate(n: int, total: int) -> Optional[float]:
+    return n / total if total else None
+
 
 def identity_rates(rows: list) -> dict:
-    "(question, input_action) pairs -> per identity group the question mentions (or 'none'): requests and input block rate."
+    """(question, input_action) pairs -> per identity group the question mentions (or 'none'): requests and input block
+    rate."""
     from llmops_nb.guard import identity_mentions
+
     by = {}
     for q, act in rows:
         for g in (identity_mentions(q) if isinstance(q, str) else []) or ["none"]:
-            n, b = by.get(g, (0, 0)); by[g] = (n + 1, b + (act == "block"))
+            n, b = by.get(g, (0, 0))
+            by[g] = (n + 1, b + (act == "block"))
     return {g: {"requests": n, "input_block_rate": b / n} for g, (n, b) in sorted(by.items())}
+
 
 @patch
 def aggregates(self: TraceStore, since=None, until=None, status=None, key_id=None) -> dict:
-    "Requests, status counts and rates, guard block/redact rates, latency percentiles, tokens, cost and feedback of a window."
+    """Requests, status counts and rates, guard block/redact rates, latency percentiles, tokens, cost and feedback of a
+    window."""
     where, params = _where(since, until, status, key_id)
     sql = f"SELECT status, input_action, output_action, total_ms, steps_ms, prompt_tokens, completion_tokens, cost_usd, feedback_score, feedback_label, ts, question FROM traces{where}"
     rows = self._retry(lambda c: c.execute(sql, params).fetchall(), "aggregates")
@@ -559,21 +966,45 @@ def aggregates(self: TraceStore, since=None, until=None, status=None, key_id=Non
     statuses = sorted({r[0] for r in rows if r[0]})
     steps = {}
     for s in col(4):
-        for k, v in json.loads(s).items(): steps.setdefault(k, []).append(v)
+        for k, v in json.loads(s).items():
+            steps.setdefault(k, []).append(v)
     costs, scores, labels = col(7), col(8), col(9)
-    return {"requests": n, "first_ts": min(col(10), default=None), "last_ts": max(col(10), default=None),
-            "status": {s: cnt(0, s) for s in statuses}, "status_rate": {s: _rate(cnt(0, s), n) for s in statuses},
-            "error_rate": _rate(cnt(0, "error"), n), "input_block_rate": _rate(cnt(1, "block"), n), "input_redact_rate": _rate(cnt(1, "redact"), n),
-            "output_block_rate": _rate(cnt(2, "block"), n), "output_retry_rate": _rate(cnt(2, "retry"), n),
-            "latency_ms": _pct(col(3)), "step_ms": {k: _pct(v) for k, v in sorted(steps.items())},
-            "tokens": {"prompt": sum(col(5)), "completion": sum(col(6)), "prompt_mean": sum(col(5)) / len(col(5)) if col(5) else None,
-                       "completion_mean": sum(col(6)) / len(col(6)) if col(6) else None},
-            "cost_usd": sum(costs) if costs else None, "cost_usd_per_request": sum(costs) / n if costs else None,
-            "feedback": {"count": len(scores) + sum(1 for r in rows if r[8] is None and r[9] is not None), "score_mean": sum(scores) / len(scores) if scores else None,
-                         "labels": {l: labels.count(l) for l in sorted(set(labels))}},
-            "online": self._online_aggregates(where, params), "identity": identity_rates([(r[11], r[1]) for r in rows])}
+    return {
+        "requests": n,
+        "first_ts": min(col(10), default=None),
+        "last_ts": max(col(10), default=None),
+        "status": {s: cnt(0, s) for s in statuses},
+        "status_rate": {s: _rate(cnt(0, s), n) for s in statuses},
+        "error_rate": _rate(cnt(0, "error"), n),
+        "input_block_rate": _rate(cnt(1, "block"), n),
+        "input_redact_rate": _rate(cnt(1, "redact"), n),
+        "output_block_rate": _rate(cnt(2, "block"), n),
+        "output_retry_rate": _rate(cnt(2, "retry"), n),
+        "latency_ms": _pct(col(3)),
+        "step_ms": {k: _pct(v) for k, v in sorted(steps.items())},
+        "tokens": {
+            "prompt": sum(col(5)),
+            "completion": sum(col(6)),
+            "prompt_mean": sum(col(5)) / len(col(5)) if col(5) else None,
+            "completion_mean": sum(col(6)) / len(col(6)) if col(6) else None,
+        },
+        "cost_usd": sum(costs) if costs else None,
+        "cost_usd_per_request": sum(costs) / n if costs else None,
+        "feedback": {
+            "count": len(scores) + sum(1 for r in rows if r[8] is None and r[9] is not None),
+            "score_mean": sum(scores) / len(scores) if scores else None,
+            "labels": {l: labels.count(l) for l in sorted(set(labels))},
+        },
+        "online": self._online_aggregates(where, params),
+        "identity": identity_rates([(r[11], r[1]) for r in rows]),
+    }
 
-ONLINE_METRICS = ("groundedness", "answer_relevance")   # always in aggregates' "online" (None without scores), so alert rules can name them
+
+ONLINE_METRICS = (
+    "groundedness",
+    "answer_relevance",
+)  # always in aggregates' "online" (None without scores), so alert rules can name them
+
 
 @patch
 def _online_aggregates(self: TraceStore, where: str, params: list) -> dict:
@@ -585,31 +1016,66 @@ def _online_aggregates(self: TraceStore, where: str, params: list) -> dict:
 def _flat(d: dict, prefix: str) -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict): out.update(_flat(v, f"{prefix}/{k}"))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v): out[f"{prefix}/{k}"] = float(v)
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}/{k}"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[f"{prefix}/{k}"] = float(v)
     return out
 
-_TABLE_COLS = ["started", "status", "key_id", "question", "answer", "input_action", "output_action", "total_ms", "prompt_tokens",
-               "completion_tokens", "cost_usd", "feedback_score", "feedback_label"]
+
+_TABLE_COLS = [
+    "started",
+    "status",
+    "key_id",
+    "question",
+    "answer",
+    "input_action",
+    "output_action",
+    "total_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "feedback_score",
+    "feedback_label",
+]
+
 
 @patch
-def log_to(self: TraceStore, run, since=None, until=None, name: str = "traces",
-           export: bool = True,        # also save the window as traces.parquet in the run folder
-           table_rows: int = 200) -> Path:  # newest traces in the W&B table
-    "Log the window's aggregates to `run` (a llmops_nb.runs.Run) and W&B; save aggregates.json (and traces.parquet) in run.dir/<name>."
-    if not hasattr(run, "log") or not hasattr(run, "dir"): raise TypeError(f"log_to: run must be a llmops_nb.runs.Run, got {type(run).__name__}")
+def log_to(
+    self: TraceStore,
+    run,
+    since=None,
+    until=None,
+    name: str = "traces",
+    export: bool = True,  # also save the window as traces.parquet in the run folder
+    table_rows: int = 200,
+) -> Path:  # newest traces in the W&B table
+    """Log the window's aggregates to `run` (a llmops_nb.runs.Run) and W&B; save aggregates.json (and traces.parquet) in
+    run.dir/<name>."""
+    if not hasattr(run, "log") or not hasattr(run, "dir"):
+        raise TypeError(f"log_to: run must be a llmops_nb.runs.Run, got {type(run).__name__}")
     agg = self.aggregates(since, until)
     run.log({k: v for k, v in _flat(agg, name).items() if not k.endswith("_ts")})
-    d = Path(run.dir) / name; d.mkdir(parents=True, exist_ok=True)
+    d = Path(run.dir) / name
+    d.mkdir(parents=True, exist_ok=True)
     write_json(d / "aggregates.json", agg)
-    if export: self.export_parquet(d / "traces.parquet", since, until)
-    if hasattr(run, "add_output"): run.add_output(name, d)
+    if export:
+        self.export_parquet(d / "traces.parquet", since, until)
+    if hasattr(run, "add_output"):
+        run.add_output(name, d)
     tr = getattr(run, "tracker", None)
     if getattr(tr, "kind", None) == "wandb" and getattr(tr, "wb", None) is not None:
         import wandb
+
         rows = self.query(since, until, limit=table_rows, order="desc")
         cell = lambda c, v: v[:500] if isinstance(v, str) and c in ("question", "answer") else v
-        tr.wb.log({f"{name}/recent": wandb.Table(columns=_TABLE_COLS, data=[[cell(c, r[c]) for c in _TABLE_COLS] for r in rows])})
+        tr.wb.log(
+            {
+                f"{name}/recent": wandb.Table(
+                    columns=_TABLE_COLS, data=[[cell(c, r[c]) for c in _TABLE_COLS] for r in rows]
+                )
+            }
+        )
     return d
 
 # %% ../nbs/10_monitor.ipynb #01b53b0c
@@ -617,13 +1083,21 @@ def log_to(self: TraceStore, run, since=None, until=None, name: str = "traces",
 def close(self: TraceStore) -> None:
     "Close every connection this store opened in this process."
     self._closed = True
-    with self._lock: conns, self._conns = self._conns, []
+    with self._lock:
+        conns, self._conns = self._conns, []
     for c in conns:
-        try: c.close()
-        except sqlite3.Error: pass
+        try:
+            c.close()
+        except sqlite3.Error:
+            pass
     self._local = threading.local()
 
+
 @patch
-def __enter__(self: TraceStore): return self
+def __enter__(self: TraceStore):
+    return self
+
+
 @patch
-def __exit__(self: TraceStore, *exc): self.close()
+def __exit__(self: TraceStore, *exc):
+    self.close()

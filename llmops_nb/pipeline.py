@@ -24,55 +24,78 @@ __all__ = ['DOCUMENT_SCAN_MODES', 'SPEC_SCHEMA', 'MODES', 'Step', 'Trace', 'Cita
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
 class Step:
-    "One traced step of a pipeline call: name, duration in milliseconds, what it saw or decided, and its start after the trace's."
+    """One traced step of a pipeline call: name, duration in milliseconds, what it saw or decided, and its start after
+    the trace's."""
+
     name: str
     ms: float
     data: dict = field(default_factory=dict)
-    at_ms: float = 0.0             # the step's start, in milliseconds after the trace's start (OpenTelemetry span start)
+    at_ms: float = 0.0  # the step's start, in milliseconds after the trace's start (OpenTelemetry span start)
+
 
 @dataclass
 class Trace:
-    "Everything a pipeline call did, in order, for monitoring and audit (JSON-ready with `to_dict`); `id` is an OpenTelemetry trace id."
-    id: str                        # 32 hex digits
+    """Everything a pipeline call did, in order, for monitoring and audit (JSON-ready with `to_dict`); `id` is an
+    OpenTelemetry trace id."""
+
+    id: str  # 32 hex digits
     started: str
     steps: list = field(default_factory=list)
-    status: str = "running"        # answered, refused, idk, blocked, error
+    status: str = "running"  # answered, refused, idk, blocked, error
     total_ms: float = 0.0
     meta: dict = field(default_factory=dict)
-    start_ns: int = field(default_factory=time.time_ns)    # wall clock at the start, ns since the epoch
+    start_ns: int = field(default_factory=time.time_ns)  # wall clock at the start, ns since the epoch
 
-    def __post_init__(self): self._t0 = time.perf_counter() - (time.time_ns() - self.start_ns) / 1e9   # start_ns on the perf_counter clock
+    def __post_init__(self):
+        self._t0 = time.perf_counter() - (time.time_ns() - self.start_ns) / 1e9  # start_ns on the perf_counter clock
+
     def step(self, name: str, t0: float, **data) -> Step:
         "Record a step that began at `t0` (time.perf_counter())."
         now = time.perf_counter()
-        s = Step(name, round((now - t0) * 1e3, 3), data, round(max(t0 - self._t0, 0.0) * 1e3, 3)); self.steps.append(s); return s
-    def to_dict(self) -> dict: return asdict(self)
-    def __repr__(self): return f"Trace({self.id}, {self.status}, {self.total_ms:.0f} ms, steps={[s.name for s in self.steps]})"
+        s = Step(name, round((now - t0) * 1e3, 3), data, round(max(t0 - self._t0, 0.0) * 1e3, 3))
+        self.steps.append(s)
+        return s
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __repr__(self):
+        return f"Trace({self.id}, {self.status}, {self.total_ms:.0f} ms, steps={[s.name for s in self.steps]})"
 
 # %% ../nbs/08b_pipeline.ipynb #58a91971
 @dataclass
 class Citation:
     "A passage the answer cites: its number in the prompt, chunk id, title, retrieval score and text."
+
     n: int
     id: str
     title: str
     score: float
     text: str
 
+
 @dataclass
 class Answer:
     "A pipeline answer: text, citations, the input/output verdicts and the trace."
+
     text: str
     citations: list = field(default_factory=list)
-    verdicts: dict = field(default_factory=dict)     # "input", "output" (and "retry") -> Verdict
+    verdicts: dict = field(default_factory=dict)  # "input", "output" (and "retry") -> Verdict
     trace: Optional[Trace] = None
 
     @property
-    def status(self) -> str: return self.trace.status if self.trace else "unknown"
+    def status(self) -> str:
+        return self.trace.status if self.trace else "unknown"
+
     def to_dict(self) -> dict:
         "JSON-ready: text, citations, verdicts and trace."
-        return {"text": self.text, "citations": [asdict(c) for c in self.citations],
-                "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()}, "trace": self.trace.to_dict() if self.trace else None}
+        return {
+            "text": self.text,
+            "citations": [asdict(c) for c in self.citations],
+            "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
+            "trace": self.trace.to_dict() if self.trace else None,
+        }
+
     def _repr_markdown_(self) -> str:
         cites = "\n".join(f"- [{c.n}] {c.title or c.id} ({c.score:.3f})" for c in self.citations)
         return f"{self.text}\n\n{cites}\n\n*{self.status}, {self.trace.total_ms:.0f} ms*" if self.trace else self.text
@@ -80,218 +103,385 @@ class Answer:
 # %% ../nbs/08b_pipeline.ipynb #dde1b15f
 _CITE_RE = re.compile(r"\s?\[(\d{1,2})\]")
 
+
 def cite(text: str, hits: list) -> tuple:
     "(text without markers to missing passages, Citations of the passages the text refers to as [n])."
     used, out = [], text
     for m in _CITE_RE.finditer(text):
         n = int(m.group(1))
-        if 1 <= n <= len(hits): used.append(n) if n not in used else None
-        else: out = out.replace(m.group(0), "")
-    cites = [Citation(n, hits[n - 1].id, str(hits[n - 1].metadata.get("title", "")), round(float(hits[n - 1].score), 4), hits[n - 1].text)
-             for n in sorted(used)]
+        if 1 <= n <= len(hits):
+            used.append(n) if n not in used else None
+        else:
+            out = out.replace(m.group(0), "")
+    cites = [
+        Citation(
+            n,
+            hits[n - 1].id,
+            str(hits[n - 1].metadata.get("title", "")),
+            round(float(hits[n - 1].score), 4),
+            hits[n - 1].text,
+        )
+        for n in sorted(used)
+    ]
     return out, cites
 
 # %% ../nbs/08b_pipeline.ipynb #f65649fc
 def _as_prompt(p, strict: bool) -> PromptVersion:
-    if isinstance(p, PromptVersion): return p
-    if p is None: p = default_rag_prompt(strict=strict)
-    if isinstance(p, (str, list)): return prompt_version("rag-strict" if strict else "rag", p)
+    if isinstance(p, PromptVersion):
+        return p
+    if p is None:
+        p = default_rag_prompt(strict=strict)
+    if isinstance(p, (str, list)):
+        return prompt_version("rag-strict" if strict else "rag", p)
     raise TypeError(f"RAGPipeline: prompt must be a PromptVersion, a template or None, got {type(p).__name__}")
+
 
 class RAGPipeline:
     "Guarded retrieval-augmented generation: input guard, retrieve, prompt, generate, output guard, with a trace."
-    def __init__(self, store, generator, prompt=None, policy=None,
-                 k: int = 4,                        # passages put in the prompt
-                 mode: str = "hybrid",              # retrieval mode of VectorStore.search
-                 strict_prompt=None,                # prompt for the retry of an unsupported answer; None: the packaged strict one
-                 retries: int = 1,                  # regenerations after an output guard asks for a retry
-                 lineage: Optional[dict] = None,    # where the parts came from (run ids, paths): copied into every trace's meta
-                 **gen_kwargs):                     # generation overrides (temperature, max_new_tokens, seed, ...)
-        if not hasattr(store, "search"): raise TypeError(f"RAGPipeline: store needs a search() method, got {type(store).__name__}")
-        if not hasattr(generator, "generate"): raise TypeError(f"RAGPipeline: generator needs a generate() method, got {type(generator).__name__}")
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1: raise ValueError(f"RAGPipeline: k must be a positive int, got {k!r}")
-        if not isinstance(retries, int) or retries < 0: raise ValueError(f"RAGPipeline: retries must be an int >= 0, got {retries!r}")
-        self.store, self.generator, self.k, self.mode, self.retries, self.gen_kwargs = store, generator, k, mode, retries, gen_kwargs
+
+    def __init__(
+        self,
+        store,
+        generator,
+        prompt=None,
+        policy=None,
+        k: int = 4,  # passages put in the prompt
+        mode: str = "hybrid",  # retrieval mode of VectorStore.search
+        strict_prompt=None,  # prompt for the retry of an unsupported answer; None: the packaged strict one
+        retries: int = 1,  # regenerations after an output guard asks for a retry
+        lineage: Optional[dict] = None,  # where the parts came from (run ids, paths): copied into every trace's meta
+        **gen_kwargs,
+    ):  # generation overrides (temperature, max_new_tokens, seed, ...)
+        if not hasattr(store, "search"):
+            raise TypeError(f"RAGPipeline: store needs a search() method, got {type(store).__name__}")
+        if not hasattr(generator, "generate"):
+            raise TypeError(f"RAGPipeline: generator needs a generate() method, got {type(generator).__name__}")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"RAGPipeline: k must be a positive int, got {k!r}")
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"RAGPipeline: retries must be an int >= 0, got {retries!r}")
+        self.store, self.generator, self.k, self.mode, self.retries, self.gen_kwargs = (
+            store,
+            generator,
+            k,
+            mode,
+            retries,
+            gen_kwargs,
+        )
         self.prompt, self.strict_prompt = _as_prompt(prompt, False), _as_prompt(strict_prompt, True)
         self.policy, self.scans = load_policy(policy), DocumentScans()
-        if lineage is not None and not isinstance(lineage, dict): raise TypeError(f"RAGPipeline: lineage must be a dict, got {type(lineage).__name__}")
-        self.lineage = json.loads(json.dumps(lineage or {}, default=str))   # JSON-ready now, so a trace never fails to store later
-    def __repr__(self): return f"RAGPipeline(prompt={self.prompt.ref}, policy={self.policy.ref}, k={self.k}, generator={self.generator!r})"
+        if lineage is not None and not isinstance(lineage, dict):
+            raise TypeError(f"RAGPipeline: lineage must be a dict, got {type(lineage).__name__}")
+        self.lineage = json.loads(
+            json.dumps(lineage or {}, default=str)
+        )  # JSON-ready now, so a trace never fails to store later
+
+    def __repr__(self):
+        return (
+            f"RAGPipeline(prompt={self.prompt.ref}, policy={self.policy.ref}, k={self.k}, generator={self.generator!r})"
+        )
 
 # %% ../nbs/08b_pipeline.ipynb #4fbfa05e
 def _contexts(hits: list) -> list:
-    return [{"n": i + 1, "id": h.id, "title": str(h.metadata.get("title", "")), "text": h.text} for i, h in enumerate(hits)]
+    return [
+        {"n": i + 1, "id": h.id, "title": str(h.metadata.get("title", "")), "text": h.text} for i, h in enumerate(hits)
+    ]
+
 
 def _gen_data(g: Generation) -> dict:
     "What the trace's generate step keeps of a generation."
-    return dict(model=g.model, model_digest=g.model_digest, adapter_digest=g.adapter_digest, prompt_tokens=g.prompt_tokens,
-                completion_tokens=g.completion_tokens, finish_reason=g.finish_reason,
-                ttft_ms=None if g.ttft_s is None else round(g.ttft_s * 1e3, 3))
+    return dict(
+        model=g.model,
+        model_digest=g.model_digest,
+        adapter_digest=g.adapter_digest,
+        prompt_tokens=g.prompt_tokens,
+        completion_tokens=g.completion_tokens,
+        finish_reason=g.finish_reason,
+        ttft_ms=None if g.ttft_s is None else round(g.ttft_s * 1e3, 3),
+    )
+
 
 @patch
 def _render(self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool) -> list:
     prompt = self.strict_prompt if strict else self.prompt
-    t0 = time.perf_counter(); msgs = prompt.render(question=question, contexts=_contexts(hits))
+    t0 = time.perf_counter()
+    msgs = prompt.render(question=question, contexts=_contexts(hits))
     trace.step("prompt", t0, prompt=prompt.ref, digest=prompt.digest, strict=strict)
     return msgs
 
+
 def _failed(trace: Trace, t0: float, e: Exception) -> None:
-    "Record a failed generation in `trace` and attach the trace to the exception (a server or the monitor still stores it)."
-    trace.step("generate", t0, error=f"{type(e).__name__}: {e}"[:500]); trace.status = "error"; e.trace = trace
+    """Record a failed generation in `trace` and attach the trace to the exception (a server or the monitor still stores
+    it)."""
+    trace.step("generate", t0, error=f"{type(e).__name__}: {e}"[:500])
+    trace.status = "error"
+    e.trace = trace
+
 
 @patch
-def _generate(self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool, stop: Optional[dict] = None) -> Generation:
+def _generate(
+    self: RAGPipeline, trace: Trace, question: str, hits: list, strict: bool, stop: Optional[dict] = None
+) -> Generation:
     msgs = self._render(trace, question, hits, strict)
     t0 = time.perf_counter()
-    try: g = self.generator.generate(msgs, **self.gen_kwargs, **(stop or {}))
-    except Exception as e: _failed(trace, t0, e); raise
+    try:
+        g = self.generator.generate(msgs, **self.gen_kwargs, **(stop or {}))
+    except Exception as e:
+        _failed(trace, t0, e)
+        raise
     trace.step("generate", t0, **_gen_data(g))
     return g
 
 # %% ../nbs/08b_pipeline.ipynb #b3b11276
 _PROC = None
 
+
 def _cuda_in_use(generator) -> bool:
-    "Whether `generator` runs on a CUDA device (torch already imported and initialised): then peak GPU memory is measured."
+    """Whether `generator` runs on a CUDA device (torch already imported and initialised): then peak GPU memory is
+    measured."""
     torch = sys.modules.get("torch")
-    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized(): return False
-    try: return str((generator.info() if hasattr(generator, "info") else {}).get("device", "")).startswith("cuda")
-    except Exception: return False
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return False
+    try:
+        return str((generator.info() if hasattr(generator, "info") else {}).get("device", "")).startswith("cuda")
+    except Exception:
+        return False
+
 
 def _usage_start(generator) -> tuple:
-    "What `_resources` compares against: process CPU time now, and whether CUDA peak memory is being measured (its counter reset)."
+    """What `_resources` compares against: process CPU time now, and whether CUDA peak memory is being measured (its
+    counter reset)."""
     cuda = _cuda_in_use(generator)
-    if cuda: sys.modules["torch"].cuda.reset_peak_memory_stats()
+    if cuda:
+        sys.modules["torch"].cuda.reset_peak_memory_stats()
     return time.process_time(), cuda
 
+
 def _resources(start: tuple) -> dict:
-    "Resources of one call: process CPU ms since `start` (all threads, so concurrent calls overlap), RSS now, peak CUDA memory."
+    """Resources of one call: process CPU ms since `start` (all threads, so concurrent calls overlap), RSS now, peak
+    CUDA memory."""
     global _PROC
     import psutil
+
     _PROC = _PROC or psutil.Process()
     cpu0, cuda = start
-    return {"cpu_ms": round((time.process_time() - cpu0) * 1e3, 3), "rss_mb": round(_PROC.memory_info().rss / 2**20, 1),
-            "gpu_peak_mb": round(sys.modules["torch"].cuda.max_memory_allocated() / 2**20, 1) if cuda else None}
+    return {
+        "cpu_ms": round((time.process_time() - cpu0) * 1e3, 3),
+        "rss_mb": round(_PROC.memory_info().rss / 2**20, 1),
+        "gpu_peak_mb": round(sys.modules["torch"].cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+    }
+
 
 @patch
-def _finish(self: RAGPipeline, trace: Trace, t_start: float, status: str, text: str, cites: list, verdicts: dict) -> Answer:
+def _finish(
+    self: RAGPipeline, trace: Trace, t_start: float, status: str, text: str, cites: list, verdicts: dict
+) -> Answer:
     trace.status, trace.total_ms = status, round((time.perf_counter() - t_start) * 1e3, 3)
-    if (u := getattr(trace, "_usage", None)) is not None: trace.meta["resources"] = _resources(u)
+    if (u := getattr(trace, "_usage", None)) is not None:
+        trace.meta["resources"] = _resources(u)
     return Answer(text, cites, verdicts, trace)
 
 # %% ../nbs/08b_pipeline.ipynb #20ed3f34
-import llmops_nb.guard as _guard      # `_guard.scan_document` is looked up at call time, so a notebook or test can stand in a fake
+import llmops_nb.guard as _guard  # `_guard.scan_document` is looked up at call time, so a notebook or test can stand in a fake
 
-DOCUMENT_SCAN_MODES = ("off", "flag", "quarantine")   # build_index: scan nothing, list blocked chunks, or leave them out
+DOCUMENT_SCAN_MODES = ("off", "flag", "quarantine")  # build_index: scan nothing, list blocked chunks, or leave them out
+
 
 def _policy_key(policy: Policy) -> str:
     return hashlib.sha256(canonical_json([policy.ref, getattr(policy, "document", None)]).encode()).hexdigest()
 
-def _reasons(v) -> list: return [f"{f.guard}: {f.reason}" for f in getattr(v, "findings", [])][:5]
+
+def _reasons(v) -> list:
+    return [f"{f.guard}: {f.reason}" for f in getattr(v, "findings", [])][:5]
+
 
 class DocumentScans:
-    "Document-guard verdicts by (text digest, policy digest) in a bounded, thread-safe LRU: a passage is scanned once per policy."
-    def __init__(self, maxsize: int = 4096): self.maxsize, self._d, self._lock = maxsize, OrderedDict(), threading.Lock()
-    def __len__(self): return len(self._d)
+    """Document-guard verdicts by (text digest, policy digest) in a bounded, thread-safe LRU: a passage is scanned once
+    per policy."""
+
+    def __init__(self, maxsize: int = 4096):
+        self.maxsize, self._d, self._lock = maxsize, OrderedDict(), threading.Lock()
+
+    def __len__(self):
+        return len(self._d)
+
     def verdict(self, text: str, policy: Policy) -> tuple:
         "(verdict, scanned now?) for passage `text` under `policy`."
         key = (hashlib.sha256(text.encode("utf-8", "replace")).hexdigest(), _policy_key(policy))
         with self._lock:
-            if (v := self._d.get(key)) is not None: self._d.move_to_end(key); return v, False
+            if (v := self._d.get(key)) is not None:
+                self._d.move_to_end(key)
+                return v, False
         v = _guard.scan_document(text, policy)
         with self._lock:
             self._d[key] = v
-            while len(self._d) > self.maxsize: self._d.popitem(last=False)
+            while len(self._d) > self.maxsize:
+                self._d.popitem(last=False)
         return v, True
 
 # %% ../nbs/08b_pipeline.ipynb #a47b5ce7
 @patch
 def _screen(self: RAGPipeline, trace: Trace, hits: list) -> list:
     "The hits whose passages the document guard does not block; the quarantined ones are recorded in the trace."
-    if not hits: return hits
+    if not hits:
+        return hits
     t0, seen = time.perf_counter(), [(h, *self.scans.verdict(h.text, self.policy)) for h in hits]
     out = [(h.id, _reasons(v)) for h, v, _ in seen if v.action == "block"]
-    trace.step("document_guard", t0, passages=len(hits), scanned=sum(new for *_, new in seen), quarantined=len(out),
-               quarantined_ids=[i for i, _ in out], reasons=dict(out))
+    trace.step(
+        "document_guard",
+        t0,
+        passages=len(hits),
+        scanned=sum(new for *_, new in seen),
+        quarantined=len(out),
+        quarantined_ids=[i for i, _ in out],
+        reasons=dict(out),
+    )
     return [h for h, v, _ in seen if v.action != "block"]
 
-def scan_chunks(rows: list,                  # chunk rows (dicts with id and text), as a chunk dataset holds them
-                mode: str = "flag",          # off: no scan; flag: keep blocked chunks, list them; quarantine: leave them out
-                policy=None,                 # guard policy (packaged name, YAML file, dict or Policy); None: default
-                examples: int = 5) -> tuple: # blocked chunks shown in the report, with reasons and the start of the text
+
+def scan_chunks(
+    rows: list,  # chunk rows (dicts with id and text), as a chunk dataset holds them
+    mode: str = "flag",  # off: no scan; flag: keep blocked chunks, list them; quarantine: leave them out
+    policy=None,  # guard policy (packaged name, YAML file, dict or Policy); None: default
+    examples: int = 5,
+) -> tuple:  # blocked chunks shown in the report, with reasons and the start of the text
     "(rows to index, report) after the guard's document scan of every chunk, for `build_index`."
-    if mode not in DOCUMENT_SCAN_MODES: raise ValueError(f"document_scan must be one of {', '.join(DOCUMENT_SCAN_MODES)}, got {mode!r}")
+    if mode not in DOCUMENT_SCAN_MODES:
+        raise ValueError(f"document_scan must be one of {', '.join(DOCUMENT_SCAN_MODES)}, got {mode!r}")
     report = {"mode": mode, "scanned": 0, "blocked": 0, "quarantined": 0, "blocked_ids": [], "examples": []}
-    if mode == "off": return list(rows), report
+    if mode == "off":
+        return list(rows), report
     p, scans, keep = load_policy(policy), DocumentScans(maxsize=len(rows) + 1), []
     for r in rows:
         v, _ = scans.verdict(r["text"], p)
         report["scanned"] += 1
         if v.action == "block":
-            report["blocked"] += 1; report["blocked_ids"].append(r["id"])
-            if len(report["examples"]) < examples: report["examples"].append({"id": r["id"], "reasons": _reasons(v), "text": r["text"][:200]})
-            if mode == "quarantine": continue
+            report["blocked"] += 1
+            report["blocked_ids"].append(r["id"])
+            if len(report["examples"]) < examples:
+                report["examples"].append({"id": r["id"], "reasons": _reasons(v), "text": r["text"][:200]})
+            if mode == "quarantine":
+                continue
         keep.append(r)
     return keep, {**report, "policy": p.ref, "quarantined": len(rows) - len(keep)}
 
 # %% ../nbs/08b_pipeline.ipynb #52c67bba
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
+
 def _trace_id(given: Optional[str]) -> str:
-    "`given` when it is a valid OpenTelemetry trace id (32 lowercase hex digits, not all zero), a new random one for None."
-    if given is None: return uuid.uuid4().hex
+    """`given` when it is a valid OpenTelemetry trace id (32 lowercase hex digits, not all zero), a new random one for
+    None."""
+    if given is None:
+        return uuid.uuid4().hex
     if not isinstance(given, str) or not _TRACE_ID.fullmatch(given) or given == "0" * 32:
         raise ValueError(f"trace_id must be 32 lowercase hex digits (not all zero), got {given!r}")
     return given
 
+
 @patch
-def _begin(self: RAGPipeline, question: str, where: Optional[dict], k: Optional[int], trace_id: Optional[str] = None) -> tuple:
-    "Trace, input guard, retrieval and document scan -> (trace, t_start, input verdict, hits, the Answer when it ends here)."
+def _begin(
+    self: RAGPipeline, question: str, where: Optional[dict], k: Optional[int], trace_id: Optional[str] = None
+) -> tuple:
+    """Trace, input guard, retrieval and document scan -> (trace, t_start, input verdict, hits, the Answer when it ends
+    here)."""
     t_start = time.perf_counter()
-    trace = Trace(_trace_id(trace_id), time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                  meta={"policy": self.policy.ref, "generator": self.generator.info() if hasattr(self.generator, "info") else {},
-                        **({"lineage": self.lineage} if self.lineage else {})})
+    trace = Trace(
+        _trace_id(trace_id),
+        time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        meta={
+            "policy": self.policy.ref,
+            "generator": self.generator.info() if hasattr(self.generator, "info") else {},
+            **({"lineage": self.lineage} if self.lineage else {}),
+        },
+    )
     trace._usage = _usage_start(self.generator)
-    t0 = time.perf_counter(); vin = scan_input(question, self.policy)
-    trace.step("input_guard", t0, action=vin.action, findings=[f"{f.guard}: {f.reason}" for f in vin.findings], timings=vin.timings)
-    if not vin.allowed: return trace, t_start, vin, [], self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
-    t0 = time.perf_counter(); hits = self.store.search(vin.text, k=k or self.k, where=where, mode=self.mode)
-    trace.step("retrieve", t0, query=vin.text, ids=[h.id for h in hits], scores=[round(float(h.score), 4) for h in hits], where=where)
+    t0 = time.perf_counter()
+    vin = scan_input(question, self.policy)
+    trace.step(
+        "input_guard",
+        t0,
+        action=vin.action,
+        findings=[f"{f.guard}: {f.reason}" for f in vin.findings],
+        timings=vin.timings,
+    )
+    if not vin.allowed:
+        return trace, t_start, vin, [], self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
+    t0 = time.perf_counter()
+    hits = self.store.search(vin.text, k=k or self.k, where=where, mode=self.mode)
+    trace.step(
+        "retrieve",
+        t0,
+        query=vin.text,
+        ids=[h.id for h in hits],
+        scores=[round(float(h.score), 4) for h in hits],
+        where=where,
+    )
     found, hits = len(hits), self._screen(trace, hits)
-    if found and not hits: return trace, t_start, vin, hits, self._finish(trace, t_start, "idk", self.policy.idk, [], {"input": vin})   # all quarantined
+    if found and not hits:
+        return (
+            trace,
+            t_start,
+            vin,
+            hits,
+            self._finish(trace, t_start, "idk", self.policy.idk, [], {"input": vin}),
+        )  # all quarantined
     return trace, t_start, vin, hits, None
+
 
 @patch
 def _conclude(self: RAGPipeline, trace: Trace, t_start: float, vout: Verdict, hits: list, verdicts: dict) -> Answer:
     "The Answer for the final output verdict: blocked, the groundedness fallback after a retry, or the cited answer."
-    if vout.action == "block": return self._finish(trace, t_start, "blocked", vout.text, [], verdicts)
+    if vout.action == "block":
+        return self._finish(trace, t_start, "blocked", vout.text, [], verdicts)
     if vout.action == "retry":
         fallback = (self.policy.output.get("groundedness") or {}).get("fallback", "idk")
-        if fallback == "idk": return self._finish(trace, t_start, "idk", self.policy.idk, [], verdicts)
-        if fallback == "block": return self._finish(trace, t_start, "blocked", self.policy.refusal, [], verdicts)
+        if fallback == "idk":
+            return self._finish(trace, t_start, "idk", self.policy.idk, [], verdicts)
+        if fallback == "block":
+            return self._finish(trace, t_start, "blocked", self.policy.refusal, [], verdicts)
     text, cites = cite(vout.text, hits)
     return self._finish(trace, t_start, "answered", text, cites, verdicts)
 
+
 def _out_step(trace: Trace, t0: float, vout: Verdict, **more) -> None:
-    trace.step("output_guard", t0, action=vout.action, findings=[f"{f.guard}: {f.reason}" for f in vout.findings], timings=vout.timings, **more)
+    trace.step(
+        "output_guard",
+        t0,
+        action=vout.action,
+        findings=[f"{f.guard}: {f.reason}" for f in vout.findings],
+        timings=vout.timings,
+        **more,
+    )
+
 
 @patch
-def answer(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Optional[int] = None, *,
-           deadline: Optional[float] = None,   # time.monotonic() seconds: the generator stops retrying / generating after it
-           cancel=None,                        # a threading.Event the caller sets to stop generation (GenerationCancelled)
-           trace_id: Optional[str] = None,     # the trace's id (32 hex digits, e.g. from a caller's traceparent); None: a new one
-           ) -> Answer:
+def answer(
+    self: RAGPipeline,
+    question: str,
+    where: Optional[dict] = None,
+    k: Optional[int] = None,
+    *,
+    deadline: Optional[float] = None,  # time.monotonic() seconds: the generator stops retrying / generating after it
+    cancel=None,  # a threading.Event the caller sets to stop generation (GenerationCancelled)
+    trace_id: Optional[str] = None,  # the trace's id (32 hex digits, e.g. from a caller's traceparent); None: a new one
+) -> Answer:
     "Answer `question` from the store's passages (optionally filtered by `where`) behind the policy's guards."
-    stop = {k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None}   # only when given: any generator works
+    stop = {
+        k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None
+    }  # only when given: any generator works
     trace, t_start, vin, hits, done = self._begin(question, where, k, trace_id)
-    if done is not None: return done
+    if done is not None:
+        return done
     verdicts, strict = {"input": vin}, False
     for attempt in range(self.retries + 1):
         g = self._generate(trace, vin.text, hits, strict, stop)
-        t0 = time.perf_counter(); vout = scan_output(g.text, [h.text for h in hits], self.policy, question=vin.text)
+        t0 = time.perf_counter()
+        vout = scan_output(g.text, [h.text for h in hits], self.policy, question=vin.text)
         _out_step(trace, t0, vout)
         verdicts["output" if attempt == 0 else f"retry{attempt}"] = vout
-        if vout.action != "retry": break
+        if vout.action != "retry":
+            break
         strict = True
     return self._conclude(trace, t_start, vout, hits, verdicts)
 
@@ -301,47 +491,80 @@ from .guard import StreamGuard, stream_mode
 
 # %% ../nbs/08b_pipeline.ipynb #1c086c0a
 def _streams(generator) -> bool:
-    "Whether `generator` streams tokens as they are made (its own `stream`, not the base class's replay of a finished answer)."
+    """Whether `generator` streams tokens as they are made (its own `stream`, not the base class's replay of a finished
+    answer)."""
     from llmops_nb.generate import Generator
+
     fn = getattr(generator, "stream", None)
     return callable(fn) and getattr(fn, "__func__", fn) is not Generator.stream
 
+
 @patch
-def _stream_once(self: RAGPipeline, trace: Trace, vin: Verdict, hits: list, strict: bool, stop: dict, info: dict, t_start: float):
+def _stream_once(
+    self: RAGPipeline, trace: Trace, vin: Verdict, hits: list, strict: bool, stop: dict, info: dict, t_start: float
+):
     "One streamed generation through a `StreamGuard`: yields the delta events, returns the guard (closed)."
     msgs = self._render(trace, vin.text, hits, strict)
-    guard, t0, first, st = StreamGuard(self.policy, [h.text for h in hits], vin.text, mode="streaming"), time.perf_counter(), None, None
+    guard, t0, first, st = (
+        StreamGuard(self.policy, [h.text for h in hits], vin.text, mode="streaming"),
+        time.perf_counter(),
+        None,
+        None,
+    )
     try:
         st = self.generator.stream(msgs, **self.gen_kwargs, **stop)
         for piece in st:
             first = first or time.perf_counter()
             if out := guard.feed(piece):
-                info.setdefault("first_delta_ms", round((time.perf_counter() - t_start) * 1e3, 3)); yield {"type": "delta", "text": out}
-            if guard.stopped: break                                     # a block: stop generating, show nothing more
-            if stop.get("cancel") is not None and stop["cancel"].is_set(): raise GenerationCancelled("generation stopped: cancelled")
-    except Exception as e: _failed(trace, t0, e); raise
+                info.setdefault("first_delta_ms", round((time.perf_counter() - t_start) * 1e3, 3))
+                yield {"type": "delta", "text": out}
+            if guard.stopped:
+                break  # a block: stop generating, show nothing more
+            if stop.get("cancel") is not None and stop["cancel"].is_set():
+                raise GenerationCancelled("generation stopped: cancelled")
+    except Exception as e:
+        _failed(trace, t0, e)
+        raise
     finally:
-        if st is not None: st.close()                                  # frees the model (or the connection) whatever happened
+        if st is not None:
+            st.close()  # frees the model (or the connection) whatever happened
     g = st.generation
-    data = _gen_data(g) if g is not None else {"model": (trace.meta.get("generator") or {}).get("model"), "finish_reason": "content_filter"}
-    trace.step("generate", t0, **{**data, "ttft_ms": None if first is None else round((first - t0) * 1e3, 3), "streamed": True})
+    data = (
+        _gen_data(g)
+        if g is not None
+        else {"model": (trace.meta.get("generator") or {}).get("model"), "finish_reason": "content_filter"}
+    )
+    trace.step(
+        "generate", t0, **{**data, "ttft_ms": None if first is None else round((first - t0) * 1e3, 3), "streamed": True}
+    )
     return guard
 
+
 @patch
-def answer_stream(self: RAGPipeline, question: str, where: Optional[dict] = None, k: Optional[int] = None, *,
-                  deadline: Optional[float] = None,   # time.monotonic() seconds after which generation stops
-                  cancel=None,                        # a threading.Event: set it (a client went away) to stop generating
-                  trace_id: Optional[str] = None,     # the trace's id (32 hex digits); None: a new one
-                  ) -> Iterator[dict]:
-    "`answer` as events: first {type: mode, mode, reason, trace_id}, then {type: delta, text} pieces the output guard released, last {type: answer, answer}."
+def answer_stream(
+    self: RAGPipeline,
+    question: str,
+    where: Optional[dict] = None,
+    k: Optional[int] = None,
+    *,
+    deadline: Optional[float] = None,  # time.monotonic() seconds after which generation stops
+    cancel=None,  # a threading.Event: set it (a client went away) to stop generating
+    trace_id: Optional[str] = None,  # the trace's id (32 hex digits); None: a new one
+) -> Iterator[dict]:
+    """`answer` as events: first {type: mode, mode, reason, trace_id}, then {type: delta, text} pieces the output guard
+    released, last {type: answer, answer}."""
     mode, why, tid = *stream_mode(self.policy), _trace_id(trace_id)
-    if mode == "streaming" and not _streams(self.generator): mode, why = "buffered", f"the generator ({type(self.generator).__name__}) cannot stream"
+    if mode == "streaming" and not _streams(self.generator):
+        mode, why = "buffered", f"the generator ({type(self.generator).__name__}) cannot stream"
     yield {"type": "mode", "mode": mode, "reason": why, "trace_id": tid}
     if mode == "buffered":
         a = self.answer(question, where, k, deadline=deadline, cancel=cancel, trace_id=tid)
-        if a.trace is not None: a.trace.meta["stream"] = {"mode": mode, "reason": why}
-        if a.text: yield {"type": "delta", "text": a.text}
-        yield {"type": "answer", "answer": a}; return
+        if a.trace is not None:
+            a.trace.meta["stream"] = {"mode": mode, "reason": why}
+        if a.text:
+            yield {"type": "delta", "text": a.text}
+        yield {"type": "answer", "answer": a}
+        return
     stop = {k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None}
     trace, t_start, vin, hits, a = self._begin(question, where, k, tid)
     info = trace.meta["stream"] = {"mode": mode, "reason": why}
@@ -349,146 +572,284 @@ def answer_stream(self: RAGPipeline, question: str, where: Optional[dict] = None
         verdicts, strict = {"input": vin}, False
         for attempt in range(self.retries + 1):
             guard = yield from self._stream_once(trace, vin, hits, strict, stop, info, t_start)
-            t0 = time.perf_counter(); rest, vout = guard.close()
+            t0 = time.perf_counter()
+            rest, vout = guard.close()
             _out_step(trace, t0, vout, shown_chars=len(guard.emitted), stopped_early=bool(guard.stopped))
             verdicts["output" if attempt == 0 else f"retry{attempt}"] = vout
-            if vout.action != "retry" or guard.emitted: break           # a retry only while nothing was shown (an empty answer)
+            if vout.action != "retry" or guard.emitted:
+                break  # a retry only while nothing was shown (an empty answer)
             strict = True
         if vout.allowed:
-            if rest: yield {"type": "delta", "text": rest}
-            a = self._finish(trace, t_start, "answered", guard.emitted, cite(guard.emitted, hits)[1], verdicts)   # the text the client saw
-        else: a = self._conclude(trace, t_start, vout, hits, verdicts)
-        if guard.mismatch: info["mismatch"] = True
-        if not vout.allowed or vout.action == "retry": info["shown_before_refusal"] = len(guard.emitted)
-        if a.status != "answered": yield {"type": "delta", "text": ("\n\n" if guard.emitted else "") + a.text}
-    else: yield {"type": "delta", "text": a.text}
+            if rest:
+                yield {"type": "delta", "text": rest}
+            a = self._finish(
+                trace, t_start, "answered", guard.emitted, cite(guard.emitted, hits)[1], verdicts
+            )  # the text the client saw
+        else:
+            a = self._conclude(trace, t_start, vout, hits, verdicts)
+        if guard.mismatch:
+            info["mismatch"] = True
+        if not vout.allowed or vout.action == "retry":
+            info["shown_before_refusal"] = len(guard.emitted)
+        if a.status != "answered":
+            yield {"type": "delta", "text": ("\n\n" if guard.emitted else "") + a.text}
+    else:
+        yield {"type": "delta", "text": a.text}
     yield {"type": "answer", "answer": a}
 
 # %% ../nbs/08b_pipeline.ipynb #3a79f8b9
 SPEC_SCHEMA = 1
 MODES = ("dense", "bm25", "hybrid")
-_LOCATORS = ("path", "run")                 # where a part lies and which run made it: recorded, not part of the digest
-_PARTS = {"schema": int, "base_model": dict, "adapter": (dict, type(None)), "index": (dict, type(None)), "prompt": dict,
-          "strict_prompt": dict, "policy": dict, "generation": dict, "retrieval": dict, "price": (dict, type(None))}
+_LOCATORS = ("path", "run")  # where a part lies and which run made it: recorded, not part of the digest
+_PARTS = {
+    "schema": int,
+    "base_model": dict,
+    "adapter": (dict, type(None)),
+    "index": (dict, type(None)),
+    "prompt": dict,
+    "strict_prompt": dict,
+    "policy": dict,
+    "generation": dict,
+    "retrieval": dict,
+    "price": (dict, type(None)),
+}
+
 
 class SpecError(ValueError):
     "A release spec that is malformed, or whose parts no longer match their digests."
 
+
 def spec_digest(spec: dict) -> str:
     "The content digest that names a release: the spec without its locators (paths, run ids), as canonical JSON."
     check_spec(spec)
-    return digest({k: ({a: b for a, b in v.items() if a not in _LOCATORS} if isinstance(v, dict) else v) for k, v in spec.items()})
+    return digest(
+        {k: ({a: b for a, b in v.items() if a not in _LOCATORS} if isinstance(v, dict) else v) for k, v in spec.items()}
+    )
 
 # %% ../nbs/08b_pipeline.ipynb #6018f05b
 def check_spec(spec: Any, where: str = "spec") -> dict:
     "`spec` when it has every part of a release spec with the right types, else `SpecError` naming the part."
-    if not isinstance(spec, dict): raise SpecError(f"{where}: a release spec must be a dict, got {type(spec).__name__}")
-    if missing := [k for k in _PARTS if k not in spec]: raise SpecError(f"{where}: missing part(s) {', '.join(missing)}")
-    if extra := [k for k in spec if k not in _PARTS]: raise SpecError(f"{where}: unknown part(s) {', '.join(map(str, extra))}")
+    if not isinstance(spec, dict):
+        raise SpecError(f"{where}: a release spec must be a dict, got {type(spec).__name__}")
+    if missing := [k for k in _PARTS if k not in spec]:
+        raise SpecError(f"{where}: missing part(s) {', '.join(missing)}")
+    if extra := [k for k in spec if k not in _PARTS]:
+        raise SpecError(f"{where}: unknown part(s) {', '.join(map(str, extra))}")
     for k, tp in _PARTS.items():
-        if not isinstance(spec[k], tp) or isinstance(spec[k], bool): raise SpecError(f"{where}: {k} must be {getattr(tp, '__name__', 'a dict or null')}, got {type(spec[k]).__name__}")
-    if spec["schema"] != SPEC_SCHEMA: raise SpecError(f"{where}: schema {spec['schema']} is not {SPEC_SCHEMA}; this llmops-nb reads spec schema {SPEC_SCHEMA}")
-    for k, need in (("base_model", ("ref", "digest")), ("adapter", ("path", "digest")), ("index", ("path", "digest")),
-                    ("prompt", ("ref", "digest")), ("strict_prompt", ("ref", "digest")), ("policy", ("ref", "config")),
-                    ("generation", ("max_new_tokens", "temperature", "top_p", "top_k", "seed")), ("retrieval", ("k", "mode"))):
-        if spec[k] is not None and (gone := [f for f in need if f not in spec[k]]): raise SpecError(f"{where}: {k} lacks {', '.join(gone)}")
+        if not isinstance(spec[k], tp) or isinstance(spec[k], bool):
+            raise SpecError(
+                f"{where}: {k} must be {getattr(tp, '__name__', 'a dict or null')}, got {type(spec[k]).__name__}"
+            )
+    if spec["schema"] != SPEC_SCHEMA:
+        raise SpecError(
+            f"{where}: schema {spec['schema']} is not {SPEC_SCHEMA}; this llmops-nb reads spec schema {SPEC_SCHEMA}"
+        )
+    for k, need in (
+        ("base_model", ("ref", "digest")),
+        ("adapter", ("path", "digest")),
+        ("index", ("path", "digest")),
+        ("prompt", ("ref", "digest")),
+        ("strict_prompt", ("ref", "digest")),
+        ("policy", ("ref", "config")),
+        ("generation", ("max_new_tokens", "temperature", "top_p", "top_k", "seed")),
+        ("retrieval", ("k", "mode")),
+    ):
+        if spec[k] is not None and (gone := [f for f in need if f not in spec[k]]):
+            raise SpecError(f"{where}: {k} lacks {', '.join(gone)}")
     r = spec["retrieval"]
-    if isinstance(r["k"], bool) or not isinstance(r["k"], int) or r["k"] < 1: raise SpecError(f"{where}: retrieval.k must be an int >= 1, got {r['k']!r}")
-    if r["mode"] not in MODES: raise SpecError(f"{where}: retrieval.mode must be one of {MODES}, got {r['mode']!r}")
+    if isinstance(r["k"], bool) or not isinstance(r["k"], int) or r["k"] < 1:
+        raise SpecError(f"{where}: retrieval.k must be an int >= 1, got {r['k']!r}")
+    if r["mode"] not in MODES:
+        raise SpecError(f"{where}: retrieval.mode must be one of {MODES}, got {r['mode']!r}")
     return spec
 
 # %% ../nbs/08b_pipeline.ipynb #a190da04
 def _gen_settings(max_new_tokens, temperature, top_p, top_k, seed) -> dict:
     from llmops_nb.generate import GenerationConfig
-    c = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)  # checks each value
-    return {"max_new_tokens": c.max_new_tokens, "temperature": c.temperature, "top_p": c.top_p, "top_k": c.top_k, "seed": c.seed}
+
+    c = GenerationConfig(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed
+    )  # checks each value
+    return {
+        "max_new_tokens": c.max_new_tokens,
+        "temperature": c.temperature,
+        "top_p": c.top_p,
+        "top_k": c.top_k,
+        "seed": c.seed,
+    }
+
 
 def _part(path: Optional[Path], dig: str) -> Optional[dict]:
     from llmops_nb.runs import run_of
+
     return None if path is None else {"path": str(Path(path).resolve()), "digest": dig, "run": run_of(path)}
+
 
 def _located(ref, runbook: str, output: str, runs: Path, name: str) -> Optional[Path]:
     "The folder `ref` names (a folder, a run id, 'latest' or None); 'latest' with no completed run gives None."
     from llmops_nb.runs import run_output
-    if not ref: return None
-    try: p = run_output(ref, runbook, output, runs)
-    except FileNotFoundError as e: raise FileNotFoundError(f"{name} {str(ref)!r}: {e}") from None
-    if p is None and str(ref) != "latest": raise FileNotFoundError(f"{name} {str(ref)!r}: no such folder or completed {runbook} run")
+
+    if not ref:
+        return None
+    try:
+        p = run_output(ref, runbook, output, runs)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{name} {str(ref)!r}: {e}") from None
+    if p is None and str(ref) != "latest":
+        raise FileNotFoundError(f"{name} {str(ref)!r}: no such folder or completed {runbook} run")
     return p
+
 
 def _policy_part(policy) -> dict:
     p = load_policy(policy)
-    doc = getattr(p, "document", None)      # the document-scan section, where the guard has one: part of the policy's digest
-    return {"ref": p.ref, "source": p.source, "config": {"name": p.name, "input": p.input, "output": p.output, "refusal": p.refusal, "idk": p.idk,
-                                                         **({"document": doc} if doc is not None else {})}}
+    doc = getattr(
+        p, "document", None
+    )  # the document-scan section, where the guard has one: part of the policy's digest
+    return {
+        "ref": p.ref,
+        "source": p.source,
+        "config": {
+            "name": p.name,
+            "input": p.input,
+            "output": p.output,
+            "refusal": p.refusal,
+            "idk": p.idk,
+            **({"document": doc} if doc is not None else {}),
+        },
+    }
 
 # %% ../nbs/08b_pipeline.ipynb #83db9847
-def release_spec(model: Optional[str] = None,                 # base model: packaged name or folder; None: the adapter's base, else the base_model setting
-                 adapter: Union[str, Path, None] = None,      # LoRA adapter folder, train_sft run id, "latest" (newest, if any) or None
-                 index: Union[str, Path, None] = "latest",    # index folder, build_index run id, "latest" (newest, if any) or None: the sample corpus
-                 prompt: str = "rag:production",              # prompt reference in the registry; pinned to the version it names now
-                 policy: Union[str, Path, dict] = "default",  # guard policy: packaged name, YAML file or dict; its content is pinned
-                 *, strict_prompt: str = "rag-strict:production",  # the retry prompt
-                 k: int = 4, mode: str = "hybrid",            # retrieval: passages per question, search mode
-                 max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, seed: Optional[int] = 0,
-                 price: Optional[dict] = None,                # price table for trace costs, e.g. {"prompt": 0.1, "completion": 0.4} per 1M tokens
-                 settings: Optional[Settings] = None, registry=None) -> dict:  # registry: a PromptRegistry; None: the project's
+def release_spec(
+    model: Optional[
+        str
+    ] = None,  # base model: packaged name or folder; None: the adapter's base, else the base_model setting
+    adapter: Union[str, Path, None] = None,  # LoRA adapter folder, train_sft run id, "latest" (newest, if any) or None
+    index: Union[
+        str, Path, None
+    ] = "latest",  # index folder, build_index run id, "latest" (newest, if any) or None: the sample corpus
+    prompt: str = "rag:production",  # prompt reference in the registry; pinned to the version it names now
+    policy: Union[str, Path, dict] = "default",  # guard policy: packaged name, YAML file or dict; its content is pinned
+    *,
+    strict_prompt: str = "rag-strict:production",  # the retry prompt
+    k: int = 4,
+    mode: str = "hybrid",  # retrieval: passages per question, search mode
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: Optional[int] = 0,
+    price: Optional[dict] = None,  # price table for trace costs, e.g. {"prompt": 0.1, "completion": 0.4} per 1M tokens
+    settings: Optional[Settings] = None,
+    registry=None,
+) -> dict:  # registry: a PromptRegistry; None: the project's
     "A release spec: every part that decides an answer, resolved now and pinned by digest (see `build_pipeline`)."
     from llmops_nb.models import adapter_digest, model_digest, model_ref
     from llmops_nb.prompts import PromptRegistry
     from llmops_nb.retrieval import index_digest
-    s = settings or load_settings(); runs = s.path("runs_dir")
+
+    s = settings or load_settings()
+    runs = s.path("runs_dir")
     ad = _located(adapter, "train_sft", "adapter", runs, "adapter")
-    if ad is not None and not (ad / "adapter_config.json").is_file(): raise FileNotFoundError(f"adapter: {ad} is not an adapter folder (no adapter_config.json)")
+    if ad is not None and not (ad / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"adapter: {ad} is not an adapter folder (no adapter_config.json)")
     ix = _located(index, "build_index", "index", runs, "index")
-    base = model if model is not None else (read_json(ad / "adapter_config.json").get("base_model_name_or_path") if ad is not None else None)
+    base = (
+        model
+        if model is not None
+        else (read_json(ad / "adapter_config.json").get("base_model_name_or_path") if ad is not None else None)
+    )
     ref = model_ref(base or s.base_model, s)
-    reg = registry or PromptRegistry(); reg.ensure_defaults()
+    reg = registry or PromptRegistry()
+    reg.ensure_defaults()
     pv, sv = reg.get(prompt), reg.get(strict_prompt)
-    spec = {"schema": SPEC_SCHEMA, "base_model": {"ref": ref, "digest": model_digest(ref, s)},
-            "adapter": _part(ad, adapter_digest(ad) if ad is not None else None), "index": _part(ix, index_digest(ix) if ix is not None else None),
-            "prompt": {"ref": pv.ref, "digest": pv.digest}, "strict_prompt": {"ref": sv.ref, "digest": sv.digest},
-            "policy": _policy_part(policy), "generation": _gen_settings(max_new_tokens, temperature, top_p, top_k, seed),
-            "retrieval": {"k": k, "mode": mode}, "price": None if price is None else dict(price)}
+    spec = {
+        "schema": SPEC_SCHEMA,
+        "base_model": {"ref": ref, "digest": model_digest(ref, s)},
+        "adapter": _part(ad, adapter_digest(ad) if ad is not None else None),
+        "index": _part(ix, index_digest(ix) if ix is not None else None),
+        "prompt": {"ref": pv.ref, "digest": pv.digest},
+        "strict_prompt": {"ref": sv.ref, "digest": sv.digest},
+        "policy": _policy_part(policy),
+        "generation": _gen_settings(max_new_tokens, temperature, top_p, top_k, seed),
+        "retrieval": {"k": k, "mode": mode},
+        "price": None if price is None else dict(price),
+    }
     return check_spec(spec)
 
 # %% ../nbs/08b_pipeline.ipynb #b78203bb
 def _verify(spec: dict, s: Settings) -> None:
     from llmops_nb.models import adapter_digest, model_digest
     from llmops_nb.retrieval import index_digest
+
     checks = [("base_model", lambda: model_digest(spec["base_model"]["ref"], s), spec["base_model"])]
-    if spec["adapter"]: checks.append(("adapter", lambda: adapter_digest(spec["adapter"]["path"]), spec["adapter"]))
-    if spec["index"]: checks.append(("index", lambda: index_digest(spec["index"]["path"]), spec["index"]))
+    if spec["adapter"]:
+        checks.append(("adapter", lambda: adapter_digest(spec["adapter"]["path"]), spec["adapter"]))
+    if spec["index"]:
+        checks.append(("index", lambda: index_digest(spec["index"]["path"]), spec["index"]))
     for name, now, part in checks:
-        if part.get("path") is not None and not Path(part["path"]).exists(): raise SpecError(f"release {name}: {part['path']} does not exist (moved, deleted, or a release of another project home)")
+        if part.get("path") is not None and not Path(part["path"]).exists():
+            raise SpecError(
+                f"release {name}: {part['path']} does not exist (moved, deleted, or a release of another project home)"
+            )
         if part["digest"] is not None and (got := now()) != part["digest"]:
-            raise SpecError(f"release {name}: {part.get('path') or part.get('ref')} has digest {str(got)[:12]}, the release pinned {part['digest'][:12]}; it changed since the release was made")
+            raise SpecError(
+                f"release {name}: {part.get('path') or part.get('ref')} has digest {str(got)[:12]}, the release pinned {part['digest'][:12]}; it changed since the release was made"
+            )
 
 # %% ../nbs/08b_pipeline.ipynb #b8ddc3f6
-def build_pipeline(spec: dict,                        # a release spec (`release_spec`, or `Release.spec`)
-                   settings: Optional[Settings] = None,
-                   lineage: Optional[dict] = None,    # copied into every trace's meta (with the release digest)
-                   generator=None,                    # None: the spec's model (+ adapter) loaded here; else any generator (an endpoint)
-                   registry=None,                     # the PromptRegistry holding the pinned prompts; None: the project's
-                   verify: bool = True) -> RAGPipeline:  # check every part's digest first
+def build_pipeline(
+    spec: dict,  # a release spec (`release_spec`, or `Release.spec`)
+    settings: Optional[Settings] = None,
+    lineage: Optional[dict] = None,  # copied into every trace's meta (with the release digest)
+    generator=None,  # None: the spec's model (+ adapter) loaded here; else any generator (an endpoint)
+    registry=None,  # the PromptRegistry holding the pinned prompts; None: the project's
+    verify: bool = True,
+) -> RAGPipeline:  # check every part's digest first
     "The guarded RAG pipeline a release spec describes, every part checked against its digest."
     from llmops_nb.generate import HFGenerator
     from llmops_nb.prompts import PromptRegistry
     from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
-    check_spec(spec); s = settings or load_settings()
-    if verify: _verify(spec, s)
+
+    check_spec(spec)
+    s = settings or load_settings()
+    if verify:
+        _verify(spec, s)
     reg = registry or PromptRegistry()
-    if not any(spec[p]["ref"].startswith(n + "@") for p in ("prompt", "strict_prompt") for n in reg.names()): reg.ensure_defaults()
+    if not any(spec[p]["ref"].startswith(n + "@") for p in ("prompt", "strict_prompt") for n in reg.names()):
+        reg.ensure_defaults()
     pv, sv = (reg.get(spec[p]["ref"]) for p in ("prompt", "strict_prompt"))
     for p, v in (("prompt", pv), ("strict_prompt", sv)):
-        if v.digest != spec[p]["digest"]: raise SpecError(f"release {p}: {spec[p]['ref']} in {reg.root} has digest {v.digest[:12]}, not {spec[p]['digest'][:12]}")
-    if spec["index"]: store = VectorStore.load(spec["index"]["path"], settings=s)
-    else: store = VectorStore(Embedder(settings=s)); store.add_chunks(sample_chunks()[0])
-    gen = generator or HFGenerator(spec["base_model"]["ref"], adapter=spec["adapter"]["path"] if spec["adapter"] else None, chat=True, settings=s)
+        if v.digest != spec[p]["digest"]:
+            raise SpecError(
+                f"release {p}: {spec[p]['ref']} in {reg.root} has digest {v.digest[:12]}, not {spec[p]['digest'][:12]}"
+            )
+    if spec["index"]:
+        store = VectorStore.load(spec["index"]["path"], settings=s)
+    else:
+        store = VectorStore(Embedder(settings=s))
+        store.add_chunks(sample_chunks()[0])
+    gen = generator or HFGenerator(
+        spec["base_model"]["ref"], adapter=spec["adapter"]["path"] if spec["adapter"] else None, chat=True, settings=s
+    )
     d = spec_digest(spec)
-    lin = {"release": d[:12], "release_digest": d, "adapter_run": (spec["adapter"] or {}).get("run"), "index_run": (spec["index"] or {}).get("run"),
-           "index": (spec["index"] or {}).get("path") or "sample corpus (indexed in memory)", **(lineage or {})}
-    pipe = RAGPipeline(store, gen, prompt=pv, strict_prompt=sv, policy=spec["policy"]["config"], k=spec["retrieval"]["k"],
-                       mode=spec["retrieval"]["mode"], lineage=lin, **spec["generation"])
+    lin = {
+        "release": d[:12],
+        "release_digest": d,
+        "adapter_run": (spec["adapter"] or {}).get("run"),
+        "index_run": (spec["index"] or {}).get("run"),
+        "index": (spec["index"] or {}).get("path") or "sample corpus (indexed in memory)",
+        **(lineage or {}),
+    }
+    pipe = RAGPipeline(
+        store,
+        gen,
+        prompt=pv,
+        strict_prompt=sv,
+        policy=spec["policy"]["config"],
+        k=spec["retrieval"]["k"],
+        mode=spec["retrieval"]["mode"],
+        lineage=lin,
+        **spec["generation"],
+    )
     pipe.spec, pipe.release = spec, d
     return pipe

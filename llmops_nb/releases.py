@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 from fastcore.basics import patch
-from .core import ConfigError, Settings, append_jsonl, file_lock, load_settings, read_json, read_jsonl, write_json, write_once
+from llmops_nb.core import (
+    ConfigError,
+    Settings,
+    append_jsonl,
+    file_lock,
+    load_settings,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_once,
+)
 from .pipeline import SpecError, check_spec, spec_digest
 from .runs import list_runs, read_run, wandb_mode
 
@@ -23,125 +33,209 @@ __all__ = ['ALIAS_RE', 'GATED', 'STANDARD_ALIASES', 'ReleaseError', 'PromotionRe
 class ReleaseError(ValueError):
     "A release reference, record or alias that cannot be used as given."
 
+
 class PromotionRefused(ReleaseError):
     "A promotion without the evidence its alias requires (see `ReleaseRegistry.promote`)."
 
+
 ALIAS_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
-GATED = ("production",)                       # aliases that need passing evidence
+GATED = ("production",)  # aliases that need passing evidence
 STANDARD_ALIASES = ("candidate", "staging", "production")
+
 
 @dataclass(frozen=True)
 class Release:
     "One immutable, content-addressed release: the spec and what it was created with."
-    version: str                # first 12 hex digits of `digest`
-    digest: str                 # `spec_digest(spec)`
+
+    version: str  # first 12 hex digits of `digest`
+    digest: str  # `spec_digest(spec)`
     spec: dict
     created: str = ""
     by: str = ""
-    home: str = ""              # the project home it was created in (its paths point there)
-    evidence: tuple = ()        # evaluate runs that measured it, with their gate verdicts
+    home: str = ""  # the project home it was created in (its paths point there)
+    evidence: tuple = ()  # evaluate runs that measured it, with their gate verdicts
     lineage: dict = field(default_factory=dict)
     note: str = ""
-    def __hash__(self): return hash(self.digest)
-    def __repr__(self): return f"Release({self.version}, {describe(self.spec)})"
+
+    def __hash__(self):
+        return hash(self.digest)
+
+    def __repr__(self):
+        return f"Release({self.version}, {describe(self.spec)})"
 
 # %% ../nbs/09f_releases.ipynb #71c89cdd
 def describe(spec: dict) -> str:
     "A one-line summary of a spec: model, adapter, index, prompt, policy and the main settings."
     short = lambda p: p["digest"][:12] if p and p.get("digest") else "none"
     g, r = spec["generation"], spec["retrieval"]
-    return (f"model {Path(str(spec['base_model']['ref'])).name} adapter {short(spec['adapter'])} index {short(spec['index'])} "
-            f"prompt {spec['prompt']['ref']} policy {spec['policy']['ref']} k={r['k']} {r['mode']} "
-            f"max_new_tokens={g['max_new_tokens']} temperature={g['temperature']:g}")
+    return (
+        f"model {Path(str(spec['base_model']['ref'])).name} adapter {short(spec['adapter'])} index {short(spec['index'])} "
+        f"prompt {spec['prompt']['ref']} policy {spec['policy']['ref']} k={r['k']} {r['mode']} "
+        f"max_new_tokens={g['max_new_tokens']} temperature={g['temperature']:g}"
+    )
 
 # %% ../nbs/09f_releases.ipynb #e42a9ed3
-def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
 
 def _user() -> str:
-    try: return getpass.getuser()
-    except Exception: return "unknown"
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
 
 class ReleaseRegistry:
     "Releases in a folder: write-once versions, aliases moved under a lock, an append-only history; gated promotion."
-    def __init__(self, root: Union[str, Path, None] = None,   # the registry folder; None: <project home>/releases
-                 settings: Optional[Settings] = None):
+
+    def __init__(
+        self,
+        root: Union[str, Path, None] = None,  # the registry folder; None: <project home>/releases
+        settings: Optional[Settings] = None,
+    ):
         self.settings = settings or load_settings()
         self.home = str(Path(self.settings.home).resolve())
-        if root is not None and (not isinstance(root, (str, Path)) or not str(root).strip()): raise ReleaseError(f"root must be a folder path or None, got {root!r:.60}")
+        if root is not None and (not isinstance(root, (str, Path)) or not str(root).strip()):
+            raise ReleaseError(f"root must be a folder path or None, got {root!r:.60}")
         self.root = Path(root).expanduser() if root is not None else Path(self.home) / "releases"
-        if self.root.exists() and not self.root.is_dir(): raise ReleaseError(f"release registry {self.root} exists and is not a folder")
-    def __repr__(self): return f"ReleaseRegistry({str(self.root)!r}, {len(self._files())} releases, aliases {self.aliases()})"
-    def _files(self) -> list: return sorted(p for p in (self.root / "versions").glob("*.json") if not p.name.startswith("."))
-    def _log(self, event: str, **fields): append_jsonl(self.root / "history.jsonl", {"event": event, **fields, "at": _now(), "by": _user()})
+        if self.root.exists() and not self.root.is_dir():
+            raise ReleaseError(f"release registry {self.root} exists and is not a folder")
+
+    def __repr__(self):
+        return f"ReleaseRegistry({str(self.root)!r}, {len(self._files())} releases, aliases {self.aliases()})"
+
+    def _files(self) -> list:
+        return sorted(p for p in (self.root / "versions").glob("*.json") if not p.name.startswith("."))
+
+    def _log(self, event: str, **fields):
+        append_jsonl(self.root / "history.jsonl", {"event": event, **fields, "at": _now(), "by": _user()})
 
 # %% ../nbs/09f_releases.ipynb #ed0788da
 _FIELDS = ("digest", "spec", "created", "by", "home", "evidence", "lineage", "note")
 
+
 def _load(path: Path) -> Release:
-    try: rec = read_json(path)
-    except ConfigError as e: raise ReleaseError(f"{e}; restore the file from a backup or delete it") from None
+    try:
+        rec = read_json(path)
+    except ConfigError as e:
+        raise ReleaseError(f"{e}; restore the file from a backup or delete it") from None
     if not isinstance(rec, dict) or (missing := [f for f in _FIELDS if f not in rec]):
-        raise ReleaseError(f"{path}: not a release record (missing {', '.join(missing) if isinstance(rec, dict) else 'everything'}); restore it or delete it")
-    try: d = spec_digest(rec["spec"])
-    except SpecError as e: raise ReleaseError(f"{path}: {e}") from None
+        raise ReleaseError(
+            f"{path}: not a release record (missing {', '.join(missing) if isinstance(rec, dict) else 'everything'}); restore it or delete it"
+        )
+    try:
+        d = spec_digest(rec["spec"])
+    except SpecError as e:
+        raise ReleaseError(f"{path}: {e}") from None
     if d != path.stem or rec["digest"] != d:
-        raise ReleaseError(f"{path}: the spec does not match the file's digest (was it edited by hand?); release files never change: restore it")
-    return Release(d[:12], d, rec["spec"], rec["created"], rec["by"], rec["home"], tuple(rec["evidence"]), rec["lineage"], rec["note"])
+        raise ReleaseError(
+            f"{path}: the spec does not match the file's digest (was it edited by hand?); release files never change: restore it"
+        )
+    return Release(
+        d[:12],
+        d,
+        rec["spec"],
+        rec["created"],
+        rec["by"],
+        rec["home"],
+        tuple(rec["evidence"]),
+        rec["lineage"],
+        rec["note"],
+    )
 
 # %% ../nbs/09f_releases.ipynb #d22ad546
 @patch
-def create(self: ReleaseRegistry, spec: dict,
-           evidence: Optional[list] = None,    # evaluate runs that measured it (see `eval_evidence`)
-           lineage: Optional[dict] = None,     # where each pinned part came from (see `parts_lineage`)
-           note: str = "") -> Release:
-    "Register `spec` as a release; the same content returns the existing release (its evidence is kept, new evidence is logged)."
+def create(
+    self: ReleaseRegistry,
+    spec: dict,
+    evidence: Optional[list] = None,  # evaluate runs that measured it (see `eval_evidence`)
+    lineage: Optional[dict] = None,  # where each pinned part came from (see `parts_lineage`)
+    note: str = "",
+) -> Release:
+    """Register `spec` as a release; the same content returns the existing release (its evidence is kept, new evidence
+    is logged)."""
     check_spec(spec, "release spec")
-    d = spec_digest(spec); path = self.root / "versions" / f"{d}.json"
-    rec = {"digest": d, "spec": spec, "created": _now(), "by": _user(), "home": self.home, "evidence": list(evidence or []),
-           "lineage": dict(lineage or {}), "note": str(note)}
-    try: json.dumps(rec, allow_nan=False)
-    except (TypeError, ValueError) as e: raise ReleaseError(f"release {d[:12]}: evidence, lineage and note must be JSON: {e}") from None
-    if write_once(path, rec): self._log("create", version=d[:12], digest=d, evidence=[e.get("run") for e in rec["evidence"]])
-    elif evidence: self._log("evidence", version=d[:12], digest=d, evidence=list(evidence))
+    d = spec_digest(spec)
+    path = self.root / "versions" / f"{d}.json"
+    rec = {
+        "digest": d,
+        "spec": spec,
+        "created": _now(),
+        "by": _user(),
+        "home": self.home,
+        "evidence": list(evidence or []),
+        "lineage": dict(lineage or {}),
+        "note": str(note),
+    }
+    try:
+        json.dumps(rec, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ReleaseError(f"release {d[:12]}: evidence, lineage and note must be JSON: {e}") from None
+    if write_once(path, rec):
+        self._log("create", version=d[:12], digest=d, evidence=[e.get("run") for e in rec["evidence"]])
+    elif evidence:
+        self._log("evidence", version=d[:12], digest=d, evidence=list(evidence))
     return _load(path)
 
 # %% ../nbs/09f_releases.ipynb #4aab19ca
 def _check_alias(alias: Any) -> str:
     if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias) or alias == "latest":
-        raise ReleaseError(f"alias {alias!r:.80} is invalid: use lowercase letters, digits, '-' and '_', starting with a letter ('latest' is reserved)")
+        raise ReleaseError(
+            f"alias {alias!r:.80} is invalid: use lowercase letters, digits, '-' and '_', starting with a letter ('latest' is reserved)"
+        )
     return alias
+
 
 @patch
 def _read_aliases(self: ReleaseRegistry) -> dict:
     path = self.root / "aliases.json"
-    if not path.exists(): return {}
-    try: al = read_json(path)
-    except ConfigError as e: raise ReleaseError(f"{e}; fix or delete it (history.jsonl records every move)") from None
-    ok = lambda v: isinstance(v, dict) and re.fullmatch(r"[0-9a-f]{64}", str(v.get("digest"))) and isinstance(v.get("previous"), list)
-    if not isinstance(al, dict) or not all(isinstance(k, str) and ALIAS_RE.fullmatch(k) and ok(v) for k, v in al.items()):
-        raise ReleaseError(f"{path}: malformed aliases file (expected {{alias: {{\"digest\": sha256, \"previous\": [...]}}}}); fix or delete it")
+    if not path.exists():
+        return {}
+    try:
+        al = read_json(path)
+    except ConfigError as e:
+        raise ReleaseError(f"{e}; fix or delete it (history.jsonl records every move)") from None
+    ok = lambda v: (
+        isinstance(v, dict)
+        and re.fullmatch(r"[0-9a-f]{64}", str(v.get("digest")))
+        and isinstance(v.get("previous"), list)
+    )
+    if not isinstance(al, dict) or not all(
+        isinstance(k, str) and ALIAS_RE.fullmatch(k) and ok(v) for k, v in al.items()
+    ):
+        raise ReleaseError(
+            f"{path}: malformed aliases file (expected {{alias: {{\"digest\": sha256, \"previous\": [...]}}}}); fix or delete it"
+        )
     return al
 
 # %% ../nbs/09f_releases.ipynb #0e080cf0
 @patch
 def get(self: ReleaseRegistry, ref: str) -> Release:
     "The release `ref` names: a version prefix, an alias, or 'latest'."
-    if not isinstance(ref, str) or not ref.strip(): raise ReleaseError(f"a release reference must be a version prefix, an alias or 'latest', got {ref!r:.60}")
+    if not isinstance(ref, str) or not ref.strip():
+        raise ReleaseError(f"a release reference must be a version prefix, an alias or 'latest', got {ref!r:.60}")
     files = self._files()
     if ref == "latest":
-        if not files: raise ReleaseError(f"no releases in {self.root}; create one with `llmops releases create --from-eval RUN`")
+        if not files:
+            raise ReleaseError(f"no releases in {self.root}; create one with `llmops releases create --from-eval RUN`")
         return max((_load(p) for p in files), key=lambda r: (r.created, r.digest))
     al = self._read_aliases()
     if ref in al:
         path = self.root / "versions" / f"{al[ref]['digest']}.json"
-        if not path.exists(): raise ReleaseError(f"alias {ref!r} points at release {al[ref]['digest'][:12]}, but {path} is missing")
+        if not path.exists():
+            raise ReleaseError(f"alias {ref!r} points at release {al[ref]['digest'][:12]}, but {path} is missing")
         return _load(path)
     if re.fullmatch(r"[0-9a-f]{4,64}", ref):
         hits = [p for p in files if p.stem.startswith(ref)]
-        if len(hits) == 1: return _load(hits[0])
-        if hits: raise ReleaseError(f"release {ref!r} is ambiguous: {', '.join(p.stem[:12] for p in hits)}")
-    raise ReleaseError(f"no release or alias {ref!r} in {self.root}; aliases: {', '.join(sorted(al)) or 'none'}; "
-                       f"releases: {', '.join(p.stem[:12] for p in files[-5:]) or 'none'}")
+        if len(hits) == 1:
+            return _load(hits[0])
+        if hits:
+            raise ReleaseError(f"release {ref!r} is ambiguous: {', '.join(p.stem[:12] for p in hits)}")
+    raise ReleaseError(
+        f"no release or alias {ref!r} in {self.root}; aliases: {', '.join(sorted(al)) or 'none'}; "
+        f"releases: {', '.join(p.stem[:12] for p in files[-5:]) or 'none'}"
+    )
 
 # %% ../nbs/09f_releases.ipynb #39c53ccd
 @patch
@@ -149,10 +243,12 @@ def list(self: ReleaseRegistry) -> list:
     "Every release, oldest first."
     return sorted((_load(p) for p in self._files()), key=lambda r: (r.created, r.digest))
 
+
 @patch
 def aliases(self: ReleaseRegistry) -> dict:
     "Alias -> the version it points at now."
     return {a: v["digest"][:12] for a, v in sorted(self._read_aliases().items())}
+
 
 @patch
 def alias_digest(self: ReleaseRegistry, alias: str) -> Optional[str]:
@@ -160,49 +256,81 @@ def alias_digest(self: ReleaseRegistry, alias: str) -> Optional[str]:
     v = self._read_aliases().get(alias)
     return v["digest"] if v else None
 
+
 @patch
 def history(self: ReleaseRegistry, alias: Optional[str] = None) -> list:
     "Every create, promote, rollback and override, oldest first (only those of `alias` when given)."
     path = self.root / "history.jsonl"
-    try: rows = read_jsonl(path) if path.exists() else []
-    except ConfigError as e: raise ReleaseError(f"{e}; the history is append-only, so only a damaged disk or a hand edit causes this") from None
+    try:
+        rows = read_jsonl(path) if path.exists() else []
+    except ConfigError as e:
+        raise ReleaseError(
+            f"{e}; the history is append-only, so only a damaged disk or a hand edit causes this"
+        ) from None
     return [r for r in rows if alias is None or r.get("alias") == alias]
 
 # %% ../nbs/09f_releases.ipynb #8c0ab1a5
 _COMPARATIVE = re.compile(r": (no regression|non inferior|improvement)")
 
+
 def _release_of(run_dir: Path, strict: bool = True) -> Optional[str]:
-    "The digest of the release a run measured: its release.json, checked against the spec it records (None without one, or bad and not `strict`)."
+    """The digest of the release a run measured: its release.json, checked against the spec it records (None without
+    one, or bad and not `strict`)."""
     p = Path(run_dir) / "release.json"
-    if not p.is_file(): return None
+    if not p.is_file():
+        return None
     try:
-        rec = read_json(p); d = spec_digest(rec.get("spec") if isinstance(rec, dict) else None)
-        if rec.get("digest") != d: raise ReleaseError(f"its digest {str(rec.get('digest'))[:12]} does not match the spec it records ({d[:12]})")
+        rec = read_json(p)
+        d = spec_digest(rec.get("spec") if isinstance(rec, dict) else None)
+        if rec.get("digest") != d:
+            raise ReleaseError(
+                f"its digest {str(rec.get('digest'))[:12]} does not match the spec it records ({d[:12]})"
+            )
         return d
     except (ConfigError, SpecError, ReleaseError) as e:
-        if strict: raise ReleaseError(f"{p}: {e}: this run is evidence of no release; re-run the evaluation") from None
+        if strict:
+            raise ReleaseError(f"{p}: {e}: this run is evidence of no release; re-run the evaluation") from None
         return None
+
 
 def eval_evidence(run: Union[str, Path], runs_dir: Union[str, Path, None] = None) -> dict:
     "What an evaluate run proves: the release it measured, its gate verdict, and the release its baseline measured."
     rec = read_run(run, runs_dir)
-    if rec.runbook != "evaluate": raise ReleaseError(f"run {rec.id} is a {rec.runbook} run, not an evaluate run")
+    if rec.runbook != "evaluate":
+        raise ReleaseError(f"run {rec.id} is a {rec.runbook} run, not an evaluate run")
     rel, gate = _release_of(rec.dir), (read_json(rec.dir / "gate.json") if (rec.dir / "gate.json").is_file() else None)
-    if rel is None: raise ReleaseError(f"evaluate run {rec.id} recorded no release.json (made by an older llmops-nb): re-run the evaluation")
+    if rel is None:
+        raise ReleaseError(
+            f"evaluate run {rec.id} recorded no release.json (made by an older llmops-nb): re-run the evaluation"
+        )
     base_run = (rec.lineage.get("inputs") or {}).get("baseline", {}).get("run_id")
-    try: base_dir = read_run(base_run, runs_dir).dir if base_run else None
-    except FileNotFoundError: base_dir = None                        # the baseline run was deleted: its release is unknown
+    try:
+        base_dir = read_run(base_run, runs_dir).dir if base_run else None
+    except FileNotFoundError:
+        base_dir = None  # the baseline run was deleted: its release is unknown
     checks = (gate or {}).get("checks", [])
-    return {"run": rec.id, "status": rec.status, "release": rel, "gate": None if gate is None else bool(gate.get("passed")),
-            "failures": [c["check"] for c in checks if c.get("status") == "fail"],
-            "absolute_passed": sum(1 for c in checks if c.get("status") == "pass" and not _COMPARATIVE.search(str(c.get("check")))),
-            "baseline_run": base_run, "baseline_release": _release_of(base_dir, strict=False) if base_dir else None}
+    return {
+        "run": rec.id,
+        "status": rec.status,
+        "release": rel,
+        "gate": None if gate is None else bool(gate.get("passed")),
+        "failures": [c["check"] for c in checks if c.get("status") == "fail"],
+        "absolute_passed": sum(
+            1 for c in checks if c.get("status") == "pass" and not _COMPARATIVE.search(str(c.get("check")))
+        ),
+        "baseline_run": base_run,
+        "baseline_release": _release_of(base_dir, strict=False) if base_dir else None,
+    }
 
 # %% ../nbs/09f_releases.ipynb #a41e0ca2
 def find_evidence(release: Union[Release, str], runs_dir: Union[str, Path, None] = None) -> list:
     "`eval_evidence` of every completed evaluate run that measured `release` (a Release or a digest), oldest first."
     d = release.digest if isinstance(release, Release) else str(release)
-    return [eval_evidence(r.dir, runs_dir) for r in list_runs(runs_dir, "evaluate") if r.status == "completed" and _release_of(r.dir, strict=False) == d]
+    return [
+        eval_evidence(r.dir, runs_dir)
+        for r in list_runs(runs_dir, "evaluate")
+        if r.status == "completed" and _release_of(r.dir, strict=False) == d
+    ]
 
 # %% ../nbs/09f_releases.ipynb #e714f60b
 def parts_lineage(spec: dict, runs_dir: Union[str, Path, None] = None) -> dict:
@@ -210,56 +338,109 @@ def parts_lineage(spec: dict, runs_dir: Union[str, Path, None] = None) -> dict:
     out = {}
     for part in ("adapter", "index"):
         rid = (spec.get(part) or {}).get("run")
-        if not rid: continue
-        try: rec = read_run(rid, runs_dir)
-        except FileNotFoundError: out[part] = {"run": rid, "missing": True}; continue
-        out[part] = {"run": rid, "runbook": rec.runbook, "notebook": str(rec.notebook) if rec.notebook else None,
-                     "inputs": {k: {"digest": v.get("digest"), "run_id": v.get("run_id"), "path": v.get("path")} for k, v in (rec.lineage.get("inputs") or {}).items()}}
+        if not rid:
+            continue
+        try:
+            rec = read_run(rid, runs_dir)
+        except FileNotFoundError:
+            out[part] = {"run": rid, "missing": True}
+            continue
+        out[part] = {
+            "run": rid,
+            "runbook": rec.runbook,
+            "notebook": str(rec.notebook) if rec.notebook else None,
+            "inputs": {
+                k: {"digest": v.get("digest"), "run_id": v.get("run_id"), "path": v.get("path")}
+                for k, v in (rec.lineage.get("inputs") or {}).items()
+            },
+        }
     return out
 
 # %% ../nbs/09f_releases.ipynb #7dffbd19
 def format_evidence(e: dict) -> str:
-    "One line for one piece of evidence (`eval_evidence`): the run, its gate verdict and failures, the release its baseline measured."
+    """One line for one piece of evidence (`eval_evidence`): the run, its gate verdict and failures, the release its
+    baseline measured."""
     gate = {True: "gate PASS", False: "gate FAIL", None: "no gate"}[e["gate"]]
     fails = f" ({'; '.join(e['failures'][:3])})" if e["failures"] else ""
-    base = f"baseline release {e['baseline_release'][:12]}" if e["baseline_release"] else ("baseline run without a release" if e["baseline_run"] else "no baseline")
+    base = (
+        f"baseline release {e['baseline_release'][:12]}"
+        if e["baseline_release"]
+        else ("baseline run without a release" if e["baseline_run"] else "no baseline")
+    )
     return f"evaluate run {e['run']}: {gate}{fails}, {base}"
+
 
 @patch
 def _evidence_ok(self: ReleaseRegistry, rel: Release, prod: Optional[str], runs_dir) -> tuple:
     "(ok, the evaluate run that proves it, or the message that says what is missing)."
     evs = find_evidence(rel, runs_dir or self.settings.path("runs_dir"))
     good = [e for e in evs if e["gate"] and (e["baseline_release"] == prod if prod else e["absolute_passed"] > 0)]
-    if good: return True, good[-1]["run"]
-    need = (f"a completed evaluate run of release {rel.version} whose gate passed against the current production release {prod[:12]} "
-            f"(llmops run evaluate -p release {rel.version} -p baseline <an evaluate run of release {prod[:12]}>)" if prod else
-            f"a completed evaluate run of release {rel.version} whose gate passed with at least one absolute threshold (the first production release)")
+    if good:
+        return True, good[-1]["run"]
+    need = (
+        f"a completed evaluate run of release {rel.version} whose gate passed against the current production release {prod[:12]} "
+        f"(llmops run evaluate -p release {rel.version} -p baseline <an evaluate run of release {prod[:12]}>)"
+        if prod
+        else f"a completed evaluate run of release {rel.version} whose gate passed with at least one absolute threshold (the first production release)"
+    )
     seen = "; ".join(format_evidence(e) for e in evs) or "none"
-    return False, f"promotion of release {rel.version} to production refused: it needs {need}. Evaluate runs of this release: {seen}"
+    return (
+        False,
+        f"promotion of release {rel.version} to production refused: it needs {need}. Evaluate runs of this release: {seen}",
+    )
 
 # %% ../nbs/09f_releases.ipynb #a8eb5b05
 @patch
 def _check_home(self: ReleaseRegistry, rel: Release) -> None:
     if rel.home and Path(rel.home) != Path(self.home):
-        raise ReleaseError(f"release {rel.version} was created in project home {rel.home}, not in {self.home}: its paths point there; "
-                           "register it here from an evaluate run of this home (llmops releases create --from-eval RUN)")
+        raise ReleaseError(
+            f"release {rel.version} was created in project home {rel.home}, not in {self.home}: its paths point there; "
+            "register it here from an evaluate run of this home (llmops releases create --from-eval RUN)"
+        )
+
 
 @patch
-def promote(self: ReleaseRegistry, ref: str, to: str, *, force: bool = False, reason: str = "",
-            runs_dir: Union[str, Path, None] = None) -> Release:
+def promote(
+    self: ReleaseRegistry,
+    ref: str,
+    to: str,
+    *,
+    force: bool = False,
+    reason: str = "",
+    runs_dir: Union[str, Path, None] = None,
+) -> Release:
     "Point alias `to` at the release `ref` names; `production` needs passing evidence unless `force` (with a `reason`)."
-    _check_alias(to); rel = self.get(ref); self._check_home(rel)
-    if force and not str(reason).strip(): raise ReleaseError("force needs a reason: say why the evidence is overridden (--reason TEXT)")
+    _check_alias(to)
+    rel = self.get(ref)
+    self._check_home(rel)
+    if force and not str(reason).strip():
+        raise ReleaseError("force needs a reason: say why the evidence is overridden (--reason TEXT)")
     with file_lock(self.root / ".lock"):
-        al = self._read_aliases(); cur = al.get(to)
-        if cur and cur["digest"] == rel.digest: return rel
+        al = self._read_aliases()
+        cur = al.get(to)
+        if cur and cur["digest"] == rel.digest:
+            return rel
         ok, proof = self._evidence_ok(rel, cur["digest"] if cur else None, runs_dir) if to in GATED else (True, None)
-        if not ok and not force: raise PromotionRefused(proof)
-        al[to] = {"digest": rel.digest, "previous": ([*cur["previous"], cur["digest"]] if cur else [])[-100:], "updated": _now()}
+        if not ok and not force:
+            raise PromotionRefused(proof)
+        al[to] = {
+            "digest": rel.digest,
+            "previous": ([*cur["previous"], cur["digest"]] if cur else [])[-100:],
+            "updated": _now(),
+        }
         write_json(self.root / "aliases.json", al)
-        self._log("promote", alias=to, **{"from": cur["digest"][:12] if cur else None}, to=rel.version, digest=rel.digest,
-                  evidence=proof if ok else None, forced=not ok, reason=str(reason), refused_because=None if ok else proof,
-                  wandb=self._link(rel, to))
+        self._log(
+            "promote",
+            alias=to,
+            **{"from": cur["digest"][:12] if cur else None},
+            to=rel.version,
+            digest=rel.digest,
+            evidence=proof if ok else None,
+            forced=not ok,
+            reason=str(reason),
+            refused_because=None if ok else proof,
+            wandb=self._link(rel, to),
+        )
     return rel
 
 # %% ../nbs/09f_releases.ipynb #d853e93e
@@ -269,34 +450,67 @@ def rollback(self: ReleaseRegistry, alias: str, *, reason: str = "") -> Release:
     _check_alias(alias)
     with file_lock(self.root / ".lock"):
         al = self._read_aliases()
-        if alias not in al: raise ReleaseError(f"no alias {alias!r} to roll back in {self.root}; aliases: {', '.join(sorted(al)) or 'none'}")
+        if alias not in al:
+            raise ReleaseError(
+                f"no alias {alias!r} to roll back in {self.root}; aliases: {', '.join(sorted(al)) or 'none'}"
+            )
         cur = al[alias]
-        if not cur["previous"]: raise ReleaseError(f"alias {alias!r} has no previous release to roll back to (it has only pointed at {cur['digest'][:12]})")
+        if not cur["previous"]:
+            raise ReleaseError(
+                f"alias {alias!r} has no previous release to roll back to (it has only pointed at {cur['digest'][:12]})"
+            )
         prev = self.get(cur["previous"][-1])
         al[alias] = {"digest": prev.digest, "previous": cur["previous"][:-1], "updated": _now()}
         write_json(self.root / "aliases.json", al)
-        self._log("rollback", alias=alias, **{"from": cur["digest"][:12]}, to=prev.version, digest=prev.digest, reason=str(reason))
+        self._log(
+            "rollback",
+            alias=alias,
+            **{"from": cur["digest"][:12]},
+            to=prev.version,
+            digest=prev.digest,
+            reason=str(reason),
+        )
     return prev
 
 # %% ../nbs/09f_releases.ipynb #97523595
 @patch
 def _link(self: ReleaseRegistry, rel: Release, alias: str, mode: Optional[str] = None) -> dict:
-    "Link the release to W&B under `alias` (online), or the record of what would be linked (offline, disabled, no tracker)."
+    """Link the release to W&B under `alias` (online), or the record of what would be linked (offline, disabled, no
+    tracker)."""
     mode = mode or (wandb_mode(self.settings) if self.settings.tracker == "wandb" else "none")
-    what = {"artifact": f"release-{rel.version}", "type": "release", "aliases": [alias], "project": self.settings.wandb_project}
-    if mode != "online": return {"mode": mode, "would_link": what}
+    what = {
+        "artifact": f"release-{rel.version}",
+        "type": "release",
+        "aliases": [alias],
+        "project": self.settings.wandb_project,
+    }
+    if mode != "online":
+        return {"mode": mode, "would_link": what}
     import wandb
-    run = wandb.init(project=self.settings.wandb_project, entity=self.settings.wandb_entity, job_type="release", mode=mode,
-                     dir=str(self.root), reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
-    art = wandb.Artifact(what["artifact"], type="release", metadata={"digest": rel.digest, "summary": describe(rel.spec)})
+
+    run = wandb.init(
+        project=self.settings.wandb_project,
+        entity=self.settings.wandb_entity,
+        job_type="release",
+        mode=mode,
+        dir=str(self.root),
+        reinit="create_new",
+        settings=wandb.Settings(silent=True, console="off"),
+    )
+    art = wandb.Artifact(
+        what["artifact"], type="release", metadata={"digest": rel.digest, "summary": describe(rel.spec)}
+    )
     art.add_file(str(self.root / "versions" / f"{rel.digest}.json"))
-    run.log_artifact(art, aliases=[alias]); run.finish()
+    run.log_artifact(art, aliases=[alias])
+    run.finish()
     return {"mode": mode, "linked": what, "run": run.id}
 
 # %% ../nbs/09f_releases.ipynb #92553699
 def _leaves(v: Any, prefix: str) -> dict:
-    if isinstance(v, dict) and v: return {k2: x for k, val in v.items() for k2, x in _leaves(val, f"{prefix}.{k}").items()}
+    if isinstance(v, dict) and v:
+        return {k2: x for k, val in v.items() for k2, x in _leaves(val, f"{prefix}.{k}").items()}
     return {prefix: v}
+
 
 @patch
 def diff(self: ReleaseRegistry, a: str, b: str) -> list:
@@ -304,18 +518,31 @@ def diff(self: ReleaseRegistry, a: str, b: str) -> list:
     ra, rb = self.get(a), self.get(b)
     la = {k: v for p in ra.spec for k, v in _leaves(ra.spec[p], p).items()}
     lb = {k: v for p in rb.spec for k, v in _leaves(rb.spec[p], p).items()}
-    return [{"part": k, "a": la.get(k), "b": lb.get(k)} for k in sorted(set(la) | set(lb), key=lambda k: (k.split(".")[0] != "base_model", k))
-            if la.get(k) != lb.get(k) and not k.startswith("policy.config.")] + \
-           ([{"part": "policy.config", "a": "(content)", "b": "(content differs)"}] if ra.spec["policy"]["config"] != rb.spec["policy"]["config"] else [])
+    return [
+        {"part": k, "a": la.get(k), "b": lb.get(k)}
+        for k in sorted(set(la) | set(lb), key=lambda k: (k.split(".")[0] != "base_model", k))
+        if la.get(k) != lb.get(k) and not k.startswith("policy.config.")
+    ] + (
+        [{"part": "policy.config", "a": "(content)", "b": "(content differs)"}]
+        if ra.spec["policy"]["config"] != rb.spec["policy"]["config"]
+        else []
+    )
 
 # %% ../nbs/09f_releases.ipynb #067aaaef
 @patch
-def create_from_eval(self: ReleaseRegistry, run: Union[str, Path], note: str = "", runs_dir: Union[str, Path, None] = None) -> Release:
+def create_from_eval(
+    self: ReleaseRegistry, run: Union[str, Path], note: str = "", runs_dir: Union[str, Path, None] = None
+) -> Release:
     "Register the release an evaluate run measured, with the run's gate verdict as evidence and its parts' lineage."
     runs_dir = runs_dir or self.settings.path("runs_dir")
     rec = read_run(run, runs_dir)
-    if rec.status != "completed": raise ReleaseError(f"evaluate run {rec.id} is {rec.status}, not completed: its figures are not evidence")
+    if rec.status != "completed":
+        raise ReleaseError(f"evaluate run {rec.id} is {rec.status}, not completed: its figures are not evidence")
     ev = eval_evidence(rec.dir, runs_dir)
     spec = read_json(rec.dir / "release.json")["spec"]
-    lin = {"evaluate_run": rec.id, "notebook": str(rec.notebook) if rec.notebook else None, "parts": parts_lineage(spec, runs_dir)}
+    lin = {
+        "evaluate_run": rec.id,
+        "notebook": str(rec.notebook) if rec.notebook else None,
+        "parts": parts_lineage(spec, runs_dir),
+    }
     return self.create(spec, [ev], lin, note)

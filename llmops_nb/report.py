@@ -23,67 +23,96 @@ __all__ = ['Report', 'report']
 _LOWER_IS_BETTER = {"refused", "blocked", "error", "latency_ms", "cost_usd", "completion_tokens", "prompt_tokens"}
 _OPERATIONAL = _LOWER_IS_BETTER | {"correct_refusal"}
 
+
 def _as_float(v) -> float:
-    if isinstance(v, (bool, np.bool_)): return float(v)
-    if isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(float(v)): return float(v)
+    if isinstance(v, (bool, np.bool_)):
+        return float(v)
+    if isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(float(v)):
+        return float(v)
     return math.nan
+
 
 def _metric_facts(name: str, values: np.ndarray, row: Optional[dict]) -> tuple:
     "(kind, higher_is_better) of metric `name`: from its comparison row, else the metric registry, else a guess."
-    if row and row.get("kind") in ("binary", "continuous"): return row["kind"], bool(row.get("higher_is_better", True))
+    if row and row.get("kind") in ("binary", "continuous"):
+        return row["kind"], bool(row.get("higher_is_better", True))
     try:
         from llmops_nb.eval import metric_info
+
         info = metric_info(name)
         return info.kind, bool(info.higher_is_better)
-    except (ImportError, ValueError, KeyError, AttributeError): pass   # registry not there, or a metric it does not know
+    except (ImportError, ValueError, KeyError, AttributeError):
+        pass  # registry not there, or a metric it does not know
     seen = values[np.isfinite(values)]
     binary = seen.size > 0 and bool(np.isin(seen, (0.0, 1.0)).all())
     return ("binary" if binary else "continuous"), name not in _LOWER_IS_BETTER
 
 # %% ../nbs/09e_report.ipynb #e97d1fff
 def _need_list(obj, name: str, what: str) -> list:
-    if not isinstance(obj, (list, tuple)): raise TypeError(f"{name}: expected a list of {what}, got {type(obj).__name__}")
+    if not isinstance(obj, (list, tuple)):
+        raise TypeError(f"{name}: expected a list of {what}, got {type(obj).__name__}")
     return list(obj)
+
 
 @dataclass
 class _View:
     result: Any
     cases: list
     metrics: list
-    values: dict                   # metric -> float array over cases (NaN: not applicable)
-    facts: dict                    # metric -> (kind, higher_is_better)
-    rows: list                     # comparison rows ([] without a comparison)
+    values: dict  # metric -> float array over cases (NaN: not applicable)
+    facts: dict  # metric -> (kind, higher_is_better)
+    rows: list  # comparison rows ([] without a comparison)
 
     @classmethod
     def of(cls, result, comparison=None, verdict=None) -> "_View":
         if not all(hasattr(result, a) for a in ("cases", "metrics", "aggregates")):
-            raise TypeError(f"result: expected an EvalResult (with .suite, .metrics, .cases, .aggregates), got {type(result).__name__}")
-        cases, metrics = _need_list(result.cases, "result.cases", "case dicts"), _need_list(result.metrics, "result.metrics", "metric names")
+            raise TypeError(
+                f"result: expected an EvalResult (with .suite, .metrics, .cases, .aggregates), got {type(result).__name__}"
+            )
+        cases, metrics = (
+            _need_list(result.cases, "result.cases", "case dicts"),
+            _need_list(result.metrics, "result.metrics", "metric names"),
+        )
         for i, c in enumerate(cases):
-            if not isinstance(c, dict): raise TypeError(f"result.cases[{i}]: expected a dict, got {type(c).__name__}")
+            if not isinstance(c, dict):
+                raise TypeError(f"result.cases[{i}]: expected a dict, got {type(c).__name__}")
         for i, m in enumerate(metrics):
-            if not isinstance(m, str): raise TypeError(f"result.metrics[{i}]: expected a metric name (str), got {type(m).__name__}")
-        rows = [] if comparison is None else _need_list(getattr(comparison, "rows", comparison), "comparison", "metric rows (a gates.Comparison)")
+            if not isinstance(m, str):
+                raise TypeError(f"result.metrics[{i}]: expected a metric name (str), got {type(m).__name__}")
+        rows = (
+            []
+            if comparison is None
+            else _need_list(getattr(comparison, "rows", comparison), "comparison", "metric rows (a gates.Comparison)")
+        )
         for i, r in enumerate(rows):
-            if not isinstance(r, dict) or "metric" not in r: raise TypeError(f"comparison.rows[{i}]: expected a dict with 'metric', got {type(r).__name__}")
-        if verdict is not None and not (hasattr(verdict, "passed") and isinstance(getattr(verdict, "checks", None), (list, tuple))):
+            if not isinstance(r, dict) or "metric" not in r:
+                raise TypeError(f"comparison.rows[{i}]: expected a dict with 'metric', got {type(r).__name__}")
+        if verdict is not None and not (
+            hasattr(verdict, "passed") and isinstance(getattr(verdict, "checks", None), (list, tuple))
+        ):
             raise TypeError(f"verdict: expected a GateVerdict (with .passed, .checks), got {type(verdict).__name__}")
         values = {m: np.array([_as_float(c.get(m)) for c in cases], dtype=float) for m in metrics}
         by_metric = {r["metric"]: r for r in rows}
-        return cls(result, cases, metrics, values, {m: _metric_facts(m, values[m], by_metric.get(m)) for m in metrics}, rows)
+        return cls(
+            result, cases, metrics, values, {m: _metric_facts(m, values[m], by_metric.get(m)) for m in metrics}, rows
+        )
 
 # %% ../nbs/09e_report.ipynb #33ae98e2
 class _Raw(str):
     "HTML built by this module (safe); every other string is escaped."
 
+
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
 
 def _esc(x) -> str:
     "`x` as safe HTML text (escaped, control characters and lone surrogates replaced), or as is when it is `_Raw`."
-    if isinstance(x, _Raw): return x
+    if isinstance(x, _Raw):
+        return x
     s = x if isinstance(x, str) else str(x)
     s = _BAD_CHARS.sub("\ufffd", s).encode("utf-8", "replace").decode("utf-8")
     return html.escape(s, quote=True)
+
 
 def _clip(x, n: int) -> str:
     "`x` as text, cut to `n` characters with a note of what was cut."
@@ -93,15 +122,24 @@ def _clip(x, n: int) -> str:
 # %% ../nbs/09e_report.ipynb #c0ca7d54
 def _fmt(x) -> str:
     "A number for a table: 4 significant digits, thousands separated, '—' for missing."
-    if x is None: return "—"
-    if isinstance(x, (bool, np.bool_)): return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)): return f"{int(x):,}"
-    try: f = float(x)
-    except (TypeError, ValueError): return str(x)
-    if not math.isfinite(f): return "—"
+    if x is None:
+        return "—"
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return f"{int(x):,}"
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(f):
+        return "—"
     return f"{f:,.0f}" if abs(f) >= 1000 else f"{f:.4g}"
 
-def _ci(low, high) -> str: return "—" if _fmt(low) == "—" or _fmt(high) == "—" else f"[{_fmt(low)}, {_fmt(high)}]"
+
+def _ci(low, high) -> str:
+    return "—" if _fmt(low) == "—" or _fmt(high) == "—" else f"[{_fmt(low)}, {_fmt(high)}]"
+
 
 def _p(x) -> str:
     f = _as_float(x)
@@ -115,26 +153,40 @@ def _table(headers: list, rows: list, row_cls: Optional[list] = None, col_cls: O
     body = []
     for i, r in enumerate(rows):
         rc = row_cls[i] if row_cls and row_cls[i] else ""
-        tds = "".join(f'<td class="{col_cls[j]}">{_esc(c)}</td>' if j in col_cls else f"<td>{_esc(c)}</td>" for j, c in enumerate(r))
+        tds = "".join(
+            f'<td class="{col_cls[j]}">{_esc(c)}</td>' if j in col_cls else f"<td>{_esc(c)}</td>"
+            for j, c in enumerate(r)
+        )
         body.append(f'<tr class="{rc}">{tds}</tr>' if rc else f"<tr>{tds}</tr>")
     return _Raw(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 # %% ../nbs/09e_report.ipynb #fec8dec1
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "llmops-report", "font.size": 8, "axes.titlesize": 9,
-       "axes.spines.top": False, "axes.spines.right": False, "figure.dpi": 100}
+_RC = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "llmops-report",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+}
 _BLUE, _RED, _GREEN, _GREY = "#2f6db5", "#c62828", "#2e7d32", "#7a7a7a"
 
-def _label(s, n: int = 40) -> str: return _clip(str(s), n).replace("$", r"\$")
+
+def _label(s, n: int = 40) -> str:
+    return _clip(str(s), n).replace("$", r"\$")
+
 
 def _embed(fig: Figure, alt: str, fmt: str = "svg") -> _Raw:
     "`fig` as an `<img>` with the figure inline as a base64 SVG or PNG."
     buf = io.BytesIO()
     with warnings.catch_warnings(), mpl.rc_context(_RC):
-        warnings.simplefilter("ignore")               # missing glyphs (e.g. CJK in a tag) are drawn as boxes, not warned about
-        fig.savefig(buf, format=fmt, dpi=110,
-                    metadata={"Date": None} if fmt == "svg" else {"Software": None})
+        warnings.simplefilter("ignore")  # missing glyphs (e.g. CJK in a tag) are drawn as boxes, not warned about
+        fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {"Software": None})
     mime = "image/svg+xml" if fmt == "svg" else "image/png"
-    return _Raw(f'<img class="fig" alt="{_esc(alt)}" src="data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}">')
+    return _Raw(
+        f'<img class="fig" alt="{_esc(alt)}" src="data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    )
 
 # %% ../nbs/09e_report.ipynb #ad0fdf06
 def _agg(result, metric: str, values: np.ndarray) -> dict:
@@ -142,62 +194,91 @@ def _agg(result, metric: str, values: np.ndarray) -> dict:
     a = (getattr(result, "aggregates", None) or {}).get(metric)
     a = a if isinstance(a, dict) else {}
     seen = values[np.isfinite(values)]
-    return {"mean": a.get("mean", seen.mean() if seen.size else math.nan), "low": a.get("low"), "high": a.get("high"),
-            "n": a.get("n", int(seen.size)), "std": a.get("std", seen.std(ddof=1) if seen.size > 1 else math.nan)}
+    return {
+        "mean": a.get("mean", seen.mean() if seen.size else math.nan),
+        "low": a.get("low"),
+        "high": a.get("high"),
+        "n": a.get("n", int(seen.size)),
+        "std": a.get("std", seen.std(ddof=1) if seen.size > 1 else math.nan),
+    }
+
 
 def _distribution_figure(view: _View, fmt: Optional[str]) -> Optional[_Raw]:
-    "Histograms of the continuous metrics and a bar of the binary rates, as one small-multiple figure (None: nothing to draw)."
-    if fmt is None: return None
+    """Histograms of the continuous metrics and a bar of the binary rates, as one small-multiple figure (None: nothing
+    to draw)."""
+    if fmt is None:
+        return None
     live = [m for m in view.metrics if np.isfinite(view.values[m]).any()]
-    cont, binary = [m for m in live if view.facts[m][0] == "continuous"], [m for m in live if view.facts[m][0] == "binary"]
+    cont, binary = (
+        [m for m in live if view.facts[m][0] == "continuous"],
+        [m for m in live if view.facts[m][0] == "binary"],
+    )
     panels = len(cont) + bool(binary)
-    if not panels: return None
-    cols = min(4, panels); nrows = math.ceil(panels / cols)
+    if not panels:
+        return None
+    cols = min(4, panels)
+    nrows = math.ceil(panels / cols)
     with mpl.rc_context(_RC):
         fig = Figure(figsize=(2.6 * cols, 2.0 * nrows + 0.15 * max(0, len(binary) - 6)), layout="constrained")
         axes = fig.subplots(nrows, cols, squeeze=False).ravel()
         for ax, m in zip(axes, cont):
             seen = view.values[m][np.isfinite(view.values[m])]
-            ax.hist(seen, bins=int(min(30, max(5, math.sqrt(seen.size)))), color=_BLUE, alpha=.85)
+            ax.hist(seen, bins=int(min(30, max(5, math.sqrt(seen.size)))), color=_BLUE, alpha=0.85)
             ax.axvline(seen.mean(), color="black", lw=1, ls="--")
-            ax.set_title(_label(f"{m}  (n={seen.size:,}, mean {_fmt(seen.mean())})", 48)); ax.set_yticks([])
-        if binary: _rates(axes[len(cont)], view, binary)
-        for ax in axes[panels:]: ax.set_visible(False)
+            ax.set_title(_label(f"{m}  (n={seen.size:,}, mean {_fmt(seen.mean())})", 48))
+            ax.set_yticks([])
+        if binary:
+            _rates(axes[len(cont)], view, binary)
+        for ax in axes[panels:]:
+            ax.set_visible(False)
     return _embed(fig, "metric distributions", fmt)
+
 
 def _rates(ax, view: _View, names: list):
     means, lo, hi = [], [], []
     for m in names:
-        a = _agg(view.result, m, view.values[m]); mu = _as_float(a["mean"])
+        a = _agg(view.result, m, view.values[m])
+        mu = _as_float(a["mean"])
         l, h = _as_float(a["low"]), _as_float(a["high"])
-        means.append(mu); lo.append(mu - l if math.isfinite(l) else 0); hi.append(h - mu if math.isfinite(h) else 0)
+        means.append(mu)
+        lo.append(mu - l if math.isfinite(l) else 0)
+        hi.append(h - mu if math.isfinite(h) else 0)
     y = np.arange(len(names))[::-1]
-    ax.barh(y, means, height=.6, xerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], color=_BLUE, alpha=.85, capsize=2)
-    ax.set_yticks(y, [_label(m, 24) for m in names]); ax.set_xlim(0, 1); ax.set_title("rates (95% CI)")
+    ax.barh(y, means, height=0.6, xerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], color=_BLUE, alpha=0.85, capsize=2)
+    ax.set_yticks(y, [_label(m, 24) for m in names])
+    ax.set_xlim(0, 1)
+    ax.set_title("rates (95% CI)")
 
 # %% ../nbs/09e_report.ipynb #be8a2e9a
 def _tags_of(case: dict) -> list:
     t = case.get("tags")
-    if t is None: return []
+    if t is None:
+        return []
     return [t] if isinstance(t, str) else [str(x) for x in t] if isinstance(t, (list, tuple, set)) else [str(t)]
+
 
 def _boot_ci(x: np.ndarray, n_resamples: int = 1000, seed: int = 0) -> tuple:
     "Percentile bootstrap 95% interval of the mean of `x` (NaN for fewer than 2 values)."
-    if x.size < 2: return (math.nan, math.nan)
+    if x.size < 2:
+        return (math.nan, math.nan)
     means = x[np.random.default_rng(seed).integers(0, x.size, (n_resamples, x.size))].mean(1)
-    return float(np.quantile(means, .025)), float(np.quantile(means, .975))
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
 
 def _slices(view: _View, metrics: list, max_tags: int = 20) -> list:
     "One dict per tag (largest first): tag, n, and per metric (mean, low, high, n)."
     members: dict = {}
     for i, c in enumerate(view.cases):
-        for t in dict.fromkeys(_tags_of(c)) or (["(no tag)"] if view.cases else []): members.setdefault(t, []).append(i)
-    if set(members) <= {"(no tag)"}: return []
+        for t in dict.fromkeys(_tags_of(c)) or (["(no tag)"] if view.cases else []):
+            members.setdefault(t, []).append(i)
+    if set(members) <= {"(no tag)"}:
+        return []
     out = []
     for tag, idx in sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:max_tags]:
         row = {"tag": tag, "n": len(idx)}
         for m in metrics:
-            x = view.values[m][idx]; x = x[np.isfinite(x)]
+            x = view.values[m][idx]
+            x = x[np.isfinite(x)]
             row[m] = (float(x.mean()) if x.size else math.nan, *_boot_ci(x), int(x.size))
         out.append(row)
     return out
@@ -206,7 +287,8 @@ def _slices(view: _View, metrics: list, max_tags: int = 20) -> list:
 def _slice_figure(slices: list, metrics: list, view: _View, fmt: Optional[str]) -> Optional[_Raw]:
     "One panel per metric: each tag's mean with its 95% interval, the overall mean dashed."
     metrics = [m for m in metrics if any(math.isfinite(r[m][0]) for r in slices)]
-    if not slices or not metrics or fmt is None: return None
+    if not slices or not metrics or fmt is None:
+        return None
     y = np.arange(len(slices))[::-1]
     with mpl.rc_context(_RC):
         fig = Figure(figsize=(2.9 * len(metrics) + 0.8, 0.24 * len(slices) + 0.9), layout="constrained")
@@ -215,17 +297,22 @@ def _slice_figure(slices: list, metrics: list, view: _View, fmt: Optional[str]) 
             err = np.nan_to_num(np.vstack([mu - lo, hi - mu]), nan=0.0).clip(0)
             ax.errorbar(mu, y, xerr=err, fmt="o", ms=3, color=_BLUE, ecolor=_BLUE, capsize=2, lw=1)
             overall = view.values[m][np.isfinite(view.values[m])]
-            if overall.size: ax.axvline(overall.mean(), color=_GREY, ls="--", lw=1)
+            if overall.size:
+                ax.axvline(overall.mean(), color=_GREY, ls="--", lw=1)
             ax.set_yticks(y, [_label(f"{r['tag']} ({r['n']})", 28) for r in slices] if k == 0 else [])
-            ax.set_title(_label(m)); ax.grid(axis="x", alpha=.3)
+            ax.set_title(_label(m))
+            ax.grid(axis="x", alpha=0.3)
     return _embed(fig, "slices by tag", fmt)
 
 # %% ../nbs/09e_report.ipynb #402fb0be
-def _row_state(r: dict) -> str: return "regression" if r.get("regression") else "improvement" if r.get("improvement") else "same"
+def _row_state(r: dict) -> str:
+    return "regression" if r.get("regression") else "improvement" if r.get("improvement") else "same"
+
 
 def _forest_figure(rows: list, fmt: Optional[str]) -> Optional[_Raw]:
     "Per-metric forest plot of the deltas with their intervals, coloured by regression/improvement/no change."
-    if not rows or fmt is None: return None
+    if not rows or fmt is None:
+        return None
     color = {"regression": _RED, "improvement": _GREEN, "same": _GREY}
     with mpl.rc_context(_RC):
         fig = Figure(figsize=(6.4, 0.42 * len(rows) + 0.7), layout="constrained")
@@ -233,15 +320,25 @@ def _forest_figure(rows: list, fmt: Optional[str]) -> Optional[_Raw]:
         for ax, r in zip(axes, rows):
             d, lo, hi = _as_float(r.get("delta")), _as_float(r.get("low")), _as_float(r.get("high"))
             better = "↑" if r.get("higher_is_better", True) else "↓"
-            ax.axvline(0, color="black", lw=.8); ax.set_yticks([]); ax.set_ylim(-1, 1)
+            ax.axvline(0, color="black", lw=0.8)
+            ax.set_yticks([])
+            ax.set_ylim(-1, 1)
             ax.set_ylabel(_label(f"{r['metric']} {better}", 30), rotation=0, ha="right", va="center")
-            for s in ("left", "top", "right"): ax.spines[s].set_visible(False)
-            if math.isnan(d): ax.text(0, 0, "n/a", ha="center", va="center", color=_GREY, bbox={"fc": "white", "ec": "none"}); ax.set_xlim(-1, 1); continue
+            for s in ("left", "top", "right"):
+                ax.spines[s].set_visible(False)
+            if math.isnan(d):
+                ax.text(0, 0, "n/a", ha="center", va="center", color=_GREY, bbox={"fc": "white", "ec": "none"})
+                ax.set_xlim(-1, 1)
+                continue
             err = [[max(0.0, d - lo) if math.isfinite(lo) else 0], [max(0.0, hi - d) if math.isfinite(hi) else 0]]
             ax.errorbar([d], [0], xerr=err, fmt="o", ms=4, color=color[_row_state(r)], capsize=3, lw=1.5)
             span = max(abs(x) for x in (d, lo, hi, 0.0) if math.isfinite(x)) * 1.25 or 1.0
-            ax.set_xlim(-span, span); ax.tick_params(axis="x", labelsize=7)
-        fig.suptitle("delta = candidate − baseline with 95% CI (red: regression, green: improvement, grey: no significant change)", fontsize=8)
+            ax.set_xlim(-span, span)
+            ax.tick_params(axis="x", labelsize=7)
+        fig.suptitle(
+            "delta = candidate − baseline with 95% CI (red: regression, green: improvement, grey: no significant change)",
+            fontsize=8,
+        )
     return _embed(fig, "baseline vs candidate: deltas with 95% confidence intervals", fmt)
 
 # %% ../nbs/09e_report.ipynb #6768be6b
@@ -250,72 +347,126 @@ def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and not prefix: out.update(_flat(v, key + "."))
-        elif isinstance(v, (dict, list, tuple)): out[key] = json.dumps(v, ensure_ascii=False, default=str)
-        else: out[key] = v
+        if isinstance(v, dict) and not prefix:
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, (dict, list, tuple)):
+            out[key] = json.dumps(v, ensure_ascii=False, default=str)
+        else:
+            out[key] = v
     return out
+
 
 def _find(flat: dict, *names: str):
     "The first metadata value whose last key part is one of `names`."
     for n in names:
         for k, v in flat.items():
-            if k.rsplit(".", 1)[-1] == n and v not in (None, ""): return v
+            if k.rsplit(".", 1)[-1] == n and v not in (None, ""):
+                return v
     return None
 
 # %% ../nbs/09e_report.ipynb #2f6109d0
-def _duration(s) -> Optional[str]: return None if math.isnan(_as_float(s)) else f"{_fmt(s)} s"
+def _duration(s) -> Optional[str]:
+    return None if math.isnan(_as_float(s)) else f"{_fmt(s)} s"
+
 
 def _header_section(view: _View) -> _Raw:
     "Suite, digest, case count, when, and what was evaluated (pipeline, model, prompt) from `result.meta`."
     r = view.result
-    meta = getattr(r, "meta", None); flat = _flat(meta) if isinstance(meta, dict) else {}
+    meta = getattr(r, "meta", None)
+    flat = _flat(meta) if isinstance(meta, dict) else {}
     digest = str(getattr(r, "suite_digest", "") or "")
     pipe = _find(flat, "pipeline", "type", "class")
-    facts = [("Suite", getattr(r, "suite", None) or "—"), ("Digest", digest[:12] or "—"), ("Cases", _fmt(len(view.cases))),
-             ("Started", _find(flat, "started", "when", "finished") or "—"), ("Duration", _duration(_find(flat, "duration_s"))),
-             ("Pipeline", pipe), ("Model", _find(flat, "model")), ("Model digest", str(_find(flat, "model_digest") or "")[:12] or None),
-             ("Prompt", _find(flat, "prompt_ref", "prompt", "ref")), ("Kind", _find(flat, "kind"))]
+    facts = [
+        ("Suite", getattr(r, "suite", None) or "—"),
+        ("Digest", digest[:12] or "—"),
+        ("Cases", _fmt(len(view.cases))),
+        ("Started", _find(flat, "started", "when", "finished") or "—"),
+        ("Duration", _duration(_find(flat, "duration_s"))),
+        ("Pipeline", pipe),
+        ("Model", _find(flat, "model")),
+        ("Model digest", str(_find(flat, "model_digest") or "")[:12] or None),
+        ("Prompt", _find(flat, "prompt_ref", "prompt", "ref")),
+        ("Kind", _find(flat, "kind")),
+    ]
     items = "".join(f'<span><b>{_esc(k)}</b> {_esc(_clip(v, 80))}</span>' for k, v in facts if v is not None)
-    more = (f"<details><summary>Run metadata ({len(flat)} fields)</summary>"
-            f"{_table(['key', 'value'], [[k, _clip(v, 300)] for k, v in list(flat.items())[:60]], col_cls={1: 'txt'})}</details>"
-            if flat else "<p class='muted'>No run metadata recorded.</p>")
+    more = (
+        f"<details><summary>Run metadata ({len(flat)} fields)</summary>"
+        f"{_table(['key', 'value'], [[k, _clip(v, 300)] for k, v in list(flat.items())[:60]], col_cls={1: 'txt'})}</details>"
+        if flat
+        else "<p class='muted'>No run metadata recorded.</p>"
+    )
     return _Raw(f'<div class="facts" title="suite digest {_esc(digest)}">{items}</div>{more}')
 
 # %% ../nbs/09e_report.ipynb #b188484c
 def _state(check: dict) -> str:
     "pass / fail / skip of one gate check, from its `status` (or a boolean `passed`); '' when it has neither."
     s = check.get("status")
-    if isinstance(s, str) and s.lower() in ("pass", "fail", "skip"): return s.lower()
+    if isinstance(s, str) and s.lower() in ("pass", "fail", "skip"):
+        return s.lower()
     p = check.get("passed")
     return ("pass" if p else "fail") if isinstance(p, (bool, np.bool_)) else ""
 
-_BADGE = {"pass": '<span class="ok">✓ pass</span>', "fail": '<span class="bad">✗ fail</span>', "skip": '<span class="muted">– skip</span>', "": "—"}
 
-def _cell(v) -> Any: return _fmt(v) if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else _clip("" if v is None else v, 300)
+_BADGE = {
+    "pass": '<span class="ok">✓ pass</span>',
+    "fail": '<span class="bad">✗ fail</span>',
+    "skip": '<span class="muted">– skip</span>',
+    "": "—",
+}
+
+
+def _cell(v) -> Any:
+    return (
+        _fmt(v)
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+        else _clip("" if v is None else v, 300)
+    )
+
 
 def _verdict_section(verdict) -> _Raw:
     "The gate's pass/fail banner, its notes, and a table of every check (with every key the checks carry)."
     checks = [c if isinstance(c, dict) else {"check": c} for c in verdict.checks]
     states = [_state(c) for c in checks]
     alpha, ok = getattr(verdict, "alpha", None), bool(verdict.passed)
-    counts = ", ".join(f"{states.count(s)} {w}" for s, w in (("pass", "passed"), ("fail", "failed"), ("skip", "skipped")) if states.count(s) or s != "skip")
-    banner = (f'<div class="banner {"pass" if ok else "fail"}">Gate {"PASSED" if ok else "FAILED"}: {_esc(counts)}'
-              f'{_esc(f" (alpha {_fmt(alpha)})") if alpha is not None else ""}</div>')
+    counts = ", ".join(
+        f"{states.count(s)} {w}"
+        for s, w in (("pass", "passed"), ("fail", "failed"), ("skip", "skipped"))
+        if states.count(s) or s != "skip"
+    )
+    banner = (
+        f'<div class="banner {"pass" if ok else "fail"}">Gate {"PASSED" if ok else "FAILED"}: {_esc(counts)}'
+        f'{_esc(f" (alpha {_fmt(alpha)})") if alpha is not None else ""}</div>'
+    )
     notes = getattr(verdict, "notes", None)
-    notes = "".join(f"<p class='muted'>Note: {_esc(_clip(n, 500))}</p>" for n in notes) if isinstance(notes, (list, tuple)) else ""
-    keys = [k for k in dict.fromkeys(k for c in checks for k in c)
-            if k not in ("status", "passed") and any(c.get(k) not in (None, "") for c in checks)]    # drop columns empty in every check
+    notes = (
+        "".join(f"<p class='muted'>Note: {_esc(_clip(n, 500))}</p>" for n in notes)
+        if isinstance(notes, (list, tuple))
+        else ""
+    )
+    keys = [
+        k
+        for k in dict.fromkeys(k for c in checks for k in c)
+        if k not in ("status", "passed") and any(c.get(k) not in (None, "") for c in checks)
+    ]  # drop columns empty in every check
     cells = [[_Raw(_BADGE[st])] + [_cell(c.get(k)) for k in keys] for c, st in zip(checks, states)]
-    table = _table(["status"] + keys, cells, ["regression" if st == "fail" else "" for st in states]) if checks else "<p>No checks.</p>"
+    table = (
+        _table(["status"] + keys, cells, ["regression" if st == "fail" else "" for st in states])
+        if checks
+        else "<p>No checks.</p>"
+    )
     return _Raw(banner + notes + table)
 
 # %% ../nbs/09e_report.ipynb #7a0c9db1
 def _side(comparison, name: str) -> str:
     "'ref (suite, N cases)' of one side of a comparison, when it says."
     d = getattr(comparison, name, None)
-    if not isinstance(d, dict): return ""
-    bits = [str(d[k]) for k in ("ref", "suite") if d.get(k)] + ([f"{_fmt(d['cases'])} cases"] if d.get("cases") is not None else [])
+    if not isinstance(d, dict):
+        return ""
+    bits = [str(d[k]) for k in ("ref", "suite") if d.get(k)] + (
+        [f"{_fmt(d['cases'])} cases"] if d.get("cases") is not None else []
+    )
     return f"{name}: {', '.join(bits)}" if bits else ""
+
 
 def _comparison_section(view: _View, comparison, fmt: Optional[str]) -> _Raw:
     "Forest plot of the deltas and the table: baseline, candidate, delta, CI, p-value, test and the decision."
@@ -323,31 +474,71 @@ def _comparison_section(view: _View, comparison, fmt: Optional[str]) -> _Raw:
     alpha = getattr(comparison, "alpha", None)
     sides = "; ".join(x for x in (_side(comparison, "baseline"), _side(comparison, "candidate")) if x)
     warns = getattr(comparison, "warnings", None)
-    notes = ((f"<p class='muted'>{_esc(sides)}</p>" if sides else "")
-             + ("".join(f"<p class='muted'>Note: {_esc(_clip(w, 500))}</p>" for w in warns) if isinstance(warns, (list, tuple)) else ""))
+    notes = (f"<p class='muted'>{_esc(sides)}</p>" if sides else "") + (
+        "".join(f"<p class='muted'>Note: {_esc(_clip(w, 500))}</p>" for w in warns)
+        if isinstance(warns, (list, tuple))
+        else ""
+    )
     fig = _forest_figure(rows, fmt) or ""
-    table = _table(["metric", "test", "n", "baseline", "candidate", "delta", "95% CI", "p-value", "decision"],
-                   [[r["metric"], r.get("test") or "—", _fmt(r.get("n")), _fmt(r.get("baseline")), _fmt(r.get("candidate")), _fmt(r.get("delta")),
-                     _ci(r.get("low"), r.get("high")), _p(r.get("p_value")),
-                     {"regression": "regression", "improvement": "improvement", "same": "no significant change"}[_row_state(r)]] for r in rows],
-                   [_row_state(r) if _row_state(r) != "same" else "" for r in rows])
+    table = _table(
+        ["metric", "test", "n", "baseline", "candidate", "delta", "95% CI", "p-value", "decision"],
+        [
+            [
+                r["metric"],
+                r.get("test") or "—",
+                _fmt(r.get("n")),
+                _fmt(r.get("baseline")),
+                _fmt(r.get("candidate")),
+                _fmt(r.get("delta")),
+                _ci(r.get("low"), r.get("high")),
+                _p(r.get("p_value")),
+                {"regression": "regression", "improvement": "improvement", "same": "no significant change"}[
+                    _row_state(r)
+                ],
+            ]
+            for r in rows
+        ],
+        [_row_state(r) if _row_state(r) != "same" else "" for r in rows],
+    )
     n_reg, n_imp = sum(_row_state(r) == "regression" for r in rows), sum(_row_state(r) == "improvement" for r in rows)
     at = f" (alpha {_fmt(alpha)})" if isinstance(alpha, (int, float)) else ""
-    return _Raw(f"<p>{len(rows)} metrics compared on paired cases{_esc(at)}: significant regressions {n_reg}, significant improvements {n_imp}.</p>"
-                + notes + fig + table)
+    return _Raw(
+        f"<p>{len(rows)} metrics compared on paired cases{_esc(at)}: significant regressions {n_reg}, significant improvements {n_imp}.</p>"
+        + notes
+        + fig
+        + table
+    )
 
 # %% ../nbs/09e_report.ipynb #dc2b87c7
 def _aggregates_section(view: _View) -> _Raw:
     "Per-metric mean with its 95% interval and n, then the corpus-level figures."
     rows = []
     for m in view.metrics:
-        a = _agg(view.result, m, view.values[m]); kind, hib = view.facts[m]
-        rows.append([m, kind, "higher" if hib else "lower", _fmt(a["mean"]), _ci(a["low"], a["high"]), _fmt(a["n"]), _fmt(a["std"])])
-    out = _table(["metric", "kind", "better", "mean", "95% CI", "n", "std"], rows) if rows else _Raw("<p>No metrics.</p>")
+        a = _agg(view.result, m, view.values[m])
+        kind, hib = view.facts[m]
+        rows.append(
+            [
+                m,
+                kind,
+                "higher" if hib else "lower",
+                _fmt(a["mean"]),
+                _ci(a["low"], a["high"]),
+                _fmt(a["n"]),
+                _fmt(a["std"]),
+            ]
+        )
+    out = (
+        _table(["metric", "kind", "better", "mean", "95% CI", "n", "std"], rows) if rows else _Raw("<p>No metrics.</p>")
+    )
     corpus = getattr(view.result, "corpus", None)
     if isinstance(corpus, dict) and corpus:
-        out += _Raw("<h3>Corpus</h3>") + _table(["figure", "value"], [[k, _fmt(v) if isinstance(v, (int, float, np.number)) or v is None
-                                                                       else _clip(v, 200)] for k, v in corpus.items()])
+        out += _Raw("<h3>Corpus</h3>") + _table(
+            ["figure", "value"],
+            [
+                [k, _fmt(v) if isinstance(v, (int, float, np.number)) or v is None else _clip(v, 200)]
+                for k, v in corpus.items()
+            ],
+        )
     return _Raw(out)
 
 # %% ../nbs/09e_report.ipynb #51008c65
@@ -356,16 +547,21 @@ def _distributions_section(view: _View, fmt: Optional[str]) -> _Raw:
     empty = [m for m in view.metrics if not np.isfinite(view.values[m]).any()]
     note = f"<p class='muted'>No applicable case for: {_esc(', '.join(empty))}.</p>" if empty else ""
     live = [m for m in view.metrics if m not in empty]
-    if not live: return _Raw("<p>No metric has a value to plot.</p>" + note)
-    qs = {m: np.quantile(view.values[m][np.isfinite(view.values[m])], [0, .25, .5, .75, 1]) for m in live}
-    table = _table(["metric", "n", "min", "p25", "median", "p75", "max"],
-                   [[m, _fmt(int(np.isfinite(view.values[m]).sum()))] + [_fmt(q) for q in qs[m]] for m in live])
+    if not live:
+        return _Raw("<p>No metric has a value to plot.</p>" + note)
+    qs = {m: np.quantile(view.values[m][np.isfinite(view.values[m])], [0, 0.25, 0.5, 0.75, 1]) for m in live}
+    table = _table(
+        ["metric", "n", "min", "p25", "median", "p75", "max"],
+        [[m, _fmt(int(np.isfinite(view.values[m]).sum()))] + [_fmt(q) for q in qs[m]] for m in live],
+    )
     return _Raw((_distribution_figure(view, fmt) or "") + table + note)
+
 
 def _slices_section(view: _View, metrics: list, max_tags: int, fmt: Optional[str]) -> _Raw:
     "Per-tag table (n, then mean and 95% CI of each headline metric) and its dot plot."
     sl = _slices(view, metrics, max_tags)
-    if not sl: return _Raw("<p>No case has tags, so there are no slices.</p>")
+    if not sl:
+        return _Raw("<p>No case has tags, so there are no slices.</p>")
     n_tags = len({t for c in view.cases for t in _tags_of(c)})
     head = ["tag", "n"] + [f"{m} mean [95% CI]" for m in metrics]
     rows = [[r["tag"], _fmt(r["n"])] + [f"{_fmt(r[m][0])} {_ci(r[m][1], r[m][2])}" for m in metrics] for r in sl]
@@ -375,19 +571,40 @@ def _slices_section(view: _View, metrics: list, max_tags: int, fmt: Optional[str
 # %% ../nbs/09e_report.ipynb #3c7af08c
 def _worst_section(view: _View, metric: Optional[str], k: int, max_chars: int) -> _Raw:
     "The `k` worst cases by `metric` with input, output, references, status and error, all escaped and clipped."
-    if metric is None: return _Raw("<p>No metric to rank cases by.</p>")
-    x = view.values[metric]; hib = view.facts[metric][1]
+    if metric is None:
+        return _Raw("<p>No metric to rank cases by.</p>")
+    x = view.values[metric]
+    hib = view.facts[metric][1]
     idx = [i for i in np.argsort(x if hib else -x, kind="stable") if math.isfinite(x[i])][:k]
-    if not idx: return _Raw(f"<p>No case has a value for {_esc(metric)}.</p>")
+    if not idx:
+        return _Raw(f"<p>No case has a value for {_esc(metric)}.</p>")
+
     def refs(c):
         r = c.get("references")
         return " | ".join(map(str, r)) if isinstance(r, (list, tuple)) else ("" if r is None else str(r))
-    rows = [[str(view.cases[i].get("id", i)), _fmt(x[i]), view.cases[i].get("status") or "—", ", ".join(_tags_of(view.cases[i])),
-             _clip(view.cases[i].get("input"), max_chars), _clip(view.cases[i].get("output"), max_chars), _clip(refs(view.cases[i]), max_chars),
-             _clip(view.cases[i].get("error_message") or "", max_chars)] for i in idx]
+
+    rows = [
+        [
+            str(view.cases[i].get("id", i)),
+            _fmt(x[i]),
+            view.cases[i].get("status") or "—",
+            ", ".join(_tags_of(view.cases[i])),
+            _clip(view.cases[i].get("input"), max_chars),
+            _clip(view.cases[i].get("output"), max_chars),
+            _clip(refs(view.cases[i]), max_chars),
+            _clip(view.cases[i].get("error_message") or "", max_chars),
+        ]
+        for i in idx
+    ]
     order = "lowest" if hib else "highest"
-    return _Raw(f"<p>The {len(idx)} cases with the {order} {_esc(metric)} ({'higher' if hib else 'lower'} is better).</p>"
-                + _table(["id", metric, "status", "tags", "input", "output", "references", "error"], rows, col_cls={4: "txt", 5: "txt", 6: "txt", 7: "txt"}))
+    return _Raw(
+        f"<p>The {len(idx)} cases with the {order} {_esc(metric)} ({'higher' if hib else 'lower'} is better).</p>"
+        + _table(
+            ["id", metric, "status", "tags", "input", "output", "references", "error"],
+            rows,
+            col_cls={4: "txt", 5: "txt", 6: "txt", 7: "txt"},
+        )
+    )
 
 # %% ../nbs/09e_report.ipynb #776d1280
 _CSS = """
@@ -408,46 +625,65 @@ _CSS = """
 .llmops-report img.fig{max-width:100%;height:auto;display:block;margin:8px 0}
 .llmops-report nav a{margin-right:12px}.llmops-report details{margin:6px 0}
 """
-_TITLES = {"verdict": "Gate verdict", "comparison": "Baseline vs candidate", "aggregates": "Aggregates",
-           "distributions": "Metric distributions", "slices": "Slices by tag", "worst": "Worst cases"}
+_TITLES = {
+    "verdict": "Gate verdict",
+    "comparison": "Baseline vs candidate",
+    "aggregates": "Aggregates",
+    "distributions": "Metric distributions",
+    "slices": "Slices by tag",
+    "worst": "Worst cases",
+}
 
 # %% ../nbs/09e_report.ipynb #77868ef5
 @dataclass(repr=False)
 class Report:
-    "An evaluation report: HTML sections with embedded figures; displays in a notebook, saves as one self-contained file."
+    """An evaluation report: HTML sections with embedded figures; displays in a notebook, saves as one self-contained
+    file."""
+
     title: str
-    parts: dict = field(default_factory=dict)      # section id -> HTML fragment, in page order ("header" first)
-    TITLES: ClassVar[dict] = _TITLES               # section headings; a page kind (the monitoring dashboard) brings its own
-    FILENAME: ClassVar[str] = "report.html"        # the file `save` writes into a folder
+    parts: dict = field(default_factory=dict)  # section id -> HTML fragment, in page order ("header" first)
+    TITLES: ClassVar[dict] = _TITLES  # section headings; a page kind (the monitoring dashboard) brings its own
+    FILENAME: ClassVar[str] = "report.html"  # the file `save` writes into a folder
     CSS_CLASS: ClassVar[str] = "llmops-report"
 
     @property
-    def sections(self) -> list: return list(self.parts)
+    def sections(self) -> list:
+        return list(self.parts)
 
     @property
     def body(self) -> str:
         "The report as an HTML fragment with its scoped CSS (what a notebook shows)."
         t = self.TITLES
         nav = " ".join(f'<a href="#{k}">{_esc(t[k])}</a>' for k in self.parts if k in t)
-        secs = "".join(f'<section id="{k}">{"<h2>" + _esc(t[k]) + "</h2>" if k in t else ""}{v}</section>' for k, v in self.parts.items())
+        secs = "".join(
+            f'<section id="{k}">{"<h2>" + _esc(t[k]) + "</h2>" if k in t else ""}{v}</section>'
+            for k, v in self.parts.items()
+        )
         return f'<div class="{self.CSS_CLASS}"><style>{_CSS}</style><h1>{_esc(self.title)}</h1><nav>{nav}</nav>{secs}</div>'
 
     @property
     def html(self) -> str:
         "The complete standalone page."
-        return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
-                f"<title>{_esc(self.title)}</title></head><body>{self.body}</body></html>\n")
+        return (
+            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_esc(self.title)}</title></head><body>{self.body}</body></html>\n"
+        )
 
-    def _repr_html_(self) -> str: return self.body
-    def __repr__(self) -> str: return f"Report({self.title!r}, sections={self.sections}, {len(self.html.encode()):,} bytes)"
+    def _repr_html_(self) -> str:
+        return self.body
+
+    def __repr__(self) -> str:
+        return f"Report({self.title!r}, sections={self.sections}, {len(self.html.encode()):,} bytes)"
 
 # %% ../nbs/09e_report.ipynb #e2111f5e
 @patch
 def save(self: Report, path: Union[str, Path]) -> Path:
     "Write the page to `path` atomically (into `path/<FILENAME>` when `path` is a folder); returns the file."
-    if not isinstance(path, (str, Path)): raise TypeError(f"path: expected a file path (str or Path), got {type(path).__name__}")
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path: expected a file path (str or Path), got {type(path).__name__}")
     p = Path(path).expanduser()
-    if p.is_dir(): p = p / self.FILENAME
+    if p.is_dir():
+        p = p / self.FILENAME
     return atomic_write(p, self.html)
 
 # %% ../nbs/09e_report.ipynb #0329a252
@@ -456,45 +692,65 @@ def _headline(view: _View) -> list:
     live = [m for m in view.metrics if np.isfinite(view.values[m]).any()]
     return ([m for m in live if m not in _OPERATIONAL] or live)[:4]
 
+
 def _rank_metric(view: _View, heads: list) -> Optional[str]:
     "The metric that ranks the worst cases: the first continuous headline metric (binary ones tie), else the first one."
     return next((m for m in heads if view.facts[m][0] == "continuous"), (heads + view.metrics + [None])[0])
 
+
 def _check_args(view: _View, title, metrics, sort_by, worst, max_chars, max_tags, fmt) -> None:
-    if title is not None and not isinstance(title, str): raise TypeError(f"title: expected a string, got {type(title).__name__}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title: expected a string, got {type(title).__name__}")
     if metrics is not None:
-        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)): raise TypeError(f"metrics: expected a list of metric names, got {type(metrics).__name__}")
+        if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics: expected a list of metric names, got {type(metrics).__name__}")
         unknown = [m for m in metrics if m not in view.metrics]
-        if unknown: raise ValueError(f"metrics: {unknown} not in the result's metrics {view.metrics}")
-    if sort_by is not None and sort_by not in view.metrics: raise ValueError(f"sort_by: {sort_by!r} is not one of the result's metrics {view.metrics}")
+        if unknown:
+            raise ValueError(f"metrics: {unknown} not in the result's metrics {view.metrics}")
+    if sort_by is not None and sort_by not in view.metrics:
+        raise ValueError(f"sort_by: {sort_by!r} is not one of the result's metrics {view.metrics}")
     for name, v, lo in (("worst", worst, 0), ("max_chars", max_chars, 20), ("max_tags", max_tags, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)): raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-        if v < lo: raise ValueError(f"{name}: must be >= {lo}, got {v}")
-    if fmt not in ("svg", "png", None): raise ValueError(f"fmt: expected 'svg', 'png' or None (no figures), got {fmt!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+        if v < lo:
+            raise ValueError(f"{name}: must be >= {lo}, got {v}")
+    if fmt not in ("svg", "png", None):
+        raise ValueError(f"fmt: expected 'svg', 'png' or None (no figures), got {fmt!r}")
 
 # %% ../nbs/09e_report.ipynb #60f9b297
-def report(result,                     # an EvalResult (or a result folder / run that `suites.load_result` accepts)
-           comparison=None,            # a gates.Comparison of a baseline against this result
-           verdict=None,               # a gates.GateVerdict
-           title: Optional[str] = None,  # page title (default: "Evaluation: <suite>")
-           metrics: Optional[list] = None,  # headline metrics for slices and worst cases (default: up to 4 quality metrics)
-           sort_by: Optional[str] = None,   # metric that ranks the worst cases (default: the first continuous headline metric)
-           worst: int = 10,            # how many worst cases to list (0: no worst-cases section)
-           max_chars: int = 300,       # clip inputs, outputs and references to this many characters
-           max_tags: int = 20,         # show the largest this-many tag slices
-           fmt: Optional[str] = "svg",  # figure format: "svg", "png", or None for tables only (faster)
-          ) -> Report:
-    "An HTML report of an evaluation: verdict, baseline vs candidate, aggregates, distributions, slices and worst cases."
+def report(
+    result,  # an EvalResult (or a result folder / run that `suites.load_result` accepts)
+    comparison=None,  # a gates.Comparison of a baseline against this result
+    verdict=None,  # a gates.GateVerdict
+    title: Optional[str] = None,  # page title (default: "Evaluation: <suite>")
+    metrics: Optional[list] = None,  # headline metrics for slices and worst cases (default: up to 4 quality metrics)
+    sort_by: Optional[str] = None,  # metric that ranks the worst cases (default: the first continuous headline metric)
+    worst: int = 10,  # how many worst cases to list (0: no worst-cases section)
+    max_chars: int = 300,  # clip inputs, outputs and references to this many characters
+    max_tags: int = 20,  # show the largest this-many tag slices
+    fmt: Optional[str] = "svg",  # figure format: "svg", "png", or None for tables only (faster)
+) -> Report:
+    """An HTML report of an evaluation: verdict, baseline vs candidate, aggregates, distributions, slices and worst
+    cases."""
     if isinstance(result, (str, Path)):
         from llmops_nb.suites import load_result
+
         result = load_result(result)
     view = _View.of(result, comparison, verdict)
     _check_args(view, title, metrics, sort_by, worst, max_chars, max_tags, fmt)
     heads = list(metrics) if metrics is not None else _headline(view)
     parts = {"header": _header_section(view)}
-    if verdict is not None: parts["verdict"] = _verdict_section(verdict)
-    if comparison is not None: parts["comparison"] = _comparison_section(view, comparison, fmt)
-    parts.update(aggregates=_aggregates_section(view), distributions=_distributions_section(view, fmt),
-                 slices=_slices_section(view, heads, max_tags, fmt))
-    if worst: parts["worst"] = _worst_section(view, sort_by or _rank_metric(view, heads), worst, max_chars)
-    return Report(title if title is not None else f"Evaluation: {getattr(result, 'suite', None) or 'unnamed suite'}", parts)
+    if verdict is not None:
+        parts["verdict"] = _verdict_section(verdict)
+    if comparison is not None:
+        parts["comparison"] = _comparison_section(view, comparison, fmt)
+    parts.update(
+        aggregates=_aggregates_section(view),
+        distributions=_distributions_section(view, fmt),
+        slices=_slices_section(view, heads, max_tags, fmt),
+    )
+    if worst:
+        parts["worst"] = _worst_section(view, sort_by or _rank_metric(view, heads), worst, max_chars)
+    return Report(
+        title if title is not None else f"Evaluation: {getattr(result, 'suite', None) or 'unnamed suite'}", parts
+    )

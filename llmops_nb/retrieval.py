@@ -13,10 +13,33 @@ from typing import Any, Callable, Iterable, Literal, Optional, Union
 import numpy as np
 import faiss
 from fastcore.basics import patch
-from .core import (PACKAGED_MODELS, _ALIASES, ConfigError, ModelNotAvailable, Settings, append_jsonl, atomic_dir, atomic_open,
-                            digest, load_settings, locate_model, packaged_model_path, pkg_root, read_json, read_jsonl, write_json)
+from llmops_nb.core import (
+    PACKAGED_MODELS,
+    _ALIASES,
+    ConfigError,
+    ModelNotAvailable,
+    Settings,
+    append_jsonl,
+    atomic_dir,
+    atomic_open,
+    digest,
+    load_settings,
+    locate_model,
+    packaged_model_path,
+    pkg_root,
+    read_json,
+    read_jsonl,
+    write_json,
+)
 from .core import device as pick_device
-from .ir_metrics import evaluate_retrieval, hit_rate, mrr, ndcg_at_k, precision_at_k, recall_at_k   # re-exported here
+from llmops_nb.ir_metrics import (
+    evaluate_retrieval,
+    hit_rate,
+    mrr,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+)  # re-exported here
 
 # %% auto #0
 __all__ = ['INDEX_KINDS', 'MODES', 'TENANT_FIELD', 'STORE_FORMAT', 'model_id', 'EmbeddingCache', 'Embedder', 'RetrievalError',
@@ -25,49 +48,69 @@ __all__ = ['INDEX_KINDS', 'MODES', 'TENANT_FIELD', 'STORE_FORMAT', 'model_id', '
 
 # %% ../nbs/04_retrieval.ipynb #9cea914e
 def model_id(ref: Union[str, Path]) -> str:
-    "A stable name for an embedding model: a packaged model's hub id (by name or folder), else the hub id or absolute path given."
+    """A stable name for an embedding model: a packaged model's hub id (by name or folder), else the hub id or absolute
+    path given."""
     s = str(ref).strip()
     key = _ALIASES.get(s.lower(), s.lower())
-    if key in PACKAGED_MODELS: return PACKAGED_MODELS[key]["hub_id"]
+    if key in PACKAGED_MODELS:
+        return PACKAGED_MODELS[key]["hub_id"]
     p = Path(s).expanduser()
-    if not p.exists(): return s
+    if not p.exists():
+        return s
     for info in PACKAGED_MODELS.values():
         with contextlib.suppress(ModelNotAvailable):
-            if info["kind"] == "embedding" and packaged_model_path(info["hub_id"]).resolve() == p.resolve(): return info["hub_id"]
+            if info["kind"] == "embedding" and packaged_model_path(info["hub_id"]).resolve() == p.resolve():
+                return info["hub_id"]
     return str(p.resolve())
+
 
 @functools.lru_cache(maxsize=4)
 def _load_st(path: str, dev: str):
     "A loaded SentenceTransformer (kept, so several stores share one model), without transformers' progress bars."
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as tlog
-    was = tlog.is_progress_bar_enabled(); tlog.disable_progress_bar()
-    try: return SentenceTransformer(path, device=dev)
+
+    was = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    try:
+        return SentenceTransformer(path, device=dev)
     finally:
-        if was: tlog.enable_progress_bar()
+        if was:
+            tlog.enable_progress_bar()
 
 # %% ../nbs/04_retrieval.ipynb #9521176f
 class EmbeddingCache:
     "Vectors by key on disk: `.npy` shards plus an append-only `index.jsonl` of the keys in each shard (no pickle)."
+
     def __init__(self, root: Union[str, Path]):
         self.root, self._where, self._shards, self._loaded = Path(root), {}, {}, False
 
     def _load(self):
-        if self._loaded: return
+        if self._loaded:
+            return
         idx = self.root / "index.jsonl"
-        try: rows = read_jsonl(idx) if idx.exists() else []
-        except ConfigError as e: warnings.warn(f"embedding cache index unreadable, starting empty: {e}"); rows = []
+        try:
+            rows = read_jsonl(idx) if idx.exists() else []
+        except ConfigError as e:
+            warnings.warn(f"embedding cache index unreadable, starting empty: {e}")
+            rows = []
         for r in rows:
-            for i, k in enumerate(r.get("keys", [])): self._where[k] = (r["shard"], i)
+            for i, k in enumerate(r.get("keys", [])):
+                self._where[k] = (r["shard"], i)
         self._loaded = True
 
-    def __len__(self): self._load(); return len(self._where)
+    def __len__(self):
+        self._load()
+        return len(self._where)
 
     def _shard(self, name: str):
         if name not in self._shards:
-            try: self._shards[name] = np.load(self.root / name, mmap_mode="r", allow_pickle=False)
+            try:
+                self._shards[name] = np.load(self.root / name, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
-                warnings.warn(f"embedding cache: {self.root / name} is unreadable ({e}); its vectors will be computed again")
+                warnings.warn(
+                    f"embedding cache: {self.root / name} is unreadable ({e}); its vectors will be computed again"
+                )
                 self._shards[name] = None
         return self._shards[name]
 
@@ -77,36 +120,48 @@ class EmbeddingCache:
         by_shard = {}
         for pos, k in enumerate(keys):
             if (w := self._where.get(k)) is not None:
-                ps, rows = by_shard.setdefault(w[0], ([], [])); ps.append(pos); rows.append(w[1])
+                ps, rows = by_shard.setdefault(w[0], ([], []))
+                ps.append(pos)
+                rows.append(w[1])
         found, vecs = [], []
         for name, (ps, rows) in by_shard.items():
             arr = self._shard(name)
-            if arr is None or max(rows) >= len(arr): continue
-            found += ps; vecs.append(np.asarray(arr[rows], dtype=np.float32))
+            if arr is None or max(rows) >= len(arr):
+                continue
+            found += ps
+            vecs.append(np.asarray(arr[rows], dtype=np.float32))
         return np.array(found, dtype=np.int64), (np.concatenate(vecs) if vecs else None)
 
     def put(self, keys: list, vectors: np.ndarray) -> None:
         "Store `vectors` under `keys`: one new shard, then one index line."
-        self._load(); self.root.mkdir(parents=True, exist_ok=True)
+        self._load()
+        self.root.mkdir(parents=True, exist_ok=True)
         name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.npy"
-        with atomic_open(self.root / name, "wb") as f: np.save(f, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
+        with atomic_open(self.root / name, "wb") as f:
+            np.save(f, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
         append_jsonl(self.root / "index.jsonl", {"shard": name, "keys": list(keys)})
-        for i, k in enumerate(keys): self._where[k] = (name, i)
+        for i, k in enumerate(keys):
+            self._where[k] = (name, i)
 
 # %% ../nbs/04_retrieval.ipynb #2d1ea632
 class Embedder:
-    "Sentence-transformers embeddings with batching, normalization, device choice and an on-disk cache keyed by content digest."
-    def __init__(self, model: Union[str, Path, None] = None,  # packaged name, local folder or hub id; None: the `embed_model` setting
-                 normalize: bool = True,                      # unit vectors: inner product is cosine similarity
-                 batch_size: int = 64,                        # texts per forward pass
-                 device: str = "auto",                        # auto: cuda, then mps, then cpu
-                 cache: Union[bool, str, Path] = True,        # True: <cache_dir>/embeddings; a folder; False: no cache
-                 settings: Optional[Settings] = None):
+    """Sentence-transformers embeddings with batching, normalization, device choice and an on-disk cache keyed by
+    content digest."""
+
+    def __init__(
+        self,
+        model: Union[str, Path, None] = None,  # packaged name, local folder or hub id; None: the `embed_model` setting
+        normalize: bool = True,  # unit vectors: inner product is cosine similarity
+        batch_size: int = 64,  # texts per forward pass
+        device: str = "auto",  # auto: cuda, then mps, then cpu
+        cache: Union[bool, str, Path] = True,  # True: <cache_dir>/embeddings; a folder; False: no cache
+        settings: Optional[Settings] = None,
+    ):
         settings = settings or load_settings()
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"Embedder: batch_size must be a positive int, got {batch_size!r}")
         self.ref = str(model or settings.embed_model)
-        self.path = locate_model(self.ref)                    # an unavailable model fails here, at once
+        self.path = locate_model(self.ref)  # an unavailable model fails here, at once
         self.model_id, self.normalize, self.batch_size = model_id(self.ref), bool(normalize), batch_size
         self.device = pick_device(device)
         self.calls = self.encoded = 0
@@ -114,89 +169,124 @@ class Embedder:
         self.cache = EmbeddingCache(root / digest([self.model_id, self.normalize])[:16]) if root else None
 
     @property
-    def model(self): return _load_st(str(self.path), self.device)
+    def model(self):
+        return _load_st(str(self.path), self.device)
+
     @property
-    def dim(self) -> int: return int(self.model.get_embedding_dimension())
-    def key(self, text: str) -> str: return digest(f"{self.model_id}\0{int(self.normalize)}\0{text}".encode("utf-8"))
-    def __repr__(self): return f"Embedder({self.model_id!r}, normalize={self.normalize}, device={self.device!r})"
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def key(self, text: str) -> str:
+        return digest(f"{self.model_id}\0{int(self.normalize)}\0{text}".encode("utf-8"))
+
+    def __repr__(self):
+        return f"Embedder({self.model_id!r}, normalize={self.normalize}, device={self.device!r})"
 
 # %% ../nbs/04_retrieval.ipynb #a95d1496
 def _check_texts(texts, name: str = "texts") -> list:
-    if isinstance(texts, str): raise TypeError(f"{name}: expected a list of strings, got one string (wrap it in a list)")
+    if isinstance(texts, str):
+        raise TypeError(f"{name}: expected a list of strings, got one string (wrap it in a list)")
     texts = list(texts)
     for i, t in enumerate(texts):
-        if not isinstance(t, str): raise TypeError(f"{name}[{i}]: expected str, got {type(t).__name__}")
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}]: expected str, got {type(t).__name__}")
     return texts
+
 
 @patch
 def encode(self: Embedder, texts: list) -> np.ndarray:
     "Embed `texts` with the model, no cache: float32, shape (n, dim)."
-    self.calls += 1; self.encoded += len(texts)
-    v = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize, convert_to_numpy=True,
-                          show_progress_bar=False)
+    self.calls += 1
+    self.encoded += len(texts)
+    v = self.model.encode(
+        list(texts),
+        batch_size=self.batch_size,
+        normalize_embeddings=self.normalize,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     return np.ascontiguousarray(v, dtype=np.float32)
+
 
 @patch
 def embed_query(self: Embedder, text: str) -> np.ndarray:
     "The embedding of one query (not cached: queries rarely repeat and would only fill the cache)."
-    if not isinstance(text, str): raise TypeError(f"query must be a str, got {type(text).__name__}")
-    if not text.strip(): raise ValueError("query is empty: give some text to search for")
+    if not isinstance(text, str):
+        raise TypeError(f"query must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("query is empty: give some text to search for")
     return self.encode([text])[0]
 
 # %% ../nbs/04_retrieval.ipynb #848eba33
 @patch
 def embed(self: Embedder, texts: Iterable[str], block: int = 8192) -> np.ndarray:
-    "Embeddings of `texts` (float32, (n, dim)): cached ones are read, the others encoded in blocks of `block` and cached."
+    """Embeddings of `texts` (float32, (n, dim)): cached ones are read, the others encoded in blocks of `block` and
+    cached."""
     texts = _check_texts(texts)
-    if self.cache is None: return self.encode(texts) if texts else np.zeros((0, self.dim), np.float32)
+    if self.cache is None:
+        return self.encode(texts) if texts else np.zeros((0, self.dim), np.float32)
     keys = [self.key(t) for t in texts]
     hit, vecs = self.cache.get(keys)
     out = np.empty((len(texts), vecs.shape[1] if vecs is not None else self.dim), np.float32)
-    if vecs is not None: out[hit] = vecs
-    todo = {}                                            # key -> positions: identical texts are encoded once
-    missing = np.ones(len(texts), bool); missing[hit] = False
-    for i in np.flatnonzero(missing): todo.setdefault(keys[i], []).append(i)
+    if vecs is not None:
+        out[hit] = vecs
+    todo = {}  # key -> positions: identical texts are encoded once
+    missing = np.ones(len(texts), bool)
+    missing[hit] = False
+    for i in np.flatnonzero(missing):
+        todo.setdefault(keys[i], []).append(i)
     miss = list(todo)
     for a in range(0, len(miss), block):
-        ks = miss[a:a + block]
+        ks = miss[a : a + block]
         v = self.encode([texts[todo[k][0]] for k in ks])
         self.cache.put(ks, v)
-        for k, row in zip(ks, v): out[todo[k]] = row
+        for k, row in zip(ks, v):
+            out[todo[k]] = row
     return out
 
 # %% ../nbs/04_retrieval.ipynb #8bd187ad
 class RetrievalError(ValueError):
     "A store, index or query problem; the message says what was wrong and what to do."
 
+
 class FilterError(RetrievalError):
     "A `where` filter with an unknown field, an unknown operator or a value of the wrong type."
+
 
 @dataclass
 class Hit:
     "One search result: chunk id, score (higher is better), text and metadata."
+
     id: str
     score: float
     text: str
     metadata: dict = field(default_factory=dict)
 
+
 INDEX_KINDS, MODES = ("flat", "ivf", "hnsw"), ("dense", "bm25", "hybrid")
+
 
 def _new_index(kind: str, dim: int, p: dict, train: Optional[np.ndarray] = None):
     "An empty inner-product FAISS index taking int64 labels; 'ivf' is trained on `train` (the first batch added)."
-    if kind == "flat": return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     if kind == "hnsw":
         h = faiss.IndexHNSWFlat(dim, p["M"], faiss.METRIC_INNER_PRODUCT)
         h.hnsw.efConstruction, h.hnsw.efSearch = p["ef_construction"], p["ef_search"]
         return faiss.IndexIDMap2(h)
     n = len(train)
-    nlist = p["nlist"] or max(1, min(int(4 * math.sqrt(n)), n // 39))    # FAISS wants >= 39 training points per list
-    if n < nlist: raise RetrievalError(f"IVF with nlist={nlist} trains on the first batch added, which needs at least {nlist} vectors, "
-                                       f"got {n}: add more chunks at once, lower nlist, or use index='flat'")
+    nlist = p["nlist"] or max(1, min(int(4 * math.sqrt(n)), n // 39))  # FAISS wants >= 39 training points per list
+    if n < nlist:
+        raise RetrievalError(
+            f"IVF with nlist={nlist} trains on the first batch added, which needs at least {nlist} vectors, "
+            f"got {n}: add more chunks at once, lower nlist, or use index='flat'"
+        )
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     ivf.train(train)
     ivf.nprobe = p["nprobe"]
-    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)     # reconstruct and remove by label
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and remove by label
     return ivf
+
 
 def gpu_available() -> bool:
     "Whether faiss-gpu is installed and sees a CUDA device."
@@ -205,25 +295,38 @@ def gpu_available() -> bool:
 # %% ../nbs/04_retrieval.ipynb #f84e7974
 class VectorStore:
     "Chunks in a FAISS index with string ids; metadata filters applied before ranking; dense, BM25 or hybrid search."
-    def __init__(self, embedder: Optional[Embedder] = None,        # None: `Embedder()`, the packaged MiniLM
-                 index: Literal["flat", "ivf", "hnsw"] = "flat",
-                 nlist: int = 0,                                   # ivf: lists; 0: about 4*sqrt(n) of the first batch
-                 nprobe: int = 16,                                 # ivf: lists scanned per query
-                 M: int = 32,                                      # hnsw: links per node
-                 ef_construction: int = 80,                        # hnsw: candidate list while building
-                 ef_search: int = 64,                              # hnsw: candidate list while searching
-                 exact_below: int = 2048,                          # ivf/hnsw: filters matching fewer chunks search exactly
-                 gpu: Optional[bool] = None):                      # None: faiss-gpu when installed and a GPU is present
-        if index not in INDEX_KINDS: raise ValueError(f"VectorStore: index must be one of {', '.join(INDEX_KINDS)}, got {index!r}")
-        self.params = dict(nlist=nlist, nprobe=nprobe, M=M, ef_construction=ef_construction, ef_search=ef_search, exact_below=exact_below)
+
+    def __init__(
+        self,
+        embedder: Optional[Embedder] = None,  # None: `Embedder()`, the packaged MiniLM
+        index: Literal["flat", "ivf", "hnsw"] = "flat",
+        nlist: int = 0,  # ivf: lists; 0: about 4*sqrt(n) of the first batch
+        nprobe: int = 16,  # ivf: lists scanned per query
+        M: int = 32,  # hnsw: links per node
+        ef_construction: int = 80,  # hnsw: candidate list while building
+        ef_search: int = 64,  # hnsw: candidate list while searching
+        exact_below: int = 2048,  # ivf/hnsw: filters matching fewer chunks search exactly
+        gpu: Optional[bool] = None,
+    ):  # None: faiss-gpu when installed and a GPU is present
+        if index not in INDEX_KINDS:
+            raise ValueError(f"VectorStore: index must be one of {', '.join(INDEX_KINDS)}, got {index!r}")
+        self.params = dict(
+            nlist=nlist,
+            nprobe=nprobe,
+            M=M,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+            exact_below=exact_below,
+        )
         for name, v in self.params.items():
             low = 0 if name in ("nlist", "exact_below") else 1
-            if not isinstance(v, int) or isinstance(v, bool) or v < low: raise ValueError(f"VectorStore: {name} must be an int >= {low}, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"VectorStore: {name} must be an int >= {low}, got {v!r}")
         self.embedder, self.kind = embedder or Embedder(), index
         self.dim = self.embedder.dim
         self.index = None if index == "ivf" else _new_index(index, self.dim, self.params)
-        self._ids, self._texts, self._metas = [], [], []       # by label; None where a chunk was deleted
-        self._slot, self._alive = {}, np.zeros(0, bool)         # id -> label; live labels
+        self._ids, self._texts, self._metas = [], [], []  # by label; None where a chunk was deleted
+        self._slot, self._alive = {}, np.zeros(0, bool)  # id -> label; live labels
         self.gpu = gpu_available() if gpu is None else bool(gpu)
         self._reset()
 
@@ -231,28 +334,40 @@ class VectorStore:
         "Forget what is derived from the contents (filter columns, selections, BM25, GPU copy) after a change."
         self._cols, self._kinds, self._sel, self._bm25, self._gpu = {}, None, {}, None, None
 
-    def __len__(self): return len(self._slot)
-    def __contains__(self, id): return id in self._slot
-    def __repr__(self): return f"VectorStore({len(self)} chunks, index={self.kind!r}, model={self.embedder.model_id!r}, dim={self.dim})"
+    def __len__(self):
+        return len(self._slot)
+
+    def __contains__(self, id):
+        return id in self._slot
+
+    def __repr__(self):
+        return f"VectorStore({len(self)} chunks, index={self.kind!r}, model={self.embedder.model_id!r}, dim={self.dim})"
 
 # %% ../nbs/04_retrieval.ipynb #7708fd84
 def _check_rows(ids, texts, metadatas) -> tuple:
     "Validated (ids, texts, metadatas) of one add/upsert call."
     ids, texts = ([ids] if isinstance(ids, str) else list(ids)), _check_texts(texts)
-    if len(ids) != len(texts): raise ValueError(f"ids and texts differ in length: {len(ids)} ids, {len(texts)} texts")
+    if len(ids) != len(texts):
+        raise ValueError(f"ids and texts differ in length: {len(ids)} ids, {len(texts)} texts")
     for i, x in enumerate(ids):
-        if not isinstance(x, str) or not x: raise TypeError(f"ids[{i}]: expected a non-empty str, got {x!r}")
-    if len(set(ids)) != len(ids): raise ValueError(f"ids repeat within one call: {sorted({x for x in ids if ids.count(x) > 1})[:5]}")
+        if not isinstance(x, str) or not x:
+            raise TypeError(f"ids[{i}]: expected a non-empty str, got {x!r}")
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"ids repeat within one call: {sorted({x for x in ids if ids.count(x) > 1})[:5]}")
     metas = [{} for _ in ids] if metadatas is None else list(metadatas)
-    if len(metas) != len(ids): raise ValueError(f"metadatas has {len(metas)} entries for {len(ids)} ids")
+    if len(metas) != len(ids):
+        raise ValueError(f"metadatas has {len(metas)} entries for {len(ids)} ids")
     out = []
     for i, m in enumerate(metas):
-        if not isinstance(m, dict): raise TypeError(f"metadatas[{i}]: expected a dict, got {type(m).__name__}")
+        if not isinstance(m, dict):
+            raise TypeError(f"metadatas[{i}]: expected a dict, got {type(m).__name__}")
         m = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in m.items()}
         for k, v in m.items():
             if not isinstance(k, str) or not (v is None or isinstance(v, (str, int, float, bool))):
-                raise TypeError(f"metadatas[{i}][{k!r}]: keys are str and values str, int, float, bool or None (so filters can compare "
-                                f"them), got {type(v).__name__}; join a list into a string")
+                raise TypeError(
+                    f"metadatas[{i}][{k!r}]: keys are str and values str, int, float, bool or None (so filters can compare "
+                    f"them), got {type(v).__name__}; join a list into a string"
+                )
         out.append(m)
     return ids, texts, out
 
@@ -260,44 +375,66 @@ def _check_rows(ids, texts, metadatas) -> tuple:
 @patch
 def _vectors(self: VectorStore, texts: list, embeddings=None) -> np.ndarray:
     "Vectors for `texts`: the embedder's, or `embeddings` checked against the store's dimension."
-    if embeddings is None: return self.embedder.embed(texts)
+    if embeddings is None:
+        return self.embedder.embed(texts)
     v = np.asarray(embeddings, dtype=np.float32)
-    if v.ndim != 2 or v.shape[0] != len(texts): raise ValueError(f"embeddings: expected shape ({len(texts)}, {self.dim}), got {v.shape}")
+    if v.ndim != 2 or v.shape[0] != len(texts):
+        raise ValueError(f"embeddings: expected shape ({len(texts)}, {self.dim}), got {v.shape}")
     if v.shape[1] != self.dim:
-        raise RetrievalError(f"dimension mismatch: embeddings have {v.shape[1]} dimensions, the store's model {self.embedder.model_id} gives {self.dim}")
+        raise RetrievalError(
+            f"dimension mismatch: embeddings have {v.shape[1]} dimensions, the store's model {self.embedder.model_id} gives {self.dim}"
+        )
     return np.ascontiguousarray(v)
+
 
 @patch
 def _append(self: VectorStore, ids: list, texts: list, metas: list, vecs: np.ndarray) -> None:
     labels = np.arange(len(self._ids), len(self._ids) + len(ids), dtype=np.int64)
-    if self.index is None: self.index = _new_index(self.kind, self.dim, self.params, train=vecs)
+    if self.index is None:
+        self.index = _new_index(self.kind, self.dim, self.params, train=vecs)
     self.index.add_with_ids(vecs, labels)
-    self._ids += ids; self._texts += texts; self._metas += metas
+    self._ids += ids
+    self._texts += texts
+    self._metas += metas
     self._slot.update(zip(ids, labels.tolist()))
     self._alive = np.concatenate([self._alive, np.ones(len(ids), bool)])
     self._reset()
 
 # %% ../nbs/04_retrieval.ipynb #c088b716
 @patch
-def add(self: VectorStore, ids: list, texts: list, metadatas: Optional[list] = None, embeddings: Optional[np.ndarray] = None) -> int:
+def add(
+    self: VectorStore, ids: list, texts: list, metadatas: Optional[list] = None, embeddings: Optional[np.ndarray] = None
+) -> int:
     "Add new chunks (an id already in the store is an error: use `upsert` to replace); returns how many were added."
     ids, texts, metas = _check_rows(ids, texts, metadatas)
     if there := [x for x in ids if x in self._slot]:
         raise ValueError(f"{len(there)} id(s) already in the store, e.g. {there[:3]}: use upsert() to replace them")
-    if ids: self._append(ids, texts, metas, self._vectors(texts, embeddings))
+    if ids:
+        self._append(ids, texts, metas, self._vectors(texts, embeddings))
     return len(ids)
 
+
 @patch
-def upsert(self: VectorStore, ids: list, texts: list, metadatas: Optional[list] = None, embeddings: Optional[np.ndarray] = None) -> dict:
-    "Add new chunks and replace changed ones by id; unchanged ones (same text and metadata) are left alone. Returns counts."
+def upsert(
+    self: VectorStore, ids: list, texts: list, metadatas: Optional[list] = None, embeddings: Optional[np.ndarray] = None
+) -> dict:
+    """Add new chunks and replace changed ones by id; unchanged ones (same text and metadata) are left alone. Returns
+    counts."""
     ids, texts, metas = _check_rows(ids, texts, metadatas)
-    if embeddings is not None: embeddings = self._vectors(texts, embeddings)
-    same = lambda j: ids[j] in self._slot and self._texts[self._slot[ids[j]]] == texts[j] and self._metas[self._slot[ids[j]]] == metas[j]
+    if embeddings is not None:
+        embeddings = self._vectors(texts, embeddings)
+    same = lambda j: (
+        ids[j] in self._slot
+        and self._texts[self._slot[ids[j]]] == texts[j]
+        and self._metas[self._slot[ids[j]]] == metas[j]
+    )
     todo = [j for j in range(len(ids)) if not same(j)]
     vecs = self._vectors([texts[j] for j in todo], None if embeddings is None else embeddings[todo]) if todo else None
     replaced = [ids[j] for j in todo if ids[j] in self._slot]
-    if replaced: self.delete(replaced)
-    if todo: self._append([ids[j] for j in todo], [texts[j] for j in todo], [metas[j] for j in todo], vecs)
+    if replaced:
+        self.delete(replaced)
+    if todo:
+        self._append([ids[j] for j in todo], [texts[j] for j in todo], [metas[j] for j in todo], vecs)
     return {"added": len(todo) - len(replaced), "replaced": len(replaced), "unchanged": len(ids) - len(todo)}
 
 # %% ../nbs/04_retrieval.ipynb #9281b819
@@ -308,22 +445,31 @@ def delete(self: VectorStore, ids: Union[str, Iterable[str]], missing_ok: bool =
     if (unknown := [x for x in ids if x not in self._slot]) and not missing_ok:
         raise KeyError(f"{len(unknown)} id(s) not in the store, e.g. {unknown[:3]}")
     labels = np.array([self._slot.pop(x) for x in ids if x in self._slot], dtype=np.int64)
-    if not len(labels): return 0
-    if self.kind != "hnsw": self.index.remove_ids(labels)   # an HNSW graph cannot drop nodes: they stay as unselected tombstones
-    for l in labels.tolist(): self._ids[l] = self._texts[l] = self._metas[l] = None
+    if not len(labels):
+        return 0
+    if self.kind != "hnsw":
+        self.index.remove_ids(labels)  # an HNSW graph cannot drop nodes: they stay as unselected tombstones
+    for l in labels.tolist():
+        self._ids[l] = self._texts[l] = self._metas[l] = None
     self._alive[labels] = False
     self._reset()
-    if len(self._ids) - len(self._slot) > max(1024, len(self._slot)): self.compact()
+    if len(self._ids) - len(self._slot) > max(1024, len(self._slot)):
+        self.compact()
     return len(labels)
+
 
 @patch
 def compact(self: VectorStore) -> None:
     "Renumber live chunks 0..n-1 and rebuild the index without deleted entries (HNSW tombstones included)."
-    if self.index is None: return
+    if self.index is None:
+        return
     live = np.flatnonzero(self._alive)
     vecs = self.index.reconstruct_batch(live.astype(np.int64)) if len(live) else np.zeros((0, self.dim), np.float32)
-    if self.kind == "ivf": fresh = faiss.clone_index(self.index); fresh.reset()    # keeps the trained lists
-    else: fresh = _new_index(self.kind, self.dim, self.params)
+    if self.kind == "ivf":
+        fresh = faiss.clone_index(self.index)
+        fresh.reset()  # keeps the trained lists
+    else:
+        fresh = _new_index(self.kind, self.dim, self.params)
     fresh.add_with_ids(vecs, np.arange(len(live), dtype=np.int64))
     pick = lambda xs: [xs[l] for l in live]
     self._ids, self._texts, self._metas, self.index = pick(self._ids), pick(self._texts), pick(self._metas), fresh
@@ -333,7 +479,10 @@ def compact(self: VectorStore) -> None:
 # %% ../nbs/04_retrieval.ipynb #4e41105a
 _OPS, _RANGE = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte"), ("gt", "gte", "lt", "lte")
 
-def _kind(v) -> str: return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "str"
+
+def _kind(v) -> str:
+    return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "str"
+
 
 @patch
 def fields(self: VectorStore) -> dict:
@@ -341,19 +490,27 @@ def fields(self: VectorStore) -> dict:
     if self._kinds is None:
         kinds = {}
         for m in self._metas:
-            for k, v in (m or {}).items(): kinds.setdefault(k, set()).update(() if v is None else (_kind(v),))
+            for k, v in (m or {}).items():
+                kinds.setdefault(k, set()).update(() if v is None else (_kind(v),))
         self._kinds = {k: sorted(v) for k, v in sorted(kinds.items())}
     return self._kinds
 
+
 @patch
 def _column(self: VectorStore, name: str) -> tuple:
-    "A field over all labels: (codes of distinct values, -1 if missing; value -> code; float values, NaN if not a number)."
+    """A field over all labels: (codes of distinct values, -1 if missing; value -> code; float values, NaN if not a
+    number)."""
     if name not in self._cols:
         vals, vocab = [None if m is None else m.get(name) for m in self._metas], {}
-        codes = np.fromiter((-1 if v is None else vocab.setdefault((type(v) is bool, v), len(vocab)) for v in vals), np.int64, len(vals))
-        nums = np.fromiter((float(v) if _kind(v) == "number" and v is not None else np.nan for v in vals), np.float64, len(vals))
+        codes = np.fromiter(
+            (-1 if v is None else vocab.setdefault((type(v) is bool, v), len(vocab)) for v in vals), np.int64, len(vals)
+        )
+        nums = np.fromiter(
+            (float(v) if _kind(v) == "number" and v is not None else np.nan for v in vals), np.float64, len(vals)
+        )
         self._cols[name] = (codes, vocab, nums)
     return self._cols[name]
+
 
 @patch
 def values(self: VectorStore, name: str) -> list:
@@ -366,34 +523,52 @@ def values(self: VectorStore, name: str) -> list:
 @patch
 def _check_value(self: VectorStore, name: str, x, op: str) -> None:
     if x is not None and not isinstance(x, (str, int, float, bool)):
-        raise FilterError(f"where[{name!r}]: {op} values must be str, int, float, bool or None, got {type(x).__name__} {x!r}")
+        raise FilterError(
+            f"where[{name!r}]: {op} values must be str, int, float, bool or None, got {type(x).__name__} {x!r}"
+        )
     if x is not None and self.fields()[name] and _kind(x) not in self.fields()[name]:
-        raise FilterError(f"where[{name!r}]: {x!r} is a {_kind(x)}, but field {name!r} holds {'/'.join(self.fields()[name])} values")
+        raise FilterError(
+            f"where[{name!r}]: {x!r} is a {_kind(x)}, but field {name!r} holds {'/'.join(self.fields()[name])} values"
+        )
+
 
 @patch
 def _condition(self: VectorStore, name: str, cond) -> np.ndarray:
     "Mask over labels of one field's condition: a value, a list of values, or a dict of operators."
     if not isinstance(name, str) or name not in self.fields():
-        raise FilterError(f"unknown metadata field {name!r} in where; known fields: {', '.join(self.fields()) or 'none (the store is empty)'}")
+        raise FilterError(
+            f"unknown metadata field {name!r} in where; known fields: {', '.join(self.fields()) or 'none (the store is empty)'}"
+        )
     codes, vocab, nums = self._column(name)
     ops = cond if isinstance(cond, dict) else {"in": cond} if isinstance(cond, (list, tuple)) else {"eq": cond}
-    if not ops: raise FilterError(f"where[{name!r}]: empty condition {{}}; operators: {', '.join(_OPS)}")
+    if not ops:
+        raise FilterError(f"where[{name!r}]: empty condition {{}}; operators: {', '.join(_OPS)}")
     mask = np.ones(len(codes), bool)
     for op, v in ops.items():
-        if op not in _OPS: raise FilterError(f"where[{name!r}]: unknown operator {op!r}; use one of {', '.join(_OPS)}")
+        if op not in _OPS:
+            raise FilterError(f"where[{name!r}]: unknown operator {op!r}; use one of {', '.join(_OPS)}")
         if op in _RANGE:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-                raise FilterError(f"where[{name!r}][{op!r}]: a range bound must be a number, got {type(v).__name__} {v!r}")
+                raise FilterError(
+                    f"where[{name!r}][{op!r}]: a range bound must be a number, got {type(v).__name__} {v!r}"
+                )
             if "number" not in self.fields()[name]:
-                raise FilterError(f"where[{name!r}]: range filters need a numeric field; {name!r} holds {'/'.join(self.fields()[name])} values")
-            with np.errstate(invalid="ignore"): mask &= {"gt": nums > v, "gte": nums >= v, "lt": nums < v, "lte": nums <= v}[op]
+                raise FilterError(
+                    f"where[{name!r}]: range filters need a numeric field; {name!r} holds {'/'.join(self.fields()[name])} values"
+                )
+            with np.errstate(invalid="ignore"):
+                mask &= {"gt": nums > v, "gte": nums >= v, "lt": nums < v, "lte": nums <= v}[op]
             continue
         if op in ("in", "nin") and not isinstance(v, (list, tuple)):
             raise FilterError(f"where[{name!r}][{op!r}]: expected a list of values, got {type(v).__name__} {v!r}")
         vs = list(v) if op in ("in", "nin") else [v]
-        for x in vs: self._check_value(name, x, op)
-        hit = np.isin(codes, [vocab[(type(x) is bool, x)] for x in vs if x is not None and (type(x) is bool, x) in vocab])
-        if None in vs: hit |= codes == -1
+        for x in vs:
+            self._check_value(name, x, op)
+        hit = np.isin(
+            codes, [vocab[(type(x) is bool, x)] for x in vs if x is not None and (type(x) is bool, x) in vocab]
+        )
+        if None in vs:
+            hit |= codes == -1
         mask &= ~hit if op in ("ne", "nin") else hit
     return mask
 
@@ -406,17 +581,21 @@ def _selection(self: VectorStore, where: Optional[dict]) -> tuple:
     if bad := [f for f in (where or {}) if not isinstance(f, str)]:
         raise FilterError(f"where: field names are str, got {bad[0]!r}; known fields: {', '.join(self.fields())}")
     key = json.dumps(where, sort_keys=True, default=repr)
-    if key in self._sel: return self._sel[key]
+    if key in self._sel:
+        return self._sel[key]
     mask = self._alive.copy()
-    for name, cond in (where or {}).items(): mask &= self._condition(name, cond)
+    for name, cond in (where or {}).items():
+        mask &= self._condition(name, cond)
     n, ntotal = int(mask.sum()), (self.index.ntotal if self.index is not None else 0)
     sel = None
     if n and (where or ntotal > n):
-        bits = np.packbits(mask, bitorder="little")          # bit l of the bitmap: label l matches
-        sel = (faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)), bits)   # keep the bitmap alive with its selector
-    if len(self._sel) >= 64: self._sel.pop(next(iter(self._sel)))
+        bits = np.packbits(mask, bitorder="little")  # bit l of the bitmap: label l matches
+        sel = (faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)), bits)  # keep the bitmap alive with its selector
+    if len(self._sel) >= 64:
+        self._sel.pop(next(iter(self._sel)))
     self._sel[key] = (mask, sel, n)
     return self._sel[key]
+
 
 @patch
 def ids(self: VectorStore, where: Optional[dict] = None) -> list:
@@ -430,12 +609,16 @@ def _top(labels: np.ndarray, scores: np.ndarray, k: int) -> list:
     idx = idx[np.argsort(-scores[idx], kind="stable")]
     return [(int(labels[i]), float(scores[i])) for i in idx]
 
+
 @patch
 def _search_params(self: VectorStore, sel=None):
     p = {"sel": sel} if sel is not None else {}
-    if self.kind == "ivf": return faiss.SearchParametersIVF(nprobe=self.params["nprobe"], **p)
-    if self.kind == "hnsw": return faiss.SearchParametersHNSW(efSearch=self.params["ef_search"], **p)
+    if self.kind == "ivf":
+        return faiss.SearchParametersIVF(nprobe=self.params["nprobe"], **p)
+    if self.kind == "hnsw":
+        return faiss.SearchParametersHNSW(efSearch=self.params["ef_search"], **p)
     return faiss.SearchParameters(**p) if p else None
+
 
 @patch
 def _exact(self: VectorStore, qv: np.ndarray, labels: np.ndarray, k: int) -> list:
@@ -448,26 +631,36 @@ def _dense(self: VectorStore, qv: np.ndarray, k: int, where: Optional[dict]) -> 
     "(label, score) of the k nearest chunks among those matching `where`: always min(k, matches) of them."
     mask, sel, n = self._selection(where)
     want = min(k, n)
-    if want == 0: return []
-    if sel is not None and self.kind != "flat" and n <= self.params["exact_below"]: return self._exact(qv, np.flatnonzero(mask), want)
+    if want == 0:
+        return []
+    if sel is not None and self.kind != "flat" and n <= self.params["exact_below"]:
+        return self._exact(qv, np.flatnonzero(mask), want)
     index = self.index if sel is not None else self._search_index()
-    D, I = index.search(qv[None], want, params=self._search_params(sel[0] if sel else None) if index is self.index else None)
+    D, I = index.search(
+        qv[None], want, params=self._search_params(sel[0] if sel else None) if index is self.index else None
+    )
     got = [(int(l), float(s)) for l, s in zip(I[0], D[0]) if l >= 0]
-    return got if len(got) == want else self._exact(qv, np.flatnonzero(mask), want)   # approximate search fell short
+    return got if len(got) == want else self._exact(qv, np.flatnonzero(mask), want)  # approximate search fell short
+
 
 @patch
 def _search_index(self: VectorStore):
     "The index for an unfiltered search: a GPU copy of a flat or IVF index when `gpu` is on, else the index."
-    if not self.gpu or self.kind == "hnsw": return self.index
+    if not self.gpu or self.kind == "hnsw":
+        return self.index
     if self._gpu is None:
         try:
             res = faiss.StandardGpuResources()
             gi = faiss.index_cpu_to_gpu(res, 0, self.index)
-            if self.kind == "ivf": faiss.GpuParameterSpace().set_index_parameter(gi, "nprobe", self.params["nprobe"])
+            if self.kind == "ivf":
+                faiss.GpuParameterSpace().set_index_parameter(gi, "nprobe", self.params["nprobe"])
             self._gpu = (gi, res)
         except Exception as e:
-            warnings.warn(f"faiss-gpu: cannot move the {self.kind} index to the GPU ({type(e).__name__}: {e}); searching on the CPU")
-            self.gpu = False; return self.index
+            warnings.warn(
+                f"faiss-gpu: cannot move the {self.kind} index to the GPU ({type(e).__name__}: {e}); searching on the CPU"
+            )
+            self.gpu = False
+            return self.index
     return self._gpu[0]
 
 # %% ../nbs/04_retrieval.ipynb #ea2d2928
@@ -475,16 +668,20 @@ def _search_index(self: VectorStore):
 def _bm25_scores(self: VectorStore, query: str) -> np.ndarray:
     "BM25 scores of `query` over all labels (0 for deleted chunks)."
     import bm25s
+
     tok = lambda texts: bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
     if self._bm25 is None:
         live, bm = np.flatnonzero(self._alive), bm25s.BM25()
-        if len(live): bm.index(tok([self._texts[l] for l in live]), show_progress=False)
+        if len(live):
+            bm.index(tok([self._texts[l] for l in live]), show_progress=False)
         self._bm25 = (bm, live)
     bm, live = self._bm25
     terms = [t for t in tok([query])[0] if t in getattr(bm, "vocab_dict", {})]
     scores = np.zeros(len(self._alive), np.float32)
-    if terms: scores[live] = bm.get_scores(terms)
+    if terms:
+        scores[live] = bm.get_scores(terms)
     return scores
+
 
 @patch
 def _sparse(self: VectorStore, query: str, k: int, where: Optional[dict]) -> list:
@@ -494,68 +691,109 @@ def _sparse(self: VectorStore, query: str, k: int, where: Optional[dict]) -> lis
     pos = np.flatnonzero(s > 0)
     return _top(pos, s[pos], k) if len(pos) else []
 
+
 def rrf(rankings: list, k: int = 60) -> list:
     "Reciprocal rank fusion of ranked (key, score) lists: (key, sum of 1/(k + rank)) pairs, best first."
     fused = {}
     for ranking in rankings:
-        for r, (key, _) in enumerate(ranking, 1): fused[key] = fused.get(key, 0.0) + 1.0 / (k + r)
+        for r, (key, _) in enumerate(ranking, 1):
+            fused[key] = fused.get(key, 0.0) + 1.0 / (k + r)
     return sorted(fused.items(), key=lambda x: -x[1])
 
 # %% ../nbs/04_retrieval.ipynb #39bd5fb3
 @patch
-def search(self: VectorStore, query: Union[str, np.ndarray], k: int = 5, where: Optional[dict] = None,
-           mode: Literal["dense", "bm25", "hybrid"] = "dense",
-           rerank: Optional[Callable] = None,      # (query, hits) -> hits: re-orders the candidates before the cut to k
-           fetch_k: Optional[int] = None) -> list: # candidates per ranking for fusion and re-ranking; None: max(k, 50)
+def search(
+    self: VectorStore,
+    query: Union[str, np.ndarray],
+    k: int = 5,
+    where: Optional[dict] = None,
+    mode: Literal["dense", "bm25", "hybrid"] = "dense",
+    rerank: Optional[Callable] = None,  # (query, hits) -> hits: re-orders the candidates before the cut to k
+    fetch_k: Optional[int] = None,
+) -> list:  # candidates per ranking for fusion and re-ranking; None: max(k, 50)
     "The k best chunks for `query` (text, or a vector for dense search) among those matching `where`, as `Hit`s."
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0: raise ValueError(f"k must be a positive int, got {k!r}")
-    if mode not in MODES: raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(query, np.ndarray):
-        if mode != "dense": raise ValueError(f"mode {mode!r} needs the query text; a vector query works with mode='dense'")
+        if mode != "dense":
+            raise ValueError(f"mode {mode!r} needs the query text; a vector query works with mode='dense'")
         if query.ndim != 1 or query.shape[0] != self.dim:
-            raise RetrievalError(f"dimension mismatch: the query vector has shape {query.shape}, the index holds {self.dim}-d vectors ({self.embedder.model_id})")
-    elif not isinstance(query, str): raise TypeError(f"query must be a str (or an embedding vector), got {type(query).__name__}")
-    elif not query.strip(): raise ValueError("query is empty: give some text to search for")
-    self._selection(where)                               # a bad filter fails before any embedding
+            raise RetrievalError(
+                f"dimension mismatch: the query vector has shape {query.shape}, the index holds {self.dim}-d vectors ({self.embedder.model_id})"
+            )
+    elif not isinstance(query, str):
+        raise TypeError(f"query must be a str (or an embedding vector), got {type(query).__name__}")
+    elif not query.strip():
+        raise ValueError("query is empty: give some text to search for")
+    self._selection(where)  # a bad filter fails before any embedding
     depth = max(k, fetch_k or (50 if mode == "hybrid" or rerank else k))
-    qv = lambda: np.ascontiguousarray(query, np.float32) if isinstance(query, np.ndarray) else self.embedder.embed_query(query)
-    if mode == "bm25": ranked = self._sparse(query, depth, where)
-    elif mode == "dense": ranked = self._dense(qv(), depth, where)
-    else: ranked = rrf([self._dense(qv(), depth, where), self._sparse(query, depth, where)])
+    qv = lambda: (
+        np.ascontiguousarray(query, np.float32) if isinstance(query, np.ndarray) else self.embedder.embed_query(query)
+    )
+    if mode == "bm25":
+        ranked = self._sparse(query, depth, where)
+    elif mode == "dense":
+        ranked = self._dense(qv(), depth, where)
+    else:
+        ranked = rrf([self._dense(qv(), depth, where), self._sparse(query, depth, where)])
     hits = [Hit(self._ids[l], s, self._texts[l], dict(self._metas[l])) for l, s in ranked]
     if rerank is not None:
         hits = rerank(query, hits)
-        if not isinstance(hits, list) or not all(isinstance(h, Hit) for h in hits): raise TypeError("rerank must return a list of Hit")
+        if not isinstance(hits, list) or not all(isinstance(h, Hit) for h in hits):
+            raise TypeError("rerank must return a list of Hit")
     return hits[:k]
+
 
 @patch
 def get(self: VectorStore, id: str) -> Hit:
     "The stored chunk `id` as a `Hit` (score NaN)."
-    if id not in self._slot: raise KeyError(f"id {id!r} not in the store")
+    if id not in self._slot:
+        raise KeyError(f"id {id!r} not in the store")
     l = self._slot[id]
     return Hit(id, float("nan"), self._texts[l], dict(self._metas[l]))
 
 # %% ../nbs/04_retrieval.ipynb #7e4a11c2
-TENANT_FIELD = "tenant"     # the chunk metadata field naming the tenant a chunk belongs to (absent: shared)
+TENANT_FIELD = "tenant"  # the chunk metadata field naming the tenant a chunk belongs to (absent: shared)
+
 
 @patch
-def tenant_where(self: VectorStore, tenant: Optional[str],          # the caller's tenant; None: no tenant filter
-                 where: Optional[dict] = None,                       # the caller's own filter, narrowed
-                 field: str = TENANT_FIELD) -> Optional[dict]:
-    "`where` narrowed to the chunks `tenant` may see: its own and the shared ones (no `field`); unchanged when no chunk names a tenant."
-    if tenant is None: return where
-    if not isinstance(tenant, str) or not tenant.strip(): raise FilterError(f"tenant must be a non-empty str, got {tenant!r:.60}")
-    if where is not None and not isinstance(where, dict): raise FilterError(f"where must be a dict of field -> condition, got {type(where).__name__}")
-    if where and field in where: raise FilterError(f"where[{field!r}]: the tenant comes from the caller's key, not from a filter; leave {field!r} out")
-    if field not in self.fields(): return where
+def tenant_where(
+    self: VectorStore,
+    tenant: Optional[str],  # the caller's tenant; None: no tenant filter
+    where: Optional[dict] = None,  # the caller's own filter, narrowed
+    field: str = TENANT_FIELD,
+) -> Optional[dict]:
+    """`where` narrowed to the chunks `tenant` may see: its own and the shared ones (no `field`); unchanged when no
+    chunk names a tenant."""
+    if tenant is None:
+        return where
+    if not isinstance(tenant, str) or not tenant.strip():
+        raise FilterError(f"tenant must be a non-empty str, got {tenant!r:.60}")
+    if where is not None and not isinstance(where, dict):
+        raise FilterError(f"where must be a dict of field -> condition, got {type(where).__name__}")
+    if where and field in where:
+        raise FilterError(
+            f"where[{field!r}]: the tenant comes from the caller's key, not from a filter; leave {field!r} out"
+        )
+    if field not in self.fields():
+        return where
     return {**(where or {}), field: [tenant, None]}
 
 # %% ../nbs/04_retrieval.ipynb #3a8ce230
 def chunk_metadata(row) -> dict:
     "Filterable metadata of a chunk row: its document metadata, doc_id, heading (joined path), start, end, n_tokens."
     r = row if isinstance(row, dict) else vars(row)
-    return {**(r.get("metadata") or {}), "doc_id": r["doc_id"], "heading": " > ".join(r.get("heading_path") or []),
-            "start": r.get("start"), "end": r.get("end"), "n_tokens": r.get("n_tokens")}
+    return {
+        **(r.get("metadata") or {}),
+        "doc_id": r["doc_id"],
+        "heading": " > ".join(r.get("heading_path") or []),
+        "start": r.get("start"),
+        "end": r.get("end"),
+        "n_tokens": r.get("n_tokens"),
+    }
+
 
 @patch
 def add_chunks(self: VectorStore, rows: Iterable) -> dict:
@@ -563,10 +801,12 @@ def add_chunks(self: VectorStore, rows: Iterable) -> dict:
     rows = [r if isinstance(r, dict) else vars(r) for r in rows]
     return self.upsert([r["id"] for r in rows], [r["text"] for r in rows], [chunk_metadata(r) for r in rows])
 
+
 def sample_dir() -> Path:
     "The sample knowledge base: ./data/sample when present, else the checkout's data/sample."
     for d in (Path("data/sample"), pkg_root() / "data" / "sample"):
-        if d.is_dir(): return d
+        if d.is_dir():
+            return d
     raise FileNotFoundError("data/sample not found here or beside the llmops_nb package: pass a dataset instead")
 
 # %% ../nbs/04_retrieval.ipynb #b085541d
@@ -574,27 +814,45 @@ def sample_chunks(root: Union[str, Path, None] = None, max_tokens: int = 200, ov
     "(chunk rows, dedupe report) of the sample corpus: load, clean, dedupe, chunk, as `prepare_data` does."
     from dataclasses import asdict
     from llmops_nb.data import chunk, clean_documents, dedupe, deprioritize, load_documents
-    docs = clean_documents(load_documents(root or sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"]))
+
+    docs = clean_documents(
+        load_documents(root or sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])
+    )
     kept, report = dedupe(docs, prefer=deprioritize("archive/", "draft", "copy", "final", "_v2", "-spring"))
     return [asdict(c) for c in chunk(kept, max_tokens=max_tokens, overlap=overlap)], report
 
+
 def resolve_dataset(ref: Union[str, Path, None] = None, settings: Optional[Settings] = None) -> Optional[Path]:
-    "Chunk dataset folder for `ref` (a dataset folder, a prepare_data run folder or id); None: the latest completed prepare_data run, if any."
+    """Chunk dataset folder for `ref` (a dataset folder, a prepare_data run folder or id); None: the latest completed
+    prepare_data run, if any."""
     from llmops_nb.runs import list_runs, read_run
+
     settings = settings or load_settings()
     if ref is None:
-        done = [r for r in list_runs(settings.path("runs_dir"), "prepare_data") if r.status == "completed" and (r.dir / "datasets" / "chunks").is_dir()]
+        done = [
+            r
+            for r in list_runs(settings.path("runs_dir"), "prepare_data")
+            if r.status == "completed" and (r.dir / "datasets" / "chunks").is_dir()
+        ]
         return done[-1].dir / "datasets" / "chunks" if done else None
     p = Path(ref).expanduser()
-    if (p / "manifest.json").is_file(): return p
+    if (p / "manifest.json").is_file():
+        return p
     if not p.is_dir():
-        try: p = read_run(str(ref), settings.path("runs_dir")).dir
-        except FileNotFoundError: raise FileNotFoundError(f"dataset {ref!r}: not a dataset folder, a run folder or a run id under {settings.path('runs_dir')}") from None
-    if (p / "datasets" / "chunks" / "manifest.json").is_file(): return p / "datasets" / "chunks"
+        try:
+            p = read_run(str(ref), settings.path("runs_dir")).dir
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"dataset {ref!r}: not a dataset folder, a run folder or a run id under {settings.path('runs_dir')}"
+            ) from None
+    if (p / "datasets" / "chunks" / "manifest.json").is_file():
+        return p / "datasets" / "chunks"
     raise FileNotFoundError(f"dataset {ref!r}: {p} has neither manifest.json nor datasets/chunks/")
 
+
 def dataset_aliases(chunks_dir: Union[str, Path]) -> dict:
-    "Dropped duplicate id -> the id kept, from the data_report.json of the prepare_data run that made `chunks_dir` ({} if none)."
+    """Dropped duplicate id -> the id kept, from the data_report.json of the prepare_data run that made `chunks_dir` ({}
+    if none)."""
     report = Path(chunks_dir).parent.parent / "data_report.json"
     dropped = read_json(report).get("duplicates", {}).get("dropped", []) if report.is_file() else []
     return {r["id"]: r["duplicate_of"] for r in dropped if isinstance(r, dict) and "id" in r and "duplicate_of" in r}
@@ -602,72 +860,134 @@ def dataset_aliases(chunks_dir: Union[str, Path]) -> dict:
 # %% ../nbs/04_retrieval.ipynb #c5bd77ad
 STORE_FORMAT = "llmops-nb/vector-store@1"
 
+
 @patch
 def content_digest(self: VectorStore) -> str:
     "sha256 of the stored chunks (id, text, metadata), independent of order and index kind."
     return digest(sorted([self._ids[l], self._texts[l], self._metas[l]] for l in np.flatnonzero(self._alive).tolist()))
 
+
 @patch
-def save(self: VectorStore, path: Union[str, Path], dataset_digest: Optional[str] = None, extra: Optional[dict] = None) -> Path:
+def save(
+    self: VectorStore, path: Union[str, Path], dataset_digest: Optional[str] = None, extra: Optional[dict] = None
+) -> Path:
     "Write the store to folder `path` atomically: index.faiss, chunks.parquet and manifest.json."
     import pyarrow as pa, pyarrow.parquet as pq
+
     live = np.flatnonzero(self._alive)
-    table = pa.table({"label": pa.array(live, pa.int64()), "id": [self._ids[l] for l in live], "text": [self._texts[l] for l in live],
-                      "metadata": [json.dumps(self._metas[l], sort_keys=True, ensure_ascii=False) for l in live]})
+    table = pa.table(
+        {
+            "label": pa.array(live, pa.int64()),
+            "id": [self._ids[l] for l in live],
+            "text": [self._texts[l] for l in live],
+            "metadata": [json.dumps(self._metas[l], sort_keys=True, ensure_ascii=False) for l in live],
+        }
+    )
     with atomic_dir(path) as tmp:
-        if self.index is not None: faiss.write_index(self.index, str(tmp / "index.faiss"))
+        if self.index is not None:
+            faiss.write_index(self.index, str(tmp / "index.faiss"))
         pq.write_table(table, tmp / "chunks.parquet")
-        write_json(tmp / "manifest.json", {
-            "format": STORE_FORMAT, "embedding_model": self.embedder.model_id, "embedding_ref": self.embedder.ref,
-            "normalize": self.embedder.normalize, "dim": self.dim, "index": {"kind": self.kind, **self.params},
-            "count": len(live), "labels": len(self._ids), "content_digest": self.content_digest(), "dataset_digest": dataset_digest,
-            "files": {f.name: digest(f) for f in sorted(tmp.iterdir())}, "faiss_version": faiss.__version__, "extra": extra or {}})
+        write_json(
+            tmp / "manifest.json",
+            {
+                "format": STORE_FORMAT,
+                "embedding_model": self.embedder.model_id,
+                "embedding_ref": self.embedder.ref,
+                "normalize": self.embedder.normalize,
+                "dim": self.dim,
+                "index": {"kind": self.kind, **self.params},
+                "count": len(live),
+                "labels": len(self._ids),
+                "content_digest": self.content_digest(),
+                "dataset_digest": dataset_digest,
+                "files": {f.name: digest(f) for f in sorted(tmp.iterdir())},
+                "faiss_version": faiss.__version__,
+                "extra": extra or {},
+            },
+        )
     return Path(path)
 
 # %% ../nbs/04_retrieval.ipynb #0f694ae3
 def _read_manifest(path: Path) -> dict:
-    if not path.is_dir(): raise FileNotFoundError(f"{path}: no such index folder")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such index folder")
     mf = path / "manifest.json"
-    if not mf.is_file(): raise FileNotFoundError(f"{path}: not a vector store folder (no manifest.json)")
-    try: m = read_json(mf)
-    except ConfigError as e: raise RetrievalError(f"corrupt index folder: {e}") from None
+    if not mf.is_file():
+        raise FileNotFoundError(f"{path}: not a vector store folder (no manifest.json)")
+    try:
+        m = read_json(mf)
+    except ConfigError as e:
+        raise RetrievalError(f"corrupt index folder: {e}") from None
     if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
-        raise RetrievalError(f"{mf}: not a vector store manifest (format {m.get('format') if isinstance(m, dict) else None!r}, expected {STORE_FORMAT!r})")
+        raise RetrievalError(
+            f"{mf}: not a vector store manifest (format {m.get('format') if isinstance(m, dict) else None!r}, expected {STORE_FORMAT!r})"
+        )
     for name, want in m["files"].items():
-        if not (path / name).is_file(): raise RetrievalError(f"{path / name}: missing, the index folder is incomplete; rebuild it (runbook build_index) or restore the folder")
+        if not (path / name).is_file():
+            raise RetrievalError(
+                f"{path / name}: missing, the index folder is incomplete; rebuild it (runbook build_index) or restore the folder"
+            )
         if digest(path / name) != want:
-            raise RetrievalError(f"{path / name}: content does not match its sha256 in manifest.json: the file is corrupt or was changed "
-                                 f"after saving; rebuild the index (runbook build_index) or restore the folder")
+            raise RetrievalError(
+                f"{path / name}: content does not match its sha256 in manifest.json: the file is corrupt or was changed "
+                f"after saving; rebuild the index (runbook build_index) or restore the folder"
+            )
     return m
 
+
 def _stored_embedder(m: dict, settings: Optional[Settings]) -> Embedder:
-    try: return Embedder(m["embedding_ref"], normalize=m["normalize"], settings=settings)
-    except ModelNotAvailable: return Embedder(m["embedding_model"], normalize=m["normalize"], settings=settings)
+    try:
+        return Embedder(m["embedding_ref"], normalize=m["normalize"], settings=settings)
+    except ModelNotAvailable:
+        return Embedder(m["embedding_model"], normalize=m["normalize"], settings=settings)
 
 # %% ../nbs/04_retrieval.ipynb #1804a0e1
 @patch(cls_method=True)
-def load(cls: VectorStore, path: Union[str, Path], embedder: Optional[Embedder] = None, gpu: Optional[bool] = None,
-         settings: Optional[Settings] = None) -> VectorStore:
+def load(
+    cls: VectorStore,
+    path: Union[str, Path],
+    embedder: Optional[Embedder] = None,
+    gpu: Optional[bool] = None,
+    settings: Optional[Settings] = None,
+) -> VectorStore:
     "Open a saved store: files checked against their digests; an embedder of another model is refused."
     import pyarrow.parquet as pq
-    path = Path(path); m = _read_manifest(path)
+
+    path = Path(path)
+    m = _read_manifest(path)
     emb = embedder or _stored_embedder(m, settings)
     if (emb.model_id, emb.normalize) != (m["embedding_model"], m["normalize"]):
-        raise RetrievalError(f"{path} was built with embedding model {m['embedding_model']!r} (normalize={m['normalize']}), but the embedder given "
-                             f"is {emb.model_id!r} (normalize={emb.normalize}): its vectors are not comparable with this index. Load without "
-                             f"embedder= to use the model it was built with, or rebuild the index with the new model.")
-    if emb.dim != m["dim"]: raise RetrievalError(f"dimension mismatch: {path} holds {m['dim']}-d vectors, the embedder gives {emb.dim}")
-    try: index = faiss.read_index(str(path / "index.faiss")) if "index.faiss" in m["files"] else None
-    except RuntimeError as e: raise RetrievalError(f"{path / 'index.faiss'}: FAISS cannot read it ({str(e).strip().splitlines()[-1][:200]}); rebuild the index") from None
-    try: rows = pq.read_table(path / "chunks.parquet").to_pylist()
-    except Exception as e: raise RetrievalError(f"{path / 'chunks.parquet'}: unreadable ({type(e).__name__}: {e}); rebuild the index") from None
+        raise RetrievalError(
+            f"{path} was built with embedding model {m['embedding_model']!r} (normalize={m['normalize']}), but the embedder given "
+            f"is {emb.model_id!r} (normalize={emb.normalize}): its vectors are not comparable with this index. Load without "
+            f"embedder= to use the model it was built with, or rebuild the index with the new model."
+        )
+    if emb.dim != m["dim"]:
+        raise RetrievalError(f"dimension mismatch: {path} holds {m['dim']}-d vectors, the embedder gives {emb.dim}")
+    try:
+        index = faiss.read_index(str(path / "index.faiss")) if "index.faiss" in m["files"] else None
+    except RuntimeError as e:
+        raise RetrievalError(
+            f"{path / 'index.faiss'}: FAISS cannot read it ({str(e).strip().splitlines()[-1][:200]}); rebuild the index"
+        ) from None
+    try:
+        rows = pq.read_table(path / "chunks.parquet").to_pylist()
+    except Exception as e:
+        raise RetrievalError(
+            f"{path / 'chunks.parquet'}: unreadable ({type(e).__name__}: {e}); rebuild the index"
+        ) from None
     s = cls(emb, index=m["index"]["kind"], gpu=gpu, **{k: v for k, v in m["index"].items() if k != "kind"})
-    if index is not None and (index.d != m["dim"] or index.ntotal < len(rows) or (s.kind != "hnsw" and index.ntotal != len(rows))):
-        raise RetrievalError(f"{path}: index.faiss ({index.ntotal} vectors of {index.d} dimensions) does not match chunks.parquet ({len(rows)} chunks) "
-                             f"and the manifest ({m['dim']} dimensions); rebuild the index")
+    if index is not None and (
+        index.d != m["dim"] or index.ntotal < len(rows) or (s.kind != "hnsw" and index.ntotal != len(rows))
+    ):
+        raise RetrievalError(
+            f"{path}: index.faiss ({index.ntotal} vectors of {index.d} dimensions) does not match chunks.parquet ({len(rows)} chunks) "
+            f"and the manifest ({m['dim']} dimensions); rebuild the index"
+        )
     s.index = index
     s._ids, s._texts, s._metas = [None] * m["labels"], [None] * m["labels"], [None] * m["labels"]
-    for r in rows: s._ids[r["label"]], s._texts[r["label"]], s._metas[r["label"]] = r["id"], r["text"], json.loads(r["metadata"])
+    for r in rows:
+        s._ids[r["label"]], s._texts[r["label"]], s._metas[r["label"]] = r["id"], r["text"], json.loads(r["metadata"])
     s._slot, s._alive = {r["id"]: r["label"] for r in rows}, np.array([x is not None for x in s._ids], bool)
     s.manifest = m
     return s
@@ -682,30 +1002,64 @@ def index_digest(path: Union[str, Path]) -> str:
 def hits_frame(hits: list, fields: tuple = ("doc_id", "title"), width: int = 160):
     "A pandas table of hits: rank, score, id, a few metadata fields and the start of the text."
     import pandas as pd
-    rows = [{"rank": i, "score": round(h.score, 4), "id": h.id, **{f: h.metadata.get(f) for f in fields},
-             "text": h.text[:width] + ("…" if len(h.text) > width else "")} for i, h in enumerate(hits, 1)]
+
+    rows = [
+        {
+            "rank": i,
+            "score": round(h.score, 4),
+            "id": h.id,
+            **{f: h.metadata.get(f) for f in fields},
+            "text": h.text[:width] + ("…" if len(h.text) > width else ""),
+        }
+        for i, h in enumerate(hits, 1)
+    ]
     return pd.DataFrame(rows, columns=["rank", "score", "id", *fields, "text"])
+
 
 def explorer(store: VectorStore, k: int = 5, filters: Optional[list] = None, max_values: int = 30):
     "An ipywidgets search UI over `store`: query, mode, k, a dropdown per metadata field, results table with scores."
     import ipywidgets as W
     from IPython.display import display
-    fields = filters if filters is not None else [f for f, kinds in store.fields().items() if kinds == ["str"] and 1 < len(store.values(f)) <= max_values]
-    query = W.Text(placeholder="Ask the knowledge base, press Enter", description="query", continuous_update=False, layout=W.Layout(width="70%"))
+
+    fields = (
+        filters
+        if filters is not None
+        else [f for f, kinds in store.fields().items() if kinds == ["str"] and 1 < len(store.values(f)) <= max_values]
+    )
+    query = W.Text(
+        placeholder="Ask the knowledge base, press Enter",
+        description="query",
+        continuous_update=False,
+        layout=W.Layout(width="70%"),
+    )
     mode, kk = W.ToggleButtons(options=list(MODES), value="dense"), W.IntSlider(value=k, min=1, max=50, description="k")
-    drops = {f: W.Dropdown(options=[("any", None)] + [(str(v)[:60], v) for v in store.values(f)], description=f) for f in fields}
+    drops = {
+        f: W.Dropdown(options=[("any", None)] + [(str(v)[:60], v) for v in store.values(f)], description=f)
+        for f in fields
+    }
     status, out = W.HTML(), W.Output()
     box = W.VBox([query, W.HBox([mode, kk]), W.HBox(list(drops.values())), status, out])
+
     def run(_=None):
         where = {f: d.value for f, d in drops.items() if d.value is not None} or None
-        if not query.value.strip(): status.value = "<i>type a query and press Enter</i>"; return
+        if not query.value.strip():
+            status.value = "<i>type a query and press Enter</i>"
+            return
         t = time.perf_counter()
-        try: hits = store.search(query.value, k=kk.value, where=where, mode=mode.value)
-        except (ValueError, TypeError) as e: status.value = f"<b>error:</b> {html.escape(str(e))}"; return
+        try:
+            hits = store.search(query.value, k=kk.value, where=where, mode=mode.value)
+        except (ValueError, TypeError) as e:
+            status.value = f"<b>error:</b> {html.escape(str(e))}"
+            return
         box.results = hits_frame(hits)
-        status.value = f"{len(hits)} hit(s) in {1000 * (time.perf_counter() - t):.0f} ms" + (f", where {html.escape(json.dumps(where))}" if where else "")
+        status.value = f"{len(hits)} hit(s) in {1000 * (time.perf_counter() - t):.0f} ms" + (
+            f", where {html.escape(json.dumps(where))}" if where else ""
+        )
         out.clear_output(wait=True)
-        with out: display(box.results)
-    for w in (query, mode, kk, *drops.values()): w.observe(run, names="value")
+        with out:
+            display(box.results)
+
+    for w in (query, mode, kk, *drops.values()):
+        w.observe(run, names="value")
     box.run, box.query, box.mode, box.k, box.filters, box.results = run, query, mode, kk, drops, hits_frame([])
     return box

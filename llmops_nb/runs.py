@@ -10,8 +10,20 @@ import os, re, secrets as _secrets, shutil, subprocess, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
-from .core import (ConfigError, Settings, append_jsonl, code_version, digest, find_secrets, host_info, is_secret_name,
-                            load_settings, read_json, read_jsonl, write_json)
+from llmops_nb.core import (
+    ConfigError,
+    Settings,
+    append_jsonl,
+    code_version,
+    digest,
+    find_secrets,
+    host_info,
+    is_secret_name,
+    load_settings,
+    read_json,
+    read_jsonl,
+    write_json,
+)
 
 # %% auto #0
 __all__ = ['REDACTED', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id',
@@ -21,81 +33,144 @@ __all__ = ['REDACTED', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker'
 # %% ../nbs/01_runs.ipynb #0e42aab3
 REDACTED = "***"
 
-def _is_ref(v) -> bool: return isinstance(v, str) and v.startswith("env:")
+
+def _is_ref(v) -> bool:
+    return isinstance(v, str) and v.startswith("env:")
 
 # %% ../nbs/01_runs.ipynb #39ff155b
 def redact(obj: Any, secrets: tuple = ()) -> Any:
     "A copy of `obj` with secret-named values, credential-shaped strings and the given `secrets` replaced by `***`."
     known = sorted((s for s in secrets if isinstance(s, str) and len(s) >= 4), key=len, reverse=True)
+
     def clean_str(s: str) -> str:
-        for k in known: s = s.replace(k, REDACTED)
-        for _, a, b in reversed(find_secrets(s)): s = s[:a] + REDACTED + s[b:]
+        for k in known:
+            s = s.replace(k, REDACTED)
+        for _, a, b in reversed(find_secrets(s)):
+            s = s[:a] + REDACTED + s[b:]
         return s
-    def walk(o, secret=False):                          # secret: the value sits under a secret name (a list's items too)
-        if isinstance(o, dict): return {k: walk(v, is_secret_name(k)) for k, v in o.items()}
-        if isinstance(o, (list, tuple)): return type(o)(walk(v, secret) for v in o)
-        if secret and o not in (None, "") and not _is_ref(o): return REDACTED
+
+    def walk(o, secret=False):  # secret: the value sits under a secret name (a list's items too)
+        if isinstance(o, dict):
+            return {k: walk(v, is_secret_name(k)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return type(o)(walk(v, secret) for v in o)
+        if secret and o not in (None, "") and not _is_ref(o):
+            return REDACTED
         return clean_str(o) if isinstance(o, str) else o
+
     return walk(obj)
+
 
 def redact_metrics(metrics: dict) -> dict:
     "`redact` for metrics: numbers stay (`mean_token_accuracy` is not a secret), anything else is redacted as usual."
-    return {k: v if isinstance(v, (int, float)) and not isinstance(v, bool) else redact({k: v})[k] for k, v in metrics.items()}
+    return {
+        k: v if isinstance(v, (int, float)) and not isinstance(v, bool) else redact({k: v})[k]
+        for k, v in metrics.items()
+    }
+
 
 def resolve_secret(value: Optional[str]) -> Optional[str]:
     "The secret behind an `env:VARIABLE` reference (other values are returned as they are)."
-    if not _is_ref(value): return value
+    if not _is_ref(value):
+        return value
     var = value[4:]
-    if var not in os.environ: raise ConfigError(f"secret reference {value!r}: environment variable {var} is not set")
+    if var not in os.environ:
+        raise ConfigError(f"secret reference {value!r}: environment variable {var} is not set")
     return os.environ[var]
 
 # %% ../nbs/01_runs.ipynb #878de395
 class NoTracker:
     "A tracker that records nothing beyond the run folder."
+
     kind = "none"
-    def log(self, metrics: dict, step: Optional[int] = None): pass
-    def finish(self, status: str = "completed"): pass
-    def log_artifact(self, name: str, path: Path, type: str, metadata: Optional[dict] = None): pass
-    def info(self) -> dict: return {"kind": self.kind}
+
+    def log(self, metrics: dict, step: Optional[int] = None):
+        pass
+
+    def finish(self, status: str = "completed"):
+        pass
+
+    def log_artifact(self, name: str, path: Path, type: str, metadata: Optional[dict] = None):
+        pass
+
+    def info(self) -> dict:
+        return {"kind": self.kind}
+
 
 def wandb_mode(settings: Settings) -> str:
     "The W&B mode to use: the explicit setting, else WANDB_MODE, else online with an API key and offline without."
-    if settings.wandb_mode != "auto": return settings.wandb_mode
-    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"): return os.environ["WANDB_MODE"]
+    if settings.wandb_mode != "auto":
+        return settings.wandb_mode
+    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return os.environ["WANDB_MODE"]
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 # %% ../nbs/01_runs.ipynb #81c7b83e
 class WandbTracker(NoTracker):
     "Send a run's parameters and metrics to Weights & Biases (online, offline or disabled)."
+
     kind = "wandb"
+
     def __init__(self, run: "Run", settings: Settings):
         self.mode, self.dir = wandb_mode(settings), settings.path("wandb_dir") or run.dir
         cache = settings.path("cache_dir") / "wandb"
-        for var, d in [("WANDB_DIR", self.dir), ("WANDB_CACHE_DIR", cache / "cache"), ("WANDB_CONFIG_DIR", cache / "config"),
-                       ("WANDB_DATA_DIR", cache / "data")]:
-            if var == "WANDB_DIR" or var not in os.environ: os.environ[var] = str(d)
+        for var, d in [
+            ("WANDB_DIR", self.dir),
+            ("WANDB_CACHE_DIR", cache / "cache"),
+            ("WANDB_CONFIG_DIR", cache / "config"),
+            ("WANDB_DATA_DIR", cache / "data"),
+        ]:
+            if var == "WANDB_DIR" or var not in os.environ:
+                os.environ[var] = str(d)
         Path(self.dir).mkdir(parents=True, exist_ok=True)
         import wandb
-        self.wb = wandb.init(project=settings.wandb_project, entity=settings.wandb_entity, id=run.id, name=run.id,
-                             job_type=run.runbook, group=run.runbook, config=redact(run.params), dir=str(self.dir), mode=self.mode,
-                             reinit="create_new", settings=wandb.Settings(silent=True, console="off"))
 
-    def log(self, metrics: dict, step: Optional[int] = None): self.wb.log(redact_metrics(metrics), step=step)
-    def finish(self, status: str = "completed"): self.wb.finish(exit_code=0 if status == "completed" else 1)
+        self.wb = wandb.init(
+            project=settings.wandb_project,
+            entity=settings.wandb_entity,
+            id=run.id,
+            name=run.id,
+            job_type=run.runbook,
+            group=run.runbook,
+            config=redact(run.params),
+            dir=str(self.dir),
+            mode=self.mode,
+            reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off"),
+        )
+
+    def log(self, metrics: dict, step: Optional[int] = None):
+        self.wb.log(redact_metrics(metrics), step=step)
+
+    def finish(self, status: str = "completed"):
+        self.wb.finish(exit_code=0 if status == "completed" else 1)
+
     def log_artifact(self, name: str, path: Path, type: str, metadata: Optional[dict] = None):
         "Version a file or folder as a W&B artifact (offline runs upload it on `wandb sync`)."
         import wandb
+
         art = wandb.Artifact(re.sub(r"[^\w.-]", "-", name), type=type, metadata=redact(metadata or {}))
         art.add_dir(str(path)) if Path(path).is_dir() else art.add_file(str(path))
         self.wb.log_artifact(art)
-    def info(self) -> dict: return {"kind": self.kind, "mode": self.mode, "id": self.wb.id, "project": self.wb.project, "dir": str(self.dir)}
+
+    def info(self) -> dict:
+        return {
+            "kind": self.kind,
+            "mode": self.mode,
+            "id": self.wb.id,
+            "project": self.wb.project,
+            "dir": str(self.dir),
+        }
 
 # %% ../nbs/01_runs.ipynb #202afd6f
 def new_run_id() -> str:
     "A time-sortable, unique run id."
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{_secrets.token_hex(3)}"
 
-def _now() -> str: return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
 
 def update_lineage(run_dir: Union[str, Path], **changes) -> dict:
     "Merge `changes` into a run's lineage.json (written atomically) and return it."
@@ -109,6 +184,7 @@ def update_lineage(run_dir: Union[str, Path], **changes) -> dict:
 @dataclass
 class Run:
     "An open run record; log metrics, declare inputs and outputs, then `finish` (or use it as a context manager)."
+
     runbook: str
     id: str
     dir: Path
@@ -116,33 +192,55 @@ class Run:
     metrics: dict = field(default_factory=dict)
     tracker: Any = None
     status: str = "running"
-    stages: list = field(default_factory=list)                    # timed stages: name, seconds, cpu_s, peak_rss_mb (see `stage`)
-    _span: Any = field(default=None, repr=False, compare=False)     # the run's OpenTelemetry span (None when export is off)
-    _sampler: Any = field(default=None, repr=False, compare=False)  # the process's ResourceSampler while the run is open
+    stages: list = field(default_factory=list)  # timed stages: name, seconds, cpu_s, peak_rss_mb (see `stage`)
+    _span: Any = field(
+        default=None, repr=False, compare=False
+    )  # the run's OpenTelemetry span (None when export is off)
+    _sampler: Any = field(
+        default=None, repr=False, compare=False
+    )  # the process's ResourceSampler while the run is open
 
     def log(self, metrics: dict, step: Optional[int] = None) -> None:
         "Record metric values: append to metrics.jsonl, refresh metrics.json, send to the tracker."
-        if not isinstance(metrics, dict): raise TypeError(f"Run.log: metrics must be a dict, got {type(metrics).__name__}")
+        if not isinstance(metrics, dict):
+            raise TypeError(f"Run.log: metrics must be a dict, got {type(metrics).__name__}")
         metrics = redact_metrics(metrics)
         append_jsonl(self.dir / "metrics.jsonl", {"time": time.time(), "step": step, **metrics})
         self.metrics.update(metrics)
         write_json(self.dir / "metrics.json", self.metrics)
-        if self.tracker: self.tracker.log(metrics, step=step)
+        if self.tracker:
+            self.tracker.log(metrics, step=step)
 
-    def __enter__(self): return self
-    def __exit__(self, typ, exc, tb): self.finish("failed" if typ else "completed", error=repr(exc) if exc else None)
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, exc, tb):
+        self.finish("failed" if typ else "completed", error=repr(exc) if exc else None)
 
 # %% ../nbs/01_runs.ipynb #bea2286d
 from fastcore.basics import patch
 
+
 def _entry(run: Run, path, dig, run_id) -> dict:
     p = None if path is None else Path(path)
-    if dig is None and p is None: raise ValueError("give a path, a digest, or both")
-    rel = str(p.resolve().relative_to(run.dir.resolve())) if p is not None and p.resolve().is_relative_to(run.dir.resolve()) else (str(p) if p else None)
+    if dig is None and p is None:
+        raise ValueError("give a path, a digest, or both")
+    rel = (
+        str(p.resolve().relative_to(run.dir.resolve()))
+        if p is not None and p.resolve().is_relative_to(run.dir.resolve())
+        else (str(p) if p else None)
+    )
     return {"path": rel, "digest": dig or digest(p), "run_id": run_id}
 
+
 @patch
-def add_input(self: Run, name: str, path: Union[str, Path, None] = None, digest: Optional[str] = None, run_id: Optional[str] = None) -> dict:
+def add_input(
+    self: Run,
+    name: str,
+    path: Union[str, Path, None] = None,
+    digest: Optional[str] = None,
+    run_id: Optional[str] = None,
+) -> dict:
     "Declare an input by path (digested now) or digest; `run_id` names the run that produced it."
     lin = read_json(self.dir / "lineage.json")
     ent = _entry(self, path, digest, run_id)
@@ -150,53 +248,97 @@ def add_input(self: Run, name: str, path: Union[str, Path, None] = None, digest:
     update_lineage(self.dir, inputs={**lin.get("inputs", {}), name: ent}, parents=parents)
     return ent
 
+
 @patch
-def add_output(self: Run, name: str, path: Union[str, Path], artifact: Optional[str] = None, digest: Optional[str] = None) -> dict:
-    "Declare an output file or folder (digested now, or by the content `digest` given); `artifact` also logs it to the tracker."
+def add_output(
+    self: Run, name: str, path: Union[str, Path], artifact: Optional[str] = None, digest: Optional[str] = None
+) -> dict:
+    """Declare an output file or folder (digested now, or by the content `digest` given); `artifact` also logs it to the
+    tracker."""
     lin = read_json(self.dir / "lineage.json")
     ent = _entry(self, path, digest, self.id)
     update_lineage(self.dir, outputs={**lin.get("outputs", {}), name: ent})
-    if artifact and self.tracker: self.tracker.log_artifact(name, Path(path), artifact, {"digest": ent["digest"], "run_id": self.id})
+    if artifact and self.tracker:
+        self.tracker.log_artifact(name, Path(path), artifact, {"digest": ent["digest"], "run_id": self.id})
     return ent
+
 
 @patch
 def finish(self: Run, status: str = "completed", error: Optional[str] = None) -> None:
-    "Close the run: final status, time, error and resource figures (peak RSS, CPU) in lineage.json; close the tracker and the run's span."
-    if self.status != "running": return
+    """Close the run: final status, time, error and resource figures (peak RSS, CPU) in lineage.json; close the tracker
+    and the run's span."""
+    if self.status != "running":
+        return
     self.status = status
     lin = read_json(self.dir / "lineage.json")
     started = lin.get("started_unix", time.time())
     figs = self._sampler.stop() if self._sampler is not None else None
     res = {k: v for k, v in (figs or {}).items() if v is not None}
-    update_lineage(self.dir, status=status, finished=_now(), duration_s=round(time.time() - started, 3), error=error, **({"resources": res} if res else {}))
+    update_lineage(
+        self.dir,
+        status=status,
+        finished=_now(),
+        duration_s=round(time.time() - started, 3),
+        error=error,
+        **({"resources": res} if res else {}),
+    )
     if self.tracker:
-        if res: self.tracker.log({f"resources/{k}": v for k, v in res.items()})
+        if res:
+            self.tracker.log({f"resources/{k}": v for k, v in res.items()})
         self.tracker.finish(status)
     from llmops_nb.telemetry import end_span
-    end_span(self._span, error, {"llmops.status": status, **{f"llmops.resource.{k}": v for k, v in res.items()}}); self._span = None
+
+    end_span(self._span, error, {"llmops.status": status, **{f"llmops.resource.{k}": v for k, v in res.items()}})
+    self._span = None
 
 # %% ../nbs/01_runs.ipynb #1db7dd36
-def start_run(runbook: str, params: Optional[dict] = None, settings: Optional[Settings] = None, run_dir: Union[str, Path, None] = None,
-              parents: tuple = (), tracker: Optional[str] = None) -> Run:
+def start_run(
+    runbook: str,
+    params: Optional[dict] = None,
+    settings: Optional[Settings] = None,
+    run_dir: Union[str, Path, None] = None,
+    parents: tuple = (),
+    tracker: Optional[str] = None,
+) -> Run:
     "Open a run record for `runbook` (continuing `LLMOPS_RUN_DIR` when set), with a tracker from the settings."
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", runbook or ""): raise ValueError(f"runbook name {runbook!r}: use letters, digits, '_', '-', '.'")
-    if params is not None and not isinstance(params, dict): raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", runbook or ""):
+        raise ValueError(f"runbook name {runbook!r}: use letters, digits, '_', '-', '.'")
+    if params is not None and not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
     settings = settings or load_settings()
     run_dir = Path(run_dir or os.environ.get("LLMOPS_RUN_DIR") or settings.path("runs_dir") / runbook / new_run_id())
     run_dir.mkdir(parents=True, exist_ok=True)
     lin = read_json(run_dir / "lineage.json") if (run_dir / "lineage.json").exists() else {}
     run = Run(runbook, lin.get("run_id") or run_dir.name, run_dir, dict(params or {}))
-    earlier = read_json(run_dir / "params.json") if lin and (run_dir / "params.json").exists() else {}  # written by `llmops run`
+    earlier = (
+        read_json(run_dir / "params.json") if lin and (run_dir / "params.json").exists() else {}
+    )  # written by `llmops run`
     write_json(run_dir / "params.json", {**earlier, **redact(run.params)})
-    if not (run_dir / "metrics.json").exists(): write_json(run_dir / "metrics.json", {})
-    update_lineage(run_dir, run_id=run.id, runbook=runbook, status="running", started=lin.get("started") or _now(),
-                   started_unix=lin.get("started_unix") or time.time(), parents=list(dict.fromkeys([*lin.get("parents", []), *parents])),
-                   inputs=lin.get("inputs", {}), outputs=lin.get("outputs", {}), code=code_version(), host=host_info())
+    if not (run_dir / "metrics.json").exists():
+        write_json(run_dir / "metrics.json", {})
+    update_lineage(
+        run_dir,
+        run_id=run.id,
+        runbook=runbook,
+        status="running",
+        started=lin.get("started") or _now(),
+        started_unix=lin.get("started_unix") or time.time(),
+        parents=list(dict.fromkeys([*lin.get("parents", []), *parents])),
+        inputs=lin.get("inputs", {}),
+        outputs=lin.get("outputs", {}),
+        code=code_version(),
+        host=host_info(),
+    )
     kind = tracker or settings.tracker
-    if kind not in ("wandb", "none"): raise ValueError(f"tracker must be 'wandb' or 'none', got {kind!r}")
+    if kind not in ("wandb", "none"):
+        raise ValueError(f"tracker must be 'wandb' or 'none', got {kind!r}")
     run.tracker = WandbTracker(run, settings) if kind == "wandb" else NoTracker()
     update_lineage(run_dir, tracker=run.tracker.info())
-    from llmops_nb.telemetry import ResourceSampler, start_span   # spans only when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+    from llmops_nb.telemetry import (
+        ResourceSampler,
+        start_span,
+    )  # spans only when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+
     run.stages, run._sampler = list(lin.get("stages", [])), ResourceSampler().start()
     run._span = start_span(f"run {runbook}", {"llmops.run_id": run.id, "llmops.runbook": runbook})
     return run
@@ -204,29 +346,42 @@ def start_run(runbook: str, params: Optional[dict] = None, settings: Optional[Se
 # %% ../nbs/01_runs.ipynb #2f3cc226
 from contextlib import contextmanager
 
+
 @patch
 @contextmanager
-def stage(self: Run, name: str, **attributes):   # attributes: extra span attributes (numbers, strings)
-    "Time a stage of the job into the run record (`stages`: seconds, CPU, peak RSS) and the tracker, as a span of the run's span."
+def stage(self: Run, name: str, **attributes):  # attributes: extra span attributes (numbers, strings)
+    """Time a stage of the job into the run record (`stages`: seconds, CPU, peak RSS) and the tracker, as a span of the
+    run's span."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
         raise ValueError(f"Run.stage: name must be 1-64 letters, digits, '_', '-' or '.', got {name!r}")
     from llmops_nb.telemetry import ResourceSampler, job_span
-    if self._sampler is None: self._sampler = ResourceSampler().start()
+
+    if self._sampler is None:
+        self._sampler = ResourceSampler().start()
     rec = {"name": name, "status": "failed"}
     try:
-        with job_span(f"{self.runbook}.{name}", {"llmops.run_id": self.id, "llmops.stage": name, **attributes}, parent=self._span) as sp:
-            with self._sampler.window() as w: yield w
+        with job_span(
+            f"{self.runbook}.{name}", {"llmops.run_id": self.id, "llmops.stage": name, **attributes}, parent=self._span
+        ) as sp:
+            with self._sampler.window() as w:
+                yield w
             rec["status"] = "completed"
-            if sp is not None: sp.set_attributes({f"llmops.{k}": v for k, v in w.items() if v is not None})
+            if sp is not None:
+                sp.set_attributes({f"llmops.{k}": v for k, v in w.items() if v is not None})
     finally:
         rec.update({k: w[k] for k in ("seconds", "cpu_s", "peak_rss_mb", "gpu_peak_mb") if w.get(k) is not None})
-        self.stages.append(rec); update_lineage(self.dir, stages=self.stages)
-        if self.tracker: self.tracker.log({f"stage/{name}/{k}": v for k, v in rec.items() if k in ("seconds", "peak_rss_mb", "gpu_peak_mb")})
+        self.stages.append(rec)
+        update_lineage(self.dir, stages=self.stages)
+        if self.tracker:
+            self.tracker.log(
+                {f"stage/{name}/{k}": v for k, v in rec.items() if k in ("seconds", "peak_rss_mb", "gpu_peak_mb")}
+            )
 
 # %% ../nbs/01_runs.ipynb #cb1e2f1b
 @dataclass
 class RunRecord:
     "A finished or running job's record, as read from its folder."
+
     dir: Path
     id: str
     runbook: str
@@ -241,52 +396,82 @@ class RunRecord:
         p = self.dir / "metrics.jsonl"
         return read_jsonl(p) if p.exists() else []
 
+
 def find_run(run_id: str, runs_dir: Union[str, Path, None] = None) -> Path:
     "The folder of run `run_id` under `runs_dir`."
     root = Path(runs_dir) if runs_dir else load_settings().path("runs_dir")
     hits = [p for p in root.glob(f"*/{run_id}") if (p / "lineage.json").exists()] if root.is_dir() else []
-    if not hits: raise FileNotFoundError(f"run {run_id!r} not found under {root}")
+    if not hits:
+        raise FileNotFoundError(f"run {run_id!r} not found under {root}")
     return hits[0]
 
 # %% ../nbs/01_runs.ipynb #718f225d
 def read_run(path: Union[str, Path], runs_dir: Union[str, Path, None] = None) -> RunRecord:
     "Read a run record from its folder (or from its run id)."
     p = Path(path)
-    if not p.is_dir(): p = find_run(str(path), runs_dir)
-    if not (p / "lineage.json").is_file(): raise FileNotFoundError(f"{p} is not a run folder (no lineage.json)")
+    if not p.is_dir():
+        p = find_run(str(path), runs_dir)
+    if not (p / "lineage.json").is_file():
+        raise FileNotFoundError(f"{p} is not a run folder (no lineage.json)")
     lin = read_json(p / "lineage.json")
     params = read_json(p / "params.json") if (p / "params.json").exists() else {}
     metrics = read_json(p / "metrics.json") if (p / "metrics.json").exists() else {}
     nb = p / "notebook.ipynb"
-    return RunRecord(p, lin.get("run_id", p.name), lin.get("runbook", p.parent.name), lin.get("status", "unknown"), params, metrics, lin,
-                     nb if nb.exists() else None)
+    return RunRecord(
+        p,
+        lin.get("run_id", p.name),
+        lin.get("runbook", p.parent.name),
+        lin.get("status", "unknown"),
+        params,
+        metrics,
+        lin,
+        nb if nb.exists() else None,
+    )
+
 
 def list_runs(runs_dir: Union[str, Path, None] = None, runbook: Optional[str] = None) -> list:
     "Records of all runs under `runs_dir` (optionally of one runbook), oldest first."
     root = Path(runs_dir) if runs_dir else load_settings().path("runs_dir")
     dirs = [p for p in root.glob(f"{runbook or '*'}/*") if (p / "lineage.json").is_file()] if root.is_dir() else []
-    dirs.sort(key=lambda p: (p.name[:15], (p / "params.json").stat().st_mtime_ns if (p / "params.json").exists() else 0, p.name))  # same second: start order
+    dirs.sort(
+        key=lambda p: (
+            p.name[:15],
+            (p / "params.json").stat().st_mtime_ns if (p / "params.json").exists() else 0,
+            p.name,
+        )
+    )  # same second: start order
     return [read_run(d) for d in dirs]
 
 # %% ../nbs/01_runs.ipynb #260f9092
-def run_output(ref: Union[str, Path, None], runbook: str, output: str, runs_dir: Union[str, Path, None] = None) -> Optional[Path]:
-    "The path of output `output` of run `ref` (id or folder) of `runbook`; a plain path as is; None/'latest': the newest completed run's, else None."
+def run_output(
+    ref: Union[str, Path, None], runbook: str, output: str, runs_dir: Union[str, Path, None] = None
+) -> Optional[Path]:
+    """The path of output `output` of run `ref` (id or folder) of `runbook`; a plain path as is; None/'latest': the
+    newest completed run's, else None."""
+
     def of(rec: RunRecord) -> Optional[Path]:
         e = rec.lineage.get("outputs", {}).get(output)
         return rec.dir / e["path"] if e and e.get("path") and (rec.dir / e["path"]).exists() else None
+
     if ref is None or str(ref) == "latest":
         found = [p for r in list_runs(runs_dir, runbook) if r.status == "completed" and (p := of(r)) is not None]
         return found[-1] if found else None
     p = Path(ref).expanduser()
-    if p.exists() and not (p / "lineage.json").is_file(): return p
+    if p.exists() and not (p / "lineage.json").is_file():
+        return p
     rec = read_run(p if p.is_dir() else str(ref), runs_dir)
-    if (got := of(rec)) is None: raise FileNotFoundError(f"run {rec.id} ({rec.runbook}) recorded no output {output!r}; it has {sorted(rec.lineage.get('outputs', {}))}")
+    if (got := of(rec)) is None:
+        raise FileNotFoundError(
+            f"run {rec.id} ({rec.runbook}) recorded no output {output!r}; it has {sorted(rec.lineage.get('outputs', {}))}"
+        )
     return got
+
 
 def run_of(path: Union[str, Path]) -> Optional[str]:
     "The id of the run whose folder holds `path` (for lineage parents), or None outside any run folder."
     for d in [Path(path).resolve(), *Path(path).resolve().parents]:
-        if (d / "lineage.json").is_file(): return read_json(d / "lineage.json").get("run_id", d.name)
+        if (d / "lineage.json").is_file():
+            return read_json(d / "lineage.json").get("run_id", d.name)
     return None
 
 # %% ../nbs/01_runs.ipynb #7d69b529
@@ -294,10 +479,16 @@ def read_wandb_run(path: Union[str, Path]) -> dict:
     "Config, summary and state of a W&B run log: a .wandb file, its folder, or a run folder holding one."
     p = Path(path)
     logs = [p] if p.is_file() else sorted(p.rglob("run-*.wandb"))
-    if not logs: raise FileNotFoundError(f"no W&B run log (run-*.wandb) under {p}")
+    if not logs:
+        raise FileNotFoundError(f"no W&B run log (run-*.wandb) under {p}")
     exe = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
-    if exe is None: raise RuntimeError("the wandb command is not installed")
-    out = subprocess.run([exe, "leet", "inspect", "--summary", "--json", str(logs[-1])], capture_output=True, text=True, timeout=120)
-    if out.returncode != 0: raise RuntimeError(f"wandb leet inspect failed on {logs[-1]}: {out.stderr.strip()[-500:]}")
+    if exe is None:
+        raise RuntimeError("the wandb command is not installed")
+    out = subprocess.run(
+        [exe, "leet", "inspect", "--summary", "--json", str(logs[-1])], capture_output=True, text=True, timeout=120
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"wandb leet inspect failed on {logs[-1]}: {out.stderr.strip()[-500:]}")
     import json
+
     return json.loads(out.stdout)

@@ -15,8 +15,16 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Optional, Union
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
-                               generate_latest)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from fastcore.basics import patch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
@@ -38,86 +46,142 @@ KEY_PREFIX, MIN_KEY_CHARS = "sha256:", 16
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+
 def hash_key(key: str) -> str:
     "The stored form of an API key, `sha256:<hex>`: what a keys file may hold instead of the key."
     if not isinstance(key, str) or len(key.strip()) < MIN_KEY_CHARS:
-        raise ValueError(f"an API key must be a str of at least {MIN_KEY_CHARS} characters; make one with "
-                         "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        raise ValueError(
+            f"an API key must be a str of at least {MIN_KEY_CHARS} characters; make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return KEY_PREFIX + hashlib.sha256(key.strip().encode("utf-8")).hexdigest()
 
+
 def key_id(key: str) -> str:
-    "The id traces, logs and metrics use for a key (or its `sha256:` hash, with or without a `tenant:`): the first 12 hex digits of the hash."
-    return _entry(key, "key_id")[1][len(KEY_PREFIX):][:12]
+    """The id traces, logs and metrics use for a key (or its `sha256:` hash, with or without a `tenant:`): the first 12
+    hex digits of the hash."""
+    return _entry(key, "key_id")[1][len(KEY_PREFIX) :][:12]
+
 
 def _stored(item: str, where: str) -> str:
     "One configured key as `sha256:<hex>`: a hash is checked, a plain key hashed. Errors never quote the item."
     if item.startswith(KEY_PREFIX):
-        if not _HEX64.fullmatch(h := item[len(KEY_PREFIX):].lower()): raise ConfigError(f"{where}: 'sha256:' must be followed by 64 hex digits")
+        if not _HEX64.fullmatch(h := item[len(KEY_PREFIX) :].lower()):
+            raise ConfigError(f"{where}: 'sha256:' must be followed by 64 hex digits")
         return KEY_PREFIX + h
-    if len(item) < MIN_KEY_CHARS: raise ConfigError(f"{where}: an API key shorter than {MIN_KEY_CHARS} characters; use a long random key")
+    if len(item) < MIN_KEY_CHARS:
+        raise ConfigError(f"{where}: an API key shorter than {MIN_KEY_CHARS} characters; use a long random key")
     return hash_key(item)
+
 
 def _entry(item: str, where: str) -> tuple:
     "(tenant, `sha256:<hex>`) of one configured item: `KEY`, `sha256:<hex>`, `TENANT:KEY` or `TENANT:sha256:<hex>`."
     t, sep, rest = item.partition(":")
-    if sep and rest and t != KEY_PREFIX[:-1] and _TENANT.fullmatch(t): return t, _stored(rest.strip(), where)
+    if sep and rest and t != KEY_PREFIX[:-1] and _TENANT.fullmatch(t):
+        return t, _stored(rest.strip(), where)
     return DEFAULT_TENANT, _stored(item, where)
 
 # %% ../nbs/11_serve.ipynb #200e4906
-def load_keys(env: Optional[str] = "LLMOPS_API_KEYS",   # environment variable with comma-separated keys (or hashes); None: skip
-              file: Union[str, Path, None] = None) -> list:  # keys file: one `[TENANT:]KEY` or `[TENANT:]sha256:<hex>` per line, `#` comments
-    "API keys as `sha256:<hex>` hashes (`TENANT:sha256:<hex>` for a tenant other than the default), from the environment variable `env` and/or a keys file."
+def load_keys(
+    env: Optional[str] = "LLMOPS_API_KEYS",  # environment variable with comma-separated keys (or hashes); None: skip
+    file: Union[str, Path, None] = None,
+) -> list:  # keys file: one `[TENANT:]KEY` or `[TENANT:]sha256:<hex>` per line, `#` comments
+    """API keys as `sha256:<hex>` hashes (`TENANT:sha256:<hex>` for a tenant other than the default), from the
+    environment variable `env` and/or a keys file."""
     out = []
     if env and (raw := os.environ.get(env, "").strip()):
-        out += [_entry(k.strip(), f"environment variable {env}, item {i}") for i, k in enumerate(raw.split(","), 1) if k.strip()]
+        out += [
+            _entry(k.strip(), f"environment variable {env}, item {i}")
+            for i, k in enumerate(raw.split(","), 1)
+            if k.strip()
+        ]
     if file is not None:
         p = Path(file).expanduser()
-        if not p.is_file(): raise FileNotFoundError(f"keys file {p}: no such file")
-        try: lines = p.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError: raise ConfigError(f"keys file {p}: not UTF-8 text") from None
+        if not p.is_file():
+            raise FileNotFoundError(f"keys file {p}: no such file")
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise ConfigError(f"keys file {p}: not UTF-8 text") from None
         for n, line in enumerate(lines, 1):
-            item = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()      # a comment line, or a comment after whitespace
-            if item: out.append(_entry(item, f"keys file {p}, line {n}"))
+            item = re.split(r"(?:^|\s)#", line, maxsplit=1)[0].strip()  # a comment line, or a comment after whitespace
+            if item:
+                out.append(_entry(item, f"keys file {p}, line {n}"))
     return [h if t == DEFAULT_TENANT else f"{t}:{h}" for t, h in dict.fromkeys(out)]
 
 # %% ../nbs/11_serve.ipynb #2e821000
 class KeyRing:
-    "Hashed API keys and their tenants; `check(key)` returns the key's id when it is one of them, else None (constant-time compare)."
-    def __init__(self, keys: Iterable[str] = ()):  # plain keys or `sha256:<hex>` hashes, each optionally `TENANT:`-prefixed, e.g. from `load_keys`
-        if isinstance(keys, str): raise TypeError("keys must be a list of keys, not one str (split a comma-separated value first)")
+    """Hashed API keys and their tenants; `check(key)` returns the key's id when it is one of them, else None
+    (constant-time compare)."""
+
+    def __init__(
+        self, keys: Iterable[str] = ()
+    ):  # plain keys or `sha256:<hex>` hashes, each optionally `TENANT:`-prefixed, e.g. from `load_keys`
+        if isinstance(keys, str):
+            raise TypeError("keys must be a list of keys, not one str (split a comma-separated value first)")
         entries, owner = [_entry(k, f"keys[{i}]") for i, k in enumerate(keys)], {}
         for i, (t, h) in enumerate(entries):
-            if owner.setdefault(h, t) != t: raise ConfigError(f"keys[{i}]: the same key is given to tenants {owner[h]!r} and {t!r}; give each tenant its own keys")
-        self._hashes = [bytes.fromhex(h[len(KEY_PREFIX):]) for _, h in entries]
+            if owner.setdefault(h, t) != t:
+                raise ConfigError(
+                    f"keys[{i}]: the same key is given to tenants {owner[h]!r} and {t!r}; give each tenant its own keys"
+                )
+        self._hashes = [bytes.fromhex(h[len(KEY_PREFIX) :]) for _, h in entries]
         self._tenants = [t for t, _ in entries]
-    def __len__(self): return len(self._hashes)
-    def __repr__(self): return f"KeyRing({len(self)} keys, {len(set(self._tenants))} tenants)"
+
+    def __len__(self):
+        return len(self._hashes)
+
+    def __repr__(self):
+        return f"KeyRing({len(self)} keys, {len(set(self._tenants))} tenants)"
+
     def identify(self, key: Optional[str]) -> Optional[tuple]:
         "(key id, tenant) of `key` when it is a configured key, else None."
-        if not isinstance(key, str) or not key.strip(): return None
+        if not isinstance(key, str) or not key.strip():
+            return None
         h, found = hashlib.sha256(key.strip().encode("utf-8", "surrogatepass")).digest(), None
         for s, t in zip(self._hashes, self._tenants):
-            if hmac.compare_digest(h, s): found = (s.hex()[:12], t)
+            if hmac.compare_digest(h, s):
+                found = (s.hex()[:12], t)
         return found
+
     def check(self, key: Optional[str]) -> Optional[str]:
         "The id of `key` when it is a configured key, else None."
         return (self.identify(key) or (None,))[0]
 
 # %% ../nbs/11_serve.ipynb #689ac560
 class RateLimiter:
-    "Token buckets per key id: `rate` requests per minute sustained, `burst` at once; `take(key)` -> 0 or seconds to wait."
-    def __init__(self, rate: Optional[float] = 60,   # requests per minute; None or 0: no limit
-                 burst: int = 10,                     # bucket size: requests allowed at once
-                 clock: Callable[[], float] = time.monotonic):
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate < 0):
-            raise ValueError(f"rate_limit must be a number of requests per minute >= 0 (0 or None: no limit), got {rate!r}")
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1: raise ValueError(f"burst must be an int >= 1, got {burst!r}")
-        self.rate, self.burst, self.clock, self._buckets, self._lock = float(rate or 0), burst, clock, {}, threading.Lock()
+    """Token buckets per key id: `rate` requests per minute sustained, `burst` at once; `take(key)` -> 0 or seconds to
+    wait."""
+
+    def __init__(
+        self,
+        rate: Optional[float] = 60,  # requests per minute; None or 0: no limit
+        burst: int = 10,  # bucket size: requests allowed at once
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if rate is not None and (
+            isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate < 0
+        ):
+            raise ValueError(
+                f"rate_limit must be a number of requests per minute >= 0 (0 or None: no limit), got {rate!r}"
+            )
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+        self.rate, self.burst, self.clock, self._buckets, self._lock = (
+            float(rate or 0),
+            burst,
+            clock,
+            {},
+            threading.Lock(),
+        )
+
     def take(self, key: str) -> float:
         "Take a token for `key`: 0.0 when allowed, else the seconds until one is available."
-        if not self.rate: return 0.0
+        if not self.rate:
+            return 0.0
         with self._lock:
-            now = self.clock(); tokens, last = self._buckets.get(key, (float(self.burst), now))
+            now = self.clock()
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate / 60)
             ok = tokens >= 1
             self._buckets[key] = (tokens - 1 if ok else tokens, now)
@@ -127,35 +191,45 @@ class RateLimiter:
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
+
 class ContentPart(_Strict):
     "A part of a message's content; only `text` parts are supported."
+
     type: str
     text: Optional[str] = None
 
+
 class ChatMessage(_Strict):
     "One message of an OpenAI chat request."
+
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[ContentPart], None] = None
 
+
 class Extension(BaseModel):
     "The request's `llmops` field (OpenAI SDKs send it with `extra_body`): a metadata pre-filter for retrieval."
+
     model_config = ConfigDict(strict=True, extra="forbid")
-    where: Optional[dict] = None        # field -> value, [values] or {operator: value}, as `VectorStore.search` takes it
+    where: Optional[dict] = None  # field -> value, [values] or {operator: value}, as `VectorStore.search` takes it
+
 
 class ChatRequest(_Strict):
     "The fields of an OpenAI chat-completion request this server reads; other OpenAI fields are ignored."
+
     model: Optional[str] = Field(None, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1, max_length=512)
     stream: bool = False
-    stream_options: Optional[dict] = None                   # {"include_usage": true} adds a usage chunk
-    max_tokens: Optional[int] = Field(None, ge=1)           # honoured up to the served release's max_new_tokens
+    stream_options: Optional[dict] = None  # {"include_usage": true} adds a usage chunk
+    max_tokens: Optional[int] = Field(None, ge=1)  # honoured up to the served release's max_new_tokens
     max_completion_tokens: Optional[int] = Field(None, ge=1)
-    temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)   # honoured up to TEMPERATURE_CAP
+    temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)  # honoured up to TEMPERATURE_CAP
     user: Optional[str] = Field(None, max_length=256)
-    llmops: Optional[Extension] = None                      # this server's extension: {"where": {...}}
+    llmops: Optional[Extension] = None  # this server's extension: {"where": {...}}
+
 
 class FeedbackRequest(BaseModel):
     "Feedback on one answer, by the trace id the answer carried."
+
     model_config = ConfigDict(strict=True, extra="forbid")
     trace_id: str = Field(min_length=1, max_length=128)
     score: Optional[float] = Field(None, allow_inf_nan=False)
@@ -163,211 +237,398 @@ class FeedbackRequest(BaseModel):
     comment: Optional[str] = Field(None, max_length=4000)
 
 # %% ../nbs/11_serve.ipynb #3176a2c4
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error", 408: "timeout",
-          413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error", 502: "upstream_error",
-          503: "service_unavailable", 504: "timeout"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout",
+}
+
 
 class APIError(Exception):
     "An HTTP error answered as OpenAI-style JSON: status, message, extra error fields and headers."
+
     def __init__(self, status: int, message: str, headers: Optional[dict] = None, **extra):
         super().__init__(message)
         self.status, self.message, self.headers, self.extra = status, message, headers or {}, extra
+
     def response(self) -> JSONResponse:
         "The JSON response for this error."
-        body = {"message": self.message, "type": _TYPES.get(self.status, "server_error"), "code": self.status, **self.extra}
+        body = {
+            "message": self.message,
+            "type": _TYPES.get(self.status, "server_error"),
+            "code": self.status,
+            **self.extra,
+        }
         return JSONResponse({"error": body}, status_code=self.status, headers=self.headers)
+
 
 def _where(e: ValidationError) -> str:
     "A validation error as 'field.path: message; ...' without the offending values."
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors(include_input=False)[:5])
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors(include_input=False)[:5]
+    )
+
 
 def parse_body(raw: bytes, model: type) -> BaseModel:
     "Validate a JSON request body against `model`: 400 when it is not a JSON object, 422 when a field is wrong."
-    try: obj = json.loads(raw)
-    except (ValueError, RecursionError): raise APIError(400, "the request body is not valid JSON (send a JSON object with Content-Type: application/json)") from None
-    if not isinstance(obj, dict): raise APIError(400, f"the request body must be a JSON object, got a JSON {type(obj).__name__}")
-    try: return model.model_validate(obj)
-    except ValidationError as e: raise APIError(422, f"invalid request: {_where(e)}") from None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise APIError(
+            400, "the request body is not valid JSON (send a JSON object with Content-Type: application/json)"
+        ) from None
+    if not isinstance(obj, dict):
+        raise APIError(400, f"the request body must be a JSON object, got a JSON {type(obj).__name__}")
+    try:
+        return model.model_validate(obj)
+    except ValidationError as e:
+        raise APIError(422, f"invalid request: {_where(e)}") from None
 
 # %% ../nbs/11_serve.ipynb #1f5ae4c9
 def question_of(req: ChatRequest, max_chars: int = 4000) -> str:
     "The question of a chat request: its last user message (text parts joined), stripped; 422 when empty or too long."
     users = [m for m in req.messages if m.role == "user"]
-    if not users: raise APIError(422, "messages: no message with role 'user'; the last user message is the question")
+    if not users:
+        raise APIError(422, "messages: no message with role 'user'; the last user message is the question")
     c = users[-1].content
     if isinstance(c, list):
-        if bad := sorted({p.type for p in c if p.type != "text"}): raise APIError(422, f"messages: content parts of type {bad} are not supported; send text")
+        if bad := sorted({p.type for p in c if p.type != "text"}):
+            raise APIError(422, f"messages: content parts of type {bad} are not supported; send text")
         c = "\n".join(p.text or "" for p in c)
     q = (c or "").strip()
-    if not q: raise APIError(422, "messages: the last user message is empty; send a question")
-    if len(q) > max_chars: raise APIError(422, f"messages: the question has {len(q)} characters, more than the {max_chars} allowed")
+    if not q:
+        raise APIError(422, "messages: the last user message is empty; send a question")
+    if len(q) > max_chars:
+        raise APIError(422, f"messages: the question has {len(q)} characters, more than the {max_chars} allowed")
     return q
 
 # %% ../nbs/11_serve.ipynb #7e1fb452
-TEMPERATURE_CAP = 1.0    # the highest temperature a request may ask for (hotter answers drift from their sources)
-_JSON = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
+TEMPERATURE_CAP = 1.0  # the highest temperature a request may ask for (hotter answers drift from their sources)
+_JSON = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
 
 def _check_where(where: dict, max_fields: int = 16, max_values: int = 256) -> dict:
     "`llmops.where` checked for shape and size (the store checks fields and operators); 422 naming the bad part."
-    def bad(path, msg): return APIError(422, f"llmops.where{path}: {msg}; e.g. {{\"department\": \"hr\"}}, {{\"year\": {{\"gte\": 2024}}}} or {{\"tag\": [\"a\", \"b\"]}}")
+
+    def bad(path, msg):
+        return APIError(
+            422,
+            f"llmops.where{path}: {msg}; e.g. {{\"department\": \"hr\"}}, {{\"year\": {{\"gte\": 2024}}}} or {{\"tag\": [\"a\", \"b\"]}}",
+        )
+
     def scalar(v, path):
-        if isinstance(v, (dict, list)): raise bad(path, f"expected a string, number, boolean or null, got {_JSON[type(v)]}")
-        if isinstance(v, float) and not math.isfinite(v): raise bad(path, "numbers must be finite")
-    if len(where) > max_fields: raise bad("", f"{len(where)} fields, more than the {max_fields} allowed")
+        if isinstance(v, (dict, list)):
+            raise bad(path, f"expected a string, number, boolean or null, got {_JSON[type(v)]}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise bad(path, "numbers must be finite")
+
+    if len(where) > max_fields:
+        raise bad("", f"{len(where)} fields, more than the {max_fields} allowed")
     for f, cond in where.items():
-        if not f.strip() or len(f) > 128: raise bad(f"[{f[:40]!r}]", "a field name has 1 to 128 characters")
-        if cond == {}: raise bad(f"[{f!r}]", "an empty condition")
-        for op, v in (cond.items() if isinstance(cond, dict) else [(None, cond)]):
+        if not f.strip() or len(f) > 128:
+            raise bad(f"[{f[:40]!r}]", "a field name has 1 to 128 characters")
+        if cond == {}:
+            raise bad(f"[{f!r}]", "an empty condition")
+        for op, v in cond.items() if isinstance(cond, dict) else [(None, cond)]:
             path = f"[{f!r}]" + (f"[{op!r}]" if op is not None else "")
-            if not isinstance(v, list): scalar(v, path); continue
-            if len(v) > max_values: raise bad(path, f"{len(v)} values, more than the {max_values} allowed")
-            for i, x in enumerate(v): scalar(x, f"{path}[{i}]")
+            if not isinstance(v, list):
+                scalar(v, path)
+                continue
+            if len(v) > max_values:
+                raise bad(path, f"{len(v)} values, more than the {max_values} allowed")
+            for i, x in enumerate(v):
+                scalar(x, f"{path}[{i}]")
     return where
 
-def options_of(req: ChatRequest,
-               max_new_tokens: Optional[int] = None,       # the served release's cap; None: the request's max_tokens is ignored
-               temperature_cap: float = TEMPERATURE_CAP) -> dict:
+
+def options_of(
+    req: ChatRequest,
+    max_new_tokens: Optional[int] = None,  # the served release's cap; None: the request's max_tokens is ignored
+    temperature_cap: float = TEMPERATURE_CAP,
+) -> dict:
     "A chat request's `where` pre-filter and `generation` overrides, within the caps; 422 when out of bounds."
     gen, n = {}, req.max_completion_tokens or req.max_tokens
-    if n is not None and max_new_tokens: gen["max_new_tokens"] = min(n, max_new_tokens)
+    if n is not None and max_new_tokens:
+        gen["max_new_tokens"] = min(n, max_new_tokens)
     if req.temperature is not None:
         if req.temperature > temperature_cap:
-            raise APIError(422, f"temperature: {req.temperature:g} is above this server's cap of {temperature_cap:g}; send 0 (deterministic) to {temperature_cap:g}")
+            raise APIError(
+                422,
+                f"temperature: {req.temperature:g} is above this server's cap of {temperature_cap:g}; send 0 (deterministic) to {temperature_cap:g}",
+            )
         gen["temperature"] = float(req.temperature)
     where = req.llmops.where if req.llmops is not None else None
     return {"where": None if where is None else _check_where(where), "generation": gen}
 
 # %% ../nbs/11_serve.ipynb #da61902c
-def _gens(answer) -> list: return [s.data for s in answer.trace.steps if s.name == "generate"] if answer.trace else []
+def _gens(answer) -> list:
+    return [s.data for s in answer.trace.steps if s.name == "generate"] if answer.trace else []
+
 
 def usage_of(answer) -> dict:
     "OpenAI `usage` of an answer: prompt and completion tokens over all its generations."
-    p = sum(d.get("prompt_tokens") or 0 for d in _gens(answer)); c = sum(d.get("completion_tokens") or 0 for d in _gens(answer))
+    p = sum(d.get("prompt_tokens") or 0 for d in _gens(answer))
+    c = sum(d.get("completion_tokens") or 0 for d in _gens(answer))
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
 
 def finish_reason_of(answer) -> str:
     "`content_filter` when a guard refused or blocked, else the last generation's finish reason (default `stop`)."
-    if answer.status in ("refused", "blocked"): return "content_filter"
+    if answer.status in ("refused", "blocked"):
+        return "content_filter"
     g = _gens(answer)
     return (g[-1].get("finish_reason") if g and answer.status == "answered" else None) or "stop"
+
 
 def extension_of(answer, trace_id: str) -> dict:
     "The `llmops` field: trace id, status, citations, prompt and policy references, and the release that answered."
     steps = {s.name: s.data for s in answer.trace.steps} if answer.trace else {}
     meta = answer.trace.meta if answer.trace else {}
-    return {"trace_id": trace_id, "status": answer.status, "prompt": (steps.get("prompt") or {}).get("prompt"),
-            "policy": meta.get("policy"), **({"release": meta["release"]} if meta.get("release") else {}),
-            "citations": [{"n": c.n, "id": c.id, "title": c.title, "score": c.score, "text": c.text} for c in answer.citations]}
+    return {
+        "trace_id": trace_id,
+        "status": answer.status,
+        "prompt": (steps.get("prompt") or {}).get("prompt"),
+        "policy": meta.get("policy"),
+        **({"release": meta["release"]} if meta.get("release") else {}),
+        "citations": [
+            {"n": c.n, "id": c.id, "title": c.title, "score": c.score, "text": c.text} for c in answer.citations
+        ],
+    }
+
 
 def completion(answer, trace_id: str, model: str) -> dict:
     "An OpenAI `chat.completion` body for a pipeline answer, with the `llmops` extension field."
-    return {"id": trace_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "logprobs": None,
-                         "finish_reason": finish_reason_of(answer)}],
-            "usage": usage_of(answer), "llmops": extension_of(answer, trace_id)}
+    return {
+        "id": trace_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text},
+                "logprobs": None,
+                "finish_reason": finish_reason_of(answer),
+            }
+        ],
+        "usage": usage_of(answer),
+        "llmops": extension_of(answer, trace_id),
+    }
 
 # %% ../nbs/11_serve.ipynb #c17a0b02
 _CITE_GUARDS, _CITE_POLICIES = ("pii", "secrets"), {}
 
+
 def citation_policy(policy=None):
     "The output policy's `pii` and `secrets` guards, set to redact: what citation text passes through."
     from llmops_nb.guard import load_policy
+
     p = load_policy(policy)
-    if (got := _CITE_POLICIES.get(p.ref)) is not None: return got
-    out = {g: {**{k: v for k, v in p.output[g].items() if k != "allow_from_context"}, "action": "redact"}
-           for g in _CITE_GUARDS if isinstance(p.output.get(g), dict)}
-    if len(_CITE_POLICIES) > 64: _CITE_POLICIES.clear()
+    if (got := _CITE_POLICIES.get(p.ref)) is not None:
+        return got
+    out = {
+        g: {**{k: v for k, v in p.output[g].items() if k != "allow_from_context"}, "action": "redact"}
+        for g in _CITE_GUARDS
+        if isinstance(p.output.get(g), dict)
+    }
+    if len(_CITE_POLICIES) > 64:
+        _CITE_POLICIES.clear()
     return _CITE_POLICIES.setdefault(p.ref, load_policy({"name": f"{p.name}-citations", "output": out}))
 
+
 def redact_citations(citations: list, policy=None) -> list:
-    "Copies of `citations` with their text redacted by the output `policy`'s PII and secret guards (None: the default policy)."
+    """Copies of `citations` with their text redacted by the output `policy`'s PII and secret guards (None: the default
+    policy)."""
     from llmops_nb.guard import scan_output
+
     pol, out = citation_policy(policy), []
     for c in citations or []:
         c = copy.copy(c)
-        if isinstance(getattr(c, "text", None), str) and pol.output: c.text = scan_output(c.text, None, pol).text
+        if isinstance(getattr(c, "text", None), str) and pol.output:
+            c.text = scan_output(c.text, None, pol).text
         out.append(c)
     return out
 
 # %% ../nbs/11_serve.ipynb #59b5253e
-def _sse(obj: Any) -> str: return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+def _sse(obj: Any) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
 
 def chunks(answer, trace_id: str, model: str, include_usage: bool = False) -> Iterator[str]:
     "SSE events of a finished (guarded) answer: a role chunk, word-sized content chunks, the finish chunk, [DONE]."
     base = {"id": trace_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    def ev(delta: dict, finish=None, **more): return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **more})
+
+    def ev(delta: dict, finish=None, **more):
+        return _sse(
+            {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **more}
+        )
+
     yield ev({"role": "assistant", "content": ""})
-    for piece in _pieces(answer.text): yield ev({"content": piece})
+    for piece in _pieces(answer.text):
+        yield ev({"content": piece})
     yield ev({}, finish_reason_of(answer), llmops=extension_of(answer, trace_id))
-    if include_usage: yield _sse({**base, "choices": [], "usage": usage_of(answer)})
+    if include_usage:
+        yield _sse({**base, "choices": [], "usage": usage_of(answer)})
     yield "data: [DONE]\n\n"
 
-def _pieces(text: str) -> list: return re.findall(r"\s*\S+|\s+$", text)
+
+def _pieces(text: str) -> list:
+    return re.findall(r"\s*\S+|\s+$", text)
+
 
 class _ChunkWriter:
-    "The SSE text of one streamed answer in OpenAI chunk format, from `answer_stream`'s mode event (its trace id is the chunks' id)."
+    """The SSE text of one streamed answer in OpenAI chunk format, from `answer_stream`'s mode event (its trace id is
+    the chunks' id)."""
+
     def __init__(self, first: dict, model: str, include_usage: bool = False):
-        if first.get("type") != "mode": raise ValueError(f"the first event of answer_stream must be the mode event, got {first.get('type')!r}")
-        self.mode, self.reason, self.tid, self.include_usage = first["mode"], first["reason"], first["trace_id"], include_usage
+        if first.get("type") != "mode":
+            raise ValueError(f"the first event of answer_stream must be the mode event, got {first.get('type')!r}")
+        self.mode, self.reason, self.tid, self.include_usage = (
+            first["mode"],
+            first["reason"],
+            first["trace_id"],
+            include_usage,
+        )
         self.base = {"id": self.tid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
     def _ev(self, delta: dict, finish=None, **more) -> str:
-        return _sse({**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **more})
-    def start(self) -> str: return self._ev({"role": "assistant", "content": ""}, llmops={"mode": self.mode, "reason": self.reason, "trace_id": self.tid})
-    def delta(self, text: str) -> str: return "".join(self._ev({"content": p}) for p in (_pieces(text) if self.mode == "buffered" else [text]))
+        return _sse(
+            {**self.base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **more}
+        )
+
+    def start(self) -> str:
+        return self._ev(
+            {"role": "assistant", "content": ""},
+            llmops={"mode": self.mode, "reason": self.reason, "trace_id": self.tid},
+        )
+
+    def delta(self, text: str) -> str:
+        return "".join(self._ev({"content": p}) for p in (_pieces(text) if self.mode == "buffered" else [text]))
+
     def end(self, a) -> str:
         out = self._ev({}, finish_reason_of(a), llmops={**extension_of(a, self.tid), "mode": self.mode})
-        return out + (_sse({**self.base, "choices": [], "usage": usage_of(a)}) if self.include_usage else "") + "data: [DONE]\n\n"
+        return (
+            out
+            + (_sse({**self.base, "choices": [], "usage": usage_of(a)}) if self.include_usage else "")
+            + "data: [DONE]\n\n"
+        )
+
     def error(self, e: Exception) -> str:
         status = getattr(e, "status", 500)
         msg = str(e) if isinstance(e, APIError) else "the server failed while streaming the answer"
-        return _sse({"error": {"message": msg, "type": _TYPES.get(status, "server_error"), "code": status}}) + "data: [DONE]\n\n"
+        return (
+            _sse({"error": {"message": msg, "type": _TYPES.get(status, "server_error"), "code": status}})
+            + "data: [DONE]\n\n"
+        )
+
 
 def stream_chunks(events: Iterable, model: str, include_usage: bool = False) -> Iterator[str]:
-    "SSE events of `RAGPipeline.answer_stream` events: the role chunk with the mode, the released text, the finish chunk, [DONE]."
-    events = iter(events); w = _ChunkWriter(next(events), model, include_usage)
+    """SSE events of `RAGPipeline.answer_stream` events: the role chunk with the mode, the released text, the finish
+    chunk, [DONE]."""
+    events = iter(events)
+    w = _ChunkWriter(next(events), model, include_usage)
     yield w.start()
     for e in events:
-        if e["type"] == "delta": yield w.delta(e["text"])
-        elif e["type"] == "answer": yield w.end(e["answer"])
-
+        if e["type"] == "delta":
+            yield w.delta(e["text"])
+        elif e["type"] == "answer":
+            yield w.end(e["answer"])
 
 # %% ../nbs/11_serve.ipynb #2fb50c96
 ENDPOINTS = ("/v1/chat/completions", "/v1/feedback", "/v1/models", "/healthz", "/metrics")
 
+
 class Metrics:
     "The server's Prometheus metrics in a registry of their own."
+
     def __init__(self):
         r = self.registry = CollectorRegistry()
-        self.requests = Counter("llmops_http_requests", "HTTP requests by endpoint and status code", ["endpoint", "code"], registry=r)
-        self.latency = Histogram("llmops_http_request_seconds", "HTTP request latency, whole response", ["endpoint"], registry=r,
-                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
+        self.requests = Counter(
+            "llmops_http_requests", "HTTP requests by endpoint and status code", ["endpoint", "code"], registry=r
+        )
+        self.latency = Histogram(
+            "llmops_http_request_seconds",
+            "HTTP request latency, whole response",
+            ["endpoint"],
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
         self.answers = Counter("llmops_answers", "Chat completions by pipeline status", ["status"], registry=r)
         self.tokens = Counter("llmops_tokens", "Tokens processed by the model", ["kind"], registry=r)
-        self.guard_blocks = Counter("llmops_guard_blocks", "Requests a guard refused (input) or blocked (output)", ["stage"], registry=r)
+        self.guard_blocks = Counter(
+            "llmops_guard_blocks", "Requests a guard refused (input) or blocked (output)", ["stage"], registry=r
+        )
         self.rate_limited = Counter("llmops_rate_limited", "Requests refused with 429", registry=r)
         self.timeouts = Counter("llmops_timeouts", "Pipeline calls that overran timeout_s (504)", registry=r)
-        self.trace_errors = Counter("llmops_trace_store_errors", "Answers served whose trace could not be stored", registry=r)
-        self.auth_failures = Counter("llmops_auth_failures", "Requests with a missing or wrong API key (401), and those refused for too many (429)", ["result"], registry=r)
+        self.trace_errors = Counter(
+            "llmops_trace_store_errors", "Answers served whose trace could not be stored", registry=r
+        )
+        self.auth_failures = Counter(
+            "llmops_auth_failures",
+            "Requests with a missing or wrong API key (401), and those refused for too many (429)",
+            ["result"],
+            registry=r,
+        )
         self.cancelled = Counter("llmops_cancelled", "Timed-out pipeline calls stopped at their next step", registry=r)
         self.purged = Counter("llmops_traces_purged", "Trace rows deleted by the retention limits", registry=r)
         self.internal_errors = Counter("llmops_internal_errors", "Unexpected server errors (500)", registry=r)
         self.in_flight = Gauge("llmops_pipeline_in_flight", "Pipeline calls running or queued", registry=r)
-        self.release_answers = Counter("llmops_release_answers", "Chat completions by the release that answered", ["alias", "version"], registry=r)
-        self.release_builds = Counter("llmops_release_builds", "Release pipelines built after an alias moved, by result (ok, failed)", ["alias", "result"], registry=r)
-        self.release_served = Gauge("llmops_release_served", "1 for each release served now", ["role", "alias", "version"], registry=r)
-        ProcessCollector(registry=r); PlatformCollector(registry=r)      # process_cpu_seconds_total, process_resident_memory_bytes, ...
-        self.request_cpu = Histogram("llmops_request_cpu_seconds", "Process CPU seconds during each pipeline call (trace meta resources)",
-                                     registry=r, buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
-        self.request_gpu = Gauge("llmops_request_gpu_peak_bytes", "Peak CUDA memory of the last pipeline call that used CUDA", registry=r)
+        self.release_answers = Counter(
+            "llmops_release_answers", "Chat completions by the release that answered", ["alias", "version"], registry=r
+        )
+        self.release_builds = Counter(
+            "llmops_release_builds",
+            "Release pipelines built after an alias moved, by result (ok, failed)",
+            ["alias", "result"],
+            registry=r,
+        )
+        self.release_served = Gauge(
+            "llmops_release_served", "1 for each release served now", ["role", "alias", "version"], registry=r
+        )
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        self.request_cpu = Histogram(
+            "llmops_request_cpu_seconds",
+            "Process CPU seconds during each pipeline call (trace meta resources)",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        )
+        self.request_gpu = Gauge(
+            "llmops_request_gpu_peak_bytes", "Peak CUDA memory of the last pipeline call that used CUDA", registry=r
+        )
+
     def answered(self, answer) -> None:
         "Count an answer: its status, tokens and guard blocks."
         self.answers.labels(answer.status).inc()
-        u = usage_of(answer); self.tokens.labels("prompt").inc(u["prompt_tokens"]); self.tokens.labels("completion").inc(u["completion_tokens"])
-        if answer.status == "refused": self.guard_blocks.labels("input").inc()
-        if answer.status == "blocked": self.guard_blocks.labels("output").inc()
+        u = usage_of(answer)
+        self.tokens.labels("prompt").inc(u["prompt_tokens"])
+        self.tokens.labels("completion").inc(u["completion_tokens"])
+        if answer.status == "refused":
+            self.guard_blocks.labels("input").inc()
+        if answer.status == "blocked":
+            self.guard_blocks.labels("output").inc()
         res = (answer.trace.meta.get("resources") if answer.trace else None) or {}
-        if isinstance(res.get("cpu_ms"), (int, float)): self.request_cpu.observe(res["cpu_ms"] / 1e3)
-        if isinstance(res.get("gpu_peak_mb"), (int, float)): self.request_gpu.set(res["gpu_peak_mb"] * 2**20)
+        if isinstance(res.get("cpu_ms"), (int, float)):
+            self.request_cpu.observe(res["cpu_ms"] / 1e3)
+        if isinstance(res.get("gpu_peak_mb"), (int, float)):
+            self.request_gpu.set(res["gpu_peak_mb"] * 2**20)
+
     def text(self) -> bytes:
         "The Prometheus text exposition of every metric."
         return generate_latest(self.registry)
@@ -375,180 +636,337 @@ class Metrics:
 # %% ../nbs/11_serve.ipynb #99cefd85
 _log = logging.getLogger("llmops_nb.serve")
 
+
 async def _send_error(send, e: APIError) -> None:
     r = e.response()
     await send({"type": "http.response.start", "status": r.status_code, "headers": r.raw_headers})
     await send({"type": "http.response.body", "body": r.body})
 
+
 async def _read_body(scope: dict, receive, limit: int, timeout_s: Optional[float] = None):
-    "The request body (at most `limit` bytes, all of it within `timeout_s`) -> (a receive that replays it, None), or (None, APIError)."
+    """The request body (at most `limit` bytes, all of it within `timeout_s`) -> (a receive that replays it, None), or
+    (None, APIError)."""
     declared = dict(scope["headers"]).get(b"content-length")
     if declared is not None:
-        if not declared.isdigit(): return None, APIError(400, "the Content-Length header is not a number")
-        if int(declared) > limit: return None, APIError(413, f"the request body has {int(declared)} bytes, more than the {limit} allowed")
+        if not declared.isdigit():
+            return None, APIError(400, "the Content-Length header is not a number")
+        if int(declared) > limit:
+            return None, APIError(413, f"the request body has {int(declared)} bytes, more than the {limit} allowed")
     parts = []
+
     async def read():
         size = 0
         while True:
             msg = await receive()
-            if msg["type"] == "http.disconnect": return False, None
+            if msg["type"] == "http.disconnect":
+                return False, None
             size += len(body := msg.get("body", b""))
-            if size > limit: return False, APIError(413, f"the request body is larger than the {limit} bytes allowed")
+            if size > limit:
+                return False, APIError(413, f"the request body is larger than the {limit} bytes allowed")
             parts.append(body)
-            if not msg.get("more_body"): return True, None
-    try: done, err = await asyncio.wait_for(read(), timeout_s)
-    except (TimeoutError, asyncio.TimeoutError): return None, APIError(408, f"the request body did not arrive within {timeout_s:g} s")
-    if not done: return None, err
+            if not msg.get("more_body"):
+                return True, None
+
+    try:
+        done, err = await asyncio.wait_for(read(), timeout_s)
+    except (TimeoutError, asyncio.TimeoutError):
+        return None, APIError(408, f"the request body did not arrive within {timeout_s:g} s")
+    if not done:
+        return None, err
     pending = [{"type": "http.request", "body": b"".join(parts), "more_body": False}]
-    async def replay(): return pending.pop() if pending else await receive()
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
     return replay, None
 
 # %% ../nbs/11_serve.ipynb #f365580a
 _RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-AUTHENTICATED = ("/v1/chat/completions", "/v1/feedback")      # POST routes whose key is checked before their body is read
+AUTHENTICATED = ("/v1/chat/completions", "/v1/feedback")  # POST routes whose key is checked before their body is read
+
 
 def _request_id(scope) -> str:
     "The client's `X-Request-Id` when it is a safe token, else a fresh 16-hex id."
     given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
     return given if _RID.fullmatch(given) else uuid.uuid4().hex[:16]
 
+
 def _loggable(path: str, limit: int = 256) -> str:
     "A request path safe for a log line: control characters (CR, LF, ...) percent-escaped, cut to `limit` characters."
     p = _CTRL.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), path)
     return p if len(p) <= limit else p[:limit] + "..."
 
+
 class Edge:
-    "Outermost ASGI layer: request id, key check then body limits (size, time), metrics, access log and a 500 that reveals nothing."
-    def __init__(self, app, metrics: Metrics, max_body_bytes: int = 65536,
-                 gate: Optional[Callable] = None,         # scope -> None, or raises APIError (401/429): run before the body is read
-                 body_timeout_s: float = 30):             # seconds for the whole body to arrive (408 after)
-        self.app, self.metrics, self.max_body_bytes, self.gate, self.body_timeout_s = app, metrics, max_body_bytes, gate, body_timeout_s
+    """Outermost ASGI layer: request id, key check then body limits (size, time), metrics, access log and a 500 that
+    reveals nothing."""
+
+    def __init__(
+        self,
+        app,
+        metrics: Metrics,
+        max_body_bytes: int = 65536,
+        gate: Optional[Callable] = None,  # scope -> None, or raises APIError (401/429): run before the body is read
+        body_timeout_s: float = 30,
+    ):  # seconds for the whole body to arrive (408 after)
+        self.app, self.metrics, self.max_body_bytes, self.gate, self.body_timeout_s = (
+            app,
+            metrics,
+            max_body_bytes,
+            gate,
+            body_timeout_s,
+        )
+
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http": return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         t0, rid, path = time.perf_counter(), _request_id(scope), scope.get("path", "")
         scope["llmops.request_id"], st = rid, {"code": 500, "started": False}
+
         async def send2(msg):
             if msg["type"] == "http.response.start":
                 st.update(code=msg["status"], started=True)
                 msg = {**msg, "headers": [*msg.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(msg)
+
         try:
             replay, err = receive, None
             if scope["method"] == "POST" and path in AUTHENTICATED:
                 try:
-                    if self.gate is not None: self.gate(scope)
-                except APIError as e: err = e
-                if err is None: replay, err = await _read_body(scope, receive, self.max_body_bytes, self.body_timeout_s)
-            if err is not None: await _send_error(send2, err)
-            elif replay is not None: await self.app(scope, replay, send2)
-            else: st["code"] = 499                                            # the client went away before sending its body
+                    if self.gate is not None:
+                        self.gate(scope)
+                except APIError as e:
+                    err = e
+                if err is None:
+                    replay, err = await _read_body(scope, receive, self.max_body_bytes, self.body_timeout_s)
+            if err is not None:
+                await _send_error(send2, err)
+            elif replay is not None:
+                await self.app(scope, replay, send2)
+            else:
+                st["code"] = 499  # the client went away before sending its body
         except Exception:
             self.metrics.internal_errors.inc()
             _log.exception("internal error, request %s %s %s", rid, scope["method"], _loggable(path))
-            if not st["started"]: await _send_error(send2, APIError(500, f"internal server error (request {rid}); the server log has the details", request_id=rid))
+            if not st["started"]:
+                await _send_error(
+                    send2,
+                    APIError(
+                        500, f"internal server error (request {rid}); the server log has the details", request_id=rid
+                    ),
+                )
         finally:
             ep = path if path in ENDPOINTS else "other"
-            self.metrics.requests.labels(ep, str(st["code"])).inc(); self.metrics.latency.labels(ep).observe(time.perf_counter() - t0)
-            _log.info("%s %s %s %.1f ms key=%s request=%s", scope["method"], _loggable(path), st["code"], (time.perf_counter() - t0) * 1e3, scope.get("llmops.key_id", "-"), rid)
+            self.metrics.requests.labels(ep, str(st["code"])).inc()
+            self.metrics.latency.labels(ep).observe(time.perf_counter() - t0)
+            _log.info(
+                "%s %s %s %.1f ms key=%s request=%s",
+                scope["method"],
+                _loggable(path),
+                st["code"],
+                (time.perf_counter() - t0) * 1e3,
+                scope.get("llmops.key_id", "-"),
+                rid,
+            )
 
 # %% ../nbs/11_serve.ipynb #61ae0db4
 @dataclass
 class Served:
-    "One served pipeline and the release it was built from (version None: a pipeline given as it is), its role and share."
+    """One served pipeline and the release it was built from (version None: a pipeline given as it is), its role and
+    share."""
+
     pipeline: Any
-    role: str = "stable"                  # "stable" or "canary"
-    alias: Optional[str] = None           # the alias followed; None: pinned to a version (or no release)
-    version: Optional[str] = None         # the release version (12 hex)
-    digest: Optional[str] = None          # the release digest (64 hex)
+    role: str = "stable"  # "stable" or "canary"
+    alias: Optional[str] = None  # the alias followed; None: pinned to a version (or no release)
+    version: Optional[str] = None  # the release version (12 hex)
+    digest: Optional[str] = None  # the release digest (64 hex)
     spec: dict = field(default_factory=dict)
-    share: float = 100.0                  # percent of requests routed here
+    share: float = 100.0  # percent of requests routed here
     built: float = field(default_factory=time.time)
+
     @property
-    def name(self) -> str: return f"{self.alias}@{self.version}" if self.alias else str(self.version)
+    def name(self) -> str:
+        return f"{self.alias}@{self.version}" if self.alias else str(self.version)
+
     @property
-    def price(self) -> Optional[dict]: return self.spec.get("price") or None
+    def price(self) -> Optional[dict]:
+        return self.spec.get("price") or None
+
     @property
     def max_new_tokens(self) -> Optional[int]:
         "The cap on a request's max_tokens: the release's max_new_tokens, else the pipeline's or its generator's."
-        n = (self.spec.get("generation") or {}).get("max_new_tokens") or (getattr(self.pipeline, "gen_kwargs", None) or {}).get("max_new_tokens")
+        n = (self.spec.get("generation") or {}).get("max_new_tokens") or (
+            getattr(self.pipeline, "gen_kwargs", None) or {}
+        ).get("max_new_tokens")
         return n or getattr(getattr(getattr(self.pipeline, "generator", None), "config", None), "max_new_tokens", None)
-    def release(self) -> dict: return {"version": self.version, "digest": self.digest, "alias": self.alias}
-    def status(self) -> dict: return {**self.release(), "role": self.role, "share": self.share, "built": round(self.built, 3)}
+
+    def release(self) -> dict:
+        return {"version": self.version, "digest": self.digest, "alias": self.alias}
+
+    def status(self) -> dict:
+        return {**self.release(), "role": self.role, "share": self.share, "built": round(self.built, 3)}
+
     def stamp(self, trace) -> None:
         "Name the release in a trace's meta: `release` {version, digest, alias}, and in `lineage` for `llmops lineage`."
-        if trace is None or not self.version: return
+        if trace is None or not self.version:
+            return
         trace.meta["release"] = self.release()
-        trace.meta["lineage"] = {**(trace.meta.get("lineage") or {}), "release": self.version, "release_digest": self.digest, "release_alias": self.alias}  # a new dict: the pipeline's is shared
+        trace.meta["lineage"] = {
+            **(trace.meta.get("lineage") or {}),
+            "release": self.version,
+            "release_digest": self.digest,
+            "release_alias": self.alias,
+        }  # a new dict: the pipeline's is shared
+
 
 class _Fixed:
     "One pipeline served as it is, with no release behind it: what `create_app(pipeline)` serves."
-    def __init__(self, pipeline): self.stable = Served(pipeline)
-    def pick(self, request_id: str) -> Served: return self.stable
-    def served(self) -> list: return []
-    def status(self) -> dict: return {}
-    def attach(self, metrics) -> None: pass
-    def start(self) -> None: pass
-    def stop(self) -> None: pass
+
+    def __init__(self, pipeline):
+        self.stable = Served(pipeline)
+
+    def pick(self, request_id: str) -> Served:
+        return self.stable
+
+    def served(self) -> list:
+        return []
+
+    def status(self) -> dict:
+        return {}
+
+    def attach(self, metrics) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 # %% ../nbs/11_serve.ipynb #613017ea
 class FailedAuth:
-    "Failed authentications per client address: after `limit` within `window_s` seconds, `wait(addr)` says how long that address must wait."
-    def __init__(self, limit: Optional[int] = 10,       # failures per window; None or 0: no limit
-                 window_s: float = 60, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic):
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0): raise ValueError(f"max_auth_failures must be an int >= 0 (0 or None: no limit), got {limit!r}")
-        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not 0 < window_s < math.inf: raise ValueError(f"window_s must be seconds > 0, got {window_s!r}")
-        self.limit, self.window_s, self.max_clients, self.clock, self._fails, self._lock = limit or 0, float(window_s), max_clients, clock, {}, threading.Lock()
+    """Failed authentications per client address: after `limit` within `window_s` seconds, `wait(addr)` says how long
+    that address must wait."""
+
+    def __init__(
+        self,
+        limit: Optional[int] = 10,  # failures per window; None or 0: no limit
+        window_s: float = 60,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"max_auth_failures must be an int >= 0 (0 or None: no limit), got {limit!r}")
+        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not 0 < window_s < math.inf:
+            raise ValueError(f"window_s must be seconds > 0, got {window_s!r}")
+        self.limit, self.window_s, self.max_clients, self.clock, self._fails, self._lock = (
+            limit or 0,
+            float(window_s),
+            max_clients,
+            clock,
+            {},
+            threading.Lock(),
+        )
+
     def wait(self, addr: str) -> float:
         "Seconds until `addr` may try a key again (0.0: now)."
-        if not self.limit: return 0.0
+        if not self.limit:
+            return 0.0
         with self._lock:
             q, now = self._fails.get(addr), self.clock()
-            while q and q[0] <= now - self.window_s: q.popleft()
-            if not q: self._fails.pop(addr, None); return 0.0
+            while q and q[0] <= now - self.window_s:
+                q.popleft()
+            if not q:
+                self._fails.pop(addr, None)
+                return 0.0
             return q[0] + self.window_s - now if len(q) >= self.limit else 0.0
+
     def fail(self, addr: str) -> None:
         "Count one failed authentication from `addr`."
-        if not self.limit: return
+        if not self.limit:
+            return
         with self._lock:
             q = self._fails.pop(addr, None) or collections.deque(maxlen=self.limit)
-            q.append(self.clock()); self._fails[addr] = q                # re-inserted: the dict stays ordered by last failure
-            while len(self._fails) > self.max_clients: self._fails.pop(next(iter(self._fails)))
+            q.append(self.clock())
+            self._fails[addr] = q  # re-inserted: the dict stays ordered by last failure
+            while len(self._fails) > self.max_clients:
+                self._fails.pop(next(iter(self._fails)))
 
-def _client(scope) -> str: return str((scope.get("client") or ("unknown",))[0])
+
+def _client(scope) -> str:
+    return str((scope.get("client") or ("unknown",))[0])
+
 
 class _App:
     "The state behind one app: the releases (or one pipeline), store, keys, limits, metrics and the worker threads."
-    def __init__(self, router, store, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, timeout_s: float, workers: int,
-                 max_question_chars: int, model: str, metrics_auth: bool, named: bool = False, failed_auth: Optional[FailedAuth] = None,
-                 retention: Optional[dict] = None):
+
+    def __init__(
+        self,
+        router,
+        store,
+        keys: KeyRing,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        timeout_s: float,
+        workers: int,
+        max_question_chars: int,
+        model: str,
+        metrics_auth: bool,
+        named: bool = False,
+        failed_auth: Optional[FailedAuth] = None,
+        retention: Optional[dict] = None,
+    ):
         self.router, self.store, self.keys, self.limiter, self.metrics = router, store, keys, limiter, metrics
-        self.timeout_s, self.max_question_chars, self.model, self.metrics_auth, self.named = timeout_s, max_question_chars, model, metrics_auth, named
+        self.timeout_s, self.max_question_chars, self.model, self.metrics_auth, self.named = (
+            timeout_s,
+            max_question_chars,
+            model,
+            metrics_auth,
+            named,
+        )
         self.failed_auth, self.retention = failed_auth or FailedAuth(None), retention or {}
         self.pool, self.started = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve"), time.time()
 
     @property
-    def pipeline(self): return self.router.stable.pipeline      # the stable release's pipeline (swapped when its alias moves)
+    def pipeline(self):
+        return self.router.stable.pipeline  # the stable release's pipeline (swapped when its alias moves)
+
     def model_of(self, served) -> str:
-        "The `model` of a response: model_name when given, else the release that answered (`alias@version`), else the generator's model."
+        """The `model` of a response: model_name when given, else the release that answered (`alias@version`), else the
+        generator's model."""
         return self.model if self.named or not served.version else served.name
 
     def authenticate(self, request: Union[Request, dict]) -> str:
-        "The caller's key id (its tenant goes in the scope), or 401 (missing or wrong key), or 429 after too many failures from its address."
+        """The caller's key id (its tenant goes in the scope), or 401 (missing or wrong key), or 429 after too many
+        failures from its address."""
         scope = request if isinstance(request, dict) else request.scope
-        if (who := scope.get("llmops.who")) is not None: return who[0]          # checked already, before the body was read
-        if not len(self.keys): who = ("anonymous", DEFAULT_TENANT)
+        if (who := scope.get("llmops.who")) is not None:
+            return who[0]  # checked already, before the body was read
+        if not len(self.keys):
+            who = ("anonymous", DEFAULT_TENANT)
         else:
             addr = _client(scope)
             if wait := self.failed_auth.wait(addr):
                 self.metrics.auth_failures.labels("throttled").inc()
-                raise APIError(429, f"too many failed authentications from this address; retry after {math.ceil(wait)} s",
-                               {"Retry-After": str(max(1, math.ceil(wait)))})
+                raise APIError(
+                    429,
+                    f"too many failed authentications from this address; retry after {math.ceil(wait)} s",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
             scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
             if not token.strip() or scheme.lower() != "bearer" or (who := self.keys.identify(token)) is None:
-                self.failed_auth.fail(addr); self.metrics.auth_failures.labels("rejected").inc()
-                if not token.strip(): raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'", {"WWW-Authenticate": 'Bearer realm="llmops"'})
-                raise APIError(401, "invalid API key", {"WWW-Authenticate": 'Bearer realm="llmops", error="invalid_token"'})
+                self.failed_auth.fail(addr)
+                self.metrics.auth_failures.labels("rejected").inc()
+                if not token.strip():
+                    raise APIError(
+                        401,
+                        "missing API key: send the header 'Authorization: Bearer <key>'",
+                        {"WWW-Authenticate": 'Bearer realm="llmops"'},
+                    )
+                raise APIError(
+                    401, "invalid API key", {"WWW-Authenticate": 'Bearer realm="llmops", error="invalid_token"'}
+                )
         scope["llmops.who"], scope["llmops.key_id"] = who, who[0]
         return who[0]
 
@@ -557,229 +975,409 @@ class _App:
         kid = self.authenticate(request)
         if wait := self.limiter.take(kid):
             self.metrics.rate_limited.inc()
-            raise APIError(429, f"rate limit exceeded for this key ({self.limiter.rate:g} requests per minute, burst {self.limiter.burst}); "
-                                f"retry after {math.ceil(wait)} s", {"Retry-After": str(max(1, math.ceil(wait)))})
+            raise APIError(
+                429,
+                f"rate limit exceeded for this key ({self.limiter.rate:g} requests per minute, burst {self.limiter.burst}); "
+                f"retry after {math.ceil(wait)} s",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         return kid
 
 # %% ../nbs/11_serve.ipynb #ad33c1e4
 def _priced(answer, price: dict) -> Optional[dict]:
-    "The trace-store row of `answer` with `cost_usd` at the release's `price` (flat, or model -> price with '*'); None when unpriced."
+    """The trace-store row of `answer` with `cost_usd` at the release's `price` (flat, or model -> price with '*'); None
+    when unpriced."""
     from llmops_nb.eval import cost
     from llmops_nb.monitor import _from_trace
+
     row = _from_trace(answer)
     p = price if set(price) <= {"prompt", "completion"} else price.get(str(row.get("model"))) or price.get("*")
-    if p is None or (row["prompt_tokens"] is None and row["completion_tokens"] is None): return None
+    if p is None or (row["prompt_tokens"] is None and row["completion_tokens"] is None):
+        return None
     return {**row, "cost_usd": round(cost(row["prompt_tokens"] or 0, row["completion_tokens"] or 0, p), 10)}
 
+
 @patch
-def record(self: _App, obj, key_id: str, question: str, meta: dict, price: Optional[dict] = None,
-           tenant: str = DEFAULT_TENANT,
-           traceparent: Optional[str] = None) -> Optional[str]:   # the caller's W3C traceparent: the spans join its trace
-    "Store `obj` (an Answer or a Trace) in the trace store, then export its spans: its trace id; on a store failure the answer is still served (the failure is logged and counted)."
+def record(
+    self: _App,
+    obj,
+    key_id: str,
+    question: str,
+    meta: dict,
+    price: Optional[dict] = None,
+    tenant: str = DEFAULT_TENANT,
+    traceparent: Optional[str] = None,
+) -> Optional[str]:  # the caller's W3C traceparent: the spans join its trace
+    """Store `obj` (an Answer or a Trace) in the trace store, then export its spans: its trace id; on a store failure
+    the answer is still served (the failure is logged and counted)."""
     trace = getattr(obj, "trace", None) or obj
     tid = getattr(trace, "id", None)
-    if isinstance(getattr(trace, "meta", None), dict): trace.meta["otel"] = span_ids(trace, traceparent)   # stored as otel_trace_id / otel_span_id
+    if isinstance(getattr(trace, "meta", None), dict):
+        trace.meta["otel"] = span_ids(trace, traceparent)  # stored as otel_trace_id / otel_span_id
     try:
-        if self.store is None: return tid
+        if self.store is None:
+            return tid
         row = _priced(obj, price) if price and getattr(obj, "trace", None) is not None else None
-        kw = {"tenant": tenant} if tenant != DEFAULT_TENANT or "tenant" in inspect.signature(self.store.record).parameters else {}
+        kw = (
+            {"tenant": tenant}
+            if tenant != DEFAULT_TENANT or "tenant" in inspect.signature(self.store.record).parameters
+            else {}
+        )
         return self.store.record(row or obj, key_id=key_id, question=question, meta=meta, **kw)
     except Exception as e:
         self.metrics.trace_errors.inc()
-        _log.error("trace %s of request %s NOT stored (llmops_trace_store_errors_total counts these): %s: %s",
-                   tid, meta.get("request_id"), type(e).__name__, _loggable(str(e), 300))
+        _log.error(
+            "trace %s of request %s NOT stored (llmops_trace_store_errors_total counts these): %s: %s",
+            tid,
+            meta.get("request_id"),
+            type(e).__name__,
+            _loggable(str(e), 300),
+        )
         return tid
-    finally: self.export(obj, trace, traceparent)
+    finally:
+        self.export(obj, trace, traceparent)
 
 # %% ../nbs/11_serve.ipynb #3144b834
-def _content_allowed(pipeline) -> bool: return bool((getattr(getattr(pipeline, "policy", None), "telemetry", None) or {}).get("content"))
+def _content_allowed(pipeline) -> bool:
+    return bool((getattr(getattr(pipeline, "policy", None), "telemetry", None) or {}).get("content"))
+
 
 @patch
 def export(self: _App, obj, trace, traceparent: Optional[str] = None) -> None:
-    "Queue `trace` as OpenTelemetry spans (a no-op unless a collector is configured), with the redacted question and answer when the policy allows."
-    if not hasattr(trace, "steps"): return
+    """Queue `trace` as OpenTelemetry spans (a no-op unless a collector is configured), with the redacted question and
+    answer when the policy allows."""
+    if not hasattr(trace, "steps"):
+        return
     try:
         vin = (getattr(obj, "verdicts", None) or {}).get("input")
         allowed = hasattr(obj, "text") and _content_allowed(self.pipeline)
-        content = {"question": vin.text if vin is not None and vin.allowed else None, "answer": obj.text} if allowed else None
+        content = (
+            {"question": vin.text if vin is not None and vin.allowed else None, "answer": obj.text} if allowed else None
+        )
         export_trace(trace, parent=traceparent, content=content)
-    except Exception as e: _log.warning("OpenTelemetry export of trace %s failed: %s", getattr(trace, "id", "?"), type(e).__name__)
+    except Exception as e:
+        _log.warning("OpenTelemetry export of trace %s failed: %s", getattr(trace, "id", "?"), type(e).__name__)
 
 # %% ../nbs/11_serve.ipynb #a0245667
 class Cancelled(RuntimeError):
     "A request's pipeline call stopped at its next step because the request's deadline had passed."
 
+
 def _takes_cancel(fn) -> bool:
-    try: return "cancel" in inspect.signature(fn).parameters
-    except (TypeError, ValueError): return False
+    try:
+        return "cancel" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
 
 class _Stoppable:
-    "A pipeline's generator or store for one request: each call first checks the request's cancel event, and stops once it is set."
-    def __init__(self, inner, cancel: threading.Event): self._inner, self._cancel = inner, cancel
-    def __getattr__(self, name): return getattr(self._inner, name)
-    def __repr__(self): return repr(self._inner)
+    """A pipeline's generator or store for one request: each call first checks the request's cancel event, and stops
+    once it is set."""
+
+    def __init__(self, inner, cancel: threading.Event):
+        self._inner, self._cancel = inner, cancel
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __repr__(self):
+        return repr(self._inner)
+
     def _check(self, what: str) -> None:
-        if self._cancel.is_set(): raise Cancelled(f"the request timed out; {what} was not started")
-    def search(self, *args, **kw): self._check("retrieval"); return self._inner.search(*args, **kw)
+        if self._cancel.is_set():
+            raise Cancelled(f"the request timed out; {what} was not started")
+
+    def search(self, *args, **kw):
+        self._check("retrieval")
+        return self._inner.search(*args, **kw)
+
     def generate(self, prompt, **kw):
         self._check("generation")
-        if _takes_cancel(self._inner.generate): kw["cancel"] = self._cancel      # a generator that can stop mid-call (decoding, upstream retries)
+        if _takes_cancel(self._inner.generate):
+            kw["cancel"] = self._cancel  # a generator that can stop mid-call (decoding, upstream retries)
         return self._inner.generate(prompt, **kw)
 
+
 def _for_request(pipeline, gen: dict, cancel: threading.Event):
-    "`pipeline` for one request: a shallow copy (the original is shared) with the request's generation overrides, stopping once `cancel` is set."
+    """`pipeline` for one request: a shallow copy (the original is shared) with the request's generation overrides,
+    stopping once `cancel` is set."""
     p = copy.copy(pipeline)
-    if gen and isinstance(getattr(pipeline, "gen_kwargs", None), dict): p.gen_kwargs = {**pipeline.gen_kwargs, **gen}
+    if gen and isinstance(getattr(pipeline, "gen_kwargs", None), dict):
+        p.gen_kwargs = {**pipeline.gen_kwargs, **gen}
     for part in ("generator", "store"):
-        if getattr(pipeline, part, None) is not None: setattr(p, part, _Stoppable(getattr(pipeline, part), cancel))
+        if getattr(pipeline, part, None) is not None:
+            setattr(p, part, _Stoppable(getattr(pipeline, part), cancel))
     return p
 
+
 def _tenant_where(pipeline, tenant: str, where: Optional[dict]) -> Optional[dict]:
-    "The request's `where` narrowed to what `tenant` may retrieve (see `VectorStore.tenant_where`); 422 when the filter names the tenant field."
+    """The request's `where` narrowed to what `tenant` may retrieve (see `VectorStore.tenant_where`); 422 when the
+    filter names the tenant field."""
     store = getattr(pipeline, "store", None)
-    if not hasattr(store, "tenant_where"): return where
-    try: return store.tenant_where(tenant, where)
-    except ValueError as e: raise APIError(422, f"llmops.where: {str(e)[:300]}") from None
+    if not hasattr(store, "tenant_where"):
+        return where
+    try:
+        return store.tenant_where(tenant, where)
+    except ValueError as e:
+        raise APIError(422, f"llmops.where: {str(e)[:300]}") from None
+
 
 def _call(p, question: str, where: Optional[dict], cancel: threading.Event, emit: Optional[Callable]):
     "`p.answer`, or with `emit` `p.answer_stream`, each event but the last passed to `emit` -> the Answer."
     kw = {} if where is None else {"where": where}
-    if emit is None: return p.answer(question, **kw)
+    if emit is None:
+        return p.answer(question, **kw)
     for ev in p.answer_stream(question, cancel=cancel, **kw):
-        if ev["type"] == "answer": return ev["answer"]
+        if ev["type"] == "answer":
+            return ev["answer"]
         emit(ev)
     raise RuntimeError("answer_stream ended without an answer event")
 
+
 @patch
-def work(self: _App, question: str, key_id: str, rid: str, late: threading.Event, served, opts: dict, tenant: str = DEFAULT_TENANT,
-         emit: Optional[Callable] = None) -> tuple:      # emit: stream `answer_stream`'s events to it (see `stream`)
-    "In a worker thread: run the served release's pipeline with the request's options for `tenant`, store the trace -> (answer, trace id)."
-    if late.is_set(): raise Cancelled("the request timed out while it waited for a worker")
+def work(
+    self: _App,
+    question: str,
+    key_id: str,
+    rid: str,
+    late: threading.Event,
+    served,
+    opts: dict,
+    tenant: str = DEFAULT_TENANT,
+    emit: Optional[Callable] = None,
+) -> tuple:  # emit: stream `answer_stream`'s events to it (see `stream`)
+    """In a worker thread: run the served release's pipeline with the request's options for `tenant`, store the trace ->
+    (answer, trace id)."""
+    if late.is_set():
+        raise Cancelled("the request timed out while it waited for a worker")
     meta, gen = {"request_id": rid}, opts.get("generation") or {}
-    if gen: meta["generation"] = gen
-    if emit is not None: meta["stream"] = True
+    if gen:
+        meta["generation"] = gen
+    if emit is not None:
+        meta["stream"] = True
     p = _for_request(served.pipeline, gen, late)
     where = _tenant_where(p, tenant, opts.get("where"))
     gone = lambda: {"client_gone": True} if getattr(emit, "gone", False) else {}
-    try: a = _call(p, question, where, late, emit)
+    try:
+        a = _call(p, question, where, late, emit)
     except Exception as e:
-        if getattr(e, "trace", None) is not None:                  # a generator failure (or a cancelled call): keep what happened
+        if getattr(e, "trace", None) is not None:  # a generator failure (or a cancelled call): keep what happened
             served.stamp(e.trace)
-            e.trace_id = self.record(e.trace, key_id, question, {**meta, "timed_out": late.is_set(), **gone()}, tenant=tenant,
-                                     traceparent=opts.get("traceparent"))
-        if isinstance(e, Cancelled) or isinstance(e.__cause__, Cancelled): self.metrics.cancelled.inc()
+            e.trace_id = self.record(
+                e.trace,
+                key_id,
+                question,
+                {**meta, "timed_out": late.is_set(), **gone()},
+                tenant=tenant,
+                traceparent=opts.get("traceparent"),
+            )
+        if isinstance(e, Cancelled) or isinstance(e.__cause__, Cancelled):
+            self.metrics.cancelled.inc()
         raise
     served.stamp(a.trace)
-    a.citations = redact_citations(a.citations, getattr(p, "policy", None))     # before the trace and the response see them
-    return a, self.record(a, key_id, question, {**meta, "timed_out": late.is_set(), **gone()}, served.price, tenant, opts.get("traceparent"))
+    a.citations = redact_citations(
+        a.citations, getattr(p, "policy", None)
+    )  # before the trace and the response see them
+    return a, self.record(
+        a,
+        key_id,
+        question,
+        {**meta, "timed_out": late.is_set(), **gone()},
+        served.price,
+        tenant,
+        opts.get("traceparent"),
+    )
+
 
 @patch
-async def answer(self: _App, question: str, key_id: str, rid: str, served=None, opts: Optional[dict] = None,
-                 tenant: str = DEFAULT_TENANT) -> tuple:
-    "The answer of the release routed to (default: by `rid`) within `timeout_s` -> (answer, trace id); 504 late, 502 generator failed."
+async def answer(
+    self: _App,
+    question: str,
+    key_id: str,
+    rid: str,
+    served=None,
+    opts: Optional[dict] = None,
+    tenant: str = DEFAULT_TENANT,
+) -> tuple:
+    """The answer of the release routed to (default: by `rid`) within `timeout_s` -> (answer, trace id); 504 late, 502
+    generator failed."""
     served, pool = served or self.router.pick(rid), self.pool
-    if pool is None: raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
-    late = threading.Event(); self.metrics.in_flight.inc()
+    if pool is None:
+        raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
+    late = threading.Event()
+    self.metrics.in_flight.inc()
     fut = pool.submit(self.work, question, key_id, rid, late, served, opts or {}, tenant)
     fut.add_done_callback(lambda f: self.metrics.in_flight.dec())
-    try: a, tid = await asyncio.wait_for(asyncio.wrap_future(fut), self.timeout_s)
-    except (TimeoutError, asyncio.TimeoutError):                   # one class from Python 3.11, two before
-        late.set(); fut.cancel(); self.metrics.timeouts.inc()      # a queued call never starts; a running one stops at its next step
-        raise APIError(504, f"the pipeline did not answer within {self.timeout_s:g} s; what it did is stored in a trace "
-                            f"with request id {rid}", request_id=rid, trace_id=None) from None
+    try:
+        a, tid = await asyncio.wait_for(asyncio.wrap_future(fut), self.timeout_s)
+    except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11, two before
+        late.set()
+        fut.cancel()
+        self.metrics.timeouts.inc()  # a queued call never starts; a running one stops at its next step
+        raise APIError(
+            504,
+            f"the pipeline did not answer within {self.timeout_s:g} s; what it did is stored in a trace "
+            f"with request id {rid}",
+            request_id=rid,
+            trace_id=None,
+        ) from None
     except Exception as e:
-        if (f := _failure(e)) is e: raise
+        if (f := _failure(e)) is e:
+            raise
         raise f from None
     self.counted(a, served)
     return a, tid
 
+
 def _failure(e: Exception) -> Exception:
-    "The APIError for a failed pipeline call: 502 when the model failed (its trace is stored), 422 for a refused filter, else `e`."
-    if isinstance(e, APIError): return e
-    if hasattr(e, "trace_id"): return APIError(502, f"the model failed to answer; see trace {e.trace_id}", trace_id=e.trace_id)
-    if type(e).__name__ == "FilterError": return APIError(422, f"llmops.where: {str(e)[:500]}")   # the store refused the filter
+    """The APIError for a failed pipeline call: 502 when the model failed (its trace is stored), 422 for a refused
+    filter, else `e`."""
+    if isinstance(e, APIError):
+        return e
+    if hasattr(e, "trace_id"):
+        return APIError(502, f"the model failed to answer; see trace {e.trace_id}", trace_id=e.trace_id)
+    if type(e).__name__ == "FilterError":
+        return APIError(422, f"llmops.where: {str(e)[:500]}")  # the store refused the filter
     return e
+
 
 @patch
 def counted(self: _App, a, served) -> None:
     "Count a served answer in the metrics: status, tokens, resources, and the release that answered."
     self.metrics.answered(a)
-    if served.version: self.metrics.release_answers.labels(served.alias or "-", served.version).inc()
+    if served.version:
+        self.metrics.release_answers.labels(served.alias or "-", served.version).inc()
 
 # %% ../nbs/11_serve.ipynb #506e7bf4
 @patch
-async def stream(self: _App, question: str, key_id: str, rid: str, served, opts: dict, tenant: str, model: str,
-                 include_usage: bool = False) -> StreamingResponse:
-    "The SSE response of `answer_stream` for one request: it starts at the first guarded text; a disconnect stops generation."
+async def stream(
+    self: _App,
+    question: str,
+    key_id: str,
+    rid: str,
+    served,
+    opts: dict,
+    tenant: str,
+    model: str,
+    include_usage: bool = False,
+) -> StreamingResponse:
+    """The SSE response of `answer_stream` for one request: it starts at the first guarded text; a disconnect stops
+    generation."""
     pool, loop, q, late = self.pool, asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
-    if pool is None: raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
-    def emit(ev): loop.call_soon_threadsafe(q.put_nowait, ("event", ev))
+    if pool is None:
+        raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
+
+    def emit(ev):
+        loop.call_soon_threadsafe(q.put_nowait, ("event", ev))
+
     emit.gone = False
+
     def run():
-        try: out = ("done", self.work(question, key_id, rid, late, served, opts, tenant, emit))
-        except BaseException as e: out = ("error", e)
+        try:
+            out = ("done", self.work(question, key_id, rid, late, served, opts, tenant, emit))
+        except BaseException as e:
+            out = ("error", e)
         loop.call_soon_threadsafe(q.put_nowait, out)
+
     self.metrics.in_flight.inc()
-    fut = pool.submit(run); fut.add_done_callback(lambda f: self.metrics.in_flight.dec())
+    fut = pool.submit(run)
+    fut.add_done_callback(lambda f: self.metrics.in_flight.dec())
     deadline = loop.time() + self.timeout_s
+
     async def take() -> tuple:
-        try: return await asyncio.wait_for(q.get(), max(deadline - loop.time(), 0.001))
+        try:
+            return await asyncio.wait_for(q.get(), max(deadline - loop.time(), 0.001))
         except (TimeoutError, asyncio.TimeoutError):
-            late.set(); fut.cancel(); self.metrics.timeouts.inc()
-            raise APIError(504, f"the pipeline did not answer within {self.timeout_s:g} s; what it did is stored in a trace "
-                                f"with request id {rid}", request_id=rid, trace_id=None) from None
+            late.set()
+            fut.cancel()
+            self.metrics.timeouts.inc()
+            raise APIError(
+                504,
+                f"the pipeline did not answer within {self.timeout_s:g} s; what it did is stored in a trace "
+                f"with request id {rid}",
+                request_id=rid,
+                trace_id=None,
+            ) from None
+
     held = []
-    try:                                                  # hold the events up to the first text, the answer or a failure
-        while not held or held[-1][0] == "event" and held[-1][1]["type"] != "delta": held.append(await take())
-    except BaseException: late.set(); raise               # a 504, or the client left first
+    try:  # hold the events up to the first text, the answer or a failure
+        while not held or held[-1][0] == "event" and held[-1][1]["type"] != "delta":
+            held.append(await take())
+    except BaseException:
+        late.set()
+        raise  # a 504, or the client left first
     if held[-1][0] == "error":
         e = held[-1][1]
         raise e if (f := _failure(e)) is e else f from None
     w = _ChunkWriter(held[0][1], model, include_usage)
-    return StreamingResponse(self._events(w, held[1:], take, late, emit, served), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        self._events(w, held[1:], take, late, emit, served),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
 
 @patch
 async def _events(self: _App, w, held: list, take: Callable, late: threading.Event, emit, served):
-    "The SSE text of the held items, then of the rest as they come; closed early (the client left), it cancels generation."
+    """The SSE text of the held items, then of the rest as they come; closed early (the client left), it cancels
+    generation."""
     done = False
     try:
         yield w.start()
         while True:
             kind, v = held.pop(0) if held else await take()
             if kind == "event":
-                if v["type"] == "delta": yield w.delta(v["text"])
+                if v["type"] == "delta":
+                    yield w.delta(v["text"])
                 continue
             done = True
-            if kind == "done": self.counted(v[0], served); yield w.end(v[0])
-            else: yield w.error(_failure(v))
+            if kind == "done":
+                self.counted(v[0], served)
+                yield w.end(v[0])
+            else:
+                yield w.error(_failure(v))
             return
-    except APIError as e: done = True; yield w.error(e)   # the deadline passed mid-stream
+    except APIError as e:
+        done = True
+        yield w.error(e)  # the deadline passed mid-stream
     finally:
-        if not done: emit.gone = True                     # the client went away
-        late.set()                                        # stop generating (a no-op once the answer is done)
+        if not done:
+            emit.gone = True  # the client went away
+        late.set()  # stop generating (a no-op once the answer is done)
 
 # %% ../nbs/11_serve.ipynb #67f31a73
 @patch
 def feedback(self: _App, fb: FeedbackRequest, key_id: str, tenant: str = DEFAULT_TENANT) -> None:
-    "Record feedback on a trace this key (of this tenant) created; 404 for an unknown trace or one of another key or tenant."
+    """Record feedback on a trace this key (of this tenant) created; 404 for an unknown trace or one of another key or
+    tenant."""
     row = self.store.get(fb.trace_id) if hasattr(self.store, "get") else {}
-    if row is None or (isinstance(row, dict) and (row.get("key_id") not in (None, key_id) or (row.get("tenant") or DEFAULT_TENANT) != tenant)):
+    if row is None or (
+        isinstance(row, dict)
+        and (row.get("key_id") not in (None, key_id) or (row.get("tenant") or DEFAULT_TENANT) != tenant)
+    ):
         raise APIError(404, "no such trace for this key")
-    try: ok = self.store.feedback(fb.trace_id, score=fb.score, label=fb.label, comment=fb.comment)
-    except KeyError: ok = False
-    except ValueError as e: raise APIError(422, f"feedback: {str(e)[:300]}") from None
-    if ok is False: raise APIError(404, "no such trace for this key")
+    try:
+        ok = self.store.feedback(fb.trace_id, score=fb.score, label=fb.label, comment=fb.comment)
+    except KeyError:
+        ok = False
+    except ValueError as e:
+        raise APIError(422, f"feedback: {str(e)[:300]}") from None
+    if ok is False:
+        raise APIError(404, "no such trace for this key")
+
 
 @patch
 def _engine(self: _App):
     "The managed engine behind the served pipeline (`llmops serve --engine vllm`), if any."
     return getattr(self.router, "engine", None) or getattr(self.pipeline, "engine", None)
 
+
 @patch
 def ready(self: _App) -> bool:
-    "Whether the app serves: its workers are up (between start and shutdown) and its managed engine, if any, has not given up."
+    """Whether the app serves: its workers are up (between start and shutdown) and its managed engine, if any, has not
+    given up."""
     return self.pool is not None and getattr(self._engine(), "state", None) != "failed"
+
 
 @patch
 def health(self: _App) -> dict:
@@ -789,26 +1387,42 @@ def health(self: _App) -> dict:
     model = {k: info.get(k) for k in ("backend", "model_digest", "adapter_digest")} | {"name": self.model}
     store = {"configured": self.store is not None}
     if self.store is not None:
-        try: self.store.get("healthz-probe") if hasattr(self.store, "get") else None; store["ok"] = True
-        except Exception as e: store.update(ok=False, error=type(e).__name__)
+        try:
+            self.store.get("healthz-probe") if hasattr(self.store, "get") else None
+            store["ok"] = True
+        except Exception as e:
+            store.update(ok=False, error=type(e).__name__)
     rel, eng = self.router.status(), self._engine()
     engine = eng.status() if hasattr(eng, "status") else None
     ok = store.get("ok", True) and (engine is None or engine["state"] == "running")
-    return {"status": ("ok" if ok else "degraded") if self.ready() else "not-ready", "model": model, "store": store,
-            **({"releases": rel} if rel else {}), **({"engine": engine} if engine else {}), "retention": self.retention or None,
-            "uptime_s": round(time.time() - self.started, 1), "in_flight": int(self.metrics.in_flight.collect()[0].samples[0].value)}
+    return {
+        "status": ("ok" if ok else "degraded") if self.ready() else "not-ready",
+        "model": model,
+        "store": store,
+        **({"releases": rel} if rel else {}),
+        **({"engine": engine} if engine else {}),
+        "retention": self.retention or None,
+        "uptime_s": round(time.time() - self.started, 1),
+        "in_flight": int(self.metrics.in_flight.collect()[0].samples[0].value),
+    }
 
 # %% ../nbs/11_serve.ipynb #d2e7f002
 @patch
 def retain(self: _App) -> int:
-    "One retention pass over the trace store -> rows deleted (0 without retention settings); a failure is logged, not raised."
-    if not self.retention or self.store is None: return 0
-    try: n = self.store.purge(older_than_days=self.retention.get("days"), max_rows=self.retention.get("rows"))
+    """One retention pass over the trace store -> rows deleted (0 without retention settings); a failure is logged, not
+    raised."""
+    if not self.retention or self.store is None:
+        return 0
+    try:
+        n = self.store.purge(older_than_days=self.retention.get("days"), max_rows=self.retention.get("rows"))
     except Exception as e:
-        _log.error("trace retention pass failed: %s: %s", type(e).__name__, _loggable(str(e), 300)); return 0
+        _log.error("trace retention pass failed: %s: %s", type(e).__name__, _loggable(str(e), 300))
+        return 0
     self.metrics.purged.inc(n)
-    if n: _log.info("trace retention: deleted %d rows (%s)", n, ", ".join(f"{k}={v}" for k, v in self.retention.items()))
+    if n:
+        _log.info("trace retention: deleted %d rows (%s)", n, ", ".join(f"{k}={v}" for k, v in self.retention.items()))
     return n
+
 
 @patch
 async def keep(self: _App, every_s: float) -> None:
@@ -819,11 +1433,15 @@ async def keep(self: _App, every_s: float) -> None:
 
 # %% ../nbs/11_serve.ipynb #f7edf09e
 def _without_key(request: Request, text: str) -> str:
-    "`text` with the caller's own API key replaced, should a user paste it into a question (it would reach the model and the traces)."
+    """`text` with the caller's own API key replaced, should a user paste it into a question (it would reach the model
+    and the traces)."""
     token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
     return text.replace(token, "[REDACTED]") if len(token) >= MIN_KEY_CHARS else text
 
-def _tenant(request: Request) -> str: return (request.scope.get("llmops.who") or ("", DEFAULT_TENANT))[1]
+
+def _tenant(request: Request) -> str:
+    return (request.scope.get("llmops.who") or ("", DEFAULT_TENANT))[1]
+
 
 def _routes(app: FastAPI, s: _App) -> None:
     @app.post("/v1/chat/completions")
@@ -832,21 +1450,34 @@ def _routes(app: FastAPI, s: _App) -> None:
         kid = s.admit(request)
         req = parse_body(await request.body(), ChatRequest)
         q, rid = _without_key(request, question_of(req, s.max_question_chars)), request.scope["llmops.request_id"]
-        served = s.router.pick(rid)                                  # once: a swap during this request does not change it
-        model, opts, usage = s.model_of(served), options_of(req, served.max_new_tokens), bool((req.stream_options or {}).get("include_usage"))
-        if tp := request.headers.get("traceparent"): opts["traceparent"] = tp   # W3C trace context: the spans join the caller's trace
-        if req.stream and hasattr(served.pipeline, "answer_stream"): return await s.stream(q, kid, rid, served, opts, _tenant(request), model, usage)
+        served = s.router.pick(rid)  # once: a swap during this request does not change it
+        model, opts, usage = (
+            s.model_of(served),
+            options_of(req, served.max_new_tokens),
+            bool((req.stream_options or {}).get("include_usage")),
+        )
+        if tp := request.headers.get("traceparent"):
+            opts["traceparent"] = tp  # W3C trace context: the spans join the caller's trace
+        if req.stream and hasattr(served.pipeline, "answer_stream"):
+            return await s.stream(q, kid, rid, served, opts, _tenant(request), model, usage)
         a, tid = await s.answer(q, kid, rid, served, opts, _tenant(request))
-        if not req.stream: return JSONResponse(completion(a, tid, model))
-        return StreamingResponse(chunks(a, tid, model, usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        if not req.stream:
+            return JSONResponse(completion(a, tid, model))
+        return StreamingResponse(
+            chunks(a, tid, model, usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
     @app.post("/v1/feedback")
     async def feedback(request: Request):
         "Feedback (score, label, comment) on an answer, by its trace id."
         kid = s.admit(request)
         fb = parse_body(await request.body(), FeedbackRequest)
-        if fb.score is None and fb.label is None and fb.comment is None: raise APIError(422, "feedback: give at least one of score, label, comment")
-        if s.store is None: raise APIError(503, "this server keeps no trace store, so it cannot record feedback")
+        if fb.score is None and fb.label is None and fb.comment is None:
+            raise APIError(422, "feedback: give at least one of score, label, comment")
+        if s.store is None:
+            raise APIError(503, "this server keeps no trace store, so it cannot record feedback")
         await asyncio.to_thread(s.feedback, fb, kid, _tenant(request))
         return {"trace_id": fb.trace_id, "recorded": True}
 
@@ -854,199 +1485,414 @@ def _routes(app: FastAPI, s: _App) -> None:
 def _more_routes(app: FastAPI, s: _App) -> None:
     @app.get("/v1/models")
     async def models(request: Request):
-        "The served model, or each served release (`alias@version`, with its role, share and digest), as OpenAI's model list."
+        """The served model, or each served release (`alias@version`, with its role, share and digest), as OpenAI's
+        model list."""
         s.authenticate(request)
-        one = lambda id, created, **more: {"id": id, "object": "model", "created": int(created), "owned_by": "llmops-nb", **more}
+        one = lambda id, created, **more: {
+            "id": id,
+            "object": "model",
+            "created": int(created),
+            "owned_by": "llmops-nb",
+            **more,
+        }
         rels = s.router.served()
-        return {"object": "list", "data": [one(s.model_of(r), r.built, llmops=r.status()) for r in rels] if rels else [one(s.model, s.started)]}
+        return {
+            "object": "list",
+            "data": [one(s.model_of(r), r.built, llmops=r.status()) for r in rels]
+            if rels
+            else [one(s.model, s.started)],
+        }
+
     @app.get("/healthz")
     async def healthz(request: Request):
-        "Readiness for anyone ({'status': 'ok'} or 503 'not-ready'); model, store and release details for a caller with a key."
+        """Readiness for anyone ({'status': 'ok'} or 503 'not-ready'); model, store and release details for a caller
+        with a key."""
         if len(s.keys) and not request.headers.get("authorization"):
-            return JSONResponse({"status": "ok"} if s.ready() else {"status": "not-ready"}, status_code=200 if s.ready() else 503)
+            return JSONResponse(
+                {"status": "ok"} if s.ready() else {"status": "not-ready"}, status_code=200 if s.ready() else 503
+            )
         s.authenticate(request)
-        return JSONResponse(h := await asyncio.to_thread(s.health), status_code=503 if h["status"] == "not-ready" else 200)
+        return JSONResponse(
+            h := await asyncio.to_thread(s.health), status_code=503 if h["status"] == "not-ready" else 200
+        )
+
     @app.get("/metrics")
     async def metrics(request: Request):
-        if s.metrics_auth: s.authenticate(request)
+        if s.metrics_auth:
+            s.authenticate(request)
         return Response(s.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
-async def _api_error(request, e: APIError): return e.response()
-async def _http_error(request, e: StarletteHTTPException): return APIError(e.status_code, str(e.detail), dict(e.headers or {})).response()
-async def _validation_error(request, e: RequestValidationError): return APIError(422, "invalid request").response()
+
+async def _api_error(request, e: APIError):
+    return e.response()
+
+
+async def _http_error(request, e: StarletteHTTPException):
+    return APIError(e.status_code, str(e.detail), dict(e.headers or {})).response()
+
+
+async def _validation_error(request, e: RequestValidationError):
+    return APIError(422, "invalid request").response()
 
 # %% ../nbs/11_serve.ipynb #04706246
 def _served_model(pipeline) -> str:
     info = getattr(getattr(pipeline, "generator", None), "info", dict)()
     name = str(info.get("model") or "llmops-rag")
-    return Path(name).name if "/" in name or "\\" in name else name          # a local folder: its name, not the path
+    return Path(name).name if "/" in name or "\\" in name else name  # a local folder: its name, not the path
 
-def _check_limits(max_body_bytes, max_question_chars, timeout_s, workers, body_timeout_s=30, retention_days=None, retention_rows=None,
-                  retention_every_s=3600) -> None:
-    for name, v, lo in (("max_body_bytes", max_body_bytes, 1), ("max_question_chars", max_question_chars, 1), ("workers", workers, 1),
-                        ("retention_rows", retention_rows, 1)):
+
+def _check_limits(
+    max_body_bytes,
+    max_question_chars,
+    timeout_s,
+    workers,
+    body_timeout_s=30,
+    retention_days=None,
+    retention_rows=None,
+    retention_every_s=3600,
+) -> None:
+    for name, v, lo in (
+        ("max_body_bytes", max_body_bytes, 1),
+        ("max_question_chars", max_question_chars, 1),
+        ("workers", workers, 1),
+        ("retention_rows", retention_rows, 1),
+    ):
         if (v is not None or name != "retention_rows") and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
-            raise ValueError(f"{name} must be an int >= {lo}{' or None' if name == 'retention_rows' else ''}, got {v!r}")
-    for name, v in (("timeout_s", timeout_s), ("body_timeout_s", body_timeout_s), ("retention_days", retention_days), ("retention_every_s", retention_every_s)):
-        if (v is not None or name != "retention_days") and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v)):
-            raise ValueError(f"{name} must be a number {'of days' if name == 'retention_days' else 'of seconds'} > 0{' or None' if name == 'retention_days' else ''}, got {v!r}")
+            raise ValueError(
+                f"{name} must be an int >= {lo}{' or None' if name == 'retention_rows' else ''}, got {v!r}"
+            )
+    for name, v in (
+        ("timeout_s", timeout_s),
+        ("body_timeout_s", body_timeout_s),
+        ("retention_days", retention_days),
+        ("retention_every_s", retention_every_s),
+    ):
+        if (v is not None or name != "retention_days") and (
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v)
+        ):
+            raise ValueError(
+                f"{name} must be a number {'of days' if name == 'retention_days' else 'of seconds'} > 0{' or None' if name == 'retention_days' else ''}, got {v!r}"
+            )
+
 
 def _openapi(app: FastAPI) -> dict:
-    "The app's OpenAPI schema, with the request bodies the routes parse themselves (`ChatRequest`, `FeedbackRequest`) and bearer auth."
-    if app.openapi_schema: return app.openapi_schema
+    """The app's OpenAPI schema, with the request bodies the routes parse themselves (`ChatRequest`, `FeedbackRequest`)
+    and bearer auth."""
+    if app.openapi_schema:
+        return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
+
     spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
     comps = spec.setdefault("components", {}).setdefault("schemas", {})
     for path, model in (("/v1/chat/completions", ChatRequest), ("/v1/feedback", FeedbackRequest)):
-        js = model.model_json_schema(ref_template="#/components/schemas/{model}"); comps.update(js.pop("$defs", {})); comps[model.__name__] = js
-        spec["paths"][path]["post"]["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        comps.update(js.pop("$defs", {}))
+        comps[model.__name__] = js
+        spec["paths"][path]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
     spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     spec["security"] = [{"bearer": []}]
     app.openapi_schema = spec
     return spec
 
 # %% ../nbs/11_serve.ipynb #2268bf7e
-def create_app(pipeline,                                  # RAGPipeline-like (`.answer(question) -> Answer`), or a `ReleaseRouter`
-               store=None,                                # a `TraceStore` (record, feedback, get); None: no traces kept
-               keys: Union[KeyRing, Iterable[str], None] = None,  # API keys or `sha256:<hex>` hashes; None: `load_keys()` (LLMOPS_API_KEYS)
-               rate_limit: Optional[float] = 60,          # requests per minute per key, sustained; None or 0: unlimited
-               burst: int = 10,                           # requests a key may send at once
-               max_body_bytes: int = 65536,               # larger request bodies get 413
-               max_question_chars: int = 4000,            # longer questions get 422
-               timeout_s: float = 60,                     # deadline of a pipeline call (queueing included): 504 after it
-               workers: int = 4,                          # pipeline calls running at once (a local model runs one at a time anyway)
-               metrics_auth: bool = True,                 # /metrics needs a valid key
-               allow_anonymous: bool = False,             # with no keys configured: serve without authentication (local development only)
-               model_name: Optional[str] = None,          # the model id in responses; None: the release (alias@version) or the generator's model
-               max_auth_failures: Optional[int] = 10,     # failed authentications per minute per client address, then 429; None or 0: unlimited
-               body_timeout_s: float = 30,                # seconds for a request body to arrive (408 after)
-               retention_days: Optional[float] = None,    # trace rows older than this are deleted (at start, then every retention_every_s)
-               retention_rows: Optional[int] = None,      # only the newest this many trace rows are kept
-               retention_every_s: float = 3600) -> FastAPI:  # seconds between two retention passes
-    "The FastAPI app: OpenAI-compatible chat completions, feedback, health and metrics, behind keys, limits and timeouts."
+def create_app(
+    pipeline,  # RAGPipeline-like (`.answer(question) -> Answer`), or a `ReleaseRouter`
+    store=None,  # a `TraceStore` (record, feedback, get); None: no traces kept
+    keys: Union[
+        KeyRing, Iterable[str], None
+    ] = None,  # API keys or `sha256:<hex>` hashes; None: `load_keys()` (LLMOPS_API_KEYS)
+    rate_limit: Optional[float] = 60,  # requests per minute per key, sustained; None or 0: unlimited
+    burst: int = 10,  # requests a key may send at once
+    max_body_bytes: int = 65536,  # larger request bodies get 413
+    max_question_chars: int = 4000,  # longer questions get 422
+    timeout_s: float = 60,  # deadline of a pipeline call (queueing included): 504 after it
+    workers: int = 4,  # pipeline calls running at once (a local model runs one at a time anyway)
+    metrics_auth: bool = True,  # /metrics needs a valid key
+    allow_anonymous: bool = False,  # with no keys configured: serve without authentication (local development only)
+    model_name: Optional[
+        str
+    ] = None,  # the model id in responses; None: the release (alias@version) or the generator's model
+    max_auth_failures: Optional[
+        int
+    ] = 10,  # failed authentications per minute per client address, then 429; None or 0: unlimited
+    body_timeout_s: float = 30,  # seconds for a request body to arrive (408 after)
+    retention_days: Optional[
+        float
+    ] = None,  # trace rows older than this are deleted (at start, then every retention_every_s)
+    retention_rows: Optional[int] = None,  # only the newest this many trace rows are kept
+    retention_every_s: float = 3600,
+) -> FastAPI:  # seconds between two retention passes
+    """The FastAPI app: OpenAI-compatible chat completions, feedback, health and metrics, behind keys, limits and
+    timeouts."""
     router = pipeline if hasattr(pipeline, "pick") else _Fixed(pipeline)
-    if not hasattr(router.stable.pipeline, "answer"): raise TypeError(f"pipeline needs an answer(question) method, got {type(pipeline).__name__}")
-    if store is not None and not hasattr(store, "record"): raise TypeError(f"store needs a record() method (a TraceStore), got {type(store).__name__}")
+    if not hasattr(router.stable.pipeline, "answer"):
+        raise TypeError(f"pipeline needs an answer(question) method, got {type(pipeline).__name__}")
+    if store is not None and not hasattr(store, "record"):
+        raise TypeError(f"store needs a record() method (a TraceStore), got {type(store).__name__}")
     ring = keys if isinstance(keys, KeyRing) else KeyRing(load_keys() if keys is None else keys)
     if not len(ring) and not allow_anonymous:
-        raise ConfigError("no API keys: set LLMOPS_API_KEYS (comma-separated) or pass keys= (e.g. load_keys(file=...)); "
-                          "allow_anonymous=True serves without authentication, for local development only")
-    _check_limits(max_body_bytes, max_question_chars, timeout_s, workers, body_timeout_s, retention_days, retention_rows, retention_every_s)
+        raise ConfigError(
+            "no API keys: set LLMOPS_API_KEYS (comma-separated) or pass keys= (e.g. load_keys(file=...)); "
+            "allow_anonymous=True serves without authentication, for local development only"
+        )
+    _check_limits(
+        max_body_bytes,
+        max_question_chars,
+        timeout_s,
+        workers,
+        body_timeout_s,
+        retention_days,
+        retention_rows,
+        retention_every_s,
+    )
     retention = {k: v for k, v in (("days", retention_days), ("rows", retention_rows)) if v is not None}
-    if retention and not hasattr(store, "purge"): raise ConfigError("retention_days/retention_rows need a trace store with purge() (a TraceStore)")
-    s = _App(router, store, ring, RateLimiter(rate_limit, burst), Metrics(), float(timeout_s), workers, max_question_chars,
-             model_name or _served_model(router.stable.pipeline), metrics_auth, named=model_name is not None,
-             failed_auth=FailedAuth(max_auth_failures), retention=retention)
+    if retention and not hasattr(store, "purge"):
+        raise ConfigError("retention_days/retention_rows need a trace store with purge() (a TraceStore)")
+    s = _App(
+        router,
+        store,
+        ring,
+        RateLimiter(rate_limit, burst),
+        Metrics(),
+        float(timeout_s),
+        workers,
+        max_question_chars,
+        model_name or _served_model(router.stable.pipeline),
+        metrics_auth,
+        named=model_name is not None,
+        failed_auth=FailedAuth(max_auth_failures),
+        retention=retention,
+    )
     router.attach(s.metrics)
+
     @asynccontextmanager
     async def lifespan(app):
-        if s.pool is None: s.pool = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve")   # served again after a shutdown
-        router.start()                                     # follow the release aliases while serving
+        if s.pool is None:
+            s.pool = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve")  # served again after a shutdown
+        router.start()  # follow the release aliases while serving
         keeper = asyncio.create_task(s.keep(retention_every_s)) if retention else None
         yield
-        if keeper is not None: keeper.cancel()
-        router.stop(); s.pool.shutdown(wait=False, cancel_futures=True); s.pool = None
+        if keeper is not None:
+            keeper.cancel()
+        router.stop()
+        s.pool.shutdown(wait=False, cancel_futures=True)
+        s.pool = None
+
     app = FastAPI(title="llmops-nb", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.llmops = s
-    _routes(app, s); _more_routes(app, s)
-    app.openapi = lambda: _openapi(app)                    # for tools (schemathesis, client generators); not served over HTTP
-    for exc, h in ((APIError, _api_error), (StarletteHTTPException, _http_error), (RequestValidationError, _validation_error)): app.add_exception_handler(exc, h)
-    app.add_middleware(Edge, metrics=s.metrics, max_body_bytes=max_body_bytes, gate=s.authenticate, body_timeout_s=body_timeout_s)
+    _routes(app, s)
+    _more_routes(app, s)
+    app.openapi = lambda: _openapi(app)  # for tools (schemathesis, client generators); not served over HTTP
+    for exc, h in (
+        (APIError, _api_error),
+        (StarletteHTTPException, _http_error),
+        (RequestValidationError, _validation_error),
+    ):
+        app.add_exception_handler(exc, h)
+    app.add_middleware(
+        Edge, metrics=s.metrics, max_body_bytes=max_body_bytes, gate=s.authenticate, body_timeout_s=body_timeout_s
+    )
     return app
 
 # %% ../nbs/11_serve.ipynb #e15ea0fb
-ENDPOINT_KEY = "env:LLMOPS_ENDPOINT_KEY"      # default endpoint_key: used when the variable is set, else no key is sent
+ENDPOINT_KEY = "env:LLMOPS_ENDPOINT_KEY"  # default endpoint_key: used when the variable is set, else no key is sent
+
 
 def _endpoint_generator(endpoint: str, model: str, key: Optional[str], adapter: Optional[str]):
     "An `OpenAICompatGenerator` for a served model; an adapter is refused (the server must load it)."
     from llmops_nb.generate import OpenAICompatGenerator
+
     if not isinstance(endpoint, str) or not endpoint.strip() or len(endpoint) > 2048:
-        raise ConfigError(f"endpoint must be the server's base URL, e.g. http://vllm:8000/v1, got {type(endpoint).__name__} {str(endpoint)[:60]!r}")
-    if adapter: raise ConfigError(f"adapter {adapter!r} cannot be applied to the model at endpoint {endpoint}: serve the adapter there "
-                                  "(vllm serve BASE --enable-lora --lora-modules rag=ADAPTER_DIR) and pass endpoint_model='rag' instead of adapter")
-    if key == ENDPOINT_KEY and not os.environ.get(ENDPOINT_KEY[4:]): key = None
+        raise ConfigError(
+            f"endpoint must be the server's base URL, e.g. http://vllm:8000/v1, got {type(endpoint).__name__} {str(endpoint)[:60]!r}"
+        )
+    if adapter:
+        raise ConfigError(
+            f"adapter {adapter!r} cannot be applied to the model at endpoint {endpoint}: serve the adapter there "
+            "(vllm serve BASE --enable-lora --lora-modules rag=ADAPTER_DIR) and pass endpoint_model='rag' instead of adapter"
+        )
+    if key == ENDPOINT_KEY and not os.environ.get(ENDPOINT_KEY[4:]):
+        key = None
     return OpenAICompatGenerator(endpoint, model=model, api_key=key)
 
-def default_pipeline(model: Optional[str] = None,       # base model: packaged name or folder; None: the base_model setting
-                     adapter: Optional[str] = None,     # LoRA adapter folder, train_sft run id, or "latest" (the newest, if any); None: no adapter
-                     index: Optional[str] = "latest",   # index folder, build_index run id or "latest"; None or no run: the sample corpus
-                     prompt: Optional[str] = None,      # prompt reference in the registry; None: "rag:production" (the packaged prompt until an alias moves)
-                     policy: str = "default",           # guard policy: name or YAML file
-                     k: int = 4, max_new_tokens: int = 128, settings: Optional[Settings] = None,
-                     endpoint: Optional[str] = None,    # OpenAI-compatible base URL (vLLM, TGI, ...) that generates; None: a local model
-                     endpoint_model: Optional[str] = None,  # model id at the endpoint; None: `model`, else the base_model setting
-                     endpoint_key: Optional[str] = ENDPOINT_KEY):  # the endpoint's API key, as "env:VARIABLE"; never logged
-    "The pipeline `serve` runs by default: a local model, or one served at `endpoint`, over the newest index (or the sample corpus), behind the guard policy."
+
+def default_pipeline(
+    model: Optional[str] = None,  # base model: packaged name or folder; None: the base_model setting
+    adapter: Optional[
+        str
+    ] = None,  # LoRA adapter folder, train_sft run id, or "latest" (the newest, if any); None: no adapter
+    index: Optional[str] = "latest",  # index folder, build_index run id or "latest"; None or no run: the sample corpus
+    prompt: Optional[
+        str
+    ] = None,  # prompt reference in the registry; None: "rag:production" (the packaged prompt until an alias moves)
+    policy: str = "default",  # guard policy: name or YAML file
+    k: int = 4,
+    max_new_tokens: int = 128,
+    settings: Optional[Settings] = None,
+    endpoint: Optional[str] = None,  # OpenAI-compatible base URL (vLLM, TGI, ...) that generates; None: a local model
+    endpoint_model: Optional[str] = None,  # model id at the endpoint; None: `model`, else the base_model setting
+    endpoint_key: Optional[str] = ENDPOINT_KEY,
+):  # the endpoint's API key, as "env:VARIABLE"; never logged
+    """The pipeline `serve` runs by default: a local model, or one served at `endpoint`, over the newest index (or the
+    sample corpus), behind the guard policy."""
     from llmops_nb.pipeline import RAGPipeline, build_pipeline, release_spec
     from llmops_nb.prompts import PromptRegistry
     from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
     from llmops_nb.runs import run_of, run_output
-    if endpoint is None and endpoint_model is not None: raise ConfigError("endpoint_model is set but endpoint is not: give the server's base URL as endpoint")
+
+    if endpoint is None and endpoint_model is not None:
+        raise ConfigError("endpoint_model is set but endpoint is not: give the server's base URL as endpoint")
     s = settings or load_settings()
-    if endpoint is None:                                  # a local model: the same spec and builder as evaluate, traffic and a release
-        spec = release_spec(model, adapter, index, prompt or "rag:production", policy, k=k, max_new_tokens=max_new_tokens, settings=s)
+    if endpoint is None:  # a local model: the same spec and builder as evaluate, traffic and a release
+        spec = release_spec(
+            model, adapter, index, prompt or "rag:production", policy, k=k, max_new_tokens=max_new_tokens, settings=s
+        )
         return build_pipeline(spec, settings=s)
-    gen = _endpoint_generator(endpoint, endpoint_model or model or s.base_model, endpoint_key, adapter)   # a model elsewhere: no digest to pin
+    gen = _endpoint_generator(
+        endpoint, endpoint_model or model or s.base_model, endpoint_key, adapter
+    )  # a model elsewhere: no digest to pin
     index_dir = run_output(index, "build_index", "index", s.path("runs_dir")) if index else None
-    if index_dir is not None: store = VectorStore.load(index_dir, settings=s)
-    else: store = VectorStore(Embedder(settings=s)); store.add_chunks(sample_chunks()[0])
-    if prompt: reg = PromptRegistry(); reg.ensure_defaults(); prompt = reg.get(prompt)
-    lineage = {"index_run": run_of(index_dir) if index_dir else None,
-               "index": str(index_dir) if index_dir else "sample corpus (indexed in memory)"}   # for `llmops lineage TRACE_ID`
+    if index_dir is not None:
+        store = VectorStore.load(index_dir, settings=s)
+    else:
+        store = VectorStore(Embedder(settings=s))
+        store.add_chunks(sample_chunks()[0])
+    if prompt:
+        reg = PromptRegistry()
+        reg.ensure_defaults()
+        prompt = reg.get(prompt)
+    lineage = {
+        "index_run": run_of(index_dir) if index_dir else None,
+        "index": str(index_dir) if index_dir else "sample corpus (indexed in memory)",
+    }  # for `llmops lineage TRACE_ID`
     return RAGPipeline(store, gen, prompt=prompt, policy=policy, k=k, max_new_tokens=max_new_tokens, lineage=lineage)
 
 # %% ../nbs/11_serve.ipynb #e7b5ae86
 def load_factory(ref: str) -> Callable:
     "The function a `module:function` reference names."
     mod, sep, fn = str(ref).partition(":")
-    if not sep or not mod or not fn.isidentifier(): raise ValueError(f"pipeline_factory must be 'module:function', got {ref!r}")
-    try: return getattr(importlib.import_module(mod), fn)
-    except ImportError as e: raise ValueError(f"pipeline_factory {ref!r}: cannot import {mod!r} ({e})") from None
-    except AttributeError: raise ValueError(f"pipeline_factory {ref!r}: module {mod!r} has no {fn!r}") from None
+    if not sep or not mod or not fn.isidentifier():
+        raise ValueError(f"pipeline_factory must be 'module:function', got {ref!r}")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except ImportError as e:
+        raise ValueError(f"pipeline_factory {ref!r}: cannot import {mod!r} ({e})") from None
+    except AttributeError:
+        raise ValueError(f"pipeline_factory {ref!r}: module {mod!r} has no {fn!r}") from None
+
 
 def _open_store(store, settings: Settings):
-    if store is False: return None
+    if store is False:
+        return None
     if store is None or isinstance(store, (str, Path)):
         from llmops_nb.monitor import TraceStore
-        return TraceStore(store) if store is not None else TraceStore(settings.path("home") / "traces" / "traces.sqlite")
+
+        return (
+            TraceStore(store) if store is not None else TraceStore(settings.path("home") / "traces" / "traces.sqlite")
+        )
     return store
 
 # %% ../nbs/11_serve.ipynb #df144550
-def make_app(pipeline=None, keys=None, store=None, settings: Optional[Settings] = None, *,
-             release: Optional[str] = None,             # alias (followed), version or "latest"; None: "production" when it exists, else no release
-             canary: Union[str, tuple, None] = None,    # "ALIAS=PERCENT": that share of requests to that alias's release
-             registry=None,                             # a ReleaseRegistry or its folder; None: <home>/releases
-             builder: Optional[Callable] = None,        # release spec -> pipeline; None: `build_pipeline`
-             poll_s: float = 2.0,                       # seconds between reads of the followed aliases
-             pipeline_factory: Optional[str] = None,    # "module:function" returning the pipeline (used when pipeline is None)
-             keys_file: Union[str, Path, None] = None,  # keys file (with LLMOPS_API_KEYS) when keys is None
-             model: Optional[str] = None, adapter: Optional[str] = None, index: Optional[str] = "latest",  # for `default_pipeline`
-             endpoint: Optional[str] = None, endpoint_model: Optional[str] = None, endpoint_key: Optional[str] = ENDPOINT_KEY,
-             **app_kwargs) -> FastAPI:                  # rate_limit, burst, timeout_s, ... of `create_app`
-    "The app `serve` runs: a release (followed), or the pipeline given, from a factory or the default; the trace store and keys resolved."
+def make_app(
+    pipeline=None,
+    keys=None,
+    store=None,
+    settings: Optional[Settings] = None,
+    *,
+    release: Optional[
+        str
+    ] = None,  # alias (followed), version or "latest"; None: "production" when it exists, else no release
+    canary: Union[str, tuple, None] = None,  # "ALIAS=PERCENT": that share of requests to that alias's release
+    registry=None,  # a ReleaseRegistry or its folder; None: <home>/releases
+    builder: Optional[Callable] = None,  # release spec -> pipeline; None: `build_pipeline`
+    poll_s: float = 2.0,  # seconds between reads of the followed aliases
+    pipeline_factory: Optional[str] = None,  # "module:function" returning the pipeline (used when pipeline is None)
+    keys_file: Union[str, Path, None] = None,  # keys file (with LLMOPS_API_KEYS) when keys is None
+    model: Optional[str] = None,
+    adapter: Optional[str] = None,
+    index: Optional[str] = "latest",  # for `default_pipeline`
+    endpoint: Optional[str] = None,
+    endpoint_model: Optional[str] = None,
+    endpoint_key: Optional[str] = ENDPOINT_KEY,
+    **app_kwargs,
+) -> FastAPI:  # rate_limit, burst, timeout_s, ... of `create_app`
+    """The app `serve` runs: a release (followed), or the pipeline given, from a factory or the default; the trace store
+    and keys resolved."""
     s = settings or load_settings()
-    if keys is None: keys = load_keys(file=keys_file)
-    others = [n for n, on in (("a pipeline", pipeline is not None), ("pipeline_factory", pipeline_factory), ("model", model is not None),
-                              ("adapter", adapter is not None), ("index", index != "latest")) if on]
-    router = _release_router(release, canary, registry, s, others, builder=builder, poll_s=poll_s,
-                             generator_for=_endpoint_models(endpoint, endpoint_model, endpoint_key) if endpoint is not None else None)
-    if router is not None: pipeline = router
+    if keys is None:
+        keys = load_keys(file=keys_file)
+    others = [
+        n
+        for n, on in (
+            ("a pipeline", pipeline is not None),
+            ("pipeline_factory", pipeline_factory),
+            ("model", model is not None),
+            ("adapter", adapter is not None),
+            ("index", index != "latest"),
+        )
+        if on
+    ]
+    router = _release_router(
+        release,
+        canary,
+        registry,
+        s,
+        others,
+        builder=builder,
+        poll_s=poll_s,
+        generator_for=_endpoint_models(endpoint, endpoint_model, endpoint_key) if endpoint is not None else None,
+    )
+    if router is not None:
+        pipeline = router
     elif pipeline is None:
-        pipeline = load_factory(pipeline_factory)() if pipeline_factory else default_pipeline(
-            model, adapter, index, settings=s, endpoint=endpoint, endpoint_model=endpoint_model, endpoint_key=endpoint_key)
+        pipeline = (
+            load_factory(pipeline_factory)()
+            if pipeline_factory
+            else default_pipeline(
+                model,
+                adapter,
+                index,
+                settings=s,
+                endpoint=endpoint,
+                endpoint_model=endpoint_model,
+                endpoint_key=endpoint_key,
+            )
+        )
     return create_app(pipeline, store=_open_store(store, s), keys=keys, **app_kwargs)
 
-def serve(pipeline=None, host: str = "127.0.0.1", port: int = 8000, keys=None,
-          store=None,                                   # a TraceStore, its path, None (the default store) or False (no traces)
-          settings: Optional[Settings] = None, log_level: str = "info", **kwargs) -> None:
-    "Serve the guarded pipeline with uvicorn until interrupted (see `make_app` and `create_app` for the options); SIGHUP re-reads the release aliases."
+
+def serve(
+    pipeline=None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    keys=None,
+    store=None,  # a TraceStore, its path, None (the default store) or False (no traces)
+    settings: Optional[Settings] = None,
+    log_level: str = "info",
+    **kwargs,
+) -> None:
+    """Serve the guarded pipeline with uvicorn until interrupted (see `make_app` and `create_app` for the options);
+    SIGHUP re-reads the release aliases."""
     import uvicorn
-    if not logging.getLogger().handlers: logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = make_app(pipeline, keys, store, settings, **kwargs)
     router = app.state.llmops.router
-    if hasattr(router, "reload") and hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGHUP, lambda *_: router.reload())        # `kill -HUP <pid>` after a promote: swap now, not in 2 s
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)).run()
+    if (
+        hasattr(router, "reload")
+        and hasattr(signal, "SIGHUP")
+        and threading.current_thread() is threading.main_thread()
+    ):
+        signal.signal(
+            signal.SIGHUP, lambda *_: router.reload()
+        )  # `kill -HUP <pid>` after a promote: swap now, not in 2 s
+    uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
+    ).run()
 
 # %% ../nbs/11_serve.ipynb #9b1089df
 def lora_module(release) -> Optional[str]:
@@ -1054,19 +1900,33 @@ def lora_module(release) -> Optional[str]:
     ad = release.spec.get("adapter")
     return f"{release.version}={ad['path']}" if ad else None
 
+
 def _endpoint_models(endpoint: str, endpoint_model: Optional[str], key: Optional[str]) -> Callable:
-    "release -> an `OpenAICompatGenerator` asking the endpoint for the release's adapter (by version) or its base model."
+    """release -> an `OpenAICompatGenerator` asking the endpoint for the release's adapter (by version) or its base
+    model."""
+
     def gen(rel):
-        model = rel.version if rel.spec.get("adapter") else (endpoint_model or str((rel.spec.get("base_model") or {}).get("ref")))
+        model = (
+            rel.version
+            if rel.spec.get("adapter")
+            else (endpoint_model or str((rel.spec.get("base_model") or {}).get("ref")))
+        )
         return _endpoint_generator(endpoint, model, key, None)
+
     return gen
+
 
 def _registry(registry, settings: Settings, required: bool):
     "The release registry: given, at a folder, or <home>/releases; None when not `required` and there is none."
-    if registry is not None and not isinstance(registry, (str, Path)): return registry
-    try: from llmops_nb.releases import ReleaseRegistry
+    if registry is not None and not isinstance(registry, (str, Path)):
+        return registry
+    try:
+        from llmops_nb.releases import ReleaseRegistry
     except ImportError:
-        if required: raise ConfigError("serving a release needs the release registry (llmops_nb.releases), which this installation lacks") from None
+        if required:
+            raise ConfigError(
+                "serving a release needs the release registry (llmops_nb.releases), which this installation lacks"
+            ) from None
         return None
     root = Path(registry).expanduser() if registry is not None else settings.path("home") / "releases"
     return ReleaseRegistry(root, settings=settings) if required or root.is_dir() else None
@@ -1075,68 +1935,115 @@ def _registry(registry, settings: Settings, required: bool):
 def _release_router(release, canary, registry, settings: Settings, others: list, **kw) -> Optional[ReleaseRouter]:
     "The router for `release`/`canary`, or None to serve without a release (`others`: what else was named to serve)."
     if release is None and canary is None:
-        if others: return None
+        if others:
+            return None
         reg = _registry(registry, settings, required=False)
         if reg is None or "production" not in reg.aliases():
-            _log.warning("no 'production' release in %s: serving the defaults (base model, newest index, packaged prompt and policy); "
-                         "promote a release to production to serve it", getattr(reg, "root", settings.path("home") / "releases"))
+            _log.warning(
+                "no 'production' release in %s: serving the defaults (base model, newest index, packaged prompt and policy); "
+                "promote a release to production to serve it",
+                getattr(reg, "root", settings.path("home") / "releases"),
+            )
             return None
-    if others: raise ConfigError(f"serve: release {release or 'production'!r} and {', '.join(others)} both say what to serve; give one "
-                                 "(a release pins the model, adapter, index, prompt and policy)")
-    return ReleaseRouter(_registry(registry, settings, required=True), release or "production", canary, settings=settings, **kw)
+    if others:
+        raise ConfigError(
+            f"serve: release {release or 'production'!r} and {', '.join(others)} both say what to serve; give one "
+            "(a release pins the model, adapter, index, prompt and policy)"
+        )
+    return ReleaseRouter(
+        _registry(registry, settings, required=True), release or "production", canary, settings=settings, **kw
+    )
 
 # %% ../nbs/11_serve.ipynb #0d37499e
 _ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+
 def parse_canary(spec: Union[str, tuple, None]) -> Optional[tuple]:
-    "`ALIAS=PERCENT` (e.g. `staging=10`) or (alias, percent) -> (alias, percent); None or '' -> None; else a ConfigError saying what to write."
-    if spec is None or (isinstance(spec, str) and not spec.strip()): return None
+    """`ALIAS=PERCENT` (e.g. `staging=10`) or (alias, percent) -> (alias, percent); None or '' -> None; else a
+    ConfigError saying what to write."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return None
     how = "write ALIAS=PERCENT, e.g. --canary staging=10"
-    if isinstance(spec, tuple) and len(spec) == 2: alias, pct = spec
-    elif isinstance(spec, str) and spec.count("=") == 1: alias, pct = (x.strip() for x in spec.split("="))
-    else: raise ConfigError(f"canary {spec!r}: {how}")
-    if not alias: raise ConfigError(f"canary {spec!r}: the alias before '=' is missing; {how}")
-    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias): raise ConfigError(f"canary {spec!r}: {alias!r} is not an alias name (letters, digits, '.', '_', '-'); {how}")
-    try: p = float(str(pct).strip().rstrip("%")) if not isinstance(pct, bool) else math.nan
-    except ValueError: raise ConfigError(f"canary {spec!r}: {str(pct)!r} is not a percentage; {how}") from None
-    if not 0 < p <= 100: raise ConfigError(f"canary {spec!r}: the percentage must be above 0 and at most 100, got {pct}")
+    if isinstance(spec, tuple) and len(spec) == 2:
+        alias, pct = spec
+    elif isinstance(spec, str) and spec.count("=") == 1:
+        alias, pct = (x.strip() for x in spec.split("="))
+    else:
+        raise ConfigError(f"canary {spec!r}: {how}")
+    if not alias:
+        raise ConfigError(f"canary {spec!r}: the alias before '=' is missing; {how}")
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias):
+        raise ConfigError(f"canary {spec!r}: {alias!r} is not an alias name (letters, digits, '.', '_', '-'); {how}")
+    try:
+        p = float(str(pct).strip().rstrip("%")) if not isinstance(pct, bool) else math.nan
+    except ValueError:
+        raise ConfigError(f"canary {spec!r}: {str(pct)!r} is not a percentage; {how}") from None
+    if not 0 < p <= 100:
+        raise ConfigError(f"canary {spec!r}: the percentage must be above 0 and at most 100, got {pct}")
     return alias, p
 
+
 def canary_bucket(request_id: str) -> float:
-    "Where a request id falls in [0, 100): a canary of p percent takes the ids below p, so a retried id goes the same way."
-    return int.from_bytes(hashlib.sha256(str(request_id).encode("utf-8", "surrogatepass")).digest()[:8], "big") % 10000 / 100
+    """Where a request id falls in [0, 100): a canary of p percent takes the ids below p, so a retried id goes the same
+    way."""
+    return (
+        int.from_bytes(hashlib.sha256(str(request_id).encode("utf-8", "surrogatepass")).digest()[:8], "big")
+        % 10000
+        / 100
+    )
 
 # %% ../nbs/11_serve.ipynb #645c9269
 def _build_pipeline(spec: dict, **kw):
     from llmops_nb.pipeline import build_pipeline
+
     return build_pipeline(spec, **kw)
 
+
 class ReleaseRouter:
-    "The releases a server answers with (a stable one, an optional canary); `check` rebuilds and swaps those whose alias moved."
-    def __init__(self, registry,                            # a ReleaseRegistry: get(ref), alias_digest(alias), aliases()
-                 release: str = "production",               # an alias (followed), a version (pinned) or "latest" (followed)
-                 canary: Union[str, tuple, None] = None,    # "ALIAS=PERCENT": that share of requests to that alias's release
-                 builder: Optional[Callable] = None,        # (spec, settings=[, generator=]) -> pipeline; None: build_pipeline
-                 settings: Optional[Settings] = None,
-                 generator_for: Optional[Callable] = None,  # release -> the generator to build with (a model at an endpoint); None: the builder's
-                 poll_s: float = 2.0):                      # seconds between alias checks
+    """The releases a server answers with (a stable one, an optional canary); `check` rebuilds and swaps those whose
+    alias moved."""
+
+    def __init__(
+        self,
+        registry,  # a ReleaseRegistry: get(ref), alias_digest(alias), aliases()
+        release: str = "production",  # an alias (followed), a version (pinned) or "latest" (followed)
+        canary: Union[str, tuple, None] = None,  # "ALIAS=PERCENT": that share of requests to that alias's release
+        builder: Optional[Callable] = None,  # (spec, settings=[, generator=]) -> pipeline; None: build_pipeline
+        settings: Optional[Settings] = None,
+        generator_for: Optional[
+            Callable
+        ] = None,  # release -> the generator to build with (a model at an endpoint); None: the builder's
+        poll_s: float = 2.0,
+    ):  # seconds between alias checks
         if missing := [m for m in ("get", "alias_digest", "aliases") if not hasattr(registry, m)]:
             raise TypeError(f"registry needs {', '.join(missing)} (a ReleaseRegistry), got {type(registry).__name__}")
-        if not isinstance(release, str) or not release.strip(): raise ConfigError(f"release must be an alias, a version or 'latest', got {release!r}")
-        if isinstance(poll_s, bool) or not isinstance(poll_s, (int, float)) or not 0 < poll_s < math.inf: raise ValueError(f"poll_s must be seconds > 0, got {poll_s!r}")
-        self.registry, self.builder, self.settings, self.generator_for, self.poll_s = registry, builder or _build_pipeline, settings, generator_for, float(poll_s)
+        if not isinstance(release, str) or not release.strip():
+            raise ConfigError(f"release must be an alias, a version or 'latest', got {release!r}")
+        if isinstance(poll_s, bool) or not isinstance(poll_s, (int, float)) or not 0 < poll_s < math.inf:
+            raise ValueError(f"poll_s must be seconds > 0, got {poll_s!r}")
+        self.registry, self.builder, self.settings, self.generator_for, self.poll_s = (
+            registry,
+            builder or _build_pipeline,
+            settings,
+            generator_for,
+            float(poll_s),
+        )
         self.canary, self.metrics, self.errors, self.checked = parse_canary(canary), None, {}, None
         self._failed, self._force, self._thread, self._slots = {}, False, None, {}
         self._checking, self._wake, self._stop = threading.Lock(), threading.Event(), threading.Event()
         self._slots = {"stable": self._load("stable", release.strip(), "release")}
-        if self.canary: self._slots = {**self._slots, "canary": self._load("canary", self.canary[0], "canary")}
-    def __repr__(self): return f"ReleaseRouter({', '.join(f'{r}={s.name} {s.share:g}%' for r, s in self._slots.items())})"
+        if self.canary:
+            self._slots = {**self._slots, "canary": self._load("canary", self.canary[0], "canary")}
+
+    def __repr__(self):
+        return f"ReleaseRouter({', '.join(f'{r}={s.name} {s.share:g}%' for r, s in self._slots.items())})"
 
 # %% ../nbs/11_serve.ipynb #60cbc975
 @patch
 def _target(self: ReleaseRouter, alias: str) -> Optional[str]:
     "What `alias` points at now (a digest or version; None: gone), read cheaply for polling."
     return self.registry.get("latest").digest if alias == "latest" else self.registry.alias_digest(alias)
+
 
 @patch
 def _build(self: ReleaseRouter, role: str, alias: Optional[str], rel) -> Served:
@@ -1145,117 +2052,192 @@ def _build(self: ReleaseRouter, role: str, alias: Optional[str], rel) -> Served:
     spec = rel.spec if isinstance(rel.spec, dict) else {}
     pipeline = next((s.pipeline for s in self._slots.values() if s.digest == rel.digest), None)
     if pipeline is None:
-        kw = {"settings": self.settings} | ({"generator": self.generator_for(rel)} if self.generator_for is not None else {})
+        kw = {"settings": self.settings} | (
+            {"generator": self.generator_for(rel)} if self.generator_for is not None else {}
+        )
         pipeline = self.builder(spec, **kw)
-        if not hasattr(pipeline, "answer"): raise TypeError(f"the builder returned {type(pipeline).__name__}, not a pipeline with answer()")
-    if price := spec.get("price"): _priced_check(price)
+        if not hasattr(pipeline, "answer"):
+            raise TypeError(f"the builder returned {type(pipeline).__name__}, not a pipeline with answer()")
+    if price := spec.get("price"):
+        _priced_check(price)
     return Served(pipeline, role, alias, rel.version, rel.digest, spec, share)
+
 
 def _priced_check(price) -> None:
     from llmops_nb.eval import cost
-    if not isinstance(price, dict): raise ValueError(f"release price must be a dict, got {type(price).__name__}")
-    for p in ([price] if set(price) <= {"prompt", "completion"} else price.values()): cost(0, 0, p)
+
+    if not isinstance(price, dict):
+        raise ValueError(f"release price must be a dict, got {type(price).__name__}")
+    for p in [price] if set(price) <= {"prompt", "completion"} else price.values():
+        cost(0, 0, p)
+
 
 @patch
 def _load(self: ReleaseRouter, role: str, ref: str, what: str) -> Served:
     "Resolve `ref` and build it, at start: any failure is a ConfigError naming the ref."
-    try: rel, aliases = self.registry.get(ref), self.registry.aliases()
-    except ValueError as e: raise ConfigError(f"serve: {what} {ref!r}: {e}") from None
+    try:
+        rel, aliases = self.registry.get(ref), self.registry.aliases()
+    except ValueError as e:
+        raise ConfigError(f"serve: {what} {ref!r}: {e}") from None
     alias = ref if ref in aliases or ref == "latest" else None
-    try: served = self._build(role, alias, rel)
-    except Exception as e: raise ConfigError(f"serve: {what} {ref!r} (version {rel.version}) cannot be built: {type(e).__name__}: {e}") from e
+    try:
+        served = self._build(role, alias, rel)
+    except Exception as e:
+        raise ConfigError(
+            f"serve: {what} {ref!r} (version {rel.version}) cannot be built: {type(e).__name__}: {e}"
+        ) from e
     _log.info("serving %s release %s (%s), %g%% of requests", role, served.name, rel.digest, served.share)
     return served
 
 # %% ../nbs/11_serve.ipynb #739d302a
 @patch(as_prop=True)
-def stable(self: ReleaseRouter) -> Served: return self._slots["stable"]
+def stable(self: ReleaseRouter) -> Served:
+    return self._slots["stable"]
+
 
 @patch
 def pick(self: ReleaseRouter, request_id: str) -> Served:
-    "The release that answers request `request_id`: the canary when the id's bucket falls in its share, else the stable one."
-    slots = self._slots                                      # one read: a swap replaces the dict, never changes it
+    """The release that answers request `request_id`: the canary when the id's bucket falls in its share, else the
+    stable one."""
+    slots = self._slots  # one read: a swap replaces the dict, never changes it
     c = slots.get("canary")
     return c if c is not None and canary_bucket(request_id) < c.share else slots["stable"]
 
+
 @patch
 def check(self: ReleaseRouter, force: bool = False) -> list:
-    "Rebuild and swap in the release of each followed alias that moved -> the roles swapped; a failed build keeps the old one."
+    """Rebuild and swap in the release of each followed alias that moved -> the roles swapped; a failed build keeps the
+    old one."""
     with self._checking:
         swapped = []
         for role, cur in list(self._slots.items()):
-            if cur.alias is None: continue
-            try: target = self._target(cur.alias)
-            except Exception as e: self._fail(role, cur, "?", e); continue
-            if target is None: self._fail(role, cur, None, LookupError(f"alias {cur.alias!r} no longer exists")); continue
+            if cur.alias is None:
+                continue
+            try:
+                target = self._target(cur.alias)
+            except Exception as e:
+                self._fail(role, cur, "?", e)
+                continue
+            if target is None:
+                self._fail(role, cur, None, LookupError(f"alias {cur.alias!r} no longer exists"))
+                continue
             if cur.digest.startswith(target) or target.startswith(cur.digest):
-                self._failed.pop(role, None); self.errors.pop(role, None); continue
-            if self._failed.get(role) == target and not force: continue
-            try: new = self._build(role, cur.alias, self.registry.get(cur.alias))
-            except Exception as e: self._fail(role, cur, target, e); continue
-            self._slots = {**self._slots, role: new}; self._failed.pop(role, None); self.errors.pop(role, None); swapped.append(role)
+                self._failed.pop(role, None)
+                self.errors.pop(role, None)
+                continue
+            if self._failed.get(role) == target and not force:
+                continue
+            try:
+                new = self._build(role, cur.alias, self.registry.get(cur.alias))
+            except Exception as e:
+                self._fail(role, cur, target, e)
+                continue
+            self._slots = {**self._slots, role: new}
+            self._failed.pop(role, None)
+            self.errors.pop(role, None)
+            swapped.append(role)
             self._count(cur, new, "ok")
             _log.warning("release %s: now serving %s (was %s)", cur.alias, new.version, cur.version)
         self.checked = time.time()
         return swapped
 
+
 @patch
 def _fail(self: ReleaseRouter, role: str, cur: Served, target, e: Exception) -> None:
-    if target in (None, "?") and self._failed.get(role, "-") == target: return   # a missing alias: said once already
+    if target in (None, "?") and self._failed.get(role, "-") == target:
+        return  # a missing alias: said once already
     self._failed[role] = target
-    self.errors[role] = {"alias": cur.alias, "target": target, "serving": cur.version, "error": f"{type(e).__name__}: {e}"[:500], "at": round(time.time(), 3)}
+    self.errors[role] = {
+        "alias": cur.alias,
+        "target": target,
+        "serving": cur.version,
+        "error": f"{type(e).__name__}: {e}"[:500],
+        "at": round(time.time(), 3),
+    }
     self._count(cur, None, "failed")
-    _log.error("release %s -> %s: not swapped, still serving %s: %s", cur.alias, target, cur.version, self.errors[role]["error"])
+    _log.error(
+        "release %s -> %s: not swapped, still serving %s: %s",
+        cur.alias,
+        target,
+        cur.version,
+        self.errors[role]["error"],
+    )
 
 # %% ../nbs/11_serve.ipynb #a6d9adf0
 @patch
 def attach(self: ReleaseRouter, metrics) -> None:
     "Report builds and served releases to `metrics` (a `Metrics`)."
     self.metrics = metrics
-    for s in self._slots.values(): metrics.release_served.labels(s.role, s.alias or "-", s.version).set(1)
+    for s in self._slots.values():
+        metrics.release_served.labels(s.role, s.alias or "-", s.version).set(1)
+
 
 @patch
 def _count(self: ReleaseRouter, old: Served, new: Optional[Served], result: str) -> None:
-    if self.metrics is None: return
+    if self.metrics is None:
+        return
     self.metrics.release_builds.labels(old.alias or "-", result).inc()
     if new is not None:
         self.metrics.release_served.labels(new.role, new.alias or "-", new.version).set(1)
         if old.version != new.version:
-            try: self.metrics.release_served.remove(old.role, old.alias or "-", old.version)
-            except KeyError: pass
+            try:
+                self.metrics.release_served.remove(old.role, old.alias or "-", old.version)
+            except KeyError:
+                pass
+
 
 @patch
-def served(self: ReleaseRouter) -> list: return list(self._slots.values())
+def served(self: ReleaseRouter) -> list:
+    return list(self._slots.values())
+
 
 @patch
 def status(self: ReleaseRouter) -> dict:
     "What /healthz shows: the served releases, build errors, and when the aliases were last read."
-    return {"served": [s.status() for s in self._slots.values()], "errors": list(self.errors.values()), "checked": self.checked, "poll_s": self.poll_s}
+    return {
+        "served": [s.status() for s in self._slots.values()],
+        "errors": list(self.errors.values()),
+        "checked": self.checked,
+        "poll_s": self.poll_s,
+    }
 
 # %% ../nbs/11_serve.ipynb #f149e64a
 @patch
 def start(self: ReleaseRouter) -> None:
     "Follow the aliases in a background thread: `check` every `poll_s`, and at once after `reload`."
-    if self._thread is not None or not any(s.alias for s in self._slots.values()): return
+    if self._thread is not None or not any(s.alias for s in self._slots.values()):
+        return
     self._stop.clear()
-    self._thread = threading.Thread(target=self._poll, daemon=True, name="llmops-releases"); self._thread.start()
+    self._thread = threading.Thread(target=self._poll, daemon=True, name="llmops-releases")
+    self._thread.start()
+
 
 @patch
 def _poll(self: ReleaseRouter) -> None:
     while not self._stop.is_set():
-        self._wake.wait(self.poll_s); self._wake.clear()
-        if self._stop.is_set(): return
+        self._wake.wait(self.poll_s)
+        self._wake.clear()
+        if self._stop.is_set():
+            return
         force, self._force = self._force, False
-        try: self.check(force)
-        except Exception: _log.exception("release check failed")
+        try:
+            self.check(force)
+        except Exception:
+            _log.exception("release check failed")
+
 
 @patch
 def reload(self: ReleaseRouter) -> None:
     "Check the aliases now (from a signal handler too), retrying a build that failed."
-    self._force = True; self._wake.set()
+    self._force = True
+    self._wake.set()
+
 
 @patch
 def stop(self: ReleaseRouter, timeout: float = 5) -> None:
     "Stop following the aliases."
-    self._stop.set(); self._wake.set()
-    if self._thread is not None: self._thread.join(timeout); self._thread = None
+    self._stop.set()
+    self._wake.set()
+    if self._thread is not None:
+        self._thread.join(timeout)
+        self._thread = None

@@ -22,61 +22,100 @@ __all__ = ['LABELS', 'BAD_FEEDBACK_LABELS', 'PII_MODES', 'SignalError', 'add_lab
 # %% ../nbs/10e_signals.ipynb #bde7f23c
 LABELS = ("good", "bad")
 
+
 class SignalError(ValueError):
     "Bad input to a signals function: the message names the parameter (or file) and what to do."
 
+
 def _store(store, name: str = "store") -> TraceStore:
     "A TraceStore from a store or the path of an existing store file."
-    if isinstance(store, TraceStore): return store
+    if isinstance(store, TraceStore):
+        return store
     if isinstance(store, (str, Path)):
         p = Path(store).expanduser()
-        if not p.is_file(): raise FileNotFoundError(f"{name}: {p} does not exist; give a trace store file (llmops serve writes <home>/traces/traces.sqlite)")
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"{name}: {p} does not exist; give a trace store file (llmops serve writes <home>/traces/traces.sqlite)"
+            )
         return TraceStore(p)
     raise TypeError(f"{name}: expected a TraceStore or the path of a trace store file, got {type(store).__name__}")
 
+
 def _name(v, name: str, max_len: int = 200) -> str:
-    if not isinstance(v, str) or not v.strip(): raise SignalError(f"{name}: expected a non-empty string, got {v!r:.60}")
-    if len(v) > max_len: raise SignalError(f"{name}: at most {max_len} characters, got {len(v)}")
+    if not isinstance(v, str) or not v.strip():
+        raise SignalError(f"{name}: expected a non-empty string, got {v!r:.60}")
+    if len(v) > max_len:
+        raise SignalError(f"{name}: at most {max_len} characters, got {len(v)}")
     return v.strip()
 
 # %% ../nbs/10e_signals.ipynb #9dd406f8
-def add_label(store: Union[TraceStore, str, Path],  # the trace store (or its file)
-              trace_id: str,                       # the labelled request
-              label: str,                          # "good" or "bad"
-              labeller: str,                       # who labels (a name or an id; never a secret)
-              correction: Optional[str] = None,    # the answer it should have given (labels the trace bad)
-              ts: Optional[float] = None,          # when (unix seconds); None: now
-              tenant: Optional[str] = None) -> int:  # only a trace of this tenant may be labelled (the label keeps it); None: any
+def add_label(
+    store: Union[TraceStore, str, Path],  # the trace store (or its file)
+    trace_id: str,  # the labelled request
+    label: str,  # "good" or "bad"
+    labeller: str,  # who labels (a name or an id; never a secret)
+    correction: Optional[str] = None,  # the answer it should have given (labels the trace bad)
+    ts: Optional[float] = None,  # when (unix seconds); None: now
+    tenant: Optional[str] = None,
+) -> int:  # only a trace of this tenant may be labelled (the label keeps it); None: any
     "Append a human label (good|bad, optionally a corrected answer) to a recorded trace; returns the label's row id."
     store, tid, who = _store(store), _safe(_name(trace_id, "trace_id")), _safe(_name(labeller, "labeller", 100))
-    if tenant is not None: tenant = _name(tenant, "tenant", 64)
+    if tenant is not None:
+        tenant = _name(tenant, "tenant", 64)
     lab = label.strip().lower() if isinstance(label, str) else label
-    if lab not in LABELS: raise SignalError(f"label: expected one of {LABELS}, got {label!r:.60}")
+    if lab not in LABELS:
+        raise SignalError(f"label: expected one of {LABELS}, got {label!r:.60}")
     if correction is not None:
-        if not isinstance(correction, str) or not correction.strip(): raise SignalError(f"correction: expected a non-empty string or None, got {correction!r:.60}")
-        if lab == "good": raise SignalError("correction: a corrected answer means the served one was wrong; label it 'bad' (or leave correction out)")
-        if len(correction) > store.max_text_chars: raise SignalError(f"correction: {len(correction):,} characters, at most {store.max_text_chars:,} (the store's max_text_chars)")
+        if not isinstance(correction, str) or not correction.strip():
+            raise SignalError(f"correction: expected a non-empty string or None, got {correction!r:.60}")
+        if lab == "good":
+            raise SignalError(
+                "correction: a corrected answer means the served one was wrong; label it 'bad' (or leave correction out)"
+            )
+        if len(correction) > store.max_text_chars:
+            raise SignalError(
+                f"correction: {len(correction):,} characters, at most {store.max_text_chars:,} (the store's max_text_chars)"
+            )
         correction = store._text(correction.strip())
     when = time.time() if ts is None else as_unix(ts, "ts")
+
     def run(c):
         row = c.execute("SELECT COALESCE(tenant, ?) FROM traces WHERE trace_id = ?", (DEFAULT_TENANT, tid)).fetchone()
-        if not row or tenant not in (None, row[0]):     # another tenant's trace: as if there were none
-            raise SignalError(f"trace_id: {tid!r} is not in {store.path}{f' for tenant {tenant!r}' if tenant else ''}; label a recorded trace (see label_candidates)")
-        return c.execute("INSERT INTO labels (trace_id, label, correction, labeller, ts, tenant) VALUES (?, ?, ?, ?, ?, ?)",
-                         (tid, lab, correction, who, when, row[0])).lastrowid
+        if not row or tenant not in (None, row[0]):  # another tenant's trace: as if there were none
+            raise SignalError(
+                f"trace_id: {tid!r} is not in {store.path}{f' for tenant {tenant!r}' if tenant else ''}; label a recorded trace (see label_candidates)"
+            )
+        return c.execute(
+            "INSERT INTO labels (trace_id, label, correction, labeller, ts, tenant) VALUES (?, ?, ?, ?, ?, ?)",
+            (tid, lab, correction, who, when, row[0]),
+        ).lastrowid
+
     return store._tx(run, "add_label")
 
 # %% ../nbs/10e_signals.ipynb #6cfe4f52
 _LABEL_COLS = ("id", "trace_id", "label", "correction", "labeller", "ts")
 
-def labels(store: Union[TraceStore, str, Path], trace_id: Optional[str] = None, labeller: Optional[str] = None,
-           latest: bool = False) -> list:  # latest: only each labeller's last label of each trace
+
+def labels(
+    store: Union[TraceStore, str, Path],
+    trace_id: Optional[str] = None,
+    labeller: Optional[str] = None,
+    latest: bool = False,
+) -> list:  # latest: only each labeller's last label of each trace
     "The labels (oldest first), optionally of one trace and/or one labeller."
     store = _store(store)
     conds = [(f"{c} = ?", v) for c, v in (("trace_id", trace_id), ("labeller", labeller)) if v is not None]
-    sql = f"SELECT {', '.join(_LABEL_COLS)} FROM labels" + (" WHERE " + " AND ".join(c for c, _ in conds) if conds else "") + " ORDER BY id"
-    rows = [dict(zip(_LABEL_COLS, r)) for r in store._retry(lambda c: c.execute(sql, [v for _, v in conds]).fetchall(), "labels")]
-    if latest: rows = sorted({(r["trace_id"], r["labeller"]): r for r in rows}.values(), key=lambda r: r["id"])
+    sql = (
+        f"SELECT {', '.join(_LABEL_COLS)} FROM labels"
+        + (" WHERE " + " AND ".join(c for c, _ in conds) if conds else "")
+        + " ORDER BY id"
+    )
+    rows = [
+        dict(zip(_LABEL_COLS, r))
+        for r in store._retry(lambda c: c.execute(sql, [v for _, v in conds]).fetchall(), "labels")
+    ]
+    if latest:
+        rows = sorted({(r["trace_id"], r["labeller"]): r for r in rows}.values(), key=lambda r: r["id"])
     return rows
 
 # %% ../nbs/10e_signals.ipynb #88e6499a
@@ -84,67 +123,124 @@ def label_agreement(store: Union[TraceStore, str, Path]) -> dict:
     "Cohen's kappa and raw agreement of every pair of labellers over the traces both labelled (latest label each)."
     from itertools import combinations
     from llmops_nb.judge import cohen_kappa
+
     by = {}
-    for r in labels(store, latest=True): by.setdefault(r["labeller"], {})[r["trace_id"]] = r["label"]
+    for r in labels(store, latest=True):
+        by.setdefault(r["labeller"], {})[r["trace_id"]] = r["label"]
     pairs = []
     for a, b in combinations(sorted(by), 2):
         common = sorted(set(by[a]) & set(by[b]))
         x, y = [by[a][t] for t in common], [by[b][t] for t in common]
         k = cohen_kappa(x, y, labels=list(LABELS)) if common else math.nan
-        pairs.append({"a": a, "b": b, "n": len(common), "agreement": sum(p == q for p, q in zip(x, y)) / len(common) if common else None,
-                      "kappa": None if math.isnan(k) else k})
+        pairs.append(
+            {
+                "a": a,
+                "b": b,
+                "n": len(common),
+                "agreement": sum(p == q for p, q in zip(x, y)) / len(common) if common else None,
+                "kappa": None if math.isnan(k) else k,
+            }
+        )
     ks = [p["kappa"] for p in pairs if p["kappa"] is not None]
     multi = sum(1 for t in {t for d in by.values() for t in d} if sum(t in d for d in by.values()) > 1)
-    return {"labellers": {k: len(v) for k, v in sorted(by.items())}, "traces_multi": multi, "pairs": pairs, "kappa_mean": sum(ks) / len(ks) if ks else None}
+    return {
+        "labellers": {k: len(v) for k, v in sorted(by.items())},
+        "traces_multi": multi,
+        "pairs": pairs,
+        "kappa_mean": sum(ks) / len(ks) if ks else None,
+    }
 
 # %% ../nbs/10e_signals.ipynb #1e30079c
 def _fraction(f, name: str = "fraction") -> float:
-    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1: raise SignalError(f"{name}: expected a number between 0 and 1, got {f!r:.40}")
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f <= 1:
+        raise SignalError(f"{name}: expected a number between 0 and 1, got {f!r:.40}")
     return float(f)
+
 
 def in_sample(trace_id: str, fraction: float) -> bool:
     "Whether `trace_id` is in a `fraction` sample: decided by a hash of the id, so every run picks the same traces."
-    if not isinstance(trace_id, str): raise TypeError(f"trace_id: expected a str, got {type(trace_id).__name__}")
-    return int.from_bytes(hashlib.sha256(trace_id.encode("utf-8")).digest()[:8], "big") < _fraction(fraction) * 2.0 ** 64
+    if not isinstance(trace_id, str):
+        raise TypeError(f"trace_id: expected a str, got {type(trace_id).__name__}")
+    return int.from_bytes(hashlib.sha256(trace_id.encode("utf-8")).digest()[:8], "big") < _fraction(fraction) * 2.0**64
 
 # %% ../nbs/10e_signals.ipynb #c7de697d
 _SCORE_COLS = ("id", "trace_id", "metric", "value", "scorer", "ts")
 
+
 def _chunks(xs: list, n: int = 500):
-    for i in range(0, len(xs), n): yield xs[i:i + n]
+    for i in range(0, len(xs), n):
+        yield xs[i : i + n]
+
 
 def _known_ids(c, ids: list) -> set:
-    return {r[0] for ch in _chunks(ids) for r in c.execute(f"SELECT trace_id FROM traces WHERE trace_id IN ({', '.join('?' * len(ch))})", ch)}
+    return {
+        r[0]
+        for ch in _chunks(ids)
+        for r in c.execute(f"SELECT trace_id FROM traces WHERE trace_id IN ({', '.join('?' * len(ch))})", ch)
+    }
 
-def add_scores(store: Union[TraceStore, str, Path],
-               rows: Iterable[dict],              # {"trace_id", "metric", "value"} (and optionally "scorer", "ts")
-               scorer: Optional[str] = None) -> int:  # the scorer of rows that name none
+
+def add_scores(
+    store: Union[TraceStore, str, Path],
+    rows: Iterable[dict],  # {"trace_id", "metric", "value"} (and optionally "scorer", "ts")
+    scorer: Optional[str] = None,
+) -> int:  # the scorer of rows that name none
     "Append scores of recorded traces in one transaction; returns how many (an unknown trace id writes nothing)."
     store, now, vals = _store(store), time.time(), []
-    if isinstance(rows, (dict, str)): raise SignalError(f"rows: expected a list of dicts, got one {type(rows).__name__}")
+    if isinstance(rows, (dict, str)):
+        raise SignalError(f"rows: expected a list of dicts, got one {type(rows).__name__}")
     for i, r in enumerate(rows):
-        if not isinstance(r, dict): raise SignalError(f"rows[{i}]: expected a dict with trace_id, metric and value, got {type(r).__name__}")
-        if extra := sorted(set(r) - {"trace_id", "metric", "value", "scorer", "ts"}): raise SignalError(f"rows[{i}]: unknown field(s) {extra}")
+        if not isinstance(r, dict):
+            raise SignalError(f"rows[{i}]: expected a dict with trace_id, metric and value, got {type(r).__name__}")
+        if extra := sorted(set(r) - {"trace_id", "metric", "value", "scorer", "ts"}):
+            raise SignalError(f"rows[{i}]: unknown field(s) {extra}")
         v, s = r.get("value"), r.get("scorer", scorer)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): raise SignalError(f"rows[{i}].value: expected a finite number, got {v!r:.40}")
-        if s is not None and not isinstance(s, str): raise SignalError(f"rows[{i}].scorer: expected a str or None, got {type(s).__name__}")
-        vals.append((_safe(_name(r.get("trace_id"), f"rows[{i}].trace_id")), _safe(_name(r.get("metric"), f"rows[{i}].metric", 100)), float(v), _safe(s),
-                     now if r.get("ts") is None else as_unix(r["ts"], f"rows[{i}].ts")))
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise SignalError(f"rows[{i}].value: expected a finite number, got {v!r:.40}")
+        if s is not None and not isinstance(s, str):
+            raise SignalError(f"rows[{i}].scorer: expected a str or None, got {type(s).__name__}")
+        vals.append(
+            (
+                _safe(_name(r.get("trace_id"), f"rows[{i}].trace_id")),
+                _safe(_name(r.get("metric"), f"rows[{i}].metric", 100)),
+                float(v),
+                _safe(s),
+                now if r.get("ts") is None else as_unix(r["ts"], f"rows[{i}].ts"),
+            )
+        )
+
     def run(c):
         if missing := sorted({v[0] for v in vals} - _known_ids(c, list({v[0] for v in vals}))):
-            raise SignalError(f"rows: trace id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} are not in {store.path}; score recorded traces")
-        c.executemany("INSERT INTO scores (trace_id, metric, value, scorer, ts) VALUES (?, ?, ?, ?, ?)", vals); return len(vals)
+            raise SignalError(
+                f"rows: trace id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} are not in {store.path}; score recorded traces"
+            )
+        c.executemany("INSERT INTO scores (trace_id, metric, value, scorer, ts) VALUES (?, ?, ?, ?, ?)", vals)
+        return len(vals)
+
     return store._tx(run, "add_scores") if vals else 0
 
-def scores(store: Union[TraceStore, str, Path], trace_ids: Optional[Sequence[str]] = None, metric: Optional[str] = None) -> list:
+
+def scores(
+    store: Union[TraceStore, str, Path], trace_ids: Optional[Sequence[str]] = None, metric: Optional[str] = None
+) -> list:
     "Score rows (oldest first), optionally of some traces and one metric."
     store, out = _store(store), []
-    if isinstance(trace_ids, str): trace_ids = [trace_ids]
-    for ch in (_chunks(list(trace_ids)) if trace_ids is not None else [None]):
-        conds = ([f"trace_id IN ({', '.join('?' * len(ch))})"] if ch is not None else []) + (["metric = ?"] if metric else [])
-        sql = f"SELECT {', '.join(_SCORE_COLS)} FROM scores" + (" WHERE " + " AND ".join(conds) if conds else "") + " ORDER BY id"
+    if isinstance(trace_ids, str):
+        trace_ids = [trace_ids]
+    for ch in _chunks(list(trace_ids)) if trace_ids is not None else [None]:
+        conds = ([f"trace_id IN ({', '.join('?' * len(ch))})"] if ch is not None else []) + (
+            ["metric = ?"] if metric else []
+        )
+        sql = (
+            f"SELECT {', '.join(_SCORE_COLS)} FROM scores"
+            + (" WHERE " + " AND ".join(conds) if conds else "")
+            + " ORDER BY id"
+        )
         args = [*(ch or []), *([metric] if metric else [])]
-        if ch != []: out += [dict(zip(_SCORE_COLS, r)) for r in store._retry(lambda c: c.execute(sql, args).fetchall(), "scores")]
+        if ch != []:
+            out += [
+                dict(zip(_SCORE_COLS, r)) for r in store._retry(lambda c: c.execute(sql, args).fetchall(), "scores")
+            ]
     return sorted(out, key=lambda r: r["id"])
 
 # %% ../nbs/10e_signals.ipynb #c8d903e2
@@ -152,234 +248,427 @@ def _unscored(store: TraceStore, fraction: float, since, until) -> tuple:
     "(traces of the window with an answer and no score, the sampled ones' rows oldest first)."
     where, params = _where(since, until, ["answered", "idk"], None)
     cond = " AND question IS NOT NULL AND answer IS NOT NULL AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.trace_id = traces.trace_id)"
-    ids = [r[0] for r in store._retry(lambda c: c.execute(f"SELECT trace_id FROM traces{where}{cond}", params).fetchall(), "unscored")]
+    ids = [
+        r[0]
+        for r in store._retry(
+            lambda c: c.execute(f"SELECT trace_id FROM traces{where}{cond}", params).fetchall(), "unscored"
+        )
+    ]
     keep, rows = [t for t in ids if in_sample(t, fraction)], []
     for ch in _chunks(keep):
-        rows += [_decode(r) for r in store._retry(lambda c: c.execute(f"{_SELECT} WHERE trace_id IN ({', '.join('?' * len(ch))})", ch).fetchall(), "unscored")]
+        rows += [
+            _decode(r)
+            for r in store._retry(
+                lambda c: c.execute(f"{_SELECT} WHERE trace_id IN ({', '.join('?' * len(ch))})", ch).fetchall(),
+                "unscored",
+            )
+        ]
     return len(ids), sorted(rows, key=lambda r: (r["ts"], r["trace_id"]))
 
+
 def _contexts(row: dict, index=None) -> list:
-    "Passage texts to score an answer against: the retrieved ids looked up in `index`, else the cited passages the trace kept."
+    """Passage texts to score an answer against: the retrieved ids looked up in `index`, else the cited passages the
+    trace kept."""
     if index is not None and row.get("retrieved_ids"):
         out = []
         for cid in row["retrieved_ids"]:
-            try: out.append(index.get(cid).text)
-            except (KeyError, LookupError): pass
-        if out: return out
-    return [c["text"] for c in ((row.get("meta") or {}).get("contexts") or []) if isinstance(c, dict) and isinstance(c.get("text"), str) and c["text"].strip()]
+            try:
+                out.append(index.get(cid).text)
+            except (KeyError, LookupError):
+                pass
+        if out:
+            return out
+    return [
+        c["text"]
+        for c in ((row.get("meta") or {}).get("contexts") or [])
+        if isinstance(c, dict) and isinstance(c.get("text"), str) and c["text"].strip()
+    ]
 
 # %% ../nbs/10e_signals.ipynb #30a939de
-def score_traces(store: Union[TraceStore, str, Path],
-                 fraction: float = 0.2,              # share of traces scored, chosen by a hash of the trace id
-                 since: Any = None, until: Any = None, # the window (unix seconds, ISO, '-1d', ...)
-                 judge: Any = None,                  # a llmops_nb.judge.Judge; None: no judge scores
-                 rubrics: Optional[Sequence[str]] = None,  # judge rubrics scored as judge:<rubric>; None: the judge's own
-                 embedder: Any = None,               # .encode(list[str]) for both metrics; None: the packaged MiniLM
-                 index: Any = None,                  # a VectorStore (.get(id).text) for the retrieved passages; None: the cited ones
-                 limit: Optional[int] = None,        # score at most this many traces (the oldest first)
-                 scorer: str = "online") -> dict:    # the scorer recorded with the metric scores
-    "Score a reproducible sample of not-yet-scored traces (groundedness, answer relevance, judge) into the store; a summary."
+def score_traces(
+    store: Union[TraceStore, str, Path],
+    fraction: float = 0.2,  # share of traces scored, chosen by a hash of the trace id
+    since: Any = None,
+    until: Any = None,  # the window (unix seconds, ISO, '-1d', ...)
+    judge: Any = None,  # a llmops_nb.judge.Judge; None: no judge scores
+    rubrics: Optional[Sequence[str]] = None,  # judge rubrics scored as judge:<rubric>; None: the judge's own
+    embedder: Any = None,  # .encode(list[str]) for both metrics; None: the packaged MiniLM
+    index: Any = None,  # a VectorStore (.get(id).text) for the retrieved passages; None: the cited ones
+    limit: Optional[int] = None,  # score at most this many traces (the oldest first)
+    scorer: str = "online",
+) -> dict:  # the scorer recorded with the metric scores
+    """Score a reproducible sample of not-yet-scored traces (groundedness, answer relevance, judge) into the store; a
+    summary."""
     from llmops_nb import eval as E
     from llmops_nb.suites import strip_citations
+
     store, fraction, t0 = _store(store), _fraction(fraction), time.perf_counter()
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1): raise SignalError(f"limit: expected an int >= 1 or None, got {limit!r}")
-    if judge is not None and not callable(getattr(judge, "batch", None)): raise SignalError(f"judge: expected a llmops_nb.judge.Judge, got {type(judge).__name__}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise SignalError(f"limit: expected an int >= 1 or None, got {limit!r}")
+    if judge is not None and not callable(getattr(judge, "batch", None)):
+        raise SignalError(f"judge: expected a llmops_nb.judge.Judge, got {type(judge).__name__}")
     n, rows = _unscored(store, fraction, since, until)
     rows, out, errors = rows[:limit] if limit else rows, [], 0
     ctx = [_contexts(r, index) for r in rows]
     if rows:
-        rel = E.answer_relevance([r["question"] for r in rows], [strip_citations(r["answer"]) for r in rows], embedder=embedder)
+        rel = E.answer_relevance(
+            [r["question"] for r in rows], [strip_citations(r["answer"]) for r in rows], embedder=embedder
+        )
         out += [{"trace_id": r["trace_id"], "metric": "answer_relevance", "value": v} for r, v in zip(rows, rel)]
         g = [i for i, r in enumerate(rows) if r["status"] == "answered" and ctx[i]]
-        if g: out += [{"trace_id": rows[i]["trace_id"], "metric": "groundedness", "value": v} for i, v in
-                      zip(g, E.groundedness([rows[i]["answer"] for i in g], [ctx[i] for i in g], **({"embedder": embedder} if embedder is not None else {})))]
+        if g:
+            out += [
+                {"trace_id": rows[i]["trace_id"], "metric": "groundedness", "value": v}
+                for i, v in zip(
+                    g,
+                    E.groundedness(
+                        [rows[i]["answer"] for i in g],
+                        [ctx[i] for i in g],
+                        **({"embedder": embedder} if embedder is not None else {}),
+                    ),
+                )
+            ]
     for rub in (rubrics or [judge.rubric]) if judge is not None and rows else []:
         j = judge if rub == judge.rubric else judge.for_rubric(rub)
-        vs = j.batch([{"question": r["question"], "answer": r["answer"], "contexts": c or None} for r, c in zip(rows, ctx)])
-        out += [{"trace_id": r["trace_id"], "metric": f"judge:{rub}", "value": v.score, "scorer": f"judge:{j.model}"} for r, v in zip(rows, vs) if v.score is not None]
+        vs = j.batch(
+            [{"question": r["question"], "answer": r["answer"], "contexts": c or None} for r, c in zip(rows, ctx)]
+        )
+        out += [
+            {"trace_id": r["trace_id"], "metric": f"judge:{rub}", "value": v.score, "scorer": f"judge:{j.model}"}
+            for r, v in zip(rows, vs)
+            if v.score is not None
+        ]
         errors += sum(v.score is None for v in vs)
     written = add_scores(store, out, scorer=scorer)
     by = {}
-    for s in out: by.setdefault(s["metric"], []).append(s["value"])
-    return {"candidates": n, "sampled": len(rows), "scores": written, "judge_errors": errors, "seconds": round(time.perf_counter() - t0, 3),
-            "metrics": {m: {"mean": sum(v) / len(v), "count": len(v)} for m, v in sorted(by.items())}}
+    for s in out:
+        by.setdefault(s["metric"], []).append(s["value"])
+    return {
+        "candidates": n,
+        "sampled": len(rows),
+        "scores": written,
+        "judge_errors": errors,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "metrics": {m: {"mean": sum(v) / len(v), "count": len(v)} for m, v in sorted(by.items())},
+    }
 
 # %% ../nbs/10e_signals.ipynb #50561abc
-def label_candidates(store: Union[TraceStore, str, Path],
-                     labeller: str,                                 # traces this labeller already labelled are left out
-                     since: Any = None, until: Any = None,          # the window (unix seconds, ISO, '-7d', ...)
-                     status: Union[str, Sequence[str]] = ("answered", "idk"),  # statuses worth labelling
-                     limit: Optional[int] = 50) -> list:
-    "Traces to label next: unlabelled by `labeller`, with a question and an answer, worst feedback and lowest scores first."
+def label_candidates(
+    store: Union[TraceStore, str, Path],
+    labeller: str,  # traces this labeller already labelled are left out
+    since: Any = None,
+    until: Any = None,  # the window (unix seconds, ISO, '-7d', ...)
+    status: Union[str, Sequence[str]] = ("answered", "idk"),  # statuses worth labelling
+    limit: Optional[int] = 50,
+) -> list:
+    """Traces to label next: unlabelled by `labeller`, with a question and an answer, worst feedback and lowest scores
+    first."""
     store, who = _store(store), _name(labeller, "labeller", 100)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1): raise SignalError(f"limit: expected an int >= 1 or None, got {limit!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise SignalError(f"limit: expected an int >= 1 or None, got {limit!r}")
     where, params = _where(since, until, status, None)
-    where += (" AND" if where else " WHERE") + " question IS NOT NULL AND answer IS NOT NULL AND trace_id NOT IN (SELECT trace_id FROM labels WHERE labeller = ?)"
-    sql = (f"{_SELECT}{where} ORDER BY feedback_score IS NULL, feedback_score, "
-           "(SELECT MIN(value) FROM scores s WHERE s.trace_id = traces.trace_id) IS NULL, (SELECT MIN(value) FROM scores s WHERE s.trace_id = traces.trace_id), ts DESC"
-           + (f" LIMIT {limit}" if limit else ""))
+    where += (
+        (" AND" if where else " WHERE")
+        + " question IS NOT NULL AND answer IS NOT NULL AND trace_id NOT IN (SELECT trace_id FROM labels WHERE labeller = ?)"
+    )
+    sql = (
+        f"{_SELECT}{where} ORDER BY feedback_score IS NULL, feedback_score, "
+        "(SELECT MIN(value) FROM scores s WHERE s.trace_id = traces.trace_id) IS NULL, (SELECT MIN(value) FROM scores s WHERE s.trace_id = traces.trace_id), ts DESC"
+        + (f" LIMIT {limit}" if limit else "")
+    )
     rows = [_decode(r) for r in store._retry(lambda c: c.execute(sql, [*params, who]).fetchall(), "label_candidates")]
     got = {}
-    for s in scores(store, [r["trace_id"] for r in rows]): got.setdefault(s["trace_id"], {})[s["metric"]] = s["value"]
+    for s in scores(store, [r["trace_id"] for r in rows]):
+        got.setdefault(s["trace_id"], {})[s["metric"]] = s["value"]
     return [{**r, "scores": got.get(r["trace_id"], {})} for r in rows]
 
 # %% ../nbs/10e_signals.ipynb #13ac8356
 def _short(s: Optional[str], n: int = 300) -> str:
     s = " ".join(str(s or "").split())
-    return s if len(s) <= n else s[:n - 1] + "…"
+    return s if len(s) <= n else s[: n - 1] + "…"
+
 
 def _verdict_line(v: Optional[dict]) -> str:
-    if not v: return "-"
+    if not v:
+        return "-"
     out = []
     for stage, d in v.items():
         f = "; ".join(f"{x.get('guard')}: {x.get('reason')}" for x in (d or {}).get("findings") or [])
         out.append(f"{stage} {(d or {}).get('action')}" + (f" ({_short(f, 120)})" if f else ""))
     return ", ".join(out)
 
+
 def _card(r: dict, i: int, n: int) -> str:
     "A trace as plain text for the terminal labeller."
-    cites = [f"  [{c.get('n')}] {c.get('title') or c.get('id')}: {_short(c.get('text'), 200)}" for c in ((r.get("meta") or {}).get("contexts") or [])]
-    fb = " ".join(str(x) for x in (r.get("feedback_score"), r.get("feedback_label"), r.get("feedback_comment")) if x is not None) or "-"
+    cites = [
+        f"  [{c.get('n')}] {c.get('title') or c.get('id')}: {_short(c.get('text'), 200)}"
+        for c in ((r.get("meta") or {}).get("contexts") or [])
+    ]
+    fb = (
+        " ".join(
+            str(x)
+            for x in (r.get("feedback_score"), r.get("feedback_label"), r.get("feedback_comment"))
+            if x is not None
+        )
+        or "-"
+    )
     sc = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.get("scores", {}).items())) or "-"
-    return "\n".join([f"--- {i}/{n}  trace {r['trace_id']}  ({r.get('status')})", f"question: {_short(r.get('question'), 2000)}",
-                      f"answer:   {_short(r.get('answer'), 4000)}", "citations:" + ("\n" + "\n".join(cites) if cites else " -"),
-                      f"verdicts: {_verdict_line(r.get('verdicts'))}", f"feedback: {fb}", f"scores:   {sc}"])
+    return "\n".join(
+        [
+            f"--- {i}/{n}  trace {r['trace_id']}  ({r.get('status')})",
+            f"question: {_short(r.get('question'), 2000)}",
+            f"answer:   {_short(r.get('answer'), 4000)}",
+            "citations:" + ("\n" + "\n".join(cites) if cites else " -"),
+            f"verdicts: {_verdict_line(r.get('verdicts'))}",
+            f"feedback: {fb}",
+            f"scores:   {sc}",
+        ]
+    )
 
 # %% ../nbs/10e_signals.ipynb #efaa64ad
 _PROMPT = "[g]ood  [b]ad  [c]orrect the answer  [s]kip  [q]uit > "
 
-def label_terminal(store: Union[TraceStore, str, Path], labeller: str,
-                   input: TextIO = None,           # where answers come from; None: sys.stdin
-                   output: TextIO = None,          # where traces and prompts go; None: sys.stdout
-                   limit: Optional[int] = 20, since: Any = None, until: Any = None,
-                   status: Union[str, Sequence[str]] = ("answered", "idk")) -> dict:
+
+def label_terminal(
+    store: Union[TraceStore, str, Path],
+    labeller: str,
+    input: TextIO = None,  # where answers come from; None: sys.stdin
+    output: TextIO = None,  # where traces and prompts go; None: sys.stdout
+    limit: Optional[int] = 20,
+    since: Any = None,
+    until: Any = None,
+    status: Union[str, Sequence[str]] = ("answered", "idk"),
+) -> dict:
     "Label traces one by one from a text stream (g/b/c/s/q); returns how many of each were given."
     input, output = input or sys.stdin, output or sys.stdout
     rows = label_candidates(store, labeller, since, until, status, limit)
     done = {"good": 0, "bad": 0, "corrected": 0, "skipped": 0, "shown": 0}
     say = lambda s: (output.write(s), output.flush())
-    if not rows: say(f"nothing to label for {labeller}: every trace in the window is labelled (or none has an answer)\n"); return done
+    if not rows:
+        say(f"nothing to label for {labeller}: every trace in the window is labelled (or none has an answer)\n")
+        return done
     for i, r in enumerate(rows, 1):
-        say(_card(r, i, len(rows)) + "\n"); done["shown"] += 1
+        say(_card(r, i, len(rows)) + "\n")
+        done["shown"] += 1
         while True:
-            say(_PROMPT); line = input.readline()
-            if not line: return done                                         # end of input: stop, keep what was labelled
+            say(_PROMPT)
+            line = input.readline()
+            if not line:
+                return done  # end of input: stop, keep what was labelled
             k = line.strip().lower()[:1]
-            if k in ("g", "b"): add_label(store, r["trace_id"], "good" if k == "g" else "bad", labeller); done["good" if k == "g" else "bad"] += 1; break
-            if k == "s": done["skipped"] += 1; break
-            if k == "q": return done
+            if k in ("g", "b"):
+                add_label(store, r["trace_id"], "good" if k == "g" else "bad", labeller)
+                done["good" if k == "g" else "bad"] += 1
+                break
+            if k == "s":
+                done["skipped"] += 1
+                break
+            if k == "q":
+                return done
             if k == "c":
-                say("corrected answer (end with an empty line):\n"); text = []
-                while (l := input.readline()) and l.strip(): text.append(l.rstrip("\n"))
-                if not text: say("empty correction: nothing written\n"); continue
-                add_label(store, r["trace_id"], "bad", labeller, correction="\n".join(text)); done["corrected"] += 1; break
+                say("corrected answer (end with an empty line):\n")
+                text = []
+                while (l := input.readline()) and l.strip():
+                    text.append(l.rstrip("\n"))
+                if not text:
+                    say("empty correction: nothing written\n")
+                    continue
+                add_label(store, r["trace_id"], "bad", labeller, correction="\n".join(text))
+                done["corrected"] += 1
+                break
             say(f"unknown answer {line.strip()!r:.20}: type g, b, c, s or q\n")
     return done
 
 # %% ../nbs/10e_signals.ipynb #3fc683b7
 def _card_html(r: dict) -> str:
     e = lambda s: html.escape(str(s or ""))
-    cites = "".join(f"<li>[{e(c.get('n'))}] <b>{e(c.get('title') or c.get('id'))}</b>: {e(_short(c.get('text'), 400))}</li>"
-                    for c in ((r.get("meta") or {}).get("contexts") or []))
+    cites = "".join(
+        f"<li>[{e(c.get('n'))}] <b>{e(c.get('title') or c.get('id'))}</b>: {e(_short(c.get('text'), 400))}</li>"
+        for c in ((r.get("meta") or {}).get("contexts") or [])
+    )
     sc = ", ".join(f"{e(k)} {v:.2f}" for k, v in sorted(r.get("scores", {}).items())) or "-"
-    return (f"<div><p><b>trace</b> {e(r['trace_id'])} ({e(r.get('status'))})</p><p><b>question</b><br>{e(_short(r.get('question'), 2000))}</p>"
-            f"<p><b>answer</b><br>{e(_short(r.get('answer'), 4000))}</p><p><b>citations</b></p><ul>{cites or '<li>-</li>'}</ul>"
-            f"<p><b>verdicts</b> {e(_verdict_line(r.get('verdicts')))}<br><b>feedback</b> {e(r.get('feedback_score'))} "
-            f"{e(r.get('feedback_label'))} {e(r.get('feedback_comment'))}<br><b>scores</b> {sc}</p></div>")
+    return (
+        f"<div><p><b>trace</b> {e(r['trace_id'])} ({e(r.get('status'))})</p><p><b>question</b><br>{e(_short(r.get('question'), 2000))}</p>"
+        f"<p><b>answer</b><br>{e(_short(r.get('answer'), 4000))}</p><p><b>citations</b></p><ul>{cites or '<li>-</li>'}</ul>"
+        f"<p><b>verdicts</b> {e(_verdict_line(r.get('verdicts')))}<br><b>feedback</b> {e(r.get('feedback_score'))} "
+        f"{e(r.get('feedback_label'))} {e(r.get('feedback_comment'))}<br><b>scores</b> {sc}</p></div>"
+    )
+
 
 class LabelQueue:
     "An ipywidgets labelling view over `label_candidates`: good / bad / correct (text box) / skip."
+
     def __init__(self, store, labeller: str, **kw):
         import ipywidgets as W
+
         self.store, self.labeller = _store(store), _name(labeller, "labeller", 100)
-        self.rows, self.i, self.done = label_candidates(self.store, self.labeller, **kw), 0, {"good": 0, "bad": 0, "corrected": 0, "skipped": 0}
+        self.rows, self.i, self.done = (
+            label_candidates(self.store, self.labeller, **kw),
+            0,
+            {"good": 0, "bad": 0, "corrected": 0, "skipped": 0},
+        )
         self.view, self.status = W.HTML(), W.HTML()
-        self.correction = W.Textarea(placeholder="the answer it should have given", layout=W.Layout(width="100%", height="5em"))
-        self.good, self.bad, self.correct, self.skip = (W.Button(description=d, button_style=s) for d, s in
-                                                        (("good", "success"), ("bad", "danger"), ("correct", "warning"), ("skip", "")))
-        for b, f in ((self.good, lambda _: self._label("good")), (self.bad, lambda _: self._label("bad")),
-                     (self.correct, lambda _: self._label("bad", self.correction.value)), (self.skip, lambda _: self._next("skipped"))): b.on_click(f)
-        self.widget = W.VBox([self.status, self.view, self.correction, W.HBox([self.good, self.bad, self.correct, self.skip])])
+        self.correction = W.Textarea(
+            placeholder="the answer it should have given", layout=W.Layout(width="100%", height="5em")
+        )
+        self.good, self.bad, self.correct, self.skip = (
+            W.Button(description=d, button_style=s)
+            for d, s in (("good", "success"), ("bad", "danger"), ("correct", "warning"), ("skip", ""))
+        )
+        for b, f in (
+            (self.good, lambda _: self._label("good")),
+            (self.bad, lambda _: self._label("bad")),
+            (self.correct, lambda _: self._label("bad", self.correction.value)),
+            (self.skip, lambda _: self._next("skipped")),
+        ):
+            b.on_click(f)
+        self.widget = W.VBox(
+            [self.status, self.view, self.correction, W.HBox([self.good, self.bad, self.correct, self.skip])]
+        )
         self._show()
 
     @property
-    def current(self) -> Optional[dict]: return self.rows[self.i] if self.i < len(self.rows) else None
+    def current(self) -> Optional[dict]:
+        return self.rows[self.i] if self.i < len(self.rows) else None
+
     def _ipython_display_(self):
         from IPython.display import display
+
         display(self.widget)
+
 
 @patch
 def _show(self: LabelQueue):
     r = self.current
-    self.status.value = f"<b>{self.labeller}</b>: {min(self.i + 1, len(self.rows))} of {len(self.rows)}; " + ", ".join(f"{k} {v}" for k, v in self.done.items())
+    self.status.value = f"<b>{self.labeller}</b>: {min(self.i + 1, len(self.rows))} of {len(self.rows)}; " + ", ".join(
+        f"{k} {v}" for k, v in self.done.items()
+    )
     self.view.value = _card_html(r) if r else "<p>Nothing left to label in this queue.</p>"
-    for b in (self.good, self.bad, self.correct, self.skip): b.disabled = r is None
+    for b in (self.good, self.bad, self.correct, self.skip):
+        b.disabled = r is None
+
 
 @patch
 def _label(self: LabelQueue, label: str, correction: Optional[str] = None):
-    if self.current is None: return
-    if correction is not None and not correction.strip(): self.status.value = "<b>type the corrected answer first</b>"; return
+    if self.current is None:
+        return
+    if correction is not None and not correction.strip():
+        self.status.value = "<b>type the corrected answer first</b>"
+        return
     add_label(self.store, self.current["trace_id"], label, self.labeller, correction=correction)
-    self.correction.value = ""; self._next("corrected" if correction else label)
+    self.correction.value = ""
+    self._next("corrected" if correction else label)
+
 
 @patch
 def _next(self: LabelQueue, what: str):
-    self.done[what] += 1; self.i += 1; self._show()
+    self.done[what] += 1
+    self.i += 1
+    self._show()
 
-def label_queue(store: Union[TraceStore, str, Path], labeller: str, since: Any = None, until: Any = None,
-                status: Union[str, Sequence[str]] = ("answered", "idk"), limit: Optional[int] = 50) -> LabelQueue:
+
+def label_queue(
+    store: Union[TraceStore, str, Path],
+    labeller: str,
+    since: Any = None,
+    until: Any = None,
+    status: Union[str, Sequence[str]] = ("answered", "idk"),
+    limit: Optional[int] = 50,
+) -> LabelQueue:
     "A notebook labelling view (ipywidgets) of the traces `labeller` has not labelled yet; display it, click, done."
     return LabelQueue(store, labeller, since=since, until=until, status=status, limit=limit)
 
 # %% ../nbs/10e_signals.ipynb #0672c265
 BAD_FEEDBACK_LABELS = ("bad", "wrong", "incorrect", "unhelpful", "thumbs_down")
 
+
 def _latest(rows: list) -> dict:
     "trace id -> its labels, each labeller's latest."
     out = {}
-    for r in sorted({(r["trace_id"], r["labeller"]): r for r in rows}.values(), key=lambda r: r["id"]): out.setdefault(r["trace_id"], []).append(r)
+    for r in sorted({(r["trace_id"], r["labeller"]): r for r in rows}.values(), key=lambda r: r["id"]):
+        out.setdefault(r["trace_id"], []).append(r)
     return out
+
 
 def _why_suite(r: dict, labs: list, sc: dict, feedback_bad: float, min_score: float) -> list:
     from llmops_nb.suites import looks_like_idk
+
     why = []
-    if (r["feedback_score"] is not None and r["feedback_score"] <= feedback_bad) or str(r["feedback_label"] or "").lower() in BAD_FEEDBACK_LABELS: why.append("bad-feedback")
-    if any(l["label"] == "bad" for l in labs): why.append("labelled-bad")
+    if (r["feedback_score"] is not None and r["feedback_score"] <= feedback_bad) or str(
+        r["feedback_label"] or ""
+    ).lower() in BAD_FEEDBACK_LABELS:
+        why.append("bad-feedback")
+    if any(l["label"] == "bad" for l in labs):
+        why.append("labelled-bad")
     why += [f"low-{m}" for m, v in sorted(sc.items()) if v < min_score]
-    if r["status"] == "idk" or looks_like_idk(r["answer"] or ""): why.append("idk")
+    if r["status"] == "idk" or looks_like_idk(r["answer"] or ""):
+        why.append("idk")
     return why
+
 
 def _why_sft(r: dict, labs: list, sc: dict, feedback_good: float, min_score: float) -> Optional[tuple]:
     "(source, assistant answer) when the trace makes a training conversation, else None."
     from llmops_nb.suites import looks_like_idk, strip_citations
+
     fixed = [l for l in labs if l["correction"]]
-    if fixed: return "corrected", max(fixed, key=lambda l: l["id"])["correction"]
-    if any(l["label"] == "bad" for l in labs) or r["status"] != "answered" or not r["answer"] or looks_like_idk(r["answer"]): return None
-    if any(l["label"] == "good" for l in labs): return "labelled-good", strip_citations(r["answer"])
-    good = (r["feedback_score"] is not None and r["feedback_score"] >= feedback_good) or str(r["feedback_label"] or "").lower() == "good"
-    return ("good-feedback", strip_citations(r["answer"])) if good and all(v >= min_score for v in sc.values()) else None
+    if fixed:
+        return "corrected", max(fixed, key=lambda l: l["id"])["correction"]
+    if (
+        any(l["label"] == "bad" for l in labs)
+        or r["status"] != "answered"
+        or not r["answer"]
+        or looks_like_idk(r["answer"])
+    ):
+        return None
+    if any(l["label"] == "good" for l in labs):
+        return "labelled-good", strip_citations(r["answer"])
+    good = (r["feedback_score"] is not None and r["feedback_score"] >= feedback_good) or str(
+        r["feedback_label"] or ""
+    ).lower() == "good"
+    return (
+        ("good-feedback", strip_citations(r["answer"])) if good and all(v >= min_score for v in sc.values()) else None
+    )
 
 # %% ../nbs/10e_signals.ipynb #0516d0ad
 @dataclass
 class Export:
-    "What `export_traces` wrote: the dataset folder (None when nothing), its rows, their source trace ids and what was left out."
-    kind: str                                   # "suite" or "sft"
-    path: Optional[Path]                        # the dataset folder; None when nothing was exported
+    """What `export_traces` wrote: the dataset folder (None when nothing), its rows, their source trace ids and what was
+    left out."""
+
+    kind: str  # "suite" or "sft"
+    path: Optional[Path]  # the dataset folder; None when nothing was exported
     rows: list = field(default_factory=list)
     trace_ids: list = field(default_factory=list)
-    skipped: dict = field(default_factory=dict) # reason -> traces left out
-    considered: int = 0                         # traces in the window
+    skipped: dict = field(default_factory=dict)  # reason -> traces left out
+    considered: int = 0  # traces in the window
     note: str = ""
-    def __len__(self): return len(self.rows)
-    def to_dict(self) -> dict: return {"kind": self.kind, "path": str(self.path) if self.path else None, "rows": len(self.rows),
-                                       "considered": self.considered, "skipped": self.skipped, "trace_ids": self.trace_ids, "note": self.note}
-    def __repr__(self): return f"Export({self.kind}, {len(self.rows)} rows from {self.considered} traces -> {self.path or self.note})"
+
+    def __len__(self):
+        return len(self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "path": str(self.path) if self.path else None,
+            "rows": len(self.rows),
+            "considered": self.considered,
+            "skipped": self.skipped,
+            "trace_ids": self.trace_ids,
+            "note": self.note,
+        }
+
+    def __repr__(self):
+        return f"Export({self.kind}, {len(self.rows)} rows from {self.considered} traces -> {self.path or self.note})"
+
 
 PII_MODES = ("full", "rules")
 
+
 def _redactor(pii: str):
-    if pii not in PII_MODES: raise SignalError(f"pii: expected one of {PII_MODES}, got {pii!r:.40}")
+    if pii not in PII_MODES:
+        raise SignalError(f"pii: expected one of {PII_MODES}, got {pii!r:.40}")
     from llmops_nb.pii import RULE_ENTITIES, redact_pii
+
     ents = list(RULE_ENTITIES) if pii == "rules" else None
     return lambda t: redact_pii(t, entities=ents) if t and t.strip() else t
 
@@ -390,105 +679,177 @@ def _candidates(store, kind, since, until, feedback_bad, feedback_good, min_scor
     ids = [r["trace_id"] for r in traces]
     labs = _latest([l for ch in _chunks(ids) for l in _label_rows(store, ch)])
     sc = {}
-    for s in scores(store, ids): sc.setdefault(s["trace_id"], {})[s["metric"]] = s["value"]
+    for s in scores(store, ids):
+        sc.setdefault(s["trace_id"], {})[s["metric"]] = s["value"]
     out, skipped = [], {}
     for r in traces:
         tid, ls, s = r["trace_id"], labs.get(r["trace_id"], []), sc.get(r["trace_id"], {})
-        if not (r["question"] or "").strip(): skipped["no question"] = skipped.get("no question", 0) + 1; continue
+        if not (r["question"] or "").strip():
+            skipped["no question"] = skipped.get("no question", 0) + 1
+            continue
         if kind == "suite":
             if why := _why_suite(r, ls, s, feedback_bad, min_score):
                 fixed = [l for l in ls if l["correction"]]
-                out.append({"id": f"trace-{tid}", "input": r["question"], "references": [max(fixed, key=lambda l: l["id"])["correction"]] if fixed else [],
-                            "tags": ["from-traces", *why], "served_answer": r["answer"] or "", "trace_id": tid})
+                out.append(
+                    {
+                        "id": f"trace-{tid}",
+                        "input": r["question"],
+                        "references": [max(fixed, key=lambda l: l["id"])["correction"]] if fixed else [],
+                        "tags": ["from-traces", *why],
+                        "served_answer": r["answer"] or "",
+                        "trace_id": tid,
+                    }
+                )
         elif got := _why_sft(r, ls, s, feedback_good, min_score):
-            out.append({"id": f"trace-{tid}", "messages": [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": got[1]}],
-                        "source": got[0], "trace_id": tid})
+            out.append(
+                {
+                    "id": f"trace-{tid}",
+                    "messages": [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": got[1]}],
+                    "source": got[0],
+                    "trace_id": tid,
+                }
+            )
     return out, skipped, len(traces)
+
 
 def _label_rows(store, ids: list) -> list:
     sql = f"SELECT {', '.join(_LABEL_COLS)} FROM labels WHERE trace_id IN ({', '.join('?' * len(ids))}) ORDER BY id"
     return [dict(zip(_LABEL_COLS, r)) for r in store._retry(lambda c: c.execute(sql, ids).fetchall(), "labels")]
 
+
 def _question_text(r: dict) -> Optional[str]:
     "The question of an existing suite case, SFT conversation or dataset row."
     for k in ("input", "question", "prompt"):
-        if isinstance(r.get(k), str): return r[k]
+        if isinstance(r.get(k), str):
+            return r[k]
     msgs = r.get("messages")
-    if isinstance(msgs, list): return next((m.get("content") for m in msgs if isinstance(m, dict) and m.get("role") == "user"), None)
+    if isinstance(msgs, list):
+        return next((m.get("content") for m in msgs if isinstance(m, dict) and m.get("role") == "user"), None)
     return None
+
 
 def _existing_questions(paths) -> list:
     "Questions of the suites, JSONL files and dataset folders in `paths`."
     from llmops_nb.data import load_dataset
     from llmops_nb.suites import load_suite
+
     out = []
     for p in [paths] if isinstance(paths, (str, Path)) else list(paths or []):
         p = Path(p).expanduser()
-        if not p.exists(): raise FileNotFoundError(f"existing: {p} does not exist")
-        if p.is_dir(): rows = load_dataset(p).rows
-        elif p.suffix == ".jsonl": rows = read_jsonl(p, skip_partial_last=False)
-        elif p.suffix in (".yaml", ".yml", ".json"): rows = [{"input": c.input} for c in load_suite(p).cases]
-        else: raise SignalError(f"existing: {p}: expected a dataset folder, a .jsonl file or a suite .yaml/.json file")
+        if not p.exists():
+            raise FileNotFoundError(f"existing: {p} does not exist")
+        if p.is_dir():
+            rows = load_dataset(p).rows
+        elif p.suffix == ".jsonl":
+            rows = read_jsonl(p, skip_partial_last=False)
+        elif p.suffix in (".yaml", ".yml", ".json"):
+            rows = [{"input": c.input} for c in load_suite(p).cases]
+        else:
+            raise SignalError(f"existing: {p}: expected a dataset folder, a .jsonl file or a suite .yaml/.json file")
         out += [q for r in rows if isinstance(r, dict) and isinstance(q := _question_text(r), str) and q.strip()]
     return out
+
 
 def _dedupe(rows: list, existing: list, threshold: float) -> tuple:
     "(rows whose question is no near-duplicate of an existing question or an earlier row, how many were dropped)."
     from llmops_nb.data import Document, dedupe
+
     q = lambda r: r["input"] if "input" in r else r["messages"][-2]["content"]
     docs = [Document(f"existing:{i}", t) for i, t in enumerate(existing)] + [Document(r["id"], q(r)) for r in rows]
     kept, _ = dedupe(docs, threshold=threshold)
     keep = {d.id for d in kept}
     return [r for r in rows if r["id"] in keep], len(rows) - sum(r["id"] in keep for r in rows)
 
+
 def _count(d: dict, k: str, n: int = 1):
-    if n: d[k] = d.get(k, 0) + n
+    if n:
+        d[k] = d.get(k, 0) + n
 
 # %% ../nbs/10e_signals.ipynb #a5a8684a
-def export_traces(store: Union[TraceStore, str, Path],
-                  to: str = "suite",                      # "suite": eval cases from what went wrong; "sft": chat rows from what went right
-                  out: Union[str, Path, None] = None,     # parent folder of the dataset; None: <home>/datasets/traces
-                  since: Any = None, until: Any = None,   # the window (unix seconds, ISO, '-7d', ...)
-                  existing: Union[str, Path, Sequence, None] = (),  # suites, JSONL files, dataset folders whose questions are not repeated
-                  feedback_bad: float = 0.0,              # a feedback score at or below this is bad
-                  feedback_good: float = 1.0,             # a feedback score at or above this is good
-                  min_score: float = 0.5,                 # an online score below this is low
-                  pii: str = "full",                      # "full" (Presidio + spaCy + rules) or "rules" (validated patterns only)
-                  dedupe_threshold: float = 0.7,          # MinHash Jaccard at or above which two questions are duplicates
-                  max_chars: int = 8000,                  # questions and answers longer than this are left out
-                  system_prompt: Optional[str] = None,    # sft: a system message to put first
-                  name: Optional[str] = None) -> Export:  # dataset name in the manifest; default: the folder name
-    "Turn traces into a versioned dataset of eval cases (`to='suite'`) or chat rows (`to='sft'`), redacted, deduplicated, with their trace ids."
+def export_traces(
+    store: Union[TraceStore, str, Path],
+    to: str = "suite",  # "suite": eval cases from what went wrong; "sft": chat rows from what went right
+    out: Union[str, Path, None] = None,  # parent folder of the dataset; None: <home>/datasets/traces
+    since: Any = None,
+    until: Any = None,  # the window (unix seconds, ISO, '-7d', ...)
+    existing: Union[
+        str, Path, Sequence, None
+    ] = (),  # suites, JSONL files, dataset folders whose questions are not repeated
+    feedback_bad: float = 0.0,  # a feedback score at or below this is bad
+    feedback_good: float = 1.0,  # a feedback score at or above this is good
+    min_score: float = 0.5,  # an online score below this is low
+    pii: str = "full",  # "full" (Presidio + spaCy + rules) or "rules" (validated patterns only)
+    dedupe_threshold: float = 0.7,  # MinHash Jaccard at or above which two questions are duplicates
+    max_chars: int = 8000,  # questions and answers longer than this are left out
+    system_prompt: Optional[str] = None,  # sft: a system message to put first
+    name: Optional[str] = None,
+) -> Export:  # dataset name in the manifest; default: the folder name
+    """Turn traces into a versioned dataset of eval cases (`to='suite'`) or chat rows (`to='sft'`), redacted,
+    deduplicated, with their trace ids."""
     from llmops_nb.data import build_sft_dataset, load_dataset, save_dataset
-    if to not in ("suite", "sft"): raise SignalError(f"to: expected 'suite' or 'sft', got {to!r:.40}")
+
+    if to not in ("suite", "sft"):
+        raise SignalError(f"to: expected 'suite' or 'sft', got {to!r:.40}")
     for v, n in ((feedback_bad, "feedback_bad"), (feedback_good, "feedback_good"), (min_score, "min_score")):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v): raise SignalError(f"{n}: expected a finite number, got {v!r:.40}")
-    if not 0 < _fraction(dedupe_threshold, "dedupe_threshold"): raise SignalError("dedupe_threshold: must be above 0")
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1: raise SignalError(f"max_chars: expected an int >= 1, got {max_chars!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise SignalError(f"{n}: expected a finite number, got {v!r:.40}")
+    if not 0 < _fraction(dedupe_threshold, "dedupe_threshold"):
+        raise SignalError("dedupe_threshold: must be above 0")
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise SignalError(f"max_chars: expected an int >= 1, got {max_chars!r}")
     store, redact = _store(store), _redactor(pii)
     out_dir = Path(out).expanduser() if out is not None else load_settings().path("home") / "datasets" / "traces"
-    if out_dir.exists() and not out_dir.is_dir(): raise SignalError(f"out: {out_dir} is a file; give a folder for the dataset")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SignalError(f"out: {out_dir} is a file; give a folder for the dataset")
     known = _existing_questions(existing)
     rows, skipped, n = _candidates(store, to, since, until, feedback_bad, feedback_good, min_score)
     texts = lambda r: [r["input"], *r["references"]] if to == "suite" else [m["content"] for m in r["messages"]]
     _count(skipped, "too long", sum(any(len(t) > max_chars for t in texts(r)) for r in rows))
     rows = [r for r in rows if all(len(t) <= max_chars for t in texts(r))]
     for r in rows:
-        if to == "suite": r.update(input=redact(r["input"]), references=[redact(x) for x in r["references"]], served_answer=redact(r["served_answer"]))
-        else: r["messages"] = [{**m, "content": redact(m["content"])} for m in r["messages"]]
-    rows, dups = _dedupe(rows, known, dedupe_threshold); _count(skipped, "near-duplicate", dups)
-    if to == "sft" and rows: rows = build_sft_dataset(rows, system_prompt=system_prompt)
+        if to == "suite":
+            r.update(
+                input=redact(r["input"]),
+                references=[redact(x) for x in r["references"]],
+                served_answer=redact(r["served_answer"]),
+            )
+        else:
+            r["messages"] = [{**m, "content": redact(m["content"])} for m in r["messages"]]
+    rows, dups = _dedupe(rows, known, dedupe_threshold)
+    _count(skipped, "near-duplicate", dups)
+    if to == "sft" and rows:
+        rows = build_sft_dataset(rows, system_prompt=system_prompt)
     if not rows:
-        why = "the store has no traces" if not len(store) else f"no trace in the window qualified ({n} considered; skipped: {skipped or 'none'})"
+        why = (
+            "the store has no traces"
+            if not len(store)
+            else f"no trace in the window qualified ({n} considered; skipped: {skipped or 'none'})"
+        )
         return Export(to, None, [], [], skipped, n, f"nothing to export: {why}")
     tids = [r["trace_id"] for r in rows]
     path = out_dir / f"{to}-{digest(rows)[:12]}"
-    extra = {"kind": to, "source": "traces", "store": str(store.path), "trace_ids": tids, "since": as_unix(since, "since"), "until": as_unix(until, "until"),
-             "pii": pii, "existing": [str(p) for p in ([existing] if isinstance(existing, (str, Path)) else list(existing or []))],
-             "selection": {"feedback_bad": feedback_bad, "feedback_good": feedback_good, "min_score": min_score, "dedupe_threshold": dedupe_threshold},
-             "skipped": skipped, "considered": n}
+    extra = {
+        "kind": to,
+        "source": "traces",
+        "store": str(store.path),
+        "trace_ids": tids,
+        "since": as_unix(since, "since"),
+        "until": as_unix(until, "until"),
+        "pii": pii,
+        "existing": [str(p) for p in ([existing] if isinstance(existing, (str, Path)) else list(existing or []))],
+        "selection": {
+            "feedback_bad": feedback_bad,
+            "feedback_good": feedback_good,
+            "min_score": min_score,
+            "dedupe_threshold": dedupe_threshold,
+        },
+        "skipped": skipped,
+        "considered": n,
+    }
     if not (path / "manifest.json").is_file() or read_json(path / "manifest.json").get("digest") != digest(rows):
-        save_dataset(rows, path, name=name or path.name, sources={f"traces:{store.path}": digest(sorted(tids))}, extra=extra)
+        save_dataset(
+            rows, path, name=name or path.name, sources={f"traces:{store.path}": digest(sorted(tids))}, extra=extra
+        )
     if to == "suite" and not (path / "cases.jsonl").is_file():
         atomic_write(path / "cases.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return Export(to, path, rows, tids, skipped, n)
@@ -497,7 +858,8 @@ def export_traces(store: Union[TraceStore, str, Path],
 def trace_ids_of(dataset: Union[str, Path]) -> list:
     "The source trace ids recorded in a dataset folder written by `export_traces` ([] for other datasets)."
     p = Path(dataset).expanduser()
-    if not (p / "manifest.json").is_file(): raise FileNotFoundError(f"dataset: {p} is not a dataset folder (no manifest.json)")
+    if not (p / "manifest.json").is_file():
+        raise FileNotFoundError(f"dataset: {p} is not a dataset folder (no manifest.json)")
     extra = read_json(p / "manifest.json").get("extra") or {}
     return list(extra.get("trace_ids") or []) if extra.get("source") == "traces" else []
 
@@ -506,8 +868,10 @@ def add_traces_cli(subparsers) -> argparse.ArgumentParser:
     "Add `traces label` and `traces export` to an argparse subparsers object; returns the `traces` parser."
     t = subparsers.add_parser("traces", help="label traces, export them as eval cases or training data")
     ts = t.add_subparsers(dest="traces_cmd", required=True)
-    for name, hlp in (("label", "label traces in the terminal: good, bad, a corrected answer, or skip"),
-                      ("export", "export traces as eval cases (--to suite) or chat training rows (--to sft)")):
+    for name, hlp in (
+        ("label", "label traces in the terminal: good, bad, a corrected answer, or skip"),
+        ("export", "export traces as eval cases (--to suite) or chat training rows (--to sft)"),
+    ):
         p = ts.add_parser(name, help=hlp)
         p.add_argument("--store", help="trace store file (default: <home>/traces/traces.sqlite)")
         p.add_argument("--since", help="window start: unix seconds, ISO time or relative (-7d)")
@@ -516,10 +880,22 @@ def add_traces_cli(subparsers) -> argparse.ArgumentParser:
     lb.add_argument("--labeller", help="your name or id (default: $USER)")
     lb.add_argument("--limit", type=int, default=20, help="traces to show (default 20)")
     lb.add_argument("--status", default="answered,idk", help="comma-separated statuses to label (default answered,idk)")
-    ex.add_argument("--to", required=True, choices=["suite", "sft"], help="suite: cases from what went wrong; sft: conversations from what went right")
+    ex.add_argument(
+        "--to",
+        required=True,
+        choices=["suite", "sft"],
+        help="suite: cases from what went wrong; sft: conversations from what went right",
+    )
     ex.add_argument("--out", help="parent folder of the dataset (default: <home>/datasets/traces)")
-    ex.add_argument("--existing", action="append", default=[], help="a suite, JSONL file or dataset folder not to repeat (repeatable)")
-    ex.add_argument("--pii", default="full", choices=list(PII_MODES), help="redaction: full (Presidio + spaCy + rules) or rules")
+    ex.add_argument(
+        "--existing",
+        action="append",
+        default=[],
+        help="a suite, JSONL file or dataset folder not to repeat (repeatable)",
+    )
+    ex.add_argument(
+        "--pii", default="full", choices=list(PII_MODES), help="redaction: full (Presidio + spaCy + rules) or rules"
+    )
     ex.add_argument("--min-score", type=float, default=0.5, help="online scores below this count as low (default 0.5)")
     ex.add_argument("--system-prompt", help="sft: a system message to put first")
     ex.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -534,13 +910,38 @@ def traces_cli(args: argparse.Namespace, settings=None) -> int:
         store = _store(path, "--store")
         if args.traces_cmd == "label":
             who = args.labeller or os.environ.get("USER") or os.environ.get("USERNAME")
-            if not who: raise SignalError("--labeller: give your name (no $USER to default to)")
-            got = label_terminal(store, who, limit=args.limit, since=args.since, until=args.until, status=[s.strip() for s in args.status.split(",") if s.strip()])
-            print(", ".join(f"{k} {v}" for k, v in got.items())); return 0
-        res = export_traces(store, to=args.to, out=args.out or settings.path("home") / "datasets" / "traces", since=args.since, until=args.until,
-                            existing=args.existing, pii=args.pii, min_score=args.min_score, system_prompt=args.system_prompt)
+            if not who:
+                raise SignalError("--labeller: give your name (no $USER to default to)")
+            got = label_terminal(
+                store,
+                who,
+                limit=args.limit,
+                since=args.since,
+                until=args.until,
+                status=[s.strip() for s in args.status.split(",") if s.strip()],
+            )
+            print(", ".join(f"{k} {v}" for k, v in got.items()))
+            return 0
+        res = export_traces(
+            store,
+            to=args.to,
+            out=args.out or settings.path("home") / "datasets" / "traces",
+            since=args.since,
+            until=args.until,
+            existing=args.existing,
+            pii=args.pii,
+            min_score=args.min_score,
+            system_prompt=args.system_prompt,
+        )
     except (TraceStoreError, SignalError, FileNotFoundError, ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr); return 2
-    if args.json: print(json.dumps(res.to_dict(), indent=2, default=str))
-    else: print(f"{res.path}\n{len(res)} {args.to} rows from {res.considered} traces; skipped: {res.skipped or 'none'}" if res.path else res.note)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2, default=str))
+    else:
+        print(
+            f"{res.path}\n{len(res)} {args.to} rows from {res.considered} traces; skipped: {res.skipped or 'none'}"
+            if res.path
+            else res.note
+        )
     return 0

@@ -25,150 +25,238 @@ __all__ = ['ALIASES', 'GROUPS', 'STATUSES', 'ROW_KEYS', 'RESULT_FORMAT', 'SuiteE
 class SuiteError(ValueError):
     "A suite file or case list that cannot be used: the message names the file, line or case, and the field."
 
+
 @dataclass
 class Case:
     "One evaluation case: input, acceptable references, tags, relevant documents and whether it can be answered."
+
     id: str
     input: str
-    references: list = field(default_factory=list)   # acceptable answers (any one counts)
+    references: list = field(default_factory=list)  # acceptable answers (any one counts)
     tags: list = field(default_factory=list)
-    doc_ids: list = field(default_factory=list)      # documents a retriever should return
-    answerable: Optional[bool] = None                # False: the right answer is "I don't know"
-    contexts: list = field(default_factory=list)     # passages for groundedness when the system does not retrieve
-    where: Optional[dict] = None                     # retrieval filter passed to the pipeline
-    meta: dict = field(default_factory=dict)         # any other field of the case
+    doc_ids: list = field(default_factory=list)  # documents a retriever should return
+    answerable: Optional[bool] = None  # False: the right answer is "I don't know"
+    contexts: list = field(default_factory=list)  # passages for groundedness when the system does not retrieve
+    where: Optional[dict] = None  # retrieval filter passed to the pipeline
+    meta: dict = field(default_factory=dict)  # any other field of the case
+
 
 _FIELDS = {f.name for f in fields(Case)}
-ALIASES = {"question": "input", "prompt": "input", "answer": "references", "reference": "references",
-           "answers": "references", "context": "contexts"}
+ALIASES = {
+    "question": "input",
+    "prompt": "input",
+    "answer": "references",
+    "reference": "references",
+    "answers": "references",
+    "context": "contexts",
+}
 
 # %% ../nbs/09c_suites.ipynb #386ced0b
 def _strings(v, what: str) -> list:
     "A list of strings from a string or a list of strings; TypeError naming `what` otherwise."
-    if v is None: return []
-    if isinstance(v, str): return [v]
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
     if not isinstance(v, (list, tuple)):
         hint = " (quote it in YAML, e.g. \"30\")" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
         raise TypeError(f"field {what!r}: expected a string or a list of strings, got {type(v).__name__}{hint}")
     for i, s in enumerate(v):
-        if not isinstance(s, str): raise TypeError(f"field {what!r}: item {i} is a {type(s).__name__}, expected a string")
+        if not isinstance(s, str):
+            raise TypeError(f"field {what!r}: item {i} is a {type(s).__name__}, expected a string")
     return list(v)
+
 
 def _fields(row: dict) -> dict:
     "Canonical field -> value of a raw case row (aliases resolved, unknown keys gathered in meta)."
     out, seen, extra = {}, {}, {}
     for k, v in row.items():
         name = ALIASES.get(k, k) if isinstance(k, str) else k
-        if name not in _FIELDS: extra[str(k)] = v; continue
-        if name in seen: raise TypeError(f"fields {seen[name]!r} and {k!r} both give {name!r}: keep one")
+        if name not in _FIELDS:
+            extra[str(k)] = v
+            continue
+        if name in seen:
+            raise TypeError(f"fields {seen[name]!r} and {k!r} both give {name!r}: keep one")
         seen[name], out[name] = k, v
-    if extra and (out.get("meta") is None or isinstance(out["meta"], dict)): out["meta"] = {**extra, **(out.get("meta") or {})}
+    if extra and (out.get("meta") is None or isinstance(out["meta"], dict)):
+        out["meta"] = {**extra, **(out.get("meta") or {})}
     return out
 
 # %% ../nbs/09c_suites.ipynb #eb84ff91
 def _case(row: Any, where: str) -> Case:
     "Validate one raw case row; errors are prefixed with `where` (file:line, or case index and id)."
-    if not isinstance(row, dict): raise SuiteError(f"{where}: a case must be a mapping with at least 'input', got {type(row).__name__}")
+    if not isinstance(row, dict):
+        raise SuiteError(f"{where}: a case must be a mapping with at least 'input', got {type(row).__name__}")
     rid = row.get("id")
     where = f"{where} (id {rid!r})" if isinstance(rid, (str, int)) and not isinstance(rid, bool) else where
     try:
         f = _fields(row)
         text = f.get("input")
-        if text is None: raise TypeError("field 'input' is missing (also accepted: 'question', 'prompt')")
-        if not isinstance(text, str): raise TypeError(f"field 'input': expected a string, got {type(text).__name__}")
-        if not text.strip(): raise TypeError("field 'input' is empty")
+        if text is None:
+            raise TypeError("field 'input' is missing (also accepted: 'question', 'prompt')")
+        if not isinstance(text, str):
+            raise TypeError(f"field 'input': expected a string, got {type(text).__name__}")
+        if not text.strip():
+            raise TypeError("field 'input' is empty")
         cid = f.get("id", f"case-{digest(text.encode('utf-8'))[:10]}")
         if isinstance(cid, bool) or not isinstance(cid, (str, int)) or not str(cid).strip():
             raise TypeError(f"field 'id': expected a non-empty string or an integer, got {cid!r}")
         ans = f.get("answerable")
-        if ans is not None and not isinstance(ans, bool): raise TypeError(f"field 'answerable': expected true, false or null, got {ans!r}")
+        if ans is not None and not isinstance(ans, bool):
+            raise TypeError(f"field 'answerable': expected true, false or null, got {ans!r}")
         for name in ("where", "meta"):
-            if f.get(name) is not None and not isinstance(f[name], dict): raise TypeError(f"field {name!r}: expected a mapping, got {type(f[name]).__name__}")
-        return Case(str(cid), text, _strings(f.get("references"), "references"), _strings(f.get("tags"), "tags"),
-                    _strings(f.get("doc_ids"), "doc_ids"), ans, _strings(f.get("contexts"), "contexts"), f.get("where"), dict(f.get("meta") or {}))
-    except TypeError as e: raise SuiteError(f"{where}: {e}") from None
+            if f.get(name) is not None and not isinstance(f[name], dict):
+                raise TypeError(f"field {name!r}: expected a mapping, got {type(f[name]).__name__}")
+        return Case(
+            str(cid),
+            text,
+            _strings(f.get("references"), "references"),
+            _strings(f.get("tags"), "tags"),
+            _strings(f.get("doc_ids"), "doc_ids"),
+            ans,
+            _strings(f.get("contexts"), "contexts"),
+            f.get("where"),
+            dict(f.get("meta") or {}),
+        )
+    except TypeError as e:
+        raise SuiteError(f"{where}: {e}") from None
 
 # %% ../nbs/09c_suites.ipynb #717001fa
 @dataclass
 class Suite:
     "A named list of cases with unique ids, the metrics asked for, its source and a digest of its cases."
+
     name: str
     cases: list
-    metrics: list = field(default_factory=list)   # metric names the suite asks for; empty: run_suite's defaults
-    path: Optional[str] = None                    # the file it was read from
-    digest: str = ""                              # sha256 of the cases (set from the cases when empty)
+    metrics: list = field(default_factory=list)  # metric names the suite asks for; empty: run_suite's defaults
+    path: Optional[str] = None  # the file it was read from
+    digest: str = ""  # sha256 of the cases (set from the cases when empty)
 
     def __post_init__(self):
-        if not self.digest: self.digest = digest([asdict(c) for c in self.cases])
-    def __len__(self): return len(self.cases)
-    def __iter__(self): return iter(self.cases)
+        if not self.digest:
+            self.digest = digest([asdict(c) for c in self.cases])
+
+    def __len__(self):
+        return len(self.cases)
+
+    def __iter__(self):
+        return iter(self.cases)
+
     def __getitem__(self, i):
-        if not isinstance(i, str): return self.cases[i]
-        if (c := next((c for c in self.cases if c.id == i), None)) is None: raise KeyError(f"suite {self.name!r} has no case {i!r}")
+        if not isinstance(i, str):
+            return self.cases[i]
+        if (c := next((c for c in self.cases if c.id == i), None)) is None:
+            raise KeyError(f"suite {self.name!r} has no case {i!r}")
         return c
-    def __repr__(self): return f"Suite({self.name!r}, {len(self)} cases, tags={sorted({t for c in self.cases for t in c.tags})})"
+
+    def __repr__(self):
+        return f"Suite({self.name!r}, {len(self)} cases, tags={sorted({t for c in self.cases for t in c.tags})})"
+
 
 @patch
 def select(self: Suite, tags: Optional[Iterable[str]] = None, ids: Optional[Iterable[str]] = None) -> Suite:
     "The cases having any of `tags` and/or one of `ids`, as a new Suite."
-    tags, ids = (None if tags is None else set(_strings(tags, "tags"))), (None if ids is None else set(_strings(ids, "ids")))
+    tags, ids = (
+        (None if tags is None else set(_strings(tags, "tags"))),
+        (None if ids is None else set(_strings(ids, "ids"))),
+    )
     keep = [c for c in self.cases if (tags is None or tags & set(c.tags)) and (ids is None or c.id in ids)]
-    if not keep: raise SuiteError(f"suite {self.name!r}: no case has tags={sorted(tags or [])} ids={sorted(ids or [])}")
+    if not keep:
+        raise SuiteError(f"suite {self.name!r}: no case has tags={sorted(tags or [])} ids={sorted(ids or [])}")
     return Suite(self.name, keep, list(self.metrics), self.path)
 
 # %% ../nbs/09c_suites.ipynb #f4e08f9d
 def _yaml_lines(text: str) -> list:
     "The 1-based line each case starts on in a YAML suite (a top-level list or the `cases` list); [] if unknown."
-    try: node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError: return []
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
     if isinstance(node, yaml.MappingNode):
         node = next((v for k, v in node.value if getattr(k, "value", None) == "cases"), None)
     return [n.start_mark.line + 1 for n in node.value] if isinstance(node, yaml.SequenceNode) else []
 
+
 def _read_jsonl(path: Path) -> list:
     "(line number, parsed row) of each non-blank line; errors name file:line."
-    try: text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e: raise SuiteError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); a suite file is JSON lines") from None
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SuiteError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); a suite file is JSON lines") from None
     out = []
     for i, line in enumerate(text.split("\n"), 1):
-        if not line.strip(): continue
-        try: out.append((i, json.loads(line)))
-        except json.JSONDecodeError as e: raise SuiteError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno})") from None
+        if not line.strip():
+            continue
+        try:
+            out.append((i, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise SuiteError(f"{path}:{i}: invalid JSON ({e.msg} at column {e.colno})") from None
     return out
 
 # %% ../nbs/09c_suites.ipynb #4f4d0e98
 _TOP = ("name", "description", "metrics", "cases")
 
+
 def _read_file(path: Path) -> tuple:
     "(name, metrics, [(where, row)]) of a suite file."
-    if not path.exists(): raise FileNotFoundError(f"suite file {path} does not exist")
-    if path.is_dir(): raise SuiteError(f"{path} is a folder: give a .yaml, .yml, .json or .jsonl suite file")
-    if path.suffix == ".jsonl": return None, [], [(f"{path}:{i}", r) for i, r in _read_jsonl(path)]
-    if path.suffix not in (".yaml", ".yml", ".json"): raise SuiteError(f"{path}: unknown suite format {path.suffix!r}; use .yaml, .yml, .json or .jsonl")
-    try: data = read_yaml(path)
-    except ConfigError as e: raise SuiteError(str(e)) from None
+    if not path.exists():
+        raise FileNotFoundError(f"suite file {path} does not exist")
+    if path.is_dir():
+        raise SuiteError(f"{path} is a folder: give a .yaml, .yml, .json or .jsonl suite file")
+    if path.suffix == ".jsonl":
+        return None, [], [(f"{path}:{i}", r) for i, r in _read_jsonl(path)]
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        raise SuiteError(f"{path}: unknown suite format {path.suffix!r}; use .yaml, .yml, .json or .jsonl")
+    try:
+        data = read_yaml(path)
+    except ConfigError as e:
+        raise SuiteError(str(e)) from None
     name, metrics = None, []
     if isinstance(data, dict):
-        if unknown := [k for k in data if k not in _TOP]: raise SuiteError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(_TOP)}")
-        if "cases" not in data: raise SuiteError(f"{path}: no 'cases' list")
+        if unknown := [k for k in data if k not in _TOP]:
+            raise SuiteError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(_TOP)}")
+        if "cases" not in data:
+            raise SuiteError(f"{path}: no 'cases' list")
         name, metrics = data.get("name"), data.get("metrics") or []
-        if name is not None and not isinstance(name, str): raise SuiteError(f"{path}: 'name' must be a string, got {type(name).__name__}")
-        try: metrics = _strings(metrics, "metrics")
-        except TypeError as e: raise SuiteError(f"{path}: {e}") from None
+        if name is not None and not isinstance(name, str):
+            raise SuiteError(f"{path}: 'name' must be a string, got {type(name).__name__}")
+        try:
+            metrics = _strings(metrics, "metrics")
+        except TypeError as e:
+            raise SuiteError(f"{path}: {e}") from None
         data = data["cases"]
-    if data is None: data = []
-    if not isinstance(data, list): raise SuiteError(f"{path}: 'cases' must be a list of cases, got {type(data).__name__}")
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise SuiteError(f"{path}: 'cases' must be a list of cases, got {type(data).__name__}")
     lines = _yaml_lines(path.read_text(encoding="utf-8"))
-    return name, metrics, [(f"{path}:{lines[i]}: case {i}" if len(lines) == len(data) else f"{path}: case {i}", r) for i, r in enumerate(data)]
+    return (
+        name,
+        metrics,
+        [
+            (f"{path}:{lines[i]}: case {i}" if len(lines) == len(data) else f"{path}: case {i}", r)
+            for i, r in enumerate(data)
+        ],
+    )
 
 # %% ../nbs/09c_suites.ipynb #ed77e228
-def load_suite(source: Union[str, Path, list, Suite],  # a .yaml/.yml/.json/.jsonl file, a list of case dicts (or Cases), or a Suite
-               name: Optional[str] = None,              # suite name; default: the file's `name`, else the file stem, else "suite"
-               metrics: Optional[list] = None) -> Suite: # metric names; default: the file's `metrics` (empty: run_suite chooses)
+def load_suite(
+    source: Union[
+        str, Path, list, Suite
+    ],  # a .yaml/.yml/.json/.jsonl file, a list of case dicts (or Cases), or a Suite
+    name: Optional[str] = None,  # suite name; default: the file's `name`, else the file stem, else "suite"
+    metrics: Optional[list] = None,
+) -> Suite:  # metric names; default: the file's `metrics` (empty: run_suite chooses)
     "Read and validate a suite: unique ids, the fields of every case, errors naming file, line or case, and field."
     if isinstance(source, Suite):
-        if name is None and metrics is None: return source
-        items, src, name, metrics = [(f"cases[{i}]", c) for i, c in enumerate(source.cases)], source.path, name or source.name, metrics if metrics is not None else source.metrics
+        if name is None and metrics is None:
+            return source
+        items, src, name, metrics = (
+            [(f"cases[{i}]", c) for i, c in enumerate(source.cases)],
+            source.path,
+            name or source.name,
+            metrics if metrics is not None else source.metrics,
+        )
     elif isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         fname, fmetrics, items = _read_file(path)
@@ -176,66 +264,99 @@ def load_suite(source: Union[str, Path, list, Suite],  # a .yaml/.yml/.json/.jso
     elif isinstance(source, (list, tuple)):
         items, src = [(f"cases[{i}]", r) for i, r in enumerate(source)], None
         name = name or "suite"
-    else: raise TypeError(f"load_suite: source must be a suite file path, a list of case dicts or a Suite, got {type(source).__name__}")
+    else:
+        raise TypeError(
+            f"load_suite: source must be a suite file path, a list of case dicts or a Suite, got {type(source).__name__}"
+        )
     cases = [r if isinstance(r, Case) else _case(r, where) for where, r in items]
-    if not cases: raise SuiteError(f"{src or 'load_suite'}: the suite has no cases")
+    if not cases:
+        raise SuiteError(f"{src or 'load_suite'}: the suite has no cases")
     first = {}
     for (where, _), c in zip(items, cases):
-        if c.id in first: raise SuiteError(f"{where}: duplicate case id {c.id!r} (first at {first[c.id]}); ids must be unique")
+        if c.id in first:
+            raise SuiteError(f"{where}: duplicate case id {c.id!r} (first at {first[c.id]}); ids must be unique")
         first[c.id] = where
     metrics = list(metrics or [])
     if metrics:
-        try: expand_metrics(metrics)
-        except ValueError as e: raise SuiteError(f"{src or 'load_suite'}: metrics: {e}") from None
+        try:
+            expand_metrics(metrics)
+        except ValueError as e:
+            raise SuiteError(f"{src or 'load_suite'}: metrics: {e}") from None
     return Suite(name, cases, metrics, src)
 
 # %% ../nbs/09c_suites.ipynb #126a3fd3
-GROUPS = {"text": ["exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf"],
-          "rouge": ["rouge1", "rouge2", "rougeL", "rougeLsum"],
-          "retrieval": ["recall_at_k", "precision_at_k", "ndcg_at_k", "mrr", "hit"],
-          "behaviour": ["refused", "blocked", "error", "correct_refusal"],
-          "cost": ["latency_ms", "completion_tokens", "cost_usd"]}
+GROUPS = {
+    "text": ["exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf"],
+    "rouge": ["rouge1", "rouge2", "rougeL", "rougeLsum"],
+    "retrieval": ["recall_at_k", "precision_at_k", "ndcg_at_k", "mrr", "hit"],
+    "behaviour": ["refused", "blocked", "error", "correct_refusal"],
+    "cost": ["latency_ms", "completion_tokens", "cost_usd"],
+}
+
 
 def expand_metrics(names: Iterable[str]) -> list:
     "Metric column names of `names` in order: groups expanded, duplicates dropped, unknown names rejected."
     from llmops_nb.eval import metric_info
-    if isinstance(names, str): names = [names]
+
+    if isinstance(names, str):
+        names = [names]
     out = []
     for n in names:
-        if not isinstance(n, str): raise ValueError(f"metric names must be strings, got {n!r}")
+        if not isinstance(n, str):
+            raise ValueError(f"metric names must be strings, got {n!r}")
         for m in GROUPS.get(n, [n]):
             if m.startswith("judge:"):
-                if not m[6:].strip(): raise ValueError("metric 'judge:' needs a rubric name, e.g. 'judge:correctness'")
-            elif m.startswith("hf:"): raise ValueError(f"metric {m!r}: Hugging Face metrics are corpus-level; compute them with llmops_nb.eval.load_metric on result.table")
-            else: metric_info(m)                                # ValueError listing the known names
-            if m not in out: out.append(m)
+                if not m[6:].strip():
+                    raise ValueError("metric 'judge:' needs a rubric name, e.g. 'judge:correctness'")
+            elif m.startswith("hf:"):
+                raise ValueError(
+                    f"metric {m!r}: Hugging Face metrics are corpus-level; compute them with llmops_nb.eval.load_metric on result.table"
+                )
+            else:
+                metric_info(m)  # ValueError listing the known names
+            if m not in out:
+                out.append(m)
     return out
 
+
 def default_metrics(suite: Suite, retrieves: bool = False, price: Optional[dict] = None) -> list:
-    "The metrics that apply to `suite`: text if it has references, retrieval if it names documents and `retrieves`, behaviour, cost."
+    """The metrics that apply to `suite`: text if it has references, retrieval if it names documents and `retrieves`,
+    behaviour, cost."""
     names = GROUPS["text"] if any(c.references for c in suite) else []
-    if retrieves and any(c.doc_ids for c in suite): names = names + GROUPS["retrieval"]
-    names = names + ["refused", "blocked", "error"] + (["correct_refusal"] if any(c.answerable is not None for c in suite) else [])
+    if retrieves and any(c.doc_ids for c in suite):
+        names = names + GROUPS["retrieval"]
+    names = (
+        names
+        + ["refused", "blocked", "error"]
+        + (["correct_refusal"] if any(c.answerable is not None for c in suite) else [])
+    )
     return names + ["latency_ms", "completion_tokens"] + (["cost_usd"] if price else [])
 
 # %% ../nbs/09c_suites.ipynb #4b557a48
-STATUSES = ("answered", "refused", "idk", "blocked", "error")   # as llmops_nb.pipeline.Trace.status
+STATUSES = ("answered", "refused", "idk", "blocked", "error")  # as llmops_nb.pipeline.Trace.status
+
 
 @dataclass
 class _Output:
     "What one call of the system under test produced."
+
     text: str = ""
     status: str = "answered"
     error: Optional[str] = None
     latency_ms: float = float("nan")
     prompt_tokens: Optional[int] = None
     completion_tokens: Optional[int] = None
-    retrieved: Optional[list] = None      # document ids in rank order; None: nothing was retrieved
-    contexts: Optional[list] = None       # texts of the retrieved passages
+    retrieved: Optional[list] = None  # document ids in rank order; None: nothing was retrieved
+    contexts: Optional[list] = None  # texts of the retrieved passages
     trace_id: Optional[str] = None
 
-_IDK = re.compile(r"^\W*(i\s+(do\s+not|don['’]?t|cannot|can['’]?t|am\s+unable\s+to)\s+(know|answer|tell|say|find|help)|i['’]?m\s+(not\s+sure|unable\s+to)|"
-                  r"(there\s+is|i\s+have)\s+no\s+information|(i['’]?m\s+)?sorry,?\s+(but\s+)?i\s+(can['’]?t|cannot|don['’]?t\s+know))", re.I)
+
+_IDK = re.compile(
+    r"^\W*(i\s+(do\s+not|don['’]?t|cannot|can['’]?t|am\s+unable\s+to)\s+(know|answer|tell|say|find|help)|i['’]?m\s+(not\s+sure|unable\s+to)|"
+    r"(there\s+is|i\s+have)\s+no\s+information|(i['’]?m\s+)?sorry,?\s+(but\s+)?i\s+(can['’]?t|cannot|don['’]?t\s+know))",
+    re.I,
+)
+
 
 def looks_like_idk(text: str) -> bool:
     "Whether `text` opens like a refusal to answer ('I don't know', 'I cannot answer', 'There is no information')."
@@ -243,47 +364,67 @@ def looks_like_idk(text: str) -> bool:
 
 # %% ../nbs/09c_suites.ipynb #2ffb4862
 def _docs(chunk_ids: list, store) -> tuple:
-    "(document ids in rank order, deduplicated; passage texts) of retrieved chunk ids, through `store.get` when there is one."
+    """(document ids in rank order, deduplicated; passage texts) of retrieved chunk ids, through `store.get` when there
+    is one."""
     docs, texts = [], []
     for cid in chunk_ids:
         hit = None
         if store is not None and hasattr(store, "get"):
-            try: hit = store.get(cid)
-            except (KeyError, LookupError): hit = None
+            try:
+                hit = store.get(cid)
+            except (KeyError, LookupError):
+                hit = None
         meta = getattr(hit, "metadata", None) or {}
         docs.append(str(meta.get("doc_id", cid)))
-        if hit is not None and getattr(hit, "text", None) is not None: texts.append(hit.text)
+        if hit is not None and getattr(hit, "text", None) is not None:
+            texts.append(hit.text)
     return list(dict.fromkeys(docs)), texts
+
 
 def _from_trace(out: _Output, trace, store) -> None:
     "Fill retrieval, tokens and the trace id of `out` from a pipeline trace."
     out.trace_id = getattr(trace, "id", None)
     steps = getattr(trace, "steps", None) or []
     ret = next((s for s in steps if s.name == "retrieve"), None)
-    if ret is not None: out.retrieved, out.contexts = _docs(list(ret.data.get("ids") or []), store)
+    if ret is not None:
+        out.retrieved, out.contexts = _docs(list(ret.data.get("ids") or []), store)
     gens = [s.data for s in steps if s.name == "generate" and "error" not in s.data]
     for key in ("prompt_tokens", "completion_tokens"):
         known = [g[key] for g in gens if g.get(key) is not None]
-        if known: setattr(out, key, int(sum(known)))
+        if known:
+            setattr(out, key, int(sum(known)))
 
 # %% ../nbs/09c_suites.ipynb #eb8c2a7e
 def _normalize(result: Any, store=None) -> _Output:
     "An `_Output` from what the system returned: str, Answer-like, Generation-like or a dict with 'text'."
-    if isinstance(result, str): out = _Output(result)
+    if isinstance(result, str):
+        out = _Output(result)
     elif isinstance(result, dict) and isinstance(result.get("text"), str):
         out = _Output(result["text"], str(result.get("status") or "answered"))
         out.retrieved = list(result["retrieved"]) if result.get("retrieved") is not None else None
-        out.contexts, out.prompt_tokens, out.completion_tokens = result.get("contexts"), result.get("prompt_tokens"), result.get("completion_tokens")
-    elif isinstance(getattr(result, "text", None), str) and hasattr(result, "trace"):           # pipeline Answer
+        out.contexts, out.prompt_tokens, out.completion_tokens = (
+            result.get("contexts"),
+            result.get("prompt_tokens"),
+            result.get("completion_tokens"),
+        )
+    elif isinstance(getattr(result, "text", None), str) and hasattr(result, "trace"):  # pipeline Answer
         out = _Output(result.text, str(getattr(result, "status", "answered")))
-        if result.trace is not None: _from_trace(out, result.trace, store)
-        if out.contexts is None and getattr(result, "citations", None): out.contexts = [c.text for c in result.citations]
+        if result.trace is not None:
+            _from_trace(out, result.trace, store)
+        if out.contexts is None and getattr(result, "citations", None):
+            out.contexts = [c.text for c in result.citations]
     elif isinstance(getattr(result, "text", None), str) and hasattr(result, "completion_tokens"):  # Generation
         out = _Output(result.text, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
-    else: raise TypeError(f"the system under test returned {type(result).__name__}; expected a str, an Answer, a Generation or a dict with 'text'")
-    if out.status == "unknown": out.status = "answered"                                           # an Answer without a trace
-    if out.status not in STATUSES: raise ValueError(f"the system under test reported status {out.status!r}; expected one of {STATUSES}")
-    if out.status == "answered" and looks_like_idk(out.text): out.status = "idk"
+    else:
+        raise TypeError(
+            f"the system under test returned {type(result).__name__}; expected a str, an Answer, a Generation or a dict with 'text'"
+        )
+    if out.status == "unknown":
+        out.status = "answered"  # an Answer without a trace
+    if out.status not in STATUSES:
+        raise ValueError(f"the system under test reported status {out.status!r}; expected one of {STATUSES}")
+    if out.status == "answered" and looks_like_idk(out.text):
+        out.status = "idk"
     return out
 
 # %% ../nbs/09c_suites.ipynb #caa71ec3
@@ -293,18 +434,30 @@ def _caller(pipeline, seed: Optional[int]) -> tuple:
         call = lambda c: pipeline.answer(c.input, where=c.where) if c.where is not None else pipeline.answer(c.input)
         return "rag", call, getattr(pipeline, "store", None)
     if hasattr(pipeline, "generate"):
-        return "generator", (lambda c: pipeline.generate(c.input, seed=seed)) if seed is not None else (lambda c: pipeline.generate(c.input)), None
-    if callable(pipeline): return "callable", lambda c: pipeline(c.input), None
-    raise TypeError(f"run_suite: pipeline must have .answer(question) (a RAG pipeline), .generate(prompt) (a generator) "
-                    f"or be a callable input -> text, got {type(pipeline).__name__}")
+        return (
+            "generator",
+            (lambda c: pipeline.generate(c.input, seed=seed))
+            if seed is not None
+            else (lambda c: pipeline.generate(c.input)),
+            None,
+        )
+    if callable(pipeline):
+        return "callable", lambda c: pipeline(c.input), None
+    raise TypeError(
+        f"run_suite: pipeline must have .answer(question) (a RAG pipeline), .generate(prompt) (a generator) "
+        f"or be a callable input -> text, got {type(pipeline).__name__}"
+    )
+
 
 def _call(call, case: Case, store) -> _Output:
     "Run one case; an exception becomes status 'error' with its message (and what its trace recorded)."
     t0 = time.perf_counter()
-    try: out = _normalize(call(case), store)
+    try:
+        out = _normalize(call(case), store)
     except Exception as e:
         out = _Output(status="error", error=f"{type(e).__name__}: {e}"[:1000])
-        if getattr(e, "trace", None) is not None: _from_trace(out, e.trace, store)
+        if getattr(e, "trace", None) is not None:
+            _from_trace(out, e.trace, store)
     out.latency_ms = round((time.perf_counter() - t0) * 1e3, 3)
     return out
 
@@ -312,141 +465,229 @@ def _call(call, case: Case, store) -> _Output:
 class SuiteAborted(RuntimeError):
     "More cases failed than `max_errors` allows."
 
+
 def _show_progress(progress: Optional[bool]) -> bool:
-    if progress is not None: return bool(progress)
-    if "PYTEST_CURRENT_TEST" in os.environ: return False
+    if progress is not None:
+        return bool(progress)
+    if "PYTEST_CURRENT_TEST" in os.environ:
+        return False
     return sys.stderr.isatty() or "ipykernel" in sys.modules
 
-def _run_cases(call, cases: list, store=None, workers: int = 1, max_errors: Optional[int] = None, progress: Optional[bool] = None) -> list:
+
+def _run_cases(
+    call, cases: list, store=None, workers: int = 1, max_errors: Optional[int] = None, progress: Optional[bool] = None
+) -> list:
     "One `_Output` per case in suite order; SuiteAborted once more than `max_errors` cases have failed."
     from tqdm import tqdm
+
     outs, errors = [None] * len(cases), []
-    bar = tqdm(total=len(cases), desc="cases", unit="case", file=sys.stderr, disable=not _show_progress(progress), leave=False)
+    bar = tqdm(
+        total=len(cases), desc="cases", unit="case", file=sys.stderr, disable=not _show_progress(progress), leave=False
+    )
+
     def done(i, o):
-        outs[i] = o; bar.update(1)
+        outs[i] = o
+        bar.update(1)
         if o.status == "error":
             errors.append((cases[i].id, o.error))
             if max_errors is not None and len(errors) > max_errors:
-                raise SuiteAborted(f"run_suite: {len(errors)} cases failed (max_errors={max_errors}); first: case {errors[0][0]!r}: {errors[0][1]}")
+                raise SuiteAborted(
+                    f"run_suite: {len(errors)} cases failed (max_errors={max_errors}); first: case {errors[0][0]!r}: {errors[0][1]}"
+                )
+
     try:
         if workers == 1:
-            for i, c in enumerate(cases): done(i, _call(call, c, store))
+            for i, c in enumerate(cases):
+                done(i, _call(call, c, store))
         else:
             with ThreadPoolExecutor(max_workers=workers) as ex:
                 futs = [ex.submit(_call, call, c, store) for c in cases]
                 try:
-                    for i, f in enumerate(futs): done(i, f.result())
+                    for i, f in enumerate(futs):
+                        done(i, f.result())
                 except SuiteAborted:
-                    for f in futs: f.cancel()
+                    for f in futs:
+                        f.cancel()
                     raise
-    finally: bar.close()
+    finally:
+        bar.close()
     return outs
 
 # %% ../nbs/09c_suites.ipynb #870f1573
-def bootstrap_ci(values: Iterable[float],
-                 stat: Callable = np.mean,        # statistic of a sample; called with axis=1 on a block of resamples when it accepts it
-                 n_resamples: int = 2000,
-                 alpha: float = 0.05,             # 0.05: a 95% interval
-                 seed: Optional[int] = 0) -> tuple:
+def bootstrap_ci(
+    values: Iterable[float],
+    stat: Callable = np.mean,  # statistic of a sample; called with axis=1 on a block of resamples when it accepts it
+    n_resamples: int = 2000,
+    alpha: float = 0.05,  # 0.05: a 95% interval
+    seed: Optional[int] = 0,
+) -> tuple:
     "(low, high) percentile bootstrap interval of `stat` over the non-NaN `values`; (nan, nan) when there are none."
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1: raise ValueError(f"n_resamples must be an int >= 1, got {n_resamples!r}")
-    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1: raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    try: x = np.asarray(list(values), dtype=float)
-    except (TypeError, ValueError): raise TypeError("bootstrap_ci: values must be numbers") from None
-    if x.ndim != 1: raise ValueError(f"bootstrap_ci: values must be one-dimensional, got shape {x.shape}")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be an int >= 1, got {n_resamples!r}")
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    try:
+        x = np.asarray(list(values), dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError("bootstrap_ci: values must be numbers") from None
+    if x.ndim != 1:
+        raise ValueError(f"bootstrap_ci: values must be one-dimensional, got shape {x.shape}")
     x = x[~np.isnan(x)]
-    if len(x) == 0: return (float("nan"), float("nan"))
-    if len(x) == 1 or np.all(x == x[0]): v = float(stat(x)); return (v, v)
+    if len(x) == 0:
+        return (float("nan"), float("nan"))
+    if len(x) == 1 or np.all(x == x[0]):
+        v = float(stat(x))
+        return (v, v)
     rng, stats, block = np.random.default_rng(seed), [], max(1, 2_000_000 // len(x))
     for start in range(0, n_resamples, block):
         sample = x[rng.integers(0, len(x), (min(block, n_resamples - start), len(x)))]
-        try: stats.append(np.asarray(stat(sample, axis=1), dtype=float))
-        except TypeError: stats.append(np.array([stat(s) for s in sample], dtype=float))
+        try:
+            stats.append(np.asarray(stat(sample, axis=1), dtype=float))
+        except TypeError:
+            stats.append(np.array([stat(s) for s in sample], dtype=float))
     stats = np.concatenate(stats)
     return (float(np.quantile(stats, alpha / 2)), float(np.quantile(stats, 1 - alpha / 2)))
 
 # %% ../nbs/09c_suites.ipynb #697ad9b0
 _NAN = float("nan")
 
+
 def _set(rows: list, name: str, idx: list, values: Iterable) -> None:
-    for i, v in zip(idx, values): rows[i][name] = _NAN if v is None else float(v)
+    for i, v in zip(idx, values):
+        rows[i][name] = _NAN if v is None else float(v)
+
 
 _CITE = re.compile(r"\s*\[\d{1,3}\]")
+
 
 def strip_citations(text: str) -> str:
     "`text` without citation markers like [1] or [2][3] (references do not carry them)."
     return _CITE.sub("", text)
 
+
 def _score_text(rows: list, cases: list, outs: list, names: list, strip: bool = True) -> None:
     "Text-overlap columns: over the cases with references, citation markers stripped when `strip`; errors score 0."
     from llmops_nb import eval as E
+
     want = [n for n in names if n in GROUPS["text"]]
-    if not want: return
+    if not want:
+        return
     idx = [i for i, c in enumerate(cases) if c.references]
     ok = [i for i in idx if outs[i].status != "error"]
-    for n in want: _set(rows, n, [i for i in idx if outs[i].status == "error"], [0.0] * len(idx))
-    if not ok: return
-    preds, refs = [strip_citations(outs[i].text) if strip else outs[i].text for i in ok], [cases[i].references for i in ok]
-    if "exact_match" in want: _set(rows, "exact_match", ok, [E.exact_match(p, r) for p, r in zip(preds, refs)])
-    if "token_f1" in want: _set(rows, "token_f1", ok, [E.token_f1(p, r) for p, r in zip(preds, refs)])
+    for n in want:
+        _set(rows, n, [i for i in idx if outs[i].status == "error"], [0.0] * len(idx))
+    if not ok:
+        return
+    preds, refs = (
+        [strip_citations(outs[i].text) if strip else outs[i].text for i in ok],
+        [cases[i].references for i in ok],
+    )
+    if "exact_match" in want:
+        _set(rows, "exact_match", ok, [E.exact_match(p, r) for p, r in zip(preds, refs)])
+    if "token_f1" in want:
+        _set(rows, "token_f1", ok, [E.token_f1(p, r) for p, r in zip(preds, refs)])
     if rg := [n for n in want if n.startswith("rouge")]:
         per = E.rouge(preds, refs, per_pair=True)
-        for n in rg: _set(rows, n, ok, [d[n] for d in per])
+        for n in rg:
+            _set(rows, n, ok, [d[n] for d in per])
     for n in ("bleu", "chrf"):
-        if n in want: _set(rows, n, ok, getattr(E, n)(preds, refs, per_pair=True))
+        if n in want:
+            _set(rows, n, ok, getattr(E, n)(preds, refs, per_pair=True))
 
 # %% ../nbs/09c_suites.ipynb #24435d94
 def _relevant(case: Case, indexed: Optional[set]) -> list:
     return [d for d in dict.fromkeys(case.doc_ids) if indexed is None or d in indexed]
 
+
 def _indexed_docs(store, key: str = "doc_id") -> Optional[set]:
     "The document ids a store holds, when it can list them (VectorStore.values); None otherwise."
-    try: return set(map(str, store.values(key))) if store is not None and hasattr(store, "values") else None
-    except Exception: return None
+    try:
+        return set(map(str, store.values(key))) if store is not None and hasattr(store, "values") else None
+    except Exception:
+        return None
+
 
 def _score_retrieval(rows: list, cases: list, outs: list, names: list, k: int, indexed: Optional[set]) -> None:
-    "Retrieval columns over document ids: cases with relevant documents that retrieved; errors without a retrieval score 0."
+    """Retrieval columns over document ids: cases with relevant documents that retrieved; errors without a retrieval
+    score 0."""
     from llmops_nb.eval import retrieval_scores
+
     want = [n for n in names if n in GROUPS["retrieval"]]
     for i, (c, o) in enumerate(zip(cases, outs)):
         rel = _relevant(c, indexed)
-        if not want or not rel: continue
-        if o.retrieved is None and o.status != "error": continue
+        if not want or not rel:
+            continue
+        if o.retrieved is None and o.status != "error":
+            continue
         s = retrieval_scores(o.retrieved or [], rel, k=k)
-        for n in want: rows[i][n] = float(s[n])
+        for n in want:
+            rows[i][n] = float(s[n])
 
 # %% ../nbs/09c_suites.ipynb #bacc76bd
 def _score_behaviour(rows: list, cases: list, outs: list, names: list) -> None:
     "refused, blocked, error and correct_refusal (declining exactly when the case cannot be answered)."
     from llmops_nb.eval import block_rate, refusal_rate
+
     for r, c, o in zip(rows, cases, outs):
-        if "refused" in names: r["refused"] = float(refusal_rate([o.status]))
-        if "blocked" in names: r["blocked"] = float(block_rate([o.status]))
-        if "error" in names: r["error"] = float(o.status == "error")
+        if "refused" in names:
+            r["refused"] = float(refusal_rate([o.status]))
+        if "blocked" in names:
+            r["blocked"] = float(block_rate([o.status]))
+        if "error" in names:
+            r["error"] = float(o.status == "error")
         if "correct_refusal" in names and c.answerable is not None:
             declined = o.status in ("refused", "idk", "blocked")
             r["correct_refusal"] = 0.0 if o.status == "error" else float(declined == (not c.answerable))
 
-def _score_model(rows: list, cases: list, outs: list, names: list, judge=None, embedder=None, strip: bool = True) -> dict:
+
+def _score_model(
+    rows: list, cases: list, outs: list, names: list, judge=None, embedder=None, strip: bool = True
+) -> dict:
     "answer_relevance, groundedness and judge:<rubric> columns; returns the judges' info."
     from llmops_nb import eval as E
+
     ok = [i for i, o in enumerate(outs) if o.status != "error"]
     for n in [n for n in names if n in ("answer_relevance", "groundedness") or n.startswith("judge:")]:
         _set(rows, n, [i for i, o in enumerate(outs) if o.status == "error"], [0.0] * len(outs))
     if "answer_relevance" in names and ok:
-        _set(rows, "answer_relevance", ok, E.answer_relevance([cases[i].input for i in ok],
-                                                                   [strip_citations(outs[i].text) if strip else outs[i].text for i in ok], embedder=embedder))
+        _set(
+            rows,
+            "answer_relevance",
+            ok,
+            E.answer_relevance(
+                [cases[i].input for i in ok],
+                [strip_citations(outs[i].text) if strip else outs[i].text for i in ok],
+                embedder=embedder,
+            ),
+        )
     if "groundedness" in names:
         g = [i for i in ok if outs[i].status == "answered" and (outs[i].contexts or cases[i].contexts)]
-        if g: _set(rows, "groundedness", g, E.groundedness([outs[i].text for i in g], [outs[i].contexts or cases[i].contexts for i in g],
-                                                           **({"embedder": embedder} if embedder is not None else {})))
+        if g:
+            _set(
+                rows,
+                "groundedness",
+                g,
+                E.groundedness(
+                    [outs[i].text for i in g],
+                    [outs[i].contexts or cases[i].contexts for i in g],
+                    **({"embedder": embedder} if embedder is not None else {}),
+                ),
+            )
     info = {}
     for n in [n for n in names if n.startswith("judge:")]:
         j = judge.for_rubric(n[6:])
         info[n] = j.info() if hasattr(j, "info") else repr(j)
-        items = [{"question": cases[i].input, "answer": outs[i].text, "reference": cases[i].references or None,
-                  "contexts": outs[i].contexts or cases[i].contexts or None} for i in ok]
-        if items: _set(rows, n, ok, [v.score for v in j.batch(items)])
+        items = [
+            {
+                "question": cases[i].input,
+                "answer": outs[i].text,
+                "reference": cases[i].references or None,
+                "contexts": outs[i].contexts or cases[i].contexts or None,
+            }
+            for i in ok
+        ]
+        if items:
+            _set(rows, n, ok, [v.score for v in j.batch(items)])
     return info
 
 # %% ../nbs/09c_suites.ipynb #0b05a70a
@@ -454,38 +695,82 @@ def _aggregates(rows: list, names: list, n_resamples: int = 2000, alpha: float =
     "metric -> {mean, low, high, n, std} over the non-NaN per-case values."
     out = {}
     for n in names:
-        x = np.array([r.get(n, _NAN) for r in rows], dtype=float); x = x[~np.isnan(x)]
+        x = np.array([r.get(n, _NAN) for r in rows], dtype=float)
+        x = x[~np.isnan(x)]
         lo, hi = bootstrap_ci(x, n_resamples=n_resamples, alpha=alpha, seed=seed)
-        out[n] = {"mean": float(x.mean()) if len(x) else _NAN, "low": lo, "high": hi, "n": int(len(x)),
-                  "std": float(x.std(ddof=1)) if len(x) > 1 else (0.0 if len(x) else _NAN)}
+        out[n] = {
+            "mean": float(x.mean()) if len(x) else _NAN,
+            "low": lo,
+            "high": hi,
+            "n": int(len(x)),
+            "std": float(x.std(ddof=1)) if len(x) > 1 else (0.0 if len(x) else _NAN),
+        }
     return out
+
 
 def _corpus(rows: list, cases: list, outs: list, run_s: float, price: Optional[dict], strip: bool = True) -> dict:
     "Whole-run figures: corpus BLEU/chrF, latency percentiles, rates, token and cost totals, throughput."
     from llmops_nb import eval as E
+
     st = [o.status for o in outs]
-    out = {"cases": len(rows), "errors": st.count("error"), "refusal_rate": float(E.refusal_rate(st)), "block_rate": float(E.block_rate(st)),
-           "error_rate": st.count("error") / len(st)}
+    out = {
+        "cases": len(rows),
+        "errors": st.count("error"),
+        "refusal_rate": float(E.refusal_rate(st)),
+        "block_rate": float(E.block_rate(st)),
+        "error_rate": st.count("error") / len(st),
+    }
     idx = [i for i, c in enumerate(cases) if c.references]
     if idx:
-        preds, refs = [strip_citations(outs[i].text) if strip else outs[i].text for i in idx], [cases[i].references for i in idx]
+        preds, refs = (
+            [strip_citations(outs[i].text) if strip else outs[i].text for i in idx],
+            [cases[i].references for i in idx],
+        )
         out["bleu"], out["chrf"] = float(E.bleu(preds, refs)), float(E.chrf(preds, refs))
     lat = E.latency_summary([o.latency_ms for o in outs])
-    out.update({f"latency_{k}_ms": float(v) for k, v in lat.items() if k in ("p50", "p90", "p95", "p99", "mean", "max")})
-    for key in ("prompt_tokens", "completion_tokens"): out[f"{key}_total"] = int(sum(getattr(o, key) or 0 for o in outs))
-    if price: out["cost_usd_total"] = float(np.nansum([r["cost_usd"] for r in rows]))
+    out.update(
+        {f"latency_{k}_ms": float(v) for k, v in lat.items() if k in ("p50", "p90", "p95", "p99", "mean", "max")}
+    )
+    for key in ("prompt_tokens", "completion_tokens"):
+        out[f"{key}_total"] = int(sum(getattr(o, key) or 0 for o in outs))
+    if price:
+        out["cost_usd_total"] = float(np.nansum([r["cost_usd"] for r in rows]))
     out["run_s"] = round(run_s, 3)
     out["cases_per_s"] = len(rows) / run_s if run_s > 0 else _NAN
     return out
 
 # %% ../nbs/09c_suites.ipynb #9ffa6541
-_NUMERIC = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost_usd")   # fixed row columns that are also metric names
-ROW_KEYS = ("id", "input", "output", "references", "tags", "status", "error", "error_message", "latency_ms", "prompt_tokens", "completion_tokens",
-            "cost_usd", "retrieved", "trace_id", "answerable", "meta")
+_NUMERIC = (
+    "error",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+)  # fixed row columns that are also metric names
+ROW_KEYS = (
+    "id",
+    "input",
+    "output",
+    "references",
+    "tags",
+    "status",
+    "error",
+    "error_message",
+    "latency_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "retrieved",
+    "trace_id",
+    "answerable",
+    "meta",
+)
+
 
 @dataclass
 class EvalResult:
     "The outcome of `run_suite`: per-case rows, aggregates with bootstrap intervals, corpus figures and metadata."
+
     suite: str
     suite_digest: str
     metrics: list
@@ -494,173 +779,288 @@ class EvalResult:
     corpus: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
-    def __repr__(self): return f"EvalResult({self.suite!r}, {len(self.cases)} cases, metrics={self.metrics})"
+    def __repr__(self):
+        return f"EvalResult({self.suite!r}, {len(self.cases)} cases, metrics={self.metrics})"
 
     @property
     def table(self):
         "The per-case rows as a pandas DataFrame."
         import pandas as pd
-        return pd.DataFrame(self.cases, columns=list(dict.fromkeys([*ROW_KEYS, *self.metrics, *(k for r in self.cases for k in r)])))
+
+        return pd.DataFrame(
+            self.cases, columns=list(dict.fromkeys([*ROW_KEYS, *self.metrics, *(k for r in self.cases for k in r)]))
+        )
 
     def summary(self):
         "The aggregates as a DataFrame: one row per metric with mean, low, high, n and std."
         import pandas as pd
-        return pd.DataFrame.from_dict(self.aggregates, orient="index", columns=["mean", "low", "high", "n", "std"]).rename_axis("metric")
+
+        return pd.DataFrame.from_dict(
+            self.aggregates, orient="index", columns=["mean", "low", "high", "n", "std"]
+        ).rename_axis("metric")
 
 # %% ../nbs/09c_suites.ipynb #ce4454a4
 @patch
 def values(self: EvalResult, metric: str) -> dict:
     "case id -> value of `metric` (NaN where it does not apply)."
-    if metric not in self.metrics: raise KeyError(f"metric {metric!r} is not in this result; it has {', '.join(self.metrics)}")
+    if metric not in self.metrics:
+        raise KeyError(f"metric {metric!r} is not in this result; it has {', '.join(self.metrics)}")
     return {r["id"]: float(r.get(metric, _NAN)) for r in self.cases}
+
 
 def _groups(row: dict, by: str) -> list:
     v = row.get(by, (row.get("meta") or {}).get(by))
-    if isinstance(v, (list, tuple)): return [str(x) for x in v]
+    if isinstance(v, (list, tuple)):
+        return [str(x) for x in v]
     return [str(v)]
+
 
 @patch
 def slices(self: EvalResult, by: str = "tags", metrics: Optional[list] = None, n_resamples: int = 1000):
-    "Long-form DataFrame (slice, metric, n, mean, low, high): per value of `by` (each tag of a multi-tag case counts in each)."
+    """Long-form DataFrame (slice, metric, n, mean, low, high): per value of `by` (each tag of a multi-tag case counts
+    in each)."""
     import pandas as pd
+
     if not self.cases or not any(by in r or by in (r.get("meta") or {}) for r in self.cases):
         raise KeyError(f"slices: no case has a field {by!r}; use 'tags', 'status' or another case field")
     metrics = metrics or self.metrics
     for m in metrics:
-        if m not in self.metrics: raise KeyError(f"slices: metric {m!r} is not in this result; it has {', '.join(self.metrics)}")
+        if m not in self.metrics:
+            raise KeyError(f"slices: metric {m!r} is not in this result; it has {', '.join(self.metrics)}")
     groups = {}
     for r in self.cases:
-        for g in _groups(r, by): groups.setdefault(g, []).append(r)
+        for g in _groups(r, by):
+            groups.setdefault(g, []).append(r)
     seed, out = self.meta.get("seed", 0), []
     for g in sorted(groups):
         agg = _aggregates(groups[g], metrics, n_resamples=n_resamples, seed=seed)
-        out += [{"slice": g, "metric": m, "n": a["n"], "mean": a["mean"], "low": a["low"], "high": a["high"]} for m, a in agg.items()]
+        out += [
+            {"slice": g, "metric": m, "n": a["n"], "mean": a["mean"], "low": a["low"], "high": a["high"]}
+            for m, a in agg.items()
+        ]
     df = pd.DataFrame(out, columns=["slice", "metric", "n", "mean", "low", "high"])
     df.attrs["by"] = by
     return df
 
 # %% ../nbs/09c_suites.ipynb #265cc846
 def _check_price(price) -> Optional[dict]:
-    if price is None: return None
+    if price is None:
+        return None
     if not isinstance(price, dict) or set(price) - {"prompt", "completion"} or not price:
         raise ValueError(f"price must be a dict with 'prompt' and/or 'completion' (USD per 1M tokens), got {price!r}")
     for k, v in price.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0: raise ValueError(f"price[{k!r}] must be a number >= 0, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"price[{k!r}] must be a number >= 0, got {v!r}")
     return {"prompt": float(price.get("prompt", 0)), "completion": float(price.get("completion", 0))}
+
 
 def _system_info(pipeline, kind: str) -> dict:
     "What is being evaluated: its repr, generator info, prompt and policy refs, retrieval k, generation settings."
     gen = getattr(pipeline, "generator", pipeline if kind == "generator" else None)
     info = {"kind": kind, "pipeline": repr(pipeline)[:300]}
     if gen is not None and hasattr(gen, "info"):
-        try: info["generator"] = gen.info()
-        except Exception as e: info["generator"] = {"error": f"{type(e).__name__}: {e}"}
+        try:
+            info["generator"] = gen.info()
+        except Exception as e:
+            info["generator"] = {"error": f"{type(e).__name__}: {e}"}
     for key, attr in (("prompt", "prompt"), ("policy", "policy")):
-        if hasattr(getattr(pipeline, attr, None), "ref"): info[key] = getattr(pipeline, attr).ref
+        if hasattr(getattr(pipeline, attr, None), "ref"):
+            info[key] = getattr(pipeline, attr).ref
     for attr in ("k", "mode", "retries", "gen_kwargs"):
-        if hasattr(pipeline, attr) and kind == "rag": info[attr] = getattr(pipeline, attr)
+        if hasattr(pipeline, attr) and kind == "rag":
+            info[attr] = getattr(pipeline, attr)
     return info
 
 # %% ../nbs/09c_suites.ipynb #7b52f1d6
 def _rows(cases: list, outs: list, price: Optional[dict]) -> list:
     "The fixed columns of the per-case rows."
     from llmops_nb.eval import cost
+
     rows = []
     for c, o in zip(cases, outs):
-        usd = cost(o.prompt_tokens or 0, o.completion_tokens, price) if price and o.completion_tokens is not None else _NAN
-        rows.append({"id": c.id, "input": c.input, "output": o.text, "references": list(c.references), "tags": list(c.tags), "status": o.status,
-                     "error": float(o.status == "error"), "error_message": o.error, "latency_ms": float(o.latency_ms), "prompt_tokens": _NAN if o.prompt_tokens is None else float(o.prompt_tokens),
-                     "completion_tokens": _NAN if o.completion_tokens is None else float(o.completion_tokens), "cost_usd": float(usd),
-                     "retrieved": o.retrieved, "trace_id": o.trace_id, "answerable": c.answerable, "meta": dict(c.meta)})
+        usd = (
+            cost(o.prompt_tokens or 0, o.completion_tokens, price)
+            if price and o.completion_tokens is not None
+            else _NAN
+        )
+        rows.append(
+            {
+                "id": c.id,
+                "input": c.input,
+                "output": o.text,
+                "references": list(c.references),
+                "tags": list(c.tags),
+                "status": o.status,
+                "error": float(o.status == "error"),
+                "error_message": o.error,
+                "latency_ms": float(o.latency_ms),
+                "prompt_tokens": _NAN if o.prompt_tokens is None else float(o.prompt_tokens),
+                "completion_tokens": _NAN if o.completion_tokens is None else float(o.completion_tokens),
+                "cost_usd": float(usd),
+                "retrieved": o.retrieved,
+                "trace_id": o.trace_id,
+                "answerable": c.answerable,
+                "meta": dict(c.meta),
+            }
+        )
     return rows
 
 # %% ../nbs/09c_suites.ipynb #7f35d2f0
-def run_suite(pipeline,                          # RAG pipeline (.answer), generator (.generate) or callable input -> str | Answer | Generation
-              suite,                             # a Suite or anything load_suite accepts
-              metrics: Optional[list] = None,    # metric names or groups; None: the suite's, else the defaults that apply
-              judge=None,                        # a llmops_nb.judge.Judge for judge:<rubric> metrics
-              embedder=None,                     # embedder for answer_relevance / groundedness; None: the packaged MiniLM
-              price: Optional[dict] = None,      # {"prompt": USD per 1M tokens, "completion": USD per 1M tokens}: adds cost_usd
-              limit: Optional[int] = None,       # run only the first `limit` cases
-              k: Optional[int] = None,           # cut-off of the retrieval metrics; None: the pipeline's k, else 5
-              workers: int = 1,                  # concurrent calls (threads): for remote endpoints
-              max_errors: Optional[int] = None,  # abort (SuiteAborted) once more cases failed; None: run every case
-              seed: Optional[int] = 0,           # passed to a generator's generate (a RAG pipeline takes its own in gen_kwargs); seeds the bootstrap
-              n_resamples: int = 2000,           # bootstrap resamples per interval
-              alpha: float = 0.05,               # 1 - confidence level of the intervals
-              progress: Optional[bool] = None,   # progress bar; None: on a terminal or in a notebook, never under pytest
-              strip_citations: bool = True,      # drop [n] markers from outputs before text metrics and answer relevance
-              ) -> EvalResult:
+def run_suite(
+    pipeline,  # RAG pipeline (.answer), generator (.generate) or callable input -> str | Answer | Generation
+    suite,  # a Suite or anything load_suite accepts
+    metrics: Optional[list] = None,  # metric names or groups; None: the suite's, else the defaults that apply
+    judge=None,  # a llmops_nb.judge.Judge for judge:<rubric> metrics
+    embedder=None,  # embedder for answer_relevance / groundedness; None: the packaged MiniLM
+    price: Optional[dict] = None,  # {"prompt": USD per 1M tokens, "completion": USD per 1M tokens}: adds cost_usd
+    limit: Optional[int] = None,  # run only the first `limit` cases
+    k: Optional[int] = None,  # cut-off of the retrieval metrics; None: the pipeline's k, else 5
+    workers: int = 1,  # concurrent calls (threads): for remote endpoints
+    max_errors: Optional[int] = None,  # abort (SuiteAborted) once more cases failed; None: run every case
+    seed: Optional[
+        int
+    ] = 0,  # passed to a generator's generate (a RAG pipeline takes its own in gen_kwargs); seeds the bootstrap
+    n_resamples: int = 2000,  # bootstrap resamples per interval
+    alpha: float = 0.05,  # 1 - confidence level of the intervals
+    progress: Optional[bool] = None,  # progress bar; None: on a terminal or in a notebook, never under pytest
+    strip_citations: bool = True,  # drop [n] markers from outputs before text metrics and answer relevance
+) -> EvalResult:
     "Run every case of `suite` through `pipeline`, score each, and aggregate with bootstrap confidence intervals."
     t_start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     suite, price = load_suite(suite), _check_price(price)
     for name, v, low in (("limit", limit, 1), ("workers", workers, 1), ("max_errors", max_errors, 0), ("k", k, 1)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low): raise ValueError(f"run_suite: {name} must be an int >= {low}, got {v!r}")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise ValueError(f"run_suite: {name} must be an int >= {low}, got {v!r}")
     kind, call, store = _caller(pipeline, seed)
     names = expand_metrics(metrics or suite.metrics or default_metrics(suite, retrieves=kind == "rag", price=price))
     if any(n.startswith("judge:") for n in names) and not hasattr(judge, "for_rubric"):
-        raise ValueError(f"run_suite: metric {next(n for n in names if n.startswith('judge:'))!r} needs judge= (a llmops_nb.judge.Judge)")
-    if "cost_usd" in names and not price: raise ValueError("run_suite: metric 'cost_usd' needs price={'prompt': ..., 'completion': ...} (USD per 1M tokens)")
+        raise ValueError(
+            f"run_suite: metric {next(n for n in names if n.startswith('judge:'))!r} needs judge= (a llmops_nb.judge.Judge)"
+        )
+    if "cost_usd" in names and not price:
+        raise ValueError(
+            "run_suite: metric 'cost_usd' needs price={'prompt': ..., 'completion': ...} (USD per 1M tokens)"
+        )
     cases = suite.cases[:limit] if limit else suite.cases
     t0 = time.perf_counter()
     outs = _run_cases(call, cases, store, workers=workers, max_errors=max_errors, progress=progress)
     run_s = time.perf_counter() - t0
     rows, k = _rows(cases, outs, price), k or getattr(pipeline, "k", None) or 5
-    for r in rows: r.update({n: r[n] if n in _NUMERIC else _NAN for n in names})
+    for r in rows:
+        r.update({n: r[n] if n in _NUMERIC else _NAN for n in names})
     indexed = _indexed_docs(store) if kind == "rag" else None
     strip = strip_citations
-    _score_text(rows, cases, outs, names, strip); _score_retrieval(rows, cases, outs, names, k, indexed); _score_behaviour(rows, cases, outs, names)
+    _score_text(rows, cases, outs, names, strip)
+    _score_retrieval(rows, cases, outs, names, k, indexed)
+    _score_behaviour(rows, cases, outs, names)
     judges = _score_model(rows, cases, outs, names, judge=judge, embedder=embedder, strip=strip)
-    meta = {**_system_info(pipeline, kind), "suite_path": suite.path, "cases_run": len(cases), "cases_in_suite": len(suite), "limit": limit, "strip_citations": strip,
-            "retrieval_k": k, "relevant_not_indexed": sum(len(c.doc_ids) - len(_relevant(c, indexed)) for c in cases) if indexed is not None else None,
-            "judge": judges or None, "price": price, "seed": seed, "n_resamples": n_resamples, "alpha": alpha, "workers": workers, "started": started}
-    res = EvalResult(suite.name, suite.digest, names, rows, _aggregates(rows, names, n_resamples, alpha, seed), _corpus(rows, cases, outs, run_s, price, strip), meta)
+    meta = {
+        **_system_info(pipeline, kind),
+        "suite_path": suite.path,
+        "cases_run": len(cases),
+        "cases_in_suite": len(suite),
+        "limit": limit,
+        "strip_citations": strip,
+        "retrieval_k": k,
+        "relevant_not_indexed": sum(len(c.doc_ids) - len(_relevant(c, indexed)) for c in cases)
+        if indexed is not None
+        else None,
+        "judge": judges or None,
+        "price": price,
+        "seed": seed,
+        "n_resamples": n_resamples,
+        "alpha": alpha,
+        "workers": workers,
+        "started": started,
+    }
+    res = EvalResult(
+        suite.name,
+        suite.digest,
+        names,
+        rows,
+        _aggregates(rows, names, n_resamples, alpha, seed),
+        _corpus(rows, cases, outs, run_s, price, strip),
+        meta,
+    )
     res.meta["duration_s"] = round(time.perf_counter() - t_start, 3)
     return res
 
 # %% ../nbs/09c_suites.ipynb #ced706af
 RESULT_FORMAT = "llmops-nb/eval-result@1"
 
+
 def _jsonable(o):
     "NaN and infinity -> None, recursively (JSON has neither)."
-    if isinstance(o, float): return o if math.isfinite(o) else None
-    if isinstance(o, dict): return {k: _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
-    if isinstance(o, np.generic): return _jsonable(o.item())
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.generic):
+        return _jsonable(o.item())
     return o
 
-def _dumps(o, indent=None) -> str: return json.dumps(_jsonable(o), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
+
+def _dumps(o, indent=None) -> str:
+    return json.dumps(_jsonable(o), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
+
 
 @patch
 def save(self: EvalResult, dir: Union[str, Path]) -> Path:
-    "Write `cases.jsonl` and `eval_result.json` (with the cases' digest) to folder `dir`, each atomically; returns `dir`."
-    d = Path(dir).expanduser(); d.mkdir(parents=True, exist_ok=True)
+    """Write `cases.jsonl` and `eval_result.json` (with the cases' digest) to folder `dir`, each atomically; returns
+    `dir`."""
+    d = Path(dir).expanduser()
+    d.mkdir(parents=True, exist_ok=True)
     lines = "".join(_dumps(r) + "\n" for r in self.cases).encode("utf-8")
     atomic_write(d / "cases.jsonl", lines)
-    head = {"format": RESULT_FORMAT, "suite": self.suite, "suite_digest": self.suite_digest, "metrics": self.metrics,
-            "aggregates": self.aggregates, "corpus": self.corpus, "meta": self.meta, "n_cases": len(self.cases),
-            "cases_file": "cases.jsonl", "cases_digest": digest(lines)}
+    head = {
+        "format": RESULT_FORMAT,
+        "suite": self.suite,
+        "suite_digest": self.suite_digest,
+        "metrics": self.metrics,
+        "aggregates": self.aggregates,
+        "corpus": self.corpus,
+        "meta": self.meta,
+        "n_cases": len(self.cases),
+        "cases_file": "cases.jsonl",
+        "cases_digest": digest(lines),
+    }
     atomic_write(d / "eval_result.json", _dumps(head, indent=2) + "\n")
     return d
 
 # %% ../nbs/09c_suites.ipynb #01db080e
-def _nan(v): return _NAN if v is None else v
+def _nan(v):
+    return _NAN if v is None else v
+
 
 @patch(cls_method=True)
 def load(cls: EvalResult, path: Union[str, Path]) -> EvalResult:
     "Read a result saved by `save` from its folder (or its eval_result.json); errors say what is missing or damaged."
     p = Path(path).expanduser()
     head_p = p if p.is_file() else p / "eval_result.json"
-    if not head_p.is_file(): raise FileNotFoundError(f"{head_p} not found: give a folder written by EvalResult.save (eval_result.json + cases.jsonl)")
-    try: head = json.loads(head_p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{head_p}: not a valid result file ({e}); re-run the evaluation") from None
+    if not head_p.is_file():
+        raise FileNotFoundError(
+            f"{head_p} not found: give a folder written by EvalResult.save (eval_result.json + cases.jsonl)"
+        )
+    try:
+        head = json.loads(head_p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{head_p}: not a valid result file ({e}); re-run the evaluation") from None
     if not isinstance(head, dict) or head.get("format") != RESULT_FORMAT:
-        raise ValueError(f"{head_p}: not an eval result (format {head.get('format') if isinstance(head, dict) else None!r}, expected {RESULT_FORMAT!r})")
+        raise ValueError(
+            f"{head_p}: not an eval result (format {head.get('format') if isinstance(head, dict) else None!r}, expected {RESULT_FORMAT!r})"
+        )
     cases_p = head_p.parent / head.get("cases_file", "cases.jsonl")
-    if not cases_p.is_file(): raise FileNotFoundError(f"{cases_p} not found: the result in {head_p.parent} is incomplete; re-run or copy the whole folder")
+    if not cases_p.is_file():
+        raise FileNotFoundError(
+            f"{cases_p} not found: the result in {head_p.parent} is incomplete; re-run or copy the whole folder"
+        )
     raw = cases_p.read_bytes()
     if digest(raw) != head.get("cases_digest"):
-        raise ValueError(f"{cases_p} does not match {head_p.name} (digest differs): the folder mixes two results or was edited; re-run the evaluation")
+        raise ValueError(
+            f"{cases_p} does not match {head_p.name} (digest differs): the folder mixes two results or was edited; re-run the evaluation"
+        )
     cases = [json.loads(l) for l in raw.decode("utf-8").splitlines() if l.strip()]
     nums = set(head["metrics"]) | set(_NUMERIC)
     cases = [{k: (_nan(v) if k in nums else v) for k, v in r.items()} for r in cases]
@@ -669,18 +1069,28 @@ def load(cls: EvalResult, path: Union[str, Path]) -> EvalResult:
     return cls(head["suite"], head["suite_digest"], list(head["metrics"]), cases, aggs, corpus, head.get("meta", {}))
 
 # %% ../nbs/09c_suites.ipynb #069e5c55
-def load_result(ref: Union[str, Path, EvalResult],              # EvalResult, result folder, run folder (with eval/) or run id
-                runs_dir: Union[str, Path, None] = None) -> EvalResult: # where to look up a run id; None: the settings' runs_dir
+def load_result(
+    ref: Union[str, Path, EvalResult],  # EvalResult, result folder, run folder (with eval/) or run id
+    runs_dir: Union[str, Path, None] = None,
+) -> EvalResult:  # where to look up a run id; None: the settings' runs_dir
     "An EvalResult from a result folder, a run folder holding `eval/`, or a run id."
-    if isinstance(ref, EvalResult): return ref
-    if not isinstance(ref, (str, Path)): raise TypeError(f"load_result: expected an EvalResult, a path or a run id, got {type(ref).__name__}")
+    if isinstance(ref, EvalResult):
+        return ref
+    if not isinstance(ref, (str, Path)):
+        raise TypeError(f"load_result: expected an EvalResult, a path or a run id, got {type(ref).__name__}")
     p = Path(ref).expanduser()
     if not p.exists():
         from llmops_nb.runs import find_run
-        try: p = find_run(str(ref), runs_dir)
-        except FileNotFoundError as e: raise FileNotFoundError(f"load_result: {ref!r} is neither a result folder, a run folder nor a run id ({e})") from None
+
+        try:
+            p = find_run(str(ref), runs_dir)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"load_result: {ref!r} is neither a result folder, a run folder nor a run id ({e})"
+            ) from None
     for cand in (p, p / "eval"):
-        if (cand / "eval_result.json").is_file() or (cand.is_file() and cand.name == "eval_result.json"): return EvalResult.load(cand)
+        if (cand / "eval_result.json").is_file() or (cand.is_file() and cand.name == "eval_result.json"):
+            return EvalResult.load(cand)
     raise FileNotFoundError(f"load_result: {p} holds no eval_result.json (nor eval/eval_result.json)")
 
 # %% ../nbs/09c_suites.ipynb #8ee7f373
@@ -688,31 +1098,44 @@ def load_result(ref: Union[str, Path, EvalResult],              # EvalResult, re
 def to_wandb_table(self: EvalResult):
     "The per-case rows as a `wandb.Table` (lists and dicts as JSON text)."
     import wandb
+
     cols = list(self.table.columns)
     cell = lambda v: _dumps(v) if isinstance(v, (list, dict)) else v
     return wandb.Table(columns=cols, data=[[cell(r.get(c)) for c in cols] for r in self.cases])
 
+
 @patch
 def log_to(self: EvalResult, run, name: str = "eval") -> Path:
-    "Log aggregates as `<name>/<metric>` to `run` (a llmops_nb.runs.Run), save the result in `run.dir/<name>`, and log the W&B table."
-    if not hasattr(run, "log") or not hasattr(run, "dir"): raise TypeError(f"log_to: run must be a llmops_nb.runs.Run, got {type(run).__name__}")
+    """Log aggregates as `<name>/<metric>` to `run` (a llmops_nb.runs.Run), save the result in `run.dir/<name>`, and log
+    the W&B table."""
+    if not hasattr(run, "log") or not hasattr(run, "dir"):
+        raise TypeError(f"log_to: run must be a llmops_nb.runs.Run, got {type(run).__name__}")
     figures = {f"{name}/{m}": a["mean"] for m, a in self.aggregates.items()}
     figures.update({f"{name}/corpus/{k}": v for k, v in self.corpus.items() if isinstance(v, (int, float))})
     run.log({k: float(v) for k, v in figures.items() if v is not None and math.isfinite(v)})
     d = self.save(Path(run.dir) / name)
-    if hasattr(run, "add_output"): run.add_output(name, d)
+    if hasattr(run, "add_output"):
+        run.add_output(name, d)
     wb = getattr(getattr(run, "tracker", None), "wb", None)
-    if getattr(getattr(run, "tracker", None), "kind", None) == "wandb" and wb is not None: wb.log({f"{name}/cases": self.to_wandb_table()})
+    if getattr(getattr(run, "tracker", None), "kind", None) == "wandb" and wb is not None:
+        wb.log({f"{name}/cases": self.to_wandb_table()})
     return d
 
 # %% ../nbs/09c_suites.ipynb #b4413942
 def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)): return "–"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
 
 @patch
 def _repr_markdown_(self: EvalResult) -> str:
     c = self.corpus
-    head = (f"**{self.suite}**: {len(self.cases)} cases, {c.get('errors', 0)} errors, p50 latency {_fmt(c.get('latency_p50_ms'))} ms, "
-            f"{_fmt(c.get('cases_per_s'))} cases/s\n\n| metric | mean | 95% CI | n |\n|---|---|---|---|\n")
-    return head + "".join(f"| {m} | {_fmt(a['mean'])} | [{_fmt(a['low'])}, {_fmt(a['high'])}] | {a['n']} |\n" for m, a in self.aggregates.items())
+    head = (
+        f"**{self.suite}**: {len(self.cases)} cases, {c.get('errors', 0)} errors, p50 latency {_fmt(c.get('latency_p50_ms'))} ms, "
+        f"{_fmt(c.get('cases_per_s'))} cases/s\n\n| metric | mean | 95% CI | n |\n|---|---|---|---|\n"
+    )
+    return head + "".join(
+        f"| {m} | {_fmt(a['mean'])} | [{_fmt(a['low'])}, {_fmt(a['high'])}] | {a['n']} |\n"
+        for m, a in self.aggregates.items()
+    )

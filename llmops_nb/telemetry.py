@@ -24,49 +24,74 @@ __all__ = ['OtelConfig', 'otel_config', 'provider', 'flush', 'shutdown', 'parse_
 @dataclass(frozen=True)
 class OtelConfig:
     "Where and how spans are exported; `repr` shows header names only (their values are credentials)."
-    endpoint: str                                  # the OTLP/HTTP traces URL, e.g. http://localhost:5000/v1/traces
-    headers: dict = field(default_factory=dict)    # sent with every export (x-mlflow-experiment-id, authorization, ...)
-    service: str = "llmops-nb"                     # service.name of the resource
-    def __repr__(self): return f"OtelConfig(endpoint={self.endpoint!r}, headers={sorted(self.headers)}, service={self.service!r})"
+
+    endpoint: str  # the OTLP/HTTP traces URL, e.g. http://localhost:5000/v1/traces
+    headers: dict = field(default_factory=dict)  # sent with every export (x-mlflow-experiment-id, authorization, ...)
+    service: str = "llmops-nb"  # service.name of the resource
+
+    def __repr__(self):
+        return f"OtelConfig(endpoint={self.endpoint!r}, headers={sorted(self.headers)}, service={self.service!r})"
+
 
 def _headers(text: str, var: str) -> dict:
     out = {}
     for i, item in enumerate(p for p in text.split(",") if p.strip()):
         k, eq, v = item.partition("=")
-        if not eq or not k.strip(): raise ConfigError(f"{var}: entry {i + 1} is not key=value (values are not shown: they may be credentials)")
+        if not eq or not k.strip():
+            raise ConfigError(f"{var}: entry {i + 1} is not key=value (values are not shown: they may be credentials)")
         out[unquote(k.strip()).lower()] = unquote(v.strip())
     return out
 
-def otel_config(env: Optional[dict] = None) -> Optional[OtelConfig]:   # env: the variables (default os.environ)
+
+def otel_config(env: Optional[dict] = None) -> Optional[OtelConfig]:  # env: the variables (default os.environ)
     "The export settings from the standard OTEL_* variables, or None when spans should not be exported."
     env = os.environ if env is None else env
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" or env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none": return None
+    if (
+        env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+        or env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"
+    ):
+        return None
     var, ep = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     if not ep:
         var, base = "OTEL_EXPORTER_OTLP_ENDPOINT", env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-        if not base: return None
+        if not base:
+            return None
         ep = base.rstrip("/") + "/v1/traces"
     u = urlparse(ep)
-    if u.scheme not in ("http", "https") or not u.netloc: raise ConfigError(f"{var}: {env[var].strip()!r} is not an http(s) URL (OTLP/HTTP, e.g. http://localhost:4318)")
-    hv = "OTEL_EXPORTER_OTLP_TRACES_HEADERS" if env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") else "OTEL_EXPORTER_OTLP_HEADERS"
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise ConfigError(f"{var}: {env[var].strip()!r} is not an http(s) URL (OTLP/HTTP, e.g. http://localhost:4318)")
+    hv = (
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+        if env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        else "OTEL_EXPORTER_OTLP_HEADERS"
+    )
     return OtelConfig(ep, _headers(env.get(hv, ""), hv), env.get("OTEL_SERVICE_NAME", "").strip() or "llmops-nb")
 
 # %% ../nbs/10f_telemetry.ipynb #7c38af09
-_NEXT = contextvars.ContextVar("llmops_next_ids", default=None)   # [trace id, span id] for the next root span, used once
+_NEXT = contextvars.ContextVar("llmops_next_ids", default=None)  # [trace id, span id] for the next root span, used once
 _STATE: dict = {"provider": None, "config": None}
 _LOCK = threading.Lock()
 
+
 def _id_generator():
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
     class _Ids(RandomIdGenerator):
         "Random ids, except a root span's trace and span id when `_NEXT` holds them."
+
         def generate_trace_id(self) -> int:
-            n = _NEXT.get(); return n[0] if n and n[0] else super().generate_trace_id()
+            n = _NEXT.get()
+            return n[0] if n and n[0] else super().generate_trace_id()
+
         def generate_span_id(self) -> int:
             n = _NEXT.get()
-            if n and n[1]: sid, n[1] = n[1], None; return sid
+            if n and n[1]:
+                sid, n[1] = n[1], None
+                return sid
             return super().generate_span_id()
+
     return _Ids()
+
 
 def _build(cfg: OtelConfig):
     from opentelemetry.sdk.resources import Resource
@@ -74,91 +99,135 @@ def _build(cfg: OtelConfig):
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from llmops_nb import __version__
-    tp = TracerProvider(resource=Resource.create({"service.name": cfg.service, "service.version": __version__}), id_generator=_id_generator())
-    tp.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=cfg.endpoint, headers=dict(cfg.headers))))   # timeout: OTEL_EXPORTER_OTLP_TIMEOUT (s), default 10
+
+    tp = TracerProvider(
+        resource=Resource.create({"service.name": cfg.service, "service.version": __version__}),
+        id_generator=_id_generator(),
+    )
+    tp.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=cfg.endpoint, headers=dict(cfg.headers)))
+    )  # timeout: OTEL_EXPORTER_OTLP_TIMEOUT (s), default 10
     return tp
 
+
 def provider():
-    "The tracer provider for the current OTEL_* variables (built on first use, rebuilt when they change), or None when export is off."
+    """The tracer provider for the current OTEL_* variables (built on first use, rebuilt when they change), or None when
+    export is off."""
     cfg = otel_config()
-    if cfg is None: return None
+    if cfg is None:
+        return None
     with _LOCK:
         if _STATE["provider"] is None or _STATE["config"] != cfg:
-            if _STATE["provider"] is not None: _STATE["provider"].shutdown()
+            if _STATE["provider"] is not None:
+                _STATE["provider"].shutdown()
             _STATE["provider"], _STATE["config"] = _build(cfg), cfg
         return _STATE["provider"]
 
+
 def flush(timeout_s: float = 10) -> bool:
-    "Send every queued span now; False when the collector did not take them within `timeout_s` (True when nothing is configured)."
+    """Send every queued span now; False when the collector did not take them within `timeout_s` (True when nothing is
+    configured)."""
     tp = _STATE["provider"]
     return True if tp is None else bool(tp.force_flush(int(timeout_s * 1000)))
 
+
 def shutdown() -> None:
     "Flush and close the provider (its exporter thread stops); the next export builds a new one from the variables."
-    with _LOCK: tp, _STATE["provider"], _STATE["config"] = _STATE["provider"], None, None
-    if tp is not None: tp.shutdown()
+    with _LOCK:
+        tp, _STATE["provider"], _STATE["config"] = _STATE["provider"], None, None
+    if tp is not None:
+        tp.shutdown()
+
 
 atexit.register(shutdown)
+
 
 def _tracer():
     tp = provider()
     from llmops_nb import __version__
+
     return None if tp is None else tp.get_tracer("llmops_nb", __version__)
 
 # %% ../nbs/10f_telemetry.ipynb #4f74b4c9
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x20-\x7e]*)?")
 
+
 def parse_traceparent(header: Any) -> Optional[tuple]:
     "(trace id, parent span id, sampled) of a W3C `traceparent` header, or None when it is missing or malformed."
-    if not isinstance(header, str) or len(header) > 512 or not (m := _TRACEPARENT.fullmatch(header.strip())): return None
+    if not isinstance(header, str) or len(header) > 512 or not (m := _TRACEPARENT.fullmatch(header.strip())):
+        return None
     version, tid, sid, flags, rest = m.groups()
-    if version == "ff" or (version == "00" and rest) or int(tid, 16) == 0 or int(sid, 16) == 0: return None
+    if version == "ff" or (version == "00" and rest) or int(tid, 16) == 0 or int(sid, 16) == 0:
+        return None
     return tid, sid, bool(int(flags, 16) & 1)
 
 # %% ../nbs/10f_telemetry.ipynb #63b7c254
-def _g(o, k, default=None): return o.get(k, default) if isinstance(o, dict) else getattr(o, k, default)
+def _g(o, k, default=None):
+    return o.get(k, default) if isinstance(o, dict) else getattr(o, k, default)
+
 
 def otel_trace_id(trace_id: str) -> str:
-    "The 32-hex OTel trace id of a pipeline trace id (itself when it is one; 16 hex digits are zero-padded; anything else is hashed)."
+    """The 32-hex OTel trace id of a pipeline trace id (itself when it is one; 16 hex digits are zero-padded; anything
+    else is hashed)."""
     s = str(trace_id).strip().lower()
-    if re.fullmatch(r"[0-9a-f]{32}", s) and int(s, 16): return s
-    if re.fullmatch(r"[0-9a-f]{16}", s) and int(s, 16): return "0" * 16 + s
+    if re.fullmatch(r"[0-9a-f]{32}", s) and int(s, 16):
+        return s
+    if re.fullmatch(r"[0-9a-f]{16}", s) and int(s, 16):
+        return "0" * 16 + s
     return hashlib.sha256(s.encode()).hexdigest()[:32]
 
+
 def span_ids(trace, parent: Optional[str] = None) -> dict:  # parent: the request's W3C traceparent header, if any
-    "The ids of a trace's root span: {trace_id, span_id, parent_span_id, sampled}; in the caller's trace when `parent` is a valid traceparent."
+    """The ids of a trace's root span: {trace_id, span_id, parent_span_id, sampled}; in the caller's trace when `parent`
+    is a valid traceparent."""
     tid = _g(trace, "id")
-    if not isinstance(tid, str) or not tid: raise TypeError(f"trace: expected a pipeline Trace (or its to_dict()) with an id, got {type(trace).__name__}")
+    if not isinstance(tid, str) or not tid:
+        raise TypeError(f"trace: expected a pipeline Trace (or its to_dict()) with an id, got {type(trace).__name__}")
     sid = hashlib.sha256(f"llmops-root:{tid}".encode()).hexdigest()[:16]
-    if p := parse_traceparent(parent): return {"trace_id": p[0], "span_id": sid, "parent_span_id": p[1], "sampled": p[2]}
+    if p := parse_traceparent(parent):
+        return {"trace_id": p[0], "span_id": sid, "parent_span_id": p[1], "sampled": p[2]}
     return {"trace_id": otel_trace_id(tid), "span_id": sid, "parent_span_id": None, "sampled": True}
 
 # %% ../nbs/10f_telemetry.ipynb #96c666ac
 def capture_content(env: Optional[dict] = None) -> bool:
     "Whether `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` asks for prompt and answer text in spans."
-    return (os.environ if env is None else env).get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in ("true", "1", "yes")
+    return (os.environ if env is None else env).get(
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", ""
+    ).strip().lower() in ("true", "1", "yes")
+
 
 def scrub(text: str) -> str:
     "`text` with rule-detected PII masked and credentials replaced by `***`, as exported to a collector."
     from llmops_nb.pii import RULE_ENTITIES, redact_pii
+
     return redact(redact_pii(text, entities=list(RULE_ENTITIES))) if text and text.strip() else text
 
 # %% ../nbs/10f_telemetry.ipynb #b8b34c5f
 _PROVIDERS = {"hf": "huggingface", "openai": "openai", "vllm": "vllm"}
 
+
 def _attrs(d: dict) -> dict:
     "OTel-safe attributes: None dropped, dicts as JSON, lists of one primitive type, strings scrubbed of credentials."
     out = {}
     for k, v in d.items():
-        if v is None: continue
-        if isinstance(v, dict): v = json.dumps(v, default=str, sort_keys=True)
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            v = json.dumps(v, default=str, sort_keys=True)
         if isinstance(v, (list, tuple)):
             v = [x for x in v if x is not None]
-            v = [redact(str(x)) for x in v] if not all(isinstance(x, (bool, int, float)) for x in v) or len({type(x) for x in v}) > 1 else list(v)
-        elif isinstance(v, str): v = redact(v)
-        elif not isinstance(v, (bool, int, float)): v = redact(str(v))
+            v = (
+                [redact(str(x)) for x in v]
+                if not all(isinstance(x, (bool, int, float)) for x in v) or len({type(x) for x in v}) > 1
+                else list(v)
+            )
+        elif isinstance(v, str):
+            v = redact(v)
+        elif not isinstance(v, (bool, int, float)):
+            v = redact(str(v))
         out[k] = v
     return out
+
 
 def _times(trace) -> tuple:
     "(start ns, [(step, start ns, end ns)], end ns) of a trace, from `start_ns`/`at_ms` when present."
@@ -168,41 +237,72 @@ def _times(trace) -> tuple:
         start = time.time_ns() - int(total * 1e6)
         try:
             from datetime import datetime
+
             t = datetime.fromisoformat(str(_g(trace, "started")).replace("Z", "+00:00")).timestamp()
-            if abs(t - start / 1e9) > 2: start = int(t * 1e9)            # an old trace: its recorded start, not now
-        except ValueError: pass
+            if abs(t - start / 1e9) > 2:
+                start = int(t * 1e9)  # an old trace: its recorded start, not now
+        except ValueError:
+            pass
     out, cur = [], start
     for s in steps:
         at = _g(s, "at_ms")
         s0 = start + int(float(at) * 1e6) if isinstance(at, (int, float)) and not isinstance(at, bool) else cur
-        cur = s0 + int(float(_g(s, "ms") or 0) * 1e6); out.append((s, s0, cur))
+        cur = s0 + int(float(_g(s, "ms") or 0) * 1e6)
+        out.append((s, s0, cur))
     return start, out, max(start + int(total * 1e6), cur)
+
 
 def _gen_attrs(d: dict, info: dict) -> dict:
     cfg, backend = info.get("config") or {}, str(info.get("engine") or info.get("backend") or "")
     prov = _PROVIDERS.get(backend, backend or None)
-    return {"gen_ai.operation.name": "chat", "gen_ai.provider.name": prov, "gen_ai.system": prov,
-            "gen_ai.request.model": info.get("model") or d.get("model"), "gen_ai.response.model": d.get("model"),
-            "gen_ai.usage.input_tokens": d.get("prompt_tokens"), "gen_ai.usage.output_tokens": d.get("completion_tokens"),
-            "gen_ai.response.finish_reasons": [d["finish_reason"]] if d.get("finish_reason") else None,
-            "gen_ai.request.max_tokens": cfg.get("max_new_tokens"), "gen_ai.request.temperature": cfg.get("temperature"),
-            "gen_ai.request.top_p": cfg.get("top_p"), "gen_ai.request.top_k": cfg.get("top_k"), "gen_ai.request.seed": cfg.get("seed"),
-            "llmops.model_digest": d.get("model_digest"), "llmops.adapter_digest": d.get("adapter_digest")}
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": prov,
+        "gen_ai.system": prov,
+        "gen_ai.request.model": info.get("model") or d.get("model"),
+        "gen_ai.response.model": d.get("model"),
+        "gen_ai.usage.input_tokens": d.get("prompt_tokens"),
+        "gen_ai.usage.output_tokens": d.get("completion_tokens"),
+        "gen_ai.response.finish_reasons": [d["finish_reason"]] if d.get("finish_reason") else None,
+        "gen_ai.request.max_tokens": cfg.get("max_new_tokens"),
+        "gen_ai.request.temperature": cfg.get("temperature"),
+        "gen_ai.request.top_p": cfg.get("top_p"),
+        "gen_ai.request.top_k": cfg.get("top_k"),
+        "gen_ai.request.seed": cfg.get("seed"),
+        "llmops.model_digest": d.get("model_digest"),
+        "llmops.adapter_digest": d.get("adapter_digest"),
+    }
+
 
 def _step_attrs(name: str, d: dict, info: dict) -> dict:
     "Attributes of one step's span (never the question text: `retrieve`'s query stays out)."
-    if name == "generate": return _gen_attrs(d, info)
+    if name == "generate":
+        return _gen_attrs(d, info)
     if name in ("input_guard", "output_guard"):
         return {"llmops.guard.action": d.get("action"), "llmops.guard.findings": list(d.get("findings") or [])[:20]}
     if name == "document_guard":
-        return {"llmops.guard.passages": d.get("passages"), "llmops.guard.scanned": d.get("scanned"), "llmops.guard.quarantined": d.get("quarantined"),
-                "llmops.guard.quarantined_ids": list(d.get("quarantined_ids") or [])[:50]}
+        return {
+            "llmops.guard.passages": d.get("passages"),
+            "llmops.guard.scanned": d.get("scanned"),
+            "llmops.guard.quarantined": d.get("quarantined"),
+            "llmops.guard.quarantined_ids": list(d.get("quarantined_ids") or [])[:50],
+        }
     if name == "retrieve":
         scores = d.get("scores") or []
-        return {"db.system.name": "faiss", "db.operation.name": "search", "llmops.retrieval.hits": len(d.get("ids") or []),
-                "llmops.retrieval.ids": list(d.get("ids") or [])[:50], "llmops.retrieval.top_score": max(scores) if scores else None,
-                "llmops.retrieval.filtered": d.get("where") is not None}
-    if name == "prompt": return {"llmops.prompt.ref": d.get("prompt"), "llmops.prompt.digest": d.get("digest"), "llmops.prompt.strict": d.get("strict")}
+        return {
+            "db.system.name": "faiss",
+            "db.operation.name": "search",
+            "llmops.retrieval.hits": len(d.get("ids") or []),
+            "llmops.retrieval.ids": list(d.get("ids") or [])[:50],
+            "llmops.retrieval.top_score": max(scores) if scores else None,
+            "llmops.retrieval.filtered": d.get("where") is not None,
+        }
+    if name == "prompt":
+        return {
+            "llmops.prompt.ref": d.get("prompt"),
+            "llmops.prompt.digest": d.get("digest"),
+            "llmops.prompt.strict": d.get("strict"),
+        }
     return {f"llmops.{name}.{k}": v for k, v in d.items() if isinstance(v, (bool, int, float, str))}
 
 # %% ../nbs/10f_telemetry.ipynb #6c9ed41e
@@ -210,48 +310,89 @@ def _root_attrs(trace, gens: list, info: dict) -> dict:
     meta = _g(trace, "meta") or {}
     lin, res = meta.get("lineage") or {}, meta.get("resources") or {}
     last = next((d for d in reversed(gens) if "model" in d), {})
-    tok = lambda k: sum(d[k] for d in gens if isinstance(d.get(k), int)) if any(isinstance(d.get(k), int) for d in gens) else None
+    tok = lambda k: (
+        sum(d[k] for d in gens if isinstance(d.get(k), int)) if any(isinstance(d.get(k), int) for d in gens) else None
+    )
     g = _gen_attrs(last, info) if gens else {}
-    return {**{k: v for k, v in g.items() if k.startswith("gen_ai.") and not k.startswith("gen_ai.usage")},
-            "gen_ai.usage.input_tokens": tok("prompt_tokens"), "gen_ai.usage.output_tokens": tok("completion_tokens"),
-            "llmops.trace_id": _g(trace, "id"), "llmops.status": _g(trace, "status"), "llmops.total_ms": _g(trace, "total_ms"),
-            "llmops.policy": meta.get("policy"), "llmops.release": meta.get("release") or lin.get("release"),
-            "llmops.release_digest": lin.get("release_digest"), "llmops.attempts": len(gens) or None,
-            **{f"llmops.resource.{k}": res.get(k) for k in ("cpu_ms", "rss_mb", "gpu_peak_mb")}}
+    return {
+        **{k: v for k, v in g.items() if k.startswith("gen_ai.") and not k.startswith("gen_ai.usage")},
+        "gen_ai.usage.input_tokens": tok("prompt_tokens"),
+        "gen_ai.usage.output_tokens": tok("completion_tokens"),
+        "llmops.trace_id": _g(trace, "id"),
+        "llmops.status": _g(trace, "status"),
+        "llmops.total_ms": _g(trace, "total_ms"),
+        "llmops.policy": meta.get("policy"),
+        "llmops.release": meta.get("release") or lin.get("release"),
+        "llmops.release_digest": lin.get("release_digest"),
+        "llmops.attempts": len(gens) or None,
+        **{f"llmops.resource.{k}": res.get(k) for k in ("cpu_ms", "rss_mb", "gpu_peak_mb")},
+    }
+
 
 def _messages(trace, content: Optional[dict], last_gen: dict) -> dict:
     "gen_ai.input/output.messages (JSON) when capture is on and `content` given; a refused question is never exported."
-    if not content or not capture_content(): return {}
+    if not content or not capture_content():
+        return {}
     q, a, out = content.get("question"), content.get("answer"), {}
     if isinstance(q, str) and q and _g(trace, "status") != "refused":
-        out["gen_ai.input.messages"] = json.dumps([{"role": "user", "parts": [{"type": "text", "content": scrub(q)}]}], ensure_ascii=False)
+        out["gen_ai.input.messages"] = json.dumps(
+            [{"role": "user", "parts": [{"type": "text", "content": scrub(q)}]}], ensure_ascii=False
+        )
     if isinstance(a, str) and a:
-        out["gen_ai.output.messages"] = json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": scrub(a)}],
-                                                     "finish_reason": last_gen.get("finish_reason") or "stop"}], ensure_ascii=False)
+        out["gen_ai.output.messages"] = json.dumps(
+            [
+                {
+                    "role": "assistant",
+                    "parts": [{"type": "text", "content": scrub(a)}],
+                    "finish_reason": last_gen.get("finish_reason") or "stop",
+                }
+            ],
+            ensure_ascii=False,
+        )
     return out
 
 # %% ../nbs/10f_telemetry.ipynb #f9a88c46
-def export_trace(trace,                           # a pipeline `Trace`, an `Answer` (its trace), or their to_dict()
-                 parent: Optional[str] = None,    # the request's W3C traceparent header: the spans join the caller's trace
-                 content: Optional[dict] = None,  # {"question", "answer"}: exported only when capture is on (see `capture_content`), redacted
-                 ) -> Optional[dict]:
-    "Send a finished pipeline trace as OTel spans (a root span and one per step) when OTLP export is configured; the ids used, else None."
-    if _g(trace, "trace") is not None and _g(trace, "steps") is None: trace = _g(trace, "trace")   # an Answer
+def export_trace(
+    trace,  # a pipeline `Trace`, an `Answer` (its trace), or their to_dict()
+    parent: Optional[str] = None,  # the request's W3C traceparent header: the spans join the caller's trace
+    content: Optional[
+        dict
+    ] = None,  # {"question", "answer"}: exported only when capture is on (see `capture_content`), redacted
+) -> Optional[dict]:
+    """Send a finished pipeline trace as OTel spans (a root span and one per step) when OTLP export is configured; the
+    ids used, else None."""
+    if _g(trace, "trace") is not None and _g(trace, "steps") is None:
+        trace = _g(trace, "trace")  # an Answer
     ids = span_ids(trace, parent)
-    if content is not None and not isinstance(content, dict): raise TypeError(f"content: expected a dict with question/answer, got {type(content).__name__}")
+    if content is not None and not isinstance(content, dict):
+        raise TypeError(f"content: expected a dict with question/answer, got {type(content).__name__}")
     tracer = _tracer()
-    if tracer is None: return None
+    if tracer is None:
+        return None
     from opentelemetry import trace as ot
+
     info = (_g(trace, "meta") or {}).get("generator") or {}
     start, steps, end = _times(trace)
     gens = [_g(s, "data") or {} for s, *_ in steps if _g(s, "name") == "generate"]
     ctx = None
     if ids["parent_span_id"]:
-        ctx = ot.set_span_in_context(ot.NonRecordingSpan(ot.SpanContext(int(ids["trace_id"], 16), int(ids["parent_span_id"], 16), True,
-                                                                         ot.TraceFlags(1 if ids["sampled"] else 0))))
+        ctx = ot.set_span_in_context(
+            ot.NonRecordingSpan(
+                ot.SpanContext(
+                    int(ids["trace_id"], 16),
+                    int(ids["parent_span_id"], 16),
+                    True,
+                    ot.TraceFlags(1 if ids["sampled"] else 0),
+                )
+            )
+        )
     token = _NEXT.set([None if ctx else int(ids["trace_id"], 16), int(ids["span_id"], 16)])
-    try: root = tracer.start_span("llmops.answer", context=ctx, start_time=start, attributes=_attrs(_root_attrs(trace, gens, info)))
-    finally: _NEXT.reset(token)
+    try:
+        root = tracer.start_span(
+            "llmops.answer", context=ctx, start_time=start, attributes=_attrs(_root_attrs(trace, gens, info))
+        )
+    finally:
+        _NEXT.reset(token)
     msgs = _messages(trace, content, gens[-1] if gens else {})
     root.set_attributes(msgs)
     rctx = ot.set_span_in_context(root)
@@ -259,12 +400,20 @@ def export_trace(trace,                           # a pipeline `Trace`, an `Answ
     for i, (s, s0, s1) in enumerate(steps):
         name, d = _g(s, "name"), _g(s, "data") or {}
         gen = name == "generate"
-        sp = tracer.start_span(f"chat {d.get('model') or info.get('model') or ''}".strip() if gen else name, context=rctx, start_time=s0,
-                               kind=ot.SpanKind.CLIENT if gen else ot.SpanKind.INTERNAL, attributes=_attrs({"llmops.step": name, **_step_attrs(name, d, info)}))
-        if i == last: sp.set_attributes(msgs)
-        if d.get("error"): sp.set_status(ot.Status(ot.StatusCode.ERROR, redact(str(d["error"]))[:300]))
+        sp = tracer.start_span(
+            f"chat {d.get('model') or info.get('model') or ''}".strip() if gen else name,
+            context=rctx,
+            start_time=s0,
+            kind=ot.SpanKind.CLIENT if gen else ot.SpanKind.INTERNAL,
+            attributes=_attrs({"llmops.step": name, **_step_attrs(name, d, info)}),
+        )
+        if i == last:
+            sp.set_attributes(msgs)
+        if d.get("error"):
+            sp.set_status(ot.Status(ot.StatusCode.ERROR, redact(str(d["error"]))[:300]))
         sp.end(end_time=s1)
-    if _g(trace, "status") == "error": root.set_status(ot.Status(ot.StatusCode.ERROR, "generation failed"))
+    if _g(trace, "status") == "error":
+        root.set_status(ot.Status(ot.StatusCode.ERROR, "generation failed"))
     root.end(end_time=end)
     return ids
 
@@ -272,111 +421,186 @@ def export_trace(trace,                           # a pipeline `Trace`, an `Answ
 def start_span(name: str, attributes: Optional[dict] = None, parent=None):
     "An open span (end it with `end_span`), a child of `parent` (a span) when given; None when export is off."
     tracer = _tracer()
-    if tracer is None: return None
+    if tracer is None:
+        return None
     from opentelemetry import trace as ot
-    return tracer.start_span(name, context=ot.set_span_in_context(parent) if parent is not None else None, attributes=_attrs(attributes or {}))
+
+    return tracer.start_span(
+        name,
+        context=ot.set_span_in_context(parent) if parent is not None else None,
+        attributes=_attrs(attributes or {}),
+    )
+
 
 def end_span(span, error: Optional[str] = None, attributes: Optional[dict] = None) -> None:
     "End a span from `start_span` (None is fine), marked as failed with `error` (credentials redacted) when given."
-    if span is None: return
+    if span is None:
+        return
     from opentelemetry import trace as ot
-    if attributes: span.set_attributes(_attrs(attributes))
-    if error: span.set_status(ot.Status(ot.StatusCode.ERROR, redact(str(error))[:300]))
+
+    if attributes:
+        span.set_attributes(_attrs(attributes))
+    if error:
+        span.set_status(ot.Status(ot.StatusCode.ERROR, redact(str(error))[:300]))
     span.end()
+
 
 @contextmanager
 def job_span(name: str, attributes: Optional[dict] = None, parent=None):
-    "A span around a block of a job (yields it, or None when export is off); an exception marks it failed and propagates."
+    """A span around a block of a job (yields it, or None when export is off); an exception marks it failed and
+    propagates."""
     sp = start_span(name, attributes, parent)
-    try: yield sp
-    except BaseException as e: end_span(sp, f"{type(e).__name__}: {e}"); raise
-    else: end_span(sp)
+    try:
+        yield sp
+    except BaseException as e:
+        end_span(sp, f"{type(e).__name__}: {e}")
+        raise
+    else:
+        end_span(sp)
 
 # %% ../nbs/10f_telemetry.ipynb #3979114c
-_SAMPLERS = weakref.WeakSet()     # live samplers: a reset of the high-water mark folds it into each of them first
+_SAMPLERS = weakref.WeakSet()  # live samplers: a reset of the high-water mark folds it into each of them first
+
 
 def rss_peak_mb() -> Optional[float]:
-    "This process's resident-set high-water mark in MiB: since the last `reset_rss_peak` on Linux, since start elsewhere; None where the OS has none."
+    """This process's resident-set high-water mark in MiB: since the last `reset_rss_peak` on Linux, since start
+    elsewhere; None where the OS has none."""
     try:
         m = re.search(r"^VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text(), re.M)
-        if m: return round(int(m.group(1)) / 1024, 1)
-    except OSError: pass
-    try: import resource
-    except ImportError: return None
+        if m:
+            return round(int(m.group(1)) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(r / 2**20 if sys.platform == "darwin" else r / 1024, 1)      # bytes on macOS, KiB on Linux
+    return round(r / 2**20 if sys.platform == "darwin" else r / 1024, 1)  # bytes on macOS, KiB on Linux
+
 
 def reset_rss_peak() -> bool:
-    "Restart the high-water mark from the current RSS (Linux), after folding it into every live sampler and open window; False where the OS cannot."
-    for s in list(_SAMPLERS): s.sample()
-    try: Path("/proc/self/clear_refs").write_text("5"); return True
-    except OSError: return False
+    """Restart the high-water mark from the current RSS (Linux), after folding it into every live sampler and open
+    window; False where the OS cannot."""
+    for s in list(_SAMPLERS):
+        s.sample()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
 
 def _gpu_peak_mb(reset: bool = False) -> Optional[float]:
-    torch = sys.modules.get("torch")                       # only when the job already uses torch: never import it for this
-    if torch is None or not torch.cuda.is_available(): return None
+    torch = sys.modules.get("torch")  # only when the job already uses torch: never import it for this
+    if torch is None or not torch.cuda.is_available():
+        return None
     v = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    if reset: torch.cuda.reset_peak_memory_stats()
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
     return v
 
+
 class ResourceSampler:
-    "Peak RSS of this process (the kernel's high-water mark where it can be reset, plus readings in a daemon thread), CPU time, CUDA peak memory; `window()` measures a block."
-    def __init__(self, interval: float = 0.5):         # seconds between two RSS readings
+    """Peak RSS of this process (the kernel's high-water mark where it can be reset, plus readings in a daemon thread),
+    CPU time, CUDA peak memory; `window()` measures a block."""
+
+    def __init__(self, interval: float = 0.5):  # seconds between two RSS readings
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0.01 <= interval <= 60:
             raise ValueError(f"ResourceSampler: interval must be seconds in [0.01, 60], got {interval!r}")
         import psutil
-        self.interval, self._p, self._stop, self._thread, self._lock = float(interval), psutil.Process(), threading.Event(), None, threading.Lock()
+
+        self.interval, self._p, self._stop, self._thread, self._lock = (
+            float(interval),
+            psutil.Process(),
+            threading.Event(),
+            None,
+            threading.Lock(),
+        )
         self._cpu0, self._t0, self._windows = self._cpu(), time.perf_counter(), []
-        self._hwm = reset_rss_peak()               # the kernel's peak from now on counts too (a short spike between readings is not lost)
-        self.peak_rss_mb = self.sample(); _SAMPLERS.add(self)
-    def _cpu(self) -> float: t = self._p.cpu_times(); return t.user + t.system
-    def __repr__(self): return f"ResourceSampler(peak_rss_mb={self.peak_rss_mb}, running={self._thread is not None})"
+        self._hwm = (
+            reset_rss_peak()
+        )  # the kernel's peak from now on counts too (a short spike between readings is not lost)
+        self.peak_rss_mb = self.sample()
+        _SAMPLERS.add(self)
+
+    def _cpu(self) -> float:
+        t = self._p.cpu_times()
+        return t.user + t.system
+
+    def __repr__(self):
+        return f"ResourceSampler(peak_rss_mb={self.peak_rss_mb}, running={self._thread is not None})"
 
 # %% ../nbs/10f_telemetry.ipynb #7b10d2e5
 from fastcore.basics import patch
 
+
 @patch
 def sample(self: ResourceSampler) -> float:
-    "Read RSS now (MiB) and the high-water mark since the last reset, updating the peaks of the sampler and of open windows -> RSS now."
+    """Read RSS now (MiB) and the high-water mark since the last reset, updating the peaks of the sampler and of open
+    windows -> RSS now."""
     mb = round(self._p.memory_info().rss / 2**20, 1)
     top = max(mb, (rss_peak_mb() or 0.0) if self._hwm else 0.0)
     with self._lock:
         self.peak_rss_mb = max(getattr(self, "peak_rss_mb", 0.0), top)
-        for w in self._windows: w["peak_rss_mb"] = max(w["peak_rss_mb"], top)
+        for w in self._windows:
+            w["peak_rss_mb"] = max(w["peak_rss_mb"], top)
     return mb
+
 
 @patch
 def start(self: ResourceSampler) -> ResourceSampler:
     "Start the sampling thread (a daemon; `stop` ends it)."
+
     def loop():
-        while not self._stop.wait(self.interval): self.sample()
-    if self._thread is None: self._thread = threading.Thread(target=loop, name="llmops-resources", daemon=True); self._thread.start()
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    if self._thread is None:
+        self._thread = threading.Thread(target=loop, name="llmops-resources", daemon=True)
+        self._thread.start()
     return self
+
 
 @patch
 def figures(self: ResourceSampler) -> dict:
     "{peak_rss_mb, rss_mb, cpu_s, wall_s, gpu_peak_mb} since the sampler was made."
     rss = self.sample()
-    return {"peak_rss_mb": self.peak_rss_mb, "rss_mb": rss, "cpu_s": round(self._cpu() - self._cpu0, 3),
-            "wall_s": round(time.perf_counter() - self._t0, 3), "gpu_peak_mb": _gpu_peak_mb()}
+    return {
+        "peak_rss_mb": self.peak_rss_mb,
+        "rss_mb": rss,
+        "cpu_s": round(self._cpu() - self._cpu0, 3),
+        "wall_s": round(time.perf_counter() - self._t0, 3),
+        "gpu_peak_mb": _gpu_peak_mb(),
+    }
+
 
 @patch
 def stop(self: ResourceSampler) -> dict:
     "Stop the thread and return the final `figures()`."
     self._stop.set()
-    if self._thread is not None: self._thread.join(timeout=self.interval + 1); self._thread = None
+    if self._thread is not None:
+        self._thread.join(timeout=self.interval + 1)
+        self._thread = None
     return self.figures()
+
 
 @patch
 @contextmanager
 def window(self: ResourceSampler):
     "Measure a block: yields a dict that holds {seconds, cpu_s, peak_rss_mb, gpu_peak_mb} when the block ends."
-    if self._hwm: reset_rss_peak()                 # folds the peak so far into every open window, then starts a new one for this block
+    if self._hwm:
+        reset_rss_peak()  # folds the peak so far into every open window, then starts a new one for this block
     w = {"peak_rss_mb": self.sample()}
-    with self._lock: self._windows.append(w)
+    with self._lock:
+        self._windows.append(w)
     t0, c0 = time.perf_counter(), self._cpu()
-    try: yield w
+    try:
+        yield w
     finally:
         self.sample()
-        with self._lock: self._windows.remove(w)
-        w.update(seconds=round(time.perf_counter() - t0, 3), cpu_s=round(self._cpu() - c0, 3), gpu_peak_mb=_gpu_peak_mb())
+        with self._lock:
+            self._windows.remove(w)
+        w.update(
+            seconds=round(time.perf_counter() - t0, 3), cpu_s=round(self._cpu() - c0, 3), gpu_peak_mb=_gpu_peak_mb()
+        )

@@ -10,10 +10,32 @@ import html, json, math, os, re, shutil, subprocess, sys, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Union
-from .core import (ConfigError, Settings, append_jsonl, atomic_dir, atomic_write, code_version, coerce, default_dtype, digest,
-                            device as pick_device, load_settings, read_json, read_jsonl, set_seed, write_json)
+from llmops_nb.core import (
+    ConfigError,
+    Settings,
+    append_jsonl,
+    atomic_dir,
+    atomic_write,
+    code_version,
+    coerce,
+    default_dtype,
+    digest,
+    device as pick_device,
+    load_settings,
+    read_json,
+    read_jsonl,
+    set_seed,
+    write_json,
+)
 from .data import DataError, Dataset, _check_conversation, load_dataset
-from .models import adapter_digest, has_generation_markers, load_model, load_tokenizer, model_ref, quantization_available
+from llmops_nb.models import (
+    adapter_digest,
+    has_generation_markers,
+    load_model,
+    load_tokenizer,
+    model_ref,
+    quantization_available,
+)
 from .telemetry import reset_rss_peak, rss_peak_mb
 
 # %% auto #0
@@ -27,54 +49,73 @@ __all__ = ['LOSS_MODES', 'PEAK_FLOPS', 'SEARCH_SPACE', 'PreflightError', 'conver
 class PreflightError(ValueError):
     "Training data that would not train what was asked: nothing trainable, or too many examples dropped."
 
+
 def conversations(data: Any, name: str = "train") -> tuple:
     "(validated rows with `messages`, content digest, source description) for `data` in any supported form."
     src, dig = None, None
     if isinstance(data, (str, Path)):
         p = Path(data).expanduser()
-        if (p / "manifest.json").is_file(): data = load_dataset(p)
+        if (p / "manifest.json").is_file():
+            data = load_dataset(p)
         elif p.is_file() and p.suffix == ".jsonl":
             src, data = str(p), read_jsonl(p, skip_partial_last=False)
-        elif not p.exists(): raise FileNotFoundError(f"{name}: {p} does not exist")
-        else: raise DataError(f"{name}: {p} is neither a dataset folder (with manifest.json) nor a .jsonl file")
-    if isinstance(data, Dataset): src, dig, data = str(data.path), data.digest, data.rows
-    elif type(data).__module__.startswith("datasets.") and hasattr(data, "to_list"): data = data.to_list()
+        elif not p.exists():
+            raise FileNotFoundError(f"{name}: {p} does not exist")
+        else:
+            raise DataError(f"{name}: {p} is neither a dataset folder (with manifest.json) nor a .jsonl file")
+    if isinstance(data, Dataset):
+        src, dig, data = str(data.path), data.digest, data.rows
+    elif type(data).__module__.startswith("datasets.") and hasattr(data, "to_list"):
+        data = data.to_list()
     if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
-        raise TypeError(f"{name}: expected rows with 'messages', a dataset folder, a .jsonl file or a datasets.Dataset, got {type(data).__name__}")
+        raise TypeError(
+            f"{name}: expected rows with 'messages', a dataset folder, a .jsonl file or a datasets.Dataset, got {type(data).__name__}"
+        )
     rows = list(data)
-    if not rows: raise DataError(f"{name}: no conversations")
+    if not rows:
+        raise DataError(f"{name}: no conversations")
     for i, r in enumerate(rows):
         where = f"{src}:{i + 1}" if src and src.endswith(".jsonl") else f"{name} row {i}"
-        if not isinstance(r, dict): raise DataError(f"{where}: expected an object with 'messages', got {type(r).__name__}")
+        if not isinstance(r, dict):
+            raise DataError(f"{where}: expected an object with 'messages', got {type(r).__name__}")
         _check_conversation(r.get("messages"), where + (f" (id {r['id']})" if "id" in r else ""))
     return rows, dig or digest([r["messages"] for r in rows]), src or f"{len(rows)} rows"
 
 # %% ../nbs/06_train.ipynb #39ba0fc8
 LOSS_MODES = ("assistant", "completion", "all")
 
+
 def _ids(tok, messages, **kw) -> dict:
     out = tok.apply_chat_template(messages, tokenize=True, return_dict=True, **kw)
     return {k: list(v) for k, v in out.items()}
 
+
 def _common_prefix(a: list, b: list) -> int:
     n = 0
     for x, y in zip(a, b):
-        if x != y: break
+        if x != y:
+            break
         n += 1
     return n
 
+
 def encode(tokenizer, messages: list, loss: str = "assistant", with_roles: bool = False) -> dict:
-    "`input_ids` and `labels` (-100: not trained) of one conversation; with `with_roles`, the message index of each token."
-    if loss not in LOSS_MODES: raise ValueError(f"loss must be one of {LOSS_MODES}, got {loss!r}")
+    """`input_ids` and `labels` (-100: not trained) of one conversation; with `with_roles`, the message index of each
+    token."""
+    if loss not in LOSS_MODES:
+        raise ValueError(f"loss must be one of {LOSS_MODES}, got {loss!r}")
     if loss == "assistant":
         if not has_generation_markers(tokenizer.chat_template):
-            raise PreflightError("loss='assistant' needs a chat template with {% generation %} markers, and this tokenizer's template "
-                                 "could not be given any; use loss='completion' (last assistant turn, any template) or loss='all'")
+            raise PreflightError(
+                "loss='assistant' needs a chat template with {% generation %} markers, and this tokenizer's template "
+                "could not be given any; use loss='completion' (last assistant turn, any template) or loss='all'"
+            )
         enc = _ids(tokenizer, messages, return_assistant_tokens_mask=True)
         ids, mask = enc["input_ids"], enc["assistant_masks"]
     else:
         ids = _ids(tokenizer, messages)["input_ids"]
-        if loss == "all": mask = [1] * len(ids)
+        if loss == "all":
+            mask = [1] * len(ids)
         else:
             start = _common_prefix(_ids(tokenizer, messages[:-1], add_generation_prompt=True)["input_ids"], ids)
             mask = [0] * start + [1] * (len(ids) - start)
@@ -83,9 +124,11 @@ def encode(tokenizer, messages: list, loss: str = "assistant", with_roles: bool 
         owner, prev = [], 0
         try:
             for j in range(len(messages)):
-                end = len(ids) if j == len(messages) - 1 else len(_ids(tokenizer, messages[:j + 1])["input_ids"])
-                owner += [j] * max(0, min(end, len(ids)) - prev); prev = max(prev, min(end, len(ids)))
-        except Exception: owner = []
+                end = len(ids) if j == len(messages) - 1 else len(_ids(tokenizer, messages[: j + 1])["input_ids"])
+                owner += [j] * max(0, min(end, len(ids)) - prev)
+                prev = max(prev, min(end, len(ids)))
+        except Exception:
+            owner = []
         out["owner"] = owner if len(owner) == len(ids) else None
     return out
 
@@ -93,46 +136,60 @@ def encode(tokenizer, messages: list, loss: str = "assistant", with_roles: bool 
 @dataclass
 class MaskReport:
     "What the loss will see: counts per role, truncation and drops, and one example with its trained tokens marked."
+
     loss: str
     max_length: int
     examples: int
     kept: int
     truncated: int
-    dropped: list                  # ids of examples with nothing left to train on after truncation
-    tokens: int                    # tokens of the kept examples, after truncation
+    dropped: list  # ids of examples with nothing left to train on after truncation
+    tokens: int  # tokens of the kept examples, after truncation
     trained_tokens: int
-    by_role: dict                  # role -> {"tokens": n, "trained": m}
-    length: dict                   # untruncated sequence length: p50, p95, max
-    example: str                   # one conversation with trained text between ⟦ and ⟧
+    by_role: dict  # role -> {"tokens": n, "trained": m}
+    length: dict  # untruncated sequence length: p50, p95, max
+    example: str  # one conversation with trained text between ⟦ and ⟧
     problems: list = field(default_factory=list)
 
     @property
-    def dropped_share(self) -> float: return len(self.dropped) / max(1, self.examples)
+    def dropped_share(self) -> float:
+        return len(self.dropped) / max(1, self.examples)
+
     @property
-    def trained_share(self) -> float: return self.trained_tokens / max(1, self.tokens)
+    def trained_share(self) -> float:
+        return self.trained_tokens / max(1, self.tokens)
 
     def check(self, max_dropped: float = 0.05) -> "MaskReport":
         "Raise `PreflightError` when nothing is trainable or more than `max_dropped` of the examples would be dropped."
         if self.kept == 0 or self.trained_tokens == 0:
-            raise PreflightError(f"pre-flight: no token is trainable (loss={self.loss!r}, max_length={self.max_length}, {self.examples} examples, "
-                                 f"{len(self.dropped)} dropped); check the chat template and the assistant turns, or raise max_length")
+            raise PreflightError(
+                f"pre-flight: no token is trainable (loss={self.loss!r}, max_length={self.max_length}, {self.examples} examples, "
+                f"{len(self.dropped)} dropped); check the chat template and the assistant turns, or raise max_length"
+            )
         if self.dropped_share > max_dropped:
-            raise PreflightError(f"pre-flight: {len(self.dropped)} of {self.examples} examples ({self.dropped_share:.0%}) would be dropped because "
-                                 f"nothing trainable is left within max_length={self.max_length} (longest {self.length['max']} tokens, "
-                                 f"95th percentile {self.length['p95']}); raise max_length or allow it with max_dropped >= {self.dropped_share:.2f}")
+            raise PreflightError(
+                f"pre-flight: {len(self.dropped)} of {self.examples} examples ({self.dropped_share:.0%}) would be dropped because "
+                f"nothing trainable is left within max_length={self.max_length} (longest {self.length['max']} tokens, "
+                f"95th percentile {self.length['p95']}); raise max_length or allow it with max_dropped >= {self.dropped_share:.2f}"
+            )
         return self
 
-    def to_dict(self) -> dict: return {**asdict(self), "dropped_share": self.dropped_share, "trained_share": self.trained_share}
+    def to_dict(self) -> dict:
+        return {**asdict(self), "dropped_share": self.dropped_share, "trained_share": self.trained_share}
 
     def summary(self) -> str:
-        lines = [f"loss={self.loss}  max_length={self.max_length}  examples={self.examples}  kept={self.kept}  truncated={self.truncated}  "
-                 f"dropped={len(self.dropped)} ({self.dropped_share:.1%})",
-                 f"tokens={self.tokens}  trained={self.trained_tokens} ({self.trained_share:.1%})  length p50={self.length['p50']} "
-                 f"p95={self.length['p95']} max={self.length['max']}"]
+        lines = [
+            f"loss={self.loss}  max_length={self.max_length}  examples={self.examples}  kept={self.kept}  truncated={self.truncated}  "
+            f"dropped={len(self.dropped)} ({self.dropped_share:.1%})",
+            f"tokens={self.tokens}  trained={self.trained_tokens} ({self.trained_share:.1%})  length p50={self.length['p50']} "
+            f"p95={self.length['p95']} max={self.length['max']}",
+        ]
         lines += [f"  {r:<10} tokens={v['tokens']:>8}  trained={v['trained']:>8}" for r, v in self.by_role.items()]
         lines += [f"  ! {p}" for p in self.problems]
         return "\n".join(lines)
-    def __repr__(self): return f"MaskReport(\n{self.summary()}\nexample (trained text between ⟦ and ⟧):\n{self.example}\n)"
+
+    def __repr__(self):
+        return f"MaskReport(\n{self.summary()}\nexample (trained text between ⟦ and ⟧):\n{self.example}\n)"
+
     def _repr_html_(self):
         ex = html.escape(self.example).replace("⟦", "<mark>").replace("⟧", "</mark>")
         return f"<pre>{html.escape(self.summary())}</pre><p>Example (trained tokens highlighted):</p><pre style='white-space:pre-wrap'>{ex}</pre>"
@@ -142,250 +199,409 @@ def _marked(tok, ids: list, labels: list) -> str:
     out, run, state = [], [], None
     for t, l in zip(ids, labels):
         s = l != -100
-        if s != state and run: out.append(("⟦" + tok.decode(run) + "⟧") if state else tok.decode(run)); run = []
-        run.append(t); state = s
-    if run: out.append(("⟦" + tok.decode(run) + "⟧") if state else tok.decode(run))
+        if s != state and run:
+            out.append(("⟦" + tok.decode(run) + "⟧") if state else tok.decode(run))
+            run = []
+        run.append(t)
+        state = s
+    if run:
+        out.append(("⟦" + tok.decode(run) + "⟧") if state else tok.decode(run))
     return "".join(out)
+
 
 def _pct(xs: list, q: float) -> int:
     xs = sorted(xs)
     return int(xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]) if xs else 0
 
+
 def prepare(data: Any, tokenizer, max_length: int = 1024, loss: str = "assistant", name: str = "train") -> tuple:
     "(encoded kept examples, `MaskReport`, data digest): what `sft` trains on, and the report that describes it."
     max_length = coerce(max_length, int, "max_length")
-    if max_length < 8: raise ValueError(f"max_length must be >= 8, got {max_length}")
-    if loss not in LOSS_MODES: raise ValueError(f"loss must be one of {LOSS_MODES}, got {loss!r}")
+    if max_length < 8:
+        raise ValueError(f"max_length must be >= 8, got {max_length}")
+    if loss not in LOSS_MODES:
+        raise ValueError(f"loss must be one of {LOSS_MODES}, got {loss!r}")
     rows, dig, _ = conversations(data, name)
     kept, dropped, lengths, truncated, by_role, example = [], [], [], 0, {}, None
     for i, r in enumerate(rows):
         e = encode(tokenizer, r["messages"], loss, with_roles=True)
-        n = len(e["input_ids"]); lengths.append(n)
+        n = len(e["input_ids"])
+        lengths.append(n)
         ids, labels = e["input_ids"][:max_length], e["labels"][:max_length]
         truncated += n > max_length
-        if not any(l != -100 for l in labels): dropped.append(str(r.get("id", i))); continue
+        if not any(l != -100 for l in labels):
+            dropped.append(str(r.get("id", i)))
+            continue
         kept.append({"input_ids": ids, "labels": labels})
         owner = (e["owner"] or [None] * n)[:max_length]
         for o, l in zip(owner, labels):
             role = r["messages"][o]["role"] if o is not None else "unknown"
-            d = by_role.setdefault(role, {"tokens": 0, "trained": 0}); d["tokens"] += 1; d["trained"] += l != -100
-        if example is None: example = _marked(tokenizer, ids, labels)
+            d = by_role.setdefault(role, {"tokens": 0, "trained": 0})
+            d["tokens"] += 1
+            d["trained"] += l != -100
+        if example is None:
+            example = _marked(tokenizer, ids, labels)
     tokens, trained = sum(len(k["input_ids"]) for k in kept), sum(sum(l != -100 for l in k["labels"]) for k in kept)
-    rep = MaskReport(loss, max_length, len(rows), len(kept), truncated, dropped, tokens, trained,
-                     {r: by_role[r] for r in ("system", "user", "assistant", "unknown") if r in by_role},
-                     {"p50": _pct(lengths, .5), "p95": _pct(lengths, .95), "max": max(lengths)}, example or "")
-    if trained == 0: rep.problems.append("no token is trainable")
-    if dropped: rep.problems.append(f"{len(dropped)} examples dropped by max_length={max_length}: {', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}")
-    if truncated - len(dropped) > 0: rep.problems.append(f"{truncated - len(dropped)} examples truncated (their ends are not trained)")
-    if loss != "all" and by_role.get("system", {}).get("trained"): rep.problems.append("system prompt tokens are in the loss")
-    if loss == "assistant" and kept and not any(k["labels"][-1] != -100 or tokenizer.eos_token_id in [t for t in k["labels"] if t != -100] for k in kept[:50]):
+    rep = MaskReport(
+        loss,
+        max_length,
+        len(rows),
+        len(kept),
+        truncated,
+        dropped,
+        tokens,
+        trained,
+        {r: by_role[r] for r in ("system", "user", "assistant", "unknown") if r in by_role},
+        {"p50": _pct(lengths, 0.5), "p95": _pct(lengths, 0.95), "max": max(lengths)},
+        example or "",
+    )
+    if trained == 0:
+        rep.problems.append("no token is trainable")
+    if dropped:
+        rep.problems.append(
+            f"{len(dropped)} examples dropped by max_length={max_length}: {', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}"
+        )
+    if truncated - len(dropped) > 0:
+        rep.problems.append(f"{truncated - len(dropped)} examples truncated (their ends are not trained)")
+    if loss != "all" and by_role.get("system", {}).get("trained"):
+        rep.problems.append("system prompt tokens are in the loss")
+    if (
+        loss == "assistant"
+        and kept
+        and not any(
+            k["labels"][-1] != -100 or tokenizer.eos_token_id in [t for t in k["labels"] if t != -100]
+            for k in kept[:50]
+        )
+    ):
         rep.problems.append("the end-of-turn token is never trained: the model may not learn to stop")
     return kept, rep, dig
 
+
 def mask_report(data: Any, tokenizer, max_length: int = 1024, loss: str = "assistant") -> MaskReport:
-    "Pre-flight: trained tokens per role, examples truncated or dropped by `max_length`, one example with trained tokens marked."
+    """Pre-flight: trained tokens per role, examples truncated or dropped by `max_length`, one example with trained
+    tokens marked."""
     return prepare(data, tokenizer, max_length, loss)[1]
 
 # %% ../nbs/06_train.ipynb #fca7da90
 _CKPT_FILES = ("trainer_state.json", "scheduler.pt")
 _OPTIM_FILE = re.compile(r"optimizer(?:_\d+)?(?:_rank\d+)?\.(?:pt|bin|safetensors)")
-_WEIGHT_FILE = re.compile(r"(?:adapter_model|model|pytorch_model|pytorch_model_fsdp)(?:_\d+)?(?:_rank\d+)?(?:-\d+-of-\d+)?\.(?:safetensors|bin)")
+_WEIGHT_FILE = re.compile(
+    r"(?:adapter_model|model|pytorch_model|pytorch_model_fsdp)(?:_\d+)?(?:_rank\d+)?(?:-\d+-of-\d+)?\.(?:safetensors|bin)"
+)
 
-def _step(ck: Path) -> int: return int(ck.name.split("-")[1])
-def _nonempty(p: Path) -> bool: return p.is_file() and p.stat().st_size > 0
-def _dcp_dir(d: Path) -> bool: return d.is_dir() and _nonempty(d / ".metadata")   # torch.distributed.checkpoint writes .metadata last
+
+def _step(ck: Path) -> int:
+    return int(ck.name.split("-")[1])
+
+
+def _nonempty(p: Path) -> bool:
+    return p.is_file() and p.stat().st_size > 0
+
+
+def _dcp_dir(d: Path) -> bool:
+    return d.is_dir() and _nonempty(d / ".metadata")  # torch.distributed.checkpoint writes .metadata last
+
 
 def _optimizer_saved(ck: Path) -> bool:
-    "Optimizer state in any layout: optimizer.pt, optimizer[_N][_rankR].bin (FSDP), optimizer_N/ (FSDP sharded), DeepSpeed global_stepN/."
-    if any(_OPTIM_FILE.fullmatch(f.name) and _nonempty(f) for f in ck.iterdir()) or any(_dcp_dir(d) for d in ck.glob("optimizer_*")): return True
+    """Optimizer state in any layout: optimizer.pt, optimizer[_N][_rankR].bin (FSDP), optimizer_N/ (FSDP sharded),
+    DeepSpeed global_stepN/."""
+    if any(_OPTIM_FILE.fullmatch(f.name) and _nonempty(f) for f in ck.iterdir()) or any(
+        _dcp_dir(d) for d in ck.glob("optimizer_*")
+    ):
+        return True
     ds = ck / f"global_step{_step(ck)}"
     return ds.is_dir() and any(_nonempty(f) for f in ds.glob("*optim_states.pt"))
+
 
 def _weights_problem(ck: Path) -> Optional[str]:
     "None when `ck` holds weights in a known layout whose safetensors headers read, else what is wrong."
     from safetensors import SafetensorError, safe_open
+
     files = [f for f in ck.iterdir() if _WEIGHT_FILE.fullmatch(f.name)]
     for f in (f for f in files if f.suffix == ".safetensors"):
         try:
-            with safe_open(str(f), "pt") as h: h.keys()                                         # a truncated file has a broken header
-        except SafetensorError as e: return f"{f.name} is truncated or corrupt ({e})"
+            with safe_open(str(f), "pt") as h:
+                h.keys()  # a truncated file has a broken header
+        except SafetensorError as e:
+            return f"{f.name} is truncated or corrupt ({e})"
     for idx in ck.glob("*.index.json"):
-        try: shards = set(json.loads(idx.read_text())["weight_map"].values())
-        except (ValueError, KeyError, TypeError, AttributeError) as e: return f"{idx.name} is unreadable ({type(e).__name__})"
-        if missing := sorted(s for s in shards if not _nonempty(ck / s)): return f"{idx.name} lists missing shards {missing[:3]}"
+        try:
+            shards = set(json.loads(idx.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return f"{idx.name} is unreadable ({type(e).__name__})"
+        if missing := sorted(s for s in shards if not _nonempty(ck / s)):
+            return f"{idx.name} lists missing shards {missing[:3]}"
     ds = ck / f"global_step{_step(ck)}"
-    if any(map(_nonempty, files)) or any(_dcp_dir(d) for d in ck.glob("pytorch_model_fsdp_*")) or (ds.is_dir() and any(map(_nonempty, ds.glob("*model_states.pt")))):
+    if (
+        any(map(_nonempty, files))
+        or any(_dcp_dir(d) for d in ck.glob("pytorch_model_fsdp_*"))
+        or (ds.is_dir() and any(map(_nonempty, ds.glob("*model_states.pt"))))
+    ):
         return None
     return "no model or adapter weights"
 
+
 def _incomplete(ck: Path) -> Optional[str]:
-    "What makes checkpoint `ck` positively incomplete, or None when it is complete; a failure of the check itself raises."
-    if missing := [f for f in _CKPT_FILES if not _nonempty(ck / f)]: return f"missing or empty {', '.join(missing)}"
-    if not _optimizer_saved(ck): return "no optimizer state (optimizer.pt, optimizer*.bin, optimizer_N/ or global_stepN/*optim_states.pt)"
+    """What makes checkpoint `ck` positively incomplete, or None when it is complete; a failure of the check itself
+    raises."""
+    if missing := [f for f in _CKPT_FILES if not _nonempty(ck / f)]:
+        return f"missing or empty {', '.join(missing)}"
+    if not _optimizer_saved(ck):
+        return "no optimizer state (optimizer.pt, optimizer*.bin, optimizer_N/ or global_stepN/*optim_states.pt)"
     rng = sorted(ck.glob("rng_state*.pth"))
     ranks = [int(m.group(1)) for f in rng if (m := re.fullmatch(r"rng_state_(\d+)\.pth", f.name))]
-    if not rng or (ranks and sorted(ranks) != list(range(max(ranks) + 1))): return "an RNG state is missing (one per rank)"
-    if why := _weights_problem(ck): return why
-    try: step = int(json.loads((ck / "trainer_state.json").read_text())["global_step"])
-    except (ValueError, KeyError, TypeError) as e: return f"trainer_state.json is unreadable ({type(e).__name__})"
+    if not rng or (ranks and sorted(ranks) != list(range(max(ranks) + 1))):
+        return "an RNG state is missing (one per rank)"
+    if why := _weights_problem(ck):
+        return why
+    try:
+        step = int(json.loads((ck / "trainer_state.json").read_text())["global_step"])
+    except (ValueError, KeyError, TypeError) as e:
+        return f"trainer_state.json is unreadable ({type(e).__name__})"
     return None if step == _step(ck) else f"trainer_state.json is at step {step}, not {_step(ck)}"
 
+
 def last_checkpoint(folder: Union[str, Path], clean: bool = True) -> Optional[Path]:
-    "The newest complete `checkpoint-N` in `folder` (None if none); with `clean`, positively incomplete ones are removed."
+    """The newest complete `checkpoint-N` in `folder` (None if none); with `clean`, positively incomplete ones are
+    removed."""
     folder = Path(folder)
-    if not folder.is_dir(): return None
+    if not folder.is_dir():
+        return None
     cks = sorted((p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)), key=_step)
     good = []
     for c in cks:
-        try: why = _incomplete(c)
+        try:
+            why = _incomplete(c)
         except Exception as e:
-            warnings.warn(f"{c}: the completeness check failed ({type(e).__name__}: {e}); the checkpoint is kept and not resumed from")
+            warnings.warn(
+                f"{c}: the completeness check failed ({type(e).__name__}: {e}); the checkpoint is kept and not resumed from"
+            )
             continue
-        if why is None: good.append(c)
-        elif clean: shutil.rmtree(c, ignore_errors=True)
+        if why is None:
+            good.append(c)
+        elif clean:
+            shutil.rmtree(c, ignore_errors=True)
     return good[-1] if good else None
 
 # %% ../nbs/06_train.ipynb #178f1f15
 _DEVICES = Literal["cpu", "cuda", "mps"]
 
+
 def reset_peak_memory(dev: str = "cpu") -> bool:
-    "Start a new peak-memory window (CUDA allocator peak; RSS high-water mark where the OS allows); False when the RSS peak stays the process's."
+    """Start a new peak-memory window (CUDA allocator peak; RSS high-water mark where the OS allows); False when the RSS
+    peak stays the process's."""
     if coerce(dev, _DEVICES, "dev") == "cuda":
-        import torch; torch.cuda.reset_peak_memory_stats()
-    return reset_rss_peak()          # Linux: VmHWM restarts from the current RSS; a run's sampler keeps the peak so far
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    return reset_rss_peak()  # Linux: VmHWM restarts from the current RSS; a run's sampler keeps the peak so far
+
 
 def peak_memory(dev: str = "cpu") -> dict:
-    "Peak memory in MiB since `reset_peak_memory`: `peak_rss_mb` (process RSS) and, on CUDA, `peak_gpu_mem_mb` (torch's allocator)."
+    """Peak memory in MiB since `reset_peak_memory`: `peak_rss_mb` (process RSS) and, on CUDA, `peak_gpu_mem_mb`
+    (torch's allocator)."""
     dev = coerce(dev, _DEVICES, "dev")
     mb = rss_peak_mb()
     if mb is None:
-        import psutil; mb = round(psutil.Process().memory_info().rss / 2**20, 1)   # no peak on this OS: the current RSS, a lower bound
+        import psutil
+
+        mb = round(psutil.Process().memory_info().rss / 2**20, 1)  # no peak on this OS: the current RSS, a lower bound
     out = {"peak_rss_mb": mb}
     if dev == "cuda":
-        import torch; out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        import torch
+
+        out["peak_gpu_mem_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return out
 
 # %% ../nbs/06_train.ipynb #c276a24a
-def _numel(q) -> int: return q.numel() * (2 * q.element_size() if type(q).__name__ == "Params4bit" else 1)   # bitsandbytes packs 4-bit pairs
+def _numel(q) -> int:
+    return q.numel() * (
+        2 * q.element_size() if type(q).__name__ == "Params4bit" else 1
+    )  # bitsandbytes packs 4-bit pairs
+
 
 def _n_params(model, frozen_only: bool = False) -> int:
-    "Parameters multiplied per token: each unique weight (4-bit ones unpacked), less an untied input embedding (a lookup)."
+    """Parameters multiplied per token: each unique weight (4-bit ones unpacked), less an untied input embedding (a
+    lookup)."""
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     lookup = emb.weight if emb is not None and (head is None or head.weight is not emb.weight) else None
     return sum(_numel(q) for q in model.parameters() if q is not lookup and not (frozen_only and q.requires_grad))
 
-def model_flops_per_token(model: Any,                      # a model (parameters and config are read) or its parameter count N
-                          seq_len: float = 0,              # mean tokens per sequence: adds attention's 12*layers*hidden*seq_len; 0: left out
-                          layers: Optional[int] = None,    # with a parameter count and seq_len; read from a model's config
-                          hidden: Optional[int] = None,
-                          frozen: bool = False) -> float:  # count parameters without gradients (LoRA's base) at 4 FLOPs, not 6; needs a model
+
+def model_flops_per_token(
+    model: Any,  # a model (parameters and config are read) or its parameter count N
+    seq_len: float = 0,  # mean tokens per sequence: adds attention's 12*layers*hidden*seq_len; 0: left out
+    layers: Optional[int] = None,  # with a parameter count and seq_len; read from a model's config
+    hidden: Optional[int] = None,
+    frozen: bool = False,
+) -> float:  # count parameters without gradients (LoRA's base) at 4 FLOPs, not 6; needs a model
     "Training FLOPs per token: 6N (2N forward, 4N backward) plus 12*layers*hidden*seq_len for attention."
     seq_len = coerce(seq_len, float, "seq_len")
-    if seq_len < 0: raise ValueError(f"model_flops_per_token: seq_len must be >= 0, got {seq_len}")
+    if seq_len < 0:
+        raise ValueError(f"model_flops_per_token: seq_len must be >= 0, got {seq_len}")
     if isinstance(model, (int, float)) and not isinstance(model, bool):
-        if model <= 0: raise ValueError(f"model_flops_per_token: a parameter count must be > 0, got {model}")
-        if frozen: raise ValueError("model_flops_per_token: frozen=True needs a model (which parameters have gradients), not a count")
+        if model <= 0:
+            raise ValueError(f"model_flops_per_token: a parameter count must be > 0, got {model}")
+        if frozen:
+            raise ValueError(
+                "model_flops_per_token: frozen=True needs a model (which parameters have gradients), not a count"
+            )
         flops = 6.0 * model
     elif hasattr(model, "parameters") and hasattr(model, "get_input_embeddings"):
         flops = 6.0 * _n_params(model) - (2.0 * _n_params(model, frozen_only=True) if frozen else 0.0)
         cfg = getattr(model, "config", None)
         layers, hidden = layers or getattr(cfg, "num_hidden_layers", None), hidden or getattr(cfg, "hidden_size", None)
-    else: raise TypeError(f"model_flops_per_token: model must be a transformers model or a parameter count, got {type(model).__name__}")
+    else:
+        raise TypeError(
+            f"model_flops_per_token: model must be a transformers model or a parameter count, got {type(model).__name__}"
+        )
     if seq_len:
-        if not layers or not hidden: raise ValueError("model_flops_per_token: seq_len > 0 needs layers and hidden (give them with a parameter count)")
+        if not layers or not hidden:
+            raise ValueError(
+                "model_flops_per_token: seq_len > 0 needs layers and hidden (give them with a parameter count)"
+            )
         flops += 12.0 * layers * hidden * seq_len
     return flops
 
 # %% ../nbs/06_train.ipynb #d1e7d67b
-def _dense(tflops: float) -> dict: return {"bfloat16": tflops * 1e12, "float16": tflops * 1e12}
+def _dense(tflops: float) -> dict:
+    return {"bfloat16": tflops * 1e12, "float16": tflops * 1e12}
 
-PEAK_FLOPS = {                                   # device-name pattern -> dense peak FLOP/s of one GPU per dtype (vendor datasheets)
-    r"H[12]00.*NVL": _dense(835),                # H100 NVL, H200 NVL: 1,671 TFLOPS bf16 with sparsity
-    r"H[18]00.*PCIe": _dense(756),               # H100 PCIe: 1,513 with sparsity
-    r"GH200|H200|H100|H800": _dense(989),        # H100 SXM5 ("H100 80GB HBM3"), H200 SXM, GH200: 1,979 with sparsity
-    r"B200": _dense(2250),                       # HGX B200, per GPU
-    r"A100|A800": _dense(312),                   # SXM4 and PCIe alike
+
+PEAK_FLOPS = {  # device-name pattern -> dense peak FLOP/s of one GPU per dtype (vendor datasheets)
+    r"H[12]00.*NVL": _dense(835),  # H100 NVL, H200 NVL: 1,671 TFLOPS bf16 with sparsity
+    r"H[18]00.*PCIe": _dense(756),  # H100 PCIe: 1,513 with sparsity
+    r"GH200|H200|H100|H800": _dense(989),  # H100 SXM5 ("H100 80GB HBM3"), H200 SXM, GH200: 1,979 with sparsity
+    r"B200": _dense(2250),  # HGX B200, per GPU
+    r"A100|A800": _dense(312),  # SXM4 and PCIe alike
     r"L40S": _dense(362),
     r"L40\b": _dense(181),
-    r"A10G": _dense(125),                        # AWS's A10 variant; NVIDIA publishes no separate sheet: the A10's figure (override if measured lower)
+    r"A10G": _dense(
+        125
+    ),  # AWS's A10 variant; NVIDIA publishes no separate sheet: the A10's figure (override if measured lower)
     r"A10\b": _dense(125),
     r"L4\b": _dense(121),
-    r"V100": {"float16": 125e12},                # no bf16 on Volta
+    r"V100": {"float16": 125e12},  # no bf16 on Volta
     r"T4\b": {"float16": 65e12},
 }
 
-def peak_flops(device_name: Optional[str],                    # torch.cuda.get_device_name(); "cpu" or None: not in the table
-               dtype: Any = "bfloat16",                        # the training compute dtype: a torch dtype or its name
-               override: Optional[float] = None) -> Optional[float]:  # FLOP/s of one device; None: LLMOPS_PEAK_FLOPS, else the table
-    "Dense peak FLOP/s of one accelerator for `dtype`: `override`, else LLMOPS_PEAK_FLOPS, else PEAK_FLOPS by device name; None when unknown."
+
+def peak_flops(
+    device_name: Optional[str],  # torch.cuda.get_device_name(); "cpu" or None: not in the table
+    dtype: Any = "bfloat16",  # the training compute dtype: a torch dtype or its name
+    override: Optional[float] = None,
+) -> Optional[float]:  # FLOP/s of one device; None: LLMOPS_PEAK_FLOPS, else the table
+    """Dense peak FLOP/s of one accelerator for `dtype`: `override`, else LLMOPS_PEAK_FLOPS, else PEAK_FLOPS by device
+    name; None when unknown."""
     where = "override"
     if override is None and os.environ.get("LLMOPS_PEAK_FLOPS", "").strip():
         override, where = os.environ["LLMOPS_PEAK_FLOPS"].strip(), "LLMOPS_PEAK_FLOPS"
     if override is not None:
-        try: value = float(override)
-        except (TypeError, ValueError): value = float("nan")
+        try:
+            value = float(override)
+        except (TypeError, ValueError):
+            value = float("nan")
         if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{where}: expected the peak FLOP/s of one device as a positive number (e.g. 989e12), got {override!r}")
+            raise ConfigError(
+                f"{where}: expected the peak FLOP/s of one device as a positive number (e.g. 989e12), got {override!r}"
+            )
         return value
-    if not device_name: return None
+    if not device_name:
+        return None
     for pattern, figures in PEAK_FLOPS.items():
-        if re.search(pattern, str(device_name), re.I): return figures.get(str(dtype).replace("torch.", ""))
+        if re.search(pattern, str(device_name), re.I):
+            return figures.get(str(dtype).replace("torch.", ""))
     return None
 
-def mfu(tokens_per_s: Optional[float], flops_per_token: float, peak: Optional[float], devices: int = 1) -> Optional[float]:
-    "Model FLOPs utilization: tokens/s x FLOPs per token over `devices` x `peak` FLOP/s; None when the peak or the throughput is unknown."
-    if peak is None or tokens_per_s is None: return None
-    tokens_per_s, flops_per_token = coerce(tokens_per_s, float, "tokens_per_s"), coerce(flops_per_token, float, "flops_per_token")
+
+def mfu(
+    tokens_per_s: Optional[float], flops_per_token: float, peak: Optional[float], devices: int = 1
+) -> Optional[float]:
+    """Model FLOPs utilization: tokens/s x FLOPs per token over `devices` x `peak` FLOP/s; None when the peak or the
+    throughput is unknown."""
+    if peak is None or tokens_per_s is None:
+        return None
+    tokens_per_s, flops_per_token = (
+        coerce(tokens_per_s, float, "tokens_per_s"),
+        coerce(flops_per_token, float, "flops_per_token"),
+    )
     peak, devices = coerce(peak, float, "peak"), coerce(devices, int, "devices")
-    if tokens_per_s < 0: raise ValueError(f"mfu: tokens_per_s must be >= 0, got {tokens_per_s}")
-    if flops_per_token <= 0: raise ValueError(f"mfu: flops_per_token must be > 0, got {flops_per_token}")
-    if peak <= 0: raise ValueError(f"mfu: peak must be > 0, got {peak}")
-    if devices < 1: raise ValueError(f"mfu: devices must be >= 1, got {devices}")
+    if tokens_per_s < 0:
+        raise ValueError(f"mfu: tokens_per_s must be >= 0, got {tokens_per_s}")
+    if flops_per_token <= 0:
+        raise ValueError(f"mfu: flops_per_token must be > 0, got {flops_per_token}")
+    if peak <= 0:
+        raise ValueError(f"mfu: peak must be > 0, got {peak}")
+    if devices < 1:
+        raise ValueError(f"mfu: devices must be >= 1, got {devices}")
     return tokens_per_s * flops_per_token / (devices * peak)
 
 # %% ../nbs/06_train.ipynb #94652439
 def _trainer_callback_base():
     from transformers import TrainerCallback
+
     return TrainerCallback
+
 
 def _run_metrics(logs: dict) -> dict:
     "Trainer log entries as run metrics: eval_* under eval/, the rest under train/ (numbers only)."
-    nums = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+    nums = {
+        k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"
+    }
     return {(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in nums.items()}
+
 
 def _log_callback(run, verbose: bool, history_path: Path):
     class LogToRun(_trainer_callback_base()):
         "Forward the trainer's logs to the run record (and W&B through it), and print one line per log."
+
         def on_log(self, args, state, control, logs=None, **kw):
-            if not state.is_world_process_zero or not logs: return
+            if not state.is_world_process_zero or not logs:
+                return
             nums = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
             append_jsonl(history_path, {"step": state.global_step, **nums})
-            if run is not None: run.log(_run_metrics(nums), step=state.global_step)
+            if run is not None:
+                run.log(_run_metrics(nums), step=state.global_step)
             if verbose:
-                keys = [k for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "train_loss") if k in nums]
-                print(f"step {state.global_step:>5}/{state.max_steps}  " + "  ".join(f"{k}={nums[k]:.4g}" for k in keys), flush=True)
+                keys = [
+                    k
+                    for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "train_loss")
+                    if k in nums
+                ]
+                print(
+                    f"step {state.global_step:>5}/{state.max_steps}  " + "  ".join(f"{k}={nums[k]:.4g}" for k in keys),
+                    flush=True,
+                )
+
     return LogToRun()
 
+
 from contextlib import contextmanager
+
 
 @contextmanager
 def _quiet():
     "Silence progress bars of model loading and dataset preparation (one log line per step is printed instead)."
     import warnings, datasets
     from transformers.utils import logging as tlog
+
     was = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars(); tlog.disable_progress_bar()
+    datasets.disable_progress_bars()
+    tlog.disable_progress_bar()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             yield
     finally:
         tlog.enable_progress_bar()
-        if was: datasets.enable_progress_bars()
+        if was:
+            datasets.enable_progress_bars()
+
 
 @dataclass
 class SFTResult:
     "A finished `sft` job: where its adapter is, its metrics and loss history, and its pre-flight report."
+
     out_dir: Path
     adapter_dir: Path
     metrics: dict
@@ -397,56 +613,139 @@ class SFTResult:
     @classmethod
     def load(cls, out_dir: Union[str, Path]) -> "SFTResult":
         "Read a finished job from its folder."
-        out_dir = Path(out_dir); ad = out_dir / "adapter"
-        if not (ad / "training_info.json").is_file(): raise FileNotFoundError(f"{out_dir}: no finished sft job (adapter/training_info.json missing)")
+        out_dir = Path(out_dir)
+        ad = out_dir / "adapter"
+        if not (ad / "training_info.json").is_file():
+            raise FileNotFoundError(f"{out_dir}: no finished sft job (adapter/training_info.json missing)")
         info = read_json(ad / "training_info.json")
-        return cls(out_dir, ad, info["metrics"], info.get("history", []), info.get("mask_report", {}), info, info.get("resumed_from"))
+        return cls(
+            out_dir,
+            ad,
+            info["metrics"],
+            info.get("history", []),
+            info.get("mask_report", {}),
+            info,
+            info.get("resumed_from"),
+        )
 
     def plot(self, ax=None):
         "Training and evaluation loss against the step."
         import matplotlib.pyplot as plt
+
         ax = ax or plt.subplots(figsize=(6, 3))[1]
         for key, label in (("loss", "train"), ("eval_loss", "eval")):
             pts = [(h["step"], h[key]) for h in self.history if key in h]
-            if pts: ax.plot(*zip(*pts), marker="o" if key == "eval_loss" else None, label=label)
-        ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(); ax.set_title("Loss")
+            if pts:
+                ax.plot(*zip(*pts), marker="o" if key == "eval_loss" else None, label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.set_title("Loss")
         return ax
 
 # %% ../nbs/06_train.ipynb #025e05be
 def _sft_params(*exclude: str) -> set:
     "Names of `sft`'s parameters, without the data, model and process-local ones and `exclude`."
     import inspect
-    return set(inspect.signature(sft).parameters) - {"model", "train", "eval", "out_dir", "tokenizer", "run", "callbacks", "settings", *exclude}
+
+    return set(inspect.signature(sft).parameters) - {
+        "model",
+        "train",
+        "eval",
+        "out_dir",
+        "tokenizer",
+        "run",
+        "callbacks",
+        "settings",
+        *exclude,
+    }
+
 
 def _check_params(p: dict) -> dict:
-    types = dict(loss=Literal["assistant", "completion", "all"], max_length=int, packing=bool, lora_r=int, lora_alpha=int, lora_dropout=float,
-                 learning_rate=float, epochs=float, max_steps=int, batch_size=int, grad_accum=int, warmup=float, scheduler=str, weight_decay=float,
-                 eval_steps=int, save_steps=int, save_total_limit=int, early_stopping_patience=int, logging_steps=int, seed=int,
-                 quantize=Literal["none", "auto", "4bit", "8bit"], device=Literal["auto", "cpu", "cuda", "mps"],
-                 dtype=Literal["auto", "float32", "bfloat16", "float16"], max_dropped=float)
+    types = dict(
+        loss=Literal["assistant", "completion", "all"],
+        max_length=int,
+        packing=bool,
+        lora_r=int,
+        lora_alpha=int,
+        lora_dropout=float,
+        learning_rate=float,
+        epochs=float,
+        max_steps=int,
+        batch_size=int,
+        grad_accum=int,
+        warmup=float,
+        scheduler=str,
+        weight_decay=float,
+        eval_steps=int,
+        save_steps=int,
+        save_total_limit=int,
+        early_stopping_patience=int,
+        logging_steps=int,
+        seed=int,
+        quantize=Literal["none", "auto", "4bit", "8bit"],
+        device=Literal["auto", "cpu", "cuda", "mps"],
+        dtype=Literal["auto", "float32", "bfloat16", "float16"],
+        max_dropped=float,
+    )
     p = {k: coerce(v, types[k], k) if k in types else v for k, v in p.items()}
     for k in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "save_steps", "logging_steps", "save_total_limit"):
-        if p[k] < 1: raise ValueError(f"sft: {k} must be >= 1, got {p[k]}")
+        if p[k] < 1:
+            raise ValueError(f"sft: {k} must be >= 1, got {p[k]}")
     for k in ("eval_steps", "early_stopping_patience", "weight_decay", "warmup"):
-        if p[k] < 0: raise ValueError(f"sft: {k} must be >= 0, got {p[k]}")
-    if p["max_length"] < 8: raise ValueError(f"sft: max_length must be >= 8, got {p['max_length']}")
-    if not 0 <= p["lora_dropout"] < 1: raise ValueError(f"sft: lora_dropout must be in [0, 1), got {p['lora_dropout']}")
-    if not 0 < p["learning_rate"] < 1: raise ValueError(f"sft: learning_rate must be in (0, 1), got {p['learning_rate']}")
-    if p["max_steps"] == 0 or p["max_steps"] < -1: raise ValueError(f"sft: max_steps must be -1 (use epochs) or >= 1, got {p['max_steps']}")
-    if p["max_steps"] == -1 and p["epochs"] <= 0: raise ValueError(f"sft: epochs must be > 0, got {p['epochs']}")
-    if not 0 <= p["max_dropped"] <= 1: raise ValueError(f"sft: max_dropped must be in [0, 1], got {p['max_dropped']}")
-    if p["scheduler"] not in ("linear", "cosine", "constant", "constant_with_warmup"): raise ValueError(f"sft: scheduler must be linear, cosine, constant or constant_with_warmup, got {p['scheduler']!r}")
-    if p["activation_checkpointing"] not in ("auto", True, False): raise ValueError(f"sft: activation_checkpointing must be 'auto', True or False, got {p['activation_checkpointing']!r}")
-    if not isinstance(p["target_modules"], (str, list, tuple)): raise TypeError(f"sft: target_modules must be 'all-linear' or a list of module names, got {p['target_modules']!r}")
+        if p[k] < 0:
+            raise ValueError(f"sft: {k} must be >= 0, got {p[k]}")
+    if p["max_length"] < 8:
+        raise ValueError(f"sft: max_length must be >= 8, got {p['max_length']}")
+    if not 0 <= p["lora_dropout"] < 1:
+        raise ValueError(f"sft: lora_dropout must be in [0, 1), got {p['lora_dropout']}")
+    if not 0 < p["learning_rate"] < 1:
+        raise ValueError(f"sft: learning_rate must be in (0, 1), got {p['learning_rate']}")
+    if p["max_steps"] == 0 or p["max_steps"] < -1:
+        raise ValueError(f"sft: max_steps must be -1 (use epochs) or >= 1, got {p['max_steps']}")
+    if p["max_steps"] == -1 and p["epochs"] <= 0:
+        raise ValueError(f"sft: epochs must be > 0, got {p['epochs']}")
+    if not 0 <= p["max_dropped"] <= 1:
+        raise ValueError(f"sft: max_dropped must be in [0, 1], got {p['max_dropped']}")
+    if p["scheduler"] not in ("linear", "cosine", "constant", "constant_with_warmup"):
+        raise ValueError(
+            f"sft: scheduler must be linear, cosine, constant or constant_with_warmup, got {p['scheduler']!r}"
+        )
+    if p["activation_checkpointing"] not in ("auto", True, False):
+        raise ValueError(
+            f"sft: activation_checkpointing must be 'auto', True or False, got {p['activation_checkpointing']!r}"
+        )
+    if not isinstance(p["target_modules"], (str, list, tuple)):
+        raise TypeError(
+            f"sft: target_modules must be 'all-linear' or a list of module names, got {p['target_modules']!r}"
+        )
     return p
 
 # %% ../nbs/06_train.ipynb #34da48f4
 def _job_config(ref: str, tok, p: dict, train_dig: str, eval_dig: Optional[str], dev: str, dt, quant: str) -> dict:
     import torch, transformers, trl, peft
-    return {"base_model": ref, "train_digest": train_dig, "eval_digest": eval_dig, "chat_template": digest((tok.chat_template or "").encode()),
-            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items() if k not in ("device", "dtype", "quantize")},
-            "device": dev, "dtype": str(dt).replace("torch.", ""), "quantize": quant,
-            "versions": {"torch": torch.__version__.split("+")[0], "transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__}}
+
+    return {
+        "base_model": ref,
+        "train_digest": train_dig,
+        "eval_digest": eval_dig,
+        "chat_template": digest((tok.chat_template or "").encode()),
+        "params": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in p.items()
+            if k not in ("device", "dtype", "quantize")
+        },
+        "device": dev,
+        "dtype": str(dt).replace("torch.", ""),
+        "quantize": quant,
+        "versions": {
+            "torch": torch.__version__.split("+")[0],
+            "transformers": transformers.__version__,
+            "trl": trl.__version__,
+            "peft": peft.__version__,
+        },
+    }
+
 
 def _claim(out_dir: Path, cfg: dict, overwrite: bool) -> None:
     path = out_dir / "sft_config.json"
@@ -454,85 +753,168 @@ def _claim(out_dir: Path, cfg: dict, overwrite: bool) -> None:
         old = read_json(path)
         if old.get("digest") != cfg["digest"]:
             if not overwrite:
-                diff = sorted(k for k in set(old.get("params", {})) | set(cfg["params"]) if old.get("params", {}).get(k) != cfg["params"].get(k))
-                diff += [k for k in ("base_model", "train_digest", "eval_digest", "chat_template", "dtype", "quantize") if old.get(k) != cfg.get(k)]
-                raise ConfigError(f"{out_dir} holds an sft job with other settings (differs in: {', '.join(diff) or 'versions'}); "
-                                  f"use another out_dir, or overwrite=True to discard it")
-            for d in ("checkpoints", "adapter"): shutil.rmtree(out_dir / d, ignore_errors=True)
-            for f in ("history.jsonl",): (out_dir / f).unlink(missing_ok=True)
+                diff = sorted(
+                    k
+                    for k in set(old.get("params", {})) | set(cfg["params"])
+                    if old.get("params", {}).get(k) != cfg["params"].get(k)
+                )
+                diff += [
+                    k
+                    for k in ("base_model", "train_digest", "eval_digest", "chat_template", "dtype", "quantize")
+                    if old.get(k) != cfg.get(k)
+                ]
+                raise ConfigError(
+                    f"{out_dir} holds an sft job with other settings (differs in: {', '.join(diff) or 'versions'}); "
+                    f"use another out_dir, or overwrite=True to discard it"
+                )
+            for d in ("checkpoints", "adapter"):
+                shutil.rmtree(out_dir / d, ignore_errors=True)
+            for f in ("history.jsonl",):
+                (out_dir / f).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, cfg)
 
 # %% ../nbs/06_train.ipynb #6b19cf89
-def sft(model: Any = None,                               # model reference (folder, packaged name, hub id) or a loaded model; None: the base_model setting
-        train: Any = None,                               # conversations: rows, Dataset, dataset folder, .jsonl file or datasets.Dataset
-        eval: Any = None,                                # held-out conversations for eval loss (same forms), or None
-        out_dir: Union[str, Path] = "outputs/sft",       # job folder: config, pre-flight report, checkpoints, adapter
-        tokenizer: Any = None,                           # None: the model's, with generation markers added
-        loss: str = "assistant",                         # assistant | completion | all (see `encode`)
-        max_length: int = 1024,                          # tokens per example; longer ones are truncated (or dropped if nothing trainable is left)
-        packing: bool = False,                           # pack several examples per sequence (best-fit decreasing, padding-free)
-        lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05,
-        target_modules: Union[str, list] = "all-linear",
-        learning_rate: float = 2e-4,
-        epochs: float = 1.0,
-        max_steps: int = -1,                             # -1: run `epochs`; else this many optimizer steps
-        batch_size: int = 8, grad_accum: int = 1,
-        warmup: float = 0.03,                            # < 1: share of the steps; else warm-up steps
-        scheduler: str = "cosine", weight_decay: float = 0.0,
-        eval_steps: int = 0,                             # evaluate every N steps (0: only at the end)
-        save_steps: int = 50, save_total_limit: int = 2,
-        early_stopping_patience: int = 0,                # stop after N evaluations without improvement (0: off; needs eval and eval_steps)
-        logging_steps: int = 10, seed: int = 42,
-        quantize: str = "auto",                          # auto: QLoRA 4-bit with CUDA and bitsandbytes in a single process; none | 4bit | 8bit
-        device: str = "auto", dtype: str = "auto",       # auto: from the settings (bf16 on capable GPUs, fp32 on CPU)
-        max_dropped: float = 0.05,                       # refuse to start when a larger share of examples would be dropped
-        activation_checkpointing: Union[str, bool] = "auto",  # auto: on for CUDA, off on CPU
-        init_adapter: Union[str, Path, None] = None,     # continue training this LoRA adapter (its rank and targets) instead of fresh weights
-        resume: bool = True,                             # continue from the newest complete checkpoint in out_dir
-        overwrite: bool = False,                         # discard a job with other settings in out_dir
-        run: Any = None,                                 # a `Run` to log metrics to (and W&B through it)
-        callbacks: Iterable = (),                        # extra transformers TrainerCallbacks
-        verbose: bool = True,
-        settings: Optional[Settings] = None) -> SFTResult:
-    "Train a LoRA adapter on conversations with TRL's SFTTrainer: pre-flight check, checkpoints, automatic resume, final adapter + card."
+def sft(
+    model: Any = None,  # model reference (folder, packaged name, hub id) or a loaded model; None: the base_model setting
+    train: Any = None,  # conversations: rows, Dataset, dataset folder, .jsonl file or datasets.Dataset
+    eval: Any = None,  # held-out conversations for eval loss (same forms), or None
+    out_dir: Union[str, Path] = "outputs/sft",  # job folder: config, pre-flight report, checkpoints, adapter
+    tokenizer: Any = None,  # None: the model's, with generation markers added
+    loss: str = "assistant",  # assistant | completion | all (see `encode`)
+    max_length: int = 1024,  # tokens per example; longer ones are truncated (or dropped if nothing trainable is left)
+    packing: bool = False,  # pack several examples per sequence (best-fit decreasing, padding-free)
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.05,
+    target_modules: Union[str, list] = "all-linear",
+    learning_rate: float = 2e-4,
+    epochs: float = 1.0,
+    max_steps: int = -1,  # -1: run `epochs`; else this many optimizer steps
+    batch_size: int = 8,
+    grad_accum: int = 1,
+    warmup: float = 0.03,  # < 1: share of the steps; else warm-up steps
+    scheduler: str = "cosine",
+    weight_decay: float = 0.0,
+    eval_steps: int = 0,  # evaluate every N steps (0: only at the end)
+    save_steps: int = 50,
+    save_total_limit: int = 2,
+    early_stopping_patience: int = 0,  # stop after N evaluations without improvement (0: off; needs eval and eval_steps)
+    logging_steps: int = 10,
+    seed: int = 42,
+    quantize: str = "auto",  # auto: QLoRA 4-bit with CUDA and bitsandbytes in a single process; none | 4bit | 8bit
+    device: str = "auto",
+    dtype: str = "auto",  # auto: from the settings (bf16 on capable GPUs, fp32 on CPU)
+    max_dropped: float = 0.05,  # refuse to start when a larger share of examples would be dropped
+    activation_checkpointing: Union[str, bool] = "auto",  # auto: on for CUDA, off on CPU
+    init_adapter: Union[
+        str, Path, None
+    ] = None,  # continue training this LoRA adapter (its rank and targets) instead of fresh weights
+    resume: bool = True,  # continue from the newest complete checkpoint in out_dir
+    overwrite: bool = False,  # discard a job with other settings in out_dir
+    run: Any = None,  # a `Run` to log metrics to (and W&B through it)
+    callbacks: Iterable = (),  # extra transformers TrainerCallbacks
+    verbose: bool = True,
+    settings: Optional[Settings] = None,
+) -> SFTResult:
+    """Train a LoRA adapter on conversations with TRL's SFTTrainer: pre-flight check, checkpoints, automatic resume,
+    final adapter + card."""
     import torch, datasets
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
     from transformers import EarlyStoppingCallback, PrinterCallback
     from accelerate import PartialState
+
     settings = settings or load_settings()
-    if train is None: raise ValueError("sft: train data is required")
-    p = _check_params(dict(loss=loss, max_length=max_length, packing=packing, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                           target_modules=target_modules, learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
-                           grad_accum=grad_accum, warmup=warmup, scheduler=scheduler, weight_decay=weight_decay, eval_steps=eval_steps,
-                           save_steps=save_steps, save_total_limit=save_total_limit, early_stopping_patience=early_stopping_patience,
-                           logging_steps=logging_steps, seed=seed, quantize=quantize, device=device, dtype=dtype, max_dropped=max_dropped,
-                           activation_checkpointing=activation_checkpointing))
-    if p["early_stopping_patience"] and (eval is None or not p["eval_steps"]): raise ValueError("sft: early_stopping_patience needs eval data and eval_steps > 0")
-    if p["early_stopping_patience"] and p["save_steps"] % p["eval_steps"]: raise ValueError(f"sft: with early stopping, save_steps ({p['save_steps']}) must be a multiple of eval_steps ({p['eval_steps']})")
+    if train is None:
+        raise ValueError("sft: train data is required")
+    p = _check_params(
+        dict(
+            loss=loss,
+            max_length=max_length,
+            packing=packing,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            target_modules=target_modules,
+            learning_rate=learning_rate,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            warmup=warmup,
+            scheduler=scheduler,
+            weight_decay=weight_decay,
+            eval_steps=eval_steps,
+            save_steps=save_steps,
+            save_total_limit=save_total_limit,
+            early_stopping_patience=early_stopping_patience,
+            logging_steps=logging_steps,
+            seed=seed,
+            quantize=quantize,
+            device=device,
+            dtype=dtype,
+            max_dropped=max_dropped,
+            activation_checkpointing=activation_checkpointing,
+        )
+    )
+    if p["early_stopping_patience"] and (eval is None or not p["eval_steps"]):
+        raise ValueError("sft: early_stopping_patience needs eval data and eval_steps > 0")
+    if p["early_stopping_patience"] and p["save_steps"] % p["eval_steps"]:
+        raise ValueError(
+            f"sft: with early stopping, save_steps ({p['save_steps']}) must be a multiple of eval_steps ({p['eval_steps']})"
+        )
     dev = pick_device(settings.device if p["device"] == "auto" else p["device"])
     dt = default_dtype(dev, settings.dtype if p["dtype"] == "auto" else p["dtype"])
-    peak = peak_flops(torch.cuda.get_device_name() if dev == "cuda" else dev, dt)   # for MFU; CPU: None unless LLMOPS_PEAK_FLOPS says
-    engine = next((n for n, v in (("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP")) if os.environ.get(v, "").lower() == "true"), None)
-    if engine and dev != "cuda": raise ConfigError(f"{engine} was requested by the accelerate config, but sft runs on {dev}: {engine} needs CUDA GPUs; "
-                                                   "on CPU launch with configs/accelerate/cpu_ddp.yaml (DDP over gloo)")
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)                     # set in every rank by accelerate launch / torchrun
-    quant = ("4bit" if quantization_available() and world == 1 else "none") if p["quantize"] == "auto" else p["quantize"]
-    if quant != "none" and world > 1: raise ConfigError(f"sft: quantize={quant!r} (QLoRA) trains in one process; with {world} processes "
-                                                        "use quantize='none' (DDP, FSDP and DeepSpeed train the bf16 weights)")
+    peak = peak_flops(
+        torch.cuda.get_device_name() if dev == "cuda" else dev, dt
+    )  # for MFU; CPU: None unless LLMOPS_PEAK_FLOPS says
+    engine = next(
+        (
+            n
+            for n, v in (("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP"))
+            if os.environ.get(v, "").lower() == "true"
+        ),
+        None,
+    )
+    if engine and dev != "cuda":
+        raise ConfigError(
+            f"{engine} was requested by the accelerate config, but sft runs on {dev}: {engine} needs CUDA GPUs; "
+            "on CPU launch with configs/accelerate/cpu_ddp.yaml (DDP over gloo)"
+        )
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)  # set in every rank by accelerate launch / torchrun
+    quant = (
+        ("4bit" if quantization_available() and world == 1 else "none") if p["quantize"] == "auto" else p["quantize"]
+    )
+    if quant != "none" and world > 1:
+        raise ConfigError(
+            f"sft: quantize={quant!r} (QLoRA) trains in one process; with {world} processes "
+            "use quantize='none' (DDP, FSDP and DeepSpeed train the bf16 weights)"
+        )
     if init_adapter is not None and not (Path(init_adapter) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"sft: init_adapter {str(init_adapter)!r} is not an adapter folder (no adapter_config.json)")
+        raise FileNotFoundError(
+            f"sft: init_adapter {str(init_adapter)!r} is not an adapter folder (no adapter_config.json)"
+        )
     is_ref = model is None or isinstance(model, (str, Path))
-    ref = model_ref(settings.base_model if model is None else model, settings) if is_ref else (getattr(model, "llmops_ref", None) or model.name_or_path)
+    ref = (
+        model_ref(settings.base_model if model is None else model, settings)
+        if is_ref
+        else (getattr(model, "llmops_ref", None) or model.name_or_path)
+    )
     tok = tokenizer or load_tokenizer(ref if not is_ref else (model or settings.base_model), settings=settings)
-    train_ex, rep, train_dig = prepare(train, tok, p["max_length"], p["loss"], "train")        # bad data fails here, before any model load
-    eval_ex, eval_dig = (prepare(eval, tok, p["max_length"], p["loss"], "eval")[::2] if eval is not None else (None, None))
+    train_ex, rep, train_dig = prepare(
+        train, tok, p["max_length"], p["loss"], "train"
+    )  # bad data fails here, before any model load
+    eval_ex, eval_dig = (
+        prepare(eval, tok, p["max_length"], p["loss"], "eval")[::2] if eval is not None else (None, None)
+    )
     rep.check(p["max_dropped"])
-    if eval_ex is not None and not eval_ex: raise PreflightError(f"pre-flight: no eval example has a trainable token within max_length={p['max_length']}")
+    if eval_ex is not None and not eval_ex:
+        raise PreflightError(f"pre-flight: no eval example has a trainable token within max_length={p['max_length']}")
     out_dir = Path(out_dir)
     cfg = _job_config(ref, tok, p, train_dig, eval_dig, dev, dt, quant)
-    if init_adapter is not None: cfg["init_adapter"] = adapter_digest(init_adapter)     # another starting point is another job
+    if init_adapter is not None:
+        cfg["init_adapter"] = adapter_digest(init_adapter)  # another starting point is another job
     cfg["digest"] = digest(cfg)
     state = PartialState()
     verbose = verbose and state.is_main_process
@@ -540,199 +922,393 @@ def sft(model: Any = None,                               # model reference (fold
         _claim(out_dir, cfg, overwrite)
         write_json(out_dir / "mask_report.json", rep.to_dict())
     state.wait_for_everyone()
-    if (out_dir / "adapter" / "training_info.json").is_file() and read_json(out_dir / "adapter" / "training_info.json").get("config_digest") == cfg["digest"]:
-        if verbose: print(f"sft: {out_dir} already holds this job's adapter; nothing to train")
+    if (out_dir / "adapter" / "training_info.json").is_file() and read_json(
+        out_dir / "adapter" / "training_info.json"
+    ).get("config_digest") == cfg["digest"]:
+        if verbose:
+            print(f"sft: {out_dir} already holds this job's adapter; nothing to train")
         return SFTResult.load(out_dir)
     last = last_checkpoint(out_dir / "checkpoints", clean=state.is_main_process) if resume else None
     if verbose:
         print(rep.summary())
-        if last: print(f"sft: resuming from {last.name}")
+        if last:
+            print(f"sft: resuming from {last.name}")
     with _quiet():
-        m = load_model(model or settings.base_model, device=dev, dtype=str(dt).replace("torch.", ""), quantize=quant, settings=settings) if is_ref else model
+        m = (
+            load_model(
+                model or settings.base_model,
+                device=dev,
+                dtype=str(dt).replace("torch.", ""),
+                quantize=quant,
+                settings=settings,
+            )
+            if is_ref
+            else model
+        )
     if init_adapter is not None:
         from peft import PeftModel
+
         m = PeftModel.from_pretrained(m, str(init_adapter), is_trainable=True)
     set_seed(p["seed"])
     ac = (dev == "cuda") if p["activation_checkpointing"] == "auto" else p["activation_checkpointing"]
     has_eval = eval_ex is not None
-    args = SFTConfig(output_dir=str(out_dir / "checkpoints"), max_length=p["max_length"], packing=p["packing"],
-                     per_device_train_batch_size=p["batch_size"], per_device_eval_batch_size=p["batch_size"], gradient_accumulation_steps=p["grad_accum"],
-                     learning_rate=p["learning_rate"], num_train_epochs=p["epochs"], max_steps=p["max_steps"], lr_scheduler_type=p["scheduler"],
-                     warmup_steps=p["warmup"] if p["warmup"] < 1 else int(p["warmup"]), weight_decay=p["weight_decay"],
-                     logging_steps=p["logging_steps"], logging_first_step=True, save_strategy="steps", save_steps=p["save_steps"],
-                     save_total_limit=p["save_total_limit"], eval_strategy="steps" if has_eval and p["eval_steps"] else "no",
-                     eval_steps=p["eval_steps"] or None, load_best_model_at_end=bool(p["early_stopping_patience"]),
-                     metric_for_best_model="eval_loss", greater_is_better=False, seed=p["seed"], data_seed=p["seed"], report_to="none",
-                     use_cpu=dev == "cpu", bf16=dev == "cuda" and dt == torch.bfloat16, fp16=dev == "cuda" and dt == torch.float16,
-                     activation_checkpointing=ac, disable_tqdm=True, dataloader_num_workers=0, ddp_find_unused_parameters=False)
-    lora = LoraConfig(r=p["lora_r"], lora_alpha=p["lora_alpha"], lora_dropout=p["lora_dropout"], target_modules=p["target_modules"],
-                      task_type="CAUSAL_LM", bias="none")
+    args = SFTConfig(
+        output_dir=str(out_dir / "checkpoints"),
+        max_length=p["max_length"],
+        packing=p["packing"],
+        per_device_train_batch_size=p["batch_size"],
+        per_device_eval_batch_size=p["batch_size"],
+        gradient_accumulation_steps=p["grad_accum"],
+        learning_rate=p["learning_rate"],
+        num_train_epochs=p["epochs"],
+        max_steps=p["max_steps"],
+        lr_scheduler_type=p["scheduler"],
+        warmup_steps=p["warmup"] if p["warmup"] < 1 else int(p["warmup"]),
+        weight_decay=p["weight_decay"],
+        logging_steps=p["logging_steps"],
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=p["save_steps"],
+        save_total_limit=p["save_total_limit"],
+        eval_strategy="steps" if has_eval and p["eval_steps"] else "no",
+        eval_steps=p["eval_steps"] or None,
+        load_best_model_at_end=bool(p["early_stopping_patience"]),
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        seed=p["seed"],
+        data_seed=p["seed"],
+        report_to="none",
+        use_cpu=dev == "cpu",
+        bf16=dev == "cuda" and dt == torch.bfloat16,
+        fp16=dev == "cuda" and dt == torch.float16,
+        activation_checkpointing=ac,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+    lora = LoraConfig(
+        r=p["lora_r"],
+        lora_alpha=p["lora_alpha"],
+        lora_dropout=p["lora_dropout"],
+        target_modules=p["target_modules"],
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     cbs = [_log_callback(run, verbose, out_dir / "history.jsonl"), *callbacks]
-    if p["early_stopping_patience"]: cbs.append(EarlyStoppingCallback(early_stopping_patience=p["early_stopping_patience"]))
+    if p["early_stopping_patience"]:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=p["early_stopping_patience"]))
     with _quiet():
-        trainer = SFTTrainer(model=m, args=args, processing_class=tok, peft_config=lora if init_adapter is None else None, callbacks=cbs,
-                             train_dataset=datasets.Dataset.from_list(train_ex), eval_dataset=datasets.Dataset.from_list(eval_ex) if has_eval else None)
-    trainer.remove_callback(PrinterCallback)                                    # LogToRun prints one line per log instead
+        trainer = SFTTrainer(
+            model=m,
+            args=args,
+            processing_class=tok,
+            peft_config=lora if init_adapter is None else None,
+            callbacks=cbs,
+            train_dataset=datasets.Dataset.from_list(train_ex),
+            eval_dataset=datasets.Dataset.from_list(eval_ex) if has_eval else None,
+        )
+    trainer.remove_callback(PrinterCallback)  # LogToRun prints one line per log instead
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
-        raise ConfigError("FSDP was requested (accelerate config) but the Trainer did not enable it: FSDP needs GPUs; on CPU use the DDP config")
-    tokens0 = next((h["num_tokens"] for h in reversed(read_json(last / "trainer_state.json")["log_history"]) if "num_tokens" in h), 0) if last else 0
-    fpt = model_flops_per_token(trainer.model, seq_len=rep.tokens / max(1, rep.kept))   # before train() wraps (FSDP shards) the model
+        raise ConfigError(
+            "FSDP was requested (accelerate config) but the Trainer did not enable it: FSDP needs GPUs; on CPU use the DDP config"
+        )
+    tokens0 = (
+        next(
+            (
+                h["num_tokens"]
+                for h in reversed(read_json(last / "trainer_state.json")["log_history"])
+                if "num_tokens" in h
+            ),
+            0,
+        )
+        if last
+        else 0
+    )
+    fpt = model_flops_per_token(
+        trainer.model, seq_len=rep.tokens / max(1, rep.kept)
+    )  # before train() wraps (FSDP shards) the model
     reset_peak_memory(dev)
     t0 = time.time()
     with _quiet():
         out = trainer.train(resume_from_checkpoint=str(last) if last else None)
-    if dev == "cuda": torch.cuda.synchronize()
+    if dev == "cuda":
+        torch.cuda.synchronize()
     wall = time.time() - t0
     hist = [dict(h) for h in trainer.state.log_history]
     tokens = next((h["num_tokens"] for h in reversed(hist) if "num_tokens" in h), 0)
     tps = (tokens - tokens0) / wall if wall > 0 else None
-    metrics = {"train_loss": out.training_loss, "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "train_runtime_s": wall,
-               "train_tokens": tokens, "tokens_per_s": tps, "world_size": state.num_processes,
-               "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad),
-               **peak_memory(dev), "flops_per_token": fpt, "peak_flops": peak, "mfu": mfu(tps, fpt, peak, state.num_processes)}
+    metrics = {
+        "train_loss": out.training_loss,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_runtime_s": wall,
+        "train_tokens": tokens,
+        "tokens_per_s": tps,
+        "world_size": state.num_processes,
+        "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad),
+        **peak_memory(dev),
+        "flops_per_token": fpt,
+        "peak_flops": peak,
+        "mfu": mfu(tps, fpt, peak, state.num_processes),
+    }
     if has_eval:
-        with _quiet(): ev = trainer.evaluate()
+        with _quiet():
+            ev = trainer.evaluate()
         metrics.update(eval_loss=ev["eval_loss"], eval_perplexity=math.exp(min(ev["eval_loss"], 50)))
-    info = {"format": "llmops-nb/sft@1", "base_model": ref, "config_digest": cfg["digest"], "config": cfg, "metrics": metrics,
-            "mask_report": rep.to_dict(), "history": hist, "resumed_from": last.name if last else None,
-            "run_id": getattr(run, "id", None), "code": code_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    sharded = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled       # gather the full adapter: a collective, every rank calls it
-    full = trainer.accelerator.get_state_dict(trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model) if sharded else None
+    info = {
+        "format": "llmops-nb/sft@1",
+        "base_model": ref,
+        "config_digest": cfg["digest"],
+        "config": cfg,
+        "metrics": metrics,
+        "mask_report": rep.to_dict(),
+        "history": hist,
+        "resumed_from": last.name if last else None,
+        "run_id": getattr(run, "id", None),
+        "code": code_version(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    sharded = (
+        trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
+    )  # gather the full adapter: a collective, every rank calls it
+    full = (
+        trainer.accelerator.get_state_dict(trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model)
+        if sharded
+        else None
+    )
     if state.is_main_process:
         model_out = trainer.accelerator.unwrap_model(trainer.model)
-        model_out.peft_config["default"].base_model_name_or_path = ref     # portable: a packaged name, hub id or absolute path
+        model_out.peft_config[
+            "default"
+        ].base_model_name_or_path = ref  # portable: a packaged name, hub id or absolute path
         with atomic_dir(out_dir / "adapter") as tmpd:
             model_out.save_pretrained(tmpd, **({"state_dict": full} if full is not None else {}))
             tok.save_pretrained(tmpd)
             write_json(tmpd / "training_info.json", info)
             atomic_write(tmpd / "README.md", model_card(info))
     state.wait_for_everyone()
-    if run is not None: run.log({f"final/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-    if verbose: print("sft: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    if run is not None:
+        run.log({f"final/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    if verbose:
+        print("sft: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
     return SFTResult(out_dir, out_dir / "adapter", metrics, hist, rep.to_dict(), info, info["resumed_from"])
 
 # %% ../nbs/06_train.ipynb #857535a5
 def model_card(info: dict, merge: Optional[dict] = None) -> str:
     "A model card (README.md) for an adapter or merged model from its training info."
     from llmops_nb.core import PACKAGED_MODELS
+
     cfg, met, rep = info.get("config", {}), info.get("metrics", {}), info.get("mask_report", {})
     base = info.get("base_model", "?")
     hub = PACKAGED_MODELS.get(base, {}).get("hub_id", base if "/" in base and not base.startswith("/") else None)
-    front = ["---", "library_name: " + ("transformers" if merge else "peft"), "tags: [llmops-nb, sft, lora]"] + ([f"base_model: {hub}"] if hub else []) + ["---"]
+    front = (
+        ["---", "library_name: " + ("transformers" if merge else "peft"), "tags: [llmops-nb, sft, lora]"]
+        + ([f"base_model: {hub}"] if hub else [])
+        + ["---"]
+    )
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(cfg.get("params", {}).items()))
     mrows = "\n".join(f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in met.items())
-    parts = front + [f"\n# {'Merged model' if merge else 'LoRA adapter'} fine-tuned from {base}\n",
-                     "Trained with llmops-nb `sft` (TRL SFTTrainer + PEFT LoRA) on chat conversations.\n",
-                     "## Provenance\n", f"- base model: `{base}`", f"- training data digest: `{cfg.get('train_digest')}`",
-                     f"- evaluation data digest: `{cfg.get('eval_digest')}`", f"- job config digest: `{info.get('config_digest')}`",
-                     f"- run id: `{info.get('run_id')}`", f"- code: `{info.get('code', {}).get('commit') or info.get('code', {}).get('version')}`",
-                     f"- device/dtype: {cfg.get('device')}/{cfg.get('dtype')}, quantize: {cfg.get('quantize')}, libraries: {cfg.get('versions')}",
-                     "\n## Training parameters\n", "| parameter | value |", "|---|---|", rows,
-                     "\n## Metrics\n", "| metric | value |", "|---|---|", mrows,
-                     "\n## Loss mask (pre-flight)\n",
-                     f"{rep.get('kept')} of {rep.get('examples')} examples kept, {rep.get('truncated')} truncated, {len(rep.get('dropped', []))} dropped; "
-                     f"{rep.get('trained_tokens')} of {rep.get('tokens')} tokens trained (loss `{rep.get('loss')}`, max_length {rep.get('max_length')})."]
+    parts = front + [
+        f"\n# {'Merged model' if merge else 'LoRA adapter'} fine-tuned from {base}\n",
+        "Trained with llmops-nb `sft` (TRL SFTTrainer + PEFT LoRA) on chat conversations.\n",
+        "## Provenance\n",
+        f"- base model: `{base}`",
+        f"- training data digest: `{cfg.get('train_digest')}`",
+        f"- evaluation data digest: `{cfg.get('eval_digest')}`",
+        f"- job config digest: `{info.get('config_digest')}`",
+        f"- run id: `{info.get('run_id')}`",
+        f"- code: `{info.get('code', {}).get('commit') or info.get('code', {}).get('version')}`",
+        f"- device/dtype: {cfg.get('device')}/{cfg.get('dtype')}, quantize: {cfg.get('quantize')}, libraries: {cfg.get('versions')}",
+        "\n## Training parameters\n",
+        "| parameter | value |",
+        "|---|---|",
+        rows,
+        "\n## Metrics\n",
+        "| metric | value |",
+        "|---|---|",
+        mrows,
+        "\n## Loss mask (pre-flight)\n",
+        f"{rep.get('kept')} of {rep.get('examples')} examples kept, {rep.get('truncated')} truncated, {len(rep.get('dropped', []))} dropped; "
+        f"{rep.get('trained_tokens')} of {rep.get('tokens')} tokens trained (loss `{rep.get('loss')}`, max_length {rep.get('max_length')}).",
+    ]
     if merge:
-        parts += ["\n## Merge check\n", f"LoRA weights merged into the base model. Max absolute logit difference between adapter and merged model on "
-                  f"{merge['samples']} sample sequences: {merge['max_abs_diff']:.3g} (tolerance {merge['tol']:.3g}, {merge['dtype']})."]
-    parts += ["\n## Intended use and limits\n", "A support assistant for the organisation whose documents it was trained on; it can be wrong and "
-              "should be used behind the guards and evaluation gates of the llmops-nb pipeline."]
+        parts += [
+            "\n## Merge check\n",
+            f"LoRA weights merged into the base model. Max absolute logit difference between adapter and merged model on "
+            f"{merge['samples']} sample sequences: {merge['max_abs_diff']:.3g} (tolerance {merge['tol']:.3g}, {merge['dtype']}).",
+        ]
+    parts += [
+        "\n## Intended use and limits\n",
+        "A support assistant for the organisation whose documents it was trained on; it can be wrong and "
+        "should be used behind the guards and evaluation gates of the llmops-nb pipeline.",
+    ]
     return "\n".join(parts) + "\n"
 
 # %% ../nbs/06_train.ipynb #e6c764a1
 class MergeCheckFailed(RuntimeError):
     "The merged model's outputs differ from the adapter's beyond the tolerance; nothing was exported."
 
-def load_adapter(adapter_dir: Union[str, Path], device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None) -> tuple:
+
+def load_adapter(
+    adapter_dir: Union[str, Path], device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None
+) -> tuple:
     "(PeftModel with the adapter on its base model, tokenizer) for an adapter folder written by `sft`."
     from peft import PeftModel
+
     ad = Path(adapter_dir)
-    if not (ad / "adapter_config.json").is_file(): raise FileNotFoundError(f"{ad}: not an adapter folder (no adapter_config.json)")
+    if not (ad / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{ad}: not an adapter folder (no adapter_config.json)")
     base = read_json(ad / "adapter_config.json").get("base_model_name_or_path")
-    if not base: raise ConfigError(f"{ad}/adapter_config.json: no base_model_name_or_path")
-    with _quiet(): model = load_model(base, device=device, dtype=dtype, settings=settings)
-    tok = load_tokenizer(ad, settings=settings) if (ad / "tokenizer_config.json").is_file() else load_tokenizer(base, settings=settings)
-    with _quiet(): peft_model = PeftModel.from_pretrained(model, str(ad))
+    if not base:
+        raise ConfigError(f"{ad}/adapter_config.json: no base_model_name_or_path")
+    with _quiet():
+        model = load_model(base, device=device, dtype=dtype, settings=settings)
+    tok = (
+        load_tokenizer(ad, settings=settings)
+        if (ad / "tokenizer_config.json").is_file()
+        else load_tokenizer(base, settings=settings)
+    )
+    with _quiet():
+        peft_model = PeftModel.from_pretrained(model, str(ad))
     peft_model.eval()
     return peft_model, tok
+
 
 def _samples(tok, n_random: int = 2, length: int = 48, seed: int = 0) -> list:
     import torch
     from llmops_nb.models import _PROBES
+
     seqs = [_ids(tok, p, add_generation_prompt=p[-1]["role"] != "assistant")["input_ids"] for p in _PROBES]
     g = torch.Generator().manual_seed(seed)
     seqs += [torch.randint(0, len(tok), (length,), generator=g).tolist() for _ in range(n_random)]
     return seqs
 
+
 def _logits(model, seqs: list):
     import torch
+
     dev = next(model.parameters()).device
     with torch.no_grad():
         return [model(input_ids=torch.tensor([s], device=dev)).logits.float().cpu() for s in seqs]
 
-def merge_adapter(adapter_dir: Union[str, Path], out_dir: Union[str, Path],
-                  tol: Optional[float] = None,                  # max |logit difference|; None: 1e-3 in fp32, 0.1 in half precision
-                  device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None) -> dict:
-    "Merge a LoRA adapter into its base model and export it only if its logits match the adapter's within `tol`; returns the check."
+
+def merge_adapter(
+    adapter_dir: Union[str, Path],
+    out_dir: Union[str, Path],
+    tol: Optional[float] = None,  # max |logit difference|; None: 1e-3 in fp32, 0.1 in half precision
+    device: str = "auto",
+    dtype: str = "auto",
+    settings: Optional[Settings] = None,
+) -> dict:
+    """Merge a LoRA adapter into its base model and export it only if its logits match the adapter's within `tol`;
+    returns the check."""
     ad, out_dir = Path(adapter_dir), Path(out_dir)
     model, tok = load_adapter(ad, device=device, dtype=dtype, settings=settings)
     dt = next(model.parameters()).dtype
     tol = coerce(tol, float, "tol") if tol is not None else (1e-3 if str(dt) == "torch.float32" else 0.1)
-    if tol <= 0: raise ValueError(f"merge_adapter: tol must be > 0, got {tol}")
+    if tol <= 0:
+        raise ValueError(f"merge_adapter: tol must be > 0, got {tol}")
     seqs = _samples(tok)
     before = _logits(model, seqs)
     merged = model.merge_and_unload()
     after = _logits(merged, seqs)
     diff = max(float((a - b).abs().max()) for a, b in zip(before, after))
-    check = {"max_abs_diff": diff, "tol": tol, "samples": len(seqs), "dtype": str(dt).replace("torch.", ""), "passed": diff <= tol,
-             "adapter": str(ad.resolve()), "adapter_digest": digest(ad / "adapter_model.safetensors")}
+    check = {
+        "max_abs_diff": diff,
+        "tol": tol,
+        "samples": len(seqs),
+        "dtype": str(dt).replace("torch.", ""),
+        "passed": diff <= tol,
+        "adapter": str(ad.resolve()),
+        "adapter_digest": digest(ad / "adapter_model.safetensors"),
+    }
     if not check["passed"]:
-        raise MergeCheckFailed(f"merge_adapter: merged model differs from the adapter by {diff:.3g} (> tol {tol:.3g}) on {len(seqs)} sample "
-                               f"sequences; nothing written to {out_dir}")
-    info = read_json(ad / "training_info.json") if (ad / "training_info.json").is_file() else {"base_model": read_json(ad / "adapter_config.json")["base_model_name_or_path"]}
-    merged.config.llmops = {"base_model": info.get("base_model"), "adapter_digest": check["adapter_digest"], "run_id": info.get("run_id")}
+        raise MergeCheckFailed(
+            f"merge_adapter: merged model differs from the adapter by {diff:.3g} (> tol {tol:.3g}) on {len(seqs)} sample "
+            f"sequences; nothing written to {out_dir}"
+        )
+    info = (
+        read_json(ad / "training_info.json")
+        if (ad / "training_info.json").is_file()
+        else {"base_model": read_json(ad / "adapter_config.json")["base_model_name_or_path"]}
+    )
+    merged.config.llmops = {
+        "base_model": info.get("base_model"),
+        "adapter_digest": check["adapter_digest"],
+        "run_id": info.get("run_id"),
+    }
     with atomic_dir(out_dir) as tmpd:
         merged.save_pretrained(tmpd)
         tok.save_pretrained(tmpd)
         write_json(tmpd / "merge_report.json", check)
-        if info.get("config"): write_json(tmpd / "training_info.json", info)
+        if info.get("config"):
+            write_json(tmpd / "training_info.json", info)
         atomic_write(tmpd / "README.md", model_card(info, merge=check))
     return check
 
 # %% ../nbs/06_train.ipynb #8bae3f8f
 def _sample_sft() -> Path:
     from llmops_nb.core import pkg_root
+
     for d in (Path("data/sample"), pkg_root() / "data" / "sample"):
-        if (d / "sft.jsonl").is_file(): return d / "sft.jsonl"
+        if (d / "sft.jsonl").is_file():
+            return d / "sft.jsonl"
     raise FileNotFoundError("no SFT data given and data/sample/sft.jsonl not found: pass dataset=")
 
-def _group(r: dict) -> str: return ",".join(sorted(r.get("doc_ids") or [str(r.get("id"))]))
 
-def resolve_sft_data(dataset: Union[str, Path, None] = None, eval_dataset: Union[str, Path, None] = None, val_frac: float = 0.1,
-                     seed: int = 42, settings: Optional[Settings] = None) -> tuple:
-    "(train, eval, producing run id or None, source path) for a job's data reference: prepare_data run, dataset folder, .jsonl file, or None."
+def _group(r: dict) -> str:
+    return ",".join(sorted(r.get("doc_ids") or [str(r.get("id"))]))
+
+
+def resolve_sft_data(
+    dataset: Union[str, Path, None] = None,
+    eval_dataset: Union[str, Path, None] = None,
+    val_frac: float = 0.1,
+    seed: int = 42,
+    settings: Optional[Settings] = None,
+) -> tuple:
+    """(train, eval, producing run id or None, source path) for a job's data reference: prepare_data run, dataset
+    folder, .jsonl file, or None."""
     from llmops_nb.data import split
     from llmops_nb.runs import list_runs, read_run
+
     settings = settings or load_settings()
     parent, train, ev = None, None, None
+
     def from_run(rd: Path):
         d = rd / "datasets"
-        if not (d / "sft_train" / "manifest.json").is_file(): raise FileNotFoundError(f"dataset {dataset!r}: run {rd} has no datasets/sft_train")
+        if not (d / "sft_train" / "manifest.json").is_file():
+            raise FileNotFoundError(f"dataset {dataset!r}: run {rd} has no datasets/sft_train")
         return d / "sft_train", (d / "sft_val" if (d / "sft_val" / "manifest.json").is_file() else None)
+
     if dataset is None:
-        done = [r for r in list_runs(settings.path("runs_dir"), "prepare_data") if r.status == "completed" and (r.dir / "datasets" / "sft_train").is_dir()]
-        if done: (train, ev), parent = from_run(done[-1].dir), done[-1].id
-        else: train = _sample_sft()
+        done = [
+            r
+            for r in list_runs(settings.path("runs_dir"), "prepare_data")
+            if r.status == "completed" and (r.dir / "datasets" / "sft_train").is_dir()
+        ]
+        if done:
+            (train, ev), parent = from_run(done[-1].dir), done[-1].id
+        else:
+            train = _sample_sft()
     else:
         p = Path(dataset).expanduser()
-        if (p / "manifest.json").is_file() or (p.is_file() and p.suffix == ".jsonl"): train = p
-        elif (p / "lineage.json").is_file(): (train, ev), parent = from_run(p), read_json(p / "lineage.json").get("run_id")
-        elif p.exists(): raise DataError(f"dataset {dataset!r}: {p} is not a dataset folder, a .jsonl file or a run folder")
+        if (p / "manifest.json").is_file() or (p.is_file() and p.suffix == ".jsonl"):
+            train = p
+        elif (p / "lineage.json").is_file():
+            (train, ev), parent = from_run(p), read_json(p / "lineage.json").get("run_id")
+        elif p.exists():
+            raise DataError(f"dataset {dataset!r}: {p} is not a dataset folder, a .jsonl file or a run folder")
         else:
-            try: rec = read_run(str(dataset), settings.path("runs_dir"))
-            except FileNotFoundError: raise FileNotFoundError(f"dataset {dataset!r}: not a dataset folder, .jsonl file, run folder or run id under {settings.path('runs_dir')}") from None
+            try:
+                rec = read_run(str(dataset), settings.path("runs_dir"))
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"dataset {dataset!r}: not a dataset folder, .jsonl file, run folder or run id under {settings.path('runs_dir')}"
+                ) from None
             (train, ev), parent = from_run(rec.dir), rec.id
-    if eval_dataset is not None: ev = eval_dataset
+    if eval_dataset is not None:
+        ev = eval_dataset
     if ev is None:
         rows, _, _ = conversations(train)
         tr, va = split(rows, val_frac=val_frac, seed=seed, group_by=_group)
@@ -740,59 +1316,105 @@ def resolve_sft_data(dataset: Union[str, Path, None] = None, eval_dataset: Union
     return train, ev, parent, Path(train)
 
 # %% ../nbs/06_train.ipynb #76958919
-SEARCH_SPACE = {"learning_rate": {"low": 1e-5, "high": 5e-3, "log": True}, "lora_r": [4, 8, 16, 32], "lora_alpha": [8, 16, 32, 64],
-                "lora_dropout": {"low": 0.0, "high": 0.2}, "epochs": {"low": 1, "high": 3}}
+SEARCH_SPACE = {
+    "learning_rate": {"low": 1e-5, "high": 5e-3, "log": True},
+    "lora_r": [4, 8, 16, 32],
+    "lora_alpha": [8, 16, 32, 64],
+    "lora_dropout": {"low": 0.0, "high": 0.2},
+    "epochs": {"low": 1, "high": 3},
+}
+
 
 @dataclass
 class SweepResult:
     "A finished sweep: one row per trial, the best parameters and the folder of the best trial's job."
-    table: Any                   # pandas DataFrame
+
+    table: Any  # pandas DataFrame
     best_params: dict
     best_value: float
     best_dir: Path
     out_dir: Path
 
+
 def _suggest(trial, name: str, spec):
     if isinstance(spec, (list, tuple)):
-        if not spec: raise ValueError(f"sweep: space[{name!r}] is an empty list")
+        if not spec:
+            raise ValueError(f"sweep: space[{name!r}] is an empty list")
         return trial.suggest_categorical(name, list(spec))
-    if not isinstance(spec, dict) or not {"low", "high"} <= set(spec) or not set(spec) <= {"low", "high", "log", "step"}:
-        raise ValueError(f"sweep: space[{name!r}] must be a list of values or a dict with low, high (and optional log, step), got {spec!r}")
+    if (
+        not isinstance(spec, dict)
+        or not {"low", "high"} <= set(spec)
+        or not set(spec) <= {"low", "high", "log", "step"}
+    ):
+        raise ValueError(
+            f"sweep: space[{name!r}] must be a list of values or a dict with low, high (and optional log, step), got {spec!r}"
+        )
     lo, hi = spec["low"], spec["high"]
-    if not lo < hi: raise ValueError(f"sweep: space[{name!r}]: low must be < high, got {lo}, {hi}")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) and not spec.get("log") and isinstance(spec.get("step", 1), int):
+    if not lo < hi:
+        raise ValueError(f"sweep: space[{name!r}]: low must be < high, got {lo}, {hi}")
+    if (
+        all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
+        and not spec.get("log")
+        and isinstance(spec.get("step", 1), int)
+    ):
         return trial.suggest_int(name, lo, hi, step=spec.get("step", 1))
     return trial.suggest_float(name, float(lo), float(hi), log=bool(spec.get("log")), step=spec.get("step"))
 
-def sweep(model: Union[str, Path, None], train: Any, eval: Any, out_dir: Union[str, Path] = "outputs/sweep",
-          space: Optional[dict] = None,            # sft parameter -> list (categorical) or {"low", "high", "log", "step"}; None: SEARCH_SPACE
-          n_trials: int = 8, seed: int = 42,
-          run: Any = None,                         # a `Run`: one log entry per trial
-          verbose: bool = False, settings: Optional[Settings] = None,
-          **fixed) -> SweepResult:                 # any other sft parameter, fixed for every trial
-    "Optuna search over sft hyperparameters on eval loss; resumable; returns the trial table and the best configuration."
+
+def sweep(
+    model: Union[str, Path, None],
+    train: Any,
+    eval: Any,
+    out_dir: Union[str, Path] = "outputs/sweep",
+    space: Optional[
+        dict
+    ] = None,  # sft parameter -> list (categorical) or {"low", "high", "log", "step"}; None: SEARCH_SPACE
+    n_trials: int = 8,
+    seed: int = 42,
+    run: Any = None,  # a `Run`: one log entry per trial
+    verbose: bool = False,
+    settings: Optional[Settings] = None,
+    **fixed,
+) -> SweepResult:  # any other sft parameter, fixed for every trial
+    """Optuna search over sft hyperparameters on eval loss; resumable; returns the trial table and the best
+    configuration."""
     import optuna, pandas as pd
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
-    if model is not None and not isinstance(model, (str, Path)): raise TypeError("sweep: pass a model reference (each trial loads a fresh model), not a loaded model")
-    if eval is None: raise ValueError("sweep: eval data is required (trials are compared on eval loss)")
+
+    if model is not None and not isinstance(model, (str, Path)):
+        raise TypeError("sweep: pass a model reference (each trial loads a fresh model), not a loaded model")
+    if eval is None:
+        raise ValueError("sweep: eval data is required (trials are compared on eval loss)")
     n_trials = coerce(n_trials, int, "n_trials")
-    if n_trials < 1: raise ValueError(f"sweep: n_trials must be >= 1, got {n_trials}")
+    if n_trials < 1:
+        raise ValueError(f"sweep: n_trials must be >= 1, got {n_trials}")
     default = space is None
     space = dict(SEARCH_SPACE if default else space)
-    if default and fixed.get("max_steps", -1) != -1: space.pop("epochs")       # epochs do not matter when steps are fixed
+    if default and fixed.get("max_steps", -1) != -1:
+        space.pop("epochs")  # epochs do not matter when steps are fixed
     allowed = _sft_params("verbose")
     for k in list(space) + list(fixed):
-        if k not in allowed: raise ValueError(f"sweep: {k!r} is not an sft parameter; choose from {', '.join(sorted(allowed))}")
-    if not space: raise ValueError("sweep: the search space is empty")
+        if k not in allowed:
+            raise ValueError(f"sweep: {k!r} is not an sft parameter; choose from {', '.join(sorted(allowed))}")
+    if not space:
+        raise ValueError("sweep: the search space is empty")
     settings = settings or load_settings()
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(out_dir / "study.journal")))
-    study = optuna.create_study(study_name="sft-sweep", storage=storage, direction="minimize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=seed))
-    for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):     # interrupted by a crash: fail it, queue its parameters again
+    study = optuna.create_study(
+        study_name="sft-sweep",
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+    )
+    for t in study.get_trials(
+        deepcopy=False, states=[TrialState.RUNNING]
+    ):  # interrupted by a crash: fail it, queue its parameters again
         study.tell(t.number, state=TrialState.FAIL)
         study.enqueue_trial(t.params, skip_if_exists=False)
     done = len(study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]))
@@ -802,107 +1424,222 @@ def sweep(model: Union[str, Path, None], train: Any, eval: Any, out_dir: Union[s
         job = out_dir / "trials" / digest(params)[:12]
         trial.set_user_attr("dir", str(job))
         r = sft(model, train, eval, out_dir=job, run=None, verbose=verbose, settings=settings, **{**fixed, **params})
-        trial.set_user_attr("train_loss", r.metrics["train_loss"]); trial.set_user_attr("runtime_s", r.metrics["train_runtime_s"])
-        if run is not None: run.log({"sweep/eval_loss": r.metrics["eval_loss"], **{f"sweep/{k}": v for k, v in params.items()}}, step=trial.number)
+        trial.set_user_attr("train_loss", r.metrics["train_loss"])
+        trial.set_user_attr("runtime_s", r.metrics["train_runtime_s"])
+        if run is not None:
+            run.log(
+                {"sweep/eval_loss": r.metrics["eval_loss"], **{f"sweep/{k}": v for k, v in params.items()}},
+                step=trial.number,
+            )
         return r.metrics["eval_loss"]
 
-    if n_trials - done > 0: study.optimize(objective, n_trials=n_trials - done)
-    rows = [{"trial": t.number, "state": t.state.name, **t.params, "eval_loss": t.value, "train_loss": t.user_attrs.get("train_loss"),
-             "runtime_s": t.user_attrs.get("runtime_s"), "dir": t.user_attrs.get("dir")} for t in study.get_trials(deepcopy=False)]
+    if n_trials - done > 0:
+        study.optimize(objective, n_trials=n_trials - done)
+    rows = [
+        {
+            "trial": t.number,
+            "state": t.state.name,
+            **t.params,
+            "eval_loss": t.value,
+            "train_loss": t.user_attrs.get("train_loss"),
+            "runtime_s": t.user_attrs.get("runtime_s"),
+            "dir": t.user_attrs.get("dir"),
+        }
+        for t in study.get_trials(deepcopy=False)
+    ]
     table = pd.DataFrame(rows).sort_values("eval_loss", na_position="last").reset_index(drop=True)
     best = study.best_trial
     atomic_write(out_dir / "results.csv", table.to_csv(index=False))
-    write_json(out_dir / "best.json", {"params": best.params, "eval_loss": best.value, "dir": best.user_attrs["dir"], "fixed": fixed})
-    if run is not None: run.log({"sweep/best_eval_loss": best.value})
+    write_json(
+        out_dir / "best.json",
+        {"params": best.params, "eval_loss": best.value, "dir": best.user_attrs["dir"], "fixed": fixed},
+    )
+    if run is not None:
+        run.log({"sweep/best_eval_loss": best.value})
     return SweepResult(table, dict(best.params), float(best.value), Path(best.user_attrs["dir"]), out_dir)
 
 # %% ../nbs/06_train.ipynb #460fc781
-def write_spec(path: Union[str, Path], model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", **params) -> Path:
-    "Write an sft job spec (JSON); in-memory data is saved as datasets next to it first, so every process reads the same files."
+def write_spec(
+    path: Union[str, Path],
+    model: Union[str, Path],
+    train: Any,
+    eval: Any = None,
+    out_dir: Union[str, Path] = "outputs/sft",
+    **params,
+) -> Path:
+    """Write an sft job spec (JSON); in-memory data is saved as datasets next to it first, so every process reads the
+    same files."""
     from llmops_nb.data import save_dataset
+
     path = Path(path)
     bad = sorted(set(params) - _sft_params())
-    if bad: raise ValueError(f"write_spec: {', '.join(bad)} are not sft parameters")
-    if not isinstance(model, (str, Path)): raise TypeError("write_spec: model must be a reference (folder, packaged name or hub id)")
+    if bad:
+        raise ValueError(f"write_spec: {', '.join(bad)} are not sft parameters")
+    if not isinstance(model, (str, Path)):
+        raise TypeError("write_spec: model must be a reference (folder, packaged name or hub id)")
+
     def _file(data, name):
-        if data is None: return None
-        if isinstance(data, (str, Path)) and Path(data).exists(): return str(Path(data).resolve())
-        if isinstance(data, Dataset): return str(data.path.resolve())
+        if data is None:
+            return None
+        if isinstance(data, (str, Path)) and Path(data).exists():
+            return str(Path(data).resolve())
+        if isinstance(data, Dataset):
+            return str(data.path.resolve())
         rows, _, _ = conversations(data, name)
-        return str(save_dataset([{"id": str(r.get("id", i)), "messages": r["messages"]} for i, r in enumerate(rows)], path.parent / "inputs" / name).path.resolve())
-    spec = {"format": "llmops-nb/sft-spec@1", "model": model_ref(model), "train": _file(train, "train"), "eval": _file(eval, "eval"),
-            "out_dir": str(Path(out_dir).resolve()), "params": params}
+        return str(
+            save_dataset(
+                [{"id": str(r.get("id", i)), "messages": r["messages"]} for i, r in enumerate(rows)],
+                path.parent / "inputs" / name,
+            ).path.resolve()
+        )
+
+    spec = {
+        "format": "llmops-nb/sft-spec@1",
+        "model": model_ref(model),
+        "train": _file(train, "train"),
+        "eval": _file(eval, "eval"),
+        "out_dir": str(Path(out_dir).resolve()),
+        "params": params,
+    }
     write_json(path, spec)
     return path
+
 
 def run_spec(path: Union[str, Path]) -> SFTResult:
     "Run the sft job a spec describes (in each process of a distributed launch)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"sft spec {path} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"sft spec {path} does not exist")
     spec = read_json(path)
-    if spec.get("format") != "llmops-nb/sft-spec@1": raise ConfigError(f"{path}: not an sft spec (format {spec.get('format')!r})")
+    if spec.get("format") != "llmops-nb/sft-spec@1":
+        raise ConfigError(f"{path}: not an sft spec (format {spec.get('format')!r})")
     return sft(spec["model"], spec["train"], spec["eval"], out_dir=spec["out_dir"], **spec.get("params", {}))
 
-def launch_command(spec: Union[str, Path], processes: int = 2, config_file: Union[str, Path, None] = None, port: int = 0) -> list:
-    "The `accelerate launch` command line that runs `spec` in `processes` processes (with `launch_env`: CPU DDP when there is no GPU)."
+
+def launch_command(
+    spec: Union[str, Path], processes: int = 2, config_file: Union[str, Path, None] = None, port: int = 0
+) -> list:
+    """The `accelerate launch` command line that runs `spec` in `processes` processes (with `launch_env`: CPU DDP when
+    there is no GPU)."""
     processes = coerce(processes, int, "processes")
-    if processes < 1: raise ValueError(f"processes must be >= 1, got {processes}")
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
-    if config_file: cmd += ["--config_file", str(config_file)]
-    cmd += ["--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(port or 0)]   # 0: a free port
-    if not config_file: cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"] + (["--multi_gpu"] if processes > 1 else [])
+    if config_file:
+        cmd += ["--config_file", str(config_file)]
+    cmd += [
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(port or 0),
+    ]  # 0: a free port
+    if not config_file:
+        cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"] + (["--multi_gpu"] if processes > 1 else [])
     return cmd + ["-m", "llmops_nb.train", str(spec)]
+
 
 def launch_env(cpu: Optional[bool] = None) -> dict:
     "Environment for `launch_command`: on a machine without CUDA, torchrun ranks must be told to use the CPU (gloo)."
     import torch
+
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
-    if cpu: env["ACCELERATE_USE_CPU"] = "1"
+    if cpu:
+        env["ACCELERATE_USE_CPU"] = "1"
     return env
 
-def sft_distributed(model: Union[str, Path], train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft", processes: int = 2,
-                    config_file: Union[str, Path, None] = None, run: Any = None, timeout: Optional[float] = None, **params) -> SFTResult:
-    "Run `sft` in `processes` processes through `accelerate launch`; returns its result and replays its history into `run`."
-    if config_file is not None: check_launch_config(config_file)         # FSDP/DeepSpeed without CUDA fail here, before anything starts
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+
+def sft_distributed(
+    model: Union[str, Path],
+    train: Any,
+    eval: Any = None,
+    out_dir: Union[str, Path] = "outputs/sft",
+    processes: int = 2,
+    config_file: Union[str, Path, None] = None,
+    run: Any = None,
+    timeout: Optional[float] = None,
+    **params,
+) -> SFTResult:
+    """Run `sft` in `processes` processes through `accelerate launch`; returns its result and replays its history into
+    `run`."""
+    if config_file is not None:
+        check_launch_config(config_file)  # FSDP/DeepSpeed without CUDA fail here, before anything starts
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     spec = write_spec(out_dir / "spec.json", model, train, eval, out_dir, **params)
-    proc = subprocess.Popen(launch_command(spec, processes, config_file), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=launch_env())
+    proc = subprocess.Popen(
+        launch_command(spec, processes, config_file),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=launch_env(),
+    )
     tail = []
     for line in proc.stdout:
         tail = (tail + [line])[-40:]
-        if params.get("verbose", True) and (line.startswith(("step ", "sft:", "loss=", "tokens=", "  ")) or "Error" in line): print(line, end="")
-    if proc.wait(timeout) != 0: raise RuntimeError(f"distributed sft failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
+        if params.get("verbose", True) and (
+            line.startswith(("step ", "sft:", "loss=", "tokens=", "  ")) or "Error" in line
+        ):
+            print(line, end="")
+    if proc.wait(timeout) != 0:
+        raise RuntimeError(f"distributed sft failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
     res = SFTResult.load(out_dir)
     if run is not None:
-        for h in res.history: run.log(_run_metrics(h), step=h.get("step"))
+        for h in res.history:
+            run.log(_run_metrics(h), step=h.get("step"))
         run.log({f"final/{k}": v for k, v in res.metrics.items() if isinstance(v, (int, float))})
     return res
 
-def _in_ipython() -> bool: return "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None
+
+def _in_ipython() -> bool:
+    return "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None
+
 
 if __name__ == "__main__" and not _in_ipython():
-    if len(sys.argv) != 2: sys.exit("usage: python -m llmops_nb.train SPEC.json   (or: accelerate launch ... -m llmops_nb.train SPEC.json)")
+    if len(sys.argv) != 2:
+        sys.exit(
+            "usage: python -m llmops_nb.train SPEC.json   (or: accelerate launch ... -m llmops_nb.train SPEC.json)"
+        )
     run_spec(sys.argv[1])
 
 # %% ../nbs/06_train.ipynb #3859a45f
-def check_launch_config(config_file: Union[str, Path],   # an accelerate config YAML, e.g. configs/accelerate/fsdp.yaml
-                        cpu: Optional[bool] = None) -> dict:  # None: True when this machine has no CUDA
-    "Read an accelerate config and refuse (ConfigError naming the file) what cannot run here: FSDP/DeepSpeed without CUDA, DeepSpeed not installed."
+def check_launch_config(
+    config_file: Union[str, Path],  # an accelerate config YAML, e.g. configs/accelerate/fsdp.yaml
+    cpu: Optional[bool] = None,
+) -> dict:  # None: True when this machine has no CUDA
+    """Read an accelerate config and refuse (ConfigError naming the file) what cannot run here: FSDP/DeepSpeed without
+    CUDA, DeepSpeed not installed."""
     import importlib.util, torch, yaml
     from accelerate.commands.config.config_args import ClusterConfig
+
     p = Path(config_file).expanduser()
-    if not p.is_file(): raise ConfigError(f"accelerate config {p}: no such file (the repository's configs/accelerate/ has cpu_ddp, fsdp, deepspeed_zero2, deepspeed_zero3)")
-    try: cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e: raise ConfigError(f"accelerate config {p}: not valid YAML ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(cfg, dict) or "distributed_type" not in cfg: raise ConfigError(f"accelerate config {p}: expected a mapping with distributed_type (write one with `accelerate config`)")
-    try: ClusterConfig(**cfg)                                   # accelerate's own reader: unknown keys fail here, not in the launcher
-    except TypeError as e: raise ConfigError(f"accelerate config {p}: {e}") from None
+    if not p.is_file():
+        raise ConfigError(
+            f"accelerate config {p}: no such file (the repository's configs/accelerate/ has cpu_ddp, fsdp, deepspeed_zero2, deepspeed_zero3)"
+        )
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"accelerate config {p}: not valid YAML ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(cfg, dict) or "distributed_type" not in cfg:
+        raise ConfigError(
+            f"accelerate config {p}: expected a mapping with distributed_type (write one with `accelerate config`)"
+        )
+    try:
+        ClusterConfig(**cfg)  # accelerate's own reader: unknown keys fail here, not in the launcher
+    except TypeError as e:
+        raise ConfigError(f"accelerate config {p}: {e}") from None
     kind, cpu = str(cfg["distributed_type"]).upper(), (not torch.cuda.is_available()) if cpu is None else cpu
     if kind in ("FSDP", "DEEPSPEED") and cpu:
-        raise ConfigError(f"accelerate config {p}: distributed_type {kind} needs CUDA GPUs and this machine has none; "
-                          "on CPU use configs/accelerate/cpu_ddp.yaml (DDP over gloo)")
+        raise ConfigError(
+            f"accelerate config {p}: distributed_type {kind} needs CUDA GPUs and this machine has none; "
+            "on CPU use configs/accelerate/cpu_ddp.yaml (DDP over gloo)"
+        )
     if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(f"accelerate config {p}: distributed_type DEEPSPEED but deepspeed is not installed; run `pip install deepspeed` "
-                          "on the GPU machine (it needs CUDA), or use configs/accelerate/fsdp.yaml")
+        raise ConfigError(
+            f"accelerate config {p}: distributed_type DEEPSPEED but deepspeed is not installed; run `pip install deepspeed` "
+            "on the GPU machine (it needs CUDA), or use configs/accelerate/fsdp.yaml"
+        )
     return cfg
