@@ -140,7 +140,7 @@ def free_port() -> int:
 def serve_and_load(factory, tmp: Path, env: dict, key: str, a) -> tuple:
     "Start `llmops serve` with `factory`, wait for /healthz, run the load, stop it; (summary, rows in the trace store)."
     import httpx
-    from llmops_nb.monitor import TraceStore
+    from llmops_nb.tracestore import TraceStore
     port, db, log = free_port(), tmp / f"{factory}.sqlite", tmp / f"{factory}.log"
     url = f"http://127.0.0.1:{port}"
     llmops = str(Path(sys.executable).parent / "llmops")
@@ -192,7 +192,7 @@ def vectors(n: int, seed: int, topics: int) -> np.ndarray:
 
 def drift_bench(n: int, tmp: Path, seed: int = 0) -> dict:
     from llmops_nb.drift import drift_report, windows
-    from llmops_nb.monitor import TraceStore
+    from llmops_nb.tracestore import TraceStore
     store = TraceStore(tmp / "drift.sqlite", mask_questions=False)   # synthetic questions: nothing to mask
     now, day, h = time.time(), 86400.0, n // 2
     rows = synthetic_rows(h, now - 14 * day, now - 7 * day, False, seed) + synthetic_rows(n - h, now - 7 * day, now - 60, True, seed + 1)

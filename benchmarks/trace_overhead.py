@@ -69,7 +69,7 @@ def main():
     args = ap.parse_args()
     import torch; torch.set_num_threads(1)
     from llmops_nb.generate import FakeOpenAIServer, OpenAICompatGenerator
-    from llmops_nb.monitor import TraceStore
+    from llmops_nb.tracestore import TraceStore
     from llmops_nb.pipeline import RAGPipeline
     from llmops_nb.retrieval import VectorStore
     work = Path(tempfile.mkdtemp(dir=args.dir, prefix="trace_overhead-"))

@@ -184,7 +184,7 @@ def check_answer(url: str, first) -> None:
 
 def promotion(url: str, reg, first, second, store: Path, clients: int = 4, timeout: float = 300) -> dict:
     "Requests flow from `clients` clients; the alias moves to `second`; answers must switch to it with no failure."
-    from llmops_nb.monitor import TraceStore
+    from llmops_nb.tracestore import TraceStore
     async def run():
         out, moved = [], {}
         async def worker(client, i):

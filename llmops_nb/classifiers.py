@@ -14,7 +14,7 @@ import numpy as np
 from fastcore.basics import patch
 from llmops_nb.core import (
     PACKAGED_MODELS,
-    _ALIASES,
+    MODEL_ALIASES,
     ConfigError,
     atomic_dir,
     digest,
@@ -361,7 +361,7 @@ def hash_features(text: str, n_features: int = 2**18, char: tuple = (3, 5)) -> t
 # %% ../nbs/07b_classifiers.ipynb #d2d41947
 def _model_name(ref: Union[str, Path]) -> str:
     "The stable id of an encoder: a packaged model's hub id, else the absolute folder."
-    key = _ALIASES.get(str(ref).lower(), str(ref).lower())
+    key = MODEL_ALIASES.get(str(ref).lower(), str(ref).lower())
     return PACKAGED_MODELS[key]["hub_id"] if key in PACKAGED_MODELS else str(Path(ref).expanduser().resolve())
 
 

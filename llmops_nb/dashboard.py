@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import matplotlib as mpl
 from matplotlib.figure import Figure
-from .monitor import TraceStore, as_unix
+from .tracestore import TraceStore, as_unix
 from .alerts import duration, flatten
 from .report import Report, _BLUE, _CSS, _GREEN, _GREY, _RC, _RED, _Raw, _embed, _esc, _fmt, _label, _table
 

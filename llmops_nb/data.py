@@ -15,7 +15,7 @@ from .core import ConfigError, atomic_dir, digest, packaged_model_path, read_jso
 # %% auto #0
 __all__ = ['SUPPORTED', 'DATASET_FORMAT', 'DataError', 'Document', 'read_text', 'html_to_text', 'load_documents', 'clean_text',
            'clean_documents', 'dedupe', 'deprioritize', 'Chunk', 'embedding_tokenizer', 'chunk', 'split', 'Dataset',
-           'save_dataset', 'load_dataset', 'build_sft_dataset']
+           'save_dataset', 'load_dataset', 'check_conversation', 'build_sft_dataset']
 
 # %% ../nbs/02_data.ipynb #050a8fb9
 class DataError(ValueError):
@@ -667,7 +667,7 @@ def load_dataset(path: Union[str, Path], verify: bool = True) -> Dataset:
     return Dataset(path, rows, manifest)
 
 # %% ../nbs/02_data.ipynb #a6050fd6
-def _check_conversation(msgs, where: str) -> None:
+def check_conversation(msgs, where: str) -> None:
     if not isinstance(msgs, list) or not msgs:
         raise DataError(f"{where}: 'messages' must be a non-empty list")
     for j, m in enumerate(msgs):
@@ -713,7 +713,7 @@ def build_sft_dataset(
             and msgs[0].get("role") != "system"
         ):
             msgs = [{"role": "system", "content": system_prompt}, *msgs]
-        _check_conversation(msgs, where)
+        check_conversation(msgs, where)
         out.append(
             {
                 **r,

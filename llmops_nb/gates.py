@@ -18,8 +18,8 @@ from fastcore.basics import patch
 from .core import ConfigError, read_json, read_yaml, write_json
 
 # %% auto #0
-__all__ = ['MAX_RULES_BYTES', 'PairedTest', 'paired_bootstrap', 'mcnemar', 'Comparison', 'compare', 'Rule', 'Rules', 'load_rules',
-           'GateVerdict', 'gate', 'default_rules']
+__all__ = ['MAX_RULES_BYTES', 'PairedTest', 'paired_bootstrap', 'mcnemar', 'as_result', 'jsonable', 'Comparison', 'compare',
+           'Rule', 'Rules', 'load_rules', 'GateVerdict', 'gate', 'default_rules']
 
 # %% ../nbs/09d_gates.ipynb #1e076797
 def _values(x: Any, name: str) -> np.ndarray:
@@ -182,7 +182,7 @@ def _info(metric: str):
     return metric_info(metric)
 
 
-def _as_result(x: Any, name: str, runs_dir: Union[str, Path, None] = None):
+def as_result(x: Any, name: str, runs_dir: Union[str, Path, None] = None):
     "An EvalResult from `x`; a path or run id is loaded with `llmops_nb.suites.load_result`."
     if isinstance(x, (str, Path)):
         from llmops_nb.suites import load_result
@@ -354,12 +354,12 @@ def _compare_metric(
     return row, {"ids": kept, "baseline": a.tolist(), "candidate": b.tolist()}
 
 # %% ../nbs/09d_gates.ipynb #a4cc9dc8
-def _jsonable(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
     "Plain JSON values: NaN and infinities become None, numpy scalars and paths plain values."
     if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
+        return {str(k): jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
+        return [jsonable(v) for v in o]
     if isinstance(o, (bool, np.bool_)):
         return bool(o)
     if isinstance(o, (int, np.integer)):
@@ -367,7 +367,7 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, (float, np.floating)):
         return float(o) if math.isfinite(o) else None
     if isinstance(o, np.ndarray):
-        return _jsonable(o.tolist())
+        return jsonable(o.tolist())
     if o is None or isinstance(o, str):
         return o
     return str(o)
@@ -378,7 +378,7 @@ _NUMERIC = ("baseline", "candidate", "delta", "low", "high", "p_value")
 
 def _side(r: Any, ref: Any) -> dict:
     "What a Comparison keeps about one side."
-    return _jsonable(
+    return jsonable(
         {
             "ref": str(ref) if isinstance(ref, (str, Path)) else getattr(r, "path", None),
             "suite": getattr(r, "suite", None),
@@ -447,7 +447,7 @@ def compare(
 ) -> Comparison:
     "Pair two evaluations' cases by id and test each metric's difference (candidate - baseline)."
     alpha = _check_alpha(alpha)
-    base, cand = _as_result(baseline, "baseline", runs_dir), _as_result(candidate, "candidate", runs_dir)
+    base, cand = as_result(baseline, "baseline", runs_dir), as_result(candidate, "candidate", runs_dir)
     by_b, by_c = _cases_by_id(base, "baseline"), _cases_by_id(cand, "candidate")
     ids, missing, extra = _shared_ids(by_b, by_c, allow_partial)
     ids, changed, notes = _suite_checks(base, cand, by_b, by_c, ids, allow_partial)
@@ -565,7 +565,7 @@ def to_dict(self: Comparison, pairs: bool = True) -> dict:
         k: getattr(self, k)
         for k in ("alpha", "n_resamples", "seed", "cases", "baseline", "candidate", "dropped", "warnings", "rows")
     }
-    return _jsonable({**d, "pairs": self.pairs} if pairs else d)
+    return jsonable({**d, "pairs": self.pairs} if pairs else d)
 
 
 @patch
@@ -909,7 +909,7 @@ class GateVerdict:
 
     def to_dict(self) -> dict:
         "Plain JSON-ready dict; the comparison without its per-case values."
-        return _jsonable(
+        return jsonable(
             {
                 "passed": self.passed,
                 "alpha": self.alpha,
@@ -972,7 +972,7 @@ def gate(
         alpha if alpha is not None else rules.alpha if rules.alpha is not None else comp.alpha if comp else 0.05
     )
     if comp is None:
-        cand = _as_result(result, "result", runs_dir)
+        cand = as_result(result, "result", runs_dir)
         if baseline is not None:
             comp = compare(baseline, cand, None, alpha, n_resamples, seed, allow_partial, runs_dir)
         elif any(

@@ -352,7 +352,7 @@ def lineage(
     settings: Optional[Settings] = None,
 ) -> Lineage:
     "Walk from a served answer's trace back through the run records to the source data, verifying each digest link."
-    from llmops_nb.monitor import TraceStore
+    from llmops_nb.tracestore import TraceStore
 
     if not isinstance(trace_id, str) or not trace_id.strip():
         raise ValueError(f"trace_id must be a non-empty str, got {trace_id!r}")

@@ -14,7 +14,7 @@ from llmops_nb.core import (
     ConfigError,
     ModelNotAvailable,
     Settings,
-    _ALIASES,
+    MODEL_ALIASES,
     atomic_dir,
     coerce,
     default_dtype,
@@ -80,7 +80,7 @@ def _convert_gguf(gguf: Path, out: Path, name: str) -> Path:
 
 def packaged_base(name: str = "smollm2-135m-instruct", settings: Optional[Settings] = None) -> Path:
     "Folder of a packaged LLM in Hugging Face format, converted from its GGUF file on first use."
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = MODEL_ALIASES.get(name.lower(), name.lower())
     info = PACKAGED_MODELS.get(key)
     if info is None or info["kind"] != "llm":
         raise ModelNotAvailable(
@@ -94,7 +94,7 @@ def packaged_base(name: str = "smollm2-135m-instruct", settings: Optional[Settin
 
 # %% ../nbs/05_models.ipynb #97049db2
 def _is_packaged_llm(ref) -> Optional[str]:
-    key = _ALIASES.get(str(ref).strip().lower(), str(ref).strip().lower())
+    key = MODEL_ALIASES.get(str(ref).strip().lower(), str(ref).strip().lower())
     return (
         key if PACKAGED_MODELS.get(key, {}).get("kind") == "llm" and not Path(str(ref)).expanduser().exists() else None
     )

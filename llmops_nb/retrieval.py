@@ -15,7 +15,7 @@ import faiss
 from fastcore.basics import patch
 from llmops_nb.core import (
     PACKAGED_MODELS,
-    _ALIASES,
+    MODEL_ALIASES,
     ConfigError,
     ModelNotAvailable,
     Settings,
@@ -51,7 +51,7 @@ def model_id(ref: Union[str, Path]) -> str:
     """A stable name for an embedding model: a packaged model's hub id (by name or folder), else the hub id or absolute
     path given."""
     s = str(ref).strip()
-    key = _ALIASES.get(s.lower(), s.lower())
+    key = MODEL_ALIASES.get(s.lower(), s.lower())
     if key in PACKAGED_MODELS:
         return PACKAGED_MODELS[key]["hub_id"]
     p = Path(s).expanduser()

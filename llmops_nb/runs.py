@@ -27,8 +27,8 @@ from llmops_nb.core import (
 
 # %% auto #0
 __all__ = ['REDACTED', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id',
-           'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs', 'run_output',
-           'run_of', 'read_wandb_run']
+           'now_iso', 'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs',
+           'run_output', 'run_of', 'read_wandb_run']
 
 # %% ../nbs/01_runs.ipynb #0e42aab3
 REDACTED = "***"
@@ -168,7 +168,7 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{_secrets.token_hex(3)}"
 
 
-def _now() -> str:
+def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -277,7 +277,7 @@ def finish(self: Run, status: str = "completed", error: Optional[str] = None) ->
     update_lineage(
         self.dir,
         status=status,
-        finished=_now(),
+        finished=now_iso(),
         duration_s=round(time.time() - started, 3),
         error=error,
         **({"resources": res} if res else {}),
@@ -321,7 +321,7 @@ def start_run(
         run_id=run.id,
         runbook=runbook,
         status="running",
-        started=lin.get("started") or _now(),
+        started=lin.get("started") or now_iso(),
         started_unix=lin.get("started_unix") or time.time(),
         parents=list(dict.fromkeys([*lin.get("parents", []), *parents])),
         inputs=lin.get("inputs", {}),

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from .core import ConfigError, Settings, load_settings
-from .monitor import DEFAULT_TENANT
+from .tracestore import DEFAULT_TENANT
 from .telemetry import export_trace, span_ids
 
 # %% auto #0
@@ -988,7 +988,7 @@ def _priced(answer, price: dict) -> Optional[dict]:
     """The trace-store row of `answer` with `cost_usd` at the release's `price` (flat, or model -> price with '*'); None
     when unpriced."""
     from llmops_nb.eval import cost
-    from llmops_nb.monitor import _from_trace
+    from llmops_nb.tracestore import _from_trace
 
     row = _from_trace(answer)
     p = price if set(price) <= {"prompt", "completion"} else price.get(str(row.get("model"))) or price.get("*")
@@ -1788,7 +1788,7 @@ def _open_store(store, settings: Settings):
     if store is False:
         return None
     if store is None or isinstance(store, (str, Path)):
-        from llmops_nb.monitor import TraceStore
+        from llmops_nb.tracestore import TraceStore
 
         return (
             TraceStore(store) if store is not None else TraceStore(settings.path("home") / "traces" / "traces.sqlite")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, TextIO, Union
 from fastcore.basics import patch
 from .core import atomic_write, digest, load_settings, read_json, read_jsonl
-from .monitor import DEFAULT_TENANT, TraceStore, TraceStoreError, _SELECT, _decode, _safe, _where, as_unix
+from .tracestore import DEFAULT_TENANT, TraceStore, TraceStoreError, _SELECT, _decode, _safe, _where, as_unix
 
 # %% auto #0
 __all__ = ['LABELS', 'BAD_FEEDBACK_LABELS', 'PII_MODES', 'SignalError', 'add_label', 'labels', 'label_agreement', 'in_sample',

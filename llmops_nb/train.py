@@ -27,7 +27,7 @@ from llmops_nb.core import (
     set_seed,
     write_json,
 )
-from .data import DataError, Dataset, _check_conversation, load_dataset
+from .data import DataError, Dataset, check_conversation, load_dataset
 from llmops_nb.models import (
     adapter_digest,
     has_generation_markers,
@@ -78,7 +78,7 @@ def conversations(data: Any, name: str = "train") -> tuple:
         where = f"{src}:{i + 1}" if src and src.endswith(".jsonl") else f"{name} row {i}"
         if not isinstance(r, dict):
             raise DataError(f"{where}: expected an object with 'messages', got {type(r).__name__}")
-        _check_conversation(r.get("messages"), where + (f" (id {r['id']})" if "id" in r else ""))
+        check_conversation(r.get("messages"), where + (f" (id {r['id']})" if "id" in r else ""))
     return rows, dig or digest([r["messages"] for r in rows]), src or f"{len(rows)} rows"
 
 # %% ../nbs/06_train.ipynb #39ba0fc8

@@ -5,7 +5,7 @@ import pytest
 from conftest import LLMOPS
 from llmops_nb.alerts import alerts_path, check, load_alert_rules
 from llmops_nb.core import ConfigError, read_jsonl
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 
 T0 = 1_800_000_000.0
 RULES = {"rules": [{"name": "slow", "metric": "latency_ms.p95", "window": "1h", "max": 5000, "min_requests": 10},

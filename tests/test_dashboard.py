@@ -3,7 +3,7 @@ import base64, random, re, sqlite3, time
 import numpy as np
 import pandas as pd
 import pytest
-from llmops_nb.monitor import COLUMNS, TraceStore
+from llmops_nb.tracestore import COLUMNS, TraceStore
 from llmops_nb.drift import drift_report
 from llmops_nb.alerts import check
 from llmops_nb.dashboard import Dashboard, dashboard, timeseries

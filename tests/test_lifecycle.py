@@ -8,7 +8,7 @@ from llmops_nb.core import digest, load_settings, write_json
 from llmops_nb.generate import Generation
 from llmops_nb.lifecycle import (STAGES, Loop, LocalServer, compare_lifecycles, dataset_digest, format_summary, lifecycle_report, lineage,
                                  load_traffic, run_lifecycle, send_traffic, served_lineage, stage_params, summarize, traffic_metrics)
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
 from llmops_nb.runs import read_run, start_run, update_lineage

@@ -2,7 +2,7 @@
 import json, math, multiprocessing as mp, os, pickle, re, signal, sqlite3, threading, time
 from pathlib import Path
 import pytest
-from llmops_nb.monitor import COLUMNS, SCHEMA_VERSION, TraceStore, TraceStoreError, as_unix
+from llmops_nb.tracestore import COLUMNS, SCHEMA_VERSION, TraceStore, TraceStoreError, as_unix
 
 CARD, EMAIL = "4111 1111 1111 1111", "jane.doe@example.com"
 

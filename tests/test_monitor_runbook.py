@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from conftest import llmops_run, run_dir_of
 from llmops_nb.core import read_json
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.runs import read_run
 
 NOW = 1_800_000_000.0       # the runbook judges at this time (-p now), so the windows are fixed

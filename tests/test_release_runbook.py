@@ -73,7 +73,7 @@ def test_retrain_bad_parameters_fail_before_any_work(env, params, message):
 
 
 def test_retrain_needs_a_production_release(env, home):
-    from llmops_nb.monitor import TraceStore
+    from llmops_nb.tracestore import TraceStore
     TraceStore(home / "traces.sqlite").close()
     out = llmops_run("retrain", ("store", str(home / "traces.sqlite")), env=env, timeout=300)
     assert out.returncode != 0 and "no release or alias 'production'" in out.stderr, out.stderr[-2000:]

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops_nb.core import ConfigError
 from llmops_nb.generate import Generation, GenerationError, OpenAICompatGenerator
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import Hit, VectorStore
 from llmops_nb.serve import (KeyRing, RateLimiter, create_app, default_pipeline, hash_key, key_id, load_factory, load_keys, make_app,

@@ -4,7 +4,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import LLMOPS
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.serve import hash_key, key_id
 
 KEY, KEY2 = "cli-test-key-0123456789abcdefgh", "cli-second-key-0123456789abcdef"

@@ -3,7 +3,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
 from llmops_nb.serve import create_app

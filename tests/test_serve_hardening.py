@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 import llmops_nb.serve as serve_mod
 from llmops_nb.core import ConfigError
 from llmops_nb.generate import Generation, GenerationError
-from llmops_nb.monitor import DEFAULT_TENANT, TraceStore
+from llmops_nb.tracestore import DEFAULT_TENANT, TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
 from llmops_nb.serve import FailedAuth, KeyRing, create_app, hash_key, key_id, load_keys

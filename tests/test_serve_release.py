@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from llmops_nb.core import ConfigError, load_settings
 from llmops_nb.generate import FakeOpenAIServer
 from llmops_nb.lifecycle import LocalServer
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import Answer, Trace
 from llmops_nb.releases import ReleaseRegistry
 from llmops_nb.serve import ReleaseRouter, canary_bucket, create_app, lora_module, make_app, parse_canary

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from llmops_nb.data import load_dataset
-from llmops_nb.monitor import SCHEMA_VERSION, TraceStore, TraceStoreError
+from llmops_nb.tracestore import SCHEMA_VERSION, TraceStore, TraceStoreError
 from llmops_nb.signals import (SignalError, add_label, add_scores, add_traces_cli, export_traces, in_sample, label_agreement,
                                label_candidates, label_queue, label_terminal, labels, score_traces, scores, trace_ids_of, traces_cli)
 from llmops_nb.suites import load_suite

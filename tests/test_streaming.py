@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from llmops_nb.generate import Generation, GenerationCancelled, Generator, Stream
 from llmops_nb.guard import StreamGuard, scan_output, stream_mode
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
 from llmops_nb.serve import create_app, stream_chunks

@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from llmops_nb import telemetry
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
 from llmops_nb.telemetry import export_trace, otel_trace_id, parse_traceparent, provider, span_ids

@@ -3,7 +3,7 @@ import json, os, subprocess
 import pytest
 from conftest import LLMOPS, llmops_run, run_dir_of
 from llmops_nb.core import read_json
-from llmops_nb.monitor import TraceStore
+from llmops_nb.tracestore import TraceStore
 from llmops_nb.runs import read_run
 
 
