@@ -6,7 +6,7 @@
 # each runbook. Links between notebooks (relative, or root-relative as in the README) point at the HTML pages; linked
 # local files (the architecture picture, configs, deploy/, ...) are copied beside them, and a linked folder gets an
 # index.html listing its files. The pages need no network: require.js, MathJax and mermaid are left out (the notebooks
-# are stored without outputs, so nothing needs them; TeX in markdown shows as written). Built in a temporary folder
+# outputs are text, tables and PNG plots, which need none of them; TeX in markdown shows as written). Built in a temporary folder
 # that then replaces the output folder, so a failed build leaves the previous docs in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
