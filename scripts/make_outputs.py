@@ -49,7 +49,7 @@ def _clean(nb) -> None:
 
 
 def run(path: Path) -> None:
-    from execnb.nbio import read_nb, write_nb
+    from fastcore.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
 
     path = path.resolve()
