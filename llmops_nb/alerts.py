@@ -1,4 +1,4 @@
-"""Alert rules in YAML over the trace store: thresholds on a window's aggregates and drift tests between windows, alert records, a webhook, and an exit code for schedulers.
+"""Alert rules in YAML: thresholds and drift tests over the trace store, alert records, a webhook, an exit code.
 
 Docs: https://llmops.github.io/llmops-nb/alerts.html.md"""
 
@@ -7,13 +7,13 @@ Docs: https://llmops.github.io/llmops-nb/alerts.html.md"""
 # %% ../nbs/10c_alerts.ipynb #4cf65919
 from __future__ import annotations
 import math, time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import urlsplit
-from .core import ConfigError, append_jsonl, read_jsonl, read_yaml
+from .core import ConfigError, append_jsonl, read_yaml
 from .drift import drift_report, when
-from .runs import resolve_secret
+from .core import resolve_secret
 
 # %% auto #0
 __all__ = ['duration', 'AlertRule', 'AlertRules', 'load_alert_rules', 'Alert', 'MonitorCheck', 'flatten', 'alerts_path', 'check',
@@ -55,7 +55,8 @@ class AlertRule:
 
     def describe(self) -> str:
         if self.drift:
-            return f"{self.drift} drift of the last {_span(self.window)} vs the {_span(self.reference)} before (alpha {self.alpha:g})"
+            span = f"the last {_span(self.window)} vs the {_span(self.reference)} before"
+            return f"{self.drift} drift of {span} (alpha {self.alpha:g})"
         bounds = " and ".join(
             s
             for s in (
@@ -175,7 +176,7 @@ class Alert:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
+# %% ../nbs/10c_alerts.ipynb #b0d99c6f
 @dataclass
 class MonitorCheck:
     "The outcome of `check`: one row per rule, the alerts that fired, and where they were delivered."
@@ -268,13 +269,15 @@ def _drift(store, r: AlertRule, now: float, embedder) -> dict:
         return {
             "status": "no data",
             "value": None,
-            "detail": f"{len(ref)} reference and {len(cur)} current request(s) (rule needs {max(r.min_requests, 2)}); not judged",
+            "detail": f"{len(ref)} reference and {len(cur)} current request(s) "
+            f"(rule needs {max(r.min_requests, 2)}); not judged",
         }
     rep = drift_report(ref, cur, embedder=embedder, alpha=r.alpha)
     rows = [x for x in rep.rows if r.drift == "any" or x["feature"] == r.drift]
     if not rows:
         raise ConfigError(
-            f"rule {r.name!r}: drift feature {r.drift!r} was not tested; tested: {', '.join(sorted({x['feature'] for x in rep.rows})) or 'none'}"
+            f"rule {r.name!r}: drift feature {r.drift!r} was not tested; "
+            f"tested: {', '.join(sorted({x['feature'] for x in rep.rows})) or 'none'}"
         )
     hit = [x for x in rows if x.get("drifted")]
     p = min((x["p_adjusted"] for x in rows if x.get("p_adjusted") is not None), default=None)
@@ -293,7 +296,7 @@ def alerts_path(store) -> Path:
     "The append-only alert log beside a store: <store folder>/alerts.jsonl."
     return Path(store.path).with_name("alerts.jsonl")
 
-
+# %% ../nbs/10c_alerts.ipynb #63a39f18
 def check(
     store,  # a TraceStore (or anything with .aggregates and .frame)
     rules: Union[str, Path, dict, AlertRules],

@@ -1,4 +1,4 @@
-"""One self-contained HTML page of a trace store's window: traffic and latency, tokens and cost, guard and outcome rates, feedback over time, the drift tests, the alerts and the aggregates.
+"""One self-contained HTML page of a trace store's window: traffic, latency, cost, rates, drift, alerts, aggregates.
 
 Docs: https://llmops.github.io/llmops-nb/dashboard.html.md"""
 
@@ -8,23 +8,24 @@ Docs: https://llmops.github.io/llmops-nb/dashboard.html.md"""
 from __future__ import annotations
 import math, sqlite3
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Union
+from typing import Any, ClassVar, Optional
 import numpy as np
 import pandas as pd
 import matplotlib as mpl
 from matplotlib.figure import Figure
 from .tracestore import TraceStore, as_unix
 from .alerts import duration, flatten
-from .report import Report, _BLUE, _CSS, _GREEN, _GREY, _RC, _RED, _Raw, _embed, _esc, _fmt, _label, _table
+from .fmt import COLORS, MISSING, Raw, esc, fmt_value, html_table
+from .report import FIG_STYLE, Report, embed_figure, plot_label
 
 # %% auto #0
-__all__ = ['SERIES_COLUMNS', 'MAX_BUCKETS', 'TIMESERIES_COLUMNS', 'P_CAP', 'auto_bucket', 'timeseries', 'Dashboard', 'dashboard']
+__all__ = ['TIMESERIES_COLUMNS', 'timeseries', 'Dashboard', 'dashboard']
 
 # %% ../nbs/10d_dashboard.ipynb #395dbbed
-SERIES_COLUMNS = (
+_SERIES_COLUMNS = (
     "ts",
     "status",
     "input_action",
@@ -59,17 +60,17 @@ def _bounds(since, until) -> tuple:
 
 
 def _window(source, a: Optional[float], b: Optional[float]) -> pd.DataFrame:
-    "SERIES_COLUMNS of the traces with a <= ts < b, from a TraceStore (one SQL query) or a DataFrame of trace rows."
+    "_SERIES_COLUMNS of the traces with a <= ts < b, from a TraceStore (one SQL query) or a DataFrame of trace rows."
     if isinstance(source, TraceStore):
         conds = [c for c, v in (("ts >= ?", a), ("ts < ?", b)) if v is not None]
-        sql = f"SELECT {', '.join(SERIES_COLUMNS)} FROM traces" + (" WHERE " + " AND ".join(conds) if conds else "")
+        sql = f"SELECT {', '.join(_SERIES_COLUMNS)} FROM traces" + (" WHERE " + " AND ".join(conds) if conds else "")
         with closing(sqlite3.connect(str(source.path), timeout=source.busy_timeout)) as c:
             c.execute("PRAGMA query_only = 1")
             df = pd.read_sql_query(sql, c, params=[v for v in (a, b) if v is not None])
     elif isinstance(source, pd.DataFrame):
         if "ts" not in source:
             raise ValueError("source: the DataFrame has no 'ts' column (unix seconds); pass TraceStore.frame() rows")
-        df = source.reindex(columns=list(SERIES_COLUMNS))
+        df = source.reindex(columns=list(_SERIES_COLUMNS))
         ts = pd.to_numeric(df["ts"], errors="coerce")
         keep = ts.notna() & (ts >= (-np.inf if a is None else a)) & (ts < (np.inf if b is None else b))
         df = df[keep].reset_index(drop=True)
@@ -104,7 +105,7 @@ def _online_points(source, a: Optional[float], b: Optional[float]) -> pd.DataFra
     )
 
 # %% ../nbs/10d_dashboard.ipynb #0d631c3d
-MAX_BUCKETS = 20_000
+_MAX_BUCKETS = 20_000
 _AUTO = [
     ("1m", 60),
     ("5m", 300),
@@ -117,7 +118,7 @@ _AUTO = [
 ]
 
 
-def auto_bucket(span_s: float, target: int = 168) -> str:
+def _auto_bucket(span_s: float, target: int = 168) -> str:
     "The finest of 1m/5m/15m/1h/3h/6h/1d/1w that cuts `span_s` seconds into at most `target` buckets."
     return next((name for name, s in _AUTO if span_s / s <= target), _AUTO[-1][0])
 
@@ -131,9 +132,9 @@ def _grid(df: pd.DataFrame, a, b, step: float, bucket) -> Optional[tuple]:
         return None
     first = math.floor(lo / step) * step
     n = max(1, math.ceil((hi - first) / step))
-    if n > MAX_BUCKETS:
+    if n > _MAX_BUCKETS:
         raise ValueError(
-            f"bucket: {bucket!r} cuts the window into {n:,} buckets (at most {MAX_BUCKETS:,}); choose a wider bucket"
+            f"bucket: {bucket!r} cuts the window into {n:,} buckets (at most {_MAX_BUCKETS:,}); choose a wider bucket"
         )
     return first, n
 
@@ -217,13 +218,13 @@ def timeseries(
     return out[TIMESERIES_COLUMNS + online].astype(float)
 
 # %% ../nbs/10d_dashboard.ipynb #02bce865
-def _time_fig(ts: pd.DataFrame, title: str, draw, split: Optional[float], fmt: str, height: float = 2.6) -> _Raw:
+def _time_fig(ts: pd.DataFrame, title: str, draw, split: Optional[float], fmt: str, height: float = 2.6) -> Raw:
     """A one-panel time-series figure: `draw(ax, x)` plots; the shared time axis, title and the split line are added
     here."""
     import matplotlib.dates as mdates
 
     x = ts.index.tz_convert(None).to_pydatetime()
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(FIG_STYLE):
         fig = Figure(figsize=(9.0, height), layout="constrained")
         ax = fig.subplots()
         draw(ax, x, dict(marker="o", ms=2.5) if len(ts) <= 48 else {})
@@ -240,45 +241,45 @@ def _time_fig(ts: pd.DataFrame, title: str, draw, split: Optional[float], fmt: s
             )
         if len(ts) == 1:
             ax.set_xlim(x[0] - pd.Timedelta(minutes=30), x[0] + pd.Timedelta(minutes=30))
-        ax.set_title(_label(title, 90), loc="left")
+        ax.set_title(plot_label(title, 90), loc="left")
         ax.set_xlabel("time (UTC)")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", frameon=False, ncols=6)
-    return _embed(fig, title, fmt)
+    return embed_figure(fig, title, fmt)
 
 # %% ../nbs/10d_dashboard.ipynb #24015a79
 def _latency(ax, x, m, ts):
-    ax.plot(x, ts["latency_p50"], color=_BLUE, label="p50", **m)
-    ax.plot(x, ts["latency_p95"], color=_RED, label="p95", **m)
+    ax.plot(x, ts["latency_p50"], color=COLORS["blue"], label="p50", **m)
+    ax.plot(x, ts["latency_p95"], color=COLORS["red"], label="p95", **m)
     ax.set_ylabel("latency (ms)")
     ax.set_ylim(bottom=0)
     tw = ax.twinx()
-    tw.bar(x, ts["requests"], width=(x[1] - x[0]) * 0.8 if len(x) > 1 else 0.02, color=_GREY, alpha=0.25)
+    tw.bar(x, ts["requests"], width=(x[1] - x[0]) * 0.8 if len(x) > 1 else 0.02, color=COLORS["grey"], alpha=0.25)
     tw.set_ylabel("requests")
     tw.set_zorder(ax.get_zorder() - 1)
     ax.patch.set_visible(False)
 
 
 def _tokens(ax, x, m, ts):
-    ax.plot(x, ts["prompt_tokens"], color=_BLUE, label="prompt tokens", **m)
-    ax.plot(x, ts["completion_tokens"], color=_GREEN, label="completion tokens", **m)
+    ax.plot(x, ts["prompt_tokens"], color=COLORS["blue"], label="prompt tokens", **m)
+    ax.plot(x, ts["completion_tokens"], color=COLORS["green"], label="completion tokens", **m)
     ax.set_ylabel("tokens per bucket")
     ax.set_ylim(bottom=0)
     if ts["cost_usd"].notna().any():
         tw = ax.twinx()
-        tw.plot(x, ts["cost_usd"], color=_RED, ls=":", label="cost (USD)", **m)
+        tw.plot(x, ts["cost_usd"], color=COLORS["red"], ls=":", label="cost (USD)", **m)
         tw.set_ylabel("cost (USD)")
         tw.set_ylim(bottom=0)
-        ax.plot([], [], color=_RED, ls=":", label="cost (USD, right)")
+        ax.plot([], [], color=COLORS["red"], ls=":", label="cost (USD, right)")
 
 
 def _rates(ax, x, m, ts):
     for col, c in (
-        ("input_block_rate", _RED),
+        ("input_block_rate", COLORS["red"]),
         ("output_block_rate", "#e07b00"),
-        ("refusal_rate", _BLUE),
-        ("idk_rate", _GREY),
+        ("refusal_rate", COLORS["blue"]),
+        ("idk_rate", COLORS["grey"]),
         ("error_rate", "black"),
     ):
         ax.plot(x, 100 * ts[col], color=c, label=col.replace("_rate", "").replace("_", " "), **m)
@@ -302,15 +303,15 @@ def _rates(ax, x, m, ts):
 
 
 def _resources(ax, x, m, ts):
-    ax.plot(x, ts["cpu_ms"], color=_BLUE, label="CPU ms per request (mean)", **m)
+    ax.plot(x, ts["cpu_ms"], color=COLORS["blue"], label="CPU ms per request (mean)", **m)
     ax.set_ylabel("CPU ms per request")
     ax.set_ylim(bottom=0)
     tw = ax.twinx()
     tw.set_ylabel("MB")
     tw.set_ylim(bottom=0)
     for col, c, ls, lab in (
-        ("rss_mb", _RED, "-", "RSS (max, MB, right)"),
-        ("gpu_peak_mb", _GREEN, "--", "GPU peak (max, MB, right)"),
+        ("rss_mb", COLORS["red"], "-", "RSS (max, MB, right)"),
+        ("gpu_peak_mb", COLORS["green"], "--", "GPU peak (max, MB, right)"),
     ):
         if ts[col].notna().any():
             tw.plot(x, ts[col], color=c, ls=ls, **m)
@@ -319,17 +320,17 @@ def _resources(ax, x, m, ts):
 
 def _online(ax, x, m, ts):
     cols = [c for c in ts.columns if c.startswith("online_")]
-    for c, color in zip(cols, [_GREEN, _BLUE, _RED, "#e07b00", _GREY, "black"] * 4):
+    for c, color in zip(cols, [COLORS["green"], COLORS["blue"], COLORS["red"], "#e07b00", COLORS["grey"], "black"] * 4):
         ax.plot(x, ts[c], color=color, label=c.removeprefix("online_"), **m)
     ax.set_ylabel("mean score")
     ax.set_ylim(min(0.0, float(np.nanmin(ts[cols].to_numpy(), initial=0))), 1.05)
 
 
 def _feedback(ax, x, m, ts):
-    ax.plot(x, ts["feedback_mean"], color=_GREEN, label="mean score", **m)
+    ax.plot(x, ts["feedback_mean"], color=COLORS["green"], label="mean score", **m)
     ax.set_ylabel("feedback score")
     tw = ax.twinx()
-    tw.bar(x, ts["feedback_count"], width=(x[1] - x[0]) * 0.8 if len(x) > 1 else 0.02, color=_GREY, alpha=0.25)
+    tw.bar(x, ts["feedback_count"], width=(x[1] - x[0]) * 0.8 if len(x) > 1 else 0.02, color=COLORS["grey"], alpha=0.25)
     tw.set_ylabel("ratings")
     tw.set_zorder(ax.get_zorder() - 1)
     ax.patch.set_visible(False)
@@ -347,77 +348,84 @@ def _drift_rows(drift) -> tuple:
     return d["rows"], float(d.get("alpha") or 0.05), [str(n) for n in d.get("notes") or []]
 
 
-P_CAP = 20  # -log10 p beyond this (p < 1e-20) is drawn at the cap: a p of 1e-300 would flatten every other bar
+_P_CAP = 20  # -log10 p beyond this (p < 1e-20) is drawn at the cap: a p of 1e-300 would flatten every other bar
 
 
-def _drift_fig(rows: list, alpha: float, fmt: str) -> Optional[_Raw]:
+def _drift_fig(rows: list, alpha: float, fmt: str) -> Optional[Raw]:
     tested = [r for r in rows if isinstance(r.get("p_adjusted"), (int, float))]
     psis = [r for r in rows if r.get("test") == "psi" and isinstance(r.get("statistic"), (int, float))]
     if not tested and not psis:
         return None
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(FIG_STYLE):
         panels = [p for p in (tested, psis) if p]
         fig = Figure(figsize=(9.0, 0.22 * max(map(len, panels)) + 1.0), layout="constrained")
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, rs in zip(axes, panels):
             psi_panel = rs is psis
             v = [
-                r["statistic"] if psi_panel else min(P_CAP, -math.log10(max(float(r["p_adjusted"]), 1e-300)))
+                r["statistic"] if psi_panel else min(_P_CAP, -math.log10(max(float(r["p_adjusted"]), 1e-300)))
                 for r in rs
             ]
             y = np.arange(len(rs))[::-1]
             ax.barh(
                 y,
                 v,
-                color=[_RED if r.get("drifted") else _GREY if r.get("drifted") is None else _BLUE for r in rs],
+                color=[
+                    COLORS["red"]
+                    if r.get("drifted")
+                    else COLORS["grey"]
+                    if r.get("drifted") is None
+                    else COLORS["blue"]
+                    for r in rs
+                ],
                 height=0.6,
             )
             ax.set_yticks(
-                y, [_label(f"{r['feature']} ({r['test']})" if not psi_panel else r["feature"], 36) for r in rs]
+                y, [plot_label(f"{r['feature']} ({r['test']})" if not psi_panel else r["feature"], 36) for r in rs]
             )
             for t, ls in [(0.1, ":"), (0.25, "--")] if psi_panel else [(-math.log10(alpha), "--")]:
                 ax.axvline(t, color="black", ls=ls, lw=1)
             ax.set_title(
                 "PSI (0.1 moderate, 0.25 major; grey: too few traces to judge)"
                 if psi_panel
-                else f"-log10 adjusted p (dashed: alpha {alpha:g}; capped at {P_CAP}); red: drifted",
+                else f"-log10 adjusted p (dashed: alpha {alpha:g}; capped at {_P_CAP}); red: drifted",
                 loc="left",
             )
-    return _embed(fig, "drift tests", fmt)
+    return embed_figure(fig, "drift tests", fmt)
 
 # %% ../nbs/10d_dashboard.ipynb #2143d4cd
-def _drift_section(drift, fmt: Optional[str]) -> _Raw:
+def _drift_section(drift, fmt: Optional[str]) -> Raw:
     rows, alpha, notes = _drift_rows(drift)
     hit = sorted({str(r["feature"]) for r in rows if r.get("drifted")})
     banner = (
-        f'<div class="banner fail">drift in {_esc(", ".join(hit))}</div>'
+        f'<div class="banner fail">drift in {esc(", ".join(hit))}</div>'
         if hit
         else '<div class="banner pass">no significant drift</div>'
     )
     fig = _drift_fig(rows, alpha, fmt) if fmt else None
     order = sorted(rows, key=lambda r: (not r.get("drifted"), str(r["feature"])))
-    cell = lambda v: str(v)[:80] if isinstance(v, (list, dict, str)) else _fmt(v)  # topic shares are lists
-    table = _table(
-        ["feature", "test", "statistic", "p (adjusted)", "drifted", "reference", "current"],
+    cell = lambda v: str(v)[:80] if isinstance(v, (list, dict, str)) else fmt_value(v)  # topic shares are lists
+    table = html_table(
         [
             [
                 r["feature"],
                 r.get("test"),
-                _fmt(r.get("statistic")),
-                _fmt(r.get("p_adjusted")),
-                "yes" if r.get("drifted") else "no" if r.get("drifted") is False else "—",
+                fmt_value(r.get("statistic")),
+                fmt_value(r.get("p_adjusted")),
+                "yes" if r.get("drifted") else "no" if r.get("drifted") is False else MISSING,
                 cell(r.get("reference")),
                 cell(r.get("current")),
             ]
             for r in order
         ],
+        ["feature", "test", "statistic", "p (adjusted)", "drifted", "reference", "current"],
         row_cls=["regression" if r.get("drifted") else "" for r in order],
     )
-    notes_html = "".join(f"<li>{_esc(n)}</li>" for n in notes)
-    return _Raw(banner + (fig or "") + table + (f'<ul class="muted">{notes_html}</ul>' if notes else ""))
+    notes_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    return Raw(banner + (fig or "") + table + (f'<ul class="muted">{notes_html}</ul>' if notes else ""))
 
 # %% ../nbs/10d_dashboard.ipynb #4d759f2c
-def _alerts_section(alerts) -> _Raw:
+def _alerts_section(alerts) -> Raw:
     d = alerts.to_dict() if hasattr(alerts, "to_dict") else alerts
     if (
         not isinstance(d, dict)
@@ -432,35 +440,37 @@ def _alerts_section(alerts) -> _Raw:
         else f'<div class="banner pass">no alert ({len(d["checks"])} rule(s) checked)</div>'
     )
     order = sorted(d["checks"], key=lambda c: c.get("status") != "fired")
-    table = _table(
-        ["rule", "severity", "status", "check", "value", "detail"],
+    table = html_table(
         [
             [
                 c["rule"],
                 c.get("severity", ""),
                 c.get("status", ""),
                 c.get("check", ""),
-                _fmt(c.get("value")),
+                fmt_value(c.get("value")),
                 c.get("detail", ""),
             ]
             for c in order
         ],
+        ["rule", "severity", "status", "check", "value", "detail"],
         row_cls=["regression" if c.get("status") == "fired" else "" for c in order],
     )
     hook = d.get("delivered")
     note = (
         ""
         if not hook
-        else f'<p class="muted">webhook: {_esc(hook.get("error") or ("HTTP " + str(hook.get("status"))))}</p>'
+        else f'<p class="muted">webhook: {esc(hook.get("error") or ("HTTP " + str(hook.get("status"))))}</p>'
     )
-    return _Raw(banner + table + note)
+    return Raw(banner + table + note)
 
 # %% ../nbs/10d_dashboard.ipynb #c38ca02d
-def _aggregates_section(store, spans: list) -> _Raw:
+def _aggregates_section(store, spans: list) -> Raw:
     "One column per (label, since, until) span: the flattened aggregates of that window."
     cols = [(name, flatten(store.aggregates(a, b))) for name, a, b in spans]
     keys = list(dict.fromkeys(k for _, f in cols for k in f if not k.endswith("_ts")))
-    return _table(["aggregate", *[n for n, _ in cols]], [[k, *[_fmt(f.get(k)) for _, f in cols]] for k in keys])
+    return html_table(
+        [[k, *[fmt_value(f.get(k)) for _, f in cols]] for k in keys], ["aggregate", *[n for n, _ in cols]]
+    )
 
 # %% ../nbs/10d_dashboard.ipynb #8b5cb0f9
 _DASH_TITLES = {
@@ -495,22 +505,23 @@ def _utc(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _header(store, a, b, n, bucket, split) -> _Raw:
+def _header(store, a, b, n, bucket, split) -> Raw:
     facts = [
         ("store", str(store.path)),
-        ("window", f"{_utc(a)} → {_utc(b)}" if a is not None else "—"),
+        ("window", f"{_utc(a)} → {_utc(b)}" if a is not None else MISSING),
         ("requests", f"{n:,}"),
         ("bucket", bucket),
     ]
     if split is not None:
         facts.append(("current window from", _utc(split)))
-    spans = "".join(f"<span><b>{_esc(k)}:</b> {_esc(v)}</span>" for k, v in facts)
+    spans = "".join(f"<span><b>{esc(k)}:</b> {esc(v)}</span>" for k, v in facts)
     empty = (
         ""
         if n
-        else f'<div class="banner fail">No traffic in this window: no request was recorded{" between " + _utc(a) + " and " + _utc(b) if a is not None else ""}.</div>'
+        else '<div class="banner fail">No traffic in this window: no request was recorded'
+        f'{" between " + _utc(a) + " and " + _utc(b) if a is not None else ""}.</div>'
     )
-    return _Raw(f'<div class="facts">{spans}</div>{empty}')
+    return Raw(f'<div class="facts">{spans}</div>{empty}')
 
 
 def _series_sections(ts: pd.DataFrame, split, fmt) -> dict:
@@ -532,7 +543,7 @@ def _series_sections(ts: pd.DataFrame, split, fmt) -> dict:
         )
     fb = ts["feedback_count"].sum()
     parts["feedback"] = (
-        _Raw(
+        Raw(
             _time_fig(
                 ts,
                 f"mean feedback score ({fb:,.0f} ratings; grey bars: ratings per bucket)",
@@ -542,7 +553,7 @@ def _series_sections(ts: pd.DataFrame, split, fmt) -> dict:
             )
         )
         if fb
-        else _Raw('<p class="muted">No feedback in this window.</p>')
+        else Raw('<p class="muted">No feedback in this window.</p>')
     )
     if any(c.startswith("online_") for c in ts.columns):
         parts["online"] = _time_fig(
@@ -582,7 +593,9 @@ def dashboard(
             lo, hi = c.execute("SELECT MIN(ts), MAX(ts) FROM traces").fetchone()
         a = a if a is not None else lo
         b = b if b is not None else (hi + 1e-6 if hi is not None else None)
-    bucket = bucket if bucket is not None else auto_bucket(b - a if a is not None and b is not None and b > a else 3600)
+    bucket = (
+        bucket if bucket is not None else _auto_bucket(b - a if a is not None and b is not None and b > a else 3600)
+    )
     ts = (
         timeseries(store, a, b, bucket)
         if a is not None and b is not None and b > a
@@ -613,7 +626,8 @@ def _run_rows(runs) -> list:
         runs = list_runs(runs)
     if not isinstance(runs, (list, tuple)) or not all(isinstance(r, RunRecord) for r in runs):
         raise TypeError(
-            f"runs: expected a list of RunRecords (llmops_nb.runs.list_runs) or a runs folder, got {type(runs).__name__}"
+            "runs: expected a list of RunRecords (llmops_nb.runs.list_runs) or a runs folder, "
+            f"got {type(runs).__name__}"
         )
     pick = lambda m, part: next(
         (v for k, v in m.items() if part in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool)), None
@@ -629,23 +643,24 @@ def _run_rows(runs) -> list:
                 r.id,
                 r.runbook,
                 r.status,
-                _fmt(res.get("peak_rss_mb")),
-                _fmt(res.get("cpu_s")),
-                _fmt(res.get("wall_s")),
-                _fmt(res.get("gpu_peak_mb")),
-                _fmt(pick(r.metrics, "tokens_per_s")),
-                _fmt(pick(r.metrics, "mfu")),
-                f"{slow['name']} ({_fmt(slow.get('seconds'))} s)" if slow else "—",
+                fmt_value(res.get("peak_rss_mb")),
+                fmt_value(res.get("cpu_s")),
+                fmt_value(res.get("wall_s")),
+                fmt_value(res.get("gpu_peak_mb")),
+                fmt_value(pick(r.metrics, "tokens_per_s")),
+                fmt_value(pick(r.metrics, "mfu")),
+                f"{slow['name']} ({fmt_value(slow.get('seconds'))} s)" if slow else MISSING,
             ]
         )
     return out
 
 
-def _runs_section(runs) -> _Raw:
+def _runs_section(runs) -> Raw:
     rows = _run_rows(runs)
     if not rows:
-        return _Raw('<p class="muted">No run record with resource figures.</p>')
-    return _table(
+        return Raw('<p class="muted">No run record with resource figures.</p>')
+    return html_table(
+        rows,
         [
             "run",
             "runbook",
@@ -658,5 +673,4 @@ def _runs_section(runs) -> _Raw:
             "MFU",
             "slowest stage",
         ],
-        rows,
     )

@@ -1,4 +1,4 @@
-"""Is this week's traffic like last week's? Two-sample statistics (PSI, KS, MMD, a classifier test, topic mix, rate changes) and a drift report over two windows of stored traces.
+"""Is this week's traffic like last week's? Two-sample tests and a drift report over two windows of stored traces.
 
 Docs: https://llmops.github.io/llmops-nb/drift.html.md"""
 
@@ -6,18 +6,19 @@ Docs: https://llmops.github.io/llmops-nb/drift.html.md"""
 
 # %% ../nbs/10b_drift.ipynb #081749fd
 from __future__ import annotations
-import html, math, numbers, re, time, warnings
+import math, numbers, re, time, warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
+from .fmt import Raw, esc, fmt_value, html_table
 
 # %% auto #0
-__all__ = ['PSI_THRESHOLDS', 'CORRECTIONS', 'NUMERIC', 'STATUS_RATES', 'EMBEDDING_TESTS', 'sample', 'psi', 'psi_noise', 'ks',
-           'embeddings', 'mmd', 'classifier_test', 'js_divergence', 'topic_shift', 'flags', 'rate_change', 'adjust',
-           'DriftReport', 'drift_report', 'when', 'windows']
+__all__ = ['CORRECTIONS', 'NUMERIC', 'STATUS_RATES', 'EMBEDDING_TESTS', 'sample', 'psi', 'psi_noise', 'ks', 'embeddings', 'mmd',
+           'classifier_test', 'js_divergence', 'topic_shift', 'flags', 'rate_change', 'adjust', 'DriftReport',
+           'drift_report', 'when', 'windows']
 
 # %% ../nbs/10b_drift.ipynb #a4f4d3ab
 def _kind(x) -> str:
@@ -51,7 +52,7 @@ def sample(x: Any, name: str = "values", min_n: int = 2) -> np.ndarray:
     return a
 
 # %% ../nbs/10b_drift.ipynb #7b327d52
-PSI_THRESHOLDS = {"moderate": 0.1, "major": 0.25}
+_PSI_THRESHOLDS = {"moderate": 0.1, "major": 0.25}
 
 
 def psi(
@@ -70,7 +71,7 @@ def psi(
     p, q = np.maximum(p, eps), np.maximum(q, eps)
     return float(np.sum((q - p) * np.log(q / p)))
 
-
+# %% ../nbs/10b_drift.ipynb #e18dea0c
 def psi_noise(n: int, m: int, bins: int = 10, quantile: float = 0.999) -> float:
     """The PSI that two samples of sizes `n` and `m` from one distribution stay below with probability `quantile`
     (chi-square approximation)."""
@@ -211,7 +212,7 @@ def js_divergence(p: Sequence[float], q: Sequence[float]) -> float:
     kl = lambda a: float(np.sum(a[a > 0] * np.log2(a[a > 0] / mid[a > 0])))
     return max(0.0, (kl(p) + kl(q)) / 2)
 
-
+# %% ../nbs/10b_drift.ipynb #44cc4fb0
 def topic_shift(
     ref_emb: Any,
     cur_emb: Any,
@@ -263,7 +264,7 @@ def flags(x: Any, name: str = "flags") -> np.ndarray:
         raise ValueError(f"{name}: expected True/False or 1/0 flags, found {a[~np.isin(a, (0.0, 1.0))][0]!r}")
     return a.astype(bool)
 
-
+# %% ../nbs/10b_drift.ipynb #342bfd6a
 def rate_change(ref_flags: Sequence[bool], cur_flags: Sequence[bool]) -> dict:
     "Change in the rate of True between two samples of flags: rates, delta and a two-sided p-value."
     x, y = flags(ref_flags, "ref_flags"), flags(cur_flags, "cur_flags")
@@ -420,59 +421,47 @@ def _embed(embedder, texts: list) -> np.ndarray:
     if callable(embedder):
         return np.asarray(embedder(texts))
     raise TypeError(
-        f"embedder: expected an Embedder, an object with .embed(texts) or a function of a list of texts, got {_kind(embedder)}"
+        "embedder: expected an Embedder, an object with .embed(texts) or a function of a list of texts, "
+        f"got {_kind(embedder)}"
     )
 
 
-def _embedding_rows(ref, cur, embedder, embeddings_, tests, max_samples, permutations, topics, seed, notes) -> list:
+def _question_embeddings(ref, cur, embedder, embeddings_, max_samples, seed, notes) -> Optional[tuple]:
+    "(ref_emb, cur_emb): the given pair, or the windows' questions embedded; None (with a note) when skipped."
     if embeddings_ is not None:
         if not (isinstance(embeddings_, (tuple, list)) and len(embeddings_) == 2):
             raise TypeError("embeddings: expected a pair (ref_emb, cur_emb)")
-        x, y = embeddings_
-    elif embedder is None:
+        return tuple(embeddings_)
+    if embedder is None:
         notes.append("question embeddings: no embedder given, embedding drift skipped")
-        return []
-    elif "question" not in ref or "question" not in cur:
+        return None
+    if "question" not in ref or "question" not in cur:
         notes.append("question embeddings: column 'question' missing, skipped")
+        return None
+    g = np.random.default_rng(seed)
+    qa, qb = _questions(ref, max_samples, g), _questions(cur, max_samples, g)
+    if min(len(qa), len(qb)) < 5:
+        notes.append(f"question embeddings: fewer than 5 questions in a window ({len(qa)} vs {len(qb)}), skipped")
+        return None
+    return _embed(embedder, qa), _embed(embedder, qb)
+
+
+def _embedding_rows(ref, cur, embedder, embeddings_, tests, max_samples, permutations, topics, seed, notes) -> list:
+    pair = _question_embeddings(ref, cur, embedder, embeddings_, max_samples, seed, notes)
+    if pair is None:
         return []
-    else:
-        g = np.random.default_rng(seed)
-        qa, qb = _questions(ref, max_samples, g), _questions(cur, max_samples, g)
-        if min(len(qa), len(qb)) < 5:
-            notes.append(f"question embeddings: fewer than 5 questions in a window ({len(qa)} vs {len(qb)}), skipped")
-            return []
-        x, y = _embed(embedder, qa), _embed(embedder, qb)
+    x, y = pair
     rows = []
     if "mmd" in tests:
         r = mmd(x, y, permutations=permutations, seed=seed, max_samples=min(max_samples, 1000))
+        n = (r["n_reference"], r["n_current"])
         rows.append(
-            _row(
-                "question_embedding",
-                "mmd",
-                r["statistic"],
-                r["p_value"],
-                None,
-                None,
-                r["n_reference"],
-                r["n_current"],
-                bandwidth=r["bandwidth"],
-            )
+            _row("question_embedding", "mmd", r["statistic"], r["p_value"], None, None, *n, bandwidth=r["bandwidth"])
         )
     if "topic" in tests:
         r = topic_shift(x, y, k=topics, seed=seed, max_samples=max_samples)
-        rows.append(
-            _row(
-                "question_topics",
-                "chi2",
-                r["js_divergence"],
-                r["p_value"],
-                r["reference"],
-                r["current"],
-                len(x),
-                len(y),
-                far_share=r["far_share"],
-            )
-        )
+        stat = (r["js_divergence"], r["p_value"], r["reference"], r["current"], len(x), len(y))
+        rows.append(_row("question_topics", "chi2", *stat, far_share=r["far_share"]))
     if "classifier" in tests:
         r = classifier_test(x, y, seed=seed, max_samples=max_samples)
         rows.append(
@@ -569,34 +558,17 @@ def drift_report(
     return DriftReport(rows, notes, alpha, correction, len(ref), len(cur), time.perf_counter() - t0)
 
 # %% ../nbs/10b_drift.ipynb #cef60989
-def _fmt(v) -> str:
-    if v is None or isinstance(v, float) and math.isnan(v):
-        return ""
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(f"{x:.2f}" for x in v[:8]) + (", ..." if len(v) > 8 else "") + "]"
-    return str(v)
-
-
 def _html(self: DriftReport) -> str:
     cols = ("feature", "test", "statistic", "p_value", "p_adjusted", "drifted", "reference", "current")
     rows = sorted(self.rows, key=lambda r: not r["drifted"])
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join(
-        "<tr"
-        + (' style="font-weight:bold"' if r["drifted"] else "")
-        + ">"
-        + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols)
-        + "</tr>"
-        for r in rows
-    )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+    cells = [[Raw(f"<b>{esc(r['feature'])}</b>") if r["drifted"] else r["feature"]] for r in rows]
+    for out, r in zip(cells, rows):
+        out += [fmt_value(r[c], 4) for c in cols[1:]]
+    notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
     verdict = "DRIFT in " + ", ".join(self.features) if self.drifted else "no drift"
     return (
-        f"<p><b>{html.escape(verdict)}</b> ({self.n_reference} vs {self.n_current} traces, alpha {self.alpha}, "
-        f"correction {self.correction})</p><table><tr>{head}</tr>{body}</table>"
-        + (f"<ul>{notes}</ul>" if notes else "")
+        f"<p><b>{esc(verdict)}</b> ({self.n_reference} vs {self.n_current} traces, alpha {self.alpha}, "
+        f"correction {self.correction})</p>{html_table(cells, cols)}" + (f"<ul>{notes}</ul>" if notes else "")
     )
 
 
@@ -631,7 +603,7 @@ def when(spec: Any, now: Optional[float] = None, name: str = "time") -> float:
             f"{name}: cannot read {spec!r} as a time; use 'now', '-7d', '-12h', unix seconds or an ISO date"
         ) from None
 
-
+# %% ../nbs/10b_drift.ipynb #78b21c2f
 def windows(
     source: Any,  # a DataFrame with a `ts` column (unix seconds) or a store with .frame(since, until)
     reference: tuple = ("-14d", "-7d"),  # [start, end) of the reference window

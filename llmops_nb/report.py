@@ -1,4 +1,4 @@
-"""One self-contained HTML page (and the same view in a notebook) for an evaluation: aggregates with confidence intervals, metric distributions, slices by tag, baseline vs candidate with intervals, the gate verdict and the worst cases.
+"""An evaluation as one self-contained HTML page: aggregates, distributions, slices, comparison, verdict, worst cases.
 
 Docs: https://llmops.github.io/llmops-nb/report.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/report.html.md"""
 
 # %% ../nbs/09e_report.ipynb #ac8f3eab
 from __future__ import annotations
-import base64, html, io, json, math, re, warnings
+import base64, io, json, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Union
@@ -15,9 +15,10 @@ import matplotlib as mpl
 from matplotlib.figure import Figure
 from fastcore.basics import patch
 from .core import atomic_write
+from .fmt import COLORS, CSS, MISSING, Raw, clip, esc, fmt_value, html_table
 
 # %% auto #0
-__all__ = ['Report', 'report']
+__all__ = ['FIG_STYLE', 'plot_label', 'embed_figure', 'Report', 'report']
 
 # %% ../nbs/09e_report.ipynb #fb7e85cb
 _LOWER_IS_BETTER = {"refused", "blocked", "error", "latency_ms", "cost_usd", "completion_tokens", "prompt_tokens"}
@@ -67,7 +68,8 @@ class _View:
     def of(cls, result, comparison=None, verdict=None) -> "_View":
         if not all(hasattr(result, a) for a in ("cases", "metrics", "aggregates")):
             raise TypeError(
-                f"result: expected an EvalResult (with .suite, .metrics, .cases, .aggregates), got {type(result).__name__}"
+                "result: expected an EvalResult (with .suite, .metrics, .cases, .aggregates), "
+                f"got {type(result).__name__}"
             )
         cases, metrics = (
             _need_list(result.cases, "result.cases", "case dicts"),
@@ -98,70 +100,21 @@ class _View:
         )
 
 # %% ../nbs/09e_report.ipynb #33ae98e2
-class _Raw(str):
-    "HTML built by this module (safe); every other string is escaped."
-
-
-_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def _esc(x) -> str:
-    "`x` as safe HTML text (escaped, control characters and lone surrogates replaced), or as is when it is `_Raw`."
-    if isinstance(x, _Raw):
-        return x
-    s = x if isinstance(x, str) else str(x)
-    s = _BAD_CHARS.sub("\ufffd", s).encode("utf-8", "replace").decode("utf-8")
-    return html.escape(s, quote=True)
-
-
-def _clip(x, n: int) -> str:
-    "`x` as text, cut to `n` characters with a note of what was cut."
-    s = x if isinstance(x, str) else ("" if x is None else str(x))
-    return s if len(s) <= n else s[:n] + f"… (+{len(s) - n:,} chars)"
-
-# %% ../nbs/09e_report.ipynb #c0ca7d54
 def _fmt(x) -> str:
-    "A number for a table: 4 significant digits, thousands separated, '—' for missing."
-    if x is None:
-        return "—"
-    if isinstance(x, (bool, np.bool_)):
-        return "yes" if x else "no"
-    if isinstance(x, (int, np.integer)):
-        return f"{int(x):,}"
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not math.isfinite(f):
-        return "—"
-    return f"{f:,.0f}" if abs(f) >= 1000 else f"{f:.4g}"
+    "A number for a report table: 4 significant digits, thousands separated, `MISSING` for no value."
+    return fmt_value(x, 4)
 
 
 def _ci(low, high) -> str:
-    return "—" if _fmt(low) == "—" or _fmt(high) == "—" else f"[{_fmt(low)}, {_fmt(high)}]"
+    return MISSING if MISSING in (_fmt(low), _fmt(high)) else f"[{_fmt(low)}, {_fmt(high)}]"
 
 
 def _p(x) -> str:
     f = _as_float(x)
-    return "—" if math.isnan(f) else ("<0.001" if f < 0.001 else f"{f:.3f}")
+    return MISSING if math.isnan(f) else ("<0.001" if f < 0.001 else f"{f:.3f}")
 
-# %% ../nbs/09e_report.ipynb #2e8097bd
-def _table(headers: list, rows: list, row_cls: Optional[list] = None, col_cls: Optional[dict] = None) -> _Raw:
-    "An HTML table; every cell is escaped unless `_Raw`; `row_cls[i]` classes row i, `col_cls[j]` column j."
-    col_cls = col_cls or {}
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
-    body = []
-    for i, r in enumerate(rows):
-        rc = row_cls[i] if row_cls and row_cls[i] else ""
-        tds = "".join(
-            f'<td class="{col_cls[j]}">{_esc(c)}</td>' if j in col_cls else f"<td>{_esc(c)}</td>"
-            for j, c in enumerate(r)
-        )
-        body.append(f'<tr class="{rc}">{tds}</tr>' if rc else f"<tr>{tds}</tr>")
-    return _Raw(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-# %% ../nbs/09e_report.ipynb #fec8dec1
-_RC = {
+# %% ../nbs/09e_report.ipynb #c0ca7d54
+FIG_STYLE = {
     "svg.fonttype": "none",
     "svg.hashsalt": "llmops-report",
     "font.size": 8,
@@ -170,22 +123,23 @@ _RC = {
     "axes.spines.right": False,
     "figure.dpi": 100,
 }
-_BLUE, _RED, _GREEN, _GREY = "#2f6db5", "#c62828", "#2e7d32", "#7a7a7a"
+_BLUE, _RED, _GREEN, _GREY = COLORS["blue"], COLORS["red"], COLORS["green"], COLORS["grey"]
 
+# %% ../nbs/09e_report.ipynb #94959e67
+def plot_label(s: Any, n: int = 40) -> str:
+    "`s` as a figure label: clipped to `n` characters, `$` escaped so matplotlib does not read it as mathtext."
+    return clip(str(s), n).replace("$", r"\$")
 
-def _label(s, n: int = 40) -> str:
-    return _clip(str(s), n).replace("$", r"\$")
-
-
-def _embed(fig: Figure, alt: str, fmt: str = "svg") -> _Raw:
+# %% ../nbs/09e_report.ipynb #0023c176
+def embed_figure(fig: Figure, alt: str, fmt: str = "svg") -> Raw:
     "`fig` as an `<img>` with the figure inline as a base64 SVG or PNG."
     buf = io.BytesIO()
-    with warnings.catch_warnings(), mpl.rc_context(_RC):
+    with warnings.catch_warnings(), mpl.rc_context(FIG_STYLE):
         warnings.simplefilter("ignore")  # missing glyphs (e.g. CJK in a tag) are drawn as boxes, not warned about
         fig.savefig(buf, format=fmt, dpi=110, metadata={"Date": None} if fmt == "svg" else {"Software": None})
     mime = "image/svg+xml" if fmt == "svg" else "image/png"
-    return _Raw(
-        f'<img class="fig" alt="{_esc(alt)}" src="data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return Raw(
+        f'<img class="fig" alt="{esc(alt)}" src="data:{mime};base64,{base64.b64encode(buf.getvalue()).decode()}">'
     )
 
 # %% ../nbs/09e_report.ipynb #ad0fdf06
@@ -203,7 +157,7 @@ def _agg(result, metric: str, values: np.ndarray) -> dict:
     }
 
 
-def _distribution_figure(view: _View, fmt: Optional[str]) -> Optional[_Raw]:
+def _distribution_figure(view: _View, fmt: Optional[str]) -> Optional[Raw]:
     """Histograms of the continuous metrics and a bar of the binary rates, as one small-multiple figure (None: nothing
     to draw)."""
     if fmt is None:
@@ -218,20 +172,20 @@ def _distribution_figure(view: _View, fmt: Optional[str]) -> Optional[_Raw]:
         return None
     cols = min(4, panels)
     nrows = math.ceil(panels / cols)
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(FIG_STYLE):
         fig = Figure(figsize=(2.6 * cols, 2.0 * nrows + 0.15 * max(0, len(binary) - 6)), layout="constrained")
         axes = fig.subplots(nrows, cols, squeeze=False).ravel()
         for ax, m in zip(axes, cont):
             seen = view.values[m][np.isfinite(view.values[m])]
             ax.hist(seen, bins=int(min(30, max(5, math.sqrt(seen.size)))), color=_BLUE, alpha=0.85)
             ax.axvline(seen.mean(), color="black", lw=1, ls="--")
-            ax.set_title(_label(f"{m}  (n={seen.size:,}, mean {_fmt(seen.mean())})", 48))
+            ax.set_title(plot_label(f"{m}  (n={seen.size:,}, mean {_fmt(seen.mean())})", 48))
             ax.set_yticks([])
         if binary:
             _rates(axes[len(cont)], view, binary)
         for ax in axes[panels:]:
             ax.set_visible(False)
-    return _embed(fig, "metric distributions", fmt)
+    return embed_figure(fig, "metric distributions", fmt)
 
 
 def _rates(ax, view: _View, names: list):
@@ -245,7 +199,7 @@ def _rates(ax, view: _View, names: list):
         hi.append(h - mu if math.isfinite(h) else 0)
     y = np.arange(len(names))[::-1]
     ax.barh(y, means, height=0.6, xerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], color=_BLUE, alpha=0.85, capsize=2)
-    ax.set_yticks(y, [_label(m, 24) for m in names])
+    ax.set_yticks(y, [plot_label(m, 24) for m in names])
     ax.set_xlim(0, 1)
     ax.set_title("rates (95% CI)")
 
@@ -284,13 +238,13 @@ def _slices(view: _View, metrics: list, max_tags: int = 20) -> list:
     return out
 
 # %% ../nbs/09e_report.ipynb #2e2a6df8
-def _slice_figure(slices: list, metrics: list, view: _View, fmt: Optional[str]) -> Optional[_Raw]:
+def _slice_figure(slices: list, metrics: list, view: _View, fmt: Optional[str]) -> Optional[Raw]:
     "One panel per metric: each tag's mean with its 95% interval, the overall mean dashed."
     metrics = [m for m in metrics if any(math.isfinite(r[m][0]) for r in slices)]
     if not slices or not metrics or fmt is None:
         return None
     y = np.arange(len(slices))[::-1]
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(FIG_STYLE):
         fig = Figure(figsize=(2.9 * len(metrics) + 0.8, 0.24 * len(slices) + 0.9), layout="constrained")
         for k, (ax, m) in enumerate(zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics)):
             mu, lo, hi = (np.array([r[m][j] for r in slices]) for j in range(3))
@@ -299,22 +253,22 @@ def _slice_figure(slices: list, metrics: list, view: _View, fmt: Optional[str]) 
             overall = view.values[m][np.isfinite(view.values[m])]
             if overall.size:
                 ax.axvline(overall.mean(), color=_GREY, ls="--", lw=1)
-            ax.set_yticks(y, [_label(f"{r['tag']} ({r['n']})", 28) for r in slices] if k == 0 else [])
-            ax.set_title(_label(m))
+            ax.set_yticks(y, [plot_label(f"{r['tag']} ({r['n']})", 28) for r in slices] if k == 0 else [])
+            ax.set_title(plot_label(m))
             ax.grid(axis="x", alpha=0.3)
-    return _embed(fig, "slices by tag", fmt)
+    return embed_figure(fig, "slices by tag", fmt)
 
 # %% ../nbs/09e_report.ipynb #402fb0be
 def _row_state(r: dict) -> str:
     return "regression" if r.get("regression") else "improvement" if r.get("improvement") else "same"
 
 
-def _forest_figure(rows: list, fmt: Optional[str]) -> Optional[_Raw]:
+def _forest_figure(rows: list, fmt: Optional[str]) -> Optional[Raw]:
     "Per-metric forest plot of the deltas with their intervals, coloured by regression/improvement/no change."
     if not rows or fmt is None:
         return None
     color = {"regression": _RED, "improvement": _GREEN, "same": _GREY}
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(FIG_STYLE):
         fig = Figure(figsize=(6.4, 0.42 * len(rows) + 0.7), layout="constrained")
         axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
         for ax, r in zip(axes, rows):
@@ -323,7 +277,7 @@ def _forest_figure(rows: list, fmt: Optional[str]) -> Optional[_Raw]:
             ax.axvline(0, color="black", lw=0.8)
             ax.set_yticks([])
             ax.set_ylim(-1, 1)
-            ax.set_ylabel(_label(f"{r['metric']} {better}", 30), rotation=0, ha="right", va="center")
+            ax.set_ylabel(plot_label(f"{r['metric']} {better}", 30), rotation=0, ha="right", va="center")
             for s in ("left", "top", "right"):
                 ax.spines[s].set_visible(False)
             if math.isnan(d):
@@ -336,10 +290,11 @@ def _forest_figure(rows: list, fmt: Optional[str]) -> Optional[_Raw]:
             ax.set_xlim(-span, span)
             ax.tick_params(axis="x", labelsize=7)
         fig.suptitle(
-            "delta = candidate − baseline with 95% CI (red: regression, green: improvement, grey: no significant change)",
+            "delta = candidate − baseline with 95% CI "
+            "(red: regression, green: improvement, grey: no significant change)",
             fontsize=8,
         )
-    return _embed(fig, "baseline vs candidate: deltas with 95% confidence intervals", fmt)
+    return embed_figure(fig, "baseline vs candidate: deltas with 95% confidence intervals", fmt)
 
 # %% ../nbs/09e_report.ipynb #6768be6b
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -369,7 +324,7 @@ def _duration(s) -> Optional[str]:
     return None if math.isnan(_as_float(s)) else f"{_fmt(s)} s"
 
 
-def _header_section(view: _View) -> _Raw:
+def _header_section(view: _View) -> Raw:
     "Suite, digest, case count, when, and what was evaluated (pipeline, model, prompt) from `result.meta`."
     r = view.result
     meta = getattr(r, "meta", None)
@@ -377,10 +332,10 @@ def _header_section(view: _View) -> _Raw:
     digest = str(getattr(r, "suite_digest", "") or "")
     pipe = _find(flat, "pipeline", "type", "class")
     facts = [
-        ("Suite", getattr(r, "suite", None) or "—"),
-        ("Digest", digest[:12] or "—"),
+        ("Suite", getattr(r, "suite", None) or MISSING),
+        ("Digest", digest[:12] or MISSING),
         ("Cases", _fmt(len(view.cases))),
-        ("Started", _find(flat, "started", "when", "finished") or "—"),
+        ("Started", _find(flat, "started", "when", "finished") or MISSING),
         ("Duration", _duration(_find(flat, "duration_s"))),
         ("Pipeline", pipe),
         ("Model", _find(flat, "model")),
@@ -388,14 +343,15 @@ def _header_section(view: _View) -> _Raw:
         ("Prompt", _find(flat, "prompt_ref", "prompt", "ref")),
         ("Kind", _find(flat, "kind")),
     ]
-    items = "".join(f'<span><b>{_esc(k)}</b> {_esc(_clip(v, 80))}</span>' for k, v in facts if v is not None)
+    items = "".join(f'<span><b>{esc(k)}</b> {esc(clip(v, 80))}</span>' for k, v in facts if v is not None)
     more = (
         f"<details><summary>Run metadata ({len(flat)} fields)</summary>"
-        f"{_table(['key', 'value'], [[k, _clip(v, 300)] for k, v in list(flat.items())[:60]], col_cls={1: 'txt'})}</details>"
+        + html_table([[k, clip(v, 300)] for k, v in list(flat.items())[:60]], ["key", "value"], col_cls={1: "txt"})
+        + "</details>"
         if flat
         else "<p class='muted'>No run metadata recorded.</p>"
     )
-    return _Raw(f'<div class="facts" title="suite digest {_esc(digest)}">{items}</div>{more}')
+    return Raw(f'<div class="facts" title="suite digest {esc(digest)}">{items}</div>{more}')
 
 # %% ../nbs/09e_report.ipynb #b188484c
 def _state(check: dict) -> str:
@@ -411,7 +367,7 @@ _BADGE = {
     "pass": '<span class="ok">✓ pass</span>',
     "fail": '<span class="bad">✗ fail</span>',
     "skip": '<span class="muted">– skip</span>',
-    "": "—",
+    "": MISSING,
 }
 
 
@@ -419,11 +375,11 @@ def _cell(v) -> Any:
     return (
         _fmt(v)
         if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-        else _clip("" if v is None else v, 300)
+        else clip("" if v is None else v, 300)
     )
 
 
-def _verdict_section(verdict) -> _Raw:
+def _verdict_section(verdict) -> Raw:
     "The gate's pass/fail banner, its notes, and a table of every check (with every key the checks carry)."
     checks = [c if isinstance(c, dict) else {"check": c} for c in verdict.checks]
     states = [_state(c) for c in checks]
@@ -434,12 +390,12 @@ def _verdict_section(verdict) -> _Raw:
         if states.count(s) or s != "skip"
     )
     banner = (
-        f'<div class="banner {"pass" if ok else "fail"}">Gate {"PASSED" if ok else "FAILED"}: {_esc(counts)}'
-        f'{_esc(f" (alpha {_fmt(alpha)})") if alpha is not None else ""}</div>'
+        f'<div class="banner {"pass" if ok else "fail"}">Gate {"PASSED" if ok else "FAILED"}: {esc(counts)}'
+        f'{esc(f" (alpha {_fmt(alpha)})") if alpha is not None else ""}</div>'
     )
     notes = getattr(verdict, "notes", None)
     notes = (
-        "".join(f"<p class='muted'>Note: {_esc(_clip(n, 500))}</p>" for n in notes)
+        "".join(f"<p class='muted'>Note: {esc(clip(n, 500))}</p>" for n in notes)
         if isinstance(notes, (list, tuple))
         else ""
     )
@@ -448,13 +404,13 @@ def _verdict_section(verdict) -> _Raw:
         for k in dict.fromkeys(k for c in checks for k in c)
         if k not in ("status", "passed") and any(c.get(k) not in (None, "") for c in checks)
     ]  # drop columns empty in every check
-    cells = [[_Raw(_BADGE[st])] + [_cell(c.get(k)) for k in keys] for c, st in zip(checks, states)]
+    cells = [[Raw(_BADGE[st])] + [_cell(c.get(k)) for k in keys] for c, st in zip(checks, states)]
     table = (
-        _table(["status"] + keys, cells, ["regression" if st == "fail" else "" for st in states])
+        html_table(cells, ["status"] + keys, ["regression" if st == "fail" else "" for st in states])
         if checks
         else "<p>No checks.</p>"
     )
-    return _Raw(banner + notes + table)
+    return Raw(banner + notes + table)
 
 # %% ../nbs/09e_report.ipynb #7a0c9db1
 def _side(comparison, name: str) -> str:
@@ -468,24 +424,23 @@ def _side(comparison, name: str) -> str:
     return f"{name}: {', '.join(bits)}" if bits else ""
 
 
-def _comparison_section(view: _View, comparison, fmt: Optional[str]) -> _Raw:
+def _comparison_section(view: _View, comparison, fmt: Optional[str]) -> Raw:
     "Forest plot of the deltas and the table: baseline, candidate, delta, CI, p-value, test and the decision."
     rows = view.rows
     alpha = getattr(comparison, "alpha", None)
     sides = "; ".join(x for x in (_side(comparison, "baseline"), _side(comparison, "candidate")) if x)
     warns = getattr(comparison, "warnings", None)
-    notes = (f"<p class='muted'>{_esc(sides)}</p>" if sides else "") + (
-        "".join(f"<p class='muted'>Note: {_esc(_clip(w, 500))}</p>" for w in warns)
+    notes = (f"<p class='muted'>{esc(sides)}</p>" if sides else "") + (
+        "".join(f"<p class='muted'>Note: {esc(clip(w, 500))}</p>" for w in warns)
         if isinstance(warns, (list, tuple))
         else ""
     )
     fig = _forest_figure(rows, fmt) or ""
-    table = _table(
-        ["metric", "test", "n", "baseline", "candidate", "delta", "95% CI", "p-value", "decision"],
+    table = html_table(
         [
             [
                 r["metric"],
-                r.get("test") or "—",
+                r.get("test") or MISSING,
                 _fmt(r.get("n")),
                 _fmt(r.get("baseline")),
                 _fmt(r.get("candidate")),
@@ -498,19 +453,18 @@ def _comparison_section(view: _View, comparison, fmt: Optional[str]) -> _Raw:
             ]
             for r in rows
         ],
+        ["metric", "test", "n", "baseline", "candidate", "delta", "95% CI", "p-value", "decision"],
         [_row_state(r) if _row_state(r) != "same" else "" for r in rows],
     )
     n_reg, n_imp = sum(_row_state(r) == "regression" for r in rows), sum(_row_state(r) == "improvement" for r in rows)
     at = f" (alpha {_fmt(alpha)})" if isinstance(alpha, (int, float)) else ""
-    return _Raw(
-        f"<p>{len(rows)} metrics compared on paired cases{_esc(at)}: significant regressions {n_reg}, significant improvements {n_imp}.</p>"
-        + notes
-        + fig
-        + table
+    return Raw(
+        f"<p>{len(rows)} metrics compared on paired cases{esc(at)}: "
+        f"significant regressions {n_reg}, significant improvements {n_imp}.</p>" + notes + fig + table
     )
 
 # %% ../nbs/09e_report.ipynb #dc2b87c7
-def _aggregates_section(view: _View) -> _Raw:
+def _aggregates_section(view: _View) -> Raw:
     "Per-metric mean with its 95% interval and n, then the corpus-level figures."
     rows = []
     for m in view.metrics:
@@ -528,56 +482,58 @@ def _aggregates_section(view: _View) -> _Raw:
             ]
         )
     out = (
-        _table(["metric", "kind", "better", "mean", "95% CI", "n", "std"], rows) if rows else _Raw("<p>No metrics.</p>")
+        html_table(rows, ["metric", "kind", "better", "mean", "95% CI", "n", "std"])
+        if rows
+        else Raw("<p>No metrics.</p>")
     )
     corpus = getattr(view.result, "corpus", None)
     if isinstance(corpus, dict) and corpus:
-        out += _Raw("<h3>Corpus</h3>") + _table(
-            ["figure", "value"],
+        out += Raw("<h3>Corpus</h3>") + html_table(
             [
-                [k, _fmt(v) if isinstance(v, (int, float, np.number)) or v is None else _clip(v, 200)]
+                [k, _fmt(v) if isinstance(v, (int, float, np.number)) or v is None else clip(v, 200)]
                 for k, v in corpus.items()
             ],
+            ["figure", "value"],
         )
-    return _Raw(out)
+    return Raw(out)
 
 # %% ../nbs/09e_report.ipynb #51008c65
-def _distributions_section(view: _View, fmt: Optional[str]) -> _Raw:
+def _distributions_section(view: _View, fmt: Optional[str]) -> Raw:
     "The small-multiple figure and a quantile table (n, min, quartiles, max) per metric with values."
     empty = [m for m in view.metrics if not np.isfinite(view.values[m]).any()]
-    note = f"<p class='muted'>No applicable case for: {_esc(', '.join(empty))}.</p>" if empty else ""
+    note = f"<p class='muted'>No applicable case for: {esc(', '.join(empty))}.</p>" if empty else ""
     live = [m for m in view.metrics if m not in empty]
     if not live:
-        return _Raw("<p>No metric has a value to plot.</p>" + note)
+        return Raw("<p>No metric has a value to plot.</p>" + note)
     qs = {m: np.quantile(view.values[m][np.isfinite(view.values[m])], [0, 0.25, 0.5, 0.75, 1]) for m in live}
-    table = _table(
-        ["metric", "n", "min", "p25", "median", "p75", "max"],
+    table = html_table(
         [[m, _fmt(int(np.isfinite(view.values[m]).sum()))] + [_fmt(q) for q in qs[m]] for m in live],
+        ["metric", "n", "min", "p25", "median", "p75", "max"],
     )
-    return _Raw((_distribution_figure(view, fmt) or "") + table + note)
+    return Raw((_distribution_figure(view, fmt) or "") + table + note)
 
 
-def _slices_section(view: _View, metrics: list, max_tags: int, fmt: Optional[str]) -> _Raw:
+def _slices_section(view: _View, metrics: list, max_tags: int, fmt: Optional[str]) -> Raw:
     "Per-tag table (n, then mean and 95% CI of each headline metric) and its dot plot."
     sl = _slices(view, metrics, max_tags)
     if not sl:
-        return _Raw("<p>No case has tags, so there are no slices.</p>")
+        return Raw("<p>No case has tags, so there are no slices.</p>")
     n_tags = len({t for c in view.cases for t in _tags_of(c)})
     head = ["tag", "n"] + [f"{m} mean [95% CI]" for m in metrics]
     rows = [[r["tag"], _fmt(r["n"])] + [f"{_fmt(r[m][0])} {_ci(r[m][1], r[m][2])}" for m in metrics] for r in sl]
     more = f"<p class='muted'>Showing the {len(sl)} largest of {n_tags} tags.</p>" if n_tags > len(sl) else ""
-    return _Raw((_slice_figure(sl, metrics, view, fmt) or "") + _table(head, rows) + more)
+    return Raw((_slice_figure(sl, metrics, view, fmt) or "") + html_table(rows, head) + more)
 
 # %% ../nbs/09e_report.ipynb #3c7af08c
-def _worst_section(view: _View, metric: Optional[str], k: int, max_chars: int) -> _Raw:
+def _worst_section(view: _View, metric: Optional[str], k: int, max_chars: int) -> Raw:
     "The `k` worst cases by `metric` with input, output, references, status and error, all escaped and clipped."
     if metric is None:
-        return _Raw("<p>No metric to rank cases by.</p>")
+        return Raw("<p>No metric to rank cases by.</p>")
     x = view.values[metric]
     hib = view.facts[metric][1]
     idx = [i for i in np.argsort(x if hib else -x, kind="stable") if math.isfinite(x[i])][:k]
     if not idx:
-        return _Raw(f"<p>No case has a value for {_esc(metric)}.</p>")
+        return Raw(f"<p>No case has a value for {esc(metric)}.</p>")
 
     def refs(c):
         r = c.get("references")
@@ -587,44 +543,26 @@ def _worst_section(view: _View, metric: Optional[str], k: int, max_chars: int) -
         [
             str(view.cases[i].get("id", i)),
             _fmt(x[i]),
-            view.cases[i].get("status") or "—",
+            view.cases[i].get("status") or MISSING,
             ", ".join(_tags_of(view.cases[i])),
-            _clip(view.cases[i].get("input"), max_chars),
-            _clip(view.cases[i].get("output"), max_chars),
-            _clip(refs(view.cases[i]), max_chars),
-            _clip(view.cases[i].get("error_message") or "", max_chars),
+            clip(view.cases[i].get("input"), max_chars),
+            clip(view.cases[i].get("output"), max_chars),
+            clip(refs(view.cases[i]), max_chars),
+            clip(view.cases[i].get("error_message") or "", max_chars),
         ]
         for i in idx
     ]
     order = "lowest" if hib else "highest"
-    return _Raw(
-        f"<p>The {len(idx)} cases with the {order} {_esc(metric)} ({'higher' if hib else 'lower'} is better).</p>"
-        + _table(
-            ["id", metric, "status", "tags", "input", "output", "references", "error"],
+    return Raw(
+        f"<p>The {len(idx)} cases with the {order} {esc(metric)} ({'higher' if hib else 'lower'} is better).</p>"
+        + html_table(
             rows,
+            ["id", metric, "status", "tags", "input", "output", "references", "error"],
             col_cls={4: "txt", 5: "txt", 6: "txt", 7: "txt"},
         )
     )
 
 # %% ../nbs/09e_report.ipynb #776d1280
-_CSS = """
-.llmops-report{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;font-size:14px;line-height:1.4;
- color:#1f2328;background:#fff;max-width:1200px;padding:12px 18px}
-.llmops-report h1{font-size:22px;margin:4px 0 10px}
-.llmops-report h2{font-size:17px;border-bottom:1px solid #d0d7de;padding-bottom:3px;margin:26px 0 8px}
-.llmops-report h3{font-size:14px;margin:14px 0 4px}
-.llmops-report table{border-collapse:collapse;margin:6px 0;font-size:12.5px;font-variant-numeric:tabular-nums}
-.llmops-report th,.llmops-report td{border:1px solid #d0d7de;padding:3px 7px;text-align:left;vertical-align:top}
-.llmops-report th{background:#f6f8fa}
-.llmops-report td.txt{max-width:340px;white-space:pre-wrap;overflow-wrap:anywhere}
-.llmops-report tr.regression td{background:#ffebe9}.llmops-report tr.improvement td{background:#dafbe1}
-.llmops-report .banner{padding:10px 14px;border-radius:6px;font-weight:600;font-size:16px;color:#fff;margin:6px 0}
-.llmops-report .pass{background:#1a7f37}.llmops-report .fail{background:#cf222e}
-.llmops-report .ok{color:#1a7f37;font-weight:700}.llmops-report .bad{color:#cf222e;font-weight:700}
-.llmops-report .facts span{display:inline-block;margin:0 16px 4px 0}.llmops-report .muted{color:#656d76}
-.llmops-report img.fig{max-width:100%;height:auto;display:block;margin:8px 0}
-.llmops-report nav a{margin-right:12px}.llmops-report details{margin:6px 0}
-"""
 _TITLES = {
     "verdict": "Gate verdict",
     "comparison": "Baseline vs candidate",
@@ -654,19 +592,22 @@ class Report:
     def body(self) -> str:
         "The report as an HTML fragment with its scoped CSS (what a notebook shows)."
         t = self.TITLES
-        nav = " ".join(f'<a href="#{k}">{_esc(t[k])}</a>' for k in self.parts if k in t)
+        nav = " ".join(f'<a href="#{k}">{esc(t[k])}</a>' for k in self.parts if k in t)
         secs = "".join(
-            f'<section id="{k}">{"<h2>" + _esc(t[k]) + "</h2>" if k in t else ""}{v}</section>'
+            f'<section id="{k}">{"<h2>" + esc(t[k]) + "</h2>" if k in t else ""}{v}</section>'
             for k, v in self.parts.items()
         )
-        return f'<div class="{self.CSS_CLASS}"><style>{_CSS}</style><h1>{_esc(self.title)}</h1><nav>{nav}</nav>{secs}</div>'
+        return (
+            f'<div class="{self.CSS_CLASS}"><style>{CSS}</style><h1>{esc(self.title)}</h1><nav>{nav}</nav>{secs}</div>'
+        )
 
     @property
     def html(self) -> str:
         "The complete standalone page."
         return (
-            f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_esc(self.title)}</title></head><body>{self.body}</body></html>\n"
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(self.title)}</title></head><body>{self.body}</body></html>\n"
         )
 
     def _repr_html_(self) -> str:

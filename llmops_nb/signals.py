@@ -1,4 +1,4 @@
-"""Production signals back into data: human labels of served answers (a notebook queue and a terminal labeller) with their agreement, online evaluation of a sample of recent traces, and export of what was learned as new evaluation cases or training conversations, PII-redacted, deduplicated and versioned with the trace ids they came from.
+"""Production signals back into data: human labels, online scores of sampled traces, export as eval cases or SFT rows.
 
 Docs: https://llmops.github.io/llmops-nb/signals.html.md"""
 
@@ -6,18 +6,18 @@ Docs: https://llmops.github.io/llmops-nb/signals.html.md"""
 
 # %% ../nbs/10e_signals.ipynb #ab64ef84
 from __future__ import annotations
-import argparse, hashlib, html, json, math, os, re, sys, time
+import argparse, hashlib, html, json, math, os, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, TextIO, Union
 from fastcore.basics import patch
 from .core import atomic_write, digest, load_settings, read_json, read_jsonl
-from .tracestore import DEFAULT_TENANT, TraceStore, TraceStoreError, _SELECT, _decode, _safe, _where, as_unix
+from .tracestore import DEFAULT_TENANT, TraceStore, TraceStoreError, as_unix, safe_text, window_filter
 
 # %% auto #0
-__all__ = ['LABELS', 'BAD_FEEDBACK_LABELS', 'PII_MODES', 'SignalError', 'add_label', 'labels', 'label_agreement', 'in_sample',
-           'add_scores', 'scores', 'score_traces', 'label_candidates', 'label_terminal', 'LabelQueue', 'label_queue',
-           'Export', 'export_traces', 'trace_ids_of', 'add_traces_cli', 'traces_cli']
+__all__ = ['LABELS', 'PII_MODES', 'SignalError', 'add_label', 'labels', 'label_agreement', 'in_sample', 'add_scores', 'scores',
+           'score_traces', 'label_candidates', 'label_terminal', 'LabelQueue', 'label_queue', 'Export', 'export_traces',
+           'trace_ids_of', 'add_traces_cli', 'traces_cli']
 
 # %% ../nbs/10e_signals.ipynb #bde7f23c
 LABELS = ("good", "bad")
@@ -59,7 +59,7 @@ def add_label(
     tenant: Optional[str] = None,
 ) -> int:  # only a trace of this tenant may be labelled (the label keeps it); None: any
     "Append a human label (good|bad, optionally a corrected answer) to a recorded trace; returns the label's row id."
-    store, tid, who = _store(store), _safe(_name(trace_id, "trace_id")), _safe(_name(labeller, "labeller", 100))
+    store, tid, who = _store(store), safe_text(_name(trace_id, "trace_id")), safe_text(_name(labeller, "labeller", 100))
     if tenant is not None:
         tenant = _name(tenant, "tenant", 64)
     lab = label.strip().lower() if isinstance(label, str) else label
@@ -70,11 +70,13 @@ def add_label(
             raise SignalError(f"correction: expected a non-empty string or None, got {correction!r:.60}")
         if lab == "good":
             raise SignalError(
-                "correction: a corrected answer means the served one was wrong; label it 'bad' (or leave correction out)"
+                "correction: a corrected answer means the served one was wrong; "
+                "label it 'bad' (or leave correction out)"
             )
         if len(correction) > store.max_text_chars:
             raise SignalError(
-                f"correction: {len(correction):,} characters, at most {store.max_text_chars:,} (the store's max_text_chars)"
+                f"correction: {len(correction):,} characters, "
+                f"at most {store.max_text_chars:,} (the store's max_text_chars)"
             )
         correction = store._text(correction.strip())
     when = time.time() if ts is None else as_unix(ts, "ts")
@@ -83,7 +85,8 @@ def add_label(
         row = c.execute("SELECT COALESCE(tenant, ?) FROM traces WHERE trace_id = ?", (DEFAULT_TENANT, tid)).fetchone()
         if not row or tenant not in (None, row[0]):  # another tenant's trace: as if there were none
             raise SignalError(
-                f"trace_id: {tid!r} is not in {store.path}{f' for tenant {tenant!r}' if tenant else ''}; label a recorded trace (see label_candidates)"
+                f"trace_id: {tid!r} is not in {store.path}{f' for tenant {tenant!r}' if tenant else ''}; "
+                "label a recorded trace (see label_candidates)"
             )
         return c.execute(
             "INSERT INTO labels (trace_id, label, correction, labeller, ts, tenant) VALUES (?, ?, ?, ?, ?, ?)",
@@ -179,7 +182,7 @@ def _known_ids(c, ids: list) -> set:
         for r in c.execute(f"SELECT trace_id FROM traces WHERE trace_id IN ({', '.join('?' * len(ch))})", ch)
     }
 
-
+# %% ../nbs/10e_signals.ipynb #e44f5a35
 def add_scores(
     store: Union[TraceStore, str, Path],
     rows: Iterable[dict],  # {"trace_id", "metric", "value"} (and optionally "scorer", "ts")
@@ -201,10 +204,10 @@ def add_scores(
             raise SignalError(f"rows[{i}].scorer: expected a str or None, got {type(s).__name__}")
         vals.append(
             (
-                _safe(_name(r.get("trace_id"), f"rows[{i}].trace_id")),
-                _safe(_name(r.get("metric"), f"rows[{i}].metric", 100)),
+                safe_text(_name(r.get("trace_id"), f"rows[{i}].trace_id")),
+                safe_text(_name(r.get("metric"), f"rows[{i}].metric", 100)),
                 float(v),
-                _safe(s),
+                safe_text(s),
                 now if r.get("ts") is None else as_unix(r["ts"], f"rows[{i}].ts"),
             )
         )
@@ -212,14 +215,15 @@ def add_scores(
     def run(c):
         if missing := sorted({v[0] for v in vals} - _known_ids(c, list({v[0] for v in vals}))):
             raise SignalError(
-                f"rows: trace id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} are not in {store.path}; score recorded traces"
+                f"rows: trace id(s) {missing[:5]}{' ...' if len(missing) > 5 else ''} are not in {store.path}; "
+                "score recorded traces"
             )
         c.executemany("INSERT INTO scores (trace_id, metric, value, scorer, ts) VALUES (?, ?, ?, ?, ?)", vals)
         return len(vals)
 
     return store._tx(run, "add_scores") if vals else 0
 
-
+# %% ../nbs/10e_signals.ipynb #a2e68c29
 def scores(
     store: Union[TraceStore, str, Path], trace_ids: Optional[Sequence[str]] = None, metric: Optional[str] = None
 ) -> list:
@@ -246,8 +250,11 @@ def scores(
 # %% ../nbs/10e_signals.ipynb #c8d903e2
 def _unscored(store: TraceStore, fraction: float, since, until) -> tuple:
     "(traces of the window with an answer and no score, the sampled ones' rows oldest first)."
-    where, params = _where(since, until, ["answered", "idk"], None)
-    cond = " AND question IS NOT NULL AND answer IS NOT NULL AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.trace_id = traces.trace_id)"
+    where, params = window_filter(since, until, ["answered", "idk"], None)
+    cond = (
+        " AND question IS NOT NULL AND answer IS NOT NULL"
+        " AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.trace_id = traces.trace_id)"
+    )
     ids = [
         r[0]
         for r in store._retry(
@@ -256,13 +263,7 @@ def _unscored(store: TraceStore, fraction: float, since, until) -> tuple:
     ]
     keep, rows = [t for t in ids if in_sample(t, fraction)], []
     for ch in _chunks(keep):
-        rows += [
-            _decode(r)
-            for r in store._retry(
-                lambda c: c.execute(f"{_SELECT} WHERE trace_id IN ({', '.join('?' * len(ch))})", ch).fetchall(),
-                "unscored",
-            )
-        ]
+        rows += store.select(f" WHERE trace_id IN ({', '.join('?' * len(ch))})", ch, "unscored")
     return len(ids), sorted(rows, key=lambda r: (r["ts"], r["trace_id"]))
 
 
@@ -285,6 +286,40 @@ def _contexts(row: dict, index=None) -> list:
     ]
 
 # %% ../nbs/10e_signals.ipynb #30a939de
+def _embedding_scores(rows: list, ctx: list, embedder) -> list:
+    "Answer relevance of every row and groundedness of the answered rows with passages, as score rows."
+    from llmops_nb import eval as E
+    from llmops_nb.suites import strip_citations
+
+    rel = E.answer_relevance(
+        [r["question"] for r in rows], [strip_citations(r["answer"]) for r in rows], embedder=embedder
+    )
+    out = [{"trace_id": r["trace_id"], "metric": "answer_relevance", "value": v} for r, v in zip(rows, rel)]
+    g = [i for i, r in enumerate(rows) if r["status"] == "answered" and ctx[i]]
+    if g:
+        kw = {"embedder": embedder} if embedder is not None else {}
+        vals = E.groundedness([rows[i]["answer"] for i in g], [ctx[i] for i in g], **kw)
+        out += [{"trace_id": rows[i]["trace_id"], "metric": "groundedness", "value": v} for i, v in zip(g, vals)]
+    return out
+
+
+def _judge_scores(rows: list, ctx: list, judge, rubrics) -> tuple:
+    "(score rows of the judge for each rubric, how many verdicts had no score)."
+    out, errors = [], 0
+    for rub in rubrics or [judge.rubric]:
+        j = judge if rub == judge.rubric else judge.for_rubric(rub)
+        vs = j.batch(
+            [{"question": r["question"], "answer": r["answer"], "contexts": c or None} for r, c in zip(rows, ctx)]
+        )
+        out += [
+            {"trace_id": r["trace_id"], "metric": f"judge:{rub}", "value": v.score, "scorer": f"judge:{j.model}"}
+            for r, v in zip(rows, vs)
+            if v.score is not None
+        ]
+        errors += sum(v.score is None for v in vs)
+    return out, errors
+
+# %% ../nbs/10e_signals.ipynb #410e3d11
 def score_traces(
     store: Union[TraceStore, str, Path],
     fraction: float = 0.2,  # share of traces scored, chosen by a hash of the trace id
@@ -299,46 +334,17 @@ def score_traces(
 ) -> dict:  # the scorer recorded with the metric scores
     """Score a reproducible sample of not-yet-scored traces (groundedness, answer relevance, judge) into the store; a
     summary."""
-    from llmops_nb import eval as E
-    from llmops_nb.suites import strip_citations
-
     store, fraction, t0 = _store(store), _fraction(fraction), time.perf_counter()
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise SignalError(f"limit: expected an int >= 1 or None, got {limit!r}")
     if judge is not None and not callable(getattr(judge, "batch", None)):
         raise SignalError(f"judge: expected a llmops_nb.judge.Judge, got {type(judge).__name__}")
     n, rows = _unscored(store, fraction, since, until)
-    rows, out, errors = rows[:limit] if limit else rows, [], 0
+    rows = rows[:limit] if limit else rows
     ctx = [_contexts(r, index) for r in rows]
-    if rows:
-        rel = E.answer_relevance(
-            [r["question"] for r in rows], [strip_citations(r["answer"]) for r in rows], embedder=embedder
-        )
-        out += [{"trace_id": r["trace_id"], "metric": "answer_relevance", "value": v} for r, v in zip(rows, rel)]
-        g = [i for i, r in enumerate(rows) if r["status"] == "answered" and ctx[i]]
-        if g:
-            out += [
-                {"trace_id": rows[i]["trace_id"], "metric": "groundedness", "value": v}
-                for i, v in zip(
-                    g,
-                    E.groundedness(
-                        [rows[i]["answer"] for i in g],
-                        [ctx[i] for i in g],
-                        **({"embedder": embedder} if embedder is not None else {}),
-                    ),
-                )
-            ]
-    for rub in (rubrics or [judge.rubric]) if judge is not None and rows else []:
-        j = judge if rub == judge.rubric else judge.for_rubric(rub)
-        vs = j.batch(
-            [{"question": r["question"], "answer": r["answer"], "contexts": c or None} for r, c in zip(rows, ctx)]
-        )
-        out += [
-            {"trace_id": r["trace_id"], "metric": f"judge:{rub}", "value": v.score, "scorer": f"judge:{j.model}"}
-            for r, v in zip(rows, vs)
-            if v.score is not None
-        ]
-        errors += sum(v.score is None for v in vs)
+    out = _embedding_scores(rows, ctx, embedder) if rows else []
+    judged, errors = _judge_scores(rows, ctx, judge, rubrics) if judge is not None and rows else ([], 0)
+    out += judged
     written = add_scores(store, out, scorer=scorer)
     by = {}
     for s in out:
@@ -366,17 +372,14 @@ def label_candidates(
     store, who = _store(store), _name(labeller, "labeller", 100)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise SignalError(f"limit: expected an int >= 1 or None, got {limit!r}")
-    where, params = _where(since, until, status, None)
-    where += (
-        (" AND" if where else " WHERE")
-        + " question IS NOT NULL AND answer IS NOT NULL AND trace_id NOT IN (SELECT trace_id FROM labels WHERE labeller = ?)"
+    where, params = window_filter(since, until, status, None)
+    where += (" AND" if where else " WHERE") + (
+        " question IS NOT NULL AND answer IS NOT NULL"
+        " AND trace_id NOT IN (SELECT trace_id FROM labels WHERE labeller = ?)"
     )
-    sql = (
-        f"{_SELECT}{where} ORDER BY feedback_score IS NULL, feedback_score, "
-        "(SELECT MIN(value) FROM scores s WHERE s.trace_id = traces.trace_id) IS NULL, (SELECT MIN(value) FROM scores s WHERE s.trace_id = traces.trace_id), ts DESC"
-        + (f" LIMIT {limit}" if limit else "")
-    )
-    rows = [_decode(r) for r in store._retry(lambda c: c.execute(sql, [*params, who]).fetchall(), "label_candidates")]
+    low = "(SELECT MIN(value) FROM scores s WHERE s.trace_id = traces.trace_id)"
+    order = f" ORDER BY feedback_score IS NULL, feedback_score, {low} IS NULL, {low}, ts DESC"
+    rows = store.select(where + order + (f" LIMIT {limit}" if limit else ""), [*params, who], "label_candidates")
     got = {}
     for s in scores(store, [r["trace_id"] for r in rows]):
         got.setdefault(s["trace_id"], {})[s["metric"]] = s["value"]
@@ -488,13 +491,15 @@ def _card_html(r: dict) -> str:
     )
     sc = ", ".join(f"{e(k)} {v:.2f}" for k, v in sorted(r.get("scores", {}).items())) or "-"
     return (
-        f"<div><p><b>trace</b> {e(r['trace_id'])} ({e(r.get('status'))})</p><p><b>question</b><br>{e(_short(r.get('question'), 2000))}</p>"
-        f"<p><b>answer</b><br>{e(_short(r.get('answer'), 4000))}</p><p><b>citations</b></p><ul>{cites or '<li>-</li>'}</ul>"
+        f"<div><p><b>trace</b> {e(r['trace_id'])} ({e(r.get('status'))})</p>"
+        f"<p><b>question</b><br>{e(_short(r.get('question'), 2000))}</p>"
+        f"<p><b>answer</b><br>{e(_short(r.get('answer'), 4000))}</p>"
+        f"<p><b>citations</b></p><ul>{cites or '<li>-</li>'}</ul>"
         f"<p><b>verdicts</b> {e(_verdict_line(r.get('verdicts')))}<br><b>feedback</b> {e(r.get('feedback_score'))} "
         f"{e(r.get('feedback_label'))} {e(r.get('feedback_comment'))}<br><b>scores</b> {sc}</p></div>"
     )
 
-
+# %% ../nbs/10e_signals.ipynb #bdd12e26
 class LabelQueue:
     "An ipywidgets labelling view over `label_candidates`: good / bad / correct (text box) / skip."
 
@@ -566,7 +571,7 @@ def _next(self: LabelQueue, what: str):
     self.i += 1
     self._show()
 
-
+# %% ../nbs/10e_signals.ipynb #0efb79c9
 def label_queue(
     store: Union[TraceStore, str, Path],
     labeller: str,
@@ -579,7 +584,7 @@ def label_queue(
     return LabelQueue(store, labeller, since=since, until=until, status=status, limit=limit)
 
 # %% ../nbs/10e_signals.ipynb #0672c265
-BAD_FEEDBACK_LABELS = ("bad", "wrong", "incorrect", "unhelpful", "thumbs_down")
+_BAD_FEEDBACK_LABELS = ("bad", "wrong", "incorrect", "unhelpful", "thumbs_down")
 
 
 def _latest(rows: list) -> dict:
@@ -596,7 +601,7 @@ def _why_suite(r: dict, labs: list, sc: dict, feedback_bad: float, min_score: fl
     why = []
     if (r["feedback_score"] is not None and r["feedback_score"] <= feedback_bad) or str(
         r["feedback_label"] or ""
-    ).lower() in BAD_FEEDBACK_LABELS:
+    ).lower() in _BAD_FEEDBACK_LABELS:
         why.append("bad-feedback")
     if any(l["label"] == "bad" for l in labs):
         why.append("labelled-bad")
@@ -766,6 +771,46 @@ def _count(d: dict, k: str, n: int = 1):
         d[k] = d.get(k, 0) + n
 
 # %% ../nbs/10e_signals.ipynb #a5a8684a
+def _check_export(to, feedback_bad, feedback_good, min_score, dedupe_threshold, max_chars) -> None:
+    "Raise SignalError naming the first argument of `export_traces` that is out of range."
+    if to not in ("suite", "sft"):
+        raise SignalError(f"to: expected 'suite' or 'sft', got {to!r:.40}")
+    for v, n in ((feedback_bad, "feedback_bad"), (feedback_good, "feedback_good"), (min_score, "min_score")):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise SignalError(f"{n}: expected a finite number, got {v!r:.40}")
+    if not 0 < _fraction(dedupe_threshold, "dedupe_threshold"):
+        raise SignalError("dedupe_threshold: must be above 0")
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+        raise SignalError(f"max_chars: expected an int >= 1, got {max_chars!r}")
+
+
+def _redacted(rows: list, to: str, redact) -> list:
+    "`rows` with every user-visible text passed through `redact` (in place)."
+    for r in rows:
+        if to == "suite":
+            r.update(
+                input=redact(r["input"]),
+                references=[redact(x) for x in r["references"]],
+                served_answer=redact(r["served_answer"]),
+            )
+        else:
+            r["messages"] = [{**m, "content": redact(m["content"])} for m in r["messages"]]
+    return rows
+
+
+def _write_export(rows: list, path: Path, to: str, name, store, extra: dict) -> None:
+    "Save the dataset (unless the same rows are already there) and, for a suite, its cases.jsonl."
+    from llmops_nb.data import save_dataset
+
+    tids = [r["trace_id"] for r in rows]
+    if not (path / "manifest.json").is_file() or read_json(path / "manifest.json").get("digest") != digest(rows):
+        save_dataset(
+            rows, path, name=name or path.name, sources={f"traces:{store.path}": digest(sorted(tids))}, extra=extra
+        )
+    if to == "suite" and not (path / "cases.jsonl").is_file():
+        atomic_write(path / "cases.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+# %% ../nbs/10e_signals.ipynb #64bf275d
 def export_traces(
     store: Union[TraceStore, str, Path],
     to: str = "suite",  # "suite": eval cases from what went wrong; "sft": chat rows from what went right
@@ -786,17 +831,9 @@ def export_traces(
 ) -> Export:  # dataset name in the manifest; default: the folder name
     """Turn traces into a versioned dataset of eval cases (`to='suite'`) or chat rows (`to='sft'`), redacted,
     deduplicated, with their trace ids."""
-    from llmops_nb.data import build_sft_dataset, load_dataset, save_dataset
+    from llmops_nb.data import build_sft_dataset
 
-    if to not in ("suite", "sft"):
-        raise SignalError(f"to: expected 'suite' or 'sft', got {to!r:.40}")
-    for v, n in ((feedback_bad, "feedback_bad"), (feedback_good, "feedback_good"), (min_score, "min_score")):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise SignalError(f"{n}: expected a finite number, got {v!r:.40}")
-    if not 0 < _fraction(dedupe_threshold, "dedupe_threshold"):
-        raise SignalError("dedupe_threshold: must be above 0")
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-        raise SignalError(f"max_chars: expected an int >= 1, got {max_chars!r}")
+    _check_export(to, feedback_bad, feedback_good, min_score, dedupe_threshold, max_chars)
     store, redact = _store(store), _redactor(pii)
     out_dir = Path(out).expanduser() if out is not None else load_settings().path("home") / "datasets" / "traces"
     if out_dir.exists() and not out_dir.is_dir():
@@ -805,16 +842,7 @@ def export_traces(
     rows, skipped, n = _candidates(store, to, since, until, feedback_bad, feedback_good, min_score)
     texts = lambda r: [r["input"], *r["references"]] if to == "suite" else [m["content"] for m in r["messages"]]
     _count(skipped, "too long", sum(any(len(t) > max_chars for t in texts(r)) for r in rows))
-    rows = [r for r in rows if all(len(t) <= max_chars for t in texts(r))]
-    for r in rows:
-        if to == "suite":
-            r.update(
-                input=redact(r["input"]),
-                references=[redact(x) for x in r["references"]],
-                served_answer=redact(r["served_answer"]),
-            )
-        else:
-            r["messages"] = [{**m, "content": redact(m["content"])} for m in r["messages"]]
+    rows = _redacted([r for r in rows if all(len(t) <= max_chars for t in texts(r))], to, redact)
     rows, dups = _dedupe(rows, known, dedupe_threshold)
     _count(skipped, "near-duplicate", dups)
     if to == "sft" and rows:
@@ -828,30 +856,12 @@ def export_traces(
         return Export(to, None, [], [], skipped, n, f"nothing to export: {why}")
     tids = [r["trace_id"] for r in rows]
     path = out_dir / f"{to}-{digest(rows)[:12]}"
-    extra = {
-        "kind": to,
-        "source": "traces",
-        "store": str(store.path),
-        "trace_ids": tids,
-        "since": as_unix(since, "since"),
-        "until": as_unix(until, "until"),
-        "pii": pii,
-        "existing": [str(p) for p in ([existing] if isinstance(existing, (str, Path)) else list(existing or []))],
-        "selection": {
-            "feedback_bad": feedback_bad,
-            "feedback_good": feedback_good,
-            "min_score": min_score,
-            "dedupe_threshold": dedupe_threshold,
-        },
-        "skipped": skipped,
-        "considered": n,
-    }
-    if not (path / "manifest.json").is_file() or read_json(path / "manifest.json").get("digest") != digest(rows):
-        save_dataset(
-            rows, path, name=name or path.name, sources={f"traces:{store.path}": digest(sorted(tids))}, extra=extra
-        )
-    if to == "suite" and not (path / "cases.jsonl").is_file():
-        atomic_write(path / "cases.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    where = {"since": as_unix(since, "since"), "until": as_unix(until, "until"), "pii": pii}
+    where["existing"] = [str(p) for p in ([existing] if isinstance(existing, (str, Path)) else list(existing or []))]
+    sel = dict(feedback_bad=feedback_bad, feedback_good=feedback_good, min_score=min_score)
+    sel["dedupe_threshold"] = dedupe_threshold
+    extra = {"kind": to, "source": "traces", "store": str(store.path), "trace_ids": tids, **where, "selection": sel}
+    _write_export(rows, path, to, name, store, {**extra, "skipped": skipped, "considered": n})
     return Export(to, path, rows, tids, skipped, n)
 
 # %% ../nbs/10e_signals.ipynb #8c163441

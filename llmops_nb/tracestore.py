@@ -1,4 +1,4 @@
-"""`TraceStore`: one row per pipeline request in a SQLite file (WAL, versioned schema, safe with many writer processes), with feedback, retention, Parquet export and aggregates for W&B.
+"""`TraceStore`: one row per pipeline request in a SQLite file, with feedback, retention, export and aggregates.
 
 Docs: https://llmops.github.io/llmops-nb/tracestore.html.md"""
 
@@ -7,16 +7,16 @@ Docs: https://llmops.github.io/llmops-nb/tracestore.html.md"""
 # %% ../nbs/10_tracestore.ipynb #40c3dc4d
 from __future__ import annotations
 import json, math, os, random, re, sqlite3, threading, time, uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 from fastcore.basics import patch
 from .core import ConfigError, load_settings, read_json, read_yaml, write_json
-from .runs import redact
+from .core import redact
 
 # %% auto #0
-__all__ = ['COLUMNS', 'MIGRATIONS', 'SCHEMA_VERSION', 'STATUSES', 'DEFAULT_TENANT', 'ONLINE_METRICS', 'TraceStoreError',
-           'as_unix', 'TraceStore', 'identity_rates']
+__all__ = ['COLUMNS', 'SCHEMA_VERSION', 'STATUSES', 'DEFAULT_TENANT', 'TraceStoreError', 'as_unix', 'TraceStore', 'trace_row',
+           'safe_text', 'window_filter']
 
 # %% ../nbs/10_tracestore.ipynb #3a4704f2
 class TraceStoreError(RuntimeError):
@@ -26,7 +26,7 @@ class TraceStoreError(RuntimeError):
 _REL = re.compile(r"^-\s*(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
-
+# %% ../nbs/10_tracestore.ipynb #3d9aa5b8
 def as_unix(when: Union[float, int, str, datetime, None], name: str = "when") -> Optional[float]:
     """Unix seconds for unix seconds (a number or its text), a datetime, an ISO time, 'now' or a relative
     '-7d'/'-12h'/'-30m'/'-90s' (None stays None)."""
@@ -102,7 +102,7 @@ _DDL = lambda cols: ", ".join(
     for c in cols
 )
 
-MIGRATIONS = [  # (version, what it does, statements): applied in order to reach SCHEMA_VERSION
+_MIGRATIONS = [  # (version, what it does, statements): applied in order to reach SCHEMA_VERSION
     (
         1,
         "request table",
@@ -126,10 +126,12 @@ MIGRATIONS = [  # (version, what it does, statements): applied in order to reach
         4,
         "human labels and online scores",
         [
-            "CREATE TABLE labels (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, label TEXT NOT NULL CHECK (label IN ('good', 'bad')), "
+            "CREATE TABLE labels (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, "
+            "label TEXT NOT NULL CHECK (label IN ('good', 'bad')), "
             "correction TEXT, labeller TEXT NOT NULL, ts REAL NOT NULL)",
             "CREATE INDEX labels_trace ON labels(trace_id)",
-            "CREATE TABLE scores (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL, scorer TEXT, ts REAL NOT NULL)",
+            "CREATE TABLE scores (id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, metric TEXT NOT NULL, "
+            "value REAL NOT NULL, scorer TEXT, ts REAL NOT NULL)",
             "CREATE INDEX scores_trace ON scores(trace_id, metric)",
         ],
     ),
@@ -149,11 +151,12 @@ MIGRATIONS = [  # (version, what it does, statements): applied in order to reach
         + ["CREATE INDEX traces_otel ON traces(otel_trace_id)"],
     ),
 ]
-SCHEMA_VERSION = MIGRATIONS[-1][0]
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
 STATUSES = ("answered", "refused", "idk", "blocked", "error")
 
 # %% ../nbs/10_tracestore.ipynb #0674e02c
-_ORPHANS = []  # connections inherited across fork: never used or closed in the child (closing could disturb the parent's locks)
+# connections inherited across fork: never used or closed in the child (closing could disturb the parent's locks)
+_ORPHANS = []
 
 
 class TraceStore:
@@ -241,7 +244,8 @@ def _num(v, name: str, lo: float = 0, none_ok: bool = True, exclusive: bool = Fa
         or (exclusive and v == lo)
     ):
         raise (TypeError if not isinstance(v, (int, float)) or isinstance(v, bool) else ValueError)(
-            f"TraceStore: {name} must be a number {'>' if exclusive else '>='} {lo}{' or None' if none_ok else ''}, got {v!r}"
+            f"TraceStore: {name} must be a number {'>' if exclusive else '>='} {lo}"
+            f"{' or None' if none_ok else ''}, got {v!r}"
         )
 
 
@@ -373,7 +377,8 @@ def _open(self: TraceStore):
             head = f.read(16)
         if head != _HEADER:
             raise TraceStoreError(
-                f"{p} is not a SQLite database (it starts with {head[:16]!r}); give TraceStore a new path or move that file away"
+                f"{p} is not a SQLite database (it starts with {head[:16]!r}); "
+                "give TraceStore a new path or move that file away"
             )
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -402,7 +407,8 @@ def _migrate(self: TraceStore):
             )
         if v == 0 and (tables := [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")]):
             raise TraceStoreError(
-                f"{self.path} is a SQLite database of something else (tables {tables}, no trace schema version); give TraceStore a new path"
+                f"{self.path} is a SQLite database of something else (tables {tables}, no trace schema version); "
+                "give TraceStore a new path"
             )
         return v
 
@@ -411,7 +417,7 @@ def _migrate(self: TraceStore):
 
     def upgrade(c):
         v = version(c)  # again, under the write lock: another process may have migrated meanwhile
-        for ver, _, stmts in MIGRATIONS:
+        for ver, _, stmts in _MIGRATIONS:
             if ver > v:
                 for s in stmts:
                     c.execute(s)
@@ -482,7 +488,7 @@ def _otel_ids(trace) -> dict:
     return span_ids(trace)
 
 
-def _from_trace(obj) -> dict:
+def trace_row(obj) -> dict:
     "Row fields of an Answer (or its to_dict()) or a Trace (or its to_dict())."
     answer, trace = (None, obj) if _has(obj, "steps") else (obj, _g(obj, "trace"))
     if trace is None:
@@ -562,7 +568,7 @@ _TRUNC = "…[truncated {} chars]"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _safe(s):
+def safe_text(s):
     "`s` with lone surrogates (which UTF-8, and so SQLite, cannot encode) replaced by U+FFFD; other values as they are."
     return _SURROGATE.sub("\ufffd", s) if isinstance(s, str) else s
 
@@ -572,7 +578,7 @@ def _text(self: TraceStore, s: Optional[str]) -> Optional[str]:
     "Secrets scrubbed, then cut to max_text_chars with a marker."
     if s is None:
         return None
-    s = redact(_safe(s), self._secrets)
+    s = redact(safe_text(s), self._secrets)
     if len(s) <= self.max_text_chars:
         return s
     return s[: self.max_text_chars] + _TRUNC.format(len(s) - self.max_text_chars)
@@ -624,10 +630,12 @@ def _row(self: TraceStore, obj, key_id=None, question=None, meta=None, error=Non
         row = _check_fields(obj)
         row["question"] = self._mask(row.get("question"))
     elif _has(obj, "steps") or _has(obj, "trace"):
-        row = _from_trace(obj)
+        row = trace_row(obj)
     else:
         raise TypeError(
-            f"record: answer_or_trace must be an Answer, a Trace, an exception carrying .trace, or a dict of row fields, got {type(obj).__name__}"
+            "record: answer_or_trace must be an Answer, a Trace, an exception carrying .trace, "
+            "or a dict of row fields, "
+            f"got {type(obj).__name__}"
         )
     if row.get("question") is None and question is not None:
         row["question"] = self._mask(question)
@@ -652,7 +660,9 @@ def _row(self: TraceStore, obj, key_id=None, question=None, meta=None, error=Non
 
 # %% ../nbs/10_tracestore.ipynb #06a44e35
 _INSERT = f"INSERT INTO traces ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-_dumps = lambda v: None if v is None else _safe(json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str))
+_dumps = lambda v: (
+    None if v is None else safe_text(json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str))
+)
 
 
 @patch
@@ -674,7 +684,7 @@ def record(
     row = self._row(answer_or_trace, key_id, question, meta, error)
     if tenant is not None:
         row["tenant"] = tenant
-    vals = [_dumps(v) if COLUMNS[c] == "JSON" else _safe(v) for c, v in row.items()]
+    vals = [_dumps(v) if COLUMNS[c] == "JSON" else safe_text(v) for c, v in row.items()]
     try:
         self._retry(lambda c: c.execute(_INSERT, vals), "record")
     except sqlite3.IntegrityError:
@@ -705,7 +715,7 @@ def get(
     if not isinstance(trace_id, str):
         raise TypeError(f"get: trace_id must be a str, got {type(trace_id).__name__}")
     _opt(tenant, "get: tenant", (str,), "a str")
-    r = self._retry(lambda c: c.execute(_SELECT + " WHERE trace_id = ?", (_safe(trace_id),)).fetchone(), "get")
+    r = self._retry(lambda c: c.execute(_SELECT + " WHERE trace_id = ?", (safe_text(trace_id),)).fetchone(), "get")
     if r is None and re.fullmatch(r"[0-9a-f]{32}", trace_id):
         r = self._retry(
             lambda c: c.execute(
@@ -742,7 +752,7 @@ def feedback(
         self._text(label),
         self._text(self._mask(comment)),
         time.time(),
-        _safe(trace_id),
+        safe_text(trace_id),
     )
     cur = self._retry(
         lambda c: c.execute(
@@ -763,7 +773,8 @@ def _many(v, name: str) -> Optional[list]:
     return list(vs)
 
 
-def _where(since, until, status, key_id, tenant=None) -> tuple:
+def window_filter(since=None, until=None, status=None, key_id=None, tenant=None) -> tuple:
+    "(' WHERE ...' SQL condition, its parameters) selecting the traces of a window, statuses, key ids and tenants."
     conds, params = [], []
     for col, op, v in (("ts", ">=", as_unix(since, "since")), ("ts", "<", as_unix(until, "until"))):
         if v is not None:
@@ -772,10 +783,10 @@ def _where(since, until, status, key_id, tenant=None) -> tuple:
     for col, vs in (("status", _many(status, "status")), ("key_id", _many(key_id, "key_id"))):
         if vs is not None:
             conds.append(f"{col} IN ({', '.join('?' * len(vs))})")
-            params += [_safe(v) for v in vs]
+            params += [safe_text(v) for v in vs]
     if (ts := _many(tenant, "tenant")) is not None:
         conds.append(f"COALESCE(tenant, '{DEFAULT_TENANT}') IN ({', '.join('?' * len(ts))})")
-        params += [_safe(t) for t in ts]
+        params += [safe_text(t) for t in ts]
     return (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 # %% ../nbs/10_tracestore.ipynb #493661f7
@@ -796,15 +807,25 @@ def query(
         raise ValueError(f"query: limit must be an int >= 1 or None, got {limit!r}")
     if order not in ("asc", "desc"):
         raise ValueError(f"query: order must be 'asc' or 'desc', got {order!r}")
-    where, params = _where(since, until, status, key_id, tenant)
-    sql = f"{_SELECT}{where} ORDER BY ts {order}, id {order}" + (f" LIMIT {limit}" if limit else "")
-    return [_decode(r) for r in self._retry(lambda c: c.execute(sql, params).fetchall(), "query")]
+    where, params = window_filter(since, until, status, key_id, tenant)
+    return self.select(f"{where} ORDER BY ts {order}, id {order}" + (f" LIMIT {limit}" if limit else ""), params)
 
+# %% ../nbs/10_tracestore.ipynb #8f4d00d9
+@patch
+def select(
+    self: TraceStore,
+    clause: str = "",  # SQL after `SELECT <columns> FROM traces`: WHERE, ORDER BY, LIMIT (values as `?`)
+    params: Union[list, tuple] = (),  # the values of the clause's `?` placeholders
+    what: str = "select",  # the operation named in a busy-database error
+) -> list:
+    "Trace rows (dicts, JSON columns decoded) matching an SQL clause: the query behind `query` for other modules."
+    return [_decode(r) for r in self._retry(lambda c: c.execute(_SELECT + clause, params).fetchall(), what)]
 
+# %% ../nbs/10_tracestore.ipynb #96f535f0
 @patch
 def count(self: TraceStore, since=None, until=None, status=None, key_id=None, tenant=None) -> int:
     "Number of rows in the window."
-    where, params = _where(since, until, status, key_id, tenant)
+    where, params = window_filter(since, until, status, key_id, tenant)
     return self._retry(lambda c: c.execute(f"SELECT COUNT(*) FROM traces{where}", params).fetchone()[0], "count")
 
 
@@ -816,13 +837,16 @@ def __len__(self: TraceStore) -> int:
 @patch
 def _online(self: TraceStore, where: str, params: list) -> dict:
     "metric -> {trace_id: latest score} for the traces of a window."
-    sql = f"SELECT s.trace_id, s.metric, s.value FROM scores s WHERE s.trace_id IN (SELECT trace_id FROM traces{where}) ORDER BY s.id"
+    sql = (
+        "SELECT s.trace_id, s.metric, s.value FROM scores s "
+        f"WHERE s.trace_id IN (SELECT trace_id FROM traces{where}) ORDER BY s.id"
+    )
     out = {}
     for tid, m, v in self._retry(lambda c: c.execute(sql, params).fetchall(), "reading scores"):
         out.setdefault(m, {})[tid] = v
     return out
 
-
+# %% ../nbs/10_tracestore.ipynb #cfebae74
 @patch
 def frame(self: TraceStore, since=None, until=None, status=None, key_id=None):
     """The window as a pandas DataFrame with every column (JSON columns decoded), plus `online_<metric>` columns of
@@ -830,7 +854,7 @@ def frame(self: TraceStore, since=None, until=None, status=None, key_id=None):
     import pandas as pd
 
     df = pd.DataFrame(self.query(since, until, status=status, key_id=key_id), columns=list(COLUMNS))
-    for m, by_id in sorted(self._online(*_where(since, until, status, key_id)).items()):
+    for m, by_id in sorted(self._online(*window_filter(since, until, status, key_id)).items()):
         df[f"online_{m}"] = df["trace_id"].map(by_id).astype(float)
     return df
 
@@ -899,7 +923,7 @@ def export_parquet(
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([(c, getattr(pa, _ARROW[t])()) for c, t in COLUMNS.items()])
-    where, params = _where(since, until, status, key_id)
+    where, params = window_filter(since, until, status, key_id)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
@@ -923,25 +947,21 @@ def export_parquet(
 
 # %% ../nbs/10_tracestore.ipynb #79e6312a
 def _pct(xs: list) -> Optional[dict]:
+    "p50, p95, p99 (`fmt.percentiles`), mean and max of `xs`; None when empty."
     import numpy as np
+    from llmops_nb.fmt import percentiles
 
-    if not xs:
+    if not (p := percentiles(xs)):
         return None
     a = np.asarray(xs, dtype=float)
-    return {
-        "p50": float(np.percentile(a, 50)),
-        "p95": float(np.percentile(a, 95)),
-        "p99": float(np.percentile(a, 99)),
-        "mean": float(a.mean()),
-        "max": float(a.max()),
-    }
+    return {**p, "mean": float(a.mean()), "max": float(a.max())}
 
 
 def _rate(n: int, total: int) -> Optional[float]:
     return n / total if total else None
 
 
-def identity_rates(rows: list) -> dict:
+def _identity_rates(rows: list) -> dict:
     """(question, input_action) pairs -> per identity group the question mentions (or 'none'): requests and input block
     rate."""
     from llmops_nb.guard import identity_mentions
@@ -958,8 +978,9 @@ def identity_rates(rows: list) -> dict:
 def aggregates(self: TraceStore, since=None, until=None, status=None, key_id=None) -> dict:
     """Requests, status counts and rates, guard block/redact rates, latency percentiles, tokens, cost and feedback of a
     window."""
-    where, params = _where(since, until, status, key_id)
-    sql = f"SELECT status, input_action, output_action, total_ms, steps_ms, prompt_tokens, completion_tokens, cost_usd, feedback_score, feedback_label, ts, question FROM traces{where}"
+    where, params = window_filter(since, until, status, key_id)
+    cols = "status, input_action, output_action, total_ms, steps_ms, prompt_tokens, completion_tokens, cost_usd"
+    sql = f"SELECT {cols}, feedback_score, feedback_label, ts, question FROM traces{where}"
     rows = self._retry(lambda c: c.execute(sql, params).fetchall(), "aggregates")
     n, col = len(rows), lambda i: [r[i] for r in rows if r[i] is not None]
     cnt = lambda i, v: sum(1 for r in rows if r[i] == v)
@@ -996,11 +1017,11 @@ def aggregates(self: TraceStore, since=None, until=None, status=None, key_id=Non
             "labels": {l: labels.count(l) for l in sorted(set(labels))},
         },
         "online": self._online_aggregates(where, params),
-        "identity": identity_rates([(r[11], r[1]) for r in rows]),
+        "identity": _identity_rates([(r[11], r[1]) for r in rows]),
     }
 
 
-ONLINE_METRICS = (
+_ONLINE_METRICS = (
     "groundedness",
     "answer_relevance",
 )  # always in aggregates' "online" (None without scores), so alert rules can name them
@@ -1009,7 +1030,7 @@ ONLINE_METRICS = (
 @patch
 def _online_aggregates(self: TraceStore, where: str, params: list) -> dict:
     got = self._online(where, params)
-    vals = {m: list(got.get(m, {}).values()) for m in dict.fromkeys([*ONLINE_METRICS, *sorted(got)])}
+    vals = {m: list(got.get(m, {}).values()) for m in dict.fromkeys([*_ONLINE_METRICS, *sorted(got)])}
     return {m: {"mean": sum(v) / len(v) if v else None, "count": len(v)} for m, v in vals.items()}
 
 # %% ../nbs/10_tracestore.ipynb #dcbfc9db

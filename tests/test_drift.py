@@ -107,7 +107,7 @@ def _questions(templates, n, seed):
 
 
 def test_new_topic_in_real_embeddings(home):
-    from llmops_nb.retrieval import Embedder
+    from llmops_nb.embeddings import Embedder
     emb = Embedder()
     rows = lambda qs: [{"question": q, "question_chars": len(q)} for q in qs]
     old, same, new = _questions(SHIP, 60, 1), _questions(SHIP, 60, 2), _questions(SHIP, 30, 3) + _questions(BILL, 30, 4)

@@ -10,7 +10,8 @@ CARD, EMAIL = "4111 1111 1111 1111", "jane.doe@example.com"
 # ---------- a real pipeline (built lazily: spawned writer processes import this module too) ----------
 @pytest.fixture(scope="module")
 def rag():
-    from llmops_nb.generate import FakeOpenAIServer, OpenAICompatGenerator
+    from llmops_nb.generate import OpenAICompatGenerator
+    from llmops_nb.testing import FakeOpenAIServer
     from llmops_nb.pipeline import RAGPipeline
     from llmops_nb.retrieval import VectorStore
     vs = VectorStore()

@@ -96,8 +96,8 @@ def test_quiet_windows_and_no_rules_complete(env):
     ([("current", "yesterday")], "current: cannot read 'yesterday'"),
     ([("current", "1d"), ("reference", "1h")], "reference: '1h' must start before the current window"),
     ([("rules", "BAD_RULES")], "rules.bad.yaml rule 1: max: expected a number"),
-    ([("online_sample", "1.5")], "online_sample: must be between 0 and 1"),
-    ([("judge", "http://127.0.0.1:9/v1")], "judge_model and judge_rubrics: name the served judge model"),
+    ([("online_sample", "1.5")], "parameter 'online_sample' must be between 0 and 1"),
+    ([("judge", "http://127.0.0.1:9/v1")], "parameter 'judge_model' must be the served judge model"),
 ])
 def test_bad_parameters_fail_fast_with_a_clear_error(env, params, message):
     bad = Path(env["LLMOPS_HOME"]) / "rules.bad.yaml"

@@ -105,7 +105,7 @@ def test_full_report_with_comparison_and_verdict():
 def test_comparison_rows_as_plain_list_and_missing_values():
     rows = ROWS + [{"metric": "rougeL", "delta": None, "low": None, "high": None, "p_value": None}]
     html = report(make_result(), comparison=rows).html
-    assert "<td>rougeL</td><td>—</td><td>—</td><td>—</td><td>—</td><td>—</td><td>—</td><td>—</td><td>no significant change</td>" in html
+    assert "<td>rougeL</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>-</td><td>no significant change</td>" in html
 
 
 def test_figures_are_embedded_and_page_is_self_contained():
@@ -200,7 +200,7 @@ def test_all_nan_metrics_single_case_no_tags_missing_meta():
     html = report(r).html
     assert "No metric has a value to plot." in html and "No applicable case for: token_f1, rougeL." in html
     assert "No case has tags, so there are no slices." in html and "No case has a value for token_f1." in html
-    assert "<b>Started</b> —" in html and "<b>Digest</b> —" in html and "No run metadata recorded." in html
+    assert "<b>Started</b> -" in html and "<b>Digest</b> -" in html and "No run metadata recorded." in html
     one = FakeResult("s", "d", ["token_f1"], [{"id": "only", "input": "hi", "output": "yo", "token_f1": 0.25}])
     html = report(one).html
     assert len(images(html)) == 1 and "<td>only</td><td>0.25</td>" in html
