@@ -14,12 +14,12 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type
 import yaml
 
 # %% auto #0
-__all__ = ['OFFLINE_VARS', 'SECRET_PATTERNS', 'PACKAGED_MODELS', 'MODEL_ALIASES', 'set_offline', 'is_offline', 'ConfigError',
-           'type_name', 'coerce', 'JobConfig', 'read_yaml', 'read_json', 'atomic_open', 'atomic_write', 'write_json',
-           'atomic_dir', 'append_jsonl', 'read_jsonl', 'write_once', 'file_lock', 'canonical_json', 'digest',
-           'find_secrets', 'is_secret_name', 'ModelNotAvailable', 'packaged_model_path', 'locate_model', 'Settings',
-           'Profile', 'pkg_root', 'search_dirs', 'find_profile', 'load_profile', 'load_settings', 'set_seed', 'device',
-           'default_dtype', 'set_threads', 'code_version', 'host_info']
+__all__ = ['OFFLINE_VARS', 'SECRET_PATTERNS', 'REDACTED', 'PACKAGED_MODELS', 'MODEL_ALIASES', 'set_offline', 'is_offline',
+           'ConfigError', 'type_name', 'coerce', 'JobConfig', 'read_yaml', 'read_json', 'atomic_open', 'atomic_write',
+           'write_json', 'atomic_dir', 'append_jsonl', 'read_jsonl', 'write_once', 'file_lock', 'canonical_json',
+           'digest', 'find_secrets', 'is_secret_name', 'redact', 'resolve_secret', 'ModelNotAvailable',
+           'packaged_model_path', 'locate_model', 'Settings', 'Profile', 'pkg_root', 'search_dirs', 'load_profile',
+           'load_settings', 'set_seed', 'device', 'default_dtype', 'set_threads', 'code_version', 'host_info']
 
 # %% ../nbs/00_core.ipynb #bfa19425
 OFFLINE_VARS = {
@@ -61,6 +61,7 @@ class ConfigError(ValueError):
 
 
 def type_name(tp) -> str:
+    "A type annotation as an error message shows it: `int`, `'cpu' | 'cuda'`, `int | None`."
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
     if get_origin(tp) in (Union, types.UnionType):
@@ -180,7 +181,7 @@ def read_yaml(path: Union[str, Path]) -> Any:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
-
+# %% ../nbs/00_core.ipynb #8cf41550
 def read_json(path: Union[str, Path]) -> Any:
     "Parse a JSON file; a syntax error names the file, line and column."
     path = Path(path)
@@ -228,14 +229,14 @@ def atomic_open(path: Union[str, Path], mode: str = "w", encoding: str = "utf-8"
         raise
     _fsync_dir(path.parent)
 
-# %% ../nbs/00_core.ipynb #25e9d036
+# %% ../nbs/00_core.ipynb #dc62fb88
 def atomic_write(path: Union[str, Path], data: Union[str, bytes]) -> Path:
     "Write text or bytes to `path` atomically."
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
     return Path(path)
 
-
+# %% ../nbs/00_core.ipynb #642d9915
 def _json_default(o):
     if isinstance(o, Path):
         return str(o)
@@ -288,7 +289,7 @@ def append_jsonl(path: Union[str, Path], row: dict) -> None:
     finally:
         os.close(fd)
 
-
+# %% ../nbs/00_core.ipynb #fb1083eb
 def read_jsonl(path: Union[str, Path], skip_partial_last: bool = True) -> list:
     "Read a JSON-lines file; a malformed line raises `ConfigError` naming file:line (a torn last line is skipped)."
     path = Path(path)
@@ -327,7 +328,7 @@ def write_once(path: Union[str, Path], obj: Any) -> bool:
     finally:
         tmp.unlink(missing_ok=True)
 
-
+# %% ../nbs/00_core.ipynb #3c854229
 @contextlib.contextmanager
 def file_lock(path: Union[str, Path]):
     "An exclusive advisory lock on the file `path` (created if missing) for the block; without fcntl, no lock."
@@ -385,34 +386,54 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 # %% ../nbs/00_core.ipynb #5d321d5a
-SECRET_PATTERNS = [  # (kind, regex); group 1 when present is the secret itself
+SECRET_PATTERNS = [  # (kind, regex, what it is); group 1 when present is the secret itself
     (
         "private_key",
-        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)",
+        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)",
+        "a PEM private key block (to its END line, or to the end of the text when cut off)",
     ),
-    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
-    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
-    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),
-    ("aws_secret_key", r"(?i)aws_?secret_?(?:access_?)?key\W{0,4}([A-Za-z0-9/+=]{40})\b"),
-    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
-    ("gitlab_token", r"\bglpat-[A-Za-z0-9_\-]{20,}"),
-    ("slack_webhook", r"\bhttps?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_\-/]{8,}"),
-    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}"),
-    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}"),
-    ("huggingface_token", r"\bhf_[A-Za-z0-9]{20,}\b"),
-    ("wandb_key", r"\bwandb_v1_[A-Za-z0-9_]{20,}"),
-    ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9_\-.~+/]{16,}=*)"),
-    ("connection_password", r"\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:([^@\s/]+)@[^\s]+"),
+    ("anthropic_key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}", "an Anthropic API key"),
+    ("openai_key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}", "an OpenAI API key"),
+    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b", "an AWS access key id"),
+    (
+        "aws_secret_key",
+        r"(?i)aws_?secret_?(?:access_?)?key\W{0,4}([A-Za-z0-9/+=]{40})\b",
+        "an AWS secret access key after its name",
+    ),
+    (
+        "github_token",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})",
+        "a GitHub token (classic or fine-grained)",
+    ),
+    ("gitlab_token", r"\bglpat-[A-Za-z0-9_\-]{20,}", "a GitLab personal access token"),
+    (
+        "slack_webhook",
+        r"\bhttps?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_\-/]{8,}",
+        "a Slack incoming-webhook URL",
+    ),
+    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9\-]{10,}", "a Slack bot, user or app token"),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_\-]{35}\b", "a Google API key"),
+    ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}", "a Stripe key"),
+    ("huggingface_token", r"\bhf_[A-Za-z0-9]{20,}\b", "a Hugging Face access token"),
+    ("wandb_key", r"\bwandb_v1_[A-Za-z0-9_]{20,}", "a Weights & Biases API key"),
+    ("jwt", r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}", "a JSON Web Token"),
+    ("bearer_token", r"(?i)\bbearer\s+([A-Za-z0-9_\-.~+/]{16,}=*)", "the token of an HTTP `Bearer` header"),
+    (
+        "connection_password",
+        r"\b[a-z][a-z0-9+.\-]*://[^/\s:@]*:([^@\s/]+)@[^\s]+",
+        "the password in a connection URL (`scheme://user:PASSWORD@host`)",
+    ),
     (
         "assigned_secret",
-        r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token|token|password|passwd|pwd|passphrase|client[_\-]?secret)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.]{16,})",
+        r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|access[_\-]?token|auth[_\-]?token|token|password|passwd|pwd"
+        r"|passphrase|client[_\-]?secret)\b[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9_\-+/=.]{16,})",
+        "a random-looking value assigned to a secret name (`api_key=...`, `password: ...`)",
     ),
 ]
-_SECRET_RES = [(k, re.compile(p)) for k, p in SECRET_PATTERNS]
+_SECRET_RES = [(k, re.compile(p)) for k, p, _ in SECRET_PATTERNS]
 
-
+# %% ../nbs/00_core.ipynb #066f4b2a
 def _entropy(s: str) -> float:
     "Shannon entropy of `s` in bits per character."
     return -sum(c / len(s) * math.log2(c / len(s)) for c in Counter(s).values()) if s else 0.0
@@ -445,6 +466,47 @@ def is_secret_name(name: Any) -> bool:
     "Whether a parameter, setting or field name looks like it holds a secret (words split at _ - . and camelCase)."
     words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name)).lower()) if w]
     return any(w in _SECRET_WORDS for w in words) or any(p in _SECRET_PAIRS for p in zip(words, words[1:]))
+
+# %% ../nbs/00_core.ipynb #191407ed
+REDACTED = "***"
+
+
+def _is_ref(v) -> bool:
+    return isinstance(v, str) and v.startswith("env:")
+
+
+def _redact_str(s: str, known: list) -> str:
+    for k in known:
+        s = s.replace(k, REDACTED)
+    for _, a, b in reversed(find_secrets(s)):
+        s = s[:a] + REDACTED + s[b:]
+    return s
+
+
+def redact(obj: Any, secrets: tuple = ()) -> Any:
+    "A copy of `obj` with secret-named values, credential-shaped strings and the given `secrets` replaced by `***`."
+    known = sorted((s for s in secrets if isinstance(s, str) and len(s) >= 4), key=len, reverse=True)
+
+    def walk(o, secret=False):  # secret: the value sits under a secret name (a list's items too)
+        if isinstance(o, dict):
+            return {k: walk(v, is_secret_name(k)) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return type(o)(walk(v, secret) for v in o)
+        if secret and o not in (None, "") and not _is_ref(o):
+            return REDACTED
+        return _redact_str(o, known) if isinstance(o, str) else o
+
+    return walk(obj)
+
+# %% ../nbs/00_core.ipynb #047d0a5c
+def resolve_secret(value: Optional[str]) -> Optional[str]:
+    "The secret behind an `env:VARIABLE` reference (other values are returned as they are)."
+    if not _is_ref(value):
+        return value
+    var = value[4:]
+    if var not in os.environ:
+        raise ConfigError(f"secret reference {value!r}: environment variable {var} is not set")
+    return os.environ[var]
 
 # %% ../nbs/00_core.ipynb #2cdf0a7a
 PACKAGED_MODELS = {
@@ -568,7 +630,7 @@ class Profile:
         "Default parameters this profile gives `runbook`."
         return {**self.params.get("*", {}), **self.params.get(runbook, {})}
 
-
+# %% ../nbs/00_core.ipynb #e6c8b04b
 def pkg_root() -> Path:
     "The folder holding the `llmops_nb` package: the checkout's root for an editable install."
     return Path(importlib.util.find_spec("llmops_nb").origin).resolve().parent.parent
@@ -579,7 +641,7 @@ def search_dirs(home: Path, runbooks_dir: Optional[Path] = None) -> list:
     return [d for d in [runbooks_dir, Path(home) / "runbooks", pkg_checkout] if d is not None]
 
 # %% ../nbs/00_core.ipynb #8c71bf88
-def find_profile(name: Union[str, Path], home: Union[str, Path] = ".", runbooks_dir: Optional[Path] = None) -> Path:
+def _find_profile(name: Union[str, Path], home: Union[str, Path] = ".", runbooks_dir: Optional[Path] = None) -> Path:
     "Path of a profile given as a file path or as a name in `runbooks/profiles/`."
     p = Path(name).expanduser()
     if p.suffix in (".yaml", ".yml") or p.exists():
@@ -592,13 +654,14 @@ def find_profile(name: Union[str, Path], home: Union[str, Path] = ".", runbooks_
             return t
     known = sorted({q.stem for d in search_dirs(Path(home), runbooks_dir) for q in (d / "profiles").glob("*.yaml")})
     raise FileNotFoundError(
-        f"profile {name!r} not found (looked in {', '.join(str(t.parent) for t in tried)}); known: {', '.join(known) or 'none'}"
+        f"profile {name!r} not found (looked in {', '.join(str(t.parent) for t in tried)}); "
+        f"known: {', '.join(known) or 'none'}"
     )
 
 
 def load_profile(name: Union[str, Path], home: Union[str, Path] = ".", runbooks_dir: Optional[Path] = None) -> Profile:
     "Read and check a profile: only `settings` and `params` sections, known setting names."
-    path = find_profile(name, home, runbooks_dir)
+    path = _find_profile(name, home, runbooks_dir)
     d = read_yaml(path) or {}
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: a profile must be a mapping with 'settings' and 'params'")
@@ -678,7 +741,7 @@ def device(prefer: str = "auto") -> str:
         )
     return prefer
 
-
+# %% ../nbs/00_core.ipynb #e2a4449a
 def default_dtype(dev: Optional[str] = None, prefer: str = "auto"):
     "torch dtype for `dev`: bf16 on capable GPUs, fp16 on older GPUs and MPS, fp32 on CPU (unless `prefer` names one)."
     import torch

@@ -1,4 +1,4 @@
-"""Load, clean, deduplicate, redact, chunk and split documents, and save them as versioned datasets with a content digest.
+"""Load, clean, deduplicate, chunk and split documents, and save them as versioned datasets with a content digest.
 
 Docs: https://llmops.github.io/llmops-nb/data.html.md"""
 
@@ -9,19 +9,19 @@ from __future__ import annotations
 import csv, fnmatch, functools, glob, io, json, re, unicodedata, warnings, zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
-from .core import ConfigError, atomic_dir, digest, packaged_model_path, read_json, write_json
+from typing import Any, Callable, Iterable, Literal, Optional, Union
+from .core import JobConfig, atomic_dir, digest, read_json, write_json
 
 # %% auto #0
-__all__ = ['SUPPORTED', 'DATASET_FORMAT', 'DataError', 'Document', 'read_text', 'html_to_text', 'load_documents', 'clean_text',
-           'clean_documents', 'dedupe', 'deprioritize', 'Chunk', 'embedding_tokenizer', 'chunk', 'split', 'Dataset',
-           'save_dataset', 'load_dataset', 'check_conversation', 'build_sft_dataset']
+__all__ = ['DataError', 'Document', 'read_text', 'html_to_text', 'load_documents', 'clean_text', 'clean_documents', 'dedupe',
+           'deprioritize', 'Chunk', 'embedding_tokenizer', 'chunk', 'split', 'Dataset', 'save_dataset', 'load_dataset',
+           'check_conversation', 'build_sft_dataset', 'PrepareConfig']
 
 # %% ../nbs/02_data.ipynb #050a8fb9
 class DataError(ValueError):
     "Bad input data: the message names the file (and line) and what was wrong."
 
-
+# %% ../nbs/02_data.ipynb #6927e8b4
 @dataclass
 class Document:
     "A document: stable id, text, and metadata (source, type, title, encoding, source digest, row fields)."
@@ -31,7 +31,7 @@ class Document:
     metadata: dict = field(default_factory=dict)
 
 
-SUPPORTED = {
+_SUPPORTED = {
     ".md": "markdown",
     ".markdown": "markdown",
     ".txt": "text",
@@ -183,8 +183,8 @@ def _expand(p, exclude) -> list:
         return [(f, base) for f in files]
     p = Path(p).expanduser()
     if p.is_file():
-        if p.suffix.lower() not in SUPPORTED:
-            raise DataError(f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(sorted(SUPPORTED))}")
+        if p.suffix.lower() not in _SUPPORTED:
+            raise DataError(f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(sorted(_SUPPORTED))}")
         return [(p, p.parent)]
     if p.is_dir():
         files = sorted(
@@ -193,10 +193,10 @@ def _expand(p, exclude) -> list:
         if skipped := [
             str(f.relative_to(p))
             for f in files
-            if f.suffix.lower() not in SUPPORTED and not _excluded(f.relative_to(p).as_posix(), exclude)
+            if f.suffix.lower() not in _SUPPORTED and not _excluded(f.relative_to(p).as_posix(), exclude)
         ]:
             warnings.warn(f"{p}: skipped {len(skipped)} file(s) of unsupported type: {', '.join(skipped[:10])}")
-        return [(f, p) for f in files if f.suffix.lower() in SUPPORTED]
+        return [(f, p) for f in files if f.suffix.lower() in _SUPPORTED]
     raise FileNotFoundError(f"{p}: no such file, folder or matching pattern")
 
 
@@ -240,9 +240,8 @@ def _read_csv(path, rel, text, base, text_field, id_field):
     try:
         for row in reader:
             if None in row or None in row.values():
-                raise DataError(
-                    f"{path}:{reader.line_num}: {len(row) - (None in row) + len(row.get(None) or [])} fields, header has {len(reader.fieldnames)}"
-                )
+                n = len(row) - (None in row) + len(row.get(None) or [])
+                raise DataError(f"{path}:{reader.line_num}: {n} fields, header has {len(reader.fieldnames)}")
             yield _row_doc(path, rel, reader.line_num, row, text_field, id_field, base)
     except csv.Error as e:
         raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
@@ -266,7 +265,7 @@ def load_documents(
             if _excluded(rel, exclude):
                 continue
             text, enc = read_text(f, max_bytes)
-            kind = SUPPORTED[f.suffix.lower()]
+            kind = _SUPPORTED[f.suffix.lower()]
             base = {"source": str(f), "type": kind, "encoding": enc, "source_digest": digest(f)}
             if kind == "jsonl":
                 new = list(_read_jsonl(f, rel, text, base, text_field, id_field))
@@ -305,7 +304,7 @@ def clean_text(text: str) -> str:
     lines = [re.sub(r"(?<=\S)[ \t]+", " ", l).rstrip() for l in t.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
-
+# %% ../nbs/02_data.ipynb #ddf54426
 def clean_documents(docs: list) -> list:
     "Documents with `clean_text` applied; documents left empty are dropped with a warning."
     out = [Document(d.id, clean_text(d.text), d.metadata) for d in docs]
@@ -369,7 +368,7 @@ def dedupe(
         kept.append(d)
     return sorted(kept, key=lambda d: order[d.id]), report
 
-
+# %% ../nbs/02_data.ipynb #e6ec12ac
 def deprioritize(*patterns: str) -> Callable:
     """A `prefer` key for `dedupe` that lets ids containing any of `patterns` (drafts, archives, copies) lose to the
     others."""
@@ -389,7 +388,7 @@ class Chunk:
     n_tokens: int
     metadata: dict = field(default_factory=dict)
 
-
+# %% ../nbs/02_data.ipynb #55efc0b8
 def embedding_tokenizer(name: str = "all-minilm-l6-v2"):
     "The fast tokenizer of a packaged or local embedding model (a `tokenizers.Tokenizer`)."
     from tokenizers import Tokenizer
@@ -528,7 +527,7 @@ def split(rows: list, val_frac: float = 0.1, seed: int = 0, group_by: Union[str,
     return [r for r, k in zip(rows, keys) if k not in val_groups], [r for r, k in zip(rows, keys) if k in val_groups]
 
 # %% ../nbs/02_data.ipynb #328c2ffd
-DATASET_FORMAT = "llmops-nb/dataset@1"
+_DATASET_FORMAT = "llmops-nb/dataset@1"
 
 
 @dataclass
@@ -625,7 +624,7 @@ def save_dataset(
         sources = {str(s): digest(s) for s in sources}
     rows = [{k: (float(v) if schema[k] == "float|int" and v is not None else v) for k, v in r.items()} for r in rows]
     manifest = {
-        "format": DATASET_FORMAT,
+        "format": _DATASET_FORMAT,
         "name": name or Path(path).name,
         "digest": digest(rows),
         "rows": len(rows),
@@ -649,7 +648,7 @@ def load_dataset(path: Union[str, Path], verify: bool = True) -> Dataset:
     if not (path / "manifest.json").is_file():
         raise FileNotFoundError(f"{path}: not a dataset folder (no manifest.json)")
     manifest = read_json(path / "manifest.json")
-    if manifest.get("format") != DATASET_FORMAT:
+    if manifest.get("format") != _DATASET_FORMAT:
         raise DataError(f"{path}/manifest.json: unknown format {manifest.get('format')!r}")
     try:
         rows = pq.read_table(path / "data.parquet").to_pylist()
@@ -661,13 +660,14 @@ def load_dataset(path: Union[str, Path], verify: bool = True) -> Dataset:
                 r[k] = json.loads(r[k])
     if verify and (got := digest(rows)) != manifest["digest"]:
         raise DataError(
-            f"{path}: content digest {got[:12]} does not match the manifest's {manifest['digest'][:12]}: the data changed after it "
-            f"was saved; refusing to load it (load_dataset(..., verify=False) to inspect)"
+            f"{path}: content digest {got[:12]} does not match the manifest's {manifest['digest'][:12]}: "
+            f"the data changed after it was saved; refusing to load it (load_dataset(..., verify=False) to inspect)"
         )
     return Dataset(path, rows, manifest)
 
 # %% ../nbs/02_data.ipynb #a6050fd6
-def check_conversation(msgs, where: str) -> None:
+def check_conversation(msgs, where: str) -> None:  # where: names the row in the error, e.g. "sft.jsonl:3 (id x)"
+    "Raise `DataError` unless `msgs` is a chat: roles in order, user and assistant alternating, ending with an answer."
     if not isinstance(msgs, list) or not msgs:
         raise DataError(f"{where}: 'messages' must be a non-empty list")
     for j, m in enumerate(msgs):
@@ -725,3 +725,42 @@ def build_sft_dataset(
     if not out:
         raise DataError(f"{src or 'build_sft_dataset'}: no conversations")
     return out
+
+# %% ../nbs/02_data.ipynb #8b045bb0
+@dataclass
+class PrepareConfig(JobConfig):
+    "Settings of the `prepare_data` job: inputs, cleaning, PII redaction, chunking and the SFT split."
+
+    inputs: list = field(default_factory=lambda: ["data/sample"])  # files, folders or glob patterns of documents
+    exclude: list = field(default_factory=lambda: ["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])  # not documents
+    sft_path: str = "data/sample/sft.jsonl"  # chat conversations (messages format) for fine-tuning; "" to skip
+    system_prompt: str = ""  # system message added to conversations without one; "" for none
+    pii_mode: Literal["mask", "hash", "pseudonym", "none"] = "mask"  # how PII in documents is redacted
+    pii_entities: list = field(  # entity types to redact
+        default_factory=lambda: [
+            "EMAIL",
+            "PHONE",
+            "CREDIT_CARD",
+            "IBAN",
+            "US_SSN",
+            "IP_ADDRESS",
+            "STREET_ADDRESS",
+            "PERSON",
+            "US_DRIVER_LICENSE",
+        ]
+    )
+    pii_allow: list = field(default_factory=lambda: ["Kestrel"])  # values never redacted (brand, product names)
+    dedupe_threshold: float = 0.7  # near-duplicate Jaccard similarity threshold, in (0, 1]
+    deprioritize_ids: list = field(default_factory=lambda: ["archive/", "draft", "copy", "final", "_v2", "-spring"])
+    max_tokens: int = 200  # chunk size in embedding-model tokens
+    overlap: int = 32  # tokens shared by consecutive chunks of a section
+    val_frac: float = 0.1  # share of SFT conversations held out for validation
+    seed: int = 42  # seed of the split
+
+    def check(self) -> None:
+        self.require("inputs", bool(self.inputs), "at least one file, folder or pattern")
+        self.require("dedupe_threshold", 0 < self.dedupe_threshold <= 1, "in (0, 1]")
+        self.require("max_tokens", 8 <= self.max_tokens <= 512, "in [8, 512]")
+        self.require("overlap", 0 <= self.overlap < self.max_tokens, "in [0, max_tokens)")
+        self.require("val_frac", 0 <= self.val_frac < 1, "in [0, 1)")
+        self.require("sft_path", not self.sft_path or Path(self.sft_path).is_file(), "an existing file or \"\"")

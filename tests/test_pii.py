@@ -73,7 +73,10 @@ def test_detects_common_entities():
 
 def test_spans_are_consistent_and_sorted():
     text = "Call Bob Stone at 020 7946 0958 or bob@example.org; Bob lives in Paris."
-    assert_consistent(text, find_pii(text))
+    spans = find_pii(text)
+    assert_consistent(text, spans)
+    assert {("PHONE", "020 7946 0958"), ("EMAIL", "bob@example.org")} <= {(s.entity, s.text) for s in spans}
+    assert [s.text for s in spans if s.entity == "PERSON"][-1] == "Bob"             # the second mention, on its own
 
 
 def test_entity_filter_and_threshold():

@@ -73,5 +73,6 @@ def test_same_inputs_same_digests_and_bad_input_writes_nothing(home):
     assert out.returncode == 1 and "rows.jsonl:2: malformed JSON line" in out.stderr
     failed = Path(out.stderr.split("run folder: ")[1].splitlines()[0])
     assert read_run(failed).status == "failed" and not (failed / "datasets").exists()
-    assert run_prepare(("dedupe_threshold", "2")).returncode == 1      # validated in the runbook's check cell
+    out = run_prepare(("dedupe_threshold", "2"))                       # PrepareConfig's range check, before any work
+    assert out.returncode == 2 and "parameter 'dedupe_threshold' must be in (0, 1]" in out.stderr, out.stderr[-2000:]
     assert run_prepare(("pii_mode", "erase")).returncode == 2          # refused before anything runs

@@ -2,7 +2,8 @@
 import json, subprocess, sys, textwrap
 import pytest
 from llmops_nb.core import load_settings
-from llmops_nb.runs import REDACTED, list_runs, read_run, read_wandb_run, redact, start_run
+from llmops_nb.core import REDACTED
+from llmops_nb.runs import list_runs, read_run, read_wandb_run, start_run
 
 
 def test_run_record_roundtrip(home):
@@ -41,12 +42,6 @@ def test_failed_run_and_bad_input(home):
         start_run("job", settings=st).add_input("x")
     with pytest.raises(FileNotFoundError):
         read_run(home / "nothing-here")
-
-
-def test_redaction_patterns():
-    r = redact({"OPENAI_API_KEY": "sk-proj-abcdefghijklmnopqrstuvwx", "text": "token ghp_abcdefghijklmnopqrstuvwxyz0123 here",
-                "auth": {"user": "a"}, "n": None, "list": ["AKIAABCDEFGHIJKLMNOP"]})
-    assert r["OPENAI_API_KEY"] == REDACTED and "ghp_" not in r["text"] and r["list"] == [REDACTED] and r["n"] is None
 
 
 def test_wandb_offline_run_reads_back(home):
@@ -102,27 +97,14 @@ def test_run_output_resolves_paths_run_ids_and_latest(home):
         run_output("20990101-000000-000000", "train_x", "adapter", runs_dir)
 
 
-def test_redaction_of_lists_names_dsns_and_webhooks():
-    "List values under secret names, more secret names (camelCase too), DSN passwords and Slack webhooks are redacted."
-    r = redact({"tokens": ["tok-aaaa-1111"], "api_keys": ["k-one-1234", "k-two-5678"], "authorization": "Basic dXNlcjpwYXNz",
-                "passphrase": "correct horse battery", "cookie": "sid=abc", "webhook_url": "https://example.com/h/1",
-                "database_url": "postgres://u:p4ss@h/db", "secretKey": "abc", "clientSecret": "xyz",
-                "notes": ["connect to postgres://app:hunter22@db.internal:5432/shop",
-                          "post to https://hooks.slack.com/services/T0AAA/B0BBB/xyzXYZ123abc"],
-                "max_tokens": 64, "tokenizer_name": "tiny", "author": "ana"})
-    for k in ("api_keys",): assert r[k] == [REDACTED, REDACTED]
-    for k in ("authorization", "passphrase", "cookie", "webhook_url", "database_url", "secretKey", "clientSecret"): assert r[k] == REDACTED, k
-    assert r["notes"] == ["connect to postgres://app:***@db.internal:5432/shop", "post to ***"]
-    assert (r["max_tokens"], r["tokenizer_name"], r["author"]) == (64, "tiny", "ana")
-    assert redact(("x", {"Authorization": ["Bearer abc"]})) == ("x", {"Authorization": [REDACTED]})
-
-
 def test_runs_and_core_share_one_secret_table():
-    "runs uses the canonical name test and patterns of llmops_nb.core (no second table to drift)."
+    "runs redacts with the canonical redact, name test and patterns of llmops_nb.core (no second table to drift)."
     import llmops_nb.runs as runs
     from llmops_nb import core
-    assert runs.is_secret_name is core.is_secret_name and not hasattr(runs, "_SECRET_VALUE") and not hasattr(runs, "_SECRET_NAME")
-    for kind, rx in core.SECRET_PATTERNS: assert isinstance(kind, str) and isinstance(rx, str)
+    assert runs.redact is core.redact and runs.resolve_secret is core.resolve_secret and runs.REDACTED == core.REDACTED
+    assert not hasattr(runs, "_SECRET_VALUE") and not hasattr(runs, "_SECRET_NAME")
+    for kind, rx, what in core.SECRET_PATTERNS:
+        assert isinstance(kind, str) and isinstance(rx, str) and what, kind
 
 
 class _Recorder:
