@@ -1,4 +1,4 @@
-"""Trained detectors for prompt injection, toxicity, harmful requests and injection hidden in documents: a hashed n-gram model clears confident texts in a fraction of a millisecond, a small head on frozen MiniLM embeddings decides the rest. Cross-validated against a keyword baseline, saved as safetensors, shipped in the package.
+"""Trained detectors of prompt injection, toxicity, harmful requests and injection hidden in documents.
 
 Docs: https://llmops.github.io/llmops-nb/classifiers.html.md"""
 
@@ -6,7 +6,17 @@ Docs: https://llmops.github.io/llmops-nb/classifiers.html.md"""
 
 # %% ../nbs/07b_classifiers.ipynb #4787286c
 from __future__ import annotations
-import csv, hashlib, importlib.util, io, json, os, re, threading, time, warnings, zlib
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import threading
+import time
+import warnings
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -25,10 +35,9 @@ from llmops_nb.core import (
 from .data import DataError
 
 # %% auto #0
-__all__ = ['TOXIC_VALUES', 'PUBLIC_DATA', 'LOADERS', 'EXTRAS', 'KEYWORDS', 'WEIGHTS', 'META', 'PACKAGED_GUARDS', 'AMID_TABLE',
-           'check_rows', 'load_rows', 'load_injection_rows', 'load_toxicity_rows', 'data_source', 'roc_auc',
-           'binary_metrics', 'KeywordBaseline', 'keyword_baseline', 'ngrams', 'hash_features', 'TextEncoder',
-           'get_encoder', 'GuardClassifier', 'train_classifier', 'guards_dir', 'load_classifier', 'cross_validate',
+__all__ = ['LOADERS', 'EXTRAS', 'WEIGHTS', 'PACKAGED_GUARDS', 'AMID_TABLE', 'check_rows', 'load_rows', 'load_injection_rows',
+           'load_toxicity_rows', 'data_source', 'roc_auc', 'binary_metrics', 'KeywordBaseline', 'keyword_baseline',
+           'TextEncoder', 'GuardClassifier', 'train_classifier', 'guards_dir', 'load_classifier', 'cross_validate',
            'windows', 'window_texts', 'attack_span', 'document_rows', 'cross_validate_documents', 'sample_documents',
            'measure_latency']
 
@@ -106,7 +115,7 @@ def load_injection_rows(path: Union[str, Path]) -> list:
     return load_rows(path)
 
 # %% ../nbs/07b_classifiers.ipynb #897e1454
-TOXIC_VALUES = {"Toxic": 1, "Not Toxic": 0}
+_TOXIC_VALUES = {"Toxic": 1, "Not Toxic": 0}
 
 
 def load_toxicity_rows(path: Union[str, Path]) -> list:
@@ -126,7 +135,7 @@ def load_toxicity_rows(path: Union[str, Path]) -> list:
                 continue
             if len(rec) != len(header):
                 raise DataError(f"{where}: expected {len(header)} columns, got {len(rec)}")
-            if (lab := TOXIC_VALUES.get(rec[li].strip())) is None:
+            if (lab := _TOXIC_VALUES.get(rec[li].strip())) is None:
                 raise DataError(f"{where}: is_toxic must be 'Toxic' or 'Not Toxic', got {rec[li]!r}")
             if not rec[ti].strip():
                 raise DataError(f"{where}: empty text")
@@ -138,7 +147,7 @@ def load_toxicity_rows(path: Union[str, Path]) -> list:
     return rows
 
 # %% ../nbs/07b_classifiers.ipynb #ba02035e
-PUBLIC_DATA = {  # the development splits under ../shared/evaldata (never copied into the repository)
+_PUBLIC_DATA = {  # the development splits under ../shared/evaldata (never copied into the repository)
     "injection": dict(
         file="prompt_injection/deepset_train.jsonl",
         name="deepset/prompt-injections (train split)",
@@ -177,7 +186,7 @@ def data_source(path: Union[str, Path], rows: list, name: Optional[str] = None, 
     """A training-data record for `meta`: name, file, license, sha256 and counts (the public files are recognised by
     path)."""
     path = Path(path)
-    known = next((d for d in PUBLIC_DATA.values() if path.as_posix().endswith(d["file"])), {})
+    known = next((d for d in _PUBLIC_DATA.values() if path.as_posix().endswith(d["file"])), {})
     if path.name in EXTRAS.values() or path.name.endswith("_heldout.jsonl"):
         known = {"name": f"llmops-nb guard extras ({path.name}, written for this project)", "license": "Apache-2.0"}
     return {
@@ -223,7 +232,7 @@ def binary_metrics(
     }
 
 # %% ../nbs/07b_classifiers.ipynb #5936647b
-KEYWORDS = {
+_KEYWORDS = {
     "injection": (
         "ignore previous",
         "ignore all",
@@ -305,7 +314,7 @@ KEYWORDS = {
         "identity theft",
     ),
 }
-KEYWORDS["document"] = KEYWORDS["injection"]
+_KEYWORDS["document"] = _KEYWORDS["injection"]
 
 
 class KeywordBaseline:
@@ -326,15 +335,15 @@ class KeywordBaseline:
 
 def keyword_baseline(task: str) -> KeywordBaseline:
     "The phrase-list baseline for `task` (\"injection\", \"toxicity\", \"harm\", \"document\")."
-    if task not in KEYWORDS:
-        raise ValueError(f"no keyword baseline for task {task!r}; tasks: {', '.join(KEYWORDS)}")
-    return KeywordBaseline(task, KEYWORDS[task])
+    if task not in _KEYWORDS:
+        raise ValueError(f"no keyword baseline for task {task!r}; tasks: {', '.join(_KEYWORDS)}")
+    return KeywordBaseline(task, _KEYWORDS[task])
 
 # %% ../nbs/07b_classifiers.ipynb #f86d1b12
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
-def ngrams(text: str, char: tuple = (3, 5)) -> list:
+def _ngrams(text: str, char: tuple = (3, 5)) -> list:
     "Lexical features of `text`, lowercased: words, word pairs, and character n-grams inside each space-padded word."
     toks = _TOKEN.findall(text.lower())
     out = [f"w {t}" for t in toks] + [f"b {a} {b}" for a, b in zip(toks, toks[1:])]
@@ -345,10 +354,10 @@ def ngrams(text: str, char: tuple = (3, 5)) -> list:
     return out
 
 
-def hash_features(text: str, n_features: int = 2**18, char: tuple = (3, 5)) -> tuple:
+def _hash_features(text: str, n_features: int = 2**18, char: tuple = (3, 5)) -> tuple:
     """(indices, values) of `text`'s n-grams hashed (crc32, signed) into `n_features` buckets: sublinear counts, unit
     length."""
-    g = ngrams(text, char)
+    g = _ngrams(text, char)
     if not g:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     h = np.fromiter((zlib.crc32(s.encode("utf-8", "surrogatepass")) for s in g), np.uint32, len(g))
@@ -401,7 +410,10 @@ class TextEncoder:
         }
 
     def __repr__(self):
-        return f"TextEncoder({self.model_id!r}, max_length={self.max_length}, quantize={self.quantize}, cached={len(self._cache)})"
+        return (
+            f"TextEncoder({self.model_id!r}, max_length={self.max_length}, quantize={self.quantize}, "
+            f"cached={len(self._cache)})"
+        )
 
 # %% ../nbs/07b_classifiers.ipynb #aee9dae8
 @patch
@@ -421,7 +433,8 @@ def _load(self: TextEncoder):
         self._special = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         if None in self._special:
             raise ConfigError(
-                f"encoder {self.model_id}: its tokenizer has no [CLS]/[SEP]; use a BERT-style encoder such as all-MiniLM-L6-v2"
+                f"encoder {self.model_id}: its tokenizer has no [CLS]/[SEP]; use a BERT-style encoder such as "
+                "all-MiniLM-L6-v2"
             )
         was = tlog.is_progress_bar_enabled()
         tlog.disable_progress_bar()
@@ -437,7 +450,8 @@ def _load(self: TextEncoder):
                     model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             except (AttributeError, ImportError, RuntimeError, NotImplementedError) as e:
                 warnings.warn(
-                    f"int8 quantization unavailable ({e}); the encoder runs in fp32 and scores may differ slightly from training"
+                    f"int8 quantization unavailable ({e}); the encoder runs in fp32 and scores may differ slightly "
+                    "from training"
                 )
         self._tok, self._model = tok, model
 
@@ -498,7 +512,7 @@ def clear(self: TextEncoder) -> None:
 _ENCODERS, _ENC_LOCK = {}, threading.Lock()
 
 
-def get_encoder(
+def _get_encoder(
     model: Union[str, Path] = "all-minilm-l6-v2", max_length: int = 128, quantize: bool = True
 ) -> TextEncoder:
     "The shared `TextEncoder` for these settings: classifiers that use it share one model and one embedding cache."
@@ -551,7 +565,7 @@ class GuardClassifier:
         "The shared stage-2 encoder (loaded on first use), or None for a stage-1-only classifier."
         e = self.config.get("encoder")
         if e and self._encoder is None:
-            self._encoder = get_encoder(e["model"], e["max_length"], e["quantize"])
+            self._encoder = _get_encoder(e["model"], e["max_length"], e["quantize"])
         return self._encoder
 
     def __repr__(self):
@@ -573,7 +587,7 @@ def _score(self: GuardClassifier, texts: list, embeddings: Optional[np.ndarray] 
         t = _prepare(t, c["max_chars"])
         if not t.strip():
             continue
-        idx, v = hash_features(t, c["n_features"], chars)
+        idx, v = _hash_features(t, c["n_features"], chars)
         z1 = float(w[idx].astype(np.float32) @ v) + b
         if c.get("encoder") is None or _sigmoid(z1) < c["exit_low"]:
             p[i], stage[i] = _sigmoid(z1), 1
@@ -627,7 +641,7 @@ def _design(texts: list, cfg: dict):
     "Sparse stage-1 feature matrix (n, n_features) of prepared texts."
     from scipy import sparse
 
-    feats = [hash_features(t, cfg["n_features"], tuple(cfg["char_ngrams"])) for t in texts]
+    feats = [_hash_features(t, cfg["n_features"], tuple(cfg["char_ngrams"])) for t in texts]
     ptr = np.cumsum([0] + [len(i) for i, _ in feats])
     return sparse.csr_matrix(
         (np.concatenate([v for _, v in feats]), np.concatenate([i for i, _ in feats]), ptr),
@@ -777,7 +791,7 @@ def _config(encoder, head, exit_cost, n_features, quantize, target_fpr=None) -> 
         isinstance(target_fpr, bool) or not isinstance(target_fpr, (int, float)) or not 0 < target_fpr < 0.5
     ):
         raise ValueError(f"target_fpr must be None or in (0, 0.5), got {target_fpr!r}")
-    enc = get_encoder(encoder, 128, quantize).spec if encoder else None
+    enc = _get_encoder(encoder, 128, quantize).spec if encoder else None
     cfg = {
         "n_features": n_features,
         "char_ngrams": [3, 5],
@@ -814,11 +828,12 @@ def train_classifier(
     counts = np.bincount(y, minlength=2)
     if counts.min() < 2:
         raise DataError(
-            f"rows: training needs at least 2 rows of each label (0 = benign, 1 = {task}); got {counts[0]} and {counts[1]}"
+            f"rows: training needs at least 2 rows of each label (0 = benign, 1 = {task}); got {counts[0]} and "
+            f"{counts[1]}"
         )
     cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
     texts = [_prepare(t, cfg["max_chars"]) for t in texts]
-    E = _embed_all(get_encoder(encoder, 128, quantize), texts) if encoder else None
+    E = _embed_all(_get_encoder(encoder, 128, quantize), texts) if encoder else None
     config, arrays, rep = _fit(texts, y, E, cfg, seed, groups)
     from llmops_nb import __version__
 
@@ -845,14 +860,14 @@ def train_classifier(
     return GuardClassifier(config, arrays, meta)
 
 # %% ../nbs/07b_classifiers.ipynb #c41bb6fc
-WEIGHTS, META = "weights.safetensors", "meta.json"
+WEIGHTS, _META = "weights.safetensors", "meta.json"
 
 
 @patch
 def save(self: GuardClassifier, folder: Union[str, Path]) -> Path:
     "Write `weights.safetensors` and `meta.json` to `folder` atomically; an existing classifier folder is replaced."
     folder = Path(folder).expanduser()
-    if folder.exists() and (not folder.is_dir() or {p.name for p in folder.iterdir()} - {WEIGHTS, META}):
+    if folder.exists() and (not folder.is_dir() or {p.name for p in folder.iterdir()} - {WEIGHTS, _META}):
         raise FileExistsError(f"{folder} exists and is not a classifier folder; save to a new or empty folder")
     from safetensors.numpy import save as st_save
 
@@ -862,7 +877,7 @@ def save(self: GuardClassifier, folder: Union[str, Path]) -> Path:
     with atomic_dir(folder) as t:
         t.chmod(0o755)  # a temp folder is private; a classifier is not
         (t / WEIGHTS).write_bytes(blob)
-        write_json(t / META, {**self.meta, "config": self.config})
+        write_json(t / _META, {**self.meta, "config": self.config})
     return folder
 
 
@@ -873,12 +888,12 @@ _REQUIRED = {"n_features", "char_ngrams", "max_chars", "threshold", "exit_low", 
 def load(cls: GuardClassifier, folder: Union[str, Path]) -> GuardClassifier:
     "A classifier saved with `save`; damaged or mismatched files raise `ConfigError` naming the file."
     folder = Path(folder).expanduser()
-    for f in (WEIGHTS, META):
+    for f in (WEIGHTS, _META):
         if not (folder / f).is_file():
             raise FileNotFoundError(f"{folder}: not a classifier folder (no {f}); save one with GuardClassifier.save")
-    meta = read_json(folder / META)
+    meta = read_json(folder / _META)
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or _REQUIRED - set(meta["config"]):
-        raise ConfigError(f"{folder / META}: no complete 'config' object; reinstall or retrain this classifier")
+        raise ConfigError(f"{folder / _META}: no complete 'config' object; reinstall or retrain this classifier")
     from safetensors.numpy import load as st_load
 
     try:
@@ -888,7 +903,8 @@ def load(cls: GuardClassifier, folder: Union[str, Path]) -> GuardClassifier:
     config = meta.pop("config")
     if _version(config, arrays) != meta.get("version"):
         raise ConfigError(
-            f"{folder}: the weights do not match meta.json (version {meta.get('version')}); the folder is damaged or was edited"
+            f"{folder}: the weights do not match meta.json (version {meta.get('version')}); the folder is damaged or "
+            "was edited"
         )
     return cls(config, arrays, meta)
 
@@ -914,7 +930,8 @@ def load_classifier(name_or_path: Union[str, Path]) -> GuardClassifier:
     )
     if not p.is_dir():
         raise FileNotFoundError(
-            f"classifier {str(name_or_path)!r}: not a packaged classifier ({', '.join(PACKAGED_GUARDS)}) and not a folder"
+            f"classifier {str(name_or_path)!r}: not a packaged classifier ({', '.join(PACKAGED_GUARDS)}) and not a "
+            "folder"
         )
     key = str(p.resolve())
     with _LOAD_LOCK:
@@ -923,6 +940,45 @@ def load_classifier(name_or_path: Union[str, Path]) -> GuardClassifier:
         return _LOADED[key]
 
 # %% ../nbs/07b_classifiers.ipynb #39b02428
+def _check_folds(k: Any, y: np.ndarray, groups: Optional[list]) -> None:
+    "Raise ValueError unless `k` is an int >= 2 with k rows of each label, and `groups` (if given) has one per row."
+    if not isinstance(k, int) or k < 2 or np.bincount(y, minlength=2).min() < k:
+        raise ValueError(
+            f"k={k!r}: need an int >= 2 and at least k rows of each label (got {np.bincount(y, minlength=2).tolist()})"
+        )
+    if groups is not None and len(groups) != len(y):
+        raise ValueError(f"groups: need one per row ({len(y)}), got {len(groups)}")
+
+
+def _fold_training(tr, te, texts: list, y, xt: list, xy, E, groups: Optional[list]) -> tuple:
+    "(texts, labels, embeddings, groups) one fold trains on: its training rows plus the extras."
+    held = {texts[j] for j in te}
+    ex = [j for j, t in enumerate(xt) if t not in held]  # an extra that repeats a scored text is left out
+    t_tr = [texts[j] for j in tr] + [xt[j] for j in ex]
+    e_tr = np.concatenate([E[tr], E[len(texts) + np.array(ex, dtype=int)]]) if E is not None else None
+    g_tr = [groups[j] for j in tr] + [f"extra {j}" for j in ex] if groups is not None else None
+    return t_tr, np.r_[y[tr], xy[ex]], e_tr, g_tr
+
+
+def _fold_record(i: int, threshold: float, y, te, score, flagged, bs, **sizes) -> dict:
+    "One fold's figures: its sizes, threshold, and the classifier's and the baseline's metrics on its held-out rows."
+    return {
+        "fold": i,
+        **sizes,
+        "threshold": round(threshold, 4),
+        "classifier": binary_metrics(y[te], score[te], flagged[te]),
+        "baseline": binary_metrics(y[te], bs[te]) if bs is not None else None,
+    }
+
+
+def _oof(y, score, flagged, fold, bs, stage=None) -> dict:
+    "Every out-of-fold figure, one per row, as JSON-able lists."
+    out = {"label": y.tolist(), "score": score.round(6).tolist(), "flagged": flagged.tolist()}
+    if stage is not None:
+        out["stage"] = stage.tolist()
+    return {**out, "fold": fold.tolist(), "baseline": bs.tolist() if bs is not None else None}
+
+# %% ../nbs/07b_classifiers.ipynb #65094fb4
 def cross_validate(
     rows: list,  # the rows to score, out of fold
     k: int = 5,  # folds
@@ -942,44 +998,21 @@ def cross_validate(
     score."""
     texts, y = check_rows(rows)
     xt, xy = check_rows(extras, "extras") if extras else ([], np.zeros(0, np.int64))
-    if not isinstance(k, int) or k < 2 or np.bincount(y, minlength=2).min() < k:
-        raise ValueError(
-            f"k={k!r}: need an int >= 2 and at least k rows of each label (got {np.bincount(y, minlength=2).tolist()})"
-        )
-    if groups is not None and len(groups) != len(y):
-        raise ValueError(f"groups: need one per row ({len(y)}), got {len(groups)}")
+    _check_folds(k, y, groups)
     cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
     texts, xt = [_prepare(t, cfg["max_chars"]) for t in texts], [_prepare(t, cfg["max_chars"]) for t in xt]
-    E = _embed_all(get_encoder(encoder, 128, quantize), texts + xt) if encoder else None
-    base = keyword_baseline(task) if task in KEYWORDS else None
+    E = _embed_all(_get_encoder(encoder, 128, quantize), texts + xt) if encoder else None
+    base = keyword_baseline(task) if task in _KEYWORDS else None
     bs = base.score(texts) if base else None
-    score, flagged, stage, fold, folds = (
-        np.zeros(len(y)),
-        np.zeros(len(y), bool),
-        np.zeros(len(y), np.int8),
-        np.zeros(len(y), int),
-        [],
-    )
+    score, flagged, fold, folds = np.zeros(len(y)), np.zeros(len(y), bool), np.zeros(len(y), int), []
+    stage = np.zeros(len(y), np.int8)
     for i, (tr, te) in enumerate(_folds(texts, y, k, seed, groups)):
-        held = {texts[j] for j in te}
-        ex = [j for j, t in enumerate(xt) if t not in held]  # an extra that repeats a scored text is left out
-        t_tr = [texts[j] for j in tr] + [xt[j] for j in ex]
-        e_tr = np.concatenate([E[tr], E[len(texts) + np.array(ex, dtype=int)]]) if E is not None else None
-        g_tr = [groups[j] for j in tr] + [f"extra {j}" for j in ex] if groups is not None else None
-        config, arrays, _ = _fit(t_tr, np.r_[y[tr], xy[ex]], e_tr, cfg, seed, g_tr)
+        t_tr, y_tr, e_tr, g_tr = _fold_training(tr, te, texts, y, xt, xy, E, groups)
+        config, arrays, _ = _fit(t_tr, y_tr, e_tr, cfg, seed, g_tr)
         clf = GuardClassifier(config, arrays)
         score[te], stage[te] = clf._score([texts[j] for j in te], E[te] if E is not None else None)
         flagged[te], fold[te] = score[te] >= config["threshold"], i
-        folds.append(
-            {
-                "fold": i,
-                "train": len(t_tr),
-                "test": len(te),
-                "threshold": round(config["threshold"], 4),
-                "classifier": binary_metrics(y[te], score[te], flagged[te]),
-                "baseline": binary_metrics(y[te], bs[te]) if base else None,
-            }
-        )
+        folds.append(_fold_record(i, config["threshold"], y, te, score, flagged, bs, train=len(t_tr), test=len(te)))
     return {
         "task": task,
         "k": k,
@@ -992,14 +1025,7 @@ def cross_validate(
         "classifier": {**binary_metrics(y, score, flagged), "escalation_rate": round(float((stage == 2).mean()), 4)},
         "baseline": binary_metrics(y, bs) if base else None,
         "folds": folds,
-        "oof": {
-            "label": y.tolist(),
-            "score": score.round(6).tolist(),
-            "flagged": flagged.tolist(),
-            "stage": stage.tolist(),
-            "fold": fold.tolist(),
-            "baseline": bs.tolist() if base else None,
-        },
+        "oof": _oof(y, score, flagged, fold, bs, stage),
     }
 
 # %% ../nbs/07b_classifiers.ipynb #664054dc
@@ -1107,7 +1133,34 @@ def _doc_groups(rows: list) -> list:
     ctx = [str(r.get("context_id") if r.get("context_id") is not None else f"doc {i}") for i, r in enumerate(rows)]
     return _join_groups(ctx, [str(r.get("attack_name") or c) for r, c in zip(rows, ctx)])
 
+# %% ../nbs/07b_classifiers.ipynb #13eeeec4
+def _document_folds(y: np.ndarray, groups: list, k: int, seed: int) -> list:
+    "(train, test) document indices of `k` stratified folds that keep each group in one fold."
+    from sklearn.model_selection import StratifiedGroupKFold
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+
+
+def _doc_embeddings(wins: list, window_rows: list, cfg: dict, encoder: Optional[str], quantize: bool) -> Optional[dict]:
+    "Prepared text -> embedding of every window to score and every training window; None without an encoder."
+    if not encoder:
+        return None
+    uniq = sorted({t for w in wins for t in w} | {_prepare(r["text"], cfg["max_chars"]) for r in window_rows})
+    return dict(zip(uniq, _embed_all(_get_encoder(encoder, 128, quantize), uniq)))
+
+
+def _score_documents(clf: GuardClassifier, docs: list, E: Optional[dict]) -> tuple:
+    "(each document's highest window probability, whether each window escalated to stage 2) for prepared windows."
+    best, esc = [], []
+    for ts in docs:
+        p, st = clf._score(ts, np.stack([E[t] for t in ts]) if E and ts else None) if ts else (np.zeros(1), np.zeros(1))
+        best.append(float(p.max()))
+        esc += (np.asarray(st) == 2).tolist()
+    return np.array(best), esc
+
+# %% ../nbs/07b_classifiers.ipynb #75e86e0b
 def cross_validate_documents(
     rows: list,  # documents {"text", "label", "context_id"?, "attack"?, "attack_name"?}
     k: int = 5,
@@ -1124,51 +1177,29 @@ def cross_validate_documents(
 ) -> dict:
     """Document-level out-of-fold figures of a window classifier and the keyword baseline: a document scores its highest
     window."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
     _, y = check_rows(rows)
     cfg = _config(encoder, head, exit_cost, n_features, quantize, target_fpr)
-    groups = _doc_groups(rows)
-    wins = [[t for _, _, t in window_texts(r["text"], size)] for r in rows]
+    wins = [[_prepare(t, cfg["max_chars"]) for _, _, t in window_texts(r["text"], size)] for r in rows]
     xrows = document_rows(extras, size) if extras else []
     lab = document_rows(rows, size)
-    uniq = sorted(
-        {_prepare(t, cfg["max_chars"]) for w in wins for t in w}
-        | {_prepare(r["text"], cfg["max_chars"]) for r in lab + xrows}
-    )
-    E = dict(zip(uniq, _embed_all(get_encoder(encoder, 128, quantize), uniq))) if encoder else None
-    base = keyword_baseline("document")
-    bs = base.score([r["text"] for r in rows])
+    E = _doc_embeddings(wins, lab + xrows, cfg, encoder, quantize)
+    bs = keyword_baseline("document").score([r["text"] for r in rows])
     score, flagged, fold, esc, folds = np.zeros(len(y)), np.zeros(len(y), bool), np.zeros(len(y), int), [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        splits = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
-    for i, (tr, te) in enumerate(splits):
+    for i, (tr, te) in enumerate(_document_folds(y, _doc_groups(rows), k, seed)):
         trs = set(tr.tolist())
         train = [r for r in lab if r["doc"] in trs] + xrows
         tt = [_prepare(r["text"], cfg["max_chars"]) for r in train]
-        ty = np.array([r["label"] for r in train])
+        e_tr = np.stack([E[t] for t in tt]) if E else None
         config, arrays, _ = _fit(
-            tt, ty, np.stack([E[t] for t in tt]) if E else None, cfg, seed, [r["group"] for r in train]
+            tt, np.array([r["label"] for r in train]), e_tr, cfg, seed, [r["group"] for r in train]
         )
-        clf = GuardClassifier(config, arrays)
-        for d in te:
-            ts = [_prepare(t, cfg["max_chars"]) for t in wins[d]]
-            p, st = (
-                clf._score(ts, np.stack([E[t] for t in ts]) if E and ts else None) if ts else (np.zeros(1), np.zeros(1))
-            )
-            score[d], fold[d] = float(p.max()), i
-            esc += (np.asarray(st) == 2).tolist()
+        score[te], stages = _score_documents(GuardClassifier(config, arrays), [wins[d] for d in te], E)
+        fold[te], esc = i, esc + stages
         flagged[te] = score[te] >= config["threshold"]
         folds.append(
-            {
-                "fold": i,
-                "train_windows": len(train),
-                "test_documents": len(te),
-                "threshold": round(config["threshold"], 4),
-                "classifier": binary_metrics(y[te], score[te], flagged[te]),
-                "baseline": binary_metrics(y[te], bs[te]),
-            }
+            _fold_record(
+                i, config["threshold"], y, te, score, flagged, bs, train_windows=len(train), test_documents=len(te)
+            )
         )
     return {
         "task": "document",
@@ -1187,13 +1218,7 @@ def cross_validate_documents(
         },
         "baseline": binary_metrics(y, bs),
         "folds": folds,
-        "oof": {
-            "label": y.tolist(),
-            "score": score.round(6).tolist(),
-            "flagged": flagged.tolist(),
-            "fold": fold.tolist(),
-            "baseline": bs.tolist(),
-        },
+        "oof": _oof(y, score, flagged, fold, bs),
     }
 
 # %% ../nbs/07b_classifiers.ipynb #4e4d18ed
@@ -1201,7 +1226,7 @@ def sample_documents(chunks: bool = True) -> list:  # also each document's chunk
     """The sample knowledge base (data/sample) as clean rows `{text, label: 0, context_id}`: documents, then their
     chunks (same context_id)."""
     from llmops_nb.data import chunk, clean_documents, load_documents
-    from llmops_nb.retrieval import sample_dir
+    from llmops_nb.corpus import sample_dir
 
     docs = [
         d

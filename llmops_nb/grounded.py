@@ -1,4 +1,4 @@
-"""Check each sentence of a generated answer for support in the retrieved passages: numbers and names first, word overlap, then embeddings only where words leave doubt, then an optional LLM judge.
+"""Check each sentence of a generated answer for support in the retrieved passages.
 
 Docs: https://llmops.github.io/llmops-nb/grounded.html.md"""
 
@@ -6,7 +6,9 @@ Docs: https://llmops.github.io/llmops-nb/grounded.html.md"""
 
 # %% ../nbs/07c_grounded.ipynb #61549c55
 from __future__ import annotations
-import hashlib, re, threading
+import hashlib
+import re
+import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -15,10 +17,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['CITATION', 'STOPWORDS', 'NEGATIONS', 'WEIGHTS', 'CHATTER', 'MISS_PENALTY', 'WINDOW_CACHE', 'SEM_LO', 'SEM_HI',
-           'THRESHOLD', 'LEX_WEIGHT', 'LEX_CONFIDENT', 'JUDGE_MARGIN', 'MODES', 'JUDGE_PROMPT', 'Sentence',
-           'split_sentences', 'Token', 'tokens', 'is_claim', 'VectorLRU', 'clear_caches', 'default_embedder',
-           'SentenceSupport', 'GroundReport', 'check_grounded', 'parse_verdict']
+__all__ = ['WEIGHTS', 'MISS_PENALTY', 'WINDOW_CACHE', 'THRESHOLD', 'LEX_WEIGHT', 'LEX_CONFIDENT', 'JUDGE_MARGIN', 'MODES',
+           'Sentence', 'split_sentences', 'Token', 'tokens', 'is_claim', 'VectorLRU', 'clear_caches',
+           'default_embedder', 'SentenceSupport', 'GroundReport', 'check_grounded', 'parse_verdict']
 
 # %% ../nbs/07c_grounded.ipynb #a47210f3
 @dataclass(frozen=True)
@@ -30,10 +31,10 @@ class Sentence:
     end: int
 
 
-CITATION = re.compile(
+_CITATION = re.compile(
     r"\s*(?:\[\s*(?:[A-Za-z]{1,10}\.?\s*)?\d{1,3}(?:\s*[,;\u2013-]\s*\d{1,3})*\s*\]|【\d{1,3}】|\^\d{1,3}\b)"
 )
-_END = re.compile(r"(?:\.{2,}|…|[.!?]+|[。！？])[\"'”’)\]»]*(?:" + CITATION.pattern + ")*")
+_END = re.compile(r"(?:\.{2,}|…|[.!?]+|[。！？])[\"'”’)\]»]*(?:" + _CITATION.pattern + ")*")
 _BULLET = re.compile(r"[ \t]*(?:[-*•‣▪◦+]|\d{1,3}[.)]|\(\d{1,3}\)|[a-z][.)]|#{1,6})[ \t]+")
 _ABBREV = frozenset(
     "mr mrs ms dr prof st sr jr mt ft gen col lt sgt capt rev hon dept vs fig figs vol pp ch sec art approx ca cf est "
@@ -112,7 +113,7 @@ def _boundary(text: str, m: re.Match, a: int, b: int) -> bool:
 
 # %% ../nbs/07c_grounded.ipynb #8b1492c0
 def _has_word(s: str) -> bool:
-    return bool(re.search(r"\w", CITATION.sub("", s)))
+    return bool(re.search(r"\w", _CITATION.sub("", s)))
 
 
 def _pieces(text: str, a: int, b: int, max_chars: int) -> Iterator[tuple]:
@@ -157,16 +158,17 @@ def split_sentences(
     return list(_sentences(text, max_chars))
 
 # %% ../nbs/07c_grounded.ipynb #170f3d51
-STOPWORDS = frozenset(
+_STOPWORDS = frozenset(
     """a an the and or but if then else of to in on at by for with about as from into onto over under after before
-between through during within without upon is are was were be been being am do does did doing done have has had having can could will
-would shall should may might must it its itself this that these those there here i me my mine myself we us our ours you your yours he him
-his she her hers they them their theirs what which who whom whose when where why how so than too very also just only any all some such
-each both either other others own same up down out off again further once one ones st nd rd th s t d ll ve re m etc per via i'm it's
-that's there's you're we're they're i've you've we've they've i'd you'd he's she's let's what's who's yes let get got make made
-much many more most less least well really quite rather""".split()
+between through during within without upon is are was were be been being am do does did doing done have has had
+having can could will would shall should may might must it its itself this that these those there here i me my
+mine myself we us our ours you your yours he him his she her hers they them their theirs what which who whom
+whose when where why how so than too very also just only any all some such each both either other others own
+same up down out off again further once one ones st nd rd th s t d ll ve re m etc per via i'm it's that's
+there's you're we're they're i've you've we've they've i'd you'd he's she's let's what's who's yes let get got
+make made much many more most less least well really quite rather""".split()
 )
-NEGATIONS = frozenset("not no never cannot".split())
+_NEGATIONS = frozenset("not no never cannot".split())
 _NUMWORDS = {
     w: str(i)
     for i, w in enumerate(
@@ -226,13 +228,13 @@ def tokens(text: str) -> tuple:
             out.append(Token(_num(s), "num", WEIGHTS["num"], s))
         elif _CJK.match(s):
             out += [Token(s[i : i + 2], "word", 1.0, s[i : i + 2]) for i in range(max(1, len(s) - 1))]
-        elif low in NEGATIONS or low.endswith("n't"):
+        elif low in _NEGATIONS or low.endswith("n't"):
             neg = neg or not (
                 n == 0 and low == "no" and text[m.end() : m.end() + 1] in ",.!"
             )  # an answer's "No, ..." negates nothing
         elif low in _NUMWORDS:
             out.append(Token(_NUMWORDS[low], "num", WEIGHTS["num"], s))
-        elif low not in STOPWORDS and (len(low) > 1 or s.isupper()):
+        elif low not in _STOPWORDS and (len(low) > 1 or s.isupper()):
             inner = any(c.isupper() for c in s[1:])  # USA, iPhone, McDonald
             cap = (
                 inner
@@ -241,7 +243,7 @@ def tokens(text: str) -> tuple:
                     n > 0
                     or n + 1 < len(found)
                     and found[n + 1].group()[:1].isupper()
-                    and found[n + 1].group().casefold() not in STOPWORDS
+                    and found[n + 1].group().casefold() not in _STOPWORDS
                 )
             )
             kind = "ent" if cap else "word"
@@ -249,15 +251,18 @@ def tokens(text: str) -> tuple:
     return out, neg
 
 # %% ../nbs/07c_grounded.ipynb #4e89329a
-CHATTER = frozenset(
+_CHATTER = frozenset(
     """hi hello hey thank thanks welcome sure certainly course glad happy help helpful great good question questions
-please okay ok anything else know hope assist feel free ask reach information info found following summary summarize context contexts
-document documents source sources passage passages provided provide given mention mentioned say says said state states stated according
-answer answers based unfortunately sorry apologize clarify further detail details additional note""".split()
+please okay ok anything else know hope assist feel free ask reach information info found following summary
+summarize context contexts document documents source sources passage passages provided provide given mention
+mentioned say says said state states stated according answer answers based unfortunately sorry apologize clarify
+further detail details additional note""".split()
 )
 _REFUSAL = re.compile(
-    r"^(?:unfortunately,?\s*|sorry,?\s*)?(?:i|the (?:provided |given |retrieved )?(?:context|documents?|sources?|passages?|"
-    r"information|text))\s+(?:do|does|did|could|can|am|is|are|have|has)?\s*(?:not|n't|no)\b|^there is no (?:information|mention)",
+    r"^(?:unfortunately,?\s*|sorry,?\s*)?(?:i|the (?:provided |given |retrieved )?(?:context|documents?|sources?|"
+    r"passages?|"
+    r"information|text))\s+(?:do|does|did|could|can|am|is|are|have|has)?\s*(?:not|n't|no)\b|"
+    r"^there is no (?:information|mention)",
     re.I,
 )
 
@@ -265,13 +270,13 @@ _REFUSAL = re.compile(
 def is_claim(sentence: str) -> bool:
     """Whether a sentence asserts something checkable: not a question, a lead-in ending in ':', a refusal or pure
     chatter."""
-    s = CITATION.sub(" ", sentence).strip().strip("*_ \"'")
+    s = _CITATION.sub(" ", sentence).strip().strip("*_ \"'")
     if not s or s.endswith(("?", ":", "？", "：")):
         return False
     toks, _ = tokens(s)
     if _REFUSAL.match(s.replace("’", "'")) and not any(t.kind in ("num", "ent") for t in toks):
         return False
-    return any(t.key not in CHATTER and t.surface.casefold() not in CHATTER for t in toks)
+    return any(t.key not in _CHATTER and t.surface.casefold() not in _CHATTER for t in toks)
 
 # %% ../nbs/07c_grounded.ipynb #df7d3a20
 @dataclass(frozen=True)
@@ -298,7 +303,7 @@ def _evidence(start: int, end: int, toks: list, parts: tuple = ()) -> _Evidence:
 def _prepare(text: str, window: int) -> tuple:
     "(its sentences, its windows of `window` consecutive sentences, all token keys) of one passage; cached by content."
     sents = list(_sentences(text))
-    toks = [tokens(CITATION.sub(" ", s.text)) for s in sents]
+    toks = [tokens(_CITATION.sub(" ", s.text)) for s in sents]
     ones = [_evidence(s.start, s.end, [t]) for s, t in zip(sents, toks)]
     wins = [
         _evidence(ones[i].start, ones[j - 1].end, toks[i:j], tuple(ones[i:j]))
@@ -321,9 +326,10 @@ def _recall(toks: list, e: _Evidence) -> float:
 
 
 def _lexical(toks: list, neg: bool, windows: list, allkeys: frozenset) -> tuple:
-    """(recall per window, index of the best window or None, missing items): numbers and names in no passage, numbers the
-    best window lacks, and "not" / "no 'not'" when the sentence and its best passage sentence disagree in negation (the
-    latter only for a sentence with a predicate: three content tokens, one of them a plain word, not a bare name)."""
+    """(recall per window, index of the best window or None, missing items): numbers and names in no passage, numbers
+    the best window lacks, and "not" / "no 'not'" when the sentence and its best passage sentence disagree in
+    negation (the latter only for a sentence with a predicate: three content tokens, one of them a plain word, not a
+    bare name)."""
     rec = np.array([_recall(toks, w) for w in windows], dtype=np.float32)
     if not len(rec):
         return rec, None, list(dict.fromkeys(t.surface for t in toks if t.kind in ("num", "ent")))
@@ -382,12 +388,12 @@ def clear_caches() -> None:
 @lru_cache(maxsize=1)
 def default_embedder():
     "The packaged MiniLM `Embedder` (the `embed_model` setting), loaded once, without its on-disk cache."
-    from llmops_nb.retrieval import Embedder
+    from llmops_nb.embeddings import Embedder
 
     return Embedder(cache=False)
 
 
-SEM_LO, SEM_HI = 0.2, 0.8
+_SEM_LO, _SEM_HI = 0.2, 0.8
 
 
 def _embed(embedder, sentences: list, passages: list) -> tuple:
@@ -523,7 +529,8 @@ def _check_args(
         raise TypeError(f"check_grounded: judge must be a callable prompt -> str, got {type(judge).__name__}")
     if embedder is not None and (isinstance(embedder, (str, bytes)) or not callable(getattr(embedder, "encode", None))):
         raise TypeError(
-            f"check_grounded: embedder must have .encode(list[str]) -> array (e.g. retrieval.Embedder), got {type(embedder).__name__}"
+            "check_grounded: embedder must have .encode(list[str]) -> array (e.g. retrieval.Embedder), got "
+            f"{type(embedder).__name__}"
         )
     if question is not None and not isinstance(question, str):
         raise TypeError(f"check_grounded: question must be a str or None, got {type(question).__name__}")
@@ -533,7 +540,7 @@ def _lexical_rows(sents: list, texts: list, wins: list, allkeys: frozenset) -> t
     "(a SentenceSupport per sentence with its lexical score, the per-window recalls of each claim or None)."
     rows, recs = [], []
     for s in sents:
-        clean = CITATION.sub(" ", s.text)
+        clean = _CITATION.sub(" ", s.text)
         if not is_claim(clean):
             rows.append(SentenceSupport(s.text, s.start, s.end, 1.0, 1.0, None, None, True, claim=False))
             recs.append(None)
@@ -588,7 +595,7 @@ def _semantic(
     sims = sv @ pv.T
     for k, i in enumerate(need):
         j, r = int(sims[k].argmax()), rows[i]
-        r.semantic = float(np.clip((sims[k, j] - SEM_LO) / (SEM_HI - SEM_LO), 0, 1))
+        r.semantic = float(np.clip((sims[k, j] - _SEM_LO) / (_SEM_HI - _SEM_LO), 0, 1))
         r.score = (weight * r.lexical + (1 - weight) * r.semantic) * MISS_PENALTY ** len(r.missing)
         if r.semantic > r.lexical:  # show the passage sentence that supports it best
             ci, a, b = spans[j]
@@ -656,7 +663,7 @@ def check_grounded(
     )
 
 # %% ../nbs/07c_grounded.ipynb #20f331d4
-JUDGE_PROMPT = """You check whether a claim is supported by the context. Use only the context.
+_JUDGE_PROMPT = """You check whether a claim is supported by the context. Use only the context.
 
 Context:
 {context}
@@ -683,7 +690,7 @@ def _ask_judge(rows: list, texts: list, judge: Callable, threshold: float, margi
     for r in rows:
         if not r.claim or r.supported and r.score - threshold >= margin:
             continue
-        prompt = JUDGE_PROMPT.format(
+        prompt = _JUDGE_PROMPT.format(
             context=ctx, question=f"\nQuestion: {question}\n" if question else "", claim=r.text
         )
         try:

@@ -1,4 +1,4 @@
-"""`scan_input`, `scan_output` and `scan_document`: normalization, prompt-injection (direct and hidden in documents), toxicity and harmful-request detection, PII, deny lists and topics, secrets, JSON-schema repair, groundedness, all driven by a YAML policy and calibrated on your own data.
+"""`scan_input`, `scan_output`, `scan_document`: policy-driven checks of what goes into and comes out of the model.
 
 Docs: https://llmops.github.io/llmops-nb/guard.html.md"""
 
@@ -6,7 +6,13 @@ Docs: https://llmops.github.io/llmops-nb/guard.html.md"""
 
 # %% ../nbs/07_guard.ipynb #2ba81a86
 from __future__ import annotations
-import base64, binascii, copy, json, math, re, time, unicodedata
+import base64
+import binascii
+import copy
+import json
+import re
+import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,21 +21,21 @@ import numpy as np
 import yaml
 from fastcore.basics import patch_to
 from .classifiers import check_rows, load_classifier, load_rows, roc_auc, window_texts
-from .core import ConfigError, digest
+from .core import ConfigError, digest, find_secrets
 from .grounded import THRESHOLD as GROUNDED_THRESHOLD, check_grounded
-from .pii import RULE_ENTITIES, SUPPORTED_ENTITIES, find_pii, redact
+from .pii import RULE_ENTITIES, SUPPORTED_ENTITIES, redact
 
 # %% auto #0
-__all__ = ['ACTIONS', 'INJECTION_PATTERNS', 'TOXIC_PATTERNS', 'POLICIES', 'POLICY_REFUSAL', 'POLICY_IDK', 'GUARDS', 'ROLE_MARKUP',
-           'ROLE_MARKUP_RE', 'QUARANTINED', 'IDENTITY_TERMS', 'fold_homoglyphs', 'Normalized', 'normalize', 'Finding',
-           'Verdict', 'injection_heuristics', 'toxicity_lexicon', 'repair_json', 'check_json', 'generate_json',
-           'PolicyError', 'Policy', 'load_policy', 'rescale', 'scan_input', 'scan_output', 'scan_document',
-           'stream_mode', 'StreamGuard', 'guard_score', 'roc', 'Calibration', 'calibrate', 'identity_mentions',
-           'template_key', 'bias_table']
+__all__ = ['ACTIONS', 'INJECTION_PATTERNS', 'TOXIC_PATTERNS', 'POLICIES', 'ROLE_MARKUP_RE', 'GUARDS', 'QUARANTINED',
+           'IDENTITY_TERMS', 'Normalized', 'normalize', 'Finding', 'Verdict', 'injection_heuristics',
+           'toxicity_lexicon', 'repair_json', 'check_json', 'generate_json', 'PolicyError', 'Policy', 'load_policy',
+           'rescale', 'scan_input', 'scan_output', 'scan_document', 'stream_mode', 'StreamGuard', 'guard_score', 'roc',
+           'Calibration', 'calibrate', 'identity_mentions', 'template_key', 'bias_table']
 
 # %% ../nbs/07_guard.ipynb #52685ace
 _INVISIBLE_RE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
 )
 _TAG_RE = re.compile("[\U000e0000-\U000e007f]+")
 _CONFUSABLE = dict(
@@ -50,7 +56,7 @@ def _fold_word(m: re.Match, mostly_latin: bool) -> str:
     return w
 
 
-def fold_homoglyphs(text: str) -> str:
+def _fold_homoglyphs(text: str) -> str:
     """Latin look-alikes (Cyrillic, Greek) replaced by Latin letters in mixed-script words, or everywhere in
     mostly-Latin text."""
     mostly_latin = len(_LATIN_RE.findall(text)) > 0.5 * sum(
@@ -137,7 +143,7 @@ def normalize(text: str) -> Normalized:
     if _INVISIBLE_RE.search(t):
         flags.append("invisible")
         t = _INVISIBLE_RE.sub("", t)
-    folded = fold_homoglyphs(t)
+    folded = _fold_homoglyphs(t)
     if folded != t:
         flags.append("homoglyphs")
     t = re.sub(r"[^\S\n]+", " ", folded).strip()
@@ -162,7 +168,7 @@ class Finding:
     action: str = "block"
     replacement: Optional[str] = None  # for `redact`: what replaces the span
 
-
+# %% ../nbs/07_guard.ipynb #286212ab
 @dataclass
 class Verdict:
     "A guard's answer: allowed?, the action, the highest finding score, the findings, the text to pass on and timings."
@@ -185,7 +191,7 @@ class Verdict:
         why = "; ".join(f"{f.guard}: {f.reason}" for f in self.findings[:4]) or "no findings"
         return f"Verdict({self.action}, score={self.score:.2f}, {why})"
 
-# %% ../nbs/07_guard.ipynb #91eb31a2
+# %% ../nbs/07_guard.ipynb #be7bb4ec
 def _apply_redactions(text: str, findings: list) -> str:
     "`text` with each redact finding's span replaced, left to right, skipping overlaps."
     out, cursor = [], 0
@@ -197,7 +203,7 @@ def _apply_redactions(text: str, findings: list) -> str:
         cursor = b
     return "".join(out) + text[cursor:]
 
-
+# %% ../nbs/07_guard.ipynb #bd0510de
 def _verdict(text: str, findings: list, timings: dict, refusal: str, policy: str = "") -> Verdict:
     "Combine findings into a Verdict: the most severe action wins; blocked text becomes the refusal."
     action = max((f.action for f in findings), key=ACTIONS.index, default="allow")
@@ -209,17 +215,23 @@ def _verdict(text: str, findings: list, timings: dict, refusal: str, policy: str
 _W = r"(?:\w+\s+){0,3}"
 INJECTION_PATTERNS = [  # (regex, weight, reason)
     (
-        rf"\b(?:ignore|disregard|forget|skip|override|bypass)\s+{_W}(?:previous|prior|above|earlier|preceding|initial|original|system|your|all)\s+{_W}(?:instructions?|rules|prompts?|guidelines|directions|constraints|programming)",
+        rf"\b(?:ignore|disregard|forget|skip|override|bypass)\s+{_W}(?:previous|prior|above|earlier|preceding|"
+        rf"initial|original|system|your|all)\s+{_W}(?:instructions?|rules|prompts?|guidelines|directions|"
+        rf"constraints|programming)",
         0.9,
         "asks to ignore earlier instructions",
     ),
     (
-        rf"\b(?:reveal|show|print|repeat|output|display|leak|tell me|what (?:is|are|was))\s+(?:me\s+)?(?:your|the|all|its)\s+(?:\w+\s+){{0,2}}(?:system|initial|hidden|secret|original|developer)\s+(?:prompt|instructions?|message|rules)",
+        r"\b(?:reveal|show|print|repeat|output|display|leak|tell me|what (?:is|are|was))\s+(?:me\s+)?(?:your|the|"
+        r"all|its)\s+(?:\w+\s+){0,2}(?:system|initial|hidden|secret|original|developer)\s+(?:prompt|"
+        r"instructions?|message|rules)",
         0.85,
         "asks for the system prompt",
     ),
     (
-        r"\b(?:you are|you're|act as|pretend(?: to be| you are)?|roleplay as|from now on you are)\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:\w+\s+)?(?:DAN|unfiltered|uncensored|unrestricted|jailbroken|developer mode|(?:an? )?AI without (?:any )?(?:limits|restrictions|rules|filters))",
+        r"\b(?:you are|you're|act as|pretend(?: to be| you are)?|roleplay as|"
+        r"from now on you are)\s+(?:now\s+)?(?:an?\s+|the\s+)?(?:\w+\s+)?(?:DAN|unfiltered|uncensored|unrestricted|"
+        r"jailbroken|developer mode|(?:an? )?AI without (?:any )?(?:limits|restrictions|rules|filters))",
         0.9,
         "role-play as an unrestricted model",
     ),
@@ -231,12 +243,14 @@ INJECTION_PATTERNS = [  # (regex, weight, reason)
         "announces new instructions",
     ),
     (
-        r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(?:system|instruction)s?\s*:",
+        r"<\|(?:im_start|im_end|system|endoftext|start_header_id)\|>|\[/?INST\]|<</?SYS>>|^\s*#{2,}\s*(?:system|"
+        r"instruction)s?\s*:",
         0.8,
         "forged chat-template markup",
     ),
     (
-        r"\b(?:ignoriere|vergiss|missachte)\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen|befehle|regeln|vorgaben|alles(?= (?:davor|bisher|vorher|zuvor|oben|was)))",
+        r"\b(?:ignoriere|vergiss|missachte)\s+(?:\w+\s+){0,3}(?:anweisungen|instruktionen|befehle|regeln|vorgaben|"
+        r"alles(?= (?:davor|bisher|vorher|zuvor|oben|was)))",
         0.9,
         "asks to ignore earlier instructions (German)",
     ),
@@ -261,17 +275,21 @@ def injection_heuristics(texts: list) -> list:
 # %% ../nbs/07_guard.ipynb #5755bcba
 TOXIC_PATTERNS = [  # (regex, weight, reason)
     (
-        r"\b(?:f+[u*@#]+c*k+\w*|sh[i1*]t+\w*|bullshit|c[u*]nt\w*|motherf\w+|bitch\w*|bastard\w*|assholes?|dickheads?|wank\w*|twats?|pric?ks?)\b",
+        r"\b(?:f+[u*@#]+c*k+\w*|sh[i1*]t+\w*|bullshit|c[u*]nt\w*|motherf\w+|bitch\w*|bastard\w*|assholes?|"
+        r"dickheads?|wank\w*|twats?|pric?ks?)\b",
         0.45,
         "profanity",
     ),
     (
-        r"\b(?:you(?:'re| are)?|u r|ur)\s+(?:(?:such|a|an|so|really|total|complete|utter|absolute|fucking|bloody|little|the|most)\s+){0,2}(?:idiots?|stupid|morons?|dumb|useless|worthless|pathetic|losers?|retard\w*|scum|trash|garbage|clowns?|imbeciles?)\b",
+        r"\b(?:you(?:'re| are)?|u r|ur)\s+(?:(?:such|a|an|so|really|total|complete|utter|absolute|fucking|bloody|"
+        r"little|the|most)\s+){0,2}(?:idiots?|stupid|morons?|dumb|useless|worthless|pathetic|losers?|retard\w*|"
+        r"scum|trash|garbage|clowns?|imbeciles?)\b",
         0.8,
         "insult aimed at someone",
     ),
     (
-        r"\b(?:i(?:'ll| will| am going to|'m going to| want to)|gonna)\s+(?:\w+\s+){0,2}(?:kill|hurt|beat|stab|shoot)\s+(?:you|u|your)\b|\bi will find you\s*(?:[.!,]|$)",
+        r"\b(?:i(?:'ll| will| am going to|'m going to| want to)|gonna)\s+(?:\w+\s+){0,2}(?:kill|hurt|beat|stab|"
+        r"shoot)\s+(?:you|u|your)\b|\bi will find you\s*(?:[.!,]|$)",
         0.9,
         "threat",
     ),
@@ -284,12 +302,6 @@ _TOXIC_RES = [(re.compile(p, re.I), w, r) for p, w, r in TOXIC_PATTERNS]
 def toxicity_lexicon(texts: list) -> list:
     "(weight, reason, matched text) for every toxic pattern found in any of `texts`."
     return [(w, r, m.group(0)[:80]) for t in texts for rx, w, r in _TOXIC_RES if (m := rx.search(t[:100_000]))]
-
-# %% ../nbs/07_guard.ipynb #35c15eb3
-from llmops_nb.core import (
-    SECRET_PATTERNS,
-    find_secrets,
-)  # one table for guards, run records and traces (see 00_core): (kind, start, end) spans
 
 # %% ../nbs/07_guard.ipynb #26fb87aa
 _FENCE_RE = re.compile(r"```(?:json|JSON)?\s*([\s\S]*?)```")
@@ -427,7 +439,8 @@ input:
   injection: {threshold: 0.5, classifier: true, action: block}
   toxicity: {threshold: 0.5, classifier: true, action: block}
   harm: {threshold: 0.5, classifier: true, action: block}
-  pii: {entities: [CREDIT_CARD, EMAIL, IBAN, IP_ADDRESS, PHONE, US_SSN, US_DRIVER_LICENSE], threshold: 0.5, mode: mask, action: redact}
+  pii: {entities: [CREDIT_CARD, EMAIL, IBAN, IP_ADDRESS, PHONE, US_SSN, US_DRIVER_LICENSE], threshold: 0.5, mode: mask,
+        action: redact}
 output:
   length: {max_chars: 20000, min_chars: 1, action: retry}
   secrets: {action: redact}
@@ -464,7 +477,7 @@ document:
 class PolicyError(ConfigError):
     "A policy file or dict that does not follow the policy schema; the message names the file, line and key."
 
-
+# %% ../nbs/07_guard.ipynb #7ffbdca1
 def _key_lines(node, path=()) -> dict:
     "key path (tuple) -> line number, from a composed YAML node."
     out = {}
@@ -480,7 +493,7 @@ def _key_lines(node, path=()) -> dict:
             out.update(_key_lines(v, p))
     return out
 
-
+# %% ../nbs/07_guard.ipynb #77cd69c0
 def _merge(base: dict, over: dict) -> dict:
     "Deep merge: mappings merge key by key, anything else in `over` replaces."
     out = copy.deepcopy(base)
@@ -515,10 +528,8 @@ def _check_value(guard: str, key: str, v, spec, where) -> None:
             raise PolicyError(where(f"{guard}.{key} must be non-empty strings, got {bad[:3]}"))
 
 
-def _check_policy(d: dict, where: Callable) -> None:
-    "Raise PolicyError (message from `where(msg, path)`) for anything off-schema."
-    import difflib
-
+def _check_top(d: dict, where: Callable) -> None:
+    "Top-level keys and the telemetry settings."
     for k, v in d.items():
         if k not in _TOP:
             raise PolicyError(where(f"unknown top-level key {k!r}; expected one of {list(_TOP)}", (k,)))
@@ -533,51 +544,53 @@ def _check_policy(d: dict, where: Callable) -> None:
             raise PolicyError(
                 where(f"telemetry.{k} must be {_TELEMETRY[k].__name__}, got {type(v).__name__} {v!r}", ("telemetry", k))
             )
+
+
+def _check_guard(side: str, guard, cfg, where: Callable) -> None:
+    "One guard's entry of one side: a known guard, a mapping (or None) of known settings with valid values."
+    import difflib
+
+    if guard not in _SIDES[side]:
+        near = difflib.get_close_matches(str(guard), _SIDES[side], 1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise PolicyError(
+            where(f"{side}: unknown guard {guard!r}{hint}; {side} guards: {list(_SIDES[side])}", (side, guard))
+        )
+    if cfg is None:
+        return
+    if not isinstance(cfg, dict):
+        raise PolicyError(
+            where(f"{side}.{guard} must be a mapping of settings, got {type(cfg).__name__}", (side, guard))
+        )
+    for key, v in cfg.items():
+        if key not in _SPEC[guard]:
+            raise PolicyError(
+                where(f"{side}.{guard}: unknown setting {key!r}; settings: {list(_SPEC[guard])}", (side, guard, key))
+            )
+        _check_value(f"{side}.{guard}", key, v, _SPEC[guard][key], lambda m: where(m, (side, guard, key)))
+
+
+def _check_lists(side: str, cfgs: dict, where: Callable) -> None:
+    "Deny patterns compile; topic lists are non-empty lists of strings."
+    for i, p in enumerate((cfgs.get("deny") or {}).get("patterns") or []):
+        try:
+            re.compile(p)
+        except re.error as e:
+            msg = f"{side}.deny.patterns[{i}]: {p!r} is not a valid regular expression ({e})"
+            raise PolicyError(where(msg, (side, "deny", "patterns", i)))
+    for name, terms in (cfgs.get("topics") or {}).get("lists", {}).items():
+        if not isinstance(terms, list) or not terms or not all(isinstance(t, str) and t.strip() for t in terms):
+            msg = f"{side}.topics.lists.{name} must be a non-empty list of strings"
+            raise PolicyError(where(msg, (side, "topics", "lists", name)))
+
+
+def _check_policy(d: dict, where: Callable) -> None:
+    "Raise PolicyError (message from `where(msg, path)`) for anything off-schema."
+    _check_top(d, where)
     for side in _SIDES:
         for guard, cfg in (d.get(side) or {}).items():
-            if guard not in _SIDES[side]:
-                near = difflib.get_close_matches(str(guard), _SIDES[side], 1)
-                raise PolicyError(
-                    where(
-                        f"{side}: unknown guard {guard!r}"
-                        + (f" (did you mean {near[0]!r}?)" if near else "")
-                        + f"; {side} guards: {list(_SIDES[side])}",
-                        (side, guard),
-                    )
-                )
-            if cfg is None:
-                continue
-            if not isinstance(cfg, dict):
-                raise PolicyError(
-                    where(f"{side}.{guard} must be a mapping of settings, got {type(cfg).__name__}", (side, guard))
-                )
-            for key, v in cfg.items():
-                if key not in _SPEC[guard]:
-                    raise PolicyError(
-                        where(
-                            f"{side}.{guard}: unknown setting {key!r}; settings: {list(_SPEC[guard])}",
-                            (side, guard, key),
-                        )
-                    )
-                _check_value(f"{side}.{guard}", key, v, _SPEC[guard][key], lambda m: where(m, (side, guard, key)))
-        for i, p in enumerate(((d.get(side) or {}).get("deny") or {}).get("patterns") or []):
-            try:
-                re.compile(p)
-            except re.error as e:
-                raise PolicyError(
-                    where(
-                        f"{side}.deny.patterns[{i}]: {p!r} is not a valid regular expression ({e})",
-                        (side, "deny", "patterns", i),
-                    )
-                )
-        for name, terms in ((d.get(side) or {}).get("topics") or {}).get("lists", {}).items():
-            if not isinstance(terms, list) or not terms or not all(isinstance(t, str) and t.strip() for t in terms):
-                raise PolicyError(
-                    where(
-                        f"{side}.topics.lists.{name} must be a non-empty list of strings",
-                        (side, "topics", "lists", name),
-                    )
-                )
+            _check_guard(side, guard, cfg, where)
+        _check_lists(side, d.get(side) or {}, where)
 
 # %% ../nbs/07_guard.ipynb #de108136
 @dataclass
@@ -615,7 +628,7 @@ class Policy:
             f"Policy({self.ref}, input={list(self.input)}, output={list(self.output)}, document={list(self.document)})"
         )
 
-
+# %% ../nbs/07_guard.ipynb #c3c1432d
 def _parse(text: str, source: str) -> tuple:
     "(dict, key lines) from YAML text; errors name `source` and the line."
     try:
@@ -630,7 +643,7 @@ def _parse(text: str, source: str) -> tuple:
         raise PolicyError(f"{source}: a policy must be a YAML mapping, got {type(data).__name__}")
     return data, _key_lines(node)
 
-
+# %% ../nbs/07_guard.ipynb #5c0cc93e
 def load_policy(
     policy: Union[str, Path, dict, Policy, None] = None,  # packaged name, YAML file, dict or Policy; None: "default"
     _seen: tuple = (),
@@ -682,15 +695,15 @@ def load_policy(
         name,
         data.get("input") or {},
         data.get("output") or {},
-        data.get("refusal", POLICY_REFUSAL),
-        data.get("idk", POLICY_IDK),
+        data.get("refusal", _REFUSAL),
+        data.get("idk", _IDK),
         source,
         data.get("document") or {},
         data.get("telemetry") or {},
     )
 
 
-POLICY_REFUSAL, POLICY_IDK = "I'm sorry, I can't help with that request.", "I don't know."
+_REFUSAL, _IDK = "I'm sorry, I can't help with that request.", "I don't know."
 
 
 @lru_cache(maxsize=None)
@@ -707,6 +720,8 @@ def rescale(p: float, threshold: float) -> float:
 # %% ../nbs/07_guard.ipynb #245c376e
 @dataclass
 class _Scan:
+    "What every guard reads: the raw text, its normalized form, the guard's settings, and for outputs the context."
+
     raw: str
     norm: Normalized
     cfg: dict
@@ -714,13 +729,31 @@ class _Scan:
     question: Optional[str] = None
     side: str = "input"
 
+# %% ../nbs/07_guard.ipynb #a9e48441
+def _length(s: _Scan) -> list:
+    n, lo, hi, act = len(s.raw), s.cfg.get("min_chars", 0), s.cfg.get("max_chars"), s.cfg.get("action", "block")
+    if n < lo or not s.raw.strip() and lo > 0:
+        why = "empty text" if not s.raw.strip() else f"{n} characters < min_chars {lo}"
+        return [Finding("length", why, 1.0, None, act)]
+    if hi is not None and n > hi:
+        return [Finding("length", f"{n} characters > max_chars {hi}", 1.0, None, act)]
+    return []
 
+# %% ../nbs/07_guard.ipynb #87f33aae
+def _invisible(s: _Scan) -> list:
+    odd = [f for f in s.norm.flags if f in ("invisible", "tags", "homoglyphs")]
+    if not odd:
+        return []
+    why = f"hidden or look-alike characters ({', '.join(odd)})"
+    return [Finding("invisible", why, 0.5, None, s.cfg.get("action", "allow"))]
+
+# %% ../nbs/07_guard.ipynb #2b6e0e61
 def _classifier_score(name: str, texts: list) -> tuple:
     "(highest probability over `texts`, the classifier's threshold) of the packaged classifier `name`."
     clf = load_classifier(name)
     return float(max(clf.score([t[:20_000] for t in texts if t.strip()]), default=0.0)), float(clf.threshold)
 
-
+# %% ../nbs/07_guard.ipynb #f6634ee6
 def _learned(name: str, patterns: Callable, s: _Scan) -> list:
     "Findings for a pattern + classifier guard: one per pattern hit and one for the classifier, each with its score."
     thr, act = s.cfg.get("threshold", 0.5), s.cfg.get("action", "block")
@@ -731,64 +764,23 @@ def _learned(name: str, patterns: Callable, s: _Scan) -> list:
     if s.cfg.get("classifier", True) and s.norm.text.strip():
         p, t = _classifier_score(name, s.norm.texts)
         if (r := rescale(p, t)) >= min(thr, 0.3):  # reported from 0.3 up (for monitoring), acted on from the threshold
-            found.append(
-                Finding(
-                    name,
-                    f"classifier probability {p:.2f} (calibrated threshold {t:.2f})",
-                    round(r, 4),
-                    None,
-                    act if r >= thr else "allow",
-                )
-            )
+            why = f"classifier probability {p:.2f} (calibrated threshold {t:.2f})"
+            found.append(Finding(name, why, round(r, 4), None, act if r >= thr else "allow"))
     return found
 
-
+# %% ../nbs/07_guard.ipynb #65843a54
 def _injection(s: _Scan) -> list:
     return _document_injection(s) if s.side == "document" else _learned("injection", injection_heuristics, s)
 
-
+# %% ../nbs/07_guard.ipynb #7f75a730
 def _toxicity(s: _Scan) -> list:
     return _learned("toxicity", toxicity_lexicon, s)
 
-
+# %% ../nbs/07_guard.ipynb #18f1fa04
 def _harm(s: _Scan) -> list:
     return _learned("harm", lambda texts: [], s)
 
-# %% ../nbs/07_guard.ipynb #f8d864ff
-def _length(s: _Scan) -> list:
-    n, lo, hi = len(s.raw), s.cfg.get("min_chars", 0), s.cfg.get("max_chars")
-    if n < lo or not s.raw.strip() and lo > 0:
-        return [
-            Finding(
-                "length",
-                "empty text" if not s.raw.strip() else f"{n} characters < min_chars {lo}",
-                1.0,
-                None,
-                s.cfg.get("action", "block"),
-            )
-        ]
-    if hi is not None and n > hi:
-        return [Finding("length", f"{n} characters > max_chars {hi}", 1.0, None, s.cfg.get("action", "block"))]
-    return []
-
-
-def _invisible(s: _Scan) -> list:
-    odd = [f for f in s.norm.flags if f in ("invisible", "tags", "homoglyphs")]
-    return (
-        [
-            Finding(
-                "invisible",
-                f"hidden or look-alike characters ({', '.join(odd)})",
-                0.5,
-                None,
-                s.cfg.get("action", "allow"),
-            )
-        ]
-        if odd
-        else []
-    )
-
-
+# %% ../nbs/07_guard.ipynb #d59e13a5
 def _pii(s: _Scan) -> list:
     ents, act = s.cfg.get("entities", list(RULE_ENTITIES)), s.cfg.get("action", "redact")
     r = redact(s.raw, mode=s.cfg.get("mode", "mask"), entities=ents, threshold=s.cfg.get("threshold", 0.5))
@@ -800,19 +792,46 @@ def _pii(s: _Scan) -> list:
         if not (ctx and sp.text.casefold() in ctx)
     ]
 
-
+# %% ../nbs/07_guard.ipynb #3484bf21
 def _secrets(s: _Scan) -> list:
     return [
         Finding("secrets", kind, 1.0, (a, b), s.cfg.get("action", "redact"), f"[SECRET:{kind}]")
         for kind, a, b in find_secrets(s.raw)
     ]
 
-# %% ../nbs/07_guard.ipynb #a9e48441
+# %% ../nbs/07_guard.ipynb #a2c99b35
 @lru_cache(maxsize=256)
 def _terms_re(terms: tuple) -> re.Pattern:
-    return re.compile(
-        r"(?<!\w)(?:" + "|".join(re.escape(t.strip()) for t in sorted(terms, key=len, reverse=True)) + r")(?!\w)", re.I
-    )
+    "One regex matching any of `terms` as whole words, longest first, ignoring case."
+    alts = "|".join(re.escape(t.strip()) for t in sorted(terms, key=len, reverse=True))
+    return re.compile(r"(?<!\w)(?:" + alts + r")(?!\w)", re.I)
+
+
+def _deny(s: _Scan) -> list:
+    act, out = s.cfg.get("action", "block"), []
+    if (terms := s.cfg.get("terms")) and (m := _terms_re(tuple(terms)).search(s.norm.text)):
+        out.append(Finding("deny", f"denied term {m.group(0)!r}", 1.0, None, act))
+    for p in s.cfg.get("patterns") or []:
+        if m := re.search(p, s.norm.text, re.I):
+            out.append(Finding("deny", f"denied pattern {p!r} matched {m.group(0)[:60]!r}", 1.0, None, act))
+    return out
+
+# %% ../nbs/07_guard.ipynb #e2788b7f
+def _topics(s: _Scan) -> list:
+    act, out = s.cfg.get("action", "block"), []
+    for name, terms in (s.cfg.get("lists") or {}).items():
+        if m := _terms_re(tuple(terms)).search(s.norm.text):
+            out.append(Finding("topics", f"off-limits topic {name!r} ({m.group(0)!r})", 1.0, None, act))
+    return out
+
+# %% ../nbs/07_guard.ipynb #2dc920e9
+ROLE_MARKUP_RE = re.compile(
+    r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|"
+    r"eot_id)\|>"
+    r"|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^[ \t]*#{2,}[ \t]*(?:system|instruction|assistant|user|"
+    r"response)s?[ \t]*:",
+    re.I | re.M,
+)
 
 
 def _markup(s: _Scan) -> list:
@@ -823,68 +842,30 @@ def _markup(s: _Scan) -> list:
         where, hit = None, m.group(0)
     else:
         return []
-    return [
-        Finding(
-            "markup",
-            f"chat or role markup inside content: {hit.strip()[:40]!r}",
-            0.9,
-            where,
-            s.cfg.get("action", "block"),
-        )
-    ]
+    why = f"chat or role markup inside content: {hit.strip()[:40]!r}"
+    return [Finding("markup", why, 0.9, where, s.cfg.get("action", "block"))]
 
-
-def _deny(s: _Scan) -> list:
-    act, out = s.cfg.get("action", "block"), []
-    if terms := s.cfg.get("terms"):
-        out += [
-            Finding("deny", f"denied term {m.group(0)!r}", 1.0, None, act)
-            for t in s.norm.texts[:1]
-            for m in [_terms_re(tuple(terms)).search(t)]
-            if m
-        ]
-    for p in s.cfg.get("patterns") or []:
-        if m := re.search(p, s.norm.text, re.I):
-            out.append(Finding("deny", f"denied pattern {p!r} matched {m.group(0)[:60]!r}", 1.0, None, act))
-    return out
-
-
-def _topics(s: _Scan) -> list:
-    hits = [
-        (name, m.group(0))
-        for name, terms in (s.cfg.get("lists") or {}).items()
-        for m in [_terms_re(tuple(terms)).search(s.norm.text)]
-        if m
-    ]
-    return [
-        Finding("topics", f"off-limits topic {name!r} ({hit!r})", 1.0, None, s.cfg.get("action", "block"))
-        for name, hit in hits
-    ]
-
-
+# %% ../nbs/07_guard.ipynb #eff2a883
 def _json(s: _Scan) -> list:
     _, errs = check_json(s.raw, s.cfg.get("schema"))
     return [Finding("json", e, 1.0, None, s.cfg.get("action", "retry")) for e in errs[:5]]
 
+# %% ../nbs/07_guard.ipynb #fb9a82ca
+def _unsupported_reason(u) -> str:
+    missing = f" (not in the context: {', '.join(map(str, u.missing[:4]))})" if u.missing else ""
+    return f"not supported by the context: {u.text[:80]!r}{missing}"
+
 
 def _groundedness(s: _Scan) -> list:
-    r = check_grounded(
-        s.raw,
-        s.contexts,
-        threshold=s.cfg.get("threshold", GROUNDED_THRESHOLD),
-        semantic=s.cfg.get("semantic", "auto"),
-        question=s.question,
-    )
-    why = lambda u: (
-        f"not supported by the context: {u.text[:80]!r}"
-        + (f" (not in the context: {', '.join(map(str, u.missing[:4]))})" if u.missing else "")
-    )
+    thr, semantic = s.cfg.get("threshold", GROUNDED_THRESHOLD), s.cfg.get("semantic", "auto")
+    r = check_grounded(s.raw, s.contexts, threshold=thr, semantic=semantic, question=s.question)
+    act = s.cfg.get("action", "retry")
     return [
-        Finding("groundedness", why(u), round(1 - u.score, 4), (u.start, u.end), s.cfg.get("action", "retry"))
+        Finding("groundedness", _unsupported_reason(u), round(1 - u.score, 4), (u.start, u.end), act)
         for u in r.unsupported
     ]
 
-
+# %% ../nbs/07_guard.ipynb #a54741ec
 GUARDS = {
     "length": _length,
     "invisible": _invisible,
@@ -914,7 +895,7 @@ def _texts(context) -> list:
         out.append(t)
     return out
 
-
+# %% ../nbs/07_guard.ipynb #9a4a861e
 def _scan(side: str, text: str, policy, context=None, question=None, refusal: Optional[str] = None) -> Verdict:
     if not isinstance(text, str):
         hint = " (decode bytes first)" if isinstance(text, (bytes, bytearray)) else ""
@@ -951,11 +932,6 @@ def scan_output(
     return _scan("output", text, policy, context, question)
 
 # %% ../nbs/07_guard.ipynb #49106298
-ROLE_MARKUP = (
-    r"<\|(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\|>"
-    r"|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|^[ \t]*#{2,}[ \t]*(?:system|instruction|assistant|user|response)s?[ \t]*:"
-)
-ROLE_MARKUP_RE = re.compile(ROLE_MARKUP, re.I | re.M)
 QUARANTINED = "[passage withheld: it contains instructions aimed at the assistant]"
 
 
@@ -1100,7 +1076,8 @@ class StreamGuard:
         self.raw, self.emitted, self.stopped, self.verdict, self.mismatch = "", "", None, None, False
 
     def __repr__(self):
-        return f"StreamGuard({self.mode}, {len(self.raw)} chars in, {len(self.emitted)} out{', stopped' if self.stopped else ''})"
+        stopped = ", stopped" if self.stopped else ""
+        return f"StreamGuard({self.mode}, {len(self.raw)} chars in, {len(self.emitted)} out{stopped})"
 
 # %% ../nbs/07_guard.ipynb #ff2fc6db
 @patch_to(StreamGuard)
@@ -1223,7 +1200,7 @@ def _at(labels, scores, t) -> dict:
         "balanced_accuracy": round((rec + 1 - fpr) / 2, 4),
     }
 
-
+# %% ../nbs/07_guard.ipynb #f1817e28
 def calibrate(
     guard: Union[str, Callable[[str], float]],  # a guard name (see GUARDS) or text -> score
     rows: Union[str, Path, Iterable],  # JSONL file or rows {"text", "label", "context"?}
@@ -1276,7 +1253,8 @@ def _fmt_cal(c: Calibration) -> str:
     a, p = c.at_threshold, c.at_policy
     lines = [
         f"guard {c.guard}: {c.n} rows ({c.positives} positive), ROC AUC {c.auc:.3f}",
-        f"threshold for FPR <= {c.target_fpr:g}: {a['threshold']:.4g}  precision {a['precision']:.3f}  recall {a['recall']:.3f}  "
+        f"threshold for FPR <= {c.target_fpr:g}: {a['threshold']:.4g}  precision {a['precision']:.3f}  "
+        f"recall {a['recall']:.3f}  "
         f"FPR {a['fpr']:.3f}  balanced accuracy {a['balanced_accuracy']:.3f}",
     ]
     if p:
@@ -1316,10 +1294,14 @@ def plot(self: Calibration, ax=None):
 # %% ../nbs/07_guard.ipynb #26d614d9
 IDENTITY_TERMS = {  # group -> terms (regex fragments; bare words that are often not about people are qualified)
     "women": r"wom[ae]n|girls|females?|ladies",
-    "trans": r"trans(?:gender)?(?: |-)?(?:people|persons?|wom[ae]n|m[ae]n|folks?|kids|youth|community|customers|employees|workers|students)|transgenders?|transsexuals?|non-?binary",
+    "trans": r"trans(?:gender)?(?: |-)?(?:people|persons?|wom[ae]n|m[ae]n|folks?|kids|youth|community|customers|"
+    r"employees|workers|students)|transgenders?|transsexuals?|non-?binary",
     "gay": r"gays?|lesbians?|homosexuals?|bisexuals?|queers?|lgbt\w*",
-    "black": r"black (?:people|persons?|m[ae]n|wom[ae]n|folks?|kids|community|americans|britons|customers|employees|workers|students)|blacks|african[- ]americans?",
-    "disabled": r"disabled (?:people|persons?|folks?|kids|children|veterans|community|customers|guests|employees|workers|staff|students|passengers|travell?ers|users)|(?:people|person|those) with (?:a )?disabilit\w+|the disabled(?=\s*(?:[.,;:!?)]|$|and\b|or\b))|wheelchair users?|handicapped",
+    "black": r"black (?:people|persons?|m[ae]n|wom[ae]n|folks?|kids|community|americans|britons|customers|"
+    r"employees|workers|students)|blacks|african[- ]americans?",
+    "disabled": r"disabled (?:people|persons?|folks?|kids|children|veterans|community|customers|guests|employees|"
+    r"workers|staff|students|passengers|travell?ers|users)|(?:people|person|those) with (?:a )?disabilit\w+|"
+    r"the disabled(?=\s*(?:[.,;:!?)]|$|and\b|or\b))|wheelchair users?|handicapped",
     "muslim": r"muslims?|moslems?|islam(?:ic)?",
     "jews": r"jews?|jewish|judaism",
     "christians": r"christians?|christianity|catholics?",

@@ -126,12 +126,12 @@ def test_saved_and_installed_classifiers_load_and_score(first, data):
 def test_bad_parameters_fail_fast(env, data, tmp_path):
     out = llmops_run("train_guards", ("head", "svm"), env=env)
     assert out.returncode == 2 and "'mlp' | 'linear'" in out.stderr
-    out = llmops_run("train_guards", ("guards", "[spam]"), *data_params(data), env=env)
-    assert out.returncode == 1 and "guards must be a non-empty list of ['injection', 'toxicity', 'harm', 'document']" in out.stderr
+    out = llmops_run("train_guards", ("guards", "[spam]"), *data_params(data), env=env)   # GuardTrainConfig: exit 2, the parameter named
+    assert out.returncode == 2 and "parameter 'guards' must be a non-empty list of ['injection', 'toxicity', 'harm', 'document']" in out.stderr
     out = llmops_run("train_guards", *data_params(data), ("document_target_fpr", "0.7"), env=env)
-    assert out.returncode == 1 and "document_target_fpr must be in (0, 0.5)" in out.stderr
+    assert out.returncode == 2 and "parameter 'document_target_fpr' must be in (0, 0.5), got 0.7" in out.stderr
     out = llmops_run("train_guards", ("injection_data", str(tmp_path / "none.jsonl")), ("guards", "[injection]"), env=env)
-    assert out.returncode == 1 and "none.jsonl not found" in out.stderr
+    assert out.returncode == 2 and "parameter 'injection_data':" in out.stderr and "none.jsonl not found" in out.stderr
     bad = jsonl(tmp_path / "bad.jsonl", INJ[:3])
     with open(bad, "a") as f: f.write('{"text": "no label here"}\n')
     out = llmops_run("train_guards", *data_params(data), ("injection_data", str(bad)), env=env)
