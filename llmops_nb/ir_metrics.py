@@ -1,4 +1,4 @@
-"""Recall, precision, MRR, nDCG and hit rate at k over a run and graded relevance judgements, checked against trec_eval, and `evaluate_retrieval` for a store on a QA set.
+"""Recall, precision, MRR, nDCG and hit rate at k, checked against trec_eval; retrieval quality of a store on a QA set.
 
 Docs: https://llmops.github.io/llmops-nb/ir_metrics.html.md"""
 
@@ -82,27 +82,27 @@ def _ndcg(ranked, grades, k):
     ideal = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
     return dcg / sum(g / math.log2(i + 1) for i, g in enumerate(ideal, 1))
 
-# %% ../nbs/04b_ir_metrics.ipynb #93cbceff
+# %% ../nbs/04b_ir_metrics.ipynb #92bc050c
 def recall_at_k(run: dict, qrels: dict, k: int = 10, per_query: bool = False) -> Union[float, dict]:
     "Share of each query's relevant ids found in its top k, averaged over queries (trec_eval `recall_k`)."
     return _mean(_recall, run, qrels, k, per_query)
 
-
+# %% ../nbs/04b_ir_metrics.ipynb #c4545d1c
 def precision_at_k(run: dict, qrels: dict, k: int = 10, per_query: bool = False) -> Union[float, dict]:
     "Share of the k top slots holding a relevant id, averaged over queries (trec_eval `P_k`)."
     return _mean(_precision, run, qrels, k, per_query)
 
-
+# %% ../nbs/04b_ir_metrics.ipynb #572d0b8a
 def mrr(run: dict, qrels: dict, k: Optional[int] = None, per_query: bool = False) -> Union[float, dict]:
     "Mean reciprocal rank of the first relevant id (within the top k when given; trec_eval `recip_rank`)."
     return _mean(_rr, run, qrels, k, per_query)
 
-
+# %% ../nbs/04b_ir_metrics.ipynb #04dc056e
 def ndcg_at_k(run: dict, qrels: dict, k: int = 10, per_query: bool = False) -> Union[float, dict]:
     "Normalized discounted cumulative gain at k with linear graded gains (trec_eval `ndcg_cut_k`)."
     return _mean(_ndcg, run, qrels, k, per_query)
 
-
+# %% ../nbs/04b_ir_metrics.ipynb #1399a76e
 def hit_rate(run: dict, qrels: dict, k: int = 10, per_query: bool = False) -> Union[float, dict]:
     "Share of queries with at least one relevant id in the top k (trec_eval `success_k`)."
     return _mean(_hit, run, qrels, k, per_query)
@@ -149,7 +149,8 @@ def evaluate_retrieval(
     questions, qrels, skipped, missing = _judgements(rows, set(store.values(doc_key)), aliases or {})
     if not qrels:
         raise ValueError(
-            f"no answerable QA row with a relevant document in the store ({len(rows)} rows, {skipped} skipped): nothing to evaluate"
+            f"no answerable QA row with a relevant document in the store ({len(rows)} rows, {skipped} skipped): "
+            "nothing to evaluate"
         )
     run, times = {}, []
     for qid, question in questions.items():

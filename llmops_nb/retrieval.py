@@ -1,4 +1,4 @@
-"""Embed chunks, keep them in a FAISS store with string ids, search them with metadata filters applied before ranking, BM25 or hybrid fusion, and save the store without pickle.
+"""A FAISS vector store with string ids: metadata filters before ranking, BM25 and hybrid search, no pickle.
 
 Docs: https://llmops.github.io/llmops-nb/retrieval.html.md"""
 
@@ -6,243 +6,28 @@ Docs: https://llmops.github.io/llmops-nb/retrieval.html.md"""
 
 # %% ../nbs/04_retrieval.ipynb #8fb40d7f
 from __future__ import annotations
-import contextlib, functools, html, json, math, secrets, time, warnings
+import html, json, math, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Optional, Union
+from typing import Callable, Iterable, Literal, Optional, Union
 import numpy as np
 import faiss
 from fastcore.basics import patch
 from llmops_nb.core import (
-    PACKAGED_MODELS,
-    MODEL_ALIASES,
     ConfigError,
+    JobConfig,
     ModelNotAvailable,
     Settings,
-    append_jsonl,
     atomic_dir,
-    atomic_open,
     digest,
-    load_settings,
-    locate_model,
-    packaged_model_path,
-    pkg_root,
     read_json,
-    read_jsonl,
     write_json,
 )
-from .core import device as pick_device
-from llmops_nb.ir_metrics import (
-    evaluate_retrieval,
-    hit_rate,
-    mrr,
-    ndcg_at_k,
-    precision_at_k,
-    recall_at_k,
-)  # re-exported here
+from .embeddings import Embedder, check_texts
 
 # %% auto #0
-__all__ = ['INDEX_KINDS', 'MODES', 'TENANT_FIELD', 'STORE_FORMAT', 'model_id', 'EmbeddingCache', 'Embedder', 'RetrievalError',
-           'FilterError', 'Hit', 'gpu_available', 'VectorStore', 'rrf', 'chunk_metadata', 'sample_dir', 'sample_chunks',
-           'resolve_dataset', 'dataset_aliases', 'index_digest', 'hits_frame', 'explorer']
-
-# %% ../nbs/04_retrieval.ipynb #9cea914e
-def model_id(ref: Union[str, Path]) -> str:
-    """A stable name for an embedding model: a packaged model's hub id (by name or folder), else the hub id or absolute
-    path given."""
-    s = str(ref).strip()
-    key = MODEL_ALIASES.get(s.lower(), s.lower())
-    if key in PACKAGED_MODELS:
-        return PACKAGED_MODELS[key]["hub_id"]
-    p = Path(s).expanduser()
-    if not p.exists():
-        return s
-    for info in PACKAGED_MODELS.values():
-        with contextlib.suppress(ModelNotAvailable):
-            if info["kind"] == "embedding" and packaged_model_path(info["hub_id"]).resolve() == p.resolve():
-                return info["hub_id"]
-    return str(p.resolve())
-
-
-@functools.lru_cache(maxsize=4)
-def _load_st(path: str, dev: str):
-    "A loaded SentenceTransformer (kept, so several stores share one model), without transformers' progress bars."
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as tlog
-
-    was = tlog.is_progress_bar_enabled()
-    tlog.disable_progress_bar()
-    try:
-        return SentenceTransformer(path, device=dev)
-    finally:
-        if was:
-            tlog.enable_progress_bar()
-
-# %% ../nbs/04_retrieval.ipynb #9521176f
-class EmbeddingCache:
-    "Vectors by key on disk: `.npy` shards plus an append-only `index.jsonl` of the keys in each shard (no pickle)."
-
-    def __init__(self, root: Union[str, Path]):
-        self.root, self._where, self._shards, self._loaded = Path(root), {}, {}, False
-
-    def _load(self):
-        if self._loaded:
-            return
-        idx = self.root / "index.jsonl"
-        try:
-            rows = read_jsonl(idx) if idx.exists() else []
-        except ConfigError as e:
-            warnings.warn(f"embedding cache index unreadable, starting empty: {e}")
-            rows = []
-        for r in rows:
-            for i, k in enumerate(r.get("keys", [])):
-                self._where[k] = (r["shard"], i)
-        self._loaded = True
-
-    def __len__(self):
-        self._load()
-        return len(self._where)
-
-    def _shard(self, name: str):
-        if name not in self._shards:
-            try:
-                self._shards[name] = np.load(self.root / name, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as e:
-                warnings.warn(
-                    f"embedding cache: {self.root / name} is unreadable ({e}); its vectors will be computed again"
-                )
-                self._shards[name] = None
-        return self._shards[name]
-
-    def get(self, keys: list) -> tuple:
-        "(positions in `keys` that were found, their vectors as one array)."
-        self._load()
-        by_shard = {}
-        for pos, k in enumerate(keys):
-            if (w := self._where.get(k)) is not None:
-                ps, rows = by_shard.setdefault(w[0], ([], []))
-                ps.append(pos)
-                rows.append(w[1])
-        found, vecs = [], []
-        for name, (ps, rows) in by_shard.items():
-            arr = self._shard(name)
-            if arr is None or max(rows) >= len(arr):
-                continue
-            found += ps
-            vecs.append(np.asarray(arr[rows], dtype=np.float32))
-        return np.array(found, dtype=np.int64), (np.concatenate(vecs) if vecs else None)
-
-    def put(self, keys: list, vectors: np.ndarray) -> None:
-        "Store `vectors` under `keys`: one new shard, then one index line."
-        self._load()
-        self.root.mkdir(parents=True, exist_ok=True)
-        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.npy"
-        with atomic_open(self.root / name, "wb") as f:
-            np.save(f, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
-        append_jsonl(self.root / "index.jsonl", {"shard": name, "keys": list(keys)})
-        for i, k in enumerate(keys):
-            self._where[k] = (name, i)
-
-# %% ../nbs/04_retrieval.ipynb #2d1ea632
-class Embedder:
-    """Sentence-transformers embeddings with batching, normalization, device choice and an on-disk cache keyed by
-    content digest."""
-
-    def __init__(
-        self,
-        model: Union[str, Path, None] = None,  # packaged name, local folder or hub id; None: the `embed_model` setting
-        normalize: bool = True,  # unit vectors: inner product is cosine similarity
-        batch_size: int = 64,  # texts per forward pass
-        device: str = "auto",  # auto: cuda, then mps, then cpu
-        cache: Union[bool, str, Path] = True,  # True: <cache_dir>/embeddings; a folder; False: no cache
-        settings: Optional[Settings] = None,
-    ):
-        settings = settings or load_settings()
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"Embedder: batch_size must be a positive int, got {batch_size!r}")
-        self.ref = str(model or settings.embed_model)
-        self.path = locate_model(self.ref)  # an unavailable model fails here, at once
-        self.model_id, self.normalize, self.batch_size = model_id(self.ref), bool(normalize), batch_size
-        self.device = pick_device(device)
-        self.calls = self.encoded = 0
-        root = settings.path("cache_dir") / "embeddings" if cache is True else Path(cache) if cache else None
-        self.cache = EmbeddingCache(root / digest([self.model_id, self.normalize])[:16]) if root else None
-
-    @property
-    def model(self):
-        return _load_st(str(self.path), self.device)
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.get_embedding_dimension())
-
-    def key(self, text: str) -> str:
-        return digest(f"{self.model_id}\0{int(self.normalize)}\0{text}".encode("utf-8"))
-
-    def __repr__(self):
-        return f"Embedder({self.model_id!r}, normalize={self.normalize}, device={self.device!r})"
-
-# %% ../nbs/04_retrieval.ipynb #a95d1496
-def _check_texts(texts, name: str = "texts") -> list:
-    if isinstance(texts, str):
-        raise TypeError(f"{name}: expected a list of strings, got one string (wrap it in a list)")
-    texts = list(texts)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise TypeError(f"{name}[{i}]: expected str, got {type(t).__name__}")
-    return texts
-
-
-@patch
-def encode(self: Embedder, texts: list) -> np.ndarray:
-    "Embed `texts` with the model, no cache: float32, shape (n, dim)."
-    self.calls += 1
-    self.encoded += len(texts)
-    v = self.model.encode(
-        list(texts),
-        batch_size=self.batch_size,
-        normalize_embeddings=self.normalize,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    return np.ascontiguousarray(v, dtype=np.float32)
-
-
-@patch
-def embed_query(self: Embedder, text: str) -> np.ndarray:
-    "The embedding of one query (not cached: queries rarely repeat and would only fill the cache)."
-    if not isinstance(text, str):
-        raise TypeError(f"query must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError("query is empty: give some text to search for")
-    return self.encode([text])[0]
-
-# %% ../nbs/04_retrieval.ipynb #848eba33
-@patch
-def embed(self: Embedder, texts: Iterable[str], block: int = 8192) -> np.ndarray:
-    """Embeddings of `texts` (float32, (n, dim)): cached ones are read, the others encoded in blocks of `block` and
-    cached."""
-    texts = _check_texts(texts)
-    if self.cache is None:
-        return self.encode(texts) if texts else np.zeros((0, self.dim), np.float32)
-    keys = [self.key(t) for t in texts]
-    hit, vecs = self.cache.get(keys)
-    out = np.empty((len(texts), vecs.shape[1] if vecs is not None else self.dim), np.float32)
-    if vecs is not None:
-        out[hit] = vecs
-    todo = {}  # key -> positions: identical texts are encoded once
-    missing = np.ones(len(texts), bool)
-    missing[hit] = False
-    for i in np.flatnonzero(missing):
-        todo.setdefault(keys[i], []).append(i)
-    miss = list(todo)
-    for a in range(0, len(miss), block):
-        ks = miss[a : a + block]
-        v = self.encode([texts[todo[k][0]] for k in ks])
-        self.cache.put(ks, v)
-        for k, row in zip(ks, v):
-            out[todo[k]] = row
-    return out
+__all__ = ['TENANT_FIELD', 'RetrievalError', 'FilterError', 'Hit', 'gpu_available', 'VectorStore', 'rrf', 'chunk_metadata',
+           'index_digest', 'IndexConfig', 'hits_frame', 'explorer']
 
 # %% ../nbs/04_retrieval.ipynb #8bd187ad
 class RetrievalError(ValueError):
@@ -262,8 +47,8 @@ class Hit:
     text: str
     metadata: dict = field(default_factory=dict)
 
-
-INDEX_KINDS, MODES = ("flat", "ivf", "hnsw"), ("dense", "bm25", "hybrid")
+# %% ../nbs/04_retrieval.ipynb #1c21f0de
+_INDEX_KINDS, _MODES = ("flat", "ivf", "hnsw"), ("dense", "bm25", "hybrid")
 
 
 def _new_index(kind: str, dim: int, p: dict, train: Optional[np.ndarray] = None):
@@ -308,8 +93,8 @@ class VectorStore:
         exact_below: int = 2048,  # ivf/hnsw: filters matching fewer chunks search exactly
         gpu: Optional[bool] = None,
     ):  # None: faiss-gpu when installed and a GPU is present
-        if index not in INDEX_KINDS:
-            raise ValueError(f"VectorStore: index must be one of {', '.join(INDEX_KINDS)}, got {index!r}")
+        if index not in _INDEX_KINDS:
+            raise ValueError(f"VectorStore: index must be one of {', '.join(_INDEX_KINDS)}, got {index!r}")
         self.params = dict(
             nlist=nlist,
             nprobe=nprobe,
@@ -346,7 +131,7 @@ class VectorStore:
 # %% ../nbs/04_retrieval.ipynb #7708fd84
 def _check_rows(ids, texts, metadatas) -> tuple:
     "Validated (ids, texts, metadatas) of one add/upsert call."
-    ids, texts = ([ids] if isinstance(ids, str) else list(ids)), _check_texts(texts)
+    ids, texts = ([ids] if isinstance(ids, str) else list(ids)), check_texts(texts)
     if len(ids) != len(texts):
         raise ValueError(f"ids and texts differ in length: {len(ids)} ids, {len(texts)} texts")
     for i, x in enumerate(ids):
@@ -365,8 +150,8 @@ def _check_rows(ids, texts, metadatas) -> tuple:
         for k, v in m.items():
             if not isinstance(k, str) or not (v is None or isinstance(v, (str, int, float, bool))):
                 raise TypeError(
-                    f"metadatas[{i}][{k!r}]: keys are str and values str, int, float, bool or None (so filters can compare "
-                    f"them), got {type(v).__name__}; join a list into a string"
+                    f"metadatas[{i}][{k!r}]: keys are str and values str, int, float, bool or None (so filters can "
+                    f"compare them), got {type(v).__name__}; join a list into a string"
                 )
         out.append(m)
     return ids, texts, out
@@ -382,7 +167,8 @@ def _vectors(self: VectorStore, texts: list, embeddings=None) -> np.ndarray:
         raise ValueError(f"embeddings: expected shape ({len(texts)}, {self.dim}), got {v.shape}")
     if v.shape[1] != self.dim:
         raise RetrievalError(
-            f"dimension mismatch: embeddings have {v.shape[1]} dimensions, the store's model {self.embedder.model_id} gives {self.dim}"
+            f"dimension mismatch: embeddings have {v.shape[1]} dimensions, the store's model "
+            f"{self.embedder.model_id} gives {self.dim}"
         )
     return np.ascontiguousarray(v)
 
@@ -413,7 +199,7 @@ def add(
         self._append(ids, texts, metas, self._vectors(texts, embeddings))
     return len(ids)
 
-
+# %% ../nbs/04_retrieval.ipynb #fae337b2
 @patch
 def upsert(
     self: VectorStore, ids: list, texts: list, metadatas: Optional[list] = None, embeddings: Optional[np.ndarray] = None
@@ -437,7 +223,7 @@ def upsert(
         self._append([ids[j] for j in todo], [texts[j] for j in todo], [metas[j] for j in todo], vecs)
     return {"added": len(todo) - len(replaced), "replaced": len(replaced), "unchanged": len(ids) - len(todo)}
 
-# %% ../nbs/04_retrieval.ipynb #9281b819
+# %% ../nbs/04_retrieval.ipynb #93948ca0
 @patch
 def delete(self: VectorStore, ids: Union[str, Iterable[str]], missing_ok: bool = False) -> int:
     "Remove chunks by id (unknown ids are an error unless `missing_ok`); returns how many were removed."
@@ -457,7 +243,7 @@ def delete(self: VectorStore, ids: Union[str, Iterable[str]], missing_ok: bool =
         self.compact()
     return len(labels)
 
-
+# %% ../nbs/04_retrieval.ipynb #f2d6c267
 @patch
 def compact(self: VectorStore) -> None:
     "Renumber live chunks 0..n-1 and rebuild the index without deleted entries (HNSW tombstones included)."
@@ -537,7 +323,8 @@ def _condition(self: VectorStore, name: str, cond) -> np.ndarray:
     "Mask over labels of one field's condition: a value, a list of values, or a dict of operators."
     if not isinstance(name, str) or name not in self.fields():
         raise FilterError(
-            f"unknown metadata field {name!r} in where; known fields: {', '.join(self.fields()) or 'none (the store is empty)'}"
+            f"unknown metadata field {name!r} in where; known fields: "
+            f"{', '.join(self.fields()) or 'none (the store is empty)'}"
         )
     codes, vocab, nums = self._column(name)
     ops = cond if isinstance(cond, dict) else {"in": cond} if isinstance(cond, (list, tuple)) else {"eq": cond}
@@ -554,7 +341,8 @@ def _condition(self: VectorStore, name: str, cond) -> np.ndarray:
                 )
             if "number" not in self.fields()[name]:
                 raise FilterError(
-                    f"where[{name!r}]: range filters need a numeric field; {name!r} holds {'/'.join(self.fields()[name])} values"
+                    f"where[{name!r}]: range filters need a numeric field; {name!r} holds "
+                    f"{'/'.join(self.fields()[name])} values"
                 )
             with np.errstate(invalid="ignore"):
                 mask &= {"gt": nums > v, "gte": nums >= v, "lt": nums < v, "lte": nums <= v}[op]
@@ -657,7 +445,8 @@ def _search_index(self: VectorStore):
             self._gpu = (gi, res)
         except Exception as e:
             warnings.warn(
-                f"faiss-gpu: cannot move the {self.kind} index to the GPU ({type(e).__name__}: {e}); searching on the CPU"
+                f"faiss-gpu: cannot move the {self.kind} index to the GPU ({type(e).__name__}: {e}); searching on "
+                "the CPU"
             )
             self.gpu = False
             return self.index
@@ -691,7 +480,7 @@ def _sparse(self: VectorStore, query: str, k: int, where: Optional[dict]) -> lis
     pos = np.flatnonzero(s > 0)
     return _top(pos, s[pos], k) if len(pos) else []
 
-
+# %% ../nbs/04_retrieval.ipynb #2ac91152
 def rrf(rankings: list, k: int = 60) -> list:
     "Reciprocal rank fusion of ranked (key, score) lists: (key, sum of 1/(k + rank)) pairs, best first."
     fused = {}
@@ -700,7 +489,7 @@ def rrf(rankings: list, k: int = 60) -> list:
             fused[key] = fused.get(key, 0.0) + 1.0 / (k + r)
     return sorted(fused.items(), key=lambda x: -x[1])
 
-# %% ../nbs/04_retrieval.ipynb #39bd5fb3
+# %% ../nbs/04_retrieval.ipynb #a9dea01c
 @patch
 def search(
     self: VectorStore,
@@ -714,14 +503,15 @@ def search(
     "The k best chunks for `query` (text, or a vector for dense search) among those matching `where`, as `Hit`s."
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise ValueError(f"k must be a positive int, got {k!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
     if isinstance(query, np.ndarray):
         if mode != "dense":
             raise ValueError(f"mode {mode!r} needs the query text; a vector query works with mode='dense'")
         if query.ndim != 1 or query.shape[0] != self.dim:
             raise RetrievalError(
-                f"dimension mismatch: the query vector has shape {query.shape}, the index holds {self.dim}-d vectors ({self.embedder.model_id})"
+                f"dimension mismatch: the query vector has shape {query.shape}, the index holds {self.dim}-d vectors "
+                f"({self.embedder.model_id})"
             )
     elif not isinstance(query, str):
         raise TypeError(f"query must be a str (or an embedding vector), got {type(query).__name__}")
@@ -745,7 +535,7 @@ def search(
             raise TypeError("rerank must return a list of Hit")
     return hits[:k]
 
-
+# %% ../nbs/04_retrieval.ipynb #f672386c
 @patch
 def get(self: VectorStore, id: str) -> Hit:
     "The stored chunk `id` as a `Hit` (score NaN)."
@@ -794,71 +584,15 @@ def chunk_metadata(row) -> dict:
         "n_tokens": r.get("n_tokens"),
     }
 
-
+# %% ../nbs/04_retrieval.ipynb #3785b013
 @patch
 def add_chunks(self: VectorStore, rows: Iterable) -> dict:
     "Upsert chunk rows (dicts or `data.Chunk`s with id, doc_id, text, ...); returns the upsert counts."
     rows = [r if isinstance(r, dict) else vars(r) for r in rows]
     return self.upsert([r["id"] for r in rows], [r["text"] for r in rows], [chunk_metadata(r) for r in rows])
 
-
-def sample_dir() -> Path:
-    "The sample knowledge base: ./data/sample when present, else the checkout's data/sample."
-    for d in (Path("data/sample"), pkg_root() / "data" / "sample"):
-        if d.is_dir():
-            return d
-    raise FileNotFoundError("data/sample not found here or beside the llmops_nb package: pass a dataset instead")
-
-# %% ../nbs/04_retrieval.ipynb #b085541d
-def sample_chunks(root: Union[str, Path, None] = None, max_tokens: int = 200, overlap: int = 32) -> tuple:
-    "(chunk rows, dedupe report) of the sample corpus: load, clean, dedupe, chunk, as `prepare_data` does."
-    from dataclasses import asdict
-    from llmops_nb.data import chunk, clean_documents, dedupe, deprioritize, load_documents
-
-    docs = clean_documents(
-        load_documents(root or sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])
-    )
-    kept, report = dedupe(docs, prefer=deprioritize("archive/", "draft", "copy", "final", "_v2", "-spring"))
-    return [asdict(c) for c in chunk(kept, max_tokens=max_tokens, overlap=overlap)], report
-
-
-def resolve_dataset(ref: Union[str, Path, None] = None, settings: Optional[Settings] = None) -> Optional[Path]:
-    """Chunk dataset folder for `ref` (a dataset folder, a prepare_data run folder or id); None: the latest completed
-    prepare_data run, if any."""
-    from llmops_nb.runs import list_runs, read_run
-
-    settings = settings or load_settings()
-    if ref is None:
-        done = [
-            r
-            for r in list_runs(settings.path("runs_dir"), "prepare_data")
-            if r.status == "completed" and (r.dir / "datasets" / "chunks").is_dir()
-        ]
-        return done[-1].dir / "datasets" / "chunks" if done else None
-    p = Path(ref).expanduser()
-    if (p / "manifest.json").is_file():
-        return p
-    if not p.is_dir():
-        try:
-            p = read_run(str(ref), settings.path("runs_dir")).dir
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"dataset {ref!r}: not a dataset folder, a run folder or a run id under {settings.path('runs_dir')}"
-            ) from None
-    if (p / "datasets" / "chunks" / "manifest.json").is_file():
-        return p / "datasets" / "chunks"
-    raise FileNotFoundError(f"dataset {ref!r}: {p} has neither manifest.json nor datasets/chunks/")
-
-
-def dataset_aliases(chunks_dir: Union[str, Path]) -> dict:
-    """Dropped duplicate id -> the id kept, from the data_report.json of the prepare_data run that made `chunks_dir` ({}
-    if none)."""
-    report = Path(chunks_dir).parent.parent / "data_report.json"
-    dropped = read_json(report).get("duplicates", {}).get("dropped", []) if report.is_file() else []
-    return {r["id"]: r["duplicate_of"] for r in dropped if isinstance(r, dict) and "id" in r and "duplicate_of" in r}
-
 # %% ../nbs/04_retrieval.ipynb #c5bd77ad
-STORE_FORMAT = "llmops-nb/vector-store@1"
+_STORE_FORMAT = "llmops-nb/vector-store@1"
 
 
 @patch
@@ -890,7 +624,7 @@ def save(
         write_json(
             tmp / "manifest.json",
             {
-                "format": STORE_FORMAT,
+                "format": _STORE_FORMAT,
                 "embedding_model": self.embedder.model_id,
                 "embedding_ref": self.embedder.ref,
                 "normalize": self.embedder.normalize,
@@ -918,19 +652,21 @@ def _read_manifest(path: Path) -> dict:
         m = read_json(mf)
     except ConfigError as e:
         raise RetrievalError(f"corrupt index folder: {e}") from None
-    if not isinstance(m, dict) or m.get("format") != STORE_FORMAT:
+    if not isinstance(m, dict) or m.get("format") != _STORE_FORMAT:
         raise RetrievalError(
-            f"{mf}: not a vector store manifest (format {m.get('format') if isinstance(m, dict) else None!r}, expected {STORE_FORMAT!r})"
+            f"{mf}: not a vector store manifest (format {m.get('format') if isinstance(m, dict) else None!r}, "
+            f"expected {_STORE_FORMAT!r})"
         )
     for name, want in m["files"].items():
         if not (path / name).is_file():
             raise RetrievalError(
-                f"{path / name}: missing, the index folder is incomplete; rebuild it (runbook build_index) or restore the folder"
+                f"{path / name}: missing, the index folder is incomplete; rebuild it (runbook build_index) or "
+                "restore the folder"
             )
         if digest(path / name) != want:
             raise RetrievalError(
-                f"{path / name}: content does not match its sha256 in manifest.json: the file is corrupt or was changed "
-                f"after saving; rebuild the index (runbook build_index) or restore the folder"
+                f"{path / name}: content does not match its sha256 in manifest.json: the file is corrupt or was "
+                f"changed after saving; rebuild the index (runbook build_index) or restore the folder"
             )
     return m
 
@@ -958,8 +694,10 @@ def load(
     emb = embedder or _stored_embedder(m, settings)
     if (emb.model_id, emb.normalize) != (m["embedding_model"], m["normalize"]):
         raise RetrievalError(
-            f"{path} was built with embedding model {m['embedding_model']!r} (normalize={m['normalize']}), but the embedder given "
-            f"is {emb.model_id!r} (normalize={emb.normalize}): its vectors are not comparable with this index. Load without "
+            f"{path} was built with embedding model {m['embedding_model']!r} (normalize={m['normalize']}), but the "
+            "embedder given "
+            f"is {emb.model_id!r} (normalize={emb.normalize}): its vectors are not comparable with this index. Load "
+            "without "
             f"embedder= to use the model it was built with, or rebuild the index with the new model."
         )
     if emb.dim != m["dim"]:
@@ -981,7 +719,8 @@ def load(
         index.d != m["dim"] or index.ntotal < len(rows) or (s.kind != "hnsw" and index.ntotal != len(rows))
     ):
         raise RetrievalError(
-            f"{path}: index.faiss ({index.ntotal} vectors of {index.d} dimensions) does not match chunks.parquet ({len(rows)} chunks) "
+            f"{path}: index.faiss ({index.ntotal} vectors of {index.d} dimensions) does not match chunks.parquet "
+            f"({len(rows)} chunks) "
             f"and the manifest ({m['dim']} dimensions); rebuild the index"
         )
     s.index = index
@@ -997,6 +736,40 @@ def index_digest(path: Union[str, Path]) -> str:
     "Content digest of a saved vector store: its manifest (every file's sha256, model, settings) without `extra`."
     m = _read_manifest(Path(path))
     return digest({k: v for k, v in m.items() if k != "extra"})
+
+# %% ../nbs/04_retrieval.ipynb #be0496d3
+@dataclass
+class IndexConfig(JobConfig):
+    "Settings of the `build_index` job: the chunk dataset, the embedding model, the FAISS index and the evaluation."
+
+    dataset: Optional[str] = None  # chunk dataset folder, prepare_data run id or folder; None: latest run, else sample
+    qa_path: Optional[str] = None  # QA set (jsonl: question, doc_ids, answerable); None: data/sample/qa.jsonl
+    embed_model: Optional[str] = None  # packaged name, local folder or hub id; None: the embed_model setting
+    index_kind: Literal["flat", "ivf", "hnsw"] = "flat"  # FAISS index kind
+    nlist: int = 0  # ivf: number of lists; 0: about 4*sqrt(chunks)
+    nprobe: int = 16  # ivf: lists scanned per query
+    hnsw_m: int = 32  # hnsw: links per node
+    ef_construction: int = 80  # hnsw: candidate list while building
+    ef_search: int = 64  # hnsw: candidate list while searching
+    mode: Literal["dense", "bm25", "hybrid"] = "dense"  # retrieval mode of the run's headline metrics
+    k: int = 5  # chunks retrieved per question
+    batch_size: int = 64  # embedding batch size
+    document_scan: Literal["off", "flag", "quarantine"] = "flag"  # guard's document scan of each chunk
+    policy: str = "default"  # guard policy whose document section scans the chunks
+
+    def check(self) -> None:
+        for name, low in [("nlist", 0), ("nprobe", 1), ("hnsw_m", 2), ("ef_construction", 1), ("ef_search", 1)]:
+            self.require(name, getattr(self, name) >= low, f">= {low}")
+        for name in ("k", "batch_size"):
+            self.require(name, getattr(self, name) >= 1, ">= 1")
+        self.require("qa_path", self.qa_path is None or Path(self.qa_path).is_file(), "an existing QA file (jsonl)")
+
+    def new_store(self, embedder: Embedder) -> VectorStore:
+        "An empty store with this config's index kind and parameters."
+        p = dict(nlist=self.nlist, nprobe=self.nprobe, M=self.hnsw_m)
+        return VectorStore(
+            embedder, index=self.index_kind, ef_construction=self.ef_construction, ef_search=self.ef_search, **p
+        )
 
 # %% ../nbs/04_retrieval.ipynb #bf6990d5
 def hits_frame(hits: list, fields: tuple = ("doc_id", "title"), width: int = 160):
@@ -1015,7 +788,7 @@ def hits_frame(hits: list, fields: tuple = ("doc_id", "title"), width: int = 160
     ]
     return pd.DataFrame(rows, columns=["rank", "score", "id", *fields, "text"])
 
-
+# %% ../nbs/04_retrieval.ipynb #9902494f
 def explorer(store: VectorStore, k: int = 5, filters: Optional[list] = None, max_values: int = 30):
     "An ipywidgets search UI over `store`: query, mode, k, a dropdown per metadata field, results table with scores."
     import ipywidgets as W
@@ -1032,7 +805,10 @@ def explorer(store: VectorStore, k: int = 5, filters: Optional[list] = None, max
         continuous_update=False,
         layout=W.Layout(width="70%"),
     )
-    mode, kk = W.ToggleButtons(options=list(MODES), value="dense"), W.IntSlider(value=k, min=1, max=50, description="k")
+    mode, kk = (
+        W.ToggleButtons(options=list(_MODES), value="dense"),
+        W.IntSlider(value=k, min=1, max=50, description="k"),
+    )
     drops = {
         f: W.Dropdown(options=[("any", None)] + [(str(v)[:60], v) for v in store.values(f)], description=f)
         for f in fields

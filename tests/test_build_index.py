@@ -76,8 +76,8 @@ def test_bad_parameters_fail_fast_with_clear_errors(env, tmp_path):
     assert out.returncode == 1 and "not a dataset folder, a run folder or a run id" in out.stderr
     out = build(env, ("document_scan", "drop"))
     assert out.returncode == 2 and "'off' | 'flag' | 'quarantine'" in out.stderr
-    out = build(env, ("k", "0"))
-    assert out.returncode == 1 and "k must be >= 1" in out.stderr
+    out = build(env, ("k", "0"))                                    # IndexConfig's range check, before any work
+    assert out.returncode == 2 and "parameter 'k' must be >= 1, got 0" in out.stderr
 
 
 SCANNER = """

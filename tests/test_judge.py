@@ -3,7 +3,8 @@ import json, math, sqlite3, warnings
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
-from llmops_nb.generate import FakeOpenAIServer, HFGenerator, OpenAICompatGenerator
+from llmops_nb.generate import HFGenerator, OpenAICompatGenerator
+from llmops_nb.testing import FakeOpenAIServer
 from llmops_nb.judge import (RUBRICS, Judge, JudgeCache, JudgeCacheError, JudgeVerdict, agreement, cache_key, cohen_kappa,
                              default_cache_path, ensure_judge_prompts, judge_inputs, judge_variance, parse_verdict)
 from llmops_nb.prompts import PromptError, PromptRegistry
