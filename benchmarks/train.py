@@ -58,7 +58,7 @@ from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 from llmops_nb.core import set_threads
 from llmops_nb.models import load_tokenizer, make_tiny_model, resolve_model
-from llmops_nb.train import conversations, prepare, sft
+from llmops_nb.train import SFTConfig, conversations, prepare, sft
 
 from transformers import PrinterCallback
 transformers.logging.set_verbosity_error(); transformers.utils.logging.disable_progress_bar(); datasets.disable_progress_bars()
@@ -124,7 +124,7 @@ def run_plain(n_steps: int) -> dict:
     "The baseline: a plain TRL script (model load and trainer set-up untimed in tokens/s, shown as setup)."
     t0 = time.perf_counter()
     out = work / f"plain-{time.time_ns()}"
-    transformers.utils.logging.disable_progress_bar()            # sft's _quiet() turns the bars back on when it leaves
+    transformers.utils.logging.disable_progress_bar()            # no progress bars in the timed runs
     tokenizer = load_tokenizer(ref)                              # same chat template (with generation markers) as sft
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dt).to(dev)
     args = SFTConfig(output_dir=str(out), max_length=a.max_length, assistant_only_loss=True, per_device_train_batch_size=a.batch_size, learning_rate=a.lr,
@@ -150,9 +150,10 @@ def run_sft(n_steps: int, packing: bool = False) -> dict:
     t0 = time.perf_counter()
     out = work / f"sft-{time.time_ns()}"
     probe = Probe()
-    res = sft(str(path) if tiny else ref, rows, out_dir=out, max_length=a.max_length, packing=packing, lora_r=LORA["r"], lora_alpha=LORA["alpha"],
-              lora_dropout=LORA["dropout"], learning_rate=a.lr, max_steps=n_steps, batch_size=a.batch_size, save_steps=n_steps + 1,
-              logging_steps=a.logging_steps, seed=a.seed, quantize="none", device=dev, callbacks=[probe], verbose=False)
+    cfg = SFTConfig(base_model=str(path) if tiny else ref, max_length=a.max_length, packing=packing, lora_r=LORA["r"], lora_alpha=LORA["alpha"],
+                    lora_dropout=LORA["dropout"], learning_rate=a.lr, max_steps=n_steps, batch_size=a.batch_size, save_steps=n_steps + 1,
+                    logging_steps=a.logging_steps, seed=a.seed, quantize="none", device=dev)
+    res = sft(cfg, rows, out_dir=out, callbacks=[probe], verbose=False)
     total = time.perf_counter() - t0
     m = res.metrics
     cks = sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*"))

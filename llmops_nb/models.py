@@ -1,4 +1,4 @@
-"""Resolve a base model and its tokenizer from a local folder, the packaged SmolLM2-135M-Instruct or a hub id; give chat templates the markers assistant-only loss needs; build tiny models for tests.
+"""Base models, tokenizers and LoRA adapters from a folder, the packaged SmolLM2 or a hub id; tiny models for tests.
 
 Docs: https://llmops.github.io/llmops-nb/models.html.md"""
 
@@ -6,9 +6,9 @@ Docs: https://llmops.github.io/llmops-nb/models.html.md"""
 
 # %% ../nbs/05_models.ipynb #075845be
 from __future__ import annotations
-import json, os, re, time
+import contextlib, json, re, time, warnings
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Literal, Optional, Union
 from llmops_nb.core import (
     PACKAGED_MODELS,
     ConfigError,
@@ -28,19 +28,19 @@ from llmops_nb.core import (
 )
 
 # %% auto #0
-__all__ = ['CONVERTED_FORMAT', 'TINY_SPECIAL', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref', 'model_digest',
-           'adapter_digest', 'has_generation_markers', 'with_generation_markers', 'load_tokenizer',
-           'quantization_available', 'load_model', 'make_tiny_model']
+__all__ = ['PROBES', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref', 'model_digest', 'adapter_digest',
+           'has_generation_markers', 'with_generation_markers', 'make_tiny_model', 'load_tokenizer',
+           'quantization_available', 'load_model', 'quiet', 'load_adapter']
 
 # %% ../nbs/05_models.ipynb #dcdf4c23
-CONVERTED_FORMAT = "llmops-nb/converted-model@1"
+_CONVERTED_FORMAT = "llmops-nb/converted-model@1"
 
 
 def models_cache(settings: Optional[Settings] = None) -> Path:
     "Folder holding converted models: `<cache_dir>/models`."
     return (settings or load_settings()).path("cache_dir") / "models"
 
-
+# %% ../nbs/05_models.ipynb #2b6687ff
 def _convert_gguf(gguf: Path, out: Path, name: str) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -61,45 +61,35 @@ def _convert_gguf(gguf: Path, out: Path, name: str) -> Path:
         )
     if config.tie_word_embeddings:
         model.tie_weights()
+    meta = dict(format=_CONVERTED_FORMAT, name=name, source=str(gguf), source_digest=digest(gguf))
+    meta.update(hub_id=PACKAGED_MODELS[name]["hub_id"], converted=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        write_json(
-            tmp / "llmops_model.json",
-            {
-                "format": CONVERTED_FORMAT,
-                "name": name,
-                "source": str(gguf),
-                "source_digest": digest(gguf),
-                "hub_id": PACKAGED_MODELS[name]["hub_id"],
-                "converted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-        )
+        write_json(tmp / "llmops_model.json", meta)
     return out
 
-
+# %% ../nbs/05_models.ipynb #e42fa408
 def packaged_base(name: str = "smollm2-135m-instruct", settings: Optional[Settings] = None) -> Path:
     "Folder of a packaged LLM in Hugging Face format, converted from its GGUF file on first use."
     key = MODEL_ALIASES.get(name.lower(), name.lower())
     info = PACKAGED_MODELS.get(key)
     if info is None or info["kind"] != "llm":
-        raise ModelNotAvailable(
-            f"{name!r} is not a packaged LLM; packaged LLMs: {', '.join(k for k, v in PACKAGED_MODELS.items() if v['kind'] == 'llm')}"
-        )
+        llms = ", ".join(k for k, v in PACKAGED_MODELS.items() if v["kind"] == "llm")
+        raise ModelNotAvailable(f"{name!r} is not a packaged LLM; packaged LLMs: {llms}")
     gguf = packaged_model_path(key)
     out = models_cache(settings) / f"{key}-{digest(gguf)[:12]}"
     if (out / "llmops_model.json").is_file():
         return out
     return _convert_gguf(gguf, out, key)
 
-# %% ../nbs/05_models.ipynb #97049db2
+# %% ../nbs/05_models.ipynb #0c6a17f7
 def _is_packaged_llm(ref) -> Optional[str]:
     key = MODEL_ALIASES.get(str(ref).strip().lower(), str(ref).strip().lower())
-    return (
-        key if PACKAGED_MODELS.get(key, {}).get("kind") == "llm" and not Path(str(ref)).expanduser().exists() else None
-    )
+    packaged = PACKAGED_MODELS.get(key, {}).get("kind") == "llm"
+    return key if packaged and not Path(str(ref)).expanduser().exists() else None
 
-
+# %% ../nbs/05_models.ipynb #87c9fbed
 def resolve_model(ref: Union[str, Path, None] = None, settings: Optional[Settings] = None) -> Union[Path, str]:
     """A folder (or, online, a hub id) for `ref`: a local folder, a packaged LLM name, or a hub id; None: the
     `base_model` setting."""
@@ -114,7 +104,7 @@ def resolve_model(ref: Union[str, Path, None] = None, settings: Optional[Setting
         raise ModelNotAvailable(f"model {ref!r}: {p} has no config.json; not a Hugging Face model folder")
     return p
 
-
+# %% ../nbs/05_models.ipynb #97049db2
 def model_ref(ref: Union[str, Path], settings: Optional[Settings] = None) -> str:
     """The portable name to record for `ref`: a packaged name (also for its converted folder), a hub id, or an absolute
     path."""
@@ -123,12 +113,12 @@ def model_ref(ref: Union[str, Path], settings: Optional[Settings] = None) -> str
     p = Path(str(ref)).expanduser()
     if p.exists():
         meta = p / "llmops_model.json"
-        if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT:
+        if meta.is_file() and (m := read_json(meta)).get("format") == _CONVERTED_FORMAT:
             return m["name"]
         return str(p.resolve())
     return str(ref)
 
-
+# %% ../nbs/05_models.ipynb #a6e9eee1
 def model_digest(ref: Union[str, Path, None] = None, settings: Optional[Settings] = None) -> Optional[str]:
     """Content digest of a model for lineage: a packaged model's source file, a local folder's files; None for a remote
     hub id."""
@@ -136,19 +126,19 @@ def model_digest(ref: Union[str, Path, None] = None, settings: Optional[Settings
     if not isinstance(p, Path):
         return None
     meta = p / "llmops_model.json"
-    if meta.is_file() and (m := read_json(meta)).get("format") == CONVERTED_FORMAT:
+    if meta.is_file() and (m := read_json(meta)).get("format") == _CONVERTED_FORMAT:
         return m["source_digest"]
     return digest(p)
 
-
+# %% ../nbs/05_models.ipynb #b8a02263
 def adapter_digest(ad: Union[str, Path]) -> str:
     "Content digest of a LoRA adapter: its weights file (`adapter_model.safetensors`), else the whole folder."
     ad = Path(ad)
     w = ad / "adapter_model.safetensors"
     return digest(w if w.is_file() else ad)
 
-# %% ../nbs/05_models.ipynb #98341766
-_PROBES = [
+# %% ../nbs/05_models.ipynb #6616d6ea
+PROBES = [
     [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],
     [
         {"role": "system", "content": "Be brief."},
@@ -160,7 +150,7 @@ _PROBES = [
     [{"role": "user", "content": "Only a question"}],
 ]
 
-
+# %% ../nbs/05_models.ipynb #6e983620
 def _render(template: str, messages: list, add_generation_prompt: bool = False, **special) -> str:
     from transformers.utils.chat_template_utils import render_jinja_template
 
@@ -169,31 +159,30 @@ def _render(template: str, messages: list, add_generation_prompt: bool = False, 
     )
     return out[0]
 
-
+# %% ../nbs/05_models.ipynb #00a57577
 def _chatml(default_system: Optional[str]) -> str:
-    sys_block = (
-        (
+    sys_block = ""
+    if default_system is not None:
+        sys_block = (
             "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n' + "
             + json.dumps(default_system)
             + " + '<|im_end|>\\n' }}{% endif %}"
         )
-        if default_system is not None
-        else ""
-    )
     return (
         "{% for message in messages %}"
         + sys_block
-        + "{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
-        "{% endgeneration %}{{ '\\n' }}{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        + "{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}"
+        "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+        "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
         "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
     )
 
-
+# %% ../nbs/05_models.ipynb #9376f9f1
 def has_generation_markers(template: Optional[str]) -> bool:
     "True when a chat template marks assistant text with `{% generation %}`."
     return bool(template) and re.search(r"{%-?\s*generation\s*-?%}", template) is not None
 
-
+# %% ../nbs/05_models.ipynb #98341766
 def with_generation_markers(template: str, **special) -> str:
     """`template` with `{% generation %}` markers around assistant text, verified to render identically on probe
     conversations."""
@@ -202,14 +191,14 @@ def with_generation_markers(template: str, **special) -> str:
     if has_generation_markers(template):
         return template
     try:
-        first = _render(template, _PROBES[0][:1], **special)
+        first = _render(template, PROBES[0][:1], **special)
     except Exception as e:
         raise ValueError(
             f"with_generation_markers: the chat template does not render a plain conversation ({e})"
         ) from None
     m = re.match(r"<\|im_start\|>system\n(.*?)<\|im_end\|>\n<\|im_start\|>user\n", first, re.S)
     candidate = _chatml(m.group(1) if m else None)
-    same = all(_render(candidate, p, g) == _render(template, p, g, **special) for p in _PROBES for g in (False, True))
+    same = all(_render(candidate, p, g) == _render(template, p, g, **special) for p in PROBES for g in (False, True))
     if not same:
         raise ValueError(
             "with_generation_markers: this chat template is not one we can rewrite (ChatML family) and has no "
@@ -217,7 +206,94 @@ def with_generation_markers(template: str, **special) -> str:
         )
     return candidate
 
-# %% ../nbs/05_models.ipynb #06815f86
+# %% ../nbs/05_models.ipynb #f5f8844d
+_TINY_CORPUS = """Kestrel Home Appliances sells kettles, toasters, blenders, coffee machines and vacuum cleaners.
+Orders ship within two working days; returns are free for 30 days with the receipt.
+The warranty covers manufacturing defects for two years; register the product to extend it by one year.
+Customer Care answers by phone and email from Monday to Friday, 8:00 to 18:00.
+You are a helpful assistant. Answer the question using only the context. If you do not know, say so.
+What is the return policy? How long is the warranty? Where is my order? Can I pay by invoice?
+The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 100 2024 EUR USD % - , . ; : ! ? ( ) ' \""""
+
+_TINY_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# %% ../nbs/05_models.ipynb #7233eb60
+def _tiny_tokenizer(texts: list, vocab_size: int, max_positions: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=_TINY_SPECIAL, show_progress=False, initial_alphabet=alphabet
+    )
+    bpe.train_from_iterator(texts, trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        model_max_length=max_positions,
+    )
+    tok.chat_template = _chatml("You are a helpful assistant.")
+    return tok
+
+# %% ../nbs/05_models.ipynb #7904e444
+def _tiny_llama(tok, hidden: int, layers: int, heads: int, intermediate: int, max_positions: int, seed: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model
+
+# %% ../nbs/05_models.ipynb #0804d77b
+def make_tiny_model(
+    out_dir: Union[str, Path],
+    hidden: int = 128,
+    layers: int = 4,
+    heads: int = 4,
+    intermediate: int = 512,
+    vocab_size: int = 2048,
+    max_positions: int = 1024,
+    corpus: Optional[list] = None,  # texts to train the tokenizer on; None: a built-in corpus
+    seed: int = 0,
+) -> Path:
+    "Save a byte-level BPE tokenizer with a marked ChatML template and a random ~1M-parameter Llama to `out_dir`."
+    sizes = dict(hidden=hidden, layers=layers, heads=heads, intermediate=intermediate)
+    for name, v in dict(**sizes, vocab_size=vocab_size, max_positions=max_positions).items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"make_tiny_model: {name} must be a positive int, got {v!r}")
+    if hidden % heads:
+        raise ValueError(f"make_tiny_model: hidden ({hidden}) must be divisible by heads ({heads})")
+    texts = list(corpus) if corpus is not None else _TINY_CORPUS.split("\n") * 4
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("make_tiny_model: corpus must be a non-empty list of strings")
+    tok = _tiny_tokenizer(texts, vocab_size, max_positions)
+    model = _tiny_llama(tok, **sizes, max_positions=max_positions, seed=seed)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return Path(out_dir)
+
+# %% ../nbs/05_models.ipynb #adc93e3c
 def load_tokenizer(
     ref: Union[str, Path, None] = None, generation_markers: bool = True, settings: Optional[Settings] = None
 ):
@@ -225,10 +301,8 @@ def load_tokenizer(
     from transformers import AutoTokenizer
 
     local = Path(str(ref)).expanduser() if isinstance(ref, (str, Path)) else None
-    path = (
-        local if local is not None and (local / "tokenizer_config.json").is_file() else resolve_model(ref, settings)
-    )  # adapters hold only a tokenizer
-    tok = AutoTokenizer.from_pretrained(str(path))
+    has_own = local is not None and (local / "tokenizer_config.json").is_file()  # adapters hold only a tokenizer
+    tok = AutoTokenizer.from_pretrained(str(local if has_own else resolve_model(ref, settings)))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if generation_markers and tok.chat_template and not has_generation_markers(tok.chat_template):
@@ -238,7 +312,7 @@ def load_tokenizer(
             pass  # left as is; sft(loss="assistant") reports it
     return tok
 
-
+# %% ../nbs/05_models.ipynb #06815f86
 def quantization_available() -> bool:
     "True when CUDA and bitsandbytes are both present (QLoRA)."
     import importlib.util, torch
@@ -259,7 +333,7 @@ def _quant_config(quantize, dtype):
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
     )
 
-
+# %% ../nbs/05_models.ipynb #17506386
 def load_model(
     ref: Union[str, Path, None] = None,
     device: str = "auto",  # auto: cuda, then mps, then cpu
@@ -283,87 +357,43 @@ def load_model(
     model.llmops_ref = model_ref(ref if ref is not None else settings.base_model, settings)
     return model
 
-# %% ../nbs/05_models.ipynb #f5f8844d
-_TINY_CORPUS = """Kestrel Home Appliances sells kettles, toasters, blenders, coffee machines and vacuum cleaners.
-Orders ship within two working days; returns are free for 30 days with the receipt.
-The warranty covers manufacturing defects for two years; register the product to extend it by one year.
-Customer Care answers by phone and email from Monday to Friday, 8:00 to 18:00.
-You are a helpful assistant. Answer the question using only the context. If you do not know, say so.
-What is the return policy? How long is the warranty? Where is my order? Can I pay by invoice?
-The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9 10 100 2024 EUR USD % - , . ; : ! ? ( ) ' \""""
+# %% ../nbs/05_models.ipynb #9a9fe1e7
+@contextlib.contextmanager
+def quiet():
+    "Silence progress bars of model loading and dataset preparation (one log line per step is printed instead)."
+    import datasets
+    from transformers.utils import logging as tlog
 
-TINY_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    was, was_tf = datasets.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    tlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        if was_tf:
+            tlog.enable_progress_bar()
+        if was:
+            datasets.enable_progress_bars()
 
+# %% ../nbs/05_models.ipynb #a0ca85e7
+def load_adapter(
+    adapter_dir: Union[str, Path], device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None
+) -> tuple:
+    "(PeftModel with the adapter on its base model, tokenizer) for an adapter folder written by `sft`."
+    from peft import PeftModel
 
-def make_tiny_model(
-    out_dir: Union[str, Path],
-    hidden: int = 128,
-    layers: int = 4,
-    heads: int = 4,
-    intermediate: int = 512,
-    vocab_size: int = 2048,
-    max_positions: int = 1024,
-    corpus: Optional[list] = None,  # texts to train the tokenizer on; None: a built-in corpus
-    seed: int = 0,
-) -> Path:
-    "Save a byte-level BPE tokenizer with a marked ChatML template and a random ~1M-parameter Llama to `out_dir`."
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    for name, v in dict(
-        hidden=hidden,
-        layers=layers,
-        heads=heads,
-        intermediate=intermediate,
-        vocab_size=vocab_size,
-        max_positions=max_positions,
-    ).items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"make_tiny_model: {name} must be a positive int, got {v!r}")
-    if hidden % heads:
-        raise ValueError(f"make_tiny_model: hidden ({hidden}) must be divisible by heads ({heads})")
-    texts = list(corpus) if corpus is not None else _TINY_CORPUS.split("\n") * 4
-    if not texts or not all(isinstance(t, str) for t in texts):
-        raise ValueError("make_tiny_model: corpus must be a non-empty list of strings")
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=TINY_SPECIAL,
-            show_progress=False,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        model_max_length=max_positions,
-    )
-    tok.chat_template = _chatml("You are a helpful assistant.")
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=max_positions,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(cfg)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    return Path(out_dir)
+    ad = Path(adapter_dir)
+    if not (ad / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{ad}: not an adapter folder (no adapter_config.json)")
+    base = read_json(ad / "adapter_config.json").get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"{ad}/adapter_config.json: no base_model_name_or_path")
+    with quiet():
+        model = load_model(base, device=device, dtype=dtype, settings=settings)
+    tok = load_tokenizer(ad if (ad / "tokenizer_config.json").is_file() else base, settings=settings)
+    with quiet():
+        peft_model = PeftModel.from_pretrained(model, str(ad))
+    peft_model.eval()
+    return peft_model, tok

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning with LoRA on TRL's `SFTTrainer`: a loss-mask pre-flight, crash-safe resume, a verified merge with a model card, hyperparameter sweeps and a distributed launch path.
+"""LoRA fine-tuning with TRL: a loss-mask pre-flight, crash-safe resume, a verified merge, sweeps and distributed runs.
 
 Docs: https://llmops.github.io/llmops-nb/train.html.md"""
 
@@ -7,11 +7,13 @@ Docs: https://llmops.github.io/llmops-nb/train.html.md"""
 # %% ../nbs/06_train.ipynb #5c86073b
 from __future__ import annotations
 import html, json, math, os, re, shutil, subprocess, sys, time, warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Optional, Union
+from fastcore.basics import patch
 from llmops_nb.core import (
     ConfigError,
+    JobConfig,
     Settings,
     append_jsonl,
     atomic_dir,
@@ -29,19 +31,22 @@ from llmops_nb.core import (
 )
 from .data import DataError, Dataset, check_conversation, load_dataset
 from llmops_nb.models import (
+    PROBES,
     adapter_digest,
     has_generation_markers,
+    load_adapter,
     load_model,
     load_tokenizer,
     model_ref,
     quantization_available,
+    quiet,
 )
 from .telemetry import reset_rss_peak, rss_peak_mb
 
 # %% auto #0
-__all__ = ['LOSS_MODES', 'PEAK_FLOPS', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare',
-           'mask_report', 'last_checkpoint', 'reset_peak_memory', 'peak_memory', 'model_flops_per_token', 'peak_flops',
-           'mfu', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'load_adapter', 'merge_adapter',
+__all__ = ['PEAK_FLOPS', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
+           'last_checkpoint', 'reset_peak_memory', 'peak_memory', 'model_flops_per_token', 'peak_flops', 'mfu',
+           'SFTConfig', 'resolve_init_adapter', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'merge_adapter',
            'resolve_sft_data', 'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'launch_env',
            'sft_distributed', 'check_launch_config']
 
@@ -69,7 +74,8 @@ def conversations(data: Any, name: str = "train") -> tuple:
         data = data.to_list()
     if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
         raise TypeError(
-            f"{name}: expected rows with 'messages', a dataset folder, a .jsonl file or a datasets.Dataset, got {type(data).__name__}"
+            f"{name}: expected rows with 'messages', a dataset folder, a .jsonl file or a datasets.Dataset, "
+            f"got {type(data).__name__}"
         )
     rows = list(data)
     if not rows:
@@ -82,7 +88,7 @@ def conversations(data: Any, name: str = "train") -> tuple:
     return rows, dig or digest([r["messages"] for r in rows]), src or f"{len(rows)} rows"
 
 # %% ../nbs/06_train.ipynb #39ba0fc8
-LOSS_MODES = ("assistant", "completion", "all")
+_LOSS_MODES = ("assistant", "completion", "all")
 
 
 def _ids(tok, messages, **kw) -> dict:
@@ -102,8 +108,8 @@ def _common_prefix(a: list, b: list) -> int:
 def encode(tokenizer, messages: list, loss: str = "assistant", with_roles: bool = False) -> dict:
     """`input_ids` and `labels` (-100: not trained) of one conversation; with `with_roles`, the message index of each
     token."""
-    if loss not in LOSS_MODES:
-        raise ValueError(f"loss must be one of {LOSS_MODES}, got {loss!r}")
+    if loss not in _LOSS_MODES:
+        raise ValueError(f"loss must be one of {_LOSS_MODES}, got {loss!r}")
     if loss == "assistant":
         if not has_generation_markers(tokenizer.chat_template):
             raise PreflightError(
@@ -162,14 +168,16 @@ class MaskReport:
         "Raise `PreflightError` when nothing is trainable or more than `max_dropped` of the examples would be dropped."
         if self.kept == 0 or self.trained_tokens == 0:
             raise PreflightError(
-                f"pre-flight: no token is trainable (loss={self.loss!r}, max_length={self.max_length}, {self.examples} examples, "
-                f"{len(self.dropped)} dropped); check the chat template and the assistant turns, or raise max_length"
+                f"pre-flight: no token is trainable (loss={self.loss!r}, max_length={self.max_length}, "
+                f"{self.examples} examples, {len(self.dropped)} dropped); check the chat template and the assistant "
+                "turns, or raise max_length"
             )
         if self.dropped_share > max_dropped:
             raise PreflightError(
-                f"pre-flight: {len(self.dropped)} of {self.examples} examples ({self.dropped_share:.0%}) would be dropped because "
-                f"nothing trainable is left within max_length={self.max_length} (longest {self.length['max']} tokens, "
-                f"95th percentile {self.length['p95']}); raise max_length or allow it with max_dropped >= {self.dropped_share:.2f}"
+                f"pre-flight: {len(self.dropped)} of {self.examples} examples ({self.dropped_share:.0%}) would be "
+                f"dropped because nothing trainable is left within max_length={self.max_length} (longest "
+                f"{self.length['max']} tokens, 95th percentile {self.length['p95']}); raise max_length or allow it "
+                f"with max_dropped >= {self.dropped_share:.2f}"
             )
         return self
 
@@ -178,10 +186,10 @@ class MaskReport:
 
     def summary(self) -> str:
         lines = [
-            f"loss={self.loss}  max_length={self.max_length}  examples={self.examples}  kept={self.kept}  truncated={self.truncated}  "
-            f"dropped={len(self.dropped)} ({self.dropped_share:.1%})",
-            f"tokens={self.tokens}  trained={self.trained_tokens} ({self.trained_share:.1%})  length p50={self.length['p50']} "
-            f"p95={self.length['p95']} max={self.length['max']}",
+            f"loss={self.loss}  max_length={self.max_length}  examples={self.examples}  kept={self.kept}  "
+            f"truncated={self.truncated}  dropped={len(self.dropped)} ({self.dropped_share:.1%})",
+            f"tokens={self.tokens}  trained={self.trained_tokens} ({self.trained_share:.1%})  "
+            f"length p50={self.length['p50']} p95={self.length['p95']} max={self.length['max']}",
         ]
         lines += [f"  {r:<10} tokens={v['tokens']:>8}  trained={v['trained']:>8}" for r, v in self.by_role.items()]
         lines += [f"  ! {p}" for p in self.problems]
@@ -192,7 +200,8 @@ class MaskReport:
 
     def _repr_html_(self):
         ex = html.escape(self.example).replace("⟦", "<mark>").replace("⟧", "</mark>")
-        return f"<pre>{html.escape(self.summary())}</pre><p>Example (trained tokens highlighted):</p><pre style='white-space:pre-wrap'>{ex}</pre>"
+        head = f"<pre>{html.escape(self.summary())}</pre><p>Example (trained tokens highlighted):</p>"
+        return head + f"<pre style='white-space:pre-wrap'>{ex}</pre>"
 
 # %% ../nbs/06_train.ipynb #7b73dbd2
 def _marked(tok, ids: list, labels: list) -> str:
@@ -208,20 +217,14 @@ def _marked(tok, ids: list, labels: list) -> str:
         out.append(("⟦" + tok.decode(run) + "⟧") if state else tok.decode(run))
     return "".join(out)
 
-
-def _pct(xs: list, q: float) -> int:
+# %% ../nbs/06_train.ipynb #50c82a13
+def _nearest_rank(xs: list, q: float) -> int:
     xs = sorted(xs)
     return int(xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]) if xs else 0
 
-
-def prepare(data: Any, tokenizer, max_length: int = 1024, loss: str = "assistant", name: str = "train") -> tuple:
-    "(encoded kept examples, `MaskReport`, data digest): what `sft` trains on, and the report that describes it."
-    max_length = coerce(max_length, int, "max_length")
-    if max_length < 8:
-        raise ValueError(f"max_length must be >= 8, got {max_length}")
-    if loss not in LOSS_MODES:
-        raise ValueError(f"loss must be one of {LOSS_MODES}, got {loss!r}")
-    rows, dig, _ = conversations(data, name)
+# %% ../nbs/06_train.ipynb #aecd53ad
+def _encode_all(rows: list, tokenizer, max_length: int, loss: str) -> tuple:
+    "(kept examples, dropped ids, untruncated lengths, truncated count, tokens per role, first kept example marked)."
     kept, dropped, lengths, truncated, by_role, example = [], [], [], 0, {}, None
     for i, r in enumerate(rows):
         e = encode(tokenizer, r["messages"], loss, with_roles=True)
@@ -233,50 +236,53 @@ def prepare(data: Any, tokenizer, max_length: int = 1024, loss: str = "assistant
             dropped.append(str(r.get("id", i)))
             continue
         kept.append({"input_ids": ids, "labels": labels})
-        owner = (e["owner"] or [None] * n)[:max_length]
-        for o, l in zip(owner, labels):
-            role = r["messages"][o]["role"] if o is not None else "unknown"
-            d = by_role.setdefault(role, {"tokens": 0, "trained": 0})
+        for o, l in zip((e["owner"] or [None] * n)[:max_length], labels):
+            d = by_role.setdefault(
+                r["messages"][o]["role"] if o is not None else "unknown", {"tokens": 0, "trained": 0}
+            )
             d["tokens"] += 1
             d["trained"] += l != -100
         if example is None:
             example = _marked(tokenizer, ids, labels)
+    return kept, dropped, lengths, truncated, by_role, example or ""
+
+
+def _problems(rep: MaskReport, kept: list, eos_id: Optional[int]) -> list:
+    out, n_dropped = [], len(rep.dropped)
+    if rep.trained_tokens == 0:
+        out.append("no token is trainable")
+    if rep.dropped:
+        more = " ..." if n_dropped > 5 else ""
+        out.append(f"{n_dropped} examples dropped by max_length={rep.max_length}: {', '.join(rep.dropped[:5])}{more}")
+    if rep.truncated - n_dropped > 0:
+        out.append(f"{rep.truncated - n_dropped} examples truncated (their ends are not trained)")
+    if rep.loss != "all" and rep.by_role.get("system", {}).get("trained"):
+        out.append("system prompt tokens are in the loss")
+    stops = any(k["labels"][-1] != -100 or eos_id in [t for t in k["labels"] if t != -100] for k in kept[:50])
+    if rep.loss == "assistant" and kept and not stops:
+        out.append("the end-of-turn token is never trained: the model may not learn to stop")
+    return out
+
+# %% ../nbs/06_train.ipynb #e260f710
+def prepare(data: Any, tokenizer, max_length: int = 1024, loss: str = "assistant", name: str = "train") -> tuple:
+    "(encoded kept examples, `MaskReport`, data digest): what `sft` trains on, and the report that describes it."
+    max_length = coerce(max_length, int, "max_length")
+    if max_length < 8:
+        raise ValueError(f"max_length must be >= 8, got {max_length}")
+    if loss not in _LOSS_MODES:
+        raise ValueError(f"loss must be one of {_LOSS_MODES}, got {loss!r}")
+    rows, dig, _ = conversations(data, name)
+    kept, dropped, lengths, truncated, by_role, example = _encode_all(rows, tokenizer, max_length, loss)
     tokens, trained = sum(len(k["input_ids"]) for k in kept), sum(sum(l != -100 for l in k["labels"]) for k in kept)
+    roles = {r: by_role[r] for r in ("system", "user", "assistant", "unknown") if r in by_role}
+    length = {"p50": _nearest_rank(lengths, 0.5), "p95": _nearest_rank(lengths, 0.95), "max": max(lengths)}
     rep = MaskReport(
-        loss,
-        max_length,
-        len(rows),
-        len(kept),
-        truncated,
-        dropped,
-        tokens,
-        trained,
-        {r: by_role[r] for r in ("system", "user", "assistant", "unknown") if r in by_role},
-        {"p50": _pct(lengths, 0.5), "p95": _pct(lengths, 0.95), "max": max(lengths)},
-        example or "",
+        loss, max_length, len(rows), len(kept), truncated, dropped, tokens, trained, roles, length, example
     )
-    if trained == 0:
-        rep.problems.append("no token is trainable")
-    if dropped:
-        rep.problems.append(
-            f"{len(dropped)} examples dropped by max_length={max_length}: {', '.join(dropped[:5])}{' ...' if len(dropped) > 5 else ''}"
-        )
-    if truncated - len(dropped) > 0:
-        rep.problems.append(f"{truncated - len(dropped)} examples truncated (their ends are not trained)")
-    if loss != "all" and by_role.get("system", {}).get("trained"):
-        rep.problems.append("system prompt tokens are in the loss")
-    if (
-        loss == "assistant"
-        and kept
-        and not any(
-            k["labels"][-1] != -100 or tokenizer.eos_token_id in [t for t in k["labels"] if t != -100]
-            for k in kept[:50]
-        )
-    ):
-        rep.problems.append("the end-of-turn token is never trained: the model may not learn to stop")
+    rep.problems += _problems(rep, kept, tokenizer.eos_token_id)
     return kept, rep, dig
 
-
+# %% ../nbs/06_train.ipynb #ff93ee76
 def mask_report(data: Any, tokenizer, max_length: int = 1024, loss: str = "assistant") -> MaskReport:
     """Pre-flight: trained tokens per role, examples truncated or dropped by `max_length`, one example with trained
     tokens marked."""
@@ -286,7 +292,8 @@ def mask_report(data: Any, tokenizer, max_length: int = 1024, loss: str = "assis
 _CKPT_FILES = ("trainer_state.json", "scheduler.pt")
 _OPTIM_FILE = re.compile(r"optimizer(?:_\d+)?(?:_rank\d+)?\.(?:pt|bin|safetensors)")
 _WEIGHT_FILE = re.compile(
-    r"(?:adapter_model|model|pytorch_model|pytorch_model_fsdp)(?:_\d+)?(?:_rank\d+)?(?:-\d+-of-\d+)?\.(?:safetensors|bin)"
+    r"(?:adapter_model|model|pytorch_model|pytorch_model_fsdp)"
+    r"(?:_\d+)?(?:_rank\d+)?(?:-\d+-of-\d+)?\.(?:safetensors|bin)"
 )
 
 
@@ -374,7 +381,8 @@ def last_checkpoint(folder: Union[str, Path], clean: bool = True) -> Optional[Pa
             why = _incomplete(c)
         except Exception as e:
             warnings.warn(
-                f"{c}: the completeness check failed ({type(e).__name__}: {e}); the checkpoint is kept and not resumed from"
+                f"{c}: the completeness check failed ({type(e).__name__}: {e}); "
+                "the checkpoint is kept and not resumed from"
             )
             continue
         if why is None:
@@ -453,7 +461,8 @@ def model_flops_per_token(
         layers, hidden = layers or getattr(cfg, "num_hidden_layers", None), hidden or getattr(cfg, "hidden_size", None)
     else:
         raise TypeError(
-            f"model_flops_per_token: model must be a transformers model or a parameter count, got {type(model).__name__}"
+            "model_flops_per_token: model must be a transformers model or a parameter count, "
+            f"got {type(model).__name__}"
         )
     if seq_len:
         if not layers or not hidden:
@@ -537,6 +546,106 @@ def mfu(
     return tokens_per_s * flops_per_token / (devices * peak)
 
 # %% ../nbs/06_train.ipynb #94652439
+_LIBRARY_ONLY = (
+    "target_modules", "warmup", "scheduler", "weight_decay", "save_total_limit", "logging_steps", "quantize", "device",
+    "dtype", "activation_checkpointing",
+)  # fmt: skip
+
+
+@dataclass
+class SFTConfig(JobConfig):
+    "The settings of one `sft` job: the `train_sft` runbook's parameters, then settings only library callers change."
+
+    base_model: Union[str, Path, None] = None  # packaged name, local folder or hub id; None: the base_model setting
+    dataset: Union[str, Path, None] = None  # the runbook's SFT data reference (see `resolve_sft_data`)
+    eval_dataset: Union[str, Path, None] = None  # the runbook's held-out data; None: the run's sft_val or a split
+    loss: Literal["assistant", "completion", "all"] = "assistant"  # see `encode`
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling numerator (the scale is alpha / r)
+    lora_dropout: float = 0.05
+    learning_rate: float = 2e-4
+    epochs: float = 1.0  # passes over the data (ignored when max_steps > 0)
+    max_steps: int = -1  # -1: run `epochs`; else this many optimizer steps
+    batch_size: int = 8  # examples per device per step
+    grad_accum: int = 1
+    max_length: int = 1024  # tokens per example; longer ones are truncated (dropped if nothing trainable is left)
+    packing: bool = False  # pack several examples per sequence (best-fit decreasing, padding-free)
+    eval_steps: int = 0  # evaluate every N steps (0: only at the end)
+    save_steps: int = 50  # checkpoint every N steps
+    early_stopping_patience: int = 0  # stop after N evaluations without improvement (0: off)
+    max_dropped: float = 0.05  # refuse to start when a larger share of examples would be dropped
+    seed: int = 42
+    merge: bool = True  # runbook: also export the merged model
+    merge_tol: float = 0.0  # runbook: merge check tolerance; 0: by dtype
+    processes: int = 1  # > 1: `sft` launches `sft_distributed`
+    accelerate_config: Union[str, Path, None] = None  # accelerate YAML for processes > 1
+    resume_from: Optional[str] = None  # runbook: id or folder of an interrupted train_sft run to continue
+    init_adapter: Union[str, Path, None] = None  # continue training this adapter (folder or train_sft run)
+    target_modules: Union[str, list] = "all-linear"
+    warmup: float = 0.03  # < 1: share of the steps; else warm-up steps
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    weight_decay: float = 0.0
+    save_total_limit: int = 2  # checkpoints kept
+    logging_steps: int = 10
+    quantize: Literal["auto", "none", "4bit", "8bit"] = "auto"  # auto: QLoRA 4-bit with CUDA and bitsandbytes
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: from the settings
+    activation_checkpointing: Union[Literal["auto"], bool] = "auto"  # auto: on for CUDA, off on CPU
+
+# %% ../nbs/06_train.ipynb #025e05be
+@patch
+def check(self: SFTConfig) -> None:
+    "Ranges and combinations; a violation raises `ConfigError` naming the parameter."
+    positive = ("lora_r", "lora_alpha", "batch_size", "grad_accum", "save_steps", "logging_steps", "save_total_limit")
+    for k in (*positive, "processes"):
+        self.require(k, getattr(self, k) >= 1, ">= 1")
+    for k in ("eval_steps", "early_stopping_patience", "weight_decay", "warmup", "merge_tol"):
+        self.require(k, getattr(self, k) >= 0, ">= 0")
+    self.require("max_length", self.max_length >= 8, ">= 8")
+    self.require("lora_dropout", 0 <= self.lora_dropout < 1, "in [0, 1)")
+    self.require("learning_rate", 0 < self.learning_rate < 1, "in (0, 1)")
+    self.require("max_steps", self.max_steps == -1 or self.max_steps >= 1, "-1 (use epochs) or >= 1")
+    self.require("epochs", self.max_steps != -1 or self.epochs > 0, "> 0 when max_steps is -1")
+    self.require("max_dropped", 0 <= self.max_dropped <= 1, "in [0, 1]")
+    if self.early_stopping_patience:
+        self.require("early_stopping_patience", self.eval_steps > 0, "0 unless eval_steps > 0 (it counts evaluations)")
+        every = f"a multiple of eval_steps ({self.eval_steps}) with early stopping"
+        self.require("save_steps", self.save_steps % self.eval_steps == 0, every)
+    one = "None with processes > 1 (continued fine-tuning runs in one process, processes=1)"
+    self.require("init_adapter", self.init_adapter is None or self.processes == 1, one)
+    cfg_file = self.accelerate_config
+    self.require("accelerate_config", cfg_file is None or Path(cfg_file).expanduser().is_file(), "an existing file")
+    if self.processes > 1 and cfg_file is not None:
+        check_launch_config(cfg_file)  # FSDP/DeepSpeed without CUDA or deepspeed: refused here
+
+# %% ../nbs/06_train.ipynb #326a4f73
+@patch
+def to_dict(self: SFTConfig) -> dict:
+    "The runbook's parameters, and the other settings where they differ from their defaults (paths as strings)."
+    defaults = SFTConfig.__dataclass_fields__
+    d = JobConfig.to_dict(self)
+    return {k: v for k, v in d.items() if k not in _LIBRARY_ONLY or v != defaults[k].default}
+
+# %% ../nbs/06_train.ipynb #0654b1c0
+def resolve_init_adapter(ref: Union[str, Path, None], settings: Optional[Settings] = None) -> Optional[Path]:
+    "The adapter folder of `init_adapter`: an adapter folder, or a completed train_sft run's adapter; None for None."
+    from llmops_nb.runs import run_output
+
+    if ref is None:
+        return None
+    settings = settings or load_settings()
+    try:
+        found = run_output(str(ref), "train_sft", "adapter", settings.path("runs_dir"))
+    except FileNotFoundError:
+        found = None
+    if found is None or not (Path(found) / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"parameter 'init_adapter': {str(ref)!r} is not an adapter folder (no adapter_config.json) "
+            "nor a completed train_sft run; give an adapter folder or a train_sft run id"
+        )
+    return Path(found)
+
+# %% ../nbs/06_train.ipynb #4ea0c388
 def _trainer_callback_base():
     from transformers import TrainerCallback
 
@@ -549,6 +658,9 @@ def _run_metrics(logs: dict) -> dict:
         k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"
     }
     return {(f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"): v for k, v in nums.items()}
+
+# %% ../nbs/06_train.ipynb #fedc1819
+_SHOWN = ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "train_loss")
 
 
 def _log_callback(run, verbose: bool, history_path: Path):
@@ -563,41 +675,12 @@ def _log_callback(run, verbose: bool, history_path: Path):
             if run is not None:
                 run.log(_run_metrics(nums), step=state.global_step)
             if verbose:
-                keys = [
-                    k
-                    for k in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "train_loss")
-                    if k in nums
-                ]
-                print(
-                    f"step {state.global_step:>5}/{state.max_steps}  " + "  ".join(f"{k}={nums[k]:.4g}" for k in keys),
-                    flush=True,
-                )
+                shown = "  ".join(f"{k}={nums[k]:.4g}" for k in _SHOWN if k in nums)
+                print(f"step {state.global_step:>5}/{state.max_steps}  " + shown, flush=True)
 
     return LogToRun()
 
-
-from contextlib import contextmanager
-
-
-@contextmanager
-def _quiet():
-    "Silence progress bars of model loading and dataset preparation (one log line per step is printed instead)."
-    import warnings, datasets
-    from transformers.utils import logging as tlog
-
-    was = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    tlog.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            yield
-    finally:
-        tlog.enable_progress_bar()
-        if was:
-            datasets.enable_progress_bars()
-
-
+# %% ../nbs/06_train.ipynb #364a86ee
 @dataclass
 class SFTResult:
     "A finished `sft` job: where its adapter is, its metrics and loss history, and its pre-flight report."
@@ -618,15 +701,8 @@ class SFTResult:
         if not (ad / "training_info.json").is_file():
             raise FileNotFoundError(f"{out_dir}: no finished sft job (adapter/training_info.json missing)")
         info = read_json(ad / "training_info.json")
-        return cls(
-            out_dir,
-            ad,
-            info["metrics"],
-            info.get("history", []),
-            info.get("mask_report", {}),
-            info,
-            info.get("resumed_from"),
-        )
+        history, report = info.get("history", []), info.get("mask_report", {})
+        return cls(out_dir, ad, info["metrics"], history, report, info, info.get("resumed_from"))
 
     def plot(self, ax=None):
         "Training and evaluation loss against the step."
@@ -643,108 +719,34 @@ class SFTResult:
         ax.set_title("Loss")
         return ax
 
-# %% ../nbs/06_train.ipynb #025e05be
-def _sft_params(*exclude: str) -> set:
-    "Names of `sft`'s parameters, without the data, model and process-local ones and `exclude`."
-    import inspect
-
-    return set(inspect.signature(sft).parameters) - {
-        "model",
-        "train",
-        "eval",
-        "out_dir",
-        "tokenizer",
-        "run",
-        "callbacks",
-        "settings",
-        *exclude,
-    }
+# %% ../nbs/06_train.ipynb #031e3384
+_JOB_KEYS = (
+    "loss", "max_length", "packing", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "learning_rate",
+    "epochs", "max_steps", "batch_size", "grad_accum", "warmup", "scheduler", "weight_decay", "eval_steps",
+    "save_steps", "save_total_limit", "early_stopping_patience", "logging_steps", "seed", "max_dropped",
+    "activation_checkpointing",
+)  # fmt: skip
 
 
-def _check_params(p: dict) -> dict:
-    types = dict(
-        loss=Literal["assistant", "completion", "all"],
-        max_length=int,
-        packing=bool,
-        lora_r=int,
-        lora_alpha=int,
-        lora_dropout=float,
-        learning_rate=float,
-        epochs=float,
-        max_steps=int,
-        batch_size=int,
-        grad_accum=int,
-        warmup=float,
-        scheduler=str,
-        weight_decay=float,
-        eval_steps=int,
-        save_steps=int,
-        save_total_limit=int,
-        early_stopping_patience=int,
-        logging_steps=int,
-        seed=int,
-        quantize=Literal["none", "auto", "4bit", "8bit"],
-        device=Literal["auto", "cpu", "cuda", "mps"],
-        dtype=Literal["auto", "float32", "bfloat16", "float16"],
-        max_dropped=float,
-    )
-    p = {k: coerce(v, types[k], k) if k in types else v for k, v in p.items()}
-    for k in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "save_steps", "logging_steps", "save_total_limit"):
-        if p[k] < 1:
-            raise ValueError(f"sft: {k} must be >= 1, got {p[k]}")
-    for k in ("eval_steps", "early_stopping_patience", "weight_decay", "warmup"):
-        if p[k] < 0:
-            raise ValueError(f"sft: {k} must be >= 0, got {p[k]}")
-    if p["max_length"] < 8:
-        raise ValueError(f"sft: max_length must be >= 8, got {p['max_length']}")
-    if not 0 <= p["lora_dropout"] < 1:
-        raise ValueError(f"sft: lora_dropout must be in [0, 1), got {p['lora_dropout']}")
-    if not 0 < p["learning_rate"] < 1:
-        raise ValueError(f"sft: learning_rate must be in (0, 1), got {p['learning_rate']}")
-    if p["max_steps"] == 0 or p["max_steps"] < -1:
-        raise ValueError(f"sft: max_steps must be -1 (use epochs) or >= 1, got {p['max_steps']}")
-    if p["max_steps"] == -1 and p["epochs"] <= 0:
-        raise ValueError(f"sft: epochs must be > 0, got {p['epochs']}")
-    if not 0 <= p["max_dropped"] <= 1:
-        raise ValueError(f"sft: max_dropped must be in [0, 1], got {p['max_dropped']}")
-    if p["scheduler"] not in ("linear", "cosine", "constant", "constant_with_warmup"):
-        raise ValueError(
-            f"sft: scheduler must be linear, cosine, constant or constant_with_warmup, got {p['scheduler']!r}"
-        )
-    if p["activation_checkpointing"] not in ("auto", True, False):
-        raise ValueError(
-            f"sft: activation_checkpointing must be 'auto', True or False, got {p['activation_checkpointing']!r}"
-        )
-    if not isinstance(p["target_modules"], (str, list, tuple)):
-        raise TypeError(
-            f"sft: target_modules must be 'all-linear' or a list of module names, got {p['target_modules']!r}"
-        )
-    return p
-
-# %% ../nbs/06_train.ipynb #34da48f4
-def _job_config(ref: str, tok, p: dict, train_dig: str, eval_dig: Optional[str], dev: str, dt, quant: str) -> dict:
+def _job_config(ref: str, tok, cfg: SFTConfig, train_dig: str, eval_dig: Optional[str], dev: str, dt, quant) -> dict:
     import torch, transformers, trl, peft
 
+    versions = dict(torch=torch.__version__.split("+")[0], transformers=transformers.__version__)
+    versions.update(trl=trl.__version__, peft=peft.__version__)
     return {
         "base_model": ref,
         "train_digest": train_dig,
         "eval_digest": eval_dig,
         "chat_template": digest((tok.chat_template or "").encode()),
-        "params": {
-            k: (list(v) if isinstance(v, tuple) else v)
-            for k, v in p.items()
-            if k not in ("device", "dtype", "quantize")
-        },
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k in _JOB_KEYS for v in [getattr(cfg, k)]},
         "device": dev,
         "dtype": str(dt).replace("torch.", ""),
         "quantize": quant,
-        "versions": {
-            "torch": torch.__version__.split("+")[0],
-            "transformers": transformers.__version__,
-            "trl": trl.__version__,
-            "peft": peft.__version__,
-        },
+        "versions": versions,
     }
+
+# %% ../nbs/06_train.ipynb #f8764533
+_IDENTITY = ("base_model", "train_digest", "eval_digest", "chat_template", "dtype", "quantize")
 
 
 def _claim(out_dir: Path, cfg: dict, overwrite: bool) -> None:
@@ -753,230 +755,108 @@ def _claim(out_dir: Path, cfg: dict, overwrite: bool) -> None:
         old = read_json(path)
         if old.get("digest") != cfg["digest"]:
             if not overwrite:
-                diff = sorted(
-                    k
-                    for k in set(old.get("params", {})) | set(cfg["params"])
-                    if old.get("params", {}).get(k) != cfg["params"].get(k)
-                )
-                diff += [
-                    k
-                    for k in ("base_model", "train_digest", "eval_digest", "chat_template", "dtype", "quantize")
-                    if old.get(k) != cfg.get(k)
-                ]
+                was, now = old.get("params", {}), cfg["params"]
+                diff = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+                diff += [k for k in _IDENTITY if old.get(k) != cfg.get(k)]
                 raise ConfigError(
                     f"{out_dir} holds an sft job with other settings (differs in: {', '.join(diff) or 'versions'}); "
                     f"use another out_dir, or overwrite=True to discard it"
                 )
             for d in ("checkpoints", "adapter"):
                 shutil.rmtree(out_dir / d, ignore_errors=True)
-            for f in ("history.jsonl",):
-                (out_dir / f).unlink(missing_ok=True)
+            (out_dir / "history.jsonl").unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, cfg)
 
-# %% ../nbs/06_train.ipynb #6b19cf89
-def sft(
-    model: Any = None,  # model reference (folder, packaged name, hub id) or a loaded model; None: the base_model setting
-    train: Any = None,  # conversations: rows, Dataset, dataset folder, .jsonl file or datasets.Dataset
-    eval: Any = None,  # held-out conversations for eval loss (same forms), or None
-    out_dir: Union[str, Path] = "outputs/sft",  # job folder: config, pre-flight report, checkpoints, adapter
-    tokenizer: Any = None,  # None: the model's, with generation markers added
-    loss: str = "assistant",  # assistant | completion | all (see `encode`)
-    max_length: int = 1024,  # tokens per example; longer ones are truncated (or dropped if nothing trainable is left)
-    packing: bool = False,  # pack several examples per sequence (best-fit decreasing, padding-free)
-    lora_r: int = 16,
-    lora_alpha: int = 32,
-    lora_dropout: float = 0.05,
-    target_modules: Union[str, list] = "all-linear",
-    learning_rate: float = 2e-4,
-    epochs: float = 1.0,
-    max_steps: int = -1,  # -1: run `epochs`; else this many optimizer steps
-    batch_size: int = 8,
-    grad_accum: int = 1,
-    warmup: float = 0.03,  # < 1: share of the steps; else warm-up steps
-    scheduler: str = "cosine",
-    weight_decay: float = 0.0,
-    eval_steps: int = 0,  # evaluate every N steps (0: only at the end)
-    save_steps: int = 50,
-    save_total_limit: int = 2,
-    early_stopping_patience: int = 0,  # stop after N evaluations without improvement (0: off; needs eval and eval_steps)
-    logging_steps: int = 10,
-    seed: int = 42,
-    quantize: str = "auto",  # auto: QLoRA 4-bit with CUDA and bitsandbytes in a single process; none | 4bit | 8bit
-    device: str = "auto",
-    dtype: str = "auto",  # auto: from the settings (bf16 on capable GPUs, fp32 on CPU)
-    max_dropped: float = 0.05,  # refuse to start when a larger share of examples would be dropped
-    activation_checkpointing: Union[str, bool] = "auto",  # auto: on for CUDA, off on CPU
-    init_adapter: Union[
-        str, Path, None
-    ] = None,  # continue training this LoRA adapter (its rank and targets) instead of fresh weights
-    resume: bool = True,  # continue from the newest complete checkpoint in out_dir
-    overwrite: bool = False,  # discard a job with other settings in out_dir
-    run: Any = None,  # a `Run` to log metrics to (and W&B through it)
-    callbacks: Iterable = (),  # extra transformers TrainerCallbacks
-    verbose: bool = True,
-    settings: Optional[Settings] = None,
-) -> SFTResult:
-    """Train a LoRA adapter on conversations with TRL's SFTTrainer: pre-flight check, checkpoints, automatic resume,
-    final adapter + card."""
-    import torch, datasets
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
-    from transformers import EarlyStoppingCallback, PrinterCallback
-    from accelerate import PartialState
-
-    settings = settings or load_settings()
-    if train is None:
-        raise ValueError("sft: train data is required")
-    p = _check_params(
-        dict(
-            loss=loss,
-            max_length=max_length,
-            packing=packing,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=target_modules,
-            learning_rate=learning_rate,
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            grad_accum=grad_accum,
-            warmup=warmup,
-            scheduler=scheduler,
-            weight_decay=weight_decay,
-            eval_steps=eval_steps,
-            save_steps=save_steps,
-            save_total_limit=save_total_limit,
-            early_stopping_patience=early_stopping_patience,
-            logging_steps=logging_steps,
-            seed=seed,
-            quantize=quantize,
-            device=device,
-            dtype=dtype,
-            max_dropped=max_dropped,
-            activation_checkpointing=activation_checkpointing,
-        )
-    )
-    if p["early_stopping_patience"] and (eval is None or not p["eval_steps"]):
-        raise ValueError("sft: early_stopping_patience needs eval data and eval_steps > 0")
-    if p["early_stopping_patience"] and p["save_steps"] % p["eval_steps"]:
-        raise ValueError(
-            f"sft: with early stopping, save_steps ({p['save_steps']}) must be a multiple of eval_steps ({p['eval_steps']})"
-        )
-    dev = pick_device(settings.device if p["device"] == "auto" else p["device"])
-    dt = default_dtype(dev, settings.dtype if p["dtype"] == "auto" else p["dtype"])
-    peak = peak_flops(
-        torch.cuda.get_device_name() if dev == "cuda" else dev, dt
-    )  # for MFU; CPU: None unless LLMOPS_PEAK_FLOPS says
-    engine = next(
-        (
-            n
-            for n, v in (("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP"))
-            if os.environ.get(v, "").lower() == "true"
-        ),
-        None,
-    )
+# %% ../nbs/06_train.ipynb #05ba10d0
+def _placement(cfg: SFTConfig, settings: Settings) -> tuple:
+    "(device, dtype, quantization, peak FLOP/s or None) of a job in this process."
+    dev = pick_device(settings.device if cfg.device == "auto" else cfg.device)
+    dt = default_dtype(dev, settings.dtype if cfg.dtype == "auto" else cfg.dtype)
+    flags = (("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"), ("FSDP", "ACCELERATE_USE_FSDP"))
+    engine = next((n for n, v in flags if os.environ.get(v, "").lower() == "true"), None)
     if engine and dev != "cuda":
         raise ConfigError(
             f"{engine} was requested by the accelerate config, but sft runs on {dev}: {engine} needs CUDA GPUs; "
             "on CPU launch with configs/accelerate/cpu_ddp.yaml (DDP over gloo)"
         )
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)  # set in every rank by accelerate launch / torchrun
-    quant = (
-        ("4bit" if quantization_available() and world == 1 else "none") if p["quantize"] == "auto" else p["quantize"]
-    )
+    auto = "4bit" if quantization_available() and world == 1 else "none"
+    quant = auto if cfg.quantize == "auto" else cfg.quantize
     if quant != "none" and world > 1:
         raise ConfigError(
             f"sft: quantize={quant!r} (QLoRA) trains in one process; with {world} processes "
             "use quantize='none' (DDP, FSDP and DeepSpeed train the bf16 weights)"
         )
-    if init_adapter is not None and not (Path(init_adapter) / "adapter_config.json").is_file():
-        raise FileNotFoundError(
-            f"sft: init_adapter {str(init_adapter)!r} is not an adapter folder (no adapter_config.json)"
-        )
-    is_ref = model is None or isinstance(model, (str, Path))
-    ref = (
-        model_ref(settings.base_model if model is None else model, settings)
-        if is_ref
-        else (getattr(model, "llmops_ref", None) or model.name_or_path)
-    )
-    tok = tokenizer or load_tokenizer(ref if not is_ref else (model or settings.base_model), settings=settings)
-    train_ex, rep, train_dig = prepare(
-        train, tok, p["max_length"], p["loss"], "train"
-    )  # bad data fails here, before any model load
-    eval_ex, eval_dig = (
-        prepare(eval, tok, p["max_length"], p["loss"], "eval")[::2] if eval is not None else (None, None)
-    )
-    rep.check(p["max_dropped"])
+    import torch
+
+    peak = peak_flops(torch.cuda.get_device_name() if dev == "cuda" else dev, dt)  # CPU: None unless overridden
+    return dev, dt, quant, peak
+
+# %% ../nbs/06_train.ipynb #2db86c3c
+def _examples(cfg: SFTConfig, tok, train: Any, eval: Any) -> tuple:
+    "(train examples, pre-flight report, train digest, eval examples or None, eval digest or None)."
+    if train is None:
+        raise ValueError("sft: train data is required")
+    if cfg.early_stopping_patience and eval is None:
+        raise ValueError("sft: early_stopping_patience needs eval data and eval_steps > 0")
+    train_ex, rep, train_dig = prepare(train, tok, cfg.max_length, cfg.loss, "train")
+    eval_ex, eval_dig = prepare(eval, tok, cfg.max_length, cfg.loss, "eval")[::2] if eval is not None else (None, None)
+    rep.check(cfg.max_dropped)
     if eval_ex is not None and not eval_ex:
-        raise PreflightError(f"pre-flight: no eval example has a trainable token within max_length={p['max_length']}")
-    out_dir = Path(out_dir)
-    cfg = _job_config(ref, tok, p, train_dig, eval_dig, dev, dt, quant)
-    if init_adapter is not None:
-        cfg["init_adapter"] = adapter_digest(init_adapter)  # another starting point is another job
-    cfg["digest"] = digest(cfg)
-    state = PartialState()
-    verbose = verbose and state.is_main_process
-    if state.is_main_process:
-        _claim(out_dir, cfg, overwrite)
-        write_json(out_dir / "mask_report.json", rep.to_dict())
-    state.wait_for_everyone()
-    if (out_dir / "adapter" / "training_info.json").is_file() and read_json(
-        out_dir / "adapter" / "training_info.json"
-    ).get("config_digest") == cfg["digest"]:
-        if verbose:
-            print(f"sft: {out_dir} already holds this job's adapter; nothing to train")
-        return SFTResult.load(out_dir)
-    last = last_checkpoint(out_dir / "checkpoints", clean=state.is_main_process) if resume else None
-    if verbose:
-        print(rep.summary())
-        if last:
-            print(f"sft: resuming from {last.name}")
-    with _quiet():
-        m = (
-            load_model(
-                model or settings.base_model,
-                device=dev,
-                dtype=str(dt).replace("torch.", ""),
-                quantize=quant,
-                settings=settings,
-            )
-            if is_ref
-            else model
-        )
-    if init_adapter is not None:
+        raise PreflightError(f"pre-flight: no eval example has a trainable token within max_length={cfg.max_length}")
+    return train_ex, rep, train_dig, eval_ex, eval_dig
+
+# %% ../nbs/06_train.ipynb #e546c85b
+def _model_ref(cfg: SFTConfig, model: Any, settings: Settings) -> tuple:
+    "(what to load, or the loaded model; its portable reference)."
+    src = model if model is not None else (cfg.base_model if cfg.base_model is not None else settings.base_model)
+    if isinstance(src, (str, Path)):
+        return src, model_ref(src, settings)
+    return src, getattr(src, "llmops_ref", None) or src.name_or_path
+
+
+def _trainable(src: Any, init: Optional[Path], dev: str, dt, quant: str, settings: Settings):
+    if isinstance(src, (str, Path)):
+        with quiet():
+            src = load_model(src, device=dev, dtype=str(dt).replace("torch.", ""), quantize=quant, settings=settings)
+    if init is not None:
         from peft import PeftModel
 
-        m = PeftModel.from_pretrained(m, str(init_adapter), is_trainable=True)
-    set_seed(p["seed"])
-    ac = (dev == "cuda") if p["activation_checkpointing"] == "auto" else p["activation_checkpointing"]
-    has_eval = eval_ex is not None
-    args = SFTConfig(
+        src = PeftModel.from_pretrained(src, str(init), is_trainable=True)
+    return src
+
+# %% ../nbs/06_train.ipynb #cbabd2af
+def _training_args(cfg: SFTConfig, out_dir: Path, dev: str, dt, has_eval: bool):
+    import torch
+    from trl import SFTConfig as TRLConfig
+
+    ac = (dev == "cuda") if cfg.activation_checkpointing == "auto" else cfg.activation_checkpointing
+    return TRLConfig(
         output_dir=str(out_dir / "checkpoints"),
-        max_length=p["max_length"],
-        packing=p["packing"],
-        per_device_train_batch_size=p["batch_size"],
-        per_device_eval_batch_size=p["batch_size"],
-        gradient_accumulation_steps=p["grad_accum"],
-        learning_rate=p["learning_rate"],
-        num_train_epochs=p["epochs"],
-        max_steps=p["max_steps"],
-        lr_scheduler_type=p["scheduler"],
-        warmup_steps=p["warmup"] if p["warmup"] < 1 else int(p["warmup"]),
-        weight_decay=p["weight_decay"],
-        logging_steps=p["logging_steps"],
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup if cfg.warmup < 1 else int(cfg.warmup),
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
-        save_steps=p["save_steps"],
-        save_total_limit=p["save_total_limit"],
-        eval_strategy="steps" if has_eval and p["eval_steps"] else "no",
-        eval_steps=p["eval_steps"] or None,
-        load_best_model_at_end=bool(p["early_stopping_patience"]),
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_eval and cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps or None,
+        load_best_model_at_end=bool(cfg.early_stopping_patience),
         metric_for_best_model="eval_loss",
         greater_is_better=False,
-        seed=p["seed"],
-        data_seed=p["seed"],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
         report_to="none",
         use_cpu=dev == "cpu",
         bf16=dev == "cuda" and dt == torch.bfloat16,
@@ -986,56 +866,63 @@ def sft(
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
     )
+
+# %% ../nbs/06_train.ipynb #19e696cf
+def _trainer(cfg: SFTConfig, model, tok, args, train_ex: list, eval_ex: Optional[list], callbacks: list, fresh: bool):
+    "TRL's SFTTrainer with fresh LoRA weights (`fresh`) or the model's own adapter, and early stopping when asked."
+    import datasets
+    from peft import LoraConfig
+    from transformers import EarlyStoppingCallback, PrinterCallback
+    from trl import SFTTrainer
+
     lora = LoraConfig(
-        r=p["lora_r"],
-        lora_alpha=p["lora_alpha"],
-        lora_dropout=p["lora_dropout"],
-        target_modules=p["target_modules"],
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
         task_type="CAUSAL_LM",
         bias="none",
     )
-    cbs = [_log_callback(run, verbose, out_dir / "history.jsonl"), *callbacks]
-    if p["early_stopping_patience"]:
-        cbs.append(EarlyStoppingCallback(early_stopping_patience=p["early_stopping_patience"]))
-    with _quiet():
+    if cfg.early_stopping_patience:
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)]
+    with quiet():
         trainer = SFTTrainer(
-            model=m,
+            model=model,
             args=args,
             processing_class=tok,
-            peft_config=lora if init_adapter is None else None,
-            callbacks=cbs,
+            peft_config=lora if fresh else None,
+            callbacks=callbacks,
             train_dataset=datasets.Dataset.from_list(train_ex),
-            eval_dataset=datasets.Dataset.from_list(eval_ex) if has_eval else None,
+            eval_dataset=datasets.Dataset.from_list(eval_ex) if eval_ex is not None else None,
         )
     trainer.remove_callback(PrinterCallback)  # LogToRun prints one line per log instead
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
         raise ConfigError(
-            "FSDP was requested (accelerate config) but the Trainer did not enable it: FSDP needs GPUs; on CPU use the DDP config"
+            "FSDP was requested (accelerate config) but the Trainer did not enable it: FSDP needs GPUs; "
+            "on CPU use the DDP config"
         )
-    tokens0 = (
-        next(
-            (
-                h["num_tokens"]
-                for h in reversed(read_json(last / "trainer_state.json")["log_history"])
-                if "num_tokens" in h
-            ),
-            0,
-        )
-        if last
-        else 0
-    )
-    fpt = model_flops_per_token(
-        trainer.model, seq_len=rep.tokens / max(1, rep.kept)
-    )  # before train() wraps (FSDP shards) the model
+    return trainer
+
+# %% ../nbs/06_train.ipynb #1363ae5d
+def _tokens_seen(history: list) -> int:
+    return next((h["num_tokens"] for h in reversed(history) if "num_tokens" in h), 0)
+
+
+def _fit(trainer, last: Optional[Path], rep: MaskReport, dev: str, peak, processes: int, has_eval: bool) -> tuple:
+    "Train (resuming from `last`), evaluate, and return (metrics, log history)."
+    import torch
+
+    tokens0 = _tokens_seen(read_json(last / "trainer_state.json")["log_history"]) if last else 0
+    fpt = model_flops_per_token(trainer.model, seq_len=rep.tokens / max(1, rep.kept))  # before train() wraps it
     reset_peak_memory(dev)
     t0 = time.time()
-    with _quiet():
+    with quiet():
         out = trainer.train(resume_from_checkpoint=str(last) if last else None)
     if dev == "cuda":
         torch.cuda.synchronize()
     wall = time.time() - t0
     hist = [dict(h) for h in trainer.state.log_history]
-    tokens = next((h["num_tokens"] for h in reversed(hist) if "num_tokens" in h), 0)
+    tokens = _tokens_seen(hist)
     tps = (tokens - tokens0) / wall if wall > 0 else None
     metrics = {
         "train_loss": out.training_loss,
@@ -1044,22 +931,41 @@ def sft(
         "train_runtime_s": wall,
         "train_tokens": tokens,
         "tokens_per_s": tps,
-        "world_size": state.num_processes,
+        "world_size": processes,
         "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad),
         **peak_memory(dev),
         "flops_per_token": fpt,
         "peak_flops": peak,
-        "mfu": mfu(tps, fpt, peak, state.num_processes),
+        "mfu": mfu(tps, fpt, peak, processes),
     }
     if has_eval:
-        with _quiet():
+        with quiet():
             ev = trainer.evaluate()
         metrics.update(eval_loss=ev["eval_loss"], eval_perplexity=math.exp(min(ev["eval_loss"], 50)))
-    info = {
+    return metrics, hist
+
+# %% ../nbs/06_train.ipynb #fb48aed0
+def _save_adapter(trainer, out_dir: Path, ref: str, tok, info: dict, state) -> None:
+    sharded = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled  # gathering is a collective: every rank calls it
+    wrapped = trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model
+    full = trainer.accelerator.get_state_dict(wrapped) if sharded else None
+    if state.is_main_process:
+        model_out = trainer.accelerator.unwrap_model(trainer.model)
+        model_out.peft_config["default"].base_model_name_or_path = ref  # portable: packaged name, hub id or abs path
+        with atomic_dir(out_dir / "adapter") as tmpd:
+            model_out.save_pretrained(tmpd, **({"state_dict": full} if full is not None else {}))
+            tok.save_pretrained(tmpd)
+            write_json(tmpd / "training_info.json", info)
+            atomic_write(tmpd / "README.md", model_card(info))
+    state.wait_for_everyone()
+
+
+def _training_info(ref: str, job: dict, metrics: dict, rep: MaskReport, hist: list, last, run) -> dict:
+    return {
         "format": "llmops-nb/sft@1",
         "base_model": ref,
-        "config_digest": cfg["digest"],
-        "config": cfg,
+        "config_digest": job["digest"],
+        "config": job,
         "metrics": metrics,
         "mask_report": rep.to_dict(),
         "history": hist,
@@ -1068,25 +974,60 @@ def sft(
         "code": code_version(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    sharded = (
-        trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled
-    )  # gather the full adapter: a collective, every rank calls it
-    full = (
-        trainer.accelerator.get_state_dict(trainer.model_wrapped if trainer.is_deepspeed_enabled else trainer.model)
-        if sharded
-        else None
-    )
+
+# %% ../nbs/06_train.ipynb #aaedd3ec
+def sft(
+    cfg: Union[SFTConfig, dict],  # the job's settings
+    train: Any,  # conversations: rows, Dataset, dataset folder, .jsonl file or datasets.Dataset
+    eval: Any = None,  # held-out conversations for eval loss (same forms), or None
+    out_dir: Union[str, Path] = "outputs/sft",  # job folder: config, pre-flight report, checkpoints, adapter
+    model: Any = None,  # a loaded model (or a reference) to train instead of `cfg.base_model`
+    tokenizer: Any = None,  # None: the model's, with generation markers added
+    run: Any = None,  # a `Run` to log metrics to (and W&B through it)
+    callbacks: Iterable = (),  # extra transformers TrainerCallbacks
+    resume: bool = True,  # continue from the newest complete checkpoint in out_dir
+    overwrite: bool = False,  # discard a job with other settings in out_dir
+    verbose: bool = True,
+    settings: Optional[Settings] = None,
+) -> SFTResult:
+    "Train a LoRA adapter with TRL's SFTTrainer: pre-flight check, checkpoints, automatic resume, adapter and card."
+    from accelerate import PartialState
+
+    cfg = cfg if isinstance(cfg, SFTConfig) else SFTConfig(**cfg)
+    if cfg.processes > 1:
+        return sft_distributed(cfg, train, eval, out_dir=out_dir, run=run, verbose=verbose)
+    settings, out_dir = settings or load_settings(), Path(out_dir)
+    dev, dt, quant, peak = _placement(cfg, settings)
+    init = resolve_init_adapter(cfg.init_adapter, settings)
+    src, ref = _model_ref(cfg, model, settings)
+    tok = tokenizer or load_tokenizer(src if isinstance(src, (str, Path)) else ref, settings=settings)
+    train_ex, rep, train_dig, eval_ex, eval_dig = _examples(cfg, tok, train, eval)
+    job = _job_config(ref, tok, cfg, train_dig, eval_dig, dev, dt, quant)
+    if init is not None:
+        job["init_adapter"] = adapter_digest(init)  # another starting point is another job
+    job["digest"] = digest(job)
+    state = PartialState()
+    verbose = verbose and state.is_main_process
     if state.is_main_process:
-        model_out = trainer.accelerator.unwrap_model(trainer.model)
-        model_out.peft_config[
-            "default"
-        ].base_model_name_or_path = ref  # portable: a packaged name, hub id or absolute path
-        with atomic_dir(out_dir / "adapter") as tmpd:
-            model_out.save_pretrained(tmpd, **({"state_dict": full} if full is not None else {}))
-            tok.save_pretrained(tmpd)
-            write_json(tmpd / "training_info.json", info)
-            atomic_write(tmpd / "README.md", model_card(info))
+        _claim(out_dir, job, overwrite)
+        write_json(out_dir / "mask_report.json", rep.to_dict())
     state.wait_for_everyone()
+    done = out_dir / "adapter" / "training_info.json"
+    if done.is_file() and read_json(done).get("config_digest") == job["digest"]:
+        if verbose:
+            print(f"sft: {out_dir} already holds this job's adapter; nothing to train")
+        return SFTResult.load(out_dir)
+    last = last_checkpoint(out_dir / "checkpoints", clean=state.is_main_process) if resume else None
+    if verbose:
+        print(rep.summary() + (f"\nsft: resuming from {last.name}" if last else ""))
+    m = _trainable(src, init, dev, dt, quant, settings)
+    set_seed(cfg.seed)
+    args = _training_args(cfg, out_dir, dev, dt, eval_ex is not None)
+    cbs = [_log_callback(run, verbose, out_dir / "history.jsonl"), *callbacks]
+    trainer = _trainer(cfg, m, tok, args, train_ex, eval_ex, cbs, fresh=init is None)
+    metrics, hist = _fit(trainer, last, rep, dev, peak, state.num_processes, eval_ex is not None)
+    info = _training_info(ref, job, metrics, rep, hist, last, run)
+    _save_adapter(trainer, out_dir, ref, tok, info, state)
     if run is not None:
         run.log({f"final/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
     if verbose:
@@ -1094,6 +1035,49 @@ def sft(
     return SFTResult(out_dir, out_dir / "adapter", metrics, hist, rep.to_dict(), info, info["resumed_from"])
 
 # %% ../nbs/06_train.ipynb #857535a5
+def _card_provenance(info: dict, cfg: dict, base: str) -> list:
+    code = info.get("code", {})
+    return [
+        "## Provenance\n",
+        f"- base model: `{base}`",
+        f"- training data digest: `{cfg.get('train_digest')}`",
+        f"- evaluation data digest: `{cfg.get('eval_digest')}`",
+        f"- job config digest: `{info.get('config_digest')}`",
+        f"- run id: `{info.get('run_id')}`",
+        f"- code: `{code.get('commit') or code.get('version')}`",
+        f"- device/dtype: {cfg.get('device')}/{cfg.get('dtype')}, quantize: {cfg.get('quantize')}, "
+        f"libraries: {cfg.get('versions')}",
+    ]
+
+
+def _card_figures(cfg: dict, met: dict, rep: dict) -> list:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(cfg.get("params", {}).items()))
+    mrows = "\n".join(f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in met.items())
+    mask = (
+        f"{rep.get('kept')} of {rep.get('examples')} examples kept, {rep.get('truncated')} truncated, "
+        f"{len(rep.get('dropped', []))} dropped; {rep.get('trained_tokens')} of {rep.get('tokens')} tokens trained "
+        f"(loss `{rep.get('loss')}`, max_length {rep.get('max_length')})."
+    )
+    table = lambda title, head, body: [f"\n## {title}\n", f"| {head} | value |", "|---|---|", body]
+    return (
+        table("Training parameters", "parameter", rows)
+        + table("Metrics", "metric", mrows)
+        + [
+            "\n## Loss mask (pre-flight)\n",
+            mask,
+        ]
+    )
+
+
+def _card_merge(merge: dict) -> list:
+    return [
+        "\n## Merge check\n",
+        f"LoRA weights merged into the base model. Max absolute logit difference between adapter and merged model on "
+        f"{merge['samples']} sample sequences: {merge['max_abs_diff']:.3g} (tolerance {merge['tol']:.3g}, "
+        f"{merge['dtype']}).",
+    ]
+
+# %% ../nbs/06_train.ipynb #a3dfd2c1
 def model_card(info: dict, merge: Optional[dict] = None) -> str:
     "A model card (README.md) for an adapter or merged model from its training info."
     from llmops_nb.core import PACKAGED_MODELS
@@ -1101,42 +1085,13 @@ def model_card(info: dict, merge: Optional[dict] = None) -> str:
     cfg, met, rep = info.get("config", {}), info.get("metrics", {}), info.get("mask_report", {})
     base = info.get("base_model", "?")
     hub = PACKAGED_MODELS.get(base, {}).get("hub_id", base if "/" in base and not base.startswith("/") else None)
-    front = (
-        ["---", "library_name: " + ("transformers" if merge else "peft"), "tags: [llmops-nb, sft, lora]"]
-        + ([f"base_model: {hub}"] if hub else [])
-        + ["---"]
-    )
-    rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(cfg.get("params", {}).items()))
-    mrows = "\n".join(f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in met.items())
-    parts = front + [
-        f"\n# {'Merged model' if merge else 'LoRA adapter'} fine-tuned from {base}\n",
-        "Trained with llmops-nb `sft` (TRL SFTTrainer + PEFT LoRA) on chat conversations.\n",
-        "## Provenance\n",
-        f"- base model: `{base}`",
-        f"- training data digest: `{cfg.get('train_digest')}`",
-        f"- evaluation data digest: `{cfg.get('eval_digest')}`",
-        f"- job config digest: `{info.get('config_digest')}`",
-        f"- run id: `{info.get('run_id')}`",
-        f"- code: `{info.get('code', {}).get('commit') or info.get('code', {}).get('version')}`",
-        f"- device/dtype: {cfg.get('device')}/{cfg.get('dtype')}, quantize: {cfg.get('quantize')}, libraries: {cfg.get('versions')}",
-        "\n## Training parameters\n",
-        "| parameter | value |",
-        "|---|---|",
-        rows,
-        "\n## Metrics\n",
-        "| metric | value |",
-        "|---|---|",
-        mrows,
-        "\n## Loss mask (pre-flight)\n",
-        f"{rep.get('kept')} of {rep.get('examples')} examples kept, {rep.get('truncated')} truncated, {len(rep.get('dropped', []))} dropped; "
-        f"{rep.get('trained_tokens')} of {rep.get('tokens')} tokens trained (loss `{rep.get('loss')}`, max_length {rep.get('max_length')}).",
-    ]
-    if merge:
-        parts += [
-            "\n## Merge check\n",
-            f"LoRA weights merged into the base model. Max absolute logit difference between adapter and merged model on "
-            f"{merge['samples']} sample sequences: {merge['max_abs_diff']:.3g} (tolerance {merge['tol']:.3g}, {merge['dtype']}).",
-        ]
+    front = ["---", "library_name: " + ("transformers" if merge else "peft"), "tags: [llmops-nb, sft, lora]"]
+    front += [f"base_model: {hub}"] if hub else []
+    parts = front + ["---"]
+    parts += [f"\n# {'Merged model' if merge else 'LoRA adapter'} fine-tuned from {base}\n"]
+    parts += ["Trained with llmops-nb `sft` (TRL SFTTrainer + PEFT LoRA) on chat conversations.\n"]
+    parts += _card_provenance(info, cfg, base) + _card_figures(cfg, met, rep)
+    parts += _card_merge(merge) if merge else []
     parts += [
         "\n## Intended use and limits\n",
         "A support assistant for the organisation whose documents it was trained on; it can be wrong and "
@@ -1148,37 +1103,11 @@ def model_card(info: dict, merge: Optional[dict] = None) -> str:
 class MergeCheckFailed(RuntimeError):
     "The merged model's outputs differ from the adapter's beyond the tolerance; nothing was exported."
 
-
-def load_adapter(
-    adapter_dir: Union[str, Path], device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None
-) -> tuple:
-    "(PeftModel with the adapter on its base model, tokenizer) for an adapter folder written by `sft`."
-    from peft import PeftModel
-
-    ad = Path(adapter_dir)
-    if not (ad / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{ad}: not an adapter folder (no adapter_config.json)")
-    base = read_json(ad / "adapter_config.json").get("base_model_name_or_path")
-    if not base:
-        raise ConfigError(f"{ad}/adapter_config.json: no base_model_name_or_path")
-    with _quiet():
-        model = load_model(base, device=device, dtype=dtype, settings=settings)
-    tok = (
-        load_tokenizer(ad, settings=settings)
-        if (ad / "tokenizer_config.json").is_file()
-        else load_tokenizer(base, settings=settings)
-    )
-    with _quiet():
-        peft_model = PeftModel.from_pretrained(model, str(ad))
-    peft_model.eval()
-    return peft_model, tok
-
-
+# %% ../nbs/06_train.ipynb #b84d4827
 def _samples(tok, n_random: int = 2, length: int = 48, seed: int = 0) -> list:
     import torch
-    from llmops_nb.models import _PROBES
 
-    seqs = [_ids(tok, p, add_generation_prompt=p[-1]["role"] != "assistant")["input_ids"] for p in _PROBES]
+    seqs = [_ids(tok, p, add_generation_prompt=p[-1]["role"] != "assistant")["input_ids"] for p in PROBES]
     g = torch.Generator().manual_seed(seed)
     seqs += [torch.randint(0, len(tok), (length,), generator=g).tolist() for _ in range(n_random)]
     return seqs
@@ -1191,7 +1120,27 @@ def _logits(model, seqs: list):
     with torch.no_grad():
         return [model(input_ids=torch.tensor([s], device=dev)).logits.float().cpu() for s in seqs]
 
+# %% ../nbs/06_train.ipynb #0a7fec0e
+def _merge_check(model, tok, ad: Path, tol: Optional[float], out_dir: Path) -> tuple:
+    "(merged model, check): the adapter's and the merged model's logits on the samples; raises beyond `tol`."
+    dt = next(model.parameters()).dtype
+    tol = coerce(tol, float, "tol") if tol is not None else (1e-3 if str(dt) == "torch.float32" else 0.1)
+    if tol <= 0:
+        raise ValueError(f"merge_adapter: tol must be > 0, got {tol}")
+    seqs = _samples(tok)
+    before = _logits(model, seqs)
+    merged = model.merge_and_unload()
+    diff = max(float((a - b).abs().max()) for a, b in zip(before, _logits(merged, seqs)))
+    check = dict(max_abs_diff=diff, tol=tol, samples=len(seqs), dtype=str(dt).replace("torch.", ""))
+    check.update(passed=diff <= tol, adapter=str(ad.resolve()), adapter_digest=digest(ad / "adapter_model.safetensors"))
+    if not check["passed"]:
+        raise MergeCheckFailed(
+            f"merge_adapter: merged model differs from the adapter by {diff:.3g} (> tol {tol:.3g}) on {len(seqs)} "
+            f"sample sequences; nothing written to {out_dir}"
+        )
+    return merged, check
 
+# %% ../nbs/06_train.ipynb #ffff60a8
 def merge_adapter(
     adapter_dir: Union[str, Path],
     out_dir: Union[str, Path],
@@ -1204,39 +1153,15 @@ def merge_adapter(
     returns the check."""
     ad, out_dir = Path(adapter_dir), Path(out_dir)
     model, tok = load_adapter(ad, device=device, dtype=dtype, settings=settings)
-    dt = next(model.parameters()).dtype
-    tol = coerce(tol, float, "tol") if tol is not None else (1e-3 if str(dt) == "torch.float32" else 0.1)
-    if tol <= 0:
-        raise ValueError(f"merge_adapter: tol must be > 0, got {tol}")
-    seqs = _samples(tok)
-    before = _logits(model, seqs)
-    merged = model.merge_and_unload()
-    after = _logits(merged, seqs)
-    diff = max(float((a - b).abs().max()) for a, b in zip(before, after))
-    check = {
-        "max_abs_diff": diff,
-        "tol": tol,
-        "samples": len(seqs),
-        "dtype": str(dt).replace("torch.", ""),
-        "passed": diff <= tol,
-        "adapter": str(ad.resolve()),
-        "adapter_digest": digest(ad / "adapter_model.safetensors"),
-    }
-    if not check["passed"]:
-        raise MergeCheckFailed(
-            f"merge_adapter: merged model differs from the adapter by {diff:.3g} (> tol {tol:.3g}) on {len(seqs)} sample "
-            f"sequences; nothing written to {out_dir}"
-        )
+    merged, check = _merge_check(model, tok, ad, tol, out_dir)
+    has_info = (ad / "training_info.json").is_file()
     info = (
         read_json(ad / "training_info.json")
-        if (ad / "training_info.json").is_file()
+        if has_info
         else {"base_model": read_json(ad / "adapter_config.json")["base_model_name_or_path"]}
     )
-    merged.config.llmops = {
-        "base_model": info.get("base_model"),
-        "adapter_digest": check["adapter_digest"],
-        "run_id": info.get("run_id"),
-    }
+    merged.config.llmops = dict(base_model=info.get("base_model"), adapter_digest=check["adapter_digest"])
+    merged.config.llmops["run_id"] = info.get("run_id")
     with atomic_dir(out_dir) as tmpd:
         merged.save_pretrained(tmpd)
         tok.save_pretrained(tmpd)
@@ -1304,7 +1229,8 @@ def resolve_sft_data(
                 rec = read_run(str(dataset), settings.path("runs_dir"))
             except FileNotFoundError:
                 raise FileNotFoundError(
-                    f"dataset {dataset!r}: not a dataset folder, .jsonl file, run folder or run id under {settings.path('runs_dir')}"
+                    f"dataset {dataset!r}: not a dataset folder, .jsonl file, run folder or run id under "
+                    f"{settings.path('runs_dir')}"
                 ) from None
             (train, ev), parent = from_run(rec.dir), rec.id
     if eval_dataset is not None:
@@ -1335,7 +1261,7 @@ class SweepResult:
     best_dir: Path
     out_dir: Path
 
-
+# %% ../nbs/06_train.ipynb #7730dfa0
 def _suggest(trial, name: str, spec):
     if isinstance(spec, (list, tuple)):
         if not spec:
@@ -1347,94 +1273,54 @@ def _suggest(trial, name: str, spec):
         or not set(spec) <= {"low", "high", "log", "step"}
     ):
         raise ValueError(
-            f"sweep: space[{name!r}] must be a list of values or a dict with low, high (and optional log, step), got {spec!r}"
+            f"sweep: space[{name!r}] must be a list of values or a dict with low, high (and optional log, step), "
+            f"got {spec!r}"
         )
     lo, hi = spec["low"], spec["high"]
     if not lo < hi:
         raise ValueError(f"sweep: space[{name!r}]: low must be < high, got {lo}, {hi}")
-    if (
-        all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
-        and not spec.get("log")
-        and isinstance(spec.get("step", 1), int)
-    ):
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi))
+    if ints and not spec.get("log") and isinstance(spec.get("step", 1), int):
         return trial.suggest_int(name, lo, hi, step=spec.get("step", 1))
     return trial.suggest_float(name, float(lo), float(hi), log=bool(spec.get("log")), step=spec.get("step"))
 
-
-def sweep(
-    model: Union[str, Path, None],
-    train: Any,
-    eval: Any,
-    out_dir: Union[str, Path] = "outputs/sweep",
-    space: Optional[
-        dict
-    ] = None,  # sft parameter -> list (categorical) or {"low", "high", "log", "step"}; None: SEARCH_SPACE
-    n_trials: int = 8,
-    seed: int = 42,
-    run: Any = None,  # a `Run`: one log entry per trial
-    verbose: bool = False,
-    settings: Optional[Settings] = None,
-    **fixed,
-) -> SweepResult:  # any other sft parameter, fixed for every trial
-    """Optuna search over sft hyperparameters on eval loss; resumable; returns the trial table and the best
-    configuration."""
-    import optuna, pandas as pd
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    from optuna.trial import TrialState
-
-    if model is not None and not isinstance(model, (str, Path)):
-        raise TypeError("sweep: pass a model reference (each trial loads a fresh model), not a loaded model")
-    if eval is None:
-        raise ValueError("sweep: eval data is required (trials are compared on eval loss)")
-    n_trials = coerce(n_trials, int, "n_trials")
-    if n_trials < 1:
-        raise ValueError(f"sweep: n_trials must be >= 1, got {n_trials}")
+# %% ../nbs/06_train.ipynb #664b3d7f
+def _search_space(space: Optional[dict], cfg: SFTConfig) -> dict:
     default = space is None
     space = dict(SEARCH_SPACE if default else space)
-    if default and fixed.get("max_steps", -1) != -1:
+    if default and cfg.max_steps != -1:
         space.pop("epochs")  # epochs do not matter when steps are fixed
-    allowed = _sft_params("verbose")
-    for k in list(space) + list(fixed):
+    allowed = {f.name for f in fields(SFTConfig)}
+    for k in space:
         if k not in allowed:
             raise ValueError(f"sweep: {k!r} is not an sft parameter; choose from {', '.join(sorted(allowed))}")
     if not space:
         raise ValueError("sweep: the search space is empty")
-    settings = settings or load_settings()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return space
+
+
+def _open_study(out_dir: Path, seed: int):
+    "The sweep's Optuna study in `out_dir/study.journal`; a trial interrupted by a crash is failed and queued again."
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = JournalStorage(JournalFileBackend(str(out_dir / "study.journal")))
+    sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(
-        study_name="sft-sweep",
-        storage=storage,
-        direction="minimize",
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name="sft-sweep", storage=storage, direction="minimize", load_if_exists=True, sampler=sampler
     )
-    for t in study.get_trials(
-        deepcopy=False, states=[TrialState.RUNNING]
-    ):  # interrupted by a crash: fail it, queue its parameters again
+    for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):
         study.tell(t.number, state=TrialState.FAIL)
         study.enqueue_trial(t.params, skip_if_exists=False)
-    done = len(study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]))
+    return study
 
-    def objective(trial):
-        params = {k: _suggest(trial, k, v) for k, v in space.items()}
-        job = out_dir / "trials" / digest(params)[:12]
-        trial.set_user_attr("dir", str(job))
-        r = sft(model, train, eval, out_dir=job, run=None, verbose=verbose, settings=settings, **{**fixed, **params})
-        trial.set_user_attr("train_loss", r.metrics["train_loss"])
-        trial.set_user_attr("runtime_s", r.metrics["train_runtime_s"])
-        if run is not None:
-            run.log(
-                {"sweep/eval_loss": r.metrics["eval_loss"], **{f"sweep/{k}": v for k, v in params.items()}},
-                step=trial.number,
-            )
-        return r.metrics["eval_loss"]
 
-    if n_trials - done > 0:
-        study.optimize(objective, n_trials=n_trials - done)
+def _trials_table(study):
+    import pandas as pd
+
     rows = [
         {
             "trial": t.number,
@@ -1447,75 +1333,114 @@ def sweep(
         }
         for t in study.get_trials(deepcopy=False)
     ]
-    table = pd.DataFrame(rows).sort_values("eval_loss", na_position="last").reset_index(drop=True)
-    best = study.best_trial
+    return pd.DataFrame(rows).sort_values("eval_loss", na_position="last").reset_index(drop=True)
+
+# %% ../nbs/06_train.ipynb #eb44f53d
+def sweep(
+    cfg: SFTConfig,  # the settings every trial shares; the searched ones are replaced per trial
+    train: Any,
+    eval: Any,
+    out_dir: Union[str, Path] = "outputs/sweep",
+    space: Optional[dict] = None,  # SFTConfig field -> list (categorical) or {"low", "high", "log", "step"}
+    n_trials: int = 8,
+    seed: int = 42,
+    run: Any = None,  # a `Run`: one log entry per trial
+    verbose: bool = False,
+    settings: Optional[Settings] = None,
+) -> SweepResult:
+    """Optuna search over sft hyperparameters on eval loss; resumable; returns the trial table and the best
+    configuration."""
+    from optuna.trial import TrialState
+
+    if not isinstance(cfg, SFTConfig):
+        raise TypeError(f"sweep: cfg must be an SFTConfig (the settings every trial shares), got {type(cfg).__name__}")
+    if eval is None:
+        raise ValueError("sweep: eval data is required (trials are compared on eval loss)")
+    n_trials = coerce(n_trials, int, "n_trials")
+    if n_trials < 1:
+        raise ValueError(f"sweep: n_trials must be >= 1, got {n_trials}")
+    space, settings, out_dir = _search_space(space, cfg), settings or load_settings(), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    study = _open_study(out_dir, seed)
+    done = len(study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]))
+
+    def objective(trial):
+        params = {k: _suggest(trial, k, v) for k, v in space.items()}
+        job = out_dir / "trials" / digest(params)[:12]
+        trial.set_user_attr("dir", str(job))
+        r = sft(replace(cfg, **params), train, eval, out_dir=job, verbose=verbose, settings=settings)
+        trial.set_user_attr("train_loss", r.metrics["train_loss"])
+        trial.set_user_attr("runtime_s", r.metrics["train_runtime_s"])
+        if run is not None:
+            logged = {"sweep/eval_loss": r.metrics["eval_loss"], **{f"sweep/{k}": v for k, v in params.items()}}
+            run.log(logged, step=trial.number)
+        return r.metrics["eval_loss"]
+
+    if n_trials - done > 0:
+        study.optimize(objective, n_trials=n_trials - done)
+    table, best = _trials_table(study), study.best_trial
     atomic_write(out_dir / "results.csv", table.to_csv(index=False))
+    best_dir = best.user_attrs["dir"]
     write_json(
         out_dir / "best.json",
-        {"params": best.params, "eval_loss": best.value, "dir": best.user_attrs["dir"], "fixed": fixed},
+        {"params": best.params, "eval_loss": best.value, "dir": best_dir, "fixed": cfg.to_dict()},
     )
     if run is not None:
         run.log({"sweep/best_eval_loss": best.value})
-    return SweepResult(table, dict(best.params), float(best.value), Path(best.user_attrs["dir"]), out_dir)
+    return SweepResult(table, dict(best.params), float(best.value), Path(best_dir), out_dir)
 
-# %% ../nbs/06_train.ipynb #460fc781
+# %% ../nbs/06_train.ipynb #2630867d
+_SPEC_FORMAT = "llmops-nb/sft-spec@2"
+
+
+def _data_file(data: Any, name: str, folder: Path) -> Optional[str]:
+    "A dataset folder or file every process can read: in-memory rows are saved as a dataset under `folder` first."
+    from llmops_nb.data import save_dataset
+
+    if data is None:
+        return None
+    if isinstance(data, (str, Path)) and Path(data).exists():
+        return str(Path(data).resolve())
+    if isinstance(data, Dataset):
+        return str(data.path.resolve())
+    rows, _, _ = conversations(data, name)
+    keep = [{"id": str(r.get("id", i)), "messages": r["messages"]} for i, r in enumerate(rows)]
+    return str(save_dataset(keep, folder / name).path.resolve())
+
+
 def write_spec(
-    path: Union[str, Path],
-    model: Union[str, Path],
-    train: Any,
-    eval: Any = None,
-    out_dir: Union[str, Path] = "outputs/sft",
-    **params,
+    path: Union[str, Path], cfg: SFTConfig, train: Any, eval: Any = None, out_dir: Union[str, Path] = "outputs/sft"
 ) -> Path:
     """Write an sft job spec (JSON); in-memory data is saved as datasets next to it first, so every process reads the
     same files."""
-    from llmops_nb.data import save_dataset
-
+    if not isinstance(cfg, SFTConfig):
+        raise TypeError(f"write_spec: cfg must be an SFTConfig, got {type(cfg).__name__}")
     path = Path(path)
-    bad = sorted(set(params) - _sft_params())
-    if bad:
-        raise ValueError(f"write_spec: {', '.join(bad)} are not sft parameters")
-    if not isinstance(model, (str, Path)):
-        raise TypeError("write_spec: model must be a reference (folder, packaged name or hub id)")
-
-    def _file(data, name):
-        if data is None:
-            return None
-        if isinstance(data, (str, Path)) and Path(data).exists():
-            return str(Path(data).resolve())
-        if isinstance(data, Dataset):
-            return str(data.path.resolve())
-        rows, _, _ = conversations(data, name)
-        return str(
-            save_dataset(
-                [{"id": str(r.get("id", i)), "messages": r["messages"]} for i, r in enumerate(rows)],
-                path.parent / "inputs" / name,
-            ).path.resolve()
-        )
-
+    base = model_ref(cfg.base_model) if cfg.base_model is not None else None  # an absolute path for a local folder
     spec = {
-        "format": "llmops-nb/sft-spec@1",
-        "model": model_ref(model),
-        "train": _file(train, "train"),
-        "eval": _file(eval, "eval"),
+        "format": _SPEC_FORMAT,
+        "train": _data_file(train, "train", path.parent / "inputs"),
+        "eval": _data_file(eval, "eval", path.parent / "inputs"),
         "out_dir": str(Path(out_dir).resolve()),
-        "params": params,
+        "params": {**cfg.to_dict(), "base_model": base, "processes": 1},  # each process runs one sft
     }
     write_json(path, spec)
     return path
 
-
-def run_spec(path: Union[str, Path]) -> SFTResult:
+# %% ../nbs/06_train.ipynb #766d044a
+def run_spec(path: Union[str, Path], verbose: bool = True) -> SFTResult:
     "Run the sft job a spec describes (in each process of a distributed launch)."
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"sft spec {path} does not exist")
     spec = read_json(path)
-    if spec.get("format") != "llmops-nb/sft-spec@1":
-        raise ConfigError(f"{path}: not an sft spec (format {spec.get('format')!r})")
-    return sft(spec["model"], spec["train"], spec["eval"], out_dir=spec["out_dir"], **spec.get("params", {}))
+    if spec.get("format") != _SPEC_FORMAT:
+        got = spec.get("format")
+        raise ConfigError(f"{path}: not an sft spec of this version (format {got!r}, not {_SPEC_FORMAT})")
+    cfg = SFTConfig(**spec.get("params", {}))
+    return sft(cfg, spec["train"], spec["eval"], out_dir=spec["out_dir"], verbose=verbose)
 
-
+# %% ../nbs/06_train.ipynb #f93cf013
 def launch_command(
     spec: Union[str, Path], processes: int = 2, config_file: Union[str, Path, None] = None, port: int = 0
 ) -> list:
@@ -1527,19 +1452,12 @@ def launch_command(
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if config_file:
         cmd += ["--config_file", str(config_file)]
-    cmd += [
-        "--num_processes",
-        str(processes),
-        "--num_machines",
-        "1",
-        "--main_process_port",
-        str(port or 0),
-    ]  # 0: a free port
+    cmd += ["--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(port or 0)]  # 0: free
     if not config_file:
         cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"] + (["--multi_gpu"] if processes > 1 else [])
     return cmd + ["-m", "llmops_nb.train", str(spec)]
 
-
+# %% ../nbs/06_train.ipynb #97bc7e0f
 def launch_env(cpu: Optional[bool] = None) -> dict:
     "Environment for `launch_command`: on a machine without CUDA, torchrun ranks must be told to use the CPU (gloo)."
     import torch
@@ -1550,38 +1468,32 @@ def launch_env(cpu: Optional[bool] = None) -> dict:
         env["ACCELERATE_USE_CPU"] = "1"
     return env
 
+# %% ../nbs/06_train.ipynb #54a4cb9c
+_STREAMED = ("step ", "sft:", "loss=", "tokens=", "  ")
+
 
 def sft_distributed(
-    model: Union[str, Path],
+    cfg: SFTConfig,
     train: Any,
     eval: Any = None,
     out_dir: Union[str, Path] = "outputs/sft",
-    processes: int = 2,
-    config_file: Union[str, Path, None] = None,
     run: Any = None,
     timeout: Optional[float] = None,
-    **params,
+    verbose: bool = True,
 ) -> SFTResult:
-    """Run `sft` in `processes` processes through `accelerate launch`; returns its result and replays its history into
-    `run`."""
-    if config_file is not None:
-        check_launch_config(config_file)  # FSDP/DeepSpeed without CUDA fail here, before anything starts
+    """Run `sft` in `cfg.processes` processes through `accelerate launch` (with `cfg.accelerate_config`); returns its
+    result and replays its history into `run`."""
+    if cfg.accelerate_config is not None:
+        check_launch_config(cfg.accelerate_config)  # FSDP/DeepSpeed without CUDA fail here, before anything starts
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = write_spec(out_dir / "spec.json", model, train, eval, out_dir, **params)
-    proc = subprocess.Popen(
-        launch_command(spec, processes, config_file),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=launch_env(),
-    )
+    spec = write_spec(out_dir / "spec.json", cfg, train, eval, out_dir)
+    cmd = launch_command(spec, cfg.processes, cfg.accelerate_config)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=launch_env())
     tail = []
     for line in proc.stdout:
         tail = (tail + [line])[-40:]
-        if params.get("verbose", True) and (
-            line.startswith(("step ", "sft:", "loss=", "tokens=", "  ")) or "Error" in line
-        ):
+        if verbose and (line.startswith(_STREAMED) or "Error" in line):
             print(line, end="")
     if proc.wait(timeout) != 0:
         raise RuntimeError(f"distributed sft failed (exit {proc.returncode}); last output:\n{''.join(tail)}")
@@ -1617,7 +1529,8 @@ def check_launch_config(
     p = Path(config_file).expanduser()
     if not p.is_file():
         raise ConfigError(
-            f"accelerate config {p}: no such file (the repository's configs/accelerate/ has cpu_ddp, fsdp, deepspeed_zero2, deepspeed_zero3)"
+            f"accelerate config {p}: no such file (the repository's configs/accelerate/ has cpu_ddp, fsdp, "
+            "deepspeed_zero2, deepspeed_zero3)"
         )
     try:
         cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
@@ -1639,7 +1552,7 @@ def check_launch_config(
         )
     if kind == "DEEPSPEED" and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(
-            f"accelerate config {p}: distributed_type DEEPSPEED but deepspeed is not installed; run `pip install deepspeed` "
-            "on the GPU machine (it needs CUDA), or use configs/accelerate/fsdp.yaml"
+            f"accelerate config {p}: distributed_type DEEPSPEED but deepspeed is not installed; "
+            "run `pip install deepspeed` on the GPU machine (it needs CUDA), or use configs/accelerate/fsdp.yaml"
         )
     return cfg

@@ -152,7 +152,7 @@ def tiny_rows(n: int = 24) -> list:
 
 
 def step_doctor(ctx: Ctx) -> Row:
-    from llmops_nb.cli import doctor
+    from llmops_nb.doctor import doctor
     checks = doctor(load_models=not ctx.tiny)
     bad = [c for c in checks if c["status"] == "fail"]
     counts = {s: sum(c["status"] == s for c in checks) for s in ("ok", "warn", "fail")}
@@ -189,11 +189,12 @@ def _warm(ctx: Ctx) -> None:
 
 def lib_sft(ctx: Ctx, out: str, steps: int, quantize: str = "none", **kw):
     "The library's training path, at the check's sizes."
-    from llmops_nb.train import sft
+    from llmops_nb.train import SFTConfig, sft
     s = ctx.sizes
-    return sft(ctx.model, ctx.rows, out_dir=ctx.work / out, device=ctx.device, dtype=ctx.dtype, quantize=quantize, max_steps=steps,
-               batch_size=s["batch"], max_length=s["max_length"], save_steps=steps, logging_steps=5, activation_checkpointing=False,
-               max_dropped=1.0, verbose=False, **{**LORA, **kw})
+    cfg = SFTConfig(base_model=ctx.model, device=ctx.device, dtype=ctx.dtype, quantize=quantize, max_steps=steps, batch_size=s["batch"],
+                    max_length=s["max_length"], save_steps=steps, logging_steps=5, activation_checkpointing=False, max_dropped=1.0,
+                    **{**LORA, **kw})
+    return sft(cfg, ctx.rows, out_dir=ctx.work / out, verbose=False)
 
 
 def plain_trl(model_dir: str, rows: list, out_dir: Path, device: str, steps: int, batch: int, max_length: int) -> dict:
@@ -270,7 +271,7 @@ def _resume_spec(ctx: Ctx, out: Path, flag: Optional[Path]) -> Path:
     if not rows_file.exists(): rows_file.write_text("".join(json.dumps(r) + "\n" for r in ctx.rows))
     kw = dict(max_steps=s["resume_steps"], save_steps=s["save_steps"], eval_steps=s["save_steps"], batch_size=s["batch"],
               max_length=s["max_length"], device=ctx.device, dtype=ctx.dtype, quantize="none", logging_steps=1,
-              activation_checkpointing=False, max_dropped=1.0, verbose=False, **LORA)
+              activation_checkpointing=False, max_dropped=1.0, **LORA)
     spec = out.parent / f"{out.name}.{'kill' if flag else 'run'}.json"
     spec.write_text(json.dumps({"model": ctx.model, "rows": str(rows_file), "out": str(out), "kw": kw, "flag": str(flag) if flag else None,
                                 "stop_after": s["save_steps"] + 1}))
@@ -282,7 +283,7 @@ def resume_child(spec_path: str) -> int:
     import torch
     from transformers import TrainerCallback
     from llmops_nb.core import read_jsonl
-    from llmops_nb.train import sft
+    from llmops_nb.train import SFTConfig, sft
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     spec = json.loads(Path(spec_path).read_text())
     rows = read_jsonl(spec["rows"])
@@ -290,7 +291,7 @@ def resume_child(spec_path: str) -> int:
         def on_step_end(self, args, state, control, **kw):
             if spec["flag"] and state.global_step >= spec["stop_after"]:
                 Path(spec["flag"]).write_text(str(state.global_step)); time.sleep(3600)
-    sft(spec["model"], rows[:-4], rows[-4:], out_dir=spec["out"], callbacks=[Stall()], **spec["kw"])
+    sft(SFTConfig(base_model=spec["model"], **spec["kw"]), rows[:-4], rows[-4:], out_dir=spec["out"], callbacks=[Stall()], verbose=False)
     return 0
 
 
@@ -332,7 +333,8 @@ def step_resume(ctx: Ctx) -> Row:
 def faiss_compare(n: int = 100_000, dim: int = 384, queries: int = 200, k: int = 10, gpu: bool = True, seed: int = 0) -> dict:
     "The same flat VectorStore searched one query at a time on the GPU (gpu=True) and on the CPU: queries/s each and top-k agreement."
     import numpy as np
-    from llmops_nb.retrieval import Embedder, VectorStore
+    from llmops_nb.embeddings import Embedder
+    from llmops_nb.retrieval import VectorStore
     rng = np.random.default_rng(seed)
     vecs = rng.standard_normal((n, dim), dtype=np.float32); vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     qs = vecs[rng.choice(n, queries, replace=False)] + 0.1 * rng.standard_normal((queries, dim), dtype=np.float32)

@@ -36,7 +36,7 @@ def settings(home):
 
 @pytest.fixture
 def vllm(monkeypatch):
-    from llmops_nb.generate import FakeOpenAIServer
+    from llmops_nb.testing import FakeOpenAIServer
     monkeypatch.delenv("LLMOPS_ENDPOINT_KEY", raising=False)
     with FakeOpenAIServer(reply=cite) as srv: yield srv
 
@@ -77,7 +77,8 @@ def test_endpoint_model_defaults_to_model_then_the_base_model_setting(kb, settin
 
 
 def test_endpoint_key_from_the_environment_is_sent_and_never_traced(kb, settings, monkeypatch):
-    from llmops_nb.generate import FakeOpenAIServer, GenerationError
+    from llmops_nb.generate import GenerationError
+    from llmops_nb.testing import FakeOpenAIServer
     from llmops_nb.serve import default_pipeline
     secret = "sk-vllm-0123456789abcdef"
     monkeypatch.delenv("LLMOPS_ENDPOINT_KEY", raising=False)
@@ -110,7 +111,8 @@ def test_endpoint_configuration_errors_are_clear(kb, settings, monkeypatch):
 
 
 def test_unreachable_endpoint_names_the_url(kb, settings):
-    from llmops_nb.generate import FakeOpenAIServer, GenerationError
+    from llmops_nb.generate import GenerationError
+    from llmops_nb.testing import FakeOpenAIServer
     from llmops_nb.serve import default_pipeline
     with FakeOpenAIServer() as srv: url = srv.url
     p = default_pipeline(index=kb, endpoint=url, settings=settings)
@@ -155,21 +157,25 @@ def test_check_launch_config_bad_files(tmp_path):
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the CPU refusal needs a machine without CUDA")
 def test_deepspeed_launch_on_cpu_fails_before_anything_starts(tiny_model, tmp_path):
     from llmops_nb.core import ConfigError
-    from llmops_nb.train import sft_distributed
+    from llmops_nb.train import SFTConfig, sft_distributed
+    with pytest.raises(ConfigError, match=r"deepspeed_zero3\.yaml"):                 # the config refuses it when built
+        SFTConfig(base_model=str(tiny_model), processes=2, accelerate_config=str(CONFIGS / "deepspeed_zero3.yaml"), max_length=64)
+    cfg = SFTConfig(base_model=str(tiny_model), max_length=64)
+    cfg.processes, cfg.accelerate_config = 2, CONFIGS / "deepspeed_zero3.yaml"     # and sft_distributed checks again
     with pytest.raises(ConfigError, match=r"deepspeed_zero3\.yaml"):
-        sft_distributed(tiny_model, ROWS, out_dir=tmp_path / "job", processes=2, config_file=CONFIGS / "deepspeed_zero3.yaml", max_length=64)
+        sft_distributed(cfg, ROWS, out_dir=tmp_path / "job")
     assert not (tmp_path / "job").exists()                                     # no spec written, nothing launched
 
 
 def test_a_deepspeed_rank_on_cpu_fails_before_loading_the_model(tiny_model, tmp_path, monkeypatch):
     "What each rank checks when a launcher sets ACCELERATE_USE_DEEPSPEED (or FSDP) and the rank has no GPU."
     from llmops_nb.core import ConfigError
-    from llmops_nb.train import sft
+    from llmops_nb.train import SFTConfig, sft
     import llmops_nb.train as train
     monkeypatch.setattr(train, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     for var, name in (("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"), ("ACCELERATE_USE_FSDP", "FSDP")):
         monkeypatch.setenv(var, "true")
-        with pytest.raises(ConfigError, match=f"{name} was requested.*cpu_ddp.yaml"): sft(tiny_model, ROWS, out_dir=tmp_path / var, device="cpu")
+        with pytest.raises(ConfigError, match=f"{name} was requested.*cpu_ddp.yaml"): sft(SFTConfig(base_model=tiny_model, device="cpu"), ROWS, out_dir=tmp_path / var)
         monkeypatch.delenv(var)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match="trains in one process"): sft(tiny_model, ROWS, out_dir=tmp_path / "q", device="cpu", quantize="4bit")
+    with pytest.raises(ConfigError, match="trains in one process"): sft(SFTConfig(base_model=tiny_model, device="cpu", quantize="4bit"), ROWS, out_dir=tmp_path / "q")

@@ -4,14 +4,19 @@ import pytest, torch
 from safetensors.torch import load_file
 from llmops_nb.core import ConfigError, ModelNotAvailable, read_json
 from llmops_nb.data import DataError, save_dataset
-from llmops_nb.models import load_tokenizer
-from llmops_nb.train import (MergeCheckFailed, PreflightError, SFTResult, last_checkpoint, load_adapter, mask_report, merge_adapter, sft,
-                             sweep, write_spec)
+from llmops_nb.models import load_adapter, load_tokenizer
+from llmops_nb.train import (MergeCheckFailed, PreflightError, SFTConfig, SFTResult, last_checkpoint, mask_report, merge_adapter, sft,
+                             sweep)
 
 SYSTEM = {"role": "system", "content": "You are the Kestrel support assistant."}
 ROWS = [{"id": f"c{i}", "messages": [SYSTEM, {"role": "user", "content": f"How long is the warranty on product {i}?"},
                                      {"role": "assistant", "content": f"Product {i} has a two year warranty."}]} for i in range(24)]
-FAST = dict(max_length=96, learning_rate=2e-3, batch_size=4, lora_r=8, lora_alpha=16, logging_steps=2, verbose=False)
+FAST = dict(max_length=96, learning_rate=2e-3, batch_size=4, lora_r=8, lora_alpha=16, logging_steps=2)
+
+
+def job(model, **kw) -> SFTConfig:
+    "The tests' job settings: FAST, with `kw` on top."
+    return SFTConfig(base_model=model, **{**FAST, **kw})
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +32,7 @@ def adapter_weights(d: Path) -> dict:
 def reference_job(tiny_model, tmp_path_factory):
     "An uninterrupted 8-step run: the reference for resume and merge tests."
     out = tmp_path_factory.mktemp("ref") / "job"
-    return sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=out, max_steps=8, save_steps=3, eval_steps=4, **FAST)
+    return sft(job(tiny_model, max_steps=8, save_steps=3, eval_steps=4), ROWS[:20], ROWS[20:], out_dir=out, verbose=False)
 
 
 def test_sft_trains_and_writes_a_complete_job_folder(reference_job, tiny_model):
@@ -43,7 +48,7 @@ def test_sft_trains_and_writes_a_complete_job_folder(reference_job, tiny_model):
 
 
 def test_sft_is_deterministic_on_cpu(reference_job, tiny_model, tmp_path):
-    again = sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "again", max_steps=8, save_steps=3, eval_steps=4, **FAST)
+    again = sft(job(tiny_model, max_steps=8, save_steps=3, eval_steps=4), ROWS[:20], ROWS[20:], out_dir=tmp_path / "again", verbose=False)
     a, b = adapter_weights(reference_job.adapter_dir), adapter_weights(again.adapter_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -53,12 +58,12 @@ import sys, time, torch
 torch.set_num_threads(1)
 from pathlib import Path
 from transformers import TrainerCallback
-from llmops_nb.train import sft
+from llmops_nb.train import SFTConfig, sft
 rows = __ROWS__
 class SlowAfter(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if state.global_step >= 7 and __SLOW__: Path(sys.argv[2]).write_text("ready"); time.sleep(600)
-sft(sys.argv[1], rows[:20], rows[20:], out_dir=sys.argv[3], max_steps=8, save_steps=3, eval_steps=4, callbacks=[SlowAfter()], **__FAST__)
+sft(SFTConfig(base_model=sys.argv[1], max_steps=8, save_steps=3, eval_steps=4, **__FAST__), rows[:20], rows[20:], out_dir=sys.argv[3], callbacks=[SlowAfter()], verbose=False)
 """
 
 
@@ -90,12 +95,12 @@ def test_sigkill_then_rerun_resumes_and_matches_uninterrupted(reference_job, tin
 
 def test_changed_settings_in_an_existing_job_folder_are_refused(reference_job, tiny_model):
     with pytest.raises(ConfigError, match="other settings.*learning_rate"):
-        sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=reference_job.out_dir, max_steps=8, save_steps=3, eval_steps=4, **{**FAST, "learning_rate": 1e-3})
+        sft(job(tiny_model, max_steps=8, save_steps=3, eval_steps=4, learning_rate=1e-3), ROWS[:20], ROWS[20:], out_dir=reference_job.out_dir, verbose=False)
 
 
 def test_finished_job_is_returned_not_retrained(reference_job, tiny_model):
     before = (reference_job.adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns
-    r = sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=reference_job.out_dir, max_steps=8, save_steps=3, eval_steps=4, **FAST)
+    r = sft(job(tiny_model, max_steps=8, save_steps=3, eval_steps=4), ROWS[:20], ROWS[20:], out_dir=reference_job.out_dir, verbose=False)
     assert r.metrics == reference_job.metrics
     assert (reference_job.adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns == before
 
@@ -111,7 +116,7 @@ def test_finished_job_is_returned_not_retrained(reference_job, tiny_model):
 ])
 def test_bad_conversations_fail_before_training(tiny_model, tmp_path, bad, message):
     with pytest.raises(DataError, match=message):
-        sft(tiny_model, bad, out_dir=tmp_path / "job", **FAST)
+        sft(job(tiny_model), bad, out_dir=tmp_path / "job", verbose=False)
     assert not (tmp_path / "job").exists()
 
 
@@ -119,16 +124,16 @@ def test_bad_jsonl_names_file_and_line(tiny_model, tmp_path):
     f = tmp_path / "sft.jsonl"
     f.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
     with pytest.raises(DataError, match=r"sft.jsonl:2"):
-        sft(tiny_model, f, out_dir=tmp_path / "job", **FAST)
+        sft(job(tiny_model), f, out_dir=tmp_path / "job", verbose=False)
 
 
 def test_nothing_trainable_or_too_much_dropped_is_refused(tiny_model, tmp_path):
     long = [{"id": f"l{i}", "messages": [{"role": "user", "content": "Tell me everything please. " * 40},
                                          {"role": "assistant", "content": "Everything."}]} for i in range(6)]
     with pytest.raises(PreflightError, match="no token is trainable"):
-        sft(tiny_model, long, out_dir=tmp_path / "a", **FAST)
+        sft(job(tiny_model), long, out_dir=tmp_path / "a", verbose=False)
     with pytest.raises(PreflightError, match=r"6 of 26 examples \(23%\) would be dropped"):
-        sft(tiny_model, ROWS[:20] + long, out_dir=tmp_path / "b", **FAST)
+        sft(job(tiny_model), ROWS[:20] + long, out_dir=tmp_path / "b", verbose=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -145,15 +150,33 @@ def test_mask_report_counts_roles_and_marks_the_example(tiny_model):
 
 
 def test_bad_parameters(tiny_model, tmp_path):
-    for kw, msg in [(dict(learning_rate=0), "learning_rate"), (dict(lora_r=0), "lora_r"), (dict(loss="prompt"), "loss"),
-                    (dict(max_steps=0), "max_steps"), (dict(lora_dropout=1.5), "lora_dropout"), (dict(max_length="long"), "max_length"),
-                    (dict(early_stopping_patience=2), "early_stopping_patience needs eval")]:
-        with pytest.raises((ValueError, TypeError), match=msg):
-            sft(tiny_model, ROWS, out_dir=tmp_path / "x", **{**FAST, **kw})
+    "A wrong setting fails when the config is built, naming the parameter; bad data and models fail before training."
+    for kw, msg in [(dict(learning_rate=0), "parameter 'learning_rate' must be in \\(0, 1\\)"), (dict(lora_r=0), "parameter 'lora_r' must be >= 1"),
+                    (dict(loss="prompt"), "parameter 'loss': expected"), (dict(max_steps=0), "parameter 'max_steps'"),
+                    (dict(lora_dropout=1.5), "parameter 'lora_dropout'"), (dict(max_length="long"), "parameter 'max_length': expected int"),
+                    (dict(early_stopping_patience=2), "parameter 'early_stopping_patience'"), (dict(scheduler="steep"), "parameter 'scheduler'")]:
+        with pytest.raises(ConfigError, match=msg):
+            job(tiny_model, **kw)
+    with pytest.raises(TypeError, match="lr"):
+        SFTConfig(lr=1e-3)
+    with pytest.raises(ValueError, match="early_stopping_patience needs eval data"):
+        sft(job(tiny_model, early_stopping_patience=2, eval_steps=2, save_steps=2), ROWS, out_dir=tmp_path / "e")
+    with pytest.raises(ConfigError, match="'init_adapter'.*not an adapter folder"):
+        sft(job(tiny_model, init_adapter=str(tmp_path)), ROWS, out_dir=tmp_path / "i")
     with pytest.raises(ModelNotAvailable):
-        sft("no-such-org/no-such-model", ROWS, out_dir=tmp_path / "y", **FAST)
+        sft(job("no-such-org/no-such-model"), ROWS, out_dir=tmp_path / "y")
     with pytest.raises(TypeError, match="got int"):
-        sft(tiny_model, 5, out_dir=tmp_path / "z", **FAST)
+        sft(job(tiny_model), 5, out_dir=tmp_path / "z")
+    assert not any((tmp_path / d).exists() for d in "eiyz")
+
+
+def test_config_records_exactly_the_runbook_parameters():
+    "to_dict: every runbook parameter, and a library-only setting only when changed; the job folder's params are unchanged."
+    import dataclasses
+    names = [f.name for f in dataclasses.fields(SFTConfig)]
+    d = SFTConfig().to_dict()
+    assert list(d) == names[:names.index("init_adapter") + 1]
+    assert SFTConfig(warmup=0.1).to_dict()["warmup"] == 0.1 and SFTConfig(**d) == SFTConfig()
 
 
 def test_merge_matches_adapter_and_writes_card(reference_job, tmp_path):
@@ -180,34 +203,35 @@ def test_load_adapter_generates(reference_job):
 
 def test_sweep_finds_best_and_resumes(tiny_model, tmp_path):
     space = {"learning_rate": {"low": 1e-4, "high": 5e-3, "log": True}, "lora_r": [4, 8]}
-    fixed = dict(max_length=96, max_steps=3, batch_size=4, save_steps=3, verbose=False)
-    s = sweep(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "sw", n_trials=2, space=space, **fixed)
+    fixed = SFTConfig(base_model=tiny_model, max_length=96, max_steps=3, batch_size=4, save_steps=3)
+    s = sweep(fixed, ROWS[:20], ROWS[20:], out_dir=tmp_path / "sw", n_trials=2, space=space)
     assert len(s.table) == 2 and s.best_value == s.table["eval_loss"].min()
     assert (s.best_dir / "adapter").is_dir()
-    s2 = sweep(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "sw", n_trials=3, space=space, **fixed)
+    s2 = sweep(fixed, ROWS[:20], ROWS[20:], out_dir=tmp_path / "sw", n_trials=3, space=space)
     assert len(s2.table) == 3 and set(s.table["trial"]) < set(s2.table["trial"])
-    with pytest.raises(TypeError, match="reference"):
+    with pytest.raises(TypeError, match="SFTConfig"):
         sweep(object(), ROWS, ROWS)
     with pytest.raises(ValueError, match="eval data"):
-        sweep(tiny_model, ROWS, None)
+        sweep(fixed, ROWS, None)
 
 
 def test_packing_trains(tiny_model, tmp_path):
-    r = sft(tiny_model, ROWS[:20], out_dir=tmp_path / "p", packing=True, max_steps=2, save_steps=2, **FAST)
+    r = sft(job(tiny_model, packing=True, max_steps=2, save_steps=2), ROWS[:20], out_dir=tmp_path / "p", verbose=False)
     assert r.metrics["steps"] == 2 and r.metrics["train_loss"] > 0
 
 
 def test_dataset_folder_input_records_its_digest(tiny_model, tmp_path):
     ds = save_dataset(ROWS[:20], tmp_path / "ds")
-    r = sft(tiny_model, tmp_path / "ds", out_dir=tmp_path / "j", max_steps=1, save_steps=1, **FAST)
+    r = sft(job(tiny_model, max_steps=1, save_steps=1), tmp_path / "ds", out_dir=tmp_path / "j", verbose=False)
     assert r.info["config"]["train_digest"] == ds.digest
 
 
 def test_two_process_accelerate_launch_trains_one_adapter(tiny_model, tmp_path):
     "The distributed path: `accelerate launch` with the repository's DDP config starts 2 CPU ranks running the same sft code."
-    from llmops_nb.train import launch_command, launch_env, sft_distributed
+    from llmops_nb.train import launch_command, launch_env
     cfg = Path(__file__).resolve().parent.parent / "configs" / "accelerate" / "cpu_ddp.yaml"
-    res = sft_distributed(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "dist", processes=2, config_file=cfg, max_steps=3, save_steps=3, **FAST)
+    res = sft(job(tiny_model, processes=2, accelerate_config=str(cfg), max_steps=3, save_steps=3), ROWS[:20], ROWS[20:],
+              out_dir=tmp_path / "dist", verbose=False)
     assert res.metrics["world_size"] == 2 and res.metrics["steps"] == 3
     ck = tmp_path / "dist" / "checkpoints" / "checkpoint-3"
     assert (ck / "rng_state_0.pth").is_file() and (ck / "rng_state_1.pth").is_file()
@@ -220,13 +244,13 @@ def test_two_process_accelerate_launch_trains_one_adapter(tiny_model, tmp_path):
 
 def test_early_stopping_stops_and_keeps_the_best_adapter(tiny_model, tmp_path):
     "A learning rate far too high: eval loss turns up, training stops before max_steps, the best checkpoint is the result."
-    r = sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "es", max_steps=30, eval_steps=2, save_steps=2, early_stopping_patience=2,
-            **{**FAST, "learning_rate": 0.5})
+    r = sft(job(tiny_model, max_steps=30, eval_steps=2, save_steps=2, early_stopping_patience=2, learning_rate=0.5),
+            ROWS[:20], ROWS[20:], out_dir=tmp_path / "es", verbose=False)
     evals = [h["eval_loss"] for h in r.history if "eval_loss" in h]
     assert r.metrics["steps"] < 30
     assert r.metrics["eval_loss"] == pytest.approx(min(evals))
-    with pytest.raises(ValueError, match="multiple of eval_steps"):
-        sft(tiny_model, ROWS[:20], ROWS[20:], out_dir=tmp_path / "es2", max_steps=30, eval_steps=2, save_steps=3, early_stopping_patience=2, **FAST)
+    with pytest.raises(ConfigError, match="multiple of eval_steps"):
+        job(tiny_model, max_steps=30, eval_steps=2, save_steps=3, early_stopping_patience=2)
 
 
 # ---- checkpoint completeness: every optimizer-state layout, and no deletion when the check itself fails
@@ -323,14 +347,14 @@ def test_resource_figures_in_metrics_and_logged(reference_job, tiny_model, tmp_p
     # a peak given through the environment gives an MFU, logged with the rest under final/
     monkeypatch.setenv("LLMOPS_PEAK_FLOPS", "1e12")
     run = _Recorder()
-    r = sft(tiny_model, ROWS[:20], out_dir=tmp_path / "mfu", max_steps=2, save_steps=2, run=run, **FAST)
+    r = sft(job(tiny_model, max_steps=2, save_steps=2), ROWS[:20], out_dir=tmp_path / "mfu", run=run, verbose=False)
     assert r.metrics["peak_flops"] == 1e12
     assert r.metrics["mfu"] == pytest.approx(r.metrics["tokens_per_s"] * r.metrics["flops_per_token"] / 1e12)
     final = next(x for x in run.logged if "final/mfu" in x)
     assert final["final/mfu"] == r.metrics["mfu"] and final["final/peak_rss_mb"] == r.metrics["peak_rss_mb"]
     monkeypatch.setenv("LLMOPS_PEAK_FLOPS", "fast")
     with pytest.raises(ConfigError, match="LLMOPS_PEAK_FLOPS"):
-        sft(tiny_model, ROWS[:20], out_dir=tmp_path / "bad", max_steps=2, save_steps=2, **FAST)
+        sft(job(tiny_model, max_steps=2, save_steps=2), ROWS[:20], out_dir=tmp_path / "bad", verbose=False)
     assert not (tmp_path / "bad").exists()                                     # refused before anything was written or trained
 
 

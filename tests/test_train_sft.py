@@ -78,8 +78,10 @@ def test_dataset_folder_and_resume_from_an_earlier_run(env, tiny, first, tmp_pat
 def test_bad_input_fails_fast_with_clear_errors(env, tiny, tmp_path):
     out = train(env, ("loss", "prompt"))
     assert out.returncode == 2 and "'assistant' | 'completion' | 'all'" in out.stderr
-    out = train(env, ("base_model", str(tiny)), ("lora_r", "0"))
-    assert out.returncode == 1 and "lora_r must be >= 1" in out.stderr
+    out = train(env, ("base_model", str(tiny)), ("lora_r", "0"))        # a range the config checks: exit 2, naming the parameter
+    assert out.returncode == 2 and "parameter 'lora_r' must be >= 1, got 0" in out.stderr
+    out = train(env, ("base_model", str(tiny)), ("init_adapter", str(tmp_path)))
+    assert out.returncode == 2 and "parameter 'init_adapter'" in out.stderr and "not an adapter folder" in out.stderr
     out = train(env, ("base_model", str(tmp_path / "no-model")))
     assert out.returncode == 1 and "does not exist" in out.stderr
     out = train(env, ("base_model", str(tiny)), ("dataset", str(tmp_path / "missing.jsonl")))
