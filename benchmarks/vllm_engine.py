@@ -53,11 +53,11 @@ def _train_adapter(settings) -> Path:
     out = settings.path("cache_dir") / "vllm-check" / "sft"
     ad = out / "adapter"
     if (ad / "adapter_config.json").is_file(): return ad
-    from llmops_nb.train import sft
+    from llmops_nb.train import SFTConfig, sft
     log("no release to serve: training a small adapter for the promotion (3 steps)")
     t0 = time.time()
-    res = sft(None, ROOT / "data" / "sample" / "sft.jsonl", out_dir=out, max_steps=3, batch_size=2, max_length=256, lora_r=8,
-              learning_rate=2e-3, save_steps=100, logging_steps=1, verbose=False, settings=settings)
+    cfg = SFTConfig(max_steps=3, batch_size=2, max_length=256, lora_r=8, learning_rate=2e-3, save_steps=100, logging_steps=1)
+    res = sft(cfg, ROOT / "data" / "sample" / "sft.jsonl", out_dir=out, verbose=False, settings=settings)
     log(f"adapter trained in {time.time() - t0:.0f} s: {res.adapter_dir}")
     return Path(res.adapter_dir)
 

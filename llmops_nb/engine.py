@@ -1,4 +1,4 @@
-"""vLLM's OpenAI-compatible server as a managed child process of `llmops serve`: started for the release being served, health-checked, restarted after a crash, stopped with its parent, and given each promoted release's LoRA adapter at run time.
+"""vLLM's OpenAI-compatible server as a supervised child process of `llmops serve`, with LoRA adapters at run time.
 
 Docs: https://llmops.github.io/llmops-nb/engine.html.md"""
 
@@ -17,11 +17,10 @@ from .core import OFFLINE_VARS, ConfigError, Settings, load_settings, read_json
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['VLLM_SERVER', 'EngineError', 'vllm_python', 'check_vllm_python', 'fake_vllm', 'VLLMEngine', 'EnginePlan',
-           'engine_plan', 'engine_pipeline']
+__all__ = ['EngineError', 'vllm_python', 'check_vllm_python', 'VLLMEngine', 'EnginePlan', 'engine_plan', 'engine_pipeline']
 
 # %% ../nbs/11b_engine.ipynb #10eab10e
-VLLM_SERVER = "vllm.entrypoints.openai.api_server"  # the module vLLM's OpenAI-compatible server runs as
+_VLLM_SERVER = "vllm.entrypoints.openai.api_server"  # the module vLLM's OpenAI-compatible server runs as
 _HOW = (
     "run `make vllm-check` (it creates .venv-vllm with vLLM for this machine), or point the vllm_python setting "
     "(LLMOPS_VLLM_PYTHON, llmops serve --vllm-python) at a Python that has vLLM"
@@ -31,7 +30,7 @@ _HOW = (
 class EngineError(RuntimeError):
     "The vLLM server did not start, did not become healthy, crashed too often, or refused a request."
 
-
+# %% ../nbs/11b_engine.ipynb #fb0a82bf
 def _tail(text: str, n: int = 20) -> str:
     return "\n".join(str(text).strip().splitlines()[-n:])
 
@@ -41,7 +40,7 @@ def vllm_python(settings: Optional[Settings] = None) -> Path:
     s = settings or load_settings()
     return s.path("vllm_python") or s.path("home") / ".venv-vllm" / "bin" / "python"
 
-
+# %% ../nbs/11b_engine.ipynb #3202075f
 def check_vllm_python(
     python: Union[str, Path, None] = None,  # None: `vllm_python(settings)`
     settings: Optional[Settings] = None,
@@ -62,68 +61,6 @@ def check_vllm_python(
         raise ConfigError(f"vllm_python: {p} exited with status {r.returncode} ({_tail(r.stderr, 3)}); {_HOW}")
     return p
 
-# %% ../nbs/11b_engine.ipynb #0e0dfa5d
-_FAKE_SERVER = r'''"A stand-in for vLLM's OpenAI-compatible server, written by llmops_nb.engine.fake_vllm (tests and examples)."
-import argparse, json, os, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-ap = argparse.ArgumentParser()
-for flag in ("--model", "--served-model-name", "--dtype"): ap.add_argument(flag)
-ap.add_argument("--host", default="127.0.0.1"); ap.add_argument("--port", type=int, required=True)
-a, _ = ap.parse_known_args()
-print("fake vllm: starting with", " ".join(sys.argv[1:]), flush=True)
-if os.environ.get("FAKE_VLLM_FAIL"): print("fake vllm: failing at start:", os.environ["FAKE_VLLM_FAIL"], flush=True); sys.exit(1)
-time.sleep(float(os.environ.get("FAKE_VLLM_DELAY", "0")))
-runtime = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("1", "true")
-loras = {}
-
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *args): pass
-    def send(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code); self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
-    def error(self, code, msg): self.send(code, {"error": {"message": msg, "code": code}})
-    def do_GET(self):
-        if self.path == "/health": return self.send(200, {})
-        if self.path == "/v1/models": return self.send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in [a.served_model_name, *loras]]})
-        self.error(404, "no route " + self.path)
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        name = body.get("lora_name")
-        if self.path.endswith("_lora_adapter") and not runtime: return self.error(404, "runtime LoRA updating is off")
-        if self.path == "/v1/load_lora_adapter":
-            if name in loras: return self.error(400, f"The lora adapter '{name}' has already been loaded.")
-            if not os.path.isfile(os.path.join(body.get("lora_path") or "", "adapter_config.json")):
-                return self.error(404, f"Loading lora {name} failed: No adapter found for {body.get('lora_path')}")
-            loras[name] = body["lora_path"]; print("fake vllm: loaded", name, flush=True)
-            return self.send(200, f"Success: LoRA adapter '{name}' added successfully.")
-        if self.path == "/v1/unload_lora_adapter":
-            if loras.pop(name, None) is None: return self.error(404, f"The lora adapter '{name}' cannot be found.")
-            return self.send(200, f"Success: LoRA adapter '{name}' removed successfully.")
-        if self.path == "/tokenize": return self.send(200, {"count": len(json.dumps(body).split()), "tokens": []})
-        if self.path == "/v1/chat/completions":
-            model = body.get("model")
-            if model != a.served_model_name and model not in loras: return self.error(404, f"The model `{model}` does not exist.")
-            text = f"[{model}] " + str((body.get("messages") or [{}])[-1].get("content", ""))[-40:]
-            return self.send(200, {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                                   "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10 + len(text.split())}})
-        self.error(404, "no route " + self.path)
-
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer((a.host, a.port), H).serve_forever()
-'''
-
-
-def fake_vllm(folder: Union[str, Path]) -> Path:
-    "Testing utility: write a stand-in `vllm` package into `folder` (put it on PYTHONPATH) -> `folder`."
-    pkg = Path(folder) / "vllm" / "entrypoints" / "openai"
-    pkg.mkdir(parents=True, exist_ok=True)
-    for d in (pkg, pkg.parent, pkg.parent.parent):
-        (d / "__init__.py").write_text("")
-    (pkg / "api_server.py").write_text(_FAKE_SERVER)
-    return Path(folder)
-
 # %% ../nbs/11b_engine.ipynb #f3af958c
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
@@ -140,14 +77,24 @@ def _check_port(port) -> int:
     return port
 
 
+def _check_limits(sizes: dict, seconds: dict, extra_args) -> None:
+    "`sizes`: name -> (int value, lowest allowed); `seconds`: name -> number that must be > 0; `extra_args`: strings."
+    for k, (v, lo) in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{k} must be an int >= {lo}, got {v!r}")
+    for k, v in seconds.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+            raise ValueError(f"{k} must be a number > 0, got {v!r}")
+    if isinstance(extra_args, str) or not all(isinstance(x, str) for x in extra_args):
+        raise TypeError(f"extra_args must be a list of strings, got {extra_args!r}")
+
+# %% ../nbs/11b_engine.ipynb #819c6616
 class VLLMEngine:
     "vLLM's OpenAI-compatible server as a supervised child process, with LoRA adapters loaded at run time."
 
     def __init__(
         self,
-        model: Union[
-            str, Path, None
-        ] = None,  # base model: packaged name or Hugging Face folder; None: the base_model setting
+        model: Union[str, Path, None] = None,  # base model: packaged name or HF folder; None: the base_model setting
         name: Optional[str] = None,  # served model name; None: the model's name
         port: Optional[int] = None,  # None: a free port
         host: str = "127.0.0.1",
@@ -165,9 +112,32 @@ class VLLMEngine:
         log_file: Union[str, Path, None] = None,  # the server's output; None: <cache_dir>/vllm/<name>-<port>.log
         settings: Optional[Settings] = None,
     ):
+        sizes = dict(max_model_len=(max_model_len, 16), max_lora_rank=(max_lora_rank, 1), max_loras=(max_loras, 1))
+        kv = kv_cache_gib if kv_cache_gib is not None else 1
+        _check_limits(
+            {**sizes, "max_restarts": (max_restarts, 0)},
+            dict(start_timeout=start_timeout, backoff=backoff, kv_cache_gib=kv),
+            extra_args,
+        )
+        self.settings = settings or load_settings()
+        self._place(model, name, host, port, python)
+        if kv_cache_gib is None:
+            kv_cache_gib = float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 2))
+        self.kv_cache_gib = kv_cache_gib
+        self.max_model_len, self.max_lora_rank, self.max_loras = max_model_len, max_lora_rank, max_loras
+        self.dtype, self.extra_args, self.extra_env = dtype, list(extra_args), dict(env or {})
+        self.start_timeout, self.max_restarts, self.backoff = float(start_timeout), max_restarts, float(backoff)
+        logs = self.settings.path("cache_dir") / "vllm"
+        self.log_file = Path(log_file) if log_file is not None else logs / f"{self.name}-{self.port}.log"
+        self.state, self.error, self.restarts, self.pid = "stopped", None, 0, None
+        self._adapters, self._proc, self._thread = {}, None, None
+        self._lock, self._stop, self._ready = threading.RLock(), threading.Event(), threading.Event()
+
+    def _place(self, model, name, host, port, python) -> None:
+        "Resolve and check what is served (a local model folder, under `name`), where (host, port) and by which Python."
         from llmops_nb.models import model_ref, resolve_model
 
-        self.settings = s = settings or load_settings()
+        s = self.settings
         self.model_ref = model_ref(model if model is not None else s.base_model, s)
         self.model_dir = resolve_model(model, s)
         if not isinstance(self.model_dir, Path):
@@ -181,40 +151,6 @@ class VLLMEngine:
             raise ValueError(f"host must be an interface address such as 127.0.0.1, got {host!r}")
         self.host, self.port = host, _free_port(host) if port is None else _check_port(port)
         self.python = Path(python).expanduser() if python is not None else vllm_python(s)
-        for k, v, lo in (
-            ("max_model_len", max_model_len, 16),
-            ("max_lora_rank", max_lora_rank, 1),
-            ("max_loras", max_loras, 1),
-            ("max_restarts", max_restarts, 0),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{k} must be an int >= {lo}, got {v!r}")
-        for k, v in (
-            ("start_timeout", start_timeout),
-            ("backoff", backoff),
-            ("kv_cache_gib", kv_cache_gib if kv_cache_gib is not None else 1),
-        ):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
-                raise ValueError(f"{k} must be a number > 0, got {v!r}")
-        if isinstance(extra_args, str) or not all(isinstance(x, str) for x in extra_args):
-            raise TypeError(f"extra_args must be a list of strings, got {extra_args!r}")
-        self.kv_cache_gib = (
-            kv_cache_gib if kv_cache_gib is not None else float(os.environ.get("VLLM_CPU_KVCACHE_SPACE", 2))
-        )
-        self.max_model_len, self.max_lora_rank, self.max_loras, self.dtype = (
-            max_model_len,
-            max_lora_rank,
-            max_loras,
-            dtype,
-        )
-        self.extra_args, self.extra_env = list(extra_args), dict(env or {})
-        self.start_timeout, self.max_restarts, self.backoff = float(start_timeout), max_restarts, float(backoff)
-        self.log_file = (
-            Path(log_file) if log_file is not None else s.path("cache_dir") / "vllm" / f"{self.name}-{self.port}.log"
-        )
-        self.state, self.error, self.restarts, self.pid = "stopped", None, 0, None
-        self._adapters, self._proc, self._thread = {}, None, None
-        self._lock, self._stop, self._ready = threading.RLock(), threading.Event(), threading.Event()
 
     def __repr__(self):
         return f"VLLMEngine({self.name!r} at {self.base_url}, {self.state}, adapters {sorted(self._adapters)})"
@@ -234,7 +170,7 @@ def command(self: VLLMEngine) -> list:
     return [
         str(self.python),
         "-m",
-        VLLM_SERVER,
+        _VLLM_SERVER,
         "--model",
         str(self.model_dir),
         "--served-model-name",
@@ -255,7 +191,7 @@ def command(self: VLLMEngine) -> list:
         *self.extra_args,
     ]
 
-
+# %% ../nbs/11b_engine.ipynb #e4bae936
 @patch
 def environ(self: VLLMEngine) -> dict:
     """The server's environment: ours, the offline variables (when the `offline` setting is on), runtime LoRA loading,
@@ -322,7 +258,7 @@ def log_tail(self: VLLMEngine, n: int = 30) -> str:
     except OSError:
         return "(no log)"
 
-
+# %% ../nbs/11b_engine.ipynb #2d446c54
 @patch
 def healthy(self: VLLMEngine) -> bool:
     "True when the server answers /health with 200."
@@ -398,7 +334,7 @@ def start(self: VLLMEngine) -> VLLMEngine:
     )
     return self
 
-
+# %% ../nbs/11b_engine.ipynb #7fa81328
 @patch
 def stop(self: VLLMEngine, timeout: float = 30) -> None:
     "Stop the supervisor and the server (its whole process group); idempotent."
@@ -443,10 +379,11 @@ def _supervise(self: VLLMEngine) -> None:
         _log.error("vLLM %s exited with status %s; the end of its log:\n%s", self.name, p.returncode, self.log_tail(10))
         while not self._stop.is_set():
             if crashes >= self.max_restarts:
-                self.error, self.state = (
-                    f"vLLM crashed {crashes + 1} times; gave up after {self.max_restarts} restarts (max_restarts); see {self.log_file}",
-                    "failed",
+                self.error = (
+                    f"vLLM crashed {crashes + 1} times; gave up after {self.max_restarts} restarts (max_restarts); "
+                    f"see {self.log_file}"
                 )
+                self.state = "failed"
                 _log.error("%s", self.error)
                 return
             crashes += 1
@@ -500,7 +437,7 @@ def _reload(self: VLLMEngine) -> None:
     for name, path in list(self._adapters.items()):
         self._load(name, path)
 
-
+# %% ../nbs/11b_engine.ipynb #24ca5ef3
 @patch
 def load_adapter(self: VLLMEngine, name: str, path: Union[str, Path]) -> bool:
     "Load the LoRA adapter folder `path` as model `name` -> False when it was already loaded from that folder."
@@ -512,7 +449,8 @@ def load_adapter(self: VLLMEngine, name: str, path: Union[str, Path]) -> bool:
     rank = read_json(p / "adapter_config.json").get("r")
     if isinstance(rank, int) and rank > self.max_lora_rank:
         raise ConfigError(
-            f"adapter {name!r}: rank {rank} is above the engine's max_lora_rank {self.max_lora_rank}; start the engine with max_lora_rank={rank}"
+            f"adapter {name!r}: rank {rank} is above the engine's max_lora_rank {self.max_lora_rank}; "
+            f"start the engine with max_lora_rank={rank}"
         )
     with self._lock:
         if self._adapters.get(name) == str(p):
@@ -524,7 +462,7 @@ def load_adapter(self: VLLMEngine, name: str, path: Union[str, Path]) -> bool:
     _log.info("vLLM %s: adapter %s loaded from %s", self.name, name, p)
     return True
 
-
+# %% ../nbs/11b_engine.ipynb #9b773d8b
 @patch
 def unload_adapter(self: VLLMEngine, name: str) -> bool:
     "Unload adapter `name` -> False when it was not loaded."
@@ -537,7 +475,7 @@ def unload_adapter(self: VLLMEngine, name: str) -> bool:
             raise EngineError(f"vLLM refused to unload adapter {name!r}: HTTP {r.status_code}: {_message(r)[:300]}")
         return True
 
-
+# %% ../nbs/11b_engine.ipynb #c7e82787
 @patch
 def models(self: VLLMEngine) -> list:
     "The model ids the server answers to now: the base model's name and the loaded adapters."
@@ -545,12 +483,12 @@ def models(self: VLLMEngine) -> list:
     r.raise_for_status()
     return [m["id"] for m in r.json()["data"]]
 
-
+# %% ../nbs/11b_engine.ipynb #366fe4e1
 @patch(as_prop=True)
 def adapters(self: VLLMEngine) -> dict:
     return dict(self._adapters)
 
-
+# %% ../nbs/11b_engine.ipynb #923dbca9
 @patch
 def status(self: VLLMEngine) -> dict:
     """What `/healthz` shows of the engine: state (starting, running, restarting, stopped, failed), pid, restarts, the
@@ -583,8 +521,9 @@ def generator_for(
     base, ad, version = spec["base_model"].get("ref"), spec.get("adapter"), getattr(release, "version", None)
     if base is not None and model_ref(base, self.settings) != self.model_ref:
         raise ConfigError(
-            f"release {version or ''}: base model {base!r}, but this vLLM engine serves {self.model_ref!r}; one engine serves one "
-            "base model: serve this release with its own engine (llmops serve --engine vllm --release ...)"
+            f"release {version or ''}: base model {base!r}, but this vLLM engine serves {self.model_ref!r}; "
+            "one engine serves one base model: serve this release with its own engine "
+            "(llmops serve --engine vllm --release ...)"
         )
     if not ad:
         return OpenAICompatGenerator(
@@ -605,7 +544,7 @@ class EnginePlan:
     canary: Optional[str] = None  # "ALIAS=PERCENT"
     spec: Optional[dict] = None  # without a release: the spec served
 
-
+# %% ../nbs/11b_engine.ipynb #ff17168e
 def engine_plan(
     settings: Optional[Settings] = None,
     release: Optional[str] = None,
@@ -645,7 +584,7 @@ def engine_plan(
         raise ConfigError(f"serve: release {release or 'production'!r}: {e}") from None
     return EnginePlan(rel.spec["base_model"]["ref"], reg, release or "production", canary)
 
-
+# %% ../nbs/11b_engine.ipynb #557b8953
 def engine_pipeline(engine: VLLMEngine, plan: EnginePlan, poll_s: float = 2.0):
     """A `ReleaseRouter` whose releases generate on `engine` (new adapters loaded as aliases move), or the plan's spec
     built on it."""

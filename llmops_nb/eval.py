@@ -1,4 +1,4 @@
-"""Exact match and token F1 (SQuAD), ROUGE with a Unicode tokenizer, BLEU and chrF (sacrebleu), perplexity, retrieval scores, answer relevance, groundedness, refusal and block rates, cost, latency, and a registry saying what each metric column means.
+"""One checked function per metric of an answer, and a registry saying what each metric column means.
 
 Docs: https://llmops.github.io/llmops-nb/eval.html.md"""
 
@@ -21,10 +21,9 @@ from .grounded import check_grounded, default_embedder, split_sentences
 from .ir_metrics import hit_rate, mrr, ndcg_at_k, precision_at_k, recall_at_k
 
 # %% auto #0
-__all__ = ['ROUGE_TYPES', 'RETRIEVAL_KEYS', 'STATUSES', 'METRICS', 'normalize_answer', 'exact_match', 'token_f1',
-           'UnicodeTokenizer', 'rouge', 'bleu', 'chrf', 'perplexity', 'retrieval_scores', 'answer_relevance',
-           'groundedness', 'refusal_rate', 'block_rate', 'cost', 'latency_summary', 'MetricInfo', 'metric_info',
-           'load_metric']
+__all__ = ['STATUSES', 'METRICS', 'normalize_answer', 'exact_match', 'token_f1', 'UnicodeTokenizer', 'rouge', 'bleu', 'chrf',
+           'perplexity', 'retrieval_scores', 'answer_relevance', 'groundedness', 'refusal_rate', 'block_rate', 'cost',
+           'latency_summary', 'MetricInfo', 'metric_info', 'load_metric']
 
 # %% ../nbs/09_eval.ipynb #4cf9dbd6
 def _texts(x: Any, name: str) -> list:
@@ -59,7 +58,8 @@ def _pairs(preds: Any, refs: Any, pname: str = "preds", rname: str = "refs") -> 
     p = _texts(preds, pname)
     if isinstance(refs, (str, bytes)) or refs is None or isinstance(refs, dict) or not isinstance(refs, Iterable):
         raise TypeError(
-            f"{rname}: expected a list with one reference (or list of references) per prediction, got {type(refs).__name__}"
+            f"{rname}: expected a list with one reference (or list of references) per prediction, "
+            f"got {type(refs).__name__}"
         )
     r = list(refs)
     if len(p) != len(r):
@@ -82,7 +82,7 @@ def normalize_answer(s: str) -> str:
         raise TypeError(f"normalize_answer: expected str, got {type(s).__name__}")
     return " ".join(_ARTICLES.sub(" ", s.lower().translate(_PUNCT)).split())
 
-
+# %% ../nbs/09_eval.ipynb #def32623
 def _f1(p: list, r: list) -> float:
     if not p or not r:
         return float(p == r)
@@ -104,7 +104,7 @@ def exact_match(pred: str, ref: Union[str, Sequence[str]]) -> float:
     "1.0 when `pred` equals a reference after SQuAD normalization, else 0.0 (several references: the best)."
     return _best(lambda p, r: float(p == r), pred, ref)
 
-
+# %% ../nbs/09_eval.ipynb #8b64f7e0
 def token_f1(pred: str, ref: Union[str, Sequence[str]]) -> float:
     "SQuAD token F1 of `pred` against a reference (several references: the best)."
     return _best(lambda p, r: _f1(p.split(), r.split()), pred, ref)
@@ -146,14 +146,14 @@ class UnicodeTokenizer:
         return f"UnicodeTokenizer(stem={self.stem})"
 
 # %% ../nbs/09_eval.ipynb #b007ef7a
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 @lru_cache(maxsize=2)
 def _rouge_scorer(stem: bool):
     from rouge_score.rouge_scorer import RougeScorer
 
-    return RougeScorer(list(ROUGE_TYPES), tokenizer=UnicodeTokenizer(stem))
+    return RougeScorer(list(_ROUGE_TYPES), tokenizer=UnicodeTokenizer(stem))
 
 
 def _sentence_lines(text: str) -> str:
@@ -194,14 +194,14 @@ def rouge(
 
     for i, (a, rs) in enumerate(zip(p, r)):
         s = scorer.score_multi([prep(x, f"refs[{i}]") for x in rs], prep(a, f"preds[{i}]"))
-        rows.append({k: float(s[k].fmeasure) for k in ROUGE_TYPES})
+        rows.append({k: float(s[k].fmeasure) for k in _ROUGE_TYPES})
     if cut:
         warnings.warn(
             f"rouge: {len(cut)} text(s) longer than max_tokens={max_tokens} were cut ({', '.join(cut[:5])}"
             f"{', ...' if len(cut) > 5 else ''}); pass max_tokens=None to score them whole",
             stacklevel=2,
         )
-    return rows if per_pair else {k: float(np.mean([row[k] for row in rows])) for k in ROUGE_TYPES}
+    return rows if per_pair else {k: float(np.mean([row[k] for row in rows])) for k in _ROUGE_TYPES}
 
 # %% ../nbs/09_eval.ipynb #b8667f67
 def _streams(refs: list) -> list:
@@ -227,7 +227,7 @@ def bleu(
         return [float(m.sentence_score(a, rs).score) for a, rs in zip(p, r)]
     return float(BLEU(tokenize=tokenize, lowercase=lowercase).corpus_score(p, _streams(r)).score)
 
-
+# %% ../nbs/09_eval.ipynb #cf56ff31
 def chrf(
     preds: list,
     refs: list,
@@ -332,6 +332,31 @@ def _nll(model: Any, segs: list, batch_size: int) -> list:
     return out
 
 # %% ../nbs/09_eval.ipynb #f18ac864
+def _sequences(tok, texts: list, limit: Optional[int], add_start_token: bool) -> list:
+    "Token ids of each text (cut to `limit` tokens when given), the BOS token first when `add_start_token`."
+    bos = tok.bos_token_id if add_start_token else None
+    seqs = []
+    for t in texts:
+        ids = _encode(tok, t, limit)
+        seqs.append([bos] + ids if bos is not None and (not ids or ids[0] != bos) else ids)
+    return seqs
+
+
+def _scored(m, windows: list, batch_size: int) -> list:
+    "(summed NLL, scored tokens) per window, in eval mode without gradients; the model's mode is restored."
+    import torch
+
+    if not windows:
+        return []
+    training = m.training
+    m.eval()
+    try:
+        with torch.inference_mode():
+            return _nll(m, windows, batch_size)
+    finally:
+        m.train(training)
+
+# %% ../nbs/09_eval.ipynb #5974af89
 def perplexity(
     model: Any,  # model folder / packaged name, a loaded causal LM, or an HFGenerator
     texts: list,
@@ -347,21 +372,16 @@ def perplexity(
         raise ValueError("perplexity: texts is empty: nothing to score")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"perplexity: batch_size must be a positive int, got {batch_size!r}")
-    import torch
-
     m, tok, ref = _lm(model, tokenizer)
     window = max_length if max_length is not None else _context(m, tok)
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"perplexity: max_length must be an int >= 2, got {window!r}")
     if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride < window):
         raise ValueError(
-            f"perplexity: stride must be an int in [1, {window - 1}] (below the window of {window} tokens) or None, got {stride!r}"
+            f"perplexity: stride must be an int in [1, {window - 1}] (below the window of {window} tokens) or None, "
+            f"got {stride!r}"
         )
-    bos = tok.bos_token_id if add_start_token else None
-    seqs = []
-    for t in texts:
-        ids = _encode(tok, t, window if stride is None else None)
-        seqs.append([bos] + ids if bos is not None and (not ids or ids[0] != bos) else ids)
+    seqs = _sequences(tok, texts, window if stride is None else None, add_start_token)
     long = [i for i, s in enumerate(seqs) if len(s) > window]
     if long and stride is None:
         warnings.warn(
@@ -372,13 +392,7 @@ def perplexity(
     pairs = [
         (i, w) for i, s in enumerate(seqs) for w in _windows(s, window, stride) if len(w[0]) > w[1]
     ]  # windows with a token to score
-    training = m.training
-    m.eval()
-    try:
-        with torch.inference_mode():
-            res = _nll(m, [w for _, w in pairs], batch_size) if pairs else []
-    finally:
-        m.train(training)
+    res = _scored(m, [w for _, w in pairs], batch_size)
     nll, n = [0.0] * len(texts), [0] * len(texts)
     for (i, _), (s, c) in zip(pairs, res):
         nll[i] += s
@@ -397,7 +411,7 @@ def perplexity(
     }
 
 # %% ../nbs/09_eval.ipynb #96d48063
-RETRIEVAL_KEYS = ("recall_at_k", "precision_at_k", "ndcg_at_k", "mrr", "hit")
+_RETRIEVAL_KEYS = ("recall_at_k", "precision_at_k", "ndcg_at_k", "mrr", "hit")
 
 
 def retrieval_scores(
@@ -424,7 +438,7 @@ def retrieval_scores(
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not g >= 0:
             raise ValueError(f"relevant[{d!r}]: a grade is a number >= 0, got {g!r}")
     if not any(g > 0 for g in grades.values()):
-        return dict.fromkeys(RETRIEVAL_KEYS, math.nan)
+        return dict.fromkeys(_RETRIEVAL_KEYS, math.nan)
     run, qrels = {"q": list(retrieved)}, {"q": grades}
     return {
         "recall_at_k": recall_at_k(run, qrels, k),
@@ -459,7 +473,7 @@ def answer_relevance(
     at = {t: i for i, t in enumerate(texts)}
     return [float(np.clip(v[at[x]] @ v[at[y]], -1, 1)) if x.strip() and y.strip() else 0.0 for x, y in zip(q, a)]
 
-
+# %% ../nbs/09_eval.ipynb #5e23083b
 @delegates(check_grounded)
 def groundedness(answers: list, contexts: list, **kwargs) -> list:
     "Share of each answer's claims supported by its contexts (`check_grounded(...).fraction`; 1.0 with no claims)."
@@ -501,7 +515,7 @@ def refusal_rate(statuses: list, which: Sequence = ("refused", "idk")) -> float:
     "Share of answers whose status is in `which` (declined to answer)."
     return _rate(statuses, which, "refusal_rate")
 
-
+# %% ../nbs/09_eval.ipynb #c2d17ef9
 def block_rate(statuses: list, which: Sequence = ("blocked",)) -> float:
     "Share of answers the output guard blocked (statuses in `which`)."
     return _rate(statuses, which, "block_rate")
@@ -534,7 +548,7 @@ def cost(
         + _count(completion_tokens, "completion_tokens") * price["completion"]
     ) / 1e6
 
-
+# %% ../nbs/09_eval.ipynb #8a3b30c8
 def latency_summary(ms_list: list) -> dict:
     "p50, p90, p95, p99 (linear interpolation), mean and max of latencies in milliseconds, and n."
     if isinstance(ms_list, (str, bytes)) or ms_list is None or not isinstance(ms_list, Iterable):
@@ -644,9 +658,10 @@ def load_metric(
         mod = evaluate.load(hf, **kwargs)
     except Exception as e:
         raise RuntimeError(
-            f"load_metric({name!r}): evaluate could not load {hf!r} ({type(e).__name__}: {str(e)[:300]}). evaluate downloads "
-            f"metric code from the Hugging Face Hub (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}); offline only "
-            "metrics already in its cache load. Use a built-in metric, or load it once with the hub reachable."
+            f"load_metric({name!r}): evaluate could not load {hf!r} ({type(e).__name__}: {str(e)[:300]}). "
+            "evaluate downloads metric code from the Hugging Face Hub "
+            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')}); offline only metrics already in its "
+            "cache load. Use a built-in metric, or load it once with the hub reachable."
         ) from e
 
     def compute(predictions: list, references: list, **kw) -> dict:

@@ -1,4 +1,4 @@
-"""One interface for producing answers, from a local Hugging Face model (with an optional LoRA adapter) or from any OpenAI-compatible server: validated decoding settings, seeded sampling, stop strings, streaming, batching, and exact token counts for traces.
+"""One interface for answers from a local Hugging Face model or any OpenAI-compatible server.
 
 Docs: https://llmops.github.io/llmops-nb/generate.html.md"""
 
@@ -9,20 +9,19 @@ from __future__ import annotations
 import datetime, email.utils, json, math, queue, random, re, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace as _replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 import httpx
 from fastcore.basics import patch
-from .core import Settings, coerce, digest, load_settings, read_json
+from .core import Settings, coerce, load_settings, read_json
 from .models import adapter_digest, load_model, load_tokenizer, model_digest, model_ref
-from .runs import REDACTED, redact, resolve_secret
-from .train import _quiet, load_adapter
+from .core import REDACTED, redact, resolve_secret
+from .models import load_adapter, quiet
 
 # %% auto #0
-__all__ = ['ROLES', 'GENERATORS', 'GenerationConfig', 'Generation', 'check_prompt', 'Stream', 'Generator', 'HFGenerator',
-           'GenerationCancelled', 'GenerationError', 'OpenAICompatGenerator', 'FakeOpenAIServer', 'make_generator']
+__all__ = ['GenerationConfig', 'Generation', 'check_prompt', 'Stream', 'Generator', 'HFGenerator', 'GenerationCancelled',
+           'GenerationError', 'OpenAICompatGenerator', 'make_generator']
 
 # %% ../nbs/08_generate.ipynb #14b0cf17
 _RULES = {
@@ -79,7 +78,7 @@ def replace(self: GenerationConfig, **overrides) -> GenerationConfig:
         raise TypeError(f"unknown generation parameter {unknown[0]!r}; known: {', '.join(known)}")
     return _replace(self, **overrides) if overrides else self
 
-
+# %% ../nbs/08_generate.ipynb #49dfbc6b
 @patch
 def to_dict(self: GenerationConfig) -> dict:
     "The settings as plain JSON-ready values (for traces and run records)."
@@ -132,7 +131,7 @@ class Generation:
         return {**asdict(self), "total_tokens": self.total_tokens}
 
 # %% ../nbs/08_generate.ipynb #a94b7a73
-ROLES = ("system", "user", "assistant", "tool")
+_ROLES = ("system", "user", "assistant", "tool")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -163,9 +162,9 @@ def check_prompt(prompt: Any, name: str = "prompt") -> Union[str, list]:
         if not isinstance(m, dict):
             raise TypeError(f"{where}: expected a dict with 'role' and 'content', got {type(m).__name__}")
         if "role" not in m:
-            raise ValueError(f"{where}: missing 'role' (one of {', '.join(ROLES)})")
-        if not isinstance(m["role"], str) or m["role"] not in ROLES:
-            raise ValueError(f"{where}: unknown role {m['role']!r}; use one of {', '.join(ROLES)}")
+            raise ValueError(f"{where}: missing 'role' (one of {', '.join(_ROLES)})")
+        if not isinstance(m["role"], str) or m["role"] not in _ROLES:
+            raise ValueError(f"{where}: unknown role {m['role']!r}; use one of {', '.join(_ROLES)}")
         if not isinstance(m.get("content"), str):
             raise ValueError(f"{where}: 'content' must be a str, got {type(m.get('content')).__name__}")
         out.append({"role": m["role"], "content": _clean(m["content"])})
@@ -252,7 +251,7 @@ class Stream:
     def __exit__(self, *exc):
         self.close()
 
-
+# %% ../nbs/08_generate.ipynb #5f789f3d
 class Generator:
     "Interface of every generator: `generate`, `generate_batch`, `stream`, `count_tokens` and `info`."
 
@@ -291,7 +290,9 @@ class HFGenerator(Generator):
 
     def __init__(
         self,
-        model: Any = None,  # folder, packaged name, hub id or a loaded model (an adapter is attached to it in place); None: the adapter's base, else the base_model setting
+        # folder, packaged name, hub id or a loaded model (an adapter is attached to it in place);
+        # None: the adapter's base, else the base_model setting
+        model: Any = None,
         adapter: Union[str, Path, None] = None,  # LoRA adapter folder written by `sft`
         device: str = "auto",  # auto: cuda, then mps, then cpu (from the settings)
         dtype: Optional[str] = None,  # None: bf16 on capable GPUs, fp32 on CPU
@@ -357,10 +358,11 @@ def _load(self: HFGenerator, model: Any, device: str, dtype: str) -> tuple:
             and _other_model(model, base, s)
         ):
             raise ValueError(
-                f"adapter {ad} was trained on {base!r}, not on model={str(model)!r}; pass model=None to use the adapter's base"
+                f"adapter {ad} was trained on {base!r}, not on model={str(model)!r}; "
+                "pass model=None to use the adapter's base"
             )
         model = base if model is None else model
-    with _quiet():
+    with quiet():
         m = load_model(model, device=device, dtype=dtype, quantize=self.quantize, settings=s) if is_ref else model
         if ad is not None:
             from peft import PeftModel
@@ -419,7 +421,7 @@ def _token_ids(tok, p: Union[str, list], chat: bool, name: str = "prompt") -> li
         i for j, x in enumerate(parts) for i in (enc(msgs[int(x)]["content"], True) if j % 2 else enc(x) if x else [])
     ]
 
-
+# %% ../nbs/08_generate.ipynb #f731ecb1
 @patch
 def _encode(self: HFGenerator, prompt: Any, max_new_tokens: int = 0, name: str = "prompt") -> list:
     "Token ids of a checked `prompt`; refuses prompts that do not fit the context with `max_new_tokens`."
@@ -438,7 +440,7 @@ def count_tokens(self: HFGenerator, prompt: Union[str, list]) -> int:
     generate from)."""
     return len(_token_ids(self.tokenizer, check_prompt(prompt), self.chat, f"prompt ({self.ref})"))
 
-
+# %% ../nbs/08_generate.ipynb #34016141
 @patch
 def info(self: HFGenerator) -> dict:
     "Model reference, weight and adapter digests, device, dtype and default settings, for traces."
@@ -462,7 +464,7 @@ class GenerationCancelled(RuntimeError):
     """Generation stopped because the caller's `cancel` event was set or its `deadline` (time.monotonic() seconds)
     passed."""
 
-
+# %% ../nbs/08_generate.ipynb #3affe010
 def _expired(deadline: Optional[float] = None, cancel: Optional[threading.Event] = None) -> Optional[str]:
     "Why a call must stop now ('cancelled', 'deadline passed'), or None."
     if cancel is not None and cancel.is_set():
@@ -484,7 +486,7 @@ def _stop_args(deadline: Optional[float], cancel: Any) -> dict:
         raise GenerationCancelled(f"generation not started: {why}")
     return {"deadline": deadline, "cancel": cancel}
 
-
+# %% ../nbs/08_generate.ipynb #8492f998
 class _Watch:
     """Stopping criterion for `generate`: stop strings per row, cancellation, time to first token, and a per-token hook
     for streams."""
@@ -627,7 +629,7 @@ def _run(
         for i, x in enumerate(ids)
     ]
 
-
+# %% ../nbs/08_generate.ipynb #528cfc4d
 @patch
 def _result(
     self: HFGenerator, new: list, n_prompt: int, stopped_at: Optional[int], cfg: GenerationConfig, latency: float, ttft
@@ -666,7 +668,7 @@ def generate(
     t0, cfg, stop = time.perf_counter(), self.config.replace(**overrides), _stop_args(deadline, cancel)
     return self._run([self._encode(prompt, cfg.max_new_tokens)], cfg, t0, stop=stop)[0]
 
-
+# %% ../nbs/08_generate.ipynb #00ff5dad
 @patch
 def generate_batch(
     self: HFGenerator,
@@ -698,7 +700,7 @@ def stream(
     cfg, stop = self.config.replace(**overrides), _stop_args(deadline, cancel)
     return Stream(self._stream(self._encode(prompt, cfg.max_new_tokens), cfg, stop))
 
-
+# %% ../nbs/08_generate.ipynb #ae7e5044
 @patch
 def _stream(self: HFGenerator, ids: list, cfg: GenerationConfig, stop: Optional[dict] = None):
     t0, q, cancel = time.perf_counter(), queue.Queue(), threading.Event()
@@ -746,7 +748,7 @@ class GenerationError(RuntimeError):
         super().__init__(message)
         self.status = status  # HTTP status, if the server answered
 
-
+# %% ../nbs/08_generate.ipynb #1569efa2
 _RETRY = {429, 500, 502, 503, 504}
 _FINISH = {
     "stop": "stop",
@@ -769,7 +771,7 @@ class OpenAICompatGenerator(Generator):
         api_key: Optional[str] = None,  # the key, or "env:VARNAME" to read it from the environment
         timeout: float = 60,  # seconds to connect, and between bytes of the answer
         config: Union[GenerationConfig, dict, None] = None,  # default decoding settings
-        chat: bool = True,  # plain-string prompts: True a user message to /chat/completions, False raw text to /completions
+        chat: bool = True,  # plain-string prompts: True a user message to /chat/completions, False text to /completions
         max_retries: int = 3,  # retries after 429, 5xx and failed connections
         backoff: float = 0.5,  # first retry delay in seconds; doubles each retry, with jitter
         max_workers: int = 4,  # concurrent requests in generate_batch
@@ -794,16 +796,14 @@ class OpenAICompatGenerator(Generator):
         )
         self.timeout, self.max_retries = coerce(timeout, float, "timeout"), coerce(max_retries, int, "max_retries")
         self.backoff, self.max_workers = coerce(backoff, float, "backoff"), coerce(max_workers, int, "max_workers")
-        for k, ok in (
-            ("timeout", self.timeout > 0),
-            ("max_retries", self.max_retries >= 0),
-            ("backoff", self.backoff >= 0),
-            ("max_workers", self.max_workers >= 1),
+        for k, ok, rule in (
+            ("timeout", self.timeout > 0, "> 0"),
+            ("max_retries", self.max_retries >= 0, ">= 0"),
+            ("backoff", self.backoff >= 0, ">= 0"),
+            ("max_workers", self.max_workers >= 1, ">= 1"),
         ):
             if not ok:
-                raise ValueError(
-                    f"{k} must be {'> 0' if k == 'timeout' else '>= 1' if k == 'max_workers' else '>= 0'}, got {getattr(self, k)}"
-                )
+                raise ValueError(f"{k} must be {rule}, got {getattr(self, k)}")
         if extra_body is not None and not isinstance(extra_body, dict):
             raise TypeError(f"extra_body must be a dict, got {type(extra_body).__name__}")
         self.extra_body = dict(extra_body or {})
@@ -850,7 +850,7 @@ def _error(self: OpenAICompatGenerator, r: httpx.Response, url: str) -> Generati
         f"{url} answered HTTP {r.status_code}: {self._scrub(' '.join(str(msg).split())[:500])}{hint}", r.status_code
     )
 
-
+# %% ../nbs/08_generate.ipynb #397ac81c
 def _retry_after(value: Any) -> Optional[float]:
     """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), clamped to [0, 60]; None when it is
     missing or garbage."""
@@ -889,7 +889,7 @@ def _wait(seconds: float, stop: dict) -> None:
     if why := _expired(**stop):
         raise GenerationCancelled(f"gave up retrying: {why}")
 
-
+# %% ../nbs/08_generate.ipynb #05a3828b
 @patch
 def _send(
     self: OpenAICompatGenerator, url: str, payload: dict, stream: bool = False, stop: Optional[dict] = None
@@ -914,7 +914,8 @@ def _send(
             ) from None
         except httpx.TransportError as e:
             err = GenerationError(
-                f"cannot connect to {url}: {self._scrub(str(e)) or type(e).__name__}; is the server running and the URL right?"
+                f"cannot connect to {url}: {self._scrub(str(e)) or type(e).__name__}; "
+                "is the server running and the URL right?"
             )
         else:
             if r.status_code == 200:
@@ -999,7 +1000,7 @@ def _result(
         "openai",
     )
 
-
+# %% ../nbs/08_generate.ipynb #01936070
 def _choice(data: dict) -> tuple:
     "(choices[0], its text) of an answer; the text is None when the answer has neither message.content nor text."
     chs = data.get("choices")
@@ -1011,8 +1012,8 @@ def _choice(data: dict) -> tuple:
     return ch, text if isinstance(text, str) else None
 
 
-@patch
-def generate(
+@patch(nm="generate")
+def _openai_generate(
     self: OpenAICompatGenerator,
     prompt: Union[str, list],
     *,
@@ -1027,7 +1028,8 @@ def generate(
     ch, text = _choice(data)
     if text is None:
         raise GenerationError(
-            f"malformed response from {url}: no choices[0].message.content or .text in {self._scrub(json.dumps(data)[:200])}"
+            f"malformed response from {url}: no choices[0].message.content or .text in "
+            f"{self._scrub(json.dumps(data)[:200])}"
         )
     return self._result(
         text,
@@ -1039,9 +1041,9 @@ def generate(
         stop_reason=ch.get("stop_reason"),
     )
 
-
-@patch
-def generate_batch(
+# %% ../nbs/08_generate.ipynb #1f24a199
+@patch(nm="generate_batch")
+def _openai_generate_batch(
     self: OpenAICompatGenerator,
     prompts: list,
     *,
@@ -1069,14 +1071,13 @@ def _event(self: OpenAICompatGenerator, data: str, url: str) -> dict:
         raise GenerationError(f"malformed event in the stream from {url}: {self._scrub(data[:200])!r}")
     if "error" in ev:
         e = ev["error"]
-        raise GenerationError(
-            f"{url} reported an error mid-stream: {self._scrub(str(e.get('message', e) if isinstance(e, dict) else e)[:500])}"
-        )
+        msg = str(e.get("message", e) if isinstance(e, dict) else e)
+        raise GenerationError(f"{url} reported an error mid-stream: {self._scrub(msg[:500])}")
     return ev
 
 
-@patch
-def stream(
+@patch(nm="stream")
+def _openai_stream(
     self: OpenAICompatGenerator,
     prompt: Union[str, list],
     *,
@@ -1089,7 +1090,7 @@ def stream(
     url, body = self._payload(prompt, cfg, stream=True)
     return Stream(self._stream(url, body, cfg, stop))
 
-
+# %% ../nbs/08_generate.ipynb #f9439840
 @patch
 def _stream(self: OpenAICompatGenerator, url: str, body: dict, cfg: GenerationConfig, stop: Optional[dict] = None):
     t0, stop = time.perf_counter(), stop or {}
@@ -1141,8 +1142,8 @@ def _stream(self: OpenAICompatGenerator, url: str, body: dict, cfg: GenerationCo
     )
 
 # %% ../nbs/08_generate.ipynb #35442698
-@patch
-def count_tokens(self: OpenAICompatGenerator, prompt: Union[str, list]) -> int:
+@patch(nm="count_tokens")
+def _openai_count_tokens(self: OpenAICompatGenerator, prompt: Union[str, list]) -> int:
     "Tokens the served model reads for `prompt`: with a local `tokenizer`, else from the server's /tokenize."
     p = check_prompt(prompt)
     if self._tokenizer is not None:
@@ -1171,9 +1172,9 @@ def count_tokens(self: OpenAICompatGenerator, prompt: Union[str, list]) -> int:
         )
     return n
 
-
-@patch
-def info(self: OpenAICompatGenerator) -> dict:
+# %% ../nbs/08_generate.ipynb #3fe1fced
+@patch(nm="info")
+def _openai_info(self: OpenAICompatGenerator) -> dict:
     "Server, model, digest and default settings, for traces (never the API key)."
     return {
         "backend": "openai",
@@ -1188,174 +1189,8 @@ def info(self: OpenAICompatGenerator) -> dict:
         "config": self.config.to_dict(),
     }
 
-# %% ../nbs/08_generate.ipynb #244f3f92
-class _FakeHandler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def handle(self):
-        try:
-            super().handle()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test): nothing to answer
-
-    def _send_json(self, status: int, body: Any, headers: Optional[dict] = None):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self):
-        self._send_json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
-
-    def do_POST(self):
-        fake, auth = self.server.fake, self.headers.get("Authorization")
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        fake.requests.append({"path": self.path, "body": body, "authorization": auth})
-        f = fake.fail.pop(0) if fake.fail else None
-        if f == "disconnect":
-            self.close_connection = True
-            return
-        if f == "malformed":
-            return self._send_json(200, b"{not json")
-        if isinstance(f, dict):
-            return self._send_json(200, f)
-        if isinstance(f, int):
-            return self._send_json(f, {"error": {"message": f"simulated failure {f}"}})
-        if isinstance(f, tuple):
-            return self._send_json(f[0], {"error": {"message": f"simulated failure {f[0]}"}}, headers=f[1])
-        if f == "slow":
-            time.sleep(1.0)
-        if fake.api_key and auth != f"Bearer {fake.api_key}":
-            return self._send_json(
-                401, {"error": {"message": f"invalid credentials: {auth}"}}
-            )  # echoes the header, as careless servers do
-        if not isinstance(body, dict):
-            return self._send_json(400, {"error": {"message": "body is not a JSON object"}})
-        if self.path == "/tokenize":
-            return self._send_json(200, {"count": len(fake._words(body))})
-        if self.path not in ("/v1/chat/completions", "/v1/completions"):
-            return self._send_json(404, {"error": {"message": f"no route {self.path}"}})
-        fake._answer(self, body)
-
-# %% ../nbs/08_generate.ipynb #45984c56
-class FakeOpenAIServer:
-    """Testing utility: a small OpenAI-compatible server on 127.0.0.1 (chat, completions, SSE, usage, /tokenize) that
-    can fail on demand."""
-
-    def __init__(
-        self,
-        reply: Optional[Callable[[str], str]] = None,  # answer for the last user text; None: "You asked: <text>"
-        api_key: Optional[str] = None,  # when set, requests with another key get 401 (echoing the header sent)
-        fail: tuple = (),  # the next requests get: an HTTP status, (status, {header: value}), "malformed", "disconnect", "slow" (1 s late) or a dict (as the JSON answer)
-        max_context: int = 4096,
-    ):  # prompt words + max_tokens allowed, like a context window
-        self.reply, self.api_key, self.fail, self.max_context = (
-            reply or (lambda t: f"You asked: {t}"),
-            api_key,
-            list(fail),
-            max_context,
-        )
-        self.requests, self.url, self._httpd = [], None, None
-
-    def __enter__(self) -> "FakeOpenAIServer":
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHandler)
-        self._httpd.daemon_threads, self._httpd.fake = True, self
-        threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="FakeOpenAIServer"
-        ).start()
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        return self
-
-    def __exit__(self, *exc):
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def _words(self, body: dict) -> list:
-        msgs = body.get("messages")
-        return (
-            " ".join(m.get("content", "") for m in msgs if isinstance(m, dict)).split()
-            if isinstance(msgs, list)
-            else str(body.get("prompt", "")).split()
-        )
-
-# %% ../nbs/08_generate.ipynb #ed2e53e5
-@patch
-def _answer(self: FakeOpenAIServer, h: _FakeHandler, body: dict):
-    "Answer a completion request: words of `reply`, shuffled by the seed when sampling, cut by max_tokens and stop."
-    msgs = body.get("messages")
-    last = (
-        next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "user"), "")
-        if isinstance(msgs, list)
-        else str(body.get("prompt", ""))
-    )
-    n_prompt, max_tokens = len(self._words(body)), int(body.get("max_tokens") or 16)
-    if n_prompt + max_tokens > self.max_context:
-        return h._send_json(
-            400,
-            {
-                "error": {
-                    "message": f"This model's maximum context length is {self.max_context} tokens. However, you "
-                    f"requested {n_prompt + max_tokens} tokens ({n_prompt} in the messages, {max_tokens} in the completion)."
-                }
-            },
-        )
-    words = self.reply(last).split(" ")
-    if float(body.get("temperature") or 0) > 0:
-        random.Random(body.get("seed")).shuffle(words)
-    text, reason = " ".join(words[:max_tokens]), "length" if len(words) > max_tokens else "stop"
-    cut = _first_stop(text, tuple(body.get("stop") or ()))
-    text, reason = (text[: cut[0]], "stop") if cut else (text, reason)
-    usage = {
-        "prompt_tokens": n_prompt,
-        "completion_tokens": len(text.split()),
-        "total_tokens": n_prompt + len(text.split()),
-    }
-    chat, base = isinstance(msgs, list), {"id": "cmpl-fake", "model": body.get("model"), "created": int(time.time())}
-    if not body.get("stream"):
-        choice = {"index": 0, "finish_reason": reason, "stop_reason": cut[1] if cut else None}
-        choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-        return h._send_json(
-            200,
-            {**base, "object": "chat.completion" if chat else "text_completion", "choices": [choice], "usage": usage},
-        )
-    h.send_response(200)
-    h.send_header("Content-Type", "text/event-stream")
-    h.end_headers()
-    pieces = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))] if text else []
-    events = [
-        {"choices": [{"index": 0, "finish_reason": None, **({"delta": {"content": p}} if chat else {"text": p})}]}
-        for p in pieces
-    ]
-    events.append(
-        {
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": reason,
-                    "stop_reason": cut[1] if cut else None,
-                    **({"delta": {}} if chat else {"text": ""}),
-                }
-            ]
-        }
-    )
-    if (body.get("stream_options") or {}).get("include_usage"):
-        events.append({"choices": [], "usage": usage})
-    for ev in events:
-        h.wfile.write(f"data: {json.dumps({**base, **ev})}\n\n".encode())
-        h.wfile.flush()
-    h.wfile.write(b"data: [DONE]\n\n")
-
 # %% ../nbs/08_generate.ipynb #adf77582
-GENERATORS = {"hf": HFGenerator, "openai": OpenAICompatGenerator}
+_GENERATORS = {"hf": HFGenerator, "openai": OpenAICompatGenerator}
 
 
 def make_generator(
@@ -1363,18 +1198,6 @@ def make_generator(
     **kwargs,
 ) -> Generator:
     "A generator from configuration: `kind` and that class's arguments (a `config` may be a dict)."
-    if kind not in GENERATORS:
-        raise ValueError(f"kind must be one of {', '.join(GENERATORS)}, got {kind!r}")
-    return GENERATORS[kind](**kwargs)
-
-# %% ../nbs/08_generate.ipynb #genpipe1
-_PIPELINE = ("RAGPipeline", "Answer", "Citation", "Trace", "Step")
-
-
-def __getattr__(name: str):
-    "The pipeline's classes, imported from `llmops_nb.pipeline` on first use."
-    if name in _PIPELINE:
-        from llmops_nb import pipeline
-
-        return getattr(pipeline, name)
-    raise AttributeError(f"module 'llmops_nb.generate' has no attribute {name!r}")
+    if kind not in _GENERATORS:
+        raise ValueError(f"kind must be one of {', '.join(_GENERATORS)}, got {kind!r}")
+    return _GENERATORS[kind](**kwargs)

@@ -1,4 +1,4 @@
-"""`RAGPipeline.answer(question)`: input guard, retrieval, a versioned prompt, generation and the output guard in one call, returning the answer with citations, verdicts and a trace of every step.
+"""`RAGPipeline.answer(question)`: guards, retrieval, a versioned prompt and generation in one traced call.
 
 Docs: https://llmops.github.io/llmops-nb/pipeline.html.md"""
 
@@ -8,18 +8,18 @@ Docs: https://llmops.github.io/llmops-nb/pipeline.html.md"""
 from __future__ import annotations
 import hashlib, json, re, sys, threading, time, uuid
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Literal, Optional, Union
 from fastcore.basics import patch
-from .core import Settings, canonical_json, digest, load_settings, read_json
+from .core import JobConfig, Settings, canonical_json, digest, load_settings, read_json
 from .generate import Generation
 from .guard import Policy, Verdict, load_policy, scan_input, scan_output
 from .prompts import PromptVersion, default_rag_prompt, prompt_version
 
 # %% auto #0
-__all__ = ['DOCUMENT_SCAN_MODES', 'SPEC_SCHEMA', 'MODES', 'Step', 'Trace', 'Citation', 'Answer', 'cite', 'RAGPipeline',
-           'DocumentScans', 'scan_chunks', 'SpecError', 'spec_digest', 'check_spec', 'release_spec', 'build_pipeline']
+__all__ = ['MODES', 'Step', 'Trace', 'Citation', 'Answer', 'cite', 'RAGPipeline', 'DocumentScans', 'scan_chunks', 'SpecError',
+           'spec_digest', 'check_spec', 'release_spec', 'PipelineSpec', 'build_pipeline', 'EvalConfig', 'TrafficConfig']
 
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
@@ -32,7 +32,7 @@ class Step:
     data: dict = field(default_factory=dict)
     at_ms: float = 0.0  # the step's start, in milliseconds after the trace's start (OpenTelemetry span start)
 
-
+# %% ../nbs/08b_pipeline.ipynb #056a2b55
 @dataclass
 class Trace:
     """Everything a pipeline call did, in order, for monitoring and audit (JSON-ready with `to_dict`); `id` is an
@@ -73,7 +73,7 @@ class Citation:
     score: float
     text: str
 
-
+# %% ../nbs/08b_pipeline.ipynb #16af13b4
 @dataclass
 class Answer:
     "A pipeline answer: text, citations, the input/output verdicts and the trace."
@@ -282,9 +282,11 @@ def _finish(
     return Answer(text, cites, verdicts, trace)
 
 # %% ../nbs/08b_pipeline.ipynb #20ed3f34
-import llmops_nb.guard as _guard  # `_guard.scan_document` is looked up at call time, so a notebook or test can stand in a fake
+# `_guard.scan_document` is looked up at call time, so a notebook or test can stand in a fake
+import llmops_nb.guard as _guard
 
-DOCUMENT_SCAN_MODES = ("off", "flag", "quarantine")  # build_index: scan nothing, list blocked chunks, or leave them out
+# build_index: scan nothing, list blocked chunks, or leave them out
+_DOCUMENT_SCAN_MODES = ("off", "flag", "quarantine")
 
 
 def _policy_key(policy: Policy) -> str:
@@ -346,8 +348,8 @@ def scan_chunks(
     examples: int = 5,
 ) -> tuple:  # blocked chunks shown in the report, with reasons and the start of the text
     "(rows to index, report) after the guard's document scan of every chunk, for `build_index`."
-    if mode not in DOCUMENT_SCAN_MODES:
-        raise ValueError(f"document_scan must be one of {', '.join(DOCUMENT_SCAN_MODES)}, got {mode!r}")
+    if mode not in _DOCUMENT_SCAN_MODES:
+        raise ValueError(f"document_scan must be one of {', '.join(_DOCUMENT_SCAN_MODES)}, got {mode!r}")
     report = {"mode": mode, "scanned": 0, "blocked": 0, "quarantined": 0, "blocked_ids": [], "examples": []}
     if mode == "off":
         return list(rows), report
@@ -428,7 +430,7 @@ def _begin(
         )  # all quarantined
     return trace, t_start, vin, hits, None
 
-
+# %% ../nbs/08b_pipeline.ipynb #99b8b731
 @patch
 def _conclude(self: RAGPipeline, trace: Trace, t_start: float, vout: Verdict, hits: list, verdicts: dict) -> Answer:
     "The Answer for the final output verdict: blocked, the groundedness fallback after a retry, or the cited answer."
@@ -539,7 +541,7 @@ def _stream_once(
     )
     return guard
 
-
+# %% ../nbs/08b_pipeline.ipynb #1f79f0e2
 @patch
 def answer_stream(
     self: RAGPipeline,
@@ -598,7 +600,7 @@ def answer_stream(
     yield {"type": "answer", "answer": a}
 
 # %% ../nbs/08b_pipeline.ipynb #3a79f8b9
-SPEC_SCHEMA = 1
+_SPEC_SCHEMA = 1
 MODES = ("dense", "bm25", "hybrid")
 _LOCATORS = ("path", "run")  # where a part lies and which run made it: recorded, not part of the digest
 _PARTS = {
@@ -618,7 +620,7 @@ _PARTS = {
 class SpecError(ValueError):
     "A release spec that is malformed, or whose parts no longer match their digests."
 
-
+# %% ../nbs/08b_pipeline.ipynb #c9c7eeb8
 def spec_digest(spec: dict) -> str:
     "The content digest that names a release: the spec without its locators (paths, run ids), as canonical JSON."
     check_spec(spec)
@@ -640,9 +642,9 @@ def check_spec(spec: Any, where: str = "spec") -> dict:
             raise SpecError(
                 f"{where}: {k} must be {getattr(tp, '__name__', 'a dict or null')}, got {type(spec[k]).__name__}"
             )
-    if spec["schema"] != SPEC_SCHEMA:
+    if spec["schema"] != _SPEC_SCHEMA:
         raise SpecError(
-            f"{where}: schema {spec['schema']} is not {SPEC_SCHEMA}; this llmops-nb reads spec schema {SPEC_SCHEMA}"
+            f"{where}: schema {spec['schema']} is not {_SPEC_SCHEMA}; this llmops-nb reads spec schema {_SPEC_SCHEMA}"
         )
     for k, need in (
         ("base_model", ("ref", "digest")),
@@ -684,7 +686,7 @@ def _part(path: Optional[Path], dig: str) -> Optional[dict]:
 
     return None if path is None else {"path": str(Path(path).resolve()), "digest": dig, "run": run_of(path)}
 
-
+# %% ../nbs/08b_pipeline.ipynb #4cf645a2
 def _located(ref, runbook: str, output: str, runs: Path, name: str) -> Optional[Path]:
     "The folder `ref` names (a folder, a run id, 'latest' or None); 'latest' with no completed run gives None."
     from llmops_nb.runs import run_output
@@ -763,7 +765,7 @@ def release_spec(
     reg.ensure_defaults()
     pv, sv = reg.get(prompt), reg.get(strict_prompt)
     spec = {
-        "schema": SPEC_SCHEMA,
+        "schema": _SPEC_SCHEMA,
         "base_model": {"ref": ref, "digest": model_digest(ref, s)},
         "adapter": _part(ad, adapter_digest(ad) if ad is not None else None),
         "index": _part(ix, index_digest(ix) if ix is not None else None),
@@ -775,6 +777,40 @@ def release_spec(
         "price": None if price is None else dict(price),
     }
     return check_spec(spec)
+
+# %% ../nbs/08b_pipeline.ipynb #b4d311c3
+@dataclass
+class PipelineSpec(JobConfig):
+    "The parts and settings of a pipeline as a job names them; `resolve` pins them into a release spec."
+
+    model: Optional[str] = None  # base model: packaged name or folder; None: the adapter's base, else base_model
+    adapter: Optional[str] = None  # LoRA adapter folder, train_sft run id, "latest" (newest, if any) or None
+    index: Optional[str] = "latest"  # index folder, build_index run id, "latest" or None: the sample corpus
+    prompt: str = "rag:production"  # prompt reference in the registry
+    policy: Union[str, Path, dict] = "default"  # guard policy: packaged name, YAML file or dict
+    strict_prompt: str = "rag-strict:production"  # the retry prompt
+    k: int = 4  # passages retrieved per question
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"  # retrieval mode
+    max_new_tokens: int = 128  # answer length limit
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: Optional[int] = 0
+    price: Optional[dict] = None  # price table for trace costs, per 1M tokens
+
+    def check(self) -> None:
+        self.require("k", self.k >= 1, ">= 1")
+        self.require("max_new_tokens", self.max_new_tokens >= 1, ">= 1")
+        self.require("temperature", 0 <= self.temperature < float("inf"), ">= 0 (0: greedy)")
+        self.require("top_p", 0 < self.top_p <= 1, "in (0, 1]")
+        self.require("top_k", self.top_k >= 0, ">= 0 (0: no limit)")
+
+# %% ../nbs/08b_pipeline.ipynb #e359cfa4
+@patch
+def resolve(self: PipelineSpec, settings: Optional[Settings] = None, registry=None) -> dict:
+    "The release spec these settings name now: every part resolved and pinned by digest (`release_spec`)."
+    kw = {f.name: getattr(self, f.name) for f in fields(self)}
+    return release_spec(**kw, settings=settings, registry=registry)
 
 # %% ../nbs/08b_pipeline.ipynb #b78203bb
 def _verify(spec: dict, s: Settings) -> None:
@@ -793,12 +829,13 @@ def _verify(spec: dict, s: Settings) -> None:
             )
         if part["digest"] is not None and (got := now()) != part["digest"]:
             raise SpecError(
-                f"release {name}: {part.get('path') or part.get('ref')} has digest {str(got)[:12]}, the release pinned {part['digest'][:12]}; it changed since the release was made"
+                f"release {name}: {part.get('path') or part.get('ref')} has digest {str(got)[:12]}, the release "
+                f"pinned {part['digest'][:12]}; it changed since the release was made"
             )
 
 # %% ../nbs/08b_pipeline.ipynb #b8ddc3f6
 def build_pipeline(
-    spec: dict,  # a release spec (`release_spec`, or `Release.spec`)
+    spec: Union[dict, PipelineSpec],  # a release spec (`release_spec`, `Release.spec`) or a `PipelineSpec`
     settings: Optional[Settings] = None,
     lineage: Optional[dict] = None,  # copied into every trace's meta (with the release digest)
     generator=None,  # None: the spec's model (+ adapter) loaded here; else any generator (an endpoint)
@@ -808,10 +845,14 @@ def build_pipeline(
     "The guarded RAG pipeline a release spec describes, every part checked against its digest."
     from llmops_nb.generate import HFGenerator
     from llmops_nb.prompts import PromptRegistry
-    from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
+    from llmops_nb.embeddings import Embedder
+    from llmops_nb.retrieval import VectorStore
+    from llmops_nb.corpus import sample_chunks
 
-    check_spec(spec)
     s = settings or load_settings()
+    if isinstance(spec, PipelineSpec):
+        spec = spec.resolve(s, registry)
+    check_spec(spec)
     if verify:
         _verify(spec, s)
     reg = registry or PromptRegistry()
@@ -853,3 +894,99 @@ def build_pipeline(
     )
     pipe.spec, pipe.release = spec, d
     return pipe
+
+# %% ../nbs/08b_pipeline.ipynb #b76fae49
+_PIPELINE_FIELDS = ("model", "adapter", "index", "prompt", "policy", "k", "mode", "max_new_tokens", "seed")
+
+
+def _pipeline_spec(cfg: JobConfig) -> PipelineSpec:
+    "The `PipelineSpec` part of a job config (its fields named like `PipelineSpec`'s)."
+    return PipelineSpec(**{f: getattr(cfg, f) for f in _PIPELINE_FIELDS})
+
+# %% ../nbs/08b_pipeline.ipynb #cd635a4e
+@dataclass
+class EvalConfig(JobConfig):
+    "Parameters of the evaluate runbook: the suite, the system under test (a release or its parts), judge and gate."
+
+    suite: Optional[str] = None  # suite file (YAML or JSONL of cases); None: data/sample/qa.jsonl
+    extra_suite: Optional[str] = None  # a second suite file appended to the first
+    release: Optional[str] = None  # a registered release (version prefix, alias or "latest"); wins over the parts
+    registry: Optional[str] = None  # release registry folder; None: <home>/releases
+    model: Optional[str] = None  # base model; None: the adapter's base, else the base_model setting
+    adapter: Optional[str] = "latest"  # LoRA adapter folder, train_sft run id, "latest" or None
+    index: Optional[str] = "latest"  # vector store folder, build_index run id, "latest" or None
+    prompt: str = "rag:production"  # prompt reference in the project's registry
+    policy: str = "default"  # guard policy: a name or a YAML file
+    metrics: Optional[str] = None  # comma-separated metric names or groups; None: the suite's, else the defaults
+    judge: Optional[str] = None  # None: no judge; "local": the evaluated model judges; else an endpoint URL
+    judge_model: Optional[str] = None  # model name at the judge endpoint
+    judge_api_key: Optional[str] = None  # the judge endpoint's key as an "env:VARIABLE" reference
+    judge_rubrics: str = "correctness"  # comma-separated rubrics scored as judge:<rubric> when a judge is set
+    baseline: Optional[str] = None  # an evaluate run id or folder, or a result folder; "latest": the newest run
+    rules: Optional[str] = None  # gate rules YAML; None: the packaged defaults
+    alpha: float = 0.05  # significance level of the comparative gate rules
+    limit: int = 0  # evaluate the first N cases only; 0: all
+    k: int = 4  # passages retrieved per question
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"  # retrieval mode
+    max_new_tokens: int = 96  # answer length limit
+    seed: int = 0  # generation and bootstrap seed
+    fail_on_gate: bool = False  # raise when the gate fails (the run is recorded as failed)
+
+    def check(self) -> None:
+        self.require("limit", self.limit >= 0, ">= 0")
+        self.require("k", self.k >= 1, ">= 1")
+        self.require("max_new_tokens", self.max_new_tokens >= 1, ">= 1")
+        self.require("alpha", 0 < self.alpha < 1, "in (0, 1)")
+        self.require("judge_rubrics", self.judge is None or self.rubrics, "at least one rubric when a judge is set")
+        self.require("judge_model", self.judge in (None, "local") or self.judge_model, "set when judge is a URL")
+
+    @property
+    def rubrics(self) -> list:
+        "The judge rubrics as a list."
+        return [r.strip() for r in self.judge_rubrics.split(",") if r.strip()]
+
+    def pipeline_spec(self) -> PipelineSpec:
+        "The parts of the system under test (when no `release` is named)."
+        return _pipeline_spec(self)
+
+# %% ../nbs/08b_pipeline.ipynb #a786cde6
+@dataclass
+class TrafficConfig(JobConfig):
+    "Parameters of the traffic runbook: the questions, who serves them (here or a running `url`), clients, feedback."
+
+    questions: Optional[str] = None  # traffic file (JSONL: question, id, phase, kind); None: the packaged one
+    limit: int = 0  # send the first N questions only; 0: all
+    kinds: list = field(default_factory=list)  # send only questions of these kinds; []: every kind
+    release: Optional[str] = None  # serve a registered release (version prefix, alias or "latest")
+    registry: Optional[str] = None  # release registry folder; None: <home>/releases
+    url: Optional[str] = None  # send to a server that is already running (its base URL) instead of serving here
+    api_key: Optional[str] = None  # with url: that server's API key as an "env:VARIABLE" reference
+    expect_release: Optional[str] = None  # with url: first wait until the server serves this release version
+    model: Optional[str] = None  # base model; None: the adapter's base, else the base_model setting
+    adapter: Optional[str] = "latest"  # LoRA adapter folder, train_sft run id, "latest" or None
+    index: Optional[str] = "latest"  # vector store folder, build_index run id, "latest" or None
+    prompt: str = "rag:production"  # prompt reference in the project's registry
+    policy: str = "default"  # guard policy: a name or a YAML file
+    k: int = 4  # passages retrieved per question
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"  # retrieval mode
+    max_new_tokens: int = 64  # answer length limit
+    clients: int = 2  # concurrent HTTP clients
+    timeout_s: float = 180  # per-request deadline in the server
+    store: Optional[str] = None  # trace store file; None: <home>/traces/traces.sqlite
+    seed: int = 0  # generation seed
+    fail_on_error: bool = True  # fail the run when a request got no answer (HTTP error, timeout)
+    feedback: bool = False  # scripted users rate answers against the file's reference answers
+    feedback_threshold: float = 0.3  # token F1 with the reference at or above which an answer is rated good
+
+    def check(self) -> None:
+        for name in ("k", "max_new_tokens", "clients"):
+            self.require(name, getattr(self, name) >= 1, ">= 1")
+        self.require("limit", self.limit >= 0, ">= 0")
+        self.require("timeout_s", self.timeout_s > 0, "> 0")
+        self.require("feedback_threshold", 0 <= self.feedback_threshold <= 1, "in [0, 1]")
+        self.require("api_key", self.url is None or self.api_key, "the running server's key (env:VARIABLE) with url")
+        self.require("expect_release", self.url is not None or self.expect_release is None, "None without url")
+
+    def pipeline_spec(self) -> PipelineSpec:
+        "The parts of the pipeline served here (when neither `release` nor `url` is given)."
+        return _pipeline_spec(self)

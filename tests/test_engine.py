@@ -6,7 +6,8 @@ import httpx
 import pytest
 from conftest import LLMOPS, ROOT
 from llmops_nb.core import ConfigError, Settings
-from llmops_nb.engine import EngineError, VLLMEngine, check_vllm_python, fake_vllm
+from llmops_nb.engine import EngineError, VLLMEngine, check_vllm_python
+from llmops_nb.testing import fake_vllm
 from llmops_nb.serve import ReleaseRouter
 
 KEY = "engine-test-key-0123456789abcdef"

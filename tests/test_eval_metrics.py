@@ -457,7 +457,8 @@ def test_other_functions_bad_input(lm):
     with pytest.raises(ValueError, match="tokenizer="): perplexity(model, ["a"])
     with pytest.raises(ValueError, match="stride must be"): perplexity(model, ["a"], tokenizer=tok, max_length=16, stride=16)
     with pytest.raises(ValueError, match="batch_size"): perplexity(model, ["a"], tokenizer=tok, batch_size=0)
-    from llmops_nb.generate import FakeOpenAIServer, OpenAICompatGenerator
+    from llmops_nb.generate import OpenAICompatGenerator
+    from llmops_nb.testing import FakeOpenAIServer
     with pytest.raises(TypeError, match="remote generator"): perplexity(OpenAICompatGenerator("http://127.0.0.1:9", "m"), ["a"])
     res = perplexity(model, ["", "  ", "\udcff\x00 junk"], tokenizer=tok)      # empty, blank, surrogate and NUL
     assert math.isnan(res["per_text"][0]) and math.isfinite(res["per_text"][2])

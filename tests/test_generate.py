@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from llmops_nb.core import digest
-from llmops_nb.generate import (FakeOpenAIServer, Generation, GenerationConfig, GenerationError, Generator, HFGenerator,
+from llmops_nb.generate import (Generation, GenerationError, Generator, HFGenerator,
                                 OpenAICompatGenerator, Stream, check_prompt, make_generator)
+from llmops_nb.testing import FakeOpenAIServer
 
 Q = "What is the return policy?"
 QS = ["Where is my order?", "How long is the warranty on the kettle, and can I extend it for another year?", "Hi"]
@@ -15,39 +16,7 @@ MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": 
 
 # ---------------------------------------------------------------- settings and prompts
 
-@pytest.mark.parametrize("bad,name", [(dict(temperature=-1), "temperature"), (dict(temperature=float("nan")), "temperature"),
-                                      (dict(top_p=0), "top_p"), (dict(top_p=1.01), "top_p"), (dict(top_k=-1), "top_k"),
-                                      (dict(max_new_tokens=0), "max_new_tokens"), (dict(max_new_tokens="many"), "max_new_tokens"),
-                                      (dict(seed=-3), "seed"), (dict(seed=1.5), "seed"), (dict(repetition_penalty=0), "repetition_penalty"),
-                                      (dict(stop=[""]), "stop"), (dict(stop=[None]), "stop"), (dict(stop=5), "stop")])
-def test_config_rejects_bad_values(bad, name):
-    with pytest.raises(ValueError, match=name):
-        GenerationConfig(**bad)
-
-
-def test_config_replace_and_dict():
-    c = GenerationConfig(stop="END", max_new_tokens="12")
-    assert (c.stop, c.max_new_tokens, c.temperature) == (("END",), 12, 0.0)
-    d = c.replace(temperature=0.5, seed=3)
-    assert (d.temperature, d.seed, c.seed) == (0.5, 3, None)
-    assert json.loads(json.dumps(d.to_dict())) == {"max_new_tokens": 12, "temperature": 0.5, "top_p": 1.0, "top_k": 0, "stop": ["END"],
-                                                  "seed": 3, "repetition_penalty": 1.0}
-    with pytest.raises(TypeError, match="unknown generation parameter 'temp'"):
-        c.replace(temp=1)
-    with pytest.raises(ValueError, match="top_p"):
-        c.replace(top_p=2)
-
-
-@pytest.mark.parametrize("prompt,err,msg", [("", ValueError, "empty"), ("   \n\t", ValueError, "empty"), (None, TypeError, "NoneType"),
-                                            (42, TypeError, "int"), (b"hello", TypeError, "decode"), ({"role": "user", "content": "hi"}, TypeError, "wrap it"),
-                                            ([], ValueError, "empty list"), ([{"content": "hi"}], ValueError, r"prompt\[0\]: missing 'role'"),
-                                            ([{"role": "user"}], ValueError, "'content' must be a str"),
-                                            ([{"role": "robot", "content": "hi"}], ValueError, "unknown role"),
-                                            ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], ValueError, "assistant's"),
-                                            (["hi"], TypeError, "expected a dict")])
-def test_check_prompt_rejects(prompt, err, msg):
-    with pytest.raises(err, match=msg):
-        check_prompt(prompt)
+# bad settings, bad prompts and GenerationConfig.replace are checked in nbs/08_generate.ipynb (one home per check)
 
 
 def test_check_prompt_cleans_surrogates():

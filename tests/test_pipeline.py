@@ -1,10 +1,11 @@
 "The guarded RAG pipeline through the installed package: answers with citations, refusals, retries, fallbacks and traces."
 import json, re
 import pytest
-from llmops_nb.generate import FakeOpenAIServer, HFGenerator, OpenAICompatGenerator
-from llmops_nb.generate import RAGPipeline as FromGenerate
+from llmops_nb.generate import HFGenerator, OpenAICompatGenerator
+from llmops_nb.testing import FakeOpenAIServer
 from llmops_nb.pipeline import Answer, RAGPipeline, cite
-from llmops_nb.prompts import PromptRegistry, default_rag_prompt
+from llmops_nb.guard import load_policy
+from llmops_nb.prompts import PromptRegistry, default_rag_prompt, prompt_version
 from llmops_nb.retrieval import Hit, VectorStore
 
 PASSAGES = {"returns#0": ("Unused items can be returned within 30 days of delivery for a full refund.", "Returns"),
@@ -43,12 +44,15 @@ def test_answer_with_citation_and_full_trace(store, server):
     assert names == ["input_guard", "retrieve", "document_guard", "prompt", "generate", "output_guard"]
     st = {s.name: s for s in t.steps}
     assert st["retrieve"].data["ids"][0] == "returns#0" and len(st["retrieve"].data["ids"]) == 2
-    assert st["prompt"].data["prompt"] == rag.prompt.ref and t.meta["policy"] == rag.policy.ref
+    # the trace names the packaged prompt and policy (computed here independently), and the model got that prompt
+    assert st["prompt"].data["prompt"] == prompt_version("rag", default_rag_prompt()).ref
+    assert t.meta["policy"] == load_policy("default").ref
+    sent = json.dumps(server.requests[-1]["body"]["messages"])
+    assert "How long is the return window?" in sent and "30 days of delivery" in sent
     assert st["generate"].data["prompt_tokens"] > 0 and st["generate"].data["completion_tokens"] > 0
     assert all(s.ms >= 0 for s in t.steps) and t.total_ms >= sum(s.ms for s in t.steps) * 0.5
     d = json.loads(json.dumps(a.to_dict()))
     assert d["trace"]["status"] == "answered" and d["verdicts"]["input"]["action"] == "allow"
-    assert FromGenerate is RAGPipeline
 
 
 def test_blocked_input_never_reaches_the_model(store, server):

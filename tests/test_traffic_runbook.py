@@ -41,9 +41,10 @@ def test_traffic_serves_traces_and_leads_back_to_its_run(env, tiny_model, tmp_pa
     assert f"traffic {rec.id} (completed)" in lin.stdout and "questions" in lin.stdout
 
 
-@pytest.mark.parametrize("params,message", [((("limit", "-1"),), "limit must be >= 0"),
-                                            ((("questions", "/nonexistent/t.jsonl"),), "does not exist"),
-                                            ((("adapter", "no-such-run"),), "run 'no-such-run' not found")])
-def test_bad_parameters_fail_before_any_model_loads(env, params, message):
+@pytest.mark.parametrize("params,message,code", [((("limit", "-1"),), "parameter 'limit' must be >= 0", 2),  # a config error
+                                                 ((("url", "http://127.0.0.1:9"),), "parameter 'api_key'", 2),
+                                                 ((("questions", "/nonexistent/t.jsonl"),), "does not exist", 1),
+                                                 ((("adapter", "no-such-run"),), "run 'no-such-run' not found", 1)])
+def test_bad_parameters_fail_before_any_model_loads(env, params, message, code):
     out = llmops_run("traffic", *params, env=env, timeout=300)
-    assert out.returncode == 1 and message in out.stderr, out.stderr[-2000:]
+    assert out.returncode == code and message in out.stderr, out.stderr[-2000:]
