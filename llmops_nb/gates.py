@@ -6,7 +6,7 @@ Docs: https://llmops.github.io/llmops-nb/gates.html.md"""
 
 # %% ../nbs/09d_gates.ipynb #94c6d482
 from __future__ import annotations
-import html, importlib.util, math, re, warnings
+import importlib.util, math, re, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +16,12 @@ import yaml
 from scipy import stats
 from fastcore.basics import patch
 from .core import ConfigError, read_json, read_yaml, write_json
+from .fmt import CSS, MISSING, esc, fmt_value, html_table, text_table
+from .suites import jsonable
 
 # %% auto #0
-__all__ = ['MAX_RULES_BYTES', 'PairedTest', 'paired_bootstrap', 'mcnemar', 'as_result', 'jsonable', 'Comparison', 'compare',
-           'Rule', 'Rules', 'load_rules', 'GateVerdict', 'gate', 'default_rules']
+__all__ = ['PairedTest', 'paired_bootstrap', 'mcnemar', 'as_result', 'Comparison', 'compare', 'Rule', 'Rules', 'load_rules',
+           'GateVerdict', 'gate', 'default_rules']
 
 # %% ../nbs/09d_gates.ipynb #1e076797
 def _values(x: Any, name: str) -> np.ndarray:
@@ -251,13 +253,15 @@ def _suite_checks(base: Any, cand: Any, by_b: dict, by_c: dict, ids: list, allow
     if changed and not allow_partial:
         raise ValueError(
             f"{len(changed)} cases have the same id but a different input or references in the two results "
-            f"({_few(changed)}): re-run the baseline on the current suite, or pass allow_partial=True (llmops eval: --allow-partial) to drop them"
+            f"({_few(changed)}): re-run the baseline on the current suite, or pass allow_partial=True (llmops eval: "
+            "--allow-partial) to drop them"
         )
     notes = [f"dropped {len(changed)} cases whose input or references changed ({_few(changed)})"] if changed else []
     db, dc = getattr(base, "suite_digest", None), getattr(cand, "suite_digest", None)
     if db and dc and db != dc:
         notes.append(
-            f"suite digests differ (baseline {str(db)[:12]}, candidate {str(dc)[:12]}): the suite file changed between the two runs"
+            f"suite digests differ (baseline {str(db)[:12]}, candidate {str(dc)[:12]}): the suite file changed between "
+            "the two runs"
         )
     gone = set(changed)
     ids = [i for i in ids if i not in gone]
@@ -354,25 +358,6 @@ def _compare_metric(
     return row, {"ids": kept, "baseline": a.tolist(), "candidate": b.tolist()}
 
 # %% ../nbs/09d_gates.ipynb #a4cc9dc8
-def jsonable(o: Any) -> Any:
-    "Plain JSON values: NaN and infinities become None, numpy scalars and paths plain values."
-    if isinstance(o, dict):
-        return {str(k): jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [jsonable(v) for v in o]
-    if isinstance(o, (bool, np.bool_)):
-        return bool(o)
-    if isinstance(o, (int, np.integer)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.ndarray):
-        return jsonable(o.tolist())
-    if o is None or isinstance(o, str):
-        return o
-    return str(o)
-
-
 _NUMERIC = ("baseline", "candidate", "delta", "low", "high", "p_value")
 
 
@@ -454,7 +439,8 @@ def compare(
     names, more = _metric_names(base, cand, metrics)
     notes += more + (
         [
-            f"compared the {len(ids)} shared cases; {len(missing)} only in the baseline, {len(extra)} only in the candidate"
+            f"compared the {len(ids)} shared cases; {len(missing)} only in the baseline, {len(extra)} only in the "
+            "candidate"
         ]
         if missing or extra
         else []
@@ -482,37 +468,19 @@ def compare(
 
 # %% ../nbs/09d_gates.ipynb #00fc0a01
 def _fmt(v: Any) -> str:
-    "A compact number: 4 significant digits, integers for large values, '-' for missing."
-    if v is None or isinstance(v, str):
-        return v or "-"
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else ""
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if not math.isfinite(v):
-        return "-"
-    return f"{v:.0f}" if abs(v) >= 10000 else f"{v:.4g}"
+    "A number for a table or a detail line: 4 significant digits, `MISSING` for no value."
+    return fmt_value(v, 4)
 
 
 def _fmt_p(p: Any) -> str:
-    return "-" if p is None or not math.isfinite(p) else ("<1e-4" if p < 1e-4 else f"{p:.4f}")
+    return MISSING if p is None or not math.isfinite(p) else ("<1e-4" if p < 1e-4 else f"{p:.4f}")
 
 
-def _text_table(header: list, rows: list) -> str:
-    w = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    return "\n".join("  ".join(str(x).ljust(k) for x, k in zip(r, w)).rstrip() for r in [header, *rows])
-
-
-def _html_table(header: list, rows: list, styles: list) -> str:
-    th = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(h)}</th>" for h in header)
-    trs = "".join(
-        f"<tr style='{s}'>" + "".join(f"<td style='padding:2px 8px'>{html.escape(str(x))}</td>" for x in r) + "</tr>"
-        for r, s in zip(rows, styles)
-    )
-    return f"<table style='border-collapse:collapse'><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
-
-
-_RED, _GREEN = "background:#fde2e1", "background:#e1f5e4"
+def _html(title: str, table: str, notes: list, banner: str = "") -> str:
+    "A notebook fragment in the shared style: a title line, the table, the notes."
+    head = f'<p class="banner {banner}">{esc(title)}</p>' if banner else f"<p><b>{esc(title)}</b></p>"
+    notes_html = "".join(f'<p class="muted">{esc(n)}</p>' for n in notes)
+    return f'<div class="llmops-report"><style>{CSS}</style>{head}{table}{notes_html}</div>'
 
 # %% ../nbs/09d_gates.ipynb #80ed8d82
 _CMP_HEADER = ["metric", "test", "n", "baseline", "candidate", "delta", "CI", "p", "verdict"]
@@ -541,21 +509,20 @@ def _cmp_title(c: "Comparison") -> str:
     )
 
 
-@patch
-def __str__(self: Comparison) -> str:
-    lines = [_cmp_title(self), _text_table(_CMP_HEADER, [_cmp_cells(r) for r in self.rows])]
+def _comparison_text(self: Comparison) -> str:
+    "The title, the table and the warnings as plain text."
+    lines = [_cmp_title(self), text_table([_cmp_cells(r) for r in self.rows], _CMP_HEADER)]
     return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
 
 
-@patch
-def _repr_html_(self: Comparison) -> str:
-    styles = [_RED if r["regression"] else _GREEN if r["improvement"] else "" for r in self.rows]
-    notes = "".join(f"<p style='color:#a15c00'>warning: {html.escape(w)}</p>" for w in self.warnings)
-    return (
-        f"<p><b>{html.escape(_cmp_title(self))}</b></p>"
-        + _html_table(_CMP_HEADER, [_cmp_cells(r) for r in self.rows], styles)
-        + notes
-    )
+def _comparison_html(self: Comparison) -> str:
+    "The comparison as a table in a notebook, regressions red and improvements green."
+    cls = ["regression" if r["regression"] else "improvement" if r["improvement"] else None for r in self.rows]
+    table = html_table([_cmp_cells(r) for r in self.rows], _CMP_HEADER, row_cls=cls)
+    return _html(_cmp_title(self), table, [f"warning: {w}" for w in self.warnings])
+
+
+Comparison.__str__, Comparison._repr_html_ = _comparison_text, _comparison_html
 
 # %% ../nbs/09d_gates.ipynb #918ecf0f
 @patch
@@ -682,16 +649,8 @@ def _margin(v: Any, loc: str) -> tuple:
     return x, False
 
 # %% ../nbs/09d_gates.ipynb #2e7dfb2f
-def _parse_rule(r: Any, i: int, loc: str) -> Rule:
-    "One rule from its mapping; errors start with `loc` (file:line: rule i)."
-    if not isinstance(r, dict):
-        raise ConfigError(
-            f"{loc}: expected a mapping such as {{metric: token_f1, min: 0.3}}, got {type(r).__name__} {r!r:.60}"
-        )
-    r = {("on" if k is True else k): v for k, v in r.items()}  # YAML 1.1 reads a bare `on:` key as true
-    unknown = [str(k) for k in r if k not in _RULE_KEYS]
-    if unknown:
-        raise ConfigError(f"{loc}: unknown field {unknown[0]!r}; allowed fields: {', '.join(_RULE_KEYS)}")
+def _rule_target(r: dict, loc: str) -> tuple:
+    "('metric', name) for a per-case metric, ('corpus', name) for a corpus figure."
     if ("metric" in r) == ("corpus" in r):
         raise ConfigError(f"{loc}: give exactly one of 'metric' (a per-case metric) or 'corpus' (a corpus figure)")
     key = "metric" if "metric" in r else "corpus"
@@ -703,6 +662,20 @@ def _parse_rule(r: Any, i: int, loc: str) -> Rule:
             _info(name)
         except ValueError as e:
             raise ConfigError(f"{loc}: field 'metric': {e}") from None
+    return key, name
+
+
+def _parse_rule(r: Any, i: int, loc: str) -> Rule:
+    "One rule from its mapping; errors start with `loc` (file:line: rule i)."
+    if not isinstance(r, dict):
+        raise ConfigError(
+            f"{loc}: expected a mapping such as {{metric: token_f1, min: 0.3}}, got {type(r).__name__} {r!r:.60}"
+        )
+    r = {("on" if k is True else k): v for k, v in r.items()}  # YAML 1.1 reads a bare `on:` key as true
+    unknown = [str(k) for k in r if k not in _RULE_KEYS]
+    if unknown:
+        raise ConfigError(f"{loc}: unknown field {unknown[0]!r}; allowed fields: {', '.join(_RULE_KEYS)}")
+    key, name = _rule_target(r, loc)
     checks, bounds = [k for k in _CHECKS if k in r], [k for k in ("min", "max") if k in r]
     if len(checks) + (1 if bounds else 0) != 1:
         raise ConfigError(
@@ -717,7 +690,8 @@ def _parse_rule(r: Any, i: int, loc: str) -> Rule:
     for k, ok in (("on", bool(bounds) and key == "metric"), ("margin", bool(checks))):
         if k in r and not ok:
             raise ConfigError(
-                f"{loc}: field {k!r} does not apply to this rule ({'thresholds on per-case metrics' if k == 'on' else 'comparative rules'} only)"
+                f"{loc}: field {k!r} does not apply to this rule "
+                f"({'thresholds on per-case metrics' if k == 'on' else 'comparative rules'} only)"
             )
     lo, hi = (_number(r[k], loc, k) if k in r else None for k in ("min", "max"))
     if lo is not None and hi is not None and lo > hi:
@@ -744,7 +718,7 @@ def _parse_rule(r: Any, i: int, loc: str) -> Rule:
     )
 
 # %% ../nbs/09d_gates.ipynb #2454ceff
-MAX_RULES_BYTES = 256 * 1024  # a rules file is a handful of lines; anything this big is the wrong file
+_MAX_RULES_BYTES = 256 * 1024  # a rules file is a handful of lines; anything this big is the wrong file
 
 
 def load_rules(source: Union[str, Path, dict, Rules]) -> Rules:
@@ -754,9 +728,10 @@ def load_rules(source: Union[str, Path, dict, Rules]) -> Rules:
     lines = []
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.is_file() and path.stat().st_size > MAX_RULES_BYTES:
+        if path.is_file() and path.stat().st_size > _MAX_RULES_BYTES:
             raise ConfigError(
-                f"{path}: {path.stat().st_size / 1024:.0f} KiB is far too large for a rules file (limit {MAX_RULES_BYTES // 1024} KiB); is it the right file?"
+                f"{path}: {path.stat().st_size / 1024:.0f} KiB is far too large for a rules file (limit "
+                f"{_MAX_RULES_BYTES // 1024} KiB); is it the right file?"
             )
         data, where = read_yaml(path), str(path)
         lines = _rule_lines(path.read_text(encoding="utf-8"))
@@ -933,23 +908,24 @@ def _gate_cells(c: dict) -> list:
 
 def _gate_title(v: GateVerdict) -> str:
     nf, ns = len(v.failures), sum(c["status"] == "skip" for c in v.checks)
-    return f"GATE {'PASSED' if v.passed else 'FAILED'}: {len(v.checks) - nf - ns} passed, {nf} failed, {ns} skipped (alpha {v.alpha:g})"
+    word = "PASSED" if v.passed else "FAILED"
+    return f"GATE {word}: {len(v.checks) - nf - ns} passed, {nf} failed, {ns} skipped (alpha {v.alpha:g})"
 
 
-@patch
-def __str__(self: GateVerdict) -> str:
-    return "\n".join(
-        [_gate_title(self), _text_table(_GATE_HEADER, [_gate_cells(c) for c in self.checks])]
-        + [f"note: {n}" for n in self.notes]
-    )
+def _verdict_text(self: GateVerdict) -> str:
+    "The verdict, a line per check, and the notes as plain text."
+    lines = [_gate_title(self), text_table([_gate_cells(c) for c in self.checks], _GATE_HEADER)]
+    return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
-@patch
-def _repr_html_(self: GateVerdict) -> str:
-    styles = [_RED if c["status"] == "fail" else _GREEN if c["status"] == "pass" else "" for c in self.checks]
-    notes = "".join(f"<p style='color:#a15c00'>note: {html.escape(n)}</p>" for n in self.notes)
-    head = f"<p style='{_GREEN if self.passed else _RED};padding:4px'><b>{html.escape(_gate_title(self))}</b></p>"
-    return head + _html_table(_GATE_HEADER, [_gate_cells(c) for c in self.checks], styles) + notes
+def _verdict_html(self: GateVerdict) -> str:
+    "The verdict as a banner and a table in a notebook, failed checks red and passed ones green."
+    cls = [{"fail": "regression", "pass": "improvement"}.get(c["status"]) for c in self.checks]
+    table = html_table([_gate_cells(c) for c in self.checks], _GATE_HEADER, row_cls=cls)
+    return _html(_gate_title(self), table, [f"note: {n}" for n in self.notes], "pass" if self.passed else "fail")
+
+
+GateVerdict.__str__, GateVerdict._repr_html_ = _verdict_text, _verdict_html
 
 # %% ../nbs/09d_gates.ipynb #cc64d83b
 def gate(
@@ -980,7 +956,8 @@ def gate(
         ):  # optional comparative rules are skipped without a baseline
             r = next(r for r in rules if r.comparative and not r.optional)
             raise ValueError(
-                f"{rules.source} rule {r.index} ({r.describe()}) compares with a baseline: pass baseline= or a Comparison"
+                f"{rules.source} rule {r.index} ({r.describe()}) compares with a baseline: pass baseline= or a "
+                "Comparison"
             )
         side = {
             "aggregates": dict(getattr(cand, "aggregates", None) or {}),

@@ -6,13 +6,14 @@ Docs: https://llmops.github.io/llmops-nb/releases.html.md"""
 
 # %% ../nbs/09f_releases.ipynb #9e3178fc
 from __future__ import annotations
-import datetime, getpass, json, os, re
+import datetime, getpass, json, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 from fastcore.basics import patch
 from llmops_nb.core import (
     ConfigError,
+    JobConfig,
     Settings,
     append_jsonl,
     file_lock,
@@ -27,7 +28,7 @@ from .runs import list_runs, read_run, wandb_mode
 
 # %% auto #0
 __all__ = ['ALIAS_RE', 'GATED', 'STANDARD_ALIASES', 'ReleaseError', 'PromotionRefused', 'Release', 'describe', 'ReleaseRegistry',
-           'eval_evidence', 'find_evidence', 'parts_lineage', 'format_evidence']
+           'eval_evidence', 'find_evidence', 'parts_lineage', 'format_evidence', 'ReleaseConfig', 'run_release']
 
 # %% ../nbs/09f_releases.ipynb #44d98746
 class ReleaseError(ValueError):
@@ -69,7 +70,8 @@ def describe(spec: dict) -> str:
     short = lambda p: p["digest"][:12] if p and p.get("digest") else "none"
     g, r = spec["generation"], spec["retrieval"]
     return (
-        f"model {Path(str(spec['base_model']['ref'])).name} adapter {short(spec['adapter'])} index {short(spec['index'])} "
+        f"model {Path(str(spec['base_model']['ref'])).name} adapter {short(spec['adapter'])} index "
+        f"{short(spec['index'])} "
         f"prompt {spec['prompt']['ref']} policy {spec['policy']['ref']} k={r['k']} {r['mode']} "
         f"max_new_tokens={g['max_new_tokens']} temperature={g['temperature']:g}"
     )
@@ -122,7 +124,8 @@ def _load(path: Path) -> Release:
         raise ReleaseError(f"{e}; restore the file from a backup or delete it") from None
     if not isinstance(rec, dict) or (missing := [f for f in _FIELDS if f not in rec]):
         raise ReleaseError(
-            f"{path}: not a release record (missing {', '.join(missing) if isinstance(rec, dict) else 'everything'}); restore it or delete it"
+            f"{path}: not a release record (missing {', '.join(missing) if isinstance(rec, dict) else 'everything'}); "
+            "restore it or delete it"
         )
     try:
         d = spec_digest(rec["spec"])
@@ -130,7 +133,8 @@ def _load(path: Path) -> Release:
         raise ReleaseError(f"{path}: {e}") from None
     if d != path.stem or rec["digest"] != d:
         raise ReleaseError(
-            f"{path}: the spec does not match the file's digest (was it edited by hand?); release files never change: restore it"
+            f"{path}: the spec does not match the file's digest (was it edited by hand?); release files never change: "
+            "restore it"
         )
     return Release(
         d[:12],
@@ -182,7 +186,8 @@ def create(
 def _check_alias(alias: Any) -> str:
     if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias) or alias == "latest":
         raise ReleaseError(
-            f"alias {alias!r:.80} is invalid: use lowercase letters, digits, '-' and '_', starting with a letter ('latest' is reserved)"
+            f"alias {alias!r:.80} is invalid: use lowercase letters, digits, '-' and '_', starting with a letter "
+            "('latest' is reserved)"
         )
     return alias
 
@@ -205,7 +210,8 @@ def _read_aliases(self: ReleaseRegistry) -> dict:
         isinstance(k, str) and ALIAS_RE.fullmatch(k) and ok(v) for k, v in al.items()
     ):
         raise ReleaseError(
-            f"{path}: malformed aliases file (expected {{alias: {{\"digest\": sha256, \"previous\": [...]}}}}); fix or delete it"
+            f"{path}: malformed aliases file (expected {{alias: {{\"digest\": sha256, \"previous\": [...]}}}}); fix or "
+            "delete it"
         )
     return al
 
@@ -377,16 +383,17 @@ def _evidence_ok(self: ReleaseRegistry, rel: Release, prod: Optional[str], runs_
     good = [e for e in evs if e["gate"] and (e["baseline_release"] == prod if prod else e["absolute_passed"] > 0)]
     if good:
         return True, good[-1]["run"]
-    need = (
-        f"a completed evaluate run of release {rel.version} whose gate passed against the current production release {prod[:12]} "
+    need = f"a completed evaluate run of release {rel.version} whose gate passed " + (
+        f"against the current production release {prod[:12]} "
         f"(llmops run evaluate -p release {rel.version} -p baseline <an evaluate run of release {prod[:12]}>)"
         if prod
-        else f"a completed evaluate run of release {rel.version} whose gate passed with at least one absolute threshold (the first production release)"
+        else "with at least one absolute threshold (the first production release)"
     )
     seen = "; ".join(format_evidence(e) for e in evs) or "none"
     return (
         False,
-        f"promotion of release {rel.version} to production refused: it needs {need}. Evaluate runs of this release: {seen}",
+        f"promotion of release {rel.version} to production refused: it needs {need}. Evaluate runs of this release: "
+        f"{seen}",
     )
 
 # %% ../nbs/09f_releases.ipynb #a8eb5b05
@@ -546,3 +553,51 @@ def create_from_eval(
         "parts": parts_lineage(spec, runs_dir),
     }
     return self.create(spec, [ev], lin, note)
+
+# %% ../nbs/09f_releases.ipynb #16820b3e
+@dataclass
+class ReleaseConfig(JobConfig):
+    "Settings of the `release` job: the evaluate run whose system becomes the release, and the aliases to move to it."
+
+    eval_run: str = ""  # the evaluate run whose measured system becomes the release (its id or folder)
+    to: list = field(default_factory=lambda: ["staging", "production"])  # aliases to move to it, in order
+    registry: Optional[str] = None  # release registry folder; None: <home>/releases
+    note: str = ""  # a note stored with the release
+    force: bool = False  # move gated aliases (production) even without passing evidence: needs a reason
+    reason: str = ""  # why: recorded in the history with the user (required with force)
+    fail_on_refusal: bool = False  # fail the run when a promotion is refused
+
+    def check(self) -> None:
+        self.require("eval_run", bool(self.eval_run.strip()), "the evaluate run that measured the release")
+        self.require("force", not self.force or bool(self.reason.strip()), "false unless a reason is given")
+
+# %% ../nbs/09f_releases.ipynb #8dc6238a
+def _move(reg: ReleaseRegistry, rel: Release, cfg: ReleaseConfig) -> tuple:
+    "Move each alias of `cfg.to` to `rel` in order; (the moves, the first refusal or None)."
+    moves, refused = [], None
+    for alias in cfg.to:
+        before = reg.alias_digest(alias)
+        try:
+            reg.promote(rel.version, alias, force=cfg.force, reason=cfg.reason)
+        except PromotionRefused as e:
+            refused = {"alias": alias, "reason": str(e)}
+            break
+        moves.append({"alias": alias, "from": before[:12] if before else None, "to": rel.version})
+    return moves, refused
+
+
+def run_release(cfg: ReleaseConfig, run, settings: Optional[Settings] = None) -> dict:
+    """The `release` job: register the release `cfg.eval_run` measured, move the aliases, and record it in `run`
+    (lineage, `release.json`, metrics `promoted`, `moves`, `refused`). Returns what `release.json` holds."""
+    reg = ReleaseRegistry(cfg.registry, settings=settings or load_settings())
+    rel = reg.create_from_eval(cfg.eval_run, note=cfg.note)  # an evaluate run not completed, or without release.json
+    run.add_input("evaluation", digest=rel.digest, run_id=rel.evidence[-1]["run"] if rel.evidence else None)
+    run.add_output("release", reg.root / "versions" / f"{rel.digest}.json", digest=rel.digest)
+    moves, refused = _move(reg, rel, cfg)
+    out = {"version": rel.version, "digest": rel.digest, "registry": str(reg.root), "moves": moves}
+    out.update(refused=refused, evidence=list(rel.evidence), aliases=reg.aliases())
+    write_json(run.dir / "release.json", out)
+    run.add_output("moves", run.dir / "release.json")
+    promoted = int(any(m["alias"] == "production" for m in moves))
+    run.log({"promoted": promoted, "moves": len(moves), "refused": int(refused is not None)})
+    return out

@@ -6,7 +6,8 @@ Docs: https://llmops.github.io/llmops-nb/serve.html.md"""
 
 # %% ../nbs/11_serve.ipynb #cd9f5ab5
 from __future__ import annotations
-import asyncio, collections, copy, hashlib, hmac, importlib, inspect, json, logging, math, os, re, signal, threading, time, uuid
+import asyncio, collections, copy, hashlib, hmac, importlib, inspect, json, logging, math, os, re, signal
+import threading, time, uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,50 +35,48 @@ from .tracestore import DEFAULT_TENANT
 from .telemetry import export_trace, span_ids
 
 # %% auto #0
-__all__ = ['KEY_PREFIX', 'MIN_KEY_CHARS', 'TEMPERATURE_CAP', 'ENDPOINTS', 'AUTHENTICATED', 'ENDPOINT_KEY', 'hash_key', 'key_id',
-           'load_keys', 'KeyRing', 'RateLimiter', 'ContentPart', 'ChatMessage', 'Extension', 'ChatRequest',
-           'FeedbackRequest', 'APIError', 'parse_body', 'question_of', 'options_of', 'usage_of', 'finish_reason_of',
-           'extension_of', 'completion', 'citation_policy', 'redact_citations', 'chunks', 'stream_chunks', 'Metrics',
-           'Edge', 'Served', 'FailedAuth', 'Cancelled', 'create_app', 'default_pipeline', 'load_factory', 'make_app',
-           'serve', 'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
+__all__ = ['ENDPOINT_KEY', 'hash_key', 'key_id', 'load_keys', 'KeyRing', 'RateLimiter', 'ContentPart', 'ChatMessage', 'Extension',
+           'ChatRequest', 'FeedbackRequest', 'APIError', 'completion', 'chunks', 'stream_chunks', 'Metrics',
+           'FailedAuth', 'Cancelled', 'create_app', 'default_pipeline', 'load_factory', 'make_app', 'serve',
+           'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
 
 # %% ../nbs/11_serve.ipynb #f1a7230f
-KEY_PREFIX, MIN_KEY_CHARS = "sha256:", 16
+_KEY_PREFIX, _MIN_KEY_CHARS = "sha256:", 16
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def hash_key(key: str) -> str:
     "The stored form of an API key, `sha256:<hex>`: what a keys file may hold instead of the key."
-    if not isinstance(key, str) or len(key.strip()) < MIN_KEY_CHARS:
+    if not isinstance(key, str) or len(key.strip()) < _MIN_KEY_CHARS:
         raise ValueError(
-            f"an API key must be a str of at least {MIN_KEY_CHARS} characters; make one with "
+            f"an API key must be a str of at least {_MIN_KEY_CHARS} characters; make one with "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
-    return KEY_PREFIX + hashlib.sha256(key.strip().encode("utf-8")).hexdigest()
+    return _KEY_PREFIX + hashlib.sha256(key.strip().encode("utf-8")).hexdigest()
 
 
 def key_id(key: str) -> str:
     """The id traces, logs and metrics use for a key (or its `sha256:` hash, with or without a `tenant:`): the first 12
     hex digits of the hash."""
-    return _entry(key, "key_id")[1][len(KEY_PREFIX) :][:12]
+    return _entry(key, "key_id")[1][len(_KEY_PREFIX) :][:12]
 
 
 def _stored(item: str, where: str) -> str:
     "One configured key as `sha256:<hex>`: a hash is checked, a plain key hashed. Errors never quote the item."
-    if item.startswith(KEY_PREFIX):
-        if not _HEX64.fullmatch(h := item[len(KEY_PREFIX) :].lower()):
+    if item.startswith(_KEY_PREFIX):
+        if not _HEX64.fullmatch(h := item[len(_KEY_PREFIX) :].lower()):
             raise ConfigError(f"{where}: 'sha256:' must be followed by 64 hex digits")
-        return KEY_PREFIX + h
-    if len(item) < MIN_KEY_CHARS:
-        raise ConfigError(f"{where}: an API key shorter than {MIN_KEY_CHARS} characters; use a long random key")
+        return _KEY_PREFIX + h
+    if len(item) < _MIN_KEY_CHARS:
+        raise ConfigError(f"{where}: an API key shorter than {_MIN_KEY_CHARS} characters; use a long random key")
     return hash_key(item)
 
 
 def _entry(item: str, where: str) -> tuple:
     "(tenant, `sha256:<hex>`) of one configured item: `KEY`, `sha256:<hex>`, `TENANT:KEY` or `TENANT:sha256:<hex>`."
     t, sep, rest = item.partition(":")
-    if sep and rest and t != KEY_PREFIX[:-1] and _TENANT.fullmatch(t):
+    if sep and rest and t != _KEY_PREFIX[:-1] and _TENANT.fullmatch(t):
         return t, _stored(rest.strip(), where)
     return DEFAULT_TENANT, _stored(item, where)
 
@@ -125,7 +124,7 @@ class KeyRing:
                 raise ConfigError(
                     f"keys[{i}]: the same key is given to tenants {owner[h]!r} and {t!r}; give each tenant its own keys"
                 )
-        self._hashes = [bytes.fromhex(h[len(KEY_PREFIX) :]) for _, h in entries]
+        self._hashes = [bytes.fromhex(h[len(_KEY_PREFIX) :]) for _, h in entries]
         self._tenants = [t for t, _ in entries]
 
     def __len__(self):
@@ -222,7 +221,7 @@ class ChatRequest(_Strict):
     stream_options: Optional[dict] = None  # {"include_usage": true} adds a usage chunk
     max_tokens: Optional[int] = Field(None, ge=1)  # honoured up to the served release's max_new_tokens
     max_completion_tokens: Optional[int] = Field(None, ge=1)
-    temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)  # honoured up to TEMPERATURE_CAP
+    temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)  # honoured up to _TEMPERATURE_CAP
     user: Optional[str] = Field(None, max_length=256)
     llmops: Optional[Extension] = None  # this server's extension: {"where": {...}}
 
@@ -277,7 +276,7 @@ def _where(e: ValidationError) -> str:
     )
 
 
-def parse_body(raw: bytes, model: type) -> BaseModel:
+def _parse_body(raw: bytes, model: type) -> BaseModel:
     "Validate a JSON request body against `model`: 400 when it is not a JSON object, 422 when a field is wrong."
     try:
         obj = json.loads(raw)
@@ -293,7 +292,7 @@ def parse_body(raw: bytes, model: type) -> BaseModel:
         raise APIError(422, f"invalid request: {_where(e)}") from None
 
 # %% ../nbs/11_serve.ipynb #1f5ae4c9
-def question_of(req: ChatRequest, max_chars: int = 4000) -> str:
+def _question_of(req: ChatRequest, max_chars: int = 4000) -> str:
     "The question of a chat request: its last user message (text parts joined), stripped; 422 when empty or too long."
     users = [m for m in req.messages if m.role == "user"]
     if not users:
@@ -311,7 +310,7 @@ def question_of(req: ChatRequest, max_chars: int = 4000) -> str:
     return q
 
 # %% ../nbs/11_serve.ipynb #7e1fb452
-TEMPERATURE_CAP = 1.0  # the highest temperature a request may ask for (hotter answers drift from their sources)
+_TEMPERATURE_CAP = 1.0  # the highest temperature a request may ask for (hotter answers drift from their sources)
 _JSON = {
     dict: "an object",
     list: "an array",
@@ -329,7 +328,8 @@ def _check_where(where: dict, max_fields: int = 16, max_values: int = 256) -> di
     def bad(path, msg):
         return APIError(
             422,
-            f"llmops.where{path}: {msg}; e.g. {{\"department\": \"hr\"}}, {{\"year\": {{\"gte\": 2024}}}} or {{\"tag\": [\"a\", \"b\"]}}",
+            f"llmops.where{path}: {msg}; e.g. {{\"department\": \"hr\"}}, {{\"year\": {{\"gte\": 2024}}}} or "
+            f"{{\"tag\": [\"a\", \"b\"]}}",
         )
 
     def scalar(v, path):
@@ -357,10 +357,10 @@ def _check_where(where: dict, max_fields: int = 16, max_values: int = 256) -> di
     return where
 
 
-def options_of(
+def _options_of(
     req: ChatRequest,
     max_new_tokens: Optional[int] = None,  # the served release's cap; None: the request's max_tokens is ignored
-    temperature_cap: float = TEMPERATURE_CAP,
+    temperature_cap: float = _TEMPERATURE_CAP,
 ) -> dict:
     "A chat request's `where` pre-filter and `generation` overrides, within the caps; 422 when out of bounds."
     gen, n = {}, req.max_completion_tokens or req.max_tokens
@@ -370,7 +370,8 @@ def options_of(
         if req.temperature > temperature_cap:
             raise APIError(
                 422,
-                f"temperature: {req.temperature:g} is above this server's cap of {temperature_cap:g}; send 0 (deterministic) to {temperature_cap:g}",
+                f"temperature: {req.temperature:g} is above this server's cap of {temperature_cap:g}; send 0 "
+                f"(deterministic) to {temperature_cap:g}",
             )
         gen["temperature"] = float(req.temperature)
     where = req.llmops.where if req.llmops is not None else None
@@ -381,14 +382,14 @@ def _gens(answer) -> list:
     return [s.data for s in answer.trace.steps if s.name == "generate"] if answer.trace else []
 
 
-def usage_of(answer) -> dict:
+def _usage_of(answer) -> dict:
     "OpenAI `usage` of an answer: prompt and completion tokens over all its generations."
     p = sum(d.get("prompt_tokens") or 0 for d in _gens(answer))
     c = sum(d.get("completion_tokens") or 0 for d in _gens(answer))
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def finish_reason_of(answer) -> str:
+def _finish_reason_of(answer) -> str:
     "`content_filter` when a guard refused or blocked, else the last generation's finish reason (default `stop`)."
     if answer.status in ("refused", "blocked"):
         return "content_filter"
@@ -396,7 +397,7 @@ def finish_reason_of(answer) -> str:
     return (g[-1].get("finish_reason") if g and answer.status == "answered" else None) or "stop"
 
 
-def extension_of(answer, trace_id: str) -> dict:
+def _extension_of(answer, trace_id: str) -> dict:
     "The `llmops` field: trace id, status, citations, prompt and policy references, and the release that answered."
     steps = {s.name: s.data for s in answer.trace.steps} if answer.trace else {}
     meta = answer.trace.meta if answer.trace else {}
@@ -411,7 +412,7 @@ def extension_of(answer, trace_id: str) -> dict:
         ],
     }
 
-
+# %% ../nbs/11_serve.ipynb #45870f24
 def completion(answer, trace_id: str, model: str) -> dict:
     "An OpenAI `chat.completion` body for a pipeline answer, with the `llmops` extension field."
     return {
@@ -424,18 +425,18 @@ def completion(answer, trace_id: str, model: str) -> dict:
                 "index": 0,
                 "message": {"role": "assistant", "content": answer.text},
                 "logprobs": None,
-                "finish_reason": finish_reason_of(answer),
+                "finish_reason": _finish_reason_of(answer),
             }
         ],
-        "usage": usage_of(answer),
-        "llmops": extension_of(answer, trace_id),
+        "usage": _usage_of(answer),
+        "llmops": _extension_of(answer, trace_id),
     }
 
 # %% ../nbs/11_serve.ipynb #c17a0b02
 _CITE_GUARDS, _CITE_POLICIES = ("pii", "secrets"), {}
 
 
-def citation_policy(policy=None):
+def _citation_policy(policy=None):
     "The output policy's `pii` and `secrets` guards, set to redact: what citation text passes through."
     from llmops_nb.guard import load_policy
 
@@ -452,12 +453,12 @@ def citation_policy(policy=None):
     return _CITE_POLICIES.setdefault(p.ref, load_policy({"name": f"{p.name}-citations", "output": out}))
 
 
-def redact_citations(citations: list, policy=None) -> list:
+def _redact_citations(citations: list, policy=None) -> list:
     """Copies of `citations` with their text redacted by the output `policy`'s PII and secret guards (None: the default
     policy)."""
     from llmops_nb.guard import scan_output
 
-    pol, out = citation_policy(policy), []
+    pol, out = _citation_policy(policy), []
     for c in citations or []:
         c = copy.copy(c)
         if isinstance(getattr(c, "text", None), str) and pol.output:
@@ -482,16 +483,16 @@ def chunks(answer, trace_id: str, model: str, include_usage: bool = False) -> It
     yield ev({"role": "assistant", "content": ""})
     for piece in _pieces(answer.text):
         yield ev({"content": piece})
-    yield ev({}, finish_reason_of(answer), llmops=extension_of(answer, trace_id))
+    yield ev({}, _finish_reason_of(answer), llmops=_extension_of(answer, trace_id))
     if include_usage:
-        yield _sse({**base, "choices": [], "usage": usage_of(answer)})
+        yield _sse({**base, "choices": [], "usage": _usage_of(answer)})
     yield "data: [DONE]\n\n"
 
 
 def _pieces(text: str) -> list:
     return re.findall(r"\s*\S+|\s+$", text)
 
-
+# %% ../nbs/11_serve.ipynb #67b63ea1
 class _ChunkWriter:
     """The SSE text of one streamed answer in OpenAI chunk format, from `answer_stream`'s mode event (its trace id is
     the chunks' id)."""
@@ -522,10 +523,10 @@ class _ChunkWriter:
         return "".join(self._ev({"content": p}) for p in (_pieces(text) if self.mode == "buffered" else [text]))
 
     def end(self, a) -> str:
-        out = self._ev({}, finish_reason_of(a), llmops={**extension_of(a, self.tid), "mode": self.mode})
+        out = self._ev({}, _finish_reason_of(a), llmops={**_extension_of(a, self.tid), "mode": self.mode})
         return (
             out
-            + (_sse({**self.base, "choices": [], "usage": usage_of(a)}) if self.include_usage else "")
+            + (_sse({**self.base, "choices": [], "usage": _usage_of(a)}) if self.include_usage else "")
             + "data: [DONE]\n\n"
         )
 
@@ -537,7 +538,7 @@ class _ChunkWriter:
             + "data: [DONE]\n\n"
         )
 
-
+# %% ../nbs/11_serve.ipynb #f83f91df
 def stream_chunks(events: Iterable, model: str, include_usage: bool = False) -> Iterator[str]:
     """SSE events of `RAGPipeline.answer_stream` events: the role chunk with the mode, the released text, the finish
     chunk, [DONE]."""
@@ -551,7 +552,7 @@ def stream_chunks(events: Iterable, model: str, include_usage: bool = False) -> 
             yield w.end(e["answer"])
 
 # %% ../nbs/11_serve.ipynb #2fb50c96
-ENDPOINTS = ("/v1/chat/completions", "/v1/feedback", "/v1/models", "/healthz", "/metrics")
+_ENDPOINTS = ("/v1/chat/completions", "/v1/feedback", "/v1/models", "/healthz", "/metrics")
 
 
 class Metrics:
@@ -616,7 +617,7 @@ class Metrics:
     def answered(self, answer) -> None:
         "Count an answer: its status, tokens and guard blocks."
         self.answers.labels(answer.status).inc()
-        u = usage_of(answer)
+        u = _usage_of(answer)
         self.tokens.labels("prompt").inc(u["prompt_tokens"])
         self.tokens.labels("completion").inc(u["completion_tokens"])
         if answer.status == "refused":
@@ -683,7 +684,7 @@ async def _read_body(scope: dict, receive, limit: int, timeout_s: Optional[float
 # %% ../nbs/11_serve.ipynb #f365580a
 _RID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-AUTHENTICATED = ("/v1/chat/completions", "/v1/feedback")  # POST routes whose key is checked before their body is read
+_AUTHENTICATED = ("/v1/chat/completions", "/v1/feedback")  # POST routes whose key is checked before their body is read
 
 
 def _request_id(scope) -> str:
@@ -697,8 +698,8 @@ def _loggable(path: str, limit: int = 256) -> str:
     p = _CTRL.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode("utf-8")), path)
     return p if len(p) <= limit else p[:limit] + "..."
 
-
-class Edge:
+# %% ../nbs/11_serve.ipynb #e7b35645
+class _Edge:
     """Outermost ASGI layer: request id, key check then body limits (size, time), metrics, access log and a 500 that
     reveals nothing."""
 
@@ -732,7 +733,7 @@ class Edge:
 
         try:
             replay, err = receive, None
-            if scope["method"] == "POST" and path in AUTHENTICATED:
+            if scope["method"] == "POST" and path in _AUTHENTICATED:
                 try:
                     if self.gate is not None:
                         self.gate(scope)
@@ -757,7 +758,7 @@ class Edge:
                     ),
                 )
         finally:
-            ep = path if path in ENDPOINTS else "other"
+            ep = path if path in _ENDPOINTS else "other"
             self.metrics.requests.labels(ep, str(st["code"])).inc()
             self.metrics.latency.labels(ep).observe(time.perf_counter() - t0)
             _log.info(
@@ -772,7 +773,7 @@ class Edge:
 
 # %% ../nbs/11_serve.ipynb #61ae0db4
 @dataclass
-class Served:
+class _Served:
     """One served pipeline and the release it was built from (version None: a pipeline given as it is), its role and
     share."""
 
@@ -824,9 +825,9 @@ class _Fixed:
     "One pipeline served as it is, with no release behind it: what `create_app(pipeline)` serves."
 
     def __init__(self, pipeline):
-        self.stable = Served(pipeline)
+        self.stable = _Served(pipeline)
 
-    def pick(self, request_id: str) -> Served:
+    def pick(self, request_id: str) -> _Served:
         return self.stable
 
     def served(self) -> list:
@@ -893,11 +894,11 @@ class FailedAuth:
             while len(self._fails) > self.max_clients:
                 self._fails.pop(next(iter(self._fails)))
 
-
+# %% ../nbs/11_serve.ipynb #cdb7038c
 def _client(scope) -> str:
     return str((scope.get("client") or ("unknown",))[0])
 
-
+# %% ../nbs/11_serve.ipynb #ae6c7768
 class _App:
     "The state behind one app: the releases (or one pipeline), store, keys, limits, metrics and the worker threads."
 
@@ -977,7 +978,8 @@ class _App:
             self.metrics.rate_limited.inc()
             raise APIError(
                 429,
-                f"rate limit exceeded for this key ({self.limiter.rate:g} requests per minute, burst {self.limiter.burst}); "
+                f"rate limit exceeded for this key ({self.limiter.rate:g} requests per minute, burst "
+                f"{self.limiter.burst}); "
                 f"retry after {math.ceil(wait)} s",
                 {"Retry-After": str(max(1, math.ceil(wait)))},
             )
@@ -988,9 +990,9 @@ def _priced(answer, price: dict) -> Optional[dict]:
     """The trace-store row of `answer` with `cost_usd` at the release's `price` (flat, or model -> price with '*'); None
     when unpriced."""
     from llmops_nb.eval import cost
-    from llmops_nb.tracestore import _from_trace
+    from llmops_nb.tracestore import trace_row
 
-    row = _from_trace(answer)
+    row = trace_row(answer)
     p = price if set(price) <= {"prompt", "completion"} else price.get(str(row.get("model"))) or price.get("*")
     if p is None or (row["prompt_tokens"] is None and row["completion_tokens"] is None):
         return None
@@ -1109,7 +1111,7 @@ def _for_request(pipeline, gen: dict, cancel: threading.Event):
             setattr(p, part, _Stoppable(getattr(pipeline, part), cancel))
     return p
 
-
+# %% ../nbs/11_serve.ipynb #3231996d
 def _tenant_where(pipeline, tenant: str, where: Optional[dict]) -> Optional[dict]:
     """The request's `where` narrowed to what `tenant` may retrieve (see `VectorStore.tenant_where`); 422 when the
     filter names the tenant field."""
@@ -1133,7 +1135,7 @@ def _call(p, question: str, where: Optional[dict], cancel: threading.Event, emit
         emit(ev)
     raise RuntimeError("answer_stream ended without an answer event")
 
-
+# %% ../nbs/11_serve.ipynb #4c8b7b2f
 @patch
 def work(
     self: _App,
@@ -1175,7 +1177,7 @@ def work(
             self.metrics.cancelled.inc()
         raise
     served.stamp(a.trace)
-    a.citations = redact_citations(
+    a.citations = _redact_citations(
         a.citations, getattr(p, "policy", None)
     )  # before the trace and the response see them
     return a, self.record(
@@ -1188,7 +1190,7 @@ def work(
         opts.get("traceparent"),
     )
 
-
+# %% ../nbs/11_serve.ipynb #dd15ffd2
 @patch
 async def answer(
     self: _App,
@@ -1250,22 +1252,11 @@ def counted(self: _App, a, served) -> None:
 
 # %% ../nbs/11_serve.ipynb #506e7bf4
 @patch
-async def stream(
-    self: _App,
-    question: str,
-    key_id: str,
-    rid: str,
-    served,
-    opts: dict,
-    tenant: str,
-    model: str,
-    include_usage: bool = False,
-) -> StreamingResponse:
-    """The SSE response of `answer_stream` for one request: it starts at the first guarded text; a disconnect stops
-    generation."""
-    pool, loop, q, late = self.pool, asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
-    if pool is None:
-        raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
+def _submit(
+    self: _App, loop, q: asyncio.Queue, late: threading.Event, question: str, key_id, rid, served, opts, tenant
+):
+    """Run the request in the worker pool; its events, then ("done", result) or ("error", e), go to `q`. Returns the
+    future and the `emit` callback (its `gone` tells the worker the client left)."""
 
     def emit(ev):
         loop.call_soon_threadsafe(q.put_nowait, ("event", ev))
@@ -1280,8 +1271,14 @@ async def stream(
         loop.call_soon_threadsafe(q.put_nowait, out)
 
     self.metrics.in_flight.inc()
-    fut = pool.submit(run)
+    fut = self.pool.submit(run)
     fut.add_done_callback(lambda f: self.metrics.in_flight.dec())
+    return fut, emit
+
+
+@patch
+def _taker(self: _App, loop, q: asyncio.Queue, late: threading.Event, fut, rid: str) -> Callable:
+    "An async `take()` of the next item of `q`; past the request's deadline it cancels the work and raises a 504."
     deadline = loop.time() + self.timeout_s
 
     async def take() -> tuple:
@@ -1299,6 +1296,28 @@ async def stream(
                 trace_id=None,
             ) from None
 
+    return take
+
+# %% ../nbs/11_serve.ipynb #9e539223
+@patch
+async def stream(
+    self: _App,
+    question: str,
+    key_id: str,
+    rid: str,
+    served,
+    opts: dict,
+    tenant: str,
+    model: str,
+    include_usage: bool = False,
+) -> StreamingResponse:
+    """The SSE response of `answer_stream` for one request: it starts at the first guarded text; a disconnect stops
+    generation."""
+    loop, q, late = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+    if self.pool is None:
+        raise APIError(503, "the server is shutting down (or not started); retry", {"Retry-After": "1"})
+    fut, emit = self._submit(loop, q, late, question, key_id, rid, served, opts, tenant)
+    take = self._taker(loop, q, late, fut, rid)
     held = []
     try:  # hold the events up to the first text, the answer or a failure
         while not held or held[-1][0] == "event" and held[-1][1]["type"] != "delta":
@@ -1371,7 +1390,7 @@ def _engine(self: _App):
     "The managed engine behind the served pipeline (`llmops serve --engine vllm`), if any."
     return getattr(self.router, "engine", None) or getattr(self.pipeline, "engine", None)
 
-
+# %% ../nbs/11_serve.ipynb #4dd325d1
 @patch
 def ready(self: _App) -> bool:
     """Whether the app serves: its workers are up (between start and shutdown) and its managed engine, if any, has not
@@ -1436,7 +1455,7 @@ def _without_key(request: Request, text: str) -> str:
     """`text` with the caller's own API key replaced, should a user paste it into a question (it would reach the model
     and the traces)."""
     token = (request.headers.get("authorization") or "").partition(" ")[2].strip()
-    return text.replace(token, "[REDACTED]") if len(token) >= MIN_KEY_CHARS else text
+    return text.replace(token, "[REDACTED]") if len(token) >= _MIN_KEY_CHARS else text
 
 
 def _tenant(request: Request) -> str:
@@ -1448,12 +1467,12 @@ def _routes(app: FastAPI, s: _App) -> None:
     async def chat_completions(request: Request):
         "OpenAI-compatible chat completion through the guarded RAG pipeline; `stream` sends the guarded tokens as SSE."
         kid = s.admit(request)
-        req = parse_body(await request.body(), ChatRequest)
-        q, rid = _without_key(request, question_of(req, s.max_question_chars)), request.scope["llmops.request_id"]
+        req = _parse_body(await request.body(), ChatRequest)
+        q, rid = _without_key(request, _question_of(req, s.max_question_chars)), request.scope["llmops.request_id"]
         served = s.router.pick(rid)  # once: a swap during this request does not change it
         model, opts, usage = (
             s.model_of(served),
-            options_of(req, served.max_new_tokens),
+            _options_of(req, served.max_new_tokens),
             bool((req.stream_options or {}).get("include_usage")),
         )
         if tp := request.headers.get("traceparent"):
@@ -1473,7 +1492,7 @@ def _routes(app: FastAPI, s: _App) -> None:
     async def feedback(request: Request):
         "Feedback (score, label, comment) on an answer, by its trace id."
         kid = s.admit(request)
-        fb = parse_body(await request.body(), FeedbackRequest)
+        fb = _parse_body(await request.body(), FeedbackRequest)
         if fb.score is None and fb.label is None and fb.comment is None:
             raise APIError(422, "feedback: give at least one of score, label, comment")
         if s.store is None:
@@ -1571,10 +1590,11 @@ def _check_limits(
             isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or not math.isfinite(v)
         ):
             raise ValueError(
-                f"{name} must be a number {'of days' if name == 'retention_days' else 'of seconds'} > 0{' or None' if name == 'retention_days' else ''}, got {v!r}"
+                f"{name} must be a number {'of days' if name == 'retention_days' else 'of seconds'} > "
+                f"0{' or None' if name == 'retention_days' else ''}, got {v!r}"
             )
 
-
+# %% ../nbs/11_serve.ipynb #b893d3f9
 def _openapi(app: FastAPI) -> dict:
     """The app's OpenAPI schema, with the request bodies the routes parse themselves (`ChatRequest`, `FeedbackRequest`)
     and bearer auth."""
@@ -1598,35 +1618,8 @@ def _openapi(app: FastAPI) -> dict:
     return spec
 
 # %% ../nbs/11_serve.ipynb #2268bf7e
-def create_app(
-    pipeline,  # RAGPipeline-like (`.answer(question) -> Answer`), or a `ReleaseRouter`
-    store=None,  # a `TraceStore` (record, feedback, get); None: no traces kept
-    keys: Union[
-        KeyRing, Iterable[str], None
-    ] = None,  # API keys or `sha256:<hex>` hashes; None: `load_keys()` (LLMOPS_API_KEYS)
-    rate_limit: Optional[float] = 60,  # requests per minute per key, sustained; None or 0: unlimited
-    burst: int = 10,  # requests a key may send at once
-    max_body_bytes: int = 65536,  # larger request bodies get 413
-    max_question_chars: int = 4000,  # longer questions get 422
-    timeout_s: float = 60,  # deadline of a pipeline call (queueing included): 504 after it
-    workers: int = 4,  # pipeline calls running at once (a local model runs one at a time anyway)
-    metrics_auth: bool = True,  # /metrics needs a valid key
-    allow_anonymous: bool = False,  # with no keys configured: serve without authentication (local development only)
-    model_name: Optional[
-        str
-    ] = None,  # the model id in responses; None: the release (alias@version) or the generator's model
-    max_auth_failures: Optional[
-        int
-    ] = 10,  # failed authentications per minute per client address, then 429; None or 0: unlimited
-    body_timeout_s: float = 30,  # seconds for a request body to arrive (408 after)
-    retention_days: Optional[
-        float
-    ] = None,  # trace rows older than this are deleted (at start, then every retention_every_s)
-    retention_rows: Optional[int] = None,  # only the newest this many trace rows are kept
-    retention_every_s: float = 3600,
-) -> FastAPI:  # seconds between two retention passes
-    """The FastAPI app: OpenAI-compatible chat completions, feedback, health and metrics, behind keys, limits and
-    timeouts."""
+def _front(pipeline, store, keys, allow_anonymous: bool) -> tuple:
+    "The checked (router, key ring) of `create_app`: a pipeline that answers, a trace store, keys unless anonymous."
     router = pipeline if hasattr(pipeline, "pick") else _Fixed(pipeline)
     if not hasattr(router.stable.pipeline, "answer"):
         raise TypeError(f"pipeline needs an answer(question) method, got {type(pipeline).__name__}")
@@ -1638,6 +1631,68 @@ def create_app(
             "no API keys: set LLMOPS_API_KEYS (comma-separated) or pass keys= (e.g. load_keys(file=...)); "
             "allow_anonymous=True serves without authentication, for local development only"
         )
+    return router, ring
+
+
+def _lifespan(s: _App, router, workers: int, every_s: float) -> Callable:
+    "While the app serves: a worker pool, the release follower, and retention passes every `every_s` seconds."
+
+    @asynccontextmanager
+    async def lifespan(app):
+        if s.pool is None:
+            s.pool = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve")  # served again after a shutdown
+        router.start()  # follow the release aliases while serving
+        keeper = asyncio.create_task(s.keep(every_s)) if s.retention else None
+        yield
+        if keeper is not None:
+            keeper.cancel()
+        router.stop()
+        s.pool.shutdown(wait=False, cancel_futures=True)
+        s.pool = None
+
+    return lifespan
+
+
+def _wire(app: FastAPI, s: _App, max_body_bytes: int, body_timeout_s: float) -> FastAPI:
+    "The routes, error handlers, OpenAPI schema and edge middleware of `app`, serving `s`."
+    app.state.llmops = s
+    _routes(app, s)
+    _more_routes(app, s)
+    app.openapi = lambda: _openapi(app)  # for tools (schemathesis, client generators); not served over HTTP
+    for exc, h in (
+        (APIError, _api_error),
+        (StarletteHTTPException, _http_error),
+        (RequestValidationError, _validation_error),
+    ):
+        app.add_exception_handler(exc, h)
+    app.add_middleware(
+        _Edge, metrics=s.metrics, max_body_bytes=max_body_bytes, gate=s.authenticate, body_timeout_s=body_timeout_s
+    )
+    return app
+
+# %% ../nbs/11_serve.ipynb #96fb41d0
+def create_app(
+    pipeline,  # RAGPipeline-like (`.answer(question) -> Answer`), or a `ReleaseRouter`
+    store=None,  # a `TraceStore` (record, feedback, get); None: no traces kept
+    keys: Union[KeyRing, Iterable[str], None] = None,  # keys or `sha256:<hex>` hashes; None: LLMOPS_API_KEYS
+    rate_limit: Optional[float] = 60,  # requests per minute per key, sustained; None or 0: unlimited
+    burst: int = 10,  # requests a key may send at once
+    max_body_bytes: int = 65536,  # larger request bodies get 413
+    max_question_chars: int = 4000,  # longer questions get 422
+    timeout_s: float = 60,  # deadline of a pipeline call (queueing included): 504 after it
+    workers: int = 4,  # pipeline calls running at once (a local model runs one at a time anyway)
+    metrics_auth: bool = True,  # /metrics needs a valid key
+    allow_anonymous: bool = False,  # with no keys configured: serve without authentication (local development only)
+    model_name: Optional[str] = None,  # model id in responses; None: the release (alias@version) or the model
+    max_auth_failures: Optional[int] = 10,  # failed logins per minute per client address, then 429; None/0: no limit
+    body_timeout_s: float = 30,  # seconds for a request body to arrive (408 after)
+    retention_days: Optional[float] = None,  # trace rows older than this are deleted (at start, then periodically)
+    retention_rows: Optional[int] = None,  # only the newest this many trace rows are kept
+    retention_every_s: float = 3600,  # seconds between two retention passes
+) -> FastAPI:
+    """The FastAPI app: OpenAI-compatible chat completions, feedback, health and metrics, behind keys, limits and
+    timeouts."""
+    router, ring = _front(pipeline, store, keys, allow_anonymous)
     _check_limits(
         max_body_bytes,
         max_question_chars,
@@ -1651,6 +1706,7 @@ def create_app(
     retention = {k: v for k, v in (("days", retention_days), ("rows", retention_rows)) if v is not None}
     if retention and not hasattr(store, "purge"):
         raise ConfigError("retention_days/retention_rows need a trace store with purge() (a TraceStore)")
+    model = model_name or _served_model(router.stable.pipeline)
     s = _App(
         router,
         store,
@@ -1660,42 +1716,21 @@ def create_app(
         float(timeout_s),
         workers,
         max_question_chars,
-        model_name or _served_model(router.stable.pipeline),
+        model,
         metrics_auth,
         named=model_name is not None,
         failed_auth=FailedAuth(max_auth_failures),
         retention=retention,
     )
     router.attach(s.metrics)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        if s.pool is None:
-            s.pool = ThreadPoolExecutor(workers, thread_name_prefix="llmops-serve")  # served again after a shutdown
-        router.start()  # follow the release aliases while serving
-        keeper = asyncio.create_task(s.keep(retention_every_s)) if retention else None
-        yield
-        if keeper is not None:
-            keeper.cancel()
-        router.stop()
-        s.pool.shutdown(wait=False, cancel_futures=True)
-        s.pool = None
-
-    app = FastAPI(title="llmops-nb", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.llmops = s
-    _routes(app, s)
-    _more_routes(app, s)
-    app.openapi = lambda: _openapi(app)  # for tools (schemathesis, client generators); not served over HTTP
-    for exc, h in (
-        (APIError, _api_error),
-        (StarletteHTTPException, _http_error),
-        (RequestValidationError, _validation_error),
-    ):
-        app.add_exception_handler(exc, h)
-    app.add_middleware(
-        Edge, metrics=s.metrics, max_body_bytes=max_body_bytes, gate=s.authenticate, body_timeout_s=body_timeout_s
+    app = FastAPI(
+        title="llmops-nb",
+        lifespan=_lifespan(s, router, workers, retention_every_s),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
-    return app
+    return _wire(app, s, max_body_bytes, body_timeout_s)
 
 # %% ../nbs/11_serve.ipynb #e15ea0fb
 ENDPOINT_KEY = "env:LLMOPS_ENDPOINT_KEY"  # default endpoint_key: used when the variable is set, else no key is sent
@@ -1707,12 +1742,14 @@ def _endpoint_generator(endpoint: str, model: str, key: Optional[str], adapter: 
 
     if not isinstance(endpoint, str) or not endpoint.strip() or len(endpoint) > 2048:
         raise ConfigError(
-            f"endpoint must be the server's base URL, e.g. http://vllm:8000/v1, got {type(endpoint).__name__} {str(endpoint)[:60]!r}"
+            f"endpoint must be the server's base URL, e.g. http://vllm:8000/v1, got {type(endpoint).__name__} "
+            f"{str(endpoint)[:60]!r}"
         )
     if adapter:
         raise ConfigError(
             f"adapter {adapter!r} cannot be applied to the model at endpoint {endpoint}: serve the adapter there "
-            "(vllm serve BASE --enable-lora --lora-modules rag=ADAPTER_DIR) and pass endpoint_model='rag' instead of adapter"
+            "(vllm serve BASE --enable-lora --lora-modules rag=ADAPTER_DIR) and pass endpoint_model='rag' instead of "
+            "adapter"
         )
     if key == ENDPOINT_KEY and not os.environ.get(ENDPOINT_KEY[4:]):
         key = None
@@ -1740,7 +1777,9 @@ def default_pipeline(
     sample corpus), behind the guard policy."""
     from llmops_nb.pipeline import RAGPipeline, build_pipeline, release_spec
     from llmops_nb.prompts import PromptRegistry
-    from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
+    from llmops_nb.embeddings import Embedder
+    from llmops_nb.retrieval import VectorStore
+    from llmops_nb.corpus import sample_chunks
     from llmops_nb.runs import run_of, run_output
 
     if endpoint is None and endpoint_model is not None:
@@ -1796,15 +1835,25 @@ def _open_store(store, settings: Settings):
     return store
 
 # %% ../nbs/11_serve.ipynb #df144550
+def _others(pipeline, pipeline_factory, model, adapter, index) -> list:
+    "What else than a release was asked to serve (a release excludes them)."
+    asked = (
+        ("a pipeline", pipeline is not None),
+        ("pipeline_factory", pipeline_factory),
+        ("model", model is not None),
+        ("adapter", adapter is not None),
+        ("index", index != "latest"),
+    )
+    return [n for n, on in asked if on]
+
+
 def make_app(
     pipeline=None,
     keys=None,
     store=None,
     settings: Optional[Settings] = None,
     *,
-    release: Optional[
-        str
-    ] = None,  # alias (followed), version or "latest"; None: "production" when it exists, else no release
+    release: Optional[str] = None,  # alias (followed), version or "latest"; None: "production" if it exists, else none
     canary: Union[str, tuple, None] = None,  # "ALIAS=PERCENT": that share of requests to that alias's release
     registry=None,  # a ReleaseRegistry or its folder; None: <home>/releases
     builder: Optional[Callable] = None,  # release spec -> pipeline; None: `build_pipeline`
@@ -1817,53 +1866,35 @@ def make_app(
     endpoint: Optional[str] = None,
     endpoint_model: Optional[str] = None,
     endpoint_key: Optional[str] = ENDPOINT_KEY,
-    **app_kwargs,
-) -> FastAPI:  # rate_limit, burst, timeout_s, ... of `create_app`
+    **app_kwargs,  # rate_limit, burst, timeout_s, ... of `create_app`
+) -> FastAPI:
     """The app `serve` runs: a release (followed), or the pipeline given, from a factory or the default; the trace store
     and keys resolved."""
     s = settings or load_settings()
     if keys is None:
         keys = load_keys(file=keys_file)
-    others = [
-        n
-        for n, on in (
-            ("a pipeline", pipeline is not None),
-            ("pipeline_factory", pipeline_factory),
-            ("model", model is not None),
-            ("adapter", adapter is not None),
-            ("index", index != "latest"),
-        )
-        if on
-    ]
+    others = _others(pipeline, pipeline_factory, model, adapter, index)
+    generator_for = _endpoint_models(endpoint, endpoint_model, endpoint_key) if endpoint is not None else None
     router = _release_router(
-        release,
-        canary,
-        registry,
-        s,
-        others,
-        builder=builder,
-        poll_s=poll_s,
-        generator_for=_endpoint_models(endpoint, endpoint_model, endpoint_key) if endpoint is not None else None,
+        release, canary, registry, s, others, builder=builder, poll_s=poll_s, generator_for=generator_for
     )
     if router is not None:
         pipeline = router
+    elif pipeline_factory and pipeline is None:
+        pipeline = load_factory(pipeline_factory)()
     elif pipeline is None:
-        pipeline = (
-            load_factory(pipeline_factory)()
-            if pipeline_factory
-            else default_pipeline(
-                model,
-                adapter,
-                index,
-                settings=s,
-                endpoint=endpoint,
-                endpoint_model=endpoint_model,
-                endpoint_key=endpoint_key,
-            )
+        pipeline = default_pipeline(
+            model,
+            adapter,
+            index,
+            settings=s,
+            endpoint=endpoint,
+            endpoint_model=endpoint_model,
+            endpoint_key=endpoint_key,
         )
     return create_app(pipeline, store=_open_store(store, s), keys=keys, **app_kwargs)
 
-
+# %% ../nbs/11_serve.ipynb #0c71553e
 def serve(
     pipeline=None,
     host: str = "127.0.0.1",
@@ -1940,7 +1971,8 @@ def _release_router(release, canary, registry, settings: Settings, others: list,
         reg = _registry(registry, settings, required=False)
         if reg is None or "production" not in reg.aliases():
             _log.warning(
-                "no 'production' release in %s: serving the defaults (base model, newest index, packaged prompt and policy); "
+                "no 'production' release in %s: serving the defaults (base model, newest index, packaged prompt and "
+                "policy); "
                 "promote a release to production to serve it",
                 getattr(reg, "root", settings.path("home") / "releases"),
             )
@@ -2046,8 +2078,8 @@ def _target(self: ReleaseRouter, alias: str) -> Optional[str]:
 
 
 @patch
-def _build(self: ReleaseRouter, role: str, alias: Optional[str], rel) -> Served:
-    "The `Served` of release `rel` in `role`: its pipeline built (or shared with a role already on that version)."
+def _build(self: ReleaseRouter, role: str, alias: Optional[str], rel) -> _Served:
+    "The `_Served` of release `rel` in `role`: its pipeline built (or shared with a role already on that version)."
     share = (self.canary[1] if role == "canary" else 100.0 - self.canary[1]) if self.canary else 100.0
     spec = rel.spec if isinstance(rel.spec, dict) else {}
     pipeline = next((s.pipeline for s in self._slots.values() if s.digest == rel.digest), None)
@@ -2060,7 +2092,7 @@ def _build(self: ReleaseRouter, role: str, alias: Optional[str], rel) -> Served:
             raise TypeError(f"the builder returned {type(pipeline).__name__}, not a pipeline with answer()")
     if price := spec.get("price"):
         _priced_check(price)
-    return Served(pipeline, role, alias, rel.version, rel.digest, spec, share)
+    return _Served(pipeline, role, alias, rel.version, rel.digest, spec, share)
 
 
 def _priced_check(price) -> None:
@@ -2073,7 +2105,7 @@ def _priced_check(price) -> None:
 
 
 @patch
-def _load(self: ReleaseRouter, role: str, ref: str, what: str) -> Served:
+def _load(self: ReleaseRouter, role: str, ref: str, what: str) -> _Served:
     "Resolve `ref` and build it, at start: any failure is a ConfigError naming the ref."
     try:
         rel, aliases = self.registry.get(ref), self.registry.aliases()
@@ -2091,19 +2123,19 @@ def _load(self: ReleaseRouter, role: str, ref: str, what: str) -> Served:
 
 # %% ../nbs/11_serve.ipynb #739d302a
 @patch(as_prop=True)
-def stable(self: ReleaseRouter) -> Served:
+def stable(self: ReleaseRouter) -> _Served:
     return self._slots["stable"]
 
-
+# %% ../nbs/11_serve.ipynb #a6d9adf0
 @patch
-def pick(self: ReleaseRouter, request_id: str) -> Served:
+def pick(self: ReleaseRouter, request_id: str) -> _Served:
     """The release that answers request `request_id`: the canary when the id's bucket falls in its share, else the
     stable one."""
     slots = self._slots  # one read: a swap replaces the dict, never changes it
     c = slots.get("canary")
     return c if c is not None and canary_bucket(request_id) < c.share else slots["stable"]
 
-
+# %% ../nbs/11_serve.ipynb #5a95953a
 @patch
 def check(self: ReleaseRouter, force: bool = False) -> list:
     """Rebuild and swap in the release of each followed alias that moved -> the roles swapped; a failed build keeps the
@@ -2143,7 +2175,7 @@ def check(self: ReleaseRouter, force: bool = False) -> list:
 
 
 @patch
-def _fail(self: ReleaseRouter, role: str, cur: Served, target, e: Exception) -> None:
+def _fail(self: ReleaseRouter, role: str, cur: _Served, target, e: Exception) -> None:
     if target in (None, "?") and self._failed.get(role, "-") == target:
         return  # a missing alias: said once already
     self._failed[role] = target
@@ -2163,7 +2195,7 @@ def _fail(self: ReleaseRouter, role: str, cur: Served, target, e: Exception) -> 
         self.errors[role]["error"],
     )
 
-# %% ../nbs/11_serve.ipynb #a6d9adf0
+# %% ../nbs/11_serve.ipynb #fadbce54
 @patch
 def attach(self: ReleaseRouter, metrics) -> None:
     "Report builds and served releases to `metrics` (a `Metrics`)."
@@ -2173,7 +2205,7 @@ def attach(self: ReleaseRouter, metrics) -> None:
 
 
 @patch
-def _count(self: ReleaseRouter, old: Served, new: Optional[Served], result: str) -> None:
+def _count(self: ReleaseRouter, old: _Served, new: Optional[_Served], result: str) -> None:
     if self.metrics is None:
         return
     self.metrics.release_builds.labels(old.alias or "-", result).inc()
@@ -2190,7 +2222,7 @@ def _count(self: ReleaseRouter, old: Served, new: Optional[Served], result: str)
 def served(self: ReleaseRouter) -> list:
     return list(self._slots.values())
 
-
+# %% ../nbs/11_serve.ipynb #c8e4eaaf
 @patch
 def status(self: ReleaseRouter) -> dict:
     "What /healthz shows: the served releases, build errors, and when the aliases were last read."

@@ -15,11 +15,12 @@ import numpy as np
 import yaml
 from fastcore.basics import patch
 from .core import ConfigError, atomic_write, digest, read_yaml
+from .fmt import fmt_value
 
 # %% auto #0
-__all__ = ['ALIASES', 'GROUPS', 'STATUSES', 'ROW_KEYS', 'RESULT_FORMAT', 'SuiteError', 'Case', 'Suite', 'load_suite',
-           'expand_metrics', 'default_metrics', 'looks_like_idk', 'SuiteAborted', 'bootstrap_ci', 'strip_citations',
-           'EvalResult', 'run_suite', 'load_result']
+__all__ = ['GROUPS', 'STATUSES', 'RESULT_FORMAT', 'SuiteError', 'Case', 'Suite', 'load_suite', 'expand_metrics',
+           'default_metrics', 'looks_like_idk', 'SuiteAborted', 'bootstrap_ci', 'strip_citations', 'EvalResult',
+           'run_suite', 'jsonable', 'load_result']
 
 # %% ../nbs/09c_suites.ipynb #7aba3475
 class SuiteError(ValueError):
@@ -42,7 +43,7 @@ class Case:
 
 
 _FIELDS = {f.name for f in fields(Case)}
-ALIASES = {
+_ALIASES = {
     "question": "input",
     "prompt": "input",
     "answer": "references",
@@ -71,7 +72,7 @@ def _fields(row: dict) -> dict:
     "Canonical field -> value of a raw case row (aliases resolved, unknown keys gathered in meta)."
     out, seen, extra = {}, {}, {}
     for k, v in row.items():
-        name = ALIASES.get(k, k) if isinstance(k, str) else k
+        name = _ALIASES.get(k, k) if isinstance(k, str) else k
         if name not in _FIELDS:
             extra[str(k)] = v
             continue
@@ -152,7 +153,7 @@ class Suite:
     def __repr__(self):
         return f"Suite({self.name!r}, {len(self)} cases, tags={sorted({t for c in self.cases for t in c.tags})})"
 
-
+# %% ../nbs/09c_suites.ipynb #56857bde
 @patch
 def select(self: Suite, tags: Optional[Iterable[str]] = None, ids: Optional[Iterable[str]] = None) -> Suite:
     "The cases having any of `tags` and/or one of `ids`, as a new Suite."
@@ -266,7 +267,8 @@ def load_suite(
         name = name or "suite"
     else:
         raise TypeError(
-            f"load_suite: source must be a suite file path, a list of case dicts or a Suite, got {type(source).__name__}"
+            f"load_suite: source must be a suite file path, a list of case dicts or a Suite, got "
+            f"{type(source).__name__}"
         )
     cases = [r if isinstance(r, Case) else _case(r, where) for where, r in items]
     if not cases:
@@ -310,7 +312,8 @@ def expand_metrics(names: Iterable[str]) -> list:
                     raise ValueError("metric 'judge:' needs a rubric name, e.g. 'judge:correctness'")
             elif m.startswith("hf:"):
                 raise ValueError(
-                    f"metric {m!r}: Hugging Face metrics are corpus-level; compute them with llmops_nb.eval.load_metric on result.table"
+                    f"metric {m!r}: Hugging Face metrics are corpus-level; compute them with "
+                    "llmops_nb.eval.load_metric on result.table"
                 )
             else:
                 metric_info(m)  # ValueError listing the known names
@@ -318,7 +321,7 @@ def expand_metrics(names: Iterable[str]) -> list:
                 out.append(m)
     return out
 
-
+# %% ../nbs/09c_suites.ipynb #83a86c42
 def default_metrics(suite: Suite, retrieves: bool = False, price: Optional[dict] = None) -> list:
     """The metrics that apply to `suite`: text if it has references, retrieval if it names documents and `retrieves`,
     behaviour, cost."""
@@ -352,8 +355,10 @@ class _Output:
 
 
 _IDK = re.compile(
-    r"^\W*(i\s+(do\s+not|don['’]?t|cannot|can['’]?t|am\s+unable\s+to)\s+(know|answer|tell|say|find|help)|i['’]?m\s+(not\s+sure|unable\s+to)|"
-    r"(there\s+is|i\s+have)\s+no\s+information|(i['’]?m\s+)?sorry,?\s+(but\s+)?i\s+(can['’]?t|cannot|don['’]?t\s+know))",
+    r"^\W*(i\s+(do\s+not|don['’]?t|cannot|can['’]?t|am\s+unable\s+to)\s+(know|answer|tell|say|find|help)|"
+    r"i['’]?m\s+(not\s+sure|unable\s+to)|"
+    r"(there\s+is|i\s+have)\s+no\s+information|"
+    r"(i['’]?m\s+)?sorry,?\s+(but\s+)?i\s+(can['’]?t|cannot|don['’]?t\s+know))",
     re.I,
 )
 
@@ -417,7 +422,8 @@ def _normalize(result: Any, store=None) -> _Output:
         out = _Output(result.text, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
     else:
         raise TypeError(
-            f"the system under test returned {type(result).__name__}; expected a str, an Answer, a Generation or a dict with 'text'"
+            f"the system under test returned {type(result).__name__}; expected a str, an Answer, a Generation or a "
+            "dict with 'text'"
         )
     if out.status == "unknown":
         out.status = "answered"  # an Answer without a trace
@@ -492,7 +498,8 @@ def _run_cases(
             errors.append((cases[i].id, o.error))
             if max_errors is not None and len(errors) > max_errors:
                 raise SuiteAborted(
-                    f"run_suite: {len(errors)} cases failed (max_errors={max_errors}); first: case {errors[0][0]!r}: {errors[0][1]}"
+                    f"run_suite: {len(errors)} cases failed (max_errors={max_errors}); first: case {errors[0][0]!r}: "
+                    f"{errors[0][1]}"
                 )
 
     try:
@@ -747,7 +754,7 @@ _NUMERIC = (
     "completion_tokens",
     "cost_usd",
 )  # fixed row columns that are also metric names
-ROW_KEYS = (
+_ROW_KEYS = (
     "id",
     "input",
     "output",
@@ -788,7 +795,7 @@ class EvalResult:
         import pandas as pd
 
         return pd.DataFrame(
-            self.cases, columns=list(dict.fromkeys([*ROW_KEYS, *self.metrics, *(k for r in self.cases for k in r)]))
+            self.cases, columns=list(dict.fromkeys([*_ROW_KEYS, *self.metrics, *(k for r in self.cases for k in r)]))
         )
 
     def summary(self):
@@ -906,6 +913,40 @@ def _rows(cases: list, outs: list, price: Optional[dict]) -> list:
     return rows
 
 # %% ../nbs/09c_suites.ipynb #7f35d2f0
+def _check_ints(**ints) -> None:
+    "Each `name=(value, lowest)`: None, or an int >= lowest."
+    for name, (v, low) in ints.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise ValueError(f"run_suite: {name} must be an int >= {low}, got {v!r}")
+
+
+def _check_needs(names: list, judge, price: Optional[dict]) -> None:
+    "Metrics that cannot run without `judge=` or `price=` fail before any case runs."
+    judged = [n for n in names if n.startswith("judge:")]
+    if judged and not hasattr(judge, "for_rubric"):
+        raise ValueError(f"run_suite: metric {judged[0]!r} needs judge= (a llmops_nb.judge.Judge)")
+    if "cost_usd" in names and not price:
+        raise ValueError(
+            "run_suite: metric 'cost_usd' needs price={'prompt': ..., 'completion': ...} (USD per 1M tokens)"
+        )
+
+
+def _run_meta(pipeline, kind: str, suite: Suite, cases: list, indexed: Optional[set], **settings) -> dict:
+    "What shaped the numbers: the system, the suite, how many cases ran, and the run's settings."
+    missing = sum(len(c.doc_ids) - len(_relevant(c, indexed)) for c in cases) if indexed is not None else None
+    return {
+        **_system_info(pipeline, kind),
+        "suite_path": suite.path,
+        "cases_run": len(cases),
+        "cases_in_suite": len(suite),
+        "limit": settings.pop("limit"),
+        "strip_citations": settings.pop("strip_citations"),
+        "retrieval_k": settings.pop("retrieval_k"),
+        "relevant_not_indexed": missing,
+        **settings,
+    }
+
+# %% ../nbs/09c_suites.ipynb #dbe0d36a
 def run_suite(
     pipeline,  # RAG pipeline (.answer), generator (.generate) or callable input -> str | Answer | Generation
     suite,  # a Suite or anything load_suite accepts
@@ -917,9 +958,7 @@ def run_suite(
     k: Optional[int] = None,  # cut-off of the retrieval metrics; None: the pipeline's k, else 5
     workers: int = 1,  # concurrent calls (threads): for remote endpoints
     max_errors: Optional[int] = None,  # abort (SuiteAborted) once more cases failed; None: run every case
-    seed: Optional[
-        int
-    ] = 0,  # passed to a generator's generate (a RAG pipeline takes its own in gen_kwargs); seeds the bootstrap
+    seed: Optional[int] = 0,  # passed to a generator's generate (a RAG pipeline has its own); seeds the bootstrap
     n_resamples: int = 2000,  # bootstrap resamples per interval
     alpha: float = 0.05,  # 1 - confidence level of the intervals
     progress: Optional[bool] = None,  # progress bar; None: on a terminal or in a notebook, never under pytest
@@ -928,19 +967,10 @@ def run_suite(
     "Run every case of `suite` through `pipeline`, score each, and aggregate with bootstrap confidence intervals."
     t_start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     suite, price = load_suite(suite), _check_price(price)
-    for name, v, low in (("limit", limit, 1), ("workers", workers, 1), ("max_errors", max_errors, 0), ("k", k, 1)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
-            raise ValueError(f"run_suite: {name} must be an int >= {low}, got {v!r}")
+    _check_ints(limit=(limit, 1), workers=(workers, 1), max_errors=(max_errors, 0), k=(k, 1))
     kind, call, store = _caller(pipeline, seed)
     names = expand_metrics(metrics or suite.metrics or default_metrics(suite, retrieves=kind == "rag", price=price))
-    if any(n.startswith("judge:") for n in names) and not hasattr(judge, "for_rubric"):
-        raise ValueError(
-            f"run_suite: metric {next(n for n in names if n.startswith('judge:'))!r} needs judge= (a llmops_nb.judge.Judge)"
-        )
-    if "cost_usd" in names and not price:
-        raise ValueError(
-            "run_suite: metric 'cost_usd' needs price={'prompt': ..., 'completion': ...} (USD per 1M tokens)"
-        )
+    _check_needs(names, judge, price)
     cases = suite.cases[:limit] if limit else suite.cases
     t0 = time.perf_counter()
     outs = _run_cases(call, cases, store, workers=workers, max_errors=max_errors, progress=progress)
@@ -954,33 +984,26 @@ def run_suite(
     _score_retrieval(rows, cases, outs, names, k, indexed)
     _score_behaviour(rows, cases, outs, names)
     judges = _score_model(rows, cases, outs, names, judge=judge, embedder=embedder, strip=strip)
-    meta = {
-        **_system_info(pipeline, kind),
-        "suite_path": suite.path,
-        "cases_run": len(cases),
-        "cases_in_suite": len(suite),
-        "limit": limit,
-        "strip_citations": strip,
-        "retrieval_k": k,
-        "relevant_not_indexed": sum(len(c.doc_ids) - len(_relevant(c, indexed)) for c in cases)
-        if indexed is not None
-        else None,
-        "judge": judges or None,
-        "price": price,
-        "seed": seed,
-        "n_resamples": n_resamples,
-        "alpha": alpha,
-        "workers": workers,
-        "started": started,
-    }
+    meta = _run_meta(
+        pipeline,
+        kind,
+        suite,
+        cases,
+        indexed,
+        limit=limit,
+        strip_citations=strip,
+        retrieval_k=k,
+        judge=judges or None,
+        price=price,
+        seed=seed,
+        n_resamples=n_resamples,
+        alpha=alpha,
+        workers=workers,
+        started=started,
+    )
+    aggregates = _aggregates(rows, names, n_resamples, alpha, seed)
     res = EvalResult(
-        suite.name,
-        suite.digest,
-        names,
-        rows,
-        _aggregates(rows, names, n_resamples, alpha, seed),
-        _corpus(rows, cases, outs, run_s, price, strip),
-        meta,
+        suite.name, suite.digest, names, rows, aggregates, _corpus(rows, cases, outs, run_s, price, strip), meta
     )
     res.meta["duration_s"] = round(time.perf_counter() - t_start, 3)
     return res
@@ -989,21 +1012,27 @@ def run_suite(
 RESULT_FORMAT = "llmops-nb/eval-result@1"
 
 
-def _jsonable(o):
-    "NaN and infinity -> None, recursively (JSON has neither)."
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
+def jsonable(o: Any) -> Any:
+    "Plain JSON values: NaN and infinities become None, numpy scalars and arrays plain values, other objects text."
     if isinstance(o, dict):
-        return {k: _jsonable(v) for k, v in o.items()}
+        return {str(k): jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, np.generic):
-        return _jsonable(o.item())
-    return o
+        return [jsonable(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.ndarray):
+        return jsonable(o.tolist())
+    if o is None or isinstance(o, str):
+        return o
+    return str(o)
 
-
+# %% ../nbs/09c_suites.ipynb #1bba1ce3
 def _dumps(o, indent=None) -> str:
-    return json.dumps(_jsonable(o), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
+    return json.dumps(jsonable(o), ensure_ascii=False, allow_nan=False, indent=indent, default=str)
 
 
 @patch
@@ -1049,7 +1078,8 @@ def load(cls: EvalResult, path: Union[str, Path]) -> EvalResult:
         raise ValueError(f"{head_p}: not a valid result file ({e}); re-run the evaluation") from None
     if not isinstance(head, dict) or head.get("format") != RESULT_FORMAT:
         raise ValueError(
-            f"{head_p}: not an eval result (format {head.get('format') if isinstance(head, dict) else None!r}, expected {RESULT_FORMAT!r})"
+            f"{head_p}: not an eval result (format {head.get('format') if isinstance(head, dict) else None!r}, "
+            f"expected {RESULT_FORMAT!r})"
         )
     cases_p = head_p.parent / head.get("cases_file", "cases.jsonl")
     if not cases_p.is_file():
@@ -1059,7 +1089,8 @@ def load(cls: EvalResult, path: Union[str, Path]) -> EvalResult:
     raw = cases_p.read_bytes()
     if digest(raw) != head.get("cases_digest"):
         raise ValueError(
-            f"{cases_p} does not match {head_p.name} (digest differs): the folder mixes two results or was edited; re-run the evaluation"
+            f"{cases_p} does not match {head_p.name} (digest differs): the folder mixes two results or was edited; "
+            "re-run the evaluation"
         )
     cases = [json.loads(l) for l in raw.decode("utf-8").splitlines() if l.strip()]
     nums = set(head["metrics"]) | set(_NUMERIC)
@@ -1122,20 +1153,14 @@ def log_to(self: EvalResult, run, name: str = "eval") -> Path:
     return d
 
 # %% ../nbs/09c_suites.ipynb #b4413942
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 @patch
 def _repr_markdown_(self: EvalResult) -> str:
-    c = self.corpus
+    "Each metric's mean, interval and number of cases (timings are in `corpus`: they differ run to run)."
     head = (
-        f"**{self.suite}**: {len(self.cases)} cases, {c.get('errors', 0)} errors, p50 latency {_fmt(c.get('latency_p50_ms'))} ms, "
-        f"{_fmt(c.get('cases_per_s'))} cases/s\n\n| metric | mean | 95% CI | n |\n|---|---|---|---|\n"
+        f"**{self.suite}**: {len(self.cases)} cases, {self.corpus.get('errors', 0)} errors\n\n"
+        "| metric | mean | 95% CI | n |\n|---|---|---|---|\n"
     )
     return head + "".join(
-        f"| {m} | {_fmt(a['mean'])} | [{_fmt(a['low'])}, {_fmt(a['high'])}] | {a['n']} |\n"
+        f"| {m} | {fmt_value(a['mean'], 4)} | [{fmt_value(a['low'], 4)}, {fmt_value(a['high'], 4)}] | {a['n']} |\n"
         for m, a in self.aggregates.items()
     )

@@ -51,11 +51,11 @@ def test_release_registers_promotes_and_refuses(env, home, tiny_model):
     assert out.returncode == 1 and "refused" in out.stderr, out.stderr[-2000:]
     assert reg.aliases() == {"production": spec_digest(a)[:12], "staging": spec_digest(b)[:12]}     # staging moved, production did not
     out = llmops_run("release", ("eval_run", eb), ("force", "true"), env=env, timeout=300)
-    assert out.returncode != 0 and "force: give a reason" in out.stderr
+    assert out.returncode != 0 and "parameter 'force' must be false unless a reason is given" in out.stderr
 
 
 @pytest.mark.parametrize("params, message", [
-    ((("eval_run", ""),), "eval_run: give the evaluate run"),
+    ((("eval_run", ""),), "parameter 'eval_run' must be the evaluate run"),
     ((("eval_run", "20990101-000000-000000"),), "not found"),
 ])
 def test_release_bad_parameters(env, params, message):

@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmops_nb.core import ConfigError, load_settings
-from llmops_nb.generate import FakeOpenAIServer
-from llmops_nb.lifecycle import LocalServer
+from llmops_nb.testing import FakeOpenAIServer
+from llmops_nb.traffic import LocalServer
 from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import Answer, Trace
 from llmops_nb.releases import ReleaseRegistry

@@ -6,7 +6,8 @@ import pytest
 from llmops_nb import eval as E
 from llmops_nb.generate import Generation
 from llmops_nb.pipeline import RAGPipeline
-from llmops_nb.retrieval import VectorStore, sample_dir
+from llmops_nb.retrieval import VectorStore
+from llmops_nb.corpus import sample_dir
 from llmops_nb.suites import (Case, EvalResult, Suite, SuiteAborted, SuiteError, bootstrap_ci, expand_metrics, load_result, load_suite,
                               looks_like_idk, run_suite, strip_citations)
 
