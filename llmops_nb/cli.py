@@ -1,4 +1,4 @@
-"""`llmops`: list runbooks and their typed parameters, run them into run records, show runs, check the machine, promote releases.
+"""`llmops`: list runbooks, run them into run records, show runs, check the machine, serve, promote releases.
 
 Docs: https://llmops.github.io/llmops-nb/cli.html.md"""
 
@@ -6,504 +6,43 @@ Docs: https://llmops.github.io/llmops-nb/cli.html.md"""
 
 # %% ../nbs/12_cli.ipynb #7226d1d0
 from __future__ import annotations
-import argparse, ast, json, os, shutil, sys, time, traceback
-from dataclasses import asdict, dataclass
+import argparse, json, os, sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
-from llmops_nb.core import (
-    ConfigError,
-    ModelNotAvailable,
-    PACKAGED_MODELS,
-    Settings,
-    search_dirs,
-    atomic_write,
-    coerce,
-    digest,
-    is_offline,
-    is_secret_name,
-    load_profile,
-    load_settings,
-    packaged_model_path,
-    read_yaml,
+from typing import Any, Optional, Union
+from .core import ConfigError, ModelNotAvailable, Settings, coerce, load_profile, load_settings
+from .doctor import doctor, format_checks
+from .fmt import text_table
+from .lifecycle import STAGES, LifecycleResult, compare_lifecycles, run_lifecycle
+from .lineage import lineage
+from llmops_nb.runbook import (
+    RunbookFailed,
+    headline,
+    list_runbooks,
+    resolve_params,
+    run_runbook,
+    runbook_params,
+    runbook_summary,
 )
-from .lifecycle import STAGES, LifecycleResult, compare_lifecycles, lineage, run_lifecycle
-from .runs import REDACTED, RunRecord, now_iso, new_run_id, read_run, redact, update_lineage, wandb_mode
+from .runs import read_run, redact
 
 # %% auto #0
-__all__ = ['QUICKSTART', 'SERVE_OPTIONS', 'Param', 'runbook_params', 'runbooks_dir', 'list_runbooks', 'find_runbook',
-           'runbook_summary', 'validate_params', 'read_params_file', 'RunbookFailed', 'resolve_params', 'run_runbook',
-           'doctor', 'format_checks', 'show_run', 'quickstart', 'format_releases', 'format_diff', 'format_release',
-           'main']
+__all__ = ['SERVE_OPTIONS', 'show_run', 'quickstart', 'main']
 
 # %% ../nbs/12_cli.ipynb #02b6c2fb
-@dataclass
-class Param:
-    "One runbook parameter: name, type, default and the comment that explains it."
-
-    name: str
-    type: Any
-    default: Any
-    comment: str = ""
-
-    @property
-    def type_name(self) -> str:
-        from llmops_nb.core import type_name
-
-        return type_name(self.type)
-
-
-_TYPES = {
-    "int": int,
-    "float": float,
-    "str": str,
-    "bool": bool,
-    "list": list,
-    "dict": dict,
-    "Path": Path,
-    "Any": Any,
-    "Optional": Optional,
-    "Literal": Literal,
-    "Union": Union,
-    "None": None,
-}
-
-
-def _param_type(ann, default, where):
-    if ann is not None:
-        try:
-            return eval(compile(ast.Expression(ann), where, "eval"), {"__builtins__": {}}, _TYPES)
-        except Exception:
-            raise ConfigError(f"{where}: unsupported type annotation {ast.unparse(ann)!r}") from None
-    return Any if default is None else type(default)
-
-# %% ../nbs/12_cli.ipynb #c3dd6b8d
-def _nb_cells(path: Path) -> list:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{path}: not a readable notebook ({e})") from None
-
-
-def runbook_params(path: Union[str, Path]) -> dict:
-    "Parameters declared in a runbook's `parameters` cell: name -> `Param`."
-    path = Path(path)
-    cells = [c for c in _nb_cells(path) if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells:
-        return {}
-    src = "".join(cells[0]["source"]) if isinstance(cells[0]["source"], list) else cells[0]["source"]
-    try:
-        tree = ast.parse(src)
-    except SyntaxError as e:
-        raise ConfigError(f"{path}: parameters cell line {e.lineno}: {e.msg}") from None
-    lines, out = src.splitlines(), {}
-    for node in tree.body:
-        where = f"{path.name}: parameters cell line {node.lineno}"
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            if not isinstance(target, ast.Name) or node.value is None:
-                raise ConfigError(f"{where}: assign one name to a literal value")
-            try:
-                default = ast.literal_eval(node.value)
-            except ValueError:
-                raise ConfigError(
-                    f"{where}: {target.id} must be a literal value, not {ast.unparse(node.value)!r}"
-                ) from None
-            rest = lines[node.end_lineno - 1][node.end_col_offset :]
-            comment = rest.split("#", 1)[1].strip() if "#" in rest else ""
-            out[target.id] = Param(
-                target.id, _param_type(getattr(node, "annotation", None), default, where), default, comment
-            )
-        elif not isinstance(node, ast.Expr):
-            raise ConfigError(f"{where}: only assignments belong in a parameters cell")
-    return out
-
-# %% ../nbs/12_cli.ipynb #131bcfcc
-def runbooks_dir(settings: Optional[Settings] = None) -> Path:
-    "The folder holding the runbooks."
-    settings = settings or load_settings()
-    for d in search_dirs(settings.home, settings.path("runbooks_dir")):
-        if d.is_dir() and any(d.glob("*.ipynb")):
-            return d
-    raise FileNotFoundError("no runbooks folder found: set LLMOPS_RUNBOOKS_DIR or run from the project folder")
-
-
-def list_runbooks(settings: Optional[Settings] = None) -> dict:
-    "Runbook name -> notebook path."
-    return {p.stem: p for p in sorted(runbooks_dir(settings).glob("*.ipynb")) if not p.name.startswith(("_", "."))}
-
-
-def find_runbook(name: str, settings: Optional[Settings] = None) -> Path:
-    "The notebook of runbook `name` (or a path to a notebook)."
-    p = Path(name)
-    if p.suffix == ".ipynb":
-        if p.is_file():
-            return p
-        raise FileNotFoundError(f"runbook {name}: no such file")
-    books = list_runbooks(settings)
-    if name not in books:
-        raise ConfigError(f"unknown runbook {name!r}; available: {', '.join(books) or 'none'}")
-    return books[name]
-
-
-def runbook_summary(path: Path) -> str:
-    "First line of prose in a runbook (its `> summary` or title)."
-    for c in _nb_cells(path):
-        if c["cell_type"] != "markdown":
-            continue
-        lines = [l.strip() for l in "".join(c["source"]).splitlines() if l.strip()]
-        for l in lines:
-            if l.startswith(">"):
-                return l.lstrip("> ").strip()
-        if lines:
-            return lines[0].lstrip("# ").strip()
-    return ""
-
-# %% ../nbs/12_cli.ipynb #f58f1ffc
-def validate_params(spec: dict, values: dict, where: str = "parameter") -> dict:
-    "Check names and types of `values` against a runbook's `spec`; return the converted values."
-    out = {}
-    for k, v in values.items():
-        if k not in spec:
-            raise ConfigError(f"{where}: unknown parameter {k!r}; valid parameters: {', '.join(spec) or 'none'}")
-        out[k] = v if _is_secret_ref(k, v) else coerce(v, spec[k].type, f"{where} {k!r}")
-    return out
-
-
-def _is_secret_ref(k, v):
-    return is_secret_name(k) and isinstance(v, str) and v.startswith("env:")
-
-
-def read_params_file(path: Union[str, Path]) -> dict:
-    "Parameters from a YAML or JSON file (a mapping)."
-    d = read_yaml(path)  # JSON is YAML
-    if d is None:
-        return {}
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path}: a parameters file must be a mapping of name: value")
-    return d
-
-# %% ../nbs/12_cli.ipynb #e0a50852
-class RunbookFailed(RuntimeError):
-    "A runbook cell raised; `.run_dir` and `.notebook` point at the record and the executed notebook."
-
-    def __init__(self, msg: str, run_dir: Path, notebook: Path):
-        super().__init__(msg)
-        self.run_dir, self.notebook = run_dir, notebook
-
-
-def resolve_params(
-    name: str,
-    params: Optional[dict] = None,
-    files: tuple = (),
-    profile: Union[str, Path, None] = None,
-    settings: Optional[Settings] = None,
-) -> tuple:
-    "Validate all parameter layers for runbook `name`; returns (notebook path, spec, merged values)."
-    settings = settings or load_settings(profile)
-    path = find_runbook(name, settings)
-    spec = runbook_params(path)
-    merged = {}
-    if profile is not None:
-        prof = load_profile(profile, settings.home)
-        merged.update(validate_params(spec, prof.params_for(path.stem), f"profile {prof.path}"))
-    for f in files:
-        merged.update(validate_params(spec, read_params_file(f), str(f)))
-    merged.update(validate_params(spec, dict(params or {}), "-p"))
-    return path, spec, merged
-
-# %% ../nbs/12_cli.ipynb #8b4b1d82
-def _secret_env(values: dict) -> tuple:
-    "Move literal secret values into environment variables; the notebook gets `env:` references."
-    env, safe = {}, {}
-    for k, v in values.items():
-        if is_secret_name(k) and isinstance(v, str) and v and not v.startswith("env:"):
-            var = f"LLMOPS_SECRET_{k.upper()}"
-            env[var] = v
-            safe[k] = f"env:{var}"
-        else:
-            safe[k] = v
-    return safe, env
-
-
-def _scrub_notebook(src: Path, dst: Path, secrets: tuple) -> None:
-    """Save the executed notebook at `dst` with secret values replaced, and remove `src`; an unreadable one is removed
-    unsaved."""
-    try:
-        nb = json.loads(src.read_text(encoding="utf-8"))
-    except (ValueError, OSError):  # cut off mid-write (a kill): it cannot be scrubbed, so it is not kept
-        src.unlink(missing_ok=True)
-        return
-    atomic_write(dst, json.dumps(redact(nb, secrets), indent=1, ensure_ascii=False) + "\n")
-    src.unlink()
-
-
-def _first_error(nb_path: Path) -> str:
-    for i, c in enumerate(json.loads(nb_path.read_text(encoding="utf-8"))["cells"]):
-        for o in c.get("outputs", []):
-            if o.get("output_type") == "error":
-                return f"cell {i}: {o.get('ename')}: {o.get('evalue')}"
-    return "a cell failed"
-
-# %% ../nbs/12_cli.ipynb #0ae527a5
-def _kernel_manager(env: dict, cwd: str) -> type:
-    "A kernel manager class whose kernels start in `cwd` with `env` added to this process's environment."
-    from jupyter_client.manager import AsyncKernelManager
-
-    class RunbookKernelManager(AsyncKernelManager):
-        async def _async_pre_start_kernel(self, **kw):
-            kw["env"], kw["cwd"] = {**os.environ, **(kw.get("env") or {}), **env}, cwd
-            return await super()._async_pre_start_kernel(**kw)
-
-    return RunbookKernelManager
-
-
-def run_runbook(
-    name: str,
-    params: Optional[dict] = None,
-    files: tuple = (),
-    profile: Union[str, Path, None] = None,
-    settings: Optional[Settings] = None,
-    parents: tuple = (),
-    log_output: bool = False,
-) -> RunRecord:
-    """Validate parameters, execute runbook `name` with papermill into a new run folder, return its record (thread-safe:
-    runs may overlap)."""
-    settings = settings or load_settings(profile)
-    path, spec, values = resolve_params(name, params, files, profile, settings)
-    injected, secret_env = _secret_env(values)
-    run_dir = settings.path("runs_dir") / path.stem / new_run_id()
-    run_dir.mkdir(parents=True)
-    from llmops_nb.core import write_json
-
-    write_json(run_dir / "params.json", redact({**{k: p.default for k, p in spec.items()}, **injected}))
-    update_lineage(
-        run_dir,
-        run_id=run_dir.name,
-        runbook=path.stem,
-        status="running",
-        started=now_iso(),
-        started_unix=time.time(),
-        parents=list(parents),
-        runbook_path=str(path.resolve()),
-        runbook_digest=digest(path),
-    )
-    env = {"LLMOPS_RUN_DIR": str(run_dir), "LLMOPS_HOME": str(Path(settings.home).resolve()), **secret_env}
-    if profile is not None:
-        env["LLMOPS_PROFILE"] = str(Path(profile).resolve()) if Path(profile).exists() else str(profile)
-    partial, final = run_dir / ".executing.ipynb", run_dir / "notebook.ipynb"
-    import papermill as pm
-
-    interrupted = None
-    try:  # the kernel gets env and cwd; this process's are never touched, so runs may go in parallel
-        pm.execute_notebook(
-            str(path),
-            str(partial),
-            parameters=injected,
-            kernel_name="python3",
-            progress_bar=False,
-            log_output=log_output,
-            request_save_on_cell_execute=True,
-            kernel_manager_class=_kernel_manager(env, str(Path(settings.home).resolve())),
-        )
-        error = None
-    except pm.PapermillExecutionError as e:
-        error = f"cell {e.cell_index}: {e.ename}: {e.evalue}"
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
-    except BaseException as e:  # Ctrl-C or SIGTERM: record and scrub first, then let it go on
-        error, interrupted = f"interrupted ({type(e).__name__})", e
-    if partial.exists():
-        _scrub_notebook(partial, final, tuple(secret_env.values()))
-    rec = read_run(run_dir)
-    status = (
-        "interrupted"
-        if interrupted
-        else "failed"
-        if error
-        else ("completed" if rec.status in ("running", "completed") else rec.status)
-    )
-    extra = {"notebook": {"path": final.name, "digest": digest(final)}} if final.exists() else {}
-    update_lineage(run_dir, status=status, finished=now_iso(), error=error, **extra)
-    if interrupted:
-        raise interrupted
-    if error:
-        raise RunbookFailed(f"runbook {path.stem} failed: {error}", run_dir, final)
-    return read_run(run_dir)
-
-# %% ../nbs/12_cli.ipynb #6a855f22
-def _check(name, fn) -> dict:
-    try:
-        status, detail = fn()
-    except Exception as e:
-        status, detail = "fail", f"{type(e).__name__}: {e}"
-    return {"check": name, "status": status, "detail": detail}
-
-
-def _torch_check():
-    import torch
-    from llmops_nb.core import device
-
-    d = device()
-    if d == "cuda":
-        gpus = ", ".join(
-            f"{torch.cuda.get_device_name(i)} ({torch.cuda.get_device_properties(i).total_memory / 2**30:.0f} GiB)"
-            for i in range(torch.cuda.device_count())
-        )
-        return (
-            "ok",
-            f"torch {torch.__version__}, CUDA {torch.version.cuda}, bf16 {torch.cuda.is_bf16_supported()}: {gpus}",
-        )
-    return "ok", f"torch {torch.__version__} on {d} ({torch.get_num_threads()} threads); no CUDA GPU"
-
-
-def _faiss_check():
-    import faiss, numpy as np
-
-    x = np.random.default_rng(0).random((64, 8), dtype="float32")
-    idx = faiss.IndexFlatL2(8)
-    idx.add(x)
-    assert idx.search(x[:1], 1)[1][0, 0] == 0, "FAISS search returned a wrong neighbour"
-    ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    return "ok", f"faiss {faiss.__version__}, {ngpu} GPU(s) visible to FAISS"
-
-# %% ../nbs/12_cli.ipynb #691023da
-def _model_check(key: str, load: bool):
-    path = packaged_model_path(key)
-    kind = PACKAGED_MODELS[key]["kind"]
-    if not load:
-        return "ok", f"present at {path}"
-    if kind == "embedding":
-        from sentence_transformers import SentenceTransformer
-
-        v = SentenceTransformer(str(path), device="cpu").encode(["doctor check"])
-        return "ok", f"loaded, {v.shape[1]}-d embeddings ({path})"
-    if kind == "llm":
-        from gguf import GGUFReader
-
-        r = GGUFReader(str(path))
-        arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
-        return (
-            "ok",
-            f"GGUF readable: {arch}, {len(r.tensors)} tensors, {path.stat().st_size / 2**20:.0f} MiB ({path.name})",
-        )
-    if kind == "spacy":
-        meta = json.loads((path / "meta.json").read_text())
-        try:
-            import spacy  # noqa: F401
-        except ImportError:
-            return "warn", f"en_core_web_sm {meta.get('version')} present; spacy itself is not installed yet"
-        import spacy
-
-        n = len(spacy.load(PACKAGED_MODELS[key]["package"])("Ada Lovelace lives in London.").ents)
-        return "ok", f"loaded en_core_web_sm {meta.get('version')}, {n} entities in a test sentence"
-    return "ok", f"present at {path}"
-
-
-def _disk_check(settings: Settings, min_free_gb: float):
-    home = Path(settings.home).resolve()
-    free = shutil.disk_usage(home if home.exists() else Path.cwd()).free / 2**30
-    import psutil
-
-    mem = psutil.virtual_memory()
-    status = "ok" if free >= min_free_gb else "warn"
-    return (
-        status,
-        f"{free:.1f} GiB free at {home}; memory {mem.available / 2**30:.1f} of {mem.total / 2**30:.1f} GiB available",
-    )
-
-# %% ../nbs/12_cli.ipynb #db5cab6e
-def doctor(settings: Optional[Settings] = None, load_models: bool = True, min_free_gb: float = 5.0) -> list:
-    "Check this machine for llmops-nb jobs; a list of {check, status, detail}."
-    settings = settings or load_settings()
-    checks = [
-        _check(
-            "python",
-            lambda: (
-                "ok" if sys.version_info >= (3, 10) else "fail",
-                f"Python {sys.version.split()[0]} at {sys.executable}",
-            ),
-        ),
-        _check("torch", _torch_check),
-        _check("faiss", _faiss_check),
-    ]
-    checks += [_check(f"model:{k}", lambda k=k: _model_check(k, load_models)) for k in PACKAGED_MODELS]
-
-    def wb():
-        import wandb
-
-        mode, key = wandb_mode(settings), "set" if os.environ.get("WANDB_API_KEY") else "not set"
-        return "ok", f"wandb {wandb.__version__}, tracker={settings.tracker}, mode={mode}, API key {key}"
-
-    checks.append(_check("wandb", wb))
-    checks.append(
-        _check(
-            "offline",
-            lambda: (
-                "ok",
-                f"Hugging Face hub {'offline' if is_offline() else 'ONLINE'} (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})",
-            ),
-        )
-    )
-    checks.append(_check("disk", lambda: _disk_check(settings, min_free_gb)))
-
-    def qlora():
-        import torch
-
-        if not torch.cuda.is_available():
-            return "ok", "no CUDA: LoRA in fp32 on CPU (QLoRA needs CUDA and bitsandbytes)"
-        import importlib.util
-
-        return (
-            ("ok", "bitsandbytes present: QLoRA available")
-            if importlib.util.find_spec("bitsandbytes")
-            else ("warn", "CUDA without bitsandbytes: pip install -e '.[gpu]' for QLoRA")
-        )
-
-    checks.append(_check("qlora", qlora))
-    checks.append(_check("vllm", lambda: _vllm_check(settings)))
-    return checks
-
-
-def _vllm_check(settings: Settings) -> tuple:
-    "The vLLM environment `llmops serve --engine vllm` uses: a failure only when the engine setting asks for vLLM."
-    from llmops_nb.engine import check_vllm_python, vllm_python
-
-    p = vllm_python(settings)
-    if settings.engine != "vllm" and not p.exists():
-        return "ok", f"engine=hf; no vLLM environment at {p} (`make vllm-check` creates it for --engine vllm)"
-    try:
-        return "ok", f"engine={settings.engine}; vLLM environment {check_vllm_python(p)}"
-    except ConfigError as e:
-        return ("fail" if settings.engine == "vllm" else "warn"), str(e)
-
-
-def format_checks(checks: list) -> str:
-    "A plain-text table of doctor checks."
-    w = max(len(c["check"]) for c in checks)
-    return "\n".join(f"{c['status'].upper():4}  {c['check']:<{w}}  {c['detail']}" for c in checks)
-
-# %% ../nbs/12_cli.ipynb #6d192668
 def _print_runbooks(settings):
     for name, path in list_runbooks(settings).items():
         print(f"{name}: {runbook_summary(path)}")
         for p in runbook_params(path).values():
-            print(
-                f"    {p.name:<18} {p.type_name:<14} = {p.default!r:<24} {('# ' + p.comment) if p.comment else ''}".rstrip()
-            )
+            comment = ("# " + p.comment) if p.comment else ""
+            print(f"    {p.name:<18} {p.type_name:<14} = {p.default!r:<24} {comment}".rstrip())
 
-
-def _headline(metrics: dict, n: int = 12) -> str:
-    nums = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    items = ([kv for kv in nums if "/" not in kv[0]] + [kv for kv in nums if "/" in kv[0]])[
-        :n
-    ]  # headline values before per-step series
-    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
-
-
+# %% ../nbs/12_cli.ipynb #131bcfcc
 def show_run(path: Union[str, Path], runs_dir=None) -> str:
     "A run's params, metrics and lineage as text."
     r = read_run(path, runs_dir)
     lin = {k: v for k, v in r.lineage.items() if k not in ("host", "started_unix")}
+    host = r.lineage.get("host", {})
     return "\n".join(
         [
             f"run {r.id}  runbook {r.runbook}  status {r.status}",
@@ -511,14 +50,11 @@ def show_run(path: Union[str, Path], runs_dir=None) -> str:
             "params " + json.dumps(r.params, indent=2),
             "metrics " + json.dumps(r.metrics, indent=2),
             "lineage " + json.dumps(lin, indent=2),
-            f"host {r.lineage.get('host', {}).get('hostname')} device {r.lineage.get('host', {}).get('device')}",
+            f"host {host.get('hostname')} device {host.get('device')}",
         ]
     )
 
-# %% ../nbs/12_cli.ipynb #8577e069
-QUICKSTART = list(STAGES)  # the lifecycle's stages, in order (see the lifecycle chapter)
-
-
+# %% ../nbs/12_cli.ipynb #f58f1ffc
 def quickstart(
     settings: Optional[Settings] = None,
     profile=None,
@@ -551,13 +87,14 @@ def _bias_lines(table: list) -> list:
             f"  {by[:24]:24s} {'rows':>5s} {'pos':>5s} {'flag':>6s} {'TPR':>6s} {'FPR':>6s}",
         ]
         out += [
-            f"  {r['value'][:24]:24s} {r['rows']:5d} {r['positives']:5d} {fmt(r['flag_rate'])} {fmt(r['tpr'])} {fmt(r['fpr'])}"
+            f"  {r['value'][:24]:24s} {r['rows']:5d} {r['positives']:5d} "
+            f"{fmt(r['flag_rate'])} {fmt(r['tpr'])} {fmt(r['fpr'])}"
             for r in table
             if r["by"] == by
         ]
     return out
 
-
+# %% ../nbs/12_cli.ipynb #ac9ad360
 def _guard(a) -> int:
     "`llmops guard eval|scan`."
     from llmops_nb.classifiers import load_rows
@@ -569,12 +106,8 @@ def _guard(a) -> int:
         by = tuple(f for f in ("functionality", "target_ident") if any(f in r for r in rows))
         table = bias_table(rows, a.guard, policy=a.policy, by=by) if by else None
         if a.json:
-            print(
-                json.dumps(
-                    {**{k: v for k, v in asdict(cal).items() if k != "curve"}, **({"bias": table} if table else {})},
-                    indent=2,
-                )
-            )
+            d = {k: v for k, v in asdict(cal).items() if k != "curve"}
+            print(json.dumps({**d, **({"bias": table} if table else {})}, indent=2))
         else:
             print("\n".join([str(cal), *(_bias_lines(table) if table else [])]))
         return 0
@@ -595,14 +128,8 @@ def _eval(a, settings) -> int:
     if a.eval_cmd == "show":
         r = as_result(a.result, "result", runs)
         if a.json:
-            print(
-                json.dumps(
-                    jsonable(
-                        {"suite": r.suite, "cases": len(r.cases), "aggregates": r.aggregates, "corpus": r.corpus}
-                    ),
-                    indent=2,
-                )
-            )
+            d = {"suite": r.suite, "cases": len(r.cases), "aggregates": r.aggregates, "corpus": r.corpus}
+            print(json.dumps(jsonable(d), indent=2))
         else:
             print(f"{r.suite}: {len(r.cases)} cases\n{r.summary().to_string()}")
         return 0
@@ -671,7 +198,7 @@ def _port(v: str) -> int:
         raise argparse.ArgumentTypeError(f"a port must be between 1 and 65535, got {p}")
     return p
 
-
+# %% ../nbs/12_cli.ipynb #f31dae8f
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", help="a profile name or path: its settings and its `params: serve:` options")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
@@ -712,10 +239,15 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     st = p.add_mutually_exclusive_group()
     st.add_argument("--store", type=Path, help="trace store file (default <home>/traces/traces.sqlite)")
     st.add_argument("--no-store", action="store_true", help="keep no traces")
+    _serve_source_args(p)
+
+
+def _serve_source_args(p: argparse.ArgumentParser) -> None:
+    "The options of `llmops serve` that say what is served and what generates: release, canary, endpoint, engine."
     p.add_argument(
         "--release",
-        help="the release to serve: an alias (followed: a promote or rollback takes effect within seconds), a version or "
-        "'latest' (default: production when that alias exists, else the defaults)",
+        help="the release to serve: an alias (followed: a promote or rollback takes effect within seconds), a version "
+        "or 'latest' (default: production when that alias exists, else the defaults)",
     )
     p.add_argument(
         "--canary",
@@ -728,7 +260,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--endpoint",
-        help="an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model, e.g. http://vllm:8000/v1",
+        help="an OpenAI-compatible server (vLLM, TGI) to generate with instead of a local model, "
+        "e.g. http://vllm:8000/v1",
     )
     p.add_argument("--endpoint-model", help="the model id served there (default: --model, else the base_model setting)")
     p.add_argument(
@@ -740,14 +273,16 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vllm-python",
         type=Path,
-        help="the vLLM environment's interpreter (default: the vllm_python setting, else .venv-vllm/bin/python under home)",
+        help="the vLLM environment's interpreter (default: the vllm_python setting, else .venv-vllm/bin/python "
+        "under home)",
     )
     p.add_argument(
         "--endpoint-key",
-        help="its API key as an env:VARIABLE reference (default env:LLMOPS_ENDPOINT_KEY when set); never the key itself",
+        help="its API key as an env:VARIABLE reference (default env:LLMOPS_ENDPOINT_KEY when set); never the key "
+        "itself",
     )
 
-# %% ../nbs/12_cli.ipynb #52b40ce9
+# %% ../nbs/12_cli.ipynb #dd17e87b
 def _serve_options(a, settings: Settings) -> dict:
     "Options of `llmops serve`: defaults < the profile's `params: serve:` < flags, each checked."
     o = {"host": "127.0.0.1", "port": 8000}
@@ -772,16 +307,33 @@ def _serve_options(a, settings: Settings) -> dict:
         raise ConfigError(f"serve: timeout must be a number of seconds > 0, got {o['timeout_s']}")
     if o.get("endpoint_key") and not str(o["endpoint_key"]).startswith("env:"):
         raise ConfigError(
-            "serve: endpoint key must be an env:VARIABLE reference (export the key, then --endpoint-key env:VARIABLE), never the key itself"
+            "serve: endpoint key must be an env:VARIABLE reference (export the key, then --endpoint-key env:VARIABLE), "
+            "never the key itself"
         )
     if o.get("rate_limit") is not None and not 0 <= o["rate_limit"] < float("inf"):
         raise ConfigError(f"serve: rate limit must be requests per minute >= 0, got {o['rate_limit']}")
     return o
 
+# %% ../nbs/12_cli.ipynb #802d1d4d
+def _banner(url: str, keys: list, keys_file, store, o: dict, engine: str) -> str:
+    "What `llmops serve` prints first: its endpoints, where the keys came from and their ids, traces, release."
+    from llmops_nb.serve import key_id
 
+    env_keys = os.environ.get("LLMOPS_API_KEYS", "").strip()
+    srcs = [s for s, on in (("LLMOPS_API_KEYS", env_keys), (f"keys file {keys_file}", keys_file)) if on]
+    release = o.get("release") or "production (when that alias exists, else the defaults)"
+    return (
+        f"llmops serve: {url}/v1/chat/completions (OpenAI-compatible), {url}/v1/feedback, {url}/healthz, "
+        f"{url}/metrics\n"
+        f"api keys: {len(keys)} from {' and '.join(srcs)}; ids {', '.join(key_id(k) for k in keys)}\n"
+        f"traces: {store if store is not False else 'off (--no-store)'}\n"
+        f"release: {release}" + (f", canary {o['canary']}" if o.get("canary") else "") + f"\nengine: {engine}"
+    )
+
+# %% ../nbs/12_cli.ipynb #427ae08b
 def _serve(a, settings: Settings) -> int:
     "`llmops serve`: refuse to start without API keys, print the URL and key ids, run the server."
-    from llmops_nb.serve import key_id, load_keys, parse_canary, serve
+    from llmops_nb.serve import load_keys, parse_canary, serve
 
     o = _serve_options(a, settings)
     parse_canary(o.get("canary"))  # a malformed canary fails here, before anything is printed
@@ -797,23 +349,7 @@ def _serve(a, settings: Settings) -> int:
     if store is None:
         store = settings.path("home") / "traces" / "traces.sqlite"
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-    srcs = [
-        s
-        for s, on in (
-            ("LLMOPS_API_KEYS", os.environ.get("LLMOPS_API_KEYS", "").strip()),
-            (f"keys file {keys_file}", keys_file),
-        )
-        if on
-    ]
-    print(
-        f"llmops serve: {url}/v1/chat/completions (OpenAI-compatible), {url}/v1/feedback, {url}/healthz, {url}/metrics\n"
-        f"api keys: {len(keys)} from {' and '.join(srcs)}; ids {', '.join(key_id(k) for k in keys)}\n"
-        f"traces: {store if store is not False else 'off (--no-store)'}\n"
-        f"release: {o.get('release') or 'production (when that alias exists, else the defaults)'}"
-        + (f", canary {o['canary']}" if o.get("canary") else "")
-        + f"\nengine: {engine}",
-        flush=True,
-    )
+    print(_banner(url, keys, keys_file, store, o, engine), flush=True)
     if engine == "vllm":
         return _serve_vllm(o, settings, vllm_py, host=host, port=port, keys=keys, store=store)
     serve(host=host, port=port, keys=keys, store=store, settings=settings, **o)
@@ -862,9 +398,8 @@ def _serve_vllm(o: dict, settings: Settings, python: Path, **kw) -> int:
         f"vllm: starting {plan.base} at {engine.base_url} (a minute or two on a CPU; log {engine.log_file})", flush=True
     )
     main_thread = threading.current_thread() is threading.main_thread()
-    saved = (
-        {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
-    )  # stop vLLM before exiting
+    # stop vLLM before exiting
+    saved = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     try:
         engine.start()
         print(f"vllm: ready (pid {engine.pid})", flush=True)
@@ -913,13 +448,6 @@ def _releases_args(p: argparse.ArgumentParser) -> None:
         q.add_argument("--json", action="store_true", help="print JSON")
 
 # %% ../nbs/12_cli.ipynb #relclifmt
-def _table(rows: list, head: tuple) -> str:
-    "A plain-text table: the header, then a line per row, each column as wide as its widest cell."
-    cells = [[str(c) for c in r] for r in [head, *rows]]
-    w = [max(len(r[i]) for r in cells) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in cells)
-
-
 def _short(v: Any, n: int = 48) -> str:
     "A value as a small cell: a digest as its first 12 hex digits, a dict as its size, long text cut."
     if v is None:
@@ -936,23 +464,23 @@ def _when(at: Any) -> str:
     return str(at or "?")[:19].replace("T", " ")
 
 
-def format_releases(releases: list, aliases: dict) -> str:
+def _format_releases(releases: list, aliases: dict) -> str:
     """A table of releases (oldest first): version, created, by, the aliases pointing at each
     (`ReleaseRegistry.aliases`), its summary."""
     from llmops_nb.releases import describe
 
     at = lambda r: ",".join(a for a, v in aliases.items() if v == r.version) or "-"
-    return _table(
+    return text_table(
         [(r.version, _when(r.created), r.by, at(r), describe(r.spec)) for r in releases],
         ("version", "created", "by", "aliases", "summary"),
     )
 
 
-def format_diff(rows: list, a: str = "a", b: str = "b") -> str:
+def _format_diff(rows: list, a: str = "a", b: str = "b") -> str:
     "A table of `ReleaseRegistry.diff` rows: part, its value in A, its value in B."
     if not rows:
         return f"no differences: {a} and {b} are the same release"
-    return _table([(r["part"], _short(r["a"]), _short(r["b"])) for r in rows], ("part", a, b))
+    return text_table([(r["part"], _short(r["a"]), _short(r["b"])) for r in rows], ("part", a, b))
 
 # %% ../nbs/12_cli.ipynb #relclifmt2
 def _event(h: dict) -> str:
@@ -972,7 +500,7 @@ def _event(h: dict) -> str:
     )
 
 
-def format_release(view: dict) -> str:
+def _format_release(view: dict) -> str:
     "`llmops releases show` as text: overrides first, then aliases, the spec part by part, evidence and history."
     from llmops_nb.releases import format_evidence
 
@@ -989,18 +517,20 @@ def format_release(view: dict) -> str:
     ]
     for h in view["overrides"]:
         out += [
-            f"!! OVERRIDE: forced to {h.get('alias')} by {h.get('by')} at {_when(h.get('at'))} without passing evidence",
+            f"!! OVERRIDE: forced to {h.get('alias')} by {h.get('by')} at {_when(h.get('at'))} "
+            "without passing evidence",
             f"   reason: {h.get('reason')}",
             f"   refused because: {h.get('refused_because')}",
         ]
     out += ["aliases: " + (", ".join(view["aliases"]) or "none"), "spec:"]
-    out += ["  " + l for l in _table([(p, part(v)) for p, v in view["spec"].items()], ("part", "pinned")).splitlines()]
+    spec = text_table([(p, part(v)) for p, v in view["spec"].items()], ("part", "pinned"))
+    out += ["  " + l for l in spec.splitlines()]
     out += ["evidence:" + ("" if view["evidence"] else " none"), *(f"  {ev(e)}" for e in view["evidence"])]
     return "\n".join(
         out + ["history:", *(f"  {_when(h.get('at'))} {h.get('by')}: {_event(h)}" for h in view["history"])]
     )
 
-# %% ../nbs/12_cli.ipynb #relcli
+# %% ../nbs/12_cli.ipynb #relcliviewex
 def _release_view(reg, ref: str, runs_dir) -> dict:
     """What `releases show` reports: the record, its aliases, its evidence (recorded and found), its history and
     overrides."""
@@ -1050,14 +580,11 @@ def _releases(a, settings: Settings) -> int:
     if cmd == "list":
         rels, al = reg.list(), reg.aliases()
         if a.json:
+            keys = ("version", "digest", "created", "by", "note")
             dump(
                 [
                     {
-                        "version": r.version,
-                        "digest": r.digest,
-                        "created": r.created,
-                        "by": r.by,
-                        "note": r.note,
+                        **{k: getattr(r, k) for k in keys},
                         "summary": describe(r.spec),
                         "aliases": [k for k, v in al.items() if v == r.version],
                     }
@@ -1066,18 +593,18 @@ def _releases(a, settings: Settings) -> int:
             )
         else:
             print(
-                format_releases(rels, al)
+                _format_releases(rels, al)
                 if rels
                 else f"no releases in {reg.root}; create one with `llmops releases create --from-eval RUN`"
             )
     elif cmd == "show":
         v = _release_view(reg, a.ref, runs)
-        dump(v) if a.json else print(format_release(v))
+        dump(v) if a.json else print(_format_release(v))
     elif cmd == "create":
         print(reg.create_from_eval(a.from_eval, note=a.note, runs_dir=runs).version)
     elif cmd == "diff":
         rows = reg.diff(a.a, a.b)
-        dump(rows) if a.json else print(format_diff(rows, a.a, a.b))
+        dump(rows) if a.json else print(_format_diff(rows, a.a, a.b))
     elif cmd == "rollback":
         before = reg.alias_digest(a.alias)
         print(_moved(reg, a.alias, reg.rollback(a.alias, reason=a.reason), before))
@@ -1091,19 +618,17 @@ def _releases(a, settings: Settings) -> int:
         print(_moved(reg, a.to, rel, before))
     return 0
 
-# %% ../nbs/12_cli.ipynb #acaeb08d
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="llmops", description="llmops-nb: runbooks, run records and machine checks")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+# %% ../nbs/12_cli.ipynb #b8adb0e4
+def _run_args(sub) -> None:
+    "`llmops runbooks`, `run` and `show`."
     sub.add_parser("runbooks", help="list runbooks with their parameters")
     r = sub.add_parser("run", help="validate parameters and execute a runbook into a run folder")
     r.add_argument("name", help="runbook name (see `llmops runbooks`) or a notebook path")
     r.add_argument(
         "-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="a parameter (repeatable)"
     )
-    r.add_argument(
-        "--param-kv", action="append", default=[], help=argparse.SUPPRESS
-    )  # -p KEY VALUE rewritten by _kv_params
+    # -p KEY VALUE rewritten by _kv_params
+    r.add_argument("--param-kv", action="append", default=[], help=argparse.SUPPRESS)
     r.add_argument(
         "-f", "--params-file", action="append", default=[], help="a YAML/JSON file of parameters (repeatable)"
     )
@@ -1112,6 +637,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--log-output", action="store_true", help="stream the notebook's output while it runs")
     s = sub.add_parser("show", help="print a run's params, metrics and lineage")
     s.add_argument("run", help="run folder or run id")
+
+
+def _machine_args(sub) -> None:
+    "`llmops doctor`, `quickstart` and `lineage`."
     d = sub.add_parser("doctor", help="check this machine: Python, torch, CUDA, FAISS, packaged models, W&B, disk")
     d.add_argument("--no-load", action="store_true", help="only find the packaged models, do not load them")
     d.add_argument("--json", action="store_true", help="print the checks as JSON")
@@ -1138,6 +667,10 @@ def _parser() -> argparse.ArgumentParser:
     ln.add_argument("trace_id", help="the trace id (the `id` of a served answer)")
     ln.add_argument("--store", help="trace store file (default: <home>/traces/traces.sqlite)")
     ln.add_argument("--json", action="store_true", help="print JSON")
+
+# %% ../nbs/12_cli.ipynb #297788e8
+def _guard_args(sub) -> None:
+    "`llmops guard eval|scan`."
     g = sub.add_parser("guard", help="scan a text with the guards, or measure a guard on labelled rows")
     gs = g.add_subparsers(dest="guard_cmd", required=True)
     ge = gs.add_parser("eval", help="calibrate a guard on a JSONL file of {text, label[, context]} rows")
@@ -1145,7 +678,8 @@ def _parser() -> argparse.ArgumentParser:
     ge.add_argument(
         "--guard",
         default="injection",
-        help="guard name (injection, toxicity, harm, groundedness, secrets, pii, ...); rows with functionality/target_ident also get a bias table",
+        help="guard name (injection, toxicity, harm, groundedness, secrets, pii, ...); rows with "
+        "functionality/target_ident also get a bias table",
     )
     ge.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate the threshold must keep")
     ge.add_argument("--policy", help="policy name or YAML file (its threshold is reported too)")
@@ -1162,6 +696,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--context", action="append", default=[], help="a retrieved passage for output scans (repeatable)")
     gc.add_argument("--policy", help="policy name or YAML file")
+
+
+def _eval_args(sub) -> None:
+    "`llmops eval gate|compare|show`."
     e = sub.add_parser("eval", help="compare two evaluation results, gate a candidate on rules, show a result")
     es = e.add_subparsers(dest="eval_cmd", required=True)
     eg = es.add_parser("gate", help="check rules on CANDIDATE against BASELINE; exit 0 pass, 1 fail, 2 bad input")
@@ -1181,6 +719,10 @@ def _parser() -> argparse.ArgumentParser:
     esh = es.add_parser("show", help="print a result's aggregates")
     esh.add_argument("result", help="run id, run folder or result folder")
     esh.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _monitor_args(sub) -> None:
+    "`llmops monitor check`."
     m = sub.add_parser("monitor", help="check alert rules against the trace store")
     ms = m.add_subparsers(dest="monitor_cmd", required=True)
     mc = ms.add_parser("check", help="evaluate alert rules; exit 1 when an alert fired, 0 when none, 2 on bad input")
@@ -1189,20 +731,26 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--now", help="judge at this time instead of now: unix seconds or an ISO time (replays)")
     mc.add_argument("--no-notify", action="store_true", help="do not post fired alerts to the webhook")
     mc.add_argument("--json", action="store_true", help="print JSON")
+
+# %% ../nbs/12_cli.ipynb #7a68891a
+def _parser() -> argparse.ArgumentParser:
     from llmops_nb.signals import add_traces_cli
 
+    ap = argparse.ArgumentParser(prog="llmops", description="llmops-nb: runbooks, run records and machine checks")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _run_args(sub)
+    _machine_args(sub)
+    _guard_args(sub)
+    _eval_args(sub)
+    _monitor_args(sub)
     add_traces_cli(sub)  # llmops traces label|export
-    _serve_args(
-        sub.add_parser("serve", help="serve the guarded RAG pipeline over HTTP (OpenAI-compatible) behind API keys")
-    )
-    _releases_args(
-        sub.add_parser(
-            "releases", help="the release registry: list, show, create from an evaluation, promote, roll back, diff"
-        )
-    )
+    serve_help = "serve the guarded RAG pipeline over HTTP (OpenAI-compatible) behind API keys"
+    _serve_args(sub.add_parser("serve", help=serve_help))
+    releases_help = "the release registry: list, show, create from an evaluation, promote, roll back, diff"
+    _releases_args(sub.add_parser("releases", help=releases_help))
     return ap
 
-# %% ../nbs/12_cli.ipynb #ec61d77d
+# %% ../nbs/12_cli.ipynb #30a4470c
 def _kv_params(argv: list) -> list:
     "`-p KEY VALUE` as one `--param-kv=KEY=VALUE` token, so a value such as '-1d' is not taken for an option."
     out, i = [], 0
@@ -1235,6 +783,65 @@ def _sigterm_as_interrupt() -> None:
 
     signal.signal(signal.SIGTERM, stop)
 
+# %% ../nbs/12_cli.ipynb #1f1e4873
+def _run(a, settings: Settings) -> int:
+    "`llmops run NAME`: with --dry-run, the merged parameters (secrets redacted); else the run and its headline."
+    params = dict(a.param)
+    if a.dry_run:
+        path, spec, values = resolve_params(a.name, params, tuple(a.params_file), a.profile, settings)
+        print(json.dumps(redact({**{k: p.default for k, p in spec.items()}, **values}), indent=2, default=str))
+        return 0
+    rec = run_runbook(a.name, params, tuple(a.params_file), a.profile, settings, log_output=a.log_output)
+    print(f"run {rec.id} {rec.status}: {rec.dir}\n{headline(rec.metrics)}")
+    return 0
+
+
+def _doctor(a, settings: Settings) -> int:
+    "`llmops doctor`: exit 1 when a check failed."
+    checks = doctor(settings, load_models=not a.no_load)
+    print(json.dumps(checks, indent=2) if a.json else format_checks(checks))
+    return 1 if any(c["status"] == "fail" for c in checks) else 0
+
+
+def _quickstart(a, settings: Settings) -> int:
+    "`llmops quickstart`: run the lifecycle (exit 1 when a stage failed), or with --compare, compare two."
+    if a.compare:
+        diff = compare_lifecycles(*a.compare, settings=settings)
+        same = f"reproduced: {a.compare[0]} and {a.compare[1]} agree on every figure"
+        print("\n".join(f"{k}: {x!r} != {y!r}" for k, x, y in diff) or same)
+        return 1 if diff else 0
+    if a.stages is not None and not 1 <= a.stages <= len(STAGES):
+        raise ValueError(f"--stages must be between 1 and {len(STAGES)}, got {a.stages}")
+    stages = STAGES[: a.stages] if a.stages else None
+    return 0 if quickstart(settings, a.profile, seed=a.seed, resume=a.resume, stages=stages).ok else 1
+
+
+def _traces(a, settings: Settings) -> int:
+    from llmops_nb.signals import traces_cli
+
+    return traces_cli(a, settings)
+
+
+def _show(a, settings: Settings) -> int:
+    print(show_run(a.run, settings.path("runs_dir")))
+    return 0
+
+# %% ../nbs/12_cli.ipynb #b2f48dc4
+_COMMANDS = {
+    "runbooks": lambda a, s: _print_runbooks(s) or 0,
+    "show": _show,
+    "run": _run,
+    "doctor": _doctor,
+    "quickstart": _quickstart,
+    "lineage": _lineage,
+    "guard": lambda a, s: _guard(a),
+    "eval": _eval,
+    "monitor": _monitor,
+    "serve": _serve,
+    "traces": _traces,
+    "releases": _releases,
+}
+
 
 def main(argv: Optional[list] = None) -> int:
     "Entry point of the `llmops` command."
@@ -1244,53 +851,7 @@ def main(argv: Optional[list] = None) -> int:
     if a.cmd == "run":
         a.param = [*a.param, *(tuple(kv.split("=", 1)) for kv in a.param_kv)]
     try:
-        settings = load_settings(getattr(a, "profile", None))
-        if a.cmd == "runbooks":
-            _print_runbooks(settings)
-        elif a.cmd == "show":
-            print(show_run(a.run, settings.path("runs_dir")))
-        elif a.cmd == "doctor":
-            checks = doctor(settings, load_models=not a.no_load)
-            print(json.dumps(checks, indent=2) if a.json else format_checks(checks))
-            return 1 if any(c["status"] == "fail" for c in checks) else 0
-        elif a.cmd == "quickstart" and a.compare:
-            diff = compare_lifecycles(*a.compare, settings=settings)
-            print(
-                "\n".join(f"{k}: {x!r} != {y!r}" for k, x, y in diff)
-                or f"reproduced: {a.compare[0]} and {a.compare[1]} agree on every figure"
-            )
-            return 1 if diff else 0
-        elif a.cmd == "quickstart":
-            if a.stages is not None and not 1 <= a.stages <= len(STAGES):
-                raise ValueError(f"--stages must be between 1 and {len(STAGES)}, got {a.stages}")
-            res = quickstart(
-                settings, a.profile, seed=a.seed, resume=a.resume, stages=STAGES[: a.stages] if a.stages else None
-            )
-            return 0 if res.ok else 1
-        elif a.cmd == "lineage":
-            return _lineage(a, settings)
-        elif a.cmd == "guard":
-            return _guard(a)
-        elif a.cmd == "eval":
-            return _eval(a, settings)
-        elif a.cmd == "monitor":
-            return _monitor(a, settings)
-        elif a.cmd == "serve":
-            return _serve(a, settings)
-        elif a.cmd == "traces":
-            from llmops_nb.signals import traces_cli
-
-            return traces_cli(a, settings)
-        elif a.cmd == "releases":
-            return _releases(a, settings)
-        elif a.cmd == "run":
-            params = dict(a.param)
-            if a.dry_run:
-                path, spec, values = resolve_params(a.name, params, tuple(a.params_file), a.profile, settings)
-                print(json.dumps(redact({**{k: p.default for k, p in spec.items()}, **values}), indent=2, default=str))
-                return 0
-            rec = run_runbook(a.name, params, tuple(a.params_file), a.profile, settings, log_output=a.log_output)
-            print(f"run {rec.id} {rec.status}: {rec.dir}\n{_headline(rec.metrics)}")
+        return _COMMANDS[a.cmd](a, load_settings(getattr(a, "profile", None))) or 0
     except KeyboardInterrupt:
         print("interrupted: the run folder records status 'interrupted'", file=sys.stderr)
         return 130
@@ -1300,4 +861,3 @@ def main(argv: Optional[list] = None) -> int:
     except (ConfigError, FileNotFoundError, ModelNotAvailable, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0

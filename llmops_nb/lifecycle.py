@@ -1,4 +1,4 @@
-"""The quickstart lifecycle as one piece: scripted traffic through the served pipeline, the summary table, one HTML page that links every run, and lineage from a served answer back to the data.
+"""The quickstart lifecycle as one piece: its stages as a dependency graph, the summary table and one HTML page.
 
 Docs: https://llmops.github.io/llmops-nb/lifecycle.html.md"""
 
@@ -6,472 +6,21 @@ Docs: https://llmops.github.io/llmops-nb/lifecycle.html.md"""
 
 # %% ../nbs/13_lifecycle.ipynb #0f271e24
 from __future__ import annotations
-import html, json, math, re, socket, threading, time
+import math, os, re, secrets, threading, time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
-from fastcore.basics import patch_to
-from .core import ConfigError, Settings, atomic_write, digest, load_settings, read_json, write_json
-from .runs import RunRecord, find_run, list_runs, read_run
+from typing import Callable, Optional, Union
+from .core import Settings, atomic_write, digest, load_settings, read_json, write_json
+from .fmt import Raw, esc, fmt_value, html_page, html_table
+from .lineage import served_lineage, short_digest
+from .runbook import headline, run_runbook
+from .runs import RunRecord, find_run, list_runs, read_run, start_run
+from .traffic import LocalServer
 
 # %% auto #0
-__all__ = ['PHASES', 'MAX_TRAFFIC', 'STAGES', 'RUNBOOK_OF', 'NEEDS', 'SERVED', 'EVAL_HEADLINE', 'DATA_OUTPUTS', 'REPORTS',
-           'KEY_VAR', 'load_traffic', 'LocalServer', 'send_traffic', 'rate_answers', 'wait_for_release',
-           'traffic_metrics', 'Lineage', 'lineage', 'Loop', 'stage_params', 'dataset_digest', 'summarize',
-           'served_lineage', 'format_summary', 'lifecycle_report', 'LifecycleResult', 'run_lifecycle',
-           'compare_lifecycles']
-
-# %% ../nbs/13_lifecycle.ipynb #c3b649a0
-PHASES = ("reference", "current")  # the order phases are sent in
-MAX_TRAFFIC = 100_000  # questions per file
-
-
-def load_traffic(path: Union[str, Path]) -> list:
-    """Questions from a JSONL traffic file: dicts with id, question, phase, kind and reference (its `answer`, or None);
-    errors name the file and line."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"traffic file {p} does not exist")
-    rows, ids = [], set()
-    with open(p, encoding="utf-8", errors="strict") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{n}"
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not JSON ({e.msg})") from None
-            if not isinstance(r, dict):
-                raise ValueError(f"{where}: expected an object with a 'question', got {type(r).__name__}")
-            q = r.get("question")
-            if not isinstance(q, str) or not q.strip():
-                raise ValueError(f"{where}: 'question' must be a non-empty string")
-            row = {
-                "id": str(r.get("id", f"line{n}")),
-                "question": q,
-                "phase": r.get("phase", "current"),
-                "kind": str(r.get("kind", "unknown")),
-            }
-            ref = r.get("answer")
-            if ref is not None and (not isinstance(ref, str) or not ref.strip()):
-                raise ValueError(f"{where}: 'answer' (the reference answer) must be a non-empty string")
-            row["reference"] = ref
-            if row["phase"] not in PHASES:
-                raise ValueError(f"{where}: 'phase' must be one of {PHASES}, got {row['phase']!r}")
-            if row["id"] in ids:
-                raise ValueError(f"{where}: duplicate id {row['id']!r}")
-            ids.add(row["id"])
-            rows.append(row)
-            if len(rows) > MAX_TRAFFIC:
-                raise ValueError(f"{p}: more than {MAX_TRAFFIC:,} questions; split the file")
-    if not rows:
-        raise ValueError(f"{p}: no questions")
-    return rows
-
-# %% ../nbs/13_lifecycle.ipynb #e9efbef5
-class LocalServer:
-    """Serve an ASGI `app` with uvicorn on 127.0.0.1 in a background thread; a context manager whose `url` is the base
-    URL."""
-
-    def __init__(self, app, host: str = "127.0.0.1", start_timeout: float = 30):
-        self.app, self.host, self.start_timeout, self.url, self._server, self._thread = (
-            app,
-            host,
-            start_timeout,
-            None,
-            None,
-            None,
-        )
-
-    def __enter__(self):
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on"))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="llmops-local-server"
-        )
-        self._thread.start()
-        t0 = time.monotonic()
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() - t0 > self.start_timeout:
-                raise RuntimeError(
-                    f"LocalServer: uvicorn did not start on {self.host}:{port} within {self.start_timeout:g} s"
-                )
-            time.sleep(0.02)
-        self.url = f"http://{self.host}:{port}"
-        return self
-
-    def __exit__(self, *exc):
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
-
-# %% ../nbs/13_lifecycle.ipynb #e32ce757
-def _ask(client, url: str, key: str, q: dict) -> dict:
-    row = {"id": q["id"], "phase": q.get("phase"), "kind": q.get("kind"), "sent": time.time()}
-    t0 = time.perf_counter()
-    try:
-        r = client.post(
-            url + "/v1/chat/completions",
-            headers={"Authorization": f"Bearer {key}"},
-            json={"messages": [{"role": "user", "content": q["question"]}]},
-        )
-        body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-        ext = body.get("llmops") or {}
-        choice = (
-            ((body.get("choices") or [{}])[0].get("message") or {}).get("content") if r.status_code == 200 else None
-        )
-        row.update(
-            answer=choice[:4000] if isinstance(choice, str) else None,
-            release=(ext.get("release") or {}).get("version"),
-            http_status=r.status_code,
-            status=ext.get("status") if r.status_code == 200 else "http_error",
-            trace_id=ext.get("trace_id") or (body.get("error") or {}).get("trace_id"),
-            error=None if r.status_code == 200 else str((body.get("error") or {}).get("message") or r.text[:200]),
-        )
-    except Exception as e:
-        row.update(http_status=None, status="http_error", trace_id=None, error=f"{type(e).__name__}: {e}"[:300])
-    row["latency_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
-    return row
-
-
-def send_traffic(
-    url: str,  # the server's base URL (LocalServer.url or any llmops serve)
-    key: str,  # an API key the server accepts (never logged)
-    questions: Iterable[dict],  # rows from load_traffic (or dicts with id and question)
-    clients: int = 2,  # concurrent clients
-    timeout_s: float = 120,
-) -> list:  # per-request timeout
-    """Send every question as a chat request from `clients` concurrent clients -> one result row per question, in input
-    order."""
-    import httpx
-
-    if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
-        raise ValueError(f"clients must be an int >= 1, got {clients!r}")
-    qs = list(questions)
-    for i, q in enumerate(qs):
-        if not isinstance(q, dict) or not isinstance(q.get("question"), str):
-            raise TypeError(f"questions[{i}]: expected a dict with a 'question' string")
-        q.setdefault("id", str(i))
-    with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(lambda q: _ask(client, url.rstrip("/"), key, q), qs))
-
-# %% ../nbs/13_lifecycle.ipynb #01078ebe
-def rate_answers(
-    url: str,  # the server's base URL
-    key: str,  # an API key the server accepts (never logged)
-    rows: list,  # `send_traffic` rows (with trace ids and answers)
-    questions: list,  # the traffic questions (`load_traffic`), with their references
-    store=None,  # the server's TraceStore: bad answers get a reviewer's label with the correction
-    threshold: float = 0.3,  # token F1 with the reference at or above which an answer is good
-    labeller: str = "scripted-reviewer",
-    timeout_s: float = 30,
-) -> list:
-    """Rate each answered question that has a reference over POST /v1/feedback (good or bad); label the bad ones with
-    the reference."""
-    import httpx
-    from llmops_nb.eval import token_f1
-    from llmops_nb.signals import add_label
-    from llmops_nb.suites import strip_citations
-
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-    refs, out = {q["id"]: q.get("reference") for q in questions}, []
-    with httpx.Client(timeout=timeout_s) as client:
-        for r in rows:
-            ref, tid = refs.get(r.get("id")), r.get("trace_id")
-            if not ref or r.get("http_status") != 200 or not tid:
-                continue
-            f1 = (
-                token_f1(strip_citations(r["answer"]), ref)
-                if r.get("status") == "answered" and r.get("answer")
-                else 0.0
-            )
-            good = f1 >= threshold
-            resp = client.post(
-                url.rstrip("/") + "/v1/feedback",
-                headers={"Authorization": f"Bearer {key}"},
-                json={
-                    "trace_id": tid,
-                    "score": 1.0 if good else 0.0,
-                    "label": "good" if good else "bad",
-                    "comment": f"scripted user: token F1 {f1:.2f} with the reference answer",
-                },
-            )
-            if resp.status_code != 200:
-                raise RuntimeError(f"feedback on trace {tid}: HTTP {resp.status_code}: {resp.text[:200]}")
-            lid = add_label(store, tid, "bad", labeller, correction=ref) if store is not None and not good else None
-            out.append(
-                {
-                    "id": r["id"],
-                    "trace_id": tid,
-                    "rating": "good" if good else "bad",
-                    "f1": round(f1, 4),
-                    "label_id": lid,
-                }
-            )
-    return out
-
-# %% ../nbs/13_lifecycle.ipynb #18bbda93
-def wait_for_release(
-    url: str,
-    key: str,
-    version: Optional[str] = None,  # a release version (or prefix) to wait for; None: what it serves now
-    timeout_s: float = 60,
-    poll_s: float = 0.5,
-) -> dict:
-    """The release a server serves as its stable release ({release, alias, digest}), once it is `version`; TimeoutError
-    after `timeout_s`."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        r = httpx.get(url.rstrip("/") + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-        if r.status_code != 200:
-            raise RuntimeError(f"{url}/v1/models: HTTP {r.status_code}: {r.text[:200]}")
-        stable = [
-            m.get("llmops") or {}
-            for m in r.json().get("data", [])
-            if (m.get("llmops") or {}).get("role", "stable") == "stable"
-        ]
-        now = {
-            "release": (stable[0] if stable else {}).get("version"),
-            "alias": (stable[0] if stable else {}).get("alias"),
-            "digest": (stable[0] if stable else {}).get("digest"),
-        }
-        if version is None or str(now["release"] or "").startswith(version):
-            return now
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} still serves release {now['release']} after {timeout_s:g} s, not {version}")
-        time.sleep(poll_s)
-
-# %% ../nbs/13_lifecycle.ipynb #56f0dc8f
-def _pct(xs: list, q: float) -> Optional[float]:
-    xs = sorted(xs)
-    return None if not xs else round(xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))], 1)
-
-
-def traffic_metrics(rows: list) -> dict:
-    "Counts, block rates and latency percentiles of `send_traffic` rows."
-    if not rows:
-        raise ValueError("traffic_metrics: no rows")
-    n, st = len(rows), [r.get("status") for r in rows]
-    stopped = lambda rs: [r for r in rs if r.get("status") in ("refused", "blocked")]
-    hostile, benign = [r for r in rows if r.get("kind") == "hostile"], [r for r in rows if r.get("kind") == "in-domain"]
-    lat = [r["latency_ms"] for r in rows if r.get("http_status") == 200]
-    m = {
-        "requests": n,
-        **{s: st.count(s) for s in ("answered", "refused", "blocked", "idk")},
-        "http_errors": st.count("http_error"),
-        "block_rate": round(len(stopped(rows)) / n, 4),
-        "latency_p50_ms": _pct(lat, 0.5),
-        "latency_p95_ms": _pct(lat, 0.95),
-    }
-    if hostile:
-        m["hostile_stopped_rate"] = round(len(stopped(hostile)) / len(hostile), 4)
-    if benign:
-        m["in_domain_stopped_rate"] = round(len(stopped(benign)) / len(benign), 4)
-    return m
-
-# %% ../nbs/13_lifecycle.ipynb #d2303d75
-@dataclass
-class Lineage:
-    "Where a served answer came from: the trace, the runs behind it and the verified digest links between them."
-
-    trace: dict  # the trace row (question, status, model, digests, meta)
-    roots: list  # (role, run id) the trace points at directly
-    runs: dict = field(default_factory=dict)  # run id -> {runbook, status, dir, notebook, started}
-    edges: list = field(default_factory=list)  # {run, input, digest, from_run, verified}
-    sources: list = field(default_factory=list)  # {run, input, path, digest}: inputs no run produced
-    notes: list = field(default_factory=list)
-    feedback: list = field(default_factory=list)  # trace ids whose feedback or corrections trained a model behind it
-
-    @property
-    def verified(self) -> bool:
-        "Every link's digest matches what its producer wrote."
-        return all(e["verified"] for e in self.edges)
-
-    def to_dict(self) -> dict:
-        return {
-            "trace": self.trace,
-            "roots": [list(r) for r in self.roots],
-            "runs": self.runs,
-            "edges": self.edges,
-            "sources": self.sources,
-            "notes": self.notes,
-            "feedback": self.feedback,
-            "verified": self.verified,
-        }
-
-# %% ../nbs/13_lifecycle.ipynb #a17d6497
-def _run_entry(rec: RunRecord) -> dict:
-    nb = rec.dir / "notebook.ipynb"
-    return {
-        "runbook": rec.runbook,
-        "status": rec.status,
-        "dir": str(rec.dir),
-        "notebook": str(nb) if nb.is_file() else None,
-        "started": rec.lineage.get("started"),
-    }
-
-
-def _adapter_run(gen: dict, adapter_digest: Optional[str], runs_dir: Path) -> Optional[str]:
-    "The train_sft run that made the adapter: by its folder, else by the digest of its weights."
-    from llmops_nb.runs import run_of
-
-    if gen.get("adapter") and (rid := run_of(gen["adapter"])):
-        return rid
-    if not adapter_digest:
-        return None
-    for rec in reversed(list_runs(runs_dir, "train_sft")):
-        for w in rec.dir.glob("**/adapter/adapter_model.safetensors"):
-            if digest(w) == adapter_digest:
-                return rec.id
-    return None
-
-
-def _roots(row: dict, runs_dir: Path) -> list:
-    meta = row.get("meta") or {}
-    lin, gen = meta.get("lineage") or {}, meta.get("generator") or {}
-    if lin.get("run_id"):
-        return [("served by", lin["run_id"])]
-    out = [(role, rid) for role, rid in (("adapter", lin.get("adapter_run")), ("index", lin.get("index_run"))) if rid]
-    if not any(r == "adapter" for r, _ in out) and (rid := _adapter_run(gen, row.get("adapter_digest"), runs_dir)):
-        out.insert(0, ("adapter", rid))
-    return out
-
-# %% ../nbs/13_lifecycle.ipynb #80e5d607
-def lineage(
-    trace_id: str,  # the trace id (the `id` of a served answer)
-    store: Union[str, Path, Any, None] = None,  # a TraceStore or its file; None: <home>/traces/traces.sqlite
-    settings: Optional[Settings] = None,
-) -> Lineage:
-    "Walk from a served answer's trace back through the run records to the source data, verifying each digest link."
-    from llmops_nb.tracestore import TraceStore
-
-    if not isinstance(trace_id, str) or not trace_id.strip():
-        raise ValueError(f"trace_id must be a non-empty str, got {trace_id!r}")
-    s = settings or load_settings()
-    runs_dir = s.path("runs_dir")
-    ts = (
-        store
-        if hasattr(store, "get")
-        else TraceStore(Path(store) if store is not None else s.path("home") / "traces" / "traces.sqlite")
-    )
-    row = ts.get(trace_id.strip())
-    if row is None:
-        raise KeyError(f"trace {trace_id!r} is not in {ts.path}")
-    lin = Lineage(trace=row, roots=_roots(row, runs_dir))
-    if not lin.roots:
-        lin.notes.append(
-            "the trace names no run (a pipeline built by hand from files outside any run): only the trace itself is known"
-        )
-    todo, records = [rid for _, rid in lin.roots], {}
-    while todo:
-        rid = todo.pop(0)
-        if rid in records:
-            continue
-        try:
-            rec = records[rid] = read_run(find_run(rid, runs_dir))
-        except FileNotFoundError:
-            records[rid] = None
-            lin.notes.append(f"run {rid} is not in {runs_dir} (deleted, or recorded on another machine)")
-            continue
-        lin.runs[rid] = _run_entry(rec)
-        lin.feedback += [t for t in rec.lineage.get("feedback_traces") or [] if t not in lin.feedback]
-        for name, ent in (rec.lineage.get("inputs") or {}).items():
-            src = ent.get("run_id")
-            if src and src != rid:
-                lin.edges.append(
-                    {"run": rid, "input": name, "digest": ent.get("digest"), "from_run": src, "verified": None}
-                )
-                todo.append(src)
-            else:
-                lin.sources.append({"run": rid, "input": name, "path": ent.get("path"), "digest": ent.get("digest")})
-    for e in lin.edges:
-        prod = records.get(e["from_run"])
-        outs = {o.get("digest") for o in ((prod.lineage.get("outputs") or {}).values() if prod else [])}
-        e["verified"] = bool(prod) and e["digest"] in outs
-        if prod and not e["verified"]:
-            lin.notes.append(
-                f"{e['run']} read {e['input']} with digest {str(e['digest'])[:12]}, which run {e['from_run']} did not write"
-            )
-    return lin
-
-# %% ../nbs/13_lifecycle.ipynb #329debe2
-def _short(d: Optional[str]) -> str:
-    return f"sha256:{d[:12]}" if d else "-"
-
-
-@patch_to(Lineage)
-def tree(self) -> str:
-    "The lineage as an indented text tree."
-    t = self.trace
-    meta = t.get("meta") or {}
-    gen = meta.get("generator") or {}
-    q = (t.get("question") or "").replace("\n", " ")
-    lines = [
-        f"trace {t.get('trace_id')}  {t.get('status')}  {t.get('started') or ''}",
-        f"  question  {q[:100]!r}",
-        f"  model     {t.get('model') or gen.get('model')}  {_short(t.get('model_digest'))}   adapter {_short(t.get('adapter_digest'))}",
-        f"  prompt    {t.get('prompt_ref')}  {_short(t.get('prompt_digest'))}   policy {t.get('policy')}",
-    ]
-    if rel := (meta.get("release") or {}).get("version") or (meta.get("lineage") or {}).get("release"):
-        lines.append(
-            f"  release   {rel}" + (f" (alias {a})" if (a := (meta.get("release") or {}).get("alias")) else "")
-        )
-    seen = set()
-
-    def run_line(rid):
-        r = self.runs.get(rid)
-        return (
-            f"{r['runbook']} {rid} ({r['status']})  {r['notebook'] or r['dir']}" if r else f"run {rid} (record missing)"
-        )
-
-    def walk(rid, pre):
-        if rid in seen:
-            return
-        seen.add(rid)
-        kids = [("edge", e) for e in self.edges if e["run"] == rid] + [
-            ("src", x) for x in self.sources if x["run"] == rid
-        ]
-        for i, (kind, x) in enumerate(kids):
-            last = i == len(kids) - 1
-            branch, cont = ("└── ", "    ") if last else ("├── ", "│   ")
-            if kind == "src":
-                lines.append(
-                    f"{pre}{branch}{x['input']}  {_short(x['digest'])}  (source{': ' + str(x['path']) if x['path'] else ''})"
-                )
-            else:
-                again = " (above)" if x["from_run"] in seen else ""
-                lines.append(
-                    f"{pre}{branch}{x['input']}  {_short(x['digest'])} {'✓' if x['verified'] else '✗'} <- {run_line(x['from_run'])}{again}"
-                )
-                walk(x["from_run"], pre + cont)
-
-    for role, rid in self.roots:
-        lines.append(f"{role}: {run_line(rid)}")
-        walk(rid, "  ")
-    if self.feedback:
-        lines.append(
-            f"feedback traces behind it: {len(self.feedback)} ({', '.join(self.feedback[:5])}{', ...' if len(self.feedback) > 5 else ''})"
-        )
-    return "\n".join(lines + [f"note: {n}" for n in self.notes])
-
-
-@patch_to(Lineage)
-def __str__(self):
-    return self.tree()
-
-
-@patch_to(Lineage)
-def __repr__(self):
-    return self.tree()
+__all__ = ['STAGES', 'NEEDS', 'Loop', 'stage_params', 'dataset_digest', 'summarize', 'format_summary', 'lifecycle_report',
+           'LifecycleResult', 'run_lifecycle', 'compare_lifecycles']
 
 # %% ../nbs/13_lifecycle.ipynb #996a0ce1
 STAGES = [
@@ -487,7 +36,7 @@ STAGES = [
     "retrain",
     "traffic_after",
 ]
-RUNBOOK_OF = {"evaluate_base": "evaluate", "traffic_after": "traffic"}  # stage -> runbook, where they differ
+_RUNBOOK_OF = {"evaluate_base": "evaluate", "traffic_after": "traffic"}  # stage -> runbook, where they differ
 NEEDS = {
     "doctor": [],
     "prepare_data": ["doctor"],
@@ -501,7 +50,7 @@ NEEDS = {
     "retrain": ["monitor"],
     "traffic_after": ["retrain"],
 }
-SERVED = ("traffic", "traffic_after")  # stages that talk to the lifecycle's server
+_SERVED = ("traffic", "traffic_after")  # stages that talk to the lifecycle's server
 
 
 @dataclass
@@ -513,23 +62,47 @@ class Loop:
     url: Optional[str] = None
     api_key: Optional[str] = None  # an "env:VARIABLE" reference, never the key
 
-# %% ../nbs/13_lifecycle.ipynb #c2ba54cc
+# %% ../nbs/13_lifecycle.ipynb #9eaa9203
+def _json(p: Path) -> Optional[dict]:
+    return read_json(p) if p.is_file() else None
+
+
+def _check_stage(stage: str, done: dict, loop: Optional[Loop]) -> None:
+    "Refuse an unknown stage, one whose needs are not done, and one that needs the loop without it."
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; the stages are {STAGES}")
+    if missing := [d for d in NEEDS[stage] if d not in done and d != "doctor"]:
+        raise ValueError(f"stage {stage} needs {missing} first")
+    if loop is None and stage in ("release", *_SERVED, "retrain"):
+        raise ValueError(f"stage {stage} needs the lifecycle's loop (registry, store, server)")
+
+# %% ../nbs/13_lifecycle.ipynb #f3096263
+def _monitor_params(traffic: RunRecord) -> dict:
+    "The monitor's parameters: the traffic run's trace store and its two phases as windows."
+    m, outs = traffic.metrics, traffic.lineage.get("outputs") or {}
+    if "traces" not in outs or "current_start" not in m:
+        raise ValueError(f"stage monitor: traffic run {traffic.id} recorded no trace store or phases")
+    return {
+        "store": outs["traces"]["path"],
+        "reference": str(m["reference_start"]),
+        "current": str(m["current_start"]),
+        "now": str(m["end"]),
+        "bucket": "1m",
+        "online_sample": 1.0,
+    }  # every answer scored online: which ones are low then does not depend on random trace ids
+
+
 def _promoted(retrain: RunRecord) -> Optional[str]:
     """The release in production after a retrain run: the candidate when it was promoted, else the production it started
     from."""
     r = _json(retrain.dir / "retrain.json") or {}
     return r.get("candidate") if "production" in r.get("moves", []) else r.get("production_before")
 
-
+# %% ../nbs/13_lifecycle.ipynb #3ad88e25
 def stage_params(stage: str, done: dict, seed: Optional[int] = None, loop: Optional[Loop] = None) -> dict:
     """The parameters of `stage` given the records of the stages `done` before it (stage -> RunRecord) and the
     lifecycle's `loop`."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; the stages are {STAGES}")
-    if missing := [d for d in NEEDS[stage] if d not in done and d != "doctor"]:
-        raise ValueError(f"stage {stage} needs {missing} first")
-    if loop is None and stage in ("release", *SERVED, "retrain"):
-        raise ValueError(f"stage {stage} needs the lifecycle's loop (registry, store, server)")
+    _check_stage(stage, done, loop)
     sd = {} if seed is None else {"seed": seed}
     ids = {k: r.id for k, r in done.items()}
     served = lambda: {"url": loop.url, "api_key": loop.api_key, "store": loop.store}
@@ -546,38 +119,52 @@ def stage_params(stage: str, done: dict, seed: Optional[int] = None, loop: Optio
     if stage == "release":
         return {"eval_run": ids["evaluate"], "to": ["staging", "production"], "registry": loop.registry}
     if stage == "traffic":
-        return {
-            **served(),
-            "feedback": True,
-            "expect_release": (_json(done["release"].dir / "release.json") or {}).get("version"),
-            **sd,
-        }
+        version = (_json(done["release"].dir / "release.json") or {}).get("version")
+        return {**served(), "feedback": True, "expect_release": version, **sd}
     if stage == "monitor":
-        m, outs = done["traffic"].metrics, done["traffic"].lineage.get("outputs") or {}
-        if "traces" not in outs or "current_start" not in m:
-            raise ValueError(f"stage monitor: traffic run {done['traffic'].id} recorded no trace store or phases")
-        return {
-            "store": outs["traces"]["path"],
-            "reference": str(m["reference_start"]),
-            "current": str(m["current_start"]),
-            "now": str(m["end"]),
-            "bucket": "1m",
-            "online_sample": 1.0,
-        }  # every answer scored online: which ones are low then does not depend on random trace ids
+        return _monitor_params(done["traffic"])
     if stage == "retrain":
-        return {
-            "store": loop.store,
-            "since": str(done["traffic"].metrics["reference_start"]),
-            "registry": loop.registry,
-            "auto_promote": True,
-            **sd,
-        }
+        since = str(done["traffic"].metrics["reference_start"])
+        return {"store": loop.store, "since": since, "registry": loop.registry, "auto_promote": True, **sd}
     if stage == "traffic_after":
         return {**served(), "kinds": ["in-domain"], "expect_release": _promoted(done["retrain"]), **sd}
     return {}
 
 # %% ../nbs/13_lifecycle.ipynb #0b3170ee
-EVAL_HEADLINE = [
+_DATA_OUTPUTS = ("chunks", "sft_train", "sft_val")
+
+
+def dataset_digest(rec: RunRecord) -> Optional[str]:
+    """One digest over the datasets a prepare_data run wrote (chunks, SFT train and validation), from their content
+    digests."""
+    outs = rec.lineage.get("outputs") or {}
+    parts = {k: outs[k]["digest"] for k in _DATA_OUTPUTS if k in outs}
+    return digest(parts) if parts else None
+
+# %% ../nbs/13_lifecycle.ipynb #1f37dc4d
+def _row(stage: str, item: str, value, detail: str = "") -> dict:
+    return {"stage": stage, "item": item, "value": value, "detail": detail}
+
+
+def _data_rows(done: dict) -> list:
+    "The dataset digest and sizes, the index's retrieval metrics and the training loss."
+    rows, g = [], lambda st, k: fmt_value(done[st].metrics.get(k))
+    if p := done.get("prepare_data"):
+        sizes = f"{g('prepare_data', 'documents')} documents, {g('prepare_data', 'chunks')} chunks, "
+        sft = f"SFT {g('prepare_data', 'sft_train')} train / {g('prepare_data', 'sft_val')} val"
+        rows.append(_row("prepare_data", "dataset digest", short_digest(dataset_digest(p)), sizes + sft))
+    if b := done.get("build_index"):
+        for k in sorted(k for k in b.metrics if re.match(r"(recall_at_|mrr$|ndcg_at_)", k)):
+            rows.append(_row("build_index", k, fmt_value(b.metrics[k]), f"{g('build_index', 'queries')} queries"))
+    if "train_sft" in done:
+        loss = f"train {g('train_sft', 'train_loss')}, eval {g('train_sft', 'eval_loss')}"
+        rows.append(
+            _row("train_sft", "loss", loss, f"{g('train_sft', 'steps')} steps, {g('train_sft', 'train_runtime_s')} s")
+        )
+    return rows
+
+# %% ../nbs/13_lifecycle.ipynb #357d9d52
+_EVAL_HEADLINE = [
     "token_f1",
     "rougeL",
     "recall_at_k",
@@ -586,35 +173,25 @@ EVAL_HEADLINE = [
     "answer_relevance",
     "correct_refusal",
 ]
-DATA_OUTPUTS = ("chunks", "sft_train", "sft_val")
-
-
-def dataset_digest(rec: RunRecord) -> Optional[str]:
-    """One digest over the datasets a prepare_data run wrote (chunks, SFT train and validation), from their content
-    digests."""
-    outs = rec.lineage.get("outputs") or {}
-    parts = {k: outs[k]["digest"] for k in DATA_OUTPUTS if k in outs}
-    return digest(parts) if parts else None
 
 
 def _ci(a: dict) -> str:
     return f"{a['mean']:.3f} [{a['low']:.3f}, {a['high']:.3f}]"
 
 
-def _fmt(v) -> str:
-    return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+def _gate_row(g: dict, stage: str) -> dict:
+    fails = [c["check"] for c in g["checks"] if c["status"] == "fail"]
+    n = {s: sum(c["status"] == s for c in g["checks"]) for s in ("pass", "fail", "skip")}
+    detail = f"{n['pass']} passed, {n['fail']} failed, {n['skip']} skipped" + (f": {'; '.join(fails)}" if fails else "")
+    return _row(stage, "gate", "PASS" if g["passed"] else "FAIL", detail)
 
 
-def _json(p: Path) -> Optional[dict]:
-    return read_json(p) if p.is_file() else None
-
-# %% ../nbs/13_lifecycle.ipynb #d32420c3
 def _eval_rows(base, cand, stage: str = "evaluate", base_name: str = "base") -> list:
     rows = []
     rb, rc = (_json(r.dir / "eval" / "eval_result.json") if r else None for r in (base, cand))
     comp = _json(cand.dir / "comparison.json") if cand else None
     by = {r["metric"]: r for r in (comp or {}).get("rows", [])}
-    for m in EVAL_HEADLINE:
+    for m in _EVAL_HEADLINE:
         a, b = ((x or {}).get("aggregates", {}).get(m) for x in (rc, rb))
         if not a and not b:
             continue
@@ -624,191 +201,74 @@ def _eval_rows(base, cand, stage: str = "evaluate", base_name: str = "base") -> 
             if c and c.get("delta") is not None
             else ""
         )
-        rows.append(
-            {
-                "stage": stage,
-                "item": m,
-                "value": _ci(a) if a else "-",
-                "detail": "; ".join(x for x in (f"{base_name} {_ci(b)}" if b else "", d) if x),
-            }
-        )
+        detail = "; ".join(x for x in (f"{base_name} {_ci(b)}" if b else "", d) if x)
+        rows.append(_row(stage, m, _ci(a) if a else "-", detail))
     if cand and (g := _json(cand.dir / "gate.json")):
-        fails = [c["check"] for c in g["checks"] if c["status"] == "fail"]
-        n = {s: sum(c["status"] == s for c in g["checks"]) for s in ("pass", "fail", "skip")}
-        rows.append(
-            {
-                "stage": stage,
-                "item": "gate",
-                "value": "PASS" if g["passed"] else "FAIL",
-                "detail": f"{n['pass']} passed, {n['fail']} failed, {n['skip']} skipped"
-                + (f": {'; '.join(fails)}" if fails else ""),
-            }
-        )
+        rows.append(_gate_row(g, stage))
     return rows
+
+# %% ../nbs/13_lifecycle.ipynb #6c0214c4
+def _lineage_row(tr: RunRecord, stage: str) -> Optional[dict]:
+    "The lineage of the traffic run's first answered question as a row (an error row when the walk failed)."
+    try:
+        lin = served_lineage(tr)
+    except Exception as e:
+        return _row(stage, "lineage of a served answer", "error", f"{type(e).__name__}: {e}")
+    if lin is None:
+        return None
+    fb = f"; reaches {len(lin.feedback)} feedback traces" if lin.feedback else ""
+    detail = (
+        f"llmops lineage {lin.trace['trace_id']}: {len(lin.runs)} runs, {len(lin.edges)} digest links, "
+        f"{len(lin.sources)} sources{fb}"
+    )
+    return _row(stage, "lineage of a served answer", "verified" if lin.verified else "UNVERIFIED", detail)
 
 
 def _traffic_rows(tr: RunRecord, stage: str) -> list:
-    m, rows = tr.metrics, []
+    m, rows, f = tr.metrics, [], lambda k: fmt_value(tr.metrics.get(k))
     served = (_json(tr.dir / "traffic.json") or {}).get("served") or {}
     if served.get("release"):
-        rows.append(
-            {
-                "stage": stage,
-                "item": "served by release",
-                "value": served["release"],
-                "detail": f"alias {served.get('alias') or '-'}",
-            }
-        )
-    rows.append(
-        {
-            "stage": stage,
-            "item": "guard block rate",
-            "value": _fmt(m.get("block_rate")),
-            "detail": f"{_fmt(m.get('requests'))} requests; hostile stopped {_fmt(m.get('hostile_stopped_rate'))}, "
-            f"in-domain stopped {_fmt(m.get('in_domain_stopped_rate'))}, {_fmt(m.get('http_errors'))} HTTP errors",
-        }
+        rows.append(_row(stage, "served by release", served["release"], f"alias {served.get('alias') or '-'}"))
+    detail = (
+        f"{f('requests')} requests; hostile stopped {f('hostile_stopped_rate')}, "
+        f"in-domain stopped {f('in_domain_stopped_rate')}, {f('http_errors')} HTTP errors"
     )
-    rows.append(
-        {
-            "stage": stage,
-            "item": "latency p50 / p95 ms",
-            "value": f"{_fmt(m.get('latency_p50_ms'))} / {_fmt(m.get('latency_p95_ms'))}",
-            "detail": "",
-        }
-    )
+    rows.append(_row(stage, "guard block rate", f("block_rate"), detail))
+    rows.append(_row(stage, "latency p50 / p95 ms", f"{f('latency_p50_ms')} / {f('latency_p95_ms')}"))
     if m.get("feedback/rated"):
+        good = f"{f('feedback/good')} good / {f('feedback/bad')} bad"
         rows.append(
-            {
-                "stage": stage,
-                "item": "scripted feedback",
-                "value": f"{_fmt(m.get('feedback/good'))} good / {_fmt(m.get('feedback/bad'))} bad",
-                "detail": f"{_fmt(m.get('feedback/corrected'))} bad answers corrected by the reviewer",
-            }
+            _row(stage, "scripted feedback", good, f"{f('feedback/corrected')} bad answers corrected by the reviewer")
         )
-    try:
-        lin, err = served_lineage(tr), None
-    except Exception as e:
-        lin, err = None, f"{type(e).__name__}: {e}"  # a summary reports a broken store, it does not crash on it
-    if lin or err:
-        fb = f"; reaches {len(lin.feedback)} feedback traces" if lin and lin.feedback else ""
-        rows.append(
-            {
-                "stage": stage,
-                "item": "lineage of a served answer",
-                "value": ("verified" if lin.verified else "UNVERIFIED") if lin else "error",
-                "detail": f"llmops lineage {lin.trace['trace_id']}: {len(lin.runs)} runs, {len(lin.edges)} digest links, {len(lin.sources)} sources{fb}"
-                if lin
-                else err,
-            }
-        )
+    if lin := _lineage_row(tr, stage):
+        rows.append(lin)
     return rows
 
-
+# %% ../nbs/13_lifecycle.ipynb #c329cf7f
 def _retrain_rows(rt: RunRecord) -> list:
-    r = _json(rt.dir / "retrain.json") or {}
+    r, f = _json(rt.dir / "retrain.json") or {}, lambda k: fmt_value(rt.metrics.get(k))
     rec = lambda rid: read_run(find_run(rid, rt.dir.parent.parent)) if rid else None
     rows = [
-        {
-            "stage": "retrain",
-            "item": "exported from traces",
-            "value": f"{_fmt(rt.metrics.get('exported/sft'))} SFT rows, {_fmt(rt.metrics.get('exported/cases'))} cases",
-            "detail": f"from {_fmt(rt.metrics.get('exported/traces'))} traces with feedback or corrections",
-        }
+        _row(
+            "retrain",
+            "exported from traces",
+            f"{f('exported/sft')} SFT rows, {f('exported/cases')} cases",
+            f"from {f('exported/traces')} traces with feedback or corrections",
+        )
     ]
     if r.get("train_run") and (t := rec(r["train_run"])):
-        rows.append(
-            {
-                "stage": "retrain",
-                "item": "loss",
-                "value": f"train {_fmt(t.metrics.get('train_loss'))}, eval {_fmt(t.metrics.get('eval_loss'))}",
-                "detail": f"{_fmt(t.metrics.get('steps'))} steps from production's adapter, {_fmt(t.metrics.get('train_runtime_s'))} s",
-            }
-        )
+        g = lambda k: fmt_value(t.metrics.get(k))
+        detail = f"{g('steps')} steps from production's adapter, {g('train_runtime_s')} s"
+        rows.append(_row("retrain", "loss", f"train {g('train_loss')}, eval {g('eval_loss')}", detail))
     if r.get("candidate_eval"):
-        rows += _eval_rows(
-            rec(r.get("production_eval")), rec(r["candidate_eval"]), stage="retrain", base_name="production"
-        )
+        rows += _eval_rows(rec(r.get("production_eval")), rec(r["candidate_eval"]), "retrain", "production")
     if r:
-        rows.append(
-            {
-                "stage": "retrain",
-                "item": "release",
-                "value": "PROMOTED" if "production" in r.get("moves", []) else "KEPT",
-                "detail": f"candidate {r.get('candidate')} vs production {r.get('production_before')}: {r.get('why')}",
-            }
-        )
+        value = "PROMOTED" if "production" in r.get("moves", []) else "KEPT"
+        detail = f"candidate {r.get('candidate')} vs production {r.get('production_before')}: {r.get('why')}"
+        rows.append(_row("retrain", "release", value, detail))
     return rows
 
-
-def summarize(done: dict) -> list:
-    "The summary table's rows (stage, item, value, detail) from the lifecycle's run records (stage -> RunRecord)."
-    rows, g = [], lambda st, k: done[st].metrics.get(k) if st in done else None
-    if p := done.get("prepare_data"):
-        rows.append(
-            {
-                "stage": "prepare_data",
-                "item": "dataset digest",
-                "value": _short(dataset_digest(p)),
-                "detail": f"{_fmt(g('prepare_data', 'documents'))} documents, {_fmt(g('prepare_data', 'chunks'))} chunks, "
-                f"SFT {_fmt(g('prepare_data', 'sft_train'))} train / {_fmt(g('prepare_data', 'sft_val'))} val",
-            }
-        )
-    if b := done.get("build_index"):
-        for k in sorted(k for k in b.metrics if re.match(r"(recall_at_|mrr$|ndcg_at_)", k)):
-            rows.append(
-                {
-                    "stage": "build_index",
-                    "item": k,
-                    "value": _fmt(b.metrics[k]),
-                    "detail": f"{_fmt(b.metrics.get('queries'))} queries",
-                }
-            )
-    if t := done.get("train_sft"):
-        rows.append(
-            {
-                "stage": "train_sft",
-                "item": "loss",
-                "value": f"train {_fmt(g('train_sft', 'train_loss'))}, eval {_fmt(g('train_sft', 'eval_loss'))}",
-                "detail": f"{_fmt(g('train_sft', 'steps'))} steps, {_fmt(g('train_sft', 'train_runtime_s'))} s",
-            }
-        )
-    rows += _eval_rows(done.get("evaluate_base"), done.get("evaluate"))
-    if rl := done.get("release"):
-        r = _json(rl.dir / "release.json") or {}
-        rows.append(
-            {
-                "stage": "release",
-                "item": "production",
-                "value": r.get("version") if any(m["alias"] == "production" for m in r.get("moves", [])) else "REFUSED",
-                "detail": (r.get("refused") or {}).get("reason")
-                or f"moved {', '.join(m['alias'] for m in r.get('moves', []))} on the evidence of evaluate run "
-                f"{(r.get('evidence') or [{}])[-1].get('run')}",
-            }
-        )
-    if tr := done.get("traffic"):
-        rows += _traffic_rows(tr, "traffic")
-    if mo := done.get("monitor"):
-        rows.append({"stage": "monitor", "item": "drift", **_drift_cell(_json(mo.dir / "drift.json") or {})})
-    if rt := done.get("retrain"):
-        rows += _retrain_rows(rt)
-    if ta := done.get("traffic_after"):
-        rows += _traffic_rows(ta, "traffic_after")
-    return rows
-
-
-def served_lineage(traffic: RunRecord) -> Optional[Lineage]:
-    "The lineage of the first answered question of a traffic run (None when it has none, or its trace store is gone)."
-    rows = (_json(traffic.dir / "traffic.json") or {}).get("rows", [])
-    store = ((traffic.lineage.get("outputs") or {}).get("traces") or {}).get("path")
-    tid = next((r["trace_id"] for r in rows if r.get("status") == "answered" and r.get("trace_id")), None)
-    if not tid or not store or not Path(store).is_file():
-        return None
-    try:
-        return lineage(tid, store=store)
-    except (KeyError, FileNotFoundError):
-        return None
-
-
+# %% ../nbs/13_lifecycle.ipynb #e6bacc2e
 def _drift_cell(d: dict) -> dict:
     "The drift verdict and what it rests on: window sizes, the tests, the strongest signal, large PSI shifts."
     if d.get("drifted") is None or not d.get("rows"):
@@ -818,7 +278,8 @@ def _drift_cell(d: dict) -> dict:
     best = min(tested, key=lambda r: r["p_adjusted"], default=None)
     psi_big = sorted({r["feature"] for r in d["rows"] if r["test"] == "psi" and (r.get("statistic") or 0) > 0.25})
     parts = [
-        f"{d.get('n_reference')} vs {d.get('n_current')} requests, {len(tested)} tests at alpha {d.get('alpha')} ({d.get('correction') or 'no'} correction)",
+        f"{d.get('n_reference')} vs {d.get('n_current')} requests, {len(tested)} tests at alpha {d.get('alpha')} "
+        f"({d.get('correction') or 'no'} correction)",
         f"drifted: {', '.join(flagged) or 'none'}",
     ]
     if best:
@@ -829,7 +290,33 @@ def _drift_cell(d: dict) -> dict:
         parts.append(f"PSI > 0.25: {', '.join(psi_big)}")
     return {"value": "DRIFT" if d["drifted"] else "none", "detail": "; ".join(parts)}
 
+# %% ../nbs/13_lifecycle.ipynb #516b384b
+def _release_row(rl: RunRecord) -> dict:
+    r = _json(rl.dir / "release.json") or {}
+    moved = any(m["alias"] == "production" for m in r.get("moves", []))
+    detail = (r.get("refused") or {}).get("reason") or (
+        f"moved {', '.join(m['alias'] for m in r.get('moves', []))} on the evidence of evaluate run "
+        f"{(r.get('evidence') or [{}])[-1].get('run')}"
+    )
+    return _row("release", "production", r.get("version") if moved else "REFUSED", detail)
 
+
+def summarize(done: dict) -> list:
+    "The summary table's rows (stage, item, value, detail) from the lifecycle's run records (stage -> RunRecord)."
+    rows = _data_rows(done) + _eval_rows(done.get("evaluate_base"), done.get("evaluate"))
+    if rl := done.get("release"):
+        rows.append(_release_row(rl))
+    if tr := done.get("traffic"):
+        rows += _traffic_rows(tr, "traffic")
+    if mo := done.get("monitor"):
+        rows.append({"stage": "monitor", "item": "drift", **_drift_cell(_json(mo.dir / "drift.json") or {})})
+    if rt := done.get("retrain"):
+        rows += _retrain_rows(rt)
+    if ta := done.get("traffic_after"):
+        rows += _traffic_rows(ta, "traffic_after")
+    return rows
+
+# %% ../nbs/13_lifecycle.ipynb #1546e894
 def format_summary(rows: list) -> str:
     "The summary rows as an aligned text table."
     head = ("stage", "item", "value", "detail")
@@ -841,62 +328,53 @@ def format_summary(rows: list) -> str:
     )
 
 # %% ../nbs/13_lifecycle.ipynb #77d0dd96
-_CSS = (
-    "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f3f4f6}"
-    ".ok{color:#15803d;font-weight:600}.bad{color:#b91c1c;font-weight:600}code{font-size:90%}"
-)
-REPORTS = ("report.html", "dashboard.html")  # a run's own HTML page, if it wrote one
+_REPORTS = ("report.html", "dashboard.html")  # a run's own HTML page, if it wrote one
 
 
 def _rel(target: Path, base: Path) -> str:
-    import os
-
     return Path(os.path.relpath(Path(target).resolve(), Path(base).resolve())).as_posix()
 
 
+def _marked(v) -> Raw:
+    "A status or verdict as HTML, green when good and red when bad."
+    cls = "ok" if v in ("completed", "PASS", "none") else ("bad" if v in ("failed", "FAIL", "DRIFT") else "")
+    return Raw(f"<span class='{cls}'>{esc(v)}</span>" if cls else esc(v))
+
+# %% ../nbs/13_lifecycle.ipynb #3c63ac0e
+def _stage_row(st: str, rec: RunRecord, base: Path) -> list:
+    "A stage's cells on the page: stage, runbook, run id, status, duration and links relative to `base`."
+    names = [n for n in ("notebook.ipynb", *_REPORTS, "lineage.json", "metrics.json") if (rec.dir / n).is_file()]
+    links = " · ".join(f"<a href='{esc(_rel(rec.dir / n, base))}'>{esc(n)}</a>" for n in names)
+    dur = rec.lineage.get("duration_s")
+    run = Raw(f"<code>{esc(rec.id)}</code>")
+    return [st, rec.runbook, run, _marked(rec.status), "" if dur is None else f"{dur:.0f} s", Raw(links)]
+
+# %% ../nbs/13_lifecycle.ipynb #1bef905c
 def lifecycle_report(
     done: dict,  # stage -> RunRecord
     path: Union[str, Path],  # the HTML file to write
     title: str = "llmops-nb lifecycle",
-    failed: Optional[str] = None,
-) -> Path:  # the stage that failed, if one did
+    failed: Optional[str] = None,  # the stage that failed, if one did
+) -> Path:
     """Write one self-contained HTML page: the summary table and every stage's run with links to its notebook, report
     and lineage."""
-    path, e = Path(path), html.escape
-    cls = lambda v: "ok" if v in ("completed", "PASS", "none") else ("bad" if v in ("failed", "FAIL", "DRIFT") else "")
-    summ = "".join(
-        f"<tr><td>{e(r['stage'])}</td><td>{e(r['item'])}</td><td class='{cls(r['value'])}'>{e(str(r['value']))}</td><td>{e(r['detail'])}</td></tr>"
-        for r in summarize(done)
-    )
+    path = Path(path)
+    summ = [[r["stage"], r["item"], _marked(str(r["value"])), r["detail"]] for r in summarize(done)]
     try:
         lin = served_lineage(done["traffic"]) if "traffic" in done else None
     except Exception:
         lin = None  # the summary row says what went wrong
-    stages = []
-    for st, rec in done.items():
-        links = [
-            (n, rec.dir / n)
-            for n in ("notebook.ipynb", *REPORTS, "lineage.json", "metrics.json")
-            if (rec.dir / n).is_file()
-        ]
-        a = " · ".join(f"<a href='{e(_rel(p, path.parent))}'>{e(n)}</a>" for n, p in links)
-        dur = rec.lineage.get("duration_s")
-        stages.append(
-            f"<tr><td>{e(st)}</td><td>{e(rec.runbook)}</td><td><code>{e(rec.id)}</code></td><td class='{cls(rec.status)}'>{e(rec.status)}</td>"
-            f"<td>{'' if dur is None else f'{dur:.0f} s'}</td><td>{a}</td></tr>"
-        )
+    stages = [_stage_row(st, rec, path.parent) for st, rec in done.items()]
     if failed:
-        stages.append(f"<tr><td>{e(failed)}</td><td colspan='5' class='bad'>failed: see its run folder</td></tr>")
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{e(title)}</h1><p>{time.strftime('%Y-%m-%d %H:%M:%S %z')}</p><h2>Summary</h2>"
-        f"<table><tr><th>stage</th><th>item</th><th>value</th><th>detail</th></tr>{summ}</table>"
-        f"<h2>Runs</h2><table><tr><th>stage</th><th>runbook</th><th>run</th><th>status</th><th>duration</th><th>links</th></tr>{''.join(stages)}</table>"
-        f"<h2>Lineage of a served answer</h2>{f'<pre>{e(lin.tree())}</pre>' if lin else ''}"
-        f"<p>Any other: <code>llmops lineage TRACE_ID</code>.</p></body></html>"
+        stages.append([failed, Raw("<span class='bad'>failed: see its run folder</span>"), "", "", "", ""])
+    body = (
+        f"<h1>{esc(title)}</h1><p>{time.strftime('%Y-%m-%d %H:%M:%S %z')}</p>"
+        f"<h2>Summary</h2>{html_table(summ, ('stage', 'item', 'value', 'detail'))}"
+        f"<h2>Runs</h2>{html_table(stages, ('stage', 'runbook', 'run', 'status', 'duration', 'links'))}"
+        f"<h2>Lineage of a served answer</h2>{f'<pre>{esc(lin.tree())}</pre>' if lin else ''}"
+        f"<p>Any other: <code>llmops lineage TRACE_ID</code>.</p>"
     )
-    atomic_write(path, page.encode("utf-8"))
+    atomic_write(path, html_page(title, body).encode("utf-8"))
     return path
 
 # %% ../nbs/13_lifecycle.ipynb #2a413c8b
@@ -918,12 +396,6 @@ class LifecycleResult:
 
     def __str__(self):
         return format_summary(self.rows) + f"\n\nlifecycle report: {self.page}"
-
-
-def _headline(metrics: dict, n: int = 8) -> str:
-    nums = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    nums = ([kv for kv in nums if "/" not in kv[0]] + [kv for kv in nums if "/" in kv[0] and "/step" not in kv[0]])[:n]
-    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in nums)
 
 
 def _unfinished(runs_dir: Path) -> Optional[RunRecord]:
@@ -976,25 +448,8 @@ def _serve_production(loop: Loop, settings: Settings, key: str) -> LocalServer:
     return LocalServer(app).__enter__()
 
 # %% ../nbs/13_lifecycle.ipynb #196df841
-KEY_VAR = "LLMOPS_QUICKSTART_KEY"  # the environment variable that hands the server's key to the traffic runbooks
-
-
-def run_lifecycle(
-    profile: Union[str, Path, None] = None,  # profile name or file (runbooks/profiles/cpu.yaml: the embedded defaults)
-    settings: Optional[Settings] = None,
-    seed: Optional[int] = None,  # seed for data split, training, evaluation and traffic; None: each runbook's default
-    stages: Optional[list] = None,  # a prefix of STAGES to run; None: all
-    resume: bool = False,  # continue the newest unfinished lifecycle, keeping its completed stages
-    parallel: int = 2,  # stages run at once when their needs are met (1: one after the other)
-    log: Callable = print,
-) -> LifecycleResult:
-    """Run the lifecycle's runbooks (both cycles, see `STAGES`), serving production from the release stage on; then the
-    summary and the page."""
-    import os, secrets
-    from llmops_nb.cli import run_runbook
-    from llmops_nb.core import set_threads
-    from llmops_nb.runs import start_run
-
+def _lifecycle_args(stages: Optional[list], seed, parallel) -> list:
+    "The stages to run (a non-empty prefix of `STAGES`), with `seed` and `parallel` checked."
     stages = list(STAGES if stages is None else stages)
     if stages != STAGES[: len(stages)] or not stages:
         raise ValueError(f"stages must be a non-empty prefix of {STAGES}, got {stages}")
@@ -1002,28 +457,30 @@ def run_lifecycle(
         raise TypeError(f"seed must be an int or None, got {seed!r}")
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
         raise ValueError(f"parallel must be an int >= 1, got {parallel!r}")
-    settings = settings or load_settings(profile)
-    runs_dir = settings.path("runs_dir")
-    prev = _unfinished(runs_dir) if resume else None
+    return stages
+
+
+def _open_lifecycle(settings: Settings, profile, seed, stages: list, resume: bool, log: Callable) -> tuple:
+    "The lifecycle's `quickstart` run (the newest unfinished one when resuming) -> (run, the resumed record or None)."
+    prev = _unfinished(settings.path("runs_dir")) if resume else None
     if resume and prev is None:
         log("resume: no unfinished lifecycle; starting a new one")
-    if prev and (prev.params.get("seed"), prev.params.get("profile")) != (
-        seed,
-        None if profile is None else str(profile),
-    ):
+    prof = None if profile is None else str(profile)
+    if prev and (prev.params.get("seed"), prev.params.get("profile")) != (seed, prof):
         raise ValueError(
-            f"resume: lifecycle {prev.id} ran with seed {prev.params.get('seed')!r} and profile {prev.params.get('profile')!r}, "
-            f"not {seed!r} and {profile!r}; resume with those, or start a new lifecycle without --resume"
+            f"resume: lifecycle {prev.id} ran with seed {prev.params.get('seed')!r} and profile "
+            f"{prev.params.get('profile')!r}, not {seed!r} and {profile!r}; resume with those, "
+            "or start a new lifecycle without --resume"
         )
-    run = start_run(
-        "quickstart",
-        {"profile": None if profile is None else str(profile), "seed": seed, "stages": stages},
-        settings,
-        run_dir=prev.dir if prev else None,
-        tracker="none",
-    )
-    done = {}
-    for st, rid in (read_json(run.dir / "stages.json") if prev and (run.dir / "stages.json").is_file() else {}).items():
+    params = {"profile": prof, "seed": seed, "stages": stages}
+    run = start_run("quickstart", params, settings, run_dir=prev.dir if prev else None, tracker="none")
+    return run, prev
+
+
+def _kept(run_dir: Path, stages: list, runs_dir: Path, log: Callable) -> dict:
+    "The stages a resumed lifecycle completed before (its `stages.json`), stage -> record."
+    done, p = {}, run_dir / "stages.json"
+    for st, rid in (read_json(p) if p.is_file() else {}).items():
         try:
             rec = read_run(find_run(rid, runs_dir))
         except FileNotFoundError:
@@ -1031,44 +488,51 @@ def run_lifecycle(
         if rec.status == "completed" and st in stages:
             done[st] = rec
             log(f"== {st}: completed earlier, kept {rec.id}")
-    loop, key, lock, server = (
-        Loop(str(run.dir / "releases"), str(settings.path("home") / "traces" / "traces.sqlite")),
-        secrets.token_urlsafe(24),
-        threading.Lock(),
-        [],
-    )
+    return done
 
-    def one(st: str) -> RunRecord:
-        with lock:
-            if st in SERVED and not server:  # production is served from the first traffic on, by one server
-                set_threads(settings.threads)
-                server.append(_serve_production(loop, settings, key))
-                loop.url, loop.api_key = server[0].url, f"env:{KEY_VAR}"
-                log(f"== serving the production release at {loop.url} (following the alias in {loop.registry})")
-            params, parents = (
-                stage_params(st, dict(done), seed, loop),
-                tuple(done[d].id for d in NEEDS[st] if d in done),
-            )
-        log(f"== {st}")
-        rec = run_runbook(RUNBOOK_OF.get(st, st), params, profile=profile, settings=settings, parents=parents)
-        with lock:
-            done[st] = rec
-            write_json(run.dir / "stages.json", {k: done[k].id for k in STAGES if k in done})
-        log(f"   {st}: {rec.dir}\n   {_headline(rec.metrics)}")
+# %% ../nbs/13_lifecycle.ipynb #77c69b81
+_KEY_VAR = "LLMOPS_QUICKSTART_KEY"  # the environment variable that hands the server's key to the traffic runbooks
+
+
+class _StageRunner:
+    "Runs the lifecycle's stages into `done` (shared with the scheduler), serving production from the first traffic on."
+
+    def __init__(self, run, done: dict, settings: Settings, profile, seed, log: Callable):
+        self.run, self.done, self.settings, self.profile, self.seed, self.log = run, done, settings, profile, seed, log
+        self.loop = Loop(str(run.dir / "releases"), str(settings.path("home") / "traces" / "traces.sqlite"))
+        self.key, self.lock, self.server = secrets.token_urlsafe(24), threading.Lock(), None
+
+    def _serve(self) -> None:
+        from llmops_nb.core import set_threads
+
+        set_threads(self.settings.threads)
+        self.server = _serve_production(self.loop, self.settings, self.key)
+        self.loop.url, self.loop.api_key = self.server.url, f"env:{_KEY_VAR}"
+        self.log(f"== serving the production release at {self.loop.url} (following the alias in {self.loop.registry})")
+
+    def __call__(self, st: str) -> RunRecord:
+        with self.lock:
+            if st in _SERVED and self.server is None:  # production is served from the first traffic on, by one server
+                self._serve()
+            params = stage_params(st, dict(self.done), self.seed, self.loop)
+            parents = tuple(self.done[d].id for d in NEEDS[st] if d in self.done)
+        self.log(f"== {st}")
+        rec = run_runbook(
+            _RUNBOOK_OF.get(st, st), params, profile=self.profile, settings=self.settings, parents=parents
+        )
+        with self.lock:
+            self.done[st] = rec
+            write_json(self.run.dir / "stages.json", {k: self.done[k].id for k in STAGES if k in self.done})
+        self.log(f"   {st}: {rec.dir}\n   {headline(rec.metrics, 8, steps=False)}")
         return rec
 
-    saved = os.environ.get(KEY_VAR)
-    os.environ[KEY_VAR] = key  # the traffic kernels read the key from here; it is never written down
-    try:
-        failed, error = _schedule(stages, done, one, parallel, log)
-    finally:
-        if server:
-            server[0].__exit__(None, None, None)
-        if saved is None:
-            os.environ.pop(KEY_VAR, None)
-        else:
-            os.environ[KEY_VAR] = saved
-    done = {k: done[k] for k in STAGES if k in done}
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.__exit__(None, None, None)
+
+# %% ../nbs/13_lifecycle.ipynb #9bb93f61
+def _finish(run, done: dict, failed: Optional[str], error: Optional[str]) -> LifecycleResult:
+    "Write the summary and the page into the lifecycle's run, close it, and return the result."
     rows = summarize(done)
     write_json(
         run.dir / "summary.json",
@@ -1086,6 +550,35 @@ def run_lifecycle(
     run.add_output("lifecycle", page)
     run.finish("failed" if failed else "completed", error)
     return LifecycleResult(run.id, run.dir, done, rows, page, failed, error)
+
+# %% ../nbs/13_lifecycle.ipynb #fa3793f4
+def run_lifecycle(
+    profile: Union[str, Path, None] = None,  # profile name or file (runbooks/profiles/cpu.yaml: the embedded defaults)
+    settings: Optional[Settings] = None,
+    seed: Optional[int] = None,  # seed for data split, training, evaluation and traffic; None: each runbook's default
+    stages: Optional[list] = None,  # a prefix of STAGES to run; None: all
+    resume: bool = False,  # continue the newest unfinished lifecycle, keeping its completed stages
+    parallel: int = 2,  # stages run at once when their needs are met (1: one after the other)
+    log: Callable = print,
+) -> LifecycleResult:
+    """Run the lifecycle's runbooks (both cycles, see `STAGES`), serving production from the release stage on; then the
+    summary and the page."""
+    stages = _lifecycle_args(stages, seed, parallel)
+    settings = settings or load_settings(profile)
+    run, prev = _open_lifecycle(settings, profile, seed, stages, resume, log)
+    done = _kept(run.dir, stages, settings.path("runs_dir"), log) if prev else {}
+    runner = _StageRunner(run, done, settings, profile, seed, log)
+    saved = os.environ.get(_KEY_VAR)
+    os.environ[_KEY_VAR] = runner.key  # the traffic kernels read the key from here; it is never written down
+    try:
+        failed, error = _schedule(stages, done, runner, parallel, log)
+    finally:
+        runner.close()
+        if saved is None:
+            os.environ.pop(_KEY_VAR, None)
+        else:
+            os.environ[_KEY_VAR] = saved
+    return _finish(run, {k: done[k] for k in STAGES if k in done}, failed, error)
 
 # %% ../nbs/13_lifecycle.ipynb #f6003c24
 _CLOCK = re.compile(
@@ -1107,6 +600,11 @@ def _lifecycle_dir(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> Pat
         return done[-need].dir
     return Path(lc) if Path(lc).is_dir() else find_run(str(lc), runs_dir)
 
+# %% ../nbs/13_lifecycle.ipynb #0aba253b
+def _means(result: dict, prefix: str) -> dict:
+    "The means of an evaluation result's aggregates, clock figures left out."
+    return {f"{prefix}/{m}": a.get("mean") for m, a in result.get("aggregates", {}).items() if not _CLOCK.search(m)}
+
 
 def _numbers(metrics: dict, prefix: str) -> dict:
     return {
@@ -1124,16 +622,10 @@ def _retrain_figures(rec: RunRecord, runs_dir: Path) -> dict:
         out.update(_numbers(read_run(find_run(r["train_run"], runs_dir)).metrics, "retrain/train_sft"))
     for role in ("production_eval", "candidate_eval"):
         if r.get(role) and (e := _json(find_run(r[role], runs_dir) / "eval" / "eval_result.json")):
-            out.update(
-                {
-                    f"retrain/{role}/{m}": a.get("mean")
-                    for m, a in e.get("aggregates", {}).items()
-                    if not _CLOCK.search(m)
-                }
-            )
+            out.update(_means(e, f"retrain/{role}"))
     return out
 
-
+# %% ../nbs/13_lifecycle.ipynb #f16badf3
 def _figures(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> dict:
     d = _lifecycle_dir(lc, runs_dir)
     if not (d / "stages.json").is_file():
@@ -1146,7 +638,7 @@ def _figures(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> dict:
         if st in ("build_index", "train_sft"):
             out.update(_numbers(rec.metrics, st))
         if st in ("evaluate_base", "evaluate") and (r := _json(rec.dir / "eval" / "eval_result.json")):
-            out.update({f"{st}/{m}": a.get("mean") for m, a in r.get("aggregates", {}).items() if not _CLOCK.search(m)})
+            out.update(_means(r, st))
         if st == "release":
             out["release/version"] = (_json(rec.dir / "release.json") or {}).get("version")
         if st == "retrain":

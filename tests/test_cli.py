@@ -17,7 +17,7 @@ def books(home):
     make_runbook(d / "toy.ipynb",
                  'steps = 2  # number of steps\nlr: float = 0.1  # learning rate\nmode: Literal["a", "b"] = "a"  # mode\n'
                  'api_token = ""  # secret token, passed by reference\n',
-                 "from llmops_nb.runs import start_run, resolve_secret\n"
+                 "from llmops_nb.core import resolve_secret\nfrom llmops_nb.runs import start_run\n"
                  "run = start_run('toy', dict(steps=steps, lr=lr, mode=mode, api_token=api_token))\n"
                  "assert resolve_secret(api_token) in ('', 'tok-SECRET-42'), 'secret not resolved'\n"
                  "print('token length', len(resolve_secret(api_token) or ''))\n"
@@ -85,6 +85,19 @@ def test_failing_cell_gives_nonzero_exit_and_partial_notebook(books):
     assert read_run(nb.parent).status == "failed"
 
 
+def test_config_error_inside_a_runbook_is_bad_input(books, home):
+    "A job config that refuses a value inside the runbook exits 2 with its message, like a bad -p; the record says failed."
+    make_runbook(books / "picky.ipynb", "lr = 0.1  # learning rate\n",
+                 "from llmops_nb.core import ConfigError\nfrom llmops_nb.runs import start_run\nrun = start_run('picky')\n"
+                 "if lr <= 0:\n    raise ConfigError(f\"parameter 'lr' must be > 0, got {lr}\")\nrun.finish()")
+    out = llmops("run", "picky", "-p", "lr", "-1")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "error: parameter 'lr' must be > 0, got -1.0"
+    (d,) = list((home / "runs" / "picky").iterdir())
+    assert read_run(d).status == "failed" and (d / "notebook.ipynb").exists()
+    assert llmops("run", "picky", "-p", "lr", "0.5").returncode == 0
+
+
 def test_dry_run_validates_without_running(books, home):
     out = llmops("run", "toy", "--dry-run", "-p", "steps", "9", "-p", "api_token", "abc-secret-value")
     assert out.returncode == 0, out.stderr
@@ -133,7 +146,7 @@ def test_interrupted_run_is_closed_and_scrubbed(books, home, sig):
     "Ctrl-C, or a scheduler's SIGTERM, mid-run: exit 130, the record says 'interrupted', no unscrubbed partial notebook is left."
     import signal
     make_runbook(books / "slow.ipynb", 'api_token = ""  # secret\n',
-                 "from llmops_nb.runs import start_run, resolve_secret\nrun = start_run('slow')\n"
+                 "from llmops_nb.core import resolve_secret\nfrom llmops_nb.runs import start_run\nrun = start_run('slow')\n"
                  "print('token', resolve_secret(api_token))\nimport time; time.sleep(120)")
     p = subprocess.Popen([LLMOPS, "run", "slow", "-p", "api_token", "sk-interruptedsecret0123456789"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=os.environ.copy())

@@ -6,8 +6,10 @@ from conftest import make_runbook
 from llmops_nb.cli import main
 from llmops_nb.core import digest, load_settings, write_json
 from llmops_nb.generate import Generation
-from llmops_nb.lifecycle import (STAGES, Loop, LocalServer, compare_lifecycles, dataset_digest, format_summary, lifecycle_report, lineage,
-                                 load_traffic, run_lifecycle, send_traffic, served_lineage, stage_params, summarize, traffic_metrics)
+from llmops_nb.lifecycle import (STAGES, Loop, compare_lifecycles, dataset_digest, format_summary, lifecycle_report, run_lifecycle,
+                                 stage_params, summarize)
+from llmops_nb.lineage import lineage, served_lineage
+from llmops_nb.traffic import LocalServer, load_traffic, send_traffic, traffic_metrics
 from llmops_nb.tracestore import TraceStore
 from llmops_nb.pipeline import RAGPipeline
 from llmops_nb.retrieval import VectorStore
@@ -37,7 +39,7 @@ def kb():
 # --- traffic ------------------------------------------------------------------------------------------------------
 
 def test_packaged_traffic_file_has_both_phases_and_hostile_questions():
-    from llmops_nb.retrieval import sample_dir
+    from llmops_nb.corpus import sample_dir
     rows = load_traffic(sample_dir() / "eval" / "traffic.jsonl")
     assert {r["phase"] for r in rows} == {"reference", "current"} and sum(r["kind"] == "hostile" for r in rows) >= 3
     assert [r["phase"] for r in rows] == sorted((r["phase"] for r in rows), key=["reference", "current"].index)
