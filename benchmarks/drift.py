@@ -86,7 +86,7 @@ print(f"(b) KS over {len(cols)} features: ours {t_ours * 1000:.0f} ms, scipy ks_
 # MiniLM throughput
 if a.embed_n:
     import torch; torch.set_num_threads(a.threads)
-    from llmops_nb.retrieval import Embedder
+    from llmops_nb.embeddings import Embedder
     g = np.random.default_rng(1)
     topics = ["Where is my order", "How do I get a refund for", "Why was I charged twice for", "How do I descale the", "Is there a warranty on the"]
     qs = [f"{g.choice(topics)} {g.choice(['kettle', 'toaster', 'blender', 'air fryer'])} number {i}?" for i in range(a.embed_n)]

@@ -50,11 +50,14 @@ def main(argv=None):
     import torch
     torch.set_num_threads(1)
     from llmops_nb.core import load_settings, read_jsonl
-    from llmops_nb.generate import FakeOpenAIServer, OpenAICompatGenerator
+    from llmops_nb.generate import OpenAICompatGenerator
+    from llmops_nb.testing import FakeOpenAIServer
     from llmops_nb.judge import Judge, JudgeCache
     from llmops_nb.pipeline import RAGPipeline
     from llmops_nb.prompts import PromptRegistry
-    from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks, sample_dir
+    from llmops_nb.embeddings import Embedder
+    from llmops_nb.retrieval import VectorStore
+    from llmops_nb.corpus import sample_chunks, sample_dir
     from llmops_nb.suites import load_suite, run_suite
 
     rows = read_jsonl(sample_dir() / "qa.jsonl")

@@ -136,7 +136,7 @@ def pct(xs, q): return round(float(np.percentile(xs, q)), 3)
 def sample_traffic() -> list:
     "The sample company's QA set as traffic: question, reference answer, and the texts of its source documents as context."
     from llmops_nb.data import load_documents
-    from llmops_nb.retrieval import sample_dir
+    from llmops_nb.corpus import sample_dir
     docs = {d.id: d.text for d in load_documents(sample_dir(), exclude=["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])}
     rows = [json.loads(l) for l in (sample_dir() / "qa.jsonl").read_text().splitlines() if l.strip()]
     return [{"question": r["question"], "answer": r["answer"], "contexts": [docs[d] for d in r["doc_ids"] if d in docs]}

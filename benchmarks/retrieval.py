@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import faiss
 from llmops_nb.core import digest, load_settings
-from llmops_nb.retrieval import Embedder, VectorStore
+from llmops_nb.embeddings import Embedder
+from llmops_nb.retrieval import VectorStore
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--n", type=int, default=100_000)

@@ -34,7 +34,9 @@ def main(argv=None):
     from llmops_nb.generate import HFGenerator
     from llmops_nb.guard import stream_mode
     from llmops_nb.pipeline import RAGPipeline
-    from llmops_nb.retrieval import Embedder, VectorStore, sample_chunks
+    from llmops_nb.embeddings import Embedder
+    from llmops_nb.retrieval import VectorStore
+    from llmops_nb.corpus import sample_chunks
     store = VectorStore(Embedder()); store.add_chunks(sample_chunks()[0])
     rag = RAGPipeline(store, HFGenerator(chat=True, device="cpu"), policy=POLICY, k=4, max_new_tokens=a.max_new_tokens, temperature=0.0)
     assert stream_mode(rag.policy)[0] == "streaming"

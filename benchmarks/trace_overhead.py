@@ -68,7 +68,8 @@ def main():
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch; torch.set_num_threads(1)
-    from llmops_nb.generate import FakeOpenAIServer, OpenAICompatGenerator
+    from llmops_nb.generate import OpenAICompatGenerator
+    from llmops_nb.testing import FakeOpenAIServer
     from llmops_nb.tracestore import TraceStore
     from llmops_nb.pipeline import RAGPipeline
     from llmops_nb.retrieval import VectorStore

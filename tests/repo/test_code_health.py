@@ -40,7 +40,8 @@ def test_output_share(tmp_path):
     def cell(src, outputs=()):
         return {"cell_type": "code", "source": src, "outputs": list(outputs), "metadata": {}}
     out = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
-    nb = {"cells": [cell("#| export\ndef f(): pass"), cell("f()", out), cell("g()"), cell("#| hide\ntest()"),
+    nb = {"cells": [cell("#| default_exp m"), cell("#| export\ndef f(): pass"), cell("f()", out), cell("g()"),
+                    cell("#| hide\ntest()"), cell("#| eval: false\nnope()"),
                     cell("#| slow\nbig()"), {"cell_type": "markdown", "source": "# t", "metadata": {}}]}
     p = tmp_path / "n.ipynb"
     p.write_text(json.dumps(nb))
@@ -52,3 +53,19 @@ def test_the_library_is_scanned():
     mods = ch.modules()
     assert {"core", "cli", "serve"} <= set(mods) and "_modidx" not in mods
     assert set(ch.notebook_of()) >= set(mods)
+
+
+def test_generated_lines_are_not_long_lines(tmp_path):
+    "The module docstring and the first line of `__all__` are nbdev's; a long line anywhere else is found."
+    p = tmp_path / "m.py"
+    p.write_text(f'"""{"d" * 130}"""\n__all__ = [{"x" * 130}]\nx = 1\n"""{"y" * 130}"""\n')
+    assert ch.long_lines(p) == ["m.py:4: line of 136 characters"]
+
+
+def test_every_module_has_a_layer():
+    "A module missing from the layers contract would go unchecked by lint-imports."
+    import tomllib
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in cfg if c["type"] == "layers")["layers"]
+    named = {m.strip() for layer in layers for m in layer.replace("|", ":").split(":")}
+    assert named == set(ch.modules()), named ^ set(ch.modules())
