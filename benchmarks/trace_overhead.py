@@ -15,7 +15,7 @@ and injections it refuses.
 Target: record p50 <= 1 ms added per request.
 
 Durability of the default: WAL + synchronous=NORMAL never fsyncs on commit, only at checkpoints. A killed process
-loses nothing committed (tests/test_monitor.py kills a writer with SIGKILL); a power loss or kernel crash can lose the
+loses nothing committed (tests/lib/test_monitor.py kills a writer with SIGKILL); a power loss or kernel crash can lose the
 last commits since the latest checkpoint, never the file. FULL fsyncs every commit.
 """
 import argparse, copy, dataclasses, json, os, re, sys, tempfile, time, uuid

@@ -1,7 +1,7 @@
 """Draw the architecture picture as hand-written SVG: `python scripts/architecture.py` writes nbs/images/architecture.svg.
 
 Plain string building (no network, no drawing library), so the text stays selectable and the output is byte-for-byte
-reproducible: tests/test_docs.py checks that the committed picture is what this script draws now.
+reproducible: tests/repo/test_docs.py checks that the committed picture is what this script draws now.
 `--check` exits 1 when the committed file differs; `--out PATH` writes elsewhere."""
 import argparse, os, sys, tempfile
 from pathlib import Path

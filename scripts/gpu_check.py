@@ -18,7 +18,7 @@ It prints ONE table (name, status, figure, baseline, ratio, seconds), writes the
 (runs/gpu_check/<id>.json, or --out), and exits 1 when any row failed.
 
 Testing only: `--device cpu --tiny` runs the same steps with a tiny random model on the CPU, so that the code of every
-step is exercised where there is no GPU (tests/test_gpu_check.py); its figures say nothing about a GPU.
+step is exercised where there is no GPU (tests/repo/test_gpu_check.py); its figures say nothing about a GPU.
 """
 from __future__ import annotations
 import argparse, contextlib, json, os, signal, subprocess, sys, tempfile, time

@@ -3,7 +3,7 @@ import importlib.util, json, os, subprocess, sys, time
 from pathlib import Path
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
 spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
 gc = sys.modules["gpu_check"] = importlib.util.module_from_spec(spec)       # dataclasses look their module up

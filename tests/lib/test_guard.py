@@ -246,7 +246,7 @@ def test_json_output_guard():
     ("hf_" + "abcdefghijklmnopqrstuvwxyz0123456789", "huggingface_token"),
     ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "private_key"),
 ])
-def test_output_guard_and_run_records_hide_the_same_secrets(secret, kind):    # find_secrets itself: tests/test_core.py
+def test_output_guard_and_run_records_hide_the_same_secrets(secret, kind):    # find_secrets itself: tests/lib/test_core.py
     v = scan_output(f"here: {secret} end", policy={"output": {"secrets": {}}})
     assert (v.action, v.text) == ("redact", f"here: [SECRET:{kind}] end")
     assert redact({"note": f"here: {secret} end"}) == {"note": "here: *** end"}

@@ -2,6 +2,7 @@ import json, os, signal, subprocess, sys, textwrap, time
 from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
+from conftest import ROOT
 from llmops_nb.core import ConfigError, ModelNotAvailable, read_json
 from llmops_nb.data import DataError, save_dataset
 from llmops_nb.models import load_adapter, load_tokenizer
@@ -229,7 +230,7 @@ def test_dataset_folder_input_records_its_digest(tiny_model, tmp_path):
 def test_two_process_accelerate_launch_trains_one_adapter(tiny_model, tmp_path):
     "The distributed path: `accelerate launch` with the repository's DDP config starts 2 CPU ranks running the same sft code."
     from llmops_nb.train import launch_command, launch_env
-    cfg = Path(__file__).resolve().parent.parent / "configs" / "accelerate" / "cpu_ddp.yaml"
+    cfg = ROOT / "configs" / "accelerate" / "cpu_ddp.yaml"
     res = sft(job(tiny_model, processes=2, accelerate_config=str(cfg), max_steps=3, save_steps=3), ROWS[:20], ROWS[20:],
               out_dir=tmp_path / "dist", verbose=False)
     assert res.metrics["world_size"] == 2 and res.metrics["steps"] == 3
