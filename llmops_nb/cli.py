@@ -27,7 +27,7 @@ from llmops_nb.runbook import (
 from .runs import read_run, redact
 
 # %% auto #0
-__all__ = ['SERVE_OPTIONS', 'show_run', 'quickstart', 'main']
+__all__ = ['SERVE_OPTIONS', 'quickstart', 'main']
 
 # %% ../nbs/12_cli.ipynb #02b6c2fb
 def _print_runbooks(settings):
@@ -38,7 +38,7 @@ def _print_runbooks(settings):
             print(f"    {p.name:<18} {p.type_name:<14} = {p.default!r:<24} {comment}".rstrip())
 
 # %% ../nbs/12_cli.ipynb #131bcfcc
-def show_run(path: Union[str, Path], runs_dir=None) -> str:
+def _show_run(path: Union[str, Path], runs_dir=None) -> str:
     "A run's params, metrics and lineage as text."
     r = read_run(path, runs_dir)
     lin = {k: v for k, v in r.lineage.items() if k not in ("host", "started_unix")}
@@ -823,7 +823,7 @@ def _traces(a, settings: Settings) -> int:
 
 
 def _show(a, settings: Settings) -> int:
-    print(show_run(a.run, settings.path("runs_dir")))
+    print(_show_run(a.run, settings.path("runs_dir")))
     return 0
 
 # %% ../nbs/12_cli.ipynb #b2f48dc4

@@ -22,7 +22,7 @@ from .fmt import COLORS, MISSING, Raw, esc, fmt_value, html_table
 from .report import FIG_STYLE, Report, embed_figure, plot_label
 
 # %% auto #0
-__all__ = ['TIMESERIES_COLUMNS', 'timeseries', 'Dashboard', 'dashboard']
+__all__ = ['timeseries', 'Dashboard', 'dashboard']
 
 # %% ../nbs/10d_dashboard.ipynb #395dbbed
 _SERIES_COLUMNS = (
@@ -139,7 +139,7 @@ def _grid(df: pd.DataFrame, a, b, step: float, bucket) -> Optional[tuple]:
     return first, n
 
 # %% ../nbs/10d_dashboard.ipynb #863f9a3c
-TIMESERIES_COLUMNS = [
+_TIMESERIES_COLUMNS = [
     "ts",
     "requests",
     "latency_p50",
@@ -172,7 +172,7 @@ def timeseries(
     a, b = _bounds(since, until)
     df = _window(source, a, b)
     grid = _grid(df, a, b, step, bucket)
-    empty = pd.DataFrame(columns=TIMESERIES_COLUMNS, dtype=float, index=pd.DatetimeIndex([], tz="UTC", name="start"))
+    empty = pd.DataFrame(columns=_TIMESERIES_COLUMNS, dtype=float, index=pd.DatetimeIndex([], tz="UTC", name="start"))
     if grid is None:
         return empty
     first, n = grid
@@ -215,7 +215,7 @@ def timeseries(
     )
     out.insert(0, "ts", first + step * out.index.to_numpy(float))
     out.index = pd.DatetimeIndex(pd.to_datetime(out["ts"], unit="s", utc=True), name="start")
-    return out[TIMESERIES_COLUMNS + online].astype(float)
+    return out[_TIMESERIES_COLUMNS + online].astype(float)
 
 # %% ../nbs/10d_dashboard.ipynb #02bce865
 def _time_fig(ts: pd.DataFrame, title: str, draw, split: Optional[float], fmt: str, height: float = 2.6) -> Raw:

@@ -16,9 +16,9 @@ from scipy import stats
 from .fmt import Raw, esc, fmt_value, html_table
 
 # %% auto #0
-__all__ = ['CORRECTIONS', 'NUMERIC', 'STATUS_RATES', 'EMBEDDING_TESTS', 'sample', 'psi', 'psi_noise', 'ks', 'embeddings', 'mmd',
-           'classifier_test', 'js_divergence', 'topic_shift', 'flags', 'rate_change', 'adjust', 'DriftReport',
-           'drift_report', 'when', 'windows']
+__all__ = ['NUMERIC', 'EMBEDDING_TESTS', 'sample', 'psi', 'psi_noise', 'ks', 'embeddings', 'mmd', 'classifier_test',
+           'js_divergence', 'topic_shift', 'flags', 'rate_change', 'adjust', 'DriftReport', 'drift_report', 'when',
+           'windows']
 
 # %% ../nbs/10b_drift.ipynb #a4f4d3ab
 def _kind(x) -> str:
@@ -290,13 +290,13 @@ def rate_change(ref_flags: Sequence[bool], cur_flags: Sequence[bool]) -> dict:
     }
 
 # %% ../nbs/10b_drift.ipynb #37a232a9
-CORRECTIONS = ("holm", "bonferroni", None)
+_CORRECTIONS = ("holm", "bonferroni", None)
 
 
 def adjust(p_values: Sequence[float], method: Optional[str] = "holm") -> list:
     "Family-wise adjusted p-values (Holm or Bonferroni; None: unchanged), in the input order."
-    if method not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {CORRECTIONS}, got {method!r}")
+    if method not in _CORRECTIONS:
+        raise ValueError(f"correction must be one of {_CORRECTIONS}, got {method!r}")
     p = np.asarray(p_values, float)
     k = len(p)
     if method is None or k == 0:
@@ -311,7 +311,7 @@ def adjust(p_values: Sequence[float], method: Optional[str] = "holm") -> list:
 
 # %% ../nbs/10b_drift.ipynb #2a96763f
 NUMERIC = ("question_chars", "answer_chars", "total_ms", "completion_tokens", "feedback_score")
-STATUS_RATES = ("refused", "idk", "error")
+_STATUS_RATES = ("refused", "idk", "error")
 EMBEDDING_TESTS = ("mmd", "topic", "classifier")
 
 
@@ -380,7 +380,7 @@ def _numeric_rows(ref: pd.DataFrame, cur: pd.DataFrame, features, bins, psi_thre
 
 def _rate_rows(ref: pd.DataFrame, cur: pd.DataFrame, notes) -> list:
     specs = [(f"{c}_block_rate", c, "block") for c in ("input_action", "output_action")]
-    specs += [(f"{s}_rate", "status", s) for s in STATUS_RATES]
+    specs += [(f"{s}_rate", "status", s) for s in _STATUS_RATES]
     rows = []
     for feature, col, value in specs:
         if col not in ref or col not in cur:

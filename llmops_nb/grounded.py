@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 # %% auto #0
-__all__ = ['WEIGHTS', 'MISS_PENALTY', 'WINDOW_CACHE', 'THRESHOLD', 'LEX_WEIGHT', 'LEX_CONFIDENT', 'JUDGE_MARGIN', 'MODES',
-           'Sentence', 'split_sentences', 'Token', 'tokens', 'is_claim', 'VectorLRU', 'clear_caches',
-           'default_embedder', 'SentenceSupport', 'GroundReport', 'check_grounded', 'parse_verdict']
+__all__ = ['WEIGHTS', 'MISS_PENALTY', 'WINDOW_CACHE', 'THRESHOLD', 'LEX_WEIGHT', 'LEX_CONFIDENT', 'MODES', 'Sentence',
+           'split_sentences', 'Token', 'tokens', 'is_claim', 'VectorLRU', 'clear_caches', 'default_embedder',
+           'SentenceSupport', 'GroundReport', 'check_grounded', 'parse_verdict']
 
 # %% ../nbs/07c_grounded.ipynb #a47210f3
 @dataclass(frozen=True)
@@ -476,7 +476,7 @@ class GroundReport:
         return "\n".join([f"supported={self.supported} score={self.score:.2f} ({self.semantic})", *rows, *self.notes])
 
 # %% ../nbs/07c_grounded.ipynb #0434c0bf
-THRESHOLD, LEX_WEIGHT, LEX_CONFIDENT, JUDGE_MARGIN = 0.73, 0.6, 0.9, 0.1
+THRESHOLD, LEX_WEIGHT, LEX_CONFIDENT, _JUDGE_MARGIN = 0.73, 0.6, 0.9, 0.1
 MODES = ("auto", "always", "never")
 
 
@@ -611,7 +611,7 @@ def check_grounded(
     embedder: Any = None,  # anything with .encode(list[str]) -> array; None: the packaged MiniLM
     judge: Optional[Callable] = None,  # prompt -> reply text; asked YES/NO about unsupported or borderline claims
     question: Optional[str] = None,  # the user's question: for the judge, and to embed a fragment answer with
-    judge_margin: float = JUDGE_MARGIN,  # also ask the judge about claims scoring below threshold + this
+    judge_margin: float = _JUDGE_MARGIN,  # also ask the judge about claims scoring below threshold + this
     weight: float = LEX_WEIGHT,  # share of the lexical score in the combined score
     window: int = 2,  # passage sentences per lexical evidence window
     max_sentences: int = 64,  # sentences checked; a longer answer is reported as not supported

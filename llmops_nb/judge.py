@@ -17,7 +17,7 @@ from .core import Settings, digest, load_settings
 from .prompts import PromptError, PromptRegistry, PromptVersion
 
 # %% auto #0
-__all__ = ['RUBRICS', 'JUDGE_VARS', 'ensure_judge_prompts', 'parse_verdict', 'judge_inputs', 'cache_key', 'default_cache_path',
+__all__ = ['RUBRICS', 'ensure_judge_prompts', 'parse_verdict', 'judge_inputs', 'cache_key', 'default_cache_path',
            'JudgeCacheError', 'JudgeCache', 'JudgeVerdict', 'Judge', 'judge_variance', 'cohen_kappa', 'agreement']
 
 # %% ../nbs/09b_judge.ipynb #747ad7b1
@@ -96,7 +96,7 @@ RUBRICS = {
 }
 
 # %% ../nbs/09b_judge.ipynb #c48433e5
-JUDGE_VARS = ("question", "answer", "reference", "contexts")  # the inputs a judge prompt may read
+_JUDGE_VARS = ("question", "answer", "reference", "contexts")  # the inputs a judge prompt may read
 
 
 def ensure_judge_prompts(
@@ -622,10 +622,10 @@ def _setup(self: Judge, rubric, prompt, repeats, temperature, seed, max_new_toke
     self.prompt = self._resolve(rubric, prompt)
     self.rubric = self.prompt.name.removeprefix("judge-")
     self.low, self.high = _scale(self.prompt)
-    if bad := sorted(set(self.prompt.variables) - set(JUDGE_VARS)):
+    if bad := sorted(set(self.prompt.variables) - set(_JUDGE_VARS)):
         raise PromptError(
             f"judge prompt {self.prompt.ref} reads {', '.join(bad)}; a judge prompt may read only "
-            f"{', '.join(JUDGE_VARS)}"
+            f"{', '.join(_JUDGE_VARS)}"
         )
     if "answer" not in self.prompt.variables:
         raise PromptError(f"judge prompt {self.prompt.ref} does not read {{{{ answer }}}}: it cannot judge an answer")

@@ -19,7 +19,7 @@ from .runs import RunRecord, find_run, list_runs, read_run, start_run
 from .traffic import LocalServer
 
 # %% auto #0
-__all__ = ['STAGES', 'NEEDS', 'Loop', 'stage_params', 'dataset_digest', 'summarize', 'format_summary', 'lifecycle_report',
+__all__ = ['STAGES', 'Loop', 'stage_params', 'dataset_digest', 'summarize', 'format_summary', 'lifecycle_report',
            'LifecycleResult', 'run_lifecycle', 'compare_lifecycles']
 
 # %% ../nbs/13_lifecycle.ipynb #996a0ce1
@@ -37,7 +37,7 @@ STAGES = [
     "traffic_after",
 ]
 _RUNBOOK_OF = {"evaluate_base": "evaluate", "traffic_after": "traffic"}  # stage -> runbook, where they differ
-NEEDS = {
+_NEEDS = {
     "doctor": [],
     "prepare_data": ["doctor"],
     "build_index": ["prepare_data"],
@@ -71,7 +71,7 @@ def _check_stage(stage: str, done: dict, loop: Optional[Loop]) -> None:
     "Refuse an unknown stage, one whose needs are not done, and one that needs the loop without it."
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; the stages are {STAGES}")
-    if missing := [d for d in NEEDS[stage] if d not in done and d != "doctor"]:
+    if missing := [d for d in _NEEDS[stage] if d not in done and d != "doctor"]:
         raise ValueError(f"stage {stage} needs {missing} first")
     if loop is None and stage in ("release", *_SERVED, "retrain"):
         raise ValueError(f"stage {stage} needs the lifecycle's loop (registry, store, server)")
@@ -404,14 +404,14 @@ def _unfinished(runs_dir: Path) -> Optional[RunRecord]:
 
 # %% ../nbs/13_lifecycle.ipynb #b52eb63a
 def _schedule(stages: list, done: dict, run_stage: Callable, parallel: int, log: Callable) -> tuple:
-    """Run each stage not in `done` once its `NEEDS` are, up to `parallel` at a time -> (failed stage, error), or (None,
-    None)."""
+    """Run each stage not in `done` once the stages it needs are, up to `parallel` at a time -> (failed stage, error),
+    or (None, None)."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
     todo, running, failed, error = [s for s in stages if s not in done], {}, None, None
     with ThreadPoolExecutor(parallel) as pool:
         while (todo and failed is None) or running:
-            ready = [s for s in todo if all(d in done for d in NEEDS[s] if d in stages)] if failed is None else []
+            ready = [s for s in todo if all(d in done for d in _NEEDS[s] if d in stages)] if failed is None else []
             for st in ready[: max(0, parallel - len(running))]:
                 todo.remove(st)
                 running[pool.submit(run_stage, st)] = st
@@ -515,7 +515,7 @@ class _StageRunner:
             if st in _SERVED and self.server is None:  # production is served from the first traffic on, by one server
                 self._serve()
             params = stage_params(st, dict(self.done), self.seed, self.loop)
-            parents = tuple(self.done[d].id for d in NEEDS[st] if d in self.done)
+            parents = tuple(self.done[d].id for d in _NEEDS[st] if d in self.done)
         self.log(f"== {st}")
         rec = run_runbook(
             _RUNBOOK_OF.get(st, st), params, profile=self.profile, settings=self.settings, parents=parents

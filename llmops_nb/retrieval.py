@@ -26,8 +26,8 @@ from llmops_nb.core import (
 from .embeddings import Embedder, check_texts
 
 # %% auto #0
-__all__ = ['TENANT_FIELD', 'RetrievalError', 'FilterError', 'Hit', 'gpu_available', 'VectorStore', 'rrf', 'chunk_metadata',
-           'index_digest', 'IndexConfig', 'hits_frame', 'explorer']
+__all__ = ['RetrievalError', 'FilterError', 'Hit', 'gpu_available', 'VectorStore', 'rrf', 'chunk_metadata', 'index_digest',
+           'IndexConfig', 'hits_frame', 'explorer']
 
 # %% ../nbs/04_retrieval.ipynb #8bd187ad
 class RetrievalError(ValueError):
@@ -545,7 +545,7 @@ def get(self: VectorStore, id: str) -> Hit:
     return Hit(id, float("nan"), self._texts[l], dict(self._metas[l]))
 
 # %% ../nbs/04_retrieval.ipynb #7e4a11c2
-TENANT_FIELD = "tenant"  # the chunk metadata field naming the tenant a chunk belongs to (absent: shared)
+_TENANT_FIELD = "tenant"  # the chunk metadata field naming the tenant a chunk belongs to (absent: shared)
 
 
 @patch
@@ -553,7 +553,7 @@ def tenant_where(
     self: VectorStore,
     tenant: Optional[str],  # the caller's tenant; None: no tenant filter
     where: Optional[dict] = None,  # the caller's own filter, narrowed
-    field: str = TENANT_FIELD,
+    field: str = _TENANT_FIELD,
 ) -> Optional[dict]:
     """`where` narrowed to the chunks `tenant` may see: its own and the shared ones (no `field`); unchanged when no
     chunk names a tenant."""

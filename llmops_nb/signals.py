@@ -15,12 +15,12 @@ from .core import atomic_write, digest, load_settings, read_json, read_jsonl
 from .tracestore import DEFAULT_TENANT, TraceStore, TraceStoreError, as_unix, safe_text, window_filter
 
 # %% auto #0
-__all__ = ['LABELS', 'PII_MODES', 'SignalError', 'add_label', 'labels', 'label_agreement', 'in_sample', 'add_scores', 'scores',
-           'score_traces', 'label_candidates', 'label_terminal', 'LabelQueue', 'label_queue', 'Export', 'export_traces',
-           'trace_ids_of', 'add_traces_cli', 'traces_cli']
+__all__ = ['SignalError', 'add_label', 'labels', 'label_agreement', 'in_sample', 'add_scores', 'scores', 'score_traces',
+           'label_candidates', 'label_terminal', 'LabelQueue', 'label_queue', 'Export', 'export_traces', 'trace_ids_of',
+           'add_traces_cli', 'traces_cli']
 
 # %% ../nbs/10e_signals.ipynb #bde7f23c
-LABELS = ("good", "bad")
+_LABELS = ("good", "bad")
 
 
 class SignalError(ValueError):
@@ -63,8 +63,8 @@ def add_label(
     if tenant is not None:
         tenant = _name(tenant, "tenant", 64)
     lab = label.strip().lower() if isinstance(label, str) else label
-    if lab not in LABELS:
-        raise SignalError(f"label: expected one of {LABELS}, got {label!r:.60}")
+    if lab not in _LABELS:
+        raise SignalError(f"label: expected one of {_LABELS}, got {label!r:.60}")
     if correction is not None:
         if not isinstance(correction, str) or not correction.strip():
             raise SignalError(f"correction: expected a non-empty string or None, got {correction!r:.60}")
@@ -134,7 +134,7 @@ def label_agreement(store: Union[TraceStore, str, Path]) -> dict:
     for a, b in combinations(sorted(by), 2):
         common = sorted(set(by[a]) & set(by[b]))
         x, y = [by[a][t] for t in common], [by[b][t] for t in common]
-        k = cohen_kappa(x, y, labels=list(LABELS)) if common else math.nan
+        k = cohen_kappa(x, y, labels=list(_LABELS)) if common else math.nan
         pairs.append(
             {
                 "a": a,
@@ -666,12 +666,12 @@ class Export:
         return f"Export({self.kind}, {len(self.rows)} rows from {self.considered} traces -> {self.path or self.note})"
 
 
-PII_MODES = ("full", "rules")
+_PII_MODES = ("full", "rules")
 
 
 def _redactor(pii: str):
-    if pii not in PII_MODES:
-        raise SignalError(f"pii: expected one of {PII_MODES}, got {pii!r:.40}")
+    if pii not in _PII_MODES:
+        raise SignalError(f"pii: expected one of {_PII_MODES}, got {pii!r:.40}")
     from llmops_nb.pii import RULE_ENTITIES, redact_pii
 
     ents = list(RULE_ENTITIES) if pii == "rules" else None
@@ -904,7 +904,7 @@ def add_traces_cli(subparsers) -> argparse.ArgumentParser:
         help="a suite, JSONL file or dataset folder not to repeat (repeatable)",
     )
     ex.add_argument(
-        "--pii", default="full", choices=list(PII_MODES), help="redaction: full (Presidio + spaCy + rules) or rules"
+        "--pii", default="full", choices=list(_PII_MODES), help="redaction: full (Presidio + spaCy + rules) or rules"
     )
     ex.add_argument("--min-score", type=float, default=0.5, help="online scores below this count as low (default 0.5)")
     ex.add_argument("--system-prompt", help="sft: a system message to put first")
