@@ -55,7 +55,7 @@ test-nbs: setup
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
 test-py: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=15
 
 # The library's shape: ruff's rule set (pyproject.toml), the import layers (import-linter contracts in pyproject.toml: no
 # cycles, no upward imports) and scripts/code_health.py (no line over 120, no function over 60 lines, no private name
