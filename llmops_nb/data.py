@@ -13,9 +13,10 @@ from typing import Any, Callable, Iterable, Literal, Optional, Union
 from .core import JobConfig, atomic_dir, digest, read_json, write_json
 
 # %% auto #0
-__all__ = ['DataError', 'Document', 'read_text', 'html_to_text', 'load_documents', 'clean_text', 'clean_documents', 'dedupe',
-           'deprioritize', 'Chunk', 'embedding_tokenizer', 'chunk', 'split', 'Dataset', 'save_dataset', 'load_dataset',
-           'check_conversation', 'build_sft_dataset', 'PrepareConfig']
+__all__ = ['DataError', 'Document', 'read_text', 'html_to_text', 'list_files', 'load_file', 'unique_ids', 'load_documents',
+           'clean_text', 'clean_documents', 'dedupe_signature', 'dedupe', 'deprioritize', 'Chunk',
+           'embedding_tokenizer', 'chunk', 'split', 'Dataset', 'save_dataset', 'load_dataset', 'check_conversation',
+           'build_sft_dataset', 'PrepareConfig']
 
 # %% ../nbs/02_data.ipynb #050a8fb9
 class DataError(ValueError):
@@ -247,6 +248,60 @@ def _read_csv(path, rel, text, base, text_field, id_field):
         raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
 
 # %% ../nbs/02_data.ipynb #e779332c
+def list_files(paths: Union[str, Path, Iterable], exclude: Iterable = ()) -> list:
+    """(file, id) of each supported file under `paths` (files, folders, globs) in a stable order, less `exclude`; the id
+    is the path relative to the folder or glob base it was found under."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not paths:
+        raise ValueError("load_documents: no paths given")
+    out = []
+    for p in paths:
+        for f, root in _expand(p, exclude):
+            rel = f.relative_to(root).as_posix()
+            if not _excluded(rel, exclude):
+                out.append((f, rel))
+    return out
+
+# %% ../nbs/02_data.ipynb #83d25a1a
+def load_file(
+    path: Union[str, Path],
+    rel: Optional[str] = None,  # the id of the file's document(s); None: the file name
+    max_bytes: int = 20_000_000,
+    text_field: str = "text",
+    id_field: str = "id",
+) -> list:
+    "The documents of one file: one for a page or text file, one per row of a JSONL or CSV file."
+    f = Path(path)
+    rel = rel or f.name
+    kind = _SUPPORTED.get(f.suffix.lower())
+    if kind is None:
+        raise DataError(f"{f}: unsupported file type {f.suffix!r}; supported: {', '.join(sorted(_SUPPORTED))}")
+    text, enc = read_text(f, max_bytes)
+    base = {"source": str(f), "type": kind, "encoding": enc, "source_digest": digest(f)}
+    if kind == "jsonl":
+        return list(_read_jsonl(f, rel, text, base, text_field, id_field))
+    if kind == "csv":
+        return list(_read_csv(f, rel, text, base, text_field, id_field))
+    if kind == "html":
+        body, title = html_to_text(text)
+        if not body.strip():
+            raise DataError(f"{f}: no text content after removing HTML boilerplate")
+        return [Document(rel, body, {**base, "title": title})]
+    title = next((l.lstrip("# ").strip() for l in text.splitlines() if l.strip()), "")
+    return [Document(rel, text, {**base, "title": title})]
+
+# %% ../nbs/02_data.ipynb #04fe0c85
+def unique_ids(docs: list) -> list:
+    "`docs` with repeated ids numbered `id~1`, `id~2` in input order (the documents are renamed in place)."
+    seen = {}
+    for d in docs:
+        base = d.id.split("~")[0]
+        if d.id in seen:
+            d.id = f"{d.id}~{seen[d.id]}"
+        seen[base] = seen.get(base, 0) + 1
+    return docs
+
+# %% ../nbs/02_data.ipynb #82303ef3
 def load_documents(
     paths: Union[str, Path, Iterable],
     exclude: Iterable = (),
@@ -255,41 +310,8 @@ def load_documents(
     id_field: str = "id",
 ) -> list:
     "Documents from files, folders and globs (md, txt, html, jsonl, csv), with stable ids and source metadata."
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    if not paths:
-        raise ValueError("load_documents: no paths given")
-    docs, seen = [], {}
-    for p in paths:
-        for f, root in _expand(p, exclude):
-            rel = f.relative_to(root).as_posix()
-            if _excluded(rel, exclude):
-                continue
-            text, enc = read_text(f, max_bytes)
-            kind = _SUPPORTED[f.suffix.lower()]
-            base = {"source": str(f), "type": kind, "encoding": enc, "source_digest": digest(f)}
-            if kind == "jsonl":
-                new = list(_read_jsonl(f, rel, text, base, text_field, id_field))
-            elif kind == "csv":
-                new = list(_read_csv(f, rel, text, base, text_field, id_field))
-            elif kind == "html":
-                body, title = html_to_text(text)
-                if not body.strip():
-                    raise DataError(f"{f}: no text content after removing HTML boilerplate")
-                new = [Document(rel, body, {**base, "title": title})]
-            else:
-                new = [
-                    Document(
-                        rel,
-                        text,
-                        {**base, "title": next((l.lstrip("# ").strip() for l in text.splitlines() if l.strip()), "")},
-                    )
-                ]
-            for d in new:
-                if d.id in seen:
-                    d.id = f"{d.id}~{seen[d.id]}"  # a repeated row id: keep both, ids stay unique
-                seen[d.id.split("~")[0]] = seen.get(d.id.split("~")[0], 0) + 1
-            docs.extend(new)
-    return docs
+    files = list_files(paths, exclude)
+    return unique_ids([d for f, rel in files for d in load_file(f, rel, max_bytes, text_field, id_field)])
 
 # %% ../nbs/02_data.ipynb #78a322cd
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
@@ -335,7 +357,14 @@ def _minhash(words: list, ngram: int, num_perm: int, seed: int):
     m.update_batch([" ".join(g).encode("utf-8") for g in set(grams)])
     return m
 
-# %% ../nbs/02_data.ipynb #58039d7c
+
+def dedupe_signature(text: str, ngram: int = 2, num_perm: int = 128, seed: int = 1) -> tuple:
+    """(exact key, MinHash values) of a text as `dedupe` compares it. Pure and per document, so workers can compute
+    signatures in parallel and `dedupe(..., signatures=)` decides in one place."""
+    norm = _norm_for_dedupe(text)
+    return digest(norm.encode("utf-8")), _minhash(norm.split(), ngram, num_perm, seed).hashvalues
+
+# %% ../nbs/02_data.ipynb #e873cfaa
 def dedupe(
     docs: list,
     threshold: float = 0.7,
@@ -343,22 +372,24 @@ def dedupe(
     num_perm: int = 128,
     seed: int = 1,
     prefer: Optional[Callable] = None,
+    signatures: Optional[dict] = None,  # id -> `dedupe_signature` (same ngram, num_perm, seed); None: computed here
 ) -> tuple:
     "(kept documents, report rows) after dropping exact and near duplicates (MinHash LSH at Jaccard `threshold`)."
     if not 0 < threshold <= 1:
         raise ValueError(f"dedupe: threshold must be in (0, 1], got {threshold}")
-    from datasketch import MinHashLSH
+    from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     exact, sigs, kept, report = {}, {}, [], []
     order = {d.id: i for i, d in enumerate(docs)}
     for d in sorted(docs, key=prefer) if prefer else docs:  # who survives: input order, or `prefer`'s order
-        norm = _norm_for_dedupe(d.text)
-        key = digest(norm.encode("utf-8"))
+        if signatures is not None and d.id not in signatures:
+            raise KeyError(f"dedupe: no signature for document {d.id!r}")
+        key, values = signatures[d.id] if signatures is not None else dedupe_signature(d.text, ngram, num_perm, seed)
         if key in exact:
             report.append({"id": d.id, "duplicate_of": exact[key], "kind": "exact", "similarity": 1.0})
             continue
-        m = _minhash(norm.split(), ngram, num_perm, seed)
+        m = MinHash(num_perm=num_perm, seed=seed, hashvalues=values, scheme=_perms(num_perm, seed)[1])
         best = max(((sigs[c].jaccard(m), c) for c in lsh.query(m)), default=(0.0, None))
         if best[1] is not None and best[0] >= threshold:
             report.append({"id": d.id, "duplicate_of": best[1], "kind": "near", "similarity": round(best[0], 4)})

@@ -18,8 +18,9 @@ from .guard import Policy, Verdict, load_policy, scan_input, scan_output
 from .prompts import PromptVersion, default_rag_prompt, prompt_version
 
 # %% auto #0
-__all__ = ['MODES', 'Step', 'Trace', 'Citation', 'Answer', 'cite', 'RAGPipeline', 'DocumentScans', 'scan_chunks', 'SpecError',
-           'spec_digest', 'check_spec', 'release_spec', 'PipelineSpec', 'build_pipeline', 'EvalConfig', 'TrafficConfig']
+__all__ = ['MODES', 'Step', 'Trace', 'source_label', 'Citation', 'Answer', 'cite', 'RAGPipeline', 'DocumentScans', 'scan_chunks',
+           'SpecError', 'spec_digest', 'check_spec', 'release_spec', 'PipelineSpec', 'build_pipeline', 'EvalConfig',
+           'TrafficConfig']
 
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
@@ -63,17 +64,31 @@ class Trace:
         return f"Trace({self.id}, {self.status}, {self.total_ms:.0f} ms, steps={[s.name for s in self.steps]})"
 
 # %% ../nbs/08b_pipeline.ipynb #58a91971
+def source_label(title: str, page: Optional[int] = None, page_end: Optional[int] = None) -> str:
+    "A passage's source as a citation names it: `Returns policy`, `Returns policy, p. 3`, `Returns policy, pp. 3-4`."
+    if page is None:
+        return title
+    return f"{title}, pp. {page}-{page_end}" if page_end not in (None, page) else f"{title}, p. {page}"
+
+# %% ../nbs/08b_pipeline.ipynb #1ca02902
 @dataclass
 class Citation:
-    "A passage the answer cites: its number in the prompt, chunk id, title, retrieval score and text."
+    "A passage the answer cites: its number in the prompt, chunk id, title, retrieval score, text and page(s)."
 
     n: int
     id: str
     title: str
     score: float
     text: str
+    page: Optional[int] = None  # first page of the passage in a paged source (PDF, DOCX); None for other sources
+    page_end: Optional[int] = None  # last page, when the passage crosses a page break
 
-# %% ../nbs/08b_pipeline.ipynb #16af13b4
+    @property
+    def label(self) -> str:
+        "How the citation reads: `[2] Returns policy, p. 3`."
+        return f"[{self.n}] {source_label(self.title or self.id, self.page, self.page_end)}"
+
+# %% ../nbs/08b_pipeline.ipynb #de83c803
 @dataclass
 class Answer:
     "A pipeline answer: text, citations, the input/output verdicts and the trace."
@@ -97,11 +112,20 @@ class Answer:
         }
 
     def _repr_markdown_(self) -> str:
-        cites = "\n".join(f"- [{c.n}] {c.title or c.id} ({c.score:.3f})" for c in self.citations)
+        cites = "\n".join(f"- {c.label} ({c.score:.3f})" for c in self.citations)
         return f"{self.text}\n\n{cites}\n\n*{self.status}, {self.trace.total_ms:.0f} ms*" if self.trace else self.text
 
 # %% ../nbs/08b_pipeline.ipynb #dde1b15f
 _CITE_RE = re.compile(r"\s?\[(\d{1,2})\]")
+
+
+def _pages(meta: dict) -> tuple:
+    "(page, page_end) of a passage's metadata, as ints or None."
+    page = meta.get("page")
+    if page in (None, ""):
+        return None, None
+    end = meta.get("page_end")
+    return int(page), (int(end) if end not in (None, "") else None)
 
 
 def cite(text: str, hits: list) -> tuple:
@@ -120,6 +144,7 @@ def cite(text: str, hits: list) -> tuple:
             str(hits[n - 1].metadata.get("title", "")),
             round(float(hits[n - 1].score), 4),
             hits[n - 1].text,
+            *_pages(hits[n - 1].metadata),
         )
         for n in sorted(used)
     ]
@@ -183,8 +208,15 @@ class RAGPipeline:
 
 # %% ../nbs/08b_pipeline.ipynb #4fbfa05e
 def _contexts(hits: list) -> list:
+    "The passages as the prompt shows them; a paged source's title names its page(s): `Returns policy, p. 3`."
     return [
-        {"n": i + 1, "id": h.id, "title": str(h.metadata.get("title", "")), "text": h.text} for i, h in enumerate(hits)
+        {
+            "n": i + 1,
+            "id": h.id,
+            "title": source_label(str(h.metadata.get("title", "")), *_pages(h.metadata)),
+            "text": h.text,
+        }
+        for i, h in enumerate(hits)
     ]
 
 

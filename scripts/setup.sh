@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
-EXTRAS=${EXTRAS:-dev}
+EXTRAS=${EXTRAS:-dev,ray}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 
 if [ ! -x "$VENV/bin/python" ]; then
