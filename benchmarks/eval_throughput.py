@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/eval_throughput.py [--cases N] [--judge-latency-ms MS] [--real N] [--out FILE.json]
 
-The suite is data/sample/qa.jsonl (99 questions, references, relevant documents, tags), repeated to `--cases` cases.
+The suite is data/sample/qa.jsonl (101 questions, references, relevant documents, tags), repeated to `--cases` cases.
 The system under test is the guarded RAG pipeline (input guard, hybrid retrieval over the sample corpus with MiniLM,
 prompt, generation, output guard with groundedness) whose model is an OpenAI-compatible test server
 (`FakeOpenAIServer`) that answers instantly from the passages it is given, so the figures are the cost of the

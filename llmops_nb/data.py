@@ -7,20 +7,38 @@ Docs: https://llmops.github.io/llmops-nb/data.html.md"""
 # %% ../nbs/02_data.ipynb #6ec7b4d5
 from __future__ import annotations
 import csv, fnmatch, functools, glob, io, json, re, unicodedata, warnings, zlib
+from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Union
 from .core import JobConfig, atomic_dir, digest, read_json, write_json
 
 # %% auto #0
-__all__ = ['DataError', 'Document', 'read_text', 'html_to_text', 'list_files', 'load_file', 'unique_ids', 'load_documents',
-           'clean_text', 'clean_documents', 'dedupe_signature', 'dedupe', 'deprioritize', 'Chunk',
-           'embedding_tokenizer', 'chunk', 'split', 'Dataset', 'save_dataset', 'load_dataset', 'check_conversation',
-           'build_sft_dataset', 'PrepareConfig']
+__all__ = ['DataError', 'DocumentError', 'Document', 'read_text', 'html_to_text', 'list_files', 'clean_text', 'load_file',
+           'try_load_file', 'unique_ids', 'DocumentList', 'load_documents', 'clean_documents', 'dedupe_signature',
+           'dedupe', 'deprioritize', 'Chunk', 'embedding_tokenizer', 'chunk', 'split', 'Dataset', 'save_dataset',
+           'load_dataset', 'check_conversation', 'build_sft_dataset', 'PrepareConfig']
 
 # %% ../nbs/02_data.ipynb #050a8fb9
 class DataError(ValueError):
     "Bad input data: the message names the file (and line) and what was wrong."
+
+# %% ../nbs/02_data.ipynb #1e4a717c
+_KINDS = ("encrypted", "corrupt", "scanned", "empty", "unsupported", "too_large", "invalid")
+
+
+class DocumentError(DataError):
+    """A file that cannot be loaded: `.path` names it and `.kind` says why, one of encrypted, corrupt, scanned, empty,
+    unsupported, too_large, invalid."""
+
+    def __init__(self, message: str, path: Union[str, Path, None] = None, kind: str = "invalid"):
+        if kind not in _KINDS:
+            raise ValueError(f"DocumentError: kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+        super().__init__(message)
+        self.path, self.kind = (str(path) if path is not None else None), kind
+
+    def __reduce__(self):  # survives the trip back from a worker process
+        return (DocumentError, (str(self), self.path, self.kind))
 
 # %% ../nbs/02_data.ipynb #6927e8b4
 @dataclass
@@ -40,23 +58,33 @@ _SUPPORTED = {
     ".htm": "html",
     ".jsonl": "jsonl",
     ".csv": "csv",
+    ".pdf": "pdf",
+    ".docx": "docx",
 }
 
 # %% ../nbs/02_data.ipynb #d987031a
+def _check_size(path: Path, max_bytes: int) -> Path:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DocumentError(
+            f"{path}: {size / 1e6:.1f} MB is over max_bytes={max_bytes / 1e6:.1f} MB; raise max_bytes to load it",
+            path,
+            "too_large",
+        )
+    if size == 0:
+        raise DocumentError(f"{path}: empty file", path, "empty")
+    return path
+
+# %% ../nbs/02_data.ipynb #126653ad
 def read_text(path: Union[str, Path], max_bytes: int = 20_000_000) -> tuple:
     """(text, encoding) of a text file: UTF-8, else the detected encoding; `DataError` for binary, empty or oversized
     files."""
-    path = Path(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise DataError(
-            f"{path}: {size / 1e6:.1f} MB is over max_bytes={max_bytes / 1e6:.1f} MB; raise max_bytes to load it"
-        )
+    path = _check_size(Path(path), max_bytes)
     raw = path.read_bytes()
     if not raw.strip():
-        raise DataError(f"{path}: empty file")
+        raise DocumentError(f"{path}: empty file", path, "empty")
     if b"\x00" in raw:
-        raise DataError(f"{path}: binary content (NUL bytes), not a text file")
+        raise DocumentError(f"{path}: binary content (NUL bytes), not a text file", path, "invalid")
     try:
         return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
@@ -65,7 +93,7 @@ def read_text(path: Union[str, Path], max_bytes: int = 20_000_000) -> tuple:
 
     best = from_bytes(raw).best()
     if best is None or best.chaos > 0.3:
-        raise DataError(f"{path}: undecodable bytes: not UTF-8 and no reliable encoding detected")
+        raise DocumentError(f"{path}: undecodable bytes: not UTF-8 and no reliable encoding detected", path, "invalid")
     return str(best), best.encoding
 
 # %% ../nbs/02_data.ipynb #f7032ad1
@@ -185,7 +213,9 @@ def _expand(p, exclude) -> list:
     p = Path(p).expanduser()
     if p.is_file():
         if p.suffix.lower() not in _SUPPORTED:
-            raise DataError(f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(sorted(_SUPPORTED))}")
+            raise DocumentError(
+                f"{p}: unsupported file type {p.suffix!r}; supported: {', '.join(sorted(_SUPPORTED))}", p, "unsupported"
+            )
         return [(p, p.parent)]
     if p.is_dir():
         files = sorted(
@@ -262,7 +292,325 @@ def list_files(paths: Union[str, Path, Iterable], exclude: Iterable = ()) -> lis
                 out.append((f, rel))
     return out
 
-# %% ../nbs/02_data.ipynb #83d25a1a
+# %% ../nbs/02_data.ipynb #78a322cd
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
+
+
+def clean_text(text: str) -> str:
+    "NFKC, no control/zero-width characters, LF line endings, collapsed spaces, at most one blank line."
+    if not isinstance(text, str):
+        raise TypeError(f"clean_text: expected str, got {type(text).__name__}")
+    t = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).replace("\r\n", "\n").replace("\r", "\n")
+    t = "".join(c for c in t if c in "\n\t" or unicodedata.category(c)[0] != "C")
+    lines = [re.sub(r"(?<=\S)[ \t]+", " ", l).rstrip() for l in t.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+# %% ../nbs/02_data.ipynb #4b38e278
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
+
+
+def _carry_paths(pages: list) -> list:
+    "The heading path each page starts under: the Markdown headings of the pages before it, as `chunk` tracks them."
+    path, out = [], []
+    for text in pages:
+        out.append([h for h in path if h])
+        for m in _HEADING.finditer(text):
+            level = len(m.group(1))
+            path = path[: level - 1] + [None] * max(0, level - 1 - len(path)) + [m.group(2).strip()]
+    return out
+
+
+def _paged_docs(f: Path, rel: str, base: dict, title: str, pages: list) -> list:
+    "One Document per non-blank page: id `<rel>#p<N>` (N counts from 1), page number, page count, heading path."
+    paths = _carry_paths(pages)
+    docs = [
+        Document(f"{rel}#p{i}", t, {**base, "title": title, "page": i, "page_count": len(pages), "heading_path": p})
+        for i, (t, p) in enumerate(zip(pages, paths), 1)
+        if t.strip()
+    ]
+    if not docs:
+        raise DocumentError(f"{f}: no text in any of its {len(pages)} page(s)", f, "empty")
+    return docs
+
+# %% ../nbs/02_data.ipynb #eb0f8a5a
+def _pdf_outline(reader) -> dict:
+    "page index -> [(level, title)] from the PDF's bookmarks ({} when it has none or they cannot be read)."
+    out = {}
+
+    def walk(items, level):
+        for it in items:
+            if isinstance(it, list):
+                walk(it, level + 1)
+                continue
+            try:
+                out.setdefault(reader.get_destination_page_number(it), []).append((level, str(it.title).strip()))
+            except Exception:  # a bookmark pointing nowhere: skip it
+                continue
+
+    try:
+        walk(reader.outline, 1)
+    except Exception:
+        return {}
+    return out
+
+
+def _font_headings(page) -> list:
+    "[(level, text)] of runs of text set at least 15% larger than the page's body text."
+    runs, sizes = [], {}
+
+    def visit(text, cm, tm, font, size):
+        scale = abs(tm[3] * cm[3]) or 1.0
+        s = round(float(size) * scale, 1)
+        if text.strip():
+            sizes[s] = sizes.get(s, 0) + len(text.strip())
+            if runs and runs[-1][0] == s:
+                runs[-1][1] += text
+            else:
+                runs.append([s, text])
+
+    page.extract_text(visitor_text=visit)
+    if not sizes:
+        return []
+    body = max(sizes, key=sizes.get)
+    big = sorted({s for s in sizes if s >= 1.15 * body}, reverse=True)[:6]
+    return [(big.index(s) + 1, " ".join(t.split())) for s, t in runs if s in big and t.strip()]
+
+# %% ../nbs/02_data.ipynb #94833017
+_BULLET = re.compile(r"^[•◦▪‣●○■\-–]\s+")
+_ITEM = re.compile(r"^([•◦▪‣●○■\-–]|\d{1,3}[.)])\s+")
+_GAP = re.compile(r"(?<=\S) {3,}(?=\S)")
+
+
+def _pdf_table(lines: list) -> list:
+    """`cell | cell` rows of a layout table block. Columns start where the widest row's cells start; a line with
+    nothing in the first column continues the nearest row below the header (the one above on a tie), as wrapped
+    cells do."""
+    cells = [[(m.start(), m.group()) for m in re.finditer(r"\S+(?: {1,2}\S+)*", l)] for l in lines]
+    starts = [s for s, _ in max(cells, key=len)]
+    col = lambda s: min(range(len(starts)), key=lambda j: abs(starts[j] - s))
+    anchors = [i for i, c in enumerate(cells) if c and col(c[0][0]) == 0]
+    if not anchors:
+        return [" | ".join(t for _, t in c) for c in cells if c]
+    rows = {a: [[] for _ in starts] for a in anchors}
+    body = [a for a in anchors if a > 0] or anchors  # the first line is the header: it does not wrap
+    for i, c in enumerate(cells):
+        a = i if i == 0 else min(body, key=lambda a: (abs(a - i), a > i))
+        for s, t in c:
+            rows[a][col(s)].append(t)
+    return [" | ".join(" ".join(p) for p in rows[a]) for a in anchors]
+
+
+def _pdf_block(lines: list, heads: dict) -> list:
+    "Markdown-like lines of one layout block: a heading, table rows, list items or one paragraph."
+    flat = " ".join(" ".join(l.split()) for l in lines)
+    if flat in heads:
+        return ["#" * heads.pop(flat) + " " + flat]
+    if sum(bool(_GAP.search(l.strip())) for l in lines) >= max(2, len(lines) / 3):
+        return _pdf_table(lines)
+    out = []
+    for l in (" ".join(l.split()) for l in lines):
+        if not out or _ITEM.match(l):
+            out.append(l)
+        else:
+            out[-1] += " " + l
+    return [_BULLET.sub("- ", l) for l in out]
+
+
+def _pdf_page_text(layout: str, headings: list) -> str:
+    "Page text from pypdf's layout-mode text and the page's [(level, heading)]."
+    heads = {" ".join(t.split()): lvl for lvl, t in headings if t.strip()}
+    blocks, cur = [], []
+    for line in layout.split("\n") + [""]:
+        if line.strip():
+            cur.append(line)
+        elif cur:
+            blocks.append(cur)
+            cur = []
+    text = "\n\n".join("\n".join(_pdf_block(b, heads)) for b in blocks)
+    missing = "\n\n".join("#" * lvl + " " + t for t, lvl in heads.items())  # bookmarks whose text is not on the page
+    return clean_text(f"{missing}\n\n{text}" if missing and text.strip() else text)
+
+# %% ../nbs/02_data.ipynb #ceb9137d
+def _open_pdf(f: Path):
+    "A pypdf reader of `f`, decrypted with the empty user password when it is encrypted."
+    import pypdf
+
+    try:
+        reader = pypdf.PdfReader(f)
+        pages = len(reader.pages) if not reader.is_encrypted else None
+    except Exception as e:
+        raise DocumentError(f"{f}: corrupt or truncated PDF ({type(e).__name__}: {e})", f, "corrupt") from None
+    if reader.is_encrypted:
+        try:
+            ok = reader.decrypt("")
+        except Exception as e:  # e.g. an encryption method pypdf cannot handle
+            raise DocumentError(f"{f}: encrypted PDF that cannot be opened ({e})", f, "encrypted") from None
+        if not ok:
+            raise DocumentError(
+                f"{f}: password-protected PDF (the empty user password did not open it); decrypt it first",
+                f,
+                "encrypted",
+            )
+        pages = len(reader.pages)
+    if not pages:
+        raise DocumentError(f"{f}: a PDF without pages", f, "empty")
+    return reader
+
+
+def _pdf_pages(f: Path) -> tuple:
+    "(title, page texts) of a PDF; `DocumentError` when it is encrypted, corrupt or image-only."
+    import logging
+
+    log = logging.getLogger("pypdf")
+    level = log.level
+    log.setLevel(logging.ERROR)  # repairs of slightly broken files are pypdf's business; failures raise below
+    try:
+        return _read_pdf(f)
+    finally:
+        log.setLevel(level)
+
+
+def _read_pdf(f: Path) -> tuple:
+    reader = _open_pdf(f)
+    outline, texts, images = _pdf_outline(reader), [], 0
+    try:
+        for i, page in enumerate(reader.pages):
+            heads = outline.get(i) if outline else _font_headings(page)
+            texts.append(_pdf_page_text(page.extract_text(extraction_mode="layout"), heads or []))
+            images += not texts[-1] and len(page.images) > 0
+    except DocumentError:
+        raise
+    except Exception as e:
+        raise DocumentError(
+            f"{f}: corrupt PDF, page {len(texts) + 1} unreadable ({type(e).__name__}: {e})", f, "corrupt"
+        ) from None
+    if not any(texts) and images:
+        raise DocumentError(
+            f"{f}: no extractable text, {images} of {len(texts)} page(s) are images only (a scanned document?); "
+            "no OCR is done here: run OCR first (e.g. ocrmypdf) to add a text layer",
+            f,
+            "scanned",
+        )
+    meta_title = str((reader.metadata or {}).get("/Title") or "").strip()
+    first_head = next((m.group(2).strip() for t in texts for m in _HEADING.finditer(t)), "")
+    return meta_title or first_head or f.stem, texts
+
+# %% ../nbs/02_data.ipynb #e24dba6c
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _docx_events(p) -> list:
+    "Text pieces (str) and page breaks ('explicit' or 'rendered') of a paragraph element, in order."
+    out = []
+    ppr = p.find(f"{_W}pPr")
+    if ppr is not None and ppr.find(f"{_W}pageBreakBefore") is not None:
+        out.append(("break", "explicit"))
+    for el in p.iter(f"{_W}t", f"{_W}tab", f"{_W}br", f"{_W}cr", f"{_W}lastRenderedPageBreak"):
+        tag = el.tag[len(_W) :]
+        if tag == "lastRenderedPageBreak":
+            out.append(("break", "rendered"))
+        elif tag == "br" and el.get(f"{_W}type") == "page":
+            out.append(("break", "explicit"))
+        else:
+            out.append(("text", el.text or "" if tag == "t" else "\t" if tag == "tab" else "\n"))
+    sect = ppr.find(f"{_W}sectPr") if ppr is not None else None
+    kind = sect.find(f"{_W}type") if sect is not None else None
+    if sect is not None and (kind is None or kind.get(f"{_W}val") != "continuous"):  # default: next page
+        out.append(("break", "explicit"))
+    return out
+
+
+class _Pages:
+    "Blocks per page while walking a Word body; a rendered break right after an explicit one counts once."
+
+    def __init__(self):
+        self.pages, self.fresh = [[]], None  # fresh: the kind of break that started the current page, until text
+
+    def brk(self, kind: str):
+        if (kind == "rendered" and self.fresh == "explicit") or not any(self.pages):
+            return
+        self.pages.append([])
+        self.fresh = kind
+
+    def add(self, text: str):
+        if text.strip():
+            self.pages[-1].append(text)
+            self.fresh = None
+
+    def paragraph(self, events: list, prefix: str):
+        cur, first = "", True
+        for kind, val in events:
+            if kind == "text":
+                cur += val
+                continue
+            if cur.strip():
+                self.add((prefix if first else "") + cur.strip())
+                first = False
+            cur = ""
+            self.brk(val)
+        if cur.strip():
+            self.add((prefix if first else "") + cur.strip())
+
+# %% ../nbs/02_data.ipynb #ff276732
+def _docx_prefix(style: str, has_title: bool, numbers: list) -> str:
+    "The Markdown prefix of a paragraph style: '# ' for Title, '## ' for Heading 1 (with a Title), '- ', '1. '."
+    if style == "Title":
+        return "# "
+    if m := re.fullmatch(r"Heading ([1-9])", style):
+        return "#" * min(6, int(m.group(1)) + has_title) + " "
+    if style.startswith("List Number"):
+        numbers[0] += 1
+        return f"{numbers[0]}. "
+    numbers[0] = 0
+    return "- " if style.startswith("List") else ""
+
+
+def _docx_rows(table) -> list:
+    "`cell | cell` lines of a python-docx table, a merged cell once."
+    out = []
+    for row in table.rows:
+        seen, cells = set(), []
+        for c in row.cells:
+            if id(c._tc) not in seen:
+                seen.add(id(c._tc))
+                cells.append(" ".join(c.text.split()))
+        if any(cells):
+            out.append(" | ".join(cells))
+    return out
+
+
+def _docx_pages(f: Path) -> tuple:
+    "(title, page texts) of a .docx; `DocumentError` when it is not a readable Word file."
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    with open(f, "rb") as fh:
+        if fh.read(8) == bytes.fromhex("d0cf11e0a1b11ae1"):
+            raise DocumentError(
+                f"{f}: encrypted Word file (or a legacy .doc named .docx); save it unprotected", f, "encrypted"
+            )
+    try:
+        doc = docx.Document(str(f))
+        body = list(doc.element.body.iterchildren())
+        has_title = any(p.style is not None and p.style.name == "Title" for p in doc.paragraphs)
+        title = (doc.core_properties.title or "").strip()
+    except Exception as e:
+        raise DocumentError(f"{f}: corrupt Word file ({type(e).__name__}: {e})", f, "corrupt") from None
+    pages, numbers = _Pages(), [0]
+    for el in body:
+        if el.tag == f"{_W}tbl":
+            pages.add("\n".join(_docx_rows(Table(el, doc))))
+        elif el.tag == f"{_W}p":
+            par = Paragraph(el, doc)
+            pages.paragraph(
+                _docx_events(el), _docx_prefix(par.style.name if par.style is not None else "", has_title, numbers)
+            )
+    texts = [clean_text("\n\n".join(p)) for p in pages.pages]
+    first_head = next((m.group(2).strip() for t in texts for m in _HEADING.finditer(t)), "")
+    return title or first_head or f.stem, texts
+
+# %% ../nbs/02_data.ipynb #f067f20a
 def load_file(
     path: Union[str, Path],
     rel: Optional[str] = None,  # the id of the file's document(s); None: the file name
@@ -270,12 +618,18 @@ def load_file(
     text_field: str = "text",
     id_field: str = "id",
 ) -> list:
-    "The documents of one file: one for a page or text file, one per row of a JSONL or CSV file."
+    """The documents of one file: one for a web page or text file, one per row of a JSONL or CSV file, one per page
+    (with text) of a PDF or Word file. Errors are `DocumentError`s or, for a bad row, `DataError`s naming the line."""
     f = Path(path)
     rel = rel or f.name
     kind = _SUPPORTED.get(f.suffix.lower())
     if kind is None:
-        raise DataError(f"{f}: unsupported file type {f.suffix!r}; supported: {', '.join(sorted(_SUPPORTED))}")
+        raise DocumentError(
+            f"{f}: unsupported file type {f.suffix!r}; supported: {', '.join(sorted(_SUPPORTED))}", f, "unsupported"
+        )
+    if kind in ("pdf", "docx"):
+        title, pages = (_pdf_pages if kind == "pdf" else _docx_pages)(_check_size(f, max_bytes))
+        return _paged_docs(f, rel, {"source": str(f), "type": kind, "source_digest": digest(f)}, title, pages)
     text, enc = read_text(f, max_bytes)
     base = {"source": str(f), "type": kind, "encoding": enc, "source_digest": digest(f)}
     if kind == "jsonl":
@@ -285,10 +639,25 @@ def load_file(
     if kind == "html":
         body, title = html_to_text(text)
         if not body.strip():
-            raise DataError(f"{f}: no text content after removing HTML boilerplate")
+            raise DocumentError(f"{f}: no text content after removing HTML boilerplate", f, "empty")
         return [Document(rel, body, {**base, "title": title})]
     title = next((l.lstrip("# ").strip() for l in text.splitlines() if l.strip()), "")
     return [Document(rel, text, {**base, "title": title})]
+
+# %% ../nbs/02_data.ipynb #57a0e2af
+def try_load_file(path: Union[str, Path], rel: Optional[str] = None, **kw) -> tuple:
+    """(documents, None) of one file, or ([], failure) when it cannot be loaded: failure is
+    `{"file": rel, "kind": DocumentError kind, "error": message}`. `kw` go to `load_file`."""
+    rel = rel or Path(path).name
+    try:
+        return load_file(path, rel, **kw), None
+    except DocumentError as e:
+        kind, msg = e.kind, str(e)
+    except DataError as e:  # a malformed row of a JSONL or CSV file
+        kind, msg = "invalid", str(e)
+    except OSError as e:
+        kind, msg = "invalid", f"{path}: unreadable ({type(e).__name__}: {e})"
+    return [], {"file": rel, "kind": kind, "error": msg}
 
 # %% ../nbs/02_data.ipynb #04fe0c85
 def unique_ids(docs: list) -> list:
@@ -302,29 +671,40 @@ def unique_ids(docs: list) -> list:
     return docs
 
 # %% ../nbs/02_data.ipynb #82303ef3
+class DocumentList(list):
+    "A list of `Document`s that also carries `.failures`: the files `load_documents(errors=\"report\")` skipped."
+
+    def __init__(self, docs: Iterable = (), failures: Optional[list] = None):
+        super().__init__(docs)
+        self.failures = list(failures or [])
+
+# %% ../nbs/02_data.ipynb #3eec85f4
 def load_documents(
     paths: Union[str, Path, Iterable],
     exclude: Iterable = (),
     max_bytes: int = 20_000_000,
     text_field: str = "text",
     id_field: str = "id",
+    errors: Literal["raise", "report"] = "raise",  # "report": skip files that fail, listed in `.failures`
 ) -> list:
-    "Documents from files, folders and globs (md, txt, html, jsonl, csv), with stable ids and source metadata."
-    files = list_files(paths, exclude)
-    return unique_ids([d for f, rel in files for d in load_file(f, rel, max_bytes, text_field, id_field)])
-
-# %% ../nbs/02_data.ipynb #78a322cd
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None)
-
-
-def clean_text(text: str) -> str:
-    "NFKC, no control/zero-width characters, LF line endings, collapsed spaces, at most one blank line."
-    if not isinstance(text, str):
-        raise TypeError(f"clean_text: expected str, got {type(text).__name__}")
-    t = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).replace("\r\n", "\n").replace("\r", "\n")
-    t = "".join(c for c in t if c in "\n\t" or unicodedata.category(c)[0] != "C")
-    lines = [re.sub(r"(?<=\S)[ \t]+", " ", l).rstrip() for l in t.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    """Documents from files, folders and globs (md, txt, html, jsonl, csv, pdf, docx), with stable ids and source
+    metadata, as a `DocumentList`. `errors="raise"`: the first bad file raises (the message names it); "report": the
+    others load, a warning counts the failures and `.failures` lists them (see `try_load_file`)."""
+    if errors not in ("raise", "report"):
+        raise ValueError(f"load_documents: errors must be 'raise' or 'report', got {errors!r}")
+    kw = dict(max_bytes=max_bytes, text_field=text_field, id_field=id_field)
+    docs, failures = [], []
+    for f, rel in list_files(paths, exclude):
+        if errors == "raise":
+            docs += load_file(f, rel, **kw)
+            continue
+        got, failure = try_load_file(f, rel, **kw)
+        docs += got
+        failures += [failure] if failure else []
+    if failures:
+        kinds = ", ".join(f"{k}: {n}" for k, n in sorted(Counter(x["kind"] for x in failures).items()))
+        warnings.warn(f"skipped {len(failures)} file(s) that could not be loaded ({kinds}): see .failures")
+    return DocumentList(unique_ids(docs), failures)
 
 # %% ../nbs/02_data.ipynb #ddf54426
 def clean_documents(docs: list) -> list:
@@ -432,13 +812,10 @@ def embedding_tokenizer(name: str = "all-minilm-l6-v2"):
     return tok
 
 # %% ../nbs/02_data.ipynb #da8306cb
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.M)
-
-
-def _sections(text: str):
-    "(heading path, start, end) of each section of Markdown-like text."
-    marks, path, out, prev = list(_HEADING.finditer(text)), [], [], 0
-    cur = []
+def _sections(text: str, path: Iterable = ()):
+    "(heading path, start, end) of each section of Markdown-like text that starts under the headings `path`."
+    marks, path, out, prev = list(_HEADING.finditer(text)), list(path), [], 0
+    cur = list(path)
     for m in marks:
         if m.start() > prev:
             out.append((list(cur), prev, m.start()))
@@ -510,8 +887,9 @@ def chunk(docs: list, max_tokens: int = 200, overlap: int = 32, tokenizer: Any =
     for d in docs:
         if not isinstance(d, Document):
             raise TypeError(f"chunk: expected Document, got {type(d).__name__}")
-        i = 0
-        for heads, a, b in _sections(d.text):
+        i, paged = 0, "page" in d.metadata  # a PDF or Word page: it starts under its heading path, chunks cite its page
+        keep = ("source", "type", "title", "category", "product") + (("page", "page_count") if paged else ())
+        for heads, a, b in _sections(d.text, d.metadata.get("heading_path") or () if paged else ()):
             for group in _pack(list(_units(d.text, a, b, tok, max_tokens)), max_tokens, overlap):
                 s, e = group[0][0], group[-1][1]
                 out.append(
@@ -523,11 +901,7 @@ def chunk(docs: list, max_tokens: int = 200, overlap: int = 32, tokenizer: Any =
                         e,
                         heads,
                         sum(u[2] for u in group),
-                        {
-                            k: v
-                            for k, v in d.metadata.items()
-                            if k in ("source", "type", "title", "category", "product")
-                        },
+                        {k: v for k, v in d.metadata.items() if k in keep},
                     )
                 )
                 i += 1

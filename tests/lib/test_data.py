@@ -20,7 +20,7 @@ def test_sample_corpus_loads_with_stable_ids(docs):
     ids = [d.id for d in docs]
     assert len(ids) == len(set(ids)) and len(docs) >= 100
     types = {d.metadata["type"] for d in docs}
-    assert types == {"markdown", "text", "html", "jsonl", "csv"}
+    assert types == {"markdown", "text", "html", "jsonl", "csv", "pdf", "docx"}
     qa = [json.loads(l) for l in (SAMPLE / "qa.jsonl").read_text().splitlines()]
     known = set(ids)
     missing = {i for q in qa for i in q["doc_ids"]} - known

@@ -74,7 +74,7 @@ def test_sample_suites_load():
     assert smoke["warranty-standard"].where == {"type": "markdown"} and len(smoke["returns-window"].references) == 2
     assert any(re.search(r"[^\x00-\x7f]", c.input) for c in smoke)
     qa = load_suite(sample_dir() / "qa.jsonl")
-    assert len(qa) == 99 and qa.name == "qa" and qa["q001"].references[0].startswith("30 days") and qa["q087"].answerable is False
+    assert len(qa) == 101 and qa.name == "qa" and qa["q001"].references[0].startswith("30 days") and qa["q087"].answerable is False
     assert qa["q001"].doc_ids[0] == "policies/returns.md" and "returns" in qa["q001"].tags
     assert load_suite(qa).digest == qa.digest == load_suite([c.__dict__ for c in qa]).digest
     assert len(qa.select(tags="unanswerable")) < len(qa) and qa.select(ids=["q002"])[0].id == "q002"
