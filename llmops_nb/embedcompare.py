@@ -1,5 +1,4 @@
-"""Compare embedding models on your own chunks and questions: recall@k, MRR and nDCG@k with bootstrap intervals
-and paired tests against a baseline, encode throughput, query latency, index size and dimension; pick a winner.
+"""Compare embedding models on your own chunks and questions: recall@k, MRR and nDCG@k with bootstrap intervals and paired tests against a baseline, encode throughput, query latency, index size and dimension; pick a winner.
 
 Docs: https://llmops.github.io/llmops-nb/embedcompare.html.md"""
 
