@@ -11,13 +11,13 @@ from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Optional, Union
-from .core import JobConfig, atomic_dir, digest, read_json, write_json
+from .core import atomic_dir, digest, read_json, write_json
 
 # %% auto #0
 __all__ = ['DataError', 'DocumentError', 'Document', 'read_text', 'html_to_text', 'list_files', 'clean_text', 'load_file',
            'try_load_file', 'unique_ids', 'DocumentList', 'load_documents', 'clean_documents', 'dedupe_signature',
            'dedupe', 'deprioritize', 'Chunk', 'embedding_tokenizer', 'chunk', 'split', 'Dataset', 'save_dataset',
-           'load_dataset', 'check_conversation', 'build_sft_dataset', 'PrepareConfig']
+           'load_dataset', 'check_conversation', 'build_sft_dataset']
 
 # %% ../nbs/02_data.ipynb #050a8fb9
 class DataError(ValueError):
@@ -1130,42 +1130,3 @@ def build_sft_dataset(
     if not out:
         raise DataError(f"{src or 'build_sft_dataset'}: no conversations")
     return out
-
-# %% ../nbs/02_data.ipynb #8b045bb0
-@dataclass
-class PrepareConfig(JobConfig):
-    "Settings of the `prepare_data` job: inputs, cleaning, PII redaction, chunking and the SFT split."
-
-    inputs: list = field(default_factory=lambda: ["data/sample"])  # files, folders or glob patterns of documents
-    exclude: list = field(default_factory=lambda: ["qa.jsonl", "sft.jsonl", "README.md", "eval/*"])  # not documents
-    sft_path: str = "data/sample/sft.jsonl"  # chat conversations (messages format) for fine-tuning; "" to skip
-    system_prompt: str = ""  # system message added to conversations without one; "" for none
-    pii_mode: Literal["mask", "hash", "pseudonym", "none"] = "mask"  # how PII in documents is redacted
-    pii_entities: list = field(  # entity types to redact
-        default_factory=lambda: [
-            "EMAIL",
-            "PHONE",
-            "CREDIT_CARD",
-            "IBAN",
-            "US_SSN",
-            "IP_ADDRESS",
-            "STREET_ADDRESS",
-            "PERSON",
-            "US_DRIVER_LICENSE",
-        ]
-    )
-    pii_allow: list = field(default_factory=lambda: ["Kestrel"])  # values never redacted (brand, product names)
-    dedupe_threshold: float = 0.7  # near-duplicate Jaccard similarity threshold, in (0, 1]
-    deprioritize_ids: list = field(default_factory=lambda: ["archive/", "draft", "copy", "final", "_v2", "-spring"])
-    max_tokens: int = 200  # chunk size in embedding-model tokens
-    overlap: int = 32  # tokens shared by consecutive chunks of a section
-    val_frac: float = 0.1  # share of SFT conversations held out for validation
-    seed: int = 42  # seed of the split
-
-    def check(self) -> None:
-        self.require("inputs", bool(self.inputs), "at least one file, folder or pattern")
-        self.require("dedupe_threshold", 0 < self.dedupe_threshold <= 1, "in (0, 1]")
-        self.require("max_tokens", 8 <= self.max_tokens <= 512, "in [8, 512]")
-        self.require("overlap", 0 <= self.overlap < self.max_tokens, "in [0, max_tokens)")
-        self.require("val_frac", 0 <= self.val_frac < 1, "in [0, 1)")
-        self.require("sft_path", not self.sft_path or Path(self.sft_path).is_file(), "an existing file or \"\"")
