@@ -1,5 +1,6 @@
-import os, shutil, sys
+import os, sys
 from pathlib import Path
+from typing import Optional
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -36,6 +37,13 @@ def make_runbook(path: Path, params_src: str, body: str, title: str = "Test runb
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(nb))
     return path
+
+
+def job_env(home: Path, cache: Optional[Path] = None, **more) -> dict:
+    "The environment of a job run in a test: this process's, less LLMOPS_*/WANDB_*, with its own home and W&B offline."
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
+    extra = {"LLMOPS_CACHE_DIR": str(cache)} if cache is not None else {}
+    return {**keep, "LLMOPS_HOME": str(home), **extra, "WANDB_MODE": "offline", **more}
 
 
 def llmops_run(name: str, *params, env=None, timeout=900):

@@ -1,8 +1,7 @@
 "The build_index runbook through `llmops run`: index, lineage to the dataset digest, metrics in the record and W&B, reuse of a dataset, bad input."
-import json, os, subprocess
-from pathlib import Path
+import json, os
 import pytest
-from conftest import llmops_run, run_dir_of
+from conftest import llmops_run, run_dir_of, job_env
 from llmops_nb.core import read_json
 from llmops_nb.data import load_dataset
 from llmops_nb.retrieval import VectorStore
@@ -13,8 +12,7 @@ from llmops_nb.runs import read_run, read_wandb_run
 def env(tmp_path_factory):
     "A fresh project home; the embedding cache is shared by this module's runs, so only the first one embeds."
     home = tmp_path_factory.mktemp("home")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "LLMOPS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "WANDB_MODE": "offline"}
+    return job_env(home, tmp_path_factory.mktemp("cache"))
 
 
 def build(env, *params, timeout=600):

@@ -1,8 +1,8 @@
 "The compare_embedders runbook through `llmops run` on two tiny models, its record and W&B logs; build_index taking its winner; bad input."
-import json, os
+import json
 from pathlib import Path
 import pytest
-from conftest import llmops_run, run_dir_of
+from conftest import llmops_run, run_dir_of, job_env
 from llmops_nb.core import read_json
 from llmops_nb.corpus import sample_chunks
 from llmops_nb.embedcompare import make_tiny_embedder
@@ -12,8 +12,7 @@ from llmops_nb.runs import read_run, read_wandb_run
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "LLMOPS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "WANDB_MODE": "offline"}
+    return job_env(home, tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")

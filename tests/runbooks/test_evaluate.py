@@ -1,8 +1,8 @@
 "The evaluate runbook through `llmops run`: suite, metrics, report and gate in the run record, lineage, baseline comparison, bad input."
-import json, os, subprocess
+import json, subprocess
 from pathlib import Path
 import pytest
-from conftest import LLMOPS, llmops_run, run_dir_of
+from conftest import LLMOPS, llmops_run, run_dir_of, job_env
 from llmops_nb.core import read_json
 from llmops_nb.runs import read_run
 from llmops_nb.suites import load_result
@@ -19,8 +19,7 @@ cases:
 def env(tmp_path_factory, tiny_model):
     home = tmp_path_factory.mktemp("home")
     (home / "suite.yaml").write_text(SUITE)
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "LLMOPS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "WANDB_MODE": "offline"}
+    return job_env(home, tmp_path_factory.mktemp("cache"))
 
 
 def evaluate(env, tiny_model, *params):

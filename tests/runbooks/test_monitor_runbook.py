@@ -1,8 +1,8 @@
 "The monitor runbook through `llmops run`: drift, alerts and dashboard of two days of traffic, fail_on_alert, bad input."
-import json, os, random
+import os, random
 from pathlib import Path
 import pytest
-from conftest import llmops_run, run_dir_of
+from conftest import llmops_run, run_dir_of, job_env
 from llmops_nb.core import read_json
 from llmops_nb.tracestore import TraceStore
 from llmops_nb.runs import read_run
@@ -32,8 +32,7 @@ def env(tmp_path_factory):
                       "feedback_score": float(rng.random() < (0.5 if late else 0.9)) if i % 6 == 0 else None})
     store.close()
     (home / "rules.yaml").write_text(RULES)
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "LLMOPS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "WANDB_MODE": "offline"}
+    return job_env(home, tmp_path_factory.mktemp("cache"))
 
 
 def monitor(env, *params):

@@ -1,8 +1,7 @@
 "The release and retrain runbooks through `llmops run`: registration with evidence, gated promotion, refusals, bad parameters."
-import json, os
-from pathlib import Path
+import json
 import pytest
-from conftest import llmops_run, run_dir_of
+from conftest import llmops_run, run_dir_of, job_env
 from llmops_nb.core import Settings, write_json
 from llmops_nb.gates import gate
 from llmops_nb.pipeline import release_spec, spec_digest
@@ -18,8 +17,7 @@ RULES = {"rules": [{"metric": "exact_match", "min": 0.6}, {"metric": "exact_matc
 
 @pytest.fixture
 def env(home, tiny_model):
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "WANDB_MODE": "offline"}
+    return job_env(home)
 
 
 def measured(settings, spec, knows: float, baseline=None) -> str:

@@ -1,7 +1,7 @@
 "The traffic runbook through `llmops run`: questions over HTTP into the trace store, metrics, lineage back to the run; bad input."
-import json, os, subprocess
+import json, subprocess
 import pytest
-from conftest import LLMOPS, llmops_run, run_dir_of
+from conftest import LLMOPS, llmops_run, run_dir_of, job_env
 from llmops_nb.core import read_json
 from llmops_nb.tracestore import TraceStore
 from llmops_nb.runs import read_run
@@ -10,8 +10,7 @@ from llmops_nb.runs import read_run
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "LLMOPS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "WANDB_MODE": "offline"}
+    return job_env(home, tmp_path_factory.mktemp("cache"))
 
 
 def test_traffic_serves_traces_and_leads_back_to_its_run(env, tiny_model, tmp_path):

@@ -1,8 +1,8 @@
 "The train_guards runbook through `llmops run` on tiny synthetic data: cross-validation, classifiers (injection, toxicity, harm, document), run record, install; bad parameters."
-import csv, json, os
+import csv, json
 from pathlib import Path
 import pytest
-from conftest import llmops_run, run_dir_of
+from conftest import llmops_run, run_dir_of, job_env
 from llmops_nb.core import digest, read_json
 from llmops_nb.classifiers import GuardClassifier, load_classifier
 from llmops_nb.runs import read_run
@@ -47,8 +47,7 @@ def jsonl(path: Path, rows) -> Path:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    return job_env(home, OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(scope="module")

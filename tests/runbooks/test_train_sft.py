@@ -1,8 +1,8 @@
 "The train_sft runbook through `llmops run`: pre-flight, adapter, merged model, model card, lineage, W&B, resume and bad input."
-import json, os
+import json
 from pathlib import Path
 import pytest
-from conftest import llmops_run, run_dir_of
+from conftest import llmops_run, run_dir_of, job_env
 from llmops_nb.core import read_json
 from llmops_nb.data import save_dataset
 from llmops_nb.models import make_tiny_model
@@ -14,8 +14,7 @@ FAST = [("max_steps", "4"), ("batch_size", "4"), ("learning_rate", "0.002"), ("s
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("LLMOPS_", "WANDB_"))}
-    return {**keep, "LLMOPS_HOME": str(home), "LLMOPS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "WANDB_MODE": "offline"}
+    return job_env(home, tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
