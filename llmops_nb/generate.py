@@ -686,6 +686,28 @@ def generate_batch(
         out += self._run(ids[i : i + self.batch_size], cfg, t0 if i == 0 else None, stop=stop)
     return out
 
+# %% ../nbs/08_generate.ipynb #90fb94f2
+@patch
+def next_token_logprobs(self: HFGenerator, prompts: list, batch_size: Optional[int] = None):
+    "Log-probabilities of the next token after each prompt over the vocabulary: a float32 array [len(prompts), vocab]."
+    import numpy as np, torch
+
+    ids = [self._encode(p, 1, f"prompts[{i}]") for i, p in enumerate(_check_prompts(prompts))]
+    bs, pad, out = coerce(batch_size or self.batch_size, int, "batch_size"), self.tokenizer.pad_token_id or 0, []
+    if bs < 1:
+        raise ValueError(f"batch_size must be >= 1, got {bs}")
+    dev = next(self.model.parameters()).device
+    for b in range(0, len(ids), bs):
+        rows, width = ids[b : b + bs], max(map(len, ids[b : b + bs]))
+        x = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=dev)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=dev)
+        with torch.no_grad(), self._lock:
+            logits = self.model(
+                input_ids=x, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=1
+            ).logits[:, -1]
+        out.append(torch.log_softmax(logits.float(), -1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, self.model.config.vocab_size), np.float32)
+
 # %% ../nbs/08_generate.ipynb #6f107712
 @patch
 def stream(
@@ -1059,6 +1081,48 @@ def _openai_generate_batch(
         return []
     with ThreadPoolExecutor(min(self.max_workers, len(ps))) as ex:
         return list(ex.map(lambda p: self.generate(p, deadline=deadline, cancel=cancel, **overrides), ps))
+
+# %% ../nbs/08_generate.ipynb #0021caab
+def _first_logprobs(ch: dict) -> Optional[dict]:
+    "{token: logprob} of the first answer token's alternatives in a choice (chat or completions shape), or None."
+    lp, num = ch.get("logprobs"), (int, float)
+    if not isinstance(lp, dict):
+        return None
+    if isinstance(lp.get("content"), list) and lp["content"] and isinstance(lp["content"][0], dict):
+        first = lp["content"][0]
+        alts = first.get("top_logprobs") or [first]
+        out = {
+            a["token"]: float(a["logprob"]) for a in alts if isinstance(a, dict) and isinstance(a.get("logprob"), num)
+        }
+        return out or None
+    tops = lp.get("top_logprobs")
+    if isinstance(tops, list) and tops and isinstance(tops[0], dict):
+        return {str(t): float(v) for t, v in tops[0].items() if isinstance(v, num)} or None
+    return None
+
+
+@patch
+def top_logprobs(
+    self: OpenAICompatGenerator,
+    prompt: Union[str, list],
+    n: int = 20,  # alternatives to ask for (OpenAI allows up to 20; vLLM up to its --max-logprobs, 20 by default)
+    *,
+    deadline: Optional[float] = None,
+    cancel: Optional[threading.Event] = None,
+) -> dict:
+    "The `n` most likely first tokens of the answer to `prompt`, with their log-probabilities: `{token: logprob}`."
+    n = coerce(n, int, "n")
+    if not 1 <= n <= 20:
+        raise ValueError(f"n must be in 1..20 (the top_logprobs limit of OpenAI-compatible servers), got {n}")
+    url, body = self._payload(prompt, self.config.replace(max_new_tokens=1, temperature=0.0))
+    body.update({"logprobs": True, "top_logprobs": n} if url.endswith("/chat/completions") else {"logprobs": n})
+    ch, _ = _choice(_json(self._send(url, body, stop=_stop_args(deadline, cancel)), url, self._scrub))
+    if (out := _first_logprobs(ch)) is None:
+        raise GenerationError(
+            f"{url} (model {self.model!r}) answered without logprobs; this needs a server that returns them "
+            "(vLLM does; a hosted API must support logprobs=true with top_logprobs)"
+        )
+    return out
 
 # %% ../nbs/08_generate.ipynb #2daa0ca9
 @patch

@@ -175,8 +175,15 @@ class RAGPipeline:
         strict_prompt=None,  # prompt for the retry of an unsupported answer; None: the packaged strict one
         retries: int = 1,  # regenerations after an output guard asks for a retry
         lineage: Optional[dict] = None,  # where the parts came from (run ids, paths): copied into every trace's meta
+        rerank=None,  # a re-ranker (query, hits) -> hits, e.g. llmops_nb.rerank.CrossEncoderReranker; None: none
+        rerank_depth: int = 20,  # candidates fetched for the re-ranker, which keeps the best k
         **gen_kwargs,
     ):  # generation overrides (temperature, max_new_tokens, seed, ...)
+        if rerank is not None and not callable(rerank):
+            raise TypeError(f"RAGPipeline: rerank must be callable as rerank(query, hits), got {type(rerank).__name__}")
+        if not isinstance(rerank_depth, int) or isinstance(rerank_depth, bool) or rerank_depth < 1:
+            raise ValueError(f"RAGPipeline: rerank_depth must be a positive int, got {rerank_depth!r}")
+        self.rerank, self.rerank_depth = rerank, rerank_depth
         if not hasattr(store, "search"):
             raise TypeError(f"RAGPipeline: store needs a search() method, got {type(store).__name__}")
         if not hasattr(generator, "generate"):
@@ -414,6 +421,27 @@ def _trace_id(given: Optional[str]) -> str:
 
 
 @patch
+def _retrieve(self: RAGPipeline, query: str, k: int, where: Optional[dict]) -> tuple:
+    "(hits, what the trace's retrieve step adds about re-ranking: nothing without a re-ranker)."
+    if self.rerank is None:
+        return self.store.search(query, k=k, where=where, mode=self.mode), {}
+    spent = []
+
+    def timed(q, hits):  # the best `rerank_depth` only: hybrid search fuses up to twice as many
+        t = time.perf_counter()
+        out = self.rerank(q, hits[: self.rerank_depth])
+        spent.append(time.perf_counter() - t)
+        return out
+
+    hits = self.store.search(query, k=k, where=where, mode=self.mode, rerank=timed, fetch_k=self.rerank_depth)
+    name = getattr(self.rerank, "name", type(self.rerank).__name__)
+    return hits, {
+        "rerank": {"name": name, "depth": self.rerank_depth, "ms": round(sum(spent) * 1e3, 3)},
+        "retrieval_scores": [h.metadata.get("retrieval_score") for h in hits],
+    }
+
+
+@patch
 def _begin(
     self: RAGPipeline, question: str, where: Optional[dict], k: Optional[int], trace_id: Optional[str] = None
 ) -> tuple:
@@ -442,7 +470,7 @@ def _begin(
     if not vin.allowed:
         return trace, t_start, vin, [], self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
     t0 = time.perf_counter()
-    hits = self.store.search(vin.text, k=k or self.k, where=where, mode=self.mode)
+    hits, reranked = self._retrieve(vin.text, k or self.k, where)
     trace.step(
         "retrieve",
         t0,
@@ -450,6 +478,7 @@ def _begin(
         ids=[h.id for h in hits],
         scores=[round(float(h.score), 4) for h in hits],
         where=where,
+        **reranked,
     )
     found, hits = len(hits), self._screen(trace, hits)
     if found and not hits:
@@ -647,6 +676,8 @@ _PARTS = {
     "retrieval": dict,
     "price": (dict, type(None)),
 }
+_OPTIONAL = {"rerank": dict}  # parts a spec holds only when used, so specs without them keep their digests
+_RERANKERS = ("cross-encoder", "llm")
 
 
 class SpecError(ValueError):
@@ -667,13 +698,15 @@ def check_spec(spec: Any, where: str = "spec") -> dict:
         raise SpecError(f"{where}: a release spec must be a dict, got {type(spec).__name__}")
     if missing := [k for k in _PARTS if k not in spec]:
         raise SpecError(f"{where}: missing part(s) {', '.join(missing)}")
-    if extra := [k for k in spec if k not in _PARTS]:
+    if extra := [k for k in spec if k not in _PARTS and k not in _OPTIONAL]:
         raise SpecError(f"{where}: unknown part(s) {', '.join(map(str, extra))}")
     for k, tp in _PARTS.items():
         if not isinstance(spec[k], tp) or isinstance(spec[k], bool):
             raise SpecError(
                 f"{where}: {k} must be {getattr(tp, '__name__', 'a dict or null')}, got {type(spec[k]).__name__}"
             )
+    if "rerank" in spec:
+        _check_rerank(spec["rerank"], where)
     if spec["schema"] != _SPEC_SCHEMA:
         raise SpecError(
             f"{where}: schema {spec['schema']} is not {_SPEC_SCHEMA}; this llmops-nb reads spec schema {_SPEC_SCHEMA}"
@@ -696,6 +729,30 @@ def check_spec(spec: Any, where: str = "spec") -> dict:
     if r["mode"] not in MODES:
         raise SpecError(f"{where}: retrieval.mode must be one of {MODES}, got {r['mode']!r}")
     return spec
+
+# %% ../nbs/08b_pipeline.ipynb #e245b323
+def _check_rerank(r: Any, where: str) -> None:
+    "SpecError unless `r` is a re-ranker part: its kind, depth, and for a cross-encoder its folder and digest."
+    if not isinstance(r, dict) or r.get("kind") not in _RERANKERS:
+        raise SpecError(f"{where}: rerank must be a dict with kind in {_RERANKERS}, got {r!r}")
+    if isinstance(r.get("depth"), bool) or not isinstance(r.get("depth"), int) or r["depth"] < 1:
+        raise SpecError(f"{where}: rerank.depth must be an int >= 1, got {r.get('depth')!r}")
+    if r["kind"] == "cross-encoder" and (gone := [f for f in ("path", "digest") if not r.get(f)]):
+        raise SpecError(f"{where}: rerank (cross-encoder) lacks {', '.join(gone)}")
+
+
+def _rerank_part(rerank: Optional[str], depth: int) -> Optional[dict]:
+    "The spec part for a re-ranker named 'cross-encoder:<folder>' or 'llm' (None: no part)."
+    if rerank is None:
+        return None
+    kind, _, folder = str(rerank).partition(":")
+    if kind == "llm" and not folder:
+        return {"kind": "llm", "depth": depth}
+    if kind != "cross-encoder" or not folder:
+        raise ValueError(f"rerank must be None, 'cross-encoder:<folder>' or 'llm', got {rerank!r}")
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"rerank: {folder} is not a model folder (no config.json)")
+    return {"kind": kind, "depth": depth, **_part(Path(folder), digest(Path(folder)))}
 
 # %% ../nbs/08b_pipeline.ipynb #a190da04
 def _gen_settings(max_new_tokens, temperature, top_p, top_k, seed) -> dict:
@@ -773,6 +830,8 @@ def release_spec(
     top_k: int = 0,
     seed: Optional[int] = 0,
     price: Optional[dict] = None,  # price table for trace costs, e.g. {"prompt": 0.1, "completion": 0.4} per 1M tokens
+    rerank: Optional[str] = None,  # None, "cross-encoder:<folder>" (pinned by digest) or "llm" (the generator judges)
+    rerank_depth: int = 20,  # candidates the re-ranker sees per question
     settings: Optional[Settings] = None,
     registry=None,
 ) -> dict:  # registry: a PromptRegistry; None: the project's
@@ -808,6 +867,8 @@ def release_spec(
         "retrieval": {"k": k, "mode": mode},
         "price": None if price is None else dict(price),
     }
+    if (rr := _rerank_part(rerank, rerank_depth)) is not None:
+        spec["rerank"] = rr  # no key without a re-ranker: older specs and their digests stay as they were
     return check_spec(spec)
 
 # %% ../nbs/08b_pipeline.ipynb #b4d311c3
@@ -829,9 +890,16 @@ class PipelineSpec(JobConfig):
     top_k: int = 0
     seed: Optional[int] = 0
     price: Optional[dict] = None  # price table for trace costs, per 1M tokens
+    rerank: Optional[str] = None  # None, "cross-encoder:<folder>" or "llm": re-rank the retrieved candidates
+    rerank_depth: int = 20  # candidates the re-ranker sees per question
 
     def check(self) -> None:
         self.require("k", self.k >= 1, ">= 1")
+        self.require("rerank_depth", self.rerank_depth >= 1, ">= 1")
+        ok = (
+            self.rerank is None or self.rerank == "llm" or self.rerank.startswith("cross-encoder:") and self.rerank[14:]
+        )
+        self.require("rerank", ok, "None, 'cross-encoder:<folder>' or 'llm'")
         self.require("max_new_tokens", self.max_new_tokens >= 1, ">= 1")
         self.require("temperature", 0 <= self.temperature < float("inf"), ">= 0 (0: greedy)")
         self.require("top_p", 0 < self.top_p <= 1, "in (0, 1]")
@@ -854,6 +922,8 @@ def _verify(spec: dict, s: Settings) -> None:
         checks.append(("adapter", lambda: adapter_digest(spec["adapter"]["path"]), spec["adapter"]))
     if spec["index"]:
         checks.append(("index", lambda: index_digest(spec["index"]["path"]), spec["index"]))
+    if (spec.get("rerank") or {}).get("kind") == "cross-encoder":
+        checks.append(("rerank", lambda: digest(Path(spec["rerank"]["path"])), spec["rerank"]))
     for name, now, part in checks:
         if part.get("path") is not None and not Path(part["path"]).exists():
             raise SpecError(
@@ -866,6 +936,17 @@ def _verify(spec: dict, s: Settings) -> None:
             )
 
 # %% ../nbs/08b_pipeline.ipynb #b8ddc3f6
+def _with_reranker(pipe: RAGPipeline, part: Optional[dict], generator) -> RAGPipeline:
+    "`pipe` with the re-ranker a spec's rerank part names (its cross-encoder folder, or `generator` as judge), if any."
+    from llmops_nb.rerank import make_reranker
+
+    if part:
+        name = f"cross-encoder:{part['path']}" if part["kind"] == "cross-encoder" else "llm"
+        pipe.rerank, pipe.rerank_depth = make_reranker(name, generator=generator), part["depth"]
+        pipe.lineage["rerank"] = {k: v for k, v in part.items() if k != "depth"}
+    return pipe
+
+
 def build_pipeline(
     spec: Union[dict, PipelineSpec],  # a release spec (`release_spec`, `Release.spec`) or a `PipelineSpec`
     settings: Optional[Settings] = None,
@@ -925,7 +1006,7 @@ def build_pipeline(
         **spec["generation"],
     )
     pipe.spec, pipe.release = spec, d
-    return pipe
+    return _with_reranker(pipe, spec.get("rerank"), gen)
 
 # %% ../nbs/08b_pipeline.ipynb #b76fae49
 _PIPELINE_FIELDS = ("model", "adapter", "index", "prompt", "policy", "k", "mode", "max_new_tokens", "seed")

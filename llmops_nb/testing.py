@@ -95,9 +95,12 @@ class FakeOpenAIServer:
         api_key: Optional[str] = None,  # when set, requests with another key get 401 (echoing the header sent)
         fail: tuple = (),  # what the next requests get: a status, (status, headers), "malformed", "disconnect", ...
         max_context: int = 4096,  # prompt words + max_tokens allowed, like a context window
+        # {token: logprob} of the first answer token for the last user text, sent when a request asks for logprobs;
+        # None: answers carry no logprobs (like a server that does not support them)
+        logprobs: Optional[Callable[[str], dict]] = None,
     ):
         self.reply = reply or (lambda t: f"You asked: {t}")
-        self.api_key, self.fail, self.max_context = api_key, list(fail), max_context
+        self.api_key, self.fail, self.max_context, self.logprobs = api_key, list(fail), max_context, logprobs
         self.requests, self.url, self._httpd = [], None, None
 
     def __enter__(self) -> "FakeOpenAIServer":
@@ -166,9 +169,21 @@ def answer(self: FakeOpenAIServer, h: _FakeHandler, body: dict):
     if not body.get("stream"):
         choice = {"index": 0, "finish_reason": "stop" if hit else reason, "stop_reason": hit}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+        if body.get("logprobs") and self.logprobs is not None:
+            choice["logprobs"] = _logprobs(self.logprobs(_last_user(body)), body, chat)
         kind = "chat.completion" if chat else "text_completion"
         return h.send_json(200, {**base, "object": kind, "choices": [choice], "usage": usage})
     _sse(h, base, _events(text, "stop" if hit else reason, hit, chat, usage, body))
+
+# %% ../nbs/14_testing.ipynb #aed17c98
+def _logprobs(table: dict, body: dict, chat: bool) -> dict:
+    "The `logprobs` field of a choice for the table {token: logprob}, cut to the n the request asked for."
+    n = int(body.get("top_logprobs") or 0) if chat else int(body.get("logprobs") or 0)
+    top = sorted(table.items(), key=lambda kv: -kv[1])[: max(n, 1)]
+    if chat:
+        alts = [{"token": t, "logprob": lp} for t, lp in top]
+        return {"content": [{**alts[0], "top_logprobs": alts if n else []}]}
+    return {"tokens": [top[0][0]], "token_logprobs": [top[0][1]], "top_logprobs": [dict(top)]}
 
 # %% ../nbs/14_testing.ipynb #e97993c9
 def _events(text: str, reason: str, hit: Optional[str], chat: bool, usage: dict, body: dict) -> list:

@@ -580,3 +580,33 @@ def test_local_generator_stops_between_tokens(gen):
         for i, _ in enumerate(st):
             if i == 2: ev.set()
     assert gen.generate("hello", max_new_tokens=4, deadline=time.monotonic() + 60).completion_tokens == 4
+
+
+def test_next_token_logprobs_match_greedy_and_batching(tiny_model):
+    g1, g2 = HFGenerator(tiny_model, batch_size=1), HFGenerator(tiny_model, batch_size=2)
+    prompts = ["What is the return policy?", "Hi", [{"role": "user", "content": "How long is the warranty?"}]]
+    a, b = g1.next_token_logprobs(prompts), g2.next_token_logprobs(prompts)
+    assert a.shape == (3, g1.model.config.vocab_size) and abs(float(torch.tensor(a[0]).exp().sum()) - 1) < 1e-3
+    assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-4)   # left padding does not change a row
+    ids = torch.tensor([g1.tokenizer(prompts[0])["input_ids"]])   # reference: one unpadded forward pass
+    with torch.no_grad():
+        want = torch.log_softmax(g1.model(input_ids=ids).logits[0, -1].float(), -1)
+    assert torch.allclose(torch.tensor(a[0]), want, atol=1e-4)
+    with pytest.raises(ValueError, match=r"prompts\[1\]"):
+        g1.next_token_logprobs(["ok", "word " * 3000])
+
+
+def test_top_logprobs_from_an_endpoint():
+    table = lambda q: {"Yes": -0.3, "No": -1.5, "Maybe": -4.0}
+    with FakeOpenAIServer(logprobs=table) as srv:
+        assert OpenAICompatGenerator(srv.url, "m").top_logprobs("Relevant?", n=2) == {"Yes": -0.3, "No": -1.5}
+        assert OpenAICompatGenerator(srv.url, "m", chat=False).top_logprobs("Relevant?", n=3) == table("")
+        assert srv.requests[1]["body"]["logprobs"] == 3 and srv.requests[1]["path"] == "/v1/completions"
+    with FakeOpenAIServer() as srv:
+        with pytest.raises(GenerationError, match="answered without logprobs"):
+            OpenAICompatGenerator(srv.url, "m").top_logprobs("Relevant?")
+        with pytest.raises(ValueError, match=r"n must be in 1..20"):
+            OpenAICompatGenerator(srv.url, "m").top_logprobs("Relevant?", n=0)
+    with FakeOpenAIServer(fail=[{"choices": [{"message": {"content": "Yes"}, "logprobs": {"content": "junk"}}]}]) as srv:
+        with pytest.raises(GenerationError, match="without logprobs"):
+            OpenAICompatGenerator(srv.url, "m").top_logprobs("Relevant?")

@@ -232,3 +232,51 @@ def test_answer_passes_deadline_and_cancel_to_the_generator(store):
             return Generation("I don't know.", "stop", 1, 1, 0.0, "plain")
     RAGPipeline(store, Plain(), k=1).answer("How long is the return window?")
     assert seen and "deadline" not in seen[0] and "cancel" not in seen[0]
+
+
+def test_release_with_a_cross_encoder_reranker(store, server, tiny_model, tmp_path):
+    "The re-ranker is an optional, digest-pinned release part; traces name it; specs without one are unchanged."
+    from llmops_nb.pipeline import PipelineSpec, SpecError, build_pipeline, release_spec, spec_digest
+    from llmops_nb.rerank import make_tiny_cross_encoder
+    store.save(tmp_path / "index")
+    reg = PromptRegistry(tmp_path / "prompts")
+    plain = release_spec(str(tiny_model), index=tmp_path / "index", registry=reg)
+    assert "rerank" not in plain and "rerank" not in json.dumps(plain)
+    ce = make_tiny_cross_encoder(tmp_path / "ce")
+    spec = release_spec(str(tiny_model), index=tmp_path / "index", registry=reg, rerank=f"cross-encoder:{ce}",
+                        rerank_depth=3)
+    assert {k: v for k, v in spec.items() if k != "rerank"} == plain and spec_digest(spec) != spec_digest(plain)
+    assert PipelineSpec(model=str(tiny_model), index=str(tmp_path / "index"), rerank=f"cross-encoder:{ce}",
+                        rerank_depth=3).resolve(registry=reg) == spec
+    pipe = build_pipeline(spec, registry=reg, generator=OpenAICompatGenerator(server.url, "fake"))
+    a = pipe.answer("How long is the return window?")
+    st = next(s for s in a.trace.steps if s.name == "retrieve").data
+    assert st["rerank"]["name"] == "cross-encoder:ce" and st["rerank"]["depth"] == 3 and st["rerank"]["ms"] > 0
+    assert len(st["retrieval_scores"]) == len(st["ids"]) == 3 and a.trace.meta["lineage"]["rerank"]["kind"] == "cross-encoder"
+    plain_trace = build_pipeline(plain, registry=reg, generator=pipe.generator).answer("How long is the return window?")
+    assert "rerank" not in next(s for s in plain_trace.trace.steps if s.name == "retrieve").data
+    (ce / "config.json").write_text((ce / "config.json").read_text() + " ")  # the folder changed after the release
+    with pytest.raises(SpecError, match="release rerank"):
+        build_pipeline(spec, registry=reg, generator=pipe.generator)
+    with pytest.raises(ValueError, match="rerank must be None"):
+        release_spec(str(tiny_model), index=None, registry=reg, rerank="splade")
+
+
+def test_rerank_argument_checks(store, server):
+    gen = OpenAICompatGenerator(server.url, "fake")
+    with pytest.raises(TypeError, match="rerank must be callable"):
+        RAGPipeline(store, gen, rerank="cross-encoder")
+    with pytest.raises(ValueError, match="rerank_depth must be a positive int"):
+        RAGPipeline(store, gen, rerank=lambda q, h: h, rerank_depth=0)
+    flipped = RAGPipeline(store, gen, k=1, rerank=lambda q, hits: hits[::-1], rerank_depth=3)
+    st = next(s for s in flipped.answer("How long is the return window?").trace.steps if s.name == "retrieve")
+    assert st.data["ids"] != ["returns#0"] and st.data["rerank"]["name"] == "function"
+
+
+def test_reranker_sees_at_most_rerank_depth_candidates(store, server):
+    seen = []
+    rag = RAGPipeline(store, OpenAICompatGenerator(server.url, "fake"), k=1,
+                      rerank=lambda q, hits: seen.append(len(hits)) or hits, rerank_depth=2)
+    rag.answer("How long is the return window?")
+    fused = store.search("How long is the return window?", k=10, mode="hybrid", fetch_k=2)
+    assert len(fused) > 2 and seen == [2]                # hybrid fused more; the re-ranker got the best 2
