@@ -36,7 +36,7 @@ from .pii import RULE_ENTITIES, analyzer, hash_salt, redact_documents
 
 # %% auto #0
 __all__ = ['PrepareConfig', 'prepare_file', 'Gathered', 'gather_documents', 'document_setup', 'redact_and_chunk',
-           'chunk_documents', 'embed_setup', 'embed_batch', 'cache_embeddings', 'prepare']
+           'chunk_documents', 'cache_embeddings', 'prepare']
 
 # %% ../nbs/02f_prepare.ipynb #24761f23
 _PII_ENTITIES = [
@@ -177,12 +177,12 @@ def chunk_documents(cfg: PrepareConfig, docs: list, executor: Optional[Executor]
     return found, rows
 
 # %% ../nbs/02f_prepare.ipynb #df3db22b
-def embed_setup(model: str) -> Embedder:
+def _embed_setup(model: str) -> Embedder:
     "A stage-3 worker's state: an `Embedder` for `model` without the cache (the job's process writes the cache)."
     return Embedder(model, cache=False)
 
 
-def embed_batch(embedder: Embedder, texts: list):
+def _embed_batch(embedder: Embedder, texts: list):
     "Stage 3 for one batch of chunk texts: their vectors (float32, (n, dim))."
     return embedder.encode(texts)
 
@@ -198,7 +198,7 @@ def cache_embeddings(model: str, texts: list, executor: Optional[Executor] = Non
             todo.setdefault(k, texts[i])
     miss = list(todo)
     batches = [[todo[k] for k in miss[a : a + batch]] for a in range(0, len(miss), batch)]
-    vectors = (executor or LocalExecutor()).map(embed_batch, batches, setup=functools.partial(embed_setup, model))
+    vectors = (executor or LocalExecutor()).map(_embed_batch, batches, setup=functools.partial(_embed_setup, model))
     for a, v in zip(range(0, len(miss), batch), vectors):
         emb.cache.put(miss[a : a + batch], v)
     return {"model": emb.model_id, "chunks": len(texts), "already_cached": len(found), "computed": len(miss)}
