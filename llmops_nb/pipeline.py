@@ -1009,7 +1009,9 @@ def build_pipeline(
     return _with_reranker(pipe, spec.get("rerank"), gen)
 
 # %% ../nbs/08b_pipeline.ipynb #b76fae49
-_PIPELINE_FIELDS = ("model", "adapter", "index", "prompt", "policy", "k", "mode", "max_new_tokens", "seed")
+_PIPELINE_FIELDS = (
+    "model", "adapter", "index", "prompt", "policy", "k", "mode", "rerank", "rerank_depth", "max_new_tokens", "seed"
+)
 
 
 def _pipeline_spec(cfg: JobConfig) -> PipelineSpec:
@@ -1041,6 +1043,8 @@ class EvalConfig(JobConfig):
     limit: int = 0  # evaluate the first N cases only; 0: all
     k: int = 4  # passages retrieved per question
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"  # retrieval mode
+    rerank: Optional[str] = None  # re-ranker: None, "cross-encoder:<folder>" (pinned by digest) or "llm"
+    rerank_depth: int = 20  # candidates the re-ranker sees per question
     max_new_tokens: int = 96  # answer length limit
     seed: int = 0  # generation and bootstrap seed
     fail_on_gate: bool = False  # raise when the gate fails (the run is recorded as failed)
@@ -1048,6 +1052,7 @@ class EvalConfig(JobConfig):
     def check(self) -> None:
         self.require("limit", self.limit >= 0, ">= 0")
         self.require("k", self.k >= 1, ">= 1")
+        self.require("rerank_depth", self.rerank is None or self.rerank_depth >= self.k, ">= k with a re-ranker")
         self.require("max_new_tokens", self.max_new_tokens >= 1, ">= 1")
         self.require("alpha", 0 < self.alpha < 1, "in (0, 1)")
         self.require("judge_rubrics", self.judge is None or self.rubrics, "at least one rubric when a judge is set")
@@ -1082,6 +1087,8 @@ class TrafficConfig(JobConfig):
     policy: str = "default"  # guard policy: a name or a YAML file
     k: int = 4  # passages retrieved per question
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"  # retrieval mode
+    rerank: Optional[str] = None  # re-ranker: None, "cross-encoder:<folder>" (pinned by digest) or "llm"
+    rerank_depth: int = 20  # candidates the re-ranker sees per question
     max_new_tokens: int = 64  # answer length limit
     clients: int = 2  # concurrent HTTP clients
     timeout_s: float = 180  # per-request deadline in the server
@@ -1094,6 +1101,7 @@ class TrafficConfig(JobConfig):
     def check(self) -> None:
         for name in ("k", "max_new_tokens", "clients"):
             self.require(name, getattr(self, name) >= 1, ">= 1")
+        self.require("rerank_depth", self.rerank is None or self.rerank_depth >= self.k, ">= k with a re-ranker")
         self.require("limit", self.limit >= 0, ">= 0")
         self.require("timeout_s", self.timeout_s > 0, "> 0")
         self.require("feedback_threshold", 0 <= self.feedback_threshold <= 1, "in [0, 1]")

@@ -73,8 +73,16 @@ def describe(spec: dict) -> str:
         f"model {Path(str(spec['base_model']['ref'])).name} adapter {short(spec['adapter'])} index "
         f"{short(spec['index'])} "
         f"prompt {spec['prompt']['ref']} policy {spec['policy']['ref']} k={r['k']} {r['mode']} "
-        f"max_new_tokens={g['max_new_tokens']} temperature={g['temperature']:g}"
+        f"max_new_tokens={g['max_new_tokens']} temperature={g['temperature']:g}" + _rerank_words(spec.get("rerank"))
     )
+
+
+def _rerank_words(rr: Optional[dict]) -> str:
+    "The re-ranker in a spec's summary: ' rerank llm@20', ' rerank cross-encoder 1a2b3c4d5e6f@20', or ''."
+    if not rr:
+        return ""
+    name = rr["kind"] + (f" {rr['digest'][:12]}" if rr.get("digest") else "")
+    return f" rerank {name}@{rr['depth']}"
 
 # %% ../nbs/09f_releases.ipynb #e42a9ed3
 def _now() -> str:
