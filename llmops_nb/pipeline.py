@@ -18,9 +18,9 @@ from .guard import Policy, Verdict, load_policy, scan_input, scan_output
 from .prompts import PromptVersion, default_rag_prompt, prompt_version
 
 # %% auto #0
-__all__ = ['MODES', 'Step', 'Trace', 'source_label', 'Citation', 'Answer', 'cite', 'RAGPipeline', 'DocumentScans', 'scan_chunks',
-           'SpecError', 'spec_digest', 'check_spec', 'release_spec', 'PipelineSpec', 'build_pipeline', 'EvalConfig',
-           'TrafficConfig']
+__all__ = ['MODES', 'Step', 'Trace', 'source_label', 'Citation', 'Answer', 'cite', 'attribute', 'RAGPipeline', 'DocumentScans',
+           'scan_chunks', 'SpecError', 'spec_digest', 'check_spec', 'release_spec', 'PipelineSpec', 'build_pipeline',
+           'EvalConfig', 'TrafficConfig']
 
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
@@ -82,6 +82,7 @@ class Citation:
     text: str
     page: Optional[int] = None  # first page of the passage in a paged source (PDF, DOCX); None for other sources
     page_end: Optional[int] = None  # last page, when the passage crosses a page break
+    attributed: bool = False  # True: the model wrote no [n] marker; this passage supports one of its sentences
 
     @property
     def label(self) -> str:
@@ -149,6 +150,28 @@ def cite(text: str, hits: list) -> tuple:
         for n in sorted(used)
     ]
     return out, cites
+
+# %% ../nbs/08b_pipeline.ipynb #414845d2
+def attribute(text: str, hits: list) -> list:
+    "Citations for an answer without [n] markers: the passages that best support its supported claims."
+    from llmops_nb.grounded import check_grounded
+
+    if not text.strip() or not hits:
+        return []
+    report = check_grounded(text, [h.text for h in hits], semantic="never")
+    used = sorted({s.best_context + 1 for s in report.claims if s.supported and s.best_context is not None})
+    return [
+        Citation(
+            n,
+            hits[n - 1].id,
+            str(hits[n - 1].metadata.get("title", "")),
+            round(float(hits[n - 1].score), 4),
+            hits[n - 1].text,
+            *_pages(hits[n - 1].metadata),
+            attributed=True,
+        )
+        for n in used
+    ]
 
 # %% ../nbs/08b_pipeline.ipynb #f65649fc
 def _as_prompt(p, strict: bool) -> PromptVersion:
@@ -504,7 +527,7 @@ def _conclude(self: RAGPipeline, trace: Trace, t_start: float, vout: Verdict, hi
         if fallback == "block":
             return self._finish(trace, t_start, "blocked", self.policy.refusal, [], verdicts)
     text, cites = cite(vout.text, hits)
-    return self._finish(trace, t_start, "answered", text, cites, verdicts)
+    return self._finish(trace, t_start, "answered", text, cites or attribute(text, hits), verdicts)
 
 
 def _out_step(trace: Trace, t0: float, vout: Verdict, **more) -> None:
@@ -1010,7 +1033,17 @@ def build_pipeline(
 
 # %% ../nbs/08b_pipeline.ipynb #b76fae49
 _PIPELINE_FIELDS = (
-    "model", "adapter", "index", "prompt", "policy", "k", "mode", "rerank", "rerank_depth", "max_new_tokens", "seed"
+    "model",
+    "adapter",
+    "index",
+    "prompt",
+    "policy",
+    "k",
+    "mode",
+    "rerank",
+    "rerank_depth",
+    "max_new_tokens",
+    "seed",
 )
 
 

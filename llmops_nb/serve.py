@@ -397,6 +397,12 @@ def _finish_reason_of(answer) -> str:
     return (g[-1].get("finish_reason") if g and answer.status == "answered" else None) or "stop"
 
 
+def _cite_extra(c) -> dict:
+    "A citation's page(s) and attribution, only when it has them (the fields of older answers stay as they were)."
+    extra = {k: getattr(c, k, None) for k in ("page", "page_end") if getattr(c, k, None) is not None}
+    return {**extra, "attributed": True} if getattr(c, "attributed", False) else extra
+
+
 def _extension_of(answer, trace_id: str) -> dict:
     "The `llmops` field: trace id, status, citations, prompt and policy references, and the release that answered."
     steps = {s.name: s.data for s in answer.trace.steps} if answer.trace else {}
@@ -408,7 +414,8 @@ def _extension_of(answer, trace_id: str) -> dict:
         "policy": meta.get("policy"),
         **({"release": meta["release"]} if meta.get("release") else {}),
         "citations": [
-            {"n": c.n, "id": c.id, "title": c.title, "score": c.score, "text": c.text} for c in answer.citations
+            {"n": c.n, "id": c.id, "title": c.title, "score": c.score, "text": c.text, **_cite_extra(c)}
+            for c in answer.citations
         ],
     }
 

@@ -280,3 +280,33 @@ def test_reranker_sees_at_most_rerank_depth_candidates(store, server):
     rag.answer("How long is the return window?")
     fused = store.search("How long is the return window?", k=10, mode="hybrid", fetch_k=2)
     assert len(fused) > 2 and seen == [2]                # hybrid fused more; the re-ranker got the best 2
+
+
+# ---------------------------------------------------------------- page citations from a sample PDF (issue 19)
+@pytest.fixture(scope="module")
+def pdf_store():
+    from dataclasses import asdict
+    from llmops_nb.corpus import sample_dir
+    from llmops_nb.data import chunk, clean_documents, load_documents
+    docs = clean_documents(load_documents(sample_dir() / "support" / "escalation_matrix.pdf"))
+    s = VectorStore()
+    s.add_chunks([asdict(c) for c in chunk(docs)])
+    return s
+
+
+def test_an_answer_from_a_pdf_page_cites_the_page(pdf_store):
+    q = "How quickly should the Legal queue respond to an escalated case?"   # q100 of the sample QA set
+    shown = []
+
+    def marked(prompt):  # cite the passage the prompt labels as page 2
+        shown.append(prompt)
+        n = re.search(r"passage \[(\d)\][^<>]*p\. 2>", prompt).group(1)
+        return f"The Legal queue handles lawyers' letters and court documents within 2 business days [{n}]."
+    with FakeOpenAIServer(reply=marked) as srv:
+        a = RAGPipeline(pdf_store, OpenAICompatGenerator(srv.url, "fake"), k=3).answer(q)
+    assert a.status == "answered" and [(c.page, c.attributed) for c in a.citations] == [(2, False)]
+    assert a.citations[0].label.endswith("Escalation Matrix, p. 2") and "Escalation Matrix, p. 2" in shown[0]
+    with FakeOpenAIServer(reply=lambda p: "The Legal queue handles lawyers' letters and court documents within 2 business days.") as srv:
+        b = RAGPipeline(pdf_store, OpenAICompatGenerator(srv.url, "fake"), k=3).answer(q)
+    assert b.status == "answered" and "[" not in b.text                                   # the model named no passage
+    assert [(c.id, c.page, c.attributed) for c in b.citations] == [("escalation_matrix.pdf#p2::c0", 2, True)]
