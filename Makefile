@@ -17,6 +17,7 @@ export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
 .PHONY: setup quickstart quickstart-check test check-export lint test-nbs test-py export clean-nbs outputs readme docs doctor vllm-check gpu-check
 SEED ?= 0
+PYTEST_WORKERS ?= 2
 
 setup:
 	@bash scripts/setup.sh
@@ -54,8 +55,9 @@ check-export: setup
 test-nbs: setup
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
+# two pytest workers (pytest-xdist), one file per worker at a time: module fixtures (a started collector, a Ray) stay shared
 test-py: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 # The library's shape: ruff's rule set (pyproject.toml), the import layers (import-linter contracts in pyproject.toml: no
 # cycles, no upward imports) and scripts/code_health.py (no line over 120, no function over 60 lines, no private name
