@@ -708,11 +708,13 @@ class Settings:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     threads: int = 0  # torch CPU threads; 0: automatic
     offline: bool = True  # Hugging Face hub offline
-    tracker: Literal["wandb", "none"] = "wandb"
+    tracker: Literal["wandb", "mlflow", "none"] = "wandb"  # where runs are also tracked (`llmops_nb.mlflow_tracker`)
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: online with an API key, else offline
     wandb_project: str = "llmops-nb"
     wandb_entity: Optional[str] = None
     wandb_dir: Optional[Path] = None  # None: inside each run folder
+    mlflow_tracking_uri: Optional[str] = None  # None: MLFLOW_TRACKING_URI, else sqlite:///<home>/mlruns.db
+    mlflow_experiment: Optional[str] = None  # None: the project name (`wandb_project`)
     base_model: str = "smollm2-135m-instruct"
     embed_model: str = "all-minilm-l6-v2"
     engine: Literal["hf", "vllm"] = (

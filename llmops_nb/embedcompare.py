@@ -301,7 +301,7 @@ def plot(self: EmbedderComparison):
 # %% ../nbs/04c_embedcompare.ipynb #7f6988ac
 @patch
 def log_to(self: EmbedderComparison, run) -> Path:
-    "Save comparison.json and comparison.png in `run.dir`, log per-model metrics, the W&B table and the plot."
+    "Save comparison.json and comparison.png in `run.dir`, log per-model metrics, the table and the plot."
     import matplotlib.pyplot as plt
 
     if not hasattr(run, "log") or not hasattr(run, "dir"):
@@ -315,11 +315,9 @@ def log_to(self: EmbedderComparison, run) -> Path:
     run.log({f"{c}/{r['model']}": float(r[c]) for r in self.table.to_dict("records") for c in keys})
     run.add_output("comparison", path)
     run.add_output("comparison_plot", png)
-    tr = getattr(run, "tracker", None)
-    if getattr(tr, "kind", None) == "wandb" and getattr(tr, "wb", None) is not None:
-        import wandb
-
-        tr.wb.log({"comparison/table": wandb.Table(dataframe=self.table), "comparison/plot": wandb.Image(str(png))})
+    if hasattr(run, "log_table"):  # whatever the tracker: a W&B Table and Image, MLflow table and image artifacts
+        run.log_table("comparison/table", self.table)
+        run.log_plot("comparison/plot", png)
     return path
 
 # %% ../nbs/04c_embedcompare.ipynb #a4799695

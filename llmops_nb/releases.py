@@ -23,6 +23,7 @@ from llmops_nb.core import (
     write_json,
     write_once,
 )
+from .mlflow_tracker import log_release, mlflow_client
 from .pipeline import SpecError, check_spec, spec_digest
 from .runs import list_runs, read_run, wandb_mode
 
@@ -184,11 +185,16 @@ def create(
         json.dumps(rec, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ReleaseError(f"release {d[:12]}: evidence, lineage and note must be JSON: {e}") from None
-    if write_once(path, rec):
-        self._log("create", version=d[:12], digest=d, evidence=[e.get("run") for e in rec["evidence"]])
+    self._mlflow_ready()
+    new = write_once(path, rec)
+    rel = _load(path)
+    mirror = self._mirror(rel)
+    if new:
+        self._log("create", version=d[:12], digest=d, evidence=[e.get("run") for e in rec["evidence"]], mlflow=mirror)
     elif evidence:
         self._log("evidence", version=d[:12], digest=d, evidence=list(evidence))
-    return _load(path)
+    _mirrored(mirror, f"release {rel.version} is registered")
+    return rel
 
 # %% ../nbs/09f_releases.ipynb #4aab19ca
 def _check_alias(alias: Any) -> str:
@@ -430,10 +436,12 @@ def promote(
     self._check_home(rel)
     if force and not str(reason).strip():
         raise ReleaseError("force needs a reason: say why the evidence is overridden (--reason TEXT)")
+    self._mlflow_ready()
     with file_lock(self.root / ".lock"):
         al = self._read_aliases()
         cur = al.get(to)
         if cur and cur["digest"] == rel.digest:
+            _mirrored(self._mirror(rel, [to]), f"alias {to!r} points at {rel.version}")
             return rel
         ok, proof = self._evidence_ok(rel, cur["digest"] if cur else None, runs_dir) if to in GATED else (True, None)
         if not ok and not force:
@@ -444,6 +452,7 @@ def promote(
             "updated": _now(),
         }
         write_json(self.root / "aliases.json", al)
+        mirror = self._mirror(rel, [to])
         self._log(
             "promote",
             alias=to,
@@ -455,7 +464,9 @@ def promote(
             reason=str(reason),
             refused_because=None if ok else proof,
             wandb=self._link(rel, to),
+            mlflow=mirror,
         )
+    _mirrored(mirror, f"alias {to!r} moved to {rel.version}")
     return rel
 
 # %% ../nbs/09f_releases.ipynb #d853e93e
@@ -463,6 +474,7 @@ def promote(
 def rollback(self: ReleaseRegistry, alias: str, *, reason: str = "") -> Release:
     "Move `alias` back to the release it pointed at before its last move; returns that release."
     _check_alias(alias)
+    self._mlflow_ready()
     with file_lock(self.root / ".lock"):
         al = self._read_aliases()
         if alias not in al:
@@ -477,6 +489,7 @@ def rollback(self: ReleaseRegistry, alias: str, *, reason: str = "") -> Release:
         prev = self.get(cur["previous"][-1])
         al[alias] = {"digest": prev.digest, "previous": cur["previous"][:-1], "updated": _now()}
         write_json(self.root / "aliases.json", al)
+        mirror = self._mirror(prev, [alias])
         self._log(
             "rollback",
             alias=alias,
@@ -484,7 +497,9 @@ def rollback(self: ReleaseRegistry, alias: str, *, reason: str = "") -> Release:
             to=prev.version,
             digest=prev.digest,
             reason=str(reason),
+            mlflow=mirror,
         )
+    _mirrored(mirror, f"alias {alias!r} rolled back to {prev.version}")
     return prev
 
 # %% ../nbs/09f_releases.ipynb #97523595
@@ -519,6 +534,35 @@ def _link(self: ReleaseRegistry, rel: Release, alias: str, mode: Optional[str] =
     run.log_artifact(art, aliases=[alias])
     run.finish()
     return {"mode": mode, "linked": what, "run": run.id}
+
+# %% ../nbs/09f_releases.ipynb #4b3b7230
+@patch
+def _mlflow_ready(self: ReleaseRegistry) -> None:
+    "With `tracker: mlflow`, fail now (before anything moves) when the MLflow store cannot be opened."
+    if self.settings.tracker == "mlflow":
+        mlflow_client(self.settings)
+
+
+@patch
+def _mirror(self: ReleaseRegistry, rel: Release, aliases: list = ()) -> Optional[dict]:
+    "With `tracker: mlflow`, register `rel` in MLflow and point `aliases` at it: {name, version, aliases} or {error}."
+    if self.settings.tracker != "mlflow":
+        return None
+    try:
+        out = log_release(
+            rel, list(aliases), record=self.root / "versions" / f"{rel.digest}.json", settings=self.settings
+        )
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"[:500]}
+    return {k: out[k] for k in ("name", "version", "aliases")}
+
+
+def _mirrored(mirror: Optional[dict], done: str) -> None:
+    "Raise when mirroring into MLflow failed, saying what did happen here."
+    if mirror and "error" in mirror:
+        raise ReleaseError(
+            f"{done} here, but MLflow's model registry was not updated ({mirror['error']}); repeat the call"
+        )
 
 # %% ../nbs/09f_releases.ipynb #92553699
 def _leaves(v: Any, prefix: str) -> dict:

@@ -1,4 +1,4 @@
-"""A run record for every job: parameters, metrics, lineage and the executed notebook in one folder, tracked in W&B.
+"""A run record for every job: parameters, metrics, lineage and the executed notebook in one folder, tracked in W&B or MLflow.
 
 Docs: https://llmops.github.io/llmops-nb/runs.html.md"""
 
@@ -22,6 +22,7 @@ from llmops_nb.core import (
     redact,
     write_json,
 )
+from .mlflow_tracker import MlflowTracker, table_frame  # mlflow itself is imported only when used
 from llmops_nb.telemetry import (  # spans only when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
     ResourceSampler,
     end_span,
@@ -30,8 +31,8 @@ from llmops_nb.telemetry import (  # spans only when OTEL_EXPORTER_OTLP_(TRACES_
 )
 
 # %% auto #0
-__all__ = ['NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id', 'now_iso', 'update_lineage', 'Run', 'start_run', 'RunRecord',
-           'find_run', 'read_run', 'list_runs', 'run_output', 'run_of', 'read_wandb_run']
+__all__ = ['TRACKERS', 'NoTracker', 'wandb_mode', 'WandbTracker', 'new_run_id', 'now_iso', 'update_lineage', 'Run', 'start_run',
+           'RunRecord', 'find_run', 'read_run', 'list_runs', 'run_output', 'run_of', 'read_wandb_run']
 
 # %% ../nbs/01_runs.ipynb #0e42aab3
 def _redact_metrics(metrics: dict) -> dict:
@@ -54,6 +55,15 @@ class NoTracker:
         pass
 
     def log_artifact(self, name: str, path: Path, type: str, metadata: Optional[dict] = None):
+        pass
+
+    def log_table(self, name: str, table):  # table: a DataFrame or a list of row dicts
+        pass
+
+    def log_plot(self, name: str, figure):  # figure: a matplotlib figure or an image file
+        pass
+
+    def set_tags(self, tags: dict):
         pass
 
     def info(self) -> dict:
@@ -115,6 +125,18 @@ class WandbTracker(NoTracker):
         art = wandb.Artifact(re.sub(r"[^\w.-]", "-", name), type=type, metadata=redact(metadata or {}))
         art.add_dir(str(path)) if Path(path).is_dir() else art.add_file(str(path))
         self.wb.log_artifact(art)
+
+    def log_table(self, name: str, table):
+        "Log a table (a DataFrame or a list of row dicts) as a `wandb.Table`."
+        import wandb
+
+        self.wb.log({name: wandb.Table(dataframe=table_frame(table))})
+
+    def log_plot(self, name: str, figure):
+        "Log a plot (a matplotlib figure or an image file) as a `wandb.Image`."
+        import wandb
+
+        self.wb.log({name: wandb.Image(figure if hasattr(figure, "savefig") else str(figure))})
 
     def info(self) -> dict:
         return {
@@ -210,6 +232,8 @@ def add_input(
     ent = _entry(self, path, digest, run_id)
     parents = lin.get("parents", []) + ([run_id] if run_id and run_id not in lin.get("parents", []) else [])
     update_lineage(self.dir, inputs={**lin.get("inputs", {}), name: ent}, parents=parents)
+    if self.tracker and parents != lin.get("parents", []):
+        self.tracker.set_tags({"llmops.parents": ",".join(parents)})
     return ent
 
 # %% ../nbs/01_runs.ipynb #4700b9d3
@@ -225,6 +249,23 @@ def add_output(
     if artifact and self.tracker:
         self.tracker.log_artifact(name, Path(path), artifact, {"digest": ent["digest"], "run_id": self.id})
     return ent
+
+# %% ../nbs/01_runs.ipynb #3916a36a
+@patch
+def log_table(self: Run, name: str, table) -> None:
+    "Publish a table (a pandas DataFrame or a list of row dicts) to the run's tracker under `name`."
+    table_frame(table)  # a wrong type fails here, whatever the tracker
+    if self.tracker:
+        self.tracker.log_table(name, table)
+
+
+@patch
+def log_plot(self: Run, name: str, figure) -> None:
+    "Publish a plot (a matplotlib figure, or an image file) to the run's tracker under `name`."
+    if not hasattr(figure, "savefig") and not Path(figure).is_file():
+        raise FileNotFoundError(f"Run.log_plot {name!r}: {figure} is neither a matplotlib figure nor an image file")
+    if self.tracker:
+        self.tracker.log_plot(name, figure)
 
 # %% ../nbs/01_runs.ipynb #24e5d326
 @patch
@@ -254,6 +295,9 @@ def finish(self: Run, status: str = "completed", error: Optional[str] = None) ->
     self._span = None
 
 # %% ../nbs/01_runs.ipynb #1db7dd36
+TRACKERS = {"wandb": WandbTracker, "mlflow": MlflowTracker, "none": NoTracker}  # the `tracker` setting's values
+
+
 def start_run(
     runbook: str,
     params: Optional[dict] = None,
@@ -292,9 +336,9 @@ def start_run(
         host=host_info(),
     )
     kind = tracker or settings.tracker
-    if kind not in ("wandb", "none"):
-        raise ValueError(f"tracker must be 'wandb' or 'none', got {kind!r}")
-    run.tracker = WandbTracker(run, settings) if kind == "wandb" else NoTracker()
+    if kind not in TRACKERS:
+        raise ValueError(f"tracker must be one of {', '.join(TRACKERS)}, got {kind!r}")
+    run.tracker = TRACKERS[kind](run, settings) if kind != "none" else NoTracker()
     update_lineage(run_dir, tracker=run.tracker.info())
     run.stages, run._sampler = list(lin.get("stages", [])), ResourceSampler().start()
     run._span = start_span(f"run {runbook}", {"llmops.run_id": run.id, "llmops.runbook": runbook})

@@ -1084,19 +1084,10 @@ def log_to(
         self.export_parquet(d / "traces.parquet", since, until)
     if hasattr(run, "add_output"):
         run.add_output(name, d)
-    tr = getattr(run, "tracker", None)
-    if getattr(tr, "kind", None) == "wandb" and getattr(tr, "wb", None) is not None:
-        import wandb
-
+    if hasattr(run, "log_table"):  # whatever the tracker (W&B, MLflow): the most recent traces as a table
         rows = self.query(since, until, limit=table_rows, order="desc")
         cell = lambda c, v: v[:500] if isinstance(v, str) and c in ("question", "answer") else v
-        tr.wb.log(
-            {
-                f"{name}/recent": wandb.Table(
-                    columns=_TABLE_COLS, data=[[cell(c, r[c]) for c in _TABLE_COLS] for r in rows]
-                )
-            }
-        )
+        run.log_table(f"{name}/recent", [{c: cell(c, r[c]) for c in _TABLE_COLS} for r in rows])
     return d
 
 # %% ../nbs/10_tracestore.ipynb #01b53b0c

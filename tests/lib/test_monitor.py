@@ -283,22 +283,24 @@ def test_export_parquet_is_atomic_and_typed(store, tmp_path):
     assert sorted(x.name for x in out.parent.iterdir()) == ["empty.parquet", "traces.parquet"]  # no temporary files left
 
 
-def test_log_to_run_and_wandb_table(store, home):
+def test_log_to_run_and_tracker_table(store, home):
     from llmops_nb.runs import start_run
     for i in range(3):
         store.record({"status": "answered", "total_ms": 10.0 * (i + 1), "question": f"q{i}", "answer": "a" * 900})
 
-    class FakeWB:
-        logged = []
-        def log(self, d, step=None): self.logged.append(d)
+    from llmops_nb.runs import NoTracker
+
+    class FakeTracker(NoTracker):                              # what every tracker (W&B, MLflow) is handed
+        tables = {}
+        def log_table(self, name, table): self.tables[name] = table
     run = start_run("monitor-test", tracker="none")
-    run.tracker.kind, run.tracker.wb = "wandb", FakeWB()      # what a W&B tracker exposes
+    run.tracker = FakeTracker()
     d = store.log_to(run, since="-1h")
     assert run.metrics["traces/requests"] == 3.0 and run.metrics["traces/latency_ms/p50"] == 20.0
     assert run.metrics["traces/status_rate/answered"] == 1.0
     assert json.loads((d / "aggregates.json").read_text())["requests"] == 3 and (d / "traces.parquet").is_file()
-    table = FakeWB.logged[-1]["traces/recent"]
-    assert len(table.data) == 3 and len(table.data[0][table.columns.index("answer")]) == 500
+    table = FakeTracker.tables["traces/recent"]
+    assert len(table) == 3 and len(table[0]["answer"]) == 500 and len(table[0]["question"]) == 2
     lin = json.loads((run.dir / "lineage.json").read_text())
     assert "traces" in lin["outputs"]
     run.finish()

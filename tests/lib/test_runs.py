@@ -37,7 +37,7 @@ def test_failed_run_and_bad_input(home):
     with pytest.raises(ValueError, match="runbook name"):
         start_run("../escape", settings=st)
     with pytest.raises(ValueError, match="tracker must be"):
-        start_run("job", settings=st, tracker="mlflow")
+        start_run("job", settings=st, tracker="neptune")
     with pytest.raises(ValueError, match="give a path"):
         start_run("job", settings=st).add_input("x")
     with pytest.raises(FileNotFoundError):
@@ -188,3 +188,28 @@ def test_a_stage_keeps_a_short_memory_spike_in_its_peak():
     out = json.loads(r.stdout.strip().splitlines()[-1])
     if not out["hwm"]: pytest.skip("this OS cannot reset the resident-set high-water mark")
     assert out["window"] >= out["after"] + 64 and out["run"] >= out["window"]     # the freed 96 MiB block is in the window's and the run's peak
+
+
+def test_tables_and_plots_reach_wandb_and_bad_ones_are_refused(home):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with start_run("eval", {}, settings=load_settings(wandb_mode="offline")) as run:
+        run.log_table("eval/cases", [{"question": "Warranty?", "correct": True, "hits": [1, 2]}])
+        fig, ax = plt.subplots()
+        ax.plot([1.0, 0.5])
+        run.log_plot("loss", fig)
+        fig.savefig(run.dir / "loss.png")
+        plt.close(fig)
+        run.log_plot("loss_png", run.dir / "loss.png")
+        with pytest.raises(TypeError, match="a pandas DataFrame or a list of row dicts"):
+            run.log_table("bad", {"question": "not rows"})
+        with pytest.raises(FileNotFoundError, match="neither a matplotlib figure nor an image file"):
+            run.log_plot("bad", run.dir / "missing.png")
+    s = read_wandb_run(run.dir)["summary"]
+    assert (s["eval/cases"]["_type"], s["eval/cases"]["nrows"], s["eval/cases"]["ncols"]) == ("table-file", 1, 3)
+    assert s["loss"]["_type"] == s["loss_png"]["_type"] == "image-file"
+    with start_run("eval", {}, settings=load_settings(tracker="none")) as quiet:     # no tracker: nothing to publish to, still checked
+        quiet.log_table("eval/cases", [{"a": 1}])
+        with pytest.raises(TypeError):
+            quiet.log_table("bad", "a,b")
