@@ -25,11 +25,18 @@ fp32 on CPU, bf16 (no quantization) on CUDA; activation checkpointing off on CPU
 (c) on CUDA only: model FLOPs utilization = 6 * parameters * tokens/s / peak bf16 dense FLOP/s of the GPU
     (table by device name, or `--peak-tflops`); skipped with a note on CPU.
 
+(d) `--compare-methods`: instead of (a)-(c), `llmops_nb.train.compare_methods` trains one adapter per method (LoRA,
+    prompt tuning, prefix tuning; each with its METHOD_DEFAULTS learning rate) on the sample conversations split by
+    source document (10% held out), with the same steps, batch, max_length and seed, and answers `--answer-rows`
+    held-out questions greedily. Baselines measured in the same run: LoRA (eval loss, trainable parameters and
+    training time as ratios against it) and the untouched base model (token F1 of its answers).
+
 The CPU is shared with other jobs here: the load average is printed before and after, and single runs vary by
 about +-10%. Run from the repository root (about 6 min with the defaults on a 2-core CPU, tiny under 1 min):
 
     .venv/bin/python benchmarks/train.py [--model smollm2-135m-instruct|tiny|FOLDER] [--steps 4] [--batch-size 4]
         [--max-length 512] [--repeats 2] [--packing-repeats 1] [--threads 0] [--seed 42] [--out results.json]
+    .venv/bin/python benchmarks/train.py --compare-methods [--model ...] [--steps 12] [--max-length 256] [--answer-rows 12]
 """
 import argparse, json, os, shutil, statistics, sys, tempfile, time, warnings
 from pathlib import Path
@@ -50,6 +57,8 @@ ap.add_argument("--logging-steps", type=int, default=10)
 ap.add_argument("--packing-repeats", type=int, default=None, help="runs of packing=True (default: 1 for SmolLM2, --repeats for tiny); 0: skip")
 ap.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 dense TFLOP/s of the GPU, if not in the table")
 ap.add_argument("--out", default=None, help="write all figures as JSON here")
+ap.add_argument("--compare-methods", action="store_true", help="(d): LoRA vs prompt tuning vs prefix tuning instead of (a)-(c)")
+ap.add_argument("--answer-rows", type=int, default=12, help="(d): held-out questions answered for token F1")
 a = ap.parse_args()
 
 import torch, datasets, transformers, trl, peft
@@ -83,6 +92,23 @@ print(f"model {ref} ({path}), device {dev}/{str(dt).replace('torch.', '')}, torc
       f"{rep.tokens} tokens (p50 {rep.length['p50']}, max {rep.length['max']}), {rep.truncated} truncated, {len(rep.dropped)} dropped at max_length {a.max_length}")
 print(f"steps {steps}, batch size {a.batch_size}, lr {a.lr}, seed {a.seed}, repeats {a.repeats}; versions: torch {torch.__version__}, "
       f"transformers {transformers.__version__}, trl {trl.__version__}, peft {peft.__version__}  (setup {time.perf_counter() - t:.1f}s)")
+if a.compare_methods:
+    from llmops_nb.train import compare_methods, resolve_sft_data
+    tr, ev, _, _ = resolve_sft_data(root / "data" / "sample" / "sft.jsonl", seed=a.seed)
+    cfg = SFTConfig(base_model=str(path) if tiny else ref, max_length=a.max_length, max_steps=steps, batch_size=a.batch_size,
+                    save_steps=steps, logging_steps=max(1, steps // 3), seed=a.seed)
+    t = time.perf_counter()
+    table = compare_methods(cfg, tr, ev, out_dir=work / "compare", answer_rows=a.answer_rows)
+    print(f"\n(d) {len(tr)} training and {len(ev)} held-out conversations, {steps} steps of batch {a.batch_size}, "
+          f"{a.answer_rows} held-out answers ({time.perf_counter() - t:.0f}s)\n" + table.round(4).to_string())
+    lora, base_f1 = table.loc["lora"], table.loc["base", "token_f1"]
+    for m in [m for m in table.index if m not in ("base", "lora")]:
+        r = table.loc[m]
+        print(f"{m:>14}: eval loss {r.eval_loss / lora.eval_loss:.3f}x LoRA's, trainable params {r.trainable_params / lora.trainable_params:.4f}x, "
+              f"training time {r.train_runtime_s / lora.train_runtime_s:.2f}x; token F1 {r.token_f1:.3f} (base model {base_f1:.3f}, LoRA {lora.token_f1:.3f})")
+    if a.out: Path(a.out).write_text(json.dumps(json.loads(table.reset_index().to_json(orient="records")), indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0)
 if rep.dropped: sys.exit(f"{len(rep.dropped)} conversations have nothing trainable within max_length {a.max_length}: the two scripts would not train on the same data; raise --max-length")
 
 class Probe(TrainerCallback):

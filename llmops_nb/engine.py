@@ -17,7 +17,8 @@ from .core import OFFLINE_VARS, ConfigError, Settings, load_settings, read_json
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['EngineError', 'vllm_python', 'check_vllm_python', 'VLLMEngine', 'EnginePlan', 'engine_plan', 'engine_pipeline']
+__all__ = ['EngineError', 'vllm_python', 'check_vllm_python', 'VLLMEngine', 'check_vllm_adapter', 'EnginePlan', 'engine_plan',
+           'engine_pipeline']
 
 # %% ../nbs/11b_engine.ipynb #10eab10e
 _VLLM_SERVER = "vllm.entrypoints.openai.api_server"  # the module vLLM's OpenAI-compatible server runs as
@@ -438,6 +439,19 @@ def _reload(self: VLLMEngine) -> None:
         self._load(name, path)
 
 # %% ../nbs/11b_engine.ipynb #24ca5ef3
+def check_vllm_adapter(path: Union[str, Path]) -> Path:
+    "The adapter folder `path`, or `ConfigError` when it is an adapter vLLM cannot serve (anything but LoRA)."
+    p = Path(path).expanduser()
+    cfg = p / "adapter_config.json"
+    kind = read_json(cfg).get("peft_type") if cfg.is_file() else None
+    if isinstance(kind, str) and kind.upper() != "LORA":
+        raise ConfigError(
+            f"adapter {p} is a {kind.lower()} adapter and vLLM serves LoRA adapters only; serve it with the hf engine "
+            "(llmops serve --engine hf), which runs it unmerged on its base model"
+        )
+    return p
+
+# %% ../nbs/11b_engine.ipynb #8eceb9f2
 @patch
 def load_adapter(self: VLLMEngine, name: str, path: Union[str, Path]) -> bool:
     "Load the LoRA adapter folder `path` as model `name` -> False when it was already loaded from that folder."
@@ -446,6 +460,7 @@ def load_adapter(self: VLLMEngine, name: str, path: Union[str, Path]) -> bool:
     p = Path(path).expanduser().resolve()
     if not (p / "adapter_config.json").is_file():
         raise ConfigError(f"adapter {name!r}: {path} is not a LoRA adapter folder (no adapter_config.json)")
+    check_vllm_adapter(p)
     rank = read_json(p / "adapter_config.json").get("r")
     if isinstance(rank, int) and rank > self.max_lora_rank:
         raise ConfigError(
@@ -572,6 +587,8 @@ def engine_plan(
         and (others or not root.is_dir() or "production" not in ReleaseRegistry(root, settings=s).aliases())
     ):
         spec = release_spec(model, adapter, index, settings=s)
+        if spec["adapter"]:
+            check_vllm_adapter(spec["adapter"]["path"])
         return EnginePlan(spec["base_model"]["ref"], spec=spec)
     if others:
         raise ConfigError(
@@ -582,6 +599,8 @@ def engine_plan(
         rel = reg.get(release or "production")
     except ValueError as e:
         raise ConfigError(f"serve: release {release or 'production'!r}: {e}") from None
+    if rel.spec.get("adapter"):
+        check_vllm_adapter(rel.spec["adapter"]["path"])  # a canary's adapter is checked when the router loads it
     return EnginePlan(rel.spec["base_model"]["ref"], reg, release or "production", canary)
 
 # %% ../nbs/11b_engine.ipynb #557b8953

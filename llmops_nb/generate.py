@@ -365,9 +365,9 @@ def _load(self: HFGenerator, model: Any, device: str, dtype: str) -> tuple:
     with quiet():
         m = load_model(model, device=device, dtype=dtype, quantize=self.quantize, settings=s) if is_ref else model
         if ad is not None:
-            from peft import PeftModel
+            from llmops_nb.models import attach_adapter  # prompt/prefix tuning: generation with a KV cache
 
-            m = PeftModel.from_pretrained(m, str(ad))
+            m = attach_adapter(m, ad)
     ref = _ref_of(model, s)
     tok_src = ad if ad is not None and (ad / "tokenizer_config.json").is_file() else ref
     return m, self._tok or load_tokenizer(tok_src, generation_markers=False, settings=s), ref

@@ -1,4 +1,4 @@
-"""Base models, tokenizers and LoRA adapters from a folder, the packaged SmolLM2 or a hub id; tiny models for tests.
+"""Base models, tokenizers and adapters (LoRA, prompt or prefix tuning) from a folder, the packaged SmolLM2 or a hub id.
 
 Docs: https://llmops.github.io/llmops-nb/models.html.md"""
 
@@ -28,9 +28,9 @@ from llmops_nb.core import (
 )
 
 # %% auto #0
-__all__ = ['PROBES', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref', 'model_digest', 'adapter_digest',
-           'has_generation_markers', 'with_generation_markers', 'make_tiny_model', 'load_tokenizer',
-           'quantization_available', 'load_model', 'quiet', 'load_adapter']
+__all__ = ['PROBES', 'ADAPTER_METHODS', 'models_cache', 'packaged_base', 'resolve_model', 'model_ref', 'model_digest',
+           'adapter_digest', 'has_generation_markers', 'with_generation_markers', 'make_tiny_model', 'load_tokenizer',
+           'quantization_available', 'load_model', 'quiet', 'adapter_method', 'attach_adapter', 'load_adapter']
 
 # %% ../nbs/05_models.ipynb #dcdf4c23
 _CONVERTED_FORMAT = "llmops-nb/converted-model@1"
@@ -132,7 +132,8 @@ def model_digest(ref: Union[str, Path, None] = None, settings: Optional[Settings
 
 # %% ../nbs/05_models.ipynb #b8a02263
 def adapter_digest(ad: Union[str, Path]) -> str:
-    "Content digest of a LoRA adapter: its weights file (`adapter_model.safetensors`), else the whole folder."
+    """Content digest of an adapter (LoRA, prompt or prefix tuning): its weights file (`adapter_model.safetensors`),
+    else the whole folder."""
     ad = Path(ad)
     w = ad / "adapter_model.safetensors"
     return digest(w if w.is_file() else ad)
@@ -378,12 +379,86 @@ def quiet():
             datasets.enable_progress_bars()
 
 # %% ../nbs/05_models.ipynb #a0ca85e7
+ADAPTER_METHODS = {"LORA": "lora", "PROMPT_TUNING": "prompt_tuning", "PREFIX_TUNING": "prefix_tuning"}
+
+
+def adapter_method(adapter_dir: Union[str, Path]) -> str:
+    "The `sft` method of an adapter folder: `lora`, `prompt_tuning` or `prefix_tuning` (another PEFT type: lowercased)."
+    ad = Path(adapter_dir)
+    if not (ad / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{ad}: not an adapter folder (no adapter_config.json)")
+    kind = read_json(ad / "adapter_config.json").get("peft_type")
+    if not isinstance(kind, str) or not kind:
+        raise ConfigError(f"{ad}/adapter_config.json: no peft_type")
+    return ADAPTER_METHODS.get(kind.upper(), kind.lower())
+
+# %% ../nbs/05_models.ipynb #5d95e44e
+def _cache_compat(peft_model, positions: bool = True):
+    """Let PEFT's prompt-learning generation see the cache transformers 5 passes as `cache` (see above); without
+    `positions`, position ids are dropped before PEFT's code (prompt tuning ignores them, with a warning per token)."""
+    import functools, inspect
+
+    base_prep, peft_prep = peft_model.base_model_prepare_inputs_for_generation, peft_model.prepare_inputs_for_generation
+    if "cache" not in inspect.signature(base_prep).parameters:
+        return peft_model  # transformers 4.x: the names already agree
+    inside = [False]  # True while PEFT's own preparation runs
+
+    @functools.wraps(base_prep)
+    def base_renamed(*args, **kw):
+        out = base_prep(*args, **kw)
+        if inside[0] and "cache" in out:
+            out["past_key_values"] = out.pop("cache")
+        return out
+
+    @functools.wraps(peft_prep)
+    def prepare(*args, **kw):
+        if not positions:
+            kw.pop("position_ids", None)
+        inside[0] = True
+        try:
+            out = peft_prep(*args, **kw)
+        finally:
+            inside[0] = False
+        if "past_key_values" in out:
+            out["cache"] = out.pop("past_key_values")
+        return out
+
+    peft_model.base_model_prepare_inputs_for_generation = base_renamed
+    peft_model.prepare_inputs_for_generation = prepare
+    return peft_model
+
+# %% ../nbs/05_models.ipynb #79037b5b
+def attach_adapter(model, adapter_dir: Union[str, Path], is_trainable: bool = False):
+    "A PeftModel with the adapter in `adapter_dir` on `model`; prompt and prefix tuning generate right with a cache."
+    from peft import PeftModel
+
+    ad = Path(adapter_dir)
+    method = adapter_method(ad)
+    if method == "lora" or not is_trainable:
+        with quiet():
+            peft_model = PeftModel.from_pretrained(model, str(ad), is_trainable=is_trainable)
+        return peft_model if method == "lora" else _cache_compat(peft_model, method != "prompt_tuning")
+    return _cache_compat(_trainable_prompt(model, ad), method != "prompt_tuning")
+
+
+def _trainable_prompt(model, ad: Path):
+    "A prompt-learning adapter to train on: PEFT loads those for inference only, so build a fresh one and load weights."
+    from peft import PeftConfig, get_peft_model, load_peft_weights, set_peft_model_state_dict
+
+    conf = PeftConfig.from_pretrained(str(ad))
+    conf.inference_mode = False
+    if hasattr(conf, "prompt_tuning_init"):
+        conf.prompt_tuning_init = "RANDOM"  # the saved weights replace the start; no tokenizer is loaded for it
+    peft_model = get_peft_model(model, conf)
+    set_peft_model_state_dict(peft_model, load_peft_weights(str(ad), device=str(next(model.parameters()).device)))
+    return peft_model
+
+# %% ../nbs/05_models.ipynb #c28fa97b
 def load_adapter(
     adapter_dir: Union[str, Path], device: str = "auto", dtype: str = "auto", settings: Optional[Settings] = None
 ) -> tuple:
-    "(PeftModel with the adapter on its base model, tokenizer) for an adapter folder written by `sft`."
-    from peft import PeftModel
-
+    """(PeftModel with the adapter on its base model, tokenizer) for an adapter folder written by `sft`: LoRA, prompt or
+    prefix tuning."""
     ad = Path(adapter_dir)
     if not (ad / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{ad}: not an adapter folder (no adapter_config.json)")
@@ -393,7 +468,6 @@ def load_adapter(
     with quiet():
         model = load_model(base, device=device, dtype=dtype, settings=settings)
     tok = load_tokenizer(ad if (ad / "tokenizer_config.json").is_file() else base, settings=settings)
-    with quiet():
-        peft_model = PeftModel.from_pretrained(model, str(ad))
+    peft_model = attach_adapter(model, ad)
     peft_model.eval()
     return peft_model, tok

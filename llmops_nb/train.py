@@ -1,4 +1,4 @@
-"""LoRA fine-tuning with TRL: a loss-mask pre-flight, crash-safe resume, a verified merge, sweeps and distributed runs.
+"""LoRA, prompt- or prefix-tuning with TRL: loss-mask pre-flight, crash-safe resume, verified merge, sweeps, distributed runs.
 
 Docs: https://llmops.github.io/llmops-nb/train.html.md"""
 
@@ -33,7 +33,9 @@ from .data import DataError, Dataset, check_conversation, load_dataset
 from llmops_nb.models import (
     PROBES,
     adapter_digest,
+    adapter_method,
     has_generation_markers,
+    attach_adapter,
     load_adapter,
     load_model,
     load_tokenizer,
@@ -44,11 +46,12 @@ from llmops_nb.models import (
 from .telemetry import reset_rss_peak, rss_peak_mb
 
 # %% auto #0
-__all__ = ['PEAK_FLOPS', 'SEARCH_SPACE', 'PreflightError', 'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report',
-           'last_checkpoint', 'reset_peak_memory', 'peak_memory', 'model_flops_per_token', 'peak_flops', 'mfu',
-           'SFTConfig', 'resolve_init_adapter', 'SFTResult', 'sft', 'model_card', 'MergeCheckFailed', 'merge_adapter',
+__all__ = ['PEAK_FLOPS', 'PROMPT_INIT_TEXT', 'SEARCH_SPACE', 'PROMPT_SEARCH_SPACE', 'METHOD_DEFAULTS', 'PreflightError',
+           'conversations', 'encode', 'MaskReport', 'prepare', 'mask_report', 'last_checkpoint', 'reset_peak_memory',
+           'peak_memory', 'model_flops_per_token', 'peak_flops', 'mfu', 'SFTConfig', 'resolve_init_adapter',
+           'SFTResult', 'peft_config', 'init_prompt', 'sft', 'model_card', 'MergeCheckFailed', 'merge_adapter',
            'resolve_sft_data', 'SweepResult', 'sweep', 'write_spec', 'run_spec', 'launch_command', 'launch_env',
-           'sft_distributed', 'check_launch_config']
+           'sft_distributed', 'check_launch_config', 'compare_methods']
 
 # %% ../nbs/06_train.ipynb #19bb8b85
 class PreflightError(ValueError):
@@ -552,6 +555,9 @@ _LIBRARY_ONLY = (
 )  # fmt: skip
 
 
+PROMPT_INIT_TEXT = "Answer the customer's question using only the context; if the context does not say, say so."
+
+
 @dataclass
 class SFTConfig(JobConfig):
     "The settings of one `sft` job: the `train_sft` runbook's parameters, then settings only library callers change."
@@ -560,9 +566,13 @@ class SFTConfig(JobConfig):
     dataset: Union[str, Path, None] = None  # the runbook's SFT data reference (see `resolve_sft_data`)
     eval_dataset: Union[str, Path, None] = None  # the runbook's held-out data; None: the run's sft_val or a split
     loss: Literal["assistant", "completion", "all"] = "assistant"  # see `encode`
+    method: Literal["lora", "prompt_tuning", "prefix_tuning"] = "lora"  # what trains (see `peft_config`)
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scaling numerator (the scale is alpha / r)
     lora_dropout: float = 0.05
+    num_virtual_tokens: int = 20  # prompt/prefix tuning: learned tokens before every input
+    prompt_init: Literal["text", "random"] = "text"  # prompt/prefix tuning: start from prompt_init_text, or random
+    prompt_init_text: str = PROMPT_INIT_TEXT  # prompt/prefix tuning: the task description the virtual tokens start from
     learning_rate: float = 2e-4
     epochs: float = 1.0  # passes over the data (ignored when max_steps > 0)
     max_steps: int = -1  # -1: run `epochs`; else this many optimizer steps
@@ -617,6 +627,32 @@ def check(self: SFTConfig) -> None:
     self.require("accelerate_config", cfg_file is None or Path(cfg_file).expanduser().is_file(), "an existing file")
     if self.processes > 1 and cfg_file is not None:
         check_launch_config(cfg_file)  # FSDP/DeepSpeed without CUDA or deepspeed: refused here
+    _check_method(self)
+
+# %% ../nbs/06_train.ipynb #fc88af9f
+_METHOD_ONLY = {
+    "lora": ("lora_r", "lora_alpha", "lora_dropout", "target_modules"),
+    "prompt_tuning": ("num_virtual_tokens", "prompt_init", "prompt_init_text"),
+    "prefix_tuning": ("num_virtual_tokens", "prompt_init", "prompt_init_text"),
+}
+
+
+def _check_method(cfg: SFTConfig) -> None:
+    "Rules of `method`: each method's own settings, and what prompt and prefix tuning cannot do."
+    defaults, own = SFTConfig.__dataclass_fields__, set(_METHOD_ONLY[cfg.method])
+    for k in sorted({k for names in _METHOD_ONLY.values() for k in names} - own):
+        users = " and ".join(m for m, names in _METHOD_ONLY.items() if k in names)
+        must = f"left at its default {defaults[k].default!r} with method={cfg.method!r} (a setting of {users} only)"
+        cfg.require(k, getattr(cfg, k) == defaults[k].default, must)
+    if cfg.method == "lora":
+        return
+    cfg.require("num_virtual_tokens", 1 <= cfg.num_virtual_tokens <= 512, "in [1, 512]")
+    text = "a non-empty task description with prompt_init='text'"
+    cfg.require("prompt_init_text", cfg.prompt_init != "text" or bool(cfg.prompt_init_text.strip()), text)
+    cfg.require("packing", not cfg.packing, f"False with method={cfg.method!r} (virtual tokens come once per sequence)")
+    if cfg.method == "prefix_tuning":
+        no_ckpt = "'auto' or False with prefix_tuning (the prefix rides in the key-value cache)"
+        cfg.require("activation_checkpointing", cfg.activation_checkpointing is not True, no_ckpt)
 
 # %% ../nbs/06_train.ipynb #326a4f73
 @patch
@@ -728,6 +764,13 @@ _JOB_KEYS = (
 )  # fmt: skip
 
 
+def _job_keys(cfg: SFTConfig) -> tuple:
+    "The settings that make a job: LoRA jobs keep the keys they always had (so their digests do not change)."
+    if cfg.method == "lora":
+        return _JOB_KEYS
+    return ("method", *_METHOD_ONLY[cfg.method], *(k for k in _JOB_KEYS if k not in _METHOD_ONLY["lora"]))
+
+
 def _job_config(ref: str, tok, cfg: SFTConfig, train_dig: str, eval_dig: Optional[str], dev: str, dt, quant) -> dict:
     import torch, transformers, trl, peft
 
@@ -738,7 +781,7 @@ def _job_config(ref: str, tok, cfg: SFTConfig, train_dig: str, eval_dig: Optiona
         "train_digest": train_dig,
         "eval_digest": eval_dig,
         "chat_template": digest((tok.chat_template or "").encode()),
-        "params": {k: (list(v) if isinstance(v, tuple) else v) for k in _JOB_KEYS for v in [getattr(cfg, k)]},
+        "params": {k: (list(v) if isinstance(v, tuple) else v) for k in _job_keys(cfg) for v in [getattr(cfg, k)]},
         "device": dev,
         "dtype": str(dt).replace("torch.", ""),
         "quantize": quant,
@@ -820,18 +863,32 @@ def _trainable(src: Any, init: Optional[Path], dev: str, dt, quant: str, setting
     if isinstance(src, (str, Path)):
         with quiet():
             src = load_model(src, device=dev, dtype=str(dt).replace("torch.", ""), quantize=quant, settings=settings)
-    if init is not None:
-        from peft import PeftModel
+    return attach_adapter(src, init, is_trainable=True) if init is not None else src
 
-        src = PeftModel.from_pretrained(src, str(init), is_trainable=True)
-    return src
+
+def _check_init(cfg: SFTConfig, init: Optional[Path]) -> None:
+    "A continued job keeps its starting adapter's method and number of virtual tokens."
+    if init is None:
+        return
+    if (got := adapter_method(init)) != cfg.method:
+        raise ConfigError(
+            f"parameter 'method': init_adapter {init} is a {got} adapter, not {cfg.method}; "
+            f"set method={got!r} to continue it"
+        )
+    n = read_json(init / "adapter_config.json").get("num_virtual_tokens")
+    if got != "lora" and n != cfg.num_virtual_tokens:
+        raise ConfigError(
+            f"parameter 'num_virtual_tokens': init_adapter {init} has {n} virtual tokens, "
+            f"not {cfg.num_virtual_tokens}; set num_virtual_tokens={n} to continue it"
+        )
 
 # %% ../nbs/06_train.ipynb #cbabd2af
 def _training_args(cfg: SFTConfig, out_dir: Path, dev: str, dt, has_eval: bool):
     import torch
     from trl import SFTConfig as TRLConfig
 
-    ac = (dev == "cuda") if cfg.activation_checkpointing == "auto" else cfg.activation_checkpointing
+    auto = dev == "cuda" and cfg.method != "prefix_tuning"  # a prefix lives in the cache, which checkpointing drops
+    ac = auto if cfg.activation_checkpointing == "auto" else cfg.activation_checkpointing
     return TRLConfig(
         output_dir=str(out_dir / "checkpoints"),
         max_length=cfg.max_length,
@@ -868,14 +925,15 @@ def _training_args(cfg: SFTConfig, out_dir: Path, dev: str, dt, has_eval: bool):
     )
 
 # %% ../nbs/06_train.ipynb #19e696cf
-def _trainer(cfg: SFTConfig, model, tok, args, train_ex: list, eval_ex: Optional[list], callbacks: list, fresh: bool):
-    "TRL's SFTTrainer with fresh LoRA weights (`fresh`) or the model's own adapter, and early stopping when asked."
-    import datasets
-    from peft import LoraConfig
-    from transformers import EarlyStoppingCallback, PrinterCallback
-    from trl import SFTTrainer
+def peft_config(cfg: SFTConfig):
+    "A fresh adapter's PEFT configuration for `cfg.method`: `LoraConfig`, `PromptTuningConfig` or `PrefixTuningConfig`."
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig
 
-    lora = LoraConfig(
+    if cfg.method == "prompt_tuning":  # a text start is set by `init_prompt`: the adapter names no tokenizer path
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.num_virtual_tokens)
+    if cfg.method == "prefix_tuning":
+        return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.num_virtual_tokens)
+    return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
@@ -883,6 +941,45 @@ def _trainer(cfg: SFTConfig, model, tok, args, train_ex: list, eval_ex: Optional
         task_type="CAUSAL_LM",
         bias="none",
     )
+
+# %% ../nbs/06_train.ipynb #9b718585
+def _prefix_from_text(model, ids: list):
+    "Prefix-tuning weights (virtual tokens x layers*2*kv width): the keys and values the base model computes for `ids`."
+    import torch
+
+    with torch.no_grad():
+        out = model.get_base_model()(input_ids=torch.tensor([ids], device=model.device), use_cache=True)
+    cache = out.get("cache") or out.get("past_key_values")
+    kv = [t[0].transpose(0, 1) for layer in cache.layers for t in (layer.keys, layer.values)]  # (tokens, heads, dim)
+    return torch.stack(kv, 1).reshape(len(ids), -1)
+
+
+def init_prompt(model, tokenizer, text: str) -> list:
+    """Start a prompt- or prefix-tuning model's virtual tokens from `text`: its token embeddings, or the keys and values
+    the model computes for it; returns the token ids used."""
+    import torch
+
+    enc = model.prompt_encoder[model.active_adapter].embedding
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"init_prompt: {text!r} has no tokens")
+    ids = (ids * (enc.num_embeddings // len(ids) + 1))[: enc.num_embeddings]
+    prefix = model.peft_config[model.active_adapter].peft_type == "PREFIX_TUNING"
+    with torch.no_grad():
+        if prefix:
+            w = _prefix_from_text(model, ids)
+        else:
+            w = model.get_input_embeddings()(torch.tensor(ids, device=enc.weight.device))
+        enc.weight.copy_(w.to(enc.weight.dtype))
+    return ids
+
+# %% ../nbs/06_train.ipynb #07976c02
+def _trainer(cfg: SFTConfig, model, tok, args, train_ex: list, eval_ex: Optional[list], callbacks: list, fresh: bool):
+    "TRL's SFTTrainer with a fresh adapter of `cfg.method` (`fresh`) or the model's own, and early stopping when asked."
+    import datasets
+    from transformers import EarlyStoppingCallback, PrinterCallback
+    from trl import SFTTrainer
+
     if cfg.early_stopping_patience:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)]
     with quiet():
@@ -890,12 +987,14 @@ def _trainer(cfg: SFTConfig, model, tok, args, train_ex: list, eval_ex: Optional
             model=model,
             args=args,
             processing_class=tok,
-            peft_config=lora if fresh else None,
+            peft_config=peft_config(cfg) if fresh else None,
             callbacks=callbacks,
             train_dataset=datasets.Dataset.from_list(train_ex),
             eval_dataset=datasets.Dataset.from_list(eval_ex) if eval_ex is not None else None,
         )
     trainer.remove_callback(PrinterCallback)  # LogToRun prints one line per log instead
+    if fresh and cfg.method != "lora" and cfg.prompt_init == "text":
+        init_prompt(trainer.model, tok, cfg.prompt_init_text)
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
         raise ConfigError(
             "FSDP was requested (accelerate config) but the Trainer did not enable it: FSDP needs GPUs; "
@@ -990,7 +1089,8 @@ def sft(
     verbose: bool = True,
     settings: Optional[Settings] = None,
 ) -> SFTResult:
-    "Train a LoRA adapter with TRL's SFTTrainer: pre-flight check, checkpoints, automatic resume, adapter and card."
+    """Train an adapter (LoRA, prompt or prefix tuning) with TRL's SFTTrainer: pre-flight check, checkpoints, automatic
+    resume, adapter and card."""
     from accelerate import PartialState
 
     cfg = cfg if isinstance(cfg, SFTConfig) else SFTConfig(**cfg)
@@ -999,6 +1099,7 @@ def sft(
     settings, out_dir = settings or load_settings(), Path(out_dir)
     dev, dt, quant, peak = _placement(cfg, settings)
     init = resolve_init_adapter(cfg.init_adapter, settings)
+    _check_init(cfg, init)
     src, ref = _model_ref(cfg, model, settings)
     tok = tokenizer or load_tokenizer(src if isinstance(src, (str, Path)) else ref, settings=settings)
     train_ex, rep, train_dig, eval_ex, eval_dig = _examples(cfg, tok, train, eval)
@@ -1069,6 +1170,22 @@ def _card_figures(cfg: dict, met: dict, rep: dict) -> list:
     )
 
 
+_METHOD_NAMES = {"lora": "LoRA", "prompt_tuning": "Prompt-tuning", "prefix_tuning": "Prefix-tuning"}
+
+
+def _card_method(cfg: dict, met: dict) -> list:
+    params = cfg.get("params", {})
+    method = params.get("method", "lora")  # LoRA jobs do not record it: their digests predate the other methods
+    own = ", ".join(f"{k}={params[k]!r}" for k in _METHOD_ONLY.get(method, ()) if k in params)
+    line = f"`{method}` ({own}): {met.get('trainable_params')} trainable parameters."
+    if method != "lora":
+        line += (
+            " Served unmerged, as the base model with this adapter (PEFT): merging folds LoRA weights into the base "
+            "model and applies to LoRA only, and vLLM serves LoRA adapters only (use the hf engine)."
+        )
+    return ["\n## Method\n", line]
+
+
 def _card_merge(merge: dict) -> list:
     return [
         "\n## Merge check\n",
@@ -1085,12 +1202,15 @@ def model_card(info: dict, merge: Optional[dict] = None) -> str:
     cfg, met, rep = info.get("config", {}), info.get("metrics", {}), info.get("mask_report", {})
     base = info.get("base_model", "?")
     hub = PACKAGED_MODELS.get(base, {}).get("hub_id", base if "/" in base and not base.startswith("/") else None)
-    front = ["---", "library_name: " + ("transformers" if merge else "peft"), "tags: [llmops-nb, sft, lora]"]
+    method = cfg.get("params", {}).get("method", "lora")
+    name = _METHOD_NAMES.get(method, method)
+    front = ["---", "library_name: " + ("transformers" if merge else "peft"), f"tags: [llmops-nb, sft, {method}]"]
     front += [f"base_model: {hub}"] if hub else []
     parts = front + ["---"]
-    parts += [f"\n# {'Merged model' if merge else 'LoRA adapter'} fine-tuned from {base}\n"]
-    parts += ["Trained with llmops-nb `sft` (TRL SFTTrainer + PEFT LoRA) on chat conversations.\n"]
-    parts += _card_provenance(info, cfg, base) + _card_figures(cfg, met, rep)
+    parts += [f"\n# {'Merged model' if merge else name + ' adapter'} fine-tuned from {base}\n"]
+    how = name.replace("-tuning", " tuning")
+    parts += [f"Trained with llmops-nb `sft` (TRL SFTTrainer + PEFT {how}) on chat conversations.\n"]
+    parts += _card_provenance(info, cfg, base) + _card_method(cfg, met) + _card_figures(cfg, met, rep)
     parts += _card_merge(merge) if merge else []
     parts += [
         "\n## Intended use and limits\n",
@@ -1152,6 +1272,12 @@ def merge_adapter(
     """Merge a LoRA adapter into its base model and export it only if its logits match the adapter's within `tol`;
     returns the check."""
     ad, out_dir = Path(adapter_dir), Path(out_dir)
+    if (method := adapter_method(ad)) != "lora":
+        raise ConfigError(
+            f"merge_adapter: {ad} is a {method} adapter; merging folds LoRA weights into the base model and applies "
+            "to LoRA only. Serve it unmerged: the base model with the adapter (HFGenerator(adapter=...), "
+            "llmops serve --adapter ...)"
+        )
     model, tok = load_adapter(ad, device=device, dtype=dtype, settings=settings)
     merged, check = _merge_check(model, tok, ad, tol, out_dir)
     has_info = (ad / "training_info.json").is_file()
@@ -1249,6 +1375,10 @@ SEARCH_SPACE = {
     "lora_dropout": {"low": 0.0, "high": 0.2},
     "epochs": {"low": 1, "high": 3},
 }
+PROMPT_SEARCH_SPACE = {  # the default's replacements for prompt and prefix tuning
+    "learning_rate": {"low": 1e-4, "high": 1e-1, "log": True},
+    "num_virtual_tokens": [8, 16, 32],
+}
 
 
 @dataclass
@@ -1290,10 +1420,15 @@ def _search_space(space: Optional[dict], cfg: SFTConfig) -> dict:
     space = dict(SEARCH_SPACE if default else space)
     if default and cfg.max_steps != -1:
         space.pop("epochs")  # epochs do not matter when steps are fixed
+    if default and cfg.method != "lora":  # virtual tokens instead of LoRA's shape, and their larger learning rates
+        space = {k: v for k, v in space.items() if k not in _METHOD_ONLY["lora"]} | PROMPT_SEARCH_SPACE
     allowed = {f.name for f in fields(SFTConfig)}
+    others = {k for m, names in _METHOD_ONLY.items() if m != cfg.method for k in names} - set(_METHOD_ONLY[cfg.method])
     for k in space:
         if k not in allowed:
             raise ValueError(f"sweep: {k!r} is not an sft parameter; choose from {', '.join(sorted(allowed))}")
+        if k in others:
+            raise ValueError(f"sweep: {k!r} is not a setting of method={cfg.method!r}; remove it from the space")
     if not space:
         raise ValueError("sweep: the search space is empty")
     return space
@@ -1442,7 +1577,11 @@ def run_spec(path: Union[str, Path], verbose: bool = True) -> SFTResult:
 
 # %% ../nbs/06_train.ipynb #f93cf013
 def launch_command(
-    spec: Union[str, Path], processes: int = 2, config_file: Union[str, Path, None] = None, port: int = 0
+    spec: Union[str, Path],
+    processes: int = 2,
+    config_file: Union[str, Path, None] = None,
+    port: int = 0,
+    module: str = "llmops_nb.train",  # the module whose `__main__` runs the spec (llmops_nb.pretrain for pre-training)
 ) -> list:
     """The `accelerate launch` command line that runs `spec` in `processes` processes (with `launch_env`: CPU DDP when
     there is no GPU)."""
@@ -1455,7 +1594,9 @@ def launch_command(
     cmd += ["--num_processes", str(processes), "--num_machines", "1", "--main_process_port", str(port or 0)]  # 0: free
     if not config_file:
         cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"] + (["--multi_gpu"] if processes > 1 else [])
-    return cmd + ["-m", "llmops_nb.train", str(spec)]
+    if not re.fullmatch(r"[A-Za-z_][\w.]*", module or ""):
+        raise ValueError(f"module must be a dotted module name, got {module!r}")
+    return cmd + ["-m", module, str(spec)]
 
 # %% ../nbs/06_train.ipynb #97bc7e0f
 def launch_env(cpu: Optional[bool] = None) -> dict:
@@ -1556,3 +1697,53 @@ def check_launch_config(
             "run `pip install deepspeed` on the GPU machine (it needs CUDA), or use configs/accelerate/fsdp.yaml"
         )
     return cfg
+
+# %% ../nbs/06_train.ipynb #11802761
+METHOD_DEFAULTS = {  # method -> SFTConfig overrides for short comparison runs
+    "lora": {"learning_rate": 1e-3},
+    "prompt_tuning": {"learning_rate": 3e-2},
+    "prefix_tuning": {"learning_rate": 1e-2},
+}
+
+
+def _answer_f1(rows: list, adapter: Optional[Path], cfg: SFTConfig, max_new_tokens: int, settings) -> float:
+    "Mean token F1 of greedy answers to `rows` (their last assistant turn is the reference), with `adapter` or without."
+    from llmops_nb.eval import token_f1
+    from llmops_nb.generate import HFGenerator
+
+    base = None if adapter is not None else cfg.base_model
+    gen = HFGenerator(base, adapter=adapter, device=cfg.device, chat=True, settings=settings)
+    answers = gen.generate_batch([r["messages"][:-1] for r in rows], max_new_tokens=max_new_tokens)
+    return sum(token_f1(a.text, r["messages"][-1]["content"]) for a, r in zip(answers, rows)) / len(rows)
+
+# %% ../nbs/06_train.ipynb #3b1cee68
+def compare_methods(
+    cfg: SFTConfig,  # the settings every job shares (base_model, steps, batch, max_length, seed, ...)
+    train: Any,
+    eval: Any,
+    methods: Optional[dict] = None,  # method -> SFTConfig overrides; None: METHOD_DEFAULTS
+    out_dir: Union[str, Path] = "outputs/compare",
+    answer_rows: int = 8,  # held-out conversations answered for token F1 (0: no answers)
+    max_new_tokens: int = 48,
+    settings: Optional[Settings] = None,
+):
+    """One `sft` job per method on the same data and steps: a table of trainable parameters, train and eval loss and
+    held-out token F1."""
+    import pandas as pd
+
+    if eval is None:
+        raise ValueError("compare_methods: eval data is required (the methods are compared on held-out rows)")
+    methods = dict(METHOD_DEFAULTS if methods is None else methods)
+    if not methods or set(methods) - set(_METHOD_ONLY):
+        raise ValueError(f"compare_methods: methods must be some of {sorted(_METHOD_ONLY)}, got {sorted(methods)}")
+    held = [r for r in conversations(eval, "eval")[0] if r["messages"][-1]["role"] == "assistant"][:answer_rows]
+    f1 = lambda ad: _answer_f1(held, ad, cfg, max_new_tokens, settings) if held else None
+    table = [{"method": "base", "trainable_params": 0, "token_f1": f1(None)}]
+    for m, over in methods.items():
+        job = replace(cfg, method=m, **over)
+        r = sft(job, train, eval, out_dir=Path(out_dir) / m, verbose=False, settings=settings)
+        keep = ("trainable_params", "train_loss", "eval_loss", "train_runtime_s")
+        table.append({"method": m, **{k: r.metrics.get(k) for k in keep}, "token_f1": f1(r.adapter_dir)})
+        table[-1]["learning_rate"] = r.info["config"]["params"]["learning_rate"]
+    cols = ["method", "trainable_params", "learning_rate", "train_loss", "eval_loss", "token_f1", "train_runtime_s"]
+    return pd.DataFrame(table, columns=cols).set_index("method")

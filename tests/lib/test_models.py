@@ -93,3 +93,30 @@ def test_model_ref_is_portable(tiny_model):
     assert model_ref("smollm2-135m-instruct") == "smollm2-135m-instruct"
     assert model_ref(tiny_model) == str(Path(tiny_model).resolve())
     assert model_ref("org/name") == "org/name"
+
+
+@pytest.mark.parametrize("kind", ["prompt", "prefix"])
+def test_prompt_learning_adapters_generate_with_the_cache_as_without(kind, tiny_model, tmp_path):
+    "transformers 5 names the KV cache `cache`; attach_adapter makes PEFT's virtual tokens and prefixes see it."
+    from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
+    from llmops_nb.models import adapter_method, attach_adapter, load_adapter, load_model
+    conf = (PromptTuningConfig if kind == "prompt" else PrefixTuningConfig)(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    torch.manual_seed(0)
+    pm = get_peft_model(load_model(tiny_model, device="cpu"), conf)
+    for p in pm.parameters():
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.5)
+    pm.save_pretrained(tmp_path / "ad")
+    assert adapter_method(tmp_path / "ad") == f"{kind}_tuning"
+    model, tok = load_adapter(tmp_path / "ad", device="cpu")
+    ids = tok(["Where is my order?", "How long is the warranty?"], return_tensors="pt", padding=True, padding_side="left")
+    with torch.inference_mode():
+        cached = model.generate(**ids, max_new_tokens=6, do_sample=False)[:, ids["input_ids"].shape[1]:]
+        for row, x in enumerate(tok(["Where is my order?", "How long is the warranty?"])["input_ids"]):
+            full = torch.tensor([x])
+            for _ in range(6):
+                full = torch.cat([full, model(input_ids=full).logits[:, -1:].argmax(-1)], 1)
+            assert cached[row].tolist() == full[0, len(x):].tolist()       # batched, left-padded, cached = one by one, no cache
+        base = attach_adapter(load_model(tiny_model, device="cpu"), tmp_path / "ad").get_base_model()
+        plain = base.generate(input_ids=torch.tensor([x]), max_new_tokens=3, do_sample=False)   # the base alone still generates
+    assert plain.shape[1] == len(x) + 3

@@ -240,6 +240,9 @@ def test_two_process_accelerate_launch_trains_one_adapter(tiny_model, tmp_path):
     assert read_json(tmp_path / "dist" / "spec.json")["params"]["max_steps"] == 3
     cmd = launch_command(tmp_path / "dist" / "spec.json", 2, cfg)
     assert cmd[-3:] == ["-m", "llmops_nb.train", str(tmp_path / "dist" / "spec.json")]
+    assert launch_command("s.json", 2, module="llmops_nb.pretrain")[-3:] == ["-m", "llmops_nb.pretrain", "s.json"]
+    with pytest.raises(ValueError, match="module must be a dotted module name"):
+        launch_command("s.json", 2, module="x; rm -rf /")
     if not torch.cuda.is_available(): assert launch_env()["ACCELERATE_USE_CPU"] == "1"
 
 

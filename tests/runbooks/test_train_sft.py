@@ -93,3 +93,20 @@ def test_bad_input_fails_fast_with_clear_errors(env, tiny, tmp_path):
     assert out.returncode == 1 and "no token is trainable" in out.stderr
     out = train(env, ("base_model", str(tiny)), ("max_length", "170"), *FAST[:4])      # cuts into most answers of the sample
     assert out.returncode == 1 and "would be dropped because nothing trainable is left within max_length=170" in out.stderr
+
+
+def test_prompt_tuning_run_writes_an_unmerged_adapter(env, tiny):
+    "method=prompt_tuning: the same pre-flight, adapter and card; merge is skipped (LoRA only)."
+    fast = [p for p in FAST if p[0] not in ("lora_r", "learning_rate")] + [("learning_rate", "0.03")]
+    out = train(env, ("base_model", str(tiny)), ("method", "prompt_tuning"), ("num_virtual_tokens", "8"), *fast)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rec = read_run(run_dir_of(out))
+    assert rec.status == "completed" and rec.params["method"] == "prompt_tuning" and rec.params["num_virtual_tokens"] == 8
+    outs = rec.lineage["outputs"]
+    assert {"mask_report", "adapter", "model_card", "loss_plot"} <= set(outs) and "merged_model" not in outs
+    assert read_json(rec.dir / "sft" / "adapter" / "adapter_config.json")["peft_type"] == "PROMPT_TUNING"
+    card = (rec.dir / outs["model_card"]["path"]).read_text()
+    assert "# Prompt-tuning adapter" in card and "num_virtual_tokens=8" in card and "served unmerged" in card.lower()
+    assert rec.metrics["trainable_params"] == 8 * 128 and rec.metrics["steps"] == 4 and rec.metrics["eval_loss"] > 0
+    nb = json.loads((rec.dir / "notebook.ipynb").read_text())
+    assert "merge skipped: a prompt_tuning adapter" in json.dumps(nb)
