@@ -6,11 +6,12 @@ Docs: https://llmops.github.io/llmops-nb/prompts.html.md"""
 
 # %% ../nbs/03_prompts.ipynb #518bac9b
 from __future__ import annotations
-import datetime, difflib, functools, getpass, re, traceback
+import datetime, difflib, functools, getpass, json, re, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 import jinja2
+import numpy as np
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from fastcore.basics import patch
@@ -29,7 +30,8 @@ from llmops_nb.core import (
 
 # %% auto #0
 __all__ = ['ALIAS_RE', 'RAG_PROMPT_REVISION', 'PromptError', 'PromptSecurityError', 'escape_data', 'prompt_digest',
-           'PromptVersion', 'prompt_version', 'PromptRegistry', 'default_rag_prompt']
+           'PromptVersion', 'prompt_version', 'PromptRegistry', 'default_rag_prompt', 'check_examples', 'load_examples',
+           'few_shot']
 
 # %% ../nbs/03_prompts.ipynb #86abfdb4
 class PromptError(ValueError):
@@ -163,10 +165,12 @@ def _sources(label: str, template: Any) -> list:
 _RESERVED = {"self", "loop", "caller", "varargs", "kwargs"}
 
 
-def _prepare(name: str, template: Any, variables: Any) -> tuple:
+def _prepare(name: str, template: Any, variables: Any, shots: Optional[dict] = None) -> tuple:
     "(template as stored, sorted variable names) after every check `register` makes."
     items = _sources(name, template)
     used = set().union(*(_compiled(text, where)[1] for where, text in items))
+    if shots is not None:  # a few-shot template: `examples` is filled by `render` (see "Few-shot examples" below)
+        used = _shot_variables(name, template, used, shots)
     template = (
         template if isinstance(template, str) else [{"role": m["role"], "content": m["content"]} for m in template]
     )
@@ -179,6 +183,7 @@ def _prepare(name: str, template: Any, variables: Any) -> tuple:
         )
     if bad := [v for v in variables if not (isinstance(v, str) and v.isidentifier())]:
         raise PromptError(f"prompt {name!r}: variable names must be identifiers, got {bad!r:.100}")
+    variables = [v for v in variables if shots is None or v != "examples"]
     if taken := sorted(set(variables) & (_RESERVED | set(_env.globals))):
         raise PromptError(
             f"prompt {name!r}: {', '.join(taken)} are names Jinja itself defines; choose other variable names"
@@ -191,9 +196,11 @@ def _prepare(name: str, template: Any, variables: Any) -> tuple:
     return template, sorted(set(variables))
 
 # %% ../nbs/03_prompts.ipynb #70cad83b
-def prompt_digest(template: Union[str, list], variables: list) -> str:
-    "The content digest of a prompt version: sha256 of the canonical JSON of its template and sorted variables."
-    return digest({"template": template, "variables": sorted(variables)})
+def prompt_digest(template: Union[str, list], variables: list, shots: Optional[dict] = None) -> str:
+    """The content digest of a prompt version: sha256 of the canonical JSON of its template and sorted variables, and
+    of its few-shot examples and their selection settings when it has them."""
+    rec = {"template": template, "variables": sorted(variables)}
+    return digest(rec if shots is None else {**rec, "shots": shots})
 
 # %% ../nbs/03_prompts.ipynb #5d83ab63
 @dataclass(frozen=True)
@@ -208,6 +215,7 @@ class PromptVersion:
     description: str = ""
     metadata: dict = field(default_factory=dict)
     created: str = ""  # UTC time of the first registration (ISO 8601)
+    shots: Optional[dict] = None  # few-shot examples and how to pick them (`few_shot`); None: a zero-shot prompt
 
     def __hash__(self):
         return hash((self.name, self.digest))
@@ -222,7 +230,10 @@ class PromptVersion:
 
     def __repr__(self):
         shape = "text" if self.kind == "text" else f"chat[{len(self.template)}]"
-        return f"PromptVersion({self.ref}, {shape}, variables={list(self.variables)}, created={self.created[:19]!r})"
+        s = self.shots
+        shots = "" if s is None else f", shots={s['select']} {s['k']} of {len(s['examples'])}"
+        vars_ = list(self.variables)
+        return f"PromptVersion({self.ref}, {shape}, variables={vars_}{shots}, created={self.created[:19]!r})"
 
     def render(self, /, **vars) -> Union[str, list]:
         "Render with exactly the declared variables: a str for a text template, a list of messages for a chat template."
@@ -252,30 +263,43 @@ def _check_vars(pv: PromptVersion, given: set):
     )
 
 
+def _render_one(text: str, where: str, vars: dict) -> str:
+    "One template text rendered in the sandbox; errors name the version, message and line."
+    try:
+        return _compiled(text, where)[0].render(vars)
+    except SecurityError as e:
+        raise PromptSecurityError(f"{where}{_template_line(e)}: blocked by the sandbox: {e}") from None
+    except Exception as e:
+        raise PromptError(f"{where}{_template_line(e)}: {type(e).__name__}: {e}") from e
+
+
 def _render(pv: PromptVersion, vars: dict) -> Union[str, list]:
-    """What `PromptVersion.render` returns: each template rendered in the sandbox, errors naming version, message and
-    line."""
+    """What `PromptVersion.render` returns: each template rendered in the sandbox; a few-shot version adds the
+    examples it picks for `question` (see "Few-shot examples")."""
     _check_vars(pv, set(vars))
-    out = []
-    for where, text in _sources(pv.ref, pv.template):
-        try:
-            out.append(_compiled(text, where)[0].render(vars))
-        except SecurityError as e:
-            raise PromptSecurityError(f"{where}{_template_line(e)}: blocked by the sandbox: {e}") from None
-        except Exception as e:
-            raise PromptError(f"{where}{_template_line(e)}: {type(e).__name__}: {e}") from e
+    shown = None if pv.shots is None else [_shown(e) for e in pv.examples_for(vars.get("question", ""))]
+    inline = shown is not None and _reads_examples(pv)
+    if inline:
+        vars = {**vars, "examples": shown}
+    out = [_render_one(text, where, vars) for where, text in _sources(pv.ref, pv.template)]
     if pv.kind == "text":
         return out[0]
-    return [{"role": m["role"], "content": c} for m, c in zip(pv.template, out)]
+    msgs = [{"role": m["role"], "content": c} for m, c in zip(pv.template, out)]
+    return msgs if shown is None or inline else _with_turns(pv, msgs, vars, shown)
 
 # %% ../nbs/03_prompts.ipynb #pvcode01
 def prompt_version(
-    name: str, template: Union[str, list], variables: Optional[list] = None, description: str = ""
+    name: str,
+    template: Union[str, list],
+    variables: Optional[list] = None,
+    description: str = "",
+    shots: Optional[dict] = None,  # few-shot examples and their selection (`few_shot`); None: zero-shot
 ) -> PromptVersion:
     "An unregistered `PromptVersion` of `template`, checked exactly as `register` checks it."
-    t, vs = _prepare(_check_name(name), template, variables)
-    d = prompt_digest(t, vs)
-    return PromptVersion(name, d[:12], d, t, tuple(vs), description)
+    shots = None if shots is None else _check_shots(shots, f"prompt {name!r}")
+    t, vs = _prepare(_check_name(name), template, variables, shots)
+    d = prompt_digest(t, vs, shots)
+    return PromptVersion(name, d[:12], d, t, tuple(vs), description, shots=shots)
 
 # %% ../nbs/03_prompts.ipynb #fe36989c
 class PromptRegistry:
@@ -344,10 +368,11 @@ def _load(path: Path, name: str) -> PromptVersion:
     if not _is_digest(path.stem):
         raise PromptError(f"{path}: a version file must be named <sha256>.json; move other files out of {path.parent}")
     try:
-        template, variables = _prepare(name, rec["template"], rec["variables"])
+        shots = None if rec.get("shots") is None else _check_shots(rec["shots"], f"prompt {name!r}")
+        template, variables = _prepare(name, rec["template"], rec["variables"], shots)
     except PromptError as e:
         raise PromptError(f"{path}: stored template is invalid: {e}") from None
-    d = prompt_digest(template, variables)
+    d = prompt_digest(template, variables, shots)
     if d != path.stem or rec["digest"] != path.stem or rec["name"] != name:
         raise PromptError(
             f"{path}: the content does not match the file's digest (was it edited by hand?); version files must "
@@ -355,7 +380,7 @@ def _load(path: Path, name: str) -> PromptVersion:
             f"Restore it, and register edited text as a new version"
         )
     return PromptVersion(
-        name, d[:12], d, template, tuple(variables), rec["description"], rec["metadata"], str(rec["created"])
+        name, d[:12], d, template, tuple(variables), rec["description"], rec["metadata"], str(rec["created"]), shots
     )
 
 # %% ../nbs/03_prompts.ipynb #391cb50e
@@ -368,10 +393,12 @@ def register(
     description: str = "",
     variables: Optional[list] = None,  # the names `render` requires; None: every name the template reads
     metadata: Optional[dict] = None,  # JSON-serializable notes (author, ticket, eval scores)
+    shots: Optional[dict] = None,  # few-shot examples and their selection (`few_shot`); None: zero-shot
 ) -> PromptVersion:
     "Store `template` as a version of prompt `name`; identical content returns the existing version."
     _check_name(name)
-    template, variables = _prepare(name, template, variables)
+    shots = None if shots is None else _check_shots(shots, f"prompt {name!r}")
+    template, variables = _prepare(name, template, variables, shots)
     if not isinstance(description, str):
         raise PromptError(f"prompt {name!r}: description must be a str, got {type(description).__name__}")
     metadata = {} if metadata is None else metadata
@@ -381,7 +408,7 @@ def register(
         canonical_json([description, metadata]).encode("utf-8")
     except (TypeError, ValueError) as e:
         raise PromptError(f"prompt {name!r}: description and metadata must be JSON-serializable text: {e}") from None
-    d = prompt_digest(template, variables)
+    d = prompt_digest(template, variables, shots)
     path = self._dir(name) / "versions" / f"{d}.json"
     rec = dict(
         name=name,
@@ -391,6 +418,7 @@ def register(
         description=description,
         metadata=metadata,
         created=_now(),
+        **({} if shots is None else {"shots": shots}),  # zero-shot records (and their digests) are as they were
     )
     if write_once(path, rec):
         self._log(name, "register", version=d[:12], digest=d)
@@ -489,7 +517,11 @@ def list(self: PromptRegistry) -> list:
 # %% ../nbs/03_prompts.ipynb #7d2ac3c0
 def _text(pv: PromptVersion) -> list:
     body = pv.template if pv.kind == "text" else "\n".join(f"## {m['role']}\n{m['content']}" for m in pv.template)
-    return (body + f"\n## variables: {', '.join(pv.variables)}").splitlines(keepends=False)
+    s, shots = pv.shots, []
+    if s is not None:
+        shots = [f"## shots: {s['select']}, k={s['k']}, max_tokens={s['max_tokens']}, embedder={s['embedder']}"]
+        shots += [f"- Q: {e['question']}\n  A: {e['answer']}" for e in s["examples"]]
+    return "\n".join([body + f"\n## variables: {', '.join(pv.variables)}", *shots]).splitlines(keepends=False)
 
 
 @patch
@@ -689,3 +721,231 @@ def ensure_defaults(self: PromptRegistry, alias: str = "production") -> dict:
             self.set_alias(name, alias, pv, reason=f"{_BUILTIN} updated to revision {RAG_PROMPT_REVISION}")
         out[name] = pv
     return out
+
+# %% ../nbs/03_prompts.ipynb #b260de6e
+_EXAMPLE_KEYS = ("question", "answer", "context", "id", "source")
+
+
+def _example(row: Any, where: str) -> dict:
+    "One example, checked: str `question` and `answer` (not empty), optional str `context`, `id`, `source`."
+    if not isinstance(row, dict):
+        raise PromptError(
+            f"{where}: an example must be an object with 'question' and 'answer', got {type(row).__name__}"
+        )
+    if extra := sorted(set(row) - set(_EXAMPLE_KEYS)):
+        raise PromptError(
+            f"{where}: unknown field(s) {', '.join(map(repr, extra))}; allowed: {', '.join(_EXAMPLE_KEYS)}"
+        )
+    for key in ("question", "answer"):
+        if key not in row:
+            raise PromptError(f"{where}: missing field {key!r}")
+    for key, v in row.items():
+        if v is None and key not in ("question", "answer"):
+            continue
+        if not isinstance(v, str):
+            raise PromptError(f"{where}: {key!r} must be a str, got {type(v).__name__}")
+        if key in ("question", "answer") and not v.strip():
+            raise PromptError(f"{where}: {key!r} is empty")
+    return {k: row[k] for k in _EXAMPLE_KEYS if row.get(k) is not None}
+
+
+def _unique(rows: list, where: Any) -> list:
+    "`rows`, or `PromptError` at the first question asked twice (`where(i)` names row i)."
+    seen = {}
+    for i, r in enumerate(rows):
+        key = " ".join(r["question"].casefold().split())
+        if key in seen:
+            raise PromptError(f"{where(i)}: the question repeats {where(seen[key])}; keep one example per question")
+        seen[key] = i
+    return rows
+
+
+def check_examples(rows: Any, where: str = "examples") -> list:
+    "An example set given as a list of dicts, each checked and normalized; errors name the item."
+    if isinstance(rows, (str, bytes, dict)) or not isinstance(rows, (list, tuple)):
+        raise PromptError(f"{where}: expected a list of example dicts, got {type(rows).__name__}")
+    if not rows:
+        raise PromptError(f"{where}: the example set is empty; give at least one {{'question', 'answer'}} example")
+    return _unique([_example(r, f"{where}[{i}]") for i, r in enumerate(rows)], lambda i: f"{where}[{i}]")
+
+# %% ../nbs/03_prompts.ipynb #bea85a84
+def load_examples(path: Union[str, Path]) -> list:
+    "The example set in a JSONL file: one `{question, answer, context?, id?, source?}` object per line."
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"example set {p}: no such file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise PromptError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    rows, lines = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PromptError(
+                f"{p}:{n}: not valid JSON ({e.msg}, column {e.colno}); write one object per line"
+            ) from None
+        rows.append(_example(row, f"{p}:{n}"))
+        lines.append(n)
+    if not rows:
+        raise PromptError(f"{p}: the example set is empty; write one {{\"question\", \"answer\"}} object per line")
+    return _unique(rows, lambda i: f"{p}:{lines[i]}")
+
+# %% ../nbs/03_prompts.ipynb #cffe8548
+_SELECTS = ("fixed", "similar")
+_SHOT_KEYS = ("examples", "k", "select", "embedder", "diversity", "max_tokens")
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def _size(ex: dict) -> int:
+    "Approximate tokens of an example as shown: words and punctuation marks of its question, answer and context."
+    return sum(len(_TOKEN_RE.findall(ex.get(f, ""))) for f in ("question", "answer", "context"))
+
+
+def _count(v: Any, name: str, where: str, low: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise PromptError(f"{where}: {name} must be an int >= {low}, got {v!r:.60}")
+    return v
+
+
+def _check_shots(shots: Any, where: str) -> dict:
+    "The few-shot settings checked and in canonical form (what the digest covers); errors name `where`."
+    if not isinstance(shots, dict) or set(shots) != set(_SHOT_KEYS):
+        raise PromptError(f"{where}: shots must be a dict with the keys {', '.join(_SHOT_KEYS)} (see few_shot)")
+    ex = check_examples(shots["examples"], f"{where} shots.examples")
+    k, budget, sel = _count(shots["k"], "k", where), _count(shots["max_tokens"], "max_tokens", where), shots["select"]
+    if k > len(ex):
+        raise PromptError(f"{where}: k={k} but the example set has only {len(ex)} example(s)")
+    if sel not in _SELECTS:
+        raise PromptError(f"{where}: select must be one of {', '.join(_SELECTS)}, got {sel!r:.60}")
+    emb, div = shots["embedder"], shots["diversity"]
+    if sel == "similar" and not (isinstance(emb, str) and emb.strip()):
+        raise PromptError(f"{where}: select='similar' needs an embedder (a model name), got {emb!r:.60}")
+    if isinstance(div, bool) or not isinstance(div, (int, float)) or not 0 <= div < 1:
+        raise PromptError(f"{where}: diversity must be a number in [0, 1), got {div!r:.60}")
+    if (big := next((i for i, e in enumerate(ex) if _size(e) > budget), None)) is not None:
+        raise PromptError(
+            f"{where}: example {big} ({ex[big]['question'][:60]!r}) is about {_size(ex[big])} tokens, over "
+            f"max_tokens={budget}; shorten its context or raise max_tokens"
+        )
+    similar = sel == "similar"
+    return dict(
+        examples=ex,
+        k=k,
+        select=sel,
+        embedder=emb if similar else None,
+        diversity=float(div) * similar,
+        max_tokens=budget,
+    )
+
+
+def few_shot(
+    examples: Union[str, Path, list],  # an example set: a JSONL file or a list of {"question", "answer", ...} dicts
+    k: int = 2,  # examples shown per question
+    select: str = "similar",  # "similar": the k nearest to the question by embedding; "fixed": the first k
+    embedder: Optional[str] = None,  # embedding model for "similar"; None: the `embed_model` setting (MiniLM)
+    diversity: float = 0.0,  # MMR weight in [0, 1): 0 ranks by similarity alone, more avoids near-duplicate examples
+    max_tokens: int = 1000,  # most approximate tokens all shown examples may take together
+) -> dict:
+    "Few-shot settings for `register(..., shots=)`: the examples (so the digest covers them) and their selection."
+    rows = load_examples(examples) if isinstance(examples, (str, Path)) else examples
+    emb = None
+    if select == "similar":
+        from llmops_nb.embeddings import model_id
+
+        emb = model_id(embedder or load_settings().embed_model)
+    return _check_shots(
+        dict(examples=rows, k=k, select=select, embedder=emb, diversity=diversity, max_tokens=max_tokens), "few_shot"
+    )
+
+# %% ../nbs/03_prompts.ipynb #78a40d6e
+def _shot_variables(name: str, template: Any, used: set, shots: dict) -> set:
+    "The variables a few-shot template declares: those it reads, less `examples` (which `render` fills)."
+    inline = "examples" in used
+    if not inline and isinstance(template, str):
+        raise PromptError(f"prompt {name!r}: a few-shot text template must show the examples: read {{{{ examples }}}}")
+    if not inline and not any(m["role"] == "user" for m in template):
+        raise PromptError(
+            f"prompt {name!r}: a few-shot chat template needs a user message (examples become user/assistant turns "
+            "before the last one) or must read {{ examples }}"
+        )
+    if "question" not in used and (shots["select"] == "similar" or not inline):
+        raise PromptError(
+            f"prompt {name!r}: a few-shot template must read {{{{ question }}}} (examples are picked for it and "
+            "asked in its place)"
+        )
+    return used - {"examples"}
+
+
+def _reads_examples(pv: PromptVersion) -> bool:
+    "Whether `pv`'s template places the examples itself (reads `examples`) rather than getting them as chat turns."
+    return any("examples" in _compiled(text, where)[1] for where, text in _sources(pv.ref, pv.template))
+
+# %% ../nbs/03_prompts.ipynb #e747ae6a
+@functools.lru_cache(maxsize=4)
+def _embedder(ref: str):
+    from llmops_nb.embeddings import Embedder
+
+    return Embedder(ref, cache=False)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+@functools.lru_cache(maxsize=16)
+def _example_vectors(ref: str, questions: tuple) -> tuple:
+    "(unit vectors of the example questions, their pairwise similarities rounded to 6 places)."
+    v = _unit(_embedder(ref).embed(list(questions)))
+    return v, np.round(v @ v.T, 6)
+
+
+def _similarities(shots: dict, question: str) -> tuple:
+    "(question-example similarities, example-example similarities); zeros for 'fixed' or an empty question."
+    n = len(shots["examples"])
+    if shots["select"] == "fixed" or not question.strip():
+        return np.zeros(n), np.zeros((n, n))
+    vecs, pair = _example_vectors(shots["embedder"], tuple(e["question"] for e in shots["examples"]))
+    return np.round(vecs @ _unit(_embedder(shots["embedder"]).embed_query(question)), 6), pair
+
+
+@patch
+def examples_for(self: PromptVersion, question: str = "") -> list:
+    "The examples `render` shows with `question`, in the order shown (nearest first); [] for a zero-shot version."
+    if self.shots is None:
+        return []
+    if not isinstance(question, str):
+        raise PromptError(
+            f"prompt {self.ref!r}: question must be a str to pick examples, got {type(question).__name__}"
+        )
+    s = self.shots
+    sim, pair = _similarities(s, question)
+    lam, left, picked, used = s["diversity"], list(range(len(sim))), [], 0
+    score = lambda i: round((1 - lam) * sim[i] - lam * max((pair[i, j] for j in picked), default=0.0), 6)
+    while left and len(picked) < s["k"]:
+        best = max(left, key=lambda i: (score(i), -i))  # ties: the earlier example in the set
+        left.remove(best)
+        if used + _size(s["examples"][best]) <= s["max_tokens"]:
+            picked.append(best)
+            used += _size(s["examples"][best])
+    return [dict(s["examples"][i]) for i in picked]
+
+# %% ../nbs/03_prompts.ipynb #75f47702
+def _shown(ex: dict) -> dict:
+    "An example as a prompt shows it: every field through `escape_data`, so it cannot open or close a data fence."
+    return {k: escape_data(v) for k, v in ex.items()}
+
+
+def _with_turns(pv: PromptVersion, msgs: list, vars: dict, shown: list) -> list:
+    """`msgs` with a user turn (the template's last user message rendered for the example) and an assistant turn (its
+    answer) per example, inserted before the last user message."""
+    u = max(i for i, m in enumerate(pv.template) if m["role"] == "user")
+    where, turns = f"prompt {pv.ref!r} messages[{u}] (user, example)", []
+    for e in shown:
+        ctx = [{"text": e["context"], "title": e.get("source", "")}] if "context" in e else []
+        user = _render_one(pv.template[u]["content"], where, {**vars, "question": e["question"], "contexts": ctx})
+        turns += [{"role": "user", "content": user}, {"role": "assistant", "content": e["answer"]}]
+    return msgs[:u] + turns + msgs[u:]
