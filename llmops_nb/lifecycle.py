@@ -115,7 +115,8 @@ def stage_params(stage: str, done: dict, seed: Optional[int] = None, loop: Optio
     if stage == "evaluate_base":
         return {"adapter": None, "index": ids["build_index"], **sd}
     if stage == "evaluate":
-        return {"adapter": ids["train_sft"], "index": ids["build_index"], "baseline": ids["evaluate_base"], **sd}
+        ev = {"adapter": ids["train_sft"], "index": ids["build_index"], "baseline": ids["evaluate_base"]}
+        return {**ev, "tool_suite": "orders", "tool_limit": 9, **sd}  # order questions, 3 of each kind, with tools
     if stage == "release":
         return {"eval_run": ids["evaluate"], "to": ["staging", "production"], "registry": loop.registry}
     if stage == "traffic":
@@ -206,6 +207,20 @@ def _eval_rows(base, cand, stage: str = "evaluate", base_name: str = "base") -> 
     if cand and (g := _json(cand.dir / "gate.json")):
         rows.append(_gate_row(g, stage))
     return rows
+
+# %% ../nbs/13_lifecycle.ipynb #0a786b63
+_TOOL_HEADLINE = ["tool_choice_accuracy", "tool_args_accuracy", "answer_correctness"]
+
+
+def _tool_rows(ev: Optional[RunRecord]) -> list:
+    "The tool suite's accuracies (the evaluate run's `eval_tools` result), each with its interval and cases."
+    r = (_json(ev.dir / "eval_tools" / "eval_result.json") if ev else None) or {}
+    aggs, tools = r.get("aggregates", {}), ((r.get("meta") or {}).get("tools") or {}).get("source")
+    return [
+        _row("evaluate", f"tools: {m}", _ci(a), f"{a['n']} cases of suite {r.get('suite')}, tools {tools}")
+        for m in _TOOL_HEADLINE
+        if (a := aggs.get(m))
+    ]
 
 # %% ../nbs/13_lifecycle.ipynb #6c0214c4
 def _lineage_row(tr: RunRecord, stage: str) -> Optional[dict]:
@@ -303,7 +318,11 @@ def _release_row(rl: RunRecord) -> dict:
 
 def summarize(done: dict) -> list:
     "The summary table's rows (stage, item, value, detail) from the lifecycle's run records (stage -> RunRecord)."
-    rows = _data_rows(done) + _eval_rows(done.get("evaluate_base"), done.get("evaluate"))
+    rows = (
+        _data_rows(done)
+        + _eval_rows(done.get("evaluate_base"), done.get("evaluate"))
+        + _tool_rows(done.get("evaluate"))
+    )
     if rl := done.get("release"):
         rows.append(_release_row(rl))
     if tr := done.get("traffic"):
@@ -639,6 +658,8 @@ def _figures(lc: Union[str, Path, LifecycleResult], runs_dir: Path) -> dict:
             out.update(_numbers(rec.metrics, st))
         if st in ("evaluate_base", "evaluate") and (r := _json(rec.dir / "eval" / "eval_result.json")):
             out.update(_means(r, st))
+        if st == "evaluate" and (r := _json(rec.dir / "eval_tools" / "eval_result.json")):
+            out.update(_means(r, "evaluate/tools"))
         if st == "release":
             out["release/version"] = (_json(rec.dir / "release.json") or {}).get("version")
         if st == "retrain":

@@ -19,8 +19,8 @@ from .prompts import PromptVersion, default_rag_prompt, prompt_version
 
 # %% auto #0
 __all__ = ['MODES', 'Step', 'Trace', 'source_label', 'Citation', 'Answer', 'cite', 'attribute', 'RAGPipeline', 'DocumentScans',
-           'scan_chunks', 'SpecError', 'spec_digest', 'check_spec', 'release_spec', 'PipelineSpec', 'build_pipeline',
-           'EvalConfig', 'TrafficConfig']
+           'scan_chunks', 'tool_passage', 'ClientTools', 'SpecError', 'spec_digest', 'check_spec', 'load_tools',
+           'attach_tools', 'release_spec', 'PipelineSpec', 'build_pipeline', 'EvalConfig', 'TrafficConfig']
 
 # %% ../nbs/08b_pipeline.ipynb #cd02d970
 @dataclass
@@ -98,6 +98,7 @@ class Answer:
     citations: list = field(default_factory=list)
     verdicts: dict = field(default_factory=dict)  # "input", "output" (and "retry") -> Verdict
     trace: Optional[Trace] = None
+    tool_calls: list = field(default_factory=list)  # the calls of its trace's tool steps: name, arguments, ok, error
 
     @property
     def status(self) -> str:
@@ -110,6 +111,7 @@ class Answer:
             "citations": [asdict(c) for c in self.citations],
             "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
             "trace": self.trace.to_dict() if self.trace else None,
+            **({"tool_calls": self.tool_calls} if self.tool_calls else {}),  # no key without tools: as before
         }
 
     def _repr_markdown_(self) -> str:
@@ -184,6 +186,23 @@ def _as_prompt(p, strict: bool) -> PromptVersion:
     raise TypeError(f"RAGPipeline: prompt must be a PromptVersion, a template or None, got {type(p).__name__}")
 
 
+def _tooling(tools, router) -> tuple:
+    "(toolset, router) of a pipeline: (None, None) without tools; the packaged router when tools come without one."
+    if tools is None:
+        if router is not None:
+            raise ValueError("RAGPipeline: a router without tools; pass tools= (a llmops_nb.tools.ToolSet) too")
+        return None, None
+    if not all(hasattr(tools, a) for a in ("run", "get", "names")):
+        raise TypeError(f"RAGPipeline: tools must be a llmops_nb.tools.ToolSet, got {type(tools).__name__}")
+    if router is None:
+        from llmops_nb.tools import default_router
+
+        router = default_router()
+    if not hasattr(router, "decide"):
+        raise TypeError(f"RAGPipeline: router needs a decide(question, tools) method, got {type(router).__name__}")
+    return tools, router
+
+
 class RAGPipeline:
     "Guarded retrieval-augmented generation: input guard, retrieve, prompt, generate, output guard, with a trace."
 
@@ -200,6 +219,8 @@ class RAGPipeline:
         lineage: Optional[dict] = None,  # where the parts came from (run ids, paths): copied into every trace's meta
         rerank=None,  # a re-ranker (query, hits) -> hits, e.g. llmops_nb.rerank.CrossEncoderReranker; None: none
         rerank_depth: int = 20,  # candidates fetched for the re-ranker, which keeps the best k
+        tools=None,  # a llmops_nb.tools.ToolSet run here when the router picks one of its tools; None: no tools
+        router=None,  # decides whether a question needs a tool (a ToolRouter); None with tools: default_router()
         **gen_kwargs,
     ):  # generation overrides (temperature, max_new_tokens, seed, ...)
         if rerank is not None and not callable(rerank):
@@ -230,6 +251,7 @@ class RAGPipeline:
         self.lineage = json.loads(
             json.dumps(lineage or {}, default=str)
         )  # JSON-ready now, so a trace never fails to store later
+        self.tools, self.router = _tooling(tools, router)
 
     def __repr__(self):
         return (
@@ -341,7 +363,12 @@ def _finish(
     trace.status, trace.total_ms = status, round((time.perf_counter() - t_start) * 1e3, 3)
     if (u := getattr(trace, "_usage", None)) is not None:
         trace.meta["resources"] = _resources(u)
-    return Answer(text, cites, verdicts, trace)
+    return Answer(text, cites, verdicts, trace, [_call_of(s.data) for s in trace.steps if s.name == "tool"])
+
+
+def _call_of(d: dict) -> dict:
+    "What Answer.tool_calls keeps of a tool step: id, name, arguments, ok, error and side."
+    return {"id": d.get("id"), "name": d.get("tool"), **{k: d.get(k) for k in ("arguments", "ok", "error", "side")}}
 
 # %% ../nbs/08b_pipeline.ipynb #20ed3f34
 # `_guard.scan_document` is looked up at call time, so a notebook or test can stand in a fake
@@ -465,12 +492,8 @@ def _retrieve(self: RAGPipeline, query: str, k: int, where: Optional[dict]) -> t
 
 
 @patch
-def _begin(
-    self: RAGPipeline, question: str, where: Optional[dict], k: Optional[int], trace_id: Optional[str] = None
-) -> tuple:
-    """Trace, input guard, retrieval and document scan -> (trace, t_start, input verdict, hits, the Answer when it ends
-    here)."""
-    t_start = time.perf_counter()
+def _new_trace(self: RAGPipeline, trace_id: Optional[str]) -> Trace:
+    "A trace for one call: its id, start, policy, generator and lineage, and the resource counters started."
     trace = Trace(
         _trace_id(trace_id),
         time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -481,6 +504,21 @@ def _begin(
         },
     )
     trace._usage = _usage_start(self.generator)
+    return trace
+
+
+@patch
+def _begin(
+    self: RAGPipeline,
+    question: str,
+    where: Optional[dict],
+    k: Optional[int],
+    trace_id: Optional[str] = None,
+    client=None,  # ClientTools of an API request, or None
+) -> tuple:
+    """Trace, input guard, tools, retrieval and document scan -> (trace, t_start, input verdict, hits, the Answer when
+    it ends here)."""
+    t_start, trace = time.perf_counter(), self._new_trace(trace_id)
     t0 = time.perf_counter()
     vin = scan_input(question, self.policy)
     trace.step(
@@ -492,6 +530,11 @@ def _begin(
     )
     if not vin.allowed:
         return trace, t_start, vin, [], self._finish(trace, t_start, "refused", vin.text, [], {"input": vin})
+    tool_hits, sent, ended = (
+        self._tools_first(trace, vin.text, client) if self.tools is not None or client is not None else ([], [], None)
+    )
+    if ended is not None:  # a call handed to the client, or one refused or failed here
+        return trace, t_start, vin, [], self._finish(trace, t_start, *ended, [], {"input": vin})
     t0 = time.perf_counter()
     hits, reranked = self._retrieve(vin.text, k or self.k, where)
     trace.step(
@@ -503,15 +546,10 @@ def _begin(
         where=where,
         **reranked,
     )
-    found, hits = len(hits), self._screen(trace, hits)
+    found, hits = len(sent) + len(hits), self._screen(trace, sent + hits)  # results a client sent are scanned too
+    hits = tool_hits + hits  # a tool's result is the first passage
     if found and not hits:
-        return (
-            trace,
-            t_start,
-            vin,
-            hits,
-            self._finish(trace, t_start, "idk", self.policy.idk, [], {"input": vin}),
-        )  # all quarantined
+        return trace, t_start, vin, hits, self._finish(trace, t_start, "idk", self.policy.idk, [], {"input": vin})
     return trace, t_start, vin, hits, None
 
 # %% ../nbs/08b_pipeline.ipynb #99b8b731
@@ -551,12 +589,13 @@ def answer(
     deadline: Optional[float] = None,  # time.monotonic() seconds: the generator stops retrying / generating after it
     cancel=None,  # a threading.Event the caller sets to stop generation (GenerationCancelled)
     trace_id: Optional[str] = None,  # the trace's id (32 hex digits, e.g. from a caller's traceparent); None: a new one
+    client_tools=None,  # ClientTools: tools an API client declared (a call may be handed back), or their results
 ) -> Answer:
     "Answer `question` from the store's passages (optionally filtered by `where`) behind the policy's guards."
     stop = {
         k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None
     }  # only when given: any generator works
-    trace, t_start, vin, hits, done = self._begin(question, where, k, trace_id)
+    trace, t_start, vin, hits, done = self._begin(question, where, k, trace_id, client_tools)
     if done is not None:
         return done
     verdicts, strict = {"input": vin}, False
@@ -570,6 +609,151 @@ def answer(
             break
         strict = True
     return self._conclude(trace, t_start, vout, hits, verdicts)
+
+# %% ../nbs/08b_pipeline.ipynb #110d89ad
+def tool_passage(call, text: str):
+    "A tool's result as a passage: shown first in the prompt, cited as `[1] order_status ORD-10023`."
+    from llmops_nb.retrieval import Hit
+
+    label = " ".join([call.name, *(str(v) for v in call.arguments.values())])
+    return Hit(f"tool:{call.id or call.name}", 1.0, text, {"title": label, "tool": call.name})
+
+
+def _tool_step(trace: Trace, t0: float, call, side: str, result=None, error=None, ok=None) -> None:
+    "Record a decided tool call (and its result, when it ran here) as a `tool` step of `trace`."
+    r, ok = result, (result.ok if result is not None else (False if error else ok))
+    trace.step(
+        "tool",
+        t0,
+        id=call.id,
+        tool=call.name,
+        arguments=call.arguments,
+        side=side,  # server: run here; client: handed to (or run by) the API client
+        ok=ok,  # None: handed to the client, not run here
+        rows=None if r is None else len(r.rows),
+        truncated=None if r is None else r.truncated,
+        ms=None if r is None else round(r.ms, 3),
+        error=error if r is None else r.error,
+    )
+
+# %% ../nbs/08b_pipeline.ipynb #d9ab199d
+def _decide(router, question: str, tools, choice: str = "auto", generator=None) -> tuple:
+    """(call, None) for a valid call of one of `tools` (only the one `choice` names, if it names one), (call, error) for
+    a call with bad arguments, (None, None) for no call."""
+    from llmops_nb.tools import ToolCall, ToolError, ToolSet
+
+    if choice not in ("auto", "required"):
+        tools = ToolSet([tools.get(choice)])
+    call = (
+        router.decide(question, tools, generator=generator) if generator is not None else router.decide(question, tools)
+    )
+    if call is None or call.name not in tools.names:
+        return None, None
+    named = lambda args: ToolCall(call.name, args, call.id or ToolCall(call.name, args).to_openai()["id"])  # by content
+    try:
+        return named(tools.get(call.name).validate(call.arguments)), None
+    except ToolError as e:
+        return named(call.arguments), str(e)
+
+# %% ../nbs/08b_pipeline.ipynb #7c599076
+@patch
+def _server_tool(self: RAGPipeline, trace: Trace, question: str) -> tuple:
+    "(tool passages, (status, text) when the call ends here) for the pipeline's own tools."
+    t0 = time.perf_counter()
+    call, err = _decide(self.router, question, self.tools)
+    if call is None:
+        return [], None
+    if err is not None:
+        _tool_step(trace, t0, call, "server", error=err)
+        return [], ("idk", f"I cannot look that up: {err}")
+    r = self.tools.run(call)  # a failure inside the tool is a result with ok=False, never an exception
+    _tool_step(trace, t0, call, "server", result=r)
+    if not r.ok:
+        return [], ("idk", f"The {call.name} lookup failed: {r.error}")
+    return [tool_passage(call, r.text())], None
+
+# %% ../nbs/08b_pipeline.ipynb #53ed32f2
+@patch
+def _client_call(self: RAGPipeline, trace: Trace, question: str, client: ClientTools) -> Optional[tuple]:
+    "(status, text) when the client's tools end the call here (a call handed back, or none possible), else None."
+    from llmops_nb.tools import default_router
+
+    t0 = time.perf_counter()
+    call, err = _decide(self.router or default_router(), question, client.tools, client.choice, self.generator)
+    if call is None and client.choice == "auto":
+        return None
+    if call is None or err is not None:
+        why = err or f"no call of {list(client.tools.names)} fits the question"
+        if call is not None:
+            _tool_step(trace, t0, call, "client", error=why)
+        return "idk", f"tool_choice {client.choice!r}: {why}"
+    _tool_step(trace, t0, call, "client")
+    return "answered", ""
+
+
+@patch
+def _tools_first(self: RAGPipeline, trace: Trace, question: str, client: Optional[ClientTools]) -> tuple:
+    "(tool passages, client-sent passages to scan, (status, text) when the call ends here) before retrieval."
+    from llmops_nb.tools import ToolResult
+
+    if client is not None and client.results:
+        t0, sent = time.perf_counter(), []
+        for r in client.results:
+            call = _client_result_call(r)
+            _tool_step(trace, t0, call, "client", ok=True)
+            sent.append(tool_passage(call, ToolResult(call, True, [str(r.get("content") or "")]).text()))
+        return [], sent, None
+    if client is not None and client.choice != "none" and (ended := self._client_call(trace, question, client)):
+        return [], [], ended
+    if self.tools is None:
+        return [], [], None
+    hits, ended = self._server_tool(trace, question)
+    return hits, [], ended
+
+
+def _client_result_call(r: dict):
+    "The ToolCall a client's tool result answers: its name, arguments (a dict or JSON text) and id."
+    from llmops_nb.tools import ToolCall
+
+    args = r.get("arguments") or {}
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError:
+            args = {"arguments": args}
+    return ToolCall(
+        str(r.get("name") or "tool"), args if isinstance(args, dict) else {"arguments": args}, r.get("id") or ""
+    )
+
+# %% ../nbs/08b_pipeline.ipynb #22e1f197
+@dataclass
+class ClientTools:
+    "Tools an API client declares (OpenAI `tools`), how one may be chosen, and the results of calls it ran."
+
+    tools: Any  # a llmops_nb.tools.ToolSet, e.g. ToolSet.from_openai(request["tools"]); None: results only
+    choice: Union[str, dict] = "auto"  # "auto", "required", "none", a tool's name or {"type": "function", ...}
+    results: list = field(default_factory=list)  # [{"id", "name", "arguments", "content"}] of calls the client ran
+
+    def __post_init__(self):
+        if isinstance(self.choice, dict):
+            self.choice = (self.choice.get("function") or {}).get("name")
+        if self.tools is None and self.choice != "none":
+            raise ValueError(f"tool_choice: {self.choice!r} without tools; declare the tools, or use 'none'")
+        if self.choice not in ("auto", "required", "none") and self.choice not in self.tools.names:
+            raise ValueError(
+                f"tool_choice: no tool named {self.choice!r} among the request's tools {list(self.tools.names)}"
+            )
+
+# %% ../nbs/08b_pipeline.ipynb #3cf78b68
+@patch
+def with_tools(self: RAGPipeline, tools, router=None) -> RAGPipeline:
+    "A copy of this pipeline that also runs `tools` (a ToolSet): the same store, generator, prompts and guards."
+    import copy
+
+    p = copy.copy(self)
+    p.tools, p.router = _tooling(tools, router)
+    p.lineage = {**self.lineage, "tools": getattr(tools, "digest", None)}
+    return p
 
 # %% ../nbs/08b_pipeline.ipynb #1f0b1ac9
 from .generate import GenerationCancelled
@@ -636,6 +820,7 @@ def answer_stream(
     deadline: Optional[float] = None,  # time.monotonic() seconds after which generation stops
     cancel=None,  # a threading.Event: set it (a client went away) to stop generating
     trace_id: Optional[str] = None,  # the trace's id (32 hex digits); None: a new one
+    client_tools=None,  # ClientTools of an API request (see `answer`)
 ) -> Iterator[dict]:
     """`answer` as events: first {type: mode, mode, reason, trace_id}, then {type: delta, text} pieces the output guard
     released, last {type: answer, answer}."""
@@ -644,7 +829,7 @@ def answer_stream(
         mode, why = "buffered", f"the generator ({type(self.generator).__name__}) cannot stream"
     yield {"type": "mode", "mode": mode, "reason": why, "trace_id": tid}
     if mode == "buffered":
-        a = self.answer(question, where, k, deadline=deadline, cancel=cancel, trace_id=tid)
+        a = self.answer(question, where, k, deadline=deadline, cancel=cancel, trace_id=tid, client_tools=client_tools)
         if a.trace is not None:
             a.trace.meta["stream"] = {"mode": mode, "reason": why}
         if a.text:
@@ -652,7 +837,7 @@ def answer_stream(
         yield {"type": "answer", "answer": a}
         return
     stop = {k_: v for k_, v in (("deadline", deadline), ("cancel", cancel)) if v is not None}
-    trace, t_start, vin, hits, a = self._begin(question, where, k, tid)
+    trace, t_start, vin, hits, a = self._begin(question, where, k, tid, client_tools)
     info = trace.meta["stream"] = {"mode": mode, "reason": why}
     if a is None:
         verdicts, strict = {"input": vin}, False
@@ -679,7 +864,7 @@ def answer_stream(
             info["shown_before_refusal"] = len(guard.emitted)
         if a.status != "answered":
             yield {"type": "delta", "text": ("\n\n" if guard.emitted else "") + a.text}
-    else:
+    elif a.text:  # a call handed back to the client has no text
         yield {"type": "delta", "text": a.text}
     yield {"type": "answer", "answer": a}
 
@@ -699,7 +884,7 @@ _PARTS = {
     "retrieval": dict,
     "price": (dict, type(None)),
 }
-_OPTIONAL = {"rerank": dict}  # parts a spec holds only when used, so specs without them keep their digests
+_OPTIONAL = {"rerank": dict, "tools": dict}  # parts a spec holds only when used: older specs keep their digests
 _RERANKERS = ("cross-encoder", "llm")
 
 
@@ -730,6 +915,8 @@ def check_spec(spec: Any, where: str = "spec") -> dict:
             )
     if "rerank" in spec:
         _check_rerank(spec["rerank"], where)
+    if "tools" in spec:
+        _check_tools(spec["tools"], where)
     if spec["schema"] != _SPEC_SCHEMA:
         raise SpecError(
             f"{where}: schema {spec['schema']} is not {_SPEC_SCHEMA}; this llmops-nb reads spec schema {_SPEC_SCHEMA}"
@@ -776,6 +963,58 @@ def _rerank_part(rerank: Optional[str], depth: int) -> Optional[dict]:
     if not (Path(folder) / "config.json").is_file():
         raise FileNotFoundError(f"rerank: {folder} is not a model folder (no config.json)")
     return {"kind": kind, "depth": depth, **_part(Path(folder), digest(Path(folder)))}
+
+# %% ../nbs/08b_pipeline.ipynb #eeef47c5
+def load_tools(source: Union[str, Path]):
+    "The ToolSet a release's `tools` names: 'orders' (the sample orders database, built here) or a SQLite file."
+    from llmops_nb.tools import order_tools, sample_orders_db
+
+    if str(source) == "orders":
+        return order_tools(sample_orders_db())
+    p = Path(source).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"tools {str(source)!r}: neither 'orders' nor a SQLite database file")
+    return order_tools(p)
+
+
+def _tools_part(tools: Union[str, Path, None]) -> Optional[dict]:
+    "The spec part of a release's tools, pinned by the toolset's digest (its tools' schemas); None: no part."
+    if tools is None:
+        return None
+    ts = load_tools(tools)
+    where = {"source": "orders"} if str(tools) == "orders" else {"source": "db", "path": str(Path(tools).resolve())}
+    return {**where, "digest": ts.digest, "names": list(ts.names)}
+
+
+def _check_tools(t: Any, where: str) -> None:
+    "SpecError unless `t` is a tools part: source 'orders', or 'db' with its path, and the toolset's digest."
+    if not isinstance(t, dict) or t.get("source") not in ("orders", "db") or not isinstance(t.get("digest"), str):
+        raise SpecError(f"{where}: tools must be a dict with source 'orders' or 'db' and a digest, got {t!r}")
+    if t["source"] == "db" and not t.get("path"):
+        raise SpecError(f"{where}: tools (db) lacks path")
+
+
+def _with_tools(pipe: RAGPipeline, part: Optional[dict]) -> RAGPipeline:
+    "`pipe` with the tools a spec's tools part names, checked against its digest (SpecError when they changed)."
+    if part:
+        ts = load_tools("orders" if part["source"] == "orders" else part["path"])
+        if ts.digest != part["digest"]:
+            raise SpecError(
+                f"release tools: {part.get('path') or part['source']} has digest {ts.digest[:12]}, the release pinned "
+                f"{part['digest'][:12]}; the tools' schemas changed since the release was made"
+            )
+        pipe = pipe.with_tools(ts)
+        pipe.lineage["tools"] = {k: v for k, v in part.items() if k != "names"}
+    return pipe
+
+
+def attach_tools(pipe: RAGPipeline, spec: dict, tools: Union[str, Path] = "orders") -> tuple:
+    """(pipeline, release spec) that run tools: `pipe` and `spec` when the release has its own, else copies with
+    `tools` attached (the orders suite measures a release this way without changing it)."""
+    if spec.get("tools"):
+        return pipe, spec
+    with_part = check_spec({**spec, "tools": _tools_part(tools)})
+    return _with_tools(pipe, with_part["tools"]), with_part
 
 # %% ../nbs/08b_pipeline.ipynb #a190da04
 def _gen_settings(max_new_tokens, temperature, top_p, top_k, seed) -> dict:
@@ -834,13 +1073,9 @@ def _policy_part(policy) -> dict:
 
 # %% ../nbs/08b_pipeline.ipynb #83db9847
 def release_spec(
-    model: Optional[
-        str
-    ] = None,  # base model: packaged name or folder; None: the adapter's base, else the base_model setting
+    model: Optional[str] = None,  # base model: packaged name or folder; None: the adapter's base, else base_model
     adapter: Union[str, Path, None] = None,  # LoRA adapter folder, train_sft run id, "latest" (newest, if any) or None
-    index: Union[
-        str, Path, None
-    ] = "latest",  # index folder, build_index run id, "latest" (newest, if any) or None: the sample corpus
+    index: Union[str, Path, None] = "latest",  # index folder, build_index run id, "latest" or None: the sample corpus
     prompt: str = "rag:production",  # prompt reference in the registry; pinned to the version it names now
     policy: Union[str, Path, dict] = "default",  # guard policy: packaged name, YAML file or dict; its content is pinned
     *,
@@ -855,6 +1090,7 @@ def release_spec(
     price: Optional[dict] = None,  # price table for trace costs, e.g. {"prompt": 0.1, "completion": 0.4} per 1M tokens
     rerank: Optional[str] = None,  # None, "cross-encoder:<folder>" (pinned by digest) or "llm" (the generator judges)
     rerank_depth: int = 20,  # candidates the re-ranker sees per question
+    tools: Union[str, Path, None] = None,  # "orders" (the sample orders tools), a SQLite file of that schema, or None
     settings: Optional[Settings] = None,
     registry=None,
 ) -> dict:  # registry: a PromptRegistry; None: the project's
@@ -890,8 +1126,9 @@ def release_spec(
         "retrieval": {"k": k, "mode": mode},
         "price": None if price is None else dict(price),
     }
-    if (rr := _rerank_part(rerank, rerank_depth)) is not None:
-        spec["rerank"] = rr  # no key without a re-ranker: older specs and their digests stay as they were
+    for key, part in (("rerank", _rerank_part(rerank, rerank_depth)), ("tools", _tools_part(tools))):
+        if part is not None:  # no key without a re-ranker or tools: older specs and their digests stay as they were
+            spec[key] = part
     return check_spec(spec)
 
 # %% ../nbs/08b_pipeline.ipynb #b4d311c3
@@ -915,6 +1152,7 @@ class PipelineSpec(JobConfig):
     price: Optional[dict] = None  # price table for trace costs, per 1M tokens
     rerank: Optional[str] = None  # None, "cross-encoder:<folder>" or "llm": re-rank the retrieved candidates
     rerank_depth: int = 20  # candidates the re-ranker sees per question
+    tools: Optional[str] = None  # "orders", a SQLite file of the orders schema, or None: no tools
 
     def check(self) -> None:
         self.require("k", self.k >= 1, ">= 1")
@@ -1029,7 +1267,7 @@ def build_pipeline(
         **spec["generation"],
     )
     pipe.spec, pipe.release = spec, d
-    return _with_reranker(pipe, spec.get("rerank"), gen)
+    return _with_tools(_with_reranker(pipe, spec.get("rerank"), gen), spec.get("tools"))
 
 # %% ../nbs/08b_pipeline.ipynb #b76fae49
 _PIPELINE_FIELDS = (
@@ -1049,7 +1287,7 @@ _PIPELINE_FIELDS = (
 
 def _pipeline_spec(cfg: JobConfig) -> PipelineSpec:
     "The `PipelineSpec` part of a job config (its fields named like `PipelineSpec`'s)."
-    return PipelineSpec(**{f: getattr(cfg, f) for f in _PIPELINE_FIELDS})
+    return PipelineSpec(**{f: getattr(cfg, f) for f in _PIPELINE_FIELDS}, tools=getattr(cfg, "tools", None))
 
 # %% ../nbs/08b_pipeline.ipynb #cd635a4e
 @dataclass
@@ -1078,12 +1316,16 @@ class EvalConfig(JobConfig):
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"  # retrieval mode
     rerank: Optional[str] = None  # re-ranker: None, "cross-encoder:<folder>" (pinned by digest) or "llm"
     rerank_depth: int = 20  # candidates the re-ranker sees per question
+    tools: Optional[str] = None  # the system's tools: "orders", a SQLite file of that schema, or None
+    tool_suite: Optional[str] = None  # a suite of tool questions ("orders": the packaged one) run with the tools
+    tool_limit: int = 0  # run the first N cases of tool_suite only; 0: all
     max_new_tokens: int = 96  # answer length limit
     seed: int = 0  # generation and bootstrap seed
     fail_on_gate: bool = False  # raise when the gate fails (the run is recorded as failed)
 
     def check(self) -> None:
         self.require("limit", self.limit >= 0, ">= 0")
+        self.require("tool_limit", self.tool_limit >= 0, ">= 0")
         self.require("k", self.k >= 1, ">= 1")
         self.require("rerank_depth", self.rerank is None or self.rerank_depth >= self.k, ">= k with a re-ranker")
         self.require("max_new_tokens", self.max_new_tokens >= 1, ">= 1")

@@ -36,8 +36,8 @@ from .telemetry import export_trace, span_ids
 
 # %% auto #0
 __all__ = ['ENDPOINT_KEY', 'hash_key', 'key_id', 'load_keys', 'KeyRing', 'RateLimiter', 'ContentPart', 'ChatMessage', 'Extension',
-           'ChatRequest', 'FeedbackRequest', 'APIError', 'completion', 'chunks', 'stream_chunks', 'Metrics',
-           'FailedAuth', 'Cancelled', 'create_app', 'default_pipeline', 'load_factory', 'make_app', 'serve',
+           'ChatRequest', 'FeedbackRequest', 'APIError', 'client_tools', 'completion', 'chunks', 'stream_chunks',
+           'Metrics', 'FailedAuth', 'Cancelled', 'create_app', 'default_pipeline', 'load_factory', 'make_app', 'serve',
            'lora_module', 'parse_canary', 'canary_bucket', 'ReleaseRouter']
 
 # %% ../nbs/11_serve.ipynb #f1a7230f
@@ -203,6 +203,8 @@ class ChatMessage(_Strict):
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[ContentPart], None] = None
+    tool_call_id: Optional[str] = Field(None, max_length=256)  # role "tool": the call whose result this is
+    tool_calls: Optional[list[dict]] = Field(None, max_length=32)  # role "assistant": the calls it asked for
 
 
 class Extension(BaseModel):
@@ -224,6 +226,8 @@ class ChatRequest(_Strict):
     temperature: Optional[float] = Field(None, ge=0, le=2, allow_inf_nan=False)  # honoured up to _TEMPERATURE_CAP
     user: Optional[str] = Field(None, max_length=256)
     llmops: Optional[Extension] = None  # this server's extension: {"where": {...}}
+    tools: Optional[list[dict]] = Field(None, max_length=128)  # OpenAI function tools the client can run
+    tool_choice: Union[str, dict, None] = None  # "none", "auto", "required" or {"type": "function", "function": {...}}
 
 
 class FeedbackRequest(BaseModel):
@@ -377,6 +381,97 @@ def _options_of(
     where = req.llmops.where if req.llmops is not None else None
     return {"where": None if where is None else _check_where(where), "generation": gen}
 
+# %% ../nbs/11_serve.ipynb #3f0619da
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _check_tools(tools: list) -> None:
+    """400 naming the field when the request's `tools` are not OpenAI function tools with valid JSON schemas (the
+    message names the field, never echoes what was sent)."""
+    from jsonschema import Draft202012Validator, SchemaError
+
+    for i, t in enumerate(tools):
+        f = t.get("function") if t.get("type") == "function" else None
+        if not isinstance(f, dict):
+            raise APIError(400, f'tools[{i}]: expected {{"type": "function", "function": {{"name", "parameters"}}}}')
+        if not isinstance(f.get("name"), str) or not _TOOL_NAME.fullmatch(f["name"]):
+            raise APIError(400, f"tools[{i}].function.name: 1 to 64 letters, digits, '_' or '-'")
+        params = f.get("parameters", {"type": "object", "properties": {}})
+        try:
+            if not isinstance(params, dict) or params.get("type", "object") != "object":
+                raise SchemaError("must be a JSON schema of type 'object'")
+            Draft202012Validator.check_schema(params)
+        except SchemaError as e:
+            raise APIError(400, f"tools[{i}].function.parameters: not a valid JSON schema ({e.message})") from None
+
+
+def _text(content) -> str:
+    "A message's content as text (text parts joined)."
+    if isinstance(content, list):
+        return "\n".join(p.text or "" for p in content if p.type == "text")
+    return content or ""
+
+
+def _tool_results(req: ChatRequest) -> list:
+    """The results the client sent for its tool calls after the last user message, each with the call it answers
+    (name and arguments from the assistant message that made it); 400 when one answers no call."""
+    last_user = max((i for i, m in enumerate(req.messages) if m.role == "user"), default=-1)
+    calls, out = {}, []
+    for i, m in enumerate(req.messages):
+        for c in (m.tool_calls or []) if m.role == "assistant" else []:
+            f = c.get("function") if isinstance(c, dict) else None
+            calls[c.get("id")] = (f or {}).get("name"), (f or {}).get("arguments")
+        if m.role == "tool" and i > last_user:
+            if m.tool_call_id not in calls:
+                raise APIError(400, f"messages[{i}].tool_call_id: answers no tool call of an earlier assistant message")
+            name, args = calls[m.tool_call_id]
+            out.append({"id": m.tool_call_id, "name": name, "arguments": args, "content": _text(m.content)[:20000]})
+    return out
+
+# %% ../nbs/11_serve.ipynb #d0a16964
+_CHOICES = ("none", "auto", "required")
+
+
+def client_tools(req: ChatRequest):
+    """The request's tools, tool_choice and tool results as a `ClientTools` for the pipeline (None when it has none);
+    400 naming the field that is wrong."""
+    from llmops_nb.pipeline import ClientTools
+
+    results, choice = _tool_results(req), req.tool_choice if req.tool_choice is not None else "auto"
+    named = (
+        isinstance(choice, dict)
+        and choice.get("type") == "function"
+        and isinstance((choice.get("function") or {}).get("name"), str)
+    )
+    if not (choice in _CHOICES if isinstance(choice, str) else named):
+        raise APIError(
+            400, 'tool_choice: "none", "auto", "required" or {"type": "function", "function": {"name": ...}}'
+        )
+    if not req.tools:
+        if choice not in ("none", "auto"):
+            raise APIError(400, "tool_choice: names or requires a tool, but the request has no tools")
+        return ClientTools(None, "none", results) if results else None
+    _check_tools(req.tools)
+    from llmops_nb.tools import ToolSet
+
+    try:
+        return ClientTools(ToolSet.from_openai(req.tools), choice, results)
+    except ValueError as e:  # a ToolError, or a tool_choice naming no tool of the list
+        raise APIError(400, str(e) if str(e).startswith("tool") else f"tools: {e}") from None
+
+# %% ../nbs/11_serve.ipynb #1e0b7d00
+def _client_calls(answer) -> list:
+    "The tool calls an answer hands to the client, in OpenAI's format; the server's own calls are not among them."
+    return [
+        {
+            "id": c["id"],
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)},
+        }
+        for c in getattr(answer, "tool_calls", None) or []
+        if c.get("side") == "client" and c.get("ok") is None and c.get("error") is None
+    ]
+
 # %% ../nbs/11_serve.ipynb #da61902c
 def _gens(answer) -> list:
     return [s.data for s in answer.trace.steps if s.name == "generate"] if answer.trace else []
@@ -393,6 +488,8 @@ def _finish_reason_of(answer) -> str:
     "`content_filter` when a guard refused or blocked, else the last generation's finish reason (default `stop`)."
     if answer.status in ("refused", "blocked"):
         return "content_filter"
+    if _client_calls(answer):
+        return "tool_calls"
     g = _gens(answer)
     return (g[-1].get("finish_reason") if g and answer.status == "answered" else None) or "stop"
 
@@ -417,9 +514,23 @@ def _extension_of(answer, trace_id: str) -> dict:
             {"n": c.n, "id": c.id, "title": c.title, "score": c.score, "text": c.text, **_cite_extra(c)}
             for c in answer.citations
         ],
+        **({"tool_calls": answer.tool_calls} if getattr(answer, "tool_calls", None) else {}),  # server's and client's
     }
 
 # %% ../nbs/11_serve.ipynb #45870f24
+def _message_of(answer) -> dict:
+    "The assistant message of an answer: its text, or the tool calls it hands to the client."
+    if calls := _client_calls(answer):
+        return {"role": "assistant", "content": None, "tool_calls": calls}
+    return {"role": "assistant", "content": answer.text}
+
+
+def _calls_delta(answer) -> dict:
+    "The streamed form of the answer's client tool calls (each with its index); {} when there are none."
+    calls = _client_calls(answer)
+    return {"tool_calls": [{"index": i, **c} for i, c in enumerate(calls)]} if calls else {}
+
+
 def completion(answer, trace_id: str, model: str) -> dict:
     "An OpenAI `chat.completion` body for a pipeline answer, with the `llmops` extension field."
     return {
@@ -430,7 +541,7 @@ def completion(answer, trace_id: str, model: str) -> dict:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer.text},
+                "message": _message_of(answer),
                 "logprobs": None,
                 "finish_reason": _finish_reason_of(answer),
             }
@@ -490,6 +601,8 @@ def chunks(answer, trace_id: str, model: str, include_usage: bool = False) -> It
     yield ev({"role": "assistant", "content": ""})
     for piece in _pieces(answer.text):
         yield ev({"content": piece})
+    if calls := _calls_delta(answer):
+        yield ev(calls)
     yield ev({}, _finish_reason_of(answer), llmops=_extension_of(answer, trace_id))
     if include_usage:
         yield _sse({**base, "choices": [], "usage": _usage_of(answer)})
@@ -530,7 +643,9 @@ class _ChunkWriter:
         return "".join(self._ev({"content": p}) for p in (_pieces(text) if self.mode == "buffered" else [text]))
 
     def end(self, a) -> str:
-        out = self._ev({}, _finish_reason_of(a), llmops={**_extension_of(a, self.tid), "mode": self.mode})
+        out = (self._ev(calls) if (calls := _calls_delta(a)) else "") + self._ev(
+            {}, _finish_reason_of(a), llmops={**_extension_of(a, self.tid), "mode": self.mode}
+        )
         return (
             out
             + (_sse({**self.base, "choices": [], "usage": _usage_of(a)}) if self.include_usage else "")
@@ -1131,9 +1246,11 @@ def _tenant_where(pipeline, tenant: str, where: Optional[dict]) -> Optional[dict
         raise APIError(422, f"llmops.where: {str(e)[:300]}") from None
 
 
-def _call(p, question: str, where: Optional[dict], cancel: threading.Event, emit: Optional[Callable]):
+def _call(p, question: str, where: Optional[dict], cancel: threading.Event, emit: Optional[Callable], client=None):
     "`p.answer`, or with `emit` `p.answer_stream`, each event but the last passed to `emit` -> the Answer."
     kw = {} if where is None else {"where": where}
+    if client is not None:
+        kw["client_tools"] = client  # the request's own tools (see `client_tools`)
     if emit is None:
         return p.answer(question, **kw)
     for ev in p.answer_stream(question, cancel=cancel, **kw):
@@ -1168,7 +1285,7 @@ def work(
     where = _tenant_where(p, tenant, opts.get("where"))
     gone = lambda: {"client_gone": True} if getattr(emit, "gone", False) else {}
     try:
-        a = _call(p, question, where, late, emit)
+        a = _call(p, question, where, late, emit, opts.get("client_tools"))
     except Exception as e:
         if getattr(e, "trace", None) is not None:  # a generator failure (or a cancelled call): keep what happened
             served.stamp(e.trace)
@@ -1484,6 +1601,10 @@ def _routes(app: FastAPI, s: _App) -> None:
         )
         if tp := request.headers.get("traceparent"):
             opts["traceparent"] = tp  # W3C trace context: the spans join the caller's trace
+        if (ct := client_tools(req)) is not None:
+            if not hasattr(served.pipeline, "with_tools"):
+                raise APIError(400, "tools: the served pipeline does not take tools (it is not a RAGPipeline)")
+            opts["client_tools"] = ct
         if req.stream and hasattr(served.pipeline, "answer_stream"):
             return await s.stream(q, kid, rid, served, opts, _tenant(request), model, usage)
         a, tid = await s.answer(q, kid, rid, served, opts, _tenant(request))

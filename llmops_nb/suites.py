@@ -108,6 +108,7 @@ def _case(row: Any, where: str) -> Case:
         for name in ("where", "meta"):
             if f.get(name) is not None and not isinstance(f[name], dict):
                 raise TypeError(f"field {name!r}: expected a mapping, got {type(f[name]).__name__}")
+        _check_tool_fields(f.get("meta") or {})
         return Case(
             str(cid),
             text,
@@ -121,6 +122,20 @@ def _case(row: Any, where: str) -> Case:
         )
     except TypeError as e:
         raise SuiteError(f"{where}: {e}") from None
+
+# %% ../nbs/09c_suites.ipynb #40132451
+def _check_tool_fields(meta: dict) -> None:
+    "TypeError naming the field when a case's expected_tool, expected_args or facts has the wrong type."
+    t = meta.get("expected_tool")
+    if t is not None and (not isinstance(t, str) or not t.strip()):
+        raise TypeError(f"field 'expected_tool': expected a tool name or null, got {t!r}")
+    a = meta.get("expected_args")
+    if a is not None and not isinstance(a, dict):
+        raise TypeError(f"field 'expected_args': expected a mapping of argument -> value, got {type(a).__name__}")
+    if a and "expected_tool" in meta and t is None:
+        raise TypeError("field 'expected_args': given, but expected_tool is null (no call expected)")
+    if "facts" in meta:
+        meta["facts"] = _strings(meta["facts"], "facts")
 
 # %% ../nbs/09c_suites.ipynb #717001fa
 @dataclass
@@ -293,6 +308,7 @@ GROUPS = {
     "retrieval": ["recall_at_k", "precision_at_k", "ndcg_at_k", "mrr", "hit"],
     "behaviour": ["refused", "blocked", "error", "correct_refusal"],
     "cost": ["latency_ms", "completion_tokens", "cost_usd"],
+    "tools": ["tool_choice_accuracy", "tool_args_accuracy", "answer_correctness"],
 }
 
 
@@ -310,6 +326,8 @@ def expand_metrics(names: Iterable[str]) -> list:
             if m.startswith("judge:"):
                 if not m[6:].strip():
                     raise ValueError("metric 'judge:' needs a rubric name, e.g. 'judge:correctness'")
+            elif m in GROUPS["tools"]:
+                pass  # scored here from the answers' tool calls (see _score_tools)
             elif m.startswith("hf:"):
                 raise ValueError(
                     f"metric {m!r}: Hugging Face metrics are corpus-level; compute them with "
@@ -333,6 +351,10 @@ def default_metrics(suite: Suite, retrieves: bool = False, price: Optional[dict]
         + ["refused", "blocked", "error"]
         + (["correct_refusal"] if any(c.answerable is not None for c in suite) else [])
     )
+    if any("expected_tool" in c.meta or "facts" in c.meta for c in suite):  # a suite of tool questions
+        names = names + [
+            m for m in GROUPS["tools"] if m != "answer_correctness" or any("facts" in c.meta for c in suite)
+        ]
     return names + ["latency_ms", "completion_tokens"] + (["cost_usd"] if price else [])
 
 # %% ../nbs/09c_suites.ipynb #4b557a48
@@ -352,6 +374,7 @@ class _Output:
     retrieved: Optional[list] = None  # document ids in rank order; None: nothing was retrieved
     contexts: Optional[list] = None  # texts of the retrieved passages
     trace_id: Optional[str] = None
+    tool_calls: Optional[list] = None  # the tool calls the system decided: {name, arguments, ok, error, ...}
 
 
 _IDK = re.compile(
@@ -390,6 +413,11 @@ def _from_trace(out: _Output, trace, store) -> None:
     "Fill retrieval, tokens and the trace id of `out` from a pipeline trace."
     out.trace_id = getattr(trace, "id", None)
     steps = getattr(trace, "steps", None) or []
+    out.tool_calls = [
+        {"name": s.data.get("tool"), **{k: s.data.get(k) for k in ("arguments", "ok", "error")}}
+        for s in steps
+        if s.name == "tool"
+    ]
     ret = next((s for s in steps if s.name == "retrieve"), None)
     if ret is not None:
         out.retrieved, out.contexts = _docs(list(ret.data.get("ids") or []), store)
@@ -412,6 +440,7 @@ def _normalize(result: Any, store=None) -> _Output:
             result.get("prompt_tokens"),
             result.get("completion_tokens"),
         )
+        out.tool_calls = result.get("tool_calls")
     elif isinstance(getattr(result, "text", None), str) and hasattr(result, "trace"):  # pipeline Answer
         out = _Output(result.text, str(getattr(result, "status", "answered")))
         if result.trace is not None:
@@ -645,6 +674,7 @@ def _score_behaviour(rows: list, cases: list, outs: list, names: list) -> None:
         if "correct_refusal" in names and c.answerable is not None:
             declined = o.status in ("refused", "idk", "blocked")
             r["correct_refusal"] = 0.0 if o.status == "error" else float(declined == (not c.answerable))
+    _score_tools(rows, cases, outs, names)  # which tool the system chose (see below)
 
 
 def _score_model(
@@ -696,6 +726,43 @@ def _score_model(
         if items:
             _set(rows, n, ok, [v.score for v in j.batch(items)])
     return info
+
+# %% ../nbs/09c_suites.ipynb #c34ea735
+def _calls_of(o) -> list:
+    "The tool calls of an output, each as {name, arguments, ok, error}."
+    return [{k: c.get(k) for k in ("name", "arguments", "ok", "error")} for c in (o.tool_calls or [])]
+
+
+def _norm_args(a: Optional[dict]) -> dict:
+    return {str(k): (v.strip().casefold() if isinstance(v, str) else v) for k, v in (a or {}).items()}
+
+
+def _tool_scores(c: Case, o) -> dict:
+    "tool_choice_accuracy, tool_args_accuracy and answer_correctness of one case (only those that apply)."
+    m, out = c.meta, {}
+    first = (o.tool_calls or [{}])[0]
+    if "expected_tool" in m:
+        out["tool_choice_accuracy"] = float(first.get("name") == m["expected_tool"])
+        if m["expected_tool"] is not None and m.get("expected_args"):
+            same = first.get("name") == m["expected_tool"] and _norm_args(first.get("arguments")) == _norm_args(
+                m["expected_args"]
+            )
+            out["tool_args_accuracy"] = float(same)
+    if m.get("facts"):
+        text = " ".join(strip_citations(o.text).casefold().split())
+        out["answer_correctness"] = sum(" ".join(f.casefold().split()) in text for f in m["facts"]) / len(m["facts"])
+    if o.status == "error":
+        out = {k: 0.0 for k in out}
+    return out
+
+
+def _score_tools(rows: list, cases: list, outs: list, names: list) -> None:
+    "The tool metric columns of the cases that carry expected_tool, expected_args or facts."
+    want = [n for n in names if n in GROUPS["tools"]]
+    for r, c, o in zip(rows, cases, outs):
+        for n, v in _tool_scores(c, o).items() if want else ():
+            if n in want:
+                r[n] = v
 
 # %% ../nbs/09c_suites.ipynb #0b05a70a
 def _aggregates(rows: list, names: list, n_resamples: int = 2000, alpha: float = 0.05, seed: Optional[int] = 0) -> dict:
@@ -908,6 +975,7 @@ def _rows(cases: list, outs: list, price: Optional[dict]) -> list:
                 "trace_id": o.trace_id,
                 "answerable": c.answerable,
                 "meta": dict(c.meta),
+                **({"tool_calls": _calls_of(o)} if "expected_tool" in c.meta or o.tool_calls else {}),
             }
         )
     return rows
@@ -1138,7 +1206,7 @@ def to_wandb_table(self: EvalResult):
 @patch
 def log_to(self: EvalResult, run, name: str = "eval") -> Path:
     """Log aggregates as `<name>/<metric>` to `run` (a llmops_nb.runs.Run), save the result in `run.dir/<name>`, and log
-    the W&B table."""
+    the per-case table to the run's tracker."""
     if not hasattr(run, "log") or not hasattr(run, "dir"):
         raise TypeError(f"log_to: run must be a llmops_nb.runs.Run, got {type(run).__name__}")
     figures = {f"{name}/{m}": a["mean"] for m, a in self.aggregates.items()}
@@ -1147,9 +1215,8 @@ def log_to(self: EvalResult, run, name: str = "eval") -> Path:
     d = self.save(Path(run.dir) / name)
     if hasattr(run, "add_output"):
         run.add_output(name, d)
-    wb = getattr(getattr(run, "tracker", None), "wb", None)
-    if getattr(getattr(run, "tracker", None), "kind", None) == "wandb" and wb is not None:
-        wb.log({f"{name}/cases": self.to_wandb_table()})
+    if hasattr(run, "log_table"):  # whatever the tracker: a wandb.Table, or an MLflow table artifact
+        run.log_table(f"{name}/cases", self.table)
     return d
 
 # %% ../nbs/09c_suites.ipynb #b4413942

@@ -273,10 +273,27 @@ def _gen_attrs(d: dict, info: dict) -> dict:
     }
 
 
+def _tool_attrs(d: dict) -> dict:
+    "A tool step's attributes (GenAI `execute_tool`): tool, call id and outcome; argument names, not values."
+    return {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": d.get("tool"),
+        "gen_ai.tool.call.id": d.get("id"),
+        "gen_ai.tool.type": "function",
+        "llmops.tool.side": d.get("side"),  # server: run here; client: handed to the API client
+        "llmops.tool.ok": d.get("ok"),
+        "llmops.tool.rows": d.get("rows"),
+        "llmops.tool.truncated": d.get("truncated"),
+        "llmops.tool.argument_names": sorted(d.get("arguments") or {}),
+    }
+
+
 def _step_attrs(name: str, d: dict, info: dict) -> dict:
     "Attributes of one step's span (never the question text: `retrieve`'s query stays out)."
     if name == "generate":
         return _gen_attrs(d, info)
+    if name == "tool":
+        return _tool_attrs(d)
     if name in ("input_guard", "output_guard"):
         return {"llmops.guard.action": d.get("action"), "llmops.guard.findings": list(d.get("findings") or [])[:20]}
     if name == "document_guard":
@@ -360,6 +377,11 @@ def _parent_context(ot, ids: dict):
     return ot.set_span_in_context(ot.NonRecordingSpan(sc))
 
 
+def _span_name(step: str, d: dict) -> str:
+    "A step's span name: `execute_tool <tool>` for a tool call (the GenAI convention), else the step's name."
+    return f"execute_tool {d.get('tool')}" if step == "tool" else step
+
+
 def _export_steps(tracer, ot, root, steps: list, info: dict, msgs: dict):
     "One child span of `root` per pipeline step; the last generation carries the messages."
     rctx = ot.set_span_in_context(root)
@@ -368,7 +390,7 @@ def _export_steps(tracer, ot, root, steps: list, info: dict, msgs: dict):
         name, d = _g(s, "name"), _g(s, "data") or {}
         gen = name == "generate"
         sp = tracer.start_span(
-            f"chat {d.get('model') or info.get('model') or ''}".strip() if gen else name,
+            f"chat {d.get('model') or info.get('model') or ''}".strip() if gen else _span_name(name, d),
             context=rctx,
             start_time=s0,
             kind=ot.SpanKind.CLIENT if gen else ot.SpanKind.INTERNAL,

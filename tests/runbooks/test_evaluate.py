@@ -30,7 +30,7 @@ def evaluate(env, tiny_model, *params):
 
 @pytest.fixture(scope="module")
 def first(env, tiny_model):
-    out = evaluate(env, tiny_model)
+    out = evaluate(env, tiny_model, ("tool_suite", "orders"), ("tool_limit", "6"))   # and the order questions, with tools
     assert out.returncode == 0, out.stderr[-3000:]
     return read_run(run_dir_of(out))
 
@@ -52,6 +52,18 @@ def test_evaluate_writes_result_report_gate_and_lineage(first):
     assert {"model", "suite", "prompt", "documents"} <= set(lin["inputs"]) and {"eval", "gate", "report"} <= set(lin["outputs"])
     assert lin["inputs"]["suite"]["digest"] == res.suite_digest
     assert res.meta["prompt"].startswith("rag@") and res.meta["policy"]
+
+
+def test_the_order_suite_runs_with_tools_beside_the_main_result(first):
+    tools = load_result(first.dir / "eval_tools")
+    assert len(tools.cases) == 6 and {"tool_choice_accuracy", "tool_args_accuracy"} <= set(tools.metrics)
+    assert [r["tool_calls"][0]["name"] if r["tool_calls"] else None for r in tools.cases] == \
+        ["order_status", "product_price", None, "order_status", "product_price", None]      # the router's choices on this suite
+    assert tools.aggregates["tool_choice_accuracy"]["mean"] == 1.0 and tools.meta["tools"]["source"] == "orders"
+    assert first.metrics["eval_tools/tool_choice_accuracy"] == 1.0 and first.lineage["inputs"]["tool_suite"]["digest"] == tools.suite_digest
+    release = read_json(first.dir / "release.json")
+    assert "tools" not in release["spec"] and tools.meta["release"] != release["version"]  # the release measured above is unchanged
+    assert not any(m.startswith("tool_") for m in load_result(first.dir).metrics)
 
 
 def test_a_second_run_compares_with_the_first_as_baseline(env, tiny_model, first):
@@ -83,6 +95,7 @@ def test_fail_on_gate_fails_the_run(env, tiny_model, tmp_path):
     ((("metrics", "token_f1,bogus_metric"),), "bogus_metric"),
     ((("baseline", "20990101-000000-000000"),), "not found"),
     ((("judge", "http://127.0.0.1:9/v1"),), "judge_model"),
+    ((("tool_suite", "/no/such/orders.yaml"),), "orders.yaml"),
 ])
 def test_bad_parameters_fail_before_any_model_work(env, tiny_model, params, message):
     out = evaluate(env, tiny_model, *params)
