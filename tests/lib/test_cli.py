@@ -152,11 +152,12 @@ def test_interrupted_run_is_closed_and_scrubbed(books, home, sig):
                          stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     runs = home / "runs" / "slow"
     deadline = time.time() + 120
-    while time.time() < deadline and not any(runs.glob("*/.executing.ipynb")): time.sleep(0.2)
-    assert any(runs.glob("*/.executing.ipynb")), "the run never started"
-    time.sleep(3)                                                  # inside the sleeping cell
+    started = lambda: any("tracker" in json.loads(f.read_text()) for f in runs.glob("*/lineage.json"))  # start_run ran
+    while time.time() < deadline and not (any(runs.glob("*/.executing.ipynb")) and started()): time.sleep(0.2)
+    assert any(runs.glob("*/.executing.ipynb")) and started(), "the run never reached its sleeping cell"
+    time.sleep(1)                                                  # inside the sleeping cell, however loaded the machine
     p.send_signal(getattr(signal, sig))
-    out, err = p.communicate(timeout=60)
+    out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
     (d,) = list(runs.iterdir())
     assert read_run(d).status == "interrupted" and not (d / ".executing.ipynb").exists()

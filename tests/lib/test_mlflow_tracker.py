@@ -167,7 +167,7 @@ def test_unreachable_or_missing_store_fails_clearly(home, monkeypatch):
 
 def test_missing_mlflow_says_how_to_install(home, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)                     # what `import mlflow` sees without the package
-    with pytest.raises(ImportError, match=r"pip install 'llmops-nb\[dev\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'llmops-nb\[mlflow\]'"):
         import_mlflow()
     with pytest.raises(ImportError, match="tracker 'mlflow' needs the mlflow package"):
         start_run("job", {}, settings=load_settings(tracker="mlflow"))
