@@ -55,9 +55,11 @@ check-export: setup
 test-nbs: setup
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
-# two pytest workers (pytest-xdist), one file per worker at a time: module fixtures (a started collector, a Ray) stay shared
+# two pytest workers (pytest-xdist), one file per worker at a time: module fixtures (a started collector, a Ray) stay shared;
+# then the tests marked serial (signals, many writer processes) alone
 test-py: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not serial" --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m serial --durations=5
 
 # The library's shape: ruff's rule set (pyproject.toml), the import layers (import-linter contracts in pyproject.toml: no
 # cycles, no upward imports) and scripts/code_health.py (no line over 120, no function over 60 lines, no private name

@@ -141,6 +141,7 @@ def test_doctor_command_json():
     assert checks["torch"]["status"] == "ok"
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_interrupted_run_is_closed_and_scrubbed(books, home, sig):
     "Ctrl-C, or a scheduler's SIGTERM, mid-run: exit 130, the record says 'interrupted', no unscrubbed partial notebook is left."
