@@ -149,8 +149,10 @@ def test_interrupted_run_is_closed_and_scrubbed(books, home, sig):
     make_runbook(books / "slow.ipynb", 'api_token = ""  # secret\n',
                  "from llmops_nb.core import resolve_secret\nfrom llmops_nb.runs import start_run\nrun = start_run('slow')\n"
                  "print('token', resolve_secret(api_token))\nimport time; time.sleep(120)")
+    # as from a terminal: a shell's background job (`make test &`, nohup) starts with SIGINT ignored, and so would llmops
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
     p = subprocess.Popen([LLMOPS, "run", "slow", "-p", "api_token", "sk-interruptedsecret0123456789"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                         stderr=subprocess.PIPE, text=True, env=os.environ.copy(), preexec_fn=default_sigint)
     runs = home / "runs" / "slow"
     deadline = time.time() + 120
     started = lambda: any("tracker" in json.loads(f.read_text()) for f in runs.glob("*/lineage.json"))  # start_run ran
